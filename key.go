@@ -1,0 +1,212 @@
+package kez
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	"filippo.io/edwards25519"
+	"github.com/nats-io/nkeys"
+)
+
+// KeyPrefix is the text prefix of a primary key: ed25519:<64 lowercase hex>.
+const KeyPrefix = "ed25519:"
+
+// PublicKey is an ed25519 public key that passed the entry checks of
+// [NewPublicKey]: canonical encoding, not of small order. The zero value is
+// not a valid key; use [PublicKey.IsZero] to detect it.
+type PublicKey struct {
+	k [ed25519.PublicKeySize]byte
+}
+
+// NewPublicKey checks raw and returns it as a PublicKey. It returns
+// [ErrInvalidKey] if raw is not 32 bytes, not the canonical encoding of a
+// curve point, or a point of small order. crypto/ed25519 accepts both of the
+// latter, so these checks stand where a key enters the system: a
+// non-canonical encoding gives one point two names (two "different" keys for
+// one identity), and a small-order key makes signatures that verify for many
+// messages.
+func NewPublicKey(raw []byte) (PublicKey, error) {
+	var k PublicKey
+	if len(raw) != ed25519.PublicKeySize {
+		return k, fmt.Errorf("%w: want %d bytes, got %d", ErrInvalidKey, ed25519.PublicKeySize, len(raw))
+	}
+	p, err := new(edwards25519.Point).SetBytes(raw)
+	if err != nil {
+		return k, fmt.Errorf("%w: not a curve point", ErrInvalidKey)
+	}
+	// SetBytes accepts y >= p; re-encoding yields the canonical form.
+	if subtle.ConstantTimeCompare(p.Bytes(), raw) != 1 {
+		return k, fmt.Errorf("%w: non-canonical encoding", ErrInvalidKey)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return k, fmt.Errorf("%w: small-order point", ErrInvalidKey)
+	}
+	copy(k.k[:], raw)
+	return k, nil
+}
+
+// ParsePublicKey parses the text form ed25519:<64 lowercase hex>. Errors wrap
+// [ErrInvalidKey] and never echo the input.
+func ParsePublicKey(s string) (PublicKey, error) {
+	h, ok := strings.CutPrefix(s, KeyPrefix)
+	if !ok {
+		return PublicKey{}, fmt.Errorf("%w: want %s<64 hex>", ErrInvalidKey, KeyPrefix)
+	}
+	return ParsePublicKeyHex(h)
+}
+
+// ParsePublicKeyHex parses the bare 64-character lowercase hex form used in
+// URLs, NATS subjects and KV keys.
+func ParsePublicKeyHex(h string) (PublicKey, error) {
+	if len(h) != 2*ed25519.PublicKeySize || strings.ToLower(h) != h {
+		return PublicKey{}, fmt.Errorf("%w: want 64 lowercase hex characters", ErrInvalidKey)
+	}
+	raw, err := hex.DecodeString(h)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("%w: want 64 lowercase hex characters", ErrInvalidKey)
+	}
+	return NewPublicKey(raw)
+}
+
+// ParseNKey parses a NATS user nkey (U...) into a PublicKey.
+func ParseNKey(nkey string) (PublicKey, error) {
+	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(nkey))
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("%w: not a user nkey", ErrInvalidKey)
+	}
+	return NewPublicKey(raw)
+}
+
+// String returns the text form ed25519:<hex>.
+func (k PublicKey) String() string { return KeyPrefix + k.Hex() }
+
+// Hex returns the 64-character lowercase hex form (no prefix).
+func (k PublicKey) Hex() string { return hex.EncodeToString(k.k[:]) }
+
+// Bytes returns a copy of the 32 raw bytes.
+func (k PublicKey) Bytes() []byte { return append([]byte(nil), k.k[:]...) }
+
+// IsZero reports whether k is the zero value.
+func (k PublicKey) IsZero() bool { return k.k == [32]byte{} }
+
+// Equal reports whether k and o are the same key, in constant time.
+func (k PublicKey) Equal(o PublicKey) bool { return subtle.ConstantTimeCompare(k.k[:], o.k[:]) == 1 }
+
+// NKey returns the key in NATS nkeys encoding (prefix U), the user's NATS
+// identity.
+func (k PublicKey) NKey() string {
+	s, err := nkeys.Encode(nkeys.PrefixByteUser, k.k[:])
+	if err != nil {
+		panic("kez: nkeys encode of 32 bytes failed: " + err.Error()) // cannot happen for 32 bytes
+	}
+	return string(s)
+}
+
+// Verify reports whether sig is k's ed25519 signature of msg.
+func (k PublicKey) Verify(msg, sig []byte) bool {
+	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.k[:], msg, sig)
+}
+
+// X25519 returns the Montgomery form of k, the X25519 public key that
+// encryption to this identity uses (RFC 7748 birational map).
+func (k PublicKey) X25519() []byte {
+	p, err := new(edwards25519.Point).SetBytes(k.k[:])
+	if err != nil {
+		panic("kez: validated key is not a point") // NewPublicKey checked it
+	}
+	return p.BytesMontgomery()
+}
+
+// MarshalText implements encoding.TextMarshaler with the ed25519:<hex> form.
+func (k PublicKey) MarshalText() ([]byte, error) {
+	if k.IsZero() {
+		return nil, fmt.Errorf("%w: zero key", ErrInvalidKey)
+	}
+	return []byte(k.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler; see [ParsePublicKey].
+func (k *PublicKey) UnmarshalText(b []byte) error {
+	p, err := ParsePublicKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = p
+	return nil
+}
+
+// PrivateKey is an ed25519 key pair held by a client. Its seed never appears
+// in a string form, a log or an error.
+type PrivateKey struct {
+	seed [ed25519.SeedSize]byte
+	priv ed25519.PrivateKey
+	pub  PublicKey
+}
+
+// NewPrivateKey derives the key pair from a 32-byte seed (the value a
+// 24-word paper backup encodes). It returns [ErrInvalidKey] if the seed has
+// the wrong length or, with negligible probability, yields a key the entry
+// checks refuse.
+func NewPrivateKey(seed []byte) (*PrivateKey, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: seed must be %d bytes", ErrInvalidKey, ed25519.SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub, err := NewPublicKey(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	k := &PrivateKey{priv: priv, pub: pub}
+	copy(k.seed[:], seed)
+	return k, nil
+}
+
+// GenerateKey makes a new key pair from rand (crypto/rand.Reader if nil).
+func GenerateKey(r io.Reader) (*PrivateKey, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := io.ReadFull(r, seed); err != nil {
+		return nil, fmt.Errorf("read random seed: %w", err)
+	}
+	return NewPrivateKey(seed)
+}
+
+// Public returns the public half.
+func (k *PrivateKey) Public() PublicKey { return k.pub }
+
+// Seed returns a copy of the 32-byte seed, for the paper backup and the key
+// store only.
+func (k *PrivateKey) Seed() []byte { return append([]byte(nil), k.seed[:]...) }
+
+// Sign signs msg. Callers pass a domain-separated message (a context string
+// followed by the bytes signed), never raw data.
+func (k *PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
+
+// NKeyPair returns the key as a NATS user key pair, for signing the
+// server's connect nonce.
+func (k *PrivateKey) NKeyPair() (nkeys.KeyPair, error) {
+	return nkeys.FromRawSeed(nkeys.PrefixByteUser, k.seed[:])
+}
+
+// X25519 returns the X25519 private scalar derived from the seed:
+// SHA-512(seed)[0:32], clamped. It is the scalar ed25519 itself uses, so
+// X25519(priv, basepoint) equals [PublicKey.X25519] of the public half.
+func (k *PrivateKey) X25519() []byte {
+	h := sha512.Sum512(k.seed[:])
+	s := h[:32]
+	s[0] &= 248
+	s[31] &= 127
+	s[31] |= 64
+	return append([]byte(nil), s...)
+}
+
+// String hides the key material.
+func (k *PrivateKey) String() string { return "kez.PrivateKey(" + k.pub.String() + ")" }
