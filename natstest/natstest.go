@@ -1,0 +1,130 @@
+// Package natstest runs the reference nats-server configuration
+// (deploy/nats.conf) embedded in tests, so that the callout, the
+// permissions and the streams are tested against the real broker and the
+// shipped config. It is imported by tests only: nats-server is never
+// compiled into kez binaries.
+package natstest
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"kez.lat/kez/callout"
+)
+
+// Server is an embedded nats-server loaded from deploy/nats.conf.
+type Server struct {
+	*server.Server
+	// Dir holds nats.conf, keys/ (seeds and kez-keys.conf) and the
+	// JetStream store.
+	Dir  string
+	tb   testing.TB
+	port int
+}
+
+// ConfigPath returns the path of the repository's deploy/nats.conf.
+func ConfigPath() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "deploy", "nats.conf")
+}
+
+// Start copies deploy/nats.conf into a temporary folder, generates keys
+// beside it, loads it with server.ProcessConfigFile (the binary's own
+// parser) and starts it on a random loopback port. Only listen addresses,
+// the store folder and logging are overridden.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	dir := tb.TempDir()
+	conf, err := os.ReadFile(ConfigPath())
+	if err != nil {
+		tb.Fatalf("read nats.conf: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
+		tb.Fatalf("generate keys: %v", err)
+	}
+	s := &Server{Dir: dir, tb: tb}
+	s.start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.tb.Helper()
+	opts, err := server.ProcessConfigFile(filepath.Join(s.Dir, "nats.conf"))
+	if err != nil {
+		s.tb.Fatalf("load nats.conf: %v", err)
+	}
+	opts.Host = "127.0.0.1"
+	opts.Port = server.RANDOM_PORT
+	if s.port != 0 {
+		opts.Port = s.port
+	}
+	opts.HTTPHost = "127.0.0.1"
+	opts.HTTPPort = 0
+	opts.StoreDir = filepath.Join(s.Dir, "jetstream")
+	opts.NoLog = true
+	opts.NoSigs = true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		s.tb.Fatalf("new nats-server: %v", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		s.tb.Fatal("nats-server not ready within 10s")
+	}
+	s.Server = ns
+	s.port = ns.Addr().(*net.TCPAddr).Port
+}
+
+// Stop shuts the server down and waits for it; safe to call twice.
+func (s *Server) Stop() {
+	if s.Server != nil && s.Server.Running() {
+		s.Server.Shutdown()
+		s.Server.WaitForShutdown()
+	}
+}
+
+// Restart stops the server and starts it again on the same port with the
+// same store, as a process restart would.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	s.start()
+}
+
+// KeyFile returns the path of the seed file of a deployment key, such as
+// callout.KeyChatServer.
+func (s *Server) KeyFile(name string) string {
+	return filepath.Join(s.Dir, "keys", name+".nk")
+}
+
+// KeysDir returns the folder holding the deployment keys.
+func (s *Server) KeysDir() string { return filepath.Join(s.Dir, "keys") }
+
+// Connect connects as the service user whose seed is the deployment key
+// name (callout.KeyChatServer, callout.KeyAdmin, ...) and closes the
+// connection at the end of the test.
+func (s *Server) Connect(name string, opts ...nats.Option) *nats.Conn {
+	s.tb.Helper()
+	opt, err := nats.NkeyOptionFromSeed(s.KeyFile(name))
+	if err != nil {
+		s.tb.Fatalf("nkey %s: %v", name, err)
+	}
+	nc, err := nats.Connect(s.ClientURL(), append([]nats.Option{opt, nats.Name("natstest-" + name)}, opts...)...)
+	if err != nil {
+		s.tb.Fatalf("connect as %s: %v", name, err)
+	}
+	s.tb.Cleanup(nc.Close)
+	return nc
+}

@@ -1,0 +1,7 @@
+// Package streams owns every JetStream name kez-chat uses — streams,
+// subjects, KV buckets and consumers — and the code that creates them
+// idempotently at start-up. It also holds the JetStream-backed stores the
+// feature packages use through their own small interfaces: the registry
+// log with its atomic first-come-first-served claims, the KV projection,
+// and the per-client rate limiter.
+package streams

@@ -1,0 +1,259 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+)
+
+// ErrProjectionConflict means the projection holds a different record for a
+// handle or key than the registry event being applied: the buckets were
+// written by something other than the projector.
+var ErrProjectionConflict = errors.New("projection conflict")
+
+// Projection is the KV projection of the registry: handles, the key index
+// and the applied pointer. The live projection has no suffix; a rebuild can
+// target buckets with a suffix, to compare before replacing.
+type Projection struct {
+	handles, keys, meta jetstream.KeyValue
+}
+
+func createProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
+	var p Projection
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+		desc string
+	}{
+		{&p.handles, HandlesBucket, "kez-chat: handle -> record, projected from " + RegistryStream},
+		{&p.keys, KeysBucket, "kez-chat: primary key hex -> handle, projected from " + RegistryStream},
+		{&p.meta, ProjectionBucket, "kez-chat: last registry sequence applied to the projection"},
+	} {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      b.name + suffix,
+			Description: b.desc,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create bucket %s: %w", b.name+suffix, err)
+		}
+		*b.kv = kv
+	}
+	return &p, nil
+}
+
+// OpenProjection binds the live projection buckets that Setup created.
+func OpenProjection(ctx context.Context, js jetstream.JetStream) (*Projection, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var p Projection
+	var err error
+	if p.handles, err = js.KeyValue(ctx, HandlesBucket); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", HandlesBucket, err)
+	}
+	if p.keys, err = js.KeyValue(ctx, KeysBucket); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", KeysBucket, err)
+	}
+	if p.meta, err = js.KeyValue(ctx, ProjectionBucket); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", ProjectionBucket, err)
+	}
+	return &p, nil
+}
+
+// ResetProjection deletes the projection buckets with the given suffix
+// ("" for the live ones) and creates them empty.
+func ResetProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	for _, b := range []string{HandlesBucket, KeysBucket, ProjectionBucket} {
+		if err := js.DeleteKeyValue(ctx, b+suffix); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("delete bucket %s: %w", b+suffix, err)
+		}
+	}
+	return createProjection(ctx, js, replicas, suffix)
+}
+
+// Apply writes the projection of one registration. It is idempotent, so an
+// event applied again after a crash, or by several replicas, has its effect
+// exactly once: each entry is created only if absent, and an existing entry
+// must be the same record.
+func (p *Projection) Apply(ctx context.Context, rec kez.HandleRecord) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	if err := createOrSame(ctx, p.handles, rec.Handle.Local(), val); err != nil {
+		return err
+	}
+	return createOrSame(ctx, p.keys, rec.Primary.Hex(), []byte(rec.Handle.Local()))
+}
+
+func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
+	_, err := kv.Create(ctx, key, val)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+	}
+	if !bytes.Equal(e.Value(), val) {
+		return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
+	}
+	return nil
+}
+
+// Applied returns the last registry sequence the projection has applied
+// (every event up to it is applied), 0 if none.
+func (p *Projection) Applied(ctx context.Context) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	seq, _, err := p.applied(ctx)
+	return seq, err
+}
+
+func (p *Projection) applied(ctx context.Context) (uint64, uint64, error) {
+	e, err := p.meta.Get(ctx, projectionPointer)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read applied pointer: %w", err)
+	}
+	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: applied pointer %q", ErrProjectionConflict, e.Value())
+	}
+	return seq, e.Revision(), nil
+}
+
+// SetApplied raises the applied pointer to seq; it never lowers it, so
+// replicas applying the same events race harmlessly.
+func (p *Projection) SetApplied(ctx context.Context, seq uint64) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	val := []byte(strconv.FormatUint(seq, 10))
+	for {
+		cur, rev, err := p.applied(ctx)
+		if err != nil {
+			return err
+		}
+		if cur >= seq {
+			return nil
+		}
+		if rev == 0 {
+			_, err = p.meta.Create(ctx, projectionPointer, val)
+		} else {
+			_, err = p.meta.Update(ctx, projectionPointer, val, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("advance applied pointer: %w", err)
+		}
+		// Another replica moved it meanwhile: read again.
+	}
+}
+
+// Get returns the record of a handle's local part, or kez.ErrNotFound.
+func (p *Projection) Get(ctx context.Context, local string) (kez.HandleRecord, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var rec kez.HandleRecord
+	e, err := p.handles.Get(ctx, local)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return rec, kez.ErrNotFound
+	}
+	if err != nil {
+		return rec, fmt.Errorf("get handle: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, fmt.Errorf("%w: record of %s: %v", ErrProjectionConflict, local, err)
+	}
+	return rec, nil
+}
+
+// GetByKey returns the record of the handle bound to key, or kez.ErrNotFound.
+func (p *Projection) GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	e, err := p.keys.Get(ctx, key.Hex())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}
+	if err != nil {
+		return kez.HandleRecord{}, fmt.Errorf("get key: %w", err)
+	}
+	return p.Get(ctx, string(e.Value()))
+}
+
+// Watch calls put for every record in the projection, then ready once, then
+// put for every record added later, until ctx ends or the watch fails.
+func (p *Projection) Watch(ctx context.Context, put func(kez.HandleRecord), ready func()) error {
+	w, err := p.handles.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", HandlesBucket, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch %s: closed", HandlesBucket)
+			}
+			if e == nil {
+				ready()
+				continue
+			}
+			var rec kez.HandleRecord
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				continue // not ours to serve; Apply never writes such a value
+			}
+			put(rec)
+		}
+	}
+}
+
+// Dump returns every entry of the three buckets as "bucket/key" -> value
+// (bucket names without suffix), for comparing two projections.
+func (p *Projection) Dump(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	for _, b := range []struct {
+		name string
+		kv   jetstream.KeyValue
+	}{{HandlesBucket, p.handles}, {KeysBucket, p.keys}, {ProjectionBucket, p.meta}} {
+		lister, err := b.kv.ListKeys(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", b.kv.Bucket(), err)
+		}
+		var keys []string
+		for k := range lister.Keys() {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			e, err := b.kv.Get(ctx, k)
+			if err != nil {
+				return nil, fmt.Errorf("get %s/%s: %w", b.kv.Bucket(), k, err)
+			}
+			out[b.name+"/"+k] = string(e.Value())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,217 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"kez.lat/kez"
+)
+
+// Registry is the KEZ_REGISTRY log: appends of registrations as atomic
+// claims, and an in-order reader of its events.
+type Registry struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// OpenRegistry binds the registry stream that Setup created.
+func OpenRegistry(ctx context.Context, js jetstream.JetStream) (*Registry, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := js.Stream(ctx, RegistryStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", RegistryStream, err)
+	}
+	return &Registry{js: js, stream: s}, nil
+}
+
+// Append stores a handle_registered event and returns its stream sequence.
+// The key claim, the skeleton claim and the event (on the handle's subject)
+// are one atomic batch, each published with
+// Nats-Expected-Last-Subject-Sequence: 0, so JetStream itself decides
+// first-come-first-served: all three subjects are claimed, or none.
+//
+// It returns kez.ErrHandleTaken, kez.ErrKeyTaken or kez.ErrHandleTooSimilar
+// when a claim is held by another registration. Appending the same event
+// again (a retry) returns the sequence it was stored at. kez.ErrUnavailable
+// means the outcome could not be learnt in time.
+func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err)
+	}
+	claim, _ := json.Marshal(struct {
+		Handle kez.Handle `json:"handle"`
+	}{ev.Handle})
+	for attempt := 0; ; attempt++ {
+		msgs := []*nats.Msg{
+			claimMsg(keyClaimSubject(ev.Primary.Hex()), claim),
+			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
+			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
+		}
+		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// A claim is held. Find which; an in-flight competitor on a
+			// cluster (10164) may not have stored yet, so look again.
+			seq, err := r.whoHolds(ctx, ev)
+			if err == nil || !errors.Is(err, errNoHolder) {
+				return seq, err
+			}
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstreamext.JSErrCodeAtomicPublishTooManyInflight ||
+			apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishTooManyInflight):
+			// The server bounds concurrent batches; wait and retry.
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+			// The outcome is unknown: the batch may have been stored.
+			if seq, err := r.whoHolds(context.WithoutCancel(ctx), ev); err == nil {
+				return seq, nil
+			} else if !errors.Is(err, errNoHolder) && ctx.Err() == nil {
+				return 0, err
+			}
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
+			}
+		default:
+			return 0, fmt.Errorf("append registration: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: registration not stored in time", kez.ErrUnavailable)
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := time.Duration(1<<min(attempt, 7)) * time.Millisecond
+	return d + time.Duration(time.Now().UnixNano()%int64(d))
+}
+
+func claimMsg(subject string, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject) // PublishMsgBatch needs a non-nil Header
+	m.Data = data
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	return m
+}
+
+var errNoHolder = errors.New("no claim holder")
+
+// whoHolds explains a failed claim by reading the claimed subjects from the
+// stream leader (the registry stream has no direct get, so these reads are
+// not served by lagging followers). Our own event on the handle subject
+// means an earlier attempt succeeded.
+func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
+	switch {
+	case err == nil:
+		var held kez.RegistryEvent
+		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) &&
+			string(held.RegistrationSig) == string(ev.RegistrationSig) {
+			return m.Sequence, nil
+		}
+		return 0, kez.ErrHandleTaken
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
+	}
+	for _, c := range []struct {
+		subject string
+		err     error
+	}{
+		{keyClaimSubject(ev.Primary.Hex()), kez.ErrKeyTaken},
+		{skeletonClaimSubject(ev.Handle.Skeleton()), kez.ErrHandleTooSimilar},
+	} {
+		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
+		if err == nil {
+			return 0, c.err
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
+		}
+	}
+	return 0, errNoHolder
+}
+
+// LastSeq returns the registry stream's last sequence.
+func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	info, err := r.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Event is one registry event read from the stream. Err is set, and Event
+// is not usable, when the stored bytes do not decode.
+type Event struct {
+	Seq     uint64
+	Pending uint64 // events after this one at the time it was delivered
+	Event   kez.RegistryEvent
+	Err     error
+}
+
+// Follow calls fn with every registry event after sequence after, in stream
+// order, and keeps following new ones until ctx ends (returning ctx.Err())
+// or fn returns an error (returned as is). It reads through an ordered
+// consumer, which restarts itself on gaps, so no event is skipped.
+func (r *Registry) Follow(ctx context.Context, after uint64, fn func(Event) error) error {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{registryEvents},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cctx, cancel := withTimeout(ctx)
+	cons, err := r.js.OrderedConsumer(cctx, RegistryStream, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("registry consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("registry consumer: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("registry consumer: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("registry message metadata: %w", err)
+		}
+		ev := Event{Seq: md.Sequence.Stream, Pending: md.NumPending}
+		if err := json.Unmarshal(m.Data(), &ev.Event); err != nil {
+			ev.Err = fmt.Errorf("%w: event %d: %v", kez.ErrInvalidRequest, ev.Seq, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrConfig is wrapped by Config.Validate errors.
+var ErrConfig = errors.New("invalid streams config")
+
+// Config sets what Setup creates.
+type Config struct {
+	// Replicas of every stream and bucket: 1 on a single server, 3 on a
+	// three-node cluster.
+	Replicas int
+	// RegisterLimit is how many registration attempts one client address
+	// may make per RegisterWindow, across all replicas.
+	RegisterLimit  int
+	RegisterWindow time.Duration
+}
+
+// DefaultConfig returns the single-server defaults.
+func DefaultConfig() Config {
+	return Config{Replicas: 1, RegisterLimit: 10, RegisterWindow: time.Hour}
+}
+
+// Validate reports whether c is usable; errors wrap ErrConfig.
+func (c Config) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas must be 1 to 5, got %d", ErrConfig, c.Replicas)
+	case c.RegisterLimit < 1:
+		return fmt.Errorf("%w: register limit must be at least 1", ErrConfig)
+	case c.RegisterWindow < time.Second:
+		return fmt.Errorf("%w: register window must be at least 1s", ErrConfig)
+	}
+	return nil
+}
+
+// defaultTimeout bounds calls whose ctx has no deadline.
+const defaultTimeout = 10 * time.Second
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+// Setup creates or updates every stream and bucket the home server uses.
+// It is idempotent: every replica calls it at start-up.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, registryStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("create stream %s: %w", RegistryStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        RateLimitStream,
+		Description: "kez-chat: one message per rate-limited request, kept for the window",
+		Subjects:    []string{RateLimitSubjects},
+		// Counters need not survive a broker restart; memory keeps the
+		// limiter off the fsync path.
+		Storage:              jetstream.MemoryStorage,
+		Replicas:             cfg.Replicas,
+		MaxAge:               cfg.RegisterWindow,
+		MaxMsgsPerSubject:    int64(cfg.RegisterLimit),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgSize:           64,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", RateLimitStream, err)
+	}
+	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+func registryStreamConfig(cfg Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        RegistryStream,
+		Description: "kez-chat handle registry: append-only events and first-come-first-served claims",
+		Subjects:    []string{RegistrySubjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		// Append-only: nothing acknowledged is ever removed.
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowAtomicPublish: true,
+		MaxMsgSize:         8 << 10,
+		Duplicates:         2 * time.Minute,
+	}
+}

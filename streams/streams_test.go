@@ -1,0 +1,137 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/streams"
+)
+
+func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
+	t.Helper()
+	s := natstest.Start(t)
+	js, err := jetstream.New(s.Connect(callout.KeyChatServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 2 { // idempotent
+		if err := streams.Setup(ctx, js, cfg); err != nil {
+			t.Fatalf("Setup: %v", err)
+		}
+	}
+	reg, err := streams.OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, reg
+}
+
+func event(t *testing.T, handle string) kez.RegistryEvent {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := kez.ParseHandle(handle, "kez.lat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kez.NewRegistrationRequest(k, h, time.Now())
+	return kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
+}
+
+func TestRegistryStreamIsAppendOnly(t *testing.T) {
+	js, _ := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	s, err := js.Stream(ctx, streams.RegistryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowAtomicPublish {
+		t.Fatalf("registry config deny_delete=%v deny_purge=%v allow_atomic=%v", cfg.DenyDelete, cfg.DenyPurge, cfg.AllowAtomicPublish)
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Fatal("purge of the registry succeeded")
+	}
+}
+
+func TestAppendClaimsAllOrNothing(t *testing.T) {
+	js, reg := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	alice := event(t, "alice")
+	seq, err := reg.Append(ctx, alice)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if seq != 3 {
+		t.Errorf("event seq = %d, want 3 (key claim, skeleton claim, event)", seq)
+	}
+	again, err := reg.Append(ctx, alice)
+	if err != nil || again != seq {
+		t.Errorf("retry of the same event = %d, %v; want %d, nil", again, err, seq)
+	}
+
+	other := event(t, "alice")
+	if _, err := reg.Append(ctx, other); !errors.Is(err, kez.ErrHandleTaken) {
+		t.Errorf("same handle, other key: %v, want ErrHandleTaken", err)
+	}
+	sameKey := event(t, "bob")
+	sameKey.Primary = alice.Primary
+	if _, err := reg.Append(ctx, sameKey); !errors.Is(err, kez.ErrKeyTaken) {
+		t.Errorf("same key: %v, want ErrKeyTaken", err)
+	}
+	lookalike := event(t, "a1ice")
+	if _, err := reg.Append(ctx, lookalike); !errors.Is(err, kez.ErrHandleTooSimilar) {
+		t.Errorf("look-alike: %v, want ErrHandleTooSimilar", err)
+	}
+	// Nothing of the refused batches was stored.
+	s, _ := js.Stream(ctx, streams.RegistryStream)
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 3 {
+		t.Errorf("registry holds %d messages, want 3", info.State.Msgs)
+	}
+}
+
+func TestRateLimiterHoldsAcrossClients(t *testing.T) {
+	cfg := streams.DefaultConfig()
+	cfg.RegisterLimit = 3
+	js, _ := setup(t, cfg)
+	ctx := context.Background()
+	// Two limiters stand for two replicas.
+	a, b := streams.NewRateLimiter(js), streams.NewRateLimiter(js)
+	ip := netip.MustParseAddr("192.0.2.7")
+	for i, l := range []*streams.RateLimiter{a, b, a} {
+		if err := l.Allow(ctx, streams.RateLimitRegister, ip); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if err := b.Allow(ctx, streams.RateLimitRegister, ip); !errors.Is(err, kez.ErrRateLimited) {
+		t.Fatalf("4th request: %v, want ErrRateLimited", err)
+	}
+	if err := b.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr("192.0.2.8")); err != nil {
+		t.Fatalf("other client: %v", err)
+	}
+	// IPv6 is limited per /64.
+	v6 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}
+	for _, s := range v6 {
+		if err := a.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr("2001:db8::ffff")); !errors.Is(err, kez.ErrRateLimited) {
+		t.Fatalf("same /64: %v, want ErrRateLimited", err)
+	}
+}
