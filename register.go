@@ -143,3 +143,13 @@ func decodeStrict(body []byte, v any) error {
 	}
 	return nil
 }
+
+// RegistryEntry is a registry event as read from the log: its stream
+// sequence, how many events followed it when it was read, and the event.
+// Err is set, and Event unusable, when the stored bytes did not decode.
+type RegistryEntry struct {
+	Seq     uint64
+	Pending uint64
+	Event   RegistryEvent
+	Err     error
+}

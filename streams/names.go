@@ -1,5 +1,7 @@
 package streams
 
+import "kez.lat/kez"
+
 // Stream, subject and bucket names. Nothing outside this package spells
 // them.
 const (
@@ -35,3 +37,9 @@ func keyClaimSubject(hex string) string          { return "kez.registry.key." + 
 func skeletonClaimSubject(skel string) string    { return "kez.registry.skeleton." + skel }
 func eventSubject(local string) string           { return "kez.registry.event." + local }
 func rateLimitSubject(kind, token string) string { return "kez.ratelimit." + kind + "." + token }
+
+// InboxStream holds every user's inbox (kez.inbox.<hex>).
+const InboxStream = "KEZ_INBOX"
+
+// InboxSubject returns the inbox subject of key: kez.inbox.<hex>.
+func InboxSubject(key kez.PublicKey) string { return "kez.inbox." + key.Hex() }

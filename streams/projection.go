@@ -69,16 +69,26 @@ func OpenProjection(ctx context.Context, js jetstream.JetStream) (*Projection, e
 	return &p, nil
 }
 
-// ResetProjection deletes the projection buckets with the given suffix
-// ("" for the live ones) and creates them empty.
-func ResetProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
+// DeleteProjection deletes the projection buckets with the given suffix.
+func DeleteProjection(ctx context.Context, js jetstream.JetStream, suffix string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	for _, b := range []string{HandlesBucket, KeysBucket, ProjectionBucket} {
 		if err := js.DeleteKeyValue(ctx, b+suffix); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("delete bucket %s: %w", b+suffix, err)
+			return fmt.Errorf("delete bucket %s: %w", b+suffix, err)
 		}
 	}
+	return nil
+}
+
+// ResetProjection deletes the projection buckets with the given suffix
+// ("" for the live ones) and creates them empty.
+func ResetProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
+	if err := DeleteProjection(ctx, js, suffix); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
 	return createProjection(ctx, js, replicas, suffix)
 }
 

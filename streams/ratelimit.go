@@ -19,22 +19,26 @@ import (
 // than the limit per subject (discard new per subject). The count lives
 // in JetStream, so the limit holds across every replica.
 type RateLimiter struct {
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	kind string
 }
 
-// NewRateLimiter returns a limiter on the stream Setup created.
-func NewRateLimiter(js jetstream.JetStream) *RateLimiter { return &RateLimiter{js: js} }
+// NewRateLimiter returns a limiter of one kind of request (such as
+// RateLimitRegister) on the stream Setup created.
+func NewRateLimiter(js jetstream.JetStream, kind string) *RateLimiter {
+	return &RateLimiter{js: js, kind: kind}
+}
 
 // RateLimitRegister is the kind of limit on registration attempts.
 const RateLimitRegister = "register"
 
-// Allow records one request of the given kind from addr and returns
+// Allow records one request from addr and returns
 // kez.ErrRateLimited if addr is over its limit. IPv6 clients are limited
 // per /64, the block one subscriber usually holds.
-func (l *RateLimiter) Allow(ctx context.Context, kind string, addr netip.Addr) error {
+func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := l.js.Publish(ctx, rateLimitSubject(kind, clientToken(addr)), nil)
+	_, err := l.js.Publish(ctx, rateLimitSubject(l.kind, clientToken(addr)), nil)
 	if err == nil {
 		return nil
 	}

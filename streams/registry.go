@@ -159,20 +159,11 @@ func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// Event is one registry event read from the stream. Err is set, and Event
-// is not usable, when the stored bytes do not decode.
-type Event struct {
-	Seq     uint64
-	Pending uint64 // events after this one at the time it was delivered
-	Event   kez.RegistryEvent
-	Err     error
-}
-
 // Follow calls fn with every registry event after sequence after, in stream
 // order, and keeps following new ones until ctx ends (returning ctx.Err())
 // or fn returns an error (returned as is). It reads through an ordered
 // consumer, which restarts itself on gaps, so no event is skipped.
-func (r *Registry) Follow(ctx context.Context, after uint64, fn func(Event) error) error {
+func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error {
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{registryEvents},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -206,7 +197,7 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(Event) erro
 		if err != nil {
 			return fmt.Errorf("registry message metadata: %w", err)
 		}
-		ev := Event{Seq: md.Sequence.Stream, Pending: md.NumPending}
+		ev := kez.RegistryEntry{Seq: md.Sequence.Stream, Pending: md.NumPending}
 		if err := json.Unmarshal(m.Data(), &ev.Event); err != nil {
 			ev.Err = fmt.Errorf("%w: event %d: %v", kez.ErrInvalidRequest, ev.Seq, err)
 		}

@@ -111,27 +111,27 @@ func TestRateLimiterHoldsAcrossClients(t *testing.T) {
 	js, _ := setup(t, cfg)
 	ctx := context.Background()
 	// Two limiters stand for two replicas.
-	a, b := streams.NewRateLimiter(js), streams.NewRateLimiter(js)
+	a, b := streams.NewRateLimiter(js, streams.RateLimitRegister), streams.NewRateLimiter(js, streams.RateLimitRegister)
 	ip := netip.MustParseAddr("192.0.2.7")
 	for i, l := range []*streams.RateLimiter{a, b, a} {
-		if err := l.Allow(ctx, streams.RateLimitRegister, ip); err != nil {
+		if err := l.Allow(ctx, ip); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	if err := b.Allow(ctx, streams.RateLimitRegister, ip); !errors.Is(err, kez.ErrRateLimited) {
+	if err := b.Allow(ctx, ip); !errors.Is(err, kez.ErrRateLimited) {
 		t.Fatalf("4th request: %v, want ErrRateLimited", err)
 	}
-	if err := b.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr("192.0.2.8")); err != nil {
+	if err := b.Allow(ctx, netip.MustParseAddr("192.0.2.8")); err != nil {
 		t.Fatalf("other client: %v", err)
 	}
 	// IPv6 is limited per /64.
 	v6 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}
 	for _, s := range v6 {
-		if err := a.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr(s)); err != nil {
+		if err := a.Allow(ctx, netip.MustParseAddr(s)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.Allow(ctx, streams.RateLimitRegister, netip.MustParseAddr("2001:db8::ffff")); !errors.Is(err, kez.ErrRateLimited) {
+	if err := a.Allow(ctx, netip.MustParseAddr("2001:db8::ffff")); !errors.Is(err, kez.ErrRateLimited) {
 		t.Fatalf("same /64: %v, want ErrRateLimited", err)
 	}
 }

@@ -1,0 +1,240 @@
+// Package chatserver wires kez-chat-server together: the NATS connection,
+// the streams, the registry with its projector, the HTTP API and
+// WebFinger. cmd/kez-chat-server parses flags into a Config and calls
+// Start; tests start it in-process on 127.0.0.1:0.
+package chatserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"kez.lat/kez"
+	"kez.lat/kez/registry"
+	"kez.lat/kez/streams"
+	"kez.lat/kez/webfinger"
+)
+
+// ErrConfig is wrapped by Config.Validate errors.
+var ErrConfig = errors.New("invalid configuration")
+
+// Config is the whole configuration of one replica.
+type Config struct {
+	NATSURL      string // broker the service connects to
+	NATSNKeyFile string // seed of the service user (account KEZ)
+	HTTPAddr     string // listen address of the HTTP API
+	Domain       string // home domain
+	PublicURL    string // public base URL of this server (https://kez.lat)
+	SigchainURL  string // public base URL of kez-sig-server
+	PublicNATS   string // NATS URL handed to clients
+	ReservedFile string // optional file of extra reserved local parts
+	TrustProxy   bool   // client address from X-Forwarded-For
+	Streams      streams.Config
+	Freshness    time.Duration
+}
+
+// DefaultConfig returns the defaults of a single-server deployment.
+func DefaultConfig() Config {
+	return Config{
+		NATSURL:     "nats://127.0.0.1:4222",
+		HTTPAddr:    ":8080",
+		Domain:      kez.DefaultDomain,
+		PublicURL:   "https://" + kez.DefaultDomain,
+		SigchainURL: "http://127.0.0.1:7878",
+		PublicNATS:  "nats://127.0.0.1:4222",
+		Streams:     streams.DefaultConfig(),
+		Freshness:   kez.DefaultFreshness,
+	}
+}
+
+// Validate reports whether c is complete; errors wrap ErrConfig.
+func (c Config) Validate() error {
+	if err := kez.ValidateDomain(c.Domain); err != nil {
+		return fmt.Errorf("%w: domain: %v", ErrConfig, err)
+	}
+	for name, v := range map[string]string{"nats url": c.NATSURL, "http addr": c.HTTPAddr, "public url": c.PublicURL, "sigchain url": c.SigchainURL, "public nats url": c.PublicNATS} {
+		if v == "" {
+			return fmt.Errorf("%w: %s is empty", ErrConfig, name)
+		}
+	}
+	if err := c.Streams.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return nil
+}
+
+// Connect connects to NATS as a service user (seed file, if set), with
+// unlimited reconnects logged to logger.
+func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats error", "err", err) }),
+	}
+	if nkeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(nkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey seed %s: %w", nkeyFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// Server is a running kez-chat-server replica.
+type Server struct {
+	Registry *registry.Service
+	nc       *nats.Conn
+	http     *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	logger   *slog.Logger
+}
+
+// Start connects, creates the streams, starts the projector, the cache and
+// the HTTP API, and returns once the HTTP listener is bound.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reserved := kez.NewReserved(kez.DefaultReserved...)
+	if cfg.ReservedFile != "" {
+		f, err := os.Open(cfg.ReservedFile)
+		if err != nil {
+			return nil, fmt.Errorf("reserved file: %w", err)
+		}
+		err = reserved.ReadReserved(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reserved file %s: %w", cfg.ReservedFile, err)
+		}
+	}
+	nc, err := Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-chat-server", logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{nc: nc, logger: logger}
+	if err := s.start(ctx, cfg, reserved); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) error {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return err
+	}
+	if err := streams.Setup(ctx, js, cfg.Streams); err != nil {
+		return err
+	}
+	log, err := streams.OpenRegistry(ctx, js)
+	if err != nil {
+		return err
+	}
+	proj, err := streams.OpenProjection(ctx, js)
+	if err != nil {
+		return err
+	}
+	s.Registry, err = registry.New(registry.Config{
+		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
+	}, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	publicURL := strings.TrimRight(cfg.PublicURL, "/")
+	sigchainURL := func(k kez.PublicKey) string { return registry.SigchainURL(cfg.SigchainURL, k) }
+	handler := s.Registry.Handler(registry.HTTPConfig{
+		SigchainURL:   cfg.SigchainURL,
+		NATSURL:       cfg.PublicNATS,
+		Inbox:         streams.InboxSubject,
+		TrustProxy:    cfg.TrustProxy,
+		NATSConnected: s.nc.IsConnected,
+		Extra: map[string]http.Handler{
+			"GET /.well-known/webfinger": webfinger.Handler{
+				Domain:      cfg.Domain,
+				Lookup:      s.Registry.Lookup,
+				RecordURL:   func(h kez.Handle) string { return publicURL + "/v1/u/" + h.Local() },
+				SigchainURL: sigchainURL,
+				Logger:      s.logger,
+			},
+		},
+	}, reg)
+
+	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Go(func() { s.Registry.Run(runCtx) })
+	s.wg.Go(func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server", "err", err)
+		}
+	})
+	s.logger.Info("kez-chat-server started", "http", s.ln.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
+	return nil
+}
+
+// Addr returns the HTTP listen address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns http://<listen address>.
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Close shuts down gracefully: in-flight HTTP requests finish (within
+// ctx), then the projector stops and the NATS connection drains.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.cancel()
+	s.wg.Wait()
+	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		err = errors.Join(err, derr)
+	}
+	for s.nc.IsDraining() {
+		select {
+		case <-ctx.Done():
+			s.nc.Close()
+			return errors.Join(err, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return err
+}

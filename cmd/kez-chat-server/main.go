@@ -1,0 +1,207 @@
+// Command kez-chat-server is the kez-chat home server: the handle registry,
+// its HTTP API and WebFinger, all state in JetStream.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/streams"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kez-chat-server: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// natsFlags are the broker connection flags every command shares.
+type natsFlags struct {
+	NATSURL      string `name:"nats-url" env:"NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS server the service connects to."`
+	NATSNKeyFile string `name:"nats-nkey-file" env:"NATS_NKEY_FILE" type:"path" help:"Seed file of the service's NATS user (account KEZ), e.g. keys/chat-server.nk."`
+}
+
+type logFlags struct {
+	LogFormat string `env:"LOG_FORMAT" enum:"json,text" default:"json" help:"Log format: json or text."`
+	LogLevel  string `env:"LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Minimum log level."`
+}
+
+func (l logFlags) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(l.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if l.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+type serveCmd struct {
+	natsFlags
+	logFlags
+	HTTPAddr       string        `name:"http-addr" env:"HTTP_ADDR" default:":8080" help:"Listen address of the HTTP API."`
+	Domain         string        `env:"DOMAIN" default:"kez.lat" help:"Home domain: handles are <name>@<domain>."`
+	PublicURL      string        `name:"public-url" env:"PUBLIC_URL" help:"Public base URL of this server (default https://<domain>)."`
+	SigchainURL    string        `name:"sigchain-url" env:"SIGCHAIN_URL" default:"http://127.0.0.1:7878" help:"Public base URL of kez-sig-server, linked from every handle record."`
+	PublicNATSURL  string        `name:"public-nats-url" env:"PUBLIC_NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS URL handed to clients in handle records."`
+	Replicas       int           `env:"REPLICAS" default:"1" help:"Replicas of every stream and bucket (1 on one server, 3 on a 3-node cluster)."`
+	ReservedFile   string        `name:"reserved-file" env:"RESERVED_FILE" type:"path" help:"File of extra reserved handles, one per line (# comments)."`
+	RegisterLimit  int           `name:"register-limit" env:"REGISTER_LIMIT" default:"10" help:"Registration attempts allowed per client address per window, across all replicas."`
+	RegisterWindow time.Duration `name:"register-window" env:"REGISTER_WINDOW" default:"1h" help:"Window of the registration rate limit."`
+	TrustProxy     bool          `name:"trust-proxy" env:"TRUST_PROXY" help:"Take the client address from X-Forwarded-For (only behind a reverse proxy that sets it)."`
+	Freshness      time.Duration `env:"REGISTER_FRESHNESS" default:"5m" help:"How far a registration's signed timestamp may be from the server clock."`
+}
+
+func (c *serveCmd) Run(ctx context.Context, e *env) error {
+	logger := c.logger(e.stderr)
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL, cfg.NATSNKeyFile = c.NATSURL, c.NATSNKeyFile
+	cfg.HTTPAddr, cfg.Domain = c.HTTPAddr, strings.ToLower(c.Domain)
+	cfg.PublicURL = c.PublicURL
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "https://" + cfg.Domain
+	}
+	cfg.SigchainURL, cfg.PublicNATS = c.SigchainURL, c.PublicNATSURL
+	cfg.ReservedFile, cfg.TrustProxy, cfg.Freshness = c.ReservedFile, c.TrustProxy, c.Freshness
+	cfg.Streams = streams.Config{Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow}
+	srv, err := chatserver.Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return srv.Close(sctx)
+}
+
+type rebuildCmd struct {
+	natsFlags
+	logFlags
+	Replicas int  `env:"REPLICAS" default:"1" help:"Replicas of the rebuilt buckets."`
+	Check    bool `help:"Rebuild into scratch buckets and compare them with the live projection instead of replacing it."`
+}
+
+func (c *rebuildCmd) Run(ctx context.Context, e *env) error {
+	logger := c.logger(e.stderr)
+	nc, err := chatserver.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server rebuild", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	res, err := chatserver.Rebuild(ctx, js, c.Replicas, c.Check, logger)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(e.stdout).Encode(res)
+}
+
+type keysCmd struct {
+	Dir string `default:"keys" type:"path" help:"Folder for the seeds (<name>.nk, mode 0600) and kez-keys.conf."`
+}
+
+func (c *keysCmd) Run(e *env) error {
+	stdout := e.stdout
+	conf, err := callout.EnsureKeys(c.Dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# %s/%s (included by deploy/nats.conf); existing seeds were kept.\n", c.Dir, callout.KeysConfFile)
+	_, err = stdout.Write(conf)
+	return err
+}
+
+type healthcheckCmd struct {
+	URL string `default:"http://127.0.0.1:8080/v1/healthz" env:"HEALTHCHECK_URL" help:"Health endpoint to query."`
+}
+
+func (c *healthcheckCmd) Run(ctx context.Context) error {
+	return healthcheck(ctx, c.URL)
+}
+
+func healthcheck(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("unhealthy: %s %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+type cli struct {
+	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the home server (the default command)."`
+	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
+	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c cli
+	exit := errors.New("exit")
+	parser, err := kong.New(&c,
+		kong.Name("kez-chat-server"),
+		kong.Description("kez-chat home server: handle registry, HTTP API and WebFinger on JetStream."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(int) { panic(exit) }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		return err
+	}
+	kctx, err := parseArgs(parser, args, exit)
+	if err != nil || kctx == nil {
+		return err
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	return kctx.Run(&env{stdout: stdout, stderr: stderr})
+}
+
+// parseArgs parses args, turning kong's exit after --help into a nil
+// context (nothing to run).
+func parseArgs(p *kong.Kong, args []string, exit error) (kctx *kong.Context, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != exit {
+				panic(r)
+			}
+			kctx, err = nil, nil
+		}
+	}()
+	return p.Parse(args)
+}
+
+// env is what commands print to.
+type env struct{ stdout, stderr io.Writer }

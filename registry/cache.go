@@ -1,0 +1,65 @@
+package registry
+
+import (
+	"sync"
+
+	"kez.lat/kez"
+)
+
+// Cache is a replica's in-memory copy of the projection: handle -> record
+// and key -> handle. It is filled by a watch on the projection and by the
+// replica's own projector, so look-ups (and auth callouts) never wait on a
+// KV round trip.
+type Cache struct {
+	mu     sync.RWMutex
+	byName map[string]kez.HandleRecord
+	byKey  map[kez.PublicKey]string
+	ready  bool
+}
+
+func newCache() *Cache {
+	return &Cache{byName: map[string]kez.HandleRecord{}, byKey: map[kez.PublicKey]string{}}
+}
+
+func (c *Cache) put(rec kez.HandleRecord) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byName[rec.Handle.Local()] = rec
+	c.byKey[rec.Primary] = rec.Handle.Local()
+}
+
+func (c *Cache) setReady() {
+	c.mu.Lock()
+	c.ready = true
+	c.mu.Unlock()
+}
+
+// Ready reports whether the cache has loaded the whole projection once.
+func (c *Cache) Ready() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.ready
+}
+
+// Lookup returns the record of a local part.
+func (c *Cache) Lookup(local string) (kez.HandleRecord, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rec, ok := c.byName[local]
+	return rec, ok
+}
+
+// LookupKey returns the record of the handle bound to key.
+func (c *Cache) LookupKey(key kez.PublicKey) (kez.HandleRecord, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rec, ok := c.byName[c.byKey[key]]
+	return rec, ok
+}
+
+// Len returns the number of handles cached.
+func (c *Cache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byName)
+}

@@ -1,0 +1,200 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"kez.lat/kez"
+	"kez.lat/kez/web"
+)
+
+// MaxBodySize bounds request bodies; a registration is a few hundred bytes.
+const MaxBodySize = 4 << 10
+
+// HTTPConfig is what the HTTP API needs beyond the registry itself.
+type HTTPConfig struct {
+	// SigchainURL is the public base URL of the sig-server
+	// (https://sig.kez.lat); records link to SigchainURL/v1/sigchains/ed25519/<hex>.
+	SigchainURL string
+	// NATSURL is the public URL clients connect to (nats://nats.kez.lat:4222).
+	NATSURL string
+	// Inbox returns a key's inbox subject.
+	Inbox func(kez.PublicKey) string
+	// TrustProxy takes the client address from X-Forwarded-For (set it
+	// only behind a reverse proxy that sets that header).
+	TrustProxy bool
+	// Extra routes mounted on the same mux (WebFinger), pattern -> handler.
+	Extra map[string]http.Handler
+	// NATSConnected reports whether the broker connection is up.
+	NATSConnected func() bool
+}
+
+// Record is the public JSON form of a handle record.
+type Record struct {
+	Handle          string     `json:"handle"`
+	Primary         string     `json:"primary"`
+	SigchainURL     string     `json:"sigchain_url"`
+	NATS            RecordNATS `json:"nats"`
+	RegisteredAt    int64      `json:"registered_at"`
+	RegistrationSig []byte     `json:"registration_sig"`
+}
+
+// RecordNATS tells a client where the user's inbox is.
+type RecordNATS struct {
+	URL   string `json:"url"`
+	Inbox string `json:"inbox"`
+}
+
+// SigchainURL returns the URL of key's sigchain under base.
+func SigchainURL(base string, key kez.PublicKey) string {
+	return strings.TrimRight(base, "/") + "/v1/sigchains/ed25519/" + key.Hex()
+}
+
+type server struct {
+	svc    *Service
+	cfg    HTTPConfig
+	errs   web.Errors
+	logger *slog.Logger
+	regs   *prometheus.CounterVec
+}
+
+// Handler returns the home server's HTTP API, with its metrics on reg and
+// served at /metrics.
+func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler {
+	srv := &server{
+		svc: s, cfg: cfg, logger: s.logger,
+		errs: web.Errors{Table: web.RootErrors, Logger: s.logger},
+		regs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_registrations_total", Help: "Registration attempts by result code.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(srv.regs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kez_registry_applied_sequence", Help: "Last registry sequence this replica projected.",
+		}, func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.applied) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kez_registry_cached_handles", Help: "Handles in this replica's look-up cache.",
+		}, func() float64 { return float64(s.cache.Len()) }),
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/healthz", srv.handleHealthz)
+	mux.HandleFunc("GET /v1/u/{handle}", srv.handleUser)
+	mux.HandleFunc("GET /v1/k/{primary}", srv.handleKey)
+	mux.HandleFunc("POST /v1/register", srv.handleRegister)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for pattern, h := range cfg.Extra {
+		mux.Handle(pattern, h)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "no such route", Code: "not_found"})
+	})
+	return web.NewMetrics(reg).Wrap(mux)
+}
+
+func (srv *server) record(rec kez.HandleRecord) Record {
+	return Record{
+		Handle:          rec.Handle.String(),
+		Primary:         rec.Primary.String(),
+		SigchainURL:     SigchainURL(srv.cfg.SigchainURL, rec.Primary),
+		NATS:            RecordNATS{URL: srv.cfg.NATSURL, Inbox: srv.cfg.Inbox(rec.Primary)},
+		RegisteredAt:    rec.RegisteredAt,
+		RegistrationSig: rec.RegistrationSig,
+	}
+}
+
+func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	type body struct {
+		Status     string  `json:"status"`
+		NATS       bool    `json:"nats_connected"`
+		Projection *Health `json:"projection,omitempty"`
+		Error      string  `json:"error,omitempty"`
+	}
+	b := body{Status: "ok", NATS: srv.cfg.NATSConnected == nil || srv.cfg.NATSConnected()}
+	h, err := srv.svc.Health(ctx)
+	if err != nil {
+		b.Error = "registry log unreachable"
+	} else {
+		b.Projection = &h
+	}
+	status := http.StatusOK
+	if !b.NATS || err != nil || !h.CaughtUp {
+		b.Status, status = "unavailable", http.StatusServiceUnavailable
+	}
+	web.WriteJSON(w, status, b)
+}
+
+func (srv *server) handleUser(w http.ResponseWriter, r *http.Request) {
+	h, err := kez.ParseHandle(r.PathValue("handle"), srv.svc.Domain())
+	if err != nil {
+		srv.errs.Write(w, r, err)
+		return
+	}
+	rec, err := srv.svc.Lookup(r.Context(), h)
+	if err != nil {
+		srv.errs.Write(w, r, err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, srv.record(rec))
+}
+
+func (srv *server) handleKey(w http.ResponseWriter, r *http.Request) {
+	key, err := kez.ParsePublicKey(r.PathValue("primary"))
+	if err != nil {
+		// Accept the bare hex form too.
+		if key, err = kez.ParsePublicKeyHex(r.PathValue("primary")); err != nil {
+			srv.errs.Write(w, r, err)
+			return
+		}
+	}
+	rec, err := srv.svc.LookupKey(r.Context(), key)
+	if err != nil {
+		srv.errs.Write(w, r, err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, srv.record(rec))
+}
+
+func (srv *server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	rec, err := srv.register(w, r)
+	if err != nil {
+		srv.regs.WithLabelValues(errorCode(err)).Inc()
+		srv.errs.Write(w, r, err)
+		return
+	}
+	srv.regs.WithLabelValues("created").Inc()
+	srv.logger.Info("registered", "handle", rec.Handle.String(), "primary", rec.Primary.String(), "seq", rec.Seq)
+	w.Header().Set("Location", "/v1/u/"+rec.Handle.Local())
+	web.WriteJSON(w, http.StatusCreated, srv.record(rec))
+}
+
+func (srv *server) register(w http.ResponseWriter, r *http.Request) (kez.HandleRecord, error) {
+	body, err := web.ReadBody(w, r, MaxBodySize)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	req, err := kez.ParseRegistrationRequest(body)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	return srv.svc.Register(ctx, req, web.ClientAddr(r, srv.cfg.TrustProxy))
+}
+
+func errorCode(err error) string {
+	for _, m := range web.RootErrors {
+		if errors.Is(err, m.Err) {
+			return m.Code
+		}
+	}
+	return "internal"
+}

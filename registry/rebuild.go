@@ -1,0 +1,40 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"kez.lat/kez"
+)
+
+var errRebuilt = errors.New("rebuilt")
+
+// Rebuild replays the whole log into proj, which should be empty, and
+// returns the number of events applied. It stops at the log's last
+// sequence as of the start; events appended meanwhile are left to the
+// projectors. Replaying the same log always yields the same projection.
+func Rebuild(ctx context.Context, log Log, proj Projection, logger *slog.Logger) (int, error) {
+	last, err := log.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return 0, err
+	}
+	n := 0
+	err = log.Follow(ctx, 0, func(e kez.RegistryEntry) error {
+		rec, err := applyEntry(ctx, proj, logger, e)
+		if err != nil {
+			return err
+		}
+		if !rec.Handle.IsZero() {
+			n++
+		}
+		if e.Seq >= last || e.Pending == 0 {
+			return errRebuilt
+		}
+		return nil
+	})
+	if errors.Is(err, errRebuilt) {
+		err = nil
+	}
+	return n, err
+}

@@ -1,0 +1,300 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"kez.lat/kez"
+)
+
+// Log is the append-only registry log.
+type Log interface {
+	// Append stores the event with its first-come-first-served claims and
+	// returns its sequence; see streams.Registry.Append.
+	Append(ctx context.Context, ev kez.RegistryEvent) (uint64, error)
+	// Follow calls fn with every entry after sequence after, in order,
+	// until ctx ends or fn fails.
+	Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error
+	// LastSeq returns the log's last sequence.
+	LastSeq(ctx context.Context) (uint64, error)
+}
+
+// Projection is the shared, persistent projection of the log.
+type Projection interface {
+	Apply(ctx context.Context, rec kez.HandleRecord) error
+	Applied(ctx context.Context) (uint64, error)
+	SetApplied(ctx context.Context, seq uint64) error
+	Get(ctx context.Context, local string) (kez.HandleRecord, error)
+	GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error)
+	Watch(ctx context.Context, put func(kez.HandleRecord), ready func()) error
+}
+
+// Limiter limits registration attempts per client address.
+type Limiter interface {
+	Allow(ctx context.Context, addr netip.Addr) error
+}
+
+// Config is the registry's configuration.
+type Config struct {
+	// Domain is the home domain; only its handles are registered and served.
+	Domain string
+	// Freshness is how far a registration timestamp may be from Now.
+	Freshness time.Duration
+	// Reserved local parts answer kez.ErrReservedHandle.
+	Reserved kez.Reserved
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Service is one replica's registry.
+type Service struct {
+	cfg     Config
+	log     Log
+	proj    Projection
+	limiter Limiter
+	logger  *slog.Logger
+	cache   *Cache
+
+	mu      sync.Mutex
+	applied uint64        // last sequence this replica's projector applied
+	advance chan struct{} // closed and replaced when applied moves
+	caught  bool          // projector reached the end of the log once
+}
+
+// New returns a registry service; call Run to start its projector and
+// cache.
+func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Logger) (*Service, error) {
+	if err := kez.ValidateDomain(cfg.Domain); err != nil {
+		return nil, fmt.Errorf("registry domain: %w", err)
+	}
+	if cfg.Freshness <= 0 {
+		cfg.Freshness = kez.DefaultFreshness
+	}
+	if cfg.Reserved == nil {
+		cfg.Reserved = kez.NewReserved(kez.DefaultReserved...)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		cfg: cfg, log: log, proj: proj, limiter: limiter,
+		logger:  logger.With("component", "registry"),
+		cache:   newCache(),
+		advance: make(chan struct{}),
+	}, nil
+}
+
+// Cache returns the replica's in-memory view of the projection.
+func (s *Service) Cache() *Cache { return s.cache }
+
+// Domain returns the home domain.
+func (s *Service) Domain() string { return s.cfg.Domain }
+
+// Register verifies req, claims its handle, key and skeleton, and returns
+// the record once this replica has projected it (read-your-writes: a
+// look-up after the answer finds it). client is the caller's address for
+// the rate limit.
+//
+// Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
+// kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
+// kez.ErrHandleTaken, kez.ErrKeyTaken, kez.ErrHandleTooSimilar or
+// kez.ErrUnavailable.
+func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, client netip.Addr) (kez.HandleRecord, error) {
+	if err := s.limiter.Allow(ctx, client); err != nil {
+		return kez.HandleRecord{}, err
+	}
+	h, err := req.Verify(s.cfg.Domain, s.cfg.Now(), s.cfg.Freshness)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	if s.cfg.Reserved.Contains(h) {
+		return kez.HandleRecord{}, fmt.Errorf("%w: %s", kez.ErrReservedHandle, h.Local())
+	}
+	ev := kez.RegistryEvent{
+		Type:            kez.EventHandleRegistered,
+		Handle:          h,
+		Primary:         req.Primary,
+		RegisteredAt:    req.Timestamp,
+		RegistrationSig: req.RegistrationSig,
+	}
+	seq, err := s.log.Append(ctx, ev)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	rec := ev.Record(seq)
+	if err := s.waitApplied(ctx, seq); err != nil {
+		// Stored and durable, but not yet projected here: still a success,
+		// and the projection will catch up.
+		s.logger.Warn("registration stored but not yet projected", "handle", h.String(), "seq", seq, "err", err)
+	}
+	return rec, nil
+}
+
+// Lookup returns the record of h, served from the cache, or from the
+// projection when the cache has not seen it yet. It returns kez.ErrNotFound
+// for unknown handles and handles of other domains.
+func (s *Service) Lookup(ctx context.Context, h kez.Handle) (kez.HandleRecord, error) {
+	if h.Domain() != s.cfg.Domain {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}
+	if rec, ok := s.cache.Lookup(h.Local()); ok {
+		return rec, nil
+	}
+	return s.proj.Get(ctx, h.Local())
+}
+
+// LookupKey returns the record of the handle bound to key, or kez.ErrNotFound.
+func (s *Service) LookupKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
+	if rec, ok := s.cache.LookupKey(key); ok {
+		return rec, nil
+	}
+	return s.proj.GetByKey(ctx, key)
+}
+
+// Health describes how current this replica's projection is.
+type Health struct {
+	Applied    uint64 `json:"applied"`     // last sequence projected by this replica
+	LastSeq    uint64 `json:"last_seq"`    // last sequence of the log
+	Lag        uint64 `json:"lag"`         // events not yet projected here
+	CacheReady bool   `json:"cache_ready"` // the look-up cache holds the whole projection
+	CaughtUp   bool   `json:"caught_up"`   // Lag is 0 and the cache is ready
+}
+
+// Health reports the projection lag of this replica.
+func (s *Service) Health(ctx context.Context) (Health, error) {
+	last, err := s.log.LastSeq(ctx)
+	if err != nil {
+		return Health{}, err
+	}
+	s.mu.Lock()
+	h := Health{Applied: s.applied, LastSeq: last, CacheReady: s.cache.Ready()}
+	caught := s.caught
+	s.mu.Unlock()
+	if last > h.Applied {
+		h.Lag = last - h.Applied
+	}
+	h.CaughtUp = caught && h.Lag == 0 && h.CacheReady
+	return h, nil
+}
+
+// Run keeps the projector and the cache watch running until ctx ends,
+// restarting either after a failure (a broker outage, a leader change).
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.forever(ctx, "projector", s.project) })
+	wg.Go(func() {
+		s.forever(ctx, "cache watch", func(ctx context.Context) error {
+			return s.proj.Watch(ctx, s.cache.put, s.cache.setReady)
+		})
+	})
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (s *Service) forever(ctx context.Context, what string, fn func(context.Context) error) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := min(time.Duration(attempt+1)*250*time.Millisecond, 5*time.Second)
+		s.logger.Error(what+" stopped; restarting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// project applies the log from the shared applied pointer on. Every step is
+// idempotent (see streams.Projection.Apply), so an event applied by a
+// replica that died before moving the pointer is applied again with no
+// second effect, and replicas projecting side by side agree.
+func (s *Service) project(ctx context.Context) error {
+	from, err := s.proj.Applied(ctx)
+	if err != nil {
+		return err
+	}
+	last, err := s.log.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	s.setApplied(from, from >= last)
+	return s.log.Follow(ctx, from, func(e kez.RegistryEntry) error {
+		if err := s.applyEntry(ctx, e); err != nil {
+			return err
+		}
+		s.setApplied(e.Seq, e.Pending == 0)
+		return nil
+	})
+}
+
+func (s *Service) applyEntry(ctx context.Context, e kez.RegistryEntry) error {
+	rec, err := applyEntry(ctx, s.proj, s.logger, e)
+	if err == nil && !rec.Handle.IsZero() {
+		s.cache.put(rec)
+	}
+	return err
+}
+
+// applyEntry projects one log entry into proj and moves its applied
+// pointer, returning the record it projected (zero for a skipped entry).
+func applyEntry(ctx context.Context, proj Projection, logger *slog.Logger, e kez.RegistryEntry) (kez.HandleRecord, error) {
+	err := e.Err
+	if err == nil {
+		err = e.Event.Validate()
+	}
+	var rec kez.HandleRecord
+	if err == nil {
+		rec = e.Event.Record(e.Seq)
+		if err := proj.Apply(ctx, rec); err != nil {
+			return rec, fmt.Errorf("apply event %d: %w", e.Seq, err)
+		}
+	} else {
+		// Only our own services can write the log, so this is a bug or
+		// tampering: loud, but it must not stall every later registration.
+		logger.Error("skipping invalid registry event", "seq", e.Seq, "err", err)
+	}
+	return rec, proj.SetApplied(ctx, e.Seq)
+}
+
+func (s *Service) setApplied(seq uint64, caughtUp bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if caughtUp {
+		s.caught = true
+	}
+	if seq > s.applied {
+		s.applied = seq
+		close(s.advance)
+		s.advance = make(chan struct{})
+	}
+}
+
+// waitApplied blocks until this replica has projected seq.
+func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
+	for {
+		s.mu.Lock()
+		done, ch := s.applied >= seq, s.advance
+		s.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// IsConflict reports whether err is one of the "already registered"
+// answers.
+func IsConflict(err error) bool {
+	return errors.Is(err, kez.ErrHandleTaken) || errors.Is(err, kez.ErrKeyTaken) || errors.Is(err, kez.ErrHandleTooSimilar)
+}

@@ -1,0 +1,182 @@
+// Package web holds the HTTP plumbing the kez servers share: JSON answers,
+// the one error boundary that maps domain errors to a status and a code,
+// size-limited bodies, client addresses and request metrics.
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+)
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	WriteJSONType(w, status, "application/json", v)
+}
+
+// WriteJSONType answers v as JSON with status and content type ctype.
+func WriteJSONType(w http.ResponseWriter, status int, ctype string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"error":"internal error","code":"internal"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// Mapping maps a sentinel error to an HTTP status and a stable code.
+type Mapping struct {
+	Err    error
+	Status int
+	Code   string
+}
+
+// RootErrors maps the kez sentinel errors; servers append their own.
+var RootErrors = []Mapping{
+	{kez.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{kez.ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
+	{kez.ErrInvalidHandle, http.StatusBadRequest, "invalid_handle"},
+	{kez.ErrInvalidKey, http.StatusBadRequest, "invalid_key"},
+	{kez.ErrWrongDomain, http.StatusBadRequest, "wrong_domain"},
+	{kez.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
+	{kez.ErrBadSignature, http.StatusUnauthorized, "bad_signature"},
+	{kez.ErrStaleTimestamp, http.StatusUnauthorized, "stale_timestamp"},
+	{kez.ErrReservedHandle, http.StatusForbidden, "reserved"},
+	{kez.ErrHandleTaken, http.StatusConflict, "handle_taken"},
+	{kez.ErrKeyTaken, http.StatusConflict, "key_taken"},
+	{kez.ErrHandleTooSimilar, http.StatusConflict, "too_similar"},
+	{kez.ErrNotFound, http.StatusNotFound, "not_found"},
+	{kez.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// Errors is the error boundary of one server: handlers call Write with any
+// error; a mapped one is answered with its status, code and message, any
+// other is logged and answered "internal error", never with its text.
+type Errors struct {
+	Table  []Mapping
+	Logger *slog.Logger
+}
+
+// Write answers err.
+func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
+	for _, m := range e.Table {
+		if errors.Is(err, m.Err) {
+			if m.Status == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "60")
+			}
+			WriteJSON(w, m.Status, ErrorBody{Error: err.Error(), Code: m.Code})
+			return
+		}
+	}
+	e.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	WriteJSON(w, http.StatusInternalServerError, ErrorBody{Error: "internal error", Code: "internal"})
+}
+
+// ReadBody reads the request body, refusing more than limit bytes with
+// kez.ErrTooLarge.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: body over %d bytes", kez.ErrTooLarge, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read body: %v", kez.ErrInvalidRequest, err)
+	}
+	return b, nil
+}
+
+// ClientAddr returns the address of the client: the TCP peer, or, when
+// trustProxy is set (the server sits behind a reverse proxy that appends
+// to X-Forwarded-For), the last address of that header.
+func ClientAddr(r *http.Request, trustProxy bool) netip.Addr {
+	if trustProxy {
+		xff := r.Header.Values("X-Forwarded-For")
+		if len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
+				return a
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a
+}
+
+// Metrics instruments handlers with request counts and durations per route
+// pattern, registered on the server's own registry.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the HTTP metrics of a server on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_http_requests_total", Help: "HTTP requests by route pattern and status.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kez_http_request_duration_seconds", Help: "HTTP request duration by route pattern.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Wrap instruments mux: every request is counted under the pattern that
+// matched it (or "unmatched").
+func (m *Metrics) Wrap(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		_, pattern := mux.Handler(r)
+		mux.ServeHTTP(sw, r)
+		if pattern == "" {
+			pattern = "unmatched"
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		m.requests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Inc()
+		m.duration.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+	})
+}
