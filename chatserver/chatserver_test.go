@@ -1,0 +1,473 @@
+package chatserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/registry"
+	"kez.lat/kez/streams"
+)
+
+const domain = "kez.test"
+
+func testConfig(ns *natstest.Server) chatserver.Config {
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = domain
+	cfg.PublicURL = "https://" + domain
+	cfg.SigchainURL = "https://sig." + domain
+	cfg.PublicNATS = "nats://nats." + domain + ":4222"
+	cfg.Streams.RegisterLimit = 1000
+	return cfg
+}
+
+func startServer(t testing.TB, cfg chatserver.Config) *chatserver.Server {
+	t.Helper()
+	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	waitHealthy(t, srv.URL())
+	return srv
+}
+
+func waitHealthy(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/v1/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %s not healthy within 10s (last: %v)", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newKey(t testing.TB) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func regBody(t testing.TB, key *kez.PrivateKey, handle string) []byte {
+	t.Helper()
+	h, err := kez.ParseHandle(handle, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(kez.NewRegistrationRequest(key, h, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) code(t testing.TB) string {
+	t.Helper()
+	var e struct{ Error, Code string }
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", a.body, err)
+	}
+	if e.Error == "" {
+		t.Fatalf("error body %q has no message", a.body)
+	}
+	return e.Code
+}
+
+func do(t testing.TB, method, url string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+func register(t testing.TB, base string, body []byte) answer {
+	t.Helper()
+	return do(t, http.MethodPost, base+"/v1/register", body)
+}
+
+func TestRegisterAndLookUp(t *testing.T) {
+	ns := natstest.Start(t)
+	srv := startServer(t, testConfig(ns))
+	alice := newKey(t)
+
+	a := register(t, srv.URL(), regBody(t, alice, "Alice"))
+	if a.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	var rec registry.Record
+	if err := json.Unmarshal(a.body, &rec); err != nil {
+		t.Fatal(err)
+	}
+	want := registry.Record{
+		Handle:      "alice@" + domain,
+		Primary:     alice.Public().String(),
+		SigchainURL: "https://sig." + domain + "/v1/sigchains/ed25519/" + alice.Public().Hex(),
+		NATS:        registry.RecordNATS{URL: "nats://nats." + domain + ":4222", Inbox: "kez.inbox." + alice.Public().Hex()},
+	}
+	if rec.Handle != want.Handle || rec.Primary != want.Primary || rec.SigchainURL != want.SigchainURL || rec.NATS != want.NATS || rec.RegisteredAt == 0 {
+		t.Errorf("record = %+v, want %+v", rec, want)
+	}
+
+	// Read-your-writes: every form of the handle answers at once, and the
+	// reverse look-up too.
+	for _, path := range []string{"/v1/u/alice", "/v1/u/@alice", "/v1/u/alice@" + domain, "/v1/u/ALICE", "/v1/k/" + alice.Public().String(), "/v1/k/" + alice.Public().Hex()} {
+		got := do(t, http.MethodGet, srv.URL()+path, nil)
+		if got.status != http.StatusOK || !bytes.Equal(got.body, a.body) {
+			t.Errorf("GET %s = %d %s, want 200 %s", path, got.status, got.body, a.body)
+		}
+	}
+
+	wf := do(t, http.MethodGet, srv.URL()+"/.well-known/webfinger?resource=acct:alice@"+domain, nil)
+	if wf.status != http.StatusOK || wf.header.Get("Content-Type") != "application/jrd+json" || wf.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("webfinger = %d %v %s", wf.status, wf.header, wf.body)
+	}
+	if !strings.Contains(string(wf.body), rec.SigchainURL) || !strings.Contains(string(wf.body), rec.Primary) {
+		t.Errorf("webfinger JRD lacks the sigchain or key: %s", wf.body)
+	}
+
+	m := do(t, http.MethodGet, srv.URL()+"/metrics", nil)
+	if m.status != http.StatusOK || !strings.Contains(string(m.body), `kez_registrations_total{result="created"} 1`) {
+		t.Errorf("metrics lack the registration count:\n%s", m.body)
+	}
+	h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
+	if h.status != http.StatusOK || !strings.Contains(string(h.body), `"lag":0`) {
+		t.Errorf("healthz = %d %s", h.status, h.body)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	srv := startServer(t, cfg)
+	taken := newKey(t)
+	if a := register(t, srv.URL(), regBody(t, taken, "tudisco")); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	sign := func(mut func(*kez.RegistrationRequest)) []byte {
+		k := newKey(t)
+		h, _ := kez.ParseHandle("fresh", domain)
+		req := kez.NewRegistrationRequest(k, h, time.Now())
+		mut(&req)
+		b, _ := json.Marshal(req)
+		return b
+	}
+	other := newKey(t)
+	cases := []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"malformed json", []byte(`{"handle":`), 400, "invalid_request"},
+		{"empty body", nil, 400, "invalid_request"},
+		{"unknown field", []byte(`{"handle":"x","extra":1}`), 400, "invalid_request"},
+		{"bad key", []byte(`{"handle":"bob","primary":"ed25519:zz","timestamp":1,"registration_sig":"AA=="}`), 400, "invalid_key"},
+		{"small-order key", []byte(`{"handle":"bob","primary":"ed25519:0100000000000000000000000000000000000000000000000000000000000000","timestamp":1,"registration_sig":"AA=="}`), 400, "invalid_key"},
+		{"invalid handle", regBodyRaw(t, other, "1bob"), 400, "invalid_handle"},
+		{"other domain", sign(func(r *kez.RegistrationRequest) { r.Handle = "fresh@elsewhere.example" }), 400, "wrong_domain"},
+		{"bad signature", sign(func(r *kez.RegistrationRequest) { r.RegistrationSig[0] ^= 1 }), 401, "bad_signature"},
+		{"signed by another key", sign(func(r *kez.RegistrationRequest) { r.Primary = other.Public() }), 401, "bad_signature"},
+		{"stale timestamp", sign(func(r *kez.RegistrationRequest) { r.Timestamp -= 3600 }), 401, "stale_timestamp"},
+		{"reserved", regBody(t, newKey(t), "admin"), 403, "reserved"},
+		{"reserved look-alike", regBody(t, newKey(t), "r00t"), 403, "reserved"},
+		{"handle taken", regBody(t, newKey(t), "tudisco"), 409, "handle_taken"},
+		{"key taken", regBody(t, taken, "another"), 409, "key_taken"},
+		{"too similar", regBody(t, newKey(t), "tud1sco"), 409, "too_similar"},
+		{"too large", bytes.Repeat([]byte(" "), registry.MaxBodySize+1), 413, "too_large"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			a := register(t, srv.URL(), tt.body)
+			if a.status != tt.status || a.code(t) != tt.code {
+				t.Errorf("POST /v1/register = %d %s, want %d %s", a.status, a.body, tt.status, tt.code)
+			}
+			if a.header.Get("Content-Type") != "application/json" {
+				t.Errorf("Content-Type = %q", a.header.Get("Content-Type"))
+			}
+		})
+	}
+	gets := []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/v1/u/nobody", 404, "not_found"},
+		{"/v1/u/nobody@elsewhere.example", 404, "not_found"},
+		{"/v1/u/no.dots", 400, "invalid_handle"},
+		{"/v1/k/ed25519:" + other.Public().Hex(), 404, "not_found"},
+		{"/v1/k/nonsense", 400, "invalid_key"},
+		{"/.well-known/webfinger", 400, "bad_resource"},
+		{"/.well-known/webfinger?resource=alice", 400, "bad_resource"},
+		{"/.well-known/webfinger?resource=acct:nobody@" + domain, 404, "not_found"},
+		{"/.well-known/webfinger?resource=acct:tudisco@elsewhere.example", 404, "not_found"},
+		{"/v2/nothing", 404, "not_found"},
+	}
+	for _, g := range gets {
+		a := do(t, http.MethodGet, srv.URL()+g.path, nil)
+		if a.status != g.status || a.code(t) != g.code {
+			t.Errorf("GET %s = %d %s, want %d %s", g.path, a.status, a.body, g.status, g.code)
+		}
+	}
+	// Refused registrations stored nothing: the registry holds only tudisco's
+	// three messages.
+	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	s, err := js.Stream(context.Background(), streams.RegistryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 3 {
+		t.Errorf("registry holds %d messages after refusals, want 3", n)
+	}
+}
+
+// regBodyRaw signs a registration for a handle that does not parse.
+func regBodyRaw(t testing.TB, key *kez.PrivateKey, handle string) []byte {
+	t.Helper()
+	b, _ := json.Marshal(kez.RegistrationRequest{Handle: handle, Primary: key.Public(), Timestamp: time.Now().Unix(), RegistrationSig: make([]byte, 64)})
+	return b
+}
+
+func TestRateLimitAcrossReplicas(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	cfg.Streams.RegisterLimit = 3
+	a, b := startServer(t, cfg), startServer(t, cfg)
+	for i, srv := range []*chatserver.Server{a, b, a} {
+		if r := register(t, srv.URL(), regBody(t, newKey(t), fmt.Sprintf("user%d", i))); r.status != http.StatusCreated {
+			t.Fatalf("registration %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := register(t, b.URL(), regBody(t, newKey(t), "user9"))
+	if r.status != http.StatusTooManyRequests || r.code(t) != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("4th registration from one address = %d %s, want 429 with Retry-After", r.status, r.body)
+	}
+}
+
+func TestClaimsAllOrNothing(t *testing.T) {
+	ns := natstest.Start(t)
+	srv := startServer(t, testConfig(ns))
+	if a := register(t, srv.URL(), regBody(t, newKey(t), "tudisco")); a.status != http.StatusCreated {
+		t.Fatal(a.status)
+	}
+	k := newKey(t)
+	if a := register(t, srv.URL(), regBody(t, k, "tud1sco")); a.status != http.StatusConflict {
+		t.Fatalf("look-alike: %d %s", a.status, a.body)
+	}
+	// The refused batch left neither a handle claim nor a key claim: the
+	// same key registers another handle, and tud1sco stays unknown.
+	if a := register(t, srv.URL(), regBody(t, k, "francesca")); a.status != http.StatusCreated {
+		t.Fatalf("key of the refused registration: %d %s", a.status, a.body)
+	}
+	if a := do(t, http.MethodGet, srv.URL()+"/v1/u/tud1sco", nil); a.status != http.StatusNotFound {
+		t.Fatalf("refused handle: %d %s", a.status, a.body)
+	}
+}
+
+func TestConcurrentRegistrationsOfOneHandle(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	servers := []*chatserver.Server{startServer(t, cfg), startServer(t, cfg)}
+	const n = 200
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = regBody(t, newKey(t), "popular")
+	}
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			resp, err := http.Post(servers[i%2].URL()+"/v1/register", "application/json", bytes.NewReader(bodies[i]))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusCreated] != 1 || count[http.StatusConflict] != n-1 {
+		t.Fatalf("statuses = %v, want exactly one 201 and %d 409", count, n-1)
+	}
+	// Both replicas serve the winner.
+	for _, srv := range servers {
+		if a := do(t, http.MethodGet, srv.URL()+"/v1/u/popular", nil); a.status != http.StatusOK {
+			t.Errorf("%s: %d", srv.URL(), a.status)
+		}
+	}
+}
+
+func registerMany(t testing.TB, base string, n int, prefix string) []*kez.PrivateKey {
+	t.Helper()
+	keys := make([]*kez.PrivateKey, n)
+	for i := range keys {
+		keys[i] = newKey(t)
+		if a := register(t, base, regBody(t, keys[i], fmt.Sprintf("%s%d", prefix, i))); a.status != http.StatusCreated {
+			t.Fatalf("register %d: %d %s", i, a.status, a.body)
+		}
+	}
+	return keys
+}
+
+func TestLateReplicaServesEarlierHandles(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	first := startServer(t, cfg)
+	keys := registerMany(t, first.URL(), 20, "early")
+	late := startServer(t, cfg)
+	for i, k := range keys {
+		a := do(t, http.MethodGet, fmt.Sprintf("%s/v1/u/early%d", late.URL(), i), nil)
+		if a.status != http.StatusOK || !strings.Contains(string(a.body), k.Public().Hex()) {
+			t.Fatalf("late replica, early%d: %d %s", i, a.status, a.body)
+		}
+		if _, ok := late.Registry.Cache().LookupKey(k.Public()); !ok {
+			t.Fatalf("late replica's cache lacks early%d", i)
+		}
+	}
+}
+
+func TestRebuildEqualsLiveProjection(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	srv := startServer(t, cfg)
+	registerMany(t, srv.URL(), 30, "user")
+	register(t, srv.URL(), regBody(t, newKey(t), "user1")) // a refused one changes nothing
+
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	res, err := chatserver.Rebuild(ctx, js, 1, true, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Identical || res.Events != 30 {
+		t.Fatalf("check rebuild = %+v, want 30 events, identical", res)
+	}
+
+	live, _ := streams.OpenProjection(ctx, js)
+	before, err := live.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 30+30+1 {
+		t.Fatalf("live projection has %d entries, want 61", len(before))
+	}
+	if _, err := chatserver.Rebuild(ctx, js, 1, false, logger); err != nil {
+		t.Fatal(err)
+	}
+	live, _ = streams.OpenProjection(ctx, js)
+	after, err := live.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("replaced projection differs:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// A replica that dies between the two writes of an event leaves the handle
+// projected but not the key, and the pointer behind: the next projector
+// finishes the event, with no second effect.
+func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	ctx := context.Background()
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Setup(ctx, js, cfg.Streams); err != nil {
+		t.Fatal(err)
+	}
+	log, err := streams.OpenRegistry(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKey(t)
+	h, _ := kez.ParseHandle("halfway", domain)
+	req := kez.NewRegistrationRequest(k, h, time.Now())
+	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
+	seq, err := log.Append(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dead replica's first write: the handle entry only.
+	rec, _ := json.Marshal(ev.Record(seq))
+	kv, _ := js.KeyValue(ctx, streams.HandlesBucket)
+	if _, err := kv.Create(ctx, "halfway", rec); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := startServer(t, cfg)
+	a := do(t, http.MethodGet, srv.URL()+"/v1/k/"+k.Public().String(), nil)
+	if a.status != http.StatusOK {
+		t.Fatalf("key index after recovery: %d %s", a.status, a.body)
+	}
+	proj, _ := streams.OpenProjection(ctx, js)
+	if applied, err := proj.Applied(ctx); err != nil || applied != seq {
+		t.Fatalf("applied = %d, %v; want %d", applied, err, seq)
+	}
+	e, err := kv.Get(ctx, "halfway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.Value(), rec) {
+		t.Fatalf("handle entry = %s, want %s", e.Value(), rec)
+	}
+}
