@@ -1,0 +1,23 @@
+package message
+
+import "errors"
+
+// Errors returned by this package. A signature failure is reported as
+// [kez.ErrBadSignature] and a low-order public key as [kez.ErrInvalidKey].
+var (
+	// ErrMalformed: the bytes are not a well-formed kez-msg-v1 envelope or
+	// plaintext (bad JSON, an unknown, missing or repeated field, a wrong
+	// version, a byte string of the wrong length or not in canonical
+	// base64, a negative or non-integer timestamp).
+	ErrMalformed = errors.New("malformed message")
+	// ErrTooLarge: the envelope is longer than MaxSize bytes.
+	ErrTooLarge = errors.New("message too large")
+	// ErrNotForMe: the envelope is addressed to another key.
+	ErrNotForMe = errors.New("message is not addressed to this key")
+	// ErrSenderMismatch: the envelope's sender is not the pinned key the
+	// caller expected.
+	ErrSenderMismatch = errors.New("message sender is not the expected key")
+	// ErrDecrypt: the signature verified but the ciphertext did not decrypt
+	// (a bug or an attack by the sender), or a wrapped key did not unwrap.
+	ErrDecrypt = errors.New("message does not decrypt")
+)

@@ -1,0 +1,155 @@
+package message
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/curve25519"
+	"golang.org/x/crypto/hkdf"
+
+	"kez.lat/kez"
+)
+
+// zeroNonce is the ChaCha20-Poly1305 nonce of every kez-msg-v1 message and
+// every wrapped key. A fixed nonce is safe only because no key is ever used
+// twice: each key comes out of HKDF with a fresh 32-byte random salt, so two
+// messages (or wraps) between the same parties get independent keys.
+var zeroNonce [chacha20poly1305.NonceSize]byte
+
+// Seal encrypts pt from the key pair from to the key to, timestamps it with
+// now, and signs it. It reads the 16-byte id and then the 32-byte salt from
+// rand (crypto/rand.Reader if nil). It returns the envelope and its wire
+// form; [ErrTooLarge] if the wire form would be longer than [MaxSize];
+// [ErrMalformed] for a zero plaintext or a time before 1970.
+func Seal(from *kez.PrivateKey, to kez.PublicKey, pt Plaintext, now time.Time, rand io.Reader) (Envelope, []byte, error) {
+	if rand == nil {
+		rand = cryptoRand
+	}
+	var e Envelope
+	if _, err := io.ReadFull(rand, e.ID[:]); err != nil {
+		return Envelope{}, nil, fmt.Errorf("read message id: %w", err)
+	}
+	if _, err := io.ReadFull(rand, e.Salt[:]); err != nil {
+		return Envelope{}, nil, fmt.Errorf("read message salt: %w", err)
+	}
+	e.From, e.To, e.Timestamp = from.Public(), to, now.Unix()
+	wire, err := e.seal(from, pt)
+	if err != nil {
+		return Envelope{}, nil, err
+	}
+	return e, wire, nil
+}
+
+var cryptoRand = rand.Reader
+
+// seal fills in the ciphertext and the signature of e, whose other fields
+// are set, and returns its wire form.
+func (e *Envelope) seal(from *kez.PrivateKey, pt Plaintext) ([]byte, error) {
+	switch {
+	case pt.IsZero():
+		return nil, fmt.Errorf("%w: zero plaintext", ErrMalformed)
+	case e.To.IsZero():
+		return nil, fmt.Errorf("%w: zero recipient key", kez.ErrInvalidKey)
+	case e.Timestamp < 0:
+		return nil, fmt.Errorf("%w: timestamp before 1970", ErrMalformed)
+	}
+	// Refuse early what cannot fit, before any crypto.
+	if len(pt.raw) > MaxSize {
+		return nil, fmt.Errorf("%w: plaintext of %d bytes", ErrTooLarge, len(pt.raw))
+	}
+	key, err := deriveKey(from.X25519(), e.To.X25519(), e.Salt[:], msgInfo(e.From, e.To))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("message: %w", err)
+	}
+	e.Ciphertext = aead.Seal(nil, zeroNonce[:], pt.raw, e.header())
+	copy(e.Sig[:], from.Sign(e.signedMessage()))
+	return e.Marshal()
+}
+
+// Open checks and decrypts e for the recipient me, sent by sender, the key
+// the caller has pinned for the contact that e claims to come from. In
+// order, it returns [ErrMalformed] if e is not a well-formed envelope,
+// [ErrNotForMe] if e is addressed to another key, [ErrSenderMismatch] if e's
+// sender is not sender, [kez.ErrBadSignature] if the signature does not
+// verify, [ErrDecrypt] if the ciphertext does not decrypt, and
+// [ErrMalformed] if the plaintext is not a valid plaintext. A plaintext of a
+// type this version does not know is returned without error; see
+// [Plaintext.Known].
+func (e Envelope) Open(me *kez.PrivateKey, sender kez.PublicKey) (Plaintext, error) {
+	if err := e.check(); err != nil {
+		return Plaintext{}, err
+	}
+	if !e.To.Equal(me.Public()) {
+		return Plaintext{}, ErrNotForMe
+	}
+	if sender.IsZero() || !e.From.Equal(sender) {
+		return Plaintext{}, ErrSenderMismatch
+	}
+	// The signature is checked before any decryption, so nothing from an
+	// unauthenticated sender reaches the AEAD or the JSON parser.
+	if !sender.Verify(e.signedMessage(), e.Sig[:]) {
+		return Plaintext{}, fmt.Errorf("message: %w", kez.ErrBadSignature)
+	}
+	key, err := deriveKey(me.X25519(), sender.X25519(), e.Salt[:], msgInfo(e.From, e.To))
+	if err != nil {
+		return Plaintext{}, err
+	}
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return Plaintext{}, fmt.Errorf("message: %w", err)
+	}
+	raw, err := aead.Open(nil, zeroNonce[:], e.Ciphertext, e.header())
+	if err != nil {
+		return Plaintext{}, ErrDecrypt
+	}
+	return NewPlaintext(raw)
+}
+
+// msgInfo returns the HKDF info of a message key:
+// "kez-msg-v1" || from (32 bytes) || to (32 bytes).
+func msgInfo(from, to kez.PublicKey) []byte {
+	return keyInfo(headerLabel, from, to)
+}
+
+func keyInfo(label string, from, to kez.PublicKey) []byte {
+	b := make([]byte, 0, len(label)+64)
+	b = append(b, label...)
+	b = append(b, from.Bytes()...)
+	b = append(b, to.Bytes()...)
+	return b
+}
+
+// deriveKey returns HKDF-SHA256(ikm = X25519(scalar, peer), salt, info), 32
+// bytes. The shared secret is the same on both sides: the sender's scalar
+// with the recipient's point, or the recipient's scalar with the sender's.
+func deriveKey(scalar, peer, salt, info []byte) ([]byte, error) {
+	shared, err := curve25519.X25519(scalar, peer)
+	if err != nil {
+		// X25519 fails only for a low-order point (all-zero output).
+		return nil, fmt.Errorf("%w: X25519 with a low-order point", kez.ErrInvalidKey)
+	}
+	// curve25519.X25519 already refuses an all-zero result; the check is
+	// repeated so that the invariant (a low-order peer point must not yield
+	// a key anyone can compute) does not rest on a library detail. kez
+	// public keys cannot be of small order, and the clamped scalar (a
+	// multiple of 8) removes any small-order component, so this is never
+	// reached through a kez.PublicKey.
+	var zero [32]byte
+	if subtle.ConstantTimeCompare(shared, zero[:]) == 1 {
+		return nil, fmt.Errorf("%w: all-zero X25519 shared secret", kez.ErrInvalidKey)
+	}
+	key := make([]byte, chacha20poly1305.KeySize)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, shared, salt, info), key); err != nil {
+		return nil, fmt.Errorf("hkdf: %w", err) // cannot happen for 32 bytes
+	}
+	return key, nil
+}
