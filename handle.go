@@ -29,7 +29,7 @@ type Handle struct {
 // (any case) into a qualified handle; a bare local part gets defaultDomain.
 // Errors wrap [ErrInvalidHandle].
 func ParseHandle(s, defaultDomain string) (Handle, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = lowerASCII(strings.TrimSpace(s))
 	s = strings.TrimPrefix(s, "@")
 	local, domain, qualified := strings.Cut(s, "@")
 	if !qualified {
@@ -42,6 +42,18 @@ func ParseHandle(s, defaultDomain string) (Handle, error) {
 		return Handle{}, err
 	}
 	return Handle{local: local, domain: domain}, nil
+}
+
+// lowerASCII folds only A-Z. strings.ToLower would also map a few non-ASCII
+// runes onto ASCII letters (U+212A KELVIN SIGN to "k", U+0130 to "i"), so
+// such input would be accepted as another handle instead of refused.
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // ValidateLocal reports whether local is a valid local part; the error wraps

@@ -210,3 +210,8 @@ func (k *PrivateKey) X25519() []byte {
 
 // String hides the key material.
 func (k *PrivateKey) String() string { return "kez.PrivateKey(" + k.pub.String() + ")" }
+
+// Format makes every fmt verb, %#v and %d included, print [PrivateKey.String]
+// for a key or a pointer to one: fmt's default struct printing would show
+// the seed.
+func (k PrivateKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }

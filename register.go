@@ -1,6 +1,7 @@
 package kez
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -138,7 +139,8 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return wrapJSONError(err)
 	}
-	if dec.More() {
+	// Not dec.More: it reports false for a trailing ']' or '}'.
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) != 0 {
 		return fmt.Errorf("%w: trailing data after JSON object", ErrInvalidRequest)
 	}
 	return nil

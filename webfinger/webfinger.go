@@ -30,13 +30,16 @@ const (
 var ErrBadResource = errors.New("bad webfinger resource")
 
 // ParseResource parses an acct: URI (acct:alice@kez.lat) into a handle.
-// The user part must be a valid local part and the host a valid domain; a
-// missing scheme, another scheme or a malformed handle wraps ErrBadResource.
+// The scheme is matched without regard to case; the user part must be a
+// valid local part and the host a valid domain; a missing scheme, another
+// scheme or a malformed handle wraps ErrBadResource.
 func ParseResource(resource string) (kez.Handle, error) {
-	acct, ok := strings.CutPrefix(resource, "acct:")
-	if !ok {
+	// RFC 3986 §3.1: schemes are case-insensitive.
+	const scheme = "acct:"
+	if len(resource) < len(scheme) || !strings.EqualFold(resource[:len(scheme)], scheme) {
 		return kez.Handle{}, fmt.Errorf("%w: want acct:<handle>@<domain>", ErrBadResource)
 	}
+	acct := resource[len(scheme):]
 	if strings.Count(acct, "@") != 1 || strings.HasPrefix(acct, "@") {
 		return kez.Handle{}, fmt.Errorf("%w: want acct:<handle>@<domain>", ErrBadResource)
 	}
