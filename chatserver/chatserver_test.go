@@ -40,7 +40,7 @@ func testConfig(ns *natstest.Server) chatserver.Config {
 
 func startServer(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	t.Helper()
-	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	srv, err := chatserver.Start(context.Background(), cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -51,6 +51,18 @@ func startServer(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	})
 	waitHealthy(t, srv.URL())
 	return srv
+}
+
+// testLogger logs warnings and errors into the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func waitHealthy(t testing.TB, url string) {
@@ -329,8 +341,12 @@ func TestConcurrentRegistrationsOfOneHandle(t *testing.T) {
 				t.Errorf("request %d: %v", i, err)
 				return
 			}
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			statuses[i] = resp.StatusCode
+			if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusConflict {
+				t.Logf("request %d: %d %s", i, resp.StatusCode, b)
+			}
 		})
 	}
 	close(start)
@@ -391,7 +407,7 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	logger := slog.New(slog.DiscardHandler)
+	logger := testLogger(t)
 	res, err := chatserver.Rebuild(ctx, js, 1, true, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -73,8 +73,12 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, er
 				return seq, err
 			}
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstreamext.JSErrCodeAtomicPublishTooManyInflight ||
-			apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishTooManyInflight):
-			// The server bounds concurrent batches; wait and retry.
+			apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishTooManyInflight ||
+			apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishIncomplete):
+			// The server bounds concurrent batches (50 per stream by
+			// default). A batch refused at its first message is only
+			// reported at the commit, as incomplete; nothing of it was
+			// stored, so wait and retry.
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
 			// The outcome is unknown: the batch may have been stored.
