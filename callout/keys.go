@@ -107,9 +107,13 @@ func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed, err := nkeys.ParseDecoratedNKey(b)
+	// The seed alone on a line, or a decorated creds-style file. FromSeed
+	// also takes curve (xkey) seeds.
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: not an nkey seed file", path)
+		if kp, err = nkeys.ParseDecoratedNKey(b); err != nil {
+			return nil, fmt.Errorf("%s: not an nkey seed file", path)
+		}
 	}
-	return seed, nil
+	return kp, nil
 }
