@@ -1,0 +1,108 @@
+//go:build bench
+
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/natstest"
+)
+
+// rounds: baseline and target are measured alternately this many times and
+// the median of each is compared, so a burst of noise hits both.
+const rounds = 3
+
+func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
+	t.Helper()
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = "kez.test"
+	cfg.Streams.RegisterLimit = 1 << 30
+	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	return srv
+}
+
+// rate runs op n times over conc goroutines and returns operations per
+// second; op gets the operation's index.
+func rate(t testing.TB, n, conc int, op func(i int) error) float64 {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := op(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := firstErr.Load(); err != nil {
+		t.Fatalf("operation failed: %v", err)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// compare measures baseline and target alternately and reports the
+// medians and their ratio.
+func compare(t testing.TB, name string, baseline, target func() float64) float64 {
+	t.Helper()
+	var b, g []float64
+	for range rounds {
+		b = append(b, baseline())
+		g = append(g, target())
+	}
+	slices.Sort(b)
+	slices.Sort(g)
+	mb, mg := b[len(b)/2], g[len(g)/2]
+	ratio := mg / mb
+	t.Logf("%-52s %10.0f/s  baseline %10.0f/s  ratio %.2f", name, mg, mb, ratio)
+	fmt.Printf("BENCH %s: %.0f/s, baseline %.0f/s, ratio %.2f\n", name, mg, mb, ratio)
+	return ratio
+}
+
+func httpClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
+}
+
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return err
+}

@@ -1,0 +1,179 @@
+//go:build bench
+
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/streams"
+)
+
+func signedBodies(t testing.TB, prefix string, n int) [][]byte {
+	t.Helper()
+	out := make([][]byte, n)
+	for i := range out {
+		k, err := kez.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := kez.ParseHandle(fmt.Sprintf("%s%d", prefix, i), "kez.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i], _ = json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+	}
+	return out
+}
+
+// TestBenchLookup: GET /v1/u/{handle} against a bare net/http handler that
+// returns the same JSON from memory, both over loopback HTTP/1.1 with
+// keep-alive, 8 concurrent clients.
+func TestBenchLookup(t *testing.T) {
+	ns := natstest.Start(t)
+	srv := startChatServer(t, ns)
+	body := signedBodies(t, "alice", 1)[0]
+	resp, err := http.Post(srv.URL()+"/v1/register", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register: %v %v", err, resp.Status)
+	}
+	record, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(record)
+	})}
+	go bare.Serve(ln)
+	t.Cleanup(func() { bare.Close() })
+
+	c := httpClient()
+	const n, conc = 20000, 8
+	base := "http://" + ln.Addr().String() + "/v1/u/alice0"
+	target := srv.URL() + "/v1/u/alice0"
+	ratio := compare(t, "lookup GET /v1/u/{handle} (8 clients)",
+		func() float64 { return rate(t, n, conc, func(int) error { return get(c, base) }) },
+		func() float64 { return rate(t, n, conc, func(int) error { return get(c, target) }) })
+	if ratio < 0.8 {
+		t.Logf("below the 0.8 target")
+	}
+}
+
+// TestBenchRegister: POST /v1/register (verify, rate limit, atomic claim
+// batch, projection, read-your-writes) against raw synchronous JetStream
+// publishes to a stream with the registry's settings, serial and 16-way.
+func TestBenchRegister(t *testing.T) {
+	ns := natstest.Start(t)
+	srv := startChatServer(t, ns)
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := js.Stream(ctx, streams.RegistryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Name, cfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	payload := signedBodies(t, "raw", 1)[0]
+	c := httpClient()
+	round := 0
+	for _, conc := range []int{1, 16} {
+		n := 300 * conc
+		if n > 2000 {
+			n = 2000
+		}
+		compare(t, fmt.Sprintf("register POST /v1/register (%d clients)", conc),
+			func() float64 {
+				return rate(t, n, conc, func(i int) error {
+					_, err := js.Publish(ctx, fmt.Sprintf("bench.raw.%d.%d", round, i), payload)
+					return err
+				})
+			},
+			func() float64 {
+				round++
+				bodies := signedBodies(t, fmt.Sprintf("r%dc%d", round, conc), n)
+				return rate(t, n, conc, func(i int) error {
+					resp, err := c.Post(srv.URL()+"/v1/register", "application/json", bytes.NewReader(bodies[i]))
+					if err != nil {
+						return err
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						return fmt.Errorf("register: %s", resp.Status)
+					}
+					return nil
+				})
+			})
+	}
+}
+
+// TestBenchRebuild: time to replay 100,000 registration events into an
+// empty projection.
+func TestBenchRebuild(t *testing.T) {
+	const events = 100_000
+	ns := natstest.Start(t)
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	if err := streams.Setup(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Seed the log directly (the events, without the claims, which the
+	// projection does not read), as fast as async publishing goes.
+	start := time.Now()
+	key, _ := kez.GenerateKey(nil)
+	for i := range events {
+		k := key
+		if i > 0 {
+			k, _ = kez.GenerateKey(nil)
+		}
+		h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), "kez.test")
+		req := kez.NewRegistrationRequest(k, h, time.Now())
+		ev, _ := json.Marshal(kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig})
+		if _, err := js.PublishAsync("kez.registry.handle."+h.Local(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		t.Fatal("seeding timed out")
+	}
+	t.Logf("seeded %d events in %v", events, time.Since(start).Round(time.Millisecond))
+
+	res, err := chatserver.Rebuild(ctx, js, 1, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != events {
+		t.Fatalf("rebuilt %d events, want %d", res.Events, events)
+	}
+	fmt.Printf("BENCH rebuild of %d registration events: %.1f s (%.0f events/s)\n", events, res.Seconds, float64(events)/res.Seconds)
+}
