@@ -18,10 +18,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
+	"kez.lat/kez/callout"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/webfinger"
@@ -43,19 +45,28 @@ type Config struct {
 	TrustProxy   bool   // client address from X-Forwarded-For
 	Streams      streams.Config
 	Freshness    time.Duration
+
+	// The auth callout; off when CalloutIssuerFile is empty.
+	CalloutNKeyFile   string        // seed of the callout responder's user (account AUTH)
+	CalloutIssuerFile string        // seed of auth_callout.issuer
+	CalloutXKeyFile   string        // seed of auth_callout.xkey
+	UsersAccount      string        // account users are placed in
+	UserJWTTTL        time.Duration // lifetime of a user JWT
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
 func DefaultConfig() Config {
 	return Config{
-		NATSURL:     "nats://127.0.0.1:4222",
-		HTTPAddr:    ":8080",
-		Domain:      kez.DefaultDomain,
-		PublicURL:   "https://" + kez.DefaultDomain,
-		SigchainURL: "http://127.0.0.1:7878",
-		PublicNATS:  "nats://127.0.0.1:4222",
-		Streams:     streams.DefaultConfig(),
-		Freshness:   kez.DefaultFreshness,
+		NATSURL:      "nats://127.0.0.1:4222",
+		HTTPAddr:     ":8080",
+		Domain:       kez.DefaultDomain,
+		PublicURL:    "https://" + kez.DefaultDomain,
+		SigchainURL:  "http://127.0.0.1:7878",
+		PublicNATS:   "nats://127.0.0.1:4222",
+		Streams:      streams.DefaultConfig(),
+		Freshness:    kez.DefaultFreshness,
+		UsersAccount: "KEZ",
+		UserJWTTTL:   time.Hour,
 	}
 }
 
@@ -106,13 +117,15 @@ func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error
 
 // Server is a running kez-chat-server replica.
 type Server struct {
-	Registry *registry.Service
-	nc       *nats.Conn
-	http     *http.Server
-	ln       net.Listener
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	logger   *slog.Logger
+	Registry  *registry.Service
+	Callout   *callout.Service
+	nc        *nats.Conn
+	calloutNC *nats.Conn
+	http      *http.Server
+	ln        net.Listener
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	logger    *slog.Logger
 }
 
 // Start connects, creates the streams, starts the projector, the cache and
@@ -140,6 +153,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error
 	s := &Server{nc: nc, logger: logger}
 	if err := s.start(ctx, cfg, reserved); err != nil {
 		nc.Close()
+		if s.calloutNC != nil {
+			s.calloutNC.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -161,8 +177,10 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
+	inboxes := streams.NewInboxes(js)
 	s.Registry, err = registry.New(registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
+		Registered: func(ctx context.Context, rec kez.HandleRecord) error { return inboxes.Ensure(ctx, rec.Primary) },
 	}, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
 	if err != nil {
 		return err
@@ -170,6 +188,13 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.CalloutIssuerFile != "" {
+		if err := s.startCallout(cfg, inboxes, reg); err != nil {
+			return err
+		}
+	} else {
+		s.logger.Warn("auth callout off: no callout issuer key configured")
+	}
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
 	sigchainURL := func(k kez.PublicKey) string { return registry.SigchainURL(cfg.SigchainURL, k) }
 	handler := s.Registry.Handler(registry.HTTPConfig{
@@ -213,6 +238,31 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	return nil
 }
 
+func (s *Server) startCallout(cfg Config, inboxes *streams.Inboxes, reg prometheus.Registerer) error {
+	issuer, err := callout.ReadSeedFile(cfg.CalloutIssuerFile)
+	if err != nil {
+		return fmt.Errorf("callout issuer: %w", err)
+	}
+	var xkey nkeys.KeyPair
+	if cfg.CalloutXKeyFile != "" {
+		if xkey, err = callout.ReadSeedFile(cfg.CalloutXKeyFile); err != nil {
+			return fmt.Errorf("callout xkey: %w", err)
+		}
+	}
+	s.Callout, err = callout.New(callout.Config{
+		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL,
+		MaxPayload: int64(cfg.Streams.InboxMaxMsgSize), MaxSubs: 100,
+	}, s.Registry.Cache(), streams.UserPermissions, inboxes.Ensure, reg, s.logger)
+	if err != nil {
+		return err
+	}
+	s.calloutNC, err = Connect(cfg.NATSURL, cfg.CalloutNKeyFile, "kez-chat-server callout", s.logger)
+	if err != nil {
+		return err
+	}
+	return s.Callout.Start(s.calloutNC)
+}
+
 // Addr returns the HTTP listen address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -223,6 +273,10 @@ func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 // ctx), then the projector stops and the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	if s.Callout != nil {
+		s.Callout.Stop()
+		s.calloutNC.Drain()
+	}
 	s.cancel()
 	s.wg.Wait()
 	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {

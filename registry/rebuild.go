@@ -20,15 +20,14 @@ func Rebuild(ctx context.Context, log Log, proj Projection, logger *slog.Logger)
 		return 0, err
 	}
 	n := 0
-	err = log.Follow(ctx, 0, func(e kez.RegistryEntry) error {
-		rec, err := applyEntry(ctx, proj, logger, e)
-		if err != nil {
-			return err
-		}
-		if !rec.Handle.IsZero() {
-			n++
-		}
-		if e.Seq >= last || e.Pending == 0 {
+	err = projectFrom(ctx, log, proj, logger, 0, func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error {
+		n += len(recs)
+		if seq >= last || caughtUp {
+			// Move the pointer before stopping: projectFrom moves it only
+			// after done returns.
+			if err := proj.SetApplied(ctx, seq); err != nil {
+				return err
+			}
 			return errRebuilt
 		}
 		return nil

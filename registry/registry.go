@@ -49,6 +49,10 @@ type Config struct {
 	Reserved kez.Reserved
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// Registered, if set, is called after a registration is stored (to
+	// create the user's inbox consumer); its error is logged, not
+	// returned: the registration stands, and the callout retries.
+	Registered func(context.Context, kez.HandleRecord) error
 }
 
 // Service is one replica's registry.
@@ -127,6 +131,11 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		return kez.HandleRecord{}, err
 	}
 	rec := ev.Record(seq)
+	if s.cfg.Registered != nil {
+		if err := s.cfg.Registered(ctx, rec); err != nil {
+			s.logger.Warn("after registration", "handle", h.String(), "err", err)
+		}
+	}
 	if err := s.waitApplied(ctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a success,
 		// and the projection will catch up.
@@ -211,10 +220,8 @@ func (s *Service) forever(ctx context.Context, what string, fn func(context.Cont
 	}
 }
 
-// project applies the log from the shared applied pointer on. Every step is
-// idempotent (see streams.Projection.Apply), so an event applied by a
-// replica that died before moving the pointer is applied again with no
-// second effect, and replicas projecting side by side agree.
+// project applies the log from the shared applied pointer on; see
+// projectFrom.
 func (s *Service) project(ctx context.Context) error {
 	from, err := s.proj.Applied(ctx)
 	if err != nil {
@@ -225,42 +232,82 @@ func (s *Service) project(ctx context.Context) error {
 		return err
 	}
 	s.setApplied(from, from >= last)
-	return s.log.Follow(ctx, from, func(e kez.RegistryEntry) error {
-		if err := s.applyEntry(ctx, e); err != nil {
-			return err
+	return projectFrom(ctx, s.log, s.proj, s.logger, from, func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error {
+		for _, rec := range recs {
+			s.cache.put(rec)
 		}
-		s.setApplied(e.Seq, e.Pending == 0)
+		s.setApplied(seq, caughtUp)
 		return nil
 	})
 }
 
-func (s *Service) applyEntry(ctx context.Context, e kez.RegistryEntry) error {
-	rec, err := applyEntry(ctx, s.proj, s.logger, e)
-	if err == nil && !rec.Handle.IsZero() {
-		s.cache.put(rec)
-	}
-	return err
+// Batching bounds of the projector: events already waiting in the log are
+// applied up to maxBatch at a time, maxParallel of them concurrently.
+const (
+	maxBatch    = 512
+	maxParallel = 32
+)
+
+// projectFrom applies the log after sequence from to proj, in batches: the
+// events waiting in the log (at most maxBatch) are applied concurrently,
+// then done is called with their records and the batch's last sequence,
+// and only then is the shared applied pointer moved past them. Every step
+// is idempotent (see streams.Projection.Apply), so events applied by a
+// replica that died before moving the pointer are applied again with no
+// second effect, and replicas projecting side by side agree. A
+// handle_registered event touches only its own handle and key, so events
+// of one batch commute; the pointer still moves in log order.
+func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, from uint64,
+	done func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error) error {
+	var batch []kez.RegistryEntry
+	return log.Follow(ctx, from, func(e kez.RegistryEntry) error {
+		batch = append(batch, e)
+		if e.Pending > 0 && len(batch) < maxBatch {
+			return nil
+		}
+		recs, err := applyBatch(ctx, proj, logger, batch)
+		if err != nil {
+			return err
+		}
+		batch = batch[:0]
+		if err := done(recs, e.Seq, e.Pending == 0); err != nil {
+			return err
+		}
+		return proj.SetApplied(ctx, e.Seq)
+	})
 }
 
-// applyEntry projects one log entry into proj and moves its applied
-// pointer, returning the record it projected (zero for a skipped entry).
-func applyEntry(ctx context.Context, proj Projection, logger *slog.Logger, e kez.RegistryEntry) (kez.HandleRecord, error) {
-	err := e.Err
-	if err == nil {
-		err = e.Event.Validate()
-	}
-	var rec kez.HandleRecord
-	if err == nil {
-		rec = e.Event.Record(e.Seq)
-		if err := proj.Apply(ctx, rec); err != nil {
-			return rec, fmt.Errorf("apply event %d: %w", e.Seq, err)
+// applyBatch projects entries concurrently and returns the records it
+// projected. An entry that does not decode or validate is skipped: only our
+// own services can write the log, so it is a bug or tampering, reported
+// loudly, but it must not stall every later registration.
+func applyBatch(ctx context.Context, proj Projection, logger *slog.Logger, batch []kez.RegistryEntry) ([]kez.HandleRecord, error) {
+	recs := make([]kez.HandleRecord, 0, len(batch))
+	for _, e := range batch {
+		err := e.Err
+		if err == nil {
+			err = e.Event.Validate()
 		}
-	} else {
-		// Only our own services can write the log, so this is a bug or
-		// tampering: loud, but it must not stall every later registration.
-		logger.Error("skipping invalid registry event", "seq", e.Seq, "err", err)
+		if err != nil {
+			logger.Error("skipping invalid registry event", "seq", e.Seq, "err", err)
+			continue
+		}
+		recs = append(recs, e.Event.Record(e.Seq))
 	}
-	return rec, proj.SetApplied(ctx, e.Seq)
+	errs := make([]error, len(recs))
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := proj.Apply(ctx, rec); err != nil {
+				errs[i] = fmt.Errorf("apply event %d: %w", rec.Seq, err)
+			}
+		})
+	}
+	wg.Wait()
+	return recs, errors.Join(errs...)
 }
 
 func (s *Service) setApplied(seq uint64, caughtUp bool) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,14 +20,14 @@ import (
 // than the limit per subject (discard new per subject). The count lives
 // in JetStream, so the limit holds across every replica.
 type RateLimiter struct {
-	js   jetstream.JetStream
-	kind string
+	js      jetstream.JetStream
+	subject func(token string) string // the subject counting one token's requests
 }
 
 // NewRateLimiter returns a limiter of one kind of request (such as
 // RateLimitRegister) on the stream Setup created.
 func NewRateLimiter(js jetstream.JetStream, kind string) *RateLimiter {
-	return &RateLimiter{js: js, kind: kind}
+	return &RateLimiter{js: js, subject: func(token string) string { return rateLimitSubject(kind, token) }}
 }
 
 // RateLimitRegister is the kind of limit on registration attempts.
@@ -36,9 +37,15 @@ const RateLimitRegister = "register"
 // kez.ErrRateLimited if addr is over its limit. IPv6 clients are limited
 // per /64, the block one subscriber usually holds.
 func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
+	return l.allow(ctx, clientToken(addr))
+}
+
+// allow records one request counted under token (a subject token) and
+// returns kez.ErrRateLimited if token is over its limit.
+func (l *RateLimiter) allow(ctx context.Context, token string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := l.js.Publish(ctx, rateLimitSubject(l.kind, clientToken(addr)), nil)
+	_, err := l.js.Publish(ctx, l.subject(token), nil)
 	if err == nil {
 		return nil
 	}
@@ -47,6 +54,26 @@ func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
 		return kez.ErrRateLimited
 	}
 	return fmt.Errorf("%w: rate limiter: %v", kez.ErrUnavailable, err)
+}
+
+// rateLimitStreamConfig is the configuration of a rate-limit stream: one
+// message per request on the subject of what is limited, kept for window,
+// at most limit per subject (discard new per subject).
+func rateLimitStreamConfig(name, desc, subjects string, replicas, limit int, window time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: desc,
+		Subjects:    []string{subjects},
+		// Counters need not survive a broker restart; memory keeps the
+		// limiter off the fsync path.
+		Storage:              jetstream.MemoryStorage,
+		Replicas:             replicas,
+		MaxAge:               window,
+		MaxMsgsPerSubject:    int64(limit),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgSize:           64,
+	}
 }
 
 // clientToken is a subject-safe token for an address: hex of the IPv4

@@ -21,11 +21,20 @@ type Config struct {
 	// may make per RegisterWindow, across all replicas.
 	RegisterLimit  int
 	RegisterWindow time.Duration
+	// Inbox limits: how long an unread message is kept, how many messages
+	// one inbox holds, and the largest message (also each user's NATS
+	// payload limit).
+	InboxMaxAge     time.Duration
+	InboxMaxMsgs    int64
+	InboxMaxMsgSize int32
 }
 
 // DefaultConfig returns the single-server defaults.
 func DefaultConfig() Config {
-	return Config{Replicas: 1, RegisterLimit: 10, RegisterWindow: time.Hour}
+	return Config{
+		Replicas: 1, RegisterLimit: 10, RegisterWindow: time.Hour,
+		InboxMaxAge: 30 * 24 * time.Hour, InboxMaxMsgs: 10_000, InboxMaxMsgSize: 64 << 10,
+	}
 }
 
 // Validate reports whether c is usable; errors wrap ErrConfig.
@@ -37,6 +46,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: register limit must be at least 1", ErrConfig)
 	case c.RegisterWindow < time.Second:
 		return fmt.Errorf("%w: register window must be at least 1s", ErrConfig)
+	case c.InboxMaxAge < time.Minute:
+		return fmt.Errorf("%w: inbox max age must be at least 1m", ErrConfig)
+	case c.InboxMaxMsgs < 1:
+		return fmt.Errorf("%w: inbox max messages must be at least 1", ErrConfig)
+	case c.InboxMaxMsgSize < 1024:
+		return fmt.Errorf("%w: inbox max message size must be at least 1 KiB", ErrConfig)
 	}
 	return nil
 }
@@ -62,21 +77,13 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := js.CreateOrUpdateStream(ctx, registryStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RegistryStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        RateLimitStream,
-		Description: "kez-chat: one message per rate-limited request, kept for the window",
-		Subjects:    []string{RateLimitSubjects},
-		// Counters need not survive a broker restart; memory keeps the
-		// limiter off the fsync path.
-		Storage:              jetstream.MemoryStorage,
-		Replicas:             cfg.Replicas,
-		MaxAge:               cfg.RegisterWindow,
-		MaxMsgsPerSubject:    int64(cfg.RegisterLimit),
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-		MaxMsgSize:           64,
-	}); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, rateLimitStreamConfig(RateLimitStream,
+		"kez-chat: one message per rate-limited request, kept for the window",
+		RateLimitSubjects, cfg.Replicas, cfg.RegisterLimit, cfg.RegisterWindow)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RateLimitStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("create stream %s: %w", InboxStream, err)
 	}
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
 		return err

@@ -1,0 +1,303 @@
+package callout
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+)
+
+// Subject is where nats-server sends authorization requests.
+const Subject = "$SYS.REQ.USER.AUTH"
+
+// requestAudience is the audience of every authorization request.
+const requestAudience = "nats-authorization-request"
+
+// xkeyHeader carries the server's curve key when the request is sealed.
+const xkeyHeader = "Nats-Server-Xkey"
+
+// Errors a request is denied with; the reason goes to our log, the client
+// only ever sees "Authorization Violation".
+var (
+	ErrMalformed    = errors.New("malformed authorization request")
+	ErrNoSignature  = errors.New("no nkey signature over the nonce")
+	ErrUnregistered = errors.New("key has no handle")
+)
+
+// Config is the callout's configuration.
+type Config struct {
+	// Issuer is the account key named auth_callout.issuer in nats.conf:
+	// it signs the answers and the user JWTs.
+	Issuer nkeys.KeyPair
+	// XKey is the curve key named auth_callout.xkey; requests are sealed to
+	// it and answers sealed back. Nil accepts only unsealed requests.
+	XKey nkeys.KeyPair
+	// Account is where users are placed (the users' account, KEZ).
+	Account string
+	// TTL is the lifetime of a user JWT; the server disconnects the client
+	// at expiry and the client reconnects and is authorised again.
+	TTL time.Duration
+	// MaxPayload and MaxSubs limit each user connection.
+	MaxPayload int64
+	MaxSubs    int64
+	// Workers is how many requests one replica handles at once.
+	Workers int
+	Now     func() time.Time
+}
+
+// Users is what the callout needs of the registry: a local, in-memory
+// look-up (no round trip while the server waits), the permissions of a
+// user, and a way to make sure the user's inbox consumer exists.
+type Users interface {
+	LookupKey(kez.PublicKey) (kez.HandleRecord, bool)
+}
+
+// Service answers auth callouts.
+type Service struct {
+	cfg         Config
+	users       Users
+	permissions func(kez.PublicKey) (pub, sub []string)
+	ensureInbox func(context.Context, kez.PublicKey) error
+	logger      *slog.Logger
+	results     *prometheus.CounterVec
+	duration    prometheus.Histogram
+
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	inboxed  map[kez.PublicKey]bool // inbox consumers this replica has ensured
+	svc      micro.Service
+	issuerPK string
+}
+
+// New returns a callout service. permissions gives a user's allowed
+// subjects; ensureInbox creates the user's inbox consumer if missing (run
+// once per user and replica, after answering).
+func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []string),
+	ensureInbox func(context.Context, kez.PublicKey) error, reg prometheus.Registerer, logger *slog.Logger) (*Service, error) {
+	if cfg.Issuer == nil || cfg.Account == "" {
+		return nil, errors.New("callout: issuer and account are required")
+	}
+	pk, err := cfg.Issuer.PublicKey()
+	if err != nil || !nkeys.IsValidPublicAccountKey(pk) {
+		return nil, errors.New("callout: issuer must be an account key")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = time.Hour
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{
+		cfg: cfg, users: users, permissions: permissions, ensureInbox: ensureInbox,
+		logger: logger.With("component", "callout"),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_callout_requests_total", Help: "Auth callout requests by result.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kez_callout_duration_seconds", Help: "Time to answer an auth callout.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}),
+		sem:      make(chan struct{}, cfg.Workers),
+		inboxed:  map[kez.PublicKey]bool{},
+		issuerPK: pk,
+	}
+	reg.MustRegister(s.results, s.duration)
+	return s, nil
+}
+
+// Start serves the callout on nc (a connection of the callout account) as
+// a micro service in a queue group, so every replica shares the load.
+func (s *Service) Start(nc *nats.Conn) error {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "kez-callout",
+		Version:     "1.0.0",
+		Description: "kez-chat auth callout",
+		Endpoint: &micro.EndpointConfig{
+			Subject: Subject,
+			Handler: micro.HandlerFunc(s.handle),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("callout service: %w", err)
+	}
+	s.svc = svc
+	return nil
+}
+
+// Stop stops taking requests and waits for those in hand.
+func (s *Service) Stop() {
+	if s.svc != nil {
+		s.svc.Stop()
+	}
+	s.wg.Wait()
+}
+
+// handle hands each request to a worker: a micro handler runs one request
+// at a time per subscription, and a callout must not queue behind a slow
+// one.
+func (s *Service) handle(r micro.Request) {
+	s.sem <- struct{}{}
+	s.wg.Go(func() {
+		defer func() { <-s.sem }()
+		start := time.Now()
+		resp, key, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
+		result := "allowed"
+		if err != nil {
+			result = "denied"
+			s.logger.Info("connection denied", "err", err)
+		}
+		s.results.WithLabelValues(result).Inc()
+		if resp != nil {
+			if err := r.Respond(resp); err != nil {
+				s.logger.Warn("callout respond", "err", err)
+			}
+		}
+		s.duration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.ensureInboxOnce(key)
+		}
+	})
+}
+
+func (s *Service) ensureInboxOnce(key kez.PublicKey) {
+	if s.ensureInbox == nil {
+		return
+	}
+	s.mu.Lock()
+	done := s.inboxed[key]
+	s.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.ensureInbox(ctx, key); err != nil {
+		s.logger.Warn("ensure inbox consumer", "key", key.String(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.inboxed[key] = true
+	s.mu.Unlock()
+}
+
+// Answer decides one request: data is the request as received (sealed to
+// our xkey when serverXKey is set). It returns the answer to send (a user
+// JWT, or a denial) and the user's key; err says why a request was
+// denied. A nil answer means the request could not be answered at all
+// (the server then times out the client).
+func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey, error) {
+	var key kez.PublicKey
+	if serverXKey != "" {
+		if s.cfg.XKey == nil {
+			return nil, key, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
+		}
+		opened, err := s.cfg.XKey.Open(data, serverXKey)
+		if err != nil {
+			return nil, key, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
+		}
+		data = opened
+	} else if s.cfg.XKey != nil {
+		return nil, key, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
+	}
+	rc, err := jwt.DecodeAuthorizationRequestClaims(string(data))
+	if err != nil {
+		return nil, key, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !nkeys.IsValidPublicServerKey(rc.Issuer) || rc.Audience != requestAudience ||
+		!nkeys.IsValidPublicServerKey(rc.Server.ID) || !nkeys.IsValidPublicUserKey(rc.UserNkey) {
+		return nil, key, fmt.Errorf("%w: not a server's authorization request", ErrMalformed)
+	}
+	if rc.Expires > 0 && s.cfg.Now().Unix() > rc.Expires {
+		return nil, key, fmt.Errorf("%w: expired request", ErrMalformed)
+	}
+	key, err = s.verify(rc)
+	var userJWT string
+	if err == nil {
+		userJWT, err = s.userJWT(rc, key)
+	}
+	resp := jwt.NewAuthorizationResponseClaims(rc.UserNkey)
+	resp.Audience = rc.Server.ID
+	if err != nil {
+		resp.Error = "not authorized"
+	} else {
+		resp.Jwt = userJWT
+	}
+	tok, encErr := resp.Encode(s.cfg.Issuer)
+	if encErr != nil {
+		return nil, key, fmt.Errorf("encode answer: %w", encErr)
+	}
+	out := []byte(tok)
+	if serverXKey != "" {
+		if out, encErr = s.cfg.XKey.Seal(out, serverXKey); encErr != nil {
+			return nil, key, fmt.Errorf("seal answer: %w", encErr)
+		}
+	}
+	return out, key, err
+}
+
+// verify checks the client's nkey signature over the server's nonce:
+// nats-server does not check it for an nkey it does not know, so this is
+// the only check there is. Then the key must have a handle.
+func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.PublicKey, error) {
+	key, err := kez.ParseNKey(rc.ConnectOptions.Nkey)
+	if err != nil {
+		return key, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	nonce, sigText := rc.ClientInformation.Nonce, rc.ConnectOptions.SignedNonce
+	if nonce == "" || sigText == "" {
+		return key, ErrNoSignature
+	}
+	// nats.go sends raw URL base64; the server itself accepts standard too.
+	sig, err := base64.RawURLEncoding.DecodeString(sigText)
+	if err != nil {
+		if sig, err = base64.StdEncoding.DecodeString(sigText); err != nil {
+			return key, fmt.Errorf("%w: signature encoding", kez.ErrBadSignature)
+		}
+	}
+	if !key.Verify([]byte(nonce), sig) {
+		return key, fmt.Errorf("%w: nonce signature by %s", kez.ErrBadSignature, key)
+	}
+	if _, ok := s.users.LookupKey(key); !ok {
+		return key, fmt.Errorf("%w: %s", ErrUnregistered, key)
+	}
+	return key, nil
+}
+
+// userJWT issues the short-lived user JWT: subject the server's
+// per-attempt user nkey (so an answer cannot be replayed for another
+// connection), audience the users' account, and exactly the permissions of
+// streams.UserPermissions.
+func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, key kez.PublicKey) (string, error) {
+	rec, _ := s.users.LookupKey(key)
+	uc := jwt.NewUserClaims(rc.UserNkey)
+	uc.Audience = s.cfg.Account
+	uc.Name = rec.Handle.String()
+	uc.IssuedAt = s.cfg.Now().Unix()
+	uc.Expires = s.cfg.Now().Add(s.cfg.TTL).Unix()
+	pub, sub := s.permissions(key)
+	uc.Pub.Allow.Add(pub...)
+	uc.Sub.Allow.Add(sub...)
+	uc.Limits.Payload = s.cfg.MaxPayload
+	uc.Limits.Subs = s.cfg.MaxSubs
+	uc.Limits.Data = jwt.NoLimit
+	tok, err := uc.Encode(s.cfg.Issuer)
+	if err != nil {
+		return "", fmt.Errorf("encode user jwt: %w", err)
+	}
+	return tok, nil
+}

@@ -1,0 +1,484 @@
+package callout_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/streams"
+)
+
+const domain = "kez.test"
+
+type stack struct {
+	ns      *natstest.Server
+	servers []*chatserver.Server
+}
+
+func config(ns *natstest.Server) chatserver.Config {
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = domain
+	cfg.Streams.RegisterLimit = 1000
+	return cfg
+}
+
+// newStack starts the reference nats-server and n home servers, each an
+// auth-callout responder.
+func newStack(t *testing.T, n int, mut func(*chatserver.Config)) *stack {
+	t.Helper()
+	st := &stack{ns: natstest.Start(t)}
+	cfg := config(st.ns)
+	if mut != nil {
+		mut(&cfg)
+	}
+	for range n {
+		st.servers = append(st.servers, startServer(t, cfg))
+	}
+	return st
+}
+
+func startServer(t *testing.T, cfg chatserver.Config) *chatserver.Server {
+	t.Helper()
+	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeServer(srv) })
+	return srv
+}
+
+func closeServer(srv *chatserver.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Close(ctx)
+}
+
+// register registers a new key under handle through the HTTP API.
+func (st *stack) register(t *testing.T, handle string) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := kez.ParseHandle(handle, domain)
+	body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+	resp, err := http.Post(st.servers[0].URL()+"/v1/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register %s: %s", handle, resp.Status)
+	}
+	// Every responder's cache must know the key before it can sign in.
+	for _, srv := range st.servers {
+		waitFor(t, func() bool { _, ok := srv.Registry.Cache().LookupKey(k.Public()); return ok })
+	}
+	return k
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+	}
+}
+
+// errs collects a connection's asynchronous errors (permission violations).
+type errs struct {
+	mu   sync.Mutex
+	list []error
+}
+
+func (e *errs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	e.mu.Lock()
+	e.list = append(e.list, err)
+	e.mu.Unlock()
+}
+
+func (e *errs) violation(subject string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, err := range e.list {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+func connect(t *testing.T, st *stack, key *kez.PrivateKey, opts ...nats.Option) (*nats.Conn, *errs) {
+	t.Helper()
+	e := &errs{}
+	nc, err := client.ConnectNATS(st.ns.ClientURL(), key, append([]nats.Option{nats.ErrorHandler(e.handler)}, opts...)...)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, e
+}
+
+func TestRegisteredUserSendsAndReceives(t *testing.T) {
+	st := newStack(t, 2, nil)
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	ctx := context.Background()
+
+	bnc, _ := connect(t, st, bob)
+	bjs, _ := jetstream.New(bnc)
+	ack, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), []byte("hello alice"))
+	if err != nil {
+		t.Fatalf("bob publishes to alice's inbox: %v", err)
+	}
+	if ack.Stream != streams.InboxStream {
+		t.Fatalf("ack from %q", ack.Stream)
+	}
+
+	anc, _ := connect(t, st, alice)
+	ajs, _ := jetstream.New(anc)
+	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
+	if err != nil {
+		t.Fatalf("alice binds her consumer: %v", err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, string(m.Data()))
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatalf("ack: %v", err)
+		}
+	}
+	if len(got) != 1 || got[0] != "hello alice" {
+		t.Fatalf("alice fetched %q", got)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil || info.AckFloor.Stream != ack.Sequence {
+		t.Fatalf("ack floor = %+v, %v; want %d", info.AckFloor, err, ack.Sequence)
+	}
+	// The server reports the connection under the handle.
+	if name := connectionName(t, st, alice); name != "alice@"+domain {
+		t.Errorf("connection user = %q", name)
+	}
+}
+
+func connectionName(t *testing.T, st *stack, key *kez.PrivateKey) string {
+	t.Helper()
+	conns, err := st.ns.Connz(&server.ConnzOptions{Username: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns.Conns {
+		if strings.Contains(c.Name, key.Public().String()) {
+			return c.AuthorizedUser
+		}
+	}
+	return ""
+}
+
+func TestDenials(t *testing.T) {
+	st := newStack(t, 1, nil)
+	alice := st.register(t, "alice")
+	stranger, _ := kez.GenerateKey(nil)
+	url := st.ns.ClientURL()
+
+	expectDenied := func(t *testing.T, opts ...nats.Option) {
+		t.Helper()
+		start := time.Now()
+		nc, err := nats.Connect(url, append(opts, nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
+		if err == nil {
+			nc.Close()
+			t.Fatal("connection accepted")
+		}
+		if !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("err = %v, want an authorization violation", err)
+		}
+		// A denial is an answer, not a time-out.
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("denial took %v", d)
+		}
+	}
+	signer := func(k *kez.PrivateKey) nats.SignatureHandler {
+		kp, _ := k.NKeyPair()
+		return kp.Sign
+	}
+
+	t.Run("unregistered key", func(t *testing.T) {
+		expectDenied(t, nats.Nkey(stranger.Public().NKey(), signer(stranger)))
+	})
+	t.Run("nonce signed by another key", func(t *testing.T) {
+		expectDenied(t, nats.Nkey(alice.Public().NKey(), signer(stranger)))
+	})
+	t.Run("replayed signature", func(t *testing.T) {
+		// Capture a nonce and alice's real signature over it from a
+		// successful connection, then present that signature again.
+		var nonce, sig []byte
+		kp, _ := alice.NKeyPair()
+		nc, err := nats.Connect(url, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
+			nonce = append([]byte(nil), n...)
+			sig, err := kp.Sign(n)
+			return sig, err
+		}), nats.CustomInboxPrefix(streams.UserInboxPrefix(alice.Public())))
+		if err != nil {
+			t.Fatalf("first connection: %v", err)
+		}
+		nc.Close()
+		sig, _ = kp.Sign(nonce)
+		expectDenied(t, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
+			if bytes.Equal(n, nonce) {
+				t.Fatal("server sent the same nonce twice")
+			}
+			return sig, nil
+		}))
+	})
+	t.Run("no nkey", func(t *testing.T) {
+		expectDenied(t, nats.UserInfo("alice", "password"))
+	})
+	t.Run("token", func(t *testing.T) {
+		expectDenied(t, nats.Token("anything"))
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		expectDenied(t)
+	})
+}
+
+func TestMalformedRequests(t *testing.T) {
+	st := newStack(t, 1, nil)
+	svc := st.servers[0].Callout
+	for _, tt := range []struct {
+		name string
+		data []byte
+		xkey string
+	}{
+		{"garbage sealed", []byte("garbage"), "XAAAA"},
+		{"unsealed while an xkey is configured", []byte("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.AAAA"), ""},
+		{"empty", nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _, err := svc.Answer(tt.data, tt.xkey)
+			if !errors.Is(err, callout.ErrMalformed) || resp != nil {
+				t.Fatalf("Answer = %q, %v; want no answer, ErrMalformed", resp, err)
+			}
+		})
+	}
+	// Not even the callout account's own user can send a request: the
+	// server denies publishing to the callout subject in that account.
+	e := &errs{}
+	nc := st.ns.Connect(callout.KeyCallout, nats.ErrorHandler(e.handler))
+	if _, err := nc.Request(callout.Subject, []byte("not a jwt"), 300*time.Millisecond); err == nil {
+		t.Fatal("a forged request was answered")
+	}
+	waitFor(t, func() bool { return e.violation(callout.Subject) })
+	// And the service still works.
+	alice := st.register(t, "alice")
+	connect(t, st, alice)
+}
+
+// TestIsolation: each row is a real attempt by a signed-in user that the
+// broker must refuse with a permissions violation.
+func TestIsolation(t *testing.T) {
+	st := newStack(t, 1, nil)
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	nc, e := connect(t, st, alice)
+	A, B := alice.Public().Hex(), bob.Public().Hex()
+	inbox := streams.InboxStream
+
+	subs := []string{
+		"kez.inbox." + B,     // another inbox, core
+		"kez.inbox.*",        // every inbox
+		"_I." + B + ".>",     // another user's replies
+		"_INBOX.>",           // everybody's default replies
+		"$JS.EVENT.>",        // advisories (consumer names, API audit)
+		"$JS.API.>",          // API traffic
+		"$SYS.>",             // system events
+		"$KV.>",              // KV traffic
+		"kez.registry.>",     // the registry
+		">",                  // everything
+		"$SRV.>",             // service discovery
+		"$SYS.REQ.USER.AUTH", // callout requests
+		"kez.ratelimit.>",    // rate-limit records
+	}
+	pubs := []string{
+		"$JS.API.CONSUMER.MSG.NEXT." + inbox + "." + B,
+		"$JS.API.CONSUMER.INFO." + inbox + "." + B,
+		"$JS.ACK." + inbox + "." + B + ".1.1.1.1.0",
+		"$JS.API.CONSUMER.CREATE." + inbox,
+		"$JS.API.CONSUMER.CREATE." + inbox + "." + A,
+		"$JS.API.CONSUMER.CREATE." + inbox + "." + A + ".kez.inbox." + A,
+		"$JS.API.CONSUMER.CREATE." + inbox + ".evil.kez.inbox." + B,
+		"$JS.API.CONSUMER.DURABLE.CREATE." + inbox + "." + A,
+		"$JS.API.CONSUMER.DELETE." + inbox + "." + A,
+		"$JS.API.CONSUMER.DELETE." + inbox + "." + B,
+		"$JS.API.CONSUMER.PAUSE." + inbox + "." + B,
+		"$JS.API.CONSUMER.LIST." + inbox,
+		"$JS.API.CONSUMER.NAMES." + inbox,
+		"$JS.API.STREAM.INFO." + inbox,
+		"$JS.API.STREAM.MSG.GET." + inbox,
+		"$JS.API.STREAM.MSG.DELETE." + inbox,
+		"$JS.API.DIRECT.GET." + inbox,
+		"$JS.API.DIRECT.GET." + inbox + ".kez.inbox." + B,
+		"$JS.API.STREAM.CREATE.MIRROR",
+		"$JS.API.STREAM.UPDATE." + inbox,
+		"$JS.API.STREAM.PURGE." + inbox,
+		"$JS.API.STREAM.SNAPSHOT." + inbox,
+		"$JS.API.STREAM.RESTORE.COPY",
+		"$JS.API.STREAM.LIST",
+		"$JS.API.INFO",
+		"$KV.kez_handles.alice",
+		"$JS.API.DIRECT.GET.KV_kez_handles.$KV.kez_handles.bob",
+		"$JS.API.STREAM.INFO.KV_kez_handles",
+		"$JS.API.CONSUMER.CREATE.KV_kez_handles",
+		"kez.registry.handle.evil",
+		"$JS.API.STREAM.INFO." + streams.RegistryStream,
+		"$SYS.REQ.USER.INFO",
+		"$SYS.REQ.USER.AUTH",
+		"_INBOX.steal",
+		"_I." + B + ".fake",
+		"kez.ratelimit.register.00000000",
+	}
+	for _, s := range subs {
+		t.Run("sub "+s, func(t *testing.T) {
+			sub, err := nc.SubscribeSync(s)
+			if err == nil {
+				defer sub.Unsubscribe()
+			}
+			nc.Flush()
+			waitFor(t, func() bool { return e.violation(s) })
+		})
+	}
+	// Requests carry replies to alice's own prefix; none may come back.
+	replies, err := nc.SubscribeSync(streams.UserInboxPrefix(alice.Public()) + ".isolation.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pubs {
+		t.Run("pub "+p, func(t *testing.T) {
+			body := []byte(`{"stream_name":"X","config":{"name":"X","mirror":{"name":"KEZ_INBOX"}}}`)
+			reply := fmt.Sprintf("%s.isolation.%d", streams.UserInboxPrefix(alice.Public()), i)
+			if err := nc.PublishRequest(p, reply, body); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return e.violation(p) })
+		})
+	}
+	if m, err := replies.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("a refused request was answered: %s %s", m.Subject, m.Data)
+	}
+	// Control: alice's own allowed operations draw no violation.
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("hi")); err != nil {
+		t.Fatalf("allowed publish: %v", err)
+	}
+	if _, err := js.Consumer(ctx, inbox, A); err != nil {
+		t.Fatalf("allowed consumer info: %v", err)
+	}
+	// Nothing alice attempted reached bob's inbox or created anything.
+	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	s, _ := admin.Stream(ctx, inbox)
+	names := s.ConsumerNames(ctx)
+	var got []string
+	for n := range names.Name() {
+		got = append(got, n)
+	}
+	if len(got) != 2 {
+		t.Errorf("inbox consumers = %v, want only alice's and bob's", got)
+	}
+}
+
+func TestRespondersFailOver(t *testing.T) {
+	st := newStack(t, 2, nil)
+	alice := st.register(t, "alice")
+	closeServer(st.servers[0])
+	for i := range 5 {
+		nc, err := client.ConnectNATS(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatalf("connection %d with one responder left: %v", i, err)
+		}
+		nc.Close()
+	}
+	closeServer(st.servers[1])
+	start := time.Now()
+	_, err := client.ConnectNATS(st.ns.ClientURL(), alice, nats.MaxReconnects(0), nats.Timeout(10*time.Second))
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("with no responder: %v, want authorization violation", err)
+	}
+	// nats.conf: authorization { timeout: 2 }.
+	if d := time.Since(start); d < 1500*time.Millisecond || d > 4*time.Second {
+		t.Fatalf("failed after %v, want about the 2s authorization timeout", d)
+	}
+}
+
+func TestUserJWTExpiryReauthorises(t *testing.T) {
+	st := newStack(t, 1, func(c *chatserver.Config) { c.UserJWTTTL = 2 * time.Second })
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	ctx := context.Background()
+	reconnected := make(chan struct{}, 16)
+	anc, _ := connect(t, st, alice, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	bnc, _ := connect(t, st, bob)
+	bjs, _ := jetstream.New(bnc)
+
+	// Bob keeps writing while alice's JWT expires twice.
+	const n = 30
+	for i := range n {
+		if _, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	for range 2 {
+		select {
+		case <-reconnected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("alice did not reconnect after her JWT expired")
+		}
+	}
+	waitFor(t, anc.IsConnected)
+	ajs, _ := jetstream.New(anc)
+	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			seen[string(m.Data())] = true
+			m.Ack()
+			got++
+		}
+		if got == 0 {
+			t.Fatalf("only %d of %d messages after re-authorisation", len(seen), n)
+		}
+	}
+}

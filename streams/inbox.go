@@ -1,0 +1,89 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+)
+
+// The inbox subjects: kez.inbox.<hex>, one per user, all in InboxStream.
+const inboxSubjects = "kez.inbox.*"
+
+func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        InboxStream,
+		Description: "kez-chat: every user's inbox of end-to-end encrypted messages",
+		Subjects:    []string{inboxSubjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.InboxMaxAge,
+		// A full inbox refuses new messages (the sender sees the error)
+		// rather than dropping old ones nobody has read: nothing
+		// acknowledged is lost, and nobody can fill the broker through
+		// someone's inbox.
+		MaxMsgsPerSubject:    cfg.InboxMaxMsgs,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgSize:           cfg.InboxMaxMsgSize,
+		Duplicates:           2 * time.Minute,
+	}
+}
+
+// Inboxes manages the users' durable inbox consumers. Users can never
+// create consumers: one allowed to would be able to create a push consumer
+// delivering to any subject (nats-server issue #8274).
+type Inboxes struct {
+	js jetstream.JetStream
+}
+
+// NewInboxes returns the inbox manager on the stream Setup created.
+func NewInboxes(js jetstream.JetStream) *Inboxes { return &Inboxes{js: js} }
+
+// InboxConsumer returns the name of key's durable consumer: its hex.
+func InboxConsumer(key kez.PublicKey) string { return key.Hex() }
+
+// Ensure creates key's durable pull consumer on its inbox if it is
+// missing; it is idempotent.
+func (i *Inboxes) Ensure(ctx context.Context, key kez.PublicKey) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	_, err := i.js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
+		Durable:       InboxConsumer(key),
+		Description:   "kez-chat inbox",
+		FilterSubject: InboxSubject(key),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("inbox consumer: %w", err)
+	}
+	return nil
+}
+
+// UserPermissions returns the subjects a user with key may publish to and
+// subscribe to, and nothing else: publish to any inbox; read its own
+// inbox only through its own consumer (info, next message, acks); receive
+// replies on its own inbox prefix _I.<hex>. Every other subject, including
+// all other JetStream API calls, is denied.
+func UserPermissions(key kez.PublicKey) (pub, sub []string) {
+	h := key.Hex()
+	pub = []string{
+		inboxSubjects,
+		"$JS.API.CONSUMER.INFO." + InboxStream + "." + h,
+		"$JS.API.CONSUMER.MSG.NEXT." + InboxStream + "." + h,
+		"$JS.ACK." + InboxStream + "." + h + ".>",
+	}
+	sub = []string{UserInboxPrefix(key) + ".>"}
+	return pub, sub
+}
+
+// UserInboxPrefix is the reply-subject prefix a user's client must use
+// (nats.CustomInboxPrefix): _I.<hex>.
+func UserInboxPrefix(key kez.PublicKey) string { return "_I." + key.Hex() }

@@ -1,0 +1,341 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/sigchain"
+)
+
+// Sigchain stream and subject names (kez-sig-server). Like every name,
+// they are spelt only in this package.
+const (
+	// SigchainStream is the append-only store of every sigchain: one
+	// subject per chain, whose k-th message is the chain's event with
+	// seqno k, in its compact wire form.
+	SigchainStream = "KEZ_SIGCHAINS"
+	// SigchainSubjects are the subjects of SigchainStream.
+	SigchainSubjects = "kez.sigchain.*"
+
+	// SigchainRateLimitStream counts appends per chain for the rate limit
+	// (one short-lived message per append). It is not KEZ_RATELIMIT, so the
+	// two servers configure their windows and limits independently.
+	SigchainRateLimitStream = "KEZ_SIGCHAIN_RATELIMIT"
+	// SigchainRateLimitSubjects are the subjects of SigchainRateLimitStream.
+	SigchainRateLimitSubjects = "kez.sigchain_ratelimit.*"
+)
+
+// SigchainSubject returns the subject of key's chain: kez.sigchain.<hex>.
+func SigchainSubject(key kez.PublicKey) string { return "kez.sigchain." + key.Hex() }
+
+func sigchainRateLimitSubject(hex string) string { return "kez.sigchain_ratelimit." + hex }
+
+// sigchainMsgOverhead is the room a stored event may take beyond
+// sigchain.MaxEventSize: the message size JetStream checks includes the
+// headers we publish with (Nats-Expected-Last-Subject-Sequence).
+const sigchainMsgOverhead = 1 << 10
+
+// ErrSigchainConflict means an append lost a race: when it reached
+// JetStream, the chain's tail was no longer the one the event was checked
+// against (Nats-Expected-Last-Subject-Sequence failed). The client appended
+// to a stale tail; servers answer it as a conflict, like
+// sigchain.ErrWrongSeqno.
+var ErrSigchainConflict = errors.New("sigchain append conflict: the chain moved on")
+
+// SigchainConfig sets what SetupSigchains creates.
+type SigchainConfig struct {
+	// Replicas of the streams: 1 on a single server, 3 on a three-node
+	// cluster.
+	Replicas int
+	// AppendLimit is how many events one chain may append per AppendWindow,
+	// across all replicas.
+	AppendLimit  int
+	AppendWindow time.Duration
+}
+
+// DefaultSigchainConfig returns the single-server defaults.
+func DefaultSigchainConfig() SigchainConfig {
+	return SigchainConfig{Replicas: 1, AppendLimit: 60, AppendWindow: time.Hour}
+}
+
+// Validate reports whether c is usable; errors wrap ErrConfig.
+func (c SigchainConfig) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas must be 1 to 5, got %d", ErrConfig, c.Replicas)
+	case c.AppendLimit < 1:
+		return fmt.Errorf("%w: sigchain append limit must be at least 1", ErrConfig)
+	case c.AppendWindow < time.Second:
+		return fmt.Errorf("%w: sigchain append window must be at least 1s", ErrConfig)
+	}
+	return nil
+}
+
+// SetupSigchains creates or updates the streams kez-sig-server uses. It is
+// idempotent: every replica calls it at start-up. It is separate from
+// Setup, so that the home server and the sig-server start independently.
+func SetupSigchains(ctx context.Context, js jetstream.JetStream, cfg SigchainConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, sigchainStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("create stream %s: %w", SigchainStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, rateLimitStreamConfig(SigchainRateLimitStream,
+		"kez-sig-server: one message per sigchain append, kept for the window",
+		SigchainRateLimitSubjects, cfg.Replicas, cfg.AppendLimit, cfg.AppendWindow)); err != nil {
+		return fmt.Errorf("create stream %s: %w", SigchainRateLimitStream, err)
+	}
+	return nil
+}
+
+func sigchainStreamConfig(cfg SigchainConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        SigchainStream,
+		Description: "kez-sig-server: append-only sigchains, one subject per chain",
+		Subjects:    []string{SigchainSubjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		// Should an operator set stream limits, refuse new events rather
+		// than drop old ones. The per-chain total is enforced by the
+		// server, not by MaxMsgsPerSubject: lowering that limit later
+		// would make JetStream delete the oldest events of long chains.
+		Discard: jetstream.DiscardNew,
+		// Append-only: nothing acknowledged is ever removed.
+		DenyDelete: true,
+		DenyPurge:  true,
+		MaxMsgSize: sigchain.MaxEventSize + sigchainMsgOverhead,
+		// No direct get: reads go to the stream leader, so a tail read
+		// right after an append never comes from a lagging follower.
+		AllowDirect: false,
+	}
+}
+
+// Sigchains is the KEZ_SIGCHAINS store: appends serialised per chain by
+// JetStream, and in-order reads of a chain.
+type Sigchains struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// OpenSigchains binds the sigchain stream that SetupSigchains created.
+func OpenSigchains(ctx context.Context, js jetstream.JetStream) (*Sigchains, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := js.Stream(ctx, SigchainStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", SigchainStream, err)
+	}
+	return &Sigchains{js: js, stream: s}, nil
+}
+
+// LastSeq returns the sigchain stream's last sequence, read from the stream
+// leader (a health check that the store answers).
+func (s *Sigchains) LastSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Tail returns the last event of key's chain and its stream sequence, the
+// sequence an append after it must expect. An empty chain returns the zero
+// Event and 0. Events are parsed (not verified again: they were verified
+// before they were stored). The read goes to the stream leader.
+func (s *Sigchains) Tail(ctx context.Context, key kez.PublicKey) (sigchain.Event, uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := s.stream.GetLastMsgForSubject(ctx, SigchainSubject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return sigchain.Event{}, 0, nil
+	}
+	if err != nil {
+		return sigchain.Event{}, 0, fmt.Errorf("%w: read sigchain tail: %v", kez.ErrUnavailable, err)
+	}
+	ev, err := sigchain.ParseEvent(m.Data)
+	if err != nil {
+		return sigchain.Event{}, 0, fmt.Errorf("stored sigchain event at %d: %v", m.Sequence, err)
+	}
+	return ev, m.Sequence, nil
+}
+
+// Append stores ev, which the caller checked follows the tail stored at
+// stream sequence expect (0 for an empty chain), and returns its stream
+// sequence. It publishes with Nats-Expected-Last-Subject-Sequence: expect,
+// so JetStream itself serialises appends to a chain: of concurrent appends
+// checked against the same tail, through any replicas, exactly one is
+// stored, and a chain never forks.
+//
+// It returns ErrSigchainConflict if the chain's tail moved since expect.
+// Appending an event that is already the tail (a retry whose first attempt
+// was stored) returns the sequence it was stored at. kez.ErrUnavailable
+// means the outcome could not be learnt in time.
+func (s *Sigchains) Append(ctx context.Context, ev sigchain.Event, expect uint64) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	wire, err := ev.MarshalJSON()
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err)
+	}
+	subject := SigchainSubject(ev.Chain())
+	for attempt := 0; ; attempt++ {
+		ack, err := s.js.Publish(ctx, subject, wire, jetstream.WithExpectLastSequencePerSubject(expect))
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// The tail moved: another append won, unless it was our own
+			// earlier attempt.
+			seq, err := s.settle(ctx, ev, expect)
+			if errors.Is(err, errNotStored) {
+				err = fmt.Errorf("%w: expected stream sequence %d", ErrSigchainConflict, expect)
+			}
+			return seq, err
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+			// The outcome is unknown: the event may have been stored.
+			seq, err := s.settle(context.WithoutCancel(ctx), ev, expect)
+			if err == nil || errors.Is(err, ErrSigchainConflict) {
+				return seq, err
+			}
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("%w: sigchain append outcome unknown: %v", kez.ErrUnavailable, err)
+			}
+			// Not stored and the tail has not moved: publish again.
+		default:
+			return 0, fmt.Errorf("append sigchain event: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: sigchain event not stored in time", kez.ErrUnavailable)
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+var errNotStored = errors.New("sigchain event not stored")
+
+// settle learns what became of an append of ev expected after expect by
+// reading the tail: ev itself (stored), the tail expected (errNotStored:
+// nothing happened), or another event (ErrSigchainConflict).
+func (s *Sigchains) settle(ctx context.Context, ev sigchain.Event, expect uint64) (uint64, error) {
+	tail, seq, err := s.Tail(ctx, ev.Chain())
+	switch {
+	case err != nil:
+		return 0, err
+	case !tail.IsZero() && tail.Hash() == ev.Hash():
+		return seq, nil
+	case seq == expect:
+		return 0, errNotStored
+	}
+	return 0, fmt.Errorf("%w: tail at stream sequence %d, expected %d", ErrSigchainConflict, seq, expect)
+}
+
+// Read returns the events of key's chain with seqno at least since (all
+// of them for since 0 or 1), in order, as the compact wire forms stored;
+// an empty chain, or since after its tail, gives none. The answer is a
+// snapshot up to the tail read first: events appended meanwhile are left
+// for the next read.
+//
+// The chain is read with an ordered consumer filtered on its subject, so
+// JetStream's per-subject index skips other chains; the k-th message of
+// the subject is the event with seqno k (Append stores seqno k only after
+// k-1), so events before since are skipped by counting, not parsed. A
+// request for the tail alone (a client checking its pin) costs one get.
+func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	since = max(since, 1)
+	subject := SigchainSubject(key)
+	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return []json.RawMessage{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read sigchain tail: %v", kez.ErrUnavailable, err)
+	}
+	tail, err := sigchain.ParseEvent(last.Data)
+	if err != nil {
+		return nil, fmt.Errorf("stored sigchain event at %d: %v", last.Sequence, err)
+	}
+	n := tail.Seqno()
+	switch {
+	case since > n:
+		return []json.RawMessage{}, nil
+	case since == n:
+		return []json.RawMessage{last.Data}, nil
+	}
+
+	cons, err := s.js.OrderedConsumer(ctx, SigchainStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: sigchain consumer: %v", kez.ErrUnavailable, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("%w: sigchain consumer: %v", kez.ErrUnavailable, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	out := make([]json.RawMessage, 0, n-since+1)
+	for seqno := uint64(1); ; seqno++ {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, ctx.Err())
+			}
+			return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("sigchain message metadata: %w", err)
+		}
+		if seqno >= since {
+			out = append(out, m.Data())
+		}
+		if md.Sequence.Stream >= last.Sequence {
+			if md.Sequence.Stream != last.Sequence || seqno != n {
+				return nil, fmt.Errorf("sigchain %s: %d messages up to stream sequence %d, tail seqno %d at %d",
+					key.Hex(), seqno, md.Sequence.Stream, n, last.Sequence)
+			}
+			return out, nil
+		}
+	}
+}
+
+// SigchainLimiter limits appends per chain with the
+// KEZ_SIGCHAIN_RATELIMIT stream, the same way RateLimiter limits
+// requests per client: the count lives in JetStream, so the limit holds
+// across every replica.
+type SigchainLimiter struct{ l *RateLimiter }
+
+// NewSigchainLimiter returns the per-chain append limiter on the stream
+// SetupSigchains created.
+func NewSigchainLimiter(js jetstream.JetStream) *SigchainLimiter {
+	return &SigchainLimiter{&RateLimiter{js: js, subject: sigchainRateLimitSubject}}
+}
+
+// Allow records one append to key's chain and returns kez.ErrRateLimited
+// if the chain is over its limit.
+func (c *SigchainLimiter) Allow(ctx context.Context, key kez.PublicKey) error {
+	return c.l.allow(ctx, key.Hex())
+}
