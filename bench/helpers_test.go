@@ -31,6 +31,11 @@ func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1 << 30
+	return startChatServerCfg(t, cfg)
+}
+
+func startChatServerCfg(t testing.TB, cfg chatserver.Config) *chatserver.Server {
+	t.Helper()
 	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -79,6 +79,7 @@ type Service struct {
 	inboxed  map[kez.PublicKey]bool // inbox consumers this replica has ensured
 	svc      micro.Service
 	issuerPK string
+	sealer   *sealer // nil without an xkey
 }
 
 // New returns a callout service. permissions gives a user's allowed
@@ -115,6 +116,11 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 		sem:      make(chan struct{}, cfg.Workers),
 		inboxed:  map[kez.PublicKey]bool{},
 		issuerPK: pk,
+	}
+	if cfg.XKey != nil {
+		if s.sealer, err = newSealer(cfg.XKey); err != nil {
+			return nil, fmt.Errorf("callout: %w", err)
+		}
 	}
 	reg.MustRegister(s.results, s.duration)
 	return s, nil
@@ -203,15 +209,15 @@ func (s *Service) ensureInboxOnce(key kez.PublicKey) {
 func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey, error) {
 	var key kez.PublicKey
 	if serverXKey != "" {
-		if s.cfg.XKey == nil {
+		if s.sealer == nil {
 			return nil, key, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
 		}
-		opened, err := s.cfg.XKey.Open(data, serverXKey)
+		opened, err := s.sealer.open(data, serverXKey)
 		if err != nil {
 			return nil, key, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
 		}
 		data = opened
-	} else if s.cfg.XKey != nil {
+	} else if s.sealer != nil {
 		return nil, key, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
 	}
 	rc, err := jwt.DecodeAuthorizationRequestClaims(string(data))
@@ -243,7 +249,7 @@ func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey,
 	}
 	out := []byte(tok)
 	if serverXKey != "" {
-		if out, encErr = s.cfg.XKey.Seal(out, serverXKey); encErr != nil {
+		if out, encErr = s.sealer.seal(out, serverXKey); encErr != nil {
 			return nil, key, fmt.Errorf("seal answer: %w", encErr)
 		}
 	}

@@ -38,7 +38,7 @@ export NATS_URL="nats://127.0.0.1:$NATS_PORT" PUBLIC_NATS_URL="nats://127.0.0.1:
 export DOMAIN LOG_FORMAT=${LOG_FORMAT:-text}
 export SIGCHAIN_URL="http://$SIG_ADDR"
 
-NATS_NKEY_FILE="$DEV/keys/chat-server.nk" HTTP_ADDR="$CHAT_ADDR" PUBLIC_URL="http://$CHAT_ADDR" \
+KEYS_DIR="$DEV/keys" HTTP_ADDR="$CHAT_ADDR" PUBLIC_URL="http://$CHAT_ADDR" \
 	bin/kez-chat-server serve &
 pids+=($!)
 

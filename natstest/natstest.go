@@ -24,9 +24,10 @@ type Server struct {
 	*server.Server
 	// Dir holds nats.conf, keys/ (seeds and kez-keys.conf) and the
 	// JetStream store.
-	Dir  string
-	tb   testing.TB
-	port int
+	Dir    string
+	tb     testing.TB
+	port   int
+	adjust func(*server.Options)
 }
 
 // ConfigPath returns the path of the repository's deploy/nats.conf.
@@ -41,6 +42,14 @@ func ConfigPath() string {
 // the store folder and logging are overridden.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb, nil)
+}
+
+// StartWith is Start with a hook that may adjust the options loaded from
+// deploy/nats.conf before the server starts (benchmarks add baseline users
+// this way; tests of the shipped config use Start).
+func StartWith(tb testing.TB, adjust func(*server.Options)) *Server {
+	tb.Helper()
 	dir := tb.TempDir()
 	conf, err := os.ReadFile(ConfigPath())
 	if err != nil {
@@ -52,7 +61,7 @@ func Start(tb testing.TB) *Server {
 	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
 		tb.Fatalf("generate keys: %v", err)
 	}
-	s := &Server{Dir: dir, tb: tb}
+	s := &Server{Dir: dir, tb: tb, adjust: adjust}
 	s.start()
 	tb.Cleanup(s.Stop)
 	return s
@@ -74,6 +83,9 @@ func (s *Server) start() {
 	opts.StoreDir = filepath.Join(s.Dir, "jetstream")
 	opts.NoLog = true
 	opts.NoSigs = true
+	if s.adjust != nil {
+		s.adjust(opts)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.tb.Fatalf("new nats-server: %v", err)

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +22,7 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/streams"
+	"kez.lat/kez/web"
 )
 
 func main() {
@@ -69,6 +70,36 @@ type serveCmd struct {
 	RegisterWindow time.Duration `name:"register-window" env:"REGISTER_WINDOW" default:"1h" help:"Window of the registration rate limit."`
 	TrustProxy     bool          `name:"trust-proxy" env:"TRUST_PROXY" help:"Take the client address from X-Forwarded-For (only behind a reverse proxy that sets it)."`
 	Freshness      time.Duration `env:"REGISTER_FRESHNESS" default:"5m" help:"How far a registration's signed timestamp may be from the server clock."`
+
+	KeysDir           string        `name:"keys-dir" env:"KEYS_DIR" type:"path" help:"Folder written by 'kez-chat-server keys': fills in any of the four seed files below that is not set."`
+	CalloutNKeyFile   string        `name:"callout-nkey-file" env:"CALLOUT_NKEY_FILE" type:"path" help:"Seed file of the callout responder's NATS user (account AUTH), e.g. keys/callout.nk."`
+	CalloutIssuerFile string        `name:"callout-issuer-file" env:"CALLOUT_ISSUER_FILE" type:"path" help:"Seed file of auth_callout.issuer (signs user JWTs). Without it the auth callout is off."`
+	CalloutXKeyFile   string        `name:"callout-xkey-file" env:"CALLOUT_XKEY_FILE" type:"path" help:"Seed file of auth_callout.xkey (callout requests are sealed to it)."`
+	UsersAccount      string        `name:"users-account" env:"USERS_ACCOUNT" default:"KEZ" help:"NATS account users are placed in."`
+	UserJWTTTL        time.Duration `name:"user-jwt-ttl" env:"USER_JWT_TTL" default:"1h" help:"Lifetime of a user's NATS authorisation; clients reconnect and re-authorise at expiry."`
+	InboxMaxAge       time.Duration `name:"inbox-max-age" env:"INBOX_MAX_AGE" default:"720h" help:"How long an unread message waits in an inbox."`
+	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"10000" help:"Messages one inbox holds; a full inbox refuses new ones."`
+	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
+}
+
+// seedFiles fills in unset seed files from the keys folder.
+func (c *serveCmd) seedFiles() {
+	if c.KeysDir == "" {
+		return
+	}
+	for _, f := range []struct {
+		path *string
+		name string
+	}{
+		{&c.NATSNKeyFile, callout.KeyChatServer},
+		{&c.CalloutNKeyFile, callout.KeyCallout},
+		{&c.CalloutIssuerFile, callout.KeyIssuer},
+		{&c.CalloutXKeyFile, callout.KeyXKey},
+	} {
+		if *f.path == "" {
+			*f.path = filepath.Join(c.KeysDir, f.name+".nk")
+		}
+	}
 }
 
 func (c *serveCmd) Run(ctx context.Context, e *env) error {
@@ -82,7 +113,14 @@ func (c *serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	cfg.SigchainURL, cfg.PublicNATS = c.SigchainURL, c.PublicNATSURL
 	cfg.ReservedFile, cfg.TrustProxy, cfg.Freshness = c.ReservedFile, c.TrustProxy, c.Freshness
-	cfg.Streams = streams.Config{Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow}
+	cfg.Streams = streams.Config{
+		Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow,
+		InboxMaxAge: c.InboxMaxAge, InboxMaxMsgs: c.InboxMaxMsgs, InboxMaxMsgSize: c.InboxMaxMsgSize,
+	}
+	c.seedFiles()
+	cfg.NATSNKeyFile = c.NATSNKeyFile
+	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
+	cfg.UsersAccount, cfg.UserJWTTTL = c.UsersAccount, c.UserJWTTTL
 	srv, err := chatserver.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -139,26 +177,7 @@ type healthcheckCmd struct {
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return healthcheck(ctx, c.URL)
-}
-
-func healthcheck(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("unhealthy: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("unhealthy: %s %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
+	return web.Healthcheck(ctx, c.URL)
 }
 
 type cli struct {

@@ -1,0 +1,161 @@
+package callout_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/streams"
+)
+
+// fakeUsers is a Users with a fixed set of registered keys.
+type fakeUsers map[kez.PublicKey]kez.HandleRecord
+
+func (f fakeUsers) LookupKey(k kez.PublicKey) (kez.HandleRecord, bool) {
+	r, ok := f[k]
+	return r, ok
+}
+
+// request builds an authorization request as nats-server would, for a
+// client that signs nonce with signer and presents key.
+func request(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, nonce string) string {
+	t.Helper()
+	userNkey, _ := nkeys.CreateUser()
+	upub, _ := userNkey.PublicKey()
+	spub, _ := server.PublicKey()
+	rc := jwt.NewAuthorizationRequestClaims("ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA")
+	rc.Audience = "nats-authorization-request"
+	rc.UserNkey = upub
+	rc.Server.ID = spub
+	rc.ConnectOptions.Nkey = key.NKey()
+	rc.ClientInformation.Nonce = nonce
+	rc.ConnectOptions.SignedNonce = base64.RawURLEncoding.EncodeToString(signer.Sign([]byte(nonce)))
+	tok, err := rc.Encode(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func FuzzAnswer(f *testing.F) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.NewPrivateKey(make([]byte, 32))
+	stranger, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions, nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(request(f, server, alice.Public(), alice, "abcdefghijklmno")))
+	f.Add([]byte(request(f, server, alice.Public(), stranger, "abcdefghijklmno")))
+	f.Add([]byte(request(f, server, stranger.Public(), stranger, "abcdefghijklmno")))
+	f.Add([]byte(request(f, server, alice.Public(), alice, "")))
+	f.Add([]byte("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.AAAA"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		resp, key, err := svc.Answer(data, "")
+		if err != nil {
+			return
+		}
+		// Allowed: the key must be registered and the answer a response
+		// JWT carrying a user JWT for that handle.
+		if _, ok := users.LookupKey(key); !ok {
+			t.Fatalf("allowed an unregistered key %s", key)
+		}
+		ar, derr := jwt.DecodeAuthorizationResponseClaims(string(resp))
+		if derr != nil || ar.Jwt == "" || ar.Error != "" {
+			t.Fatalf("allowed, but the answer is %q (%v)", resp, derr)
+		}
+		uc, derr := jwt.DecodeUserClaims(ar.Jwt)
+		if derr != nil || uc.Name != "alice@kez.test" || uc.Audience != "KEZ" || uc.Subject != ar.Subject {
+			t.Fatalf("user JWT %+v (%v)", uc, derr)
+		}
+	})
+}
+
+func TestAnswerChecksSignature(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	stranger, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions, nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	for _, tt := range []struct {
+		name    string
+		req     string
+		allowed bool
+	}{
+		{"registered, own signature", request(t, server, alice.Public(), alice, "n0nce"), true},
+		{"registered key, stranger's signature", request(t, server, alice.Public(), stranger, "n0nce"), false},
+		{"unregistered", request(t, server, stranger.Public(), stranger, "n0nce"), false},
+		{"no nonce", request(t, server, alice.Public(), alice, ""), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _, err := svc.Answer([]byte(tt.req), "")
+			if (err == nil) != tt.allowed {
+				t.Fatalf("err = %v, allowed want %v", err, tt.allowed)
+			}
+			ar, derr := jwt.DecodeAuthorizationResponseClaims(string(resp))
+			if derr != nil {
+				t.Fatalf("answer does not decode: %v", derr)
+			}
+			if tt.allowed != (ar.Jwt != "") || tt.allowed == (ar.Error != "") {
+				t.Fatalf("answer jwt=%q error=%q", ar.Jwt, ar.Error)
+			}
+			issuerPub, _ := issuer.PublicKey()
+			if ar.Issuer != issuerPub {
+				t.Fatalf("answer issued by %s", ar.Issuer)
+			}
+		})
+	}
+}
+
+// TestSealedRequests: the precomputed-key sealing interoperates with nkeys'
+// own Seal and Open, which nats-server uses.
+func TestSealedRequests(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	serverX, _ := nkeys.CreateCurveKeys()
+	serverXPub, _ := serverX.PublicKey()
+	ourX, _ := nkeys.CreateCurveKeys()
+	ourXPub, _ := ourX.PublicKey()
+	alice, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	svc, err := callout.New(callout.Config{Issuer: issuer, XKey: ourX, Account: "KEZ"}, users, streams.UserPermissions, nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // the second and third use the cached shared key
+		sealed, _ := serverX.Seal([]byte(request(t, server, alice.Public(), alice, fmt.Sprintf("nonce%d", i))), ourXPub)
+		resp, _, err := svc.Answer(sealed, serverXPub)
+		if err != nil {
+			t.Fatalf("Answer: %v", err)
+		}
+		opened, err := serverX.Open(resp, ourXPub)
+		if err != nil {
+			t.Fatalf("server cannot open the answer: %v", err)
+		}
+		if ar, err := jwt.DecodeAuthorizationResponseClaims(string(opened)); err != nil || ar.Jwt == "" {
+			t.Fatalf("answer %v %v", ar, err)
+		}
+		sealed[len(sealed)-1] ^= 1
+		if _, _, err := svc.Answer(sealed, serverXPub); !errors.Is(err, callout.ErrMalformed) {
+			t.Fatalf("tampered sealed request: %v", err)
+		}
+	}
+}
