@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestHelpDocumentsEveryCommand(t *testing.T) {
+	out, _, err := runCLI(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"serve", "rebuild", "keys", "healthcheck"} {
+		if !strings.Contains(out, cmd) {
+			t.Errorf("--help does not mention %s:\n%s", cmd, out)
+		}
+	}
+	out, _, err = runCLI(t, "serve", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE"} {
+		if !strings.Contains(out, env) {
+			t.Errorf("serve --help does not document %s", env)
+		}
+	}
+}
+
+func TestUnknownFlagFails(t *testing.T) {
+	if _, _, err := runCLI(t, "serve", "--no-such-flag"); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
+
+func TestKeysCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	out, _, err := runCLI(t, "keys", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "KEZ_CALLOUT_ISSUER") {
+		t.Fatalf("keys printed:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kez-keys.conf")); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := runCLI(t, "keys", "--dir", dir)
+	if err != nil || again != out {
+		t.Fatalf("second run changed the keys (%v)", err)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(`{"status":"x"}`))
+	}))
+	defer srv.Close()
+	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL); err != nil {
+		t.Fatalf("healthy server: %v", err)
+	}
+	status = http.StatusServiceUnavailable
+	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("unhealthy server: %v", err)
+	}
+	if _, _, err := runCLI(t, "healthcheck", "--url", "http://127.0.0.1:1/"); err == nil {
+		t.Fatal("unreachable server passed")
+	}
+}
