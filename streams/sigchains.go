@@ -247,17 +247,26 @@ func (s *Sigchains) settle(ctx context.Context, ev sigchain.Event, expect uint64
 	return 0, fmt.Errorf("%w: tail at stream sequence %d, expected %d", ErrSigchainConflict, seq, expect)
 }
 
+// sigchainWalkMax is the longest chain Read reads by message gets; longer
+// ones are read through a consumer.
+const sigchainWalkMax = 32
+
 // Read returns the events of key's chain with seqno at least since (all
 // of them for since 0 or 1), in order, as the compact wire forms stored;
 // an empty chain, or since after its tail, gives none. The answer is a
 // snapshot up to the tail read first: events appended meanwhile are left
-// for the next read.
+// for the next read. Every read goes to the stream leader, so a client
+// never sees less than an append it was answered.
 //
-// The chain is read with an ordered consumer filtered on its subject, so
-// JetStream's per-subject index skips other chains; the k-th message of
-// the subject is the event with seqno k (Append stores seqno k only after
-// k-1), so events before since are skipped by counting, not parsed. A
-// request for the tail alone (a client checking its pin) costs one get.
+// The k-th message of a chain's subject is its event with seqno k (Append
+// stores seqno k only right after k-1), which is how events before since
+// are skipped, by counting rather than parsing. The tail costs one get,
+// and a request for the tail alone (a client checking its pin) nothing
+// more. A short chain is then walked with "next message on the subject"
+// gets, which involve only the stream leader; a long one is read through
+// an ephemeral consumer (in a cluster its creation goes through the
+// meta leader, so it is kept for reads where the round trips it saves
+// matter), deleted after the read.
 func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -280,46 +289,86 @@ func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since uint64) (
 		return []json.RawMessage{}, nil
 	case since == n:
 		return []json.RawMessage{last.Data}, nil
+	case n <= sigchainWalkMax:
+		return s.walk(ctx, subject, since, n, last)
 	}
+	return s.fetch(ctx, subject, since, n, last)
+}
 
-	cons, err := s.js.OrderedConsumer(ctx, SigchainStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+// walk reads events since..n of subject, whose event n is last, by getting
+// each next message of the subject from the stream leader.
+func (s *Sigchains) walk(ctx context.Context, subject string, since, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, n-since+1)
+	seq := uint64(1)
+	for seqno := uint64(1); seqno < n; seqno++ {
+		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return nil, fmt.Errorf("%w: read sigchain event %d: %v", kez.ErrUnavailable, seqno, err)
+		}
+		if m.Sequence >= last.Sequence {
+			return nil, fmt.Errorf("sigchain %s: event %d of %d at stream sequence %d, the tail's", subject, seqno, n, m.Sequence)
+		}
+		if seqno >= since {
+			out = append(out, m.Data)
+		}
+		seq = m.Sequence + 1
+	}
+	return append(out, last.Data), nil
+}
+
+// fetch reads events since..n of subject, whose event n is last, through
+// an ephemeral consumer, in batches.
+func (s *Sigchains) fetch(ctx context.Context, subject string, since, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
+	cons, err := s.js.CreateConsumer(ctx, SigchainStream, jetstream.ConsumerConfig{
+		FilterSubject: subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		Replicas:      1,
+		// Should the delete below fail, the server removes it soon.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: sigchain consumer: %v", kez.ErrUnavailable, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return nil, fmt.Errorf("%w: sigchain consumer: %v", kez.ErrUnavailable, err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = s.js.DeleteConsumer(dctx, SigchainStream, cons.CachedInfo().Name)
+	}()
 	out := make([]json.RawMessage, 0, n-since+1)
-	for seqno := uint64(1); ; seqno++ {
-		m, err := it.Next()
+	for seqno := uint64(1); seqno <= n; {
+		batch, err := cons.Fetch(int(min(n-seqno+1, 256)), jetstream.FetchContext(ctx))
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, ctx.Err())
-			}
 			return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, err)
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("sigchain message metadata: %w", err)
-		}
-		if seqno >= since {
-			out = append(out, m.Data())
-		}
-		if md.Sequence.Stream >= last.Sequence {
-			if md.Sequence.Stream != last.Sequence || seqno != n {
-				return nil, fmt.Errorf("sigchain %s: %d messages up to stream sequence %d, tail seqno %d at %d",
-					key.Hex(), seqno, md.Sequence.Stream, n, last.Sequence)
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("sigchain message metadata: %w", err)
 			}
-			return out, nil
+			// No acks, so no redeliveries: a delivery out of turn means
+			// a message was lost on the way (a slow client).
+			if md.Sequence.Consumer != seqno || md.Sequence.Stream > last.Sequence ||
+				(seqno == n && md.Sequence.Stream != last.Sequence) {
+				return nil, fmt.Errorf("%w: read sigchain %s: delivery %d of event %d at stream sequence %d, tail %d at %d",
+					kez.ErrUnavailable, subject, md.Sequence.Consumer, seqno, md.Sequence.Stream, n, last.Sequence)
+			}
+			if seqno >= since {
+				out = append(out, m.Data())
+			}
+			seqno++
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, err)
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("%w: read sigchain %s: no events after %d of %d", kez.ErrUnavailable, subject, seqno-1, n)
 		}
 	}
+	return out, nil
 }
 
 // SigchainLimiter limits appends per chain with the

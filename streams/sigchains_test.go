@@ -222,3 +222,47 @@ func TestSigchainConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A chain longer than a few dozen events is read through a consumer, in
+// batches, which is deleted after the read.
+func TestSigchainReadLongChain(t *testing.T) {
+	js, store := setupSigchains(t, streams.DefaultSigchainConfig())
+	ctx := context.Background()
+	k, events := chain(t, 300)
+	_, others := chain(t, 3)
+	var expect, otherExpect uint64
+	var err error
+	for i, e := range events {
+		if expect, err = store.Append(ctx, e, expect); err != nil {
+			t.Fatalf("Append %d: %v", i+1, err)
+		}
+		if i%100 == 0 { // other chains' events in between
+			if otherExpect, err = store.Append(ctx, others[i/100], otherExpect); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, since := range []uint64{0, 2, 33, 257, 299, 300, 301} {
+		got, err := store.Read(ctx, k.Public(), since)
+		if err != nil {
+			t.Fatalf("Read(since %d): %v", since, err)
+		}
+		first := max(since, 1)
+		if want := max(301-int(first), 0); len(got) != want {
+			t.Fatalf("Read(since %d) = %d events, want %d", since, len(got), want)
+		}
+		for i, raw := range got {
+			if want := wire(t, events[int(first)-1+i]); string(raw) != want {
+				t.Fatalf("Read(since %d)[%d] = %s, want %s", since, i, raw, want)
+			}
+		}
+	}
+	s, err := js.Stream(ctx, streams.SigchainStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left after the reads (%v)", info.State.Consumers, err)
+	}
+}

@@ -4,6 +4,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,4 +180,27 @@ func (m *Metrics) Wrap(mux *http.ServeMux) http.Handler {
 		m.requests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Inc()
 		m.duration.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 	})
+}
+
+// Healthcheck asks the health endpoint url (a server's /v1/healthz) and
+// returns nil if it answers 200 within 3 seconds: the `healthcheck`
+// subcommand of the servers, run by container health checks (our images
+// have no shell or curl).
+func Healthcheck(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("unhealthy: %s %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }

@@ -1,0 +1,187 @@
+package sigserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"kez.lat/kez"
+	"kez.lat/kez/registry"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/web"
+)
+
+// ErrUnreachable means the sig-server could not be asked: the request
+// failed, no complete answer arrived, or the server answered 5xx. It is
+// transient and says nothing about the chain; every other error of
+// [Client.Fetch] and [Client.Update] except a [*StatusError] is a verdict
+// on what the server showed (sigchain.ErrRollback, ErrRewritten,
+// ErrBadSignature, ErrMalformed, ...).
+var ErrUnreachable = errors.New("sigchain server unreachable")
+
+// StatusError is an error answer of the sig-server: its status and the
+// code and message of its JSON body. A 5xx one matches [ErrUnreachable].
+type StatusError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("sigchain server answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Unwrap returns ErrUnreachable for a 5xx answer, nil otherwise.
+func (e *StatusError) Unwrap() error {
+	if e.Status >= 500 {
+		return ErrUnreachable
+	}
+	return nil
+}
+
+// MaxAnswerSize bounds the body of a chain fetched by [Client]: far more
+// than the default limits let a chain hold (10,000 events of a few hundred
+// bytes), far less than memory.
+const MaxAnswerSize = 64 << 20
+
+// Client fetches, verifies and appends sigchains on one sig-server. It
+// never trusts the server: every event is verified against the key asked
+// for, and a pinned event must still be shown, unchanged.
+type Client struct {
+	// BaseURL is the sig-server's base URL, e.g. https://sig.kez.lat.
+	BaseURL string
+	// HTTP is the client used; http.DefaultClient if nil.
+	HTTP *http.Client
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// Fetch fetches key's whole chain, verifies it ([sigchain.VerifyChain]) and
+// checks that it still holds pin, the tail the caller saw last (the zero
+// Pin for a first fetch) ([sigchain.CheckPin]). A chain that lost the
+// pinned event fails with [sigchain.ErrRollback], one with another event
+// there with [sigchain.ErrRewritten]; a failure to ask matches
+// [ErrUnreachable] (or is a [*StatusError]). On success the caller pins
+// the returned state's Tail.
+func (c *Client) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin) (sigchain.State, error) {
+	events, err := c.get(ctx, key, 0)
+	if err != nil {
+		return sigchain.State{}, err
+	}
+	st, err := sigchain.VerifyChain(key, events)
+	if err != nil {
+		return sigchain.State{}, err
+	}
+	if err := sigchain.CheckPin(pin, events); err != nil {
+		return sigchain.State{}, err
+	}
+	return st, nil
+}
+
+// Update fetches the events of st's chain from its pinned seqno on
+// (?since=<st.Tail.Seqno>, which shows the pinned event again) and returns
+// st extended with the new ones ([sigchain.State.Extend]), with the same
+// verdicts as [Client.Fetch]. A zero st.Tail fetches the whole chain.
+func (c *Client) Update(ctx context.Context, st sigchain.State) (sigchain.State, error) {
+	events, err := c.get(ctx, st.Key, st.Tail.Seqno)
+	if err != nil {
+		return sigchain.State{}, err
+	}
+	return st.Extend(events)
+}
+
+// Append posts ev to its chain and returns the event the server stored,
+// which must be ev itself (same payload): anything else is
+// [sigchain.ErrRewritten]. Refusals are [*StatusError]s whose Code names
+// the reason (wrong_seqno, conflict, rate_limited, ...: see the package
+// documentation).
+func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event, error) {
+	wire, err := ev.MarshalJSON()
+	if err != nil {
+		return sigchain.Event{}, err
+	}
+	url := registry.SigchainURL(c.BaseURL, ev.Chain()) + "/events"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(wire))
+	if err != nil {
+		return sigchain.Event{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	body, err := c.do(req, MaxBodySize+1024)
+	if err != nil {
+		return sigchain.Event{}, err
+	}
+	stored, err := sigchain.ParseEvent(bytes.TrimSpace(body))
+	if err != nil {
+		return sigchain.Event{}, fmt.Errorf("stored event: %w", err)
+	}
+	if stored.Hash() != ev.Hash() {
+		return sigchain.Event{}, fmt.Errorf("%w: the server answered another event than the one appended", sigchain.ErrRewritten)
+	}
+	return stored, nil
+}
+
+// get fetches the events of key's chain from seqno since (0: all).
+func (c *Client) get(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
+	url := registry.SigchainURL(c.BaseURL, key)
+	if since > 0 {
+		url += "?since=" + strconv.FormatUint(since, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	body, err := c.do(req, MaxAnswerSize)
+	if err != nil {
+		return nil, err
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '[' {
+		return nil, fmt.Errorf("%w: chain answer is not a JSON array", sigchain.ErrMalformed)
+	}
+	var events []sigchain.Event
+	if err := json.Unmarshal(body, &events); err != nil {
+		if errors.Is(err, sigchain.ErrMalformed) || errors.Is(err, sigchain.ErrTooLarge) {
+			return nil, fmt.Errorf("chain answer: %w", err)
+		}
+		return nil, fmt.Errorf("%w: chain answer: invalid JSON", sigchain.ErrMalformed)
+	}
+	return events, nil
+}
+
+// do sends req and returns the body of a 2xx answer of at most limit
+// bytes.
+func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		var eb web.ErrorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
+			eb = web.ErrorBody{Code: "unknown", Error: strings.TrimSpace(http.StatusText(resp.StatusCode))}
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read answer: %v", ErrUnreachable, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("%w: answer over %d bytes", sigchain.ErrTooLarge, limit)
+	}
+	return body, nil
+}

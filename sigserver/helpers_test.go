@@ -1,0 +1,189 @@
+package sigserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/sigserver"
+	"kez.lat/kez/streams"
+)
+
+func testConfig(ns *natstest.Server) sigserver.Config {
+	cfg := sigserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeySigServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.RequireRegistered = false
+	cfg.Streams.AppendLimit = 1000
+	return cfg
+}
+
+func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
+	t.Helper()
+	srv, err := sigserver.Start(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	return srv
+}
+
+// testLogger logs warnings and errors into the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newKey(t testing.TB) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// grow signs n more events onto events (which it never modifies), each an
+// add_claim whose value carries tag, so that two calls with different
+// tags make competing events.
+func grow(t testing.TB, k *kez.PrivateKey, events []sigchain.Event, n int, tag string) []sigchain.Event {
+	t.Helper()
+	out := append([]sigchain.Event(nil), events...)
+	for range n {
+		var prev *sigchain.Event
+		if len(out) > 0 {
+			prev = &out[len(out)-1]
+		}
+		e, err := sigchain.Next(k, prev, sigchain.TypeAddClaim,
+			sigchain.Claim{Kind: "dns", Value: fmt.Sprintf("%s-%d.example", tag, len(out)+1), Proof: "TXT record"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func wireOf(t testing.TB, e sigchain.Event) []byte {
+	t.Helper()
+	b, err := e.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// wireForm builds a wire event from raw payload and signature bytes.
+func wireForm(payload, sig []byte) []byte {
+	enc := base64.StdEncoding
+	return fmt.Appendf(nil, `{"payload":"%s","sig":"%s"}`, enc.EncodeToString(payload), enc.EncodeToString(sig))
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) code(t testing.TB) string {
+	t.Helper()
+	var e struct{ Error, Code string }
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", a.body, err)
+	}
+	if e.Error == "" {
+		t.Fatalf("error body %q has no message", a.body)
+	}
+	return e.Code
+}
+
+func do(t testing.TB, method, url string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+func chainURL(base string, key kez.PublicKey) string {
+	return base + "/v1/sigchains/ed25519/" + key.Hex()
+}
+
+func post(t testing.TB, base string, key kez.PublicKey, body []byte) answer {
+	t.Helper()
+	return do(t, http.MethodPost, chainURL(base, key)+"/events", body)
+}
+
+// appendAll posts events in order, each expected to be created.
+func appendAll(t testing.TB, base string, events ...sigchain.Event) {
+	t.Helper()
+	for _, e := range events {
+		if a := post(t, base, e.Chain(), wireOf(t, e)); a.status != http.StatusCreated {
+			t.Fatalf("append seqno %d: %d %s", e.Seqno(), a.status, a.body)
+		}
+	}
+}
+
+// fetch GETs a chain (with ?since= if since is not "") and parses it.
+func fetch(t testing.TB, base string, key kez.PublicKey, since string) []sigchain.Event {
+	t.Helper()
+	url := chainURL(base, key)
+	if since != "" {
+		url += "?since=" + since
+	}
+	a := do(t, http.MethodGet, url, nil)
+	if a.status != http.StatusOK || a.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET %s = %d %s", url, a.status, a.body)
+	}
+	var events []sigchain.Event
+	if err := json.Unmarshal(a.body, &events); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, a.body)
+	}
+	return events
+}
+
+// storedMsgs returns how many messages the sigchain stream holds.
+func storedMsgs(t testing.TB, ns *natstest.Server) uint64 {
+	t.Helper()
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), streams.SigchainStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Msgs
+}

@@ -1,0 +1,282 @@
+package sigserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"kez.lat/kez"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/streams"
+	"kez.lat/kez/web"
+)
+
+// Sentinel errors of the sig-server, besides the sigchain and root ones.
+var (
+	// ErrNotRegistered: the chain's key has no handle on the home server,
+	// and the server accepts chains of registered keys only.
+	ErrNotRegistered = errors.New("key has no registered handle")
+	// ErrChainFull: the chain holds its maximum number of events.
+	ErrChainFull = errors.New("sigchain has reached its maximum number of events")
+)
+
+// MaxBodySize bounds POST bodies: one event in wire form.
+const MaxBodySize = sigchain.MaxEventSize
+
+// Store is the sigchain store; see streams.Sigchains.
+type Store interface {
+	// Tail returns the chain's last event and the store sequence an
+	// append after it must expect; the zero Event and 0 for an empty chain.
+	Tail(ctx context.Context, key kez.PublicKey) (sigchain.Event, uint64, error)
+	// Append stores ev if the chain's tail is still at expect, else
+	// returns streams.ErrSigchainConflict.
+	Append(ctx context.Context, ev sigchain.Event, expect uint64) (uint64, error)
+	// Read returns the wire forms of the events with seqno >= since.
+	Read(ctx context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error)
+}
+
+// Limiter limits appends per chain; see streams.SigchainLimiter.
+type Limiter interface {
+	// Allow records one append and returns kez.ErrRateLimited over the limit.
+	Allow(ctx context.Context, key kez.PublicKey) error
+}
+
+// KeyIndex finds the handle of a key; see streams.Projection.
+type KeyIndex interface {
+	// GetByKey returns the record of key's handle, or kez.ErrNotFound.
+	GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error)
+}
+
+var (
+	_ Store    = (*streams.Sigchains)(nil)
+	_ Limiter  = (*streams.SigchainLimiter)(nil)
+	_ KeyIndex = (*streams.Projection)(nil)
+)
+
+// HandlerConfig is what the HTTP API needs.
+type HandlerConfig struct {
+	Store Store
+	// Limiter limits appends per chain; nil means no rate limit.
+	Limiter Limiter
+	// Registered, if set, restricts appends to keys it knows
+	// ([ErrNotRegistered] otherwise).
+	Registered KeyIndex
+	// MaxEvents is the most events a chain may hold.
+	MaxEvents uint64
+	// CtimeSkew is how far ahead of Now an event's ctime may be.
+	CtimeSkew time.Duration
+	// TrustProxy takes the client address (logged) from X-Forwarded-For.
+	TrustProxy bool
+	// Checks are the health checks /v1/healthz runs, by name.
+	Checks map[string]func(context.Context) error
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+	// Logger receives appends, failed health checks and internal errors
+	// (discarded if nil).
+	Logger *slog.Logger
+}
+
+// errorTable maps the sig-server's errors, most specific first, then the
+// root ones.
+var errorTable = append([]web.Mapping{
+	{Err: sigchain.ErrWrongChain, Status: http.StatusBadRequest, Code: "wrong_chain"},
+	{Err: sigchain.ErrBadCtime, Status: http.StatusBadRequest, Code: "bad_ctime"},
+	{Err: sigchain.ErrMalformed, Status: http.StatusBadRequest, Code: "malformed_event"},
+	{Err: sigchain.ErrWrongSeqno, Status: http.StatusConflict, Code: "wrong_seqno"},
+	{Err: sigchain.ErrWrongPrev, Status: http.StatusConflict, Code: "wrong_prev"},
+	{Err: streams.ErrSigchainConflict, Status: http.StatusConflict, Code: "conflict"},
+	{Err: ErrNotRegistered, Status: http.StatusForbidden, Code: "not_registered"},
+	{Err: ErrChainFull, Status: http.StatusTooManyRequests, Code: "chain_full"},
+}, web.RootErrors...)
+
+func errorCode(err error) string {
+	for _, m := range errorTable {
+		if errors.Is(err, m.Err) {
+			return m.Code
+		}
+	}
+	return "internal"
+}
+
+type server struct {
+	cfg     HandlerConfig
+	errs    web.Errors
+	appends *prometheus.CounterVec
+}
+
+// NewHandler returns the sig-server's HTTP API, with its metrics on reg
+// and served at /metrics.
+func NewHandler(cfg HandlerConfig, reg *prometheus.Registry) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	srv := &server{
+		cfg:  cfg,
+		errs: web.Errors{Table: errorTable, Logger: cfg.Logger},
+		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_sigchain_appends_total", Help: "Sigchain append attempts by result (created, exists, or the error code).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(srv.appends)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/healthz", srv.handleHealthz)
+	mux.HandleFunc("GET /v1/sigchains/ed25519/{hex}", srv.handleChain)
+	mux.HandleFunc("POST /v1/sigchains/ed25519/{hex}/events", srv.handleAppend)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "no such route", Code: "not_found"})
+	})
+	return web.NewMetrics(reg).Wrap(mux)
+}
+
+func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	type body struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	b := body{Status: "ok", Checks: map[string]string{}}
+	status := http.StatusOK
+	for name, check := range srv.cfg.Checks {
+		b.Checks[name] = "ok"
+		if err := check(ctx); err != nil {
+			// The detail goes to the log, not to an unauthenticated caller.
+			srv.cfg.Logger.Warn("health check failed", "check", name, "err", err)
+			b.Checks[name] = "failing"
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		}
+	}
+	web.WriteJSON(w, status, b)
+}
+
+// chainKey parses the {hex} of the URL.
+func chainKey(r *http.Request) (kez.PublicKey, error) {
+	return kez.ParsePublicKeyHex(r.PathValue("hex"))
+}
+
+func (srv *server) handleChain(w http.ResponseWriter, r *http.Request) {
+	key, err := chainKey(r)
+	if err != nil {
+		srv.errs.Write(w, r, err)
+		return
+	}
+	var since uint64
+	if s := r.URL.Query().Get("since"); s != "" {
+		if since, err = strconv.ParseUint(s, 10, 64); err != nil {
+			srv.errs.Write(w, r, errBadSince)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	events, err := srv.cfg.Store.Read(ctx, key, since)
+	if err != nil {
+		srv.errs.Write(w, r, err)
+		return
+	}
+	// Chains change with every append: caches must ask again.
+	w.Header().Set("Cache-Control", "no-cache")
+	web.WriteJSON(w, http.StatusOK, events)
+}
+
+var errBadSince = fmt.Errorf("%w: since must be a non-negative integer (the first seqno wanted)", kez.ErrInvalidRequest)
+
+func (srv *server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	ev, created, err := srv.append(w, r)
+	if err != nil {
+		srv.appends.WithLabelValues(errorCode(err)).Inc()
+		srv.errs.Write(w, r, err)
+		return
+	}
+	status, result := http.StatusOK, "exists"
+	if created {
+		status, result = http.StatusCreated, "created"
+		srv.cfg.Logger.Info("sigchain event appended", "chain", ev.Chain().String(), "seqno", ev.Seqno(),
+			"type", ev.Type(), "client", web.ClientAddr(r, srv.cfg.TrustProxy).String())
+	}
+	srv.appends.WithLabelValues(result).Inc()
+	w.Header().Set("Location", "/v1/sigchains/ed25519/"+ev.Chain().Hex()+"?since="+strconv.FormatUint(ev.Seqno(), 10))
+	web.WriteJSON(w, status, ev)
+}
+
+// append checks and stores the posted event. It reports created=false
+// when the event was already the chain's tail. The checks that need no
+// I/O come first, and the rate limit last, so that only the owner's valid
+// events count against the owner's quota.
+func (srv *server) append(w http.ResponseWriter, r *http.Request) (ev sigchain.Event, created bool, err error) {
+	key, err := chainKey(r)
+	if err != nil {
+		return ev, false, err
+	}
+	body, err := web.ReadBody(w, r, MaxBodySize)
+	if err != nil {
+		return ev, false, err
+	}
+	if ev, err = sigchain.ParseEvent(body); err != nil {
+		return ev, false, err
+	}
+	// The event must name the chain of the URL (ErrWrongChain) and be
+	// signed by that key before anything is looked up for it.
+	if err := ev.Verify(key); err != nil {
+		return ev, false, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	if srv.cfg.Registered != nil {
+		if _, err := srv.cfg.Registered.GetByKey(ctx, key); errors.Is(err, kez.ErrNotFound) {
+			return ev, false, ErrNotRegistered
+		} else if err != nil {
+			return ev, false, unavailable("registry look-up", err)
+		}
+	}
+	tail, expect, err := srv.cfg.Store.Tail(ctx, key)
+	if err != nil {
+		return ev, false, err
+	}
+	var last *sigchain.Event
+	if !tail.IsZero() {
+		last = &tail
+		if tail.Hash() == ev.Hash() {
+			return tail, false, nil // a retry of a stored event
+		}
+	}
+	if err := sigchain.VerifyAppend(key, last, ev); err != nil {
+		return ev, false, err
+	}
+	if err := sigchain.CheckCtime(ev, srv.cfg.Now(), srv.cfg.CtimeSkew); err != nil {
+		return ev, false, err
+	}
+	if ev.Seqno() > srv.cfg.MaxEvents {
+		return ev, false, ErrChainFull
+	}
+	if srv.cfg.Limiter != nil {
+		if err := srv.cfg.Limiter.Allow(ctx, key); err != nil {
+			return ev, false, err
+		}
+	}
+	if _, err := srv.cfg.Store.Append(ctx, ev, expect); err != nil {
+		return ev, false, err
+	}
+	return ev, true, nil
+}
+
+// unavailable wraps a dependency failure as kez.ErrUnavailable, unless it
+// already is one.
+func unavailable(what string, err error) error {
+	if errors.Is(err, kez.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", kez.ErrUnavailable, what, err)
+}

@@ -1,0 +1,220 @@
+package sigserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"kez.lat/kez"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/streams"
+)
+
+// ErrConfig is wrapped by Config.Validate errors.
+var ErrConfig = errors.New("invalid configuration")
+
+// Config is the whole configuration of one replica.
+type Config struct {
+	NATSURL      string // broker the service connects to
+	NATSNKeyFile string // seed of the service user (account KEZ)
+	HTTPAddr     string // listen address of the HTTP API
+	TrustProxy   bool   // client address (logged) from X-Forwarded-For
+	// RequireRegistered accepts appends only to chains whose key has a
+	// handle in the home server's projection (same NATS account).
+	RequireRegistered bool
+	// MaxEvents is the most events one chain may hold.
+	MaxEvents int
+	// CtimeSkew is how far ahead of the server clock an event's ctime may be.
+	CtimeSkew time.Duration
+	Streams   streams.SigchainConfig
+}
+
+// DefaultConfig returns the defaults of a single-server deployment.
+func DefaultConfig() Config {
+	return Config{
+		NATSURL:           "nats://127.0.0.1:4222",
+		HTTPAddr:          ":7878",
+		RequireRegistered: true,
+		MaxEvents:         10000,
+		CtimeSkew:         10 * time.Minute,
+		Streams:           streams.DefaultSigchainConfig(),
+	}
+}
+
+// Validate reports whether c is complete; errors wrap ErrConfig.
+func (c Config) Validate() error {
+	switch {
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: nats url is empty", ErrConfig)
+	case c.HTTPAddr == "":
+		return fmt.Errorf("%w: http addr is empty", ErrConfig)
+	case c.MaxEvents < 1:
+		return fmt.Errorf("%w: max events must be at least 1", ErrConfig)
+	case c.CtimeSkew < 0:
+		return fmt.Errorf("%w: ctime skew must not be negative", ErrConfig)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return nil
+}
+
+// Server is a running kez-sig-server replica.
+type Server struct {
+	nc     *nats.Conn
+	http   *http.Server
+	ln     net.Listener
+	wg     sync.WaitGroup
+	logger *slog.Logger
+}
+
+// Start connects, creates the streams and starts the HTTP API, and returns
+// once the HTTP listener is bound.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	nc, err := chatserver.Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-sig-server", logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{nc: nc, logger: logger}
+	if err := s.start(ctx, cfg); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context, cfg Config) error {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return err
+	}
+	if err := streams.SetupSigchains(ctx, js, cfg.Streams); err != nil {
+		return err
+	}
+	store, err := streams.OpenSigchains(ctx, js)
+	if err != nil {
+		return err
+	}
+	hc := HandlerConfig{
+		Store:      store,
+		Limiter:    streams.NewSigchainLimiter(js),
+		MaxEvents:  uint64(cfg.MaxEvents),
+		CtimeSkew:  cfg.CtimeSkew,
+		TrustProxy: cfg.TrustProxy,
+		Logger:     s.logger,
+		Checks: map[string]func(context.Context) error{
+			"nats": func(context.Context) error {
+				if !s.nc.IsConnected() {
+					return errors.New("not connected")
+				}
+				return nil
+			},
+			"store": func(ctx context.Context) error { _, err := store.LastSeq(ctx); return err },
+		},
+	}
+	if cfg.RequireRegistered {
+		idx := &keyIndex{js: js}
+		hc.Registered = idx
+		hc.Checks["registry"] = func(ctx context.Context) error { _, err := idx.open(ctx); return err }
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := NewHandler(hc, reg)
+
+	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	s.wg.Go(func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server", "err", err)
+		}
+	})
+	s.logger.Info("kez-sig-server started", "http", s.ln.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
+		"require_registered", cfg.RequireRegistered)
+	return nil
+}
+
+// Addr returns the HTTP listen address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns http://<listen address>.
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Close shuts down gracefully: in-flight HTTP requests finish (within
+// ctx), then the NATS connection drains.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.wg.Wait()
+	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		err = errors.Join(err, derr)
+	}
+	for s.nc.IsDraining() {
+		select {
+		case <-ctx.Done():
+			s.nc.Close()
+			return errors.Join(err, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// keyIndex is the home server's key index, opened on first use: the
+// sig-server may start before the home server has created its buckets.
+// KV reads may come from a follower, so a key registered a moment ago can
+// be refused once (403) and accepted on a retry.
+type keyIndex struct {
+	js jetstream.JetStream
+	mu sync.Mutex
+	p  *streams.Projection
+}
+
+func (k *keyIndex) open(ctx context.Context) (*streams.Projection, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.p != nil {
+		return k.p, nil
+	}
+	p, err := streams.OpenProjection(ctx, k.js)
+	if err != nil {
+		return nil, fmt.Errorf("%w: registry projection: %v", kez.ErrUnavailable, err)
+	}
+	k.p = p
+	return p, nil
+}
+
+// GetByKey returns the record of key's handle, kez.ErrNotFound, or
+// kez.ErrUnavailable if the projection cannot be read.
+func (k *keyIndex) GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
+	p, err := k.open(ctx)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	rec, err := p.GetByKey(ctx, key)
+	if err != nil && !errors.Is(err, kez.ErrNotFound) {
+		return rec, fmt.Errorf("%w: registry look-up: %v", kez.ErrUnavailable, err)
+	}
+	return rec, err
+}
