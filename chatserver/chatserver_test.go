@@ -29,6 +29,9 @@ func testConfig(ns *natstest.Server) chatserver.Config {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
 	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = domain
 	cfg.PublicURL = "https://" + domain
@@ -106,9 +109,10 @@ func regBody(t testing.TB, key *kez.PrivateKey, handle string) []byte {
 }
 
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status  int
+	header  http.Header
+	body    []byte
+	reqBody []byte
 }
 
 func (a answer) code(t testing.TB) string {
@@ -135,7 +139,7 @@ func do(t testing.TB, method, url string, body []byte) answer {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, b}
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
 func register(t testing.TB, base string, body []byte) answer {
@@ -148,7 +152,9 @@ func TestRegisterAndLookUp(t *testing.T) {
 	srv := startServer(t, testConfig(ns))
 	alice := newKey(t)
 
-	a := register(t, srv.URL(), regBody(t, alice, "Alice"))
+	reqBody := regBody(t, alice, "Alice")
+	a := register(t, srv.URL(), reqBody)
+	a.reqBody = reqBody
 	if a.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.status, a.body)
 	}
@@ -164,6 +170,12 @@ func TestRegisterAndLookUp(t *testing.T) {
 	}
 	if rec.Handle != want.Handle || rec.Primary != want.Primary || rec.SigchainURL != want.SigchainURL || rec.NATS != want.NATS || rec.RegisteredAt == 0 {
 		t.Errorf("record = %+v, want %+v", rec, want)
+	}
+
+	// Retrying the same signed body (as after a time-out) gets the same
+	// answer, not a conflict.
+	if again := register(t, srv.URL(), a.reqBody); again.status != http.StatusCreated || !bytes.Equal(again.body, a.body) {
+		t.Errorf("retry = %d %s, want 201 %s", again.status, again.body, a.body)
 	}
 
 	// Read-your-writes: every form of the handle answers at once, and the
@@ -184,7 +196,7 @@ func TestRegisterAndLookUp(t *testing.T) {
 	}
 
 	m := do(t, http.MethodGet, srv.URL()+"/metrics", nil)
-	if m.status != http.StatusOK || !strings.Contains(string(m.body), `kez_registrations_total{result="created"} 1`) {
+	if m.status != http.StatusOK || !strings.Contains(string(m.body), `kez_registrations_total{result="created"} 2`) {
 		t.Errorf("metrics lack the registration count:\n%s", m.body)
 	}
 	h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
