@@ -86,35 +86,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Connect connects to NATS as a service user (seed file, if set), with
-// unlimited reconnects logged to logger.
-func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name(name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats error", "err", err) }),
-	}
-	if nkeyFile != "" {
-		opt, err := nats.NkeyOptionFromSeed(nkeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("nkey seed %s: %w", nkeyFile, err)
-		}
-		opts = append(opts, opt)
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
-	}
-	return nc, nil
-}
-
 // Server is a running kez-chat-server replica.
 type Server struct {
 	Registry  *registry.Service
@@ -146,7 +117,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error
 			return nil, fmt.Errorf("reserved file %s: %w", cfg.ReservedFile, err)
 		}
 	}
-	nc, err := Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-chat-server", logger)
+	nc, err := streams.Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-chat-server", logger)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +227,7 @@ func (s *Server) startCallout(cfg Config, inboxes *streams.Inboxes, reg promethe
 	if err != nil {
 		return err
 	}
-	s.calloutNC, err = Connect(cfg.NATSURL, cfg.CalloutNKeyFile, "kez-chat-server callout", s.logger)
+	s.calloutNC, err = streams.Connect(cfg.NATSURL, cfg.CalloutNKeyFile, "kez-chat-server callout", s.logger)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
-	"kez.lat/kez/chatserver"
 	"kez.lat/kez/streams"
 )
 
@@ -84,7 +83,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	nc, err := chatserver.Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-sig-server", logger)
+	nc, err := streams.Connect(cfg.NATSURL, cfg.NATSNKeyFile, "kez-sig-server", logger)
 	if err != nil {
 		return nil, err
 	}
@@ -181,40 +180,41 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// keyIndex is the home server's key index, opened on first use: the
-// sig-server may start before the home server has created its buckets.
-// KV reads may come from a follower, so a key registered a moment ago can
-// be refused once (403) and accepted on a retry.
+// keyIndex answers whether a key has a handle from the registry stream's
+// key claims, read from the stream leader: a key registered a moment ago
+// is seen, even on a cluster where KV reads may come from a follower. The
+// stream is opened on first use: the sig-server may start before the home
+// server has created it.
 type keyIndex struct {
-	js jetstream.JetStream
-	mu sync.Mutex
-	p  *streams.Projection
+	js  jetstream.JetStream
+	mu  sync.Mutex
+	reg *streams.Registry
 }
 
-func (k *keyIndex) open(ctx context.Context) (*streams.Projection, error) {
+func (k *keyIndex) open(ctx context.Context) (*streams.Registry, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.p != nil {
-		return k.p, nil
+	if k.reg != nil {
+		return k.reg, nil
 	}
-	p, err := streams.OpenProjection(ctx, k.js)
+	reg, err := streams.OpenRegistry(ctx, k.js)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry projection: %v", kez.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: registry: %v", kez.ErrUnavailable, err)
 	}
-	k.p = p
-	return p, nil
+	k.reg = reg
+	return reg, nil
 }
 
-// GetByKey returns the record of key's handle, kez.ErrNotFound, or
-// kez.ErrUnavailable if the projection cannot be read.
+// GetByKey returns the handle bound to key (in a record with only Handle
+// and Primary set), kez.ErrNotFound, or kez.ErrUnavailable.
 func (k *keyIndex) GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
-	p, err := k.open(ctx)
+	reg, err := k.open(ctx)
 	if err != nil {
 		return kez.HandleRecord{}, err
 	}
-	rec, err := p.GetByKey(ctx, key)
-	if err != nil && !errors.Is(err, kez.ErrNotFound) {
-		return rec, fmt.Errorf("%w: registry look-up: %v", kez.ErrUnavailable, err)
+	h, err := reg.KeyHandle(ctx, key)
+	if err != nil {
+		return kez.HandleRecord{}, err
 	}
-	return rec, err
+	return kez.HandleRecord{Handle: h, Primary: key}, nil
 }

@@ -210,3 +210,26 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		}
 	}
 }
+
+// KeyHandle returns the handle that claimed key, read from the stream
+// leader, so a registration acknowledged a moment ago is seen (the KV
+// projection may be read from a lagging follower). It returns
+// kez.ErrNotFound if key has no handle.
+func (r *Registry) KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := r.stream.GetLastMsgForSubject(ctx, keyClaimSubject(key.Hex()))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return kez.Handle{}, kez.ErrNotFound
+	}
+	if err != nil {
+		return kez.Handle{}, fmt.Errorf("%w: read key claim: %v", kez.ErrUnavailable, err)
+	}
+	var claim struct {
+		Handle kez.Handle `json:"handle"`
+	}
+	if err := json.Unmarshal(m.Data, &claim); err != nil {
+		return kez.Handle{}, fmt.Errorf("key claim %d: %w", m.Sequence, err)
+	}
+	return claim.Handle, nil
+}

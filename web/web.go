@@ -83,7 +83,7 @@ type Errors struct {
 func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 	for _, m := range e.Table {
 		if errors.Is(err, m.Err) {
-			if m.Status == http.StatusTooManyRequests {
+			if m.Code == "rate_limited" { // not chain_full: waiting will not help there
 				w.Header().Set("Retry-After", "60")
 			}
 			WriteJSON(w, m.Status, ErrorBody{Error: err.Error(), Code: m.Code})

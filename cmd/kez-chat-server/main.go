@@ -5,60 +5,26 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/cli"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kez-chat-server: %v\n", err)
-		os.Exit(1)
-	}
-}
-
-// natsFlags are the broker connection flags every command shares.
-type natsFlags struct {
-	NATSURL      string `name:"nats-url" env:"NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS server the service connects to."`
-	NATSNKeyFile string `name:"nats-nkey-file" env:"NATS_NKEY_FILE" type:"path" help:"Seed file of the service's NATS user (account KEZ), e.g. keys/chat-server.nk."`
-}
-
-type logFlags struct {
-	LogFormat string `env:"LOG_FORMAT" enum:"json,text" default:"json" help:"Log format: json or text."`
-	LogLevel  string `env:"LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Minimum log level."`
-}
-
-func (l logFlags) logger(w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(l.LogLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if l.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
+func main() { cli.Main("kez-chat-server", run) }
 
 type serveCmd struct {
-	natsFlags
-	logFlags
+	cli.NATSFlags
+	cli.LogFlags
 	HTTPAddr       string        `name:"http-addr" env:"HTTP_ADDR" default:":8080" help:"Listen address of the HTTP API."`
 	Domain         string        `env:"DOMAIN" default:"kez.lat" help:"Home domain: handles are <name>@<domain>."`
 	PublicURL      string        `name:"public-url" env:"PUBLIC_URL" help:"Public base URL of this server (default https://<domain>)."`
@@ -102,8 +68,8 @@ func (c *serveCmd) seedFiles() {
 	}
 }
 
-func (c *serveCmd) Run(ctx context.Context, e *env) error {
-	logger := c.logger(e.stderr)
+func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
+	logger := c.Logger(e.Stderr)
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL, cfg.NATSNKeyFile = c.NATSURL, c.NATSNKeyFile
 	cfg.HTTPAddr, cfg.Domain = c.HTTPAddr, strings.ToLower(c.Domain)
@@ -125,23 +91,19 @@ func (c *serveCmd) Run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return srv.Close(sctx)
+	return cli.ServeUntilDone(ctx, logger, srv.Close)
 }
 
 type rebuildCmd struct {
-	natsFlags
-	logFlags
+	cli.NATSFlags
+	cli.LogFlags
 	Replicas int  `env:"REPLICAS" default:"1" help:"Replicas of the rebuilt buckets."`
 	Check    bool `help:"Rebuild into scratch buckets and compare them with the live projection instead of replacing it."`
 }
 
-func (c *rebuildCmd) Run(ctx context.Context, e *env) error {
-	logger := c.logger(e.stderr)
-	nc, err := chatserver.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server rebuild", logger)
+func (c *rebuildCmd) Run(ctx context.Context, e *cli.Env) error {
+	logger := c.Logger(e.Stderr)
+	nc, err := streams.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server rebuild", logger)
 	if err != nil {
 		return err
 	}
@@ -154,15 +116,15 @@ func (c *rebuildCmd) Run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(e.stdout).Encode(res)
+	return json.NewEncoder(e.Stdout).Encode(res)
 }
 
 type keysCmd struct {
 	Dir string `default:"keys" type:"path" help:"Folder for the seeds (<name>.nk, mode 0600) and kez-keys.conf."`
 }
 
-func (c *keysCmd) Run(e *env) error {
-	stdout := e.stdout
+func (c *keysCmd) Run(e *cli.Env) error {
+	stdout := e.Stdout
 	conf, err := callout.EnsureKeys(c.Dir)
 	if err != nil {
 		return err
@@ -180,7 +142,7 @@ func (c *healthcheckCmd) Run(ctx context.Context) error {
 	return web.Healthcheck(ctx, c.URL)
 }
 
-type cli struct {
+type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the home server (the default command)."`
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
 	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
@@ -188,39 +150,6 @@ type cli struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c cli
-	exit := errors.New("exit")
-	parser, err := kong.New(&c,
-		kong.Name("kez-chat-server"),
-		kong.Description("kez-chat home server: handle registry, HTTP API and WebFinger on JetStream."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) { panic(exit) }),
-		kong.UsageOnError(),
-	)
-	if err != nil {
-		return err
-	}
-	kctx, err := parseArgs(parser, args, exit)
-	if err != nil || kctx == nil {
-		return err
-	}
-	kctx.BindTo(ctx, (*context.Context)(nil))
-	return kctx.Run(&env{stdout: stdout, stderr: stderr})
+	return cli.Run(ctx, &command{}, "kez-chat-server",
+		"kez-chat home server: handle registry, HTTP API, WebFinger and NATS auth callout on JetStream.", args, stdout, stderr)
 }
-
-// parseArgs parses args, turning kong's exit after --help into a nil
-// context (nothing to run).
-func parseArgs(p *kong.Kong, args []string, exit error) (kctx *kong.Context, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if r != exit {
-				panic(r)
-			}
-			kctx, err = nil, nil
-		}
-	}()
-	return p.Parse(args)
-}
-
-// env is what commands print to.
-type env struct{ stdout, stderr io.Writer }

@@ -4,35 +4,20 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"github.com/alecthomas/kong"
-
+	"kez.lat/kez/cli"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kez-sig-server: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("kez-sig-server", run) }
 
 type serveCmd struct {
-	NATSURL           string        `name:"nats-url" env:"NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS server the service connects to."`
-	NATSNKeyFile      string        `name:"nats-nkey-file" env:"NATS_NKEY_FILE" type:"path" help:"Seed file of the service's NATS user (account KEZ), e.g. keys/sig-server.nk."`
+	cli.NATSFlags
+	cli.LogFlags
 	HTTPAddr          string        `name:"http-addr" env:"HTTP_ADDR" default:":7878" help:"Listen address of the HTTP API."`
 	Replicas          int           `env:"REPLICAS" default:"1" help:"Replicas of the sigchain streams (1 on one server, 3 on a 3-node cluster)."`
 	RequireRegistered bool          `name:"require-registered" env:"REQUIRE_REGISTERED" default:"true" negatable:"" help:"Accept events only for keys with a handle on the home server, read from its projection in the same NATS account (on by default; --no-require-registered or REQUIRE_REGISTERED=false accepts any key)."`
@@ -41,18 +26,6 @@ type serveCmd struct {
 	AppendWindow      time.Duration `name:"append-window" env:"APPEND_WINDOW" default:"1h" help:"Window of the append rate limit."`
 	CtimeSkew         time.Duration `name:"ctime-skew" env:"CTIME_SKEW" default:"10m" help:"How far ahead of the server clock an event's ctime may be."`
 	TrustProxy        bool          `name:"trust-proxy" env:"TRUST_PROXY" help:"Take the client address (logged) from X-Forwarded-For (only behind a reverse proxy that sets it)."`
-	LogFormat         string        `env:"LOG_FORMAT" enum:"json,text" default:"json" help:"Log format: json or text."`
-	LogLevel          string        `env:"LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Minimum log level."`
-}
-
-func (c *serveCmd) logger(w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 func (c *serveCmd) config() sigserver.Config {
@@ -64,17 +37,13 @@ func (c *serveCmd) config() sigserver.Config {
 	return cfg
 }
 
-func (c *serveCmd) Run(ctx context.Context, e *env) error {
-	logger := c.logger(e.stderr)
+func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
+	logger := c.Logger(e.Stderr)
 	srv, err := sigserver.Start(ctx, c.config(), logger)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return srv.Close(sctx)
+	return cli.ServeUntilDone(ctx, logger, srv.Close)
 }
 
 type healthcheckCmd struct {
@@ -85,51 +54,12 @@ func (c *healthcheckCmd) Run(ctx context.Context) error {
 	return web.Healthcheck(ctx, c.URL)
 }
 
-type cli struct {
+type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the sig-server (the default command)."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c cli
-	exit := errors.New("exit")
-	parser, err := newParser(&c, stdout, stderr, exit)
-	if err != nil {
-		return err
-	}
-	kctx, err := parseArgs(parser, args, exit)
-	if err != nil || kctx == nil {
-		return err
-	}
-	kctx.BindTo(ctx, (*context.Context)(nil))
-	return kctx.Run(&env{stdout: stdout, stderr: stderr})
+	return cli.Run(ctx, &command{}, "kez-sig-server",
+		"kez-chat sigchain server: signed, append-only per-user logs on JetStream.", args, stdout, stderr)
 }
-
-// newParser returns the command-line parser filling c; kong's exits
-// (after --help) panic with exit.
-func newParser(c *cli, stdout, stderr io.Writer, exit error) (*kong.Kong, error) {
-	return kong.New(c,
-		kong.Name("kez-sig-server"),
-		kong.Description("kez-chat sigchain server: signed, append-only per-user logs on JetStream."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) { panic(exit) }),
-		kong.UsageOnError(),
-	)
-}
-
-// parseArgs parses args, turning kong's exit after --help into a nil
-// context (nothing to run).
-func parseArgs(p *kong.Kong, args []string, exit error) (kctx *kong.Context, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if r != exit {
-				panic(r)
-			}
-			kctx, err = nil, nil
-		}
-	}()
-	return p.Parse(args)
-}
-
-// env is what commands print to.
-type env struct{ stdout, stderr io.Writer }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"kez.lat/kez/callout"
+	"kez.lat/kez/cli"
 	"kez.lat/kez/natstest"
 	"kez.lat/kez/sigserver"
 )
@@ -36,16 +36,12 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	var c cli
-	parser, err := newParser(&c, io.Discard, io.Discard, errors.New("exit"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var c command
 	for _, env := range []string{"REQUIRE_REGISTERED", "APPEND_LIMIT", "HTTP_ADDR", "MAX_EVENTS", "NATS_URL", "REPLICAS", "APPEND_WINDOW", "CTIME_SKEW"} {
 		t.Setenv(env, "") // restored at the end
 		os.Unsetenv(env)
 	}
-	if _, err := parser.Parse(nil); err != nil {
+	if err := cli.Parse(&c, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.Serve.config()
@@ -56,7 +52,7 @@ func TestDefaults(t *testing.T) {
 	}
 	t.Setenv("REQUIRE_REGISTERED", "false")
 	t.Setenv("APPEND_LIMIT", "7")
-	if _, err := parser.Parse(nil); err != nil {
+	if err := cli.Parse(&c, nil); err != nil {
 		t.Fatal(err)
 	}
 	if cfg := c.Serve.config(); cfg.RequireRegistered || cfg.Streams.AppendLimit != 7 {

@@ -1,0 +1,102 @@
+package natstest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"kez.lat/kez/callout"
+)
+
+// Cluster is a JetStream cluster of embedded servers, each loaded from
+// deploy/nats.conf with the same keys, joined by routes on loopback.
+type Cluster struct {
+	Servers []*Server
+}
+
+// StartCluster starts n servers from deploy/nats.conf as one JetStream
+// cluster and waits until it has a meta leader.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	dir := tb.TempDir()
+	conf, err := os.ReadFile(ConfigPath())
+	if err != nil {
+		tb.Fatalf("read nats.conf: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
+		tb.Fatalf("generate keys: %v", err)
+	}
+	ports := freePorts(tb, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	c := &Cluster{}
+	for i := range n {
+		name := fmt.Sprintf("n%d", i+1)
+		s := &Server{Dir: dir, tb: tb, adjust: func(o *server.Options) {
+			o.ServerName = name
+			o.StoreDir = filepath.Join(dir, "jetstream-"+name)
+			o.Cluster.Name = "kez"
+			o.Cluster.Host = "127.0.0.1"
+			o.Cluster.Port = ports[i]
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}}
+		s.start()
+		tb.Cleanup(s.Stop)
+		c.Servers = append(c.Servers, s)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !c.hasLeader() {
+		if time.Now().After(deadline) {
+			tb.Fatal("cluster has no JetStream meta leader within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *Cluster) hasLeader() bool {
+	for _, s := range c.Servers {
+		if s.Running() && s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientURL returns the client URLs of every node, comma-separated.
+func (c *Cluster) ClientURL() string {
+	var urls []string
+	for _, s := range c.Servers {
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
