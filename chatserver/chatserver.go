@@ -26,6 +26,7 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
+	"kez.lat/kez/web"
 	"kez.lat/kez/webfinger"
 )
 
@@ -92,8 +93,7 @@ type Server struct {
 	Callout   *callout.Service
 	nc        *nats.Conn
 	calloutNC *nats.Conn
-	http      *http.Server
-	ln        net.Listener
+	web       *web.Server
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	logger    *slog.Logger
@@ -185,27 +185,14 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		},
 	}, reg)
 
-	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	s.web, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
-	}
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
-	s.wg.Go(func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http server", "err", err)
-		}
-	})
-	s.logger.Info("kez-chat-server started", "http", s.ln.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
+	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
 }
 
@@ -235,31 +222,20 @@ func (s *Server) startCallout(cfg Config, inboxes *streams.Inboxes, reg promethe
 }
 
 // Addr returns the HTTP listen address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+func (s *Server) Addr() net.Addr { return s.web.Addr() }
 
 // URL returns http://<listen address>.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+func (s *Server) URL() string { return s.web.URL() }
 
 // Close shuts down gracefully: in-flight HTTP requests finish (within
 // ctx), then the projector stops and the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
+	err := s.web.Shutdown(ctx)
 	if s.Callout != nil {
 		s.Callout.Stop()
-		s.calloutNC.Drain()
+		err = errors.Join(err, streams.Drain(ctx, s.calloutNC))
 	}
 	s.cancel()
 	s.wg.Wait()
-	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
-		err = errors.Join(err, derr)
-	}
-	for s.nc.IsDraining() {
-		select {
-		case <-ctx.Done():
-			s.nc.Close()
-			return errors.Join(err, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return err
+	return errors.Join(err, streams.Drain(ctx, s.nc))
 }

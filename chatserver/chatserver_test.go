@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"kez.lat/kez/natstest"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
+	"kez.lat/kez/web/webtest"
 )
 
 const domain = "kez.test"
@@ -43,7 +43,7 @@ func testConfig(ns *natstest.Server) chatserver.Config {
 
 func startServer(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	t.Helper()
-	srv, err := chatserver.Start(context.Background(), cfg, testLogger(t))
+	srv, err := chatserver.Start(context.Background(), cfg, webtest.Logger(t))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -54,18 +54,6 @@ func startServer(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	})
 	waitHealthy(t, srv.URL())
 	return srv
-}
-
-// testLogger logs warnings and errors into the test's output.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 func waitHealthy(t testing.TB, url string) {
@@ -108,43 +96,9 @@ func regBody(t testing.TB, key *kez.PrivateKey, handle string) []byte {
 	return b
 }
 
-type answer struct {
-	status  int
-	header  http.Header
-	body    []byte
-	reqBody []byte
-}
-
-func (a answer) code(t testing.TB) string {
+func register(t testing.TB, base string, body []byte) webtest.Answer {
 	t.Helper()
-	var e struct{ Error, Code string }
-	if err := json.Unmarshal(a.body, &e); err != nil {
-		t.Fatalf("error body %q is not JSON: %v", a.body, err)
-	}
-	if e.Error == "" {
-		t.Fatalf("error body %q has no message", a.body)
-	}
-	return e.Code
-}
-
-func do(t testing.TB, method, url string, body []byte) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-func register(t testing.TB, base string, body []byte) answer {
-	t.Helper()
-	return do(t, http.MethodPost, base+"/v1/register", body)
+	return webtest.Do(t, http.MethodPost, base+"/v1/register", body)
 }
 
 func TestRegisterAndLookUp(t *testing.T) {
@@ -154,12 +108,11 @@ func TestRegisterAndLookUp(t *testing.T) {
 
 	reqBody := regBody(t, alice, "Alice")
 	a := register(t, srv.URL(), reqBody)
-	a.reqBody = reqBody
-	if a.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", a.status, a.body)
+	if a.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 	var rec registry.Record
-	if err := json.Unmarshal(a.body, &rec); err != nil {
+	if err := json.Unmarshal(a.Body, &rec); err != nil {
 		t.Fatal(err)
 	}
 	want := registry.Record{
@@ -174,34 +127,34 @@ func TestRegisterAndLookUp(t *testing.T) {
 
 	// Retrying the same signed body (as after a time-out) gets the same
 	// answer, not a conflict.
-	if again := register(t, srv.URL(), a.reqBody); again.status != http.StatusCreated || !bytes.Equal(again.body, a.body) {
-		t.Errorf("retry = %d %s, want 201 %s", again.status, again.body, a.body)
+	if again := register(t, srv.URL(), reqBody); again.Status != http.StatusCreated || !bytes.Equal(again.Body, a.Body) {
+		t.Errorf("retry = %d %s, want 201 %s", again.Status, again.Body, a.Body)
 	}
 
 	// Read-your-writes: every form of the handle answers at once, and the
 	// reverse look-up too.
 	for _, path := range []string{"/v1/u/alice", "/v1/u/@alice", "/v1/u/alice@" + domain, "/v1/u/ALICE", "/v1/k/" + alice.Public().String(), "/v1/k/" + alice.Public().Hex()} {
-		got := do(t, http.MethodGet, srv.URL()+path, nil)
-		if got.status != http.StatusOK || !bytes.Equal(got.body, a.body) {
-			t.Errorf("GET %s = %d %s, want 200 %s", path, got.status, got.body, a.body)
+		got := webtest.Do(t, http.MethodGet, srv.URL()+path, nil)
+		if got.Status != http.StatusOK || !bytes.Equal(got.Body, a.Body) {
+			t.Errorf("GET %s = %d %s, want 200 %s", path, got.Status, got.Body, a.Body)
 		}
 	}
 
-	wf := do(t, http.MethodGet, srv.URL()+"/.well-known/webfinger?resource=acct:alice@"+domain, nil)
-	if wf.status != http.StatusOK || wf.header.Get("Content-Type") != "application/jrd+json" || wf.header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Fatalf("webfinger = %d %v %s", wf.status, wf.header, wf.body)
+	wf := webtest.Do(t, http.MethodGet, srv.URL()+"/.well-known/webfinger?resource=acct:alice@"+domain, nil)
+	if wf.Status != http.StatusOK || wf.Header.Get("Content-Type") != "application/jrd+json" || wf.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("webfinger = %d %v %s", wf.Status, wf.Header, wf.Body)
 	}
-	if !strings.Contains(string(wf.body), rec.SigchainURL) || !strings.Contains(string(wf.body), rec.Primary) {
-		t.Errorf("webfinger JRD lacks the sigchain or key: %s", wf.body)
+	if !strings.Contains(string(wf.Body), rec.SigchainURL) || !strings.Contains(string(wf.Body), rec.Primary) {
+		t.Errorf("webfinger JRD lacks the sigchain or key: %s", wf.Body)
 	}
 
-	m := do(t, http.MethodGet, srv.URL()+"/metrics", nil)
-	if m.status != http.StatusOK || !strings.Contains(string(m.body), `kez_registrations_total{result="created"} 2`) {
-		t.Errorf("metrics lack the registration count:\n%s", m.body)
+	m := webtest.Do(t, http.MethodGet, srv.URL()+"/metrics", nil)
+	if m.Status != http.StatusOK || !strings.Contains(string(m.Body), `kez_registrations_total{result="created"} 2`) {
+		t.Errorf("metrics lack the registration count:\n%s", m.Body)
 	}
-	h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
-	if h.status != http.StatusOK || !strings.Contains(string(h.body), `"lag":0`) {
-		t.Errorf("healthz = %d %s", h.status, h.body)
+	h := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
+	if h.Status != http.StatusOK || !strings.Contains(string(h.Body), `"lag":0`) {
+		t.Errorf("healthz = %d %s", h.Status, h.Body)
 	}
 }
 
@@ -210,8 +163,8 @@ func TestErrors(t *testing.T) {
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
 	taken := newKey(t)
-	if a := register(t, srv.URL(), regBody(t, taken, "tudisco")); a.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", a.status, a.body)
+	if a := register(t, srv.URL(), regBody(t, taken, "tudisco")); a.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 	sign := func(mut func(*kez.RegistrationRequest)) []byte {
 		k := newKey(t)
@@ -248,11 +201,11 @@ func TestErrors(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			a := register(t, srv.URL(), tt.body)
-			if a.status != tt.status || a.code(t) != tt.code {
-				t.Errorf("POST /v1/register = %d %s, want %d %s", a.status, a.body, tt.status, tt.code)
+			if a.Status != tt.status || a.Code(t) != tt.code {
+				t.Errorf("POST /v1/register = %d %s, want %d %s", a.Status, a.Body, tt.status, tt.code)
 			}
-			if a.header.Get("Content-Type") != "application/json" {
-				t.Errorf("Content-Type = %q", a.header.Get("Content-Type"))
+			if a.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("Content-Type = %q", a.Header.Get("Content-Type"))
 			}
 		})
 	}
@@ -273,9 +226,9 @@ func TestErrors(t *testing.T) {
 		{"/v2/nothing", 404, "not_found"},
 	}
 	for _, g := range gets {
-		a := do(t, http.MethodGet, srv.URL()+g.path, nil)
-		if a.status != g.status || a.code(t) != g.code {
-			t.Errorf("GET %s = %d %s, want %d %s", g.path, a.status, a.body, g.status, g.code)
+		a := webtest.Do(t, http.MethodGet, srv.URL()+g.path, nil)
+		if a.Status != g.status || a.Code(t) != g.code {
+			t.Errorf("GET %s = %d %s, want %d %s", g.path, a.Status, a.Body, g.status, g.code)
 		}
 	}
 	// Refused registrations stored nothing: the registry holds only tudisco's
@@ -303,33 +256,33 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	cfg.Streams.RegisterLimit = 3
 	a, b := startServer(t, cfg), startServer(t, cfg)
 	for i, srv := range []*chatserver.Server{a, b, a} {
-		if r := register(t, srv.URL(), regBody(t, newKey(t), fmt.Sprintf("user%d", i))); r.status != http.StatusCreated {
-			t.Fatalf("registration %d: %d %s", i, r.status, r.body)
+		if r := register(t, srv.URL(), regBody(t, newKey(t), fmt.Sprintf("user%d", i))); r.Status != http.StatusCreated {
+			t.Fatalf("registration %d: %d %s", i, r.Status, r.Body)
 		}
 	}
 	r := register(t, b.URL(), regBody(t, newKey(t), "user9"))
-	if r.status != http.StatusTooManyRequests || r.code(t) != "rate_limited" || r.header.Get("Retry-After") == "" {
-		t.Fatalf("4th registration from one address = %d %s, want 429 with Retry-After", r.status, r.body)
+	if r.Status != http.StatusTooManyRequests || r.Code(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th registration from one address = %d %s, want 429 with Retry-After", r.Status, r.Body)
 	}
 }
 
 func TestClaimsAllOrNothing(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	if a := register(t, srv.URL(), regBody(t, newKey(t), "tudisco")); a.status != http.StatusCreated {
-		t.Fatal(a.status)
+	if a := register(t, srv.URL(), regBody(t, newKey(t), "tudisco")); a.Status != http.StatusCreated {
+		t.Fatal(a.Status)
 	}
 	k := newKey(t)
-	if a := register(t, srv.URL(), regBody(t, k, "tud1sco")); a.status != http.StatusConflict {
-		t.Fatalf("look-alike: %d %s", a.status, a.body)
+	if a := register(t, srv.URL(), regBody(t, k, "tud1sco")); a.Status != http.StatusConflict {
+		t.Fatalf("look-alike: %d %s", a.Status, a.Body)
 	}
 	// The refused batch left neither a handle claim nor a key claim: the
 	// same key registers another handle, and tud1sco stays unknown.
-	if a := register(t, srv.URL(), regBody(t, k, "francesca")); a.status != http.StatusCreated {
-		t.Fatalf("key of the refused registration: %d %s", a.status, a.body)
+	if a := register(t, srv.URL(), regBody(t, k, "francesca")); a.Status != http.StatusCreated {
+		t.Fatalf("key of the refused registration: %d %s", a.Status, a.Body)
 	}
-	if a := do(t, http.MethodGet, srv.URL()+"/v1/u/tud1sco", nil); a.status != http.StatusNotFound {
-		t.Fatalf("refused handle: %d %s", a.status, a.body)
+	if a := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/u/tud1sco", nil); a.Status != http.StatusNotFound {
+		t.Fatalf("refused handle: %d %s", a.Status, a.Body)
 	}
 }
 
@@ -372,8 +325,8 @@ func TestConcurrentRegistrationsOfOneHandle(t *testing.T) {
 	}
 	// Both replicas serve the winner.
 	for _, srv := range servers {
-		if a := do(t, http.MethodGet, srv.URL()+"/v1/u/popular", nil); a.status != http.StatusOK {
-			t.Errorf("%s: %d", srv.URL(), a.status)
+		if a := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/u/popular", nil); a.Status != http.StatusOK {
+			t.Errorf("%s: %d", srv.URL(), a.Status)
 		}
 	}
 }
@@ -383,8 +336,8 @@ func registerMany(t testing.TB, base string, n int, prefix string) []*kez.Privat
 	keys := make([]*kez.PrivateKey, n)
 	for i := range keys {
 		keys[i] = newKey(t)
-		if a := register(t, base, regBody(t, keys[i], fmt.Sprintf("%s%d", prefix, i))); a.status != http.StatusCreated {
-			t.Fatalf("register %d: %d %s", i, a.status, a.body)
+		if a := register(t, base, regBody(t, keys[i], fmt.Sprintf("%s%d", prefix, i))); a.Status != http.StatusCreated {
+			t.Fatalf("register %d: %d %s", i, a.Status, a.Body)
 		}
 	}
 	return keys
@@ -397,9 +350,9 @@ func TestLateReplicaServesEarlierHandles(t *testing.T) {
 	keys := registerMany(t, first.URL(), 20, "early")
 	late := startServer(t, cfg)
 	for i, k := range keys {
-		a := do(t, http.MethodGet, fmt.Sprintf("%s/v1/u/early%d", late.URL(), i), nil)
-		if a.status != http.StatusOK || !strings.Contains(string(a.body), k.Public().Hex()) {
-			t.Fatalf("late replica, early%d: %d %s", i, a.status, a.body)
+		a := webtest.Do(t, http.MethodGet, fmt.Sprintf("%s/v1/u/early%d", late.URL(), i), nil)
+		if a.Status != http.StatusOK || !strings.Contains(string(a.Body), k.Public().Hex()) {
+			t.Fatalf("late replica, early%d: %d %s", i, a.Status, a.Body)
 		}
 		if _, ok := late.Registry.Cache().LookupKey(k.Public()); !ok {
 			t.Fatalf("late replica's cache lacks early%d", i)
@@ -419,7 +372,7 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	logger := testLogger(t)
+	logger := webtest.Logger(t)
 	res, err := chatserver.Rebuild(ctx, js, 1, true, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -483,9 +436,9 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	}
 
 	srv := startServer(t, cfg)
-	a := do(t, http.MethodGet, srv.URL()+"/v1/k/"+k.Public().String(), nil)
-	if a.status != http.StatusOK {
-		t.Fatalf("key index after recovery: %d %s", a.status, a.body)
+	a := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/k/"+k.Public().String(), nil)
+	if a.Status != http.StatusOK {
+		t.Fatalf("key index after recovery: %d %s", a.Status, a.Body)
 	}
 	proj, _ := streams.OpenProjection(ctx, js)
 	if applied, err := proj.Applied(ctx); err != nil || applied != seq {

@@ -1,15 +1,12 @@
 package sigserver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
+	"kez.lat/kez/web/webtest"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +32,7 @@ func testConfig(ns *natstest.Server) sigserver.Config {
 
 func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
 	t.Helper()
-	srv, err := sigserver.Start(context.Background(), cfg, testLogger(t))
+	srv, err := sigserver.Start(context.Background(), cfg, webtest.Logger(t))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -48,17 +45,6 @@ func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
 }
 
 // testLogger logs warnings and errors into the test's output.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 func newKey(t testing.TB) *kez.PrivateKey {
 	t.Helper()
 	k, err := kez.GenerateKey(nil)
@@ -104,54 +90,21 @@ func wireForm(payload, sig []byte) []byte {
 	return fmt.Appendf(nil, `{"payload":"%s","sig":"%s"}`, enc.EncodeToString(payload), enc.EncodeToString(sig))
 }
 
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (a answer) code(t testing.TB) string {
-	t.Helper()
-	var e struct{ Error, Code string }
-	if err := json.Unmarshal(a.body, &e); err != nil {
-		t.Fatalf("error body %q is not JSON: %v", a.body, err)
-	}
-	if e.Error == "" {
-		t.Fatalf("error body %q has no message", a.body)
-	}
-	return e.Code
-}
-
-func do(t testing.TB, method, url string, body []byte) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, b}
-}
-
 func chainURL(base string, key kez.PublicKey) string {
 	return base + "/v1/sigchains/ed25519/" + key.Hex()
 }
 
-func post(t testing.TB, base string, key kez.PublicKey, body []byte) answer {
+func post(t testing.TB, base string, key kez.PublicKey, body []byte) webtest.Answer {
 	t.Helper()
-	return do(t, http.MethodPost, chainURL(base, key)+"/events", body)
+	return webtest.Do(t, http.MethodPost, chainURL(base, key)+"/events", body)
 }
 
 // appendAll posts events in order, each expected to be created.
 func appendAll(t testing.TB, base string, events ...sigchain.Event) {
 	t.Helper()
 	for _, e := range events {
-		if a := post(t, base, e.Chain(), wireOf(t, e)); a.status != http.StatusCreated {
-			t.Fatalf("append seqno %d: %d %s", e.Seqno(), a.status, a.body)
+		if a := post(t, base, e.Chain(), wireOf(t, e)); a.Status != http.StatusCreated {
+			t.Fatalf("append seqno %d: %d %s", e.Seqno(), a.Status, a.Body)
 		}
 	}
 }
@@ -163,13 +116,13 @@ func fetch(t testing.TB, base string, key kez.PublicKey, since string) []sigchai
 	if since != "" {
 		url += "?since=" + since
 	}
-	a := do(t, http.MethodGet, url, nil)
-	if a.status != http.StatusOK || a.header.Get("Content-Type") != "application/json" {
-		t.Fatalf("GET %s = %d %s", url, a.status, a.body)
+	a := webtest.Do(t, http.MethodGet, url, nil)
+	if a.Status != http.StatusOK || a.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET %s = %d %s", url, a.Status, a.Body)
 	}
 	var events []sigchain.Event
-	if err := json.Unmarshal(a.body, &events); err != nil {
-		t.Fatalf("GET %s: %v in %s", url, err, a.body)
+	if err := json.Unmarshal(a.Body, &events); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, a.Body)
 	}
 	return events
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kez.lat/kez/web/webtest"
 	"net/http"
 	"strings"
 	"sync"
@@ -46,14 +47,14 @@ func TestAppendAndRead(t *testing.T) {
 			t.Fatalf("Next(%s): %v", s.typ, err)
 		}
 		a := post(t, srv.URL(), alice.Public(), wireOf(t, e))
-		if a.status != http.StatusCreated {
-			t.Fatalf("append %s: %d %s", s.typ, a.status, a.body)
+		if a.Status != http.StatusCreated {
+			t.Fatalf("append %s: %d %s", s.typ, a.Status, a.Body)
 		}
-		if got := bytes.TrimSpace(a.body); !bytes.Equal(got, wireOf(t, e)) {
+		if got := bytes.TrimSpace(a.Body); !bytes.Equal(got, wireOf(t, e)) {
 			t.Errorf("append answered %s, want the event %s", got, wireOf(t, e))
 		}
-		if want := fmt.Sprintf("/v1/sigchains/ed25519/%s?since=%d", alice.Public().Hex(), e.Seqno()); a.header.Get("Location") != want {
-			t.Errorf("Location = %q, want %q", a.header.Get("Location"), want)
+		if want := fmt.Sprintf("/v1/sigchains/ed25519/%s?since=%d", alice.Public().Hex(), e.Seqno()); a.Header.Get("Location") != want {
+			t.Errorf("Location = %q, want %q", a.Header.Get("Location"), want)
 		}
 		events = append(events, e)
 	}
@@ -89,17 +90,17 @@ func TestAppendAndRead(t *testing.T) {
 		}
 	}
 	// An empty chain is [] with 200.
-	if a := do(t, http.MethodGet, chainURL(srv.URL(), newKey(t).Public()), nil); a.status != http.StatusOK || string(bytes.TrimSpace(a.body)) != "[]" {
-		t.Errorf("empty chain = %d %s, want 200 []", a.status, a.body)
+	if a := webtest.Do(t, http.MethodGet, chainURL(srv.URL(), newKey(t).Public()), nil); a.Status != http.StatusOK || string(bytes.TrimSpace(a.Body)) != "[]" {
+		t.Errorf("empty chain = %d %s, want 200 []", a.Status, a.Body)
 	}
 
-	h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
-	if h.status != http.StatusOK || !strings.Contains(string(h.body), `"store":"ok"`) {
-		t.Errorf("healthz = %d %s", h.status, h.body)
+	h := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
+	if h.Status != http.StatusOK || !strings.Contains(string(h.Body), `"store":"ok"`) {
+		t.Errorf("healthz = %d %s", h.Status, h.Body)
 	}
-	m := do(t, http.MethodGet, srv.URL()+"/metrics", nil)
-	if !strings.Contains(string(m.body), `kez_sigchain_appends_total{result="created"} 5`) {
-		t.Errorf("metrics lack the append count:\n%s", m.body)
+	m := webtest.Do(t, http.MethodGet, srv.URL()+"/metrics", nil)
+	if !strings.Contains(string(m.Body), `kez_sigchain_appends_total{result="created"} 5`) {
+		t.Errorf("metrics lack the append count:\n%s", m.Body)
 	}
 }
 
@@ -118,12 +119,12 @@ func TestRetryOfStoredEvent(t *testing.T) {
 	appendAll(t, srv.URL(), events...)
 	// The answer to the last append was lost; the client sends it again.
 	a := post(t, srv.URL(), k.Public(), wireOf(t, events[1]))
-	if a.status != http.StatusOK || !bytes.Equal(bytes.TrimSpace(a.body), wireOf(t, events[1])) {
-		t.Fatalf("retry = %d %s, want 200 with the event", a.status, a.body)
+	if a.Status != http.StatusOK || !bytes.Equal(bytes.TrimSpace(a.Body), wireOf(t, events[1])) {
+		t.Fatalf("retry = %d %s, want 200 with the event", a.Status, a.Body)
 	}
 	// An older event is no retry: its seqno is taken.
-	if a := post(t, srv.URL(), k.Public(), wireOf(t, events[0])); a.status != http.StatusConflict || a.code(t) != "wrong_seqno" {
-		t.Fatalf("old event again = %d %s, want 409 wrong_seqno", a.status, a.body)
+	if a := post(t, srv.URL(), k.Public(), wireOf(t, events[0])); a.Status != http.StatusConflict || a.Code(t) != "wrong_seqno" {
+		t.Fatalf("old event again = %d %s, want 409 wrong_seqno", a.Status, a.Body)
 	}
 	if n := storedMsgs(t, ns); n != 2 {
 		t.Fatalf("stream holds %d events, want 2", n)
@@ -178,17 +179,17 @@ func TestRejections(t *testing.T) {
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			var a answer
+			var a webtest.Answer
 			if tt.path != "" {
-				a = do(t, http.MethodPost, srv.URL()+tt.path, tt.body)
+				a = webtest.Do(t, http.MethodPost, srv.URL()+tt.path, tt.body)
 			} else {
 				a = post(t, srv.URL(), tt.key, tt.body)
 			}
-			if a.status != tt.status || a.code(t) != tt.code {
-				t.Errorf("POST = %d %s, want %d %s", a.status, a.body, tt.status, tt.code)
+			if a.Status != tt.status || a.Code(t) != tt.code {
+				t.Errorf("POST = %d %s, want %d %s", a.Status, a.Body, tt.status, tt.code)
 			}
-			if a.header.Get("Content-Type") != "application/json" {
-				t.Errorf("Content-Type = %q", a.header.Get("Content-Type"))
+			if a.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("Content-Type = %q", a.Header.Get("Content-Type"))
 			}
 		})
 	}
@@ -204,9 +205,9 @@ func TestRejections(t *testing.T) {
 		{"/v2/nothing", 404, "not_found"},
 	}
 	for _, g := range gets {
-		a := do(t, http.MethodGet, srv.URL()+g.path, nil)
-		if a.status != g.status || a.code(t) != g.code {
-			t.Errorf("GET %s = %d %s, want %d %s", g.path, a.status, a.body, g.status, g.code)
+		a := webtest.Do(t, http.MethodGet, srv.URL()+g.path, nil)
+		if a.Status != g.status || a.Code(t) != g.code {
+			t.Errorf("GET %s = %d %s, want %d %s", g.path, a.Status, a.Body, g.status, g.code)
 		}
 	}
 	// Refusals stored nothing, and the valid event still goes in.
@@ -233,16 +234,16 @@ func TestLimits(t *testing.T) {
 	appendAll(t, b.URL(), events[1])
 	appendAll(t, a.URL(), events[2])
 	r := post(t, b.URL(), k.Public(), wireOf(t, events[3]))
-	if r.status != http.StatusTooManyRequests || r.code(t) != "rate_limited" || r.header.Get("Retry-After") == "" {
-		t.Fatalf("4th append in the window = %d %s, want 429 rate_limited with Retry-After", r.status, r.body)
+	if r.Status != http.StatusTooManyRequests || r.Code(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th append in the window = %d %s, want 429 rate_limited with Retry-After", r.Status, r.Body)
 	}
 	// Refused events do not count: a chain refused for a bad signature
 	// keeps its whole quota.
 	k2 := newKey(t)
 	other := grow(t, k2, nil, 5, "y")
 	for range 5 {
-		if r := post(t, a.URL(), k2.Public(), wireOf(t, events[0])); r.status != http.StatusBadRequest {
-			t.Fatalf("event of another chain: %d %s", r.status, r.body)
+		if r := post(t, a.URL(), k2.Public(), wireOf(t, events[0])); r.Status != http.StatusBadRequest {
+			t.Fatalf("event of another chain: %d %s", r.Status, r.Body)
 		}
 	}
 	appendAll(t, a.URL(), other[:3]...)
@@ -257,8 +258,8 @@ func TestLimits(t *testing.T) {
 	full := grow(t, k3, nil, 5, "z")
 	appendAll(t, c.URL(), full[:4]...)
 	r = post(t, c.URL(), k3.Public(), wireOf(t, full[4]))
-	if r.status != http.StatusTooManyRequests || r.code(t) != "chain_full" {
-		t.Fatalf("5th event of a chain limited to 4 = %d %s, want 429 chain_full", r.status, r.body)
+	if r.Status != http.StatusTooManyRequests || r.Code(t) != "chain_full" {
+		t.Fatalf("5th event of a chain limited to 4 = %d %s, want 429 chain_full", r.Status, r.Body)
 	}
 	if got := fetch(t, c.URL(), k3.Public(), ""); len(got) != 4 {
 		t.Fatalf("full chain holds %d events, want 4", len(got))
@@ -274,34 +275,34 @@ func TestRequireRegistered(t *testing.T) {
 
 	// Before the home server created its projection, appends cannot be
 	// checked: 503, and unhealthy.
-	if a := post(t, srv.URL(), alice.Public(), wireOf(t, grow(t, alice, nil, 1, "a")[0])); a.status != http.StatusServiceUnavailable || a.code(t) != "unavailable" {
-		t.Fatalf("append without a projection = %d %s, want 503", a.status, a.body)
+	if a := post(t, srv.URL(), alice.Public(), wireOf(t, grow(t, alice, nil, 1, "a")[0])); a.Status != http.StatusServiceUnavailable || a.Code(t) != "unavailable" {
+		t.Fatalf("append without a projection = %d %s, want 503", a.Status, a.Body)
 	}
-	if h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil); h.status != http.StatusServiceUnavailable || !strings.Contains(string(h.body), `"registry":"failing"`) {
-		t.Fatalf("healthz without a projection = %d %s", h.status, h.body)
+	if h := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil); h.Status != http.StatusServiceUnavailable || !strings.Contains(string(h.Body), `"registry":"failing"`) {
+		t.Fatalf("healthz without a projection = %d %s", h.Status, h.Body)
 	}
 
 	home := chatserver.DefaultConfig()
 	home.NATSURL, home.NATSNKeyFile, home.HTTPAddr = ns.ClientURL(), ns.KeyFile(callout.KeyChatServer), "127.0.0.1:0"
 	home.Domain = "kez.test"
-	hs, err := chatserver.Start(context.Background(), home, testLogger(t))
+	hs, err := chatserver.Start(context.Background(), home, webtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hs.Close(context.Background()) })
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	body, _ := json.Marshal(kez.NewRegistrationRequest(alice, h, time.Now()))
-	if a := do(t, http.MethodPost, hs.URL()+"/v1/register", body); a.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", a.status, a.body)
+	if a := webtest.Do(t, http.MethodPost, hs.URL()+"/v1/register", body); a.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 
-	if h := do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil); h.status != http.StatusOK {
-		t.Fatalf("healthz with a projection = %d %s", h.status, h.body)
+	if h := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil); h.Status != http.StatusOK {
+		t.Fatalf("healthz with a projection = %d %s", h.Status, h.Body)
 	}
 	appendAll(t, srv.URL(), grow(t, alice, nil, 1, "a")...)
 	a := post(t, srv.URL(), bob.Public(), wireOf(t, grow(t, bob, nil, 1, "b")[0]))
-	if a.status != http.StatusForbidden || a.code(t) != "not_registered" {
-		t.Fatalf("unregistered key = %d %s, want 403 not_registered", a.status, a.body)
+	if a.Status != http.StatusForbidden || a.Code(t) != "not_registered" {
+		t.Fatalf("unregistered key = %d %s, want 403 not_registered", a.Status, a.Body)
 	}
 	if n := storedMsgs(t, ns); n != 1 {
 		t.Fatalf("stream holds %d events, want 1", n)
@@ -393,7 +394,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		c := sigserver.DefaultConfig()
 		mut(&c)
-		if _, err := sigserver.Start(context.Background(), c, testLogger(t)); !errors.Is(err, sigserver.ErrConfig) {
+		if _, err := sigserver.Start(context.Background(), c, webtest.Logger(t)); !errors.Is(err, sigserver.ErrConfig) {
 			t.Errorf("Start(%+v) = %v, want ErrConfig", c, err)
 		}
 	}

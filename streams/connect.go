@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -35,4 +37,21 @@ func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// Drain drains nc (pending messages are delivered and published ones
+// flushed) and waits for it to close, within ctx; past that it closes nc.
+func Drain(ctx context.Context, nc *nats.Conn) error {
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return err
+	}
+	for nc.IsDraining() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
