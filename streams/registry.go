@@ -23,13 +23,22 @@ type Registry struct {
 
 // OpenRegistry binds the registry stream that Setup created.
 func OpenRegistry(ctx context.Context, js jetstream.JetStream) (*Registry, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	s, err := js.Stream(ctx, RegistryStream)
+	s, err := openStream(ctx, js, RegistryStream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", RegistryStream, err)
+		return nil, err
 	}
 	return &Registry{js: js, stream: s}, nil
+}
+
+// openStream binds an existing stream.
+func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return s, nil
 }
 
 // Append stores a handle_registered event and returns its stream sequence.

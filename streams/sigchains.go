@@ -130,11 +130,9 @@ type Sigchains struct {
 
 // OpenSigchains binds the sigchain stream that SetupSigchains created.
 func OpenSigchains(ctx context.Context, js jetstream.JetStream) (*Sigchains, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	s, err := js.Stream(ctx, SigchainStream)
+	s, err := openStream(ctx, js, SigchainStream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", SigchainStream, err)
+		return nil, err
 	}
 	return &Sigchains{js: js, stream: s}, nil
 }
