@@ -3,5 +3,6 @@
 // idempotently at start-up. It also holds the JetStream-backed stores the
 // feature packages use through their own small interfaces: the registry
 // log with its atomic first-come-first-served claims, the KV projection,
-// and the per-client rate limiter.
+// the users' inboxes and their consumers, the sigchain store, and the
+// rate limiters. Connect and Drain are the services' NATS connection.
 package streams
