@@ -79,10 +79,28 @@ func TestBenchLookup(t *testing.T) {
 
 // TestBenchRegister: POST /v1/register (verify, rate limit, atomic claim
 // batch, projection, read-your-writes) against raw synchronous JetStream
-// publishes to a stream with the registry's settings, serial and 16-way.
+// publishes to a stream with the registry's settings, serial and 16-way,
+// on one server (R1) and on a 3-node cluster (R3, streams replicated).
 func TestBenchRegister(t *testing.T) {
-	ns := natstest.Start(t)
-	srv := startChatServer(t, ns)
+	t.Run("R1", func(t *testing.T) {
+		ns := natstest.Start(t)
+		benchRegister(t, ns, ns.ClientURL(), 1)
+	})
+	t.Run("R3", func(t *testing.T) {
+		c := natstest.StartCluster(t, 3)
+		benchRegister(t, c.Servers[0], c.ClientURL(), 3)
+	})
+}
+
+func benchRegister(t *testing.T, ns *natstest.Server, url string, replicas int) {
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = url
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = "kez.test"
+	cfg.Streams.RegisterLimit = 1 << 30
+	cfg.Streams.Replicas = replicas
+	srv := startChatServerCfg(t, cfg)
 	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
@@ -92,9 +110,9 @@ func TestBenchRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := s.CachedInfo().Config
-	cfg.Name, cfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
+	scfg := s.CachedInfo().Config
+	scfg.Name, scfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
+	if _, err := js.CreateStream(ctx, scfg); err != nil {
 		t.Fatal(err)
 	}
 	payload := signedBodies(t, "raw", 1)[0]
@@ -105,7 +123,7 @@ func TestBenchRegister(t *testing.T) {
 		if n > 2000 {
 			n = 2000
 		}
-		compare(t, fmt.Sprintf("register POST /v1/register (%d clients)", conc),
+		compare(t, fmt.Sprintf("register POST /v1/register R%d (%d clients)", replicas, conc),
 			func() float64 {
 				return rate(t, n, conc, func(i int) error {
 					_, err := js.Publish(ctx, fmt.Sprintf("bench.raw.%d.%d", round, i), payload)

@@ -161,7 +161,7 @@ func (s *Service) handle(r micro.Request) {
 	s.wg.Go(func() {
 		defer func() { <-s.sem }()
 		start := time.Now()
-		resp, key, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
+		resp, _, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
 		result := "allowed"
 		if err != nil {
 			result = "denied"
@@ -174,12 +174,11 @@ func (s *Service) handle(r micro.Request) {
 			}
 		}
 		s.duration.Observe(time.Since(start).Seconds())
-		if err == nil {
-			s.ensureInboxOnce(key)
-		}
 	})
 }
 
+// ensureInboxOnce makes sure key's inbox consumer exists, once per user
+// and process; a failure is logged and retried at the next sign-in.
 func (s *Service) ensureInboxOnce(key kez.PublicKey) {
 	if s.ensureInbox == nil {
 		return
@@ -234,6 +233,9 @@ func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey,
 	key, err = s.verify(rc)
 	var userJWT string
 	if err == nil {
+		// The user's inbox consumer must exist before the user can read:
+		// users cannot create it themselves.
+		s.ensureInboxOnce(key)
 		userJWT, err = s.userJWT(rc, key)
 	}
 	resp := jwt.NewAuthorizationResponseClaims(rc.UserNkey)

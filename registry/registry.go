@@ -49,9 +49,11 @@ type Config struct {
 	Reserved kez.Reserved
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
-	// Registered, if set, is called after a registration is stored (to
-	// create the user's inbox consumer); its error is logged, not
-	// returned: the registration stands, and the callout retries.
+	// Registered, if set, is called in the background after a registration
+	// is stored (to create the user's inbox consumer, which takes a Raft
+	// group and tens of milliseconds on a cluster); its error is logged:
+	// the registration stands, and the callout makes sure again at the
+	// user's first sign-in.
 	Registered func(context.Context, kez.HandleRecord) error
 }
 
@@ -63,6 +65,7 @@ type Service struct {
 	limiter Limiter
 	logger  *slog.Logger
 	cache   *Cache
+	hooks   chan struct{} // bounds the Registered hooks in flight
 
 	mu      sync.Mutex
 	applied uint64        // last sequence this replica's projector applied
@@ -89,6 +92,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 		cfg: cfg, log: log, proj: proj, limiter: limiter,
 		logger:  logger.With("component", "registry"),
 		cache:   newCache(),
+		hooks:   make(chan struct{}, maxHooks),
 		advance: make(chan struct{}),
 	}, nil
 }
@@ -131,11 +135,7 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		return kez.HandleRecord{}, err
 	}
 	rec := ev.Record(seq)
-	if s.cfg.Registered != nil {
-		if err := s.cfg.Registered(ctx, rec); err != nil {
-			s.logger.Warn("after registration", "handle", h.String(), "err", err)
-		}
-	}
+	s.afterRegistration(rec)
 	if err := s.waitApplied(ctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a success,
 		// and the projection will catch up.
@@ -143,6 +143,29 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 	}
 	return rec, nil
 }
+
+// afterRegistration runs the Registered hook in the background, at most
+// maxHooks at once; beyond that it is skipped (the callout covers it).
+func (s *Service) afterRegistration(rec kez.HandleRecord) {
+	if s.cfg.Registered == nil {
+		return
+	}
+	select {
+	case s.hooks <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.hooks }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.cfg.Registered(ctx, rec); err != nil {
+			s.logger.Warn("after registration", "handle", rec.Handle.String(), "err", err)
+		}
+	}()
+}
+
+const maxHooks = 64
 
 // Lookup returns the record of h, served from the cache, or from the
 // projection when the cache has not seen it yet. It returns kez.ErrNotFound

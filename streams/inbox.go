@@ -48,10 +48,16 @@ func NewInboxes(js jetstream.JetStream) *Inboxes { return &Inboxes{js: js} }
 func InboxConsumer(key kez.PublicKey) string { return key.Hex() }
 
 // Ensure creates key's durable pull consumer on its inbox if it is
-// missing; it is idempotent.
+// missing; it is idempotent. An existing consumer costs one info request;
+// creating one on a cluster starts a Raft group and takes tens of
+// milliseconds.
 func (i *Inboxes) Ensure(ctx context.Context, key kez.PublicKey) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	if c, err := i.js.Consumer(ctx, InboxStream, InboxConsumer(key)); err == nil &&
+		c.CachedInfo().Config.FilterSubject == InboxSubject(key) {
+		return nil
+	}
 	_, err := i.js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
 		Durable:       InboxConsumer(key),
 		Description:   "kez-chat inbox",

@@ -103,10 +103,10 @@ func (p *Projection) Apply(ctx context.Context, rec kez.HandleRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode record: %w", err)
 	}
-	if err := createOrSame(ctx, p.handles, rec.Handle.Local(), val); err != nil {
-		return err
-	}
-	return createOrSame(ctx, p.keys, rec.Primary.Hex(), []byte(rec.Handle.Local()))
+	// The two entries are independent: write them concurrently.
+	keyErr := make(chan error, 1)
+	go func() { keyErr <- createOrSame(ctx, p.keys, rec.Primary.Hex(), []byte(rec.Handle.Local())) }()
+	return errors.Join(createOrSame(ctx, p.handles, rec.Handle.Local(), val), <-keyErr)
 }
 
 func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
