@@ -76,7 +76,7 @@ type Service struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	inboxed  map[kez.PublicKey]bool // inbox consumers this replica has ensured
+	inboxed  map[kez.PublicKey]time.Time // when this replica last made sure of a user's inbox consumer
 	svc      micro.Service
 	issuerPK string
 	sealer   *sealer // nil without an xkey
@@ -114,7 +114,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
 		sem:      make(chan struct{}, cfg.Workers),
-		inboxed:  map[kez.PublicKey]bool{},
+		inboxed:  map[kez.PublicKey]time.Time{},
 		issuerPK: pk,
 	}
 	if cfg.XKey != nil {
@@ -177,16 +177,21 @@ func (s *Service) handle(r micro.Request) {
 	})
 }
 
-// ensureInboxOnce makes sure key's inbox consumer exists, once per user
-// and process; a failure is logged and retried at the next sign-in.
+// inboxRecheck is how long a replica trusts that a user's inbox consumer
+// it made sure of still exists (an operator may delete one).
+const inboxRecheck = 10 * time.Minute
+
+// ensureInboxOnce makes sure key's inbox consumer exists, at a sign-in at
+// most every inboxRecheck per user and replica; a failure is logged and
+// retried at the next sign-in.
 func (s *Service) ensureInboxOnce(key kez.PublicKey) {
 	if s.ensureInbox == nil {
 		return
 	}
 	s.mu.Lock()
-	done := s.inboxed[key]
+	last, ok := s.inboxed[key]
 	s.mu.Unlock()
-	if done {
+	if ok && s.cfg.Now().Sub(last) < inboxRecheck {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -196,7 +201,7 @@ func (s *Service) ensureInboxOnce(key kez.PublicKey) {
 		return
 	}
 	s.mu.Lock()
-	s.inboxed[key] = true
+	s.inboxed[key] = s.cfg.Now()
 	s.mu.Unlock()
 }
 

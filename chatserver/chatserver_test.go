@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -248,6 +250,28 @@ func regBodyRaw(t testing.TB, key *kez.PrivateKey, handle string) []byte {
 	t.Helper()
 	b, _ := json.Marshal(kez.RegistrationRequest{Handle: handle, Primary: key.Public(), Timestamp: time.Now().Unix(), RegistrationSig: make([]byte, 64)})
 	return b
+}
+
+func TestReservedFile(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	cfg.ReservedFile = filepath.Join(t.TempDir(), "reserved")
+	if err := os.WriteFile(cfg.ReservedFile, []byte("# ours\nfounder\n\nkezteam\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, cfg)
+	for _, h := range []string{"founder", "f0under", "kezteam", "admin"} {
+		if a := register(t, srv.URL(), regBody(t, newKey(t), h)); a.Status != http.StatusForbidden || a.Code(t) != "reserved" {
+			t.Errorf("%s: %d %s, want 403 reserved", h, a.Status, a.Body)
+		}
+	}
+	if a := register(t, srv.URL(), regBody(t, newKey(t), "founders")); a.Status != http.StatusCreated {
+		t.Errorf("founders: %d %s", a.Status, a.Body)
+	}
+	os.WriteFile(cfg.ReservedFile, []byte("9bad\n"), 0o644)
+	if _, err := chatserver.Start(context.Background(), cfg, webtest.Logger(t)); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad reserved file: %v", err)
+	}
 }
 
 func TestRateLimitAcrossReplicas(t *testing.T) {
