@@ -1,11 +1,13 @@
 package callout_test
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -157,5 +159,43 @@ func TestSealedRequests(t *testing.T) {
 		if _, _, err := svc.Answer(sealed, serverXPub); !errors.Is(err, callout.ErrMalformed) {
 			t.Fatalf("tampered sealed request: %v", err)
 		}
+	}
+}
+
+// TestInboxConsumerMadeSureAtSignIn: the callout makes sure of a user's
+// inbox consumer before allowing a sign-in, then trusts it for 10 minutes.
+func TestInboxConsumerMadeSureAtSignIn(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	now := time.Unix(1_800_000_000, 0)
+	var ensured []kez.PublicKey
+	ensure := func(_ context.Context, k kez.PublicKey) error {
+		ensured = append(ensured, k)
+		return nil
+	}
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ", Now: func() time.Time { return now }},
+		users, streams.UserPermissions, ensure, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := func() {
+		t.Helper()
+		rc := request(t, server, alice.Public(), alice, "nonce")
+		if _, _, err := svc.Answer([]byte(rc), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signIn()
+	signIn()
+	if len(ensured) != 1 || !ensured[0].Equal(alice.Public()) {
+		t.Fatalf("ensured %v after two sign-ins, want alice once", ensured)
+	}
+	now = now.Add(11 * time.Minute)
+	signIn()
+	if len(ensured) != 2 {
+		t.Fatalf("ensured %d times after 11 minutes, want 2", len(ensured))
 	}
 }
