@@ -1,0 +1,317 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"kez.lat/kez"
+	"kez.lat/kez/mnemonic"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/sigserver"
+	"kez.lat/kez/streams"
+)
+
+// Config is what a [Client] needs beyond its profile.
+type Config struct {
+	// Server is the home server's base URL. Register and Recover need
+	// it; for other calls it overrides the URL saved in the account.
+	Server string
+	// Domain qualifies bare handles before an account exists (register):
+	// when empty it is the server URL's host name, or kez.DefaultDomain
+	// for an IP address or localhost.
+	Domain string
+	// HTTP is the client for the home server, other domains and the
+	// sig-servers; http.DefaultClient if nil.
+	HTTP *http.Client
+	// RemoteURL returns the home server URL of another domain; by default
+	// https://<domain> (DESIGN §2: bob@other.example is resolved at
+	// https://other.example/v1/u/bob).
+	RemoteURL func(domain string) string
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// Rand is the randomness of keys and messages; crypto/rand if nil.
+	Rand io.Reader
+	// NATSOptions are added to the broker connection (tests, names).
+	NATSOptions []nats.Option
+}
+
+// Client acts for the user of one profile. Its methods are safe for
+// concurrent use, and several Clients (processes) may share a profile:
+// see [Profile].
+type Client struct {
+	cfg Config
+	p   *Profile
+
+	mu  sync.Mutex
+	nc  *nats.Conn
+	key *kez.PrivateKey
+}
+
+// New returns a client of profile p.
+func New(p *Profile, cfg Config) *Client {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.RemoteURL == nil {
+		cfg.RemoteURL = func(domain string) string { return "https://" + domain }
+	}
+	return &Client{cfg: cfg, p: p}
+}
+
+// Profile returns the client's profile.
+func (c *Client) Profile() *Profile { return c.p }
+
+// Close closes the broker connection, if any.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nc != nil {
+		c.nc.Close()
+		c.nc = nil
+	}
+}
+
+// Domain returns the home domain: the account's, else [Config.Domain],
+// else the server URL's host name (kez.DefaultDomain for an address or
+// localhost).
+func (c *Client) Domain() string {
+	if a, err := c.p.Account(); err == nil {
+		return a.Handle.Domain()
+	}
+	if c.cfg.Domain != "" {
+		return c.cfg.Domain
+	}
+	if u, err := url.Parse(c.cfg.Server); err == nil {
+		host := u.Hostname()
+		if host != "" && host != "localhost" && net.ParseIP(host) == nil && kez.ValidateDomain(host) == nil {
+			return host
+		}
+	}
+	return kez.DefaultDomain
+}
+
+// ParseHandle parses a handle as the user typed it (alice, @alice,
+// @alice@other.example), qualifying a bare one with [Client.Domain].
+func (c *Client) ParseHandle(s string) (kez.Handle, error) {
+	return kez.ParseHandle(s, c.Domain())
+}
+
+// server returns the home server URL to use.
+func (c *Client) server() (string, error) {
+	if c.cfg.Server != "" {
+		return c.cfg.Server, nil
+	}
+	if a, err := c.p.Account(); err == nil && a.Server != "" {
+		return a.Server, nil
+	}
+	return "", withHint(errors.New("no home server chosen"), "pass --server URL (or set KEZ_SERVER)")
+}
+
+func (c *Client) home() (Home, error) {
+	s, err := c.server()
+	if err != nil {
+		return Home{}, err
+	}
+	return Home{BaseURL: s, HTTP: c.cfg.HTTP}, nil
+}
+
+// homeOf returns the home server of handle h's domain.
+func (c *Client) homeOf(h kez.Handle) (Home, error) {
+	if h.Domain() == c.Domain() {
+		return c.home()
+	}
+	return Home{BaseURL: c.cfg.RemoteURL(h.Domain()), HTTP: c.cfg.HTTP}, nil
+}
+
+func (c *Client) sig(base string) *sigserver.Client {
+	return &sigserver.Client{BaseURL: base, HTTP: c.cfg.HTTP}
+}
+
+// account returns the account and the key, checking that they agree.
+func (c *Client) account() (Account, *kez.PrivateKey, error) {
+	a, err := c.p.Account()
+	if err != nil {
+		if errors.Is(err, ErrNoAccount) {
+			return a, nil, withHint(err, "kez-chat register <handle> creates one; kez-chat recover restores one from its 24 words")
+		}
+		return a, nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key == nil {
+		k, err := c.p.Key()
+		if err != nil {
+			return a, nil, err
+		}
+		if !k.Public().Equal(a.Primary) {
+			return a, nil, fmt.Errorf("the profile's key file does not match its account %s", a.Handle)
+		}
+		c.key = k
+	}
+	return a, c.key, nil
+}
+
+// Account returns the profile's account ([ErrNoAccount] if none).
+func (c *Client) Account() (Account, error) {
+	a, _, err := c.account()
+	return a, err
+}
+
+// Key returns the profile's private key, for the paper backup.
+func (c *Client) Key() (*kez.PrivateKey, error) {
+	_, k, err := c.account()
+	return k, err
+}
+
+// NewBackup makes a new key and the 24 words of its paper backup. Nothing
+// is saved: show the words, have the user confirm them, then [Client.Register].
+func (c *Client) NewBackup() (*kez.PrivateKey, []string, error) {
+	k, err := kez.GenerateKey(c.cfg.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	seed := k.Seed()
+	defer clear(seed)
+	words, err := mnemonic.FromSeed(seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, words, nil
+}
+
+// Register registers handle h for key on the home server, saves the key
+// and the account in the profile and publishes the first sigchain events
+// (the nats inbox and the p2p node). A failure to publish them does not
+// undo the registration: it is returned as chainErr, and
+// [Client.PublishEndpoints] retries.
+func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey) (a Account, chainErr error, err error) {
+	if c.p.HasKey() {
+		return a, nil, withHint(ErrAccountExists, "use another profile: --profile NAME")
+	}
+	home, err := c.home()
+	if err != nil {
+		return a, nil, err
+	}
+	rec, err := home.Register(ctx, kez.NewRegistrationRequest(key, h, c.cfg.Now()))
+	if err != nil {
+		return a, nil, registerHint(err, h, home.BaseURL)
+	}
+	if !rec.Primary.Equal(key.Public()) || rec.Handle != h {
+		return a, nil, fmt.Errorf("%w: registered %s for %s", ErrBadRecord, rec.Handle, rec.Primary)
+	}
+	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
+		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt,
+		Chain: sigchain.State{Key: rec.Primary}}
+	if err := c.p.SaveKey(key); err != nil {
+		return a, nil, err
+	}
+	if err := c.p.SaveAccount(a); err != nil {
+		return a, nil, err
+	}
+	a, chainErr = c.PublishEndpoints(ctx)
+	return a, chainErr, nil
+}
+
+func registerHint(err error, h kez.Handle, server string) error {
+	switch {
+	case errors.Is(err, kez.ErrHandleTaken), errors.Is(err, kez.ErrHandleTooSimilar), errors.Is(err, kez.ErrReservedHandle):
+		return withHint(fmt.Errorf("register %s: %w", h, err), "choose another handle; nothing was registered")
+	case errors.Is(err, kez.ErrWrongDomain):
+		return withHint(fmt.Errorf("register %s: %w", h, err), "qualify the handle with the server's domain (name@domain) or pass --domain")
+	case errors.Is(err, ErrUnreachable):
+		return withHint(fmt.Errorf("register %s: %w", h, err),
+			"is the home server running? (--server, now "+server+")",
+			"if the registration went through, `kez-chat recover` with the words restores the account")
+	}
+	return fmt.Errorf("register %s: %w", h, err)
+}
+
+// PublishEndpoints makes sure the own sigchain advertises the nats inbox
+// and the p2p node: it fetches and verifies the chain (against the pin
+// the account holds), appends the endpoints that are missing, and saves
+// the new tail. Until the file layer exists the p2p endpoint carries the
+// peer ID only, no addresses.
+func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
+	a, key, err := c.account()
+	if err != nil {
+		return a, err
+	}
+	sc := c.sig(a.SigchainURL)
+	// The new events chain on the tail event itself, which the state does
+	// not hold: fetch the events from the pinned seqno on and verify them
+	// against the pin, as sigserver.Client.Update would.
+	events, err := chainEvents(ctx, c.cfg.HTTP, a.SigchainURL, a.Primary, a.Chain.Tail.Seqno)
+	if err != nil {
+		return a, fmt.Errorf("own sigchain: %w", err)
+	}
+	st, err := a.Chain.Extend(events)
+	if err != nil {
+		return a, fmt.Errorf("own sigchain: %w", err)
+	}
+	var prev *sigchain.Event
+	if n := len(events); n > 0 {
+		prev = &events[n-1]
+	}
+	nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: streams.InboxSubject(a.Primary)}
+	pep := sigchain.P2PEndpoint{PeerID: PeerID(a.Primary)}
+	var want []any
+	if !hasNATS(st, nep) {
+		want = append(want, nep)
+	}
+	if !hasP2P(st, pep.PeerID) {
+		want = append(want, pep)
+	}
+	for _, body := range want {
+		ev, err := sigchain.Next(key, prev, sigchain.TypeAddEndpoint, body, c.cfg.Now())
+		if err != nil {
+			return a, err
+		}
+		if _, err := sc.Append(ctx, ev); err != nil {
+			return a, fmt.Errorf("publish endpoint: %w", err)
+		}
+		run := []sigchain.Event{ev}
+		if prev != nil {
+			run = []sigchain.Event{*prev, ev}
+		}
+		if st, err = st.Extend(run); err != nil {
+			return a, err
+		}
+		prev = &ev
+	}
+	a.Chain = st
+	if err := c.p.SaveAccount(a); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+func hasNATS(st sigchain.State, e sigchain.NATSEndpoint) bool {
+	for _, n := range st.NATS {
+		if n == e {
+			return true
+		}
+	}
+	return false
+}
+
+func hasP2P(st sigchain.State, peerID string) bool {
+	for _, p := range st.P2P {
+		if p.PeerID == peerID {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,154 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/mnemonic"
+)
+
+// newUser registers handle in a fresh profile.
+func newUser(t *testing.T, st *clienttest.Stack, handle string) (*client.Client, []string) {
+	t.Helper()
+	c := newClient(t, st)
+	key, words, err := c.NewBackup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.ParseHandle(handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, chainErr, err := c.Register(context.Background(), h, key); err != nil || chainErr != nil {
+		t.Fatalf("register %s: %v, %v", handle, err, chainErr)
+	}
+	return c, words
+}
+
+func newClient(t *testing.T, st *clienttest.Stack) *client.Client {
+	t.Helper()
+	p, err := client.OpenProfile(filepath.Join(t.TempDir(), "profile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(p, client.Config{Server: st.URL(), Domain: clienttest.Domain})
+	t.Cleanup(c.Close)
+	return c
+}
+
+func handle(t *testing.T, s string) kez.Handle {
+	t.Helper()
+	h, err := kez.ParseHandle(s, clienttest.Domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func listenOnce(t *testing.T, c *client.Client) (got []client.Entry, dropped []client.Dropped) {
+	t.Helper()
+	err := c.Listen(context.Background(), client.ListenOptions{Once: true}, func(ev client.Event) {
+		if ev.Entry != nil {
+			got = append(got, *ev.Entry)
+		}
+		if ev.Dropped != nil {
+			dropped = append(dropped, *ev.Dropped)
+		}
+	})
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return got, dropped
+}
+
+func TestRegisterSendListen(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, words := newUser(t, st, "bob")
+
+	a, err := alice.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Chain.NATS) != 1 || len(a.Chain.P2P) != 1 || a.Chain.Tail.Seqno != 2 {
+		t.Fatalf("own chain after register: %+v", a.Chain)
+	}
+	if !strings.HasPrefix(a.Chain.P2P[0].PeerID, "12D3KooW") {
+		t.Errorf("peer id %q", a.Chain.P2P[0].PeerID)
+	}
+	if _, added, err := alice.Add(ctx, handle(t, "bob")); err != nil || !added {
+		t.Fatalf("add bob: %v %v", added, err)
+	}
+	for i := range 3 {
+		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("hello %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, dropped := listenOnce(t, bob)
+	if len(got) != 3 || len(dropped) != 0 {
+		t.Fatalf("bob got %d, dropped %v", len(got), dropped)
+	}
+	for i, e := range got {
+		if e.Body != fmt.Sprintf("hello %d", i) || e.Peer != handle(t, "alice") {
+			t.Errorf("message %d = %+v", i, e)
+		}
+	}
+	if got[0].Warning != client.WarnNewContact || got[1].Warning != "" {
+		t.Errorf("warnings %q %q", got[0].Warning, got[1].Warning)
+	}
+	// Alice is now bob's contact (pinned on receipt); bob answers.
+	if _, err := bob.SendText(ctx, handle(t, "alice"), "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = listenOnce(t, alice)
+	if len(got) != 1 || got[0].Body != "hi alice" || got[0].Warning != "" {
+		t.Fatalf("alice got %+v", got)
+	}
+	hist, err := bob.History(handle(t, "alice"))
+	if err != nil || len(hist) != 4 {
+		t.Fatalf("bob's history: %d entries, %v", len(hist), err)
+	}
+
+	// Recover bob into a new profile: same handle, same chain.
+	bob2 := newClient(t, st)
+	b2, chainErr, err := bob2.Recover(ctx, strings.Join(words, " "))
+	if err != nil || chainErr != nil {
+		t.Fatalf("recover: %v %v", err, chainErr)
+	}
+	if b2.Handle != handle(t, "bob") || b2.Chain.Tail.Seqno != 2 {
+		t.Fatalf("recovered %+v", b2)
+	}
+	if _, err := alice.SendText(ctx, handle(t, "bob"), "after recovery"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = listenOnce(t, bob2)
+	if len(got) != 1 || got[0].Body != "after recovery" {
+		t.Fatalf("recovered bob got %+v", got)
+	}
+}
+
+func TestRecoverErrors(t *testing.T) {
+	st := clienttest.Start(t)
+	c := newClient(t, st)
+	_, _, err := c.Recover(context.Background(), "abandon abandon")
+	if !errors.Is(err, mnemonic.ErrWordCount) {
+		t.Errorf("short: %v", err)
+	}
+	seed := make([]byte, 32)
+	seed[0] = 7
+	words, _ := mnemonic.FromSeed(seed)
+	_, _, err = c.Recover(context.Background(), strings.Join(words, " "))
+	if err == nil || !strings.Contains(err.Error(), "no handle") {
+		t.Errorf("unregistered: %v", err)
+	}
+	_ = time.Second
+}

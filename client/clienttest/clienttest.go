@@ -1,0 +1,76 @@
+// Package clienttest starts the whole kez stack in-process for the
+// client's, the CLI's and the integration tests: the reference
+// nats-server (natstest, deploy/nats.conf), kez-sig-server and
+// kez-chat-server with the auth callout, each on a loopback port. It is
+// imported by tests only.
+package clienttest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/sigserver"
+)
+
+// Domain is the home domain of the test stack.
+const Domain = "kez.test"
+
+// Stack is a running broker, sig-server and home server.
+type Stack struct {
+	NATS *natstest.Server
+	Sig  *sigserver.Server
+	Chat *chatserver.Server
+}
+
+// URL returns the home server's base URL.
+func (s *Stack) URL() string { return s.Chat.URL() }
+
+// Start starts the stack and stops it at the end of the test.
+func Start(tb testing.TB) *Stack {
+	tb.Helper()
+	st := &Stack{NATS: natstest.Start(tb)}
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+
+	scfg := sigserver.DefaultConfig()
+	scfg.NATSURL = st.NATS.ClientURL()
+	scfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeySigServer)
+	scfg.HTTPAddr = "127.0.0.1:0"
+	scfg.Streams.AppendLimit = 1000
+	sig, err := sigserver.Start(ctx, scfg, logger)
+	if err != nil {
+		tb.Fatalf("start sig-server: %v", err)
+	}
+	st.Sig = sig
+	tb.Cleanup(func() { closeWith(sig.Close) })
+
+	ccfg := chatserver.DefaultConfig()
+	ccfg.NATSURL = st.NATS.ClientURL()
+	ccfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeyChatServer)
+	ccfg.CalloutNKeyFile = st.NATS.KeyFile(callout.KeyCallout)
+	ccfg.CalloutIssuerFile = st.NATS.KeyFile(callout.KeyIssuer)
+	ccfg.CalloutXKeyFile = st.NATS.KeyFile(callout.KeyXKey)
+	ccfg.HTTPAddr = "127.0.0.1:0"
+	ccfg.Domain = Domain
+	ccfg.SigchainURL = sig.URL()
+	ccfg.PublicNATS = st.NATS.ClientURL()
+	ccfg.Streams.RegisterLimit = 100000
+	chat, err := chatserver.Start(ctx, ccfg, logger)
+	if err != nil {
+		tb.Fatalf("start chat-server: %v", err)
+	}
+	st.Chat = chat
+	tb.Cleanup(func() { closeWith(chat.Close) })
+	return st
+}
+
+func closeWith(close func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	close(ctx)
+}

@@ -1,0 +1,224 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"kez.lat/kez"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/sigserver"
+)
+
+// resolve looks h up on its domain's home server and fetches and verifies
+// its sigchain against pin (the zero Pin for a first look).
+func (c *Client) resolve(ctx context.Context, h kez.Handle, pin sigchain.Pin) (Record, sigchain.State, error) {
+	home, err := c.homeOf(h)
+	if err != nil {
+		return Record{}, sigchain.State{}, err
+	}
+	rec, err := home.User(ctx, h)
+	if errors.Is(err, kez.ErrNotFound) {
+		return Record{}, sigchain.State{}, withHint(fmt.Errorf("@%s: no such handle on %s", h, home.BaseURL),
+			"check the spelling; handles of another server are written @name@domain")
+	}
+	if err != nil {
+		return Record{}, sigchain.State{}, fmt.Errorf("look up @%s: %w", h, err)
+	}
+	st, err := c.sig(rec.SigchainBase).Fetch(ctx, rec.Primary, pin)
+	if err != nil {
+		return Record{}, sigchain.State{}, fmt.Errorf("sigchain of @%s: %w", h, err)
+	}
+	return rec, st, nil
+}
+
+// Add resolves handle h, verifies its sigchain and pins its key (trust on
+// first use). Adding a contact again refreshes it like a send would (a
+// changed key is [ErrKeyChanged]); added reports whether it is new.
+func (c *Client) Add(ctx context.Context, h kez.Handle) (ct Contact, added bool, err error) {
+	a, _, err := c.account()
+	if err != nil {
+		return ct, false, err
+	}
+	if h == a.Handle {
+		return ct, false, errors.New("that is you")
+	}
+	if old, err := c.p.Contact(h); err == nil {
+		ct, err := c.Refresh(ctx, old)
+		return ct, false, err
+	} else if !errors.Is(err, ErrNotContact) {
+		return ct, false, err
+	}
+	rec, st, err := c.resolve(ctx, h, sigchain.Pin{})
+	if err != nil {
+		return ct, false, err
+	}
+	ct = Contact{Handle: rec.Handle, Key: rec.Primary, Server: c.serverOf(h), NATSURL: rec.NATSURL,
+		AddedAt: c.cfg.Now().Unix(), Chain: st}
+	err = c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		for _, o := range cs {
+			if o.Handle == h { // pinned meanwhile by a listen
+				ct = o
+				return cs, nil
+			}
+		}
+		return append(cs, ct), nil
+	})
+	return ct, true, err
+}
+
+func (c *Client) serverOf(h kez.Handle) string {
+	home, err := c.homeOf(h)
+	if err != nil {
+		return ""
+	}
+	return home.BaseURL
+}
+
+// Refresh asks the contact's server again: if it names another key for
+// the handle, the new key is recorded as ChangedKey and [ErrKeyChanged]
+// returned (sending stays refused until [Client.Trust]); otherwise the
+// sigchain is updated from its pinned tail, and a chain that lost or
+// rewrote pinned events is [ErrChainChanged]. A sig-server that cannot be
+// reached leaves the pinned chain as it is.
+func (c *Client) Refresh(ctx context.Context, ct Contact) (Contact, error) {
+	if ct.ChangedKey != nil {
+		return ct, keyChangedError(ct)
+	}
+	home, err := c.homeOf(ct.Handle)
+	if err != nil {
+		return ct, err
+	}
+	rec, err := home.User(ctx, ct.Handle)
+	if err != nil {
+		return ct, fmt.Errorf("look up @%s: %w", ct.Handle, err)
+	}
+	if !rec.Primary.Equal(ct.Key) {
+		ct, err = c.markChanged(ct.Handle, rec.Primary)
+		if err != nil {
+			return ct, err
+		}
+		return ct, keyChangedError(ct)
+	}
+	st, err := c.sig(rec.SigchainBase).Update(ctx, ct.Chain)
+	switch {
+	case errors.Is(err, sigserver.ErrUnreachable):
+		return ct, nil
+	case errors.Is(err, sigchain.ErrRollback), errors.Is(err, sigchain.ErrRewritten):
+		return ct, withHint(fmt.Errorf("@%s: %w: %w", ct.Handle, ErrChainChanged, err),
+			"the server is hiding or rewriting what @"+ct.Handle.String()+" published; compare `kez-chat verify` out of band")
+	case err != nil:
+		return ct, fmt.Errorf("sigchain of @%s: %w", ct.Handle, err)
+	}
+	if st.Tail == ct.Chain.Tail && rec.NATSURL == ct.NATSURL {
+		return ct, nil
+	}
+	ct.Chain, ct.NATSURL = st, rec.NATSURL
+	err = c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		for i := range cs {
+			if cs[i].Handle == ct.Handle && cs[i].Key.Equal(ct.Key) {
+				cs[i].Chain, cs[i].NATSURL = st, rec.NATSURL
+				ct = cs[i]
+			}
+		}
+		return cs, nil
+	})
+	return ct, err
+}
+
+// markChanged records key as the changed key of contact h.
+func (c *Client) markChanged(h kez.Handle, key kez.PublicKey) (Contact, error) {
+	var ct Contact
+	err := c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		for i := range cs {
+			if cs[i].Handle == h {
+				if cs[i].ChangedKey == nil || !cs[i].ChangedKey.Equal(key) {
+					k := key
+					cs[i].ChangedKey, cs[i].ChangedAt = &k, c.cfg.Now().Unix()
+				}
+				ct = cs[i]
+				return cs, nil
+			}
+		}
+		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+	})
+	return ct, err
+}
+
+func keyChangedError(ct Contact) error {
+	h := "@" + ct.Handle.String()
+	return withHint(fmt.Errorf("%w: %s was pinned with %s, the server now names %s", ErrKeyChanged, h, ct.Key, ct.ChangedKey),
+		"sending to "+h+" is refused until you trust the new key",
+		"compare the safety number with "+h+" out of band: kez-chat verify "+h,
+		"then accept it: kez-chat trust "+h)
+}
+
+// Trust pins the key h's server names now, clearing a recorded key
+// change, and verifies its sigchain afresh. It returns the contact and
+// whether the pinned key changed.
+func (c *Client) Trust(ctx context.Context, h kez.Handle) (Contact, bool, error) {
+	if _, _, err := c.account(); err != nil {
+		return Contact{}, false, err
+	}
+	old, err := c.p.Contact(h)
+	if err != nil {
+		return Contact{}, false, withHint(err, "kez-chat add @"+h.String()+" pins a new contact")
+	}
+	rec, st, err := c.resolve(ctx, h, sigchain.Pin{})
+	if err != nil {
+		return old, false, err
+	}
+	changed := !rec.Primary.Equal(old.Key)
+	var ct Contact
+	err = c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		for i := range cs {
+			if cs[i].Handle == h {
+				cs[i].Key, cs[i].Chain, cs[i].NATSURL = rec.Primary, st, rec.NATSURL
+				cs[i].ChangedKey, cs[i].ChangedAt = nil, 0
+				ct = cs[i]
+				return cs, nil
+			}
+		}
+		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+	})
+	return ct, changed, err
+}
+
+// Verification is what the user compares out of band with a contact.
+type Verification struct {
+	Contact Contact
+	// SafetyNumber is the safety number of the own key and the pinned
+	// key; both sides see the same digits.
+	SafetyNumber string
+	// Fingerprint is the pinned key's fingerprint alone.
+	Fingerprint string
+	// ChangedSafetyNumber is the safety number with the changed key, when
+	// the contact's server names another key: what to compare before
+	// [Client.Trust].
+	ChangedSafetyNumber string
+}
+
+// Verify returns the safety numbers of contact h.
+func (c *Client) Verify(h kez.Handle) (Verification, error) {
+	a, _, err := c.account()
+	if err != nil {
+		return Verification{}, err
+	}
+	ct, err := c.p.Contact(h)
+	if err != nil {
+		return Verification{}, withHint(err, "kez-chat add @"+h.String()+" pins it first")
+	}
+	v := Verification{Contact: ct, SafetyNumber: SafetyNumber(a.Primary, ct.Key), Fingerprint: Fingerprint(ct.Key)}
+	if ct.ChangedKey != nil {
+		v.ChangedSafetyNumber = SafetyNumber(a.Primary, *ct.ChangedKey)
+	}
+	return v, nil
+}
+
+// Contacts returns the pinned contacts.
+func (c *Client) Contacts() ([]Contact, error) {
+	if _, _, err := c.account(); err != nil {
+		return nil, err
+	}
+	return c.p.Contacts()
+}

@@ -1,0 +1,66 @@
+package client
+
+import "errors"
+
+// Errors of this package, matched with errors.Is. Errors of the home server
+// are wrapped kez sentinels (kez.ErrNotFound, kez.ErrHandleTaken, ...).
+var (
+	// ErrNoAccount: the profile holds no account yet.
+	ErrNoAccount = errors.New("no account in this profile")
+	// ErrAccountExists: the profile already holds an account.
+	ErrAccountExists = errors.New("this profile already holds an account")
+	// ErrKeyFileMode: the key file can be read or written by others.
+	ErrKeyFileMode = errors.New("key file is accessible by other users")
+	// ErrUnreachable: the home server (or a contact's server) could not be
+	// asked; transient.
+	ErrUnreachable = errors.New("server unreachable")
+	// ErrBadRecord: a server answered a record that does not check out
+	// (another handle or key than asked for, a registration signature that
+	// does not verify, a sigchain of another key).
+	ErrBadRecord = errors.New("server answered an invalid record")
+	// ErrNotContact: the handle is not among the contacts.
+	ErrNotContact = errors.New("not a contact")
+	// ErrKeyChanged: a contact's key is not the pinned one any more;
+	// sending is refused until the user trusts the new key.
+	ErrKeyChanged = errors.New("contact's key changed")
+	// ErrChainChanged: a contact's sigchain lost or rewrote an event we
+	// had pinned (sigchain.ErrRollback or ErrRewritten is wrapped too).
+	ErrChainChanged = errors.New("contact's sigchain lost or rewrote pinned events")
+	// ErrBackupNotConfirmed: the re-typed words did not match.
+	ErrBackupNotConfirmed = errors.New("re-typed word does not match the backup")
+	// ErrListening: another listen holds this profile's inbox.
+	ErrListening = errors.New("another kez-chat listen is running on this profile")
+	// ErrFederation: the contact is on another domain, whose broker this
+	// version cannot deliver to yet.
+	ErrFederation = errors.New("sending to another domain is not supported yet")
+)
+
+// HintError is an error with advice for the user: the CLI prints the error,
+// then each hint on a "hint:" line.
+type HintError struct {
+	Err   error
+	Hints []string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+
+// withHint wraps err with hints.
+func withHint(err error, hints ...string) error {
+	return &HintError{Err: err, Hints: hints}
+}
+
+// Hints returns the hints of every HintError in err's chain, outermost
+// first.
+func Hints(err error) []string {
+	var out []string
+	for err != nil {
+		var h *HintError
+		if !errors.As(err, &h) {
+			break
+		}
+		out = append(out, h.Hints...)
+		err = h.Err
+	}
+	return out
+}

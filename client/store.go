@@ -1,0 +1,217 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"kez.lat/kez"
+	"kez.lat/kez/sigchain"
+)
+
+// Account is the profile's own identity, as registered.
+type Account struct {
+	Handle       kez.Handle    `json:"handle"`
+	Primary      kez.PublicKey `json:"primary"`
+	Server       string        `json:"server"`       // home server base URL
+	NATSURL      string        `json:"nats_url"`     // broker, from the record
+	Inbox        string        `json:"inbox"`        // own inbox subject
+	SigchainURL  string        `json:"sigchain_url"` // sig-server base URL
+	RegisteredAt int64         `json:"registered_at"`
+	// Chain is the own sigchain as last verified (its Tail is the pin).
+	Chain sigchain.State `json:"chain"`
+}
+
+// Contact is a pinned contact: the key seen first for the handle (TOFU)
+// and the sigchain verified for it.
+type Contact struct {
+	Handle  kez.Handle    `json:"handle"`
+	Key     kez.PublicKey `json:"key"`      // the pinned key
+	Server  string        `json:"server"`   // base URL the handle was resolved at
+	NATSURL string        `json:"nats_url"` // the contact's broker
+	AddedAt int64         `json:"added_at"`
+	// Chain is the contact's sigchain as last verified; its Tail is the
+	// pin a later fetch must still show.
+	Chain sigchain.State `json:"chain"`
+	// ChangedKey is a key other than the pinned one that the contact's
+	// server now names for the handle (or that signed a message from it).
+	// Sending is refused while it is set; [Client.Trust] pins it.
+	ChangedKey *kez.PublicKey `json:"changed_key,omitempty"`
+	ChangedAt  int64          `json:"changed_at,omitempty"`
+}
+
+// contactsDoc is the JSON form of contacts.json.
+type contactsDoc struct {
+	V        int       `json:"v"`
+	Contacts []Contact `json:"contacts"`
+}
+
+// Contacts returns the contacts sorted by handle.
+func (p *Profile) Contacts() ([]Contact, error) {
+	var d contactsDoc
+	err := readJSON(p.path(contactsFile), &d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return d.Contacts, err
+}
+
+// Contact returns the contact of handle h; [ErrNotContact] if there is
+// none.
+func (p *Profile) Contact(h kez.Handle) (Contact, error) {
+	cs, err := p.Contacts()
+	if err != nil {
+		return Contact{}, err
+	}
+	for _, c := range cs {
+		if c.Handle == h {
+			return c, nil
+		}
+	}
+	return Contact{}, fmt.Errorf("@%s: %w", h, ErrNotContact)
+}
+
+// UpdateContacts runs fn on the contacts under the profile's exclusive
+// lock and saves what it returns, so concurrent updates (a listen pinning
+// a new sender while a send refreshes another contact) never lose one
+// another's changes.
+func (p *Profile) UpdateContacts(fn func([]Contact) ([]Contact, error)) error {
+	unlock, err := p.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return p.updateContactsLocked(fn)
+}
+
+func (p *Profile) updateContactsLocked(fn func([]Contact) ([]Contact, error)) error {
+	cs, err := p.Contacts()
+	if err != nil {
+		return err
+	}
+	cs, err = fn(cs)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(cs, func(a, b Contact) int { return strings.Compare(a.Handle.String(), b.Handle.String()) })
+	return writeJSON(p.path(contactsFile), contactsDoc{V: 1, Contacts: cs})
+}
+
+// putContact replaces or adds c in cs.
+func putContact(cs []Contact, c Contact) []Contact {
+	for i := range cs {
+		if cs[i].Handle == c.Handle {
+			cs[i] = c
+			return cs
+		}
+	}
+	return append(cs, c)
+}
+
+// Direction of a history entry.
+const (
+	DirIn  = "in"
+	DirOut = "out"
+)
+
+// Entry is one message of the history.
+type Entry struct {
+	Dir      string        `json:"dir"`  // DirIn or DirOut
+	Peer     kez.Handle    `json:"peer"` // the contact
+	PeerKey  kez.PublicKey `json:"peer_key"`
+	ID       string        `json:"id"`    // message id, base64
+	Dedup    string        `json:"dedup"` // DedupKey of a received message
+	SentAt   int64         `json:"sent_at"`
+	StoredAt int64         `json:"stored_at"`
+	Type     string        `json:"type"`
+	Body     string        `json:"body,omitempty"` // text of a text message
+	// Plaintext is the exact decrypted JSON (kept for types this version
+	// does not show).
+	Plaintext json.RawMessage `json:"plaintext"`
+	// Warning is set when the message was accepted with a caveat:
+	// WarnKeyChanged or WarnNewContact.
+	Warning string `json:"warning,omitempty"`
+}
+
+// Warnings of an accepted message.
+const (
+	// WarnKeyChanged: signed by a key other than the contact's pinned one
+	// (the key the contact's server now names).
+	WarnKeyChanged = "key_changed"
+	// WarnNewContact: the first message of a sender, pinned on receipt.
+	WarnNewContact = "new_contact"
+)
+
+// appendHistoryLocked appends entries, one JSON line each, and syncs the
+// file before returning: once it returns, the messages survive a crash
+// and may be acked. The caller holds the exclusive lock.
+func (p *Profile) appendHistoryLocked(entries ...Entry) error {
+	var buf bytes.Buffer
+	for _, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode history entry: %w", err)
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	f, err := os.OpenFile(p.path(historyFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("history: %w", err)
+	}
+	return f.Close()
+}
+
+// History returns the stored messages in the order they were stored; with
+// a non-zero peer, only those exchanged with peer.
+func (p *Profile) History(peer kez.Handle) ([]Entry, error) {
+	unlock, err := p.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Entry
+	err = p.scanHistory(func(e Entry) {
+		if peer.IsZero() || e.Peer == peer {
+			out = append(out, e)
+		}
+	})
+	return out, err
+}
+
+// scanHistory calls fn for each entry. A torn last line (a crash in the
+// middle of an append, before the sync the ack waits for) is skipped.
+func (p *Profile) scanHistory(fn func(Entry)) error {
+	f, err := os.Open(p.path(historyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e Entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		fn(e)
+	}
+	return sc.Err()
+}
