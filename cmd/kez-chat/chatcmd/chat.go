@@ -1,0 +1,330 @@
+package chatcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/client"
+)
+
+// contactJSON is the JSON form of a contact.
+type contactJSON struct {
+	Handle       string `json:"handle"`
+	Key          string `json:"key"`
+	Fingerprint  string `json:"fingerprint"`
+	KeyChanged   bool   `json:"key_changed"`
+	ChangedKey   string `json:"changed_key,omitempty"`
+	AddedAt      int64  `json:"added_at"`
+	ChainSeqno   uint64 `json:"chain_seqno"`
+	NATSEndpoint bool   `json:"nats_endpoint"`
+	P2PEndpoint  bool   `json:"p2p_endpoint"`
+}
+
+func contactOf(ct client.Contact) contactJSON {
+	j := contactJSON{Handle: ct.Handle.String(), Key: ct.Key.String(), Fingerprint: client.Fingerprint(ct.Key),
+		AddedAt: ct.AddedAt, ChainSeqno: ct.Chain.Tail.Seqno, NATSEndpoint: len(ct.Chain.NATS) > 0, P2PEndpoint: len(ct.Chain.P2P) > 0}
+	if ct.ChangedKey != nil {
+		j.KeyChanged, j.ChangedKey = true, ct.ChangedKey.String()
+	}
+	return j
+}
+
+type addCmd struct {
+	Handle string `arg:"" help:"Handle to add: @bob, or @bob@other.example (resolved at https://other.example)."`
+}
+
+func (c *addCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		ct, added, err := cl.Add(ctx, h)
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, contactOf(ct))
+		}
+		if added {
+			fmt.Fprintf(a.out, "pinned %s: %s\n", show(cl, ct.Handle), ct.Key)
+			fmt.Fprintf(a.errw, "hint: compare the safety number with %s out of band: kez-chat verify %s\n", show(cl, ct.Handle), show(cl, ct.Handle))
+		} else {
+			fmt.Fprintf(a.out, "%s is already a contact: %s\n", show(cl, ct.Handle), ct.Key)
+		}
+		return nil
+	})
+}
+
+type contactsCmd struct{}
+
+func (c *contactsCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		cs, err := cl.Contacts()
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			out := []contactJSON{}
+			for _, ct := range cs {
+				out = append(out, contactOf(ct))
+			}
+			return writeJSON(a.out, out)
+		}
+		for _, ct := range cs {
+			state := "pinned"
+			if ct.ChangedKey != nil {
+				state = "KEY CHANGED (sending refused until trust)"
+			}
+			fmt.Fprintf(a.out, "%-24s %s  %s\n", show(cl, ct.Handle), ct.Key, state)
+		}
+		return nil
+	})
+}
+
+type verifyCmd struct {
+	Handle string `arg:"" help:"Contact to verify."`
+}
+
+func (c *verifyCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		v, err := cl.Verify(h)
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, struct {
+				Contact             contactJSON `json:"contact"`
+				SafetyNumber        string      `json:"safety_number"`
+				ChangedSafetyNumber string      `json:"changed_safety_number,omitempty"`
+			}{contactOf(v.Contact), v.SafetyNumber, v.ChangedSafetyNumber})
+		}
+		who := show(cl, v.Contact.Handle)
+		fmt.Fprintf(a.out, "safety number with %s (pinned key %s):\n%s\n", who, v.Contact.Key, blocks(v.SafetyNumber))
+		if v.ChangedSafetyNumber != "" {
+			fmt.Fprintf(a.out, "\nthe server now names another key for %s (%s); with it the number would be:\n%s\n",
+				who, v.Contact.ChangedKey, blocks(v.ChangedSafetyNumber))
+			fmt.Fprintf(a.errw, "hint: if %s reads you this second number, accept it: kez-chat trust %s\n", who, who)
+		} else {
+			fmt.Fprintf(a.errw, "hint: %s sees the same number; compare it in person or on a call\n", who)
+		}
+		return nil
+	})
+}
+
+// blocks lays twelve groups out as three lines of four.
+func blocks(num string) string {
+	g := strings.Fields(num)
+	var lines []string
+	for i := 0; i < len(g); i += 4 {
+		lines = append(lines, "  "+strings.Join(g[i:min(i+4, len(g))], " "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+type trustCmd struct {
+	Handle string `arg:"" help:"Contact whose current key to accept."`
+}
+
+func (c *trustCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		ct, changed, err := cl.Trust(ctx, h)
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, struct {
+				contactJSON
+				Changed bool `json:"changed"`
+			}{contactOf(ct), changed})
+		}
+		if changed {
+			fmt.Fprintf(a.out, "now trusting %s with key %s\n", show(cl, ct.Handle), ct.Key)
+		} else {
+			fmt.Fprintf(a.out, "%s: key unchanged (%s)\n", show(cl, ct.Handle), ct.Key)
+		}
+		return nil
+	})
+}
+
+type sendCmd struct {
+	Handle string   `arg:"" help:"Recipient, e.g. @bob."`
+	Text   []string `arg:"" optional:"" help:"The message; read from stdin when absent."`
+}
+
+// maxStdinText bounds a message read from stdin (an envelope is at most
+// 64 KiB, base64 included).
+const maxStdinText = 46 << 10
+
+func (c *sendCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		text := strings.Join(c.Text, " ")
+		if len(c.Text) == 0 {
+			b, err := io.ReadAll(io.LimitReader(a.stdin, maxStdinText+1))
+			if err != nil {
+				return fmt.Errorf("read the message from stdin: %w", err)
+			}
+			if len(b) > maxStdinText {
+				return fmt.Errorf("message over %d bytes", maxStdinText)
+			}
+			text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		}
+		if strings.TrimSpace(text) == "" {
+			return &client.HintError{Err: errors.New("empty message"), Hints: []string{`kez-chat send @bob "text", or pipe the text to kez-chat send @bob`}}
+		}
+		e, err := cl.SendText(ctx, h, text)
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, e)
+		}
+		return nil
+	})
+}
+
+type listenCmd struct {
+	Once    bool          `help:"Receive what is waiting, then exit."`
+	Timeout time.Duration `help:"Exit after this long (0: follow until interrupted)."`
+	Count   int           `help:"Exit after this many messages (0: no limit)."`
+}
+
+func (c *listenCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		if c.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+			defer cancel()
+		}
+		if !c.Once && !a.g.JSON && isTerminalWriter(a.errw) {
+			fmt.Fprintln(a.errw, "kez-chat: listening; Ctrl-C stops")
+		}
+		err := cl.Listen(ctx, client.ListenOptions{Once: c.Once, Max: c.Count}, func(ev client.Event) {
+			printEvent(a, cl, ev)
+		})
+		if err != nil && ctx.Err() != nil {
+			return nil // a timeout or Ctrl-C ends listening normally
+		}
+		return err
+	})
+}
+
+func printEvent(a *app, cl *client.Client, ev client.Event) {
+	if d := ev.Dropped; d != nil {
+		if a.g.JSON {
+			writeLine(a.out, struct {
+				Event string `json:"event"`
+				*client.Dropped
+			}{"dropped", d})
+		}
+		from := d.From
+		if from == "" {
+			from = "an unparsable sender"
+		}
+		fmt.Fprintf(a.errw, "kez-chat: warning: dropped message %d from %s: %s\n", d.Seq, from, d.Reason)
+		return
+	}
+	e := ev.Entry
+	who := show(cl, e.Peer)
+	switch e.Warning {
+	case client.WarnKeyChanged:
+		fmt.Fprintf(a.errw, "kez-chat: warning: %s's key changed (now %s); the message below is signed by the new key\nhint: kez-chat verify %s, then kez-chat trust %s; sending is refused until then\n", who, e.PeerKey, who, who)
+	case client.WarnNewContact:
+		fmt.Fprintf(a.errw, "kez-chat: new contact %s pinned with key %s\nhint: compare the safety number: kez-chat verify %s\n", who, e.PeerKey, who)
+	}
+	if a.g.JSON {
+		writeLine(a.out, struct {
+			Event string `json:"event"`
+			*client.Entry
+		}{"message", e})
+		return
+	}
+	fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(e))
+}
+
+// text returns what to show for an entry's plaintext.
+func text(e *client.Entry) string {
+	switch e.Type {
+	case "text":
+		return e.Body
+	case "file_share":
+		return "[a file announcement; file sharing is not in this version yet]"
+	}
+	return fmt.Sprintf("[a message of type %q this version cannot show]", e.Type)
+}
+
+func writeLine(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+func isTerminalWriter(w io.Writer) bool {
+	r, ok := w.(io.Reader)
+	return ok && isTerminal(r)
+}
+
+type historyCmd struct {
+	Handle string `arg:"" optional:"" help:"Contact (all conversations when absent)."`
+	Last   int    `short:"n" help:"Show only the last N messages."`
+}
+
+func (c *historyCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		var h kez.Handle
+		if c.Handle != "" {
+			var err error
+			if h, err = handleArg(cl, c.Handle); err != nil {
+				return err
+			}
+		}
+		es, err := cl.History(h)
+		if err != nil {
+			return err
+		}
+		if !h.IsZero() && len(es) == 0 {
+			if _, err := cl.Verify(h); errors.Is(err, client.ErrNotContact) {
+				return err
+			}
+		}
+		if c.Last > 0 && len(es) > c.Last {
+			es = es[len(es)-c.Last:]
+		}
+		if a.g.JSON {
+			if es == nil {
+				es = []client.Entry{}
+			}
+			return writeJSON(a.out, es)
+		}
+		for i := range es {
+			e := &es[i]
+			arrow := "<-"
+			if e.Dir == client.DirOut {
+				arrow = "->"
+			}
+			warn := ""
+			if e.Warning == client.WarnKeyChanged {
+				warn = " (new key, not trusted then)"
+			}
+			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(e))
+		}
+		return nil
+	})
+}

@@ -1,0 +1,171 @@
+// Package chatcmd holds the commands of kez-chat: kong parsing, prompts
+// and output. Every command parses its input and calls package client;
+// [Run] is what main and the tests call.
+package chatcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"kez.lat/kez"
+	"kez.lat/kez/cli"
+	"kez.lat/kez/client"
+	"kez.lat/kez/mnemonic"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the command failed
+	ExitUsage = 2 // bad command line
+)
+
+// Main runs kez-chat with the process's arguments and standard streams
+// and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Exit(Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+}
+
+// Exit prints err (if any) to stderr as "kez-chat: ..." followed by its
+// hints, and returns the exit code for it.
+func Exit(err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "kez-chat: %v\n", err)
+	for _, h := range hints(err) {
+		fmt.Fprintf(stderr, "hint: %s\n", h)
+	}
+	var pe *kong.ParseError
+	if errors.As(err, &pe) {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// hints returns the client's hints for err, and the ones this layer adds
+// for errors that are not the client's.
+func hints(err error) []string {
+	hs := client.Hints(err)
+	var uw *mnemonic.UnknownWordsError
+	switch {
+	case errors.As(err, &uw):
+		for _, w := range uw.Words {
+			if len(w.Suggestions) > 0 {
+				hs = append(hs, fmt.Sprintf("word %d: did you mean %s?", w.Position, strings.Join(w.Suggestions, ", ")))
+			} else {
+				hs = append(hs, fmt.Sprintf("word %d: no word of the list is close", w.Position))
+			}
+		}
+	case errors.Is(err, mnemonic.ErrChecksum):
+		hs = append(hs, "every word is in the list, but one is wrong or two are swapped: check them in order")
+	case errors.Is(err, mnemonic.ErrWordCount):
+		hs = append(hs, "a kez backup is exactly 24 words")
+	case errors.Is(err, kez.ErrInvalidHandle):
+		hs = append(hs, "a handle is 2 to 30 of a-z, 0-9 and _, starting with a letter (e.g. @alice, or @alice@other.example)")
+	case len(hs) == 0 && errors.Is(err, client.ErrUnreachable):
+		hs = append(hs, "is the server running? choose it with --server URL (or KEZ_SERVER)")
+	}
+	return hs
+}
+
+// app is what every command gets besides its own flags.
+type app struct {
+	g     *grammar
+	stdin io.Reader
+	out   io.Writer
+	errw  io.Writer
+}
+
+type appKey struct{}
+
+func appFrom(ctx context.Context) *app { return ctx.Value(appKey{}).(*app) }
+
+// Run parses args and runs the command. stdin feeds prompts, recover and
+// send.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	g := &grammar{}
+	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr})
+	return cli.Run(ctx, g, "kez-chat",
+		"kez-chat: end-to-end encrypted chat on verified handles.", args, stdout, stderr)
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	Profile string `short:"p" env:"KEZ_CHAT_PROFILE" default:"default" help:"Profile: a name (kept under the user config dir, $XDG_CONFIG_HOME/kez-chat/profiles/NAME) or a directory path."`
+	Server  string `env:"KEZ_SERVER" help:"Home server URL, e.g. http://127.0.0.1:8080 (default: the account's; https://kez.lat before one exists)."`
+	Domain  string `env:"KEZ_DOMAIN" help:"Domain of bare handles before an account exists (default: the server's host name, kez.lat for an address)."`
+	JSON    bool   `help:"Print data as JSON (stable: fields are added, never changed)."`
+}
+
+type grammar struct {
+	globals
+	Register registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
+	Recover  recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
+	Whoami   whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
+	Mnemonic mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
+	Status   statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
+	Add      addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
+	Contacts contactsCmd `cmd:"" help:"List the pinned contacts."`
+	Verify   verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
+	Trust    trustCmd    `cmd:"" help:"Accept a contact's changed key."`
+	Send     sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
+	Listen   listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
+	History  historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
+}
+
+// client opens the profile and returns its client.
+func (a *app) client() (*client.Client, error) {
+	dir, err := client.ProfileDir(a.g.Profile)
+	if err != nil {
+		return nil, err
+	}
+	p, err := client.OpenProfile(dir)
+	if err != nil {
+		return nil, err
+	}
+	server := a.g.Server
+	if server == "" && !p.HasKey() {
+		server = "https://" + kez.DefaultDomain
+	}
+	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain}), nil
+}
+
+// withClient runs fn with the profile's client and closes it.
+func withClient(ctx context.Context, fn func(*app, *client.Client) error) error {
+	a := appFrom(ctx)
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(a, c)
+}
+
+// handle parses a handle argument.
+func handleArg(c *client.Client, s string) (kez.Handle, error) {
+	h, err := c.ParseHandle(s)
+	if err != nil {
+		return h, fmt.Errorf("%q: %w", s, err)
+	}
+	return h, nil
+}
+
+// show returns the handle as the UI shows it: @name at home, @name@domain
+// elsewhere.
+func show(c *client.Client, h kez.Handle) string {
+	if h.Domain() == c.Domain() {
+		return "@" + h.Local()
+	}
+	return "@" + h.String()
+}

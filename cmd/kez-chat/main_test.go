@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/cmd/kez-chat/chatcmd"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"kez-chat": func() { os.Exit(chatcmd.Main()) },
+	})
+}
+
+// TestScripts runs testdata/*.txt against one in-process stack (broker,
+// sig-server, home server with the callout); scripts run in parallel, so
+// each uses its own handles. $KEZ_SERVER and $KEZ_DOMAIN point at the
+// stack, $XDG_CONFIG_HOME is the script's own, and $DOWN is a URL nobody
+// answers at.
+func TestScripts(t *testing.T) {
+	st := clienttest.Start(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("KEZ_SERVER", st.URL())
+			env.Setenv("KEZ_DOMAIN", clienttest.Domain)
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, "config"))
+			env.Setenv("PROFILES", filepath.Join(env.WorkDir, "config", "kez-chat", "profiles"))
+			env.Setenv("DOWN", "http://127.0.0.1:1")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"jsonfield": jsonField,
+		},
+	})
+}
+
+// jsonField: jsonfield FILE FIELD OUT writes the string member FIELD of
+// the JSON object in FILE ("stdout" for the last command's output) to OUT.
+func jsonField(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonfield FILE FIELD OUT")
+	}
+	data := ts.ReadFile(args[0])
+	var m map[string]any
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	v, ok := m[args[1]].(string)
+	if !ok {
+		ts.Fatalf("%s has no string %q", args[0], args[1])
+	}
+	if err := os.WriteFile(ts.MkAbs(args[2]), []byte(v+"\n"), 0o600); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
