@@ -308,6 +308,9 @@ func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, key kez.PublicKey)
 	uc.Limits.Payload = s.cfg.MaxPayload
 	uc.Limits.Subs = s.cfg.MaxSubs
 	uc.Limits.Data = jwt.NoLimit
+	// Plain clients only: no leafnode or MQTT connections with a user's
+	// key, whatever listeners an operator adds to the broker.
+	uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeStandard, jwt.ConnectionTypeWebsocket)
 	tok, err := uc.Encode(s.cfg.Issuer)
 	if err != nil {
 		return "", fmt.Errorf("encode user jwt: %w", err)

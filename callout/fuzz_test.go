@@ -83,6 +83,9 @@ func FuzzAnswer(f *testing.F) {
 		if derr != nil || uc.Name != "alice@kez.test" || uc.Audience != "KEZ" || uc.Subject != ar.Subject {
 			t.Fatalf("user JWT %+v (%v)", uc, derr)
 		}
+		if len(uc.AllowedConnectionTypes) != 2 || uc.Expires == 0 || len(uc.Sub.Allow) != 1 {
+			t.Fatalf("user JWT limits %+v", uc.UserPermissionLimits)
+		}
 	})
 }
 
