@@ -191,8 +191,8 @@ func TestRemoteDomain(t *testing.T) {
 	bob, _ := kez.ParseHandle("bob@other.example", "")
 	ts := time.Now().Unix()
 	rec := registry.Record{Handle: bob.String(), Primary: bobKey.Public().String(),
-		SigchainURL: registry.SigchainURL("https://sig.other.example", bobKey.Public()),
-		NATS:        registry.RecordNATS{URL: "nats://nats.other.example:4222", Inbox: "kez.inbox." + bobKey.Public().Hex()},
+		SigchainURL:  registry.SigchainURL("https://sig.other.example", bobKey.Public()),
+		NATS:         registry.RecordNATS{URL: "nats://nats.other.example:4222", Inbox: "kez.inbox." + bobKey.Public().Hex()},
 		RegisteredAt: ts, RegistrationSig: bobKey.Sign(kez.RegistrationMessage(bob, bobKey.Public(), ts))}
 	var asked []string
 	var mu sync.Mutex
