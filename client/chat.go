@@ -202,6 +202,11 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 		return withHint(fmt.Errorf("bind to the inbox: %w", err), "the home server creates the inbox at registration and at sign-in; try again")
 	}
 	r := &receiver{c: c, a: a, key: key, seen: seen, fn: fn}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = nc.FlushWithContext(fctx)
+	}()
 	accepted := 0
 	handle := func(m jetstream.Msg) (bool, error) {
 		ok, err := r.handle(ctx, m)
@@ -317,12 +322,13 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 	return true, nil
 }
 
-// ack acknowledges m and waits for the broker to confirm, so that an
-// acked message is not delivered again.
-func ack(ctx context.Context, m jetstream.Msg) error {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	if err := m.DoubleAck(ctx); err != nil {
+// ack acknowledges m. The ack is not waited for: one lost on the way
+// only means the broker delivers the message again, and the dedup key
+// stored with it makes the second delivery a silent ack. Listen flushes
+// the connection before it returns, so the acks of a --once run reach
+// the broker.
+func ack(_ context.Context, m jetstream.Msg) error {
+	if err := m.Ack(); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	return nil

@@ -33,6 +33,13 @@ func (s *Stack) URL() string { return s.Chat.URL() }
 // Start starts the stack and stops it at the end of the test.
 func Start(tb testing.TB) *Stack {
 	tb.Helper()
+	return StartWith(tb, nil)
+}
+
+// StartWith is Start with a hook that adjusts the home server's
+// configuration (inbox limits, ...) before it starts.
+func StartWith(tb testing.TB, adjust func(*chatserver.Config)) *Stack {
+	tb.Helper()
 	st := &Stack{NATS: natstest.Start(tb)}
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
@@ -60,6 +67,9 @@ func Start(tb testing.TB) *Stack {
 	ccfg.SigchainURL = sig.URL()
 	ccfg.PublicNATS = st.NATS.ClientURL()
 	ccfg.Streams.RegisterLimit = 100000
+	if adjust != nil {
+		adjust(&ccfg)
+	}
 	chat, err := chatserver.Start(ctx, ccfg, logger)
 	if err != nil {
 		tb.Fatalf("start chat-server: %v", err)
