@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -58,5 +61,24 @@ func jsonField(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if err := os.WriteFile(ts.MkAbs(args[2]), []byte(v+"\n"), 0o600); err != nil {
 		ts.Fatalf("%v", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--help"}, chatcmd.ExitOK},
+		{[]string{"no-such-command"}, chatcmd.ExitUsage},
+		{[]string{"send"}, chatcmd.ExitUsage},
+		{[]string{"whoami"}, chatcmd.ExitError},
+	} {
+		var out, errw bytes.Buffer
+		err := chatcmd.Run(context.Background(), tt.args, strings.NewReader(""), &out, &errw)
+		if got := chatcmd.Exit(err, &errw); got != tt.want {
+			t.Errorf("kez-chat %v: exit %d, want %d (%s)", tt.args, got, tt.want, errw.String())
+		}
 	}
 }

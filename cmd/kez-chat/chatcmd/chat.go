@@ -264,11 +264,33 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 func text(e *client.Entry) string {
 	switch e.Type {
 	case "text":
-		return e.Body
+		return sanitize(e.Body)
 	case "file_share":
 		return "[a file announcement; file sharing is not in this version yet]"
 	}
 	return fmt.Sprintf("[a message of type %q this version cannot show]", e.Type)
+}
+
+// sanitize makes a message from someone else safe to print on a
+// terminal: control characters (escape sequences could rewrite the
+// screen or set the window title) are shown as \uXXXX, and lines after
+// the first are indented, so that no line of a message can pass for a
+// message of its own.
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString("\n    ")
+		case r == '\t':
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func writeLine(w io.Writer, v any) {
