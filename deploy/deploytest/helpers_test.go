@@ -1,0 +1,377 @@
+//go:build docker
+
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/streams"
+)
+
+// natsTag is the nats image tag the compose files name; it must match the
+// nats-server version pinned in tools.mod (checked by TestImageTagsPinned).
+const natsTag = "nats:2.15.2"
+
+var deployDir = func() string {
+	d, err := filepath.Abs("..")
+	if err != nil {
+		panic(err)
+	}
+	return d
+}()
+
+// stack is one compose project started by a test and removed (volumes
+// included) when the test ends.
+type stack struct {
+	t       testing.TB
+	project string
+	files   []string
+	env     []string
+}
+
+func newStack(t testing.TB, project string, env map[string]string, files ...string) *stack {
+	t.Helper()
+	requireDocker(t)
+	s := &stack{t: t, project: fmt.Sprintf("%s-%d", project, os.Getpid()), files: files}
+	s.env = append(os.Environ(), "KEZ_TAG=dev", "BIND=127.0.0.1", "LOG_FORMAT=text")
+	for k, v := range env {
+		s.env = append(s.env, k+"="+v)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := s.compose("logs", "--no-color", "--tail", "40")
+			t.Logf("logs of %s:\n%s", s.project, out)
+		}
+		if out, err := s.compose("down", "-v", "--remove-orphans", "-t", "5"); err != nil {
+			t.Logf("compose down: %v\n%s", err, out)
+		}
+	})
+	return s
+}
+
+func (s *stack) compose(args ...string) (string, error) {
+	full := []string{"compose", "-p", s.project}
+	for _, f := range s.files {
+		full = append(full, "-f", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", append(full, args...)...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// must runs docker compose and fails the test on an error.
+func (s *stack) must(args ...string) string {
+	s.t.Helper()
+	out, err := s.compose(args...)
+	if err != nil {
+		s.t.Fatalf("docker compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// up runs `up -d --wait` with extra args and returns how long it took.
+func (s *stack) up(args ...string) time.Duration {
+	s.t.Helper()
+	start := time.Now()
+	s.must(append([]string{"up", "-d", "--wait", "--wait-timeout", "120"}, args...)...)
+	return time.Since(start)
+}
+
+// url returns http://127.0.0.1:<host port> of a service's container port.
+func (s *stack) url(service string, index, port int) string {
+	s.t.Helper()
+	out := strings.TrimSpace(s.must("port", "--index", fmt.Sprint(index), service, fmt.Sprint(port)))
+	if _, _, err := net.SplitHostPort(out); err != nil {
+		s.t.Fatalf("port of %s-%d: %q", service, index, out)
+	}
+	return "http://" + out
+}
+
+// tryURL is url without failing: "" while the container has no port.
+func (s *stack) tryURL(service string, index, port int) string {
+	out, err := s.compose("port", "--index", fmt.Sprint(index), service, fmt.Sprint(port))
+	out = strings.TrimSpace(out)
+	if _, _, perr := net.SplitHostPort(out); err != nil || perr != nil {
+		return ""
+	}
+	return "http://" + out
+}
+
+// waitService waits until a replica's /v1/healthz answers 200 and returns
+// its URL. A replica's host port is taken from a range and may change
+// when its container restarts, so it is looked up again on every try.
+func (s *stack) waitService(service string, index, port int, d time.Duration) string {
+	s.t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if u := s.tryURL(service, index, port); u != "" {
+			if code, _, _ := get(u + "/v1/healthz"); code == http.StatusOK {
+				return u
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.t.Fatalf("%s-%d not healthy after %v", service, index, d)
+	return ""
+}
+
+func (s *stack) natsURL(service string) string {
+	return strings.Replace(s.url(service, 1, 4222), "http://", "nats://", 1)
+}
+
+// container returns the name of a service's container.
+func (s *stack) container(service string, index int) string {
+	return fmt.Sprintf("%s-%s-%d", s.project, service, index)
+}
+
+// runDocker runs a docker command (not compose).
+func runDocker(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return string(out), err
+}
+
+func requireDocker(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
+		t.Fatalf("docker compose v2 is needed (make compose-install): %v\n%s", err, out)
+	}
+	for _, img := range []string{"kez-chat-server:dev", "kez-sig-server:dev", natsTag} {
+		if out, err := exec.Command("docker", "image", "inspect", img).CombinedOutput(); err != nil {
+			t.Fatalf("image %s missing (make images): %v\n%.200s", img, err, out)
+		}
+	}
+}
+
+// freePorts returns the first of n consecutive free ports on 127.0.0.1.
+func freePorts(t testing.TB, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		var b [2]byte
+		rand.Read(b[:])
+		base := 20000 + (int(b[0])<<8|int(b[1]))%30000
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+func get(url string) (int, []byte, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// waitHealthy polls a /v1/healthz until it answers 200, for up to d.
+func waitHealthy(t testing.TB, base string, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if code, _, _ := get(base + "/v1/healthz"); code == http.StatusOK {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, body, err := get(base + "/v1/healthz")
+	t.Fatalf("%s not healthy after %v: %d %s %v", base, d, code, body, err)
+	return 0
+}
+
+// user is a handle with its key.
+type user struct {
+	name string
+	key  *kez.PrivateKey
+}
+
+func newUser(t testing.TB, name string) user {
+	t.Helper()
+	k, err := kez.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user{name: name, key: k}
+}
+
+// registrationBody is the signed body registering u on domain.
+func registrationBody(t testing.TB, u user, domain string) []byte {
+	t.Helper()
+	h, err := kez.ParseHandle(u.name, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(kez.NewRegistrationRequest(u.key, h, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func post(url string, body []byte) (int, []byte, error) {
+	resp, err := httpClient.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// register registers u through base and fails unless it answers 201.
+func register(t testing.TB, base string, u user) {
+	t.Helper()
+	code, body, err := post(base+"/v1/register", registrationBody(t, u, "kez.lat"))
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("register %s at %s: %d %s %v", u.name, base, code, body, err)
+	}
+}
+
+// lookup checks that base knows u with u's key.
+func lookup(base string, u user) error {
+	code, body, err := get(base + "/v1/u/" + u.name)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("GET /v1/u/%s: %d %s", u.name, code, body)
+	}
+	var rec struct {
+		Primary kez.PublicKey `json:"primary"`
+	}
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return err
+	}
+	if !rec.Primary.Equal(u.key.Public()) {
+		return fmt.Errorf("%s is bound to %s, want %s", u.name, rec.Primary, u.key.Public())
+	}
+	return nil
+}
+
+// waitLookup polls lookup for up to d (replicas project asynchronously).
+func waitLookup(t testing.TB, base string, u user, d time.Duration) {
+	t.Helper()
+	var err error
+	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
+		if err = lookup(base, u); err == nil {
+			return
+		}
+	}
+	t.Fatalf("look-up of %s at %s: %v", u.name, base, err)
+}
+
+// connectUser signs in to NATS as u, as client.ConnectNATS does: the key's
+// nkey, the nonce signed with it, the auth callout of kez-chat-server.
+func connectUser(t testing.TB, url string, u user) *nats.Conn {
+	t.Helper()
+	kp, err := u.key.NKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := u.key.Public()
+	var nc *nats.Conn
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
+		nc, err = nats.Connect(url, nats.Nkey(pub.NKey(), kp.Sign),
+			nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
+			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		if err == nil {
+			t.Cleanup(nc.Close)
+			return nc
+		}
+	}
+	t.Fatalf("%s signs in to NATS at %s: %v", u.name, url, err)
+	return nil
+}
+
+// send publishes msg to to's inbox as from (JetStream-acknowledged).
+func send(t testing.TB, nc *nats.Conn, to user, msg string) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, streams.InboxSubject(to.key.Public()), []byte(msg)); err != nil {
+		t.Fatalf("send to %s: %v", to.name, err)
+	}
+}
+
+// receive fetches and acknowledges every message waiting in u's inbox.
+func receive(t testing.TB, nc *nats.Conn, u user) []string {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var cons jetstream.Consumer
+	for {
+		cons, err = js.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(u.key.Public()))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s binds their inbox: %v", u.name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var got []string
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatalf("%s fetches: %v", u.name, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			got = append(got, string(m.Data()))
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatalf("ack: %v", err)
+			}
+		}
+		if batch.Error() != nil && n == 0 {
+			t.Fatalf("%s fetches: %v", u.name, batch.Error())
+		}
+		if n == 0 {
+			return got
+		}
+	}
+}
