@@ -20,8 +20,13 @@ func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 		Subjects:    []string{inboxSubjects},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      cfg.InboxMaxAge,
+		// Work queue: a message is removed once its recipient acks it, so
+		// the per-inbox cap below counts unread messages only; until then it
+		// is kept, even while the recipient's consumer does not exist yet
+		// (interest retention would drop it). Each user's consumer filters
+		// only that user's subject, so the filters never overlap.
+		Retention: jetstream.WorkQueuePolicy,
+		MaxAge:    cfg.InboxMaxAge,
 		// A full inbox refuses new messages (the sender sees the error)
 		// rather than dropping old ones nobody has read: nothing
 		// acknowledged is lost, and nobody can fill the broker through

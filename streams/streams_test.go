@@ -135,3 +135,49 @@ func TestRateLimiterHoldsAcrossClients(t *testing.T) {
 		t.Fatalf("same /64: %v, want ErrRateLimited", err)
 	}
 }
+
+// TestInboxCapCountsUnreadMessages: read and acked messages leave the
+// inbox, so a full inbox empties as its owner reads it; unread messages
+// wait even before the owner's consumer exists.
+func TestInboxCapCountsUnreadMessages(t *testing.T) {
+	cfg := streams.DefaultConfig()
+	cfg.InboxMaxMsgs = 3
+	js, _ := setup(t, cfg)
+	ctx := context.Background()
+	bob, _ := kez.GenerateKey(nil)
+	subject := streams.InboxSubject(bob.Public())
+	for i := range 3 {
+		if _, err := js.Publish(ctx, subject, []byte{byte(i)}); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if _, err := js.Publish(ctx, subject, []byte("overflow")); err == nil {
+		t.Fatal("a 4th unread message was accepted")
+	}
+	if err := streams.NewInboxes(js).Ensure(ctx, bob.Public()); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(bob.Public()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("fetched %d messages published before the consumer existed, want 3", n)
+	}
+	for i := range 3 {
+		if _, err := js.Publish(ctx, subject, []byte{byte(10 + i)}); err != nil {
+			t.Fatalf("after reading, message %d: %v", i, err)
+		}
+	}
+}
