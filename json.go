@@ -1,14 +1,11 @@
 package kez
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // wrapJSONError turns a decoding error into one wrapping ErrInvalidRequest,
 // or the key error when a key field failed its checks.

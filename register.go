@@ -134,7 +134,7 @@ func (e RegistryEvent) Validate() error {
 }
 
 func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return wrapJSONError(err)

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -166,7 +165,7 @@ func (srv *server) handleKey(w http.ResponseWriter, r *http.Request) {
 func (srv *server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	rec, err := srv.register(w, r)
 	if err != nil {
-		srv.regs.WithLabelValues(errorCode(err)).Inc()
+		srv.regs.WithLabelValues(srv.errs.Code(err)).Inc()
 		srv.errs.Write(w, r, err)
 		return
 	}
@@ -188,13 +187,4 @@ func (srv *server) register(w http.ResponseWriter, r *http.Request) (kez.HandleR
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	return srv.svc.Register(ctx, req, web.ClientAddr(r, srv.cfg.TrustProxy))
-}
-
-func errorCode(err error) string {
-	for _, m := range web.RootErrors {
-		if errors.Is(err, m.Err) {
-			return m.Code
-		}
-	}
-	return "internal"
 }

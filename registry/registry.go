@@ -362,9 +362,3 @@ func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
 		}
 	}
 }
-
-// IsConflict reports whether err is one of the "already registered"
-// answers.
-func IsConflict(err error) bool {
-	return errors.Is(err, kez.ErrHandleTaken) || errors.Is(err, kez.ErrKeyTaken) || errors.Is(err, kez.ErrHandleTooSimilar)
-}

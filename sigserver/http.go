@@ -97,15 +97,6 @@ var errorTable = append([]web.Mapping{
 	{Err: ErrChainFull, Status: http.StatusTooManyRequests, Code: "chain_full"},
 }, web.RootErrors...)
 
-func errorCode(err error) string {
-	for _, m := range errorTable {
-		if errors.Is(err, m.Err) {
-			return m.Code
-		}
-	}
-	return "internal"
-}
-
 type server struct {
 	cfg     HandlerConfig
 	errs    web.Errors
@@ -196,7 +187,7 @@ var errBadSince = fmt.Errorf("%w: since must be a non-negative integer (the firs
 func (srv *server) handleAppend(w http.ResponseWriter, r *http.Request) {
 	ev, created, err := srv.append(w, r)
 	if err != nil {
-		srv.appends.WithLabelValues(errorCode(err)).Inc()
+		srv.appends.WithLabelValues(srv.errs.Code(err)).Inc()
 		srv.errs.Write(w, r, err)
 		return
 	}

@@ -79,6 +79,17 @@ type Errors struct {
 	Logger *slog.Logger
 }
 
+// Code returns the code err is answered with ("internal" if unmapped),
+// for metrics labels.
+func (e Errors) Code(err error) string {
+	for _, m := range e.Table {
+		if errors.Is(err, m.Err) {
+			return m.Code
+		}
+	}
+	return "internal"
+}
+
 // Write answers err.
 func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 	for _, m := range e.Table {
