@@ -61,6 +61,12 @@ func mustKey() *kez.PrivateKey {
 	return k
 }
 
+// loadClient gives up on a registration after 3 s and sends the same signed
+// body again to the other replica (safe: the server answers a retry as it
+// answered the first attempt). The server itself waits up to 15 s for the
+// broker, so a patient client would see up to 15 s added to the gap.
+var loadClient = &http.Client{Timeout: 3 * time.Second}
+
 // runLoad registers handles one after another, alternating between the
 // chat-server replicas, retrying the same signed body on the other replica
 // after an error, and after each acknowledgement looks up an earlier handle
@@ -77,12 +83,13 @@ func runLoad(urls func() []string, stop <-chan struct{}) loadResult {
 		hd, _ := kez.ParseHandle(u.name, "kez.lat")
 		body, _ := json.Marshal(kez.NewRegistrationRequest(u.key, hd, time.Now()))
 		a := attempt{u: u, body: body}
-		deadline := time.Now().Add(30 * time.Second)
+		first := time.Now()
+		deadline := first.Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			us := urls()
 			base := us[(i+a.tries)%len(us)]
 			a.tries++
-			code, resp, err := post(base+"/v1/register", body)
+			code, resp, err := postWith(loadClient, base+"/v1/register", body)
 			if err == nil && code == http.StatusCreated {
 				a.acked = time.Now()
 				break
@@ -90,7 +97,7 @@ func runLoad(urls func() []string, stop <-chan struct{}) loadResult {
 			if a.tries > 1 && err == nil && code < 500 {
 				res.badRetry = append(res.badRetry, fmt.Sprintf("%s try %d: %d %s", u.name, a.tries, code, resp))
 			}
-			a.errs = append(a.errs, fmt.Sprintf("%d %.80s %v", code, resp, err))
+			a.errs = append(a.errs, fmt.Sprintf("try %d at +%v via %s: %d %.80s %v", a.tries, time.Since(first).Round(time.Millisecond), base, code, resp, err))
 			time.Sleep(50 * time.Millisecond)
 		}
 		if a.acked.IsZero() {
@@ -258,6 +265,13 @@ func TestCluster(t *testing.T) {
 	t.Logf("FIGURE load: %d registrations acknowledged (%d before the kill), %d never acknowledged, %d retried bodies refused; longest gap between acknowledgements %v (from %v after the kill)",
 		len(res.acked), beforeKill, len(res.failed), len(res.badRetry), gap.Round(time.Millisecond), at.Sub(killed).Round(time.Millisecond))
 	t.Logf("FIGURE reads: %d look-ups, slowest served after %v (including retries on the other replica)", res.reads, slowest.Round(time.Millisecond))
+	logged := 0
+	for _, a := range res.acked {
+		if len(a.errs) > 0 && logged < 5 {
+			logged++
+			t.Logf("%s acknowledged %v after the kill, after %d tries: %q", a.u.name, a.acked.Sub(killed).Round(time.Millisecond), a.tries, a.errs)
+		}
+	}
 	for _, b := range res.badRetry {
 		t.Errorf("retry of the same signed body: %s", b)
 	}

@@ -245,7 +245,11 @@ func registrationBody(t testing.TB, u user, domain string) []byte {
 }
 
 func post(url string, body []byte) (int, []byte, error) {
-	resp, err := httpClient.Post(url, "application/json", bytes.NewReader(body))
+	return postWith(httpClient, url, body)
+}
+
+func postWith(c *http.Client, url string, body []byte) (int, []byte, error) {
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
