@@ -149,7 +149,7 @@ func TestRegisteredUserSendsAndReceives(t *testing.T) {
 	ctx := context.Background()
 
 	bnc, _ := connect(t, st, bob)
-	bjs, _ := jetstream.New(bnc)
+	bjs, _ := client.JetStream(bnc)
 	ack, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), []byte("hello alice"))
 	if err != nil {
 		t.Fatalf("bob publishes to alice's inbox: %v", err)
@@ -159,7 +159,7 @@ func TestRegisteredUserSendsAndReceives(t *testing.T) {
 	}
 
 	anc, _ := connect(t, st, alice)
-	ajs, _ := jetstream.New(anc)
+	ajs, _ := client.JetStream(anc)
 	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
 	if err != nil {
 		t.Fatalf("alice binds her consumer: %v", err)
@@ -324,7 +324,14 @@ func TestIsolation(t *testing.T) {
 		"$SYS.REQ.USER.AUTH", // callout requests
 		"kez.ratelimit.>",    // rate-limit records
 	}
+	api := streams.UserAPIPrefix
 	pubs := []string{
+		api + ".CONSUMER.MSG.NEXT." + inbox + "." + B,
+		api + ".CONSUMER.INFO." + inbox + "." + B,
+		api + ".CONSUMER.CREATE." + inbox + "." + A + ".kez.inbox." + A,
+		api + ".STREAM.INFO." + inbox,
+		api + ".STREAM.DELETE." + inbox,
+		"$JS.API.CONSUMER.MSG.NEXT." + inbox + "." + A,
 		"$JS.API.CONSUMER.MSG.NEXT." + inbox + "." + B,
 		"$JS.API.CONSUMER.INFO." + inbox + "." + B,
 		"$JS.ACK." + inbox + "." + B + ".1.1.1.1.0",
@@ -391,13 +398,17 @@ func TestIsolation(t *testing.T) {
 		t.Fatalf("a refused request was answered: %s %s", m.Subject, m.Data)
 	}
 	// Control: alice's own allowed operations draw no violation.
-	js, _ := jetstream.New(nc)
+	js, _ := client.JetStream(nc)
 	ctx := context.Background()
 	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("hi")); err != nil {
 		t.Fatalf("allowed publish: %v", err)
 	}
-	if _, err := js.Consumer(ctx, inbox, A); err != nil {
+	cons, err := js.Consumer(ctx, inbox, A)
+	if err != nil {
 		t.Fatalf("allowed consumer info: %v", err)
+	}
+	if _, err := cons.FetchNoWait(1); err != nil {
+		t.Fatalf("allowed fetch: %v", err)
 	}
 	// Nothing alice attempted reached bob's inbox or created anything.
 	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
@@ -440,7 +451,7 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 	reconnected := make(chan struct{}, 16)
 	anc, _ := connect(t, st, alice, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	bnc, _ := connect(t, st, bob)
-	bjs, _ := jetstream.New(bnc)
+	bjs, _ := client.JetStream(bnc)
 
 	// Bob keeps writing while alice's JWT expires twice.
 	const n = 30
@@ -458,7 +469,7 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 		}
 	}
 	waitFor(t, anc.IsConnected)
-	ajs, _ := jetstream.New(anc)
+	ajs, _ := client.JetStream(anc)
 	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
 	if err != nil {
 		t.Fatal(err)
@@ -477,6 +488,63 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 		}
 		if got == 0 {
 			t.Fatalf("only %d of %d messages after re-authorisation", len(seen), n)
+		}
+	}
+}
+
+// TestHostileReplies: NATS checks the subject of a publish, never its
+// reply subject, and JetStream answers allowed requests (a pull, an ack,
+// a consumer info, a stored message) on whatever reply it was given. A
+// user must not be able to point those answers at the JetStream API.
+func TestHostileReplies(t *testing.T) {
+	st := newStack(t, 1, nil)
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	ctx := context.Background()
+	bnc, _ := connect(t, st, bob) // bob's consumer exists once he signed in
+	bjs, _ := client.JetStream(bnc)
+	if _, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), []byte("for alice")); err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := connect(t, st, alice)
+	A, B := alice.Public().Hex(), bob.Public().Hex()
+	inbox := streams.InboxStream
+	api := streams.UserAPIPrefix
+	attacks := []struct{ subject, reply string }{
+		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + inbox},
+		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + streams.RegistryStream},
+		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, api + ".STREAM.DELETE." + inbox},
+		{api + ".CONSUMER.INFO." + inbox + "." + A, "$JS.API.CONSUMER.DELETE." + inbox + "." + B},
+		{api + ".CONSUMER.INFO." + inbox + "." + A, "$JS.API.STREAM.PURGE." + inbox},
+		{"$JS.API.CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + inbox},
+		{"$JS.API.CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + streams.RegistryStream},
+		{"$JS.ACK." + inbox + "." + A + ".1.1.1.1.0", "$JS.API.STREAM.DELETE." + streams.RegistryStream},
+		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.CONSUMER.DELETE." + inbox + "." + B},
+		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.STREAM.PURGE." + inbox},
+		{streams.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{streams.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
+	}
+	for _, a := range attacks {
+		body := []byte(`{"batch":1,"no_wait":true}`)
+		if err := nc.PublishRequest(a.subject, a.reply, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Flush()
+	time.Sleep(500 * time.Millisecond)
+
+	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles"} {
+		if _, err := admin.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s after the attacks: %v", name, err)
+		}
+	}
+	if _, err := admin.Consumer(ctx, inbox, B); err != nil {
+		t.Errorf("bob's consumer after the attacks: %v", err)
+	}
+	kv, err := admin.KeyValue(ctx, "kez_handles")
+	if err == nil {
+		if e, err := kv.Get(ctx, "alice"); err != nil || !strings.Contains(string(e.Value()), A) {
+			t.Errorf("alice's record after the attacks: %v", err)
 		}
 	}
 }

@@ -66,7 +66,7 @@ func DefaultConfig() Config {
 		PublicNATS:   "nats://127.0.0.1:4222",
 		Streams:      streams.DefaultConfig(),
 		Freshness:    kez.DefaultFreshness,
-		UsersAccount: "KEZ",
+		UsersAccount: "USERS",
 		UserJWTTTL:   time.Hour,
 	}
 }

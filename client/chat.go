@@ -80,7 +80,7 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if err != nil {
 		return Entry{}, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := JetStream(nc)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -191,7 +191,7 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc)
+	js, err := JetStream(nc)
 	if err != nil {
 		return err
 	}
@@ -444,7 +444,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		st.NATSError = err.Error()
 		return st, nil
 	}
-	js, err := jetstream.New(nc)
+	js, err := JetStream(nc)
 	if err == nil {
 		cctx, cancel := withTimeout(ctx)
 		defer cancel()

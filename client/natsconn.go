@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/streams"
@@ -40,4 +41,10 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 		return nil, fmt.Errorf("connect to %s as %s: %w", url, pub, err)
 	}
 	return nc, nil
+}
+
+// JetStream returns the JetStream context of a user connection: the API
+// under the users' prefix (see streams.UserAPIPrefix).
+func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.NewWithAPIPrefix(nc, streams.UserAPIPrefix)
 }

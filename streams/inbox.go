@@ -78,6 +78,12 @@ func (i *Inboxes) Ensure(ctx context.Context, key kez.PublicKey) error {
 	return nil
 }
 
+// UserAPIPrefix is the JetStream API prefix of users' connections: users
+// live in an account without JetStream (USERS in deploy/nats.conf), which
+// imports the few inbox API subjects of the KEZ account under this prefix
+// (clients: jetstream.NewWithAPIPrefix).
+const UserAPIPrefix = "kez.js"
+
 // UserPermissions returns the subjects a user with key may publish to and
 // subscribe to, and nothing else: publish to any inbox; read its own
 // inbox only through its own consumer (info, next message, acks); receive
@@ -87,8 +93,8 @@ func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 	h := key.Hex()
 	pub = []string{
 		inboxSubjects,
-		"$JS.API.CONSUMER.INFO." + InboxStream + "." + h,
-		"$JS.API.CONSUMER.MSG.NEXT." + InboxStream + "." + h,
+		UserAPIPrefix + ".CONSUMER.INFO." + InboxStream + "." + h,
+		UserAPIPrefix + ".CONSUMER.MSG.NEXT." + InboxStream + "." + h,
 		"$JS.ACK." + InboxStream + "." + h + ".>",
 	}
 	sub = []string{UserInboxPrefix(key) + ".>"}

@@ -41,7 +41,7 @@ type serveCmd struct {
 	CalloutNKeyFile   string        `name:"callout-nkey-file" env:"CALLOUT_NKEY_FILE" type:"path" help:"Seed file of the callout responder's NATS user (account AUTH), e.g. keys/callout.nk."`
 	CalloutIssuerFile string        `name:"callout-issuer-file" env:"CALLOUT_ISSUER_FILE" type:"path" help:"Seed file of auth_callout.issuer (signs user JWTs). Without it the auth callout is off."`
 	CalloutXKeyFile   string        `name:"callout-xkey-file" env:"CALLOUT_XKEY_FILE" type:"path" help:"Seed file of auth_callout.xkey (callout requests are sealed to it)."`
-	UsersAccount      string        `name:"users-account" env:"USERS_ACCOUNT" default:"KEZ" help:"NATS account users are placed in."`
+	UsersAccount      string        `name:"users-account" env:"USERS_ACCOUNT" default:"USERS" help:"NATS account users are placed in."`
 	UserJWTTTL        time.Duration `name:"user-jwt-ttl" env:"USER_JWT_TTL" default:"1h" help:"Lifetime of a user's NATS authorisation; clients reconnect and re-authorise at expiry."`
 	InboxMaxAge       time.Duration `name:"inbox-max-age" env:"INBOX_MAX_AGE" default:"720h" help:"How long an unread message waits in an inbox."`
 	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"10000" help:"Messages one inbox holds; a full inbox refuses new ones."`

@@ -340,7 +340,7 @@ func send(t testing.TB, nc *nats.Conn, to user, msg string) {
 // receive fetches and acknowledges every message waiting in u's inbox.
 func receive(t testing.TB, nc *nats.Conn, u user) []string {
 	t.Helper()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.NewWithAPIPrefix(nc, streams.UserAPIPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
