@@ -32,6 +32,6 @@ func ExampleUnknownWordsError() {
 		}
 	}
 	// Output:
-	// mnemonic: word 1 ("abandn") is not in the BIP-39 English list
+	// mnemonic: word 1 is not in the BIP-39 English list
 	// word 1: did you mean abandon?
 }

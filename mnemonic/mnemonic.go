@@ -60,10 +60,9 @@ func (e *UnknownWordsError) Error() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
+		// Positions only: a typo is one edit from a secret word, and
+		// errors end up in logs. The words are in the fields, for the UI.
 		b.WriteString(strconv.Itoa(w.Position))
-		b.WriteString(" (")
-		b.WriteString(strconv.Quote(truncate(w.Word)))
-		b.WriteString(")")
 	}
 	if len(e.Words) == 1 {
 		b.WriteString(" is")
@@ -74,15 +73,6 @@ func (e *UnknownWordsError) Error() string {
 	return b.String()
 }
 
-// truncate shortens a typed word for an error message: no word of the list
-// has more than 8 letters, so a long one is pasted text, not a typo.
-func truncate(w string) string {
-	const limit = 16
-	if len(w) <= limit {
-		return w
-	}
-	return strings.ToValidUTF8(w[:limit], "") + "..."
-}
 
 // Is reports whether target is [ErrUnknownWord].
 func (e *UnknownWordsError) Is(target error) bool { return target == ErrUnknownWord }

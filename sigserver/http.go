@@ -49,7 +49,8 @@ type Limiter interface {
 	Allow(ctx context.Context, key kez.PublicKey) error
 }
 
-// KeyIndex finds the handle of a key; see streams.Projection.
+// KeyIndex finds the handle of a key (keyIndex reads the registry
+// stream's key claims).
 type KeyIndex interface {
 	// GetByKey returns the record of key's handle, or kez.ErrNotFound.
 	GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error)
@@ -58,7 +59,7 @@ type KeyIndex interface {
 var (
 	_ Store    = (*streams.Sigchains)(nil)
 	_ Limiter  = (*streams.SigchainLimiter)(nil)
-	_ KeyIndex = (*streams.Projection)(nil)
+	_ KeyIndex = (*keyIndex)(nil)
 )
 
 // HandlerConfig is what the HTTP API needs.

@@ -35,7 +35,6 @@ const (
 func handleClaimSubject(local string) string     { return "kez.registry.handle." + local }
 func keyClaimSubject(hex string) string          { return "kez.registry.key." + hex }
 func skeletonClaimSubject(skel string) string    { return "kez.registry.skeleton." + skel }
-func eventSubject(local string) string           { return "kez.registry.event." + local }
 func rateLimitSubject(kind, token string) string { return "kez.ratelimit." + kind + "." + token }
 
 // InboxStream holds every user's inbox (kez.inbox.<hex>).
