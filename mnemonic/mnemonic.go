@@ -73,7 +73,6 @@ func (e *UnknownWordsError) Error() string {
 	return b.String()
 }
 
-
 // Is reports whether target is [ErrUnknownWord].
 func (e *UnknownWordsError) Is(target error) bool { return target == ErrUnknownWord }
 
