@@ -56,12 +56,23 @@ type Config struct {
 	Now     func() time.Time
 }
 
-// Users is what the callout needs of the registry: a local, in-memory
-// look-up (no round trip while the server waits), the permissions of a
-// user, and a way to make sure the user's inbox consumer exists.
+// Users is what the callout needs of the registry.
 type Users interface {
+	// LookupKey returns the record of key's handle from memory: no round
+	// trip while the server waits.
 	LookupKey(kez.PublicKey) (kez.HandleRecord, bool)
+	// KeyHandle returns the handle bound to key from the registry itself
+	// (one round trip), or kez.ErrNotFound. It is asked only on a cache
+	// miss, so that a user who registered a moment ago through another
+	// replica can sign in before this replica's cache has caught up.
+	KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error)
 }
+
+// Time budgets inside the broker's authorization timeout (2 s).
+const (
+	keyHandleTimeout   = 500 * time.Millisecond
+	ensureInboxTimeout = time.Second
+)
 
 // Service answers auth callouts.
 type Service struct {
@@ -76,6 +87,7 @@ type Service struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	mu       sync.Mutex
+	stopped  bool
 	inboxed  map[kez.PublicKey]time.Time // when this replica last made sure of a user's inbox consumer
 	svc      micro.Service
 	issuerPK string
@@ -147,6 +159,9 @@ func (s *Service) Start(nc *nats.Conn) error {
 
 // Stop stops taking requests and waits for those in hand.
 func (s *Service) Stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	if s.svc != nil {
 		s.svc.Stop()
 	}
@@ -157,8 +172,16 @@ func (s *Service) Stop() {
 // at a time per subscription, and a callout must not queue behind a slow
 // one.
 func (s *Service) handle(r micro.Request) {
+	s.mu.Lock()
+	if s.stopped { // a request that raced Stop: the server will retry elsewhere
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
 	s.sem <- struct{}{}
-	s.wg.Go(func() {
+	go func() {
+		defer s.wg.Done()
 		defer func() { <-s.sem }()
 		start := time.Now()
 		resp, _, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
@@ -174,7 +197,7 @@ func (s *Service) handle(r micro.Request) {
 			}
 		}
 		s.duration.Observe(time.Since(start).Seconds())
-	})
+	}()
 }
 
 // inboxRecheck is how long a replica trusts that a user's inbox consumer
@@ -194,7 +217,7 @@ func (s *Service) ensureInboxOnce(key kez.PublicKey) {
 	if ok && s.cfg.Now().Sub(last) < inboxRecheck {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ensureInboxTimeout)
 	defer cancel()
 	if err := s.ensureInbox(ctx, key); err != nil {
 		s.logger.Warn("ensure inbox consumer", "key", key.String(), "err", err)
@@ -235,13 +258,14 @@ func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey,
 	if rc.Expires > 0 && s.cfg.Now().Unix() > rc.Expires {
 		return nil, key, fmt.Errorf("%w: expired request", ErrMalformed)
 	}
-	key, err = s.verify(rc)
+	rec, err := s.verify(rc)
+	key = rec.Primary
 	var userJWT string
 	if err == nil {
 		// The user's inbox consumer must exist before the user can read:
 		// users cannot create it themselves.
 		s.ensureInboxOnce(key)
-		userJWT, err = s.userJWT(rc, key)
+		userJWT, err = s.userJWT(rc, rec)
 	}
 	resp := jwt.NewAuthorizationResponseClaims(rc.UserNkey)
 	resp.Audience = rc.Server.ID
@@ -265,38 +289,47 @@ func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey,
 
 // verify checks the client's nkey signature over the server's nonce:
 // nats-server does not check it for an nkey it does not know, so this is
-// the only check there is. Then the key must have a handle.
-func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.PublicKey, error) {
+// the only check there is. Then the key must have a handle, whose record
+// it returns (Primary is set whenever the key parsed).
+func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, error) {
 	key, err := kez.ParseNKey(rc.ConnectOptions.Nkey)
 	if err != nil {
-		return key, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return kez.HandleRecord{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	rec := kez.HandleRecord{Primary: key}
 	nonce, sigText := rc.ClientInformation.Nonce, rc.ConnectOptions.SignedNonce
 	if nonce == "" || sigText == "" {
-		return key, ErrNoSignature
+		return rec, ErrNoSignature
 	}
 	// nats.go sends raw URL base64; the server itself accepts standard too.
 	sig, err := base64.RawURLEncoding.DecodeString(sigText)
 	if err != nil {
 		if sig, err = base64.StdEncoding.DecodeString(sigText); err != nil {
-			return key, fmt.Errorf("%w: signature encoding", kez.ErrBadSignature)
+			return rec, fmt.Errorf("%w: signature encoding", kez.ErrBadSignature)
 		}
 	}
 	if !key.Verify([]byte(nonce), sig) {
-		return key, fmt.Errorf("%w: nonce signature by %s", kez.ErrBadSignature, key)
+		return rec, fmt.Errorf("%w: nonce signature by %s", kez.ErrBadSignature, key)
 	}
-	if _, ok := s.users.LookupKey(key); !ok {
-		return key, fmt.Errorf("%w: %s", ErrUnregistered, key)
+	if cached, ok := s.users.LookupKey(key); ok {
+		return cached, nil
 	}
-	return key, nil
+	ctx, cancel := context.WithTimeout(context.Background(), keyHandleTimeout)
+	defer cancel()
+	h, err := s.users.KeyHandle(ctx, key)
+	if err != nil {
+		return rec, fmt.Errorf("%w: %s: %v", ErrUnregistered, key, err)
+	}
+	rec.Handle = h
+	return rec, nil
 }
 
 // userJWT issues the short-lived user JWT: subject the server's
 // per-attempt user nkey (so an answer cannot be replayed for another
 // connection), audience the users' account, and exactly the permissions of
 // streams.UserPermissions.
-func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, key kez.PublicKey) (string, error) {
-	rec, _ := s.users.LookupKey(key)
+func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, rec kez.HandleRecord) (string, error) {
+	key := rec.Primary
 	uc := jwt.NewUserClaims(rc.UserNkey)
 	uc.Audience = s.cfg.Account
 	uc.Name = rec.Handle.String()

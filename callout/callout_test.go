@@ -548,3 +548,24 @@ func TestHostileReplies(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInRightAfterRegistration: a user signs in the moment the 201
+// arrives, whichever replica answers the callout.
+func TestSignInRightAfterRegistration(t *testing.T) {
+	st := newStack(t, 2, nil)
+	for i := range 10 {
+		k, _ := kez.GenerateKey(nil)
+		h, _ := kez.ParseHandle(fmt.Sprintf("quick%d", i), domain)
+		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+		resp, err := http.Post(st.servers[i%2].URL()+"/v1/register", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %v %v", err, resp.Status)
+		}
+		resp.Body.Close()
+		nc, err := client.ConnectNATS(st.ns.ClientURL(), k, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatalf("sign-in %d right after registration: %v", i, err)
+		}
+		nc.Close()
+	}
+}

@@ -26,6 +26,10 @@ func (f fakeUsers) LookupKey(k kez.PublicKey) (kez.HandleRecord, bool) {
 	return r, ok
 }
 
+func (f fakeUsers) KeyHandle(_ context.Context, k kez.PublicKey) (kez.Handle, error) {
+	return kez.Handle{}, kez.ErrNotFound
+}
+
 // request builds an authorization request as nats-server would, for a
 // client that signs nonce with signer and presents key.
 func request(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, nonce string) string {
@@ -200,5 +204,39 @@ func TestInboxConsumerMadeSureAtSignIn(t *testing.T) {
 	signIn()
 	if len(ensured) != 2 {
 		t.Fatalf("ensured %d times after 11 minutes, want 2", len(ensured))
+	}
+}
+
+// keyHandleUsers has an empty cache; its registry knows alice.
+type keyHandleUsers struct{ h kez.Handle }
+
+func (keyHandleUsers) LookupKey(kez.PublicKey) (kez.HandleRecord, bool) {
+	return kez.HandleRecord{}, false
+}
+func (u keyHandleUsers) KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error) {
+	return u.h, nil
+}
+
+// TestCacheMissAsksTheRegistry: a key this replica's cache has not seen yet
+// (registered a moment ago through another replica) signs in, named after
+// the handle the registry holds.
+func TestCacheMissAsksTheRegistry(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, keyHandleUsers{h}, streams.UserPermissions, nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, key, err := svc.Answer([]byte(request(t, server, alice.Public(), alice, "nonce")), "")
+	if err != nil || !key.Equal(alice.Public()) {
+		t.Fatalf("Answer: %v", err)
+	}
+	ar, _ := jwt.DecodeAuthorizationResponseClaims(string(resp))
+	uc, err := jwt.DecodeUserClaims(ar.Jwt)
+	if err != nil || uc.Name != "alice@kez.test" {
+		t.Fatalf("user JWT %+v, %v", uc, err)
 	}
 }

@@ -160,7 +160,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.CalloutIssuerFile != "" {
-		if err := s.startCallout(cfg, inboxes, reg); err != nil {
+		if err := s.startCallout(cfg, log, inboxes, reg); err != nil {
 			return err
 		}
 	} else {
@@ -196,7 +196,14 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	return nil
 }
 
-func (s *Server) startCallout(cfg Config, inboxes *streams.Inboxes, reg prometheus.Registerer) error {
+// calloutUsers answers the callout's look-ups: this replica's cache, and on
+// a miss the registry's key claim, read from the stream leader.
+type calloutUsers struct {
+	*registry.Cache
+	*streams.Registry
+}
+
+func (s *Server) startCallout(cfg Config, log *streams.Registry, inboxes *streams.Inboxes, reg prometheus.Registerer) error {
 	issuer, err := callout.ReadSeedFile(cfg.CalloutIssuerFile)
 	if err != nil {
 		return fmt.Errorf("callout issuer: %w", err)
@@ -210,7 +217,7 @@ func (s *Server) startCallout(cfg Config, inboxes *streams.Inboxes, reg promethe
 	s.Callout, err = callout.New(callout.Config{
 		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL,
 		MaxPayload: int64(cfg.Streams.InboxMaxMsgSize), MaxSubs: 100,
-	}, s.Registry.Cache(), streams.UserPermissions, inboxes.Ensure, reg, s.logger)
+	}, calloutUsers{s.Registry.Cache(), log}, streams.UserPermissions, inboxes.Ensure, reg, s.logger)
 	if err != nil {
 		return err
 	}

@@ -448,7 +448,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	h, _ := kez.ParseHandle("halfway", domain)
 	req := kez.NewRegistrationRequest(k, h, time.Now())
 	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
-	seq, err := log.Append(ctx, ev)
+	_, seq, err := log.Append(ctx, ev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,9 @@ import (
 // Log is the append-only registry log.
 type Log interface {
 	// Append stores the event with its first-come-first-served claims and
-	// returns its sequence; see streams.Registry.Append.
-	Append(ctx context.Context, ev kez.RegistryEvent) (uint64, error)
+	// returns the event stored (an earlier attempt's, for a retry) and its
+	// sequence; see streams.Registry.Append.
+	Append(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error)
 	// Follow calls fn with every entry after sequence after, in order,
 	// until ctx ends or fn fails.
 	Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error
@@ -66,6 +67,9 @@ type Service struct {
 	logger  *slog.Logger
 	cache   *Cache
 	hooks   chan struct{} // bounds the Registered hooks in flight
+	hookWG  sync.WaitGroup
+	hookCtx context.Context // cancelled when Run ends
+	endHook context.CancelFunc
 
 	mu      sync.Mutex
 	applied uint64        // last sequence this replica's projector applied
@@ -88,11 +92,14 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	hookCtx, endHook := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, log: log, proj: proj, limiter: limiter,
 		logger:  logger.With("component", "registry"),
 		cache:   newCache(),
 		hooks:   make(chan struct{}, maxHooks),
+		hookCtx: hookCtx,
+		endHook: endHook,
 		advance: make(chan struct{}),
 	}, nil
 }
@@ -130,11 +137,11 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		RegisteredAt:    req.Timestamp,
 		RegistrationSig: req.RegistrationSig,
 	}
-	seq, err := s.log.Append(ctx, ev)
+	stored, seq, err := s.log.Append(ctx, ev)
 	if err != nil {
 		return kez.HandleRecord{}, err
 	}
-	rec := ev.Record(seq)
+	rec := stored.Record(seq)
 	s.afterRegistration(rec)
 	if err := s.waitApplied(ctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a success,
@@ -155,14 +162,14 @@ func (s *Service) afterRegistration(rec kez.HandleRecord) {
 	default:
 		return
 	}
-	go func() {
+	s.hookWG.Go(func() {
 		defer func() { <-s.hooks }()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(s.hookCtx, 30*time.Second)
 		defer cancel()
 		if err := s.cfg.Registered(ctx, rec); err != nil {
 			s.logger.Warn("after registration", "handle", rec.Handle.String(), "err", err)
 		}
-	}()
+	})
 }
 
 const maxHooks = 64
@@ -216,7 +223,11 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 
 // Run keeps the projector and the cache watch running until ctx ends,
 // restarting either after a failure (a broker outage, a leader change).
+// When ctx ends it also cancels the Registered hooks in flight and waits
+// for them, so nothing outlives the connection they use.
 func (s *Service) Run(ctx context.Context) error {
+	defer s.hookWG.Wait()
+	defer s.endHook()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.forever(ctx, "projector", s.project) })
 	wg.Go(func() {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,8 +48,11 @@ func (l *RateLimiter) allow(ctx context.Context, token string) error {
 	if err == nil {
 		return nil
 	}
+	// The stream holds nothing but these per-subject capped records, so
+	// a refused store (10077, "maximum messages per subject exceeded") is
+	// the limit; the code is matched, not the text, which may change.
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject exceeded") {
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
 		return kez.ErrRateLimited
 	}
 	return fmt.Errorf("%w: rate limiter: %v", kez.ErrUnavailable, err)
@@ -75,6 +77,9 @@ func rateLimitStreamConfig(name, desc, subjects string, replicas, limit int, win
 		MaxMsgSize:           64,
 	}
 }
+
+// errCodeStoreFailed is JetStream's JSStreamStoreFailedF.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
 
 // clientToken is a subject-safe token for an address: hex of the IPv4
 // address or of the IPv6 /64 prefix.

@@ -47,16 +47,18 @@ func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetst
 // Nats-Expected-Last-Subject-Sequence: 0, so JetStream itself decides
 // first-come-first-served: all three subjects are claimed, or none.
 //
-// It returns kez.ErrHandleTaken, kez.ErrKeyTaken or kez.ErrHandleTooSimilar
-// when a claim is held by another registration. Appending the same event
-// again (a retry) returns the sequence it was stored at. kez.ErrUnavailable
-// means the outcome could not be learnt in time.
-func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, error) {
+// It returns the event stored and its sequence: ev, or the event an earlier
+// attempt of the same key for the same handle stored (a retry, even one
+// signed again with a new timestamp after an unknown outcome). It returns
+// kez.ErrHandleTaken, kez.ErrKeyTaken or kez.ErrHandleTooSimilar when a
+// claim is held by another registration. kez.ErrUnavailable means the
+// outcome could not be learnt in time.
+func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return 0, fmt.Errorf("encode event: %w", err)
+		return ev, 0, fmt.Errorf("encode event: %w", err)
 	}
 	claim, _ := json.Marshal(struct {
 		Handle kez.Handle `json:"handle"`
@@ -69,7 +71,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, er
 		}
 		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
 		if err == nil {
-			return ack.Sequence, nil
+			return ev, ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
@@ -77,9 +79,9 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, er
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// A claim is held. Find which; an in-flight competitor on a
 			// cluster (10164) may not have stored yet, so look again.
-			seq, err := r.whoHolds(ctx, ev)
+			held, seq, err := r.whoHolds(ctx, ev)
 			if err == nil || !errors.Is(err, errNoHolder) {
-				return seq, err
+				return held, seq, err
 			}
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstreamext.JSErrCodeAtomicPublishTooManyInflight ||
 			apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishTooManyInflight ||
@@ -91,20 +93,20 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (uint64, er
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
 			// The outcome is unknown: the batch may have been stored.
-			if seq, err := r.whoHolds(context.WithoutCancel(ctx), ev); err == nil {
-				return seq, nil
+			if held, seq, err := r.whoHolds(context.WithoutCancel(ctx), ev); err == nil {
+				return held, seq, nil
 			} else if !errors.Is(err, errNoHolder) && ctx.Err() == nil {
-				return 0, err
+				return ev, 0, err
 			}
 			if ctx.Err() != nil {
-				return 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
+				return ev, 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
 			}
 		default:
-			return 0, fmt.Errorf("append registration: %w", err)
+			return ev, 0, fmt.Errorf("append registration: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: registration not stored in time", kez.ErrUnavailable)
+			return ev, 0, fmt.Errorf("%w: registration not stored in time", kez.ErrUnavailable)
 		case <-time.After(backoff(attempt)):
 		}
 	}
@@ -126,22 +128,21 @@ var errNoHolder = errors.New("no claim holder")
 
 // whoHolds explains a failed claim by reading the claimed subjects from the
 // stream leader (the registry stream has no direct get, so these reads are
-// not served by lagging followers). Our own event on the handle subject
-// means an earlier attempt succeeded.
-func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (uint64, error) {
+// not served by lagging followers). The same key holding the handle means
+// an earlier attempt succeeded: that event is returned.
+func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
 	switch {
 	case err == nil:
 		var held kez.RegistryEvent
-		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) &&
-			string(held.RegistrationSig) == string(ev.RegistrationSig) {
-			return m.Sequence, nil
+		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) {
+			return held, m.Sequence, nil
 		}
-		return 0, kez.ErrHandleTaken
+		return ev, 0, kez.ErrHandleTaken
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
+		return ev, 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
 	}
 	for _, c := range []struct {
 		subject string
@@ -152,13 +153,13 @@ func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (uint64, 
 	} {
 		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
 		if err == nil {
-			return 0, c.err
+			return ev, 0, c.err
 		}
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return 0, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
+			return ev, 0, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
 		}
 	}
-	return 0, errNoHolder
+	return ev, 0, errNoHolder
 }
 
 // LastSeq returns the registry stream's last sequence.

@@ -41,11 +41,16 @@ func event(t *testing.T, handle string) kez.RegistryEvent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return eventBy(t, k, handle, time.Now())
+}
+
+func eventBy(t *testing.T, k *kez.PrivateKey, handle string, now time.Time) kez.RegistryEvent {
+	t.Helper()
 	h, err := kez.ParseHandle(handle, "kez.lat")
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := kez.NewRegistrationRequest(k, h, time.Now())
+	req := kez.NewRegistrationRequest(k, h, now)
 	return kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
 }
 
@@ -68,30 +73,36 @@ func TestRegistryStreamIsAppendOnly(t *testing.T) {
 func TestAppendClaimsAllOrNothing(t *testing.T) {
 	js, reg := setup(t, streams.DefaultConfig())
 	ctx := context.Background()
-	alice := event(t, "alice")
-	seq, err := reg.Append(ctx, alice)
+	aliceKey, _ := kez.GenerateKey(nil)
+	start := time.Now()
+	alice := eventBy(t, aliceKey, "alice", start)
+	stored, seq, err := reg.Append(ctx, alice)
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if seq != 3 {
+	if seq != 3 || string(stored.RegistrationSig) != string(alice.RegistrationSig) {
 		t.Errorf("event seq = %d, want 3 (key claim, skeleton claim, event)", seq)
 	}
-	again, err := reg.Append(ctx, alice)
-	if err != nil || again != seq {
-		t.Errorf("retry of the same event = %d, %v; want %d, nil", again, err, seq)
+	// A retry, even signed again later (after an unknown outcome), gets the
+	// stored event back.
+	for _, retry := range []kez.RegistryEvent{alice, eventBy(t, aliceKey, "alice", start.Add(time.Minute))} {
+		held, again, err := reg.Append(ctx, retry)
+		if err != nil || again != seq || string(held.RegistrationSig) != string(alice.RegistrationSig) {
+			t.Errorf("retry = %d, %v; want %d with the first event", again, err, seq)
+		}
 	}
 
 	other := event(t, "alice")
-	if _, err := reg.Append(ctx, other); !errors.Is(err, kez.ErrHandleTaken) {
+	if _, _, err := reg.Append(ctx, other); !errors.Is(err, kez.ErrHandleTaken) {
 		t.Errorf("same handle, other key: %v, want ErrHandleTaken", err)
 	}
 	sameKey := event(t, "bob")
 	sameKey.Primary = alice.Primary
-	if _, err := reg.Append(ctx, sameKey); !errors.Is(err, kez.ErrKeyTaken) {
+	if _, _, err := reg.Append(ctx, sameKey); !errors.Is(err, kez.ErrKeyTaken) {
 		t.Errorf("same key: %v, want ErrKeyTaken", err)
 	}
 	lookalike := event(t, "a1ice")
-	if _, err := reg.Append(ctx, lookalike); !errors.Is(err, kez.ErrHandleTooSimilar) {
+	if _, _, err := reg.Append(ctx, lookalike); !errors.Is(err, kez.ErrHandleTooSimilar) {
 		t.Errorf("look-alike: %v, want ErrHandleTooSimilar", err)
 	}
 	// Nothing of the refused batches was stored.

@@ -97,7 +97,13 @@ func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 			if m.Code == "rate_limited" { // not chain_full: waiting will not help there
 				w.Header().Set("Retry-After", "60")
 			}
-			WriteJSON(w, m.Status, ErrorBody{Error: err.Error(), Code: m.Code})
+			msg := err.Error()
+			if m.Status >= 500 {
+				// The cause is a broker detail: log it, answer the sentinel.
+				e.Logger.Warn("unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+				msg = m.Err.Error()
+			}
+			WriteJSON(w, m.Status, ErrorBody{Error: msg, Code: m.Code})
 			return
 		}
 	}
