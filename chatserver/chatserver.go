@@ -53,6 +53,10 @@ type Config struct {
 	CalloutXKeyFile   string        // seed of auth_callout.xkey
 	UsersAccount      string        // account users are placed in
 	UserJWTTTL        time.Duration // lifetime of a user JWT
+
+	// InboxSweep is how often messages sent to unregistered inbox
+	// subjects are purged (0: never).
+	InboxSweep time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		Freshness:    kez.DefaultFreshness,
 		UsersAccount: "USERS",
 		UserJWTTTL:   time.Hour,
+		InboxSweep:   time.Minute,
 	}
 }
 
@@ -91,6 +96,8 @@ func (c Config) Validate() error {
 type Server struct {
 	Registry  *registry.Service
 	Callout   *callout.Service
+	users     calloutUsers
+	inboxes   *streams.Inboxes
 	nc        *nats.Conn
 	calloutNC *nats.Conn
 	web       *web.Server
@@ -192,6 +199,11 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
+	s.users = calloutUsers{s.Registry.Cache(), log}
+	s.inboxes = inboxes
+	if cfg.InboxSweep > 0 {
+		s.wg.Go(func() { sweepLoop(runCtx, cfg.InboxSweep, s.SweepInboxes, s.logger) })
+	}
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
 }
@@ -226,6 +238,13 @@ func (s *Server) startCallout(cfg Config, log *streams.Registry, inboxes *stream
 		return err
 	}
 	return s.Callout.Start(s.calloutNC)
+}
+
+// SweepInboxes purges the messages waiting on inbox subjects of no
+// registered key and returns how many inboxes it purged; it runs every
+// Config.InboxSweep.
+func (s *Server) SweepInboxes(ctx context.Context) (int, error) {
+	return sweepInboxes(ctx, s.inboxes, s.users, s.logger)
 }
 
 // Addr returns the HTTP listen address.

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,7 @@ func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		MaxMsgSize:           cfg.InboxMaxMsgSize,
+		MaxBytes:             cfg.InboxMaxBytes,
 		Duplicates:           2 * time.Minute,
 	}
 }
@@ -104,3 +106,37 @@ func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 // UserInboxPrefix is the reply-subject prefix a user's client must use
 // (nats.CustomInboxPrefix): _I.<hex>.
 func UserInboxPrefix(key kez.PublicKey) string { return "_I." + key.Hex() }
+
+// InboxTokens returns the token (the part after kez.inbox.) of every inbox
+// subject holding messages, with its message count.
+func (i *Inboxes) InboxTokens(ctx context.Context) (map[string]uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := i.js.Stream(ctx, InboxStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", InboxStream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(inboxSubjects))
+	if err != nil {
+		return nil, fmt.Errorf("inbox subjects: %w", err)
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subj, "kez.inbox.")] = n
+	}
+	return out, nil
+}
+
+// PurgeInbox removes every message of the inbox subject kez.inbox.<token>.
+func (i *Inboxes) PurgeInbox(ctx context.Context, token string) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := i.js.Stream(ctx, InboxStream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", InboxStream, err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject("kez.inbox."+token)); err != nil {
+		return fmt.Errorf("purge inbox: %w", err)
+	}
+	return nil
+}

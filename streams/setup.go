@@ -27,6 +27,8 @@ type Config struct {
 	InboxMaxAge     time.Duration
 	InboxMaxMsgs    int64
 	InboxMaxMsgSize int32
+	// InboxMaxBytes bounds the whole inbox stream (all users together).
+	InboxMaxBytes int64
 }
 
 // DefaultConfig returns the single-server defaults.
@@ -34,6 +36,7 @@ func DefaultConfig() Config {
 	return Config{
 		Replicas: 1, RegisterLimit: 10, RegisterWindow: time.Hour,
 		InboxMaxAge: 30 * 24 * time.Hour, InboxMaxMsgs: 10_000, InboxMaxMsgSize: 64 << 10,
+		InboxMaxBytes: 10 << 30,
 	}
 }
 
@@ -52,6 +55,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: inbox max messages must be at least 1", ErrConfig)
 	case c.InboxMaxMsgSize < 1024:
 		return fmt.Errorf("%w: inbox max message size must be at least 1 KiB", ErrConfig)
+	case c.InboxMaxBytes < int64(c.InboxMaxMsgSize):
+		return fmt.Errorf("%w: inbox max bytes must hold at least one message", ErrConfig)
 	}
 	return nil
 }

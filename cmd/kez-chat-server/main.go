@@ -46,6 +46,8 @@ type serveCmd struct {
 	InboxMaxAge       time.Duration `name:"inbox-max-age" env:"INBOX_MAX_AGE" default:"720h" help:"How long an unread message waits in an inbox."`
 	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"10000" help:"Messages one inbox holds; a full inbox refuses new ones."`
 	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
+	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
+	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"1m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
@@ -82,7 +84,9 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	cfg.Streams = streams.Config{
 		Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow,
 		InboxMaxAge: c.InboxMaxAge, InboxMaxMsgs: c.InboxMaxMsgs, InboxMaxMsgSize: c.InboxMaxMsgSize,
+		InboxMaxBytes: c.InboxMaxBytes,
 	}
+	cfg.InboxSweep = c.InboxSweep
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
