@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -190,7 +191,12 @@ func (s *Sigchains) Append(ctx context.Context, ev sigchain.Event, expect uint64
 	}
 	subject := SigchainSubject(ev.Chain())
 	for attempt := 0; ; attempt++ {
-		ack, err := s.js.Publish(ctx, subject, wire, jetstream.WithExpectLastSequencePerSubject(expect))
+		msg := nats.NewMsg(subject)
+		msg.Data = wire
+		// The stream sequence of the previous event, so a read of a
+		// chain's last few events walks back from the tail.
+		msg.Header.Set(prevSeqHeader, strconv.FormatUint(expect, 10))
+		ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(expect))
 		if err == nil {
 			return ack.Sequence, nil
 		}
@@ -245,9 +251,13 @@ func (s *Sigchains) settle(ctx context.Context, ev sigchain.Event, expect uint64
 	return 0, fmt.Errorf("%w: tail at stream sequence %d, expected %d", ErrSigchainConflict, seq, expect)
 }
 
-// sigchainWalkMax is the longest chain Read reads by message gets; longer
-// ones are read through a consumer.
+// sigchainWalkMax is the most events Read reads by message gets; more are
+// read through a consumer.
 const sigchainWalkMax = 32
+
+// prevSeqHeader carries, on every stored event, the stream sequence of the
+// chain's previous event (0 for the first).
+const prevSeqHeader = "Kez-Prev-Seq"
 
 // Read returns the events of key's chain with seqno at least since (all
 // of them for since 0 or 1), in order, as the compact wire forms stored;
@@ -287,10 +297,41 @@ func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since uint64) (
 		return []json.RawMessage{}, nil
 	case since == n:
 		return []json.RawMessage{last.Data}, nil
-	case n <= sigchainWalkMax:
+	case n-since < sigchainWalkMax:
+		// The common read: a client checking its pin and the few events
+		// after it.
+		if out, ok, err := s.walkBack(ctx, since, n, last); ok || err != nil {
+			return out, err
+		}
+	}
+	if n <= sigchainWalkMax {
 		return s.walk(ctx, subject, since, n, last)
 	}
 	return s.fetch(ctx, subject, since, n, last)
+}
+
+// walkBack reads events since..n backwards from last (event n) through the
+// previous-event sequences the events carry. ok is false when an event
+// lacks one (stored before it was added); the caller then reads forwards.
+func (s *Sigchains) walkBack(ctx context.Context, since, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, bool, error) {
+	out := make([]json.RawMessage, n-since+1)
+	m := last
+	for seqno := n; ; seqno-- {
+		out[seqno-since] = m.Data
+		if seqno == since {
+			return out, true, nil
+		}
+		prev, err := strconv.ParseUint(m.Header.Get(prevSeqHeader), 10, 64)
+		if err != nil || prev == 0 || prev >= m.Sequence {
+			return nil, false, nil
+		}
+		if m, err = s.stream.GetMsg(ctx, prev); err != nil {
+			return nil, false, fmt.Errorf("%w: read sigchain event %d: %v", kez.ErrUnavailable, seqno-1, err)
+		}
+		if m.Subject != last.Subject {
+			return nil, false, fmt.Errorf("sigchain %s: previous event at stream sequence %d is on %s", last.Subject, prev, m.Subject)
+		}
+	}
 }
 
 // walk reads events since..n of subject, whose event n is last, by getting

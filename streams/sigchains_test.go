@@ -242,7 +242,7 @@ func TestSigchainReadLongChain(t *testing.T) {
 			}
 		}
 	}
-	for _, since := range []uint64{0, 2, 33, 257, 299, 300, 301} {
+	for _, since := range []uint64{0, 2, 33, 195, 257, 270, 290, 299, 300, 301} {
 		got, err := store.Read(ctx, k.Public(), since)
 		if err != nil {
 			t.Fatalf("Read(since %d): %v", since, err)
