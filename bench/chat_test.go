@@ -54,7 +54,10 @@ func registerChatUser(t *testing.T, st *clienttest.Stack, name string) *chatUser
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js, err := client.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cons, err := js.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(key.Public()))
 	if err != nil {
 		t.Fatal(err)

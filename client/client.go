@@ -43,6 +43,10 @@ type Config struct {
 	Rand io.Reader
 	// NATSOptions are added to the broker connection (tests, names).
 	NATSOptions []nats.Option
+	// Note receives what the user should know that is not an error, such
+	// as the OS keyring failing and the key going to the key file
+	// instead; ignored if nil.
+	Note func(msg string)
 }
 
 // Client acts for the user of one profile. Its methods are safe for
@@ -215,7 +219,7 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
 		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt,
 		Chain: sigchain.State{Key: rec.Primary}}
-	if err := c.p.SaveKey(key); err != nil {
+	if err := c.saveKey(key); err != nil {
 		return a, nil, err
 	}
 	if err := c.p.SaveAccount(a); err != nil {
@@ -223,6 +227,20 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	}
 	a, chainErr = c.PublishEndpoints(ctx)
 	return a, chainErr, nil
+}
+
+// saveKey saves the key in the profile, with a note if the keyring was
+// tried and the key went to the file instead.
+func (c *Client) saveKey(key *kez.PrivateKey) error {
+	saved, err := c.p.SaveKey(key)
+	if err != nil {
+		return err
+	}
+	if saved.Fallback != nil && c.cfg.Note != nil {
+		c.cfg.Note(fmt.Sprintf("the OS keyring did not take the key (%v): it is in the key file %s (mode 0600) instead",
+			saved.Fallback, c.p.path(keyFile)))
+	}
+	return nil
 }
 
 func registerHint(err error, h kez.Handle, server string) error {

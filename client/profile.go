@@ -6,17 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
 )
 
 // Files of a profile directory.
 const (
-	keyFile      = "key"           // the 32-byte seed, hex, mode 0600
+	keyFile      = "key"           // the 32-byte seed, hex, or the keyring item holding it; mode 0600
 	accountFile  = "account.json"  // Account
 	contactsFile = "contacts.json" // contactsDoc
 	historyFile  = "history.jsonl" // Entry per line, append-only
@@ -36,6 +40,13 @@ const keyFileHeader = "kez-seed-v1 "
 type Profile struct {
 	// Dir is the profile directory (mode 0700).
 	Dir string
+	// KeyStore is where SaveKey puts a new key: KeyStoreAuto,
+	// KeyStoreKeyring or KeyStoreFile (also the zero value). Reading
+	// always goes where the key file says the key is.
+	KeyStore KeyStore
+	// KeyringTimeout bounds each OS keyring call;
+	// DefaultKeyringTimeout if zero.
+	KeyringTimeout time.Duration
 }
 
 // DefaultProfile is the name of the profile used when none is chosen.
@@ -74,46 +85,138 @@ func OpenProfile(dir string) (*Profile, error) {
 
 func (p *Profile) path(name string) string { return filepath.Join(p.Dir, name) }
 
-// HasKey reports whether the profile holds a key.
+// HasKey reports whether the profile holds a key: its key file, or the
+// key file's reference to the OS keyring.
 func (p *Profile) HasKey() bool {
 	_, err := os.Lstat(p.path(keyFile))
 	return err == nil
 }
 
-// SaveKey stores key's seed in the profile's key file, mode 0600. It
-// refuses to replace an existing key ([ErrAccountExists]).
-func (p *Profile) SaveKey(key *kez.PrivateKey) error {
+// SavedKey tells where [Profile.SaveKey] put a key.
+type SavedKey struct {
+	// Store is KeyStoreKeyring or KeyStoreFile.
+	Store KeyStore
+	// Fallback is why the key is in the file although the keyring was
+	// tried (it failed or did not answer in time); nil otherwise. It never
+	// contains key material.
+	Fallback error
+}
+
+// keyRef is what the key file holds when the key is in the OS keyring.
+type keyRef struct {
+	Service string        `json:"service"`
+	User    string        `json:"user"`
+	Key     kez.PublicKey `json:"key"`
+}
+
+func (p *Profile) keyringTimeout() time.Duration {
+	if p.KeyringTimeout > 0 {
+		return p.KeyringTimeout
+	}
+	return DefaultKeyringTimeout
+}
+
+// useKeyring reports whether SaveKey tries the OS keyring.
+func (p *Profile) useKeyring() bool {
+	switch p.KeyStore {
+	case KeyStoreKeyring:
+		return true
+	case KeyStoreAuto:
+		return keyringAvailable()
+	}
+	return false
+}
+
+// SaveKey stores key's seed where p.KeyStore says: in the OS keyring, the
+// key file then naming the keyring item (no key material on disk), or in
+// the key file, mode 0600. When the keyring was tried and failed, the key
+// goes to the file and [SavedKey.Fallback] says why. It refuses to replace
+// an existing key ([ErrAccountExists]).
+func (p *Profile) SaveKey(key *kez.PrivateKey) (SavedKey, error) {
 	unlock, err := p.lock(false)
 	if err != nil {
-		return err
+		return SavedKey{}, err
 	}
 	defer unlock()
 	if p.HasKey() {
-		return ErrAccountExists
+		return SavedKey{}, ErrAccountExists
 	}
 	seed := key.Seed()
-	data := []byte(keyFileHeader + hex.EncodeToString(seed) + "\n")
+	seedHex := hex.EncodeToString(seed)
 	clear(seed)
-	return writeAtomic(p.path(keyFile), data, 0o600)
+	var saved SavedKey
+	if p.useKeyring() {
+		ref := keyRef{Service: keyringService, User: p.keyringUser(key.Public()), Key: key.Public()}
+		set, del := keyringSet, keyringDelete
+		_, err := keyringCall(p.keyringTimeout(), func() (struct{}, error) {
+			return struct{}{}, set(ref.Service, ref.User, keyFileHeader+seedHex)
+		})
+		if err == nil {
+			b, err := json.Marshal(ref)
+			if err == nil {
+				err = writeAtomic(p.path(keyFile), append([]byte(keyRefHeader), append(b, '\n')...), 0o600)
+			}
+			if err != nil {
+				keyringCall(p.keyringTimeout(), func() (struct{}, error) {
+					return struct{}{}, del(ref.Service, ref.User)
+				})
+				return SavedKey{}, err
+			}
+			return SavedKey{Store: KeyStoreKeyring}, nil
+		}
+		saved.Fallback = fmt.Errorf("%w: %w", ErrKeyring, keyringErr(err, seedHex))
+	}
+	data := []byte(keyFileHeader + seedHex + "\n")
+	defer clear(data)
+	if err := writeAtomic(p.path(keyFile), data, 0o600); err != nil {
+		return SavedKey{}, err
+	}
+	saved.Store = KeyStoreFile
+	return saved, nil
 }
 
-// RemoveKey deletes the key file (after a registration that was refused).
+// keyringUser names the keyring item of key in this profile: the key and
+// the profile directory, so that two profiles of one account (a recovery
+// into a new profile) keep separate items.
+func (p *Profile) keyringUser(k kez.PublicKey) string {
+	dir, err := filepath.Abs(p.Dir)
+	if err != nil {
+		dir = p.Dir
+	}
+	return k.String() + " " + dir
+}
+
+// RemoveKey deletes the key file and, if the key is in the OS keyring,
+// its keyring item (after a registration that was refused).
 func (p *Profile) RemoveKey() error {
 	unlock, err := p.lock(false)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if data, err := p.readKeyFile(); err == nil {
+		if ref, ok, err := parseKeyRef(data); ok && err == nil {
+			del := keyringDelete
+			_, err := keyringCall(p.keyringTimeout(), func() (struct{}, error) {
+				return struct{}{}, del(ref.Service, ref.User)
+			})
+			if err != nil && !errors.Is(err, keyring.ErrNotFound) {
+				return fmt.Errorf("%w: delete the key: %w", ErrKeyring, keyringErr(err, ""))
+			}
+		}
+		clear(data)
+	}
 	if err := os.Remove(p.path(keyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
-// Key reads the profile's key. Like ssh it refuses a key file that other
-// users can read or write ([ErrKeyFileMode]); [ErrNoAccount] if there is
-// none. Errors never show the file's content.
-func (p *Profile) Key() (*kez.PrivateKey, error) {
+// readKeyFile returns the content of the key file. Like ssh it refuses a
+// key file that other users can read or write ([ErrKeyFileMode]), even
+// one that only names a keyring item; [ErrNoAccount] if there is none.
+// Errors never show the file's content.
+func (p *Profile) readKeyFile() ([]byte, error) {
 	name := p.path(keyFile)
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -134,18 +237,101 @@ func (p *Profile) Key() (*kez.PrivateKey, error) {
 		return nil, withHint(fmt.Errorf("%w: %s has mode %04o", ErrKeyFileMode, name, perm),
 			"chmod 600 "+name+" (and check nobody copied it)")
 	}
-	b := make([]byte, 256)
-	n, _ := f.Read(b)
-	b = b[:n]
-	defer clear(b)
-	h, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(keyFileHeader))
-	seed := make([]byte, 32)
-	defer clear(seed)
-	if !ok || len(h) != 64 {
+	b, err := io.ReadAll(io.LimitReader(f, 8<<10))
+	if err != nil {
+		clear(b)
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	return b, nil
+}
+
+// parseKeyRef reads a key file that names a keyring item; ok is false for
+// a key file that holds the seed (or anything else).
+func parseKeyRef(data []byte) (ref keyRef, ok bool, err error) {
+	j, ok := bytes.CutPrefix(bytes.TrimSpace(data), []byte(keyRefHeader))
+	if !ok {
+		return ref, false, nil
+	}
+	if err := json.Unmarshal(j, &ref); err != nil || ref.Service == "" || ref.User == "" || ref.Key.IsZero() {
+		return ref, true, errors.New("bad keyring reference")
+	}
+	return ref, true, nil
+}
+
+// KeyStoreInUse returns where the profile's key is: KeyStoreKeyring or
+// KeyStoreFile; [ErrNoAccount] if there is none.
+func (p *Profile) KeyStoreInUse() (KeyStore, error) {
+	data, err := p.readKeyFile()
+	if err != nil {
+		return "", err
+	}
+	defer clear(data)
+	if _, ok, _ := parseKeyRef(data); ok {
+		return KeyStoreKeyring, nil
+	}
+	return KeyStoreFile, nil
+}
+
+// Key reads the profile's key, from the key file or from the OS keyring
+// item the key file names. It refuses a key file others can read or
+// write ([ErrKeyFileMode]); [ErrNoAccount] if there is none; [ErrKeyring]
+// if the keyring does not give the key. Errors never show key material.
+func (p *Profile) Key() (*kez.PrivateKey, error) {
+	data, err := p.readKeyFile()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	name := p.path(keyFile)
+	ref, ok, err := parseKeyRef(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", name, err)
+	}
+	if ok {
+		return p.keyringKey(ref)
+	}
+	k, err := parseSeed(data)
+	if err != nil {
 		return nil, fmt.Errorf("key file %s is not a kez key file", name)
 	}
+	return k, nil
+}
+
+// keyringKey reads the key of ref from the OS keyring.
+func (p *Profile) keyringKey(ref keyRef) (*kez.PrivateKey, error) {
+	hints := []string{
+		"unlock the keyring (the Secret Service: gnome-keyring, KeePassXC, ...; with DBUS_SESSION_BUS_ADDRESS set) and try again",
+		"the 24 words of the backup restore the account into a new profile: kez-chat --profile NAME recover",
+	}
+	get := keyringGet
+	secret, err := keyringCall(p.keyringTimeout(), func() (string, error) {
+		return get(ref.Service, ref.User)
+	})
+	if err != nil {
+		return nil, withHint(fmt.Errorf("%w: the profile's key is in the keyring (service %q, item %q): %w",
+			ErrKeyring, ref.Service, ref.User, keyringErr(err, "")), hints...)
+	}
+	k, err := parseSeed([]byte(secret))
+	if err != nil {
+		return nil, withHint(fmt.Errorf("%w: keyring item %q does not hold a kez key", ErrKeyring, ref.User), hints[1:]...)
+	}
+	if !k.Public().Equal(ref.Key) {
+		return nil, withHint(fmt.Errorf("%w: keyring item %q holds another key than the profile's", ErrKeyring, ref.User), hints[1:]...)
+	}
+	return k, nil
+}
+
+// parseSeed reads "kez-seed-v1 <64 hex>", the content of a key file and
+// of a keyring item.
+func parseSeed(data []byte) (*kez.PrivateKey, error) {
+	h, ok := bytes.CutPrefix(bytes.TrimSpace(data), []byte(keyFileHeader))
+	if !ok || len(h) != 64 {
+		return nil, errors.New("not a kez key")
+	}
+	seed := make([]byte, 32)
+	defer clear(seed)
 	if _, err := hex.Decode(seed, h); err != nil {
-		return nil, fmt.Errorf("key file %s is not a kez key file", name)
+		return nil, errors.New("not a kez key")
 	}
 	return kez.NewPrivateKey(seed)
 }

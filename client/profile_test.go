@@ -30,8 +30,8 @@ func TestKeyFileMode(t *testing.T) {
 		t.Fatalf("no key: %v", err)
 	}
 	k, _ := kez.GenerateKey(nil)
-	if err := p.SaveKey(k); err != nil {
-		t.Fatal(err)
+	if saved, err := p.SaveKey(k); err != nil || saved.Store != client.KeyStoreFile || saved.Fallback != nil {
+		t.Fatal(saved, err)
 	}
 	name := filepath.Join(p.Dir, "key")
 	fi, err := os.Stat(name)
@@ -42,7 +42,7 @@ func TestKeyFileMode(t *testing.T) {
 	if err != nil || !got.Public().Equal(k.Public()) {
 		t.Fatalf("read back: %v", err)
 	}
-	if err := p.SaveKey(k); !errors.Is(err, client.ErrAccountExists) {
+	if _, err := p.SaveKey(k); !errors.Is(err, client.ErrAccountExists) {
 		t.Errorf("second SaveKey: %v", err)
 	}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o660} {

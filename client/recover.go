@@ -48,7 +48,7 @@ func (c *Client) Recover(ctx context.Context, words string) (a Account, chainErr
 	}
 	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
 		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt, Chain: st}
-	if err := c.p.SaveKey(key); err != nil {
+	if err := c.saveKey(key); err != nil {
 		return a, nil, err
 	}
 	if err := c.p.SaveAccount(a); err != nil {

@@ -13,12 +13,14 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
@@ -30,13 +32,14 @@ import (
 
 // user is one CLI profile.
 type user struct {
-	t       *testing.T
-	profile string
-	server  string
+	t        *testing.T
+	profile  string
+	server   string
+	keyStore string // --key-store: file, so that a test never reaches the real OS keyring
 }
 
 func newUser(t *testing.T, st *clienttest.Stack, name string) *user {
-	return &user{t: t, profile: filepath.Join(t.TempDir(), name), server: st.URL()}
+	return &user{t: t, profile: filepath.Join(t.TempDir(), name), server: st.URL(), keyStore: "file"}
 }
 
 // run runs kez-chat in-process with the user's profile and server and
@@ -50,7 +53,7 @@ func (u *user) run(stdin string, args ...string) (string, string, int) {
 
 func (u *user) runWith(stdin io.Reader, out, errw *bytes.Buffer, args ...string) (string, string, int) {
 	u.t.Helper()
-	full := append([]string{"--profile", u.profile, "--server", u.server, "--domain", clienttest.Domain}, args...)
+	full := append([]string{"--profile", u.profile, "--server", u.server, "--domain", clienttest.Domain, "--key-store", u.keyStore}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code := chatcmd.Exit(chatcmd.Run(ctx, full, stdin, out, errw), errw)
@@ -165,11 +168,22 @@ func TestChat(t *testing.T) {
 		t.Fatalf("bob's history: %d entries, %v", len(hist), err)
 	}
 
-	// Recover bob from his words into a fresh profile.
+	// Recover bob from his words into a fresh profile, whose key goes to
+	// the OS keyring (go-keyring's in-memory mock): nothing of it on disk,
+	// and every later command reads it from there.
+	keyring.MockInit()
 	bob2 := newUser(t, st, "bob2")
+	bob2.keyStore = "keyring"
 	out, _ = bob2.ok(reg.Mnemonic+"\n", "recover")
 	if !strings.Contains(out, "recovered @bob") {
 		t.Fatalf("recover printed %q", out)
+	}
+	bob2.keyStore = "file" // where new keys would go; this one stays in the keyring
+	if out, _ := bob2.ok("", "--json", "whoami"); !strings.Contains(out, `"key_store": "keyring"`) {
+		t.Fatalf("recovered key not in the keyring: %s", out)
+	}
+	if kf, err := os.ReadFile(filepath.Join(bob2.profile, "key")); err != nil || !strings.HasPrefix(string(kf), "kez-keyring-v1 ") {
+		t.Fatalf("bob2's key file: %q, %v", kf, err)
 	}
 	alice.ok("", "send", "@bob", "after recovery")
 	msgs, _, _ = bob2.listenOnce()

@@ -52,11 +52,16 @@ func Text(body string) Plaintext {
 // Other members and unknown types are allowed. It returns [ErrMalformed]
 // otherwise.
 func NewPlaintext(raw []byte) (Plaintext, error) {
+	return newPlaintext(bytes.Clone(raw))
+}
+
+// newPlaintext is NewPlaintext for bytes the Plaintext may keep.
+func newPlaintext(raw []byte) (Plaintext, error) {
 	ms, err := objectMembers(raw)
 	if err != nil {
 		return Plaintext{}, fmt.Errorf("plaintext: %w", err)
 	}
-	p := Plaintext{raw: bytes.Clone(raw)}
+	p := Plaintext{raw: raw}
 	var body json.RawMessage
 	for _, m := range ms {
 		switch m.name {

@@ -2,15 +2,11 @@ package message
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/crypto/curve25519"
-	"golang.org/x/crypto/hkdf"
 
 	"kez.lat/kez"
 )
@@ -62,16 +58,18 @@ func (e *Envelope) seal(from *kez.PrivateKey, pt Plaintext) ([]byte, error) {
 	if len(pt.raw) > MaxSize {
 		return nil, fmt.Errorf("%w: plaintext of %d bytes", ErrTooLarge, len(pt.raw))
 	}
-	key, err := deriveKey(from.X25519(), e.To.X25519(), e.Salt[:], msgInfo(e.From, e.To))
+	key, err := deriveKey(from, e.To, e.Salt[:], msgInfo(e.From, e.To))
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.New(key)
+	aead, err := chacha20poly1305.New(key) // copies the key
+	clear(key)
 	if err != nil {
 		return nil, fmt.Errorf("message: %w", err)
 	}
-	e.Ciphertext = aead.Seal(nil, zeroNonce[:], pt.raw, e.header())
-	copy(e.Sig[:], from.Sign(e.signedMessage()))
+	h := e.header()
+	e.Ciphertext = aead.Seal(nil, zeroNonce[:], pt.raw, h)
+	copy(e.Sig[:], from.Sign(e.signedMessage(h)))
 	return e.Marshal()
 }
 
@@ -96,22 +94,24 @@ func (e Envelope) Open(me *kez.PrivateKey, sender kez.PublicKey) (Plaintext, err
 	}
 	// The signature is checked before any decryption, so nothing from an
 	// unauthenticated sender reaches the AEAD or the JSON parser.
-	if !sender.Verify(e.signedMessage(), e.Sig[:]) {
+	h := e.header()
+	if !sender.Verify(e.signedMessage(h), e.Sig[:]) {
 		return Plaintext{}, fmt.Errorf("message: %w", kez.ErrBadSignature)
 	}
-	key, err := deriveKey(me.X25519(), sender.X25519(), e.Salt[:], msgInfo(e.From, e.To))
+	key, err := deriveKey(me, sender, e.Salt[:], msgInfo(e.From, e.To))
 	if err != nil {
 		return Plaintext{}, err
 	}
-	aead, err := chacha20poly1305.New(key)
+	aead, err := chacha20poly1305.New(key) // copies the key
+	clear(key)
 	if err != nil {
 		return Plaintext{}, fmt.Errorf("message: %w", err)
 	}
-	raw, err := aead.Open(nil, zeroNonce[:], e.Ciphertext, e.header())
+	raw, err := aead.Open(nil, zeroNonce[:], e.Ciphertext, h)
 	if err != nil {
 		return Plaintext{}, ErrDecrypt
 	}
-	return NewPlaintext(raw)
+	return newPlaintext(raw) // raw is ours: no copy
 }
 
 // msgInfo returns the HKDF info of a message key:
@@ -126,30 +126,4 @@ func keyInfo(label string, from, to kez.PublicKey) []byte {
 	b = append(b, from.Bytes()...)
 	b = append(b, to.Bytes()...)
 	return b
-}
-
-// deriveKey returns HKDF-SHA256(ikm = X25519(scalar, peer), salt, info), 32
-// bytes. The shared secret is the same on both sides: the sender's scalar
-// with the recipient's point, or the recipient's scalar with the sender's.
-func deriveKey(scalar, peer, salt, info []byte) ([]byte, error) {
-	shared, err := curve25519.X25519(scalar, peer)
-	if err != nil {
-		// X25519 fails only for a low-order point (all-zero output).
-		return nil, fmt.Errorf("%w: X25519 with a low-order point", kez.ErrInvalidKey)
-	}
-	// curve25519.X25519 already refuses an all-zero result; the check is
-	// repeated so that the invariant (a low-order peer point must not yield
-	// a key anyone can compute) does not rest on a library detail. kez
-	// public keys cannot be of small order, and the clamped scalar (a
-	// multiple of 8) removes any small-order component, so this is never
-	// reached through a kez.PublicKey.
-	var zero [32]byte
-	if subtle.ConstantTimeCompare(shared, zero[:]) == 1 {
-		return nil, fmt.Errorf("%w: all-zero X25519 shared secret", kez.ErrInvalidKey)
-	}
-	key := make([]byte, chacha20poly1305.KeySize)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, shared, salt, info), key); err != nil {
-		return nil, fmt.Errorf("hkdf: %w", err) // cannot happen for 32 bytes
-	}
-	return key, nil
 }

@@ -148,7 +148,7 @@ func generateVectors() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, err := deriveKey(c.from.X25519(), c.to.Public().X25519(), e.Salt[:], msgInfo(e.From, e.To))
+		key, err := refKey(c.from.X25519(), c.to.Public().X25519(), e.Salt[:], msgInfo(e.From, e.To))
 		if err != nil {
 			return nil, err
 		}
@@ -216,10 +216,10 @@ func generateVectors() ([]byte, error) {
 		e := base
 		other := base
 		other.Timestamp++
-		key, _ := deriveKey(alice.X25519(), bob.Public().X25519(), e.Salt[:], msgInfo(e.From, e.To))
+		key, _ := refKey(alice.X25519(), bob.Public().X25519(), e.Salt[:], msgInfo(e.From, e.To))
 		aead, _ := chacha20poly1305.New(key)
 		e.Ciphertext = aead.Seal(nil, zeroNonce[:], Text("hello, bob").raw, other.header())
-		copy(e.Sig[:], alice.Sign(e.signedMessage()))
+		copy(e.Sig[:], alice.Sign(e.signedMessage(e.header())))
 		add("signed, but sealed under another header", bobSeed, alicePub, marshal(e), "decrypt")
 		// Signed and decrypts, but the plaintext has no type.
 		e = base
@@ -321,11 +321,21 @@ func TestVectorsFile(t *testing.T) {
 			check("shared", hex.EncodeToString(shared), v.Shared)
 			id, _ := base64.StdEncoding.DecodeString(v.ID)
 			salt, _ := base64.StdEncoding.DecodeString(v.Salt)
-			key, err := deriveKey(to.X25519(), from.Public().X25519(), salt, msgInfo(from.Public(), to.Public()))
+			key, err := refKey(to.X25519(), from.Public().X25519(), salt, msgInfo(from.Public(), to.Public()))
 			if err != nil {
 				t.Fatal(err)
 			}
 			check("key", hex.EncodeToString(key), v.Key)
+			// The cached shared secrets, either side, give the same key.
+			for range 2 {
+				k1, err1 := deriveKey(to, from.Public(), salt, msgInfo(from.Public(), to.Public()))
+				k2, err2 := deriveKey(from, to.Public(), salt, msgInfo(from.Public(), to.Public()))
+				if err1 != nil || err2 != nil {
+					t.Fatal(err1, err2)
+				}
+				check("key (recipient, cached)", hex.EncodeToString(k1), v.Key)
+				check("key (sender, cached)", hex.EncodeToString(k2), v.Key)
+			}
 
 			pt, err := NewPlaintext([]byte(v.Plaintext))
 			if err != nil {

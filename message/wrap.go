@@ -47,7 +47,7 @@ func WrapKey(from *kez.PrivateKey, to kez.PublicKey, key, ad []byte, rand io.Rea
 	if _, err := io.ReadFull(rand, out); err != nil {
 		return nil, fmt.Errorf("read wrap salt: %w", err)
 	}
-	k, err := deriveKey(from.X25519(), to.X25519(), out, keyInfo(wrapLabel, from.Public(), to))
+	k, err := deriveKey(from, to, out, keyInfo(wrapLabel, from.Public(), to))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func UnwrapKey(me *kez.PrivateKey, from kez.PublicKey, wrapped, ad []byte) ([]by
 		return nil, fmt.Errorf("unwrap key: %w: zero sender key", kez.ErrInvalidKey)
 	}
 	salt, ct := wrapped[:SaltSize], wrapped[SaltSize:]
-	k, err := deriveKey(me.X25519(), from.X25519(), salt, keyInfo(wrapLabel, from, me.Public()))
+	k, err := deriveKey(me, from, salt, keyInfo(wrapLabel, from, me.Public()))
 	if err != nil {
 		return nil, err
 	}

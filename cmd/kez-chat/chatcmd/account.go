@@ -173,12 +173,15 @@ type whoami struct {
 	ChainSeqno   uint64 `json:"chain_seqno"`
 	RegisteredAt int64  `json:"registered_at"`
 	Profile      string `json:"profile"`
+	KeyStore     string `json:"key_store"` // keyring or file
 }
 
 func whoamiOf(c *client.Client, acct client.Account) whoami {
+	ks, _ := c.Profile().KeyStoreInUse()
 	return whoami{Handle: acct.Handle.String(), Primary: acct.Primary.String(), Fingerprint: client.Fingerprint(acct.Primary),
 		PeerID: client.PeerID(acct.Primary), Server: acct.Server, NATSURL: acct.NATSURL, Inbox: acct.Inbox,
-		SigchainURL: acct.SigchainURL, ChainSeqno: acct.Chain.Tail.Seqno, RegisteredAt: acct.RegisteredAt, Profile: c.Profile().Dir}
+		SigchainURL: acct.SigchainURL, ChainSeqno: acct.Chain.Tail.Seqno, RegisteredAt: acct.RegisteredAt, Profile: c.Profile().Dir,
+		KeyStore: string(ks)}
 }
 
 type whoamiCmd struct{}
@@ -193,8 +196,8 @@ func (w *whoamiCmd) Run(ctx context.Context) error {
 		if a.g.JSON {
 			return writeJSON(a.out, v)
 		}
-		fmt.Fprintf(a.out, "%s\nkey:         %s\nfingerprint: %s\nserver:      %s\nprofile:     %s\n",
-			v.Handle, v.Primary, v.Fingerprint, v.Server, v.Profile)
+		fmt.Fprintf(a.out, "%s\nkey:         %s\nfingerprint: %s\nserver:      %s\nprofile:     %s\nkey store:   %s\n",
+			v.Handle, v.Primary, v.Fingerprint, v.Server, v.Profile, keyStoreText(v.KeyStore))
 		return nil
 	})
 }
@@ -271,4 +274,15 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// keyStoreText describes where the key is.
+func keyStoreText(s string) string {
+	switch client.KeyStore(s) {
+	case client.KeyStoreKeyring:
+		return "OS keyring"
+	case client.KeyStoreFile:
+		return "key file (mode 0600)"
+	}
+	return "unknown"
 }

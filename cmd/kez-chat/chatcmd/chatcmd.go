@@ -106,6 +106,9 @@ type globals struct {
 	Server  string `env:"KEZ_SERVER" help:"Home server URL, e.g. http://127.0.0.1:8080 (default: the account's; https://kez.lat before one exists)."`
 	Domain  string `env:"KEZ_DOMAIN" help:"Domain of bare handles before an account exists (default: the server's host name, kez.lat for an address)."`
 	JSON    bool   `help:"Print data as JSON (stable: fields are added, never changed)."`
+	// KeyStore is where register and recover keep a new key; later
+	// commands read it where the profile says it is.
+	KeyStore string `name:"key-store" env:"KEZ_CHAT_KEY_STORE" enum:"auto,keyring,file" default:"auto" help:"Where register and recover keep the key: the OS keyring (the Secret Service over D-Bus on Linux, the Keychain on macOS, the Credential Manager on Windows), or the profile's 0600 key file. auto uses the keyring when one is available (on Linux: DBUS_SESSION_BUS_ADDRESS is set) and falls back to the file with a note; keyring tries it regardless; file never uses it. (${enum})"`
 }
 
 type grammar struct {
@@ -134,11 +137,15 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.KeyStore, err = client.ParseKeyStore(a.g.KeyStore); err != nil {
+		return nil, err
+	}
 	server := a.g.Server
 	if server == "" && !p.HasKey() {
 		server = "https://" + kez.DefaultDomain
 	}
-	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain}), nil
+	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain,
+		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}), nil
 }
 
 // withClient runs fn with the profile's client and closes it.

@@ -1,0 +1,14 @@
+package client
+
+// SetKeyringCalls replaces the OS keyring calls (nil keeps one) and
+// returns the function that restores them.
+func SetKeyringCalls(set func(service, user, secret string) error, get func(service, user string) (string, error)) (restore func()) {
+	oldSet, oldGet := keyringSet, keyringGet
+	if set != nil {
+		keyringSet = set
+	}
+	if get != nil {
+		keyringGet = get
+	}
+	return func() { keyringSet, keyringGet = oldSet, oldGet }
+}
