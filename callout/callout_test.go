@@ -323,6 +323,7 @@ func TestIsolation(t *testing.T) {
 		"$SRV.>",             // service discovery
 		"$SYS.REQ.USER.AUTH", // callout requests
 		"kez.ratelimit.>",    // rate-limit records
+		"$KV.kez_presence.>", // presence writes (live changes come from kez.presence.*)
 	}
 	api := streams.UserAPIPrefix
 	pubs := []string{
@@ -368,6 +369,22 @@ func TestIsolation(t *testing.T) {
 		"_INBOX.steal",
 		"_I." + B + ".fake",
 		"kez.ratelimit.register.00000000",
+		// Presence: only one's own entry is writable, only the presence
+		// bucket readable, and only JetStream republishes live changes.
+		streams.PresenceKeySubject(bob.Public()),
+		"kez.presence." + A,
+		"kez.presence." + B,
+		"$JS.API.DIRECT.GET.KV_kez_presence.$KV.kez_presence." + B,
+		"$JS.API.DIRECT.GET.KV_kez_presence",
+		api + ".DIRECT.GET.KV_kez_presence",
+		api + ".DIRECT.GET.KV_kez_handles.$KV.kez_handles.bob",
+		api + ".DIRECT.GET." + inbox + ".kez.inbox." + B,
+		api + ".STREAM.INFO.KV_kez_presence",
+		api + ".STREAM.PURGE.KV_kez_presence",
+		api + ".STREAM.MSG.DELETE.KV_kez_presence",
+		api + ".CONSUMER.CREATE.KV_kez_presence",
+		"$JS.API.STREAM.PURGE.KV_kez_presence",
+		"$JS.API.CONSUMER.CREATE.KV_kez_presence",
 	}
 	for _, s := range subs {
 		t.Run("sub "+s, func(t *testing.T) {
@@ -509,6 +526,10 @@ func TestHostileReplies(t *testing.T) {
 	A, B := alice.Public().Hex(), bob.Public().Hex()
 	inbox := streams.InboxStream
 	api := streams.UserAPIPrefix
+	// alice's presence entry exists, so her direct gets answer with data.
+	if err := client.PublishPresence(ctx, nc, alice.Public(), client.PresenceOnline, time.Minute, time.Now()); err != nil {
+		t.Fatalf("alice announces herself: %v", err)
+	}
 	attacks := []struct{ subject, reply string }{
 		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + inbox},
 		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + streams.RegistryStream},
@@ -522,6 +543,17 @@ func TestHostileReplies(t *testing.T) {
 		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.STREAM.PURGE." + inbox},
 		{streams.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
 		{streams.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
+		// Presence: the write's ack and the direct get's answer go back
+		// through the import; pointed at another stream's API or at bob's
+		// entry they must not reach KEZ.
+		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.PURGE." + streams.PresenceStream},
+		{streams.PresenceKeySubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
+		{streams.PresenceGetSubject(alice.Public()), "$JS.API.STREAM.DELETE." + streams.PresenceStream},
+		{streams.PresenceGetSubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
+		{streams.PresenceGetSubject(alice.Public()), "$KV.kez_handles.alice"},
+		{streams.InboxSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
+		{streams.PresenceGetSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
 	}
 	for _, a := range attacks {
 		body := []byte(`{"batch":1,"no_wait":true}`)
@@ -533,7 +565,17 @@ func TestHostileReplies(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
-	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles"} {
+	// A roll-up on her own key would purge every entry if the bucket
+	// allowed roll-ups (subject delete markers require them).
+	rollup := nats.NewMsg(streams.PresenceKeySubject(alice.Public()))
+	rollup.Header.Set("Nats-Rollup", "all")
+	rollup.Data = []byte(`{"status":"online","ts":1,"ttl":60}`)
+	if js, _ := client.JetStream(nc); js != nil {
+		if _, err := js.PublishMsg(ctx, rollup); err == nil {
+			t.Error("a roll-up on the presence bucket was accepted")
+		}
+	}
+	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles", streams.PresenceStream} {
 		if _, err := admin.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s after the attacks: %v", name, err)
 		}
@@ -546,6 +588,16 @@ func TestHostileReplies(t *testing.T) {
 		if e, err := kv.Get(ctx, "alice"); err != nil || !strings.Contains(string(e.Value()), A) {
 			t.Errorf("alice's record after the attacks: %v", err)
 		}
+	}
+	ps, err := admin.Stream(ctx, streams.PresenceStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(bob.Public())); err == nil {
+		t.Errorf("bob's presence entry was written: %s %q", m.Header, m.Data)
+	}
+	if _, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(alice.Public())); err != nil {
+		t.Errorf("alice's presence entry after the attacks: %v", err)
 	}
 }
 

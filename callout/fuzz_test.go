@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -87,7 +88,9 @@ func FuzzAnswer(f *testing.F) {
 		if derr != nil || uc.Name != "alice@kez.test" || uc.Audience != "KEZ" || uc.Subject != ar.Subject {
 			t.Fatalf("user JWT %+v (%v)", uc, derr)
 		}
-		if len(uc.AllowedConnectionTypes) != 2 || uc.Expires == 0 || len(uc.Sub.Allow) != 1 {
+		pub, sub := streams.UserPermissions(alice.Public())
+		if len(uc.AllowedConnectionTypes) != 2 || uc.Expires == 0 ||
+			!slices.Equal(uc.Sub.Allow, sub) || !slices.Equal(uc.Pub.Allow, pub) {
 			t.Fatalf("user JWT limits %+v", uc.UserPermissionLimits)
 		}
 	})

@@ -88,9 +88,12 @@ const UserAPIPrefix = "kez.js"
 
 // UserPermissions returns the subjects a user with key may publish to and
 // subscribe to, and nothing else: publish to any inbox; read its own
-// inbox only through its own consumer (info, next message, acks); receive
-// replies on its own inbox prefix _I.<hex>. Every other subject, including
-// all other JetStream API calls, is denied.
+// inbox only through its own consumer (info, next message, acks); write
+// its own presence entry and read anyone's (a direct get of the presence
+// bucket, and the live changes on kez.presence.*: every registered user
+// may see every user's presence); receive replies on its own inbox prefix
+// _I.<hex>. Every other subject, including all other JetStream API calls,
+// is denied.
 func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 	h := key.Hex()
 	pub = []string{
@@ -98,8 +101,10 @@ func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 		UserAPIPrefix + ".CONSUMER.INFO." + InboxStream + "." + h,
 		UserAPIPrefix + ".CONSUMER.MSG.NEXT." + InboxStream + "." + h,
 		"$JS.ACK." + InboxStream + "." + h + ".>",
+		PresenceKeySubject(key),
+		UserAPIPrefix + ".DIRECT.GET." + PresenceStream + "." + presenceKeys,
 	}
-	sub = []string{UserInboxPrefix(key) + ".>"}
+	sub = []string{UserInboxPrefix(key) + ".>", PresenceLiveSubjects}
 	return pub, sub
 }
 

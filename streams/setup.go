@@ -90,6 +90,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", InboxStream, err)
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, presenceStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("create stream %s: %w", PresenceStream, err)
+	}
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
 		return err
 	}

@@ -1,0 +1,249 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/callout"
+	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/streams"
+)
+
+// presenceOf polls bob's view of h until it is state (10 s at most).
+func waitPresence(t *testing.T, c *client.Client, who, state string) client.Presence {
+	t.Helper()
+	var p client.Presence
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if p, err = c.Presence(context.Background(), handle(t, who)); err == nil && p.State == state {
+			return p
+		}
+	}
+	t.Fatalf("presence of %s = %+v, %v; want %s", who, p, err, state)
+	return p
+}
+
+func TestPresenceOnlineThenLastSeen(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := bob.Add(context.Background(), handle(t, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	waitPresence(t, bob, "alice", client.PresenceUnknown)
+
+	// bob follows his contacts while alice comes and goes.
+	var mu sync.Mutex
+	var seen []string
+	wctx, wstop := context.WithCancel(context.Background())
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
+			mu.Lock()
+			seen = append(seen, p.Handle.Local()+" "+p.State)
+			mu.Unlock()
+		})
+	}()
+	defer func() {
+		wstop()
+		if err := <-wdone; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	before := time.Now().Add(-time.Second).Unix()
+	go func() { done <- alice.Announce(ctx, client.AnnounceOptions{TTL: 3 * time.Second}) }()
+	on := waitPresence(t, bob, "alice", client.PresenceOnline)
+	if on.LastSeen < before || on.Until <= on.LastSeen {
+		t.Errorf("online presence %+v", on)
+	}
+	// Renewals keep her online past one TTL.
+	time.Sleep(4 * time.Second)
+	if p, err := bob.Presence(context.Background(), handle(t, "alice")); err != nil || p.State != client.PresenceOnline {
+		t.Fatalf("after renewals: %+v, %v", p, err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("announce: %v", err)
+	}
+	off := waitPresence(t, bob, "alice", client.PresenceOffline)
+	if d := time.Now().Unix() - off.LastSeen; d < 0 || d > 3 {
+		t.Errorf("last seen %d s ago after a goodbye just now", d)
+	}
+	// The contacts view says the same.
+	ps, err := bob.ContactsPresence(context.Background())
+	if err != nil || len(ps) != 1 || ps[0].State != client.PresenceOffline || ps[0].LastSeen != off.LastSeen {
+		t.Fatalf("contacts presence = %+v, %v", ps, err)
+	}
+	waitWatch(t, &mu, &seen, []string{"alice unknown", "alice online", "alice offline"})
+}
+
+func waitWatch(t *testing.T, mu *sync.Mutex, seen *[]string, want []string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got := strings.Join(*seen, ", ")
+		mu.Unlock()
+		if got == strings.Join(want, ", ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher saw %q, want %q", got, strings.Join(want, ", "))
+		}
+	}
+}
+
+// TestPresenceKilledClientLapses: a client that dies without a goodbye
+// (its connection gone, no renewals) turns into "last seen" by itself.
+func TestPresenceKilledClientLapses(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := bob.Add(context.Background(), handle(t, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	wctx, wstop := context.WithCancel(context.Background())
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
+			mu.Lock()
+			seen = append(seen, p.Handle.Local()+" "+p.State)
+			mu.Unlock()
+		})
+	}()
+	defer func() {
+		wstop()
+		if err := <-wdone; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- alice.Announce(ctx, client.AnnounceOptions{TTL: 2 * time.Second}) }()
+	on := waitPresence(t, bob, "alice", client.PresenceOnline)
+	// kill -9: the connection drops, nothing more is sent.
+	killed := time.Now()
+	alice.Close()
+	off := waitPresence(t, bob, "alice", client.PresenceOffline)
+	if waited := time.Since(killed); waited > 4*time.Second {
+		t.Errorf("offline only after %v with a 2 s TTL", waited)
+	}
+	if off.LastSeen < on.LastSeen || off.LastSeen > killed.Unix() {
+		t.Errorf("last seen %d, want the last renewal before %d", off.LastSeen, killed.Unix())
+	}
+	waitWatch(t, &mu, &seen, []string{"alice unknown", "alice online", "alice offline"})
+	stop()
+	<-done
+}
+
+// TestPresenceInvisible: an invisible user publishes nothing, and going
+// invisible removes an earlier entry without leaving a delete behind.
+func TestPresenceInvisible(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	a, _ := alice.Account()
+	admin, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	ctx := context.Background()
+	stream, err := admin.Stream(ctx, streams.PresenceStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := st.NATS.Connect(callout.KeyAdmin).SubscribeSync(streams.PresenceLiveSubject(a.Primary))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := alice.Announce(ctx, client.AnnounceOptions{Invisible: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(a.Primary)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("an invisible user's entry: %v", err)
+	}
+	if m, err := live.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("an invisible user published %q", m.Data)
+	}
+	waitPresence(t, bob, "alice", client.PresenceUnknown)
+
+	// Visible once (a crash leaves "online"), then invisible: the entry
+	// goes, and its delete expires too.
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- alice.Announce(actx, client.AnnounceOptions{TTL: 30 * time.Second}) }()
+	waitPresence(t, bob, "alice", client.PresenceOnline)
+	stop()
+	<-done
+	waitPresence(t, bob, "alice", client.PresenceOffline)
+	if err := alice.Announce(ctx, client.AnnounceOptions{Invisible: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitPresence(t, bob, "alice", client.PresenceUnknown)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := stream.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(a.Primary))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's entry after going invisible: %v", err)
+		}
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("presence stream holds %d messages, %v; want none", info.State.Msgs, err)
+	}
+}
+
+// TestPresenceOthersRefused: writing someone else's entry is a
+// permissions violation, and nothing is stored.
+func TestPresenceOthersRefused(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	akey, _ := alice.Key()
+	b, _ := bob.Account()
+	violations := make(chan error, 8)
+	nc, err := client.ConnectNATS(st.NATS.ClientURL(), akey, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		violations <- err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, write := range []func(context.Context) error{
+		func(ctx context.Context) error {
+			return client.PublishPresence(ctx, nc, b.Primary, client.PresenceOnline, time.Minute, time.Now())
+		},
+		func(ctx context.Context) error { return client.DeletePresence(ctx, nc, b.Primary) },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := write(ctx)
+		cancel()
+		if !errors.Is(err, client.ErrPresenceDenied) {
+			t.Fatalf("alice writes bob's presence: %v", err)
+		}
+		select {
+		case err := <-violations:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), streams.PresenceKeySubject(b.Primary)) {
+				t.Fatalf("async error %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no permissions violation")
+		}
+	}
+	if p, err := bob.Presence(context.Background(), handle(t, "bob")); err != nil || p.State != client.PresenceUnknown {
+		t.Fatalf("bob's presence after alice's attempts: %+v, %v", p, err)
+	}
+}
