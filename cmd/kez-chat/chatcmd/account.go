@@ -225,10 +225,15 @@ func (m *mnemonicCmd) Run(ctx context.Context) error {
 	})
 }
 
-type statusCmd struct{}
+type statusCmd struct {
+	Handle string `arg:"" optional:"" help:"Show this user's presence instead: online, or when last seen."`
+}
 
 func (s *statusCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, c *client.Client) error {
+		if s.Handle != "" {
+			return statusOf(ctx, a, c, s.Handle)
+		}
 		st, err := c.Status(ctx)
 		if err != nil {
 			return err

@@ -62,7 +62,9 @@ func (c *addCmd) Run(ctx context.Context) error {
 	})
 }
 
-type contactsCmd struct{}
+type contactsCmd struct {
+	NoPresence bool `help:"Do not ask the broker who is online."`
+}
 
 func (c *contactsCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, cl *client.Client) error {
@@ -70,10 +72,22 @@ func (c *contactsCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var pres map[kez.Handle]client.Presence
+		if !c.NoPresence && len(cs) > 0 {
+			pres = contactsPresence(ctx, a, cl)
+		}
 		if a.g.JSON {
-			out := []contactJSON{}
+			type withPresence struct {
+				contactJSON
+				Presence *client.Presence `json:"presence,omitempty"`
+			}
+			out := []withPresence{}
 			for _, ct := range cs {
-				out = append(out, contactOf(ct))
+				j := withPresence{contactJSON: contactOf(ct)}
+				if p, ok := pres[ct.Handle]; ok {
+					j.Presence = &p
+				}
+				out = append(out, j)
 			}
 			return writeJSON(a.out, out)
 		}
@@ -81,6 +95,9 @@ func (c *contactsCmd) Run(ctx context.Context) error {
 			state := "pinned"
 			if ct.ChangedKey != nil {
 				state = "KEY CHANGED (sending refused until trust)"
+			}
+			if p, ok := pres[ct.Handle]; ok {
+				state += ", " + presenceText(p, time.Now())
 			}
 			fmt.Fprintf(a.out, "%-24s %s  %s\n", show(cl, ct.Handle), ct.Key, state)
 		}
@@ -202,9 +219,10 @@ func (c *sendCmd) Run(ctx context.Context) error {
 }
 
 type listenCmd struct {
-	Once    bool          `help:"Receive what is waiting, then exit."`
-	Timeout time.Duration `help:"Exit after this long (0: follow until interrupted)."`
-	Count   int           `help:"Exit after this many messages (0: no limit)."`
+	Once          bool          `help:"Receive what is waiting, then exit."`
+	Timeout       time.Duration `help:"Exit after this long (0: follow until interrupted)."`
+	Count         int           `help:"Exit after this many messages (0: no limit)."`
+	presenceFlags `embed:""`
 }
 
 func (c *listenCmd) Run(ctx context.Context) error {
@@ -217,6 +235,7 @@ func (c *listenCmd) Run(ctx context.Context) error {
 		if !c.Once && !a.g.JSON && isTerminalWriter(a.errw) {
 			fmt.Fprintln(a.errw, "kez-chat: listening; Ctrl-C stops")
 		}
+		defer c.presenceFlags.start(ctx, a, cl, c.Once)()
 		err := cl.Listen(ctx, client.ListenOptions{Once: c.Once, Max: c.Count}, func(ev client.Event) {
 			printEvent(a, cl, ev)
 		})
