@@ -65,6 +65,14 @@ func PresenceGetSubject(key kez.PublicKey) string {
 }
 
 func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
+	// Heartbeats are frequent and worth little after a crash: no fsync per
+	// write on a single server (deploy/nats.conf syncs every write
+	// otherwise). nats-server refuses async persistence for replicated
+	// streams, whose quorum is the durability there.
+	persist := jetstream.DefaultPersistMode
+	if cfg.Replicas == 1 {
+		persist = jetstream.AsyncPersistMode
+	}
 	return jetstream.StreamConfig{
 		Name:        PresenceStream,
 		Description: "kez-chat presence: each user's own online/offline entry (KV bucket " + PresenceBucket + ")",
@@ -93,8 +101,6 @@ func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 			Source:      presenceKeys,
 			Destination: "kez.presence.{{wildcard(1)}}",
 		},
-		// Heartbeats are frequent and worth little after a crash: no fsync
-		// per write (deploy/nats.conf syncs every other write).
-		PersistMode: jetstream.AsyncPersistMode,
+		PersistMode: persist,
 	}
 }
