@@ -197,7 +197,9 @@ func (c *Client) Announce(ctx context.Context, opts AnnounceOptions) error {
 		ttl = DefaultPresenceTTL
 	}
 	ttl = min(max(ttl, MinPresenceTTL), MaxPresenceTTL)
-	if err := PublishPresence(ctx, nc, a.Primary, PresenceOnline, ttl, c.cfg.Now()); err != nil {
+	// Ended while the first announcement was on its way (it may have been
+	// stored): the goodbye below still goes.
+	if err := PublishPresence(ctx, nc, a.Primary, PresenceOnline, ttl, c.cfg.Now()); err != nil && ctx.Err() == nil {
 		return err
 	}
 	tick := time.NewTicker(ttl / 3)
@@ -208,7 +210,7 @@ func (c *Client) Announce(ctx context.Context, opts AnnounceOptions) error {
 			if nc.IsClosed() {
 				return nil
 			}
-			gctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			gctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			return PublishPresence(gctx, nc, a.Primary, PresenceOffline, 0, c.cfg.Now())
 		case <-tick.C:

@@ -59,6 +59,7 @@ func TestPresenceOnlineThenLastSeen(t *testing.T) {
 		}
 	}()
 
+	waitWatch(t, &mu, &seen, []string{"alice unknown"})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	before := time.Now().Add(-time.Second).Unix()
@@ -130,6 +131,7 @@ func TestPresenceKilledClientLapses(t *testing.T) {
 		}
 	}()
 
+	waitWatch(t, &mu, &seen, []string{"alice unknown"})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan error, 1)
@@ -186,7 +188,9 @@ func TestPresenceInvisible(t *testing.T) {
 	go func() { done <- alice.Announce(actx, client.AnnounceOptions{TTL: 30 * time.Second}) }()
 	waitPresence(t, bob, "alice", client.PresenceOnline)
 	stop()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("announce: %v", err)
+	}
 	waitPresence(t, bob, "alice", client.PresenceOffline)
 	if err := alice.Announce(ctx, client.AnnounceOptions{Invisible: true}); err != nil {
 		t.Fatal(err)
