@@ -80,3 +80,13 @@ compose-install:
 ## test-docker: the compose stack, bring-your-own NATS and the 3-node cluster in real containers (needs Docker)
 test-docker: images compose-install
 	$(GO) test -tags docker -count=1 -v -timeout 20m ./deploy/deploytest/
+
+# --- Load test (docs/capacity.md) -------------------------------------------
+LOADTEST_ARGS ?= --users 1000 --duration 2m --user-jwt-ttl 1m
+
+.PHONY: loadtest
+
+## loadtest: 1,000 simulated users against a stack spawned from bin/ for 2 minutes, then the capacity table (not part of `make test`; LOADTEST_ARGS overrides)
+loadtest: tools
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kez-chat-server ./cmd/kez-sig-server ./cmd/kez-load
+	$(BIN)/kez-load --spawn --bin $(BIN) $(LOADTEST_ARGS)

@@ -1,0 +1,474 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"kez.lat/kez/callout"
+)
+
+// selfName is the generator's own row in the process table.
+const selfName = "kez-load"
+
+// Stack is the kez stack under load: URLs, and the processes to watch.
+type Stack struct {
+	ChatURLs   []string // home server replicas (HTTP API and /metrics)
+	MonitorURL string   // nats-server monitoring
+	StoreDir   string   // JetStream store, when known (spawned)
+	Procs      []Proc
+
+	dir  string
+	keep bool
+	cmds []*exec.Cmd
+}
+
+// Proc is a process of the stack.
+type Proc struct {
+	Name string
+	PID  int
+}
+
+// SpawnOptions configure a stack started as child processes.
+type SpawnOptions struct {
+	Bin          string        // folder with nats-server, kez-chat-server, kez-sig-server
+	Conf         string        // deploy/nats.conf
+	KeysDir      string        // reuse these keys (default: fresh ones in the temp folder)
+	ChatReplicas int           // kez-chat-server replicas (each one a callout responder)
+	UserJWTTTL   time.Duration // USER_JWT_TTL
+	Domain       string
+	NoFile       int // soft fd limit of the children (0: inherited)
+	// MaxConsumers, if not 0, sets jetstream.limits.default_max_consumers
+	// (-1: unlimited). nats-server 2.15 caps every stream that sets no
+	// limit at 1,000 consumers, and KEZ_INBOX holds one per user.
+	MaxConsumers int
+	Keep         bool
+	Log          io.Writer
+}
+
+// Spawn starts nats-server (the reference config, store in a temp
+// folder), the chat-server replicas and the sig-server, with the
+// registration and append rate limits lifted.
+func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
+	dir, err := os.MkdirTemp("", "kez-load-")
+	if err != nil {
+		return nil, err
+	}
+	st := &Stack{dir: dir, keep: o.Keep, StoreDir: filepath.Join(dir, "jetstream")}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	// nats.conf includes keys/kez-keys.conf relative to itself: the public
+	// keys go there, the seeds stay where they are.
+	keys := filepath.Join(dir, "keys")
+	if o.KeysDir != "" {
+		keys = o.KeysDir
+	}
+	pub, err := callout.EnsureKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys", callout.KeysConfFile), pub, 0o600); err != nil {
+		return nil, err
+	}
+	conf, err := os.ReadFile(o.Conf)
+	if err != nil {
+		return nil, err
+	}
+	c := strings.Replace(string(conf), `"/data/jetstream"`, strconv.Quote(st.StoreDir), 1)
+	if o.MaxConsumers != 0 {
+		c = strings.Replace(c, "jetstream {", fmt.Sprintf("jetstream {\n  limits { default_max_consumers: %d }", o.MaxConsumers), 1)
+	}
+	confPath := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(confPath, []byte(c), 0o600); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3 + o.ChatReplicas)
+	if err != nil {
+		return nil, err
+	}
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
+	st.MonitorURL = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	sigAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+
+	if err := st.start(o, "nats-server", nil, "-c", confPath, "-a", "127.0.0.1",
+		"-p", strconv.Itoa(ports[0]), "-m", strconv.Itoa(ports[1])); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, st.MonitorURL+"/healthz?js-enabled-only=true", 30*time.Second); err != nil {
+		return nil, fmt.Errorf("nats-server: %w", err)
+	}
+	common := []string{"NATS_URL=" + natsURL, "PUBLIC_NATS_URL=" + natsURL, "DOMAIN=" + o.Domain,
+		"SIGCHAIN_URL=http://" + sigAddr, "LOG_LEVEL=warn", "LOG_FORMAT=text"}
+	// The sig-server first: it creates its stream; then the first chat-server
+	// alone (it creates the registry streams), then the other replicas.
+	if err := st.start(o, "kez-sig-server", append(common, "NATS_NKEY_FILE="+filepath.Join(keys, callout.KeySigServer+".nk"),
+		"HTTP_ADDR="+sigAddr, "APPEND_LIMIT=1000000")); err != nil {
+		return nil, err
+	}
+	for i := range o.ChatReplicas {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[3+i])
+		if err := st.start(o, "kez-chat-server", append(common, "KEYS_DIR="+keys, "HTTP_ADDR="+addr,
+			"PUBLIC_URL=http://"+addr, "REGISTER_LIMIT=100000000", "USER_JWT_TTL="+o.UserJWTTTL.String())); err != nil {
+			return nil, err
+		}
+		st.ChatURLs = append(st.ChatURLs, "http://"+addr)
+		if err := waitHTTP(ctx, "http://"+addr+"/v1/healthz", 60*time.Second); err != nil {
+			return nil, fmt.Errorf("kez-chat-server %d: %w", i+1, err)
+		}
+	}
+	if err := waitHTTP(ctx, "http://"+sigAddr+"/v1/healthz", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("kez-sig-server: %w", err)
+	}
+	return st, nil
+}
+
+// start runs bin/name with env, its output in <dir>/<name>-<pid>.log.
+func (st *Stack) start(o SpawnOptions, name string, env []string, args ...string) error {
+	path := filepath.Join(o.Bin, name)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%w (run `make build tools`, or pass --bin)", err)
+	}
+	logf, err := os.CreateTemp(st.dir, name+"-*.log")
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	var cmd *exec.Cmd
+	if o.NoFile > 0 {
+		// The children's fd limit is set on purpose (it is a limit under
+		// test), independent of the generator's own.
+		cmd = exec.Command("/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -Sn %d && exec "$0" "$@"`, o.NoFile), path}, args...)...)
+	} else {
+		cmd = exec.Command(path, args...)
+	}
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The children die with the generator, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	st.cmds = append(st.cmds, cmd)
+	st.Procs = append(st.Procs, Proc{Name: name, PID: cmd.Process.Pid})
+	if o.Log != nil {
+		fmt.Fprintf(o.Log, "kez-load: started %s (pid %d, log %s)\n", name, cmd.Process.Pid, logf.Name())
+	}
+	return nil
+}
+
+// Close stops the spawned processes (SIGTERM, then SIGKILL after 20 s) and
+// removes the temp folder unless kept.
+func (st *Stack) Close() {
+	for i := len(st.cmds) - 1; i >= 0; i-- {
+		cmd := st.cmds[i]
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	if st.dir != "" && !st.keep {
+		_ = os.RemoveAll(st.dir)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// FindProcs finds the stack's processes on this machine by name (for a
+// stack the generator did not start).
+func FindProcs() []Proc {
+	var out []Proc
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		switch name := strings.TrimSpace(string(b)); name {
+		case "nats-server", "kez-chat-server", "kez-sig-server":
+			out = append(out, Proc{Name: name, PID: pid})
+		}
+	}
+	return out
+}
+
+// procSample is one reading of a process.
+type procSample struct {
+	ticks          uint64 // utime + stime
+	rssKiB, hwmKiB uint64
+	fds, fdLimit   int
+}
+
+// clockTick is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTick = 100
+
+func sampleProc(pid int) (procSample, error) {
+	var s procSample
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// Fields after the parenthesised command name (which may hold spaces).
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 13 {
+		return s, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	stime, _ := strconv.ParseUint(f[12], 10, 64)
+	s.ticks = ut + stime
+	sf, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	sc := bufio.NewScanner(sf)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			s.rssKiB = n
+		case "VmHWM":
+			s.hwmKiB = n
+		}
+	}
+	sf.Close()
+	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+		s.fds = len(ents)
+	}
+	if lb, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid)); err == nil {
+		for _, line := range strings.Split(string(lb), "\n") {
+			if strings.HasPrefix(line, "Max open files") {
+				if f := strings.Fields(line); len(f) >= 4 {
+					s.fdLimit, _ = strconv.Atoi(f[3])
+				}
+			}
+		}
+	}
+	return s, nil
+}
+
+// procWindow measures the processes between Start and Stop.
+type procWindow struct {
+	procs []Proc
+	start time.Time
+	first map[int]procSample
+}
+
+func startWindow(procs []Proc) *procWindow {
+	w := &procWindow{procs: procs, start: time.Now(), first: map[int]procSample{}}
+	for _, p := range procs {
+		if s, err := sampleProc(p.PID); err == nil {
+			w.first[p.PID] = s
+		}
+	}
+	return w
+}
+
+func (w *procWindow) stop() []ProcStats {
+	el := time.Since(w.start).Seconds()
+	var out []ProcStats
+	for _, p := range w.procs {
+		s, err := sampleProc(p.PID)
+		if err != nil {
+			out = append(out, ProcStats{Name: p.Name + " (gone)", PID: p.PID})
+			continue
+		}
+		cpu := float64(s.ticks-w.first[p.PID].ticks) / clockTick
+		out = append(out, ProcStats{Name: p.Name, PID: p.PID, CPUSecs: cpu, CPUCores: cpu / el,
+			RSSMiB: float64(s.rssKiB) / 1024, PeakMiB: float64(s.hwmKiB) / 1024, FDs: s.fds, FDLimit: s.fdLimit})
+	}
+	return out
+}
+
+// jsz is the part of nats-server's /jsz?accounts=true&streams=true answer
+// we read.
+type jsz struct {
+	Storage  uint64 `json:"storage"`
+	Accounts []struct {
+		Name    string `json:"name"`
+		Streams []struct {
+			Name  string `json:"name"`
+			State struct {
+				Messages  uint64 `json:"messages"`
+				Bytes     uint64 `json:"bytes"`
+				Consumers int    `json:"consumer_count"`
+			} `json:"state"`
+		} `json:"stream_detail"`
+	} `json:"account_details"`
+}
+
+func fetchJSZ(ctx context.Context, hc *http.Client, monitor string) (Storage, error) {
+	var st Storage
+	if monitor == "" {
+		return st, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, monitor+"/jsz?accounts=true&streams=true", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	var j jsz
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil {
+		return st, fmt.Errorf("jsz: %w", err)
+	}
+	st.JetStreamBytes = j.Storage
+	for _, a := range j.Accounts {
+		for _, s := range a.Streams {
+			st.Streams = append(st.Streams, StreamStats{Name: s.Name, Messages: s.State.Messages, Bytes: s.State.Bytes, Consumers: s.State.Consumers})
+		}
+	}
+	return st, nil
+}
+
+// diskUsage returns the bytes dir occupies on disk (allocated blocks).
+func diskUsage(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += sys.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// calloutMetrics reads a chat-server's kez_callout_requests_total by
+// result and the callout duration sum and count.
+func calloutMetrics(ctx context.Context, hc *http.Client, base string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return parseCalloutMetrics(resp.Body)
+}
+
+// parseCalloutMetrics picks the callout series from Prometheus text:
+// "result=<r>" for each request counter, "sum" and "count" of the
+// duration histogram.
+func parseCalloutMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(name, `kez_callout_requests_total{result="`):
+			res := strings.TrimSuffix(strings.TrimPrefix(name, `kez_callout_requests_total{result="`), `"}`)
+			out["result="+res] = v
+		case name == "kez_callout_duration_seconds_sum":
+			out["sum"] = v
+		case name == "kez_callout_duration_seconds_count":
+			out["count"] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// responders turns two readings of every replica's callout metrics into
+// per-replica figures for the window between them.
+func responders(urls []string, before, after []map[string]float64) []Responder {
+	var out []Responder
+	for i, u := range urls {
+		if i >= len(before) || i >= len(after) || after[i] == nil {
+			continue
+		}
+		r := Responder{URL: u, Requests: map[string]int64{}}
+		for k, v := range after[i] {
+			if res, ok := strings.CutPrefix(k, "result="); ok {
+				if d := int64(v - before[i][k]); d > 0 {
+					r.Requests[res] = d
+				}
+			}
+		}
+		if n := after[i]["count"] - before[i]["count"]; n > 0 {
+			r.MeanMs = (after[i]["sum"] - before[i]["sum"]) / n * 1000
+		}
+		out = append(out, r)
+	}
+	return out
+}
