@@ -37,9 +37,19 @@ func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 		DiscardNewPerSubject: true,
 		MaxMsgSize:           cfg.InboxMaxMsgSize,
 		MaxBytes:             cfg.InboxMaxBytes,
-		Duplicates:           2 * time.Minute,
+		// One durable consumer per registered user. Without a limit of its
+		// own a stream gets nats-server's default of 1,000 consumers
+		// (jetstream.limits.default_max_consumers), and the 1,001st user
+		// would get no inbox (measured by kez-load).
+		MaxConsumers: maxInboxConsumers,
+		Duplicates:   2 * time.Minute,
 	}
 }
+
+// maxInboxConsumers bounds the users (one inbox consumer each) of one
+// broker: far above anything the rest of the system reaches, but a limit
+// of the stream's own, which takes precedence over the server default.
+const maxInboxConsumers = 100_000_000
 
 // Inboxes manages the users' durable inbox consumers. Users can never
 // create consumers: one allowed to would be able to create a push consumer

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +193,32 @@ func TestInboxCapCountsUnreadMessages(t *testing.T) {
 			t.Fatalf("after reading, message %d: %v", i, err)
 		}
 	}
+}
+
+// TestInboxHoldsMoreThanTheServerDefaultOfConsumers: nats-server gives a
+// stream without a consumer limit of its own a default of 1,000; the inbox
+// stream needs one consumer per user.
+func TestInboxHoldsMoreThanTheServerDefaultOfConsumers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 1,001 consumers")
+	}
+	js, _ := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	inboxes := streams.NewInboxes(js)
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < 1001; i += 16 {
+				k, _ := kez.GenerateKey(nil)
+				if err := inboxes.Ensure(ctx, k.Public()); err != nil {
+					if failed.Add(1) == 1 {
+						t.Errorf("inbox consumer %d: %v", i+1, err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
