@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -334,7 +335,10 @@ func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, rec kez.HandleReco
 	uc.Audience = s.cfg.Account
 	uc.Name = rec.Handle.String()
 	uc.IssuedAt = s.cfg.Now().Unix()
-	uc.Expires = s.cfg.Now().Add(s.cfg.TTL).Unix()
+	// Up to a tenth earlier, at random: users who signed in together (after
+	// a broker restart, say) would otherwise all expire and come back for a
+	// new JWT in the same second (kez-load saw callout time-outs from it).
+	uc.Expires = s.cfg.Now().Add(s.cfg.TTL - rand.N(s.cfg.TTL/10+1)).Unix()
 	pub, sub := s.permissions(key)
 	uc.Pub.Allow.Add(pub...)
 	uc.Sub.Allow.Add(sub...)

@@ -243,3 +243,32 @@ func TestCacheMissAsksTheRegistry(t *testing.T) {
 		t.Fatalf("user JWT %+v, %v", uc, err)
 	}
 }
+
+// TestUserJWTExpiryJitter: user JWTs expire within the last tenth of the
+// TTL, spread out.
+func TestUserJWTExpiryJitter(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	now := time.Unix(1_800_000_000, 0)
+	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "USERS", TTL: time.Hour, Now: func() time.Time { return now }},
+		fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}, streams.UserPermissions, nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	seen := map[int64]bool{}
+	for range 50 {
+		resp, _, err := svc.Answer([]byte(request(t, server, alice.Public(), alice, "nonce")), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ar, _ := jwt.DecodeAuthorizationResponseClaims(string(resp))
+		uc, _ := jwt.DecodeUserClaims(ar.Jwt)
+		if d := time.Unix(uc.Expires, 0).Sub(now); d < 54*time.Minute || d > time.Hour {
+			t.Fatalf("expires after %v, want 54m to 1h", d)
+		}
+		seen[uc.Expires] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("50 JWTs expire at only %d distinct times", len(seen))
+	}
+}
