@@ -1,0 +1,355 @@
+package blob
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// syncEvery is how many verified bytes a fetch writes between syncs of the
+// partial file and its recorded length: what a crash can cost, not an
+// interruption (an interrupted fetch records all it verified).
+const syncEvery = 8 << 20
+
+// Source provides Bao slices of blobs, such as a peer over the network.
+type Source interface {
+	// Slice returns a reader of the Bao slice encoding of [off, off+n) of
+	// blob h (what [Store.WriteSlice] writes). Closing it must make a
+	// blocked Read return.
+	Slice(ctx context.Context, h Hash, off, n int64) (io.ReadCloser, error)
+}
+
+var _ Source = (*Store)(nil)
+
+// Store is a directory of blobs, each with its outboard, plus the partial
+// files of downloads in progress. One Store value should own a directory:
+// it keeps a single fetch per blob in process, and the client holds a lock
+// on its profile.
+type Store struct {
+	dir string
+
+	mu       sync.Mutex
+	fetching map[Hash]bool
+}
+
+// Open returns the store in dir, creating the directory (mode 0700) if
+// needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	return &Store{dir: dir, fetching: map[Hash]bool{}}, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) path(h Hash) string { return filepath.Join(s.dir, h.String()) }
+
+// Has reports whether the store holds blob h complete.
+func (s *Store) Has(h Hash) bool {
+	_, err := os.Stat(s.path(h))
+	return err == nil
+}
+
+// Size returns the size of blob h, or [ErrNotFound].
+func (s *Store) Size(h Hash) (int64, error) {
+	st, err := os.Stat(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("blob %s: %w", h, ErrNotFound)
+	} else if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// Open opens blob h for reading, or returns [ErrNotFound].
+func (s *Store) Open(h Hash) (*os.File, error) {
+	f, err := os.Open(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", h, ErrNotFound)
+	}
+	return f, err
+}
+
+// Remove deletes blob h, its outboard and any partial download of it.
+func (s *Store) Remove(h Hash) error {
+	var errs []error
+	for _, suffix := range []string{"", ".obao", ".part", ".part.len", ".part.len.tmp", ".part.obao"} {
+		if err := os.Remove(s.path(h) + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Import reads a blob of exactly size bytes from r into the store, computing
+// its hash and outboard in the same pass, and returns the hash. It returns
+// [ErrSize] if r ends early or holds more. The blob appears in the store
+// only complete.
+func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
+	if size < 0 {
+		return Hash{}, fmt.Errorf("import: %w: %d bytes", ErrSize, size)
+	}
+	tmp, err := os.CreateTemp(s.dir, ".import-*")
+	if err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	obPath := tmp.Name() + ".obao"
+	defer os.Remove(obPath)
+
+	bw := bufio.NewWriterSize(tmp, 256<<10)
+	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)
+	} else if err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
+		return Hash{}, fmt.Errorf("import: %w: data longer than %d bytes", ErrSize, size)
+	}
+	if err := bw.Flush(); err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	if err := s.install(root, tmp.Name(), obPath); err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	return root, nil
+}
+
+// install moves a synced blob and outboard into place: the outboard first,
+// so that a blob never exists without it.
+func (s *Store) install(h Hash, blobPath, obPath string) error {
+	if err := os.Rename(obPath, s.path(h)+".obao"); err != nil {
+		return err
+	}
+	if err := os.Rename(blobPath, s.path(h)); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// WriteSlice writes the Bao slice encoding of the bytes [off, off+n) of
+// blob h to w: what a provider sends for a ranged request. It returns
+// [ErrNotFound] or [ErrRange] before writing anything.
+func (s *Store) WriteSlice(w io.Writer, h Hash, off, n int64) error {
+	f, err := s.Open(h)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := checkRange(st.Size(), off, n); err != nil {
+		return err
+	}
+	ob, err := os.Open(s.path(h) + ".obao")
+	if err != nil {
+		return fmt.Errorf("blob %s outboard: %w", h, err)
+	}
+	defer ob.Close()
+	return extractSlice(w, f, ob, st.Size(), off, n)
+}
+
+// Slice implements [Source] from this store's blobs.
+func (s *Store) Slice(ctx context.Context, h Hash, off, n int64) (io.ReadCloser, error) {
+	size, err := s.Size(h)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRange(size, off, n); err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.WriteSlice(pw, h, off, n)) }()
+	return pr, nil
+}
+
+// Partial returns how many bytes of blob h a previous fetch verified and
+// recorded: where the next fetch starts. It is 0 for no partial download.
+func (s *Store) Partial(h Hash) int64 {
+	n, _ := readLen(s.path(h) + ".part.len")
+	return n
+}
+
+func readLen(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad partial length in %s", path)
+	}
+	return n, nil
+}
+
+// Fetch downloads blob h of size bytes from src into the store, unless the
+// store holds it already. It asks src for the bytes after those a previous
+// fetch verified, writes each 16 KiB group to the partial file only once it
+// has verified against h, and makes the blob appear complete at the end.
+// progress, if not nil, is called with the verified byte count as it grows.
+//
+// On error the verified prefix stays, recorded, for the next Fetch (from
+// this or another source) to resume from. Errors wrap [ErrCorrupt] (src sent
+// bytes that do not verify; they were not written), [ErrBusy], the ctx
+// error, or the error of src.
+func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progress func(verified int64)) (err error) {
+	if s.Has(h) {
+		return nil
+	}
+	if size < 0 {
+		return fmt.Errorf("fetch: %w: %d bytes", ErrSize, size)
+	}
+	s.mu.Lock()
+	if s.fetching[h] {
+		s.mu.Unlock()
+		return fmt.Errorf("fetch %s: %w", h, ErrBusy)
+	}
+	s.fetching[h] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.fetching, h)
+		s.mu.Unlock()
+	}()
+
+	partPath, lenPath := s.path(h)+".part", s.path(h)+".part.len"
+	f, err := os.OpenFile(partPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	defer f.Close()
+	// Resume from the recorded length: it was synced before it was
+	// recorded, so those bytes are on disk and verified. Anything past it
+	// (written before a crash, not synced) is dropped.
+	verified, _ := readLen(lenPath)
+	if st, err := f.Stat(); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	} else if st.Size() < verified || verified > size {
+		verified = 0 // the partial file is not what was recorded
+	}
+	if err := f.Truncate(verified); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if _, err := f.Seek(verified, io.SeekStart); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+
+	if verified < size {
+		cw := &checkpointWriter{f: f, lenPath: lenPath, n: verified, synced: verified, progress: progress}
+		rc, err := src.Slice(ctx, h, verified, size-verified)
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", h, err)
+		}
+		stop := context.AfterFunc(ctx, func() { rc.Close() })
+		err = Decode(cw, rc, h, size, verified, size-verified)
+		stop()
+		rc.Close()
+		if cerr := cw.checkpoint(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("fetch %s at byte %d: %w", h, cw.n, err)
+		}
+	}
+
+	// Complete. The outboard, computed from the partial file, lets this
+	// store serve the blob in turn; getting h again re-checks the whole
+	// file as written to disk.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	obPath := partPath + ".obao"
+	defer os.Remove(obPath)
+	root, err := encodeOutboard(obPath, bufio.NewReaderSize(f, 256<<10), size)
+	if err != nil {
+		return fmt.Errorf("fetch: outboard: %w", err)
+	}
+	if root != h {
+		// Verified bytes changed on disk: start over.
+		os.Remove(lenPath)
+		return fmt.Errorf("fetch %s: %w: partial file changed on disk", h, ErrCorrupt)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if err := s.install(h, partPath, obPath); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	os.Remove(lenPath)
+	return nil
+}
+
+// checkpointWriter appends verified bytes to the partial file and, every
+// syncEvery bytes, syncs it and records its length.
+type checkpointWriter struct {
+	f        *os.File
+	lenPath  string
+	n        int64 // verified bytes in f
+	synced   int64 // bytes recorded in lenPath
+	progress func(int64)
+}
+
+func (w *checkpointWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		return n, err
+	}
+	if w.n-w.synced >= syncEvery {
+		if err := w.checkpoint(); err != nil {
+			return n, err
+		}
+	}
+	if w.progress != nil {
+		w.progress(w.n)
+	}
+	return n, nil
+}
+
+// checkpoint syncs the partial file, then records its length: in that
+// order, so the record never claims bytes that are not on disk.
+func (w *checkpointWriter) checkpoint() error {
+	if w.n == w.synced {
+		return nil
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	tmp := w.lenPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(w.n, 10)), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, w.lenPath); err != nil {
+		return err
+	}
+	w.synced = w.n
+	return nil
+}
