@@ -172,7 +172,10 @@ func (s *Service) afterRegistration(rec kez.HandleRecord) {
 	})
 }
 
-const maxHooks = 64
+// maxHooks bounds the background hooks: each creates an inbox consumer, a
+// Raft group on a cluster, and a registration burst must not turn into a
+// burst of those (the callout creates what is skipped at sign-in).
+const maxHooks = 8
 
 // Lookup returns the record of h, served from the cache, or from the
 // projection when the cache has not seen it yet. It returns kez.ErrNotFound

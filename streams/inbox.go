@@ -61,6 +61,10 @@ type Inboxes struct {
 // NewInboxes returns the inbox manager on the stream Setup created.
 func NewInboxes(js jetstream.JetStream) *Inboxes { return &Inboxes{js: js} }
 
+// InboxConsumerIdle is how long a user's inbox consumer outlives the
+// user's last read.
+const InboxConsumerIdle = 7 * 24 * time.Hour
+
 // InboxConsumer returns the name of key's durable consumer: its hex.
 func InboxConsumer(key kez.PublicKey) string { return key.Hex() }
 
@@ -83,6 +87,11 @@ func (i *Inboxes) Ensure(ctx context.Context, key kez.PublicKey) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1000,
+		// Consumers of users who stay away are removed (their messages
+		// stay: the stream is a work queue) and made again at their next
+		// sign-in, so consumers — on a cluster, one Raft group each — grow
+		// with active users, not with every user ever registered.
+		InactiveThreshold: InboxConsumerIdle,
 	})
 	if err != nil {
 		return fmt.Errorf("inbox consumer: %w", err)

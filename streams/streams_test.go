@@ -222,3 +222,45 @@ func TestInboxHoldsMoreThanTheServerDefaultOfConsumers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestIdleInboxConsumerComesBack: a user's inbox consumer is removed after
+// a week without reads; the unread messages stay, and the consumer made
+// again at the next sign-in delivers them.
+func TestIdleInboxConsumerComesBack(t *testing.T) {
+	js, _ := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	bob, _ := kez.GenerateKey(nil)
+	inboxes := streams.NewInboxes(js)
+	if err := inboxes.Ensure(ctx, bob.Public()); err != nil {
+		t.Fatal(err)
+	}
+	name := streams.InboxConsumer(bob.Public())
+	cons, err := js.Consumer(ctx, streams.InboxStream, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.InactiveThreshold; got != streams.InboxConsumerIdle {
+		t.Fatalf("inactive threshold %v, want %v", got, streams.InboxConsumerIdle)
+	}
+	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("while away")); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, streams.InboxStream, name); err != nil { // as the idle timer would
+		t.Fatal(err)
+	}
+	if err := inboxes.Ensure(ctx, bob.Public()); err != nil {
+		t.Fatal(err)
+	}
+	cons, _ = js.Consumer(ctx, streams.InboxStream, name)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, string(m.Data()))
+	}
+	if len(got) != 1 || got[0] != "while away" {
+		t.Fatalf("after the consumer came back: %q", got)
+	}
+}
