@@ -271,7 +271,9 @@ func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
 	// The new events chain on the tail event itself, which the state does
 	// not hold: fetch the events from the pinned seqno on and verify them
 	// against the pin, as sigserver.Client.Update would.
-	events, err := chainEvents(ctx, c.cfg.HTTP, a.SigchainURL, a.Primary, a.Chain.Tail.Seqno)
+	tctx, cancel := withTimeout(ctx)
+	events, err := sc.Events(tctx, a.Primary, a.Chain.Tail.Seqno)
+	cancel()
 	if err != nil {
 		return a, fmt.Errorf("own sigchain: %w", err)
 	}

@@ -75,7 +75,7 @@ func (c *Client) httpClient() *http.Client {
 // [ErrUnreachable] (or is a [*StatusError]). On success the caller pins
 // the returned state's Tail.
 func (c *Client) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin) (sigchain.State, error) {
-	events, err := c.get(ctx, key, 0)
+	events, err := c.Events(ctx, key, 0)
 	if err != nil {
 		return sigchain.State{}, err
 	}
@@ -94,7 +94,7 @@ func (c *Client) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin)
 // st extended with the new ones ([sigchain.State.Extend]), with the same
 // verdicts as [Client.Fetch]. A zero st.Tail fetches the whole chain.
 func (c *Client) Update(ctx context.Context, st sigchain.State) (sigchain.State, error) {
-	events, err := c.get(ctx, st.Key, st.Tail.Seqno)
+	events, err := c.Events(ctx, st.Key, st.Tail.Seqno)
 	if err != nil {
 		return sigchain.State{}, err
 	}
@@ -131,8 +131,10 @@ func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event,
 	return stored, nil
 }
 
-// get fetches the events of key's chain from seqno since (0: all).
-func (c *Client) get(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
+// Events fetches the events of key's chain from seqno since on (0: all),
+// parsed but not verified: callers verify them (VerifyChain) or extend a
+// pinned state with them (sigchain.State.Extend), as Fetch and Update do.
+func (c *Client) Events(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
 	url := registry.SigchainURL(c.BaseURL, key)
 	if since > 0 {
 		url += "?since=" + strconv.FormatUint(since, 10)
