@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
@@ -164,8 +163,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := web.NewRegistry()
 	if cfg.CalloutIssuerFile != "" {
 		if err := s.startCallout(cfg, log, inboxes, reg); err != nil {
 			return err

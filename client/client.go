@@ -216,9 +216,15 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	if !rec.Primary.Equal(key.Public()) || rec.Handle != h {
 		return a, nil, fmt.Errorf("%w: registered %s for %s", ErrBadRecord, rec.Handle, rec.Primary)
 	}
-	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
-		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt,
-		Chain: sigchain.State{Key: rec.Primary}}
+	return c.saveAccount(ctx, home.BaseURL, rec, key, sigchain.State{Key: rec.Primary})
+}
+
+// saveAccount saves key and the account of rec (whose sigchain is st) in
+// the profile, then publishes the endpoints the chain lacks; the common
+// end of Register and Recover.
+func (c *Client) saveAccount(ctx context.Context, server string, rec Record, key *kez.PrivateKey, st sigchain.State) (a Account, chainErr error, err error) {
+	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: server, NATSURL: rec.NATSURL,
+		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt, Chain: st}
 	if err := c.saveKey(key); err != nil {
 		return a, nil, err
 	}

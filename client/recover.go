@@ -46,14 +46,5 @@ func (c *Client) Recover(ctx context.Context, words string) (a Account, chainErr
 	if err != nil {
 		return a, nil, fmt.Errorf("own sigchain: %w", err)
 	}
-	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
-		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt, Chain: st}
-	if err := c.saveKey(key); err != nil {
-		return a, nil, err
-	}
-	if err := c.p.SaveAccount(a); err != nil {
-		return a, nil, err
-	}
-	a, chainErr = c.PublishEndpoints(ctx)
-	return a, chainErr, nil
+	return c.saveAccount(ctx, home.BaseURL, rec, key, st)
 }

@@ -3,15 +3,12 @@ package natstest
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"kez.lat/kez/callout"
 )
 
 // Cluster is a JetStream cluster of embedded servers, each loaded from
@@ -24,17 +21,7 @@ type Cluster struct {
 // cluster and waits until it has a meta leader.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	dir := tb.TempDir()
-	conf, err := os.ReadFile(ConfigPath())
-	if err != nil {
-		tb.Fatalf("read nats.conf: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
-		tb.Fatalf("generate keys: %v", err)
-	}
+	dir := configDir(tb)
 	ports := freePorts(tb, n)
 	var routes []string
 	for _, p := range ports {

@@ -50,18 +50,7 @@ func Start(tb testing.TB) *Server {
 // this way; tests of the shipped config use Start).
 func StartWith(tb testing.TB, adjust func(*server.Options)) *Server {
 	tb.Helper()
-	dir := tb.TempDir()
-	conf, err := os.ReadFile(ConfigPath())
-	if err != nil {
-		tb.Fatalf("read nats.conf: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
-		tb.Fatalf("generate keys: %v", err)
-	}
-	s := &Server{Dir: dir, tb: tb, adjust: adjust}
+	s := &Server{Dir: configDir(tb), tb: tb, adjust: adjust}
 	s.start()
 	tb.Cleanup(s.Stop)
 	return s
@@ -97,6 +86,24 @@ func (s *Server) start() {
 	}
 	s.Server = ns
 	s.port = ns.Addr().(*net.TCPAddr).Port
+}
+
+// configDir returns a temporary folder holding a copy of deploy/nats.conf
+// and freshly generated keys beside it.
+func configDir(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	conf, err := os.ReadFile(ConfigPath())
+	if err != nil {
+		tb.Fatalf("read nats.conf: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
+		tb.Fatalf("generate keys: %v", err)
+	}
+	return dir
 }
 
 // Stop shuts the server down and waits for it; safe to call twice.

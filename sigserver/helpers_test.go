@@ -44,7 +44,6 @@ func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
 	return srv
 }
 
-// testLogger logs warnings and errors into the test's output.
 func newKey(t testing.TB) *kez.PrivateKey {
 	t.Helper()
 	k, err := kez.GenerateKey(nil)

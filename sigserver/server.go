@@ -12,11 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
 	"kez.lat/kez/streams"
+	"kez.lat/kez/web"
 )
 
 // ErrConfig is wrapped by Config.Validate errors.
@@ -129,8 +128,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		hc.Registered = idx
 		hc.Checks["registry"] = func(ctx context.Context) error { _, err := idx.open(ctx); return err }
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := web.NewRegistry()
 	handler := NewHandler(hc, reg)
 
 	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)

@@ -13,25 +13,16 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/streams"
 )
 
 func setupSigchains(t *testing.T, cfg streams.SigchainConfig) (jetstream.JetStream, *streams.Sigchains) {
 	t.Helper()
-	s := natstest.Start(t)
-	js, err := jetstream.New(s.Connect(callout.KeySigServer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for range 2 { // idempotent
-		if err := streams.SetupSigchains(ctx, js, cfg); err != nil {
-			t.Fatalf("SetupSigchains: %v", err)
-		}
-	}
-	store, err := streams.OpenSigchains(ctx, js)
+	js := serviceJS(t, callout.KeySigServer, func(ctx context.Context, js jetstream.JetStream) error {
+		return streams.SetupSigchains(ctx, js, cfg)
+	})
+	store, err := streams.OpenSigchains(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}

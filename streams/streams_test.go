@@ -17,20 +17,28 @@ import (
 	"kez.lat/kez/streams"
 )
 
-func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
+// serviceJS starts the reference broker and runs setup twice (it must be
+// idempotent) as the service user whose key is name.
+func serviceJS(t *testing.T, name string, setup func(context.Context, jetstream.JetStream) error) jetstream.JetStream {
 	t.Helper()
-	s := natstest.Start(t)
-	js, err := jetstream.New(s.Connect(callout.KeyChatServer))
+	js, err := jetstream.New(natstest.Start(t).Connect(name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	for range 2 { // idempotent
-		if err := streams.Setup(ctx, js, cfg); err != nil {
-			t.Fatalf("Setup: %v", err)
+	for range 2 {
+		if err := setup(context.Background(), js); err != nil {
+			t.Fatalf("setup: %v", err)
 		}
 	}
-	reg, err := streams.OpenRegistry(ctx, js)
+	return js
+}
+
+func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
+	t.Helper()
+	js := serviceJS(t, callout.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
+		return streams.Setup(ctx, js, cfg)
+	})
+	reg, err := streams.OpenRegistry(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}

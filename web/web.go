@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
 )
@@ -144,6 +145,14 @@ func ClientAddr(r *http.Request, trustProxy bool) netip.Addr {
 	}
 	a, _ := netip.ParseAddr(host)
 	return a
+}
+
+// NewRegistry returns a server's own Prometheus registry, with the Go and
+// process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // Metrics instruments handlers with request counts and durations per route
