@@ -54,7 +54,8 @@ type Config struct {
 	UserJWTTTL        time.Duration // lifetime of a user JWT
 
 	// InboxSweep is how often messages sent to unregistered inbox
-	// subjects are purged (0: never).
+	// subjects are purged (0: never). Each sweep lists every inbox subject
+	// holding messages, so it is not run often.
 	InboxSweep time.Duration
 }
 
@@ -71,7 +72,7 @@ func DefaultConfig() Config {
 		Freshness:    kez.DefaultFreshness,
 		UsersAccount: "USERS",
 		UserJWTTTL:   time.Hour,
-		InboxSweep:   time.Minute,
+		InboxSweep:   10 * time.Minute,
 	}
 }
 

@@ -47,7 +47,7 @@ type serveCmd struct {
 	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"10000" help:"Messages one inbox holds; a full inbox refuses new ones."`
 	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
 	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
-	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"1m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
+	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"10m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
