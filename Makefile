@@ -6,7 +6,7 @@ BIN       := bin
 TOOLS_MOD := tools.mod
 FUZZTIME  ?= 30s
 # Packages with fuzz targets, for `make fuzz`.
-FUZZ_PKGS := . ./webfinger ./callout ./mnemonic ./message ./sigchain ./sigserver ./filecrypt ./blob
+FUZZ_PKGS := . ./webfinger ./callout ./mnemonic ./message ./sigchain ./sigserver ./filecrypt ./blob ./p2p
 
 .PHONY: all build tools test vet fmt-check bench fuzz dev clean
 
@@ -59,26 +59,40 @@ clean:
 NATS_TAG  := $(patsubst v%,%,$(word 2,$(shell grep -m1 'nats-io/nats-server/v2 v' $(TOOLS_MOD))))
 KEZ_TAG   ?= dev
 
-.PHONY: images compose-install test-docker
+.PHONY: images compose-install compose-v2 compose-test test-docker
 
-## images: kez-chat-server:$(KEZ_TAG), kez-sig-server:$(KEZ_TAG) (deploy/Dockerfile) and a stand-in nats:$(NATS_TAG) built from tools.mod (deploy/nats.Dockerfile)
+# kez-relay joins the images once cmd/kez-relay exists.
+IMAGE_CMDS := kez-chat-server kez-sig-server $(if $(wildcard cmd/kez-relay/*.go),kez-relay)
+
+## images: kez-chat-server:$(KEZ_TAG), kez-sig-server:$(KEZ_TAG), kez-relay:$(KEZ_TAG) (deploy/Dockerfile) and a stand-in nats:$(NATS_TAG) built from tools.mod (deploy/nats.Dockerfile)
 images:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kez-chat-server ./cmd/kez-sig-server
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(IMAGE_CMDS))
 	CGO_ENABLED=0 $(GO) build -trimpath -modfile=$(TOOLS_MOD) -o $(BIN)/ github.com/nats-io/nats-server/v2
 	rm -rf $(BIN)/image $(BIN)/nats-image
-	mkdir -p $(BIN)/image/keys $(BIN)/nats-image
-	ln -f $(BIN)/kez-chat-server $(BIN)/kez-sig-server $(BIN)/image/
+	mkdir -p $(BIN)/image/keys $(BIN)/image/data $(BIN)/nats-image
+	ln -f $(addprefix $(BIN)/,$(IMAGE_CMDS)) $(BIN)/image/
 	ln -f $(BIN)/nats-server $(BIN)/nats-image/
-	docker build -q -f deploy/Dockerfile --target chat-server -t kez-chat-server:$(KEZ_TAG) $(BIN)/image
-	docker build -q -f deploy/Dockerfile --target sig-server -t kez-sig-server:$(KEZ_TAG) $(BIN)/image
+	@set -e; for c in $(IMAGE_CMDS); do \
+		echo "docker build --target $${c#kez-} -t $$c:$(KEZ_TAG)"; \
+		docker build -q -f deploy/Dockerfile --target $${c#kez-} -t $$c:$(KEZ_TAG) $(BIN)/image; \
+	done
 	docker build -q -f deploy/nats.Dockerfile -t nats:$(NATS_TAG) $(BIN)/nats-image
 
 ## compose-install: Docker Compose v2 (`docker compose`) built from its Go module into ~/.docker/cli-plugins
 compose-install:
 	./deploy/install-compose.sh
 
-## test-docker: the compose stack, bring-your-own NATS and the 3-node cluster in real containers (needs Docker)
-test-docker: images compose-install
+# compose-v2: `make compose-install` unless some `docker compose` v2 works already.
+compose-v2:
+	@docker compose version >/dev/null 2>&1 || $(MAKE) compose-install
+
+## compose-test: deploy/docker-compose.yml from freshly built images, two users registered and chatting with bin/kez-chat, torn down (needs Docker; CI runs it)
+compose-test: images compose-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kez-chat
+	./deploy/compose-test.sh
+
+## test-docker: compose-test, then the compose stack, bring-your-own NATS and the 3-node cluster in real containers (deploy/deploytest)
+test-docker: compose-test
 	$(GO) test -tags docker -count=1 -v -timeout 20m ./deploy/deploytest/
 
 # --- Load test (docs/capacity.md) -------------------------------------------

@@ -1,0 +1,303 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+)
+
+// DefaultListen are the addresses a node listens on by default: TCP and
+// QUIC on every interface, ports chosen by the system.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1",
+	"/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1",
+}
+
+// Config is what a [Node] needs.
+type Config struct {
+	// Key is the user's key: the node's identity, so its peer ID follows
+	// from the user's public key.
+	Key *kez.PrivateKey
+	// Listen are the multiaddrs to listen on; DefaultListen if empty.
+	Listen []string
+	// Relays are kez relays (multiaddrs ending in /p2p/<relay id>) on
+	// which the node holds a reservation, so that peers who cannot reach
+	// it directly reach it through them.
+	Relays []string
+	// Store holds the blobs the node serves; nil serves nothing.
+	Store *blob.Store
+	// Allow reports whether peer may fetch blob h; nil allows nothing.
+	// It is called for every request, after the peer's key was
+	// authenticated by the connection's handshake.
+	Allow func(peer kez.PublicKey, h blob.Hash) bool
+	// PortMap asks the home router for a port mapping (UPnP / NAT-PMP).
+	PortMap bool
+	// MaxTransfers bounds the blob requests served at once (default 16).
+	MaxTransfers int
+	// Log receives what the node does; discarded if nil.
+	Log *slog.Logger
+}
+
+// Validate reports whether the configuration can start a node.
+func (c Config) Validate() error {
+	if c.Key == nil {
+		return errors.New("p2p: no key")
+	}
+	for _, a := range c.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("p2p: listen address %q: %w", a, err)
+		}
+	}
+	for _, r := range c.Relays {
+		if _, err := peer.AddrInfoFromString(r); err != nil {
+			return fmt.Errorf("p2p: relay %q (want a multiaddr ending in /p2p/<id>): %w", r, err)
+		}
+	}
+	return nil
+}
+
+// Node is a running libp2p host of one user.
+type Node struct {
+	cfg   Config
+	h     host.Host
+	log   *slog.Logger
+	slots chan struct{}
+
+	mu       sync.Mutex
+	circuits map[peer.ID][]ma.Multiaddr // relay -> our addresses through it
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// PeerID returns the libp2p peer ID of key: the identity of that user's
+// node.
+func PeerID(key kez.PublicKey) (peer.ID, error) {
+	pub, err := crypto.UnmarshalEd25519PublicKey(key.Bytes())
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPublicKey(pub)
+}
+
+// New starts a node: it listens, serves /kez/blob/1, and makes a first
+// reservation on each relay (waiting at most a few seconds for each;
+// reservations that fail are retried in the background and logged).
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = 16
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	seed := cfg.Key.Seed()
+	priv, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	clear(seed)
+	if err != nil {
+		return nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(priv),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.EnableRelay(),
+		libp2p.EnableHolePunching(),
+		// libp2p would register its metrics on the global Prometheus
+		// registry; a client has no metrics endpoint.
+		libp2p.DisableMetrics(),
+	}
+	if cfg.PortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	if len(cfg.Relays) > 0 {
+		// Without AutoNAT servers in a closed network reachability stays
+		// unknown; we hold reservations anyway, and say so.
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start host: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	n := &Node{cfg: cfg, h: h, log: log, slots: make(chan struct{}, cfg.MaxTransfers),
+		circuits: map[peer.ID][]ma.Multiaddr{}, cancel: cancel}
+	h.SetStreamHandler(BlobProtocol, n.serve)
+	var first sync.WaitGroup
+	for _, r := range cfg.Relays {
+		ai, _ := peer.AddrInfoFromString(r)
+		first.Add(1)
+		n.wg.Go(func() { n.reserveLoop(rctx, *ai, first.Done) })
+	}
+	wait := make(chan struct{})
+	go func() { first.Wait(); close(wait) }()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		n.Close()
+		return nil, ctx.Err()
+	}
+	return n, nil
+}
+
+// Close stops the node.
+func (n *Node) Close() error {
+	n.cancel()
+	err := n.h.Close()
+	n.wg.Wait()
+	return err
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() string { return n.h.ID().String() }
+
+// Host returns the libp2p host, for tests and diagnostics.
+func (n *Node) Host() host.Host { return n.h }
+
+// Addrs returns the addresses to advertise: the listening addresses on
+// every interface, then an address through each relay holding a
+// reservation for us. They do not end in /p2p/<id>.
+func (n *Node) Addrs() []string {
+	var out []string
+	if as, err := n.h.Network().InterfaceListenAddresses(); err == nil {
+		for _, a := range as {
+			// The relay transport "listens" on a bare /p2p-circuit: not
+			// an address anyone can dial.
+			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+				continue
+			}
+			out = append(out, a.String())
+		}
+	}
+	n.mu.Lock()
+	relays := make([]peer.ID, 0, len(n.circuits))
+	for id := range n.circuits {
+		relays = append(relays, id)
+	}
+	slices.Sort(relays)
+	for _, id := range relays {
+		for _, a := range n.circuits[id] {
+			out = append(out, a.String())
+		}
+	}
+	n.mu.Unlock()
+	return out
+}
+
+// reserveTimeout bounds one reservation attempt.
+const reserveTimeout = 5 * time.Second
+
+// reserveLoop holds a reservation on relay ai: it reserves, renews a
+// minute before expiry (or at once when the relay connection drops), and
+// retries failures with a backoff up to a minute. first is called after
+// the first attempt.
+func (n *Node) reserveLoop(ctx context.Context, ai peer.AddrInfo, first func()) {
+	backoff := time.Second
+	for {
+		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+		res, err := client.Reserve(rctx, n.h, ai)
+		cancel()
+		wait := backoff
+		if err != nil {
+			if ctx.Err() != nil {
+				first()
+				return
+			}
+			n.log.Warn("relay reservation failed", "relay", ai.ID, "err", err)
+			n.setCircuits(ai.ID, nil)
+			backoff = min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
+			var addrs []ma.Multiaddr
+			for _, a := range ai.Addrs {
+				addrs = append(addrs, a.Encapsulate(ma.StringCast("/p2p/"+ai.ID.String()+"/p2p-circuit")))
+			}
+			n.setCircuits(ai.ID, addrs)
+			n.log.Debug("relay reservation", "relay", ai.ID, "expires", res.Expiration)
+			wait = max(time.Until(res.Expiration)-time.Minute, 10*time.Second)
+		}
+		first()
+		first = func() {}
+		// Renew early if the connection to the relay goes: the relay drops
+		// the reservation with it.
+		t := time.NewTimer(wait)
+		tick := time.NewTicker(5 * time.Second)
+	watch:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				tick.Stop()
+				return
+			case <-t.C:
+				break watch
+			case <-tick.C:
+				if err == nil && n.h.Network().Connectedness(ai.ID) != network.Connected {
+					break watch
+				}
+			}
+		}
+		t.Stop()
+		tick.Stop()
+	}
+}
+
+func (n *Node) setCircuits(relay peer.ID, addrs []ma.Multiaddr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if addrs == nil {
+		delete(n.circuits, relay)
+		return
+	}
+	n.circuits[relay] = addrs
+}
+
+// Route describes how the node is connected to a peer: "direct",
+// "relayed", or "" when not connected.
+func (n *Node) Route(key kez.PublicKey) string {
+	id, err := PeerID(key)
+	if err != nil {
+		return ""
+	}
+	route := ""
+	for _, c := range n.h.Network().ConnsToPeer(id) {
+		if !isRelayed(c) {
+			return "direct"
+		}
+		route = "relayed"
+	}
+	return route
+}
+
+func isRelayed(c network.Conn) bool {
+	return c.Stat().Limited || strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit")
+}

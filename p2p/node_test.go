@@ -1,0 +1,349 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+	"kez.lat/kez/client"
+	"kez.lat/kez/p2p"
+)
+
+const loopTCP = "/ip4/127.0.0.1/tcp/0"
+
+func newKey(t testing.TB) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newStore(t testing.TB) *blob.Store {
+	t.Helper()
+	s, err := blob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newNode(t testing.TB, cfg p2p.Config) *p2p.Node {
+	t.Helper()
+	if cfg.Key == nil {
+		cfg.Key = newKey(t)
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = []string{loopTCP}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := p2p.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// importRandom puts size random bytes into s as a blob.
+func importRandom(t testing.TB, s *blob.Store, size int64, seed uint64) (blob.Hash, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	h, err := s.Import(bytes.NewReader(data), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, data
+}
+
+func readBlob(t testing.TB, s *blob.Store, h blob.Hash) []byte {
+	t.Helper()
+	f, err := s.Open(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sharer is a node sharing blobs with chosen keys.
+type sharer struct {
+	mu     sync.Mutex
+	shared map[blob.Hash][]kez.PublicKey
+}
+
+func (s *sharer) share(h blob.Hash, k kez.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shared == nil {
+		s.shared = map[blob.Hash][]kez.PublicKey{}
+	}
+	s.shared[h] = append(s.shared[h], k)
+}
+
+func (s *sharer) allow(p kez.PublicKey, h blob.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.shared[h] {
+		if k.Equal(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPeerIDIsTheUsersKey(t *testing.T) {
+	k := newKey(t)
+	id, err := p2p.PeerID(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := client.PeerID(k.Public()); got != id.String() {
+		t.Fatalf("client.PeerID = %s, p2p.PeerID = %s", got, id)
+	}
+	n := newNode(t, p2p.Config{Key: k})
+	if n.ID() != id.String() {
+		t.Fatalf("node ID %s, want %s", n.ID(), id)
+	}
+}
+
+// fetch downloads h of size from the node of key at addrs into dst.
+func fetch(t testing.TB, n *p2p.Node, dst *blob.Store, key kez.PublicKey, addrs []string, h blob.Hash, size int64) error {
+	t.Helper()
+	src, err := n.Peer(key, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return dst.Fetch(ctx, h, size, src, nil)
+}
+
+func TestFetch(t *testing.T) {
+	for _, tc := range []struct{ name, listen string }{
+		{"tcp", loopTCP},
+		{"quic", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alice, bob := newKey(t), newKey(t)
+			as, bs := newStore(t), newStore(t)
+			var sh sharer
+			an := newNode(t, p2p.Config{Key: alice, Listen: []string{tc.listen}, Store: as, Allow: sh.allow})
+			bn := newNode(t, p2p.Config{Key: bob, Listen: []string{tc.listen}, Store: bs})
+			h, data := importRandom(t, as, 3<<20+777, 1)
+			sh.share(h, bob.Public())
+			if err := fetch(t, bn, bs, alice.Public(), an.Addrs(), h, int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(readBlob(t, bs, h), data) {
+				t.Fatal("fetched blob differs")
+			}
+			if r := bn.Route(alice.Public()); r != "direct" {
+				t.Errorf("route %q, want direct", r)
+			}
+		})
+	}
+}
+
+func TestNotShared(t *testing.T) {
+	alice, bob, carol := newKey(t), newKey(t), newKey(t)
+	as := newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
+	h, data := importRandom(t, as, 100_000, 2)
+	sh.share(h, bob.Public())
+	cs := newStore(t)
+	cn := newNode(t, p2p.Config{Key: carol, Store: cs})
+	err := fetch(t, cn, cs, alice.Public(), an.Addrs(), h, int64(len(data)))
+	if !errors.Is(err, p2p.ErrNotShared) {
+		t.Fatalf("carol's fetch: %v, want ErrNotShared", err)
+	}
+	if cs.Has(h) || cs.Partial(h) != 0 {
+		t.Fatal("carol's store holds something of the blob")
+	}
+	// A blob alice does not hold gets the same answer as one not shared.
+	var other blob.Hash
+	other[0] = 1
+	sh.share(other, carol.Public())
+	if err := fetch(t, cn, cs, alice.Public(), an.Addrs(), other, 1000); !errors.Is(err, p2p.ErrNotShared) {
+		t.Fatalf("fetch of an absent blob: %v, want ErrNotShared", err)
+	}
+	// Asking the wrong node: bob's peer ID at alice's addresses fails the
+	// handshake instead of talking to alice.
+	bs := newStore(t)
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	if err := fetch(t, bn, bs, carol.Public(), an.Addrs(), h, int64(len(data))); !errors.Is(err, p2p.ErrUnreachable) {
+		t.Fatalf("fetch from carol at alice's address: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestCorruptPeer: a node serving bytes that do not match the hash is
+// caught at the first bad group; only what verified before it is kept.
+func TestCorruptPeer(t *testing.T) {
+	alice, bob := newKey(t), newKey(t)
+	as, bs := newStore(t), newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	h, data := importRandom(t, as, 2<<20, 3)
+	sh.share(h, bob.Public())
+	const bad = 1<<20 + 5000
+	f, err := os.OpenFile(filepath.Join(as.Dir(), h.String()), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{data[bad] ^ 0xff}, bad); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	err = fetch(t, bn, bs, alice.Public(), an.Addrs(), h, int64(len(data)))
+	if !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("fetch from a corrupt peer: %v, want ErrCorrupt", err)
+	}
+	if bs.Has(h) {
+		t.Fatal("corrupt blob was stored as complete")
+	}
+	if p := bs.Partial(h); p > bad {
+		t.Fatalf("kept %d bytes, past the corrupt byte at %d", p, bad)
+	}
+}
+
+// recording is a Source that records the offsets asked for.
+type recording struct {
+	blob.Source
+	mu   sync.Mutex
+	offs []int64
+}
+
+func (r *recording) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	r.mu.Lock()
+	r.offs = append(r.offs, off)
+	r.mu.Unlock()
+	return r.Source.Slice(ctx, h, off, n)
+}
+
+// TestResume: a fetch stopped half way resumes from what it verified.
+func TestResume(t *testing.T) {
+	alice, bob := newKey(t), newKey(t)
+	as, bs := newStore(t), newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	size := int64(16 << 20)
+	h, data := importRandom(t, as, size, 4)
+	sh.share(h, bob.Public())
+	src, _ := bn.Peer(alice.Public(), an.Addrs())
+	rec := &recording{Source: src}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop, cancelStop := context.WithCancel(ctx)
+	err := bs.Fetch(stop, h, size, rec, func(v int64) {
+		if v >= size/2 {
+			cancelStop()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped fetch: %v", err)
+	}
+	part := bs.Partial(h)
+	if part < size/4 || part >= size {
+		t.Fatalf("partial %d of %d", part, size)
+	}
+	if err := bs.Fetch(ctx, h, size, rec, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.offs[len(rec.offs)-1]; got != part {
+		t.Fatalf("resumed from %d, want %d (offsets asked: %v)", got, part, rec.offs)
+	}
+	if !bytes.Equal(readBlob(t, bs, h), data) {
+		t.Fatal("resumed blob differs")
+	}
+}
+
+// startRelay runs a circuit relay without limits on 127.0.0.1 (package
+// relay and cmd/kez-relay are the real one) and returns its address.
+func startRelay(t testing.TB) string {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings(loopTCP), libp2p.DisableRelay(),
+		libp2p.ForceReachabilityPublic(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(h, relay.WithInfiniteLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); h.Close() })
+	return h.Addrs()[0].String() + "/p2p/" + h.ID().String()
+}
+
+// TestRelayed: bob reaches alice only through a relay.
+func TestRelayed(t *testing.T) {
+	relayAddr := startRelay(t)
+	alice, bob := newKey(t), newKey(t)
+	as, bs := newStore(t), newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}})
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	var circuit []string
+	for _, a := range an.Addrs() {
+		if strings.HasSuffix(a, "/p2p-circuit") {
+			circuit = append(circuit, a)
+		}
+	}
+	if len(circuit) != 1 {
+		t.Fatalf("alice's addresses %v: want one relay circuit", an.Addrs())
+	}
+	ai, _ := peer.AddrInfoFromString(relayAddr)
+	if !strings.HasPrefix(circuit[0], ai.Addrs[0].String()+"/p2p/"+ai.ID.String()) {
+		t.Fatalf("circuit %s is not through %s", circuit[0], relayAddr)
+	}
+	h, data := importRandom(t, as, 4<<20, 5)
+	sh.share(h, bob.Public())
+	if err := fetch(t, bn, bs, alice.Public(), circuit, h, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, bs, h), data) {
+		t.Fatal("relayed blob differs")
+	}
+	if r := bn.Route(alice.Public()); r != "relayed" {
+		t.Errorf("route %q, want relayed", r)
+	}
+}
+
+func TestOffline(t *testing.T) {
+	alice, bob := newKey(t), newKey(t)
+	an := newNode(t, p2p.Config{Key: alice})
+	addrs := an.Addrs()
+	an.Close()
+	bs := newStore(t)
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	var h blob.Hash
+	if err := fetch(t, bn, bs, alice.Public(), addrs, h, 100); !errors.Is(err, p2p.ErrUnreachable) {
+		t.Fatalf("fetch from an offline node: %v, want ErrUnreachable", err)
+	}
+}

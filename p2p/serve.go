@@ -1,0 +1,168 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+)
+
+// Timeouts of the blob protocol.
+const (
+	// requestTimeout bounds reading a request and the answer's status.
+	requestTimeout = 15 * time.Second
+	// idleTimeout bounds one write (serving) or read (fetching) of a
+	// transfer: a peer that stops reading or sending is dropped.
+	idleTimeout = 60 * time.Second
+)
+
+// serve answers one blob request.
+func (n *Node) serve(s network.Stream) {
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(requestTimeout))
+	req, err := readRequest(s)
+	if err != nil {
+		n.log.Debug("blob request", "peer", s.Conn().RemotePeer(), "err", err)
+		_ = s.Reset()
+		return
+	}
+	reply := func(status byte) error {
+		_ = s.SetWriteDeadline(time.Now().Add(requestTimeout))
+		_, err := s.Write([]byte{status})
+		return err
+	}
+	raw, err := s.Conn().RemotePublicKey().Raw()
+	if err != nil {
+		_ = s.Reset()
+		return
+	}
+	who, err := kez.NewPublicKey(raw)
+	if err != nil || n.cfg.Store == nil || n.cfg.Allow == nil || !n.cfg.Allow(who, req.Hash) {
+		_ = reply(statusNotShared)
+		return
+	}
+	size, err := n.cfg.Store.Size(req.Hash)
+	if err != nil {
+		_ = reply(statusNotShared)
+		return
+	}
+	if req.Offset >= size || req.Length > size-req.Offset {
+		_ = reply(statusBadRange)
+		return
+	}
+	select {
+	case n.slots <- struct{}{}:
+		defer func() { <-n.slots }()
+	default:
+		_ = reply(statusBusy)
+		return
+	}
+	if err := reply(statusOK); err != nil {
+		return
+	}
+	n.log.Info("serving blob", "peer", who, "blob", req.Hash, "offset", req.Offset, "length", req.Length)
+	if err := n.cfg.Store.WriteSlice(deadlineWriter{s}, req.Hash, req.Offset, req.Length); err != nil {
+		n.log.Info("blob transfer stopped", "peer", who, "blob", req.Hash, "err", err)
+		_ = s.Reset()
+	}
+}
+
+// deadlineWriter gives every write to a stream idleTimeout.
+type deadlineWriter struct{ s network.Stream }
+
+func (w deadlineWriter) Write(b []byte) (int, error) {
+	_ = w.s.SetWriteDeadline(time.Now().Add(idleTimeout))
+	return w.s.Write(b)
+}
+
+// Peer returns the node of the user with key, reachable at addrs (from
+// their sigchain or an announcement; relay circuit addresses included),
+// as a [blob.Source] for [blob.Store.Fetch].
+func (n *Node) Peer(key kez.PublicKey, addrs []string) (blob.Source, error) {
+	id, err := PeerID(key)
+	if err != nil {
+		return nil, err
+	}
+	ai := peer.AddrInfo{ID: id}
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue // one bad address does not spoil the others
+		}
+		if pid, err := peer.IDFromP2PAddr(a); err == nil && pid == id {
+			a, _ = ma.SplitLast(a) // our own /p2p/<id> suffix
+		}
+		ai.Addrs = append(ai.Addrs, a)
+	}
+	return &remote{n: n, ai: ai}, nil
+}
+
+// remote is a peer's node as a blob source.
+type remote struct {
+	n  *Node
+	ai peer.AddrInfo
+}
+
+// dialTimeout bounds connecting to a peer.
+const dialTimeout = 20 * time.Second
+
+// ErrUnreachable: no connection to the peer's node could be made (it is
+// offline, or none of its addresses can be reached).
+var ErrUnreachable = errors.New("peer unreachable")
+
+// Slice implements blob.Source: it connects to the peer (directly or
+// through a relay), asks for [off, off+n) of blob h and returns the
+// stream once the peer agreed to send it.
+func (r *remote) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	// A relayed connection is "limited"; our relays lift the limits for
+	// file transfer, so streams may use it.
+	dctx = network.WithAllowLimitedConn(dctx, "kez blob transfer")
+	if err := r.n.h.Connect(dctx, r.ai); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	s, err := r.n.h.NewStream(dctx, r.ai.ID, BlobProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open stream: %w", ErrUnreachable, err)
+	}
+	_ = s.SetDeadline(time.Now().Add(requestTimeout))
+	if _, err := s.Write(request{Hash: h, Offset: off, Length: n}.marshal()); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	var st [1]byte
+	if _, err := io.ReadFull(s, st[:]); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("%w: no answer: %w", ErrProtocol, err)
+	}
+	if err := statusError(st[0]); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	_ = s.SetDeadline(time.Time{})
+	return &streamReader{s: s}, nil
+}
+
+// streamReader reads a transfer, giving every read idleTimeout; Close
+// resets the stream so that a blocked Read returns.
+type streamReader struct{ s network.Stream }
+
+func (r *streamReader) Read(b []byte) (int, error) {
+	_ = r.s.SetReadDeadline(time.Now().Add(idleTimeout))
+	return r.s.Read(b)
+}
+
+func (r *streamReader) Close() error { return r.s.Reset() }
