@@ -264,11 +264,31 @@ func registerHint(err error, h kez.Handle, server string) error {
 }
 
 // PublishEndpoints makes sure the own sigchain advertises the nats inbox
-// and the p2p node: it fetches and verifies the chain (against the pin
-// the account holds), appends the endpoints that are missing, and saves
-// the new tail. Until the file layer exists the p2p endpoint carries the
-// peer ID only, no addresses.
+// and the p2p node (by peer ID; [Client.Serve] adds its addresses).
 func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
+	return c.extendChain(ctx, func(a Account, st sigchain.State) []chainEvent {
+		nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: streams.InboxSubject(a.Primary)}
+		var want []chainEvent
+		if !hasNATS(st, nep) {
+			want = append(want, chainEvent{sigchain.TypeAddEndpoint, nep})
+		}
+		if p2pEndpoint(st, PeerID(a.Primary)) == nil {
+			want = append(want, chainEvent{sigchain.TypeAddEndpoint, sigchain.P2PEndpoint{PeerID: PeerID(a.Primary)}})
+		}
+		return want
+	})
+}
+
+// chainEvent is an event to append to the own sigchain.
+type chainEvent struct {
+	Type string
+	Body any
+}
+
+// extendChain appends to the own sigchain the events want returns for
+// its current state: it fetches and verifies the chain (against the pin
+// the account holds), appends, and saves the new tail in the account.
+func (c *Client) extendChain(ctx context.Context, want func(Account, sigchain.State) []chainEvent) (Account, error) {
 	a, key, err := c.account()
 	if err != nil {
 		return a, err
@@ -291,22 +311,13 @@ func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
 	if n := len(events); n > 0 {
 		prev = &events[n-1]
 	}
-	nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: streams.InboxSubject(a.Primary)}
-	pep := sigchain.P2PEndpoint{PeerID: PeerID(a.Primary)}
-	var want []any
-	if !hasNATS(st, nep) {
-		want = append(want, nep)
-	}
-	if !hasP2P(st, pep.PeerID) {
-		want = append(want, pep)
-	}
-	for _, body := range want {
-		ev, err := sigchain.Next(key, prev, sigchain.TypeAddEndpoint, body, c.cfg.Now())
+	for _, e := range want(a, st) {
+		ev, err := sigchain.Next(key, prev, e.Type, e.Body, c.cfg.Now())
 		if err != nil {
 			return a, err
 		}
 		if _, err := sc.Append(ctx, ev); err != nil {
-			return a, fmt.Errorf("publish endpoint: %w", err)
+			return a, fmt.Errorf("publish %s: %w", e.Type, err)
 		}
 		run := []sigchain.Event{ev}
 		if prev != nil {
@@ -333,11 +344,12 @@ func hasNATS(st sigchain.State, e sigchain.NATSEndpoint) bool {
 	return false
 }
 
-func hasP2P(st sigchain.State, peerID string) bool {
-	for _, p := range st.P2P {
-		if p.PeerID == peerID {
-			return true
+// p2pEndpoint returns the chain's p2p endpoint of peerID, or nil.
+func p2pEndpoint(st sigchain.State, peerID string) *sigchain.P2PEndpoint {
+	for i := range st.P2P {
+		if st.P2P[i].PeerID == peerID {
+			return &st.P2P[i]
 		}
 	}
-	return false
+	return nil
 }
