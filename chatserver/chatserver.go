@@ -57,6 +57,10 @@ type Config struct {
 	// subjects are purged (0: never). Each sweep lists every inbox subject
 	// holding messages, so it is not run often.
 	InboxSweep time.Duration
+
+	// PublicRelays are the kez-relay multiaddrs, each ending in
+	// /p2p/<peer id>, that handle records advertise to clients.
+	PublicRelays []string
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -88,6 +92,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Streams.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if len(c.PublicRelays) > registry.MaxRelays {
+		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
+	}
+	for _, r := range c.PublicRelays {
+		if _, err := registry.ParseRelayAddr(r); err != nil {
+			return fmt.Errorf("%w: public relay %q: %v", ErrConfig, r, err)
+		}
 	}
 	return nil
 }
@@ -180,6 +192,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		Inbox:         streams.InboxSubject,
 		TrustProxy:    cfg.TrustProxy,
 		NATSConnected: s.nc.IsConnected,
+		Relays:        relays(cfg.PublicRelays),
 		Extra: map[string]http.Handler{
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
@@ -263,4 +276,14 @@ func (s *Server) Close(ctx context.Context) error {
 	s.cancel()
 	s.wg.Wait()
 	return errors.Join(err, streams.Drain(ctx, s.nc))
+}
+
+// relays returns the canonical form of the (validated) relay addresses.
+func relays(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		c, _ := registry.ParseRelayAddr(a)
+		out = append(out, c)
+	}
+	return out
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +128,9 @@ func TestRegisterAndLookUp(t *testing.T) {
 	if rec.Handle != want.Handle || rec.Primary != want.Primary || rec.SigchainURL != want.SigchainURL || rec.NATS != want.NATS || rec.RegisteredAt == 0 {
 		t.Errorf("record = %+v, want %+v", rec, want)
 	}
+	if bytes.Contains(a.Body, []byte(`"relays"`)) {
+		t.Errorf("record of a server without relays lists some: %s", a.Body)
+	}
 
 	// Retrying the same signed body (as after a time-out) gets the same
 	// answer, not a conflict.
@@ -157,6 +162,46 @@ func TestRegisterAndLookUp(t *testing.T) {
 	h := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil)
 	if h.Status != http.StatusOK || !strings.Contains(string(h.Body), `"lag":0`) {
 		t.Errorf("healthz = %d %s", h.Status, h.Body)
+	}
+}
+
+const relayID = "12D3KooWH7ZDwA8qAEzcqJAPtutuD7bEe7EtQp6t7k1c8vkCgK48"
+
+func TestPublicRelays(t *testing.T) {
+	cfg := chatserver.DefaultConfig()
+	for _, bad := range [][]string{
+		{"/ip4/203.0.113.7/tcp/4001"}, // no /p2p
+		{"203.0.113.7:4001"},          // not a multiaddr
+		{"/p2p/" + relayID},           // no transport
+		{"/ip4/203.0.113.7/tcp/4001/p2p/" + relayID + "/p2p-circuit"}, // a circuit, not a relay
+	} {
+		cfg.PublicRelays = bad
+		if err := cfg.Validate(); !errors.Is(err, chatserver.ErrConfig) {
+			t.Errorf("Validate(PublicRelays=%q) = %v, want ErrConfig", bad, err)
+		}
+	}
+
+	ns := natstest.Start(t)
+	cfg = testConfig(ns)
+	cfg.PublicRelays = []string{
+		"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID,
+		"/ip4/203.0.113.7/tcp/4001/ipfs/" + relayID, // legacy name, advertised as /p2p
+	}
+	srv := startServer(t, cfg)
+	alice := newKey(t)
+	if a := register(t, srv.URL(), regBody(t, alice, "alice")); a.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.Status, a.Body)
+	}
+	want := []string{"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID, "/ip4/203.0.113.7/tcp/4001/p2p/" + relayID}
+	for _, path := range []string{"/v1/u/alice", "/v1/k/" + alice.Public().String()} {
+		got := webtest.Do(t, http.MethodGet, srv.URL()+path, nil)
+		var rec registry.Record
+		if err := json.Unmarshal(got.Body, &rec); err != nil || got.Status != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, got.Status, got.Body)
+		}
+		if !reflect.DeepEqual(rec.Relays, want) {
+			t.Errorf("GET %s: relays = %q, want %q", path, rec.Relays, want)
+		}
 	}
 }
 

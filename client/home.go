@@ -196,6 +196,11 @@ type Record struct {
 	NATSURL      string
 	Inbox        string
 	RegisteredAt int64
+	// Relays are the circuit relays the home server advertises (canonical
+	// multiaddrs ending in /p2p/<id>, at most registry.MaxRelays); entries
+	// that do not parse are dropped, since relays are a hint the record's
+	// signature does not cover.
+	Relays []string
 }
 
 // checkRecord parses raw and checks what a client can check alone: the
@@ -224,5 +229,5 @@ func checkRecord(raw registry.Record) (Record, error) {
 		return Record{}, fmt.Errorf("%w: inbox is not the key's", ErrBadRecord)
 	}
 	return Record{Handle: h, Primary: key, SigchainBase: base, NATSURL: raw.NATS.URL,
-		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt}, nil
+		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt, Relays: registry.ParseRelayAddrs(raw.Relays)}, nil
 }

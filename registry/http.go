@@ -33,6 +33,9 @@ type HTTPConfig struct {
 	Extra map[string]http.Handler
 	// NATSConnected reports whether the broker connection is up.
 	NATSConnected func() bool
+	// Relays are the multiaddrs (with /p2p/<id>) of the kez-relay services
+	// clients may reserve on, listed in every record.
+	Relays []string
 }
 
 // Record is the public JSON form of a handle record.
@@ -43,6 +46,9 @@ type Record struct {
 	NATS            RecordNATS `json:"nats"`
 	RegisteredAt    int64      `json:"registered_at"`
 	RegistrationSig []byte     `json:"registration_sig"`
+	// Relays are the circuit relays (multiaddrs ending in /p2p/<id>) this
+	// server's users reserve on; see [ParseRelayAddr].
+	Relays []string `json:"relays,omitempty"`
 }
 
 // RecordNATS tells a client where the user's inbox is.
@@ -105,6 +111,7 @@ func (srv *server) record(rec kez.HandleRecord) Record {
 		NATS:            RecordNATS{URL: srv.cfg.NATSURL, Inbox: srv.cfg.Inbox(rec.Primary)},
 		RegisteredAt:    rec.RegisteredAt,
 		RegistrationSig: rec.RegistrationSig,
+		Relays:          srv.cfg.Relays,
 	}
 }
 

@@ -48,6 +48,7 @@ type serveCmd struct {
 	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
 	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
 	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"10m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
+	PublicRelays      []string      `name:"public-relay" env:"KEZ_PUBLIC_RELAYS" help:"Multiaddr of a kez-relay, ending in /p2p/<peer id> (as 'kez-relay id' prints it), advertised in handle records (repeatable; env: comma-separated)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
@@ -87,6 +88,7 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 		InboxMaxBytes: c.InboxMaxBytes,
 	}
 	cfg.InboxSweep = c.InboxSweep
+	cfg.PublicRelays = c.PublicRelays
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile

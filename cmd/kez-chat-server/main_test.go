@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kez.lat/kez/cli"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -32,10 +34,30 @@ func TestHelpDocumentsEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE"} {
+	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE", "$KEZ_PUBLIC_RELAYS"} {
 		if !strings.Contains(out, env) {
 			t.Errorf("serve --help does not document %s", env)
 		}
+	}
+}
+
+func TestPublicRelayFlag(t *testing.T) {
+	const r1 = "/ip4/203.0.113.7/udp/4001/quic-v1/p2p/12D3KooWH7ZDwA8qAEzcqJAPtutuD7bEe7EtQp6t7k1c8vkCgK48"
+	const r2 = "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWH7ZDwA8qAEzcqJAPtutuD7bEe7EtQp6t7k1c8vkCgK48"
+	var c command
+	if err := cli.Parse(&c, []string{"serve", "--public-relay", r1, "--public-relay", r2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Serve.PublicRelays; len(got) != 2 || got[0] != r1 || got[1] != r2 {
+		t.Errorf("--public-relay twice: %q", got)
+	}
+	t.Setenv("KEZ_PUBLIC_RELAYS", r1+","+r2)
+	c = command{}
+	if err := cli.Parse(&c, []string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Serve.PublicRelays; len(got) != 2 || got[0] != r1 || got[1] != r2 {
+		t.Errorf("KEZ_PUBLIC_RELAYS: %q", got)
 	}
 }
 
