@@ -329,7 +329,7 @@ func (m Manifest) Marshal() []byte { return wireForm(m.payload, m.sig) }
 // bytes, canonical base64), and the payload one object with exactly v (1,
 // else [ErrVersion]), owner (a key), seq (from 1), ctime (unix seconds)
 // and entries (an array of objects with exactly to, a key, and box,
-// canonical base64 of at least 96 and at most 2144 bytes), no member
+// canonical base64 of 98 to 2144 bytes), no member
 // repeated; [ErrWrongOwner] if the payload's owner is not owner; and
 // [ErrBadSignature] if the signature over [ManifestContext] and the
 // payload does not verify under owner. It does not compare seq with
