@@ -89,7 +89,7 @@ compose-v2:
 ## compose-test: deploy/docker-compose.yml from freshly built images, two users registered and chatting with bin/kez-chat, torn down (needs Docker; CI runs it)
 compose-test: images compose-v2
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kez-chat
-	./deploy/compose-test.sh
+	COMPOSE_TEST_RELAY=$(if $(filter kez-relay,$(IMAGE_CMDS)),1) ./deploy/compose-test.sh
 
 ## test-docker: compose-test, then the compose stack, bring-your-own NATS and the 3-node cluster in real containers (deploy/deploytest)
 test-docker: compose-test
