@@ -53,24 +53,9 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if err != nil {
 		return Entry{}, err
 	}
-	ct, err := c.p.Contact(h)
-	switch {
-	case errors.Is(err, ErrNotContact):
-		if ct, _, err = c.Add(ctx, h); err != nil {
-			return Entry{}, err
-		}
-	case err != nil:
+	ct, err := c.sendContact(ctx, a, h, opts)
+	if err != nil {
 		return Entry{}, err
-	case ct.ChangedKey != nil:
-		return Entry{}, keyChangedError(ct)
-	case !opts.NoRefresh:
-		if ct, err = c.Refresh(ctx, ct); err != nil {
-			return Entry{}, err
-		}
-	}
-	if ct.Handle.Domain() != a.Handle.Domain() {
-		return Entry{}, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
-			"users of "+ct.Handle.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
 	}
 	env, wire, err := message.Seal(key, ct.Key, pt, c.cfg.Now(), c.cfg.Rand)
 	if err != nil {
@@ -98,6 +83,32 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	}
 	defer unlock()
 	return e, c.p.appendHistoryLocked(e)
+}
+
+// sendContact returns contact h, ready to be sent to: pinned first if
+// it is not a contact yet, refreshed (unless opts.NoRefresh), refused
+// while its key changed or for another domain.
+func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts SendOptions) (Contact, error) {
+	ct, err := c.p.Contact(h)
+	switch {
+	case errors.Is(err, ErrNotContact):
+		if ct, _, err = c.Add(ctx, h); err != nil {
+			return ct, err
+		}
+	case err != nil:
+		return ct, err
+	case ct.ChangedKey != nil:
+		return ct, keyChangedError(ct)
+	case !opts.NoRefresh:
+		if ct, err = c.Refresh(ctx, ct); err != nil {
+			return ct, err
+		}
+	}
+	if ct.Handle.Domain() != a.Handle.Domain() {
+		return ct, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
+			"users of "+ct.Handle.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
+	}
+	return ct, nil
 }
 
 func publishError(h kez.Handle, err error) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kez.lat/kez"
+	"kez.lat/kez/blob"
 	"kez.lat/kez/mnemonic"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
@@ -43,6 +44,10 @@ type Config struct {
 	Rand io.Reader
 	// NATSOptions are added to the broker connection (tests, names).
 	NATSOptions []nats.Option
+	// RelayOnly keeps the user's IP address from other users: file
+	// transfers go only through the relays the home server advertises
+	// (see p2p.Config.RelayOnly).
+	RelayOnly bool
 	// Note receives what the user should know that is not an error, such
 	// as the OS keyring failing and the key going to the key file
 	// instead; ignored if nil.
@@ -56,9 +61,10 @@ type Client struct {
 	cfg Config
 	p   *Profile
 
-	mu  sync.Mutex
-	nc  *nats.Conn
-	key *kez.PrivateKey
+	mu    sync.Mutex
+	nc    *nats.Conn
+	key   *kez.PrivateKey
+	store *blob.Store
 }
 
 // New returns a client of profile p.

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -20,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
@@ -53,6 +53,11 @@ type Config struct {
 	Allow func(peer kez.PublicKey, h blob.Hash) bool
 	// PortMap asks the home router for a port mapping (UPnP / NAT-PMP).
 	PortMap bool
+	// RelayOnly keeps the user's IP address from peers: the node
+	// advertises only its relay circuit addresses, accepts no direct
+	// connection, dials peers only through relays, and does no hole
+	// punching. Peers then see the relay's address, not ours.
+	RelayOnly bool
 	// MaxTransfers bounds the blob requests served at once (default 16).
 	MaxTransfers int
 	// Log receives what the node does; discarded if nil.
@@ -91,16 +96,6 @@ type Node struct {
 	wg     sync.WaitGroup
 }
 
-// PeerID returns the libp2p peer ID of key: the identity of that user's
-// node.
-func PeerID(key kez.PublicKey) (peer.ID, error) {
-	pub, err := crypto.UnmarshalEd25519PublicKey(key.Bytes())
-	if err != nil {
-		return "", err
-	}
-	return peer.IDFromPublicKey(pub)
-}
-
 // New starts a node: it listens, serves /kez/blob/1, and makes a first
 // reservation on each relay (waiting at most a few seconds for each;
 // reservations that fail are retried in the background and logged).
@@ -118,9 +113,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	seed := cfg.Key.Seed()
-	priv, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
-	clear(seed)
+	priv, err := Identity(cfg.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -131,13 +124,22 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.EnableRelay(),
-		libp2p.EnableHolePunching(),
 		// libp2p would register its metrics on the global Prometheus
 		// registry; a client has no metrics endpoint.
 		libp2p.DisableMetrics(),
 	}
-	if cfg.PortMap {
-		opts = append(opts, libp2p.NATPortMap())
+	relayIDs := map[peer.ID]bool{}
+	for _, r := range cfg.Relays {
+		ai, _ := peer.AddrInfoFromString(r)
+		relayIDs[ai.ID] = true
+	}
+	if cfg.RelayOnly {
+		opts = append(opts, libp2p.ConnectionGater(relayOnly{relays: relayIDs}))
+	} else {
+		opts = append(opts, libp2p.EnableHolePunching())
+		if cfg.PortMap {
+			opts = append(opts, libp2p.NATPortMap())
+		}
 	}
 	if len(cfg.Relays) > 0 {
 		// Without AutoNAT servers in a closed network reachability stays
@@ -183,21 +185,16 @@ func (n *Node) ID() string { return n.h.ID().String() }
 // Host returns the libp2p host, for tests and diagnostics.
 func (n *Node) Host() host.Host { return n.h }
 
-// Addrs returns the addresses to advertise: the listening addresses on
-// every interface, then an address through each relay holding a
-// reservation for us. They do not end in /p2p/<id>.
+// MaxAddrs bounds the addresses a node advertises (as many as a
+// sigchain p2p endpoint holds).
+const MaxAddrs = 32
+
+// Addrs returns the addresses to advertise, at most MaxAddrs: first an
+// address through each relay holding a reservation for us, then the
+// listening addresses on every interface (loopback last, link-local
+// left out). They do not end in /p2p/<id>.
 func (n *Node) Addrs() []string {
-	var out []string
-	if as, err := n.h.Network().InterfaceListenAddresses(); err == nil {
-		for _, a := range as {
-			// The relay transport "listens" on a bare /p2p-circuit: not
-			// an address anyone can dial.
-			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-				continue
-			}
-			out = append(out, a.String())
-		}
-	}
+	var out, loop []string
 	n.mu.Lock()
 	relays := make([]peer.ID, 0, len(n.circuits))
 	for id := range n.circuits {
@@ -210,7 +207,44 @@ func (n *Node) Addrs() []string {
 		}
 	}
 	n.mu.Unlock()
-	return out
+	if n.cfg.RelayOnly {
+		return out[:min(len(out), MaxAddrs)]
+	}
+	if as, err := n.h.Network().InterfaceListenAddresses(); err == nil {
+		for _, a := range as {
+			switch {
+			case isCircuit(a), manet.IsIP6LinkLocal(a):
+				// The relay transport "listens" on a bare /p2p-circuit,
+				// not an address anyone can dial; link-local needs a zone.
+			case manet.IsIPLoopback(a):
+				loop = append(loop, a.String())
+			default:
+				out = append(out, a.String())
+			}
+		}
+	}
+	out = append(out, loop...)
+	return out[:min(len(out), MaxAddrs)]
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// Port returns the TCP port the node listens on (0 if none), so that a
+// client can listen on the same port next time and its advertised
+// addresses stay the same.
+func (n *Node) Port() int {
+	for _, a := range n.h.Network().ListenAddresses() {
+		if p, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			var port int
+			if _, err := fmt.Sscan(p, &port); err == nil {
+				return port
+			}
+		}
+	}
+	return 0
 }
 
 // reserveTimeout bounds one reservation attempt.
@@ -301,3 +335,34 @@ func (n *Node) Route(key kez.PublicKey) string {
 func isRelayed(c network.Conn) bool {
 	return c.Stat().Limited || strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit")
 }
+
+// ListenOn returns DefaultListen with port instead of 0: TCP and QUIC on
+// every interface.
+func ListenOn(port int) []string {
+	out := make([]string, len(DefaultListen))
+	for i, a := range DefaultListen {
+		a = strings.Replace(a, "/tcp/0", fmt.Sprintf("/tcp/%d", port), 1)
+		out[i] = strings.Replace(a, "/udp/0/", fmt.Sprintf("/udp/%d/", port), 1)
+	}
+	return out
+}
+
+// relayOnly is the connection gater of a RelayOnly node: connections to
+// and from peers only through a relay; direct ones only to the relays.
+type relayOnly struct{ relays map[peer.ID]bool }
+
+func (g relayOnly) InterceptPeerDial(peer.ID) bool { return true }
+
+func (g relayOnly) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return g.relays[p] || isCircuit(a)
+}
+
+func (g relayOnly) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return isCircuit(c.RemoteMultiaddr())
+}
+
+func (g relayOnly) InterceptSecured(_ network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return g.relays[p] || isCircuit(c.RemoteMultiaddr())
+}
+
+func (g relayOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

@@ -19,7 +19,6 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
-	"kez.lat/kez/client"
 	"kez.lat/kez/p2p"
 )
 
@@ -122,8 +121,11 @@ func TestPeerIDIsTheUsersKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := client.PeerID(k.Public()); got != id.String() {
-		t.Fatalf("client.PeerID = %s, p2p.PeerID = %s", got, id)
+	if !strings.HasPrefix(id.String(), "12D3KooW") {
+		t.Fatalf("peer ID %s is not an inlined ed25519 key", id)
+	}
+	if back, err := p2p.KeyOf(id); err != nil || !back.Equal(k.Public()) {
+		t.Fatalf("KeyOf(PeerID(k)) = %v, %v", back, err)
 	}
 	n := newNode(t, p2p.Config{Key: k})
 	if n.ID() != id.String() {
@@ -345,5 +347,44 @@ func TestOffline(t *testing.T) {
 	var h blob.Hash
 	if err := fetch(t, bn, bs, alice.Public(), addrs, h, 100); !errors.Is(err, p2p.ErrUnreachable) {
 		t.Fatalf("fetch from an offline node: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestRelayOnly: a relay-only node advertises only its circuit, refuses
+// direct connections, and still serves and fetches through the relay.
+func TestRelayOnly(t *testing.T) {
+	relayAddr := startRelay(t)
+	alice, bob, carol := newKey(t), newKey(t), newKey(t)
+	as, bs, cs := newStore(t), newStore(t), newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, RelayOnly: true})
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs, Relays: []string{relayAddr}, RelayOnly: true})
+	cn := newNode(t, p2p.Config{Key: carol, Store: cs})
+	addrs := an.Addrs()
+	if len(addrs) != 1 || !strings.HasSuffix(addrs[0], "/p2p-circuit") {
+		t.Fatalf("relay-only addresses %v, want the circuit only", addrs)
+	}
+	h, data := importRandom(t, as, 1<<20, 6)
+	sh.share(h, bob.Public())
+	sh.share(h, carol.Public())
+	var direct []string
+	for _, a := range an.Host().Network().ListenAddresses() {
+		if !strings.Contains(a.String(), "p2p-circuit") {
+			direct = append(direct, a.String())
+		}
+	}
+	if err := fetch(t, cn, cs, alice.Public(), direct, h, int64(len(data))); !errors.Is(err, p2p.ErrUnreachable) {
+		t.Fatalf("direct fetch from a relay-only node: %v, want ErrUnreachable", err)
+	}
+	// bob, relay-only too, does not dial alice's direct addresses even
+	// when given them.
+	if err := fetch(t, bn, bs, alice.Public(), append(direct, addrs...), h, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if r := bn.Route(alice.Public()); r != "relayed" {
+		t.Errorf("route %q, want relayed", r)
+	}
+	if !bytes.Equal(readBlob(t, bs, h), data) {
+		t.Fatal("blob differs")
 	}
 }

@@ -39,12 +39,7 @@ func (n *Node) serve(s network.Stream) {
 		_, err := s.Write([]byte{status})
 		return err
 	}
-	raw, err := s.Conn().RemotePublicKey().Raw()
-	if err != nil {
-		_ = s.Reset()
-		return
-	}
-	who, err := kez.NewPublicKey(raw)
+	who, err := KeyOf(s.Conn().RemotePeer())
 	if err != nil || n.cfg.Store == nil || n.cfg.Allow == nil || !n.cfg.Allow(who, req.Hash) {
 		_ = reply(statusNotShared)
 		return

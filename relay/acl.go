@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
+	"kez.lat/kez/p2p"
 )
 
 // ACL is the relay's access control: it allows a reservation or a relayed
@@ -125,7 +126,7 @@ func (a *ACL) now() time.Time {
 // Allowed reports whether p is an ed25519 peer whose key is registered on
 // the home server, from the cache when it can.
 func (a *ACL) Allowed(ctx context.Context, p peer.ID) bool {
-	key, err := KezKey(p)
+	key, err := p2p.KeyOf(p)
 	if err != nil {
 		return false
 	}

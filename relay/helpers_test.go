@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
-	"kez.lat/kez/relay"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/web"
 )
 
@@ -84,7 +84,7 @@ func newKey(t testing.TB) *kez.PrivateKey {
 
 func peerID(t testing.TB, k *kez.PrivateKey) peer.ID {
 	t.Helper()
-	id, err := relay.PeerID(k.Public())
+	id, err := p2p.PeerID(k.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

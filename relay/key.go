@@ -10,9 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"kez.lat/kez"
 )
 
@@ -96,44 +93,4 @@ func writeKey(path string, k *kez.PrivateKey) error {
 		return err
 	}
 	return f.Close()
-}
-
-// Libp2pKey returns k as a libp2p private key: the relay's node identity
-// is its kez key, as a client's is (DESIGN §5).
-func Libp2pKey(k *kez.PrivateKey) (crypto.PrivKey, error) {
-	pub := k.Public().Bytes()
-	seed := k.Seed()
-	defer clear(seed)
-	// crypto/ed25519's 64-byte private key form: seed || public key.
-	priv, err := crypto.UnmarshalEd25519PrivateKey(append(seed, pub...))
-	if err != nil {
-		return nil, fmt.Errorf("libp2p key: %w", err)
-	}
-	return priv, nil
-}
-
-// PeerID returns the libp2p peer ID of a kez key.
-func PeerID(k kez.PublicKey) (peer.ID, error) {
-	pub, err := crypto.UnmarshalEd25519PublicKey(k.Bytes())
-	if err != nil {
-		return "", err
-	}
-	return peer.IDFromPublicKey(pub)
-}
-
-// KezKey returns the kez key a peer ID names, if it is an ed25519 peer ID
-// (the key is inlined in it) whose key passes kez's entry checks.
-func KezKey(id peer.ID) (kez.PublicKey, error) {
-	pub, err := id.ExtractPublicKey()
-	if err != nil {
-		return kez.PublicKey{}, fmt.Errorf("%w: peer id holds no public key", kez.ErrInvalidKey)
-	}
-	if pub.Type() != crypto.Ed25519 {
-		return kez.PublicKey{}, fmt.Errorf("%w: peer key is not ed25519", kez.ErrInvalidKey)
-	}
-	raw, err := pub.Raw()
-	if err != nil {
-		return kez.PublicKey{}, fmt.Errorf("%w: %v", kez.ErrInvalidKey, err)
-	}
-	return kez.NewPublicKey(raw)
 }

@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/web"
 )
 
@@ -46,7 +47,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 	if err != nil {
 		return nil, err
 	}
-	priv, err := Libp2pKey(key)
+	priv, err := p2p.Identity(key)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"kez.lat/kez"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web/webtest"
 )
@@ -57,7 +58,7 @@ func startRelay(t testing.TB, cfg relay.Config) *relay.Service {
 // 127.0.0.1, the relay transport on, as libp2p has it by default).
 func newHost(t testing.TB, key *kez.PrivateKey) host.Host {
 	t.Helper()
-	priv, err := relay.Libp2pKey(key)
+	priv, err := p2p.Identity(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestKeyFileCreatedOnceAndReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pid, _ := relay.PeerID(k.Public()); pid != id {
+	if pid, _ := p2p.PeerID(k.Public()); pid != id {
 		t.Errorf("LoadKey gives %s, want %s", pid, id)
 	}
 }
@@ -253,13 +254,5 @@ func TestLoadKeyRefusesBadFiles(t *testing.T) {
 	_, err := relay.LoadKey(junk)
 	if err == nil || strings.Contains(err.Error(), "zz") {
 		t.Errorf("junk key: %v (must fail without echoing the content)", err)
-	}
-}
-
-func TestKezKey(t *testing.T) {
-	k := newKey(t)
-	got, err := relay.KezKey(peerID(t, k))
-	if err != nil || !got.Equal(k.Public()) {
-		t.Fatalf("KezKey = %v, %v", got, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"kez.lat/kez/cli"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web"
 )
@@ -78,7 +79,7 @@ func (c *idCmd) Run(e *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	id, err := relay.PeerID(key.Public())
+	id, err := p2p.PeerID(key.Public())
 	if err != nil {
 		return err
 	}

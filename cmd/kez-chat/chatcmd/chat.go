@@ -222,6 +222,7 @@ type listenCmd struct {
 	Once          bool          `help:"Receive what is waiting, then exit."`
 	Timeout       time.Duration `help:"Exit after this long (0: follow until interrupted)."`
 	Count         int           `help:"Exit after this many messages (0: no limit)."`
+	NoFiles       bool          `name:"no-files" env:"KEZ_CHAT_NO_FILES" help:"Do not serve your shared files while listening (contacts cannot fetch them)."`
 	presenceFlags `embed:""`
 }
 
@@ -235,6 +236,9 @@ func (c *listenCmd) Run(ctx context.Context) error {
 		if !c.Once && !a.g.JSON && isTerminalWriter(a.errw) {
 			fmt.Fprintln(a.errw, "kez-chat: listening; Ctrl-C stops")
 		}
+		if !c.Once && !c.NoFiles {
+			defer serveFiles(ctx, a, cl)()
+		}
 		defer c.presenceFlags.start(ctx, a, cl, c.Once)()
 		err := cl.Listen(ctx, client.ListenOptions{Once: c.Once, Max: c.Count}, func(ev client.Event) {
 			printEvent(a, cl, ev)
@@ -244,6 +248,37 @@ func (c *listenCmd) Run(ctx context.Context) error {
 		}
 		return err
 	})
+}
+
+// serveFiles runs the user's P2P node while listen runs, so that
+// contacts can fetch the files shared with them; it returns once the
+// node listens (so that presence says online only when files can be
+// fetched), and the returned function stops it.
+func serveFiles(ctx context.Context, a *app, cl *client.Client) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := cl.Serve(ctx, client.ServeOptions{Ready: func(addrs []string, err error) {
+			if err != nil {
+				fmt.Fprintf(a.errw, "kez-chat: note: your sigchain does not list this device's addresses yet: %v\n", err)
+			}
+			close(ready)
+		}})
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintf(a.errw, "kez-chat: note: not serving shared files: %v\n", err)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-done:
+	case <-ctx.Done():
+	}
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func printEvent(a *app, cl *client.Client, ev client.Event) {
@@ -276,16 +311,16 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		}{"message", e})
 		return
 	}
-	fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(e))
+	fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
 }
 
 // text returns what to show for an entry's plaintext.
-func text(e *client.Entry) string {
+func text(cl *client.Client, e *client.Entry) string {
 	switch e.Type {
 	case "text":
 		return sanitize(e.Body)
 	case "file_share":
-		return "[a file announcement; file sharing is not in this version yet]"
+		return fileText(cl, e)
 	}
 	return fmt.Sprintf("[a message of type %q this version cannot show]", e.Type)
 }
@@ -364,7 +399,7 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			if e.Warning == client.WarnKeyChanged {
 				warn = " (new key, not trusted then)"
 			}
-			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(e))
+			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))
 		}
 		return nil
 	})

@@ -106,6 +106,8 @@ type globals struct {
 	Server  string `env:"KEZ_SERVER" help:"Home server URL, e.g. http://127.0.0.1:8080 (default: the account's; https://kez.lat before one exists)."`
 	Domain  string `env:"KEZ_DOMAIN" help:"Domain of bare handles before an account exists (default: the server's host name, kez.lat for an address)."`
 	JSON    bool   `help:"Print data as JSON (stable: fields are added, never changed)."`
+	// RelayOnly applies to every command that starts the P2P node.
+	RelayOnly bool `name:"relay-only" env:"KEZ_CHAT_RELAY_ONLY" help:"Send and fetch files only through the home server's relays, so that contacts never see your IP address (slower)."`
 	// KeyStore is where register and recover keep a new key; later
 	// commands read it where the profile says it is.
 	KeyStore string `name:"key-store" env:"KEZ_CHAT_KEY_STORE" enum:"auto,keyring,file" default:"auto" help:"Where register and recover keep the key: the OS keyring (the Secret Service over D-Bus on Linux, the Keychain on macOS, the Credential Manager on Windows), or the profile's 0600 key file. auto uses the keyring when one is available (on Linux: DBUS_SESSION_BUS_ADDRESS is set) and falls back to the file with a note; keyring tries it regardless; file never uses it. (${enum})"`
@@ -125,6 +127,11 @@ type grammar struct {
 	Send     sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
 	Listen   listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
 	History  historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
+	Share    shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
+	Files    filesCmd    `cmd:"" help:"List the files you share, and with whom."`
+	Unshare  unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
+	Fetch    fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
+	Browse   browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
 }
 
 // client opens the profile and returns its client.
@@ -144,7 +151,7 @@ func (a *app) client() (*client.Client, error) {
 	if server == "" && !p.HasKey() {
 		server = "https://" + kez.DefaultDomain
 	}
-	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain,
+	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly,
 		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}), nil
 }
 

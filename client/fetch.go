@@ -1,0 +1,496 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/message"
+	"kez.lat/kez/p2p"
+	"kez.lat/kez/share"
+	"kez.lat/kez/streams"
+)
+
+// Offer is a file someone shares with the user: announced in a message,
+// or listed in their shared-files manifest.
+type Offer struct {
+	ID       string        `json:"id"` // the short form of Blob
+	From     kez.Handle    `json:"from"`
+	FromKey  kez.PublicKey `json:"from_key"`
+	Blob     blob.Hash     `json:"blob"`
+	Size     int64         `json:"size"` // of the encrypted blob
+	Name     string        `json:"name"`
+	FileSize int64         `json:"file_size"`
+	MIME     string        `json:"mime,omitempty"`
+	SharedAt int64         `json:"shared_at"`
+
+	addrs []string
+	key   filecrypt.Key
+}
+
+func offerOf(from kez.Handle, fromKey kez.PublicKey, f share.File, k filecrypt.Key, addrs []string) Offer {
+	return Offer{ID: f.Blob.String()[:idLen], From: from, FromKey: fromKey, Blob: f.Blob, Size: f.Size,
+		Name: f.Name, FileSize: f.FileSize, MIME: f.MIME, SharedAt: f.SharedAt, addrs: addrs, key: k}
+}
+
+// Announcement returns the offer a received file_share message makes.
+func (c *Client) Announcement(e Entry) (Offer, error) {
+	_, key, err := c.account()
+	if err != nil {
+		return Offer{}, err
+	}
+	if e.Dir != DirIn || e.Type != message.TypeFileShare {
+		return Offer{}, fmt.Errorf("message %s is not a received file announcement", e.ID)
+	}
+	ann, err := share.ParseAnnouncement(e.Plaintext)
+	if err != nil {
+		return Offer{}, err
+	}
+	k, err := ann.ContentKey(key, e.PeerKey)
+	if err != nil {
+		return Offer{}, err
+	}
+	return offerOf(e.Peer, e.PeerKey, ann.File, k, ann.Addrs), nil
+}
+
+// Offers returns the files announced to the user (by h only, if not
+// zero), oldest first. Announcements that do not parse or open are
+// skipped.
+func (c *Client) Offers(h kez.Handle) ([]Offer, error) {
+	es, err := c.History(h)
+	if err != nil {
+		return nil, err
+	}
+	var out []Offer
+	for _, e := range es {
+		if e.Dir != DirIn || e.Type != message.TypeFileShare {
+			continue
+		}
+		if o, err := c.Announcement(e); err == nil {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// FetchOptions tune [Client.Fetch] and [Client.Browse].
+type FetchOptions struct {
+	// From is whose file it is; needed only for a file that was not
+	// announced to the user but is in From's manifest.
+	From kez.Handle
+	// Output is where to save the file: a path, or an existing directory
+	// to save it in under its name. Default: its name in the current
+	// directory. An existing file is never overwritten.
+	Output string
+	// Wait is how long to wait for the sender to come online when their
+	// node cannot be reached (0: fail at once with ErrSenderOffline).
+	Wait time.Duration
+	// Progress, if not nil, is called as verified bytes arrive.
+	Progress func(FetchProgress)
+	// Waiting, if not nil, is called once the sender's node could not be
+	// reached and Fetch starts waiting for them.
+	Waiting func(from kez.Handle, until time.Time)
+}
+
+// FetchProgress is how far a download is.
+type FetchProgress struct {
+	Done, Total int64
+	// Route is "direct" or "relayed".
+	Route string
+}
+
+// FetchResult is what [Client.Fetch] did.
+type FetchResult struct {
+	Offer Offer  `json:"offer"`
+	Path  string `json:"path"`
+	// Route is how the last bytes came: "direct" or "relayed" ("" if the
+	// blob was in the store already).
+	Route string `json:"route,omitempty"`
+	// Resumed is the number of bytes a previous, interrupted fetch had
+	// verified.
+	Resumed int64 `json:"resumed,omitempty"`
+}
+
+// Errors of fetching.
+var (
+	// ErrSenderOffline: the sender's node could not be reached (within
+	// the wait).
+	ErrSenderOffline = errors.New("the sender's node is not reachable")
+	// ErrFileExists: the output file exists; it is never overwritten.
+	ErrFileExists = errors.New("file exists")
+)
+
+// Fetch downloads the file whose ID starts with id (from an announcement
+// to the user, or from opts.From's manifest), verified chunk by chunk,
+// straight from the sender's node (directly or through a relay), then
+// decrypts it to the output file. An interrupted fetch resumes where it
+// stopped on the next call. The sender must be online: with opts.Wait,
+// Fetch waits for their presence and starts when they return.
+func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (FetchResult, error) {
+	id, err := checkID(id)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	o, err := c.findOffer(ctx, id, opts)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	res := FetchResult{Offer: o}
+	if res.Path, err = outputPath(opts.Output, o.Name); err != nil {
+		return res, err
+	}
+	ct, err := c.p.Contact(o.From)
+	if err != nil {
+		return res, err
+	}
+	if ct.ChangedKey != nil {
+		return res, keyChangedError(ct)
+	}
+	if !ct.Key.Equal(o.FromKey) {
+		return res, fmt.Errorf("@%s announced %s with key %s, no longer the pinned key", o.From, o.Name, o.FromKey)
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return res, err
+	}
+	res.Resumed = store.Partial(o.Blob)
+	if res.Route, err = c.download(ctx, ct, o.Blob, o.Size, o.addrs, opts); err != nil {
+		return res, err
+	}
+	if err := decryptTo(store, o.Blob, o.key, res.Path); err != nil {
+		return res, err
+	}
+	// The decrypted file is what the user keeps; the encrypted copy would
+	// only double the disk used.
+	_ = store.Remove(o.Blob)
+	return res, nil
+}
+
+// findOffer finds the offer with blob ID prefix id: among the
+// announcements (of opts.From, if set), else in opts.From's manifest.
+func (c *Client) findOffer(ctx context.Context, id string, opts FetchOptions) (Offer, error) {
+	offers, err := c.Offers(opts.From)
+	if err != nil {
+		return Offer{}, err
+	}
+	o, err := pickOffer(offers, id)
+	if err == nil || !errors.Is(err, ErrNoSuchFile) || opts.From.IsZero() {
+		if errors.Is(err, ErrNoSuchFile) {
+			err = withHint(err, "kez-chat history shows the files announced to you; for a file in someone's manifest: kez-chat fetch --from @user ID")
+		}
+		return o, err
+	}
+	l, err := c.Browse(ctx, opts.From, FetchOptions{Wait: opts.Wait, Waiting: opts.Waiting})
+	if err != nil {
+		return Offer{}, err
+	}
+	o, err = pickOffer(l.Files, id)
+	if errors.Is(err, ErrNoSuchFile) {
+		err = withHint(err, "kez-chat browse @"+opts.From.String()+" lists what @"+opts.From.String()+" shares with you")
+	}
+	return o, err
+}
+
+func pickOffer(offers []Offer, id string) (Offer, error) {
+	var found *Offer
+	for i := range offers {
+		if strings.HasPrefix(offers[i].Blob.String(), id) {
+			if found != nil && found.Blob != offers[i].Blob {
+				return Offer{}, withHint(fmt.Errorf("file ID %s is ambiguous", id), "give more digits")
+			}
+			found = &offers[i] // the latest announcement of the same blob wins
+		}
+	}
+	if found == nil {
+		return Offer{}, fmt.Errorf("%w: %s", ErrNoSuchFile, id)
+	}
+	return *found, nil
+}
+
+// outputPath returns where to save a file called name: out, or name in
+// out if out is a directory, or name in the current directory. It
+// returns ErrFileExists if that path exists.
+func outputPath(out, name string) (string, error) {
+	p := name
+	if out != "" {
+		p = out
+		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+			p = filepath.Join(out, name)
+		}
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return p, withHint(fmt.Errorf("%s: %w", p, ErrFileExists), "choose another path with -o; nothing is overwritten")
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return p, err
+	}
+	return p, nil
+}
+
+// Retry timing of a download from a sender who is offline.
+const (
+	// recheck is the longest wait between two attempts while the sender
+	// seems offline: their sigchain may list new addresses by then.
+	recheck = 30 * time.Second
+	// onlineBackoff is the first wait after a failed attempt while the
+	// sender is online (their node may still be starting); it doubles.
+	onlineBackoff = time.Second
+)
+
+// download fetches blob h of size bytes from ct's node into the blob
+// store, trying the addresses ct's sigchain advertises and hint. While
+// the node cannot be reached it waits, up to opts.Wait, for ct to come
+// online. It returns the route the bytes took.
+func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int64, hint []string, opts FetchOptions) (string, error) {
+	store, err := c.blobs()
+	if err != nil {
+		return "", err
+	}
+	if store.Has(h) {
+		return "", nil
+	}
+	n, err := c.startNode(ctx, nil, false, nil)
+	if err != nil {
+		return "", err
+	}
+	defer n.Close()
+	deadline := c.cfg.Now().Add(opts.Wait)
+	backoff := onlineBackoff
+	waiting := false
+	for {
+		src, err := n.Peer(ct.Key, addrsOf(ct, hint))
+		if err != nil {
+			return "", err
+		}
+		progress := func(v int64) {
+			if opts.Progress != nil {
+				opts.Progress(FetchProgress{Done: v, Total: size, Route: n.Route(ct.Key)})
+			}
+		}
+		err = store.Fetch(ctx, h, size, src, progress)
+		if err == nil {
+			return n.Route(ct.Key), nil
+		}
+		if !errors.Is(err, p2p.ErrUnreachable) {
+			return "", fetchError(ct.Handle, err)
+		}
+		if !c.cfg.Now().Before(deadline) {
+			if opts.Wait > 0 {
+				return "", withHint(fmt.Errorf("%w: @%s did not come online within %s", ErrSenderOffline, ct.Handle, opts.Wait),
+					"run the same command again later: the download resumes where it stopped")
+			}
+			return "", withHint(fmt.Errorf("%w: @%s (%v)", ErrSenderOffline, ct.Handle, err),
+				"files come straight from the sender's device: @"+ct.Handle.String()+" must be running `kez-chat listen`",
+				"--wait 1h waits for @"+ct.Handle.String()+" to come online")
+		}
+		if !waiting && opts.Waiting != nil {
+			opts.Waiting(ct.Handle, deadline)
+		}
+		waiting = true
+		wait := min(recheck, deadline.Sub(c.cfg.Now()))
+		if c.online(ctx, ct.Key) {
+			wait, backoff = min(wait, backoff), min(2*backoff, recheck)
+		} else {
+			backoff = onlineBackoff
+		}
+		if err := c.awaitOnline(ctx, ct.Key, wait); err != nil {
+			return "", err
+		}
+		if fresh, err := c.Refresh(ctx, ct); err == nil {
+			ct = fresh // the sender's node may advertise new addresses
+		}
+	}
+}
+
+// fetchError explains a failed download.
+func fetchError(h kez.Handle, err error) error {
+	switch {
+	case errors.Is(err, p2p.ErrNotShared):
+		return withHint(fmt.Errorf("@%s's node refused: %w", h, err), "@"+h.String()+" may have unshared it")
+	case errors.Is(err, blob.ErrCorrupt):
+		return withHint(fmt.Errorf("@%s's node sent data that does not match the file's hash: %w", h, err),
+			"nothing unverified was kept; run the command again to resume from the verified part")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return withHint(err, "run the same command again: the download resumes where it stopped")
+	}
+	return withHint(fmt.Errorf("download from @%s: %w", h, err), "run the same command again: the download resumes where it stopped")
+}
+
+// addrsOf returns the addresses of ct's node: those its sigchain
+// advertises, then the others of hint.
+func addrsOf(ct Contact, hint []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	if ep := p2pEndpoint(ct.Chain, PeerID(ct.Key)); ep != nil {
+		for _, a := range ep.Addrs {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, a := range hint {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// online reports whether key's presence says online now.
+func (c *Client) online(ctx context.Context, key kez.PublicKey) bool {
+	a, k, err := c.account()
+	if err != nil {
+		return false
+	}
+	nc, err := c.conn(a, k)
+	if err != nil {
+		return false
+	}
+	p, err := GetPresence(ctx, nc, key, c.cfg.Now())
+	return err == nil && p.State == PresenceOnline
+}
+
+// awaitOnline returns when key announces itself online, or after d.
+func (c *Client) awaitOnline(ctx context.Context, key kez.PublicKey, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var ch chan *nats.Msg
+	if a, k, err := c.account(); err == nil {
+		if nc, err := c.conn(a, k); err == nil {
+			ch = make(chan *nats.Msg, 8)
+			if sub, err := nc.ChanSubscribe(streams.PresenceLiveSubject(key), ch); err == nil {
+				defer sub.Unsubscribe()
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case m := <-ch:
+			if presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
+				return nil
+			}
+		}
+	}
+}
+
+// decryptTo decrypts blob h with k into a new file at path, through a
+// temporary file beside it: the file appears complete or not at all,
+// and an existing one is never replaced.
+func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (err error) {
+	f, err := store.Open(h)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := filecrypt.NewReader(f, k)
+	if err != nil {
+		return fmt.Errorf("decrypt: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".kez-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	if _, err := io.Copy(tmp, r); err != nil {
+		return fmt.Errorf("decrypt: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// A hard link fails if path exists, where a rename would replace it.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s: %w", path, ErrFileExists)
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Listing is what a user shares with the user, from their manifest.
+type Listing struct {
+	Owner kez.Handle `json:"owner"`
+	// Seq is the manifest's sequence number (0: the owner shares nothing).
+	Seq   uint64  `json:"seq"`
+	Files []Offer `json:"files"`
+	// Problem reports entries for the user that did not open (the
+	// owner's bug or malice); the others are listed.
+	Problem string `json:"problem,omitempty"`
+}
+
+// Browse returns what contact h shares with the user: it reads h's
+// verified sigchain for the current manifest's hash, fetches the manifest
+// from h's node (waiting up to opts.Wait for h to come online), checks
+// h's signature, and opens the entries addressed to the user.
+func (c *Client) Browse(ctx context.Context, h kez.Handle, opts FetchOptions) (Listing, error) {
+	a, key, err := c.account()
+	if err != nil {
+		return Listing{}, err
+	}
+	ct, err := c.sendContact(ctx, a, h, SendOptions{})
+	if err != nil {
+		return Listing{}, err
+	}
+	l := Listing{Owner: ct.Handle, Files: []Offer{}}
+	ptr := ct.Chain.SharedFiles
+	if ptr == nil {
+		return l, nil
+	}
+	mh, err := blob.ParseHash(ptr.Manifest)
+	if err != nil {
+		return l, err
+	}
+	if ptr.Size <= 0 || ptr.Size > share.MaxManifestSize {
+		return l, fmt.Errorf("@%s's sigchain names a manifest of %d bytes (at most %d)", h, ptr.Size, share.MaxManifestSize)
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return l, err
+	}
+	if _, err := c.download(ctx, ct, mh, ptr.Size, nil, opts); err != nil {
+		return l, err
+	}
+	f, err := store.Open(mh)
+	if err != nil {
+		return l, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, share.MaxManifestSize+1))
+	f.Close()
+	// A manifest is read fresh each time: the next one replaces it.
+	_ = store.Remove(mh)
+	if err != nil {
+		return l, err
+	}
+	m, err := share.ParseManifest(raw, ct.Key)
+	if err != nil {
+		return l, fmt.Errorf("@%s's manifest: %w", h, err)
+	}
+	l.Seq = m.Seq()
+	entries, err := m.Open(key)
+	if err != nil {
+		l.Problem = err.Error()
+	}
+	for _, e := range entries {
+		l.Files = append(l.Files, offerOf(ct.Handle, ct.Key, e.File, e.Key, nil))
+	}
+	return l, nil
+}

@@ -1,0 +1,414 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/share"
+	"kez.lat/kez/sigchain"
+)
+
+// Profile files of the file layer.
+const (
+	sharesFile = "shares.json" // what the user shares, and the manifest
+	blobsDir   = "blobs"       // the blob store
+)
+
+// SharedFile is a file the user shares: its description, its content
+// key, and who it is shared with.
+type SharedFile struct {
+	Blob     blob.Hash   `json:"blob"`
+	Size     int64       `json:"size"`
+	Name     string      `json:"name"`
+	FileSize int64       `json:"file_size"`
+	MIME     string      `json:"mime,omitempty"`
+	SharedAt int64       `json:"shared_at"`
+	Key      []byte      `json:"key"` // the content key; the profile is private (0700)
+	With     []Recipient `json:"with"`
+}
+
+// Recipient is a user a file is shared with.
+type Recipient struct {
+	Handle kez.Handle    `json:"handle"`
+	Key    kez.PublicKey `json:"key"`
+	At     int64         `json:"at"`
+}
+
+// ID returns the short form of the file's blob hash that commands take.
+func (f SharedFile) ID() string { return f.Blob.String()[:idLen] }
+
+// File returns the description of f that announcements and manifests carry.
+func (f SharedFile) File() share.File {
+	return share.File{Blob: f.Blob, Size: f.Size, Name: f.Name, FileSize: f.FileSize, MIME: f.MIME, SharedAt: f.SharedAt}
+}
+
+// idLen is the length of a file ID as shown: the first 12 hex digits of
+// the blob hash. Commands accept any prefix of 8 digits or more.
+const idLen = 12
+
+// minIDLen is the shortest ID prefix commands accept.
+const minIDLen = 8
+
+// shares is the content of shares.json.
+type shares struct {
+	// Seq is the sequence number of the last manifest built.
+	Seq uint64 `json:"seq"`
+	// Manifest is the hash of the current manifest blob (zero if none).
+	Manifest *blob.Hash   `json:"manifest,omitempty"`
+	Files    []SharedFile `json:"files"`
+}
+
+// blobs returns the profile's blob store.
+func (c *Client) blobs() (*blob.Store, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.store == nil {
+		s, err := blob.Open(c.p.path(blobsDir))
+		if err != nil {
+			return nil, err
+		}
+		c.store = s
+	}
+	return c.store, nil
+}
+
+func (p *Profile) shares() (shares, error) {
+	var s shares
+	if err := readJSON(p.path(sharesFile), &s); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return s, err
+	}
+	return s, nil
+}
+
+// Files returns the files the user shares, oldest first.
+func (c *Client) Files() ([]SharedFile, error) {
+	if _, _, err := c.account(); err != nil {
+		return nil, err
+	}
+	s, err := c.p.shares()
+	return s.Files, err
+}
+
+// ShareResult is what [Client.Share] did.
+type ShareResult struct {
+	File SharedFile `json:"file"`
+	// Message is the announcement sent to the recipient.
+	Message Entry `json:"message"`
+}
+
+// ErrNotFile: the path to share is not a regular file.
+var ErrNotFile = errors.New("not a regular file")
+
+// Share shares the file at path with contact h: it encrypts the file
+// under a new content key into the blob store (one pass, one chunk in
+// memory), records it, publishes a new shared-files manifest (its hash in
+// the sigchain), and announces the file to h in a file_share message with
+// the content key wrapped for h. progress, if not nil, is called with
+// the bytes encrypted so far. The file is served while a `listen` runs
+// ([Client.Serve]).
+func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (ShareResult, error) {
+	a, key, err := c.account()
+	if err != nil {
+		return ShareResult{}, err
+	}
+	ct, err := c.sendContact(ctx, a, h, SendOptions{})
+	if err != nil {
+		return ShareResult{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ShareResult{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ShareResult{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return ShareResult{}, fmt.Errorf("%s: %w", path, ErrNotFile)
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return ShareResult{}, err
+	}
+	k, err := filecrypt.NewKey(c.cfg.Rand)
+	if err != nil {
+		return ShareResult{}, err
+	}
+	hash, err := encryptInto(store, &countingReader{r: f, ctx: ctx, fn: progress}, fi.Size(), k, c.cfg.Rand)
+	if err != nil {
+		return ShareResult{}, fmt.Errorf("encrypt %s: %w", path, err)
+	}
+	name := share.SanitizeName(filepath.Base(path))
+	sf := SharedFile{Blob: hash, Size: filecrypt.EncryptedSize(fi.Size()), Name: name, FileSize: fi.Size(),
+		MIME: mime.TypeByExtension(filepath.Ext(name)), SharedAt: c.cfg.Now().Unix(), Key: k.Bytes(),
+		With: []Recipient{{Handle: ct.Handle, Key: ct.Key, At: c.cfg.Now().Unix()}}}
+	if len(sf.MIME) > share.MaxMIMELen {
+		sf.MIME = ""
+	}
+	if err := c.updateShares(ctx, func(s *shares) error {
+		s.Files = append(s.Files, sf)
+		return nil
+	}); err != nil {
+		return ShareResult{}, err
+	}
+	// Where the own node was last seen listening, from the own chain; the
+	// recipient also reads the chain when fetching.
+	var addrs []string
+	if a, err = c.p.Account(); err == nil {
+		if ep := p2pEndpoint(a.Chain, PeerID(a.Primary)); ep != nil {
+			addrs = ep.Addrs
+		}
+	}
+	ann, err := share.NewAnnouncement(key, ct.Key, sf.File(), k, addrs, c.cfg.Rand)
+	if err != nil {
+		return ShareResult{}, err
+	}
+	pt, err := ann.Plaintext()
+	if err != nil {
+		return ShareResult{}, err
+	}
+	e, err := c.Send(ctx, ct.Handle, pt, SendOptions{NoRefresh: true})
+	if err != nil {
+		return ShareResult{File: sf}, withHint(fmt.Errorf("%s is shared with @%s, but the announcement was not sent: %w", name, ct.Handle, err),
+			"@"+ct.Handle.String()+" can still see it with `kez-chat browse`; or unshare it and share again")
+	}
+	return ShareResult{File: sf, Message: e}, nil
+}
+
+// encryptInto encrypts size bytes of r under k (kez-file-v1) straight
+// into the store and returns the blob's hash.
+func encryptInto(store *blob.Store, r io.Reader, size int64, k filecrypt.Key, random io.Reader) (blob.Hash, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		w, err := filecrypt.NewWriter(pw, k, random)
+		if err == nil {
+			var n int64
+			n, err = io.Copy(w, r)
+			if err == nil && n != size {
+				err = fmt.Errorf("the file changed size while it was read (%d bytes, not %d)", n, size)
+			}
+		}
+		if err == nil {
+			err = w.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	h, err := store.Import(pr, filecrypt.EncryptedSize(size))
+	pr.CloseWithError(err) // unblocks the writer if Import stopped early
+	return h, err
+}
+
+// countingReader reports the bytes read so far and stops when ctx ends.
+type countingReader struct {
+	r   io.Reader
+	ctx context.Context
+	fn  func(int64)
+	n   int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if c.fn != nil && n > 0 {
+		c.fn(c.n)
+	}
+	return n, err
+}
+
+// ErrNoSuchFile: no shared or announced file has this ID.
+var ErrNoSuchFile = errors.New("no such file")
+
+// Unshare stops sharing the file whose ID starts with id: with one user
+// (h not zero) or with everyone. A file shared with no one any more is
+// deleted from the blob store. The new manifest is published.
+func (c *Client) Unshare(ctx context.Context, id string, h kez.Handle) (SharedFile, error) {
+	if _, _, err := c.account(); err != nil {
+		return SharedFile{}, err
+	}
+	var out SharedFile
+	var gone *blob.Hash
+	err := c.updateShares(ctx, func(s *shares) error {
+		i, err := findShared(s.Files, id)
+		if err != nil {
+			return err
+		}
+		f := &s.Files[i]
+		out = *f
+		if !h.IsZero() {
+			n := len(f.With)
+			f.With = slices.DeleteFunc(f.With, func(r Recipient) bool { return r.Handle == h })
+			if len(f.With) == n {
+				return withHint(fmt.Errorf("%s is not shared with @%s", f.Name, h), "kez-chat files lists who has each file")
+			}
+		}
+		if h.IsZero() || len(f.With) == 0 {
+			gone = &f.Blob
+			s.Files = slices.Delete(s.Files, i, i+1)
+		}
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	if gone != nil {
+		store, err := c.blobs()
+		if err != nil {
+			return out, err
+		}
+		return out, store.Remove(*gone)
+	}
+	return out, nil
+}
+
+// findShared returns the index of the file whose blob hash starts with id.
+func findShared(fs []SharedFile, id string) (int, error) {
+	id, err := checkID(id)
+	if err != nil {
+		return 0, err
+	}
+	found := -1
+	for i, f := range fs {
+		if strings.HasPrefix(f.Blob.String(), id) {
+			if found >= 0 {
+				return 0, withHint(fmt.Errorf("file ID %s is ambiguous", id), "give more digits")
+			}
+			found = i
+		}
+	}
+	if found < 0 {
+		return 0, withHint(fmt.Errorf("%w: %s", ErrNoSuchFile, id), "kez-chat files lists what you share")
+	}
+	return found, nil
+}
+
+// checkID normalises a file ID as typed.
+func checkID(id string) (string, error) {
+	id = strings.ToLower(strings.TrimSpace(id))
+	if len(id) < minIDLen || len(id) > 64 || strings.Trim(id, "0123456789abcdef") != "" {
+		return "", withHint(fmt.Errorf("%w: %q is not a file ID", ErrNoSuchFile, id),
+			fmt.Sprintf("a file ID is %d or more hex digits of the file's hash, as `kez-chat files` and announcements show", minIDLen))
+	}
+	return id, nil
+}
+
+// updateShares changes shares.json under the profile lock and, when the
+// files or their recipients changed, builds and stores a new manifest
+// and names it in the sigchain (set_shared_files).
+func (c *Client) updateShares(ctx context.Context, fn func(*shares) error) error {
+	a, key, err := c.account()
+	if err != nil {
+		return err
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return err
+	}
+	unlock, err := c.p.lock(false)
+	if err != nil {
+		return err
+	}
+	s, err := c.p.shares()
+	if err != nil {
+		unlock()
+		return err
+	}
+	old := s.Manifest
+	if err := fn(&s); err != nil {
+		unlock()
+		return err
+	}
+	raw, err := c.buildManifest(key, &s)
+	if err != nil {
+		unlock()
+		return err
+	}
+	mh, err := store.Import(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		unlock()
+		return err
+	}
+	s.Manifest = &mh
+	err = writeJSON(c.p.path(sharesFile), s)
+	unlock()
+	if err != nil {
+		return err
+	}
+	if old != nil && *old != mh {
+		_ = store.Remove(*old)
+	}
+	ptr := share.Pointer(raw)
+	_, err = c.extendChain(ctx, func(_ Account, st sigchain.State) []chainEvent {
+		if st.SharedFiles != nil && *st.SharedFiles == ptr {
+			return nil
+		}
+		return []chainEvent{{sigchain.TypeSetSharedFiles, ptr}}
+	})
+	if err != nil {
+		return withHint(fmt.Errorf("publish the shared-files manifest of %s: %w", a.Handle, err),
+			"the change is saved; the next share or unshare publishes it")
+	}
+	return nil
+}
+
+// buildManifest makes the manifest of s: one entry per file and
+// recipient, under the next sequence number.
+func (c *Client) buildManifest(key *kez.PrivateKey, s *shares) ([]byte, error) {
+	var entries []share.Entry
+	for _, f := range s.Files {
+		k, err := filecrypt.KeyFromBytes(f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("shared file %s: %w", f.ID(), err)
+		}
+		for _, r := range f.With {
+			entries = append(entries, share.Entry{To: r.Key, File: f.File(), Key: k})
+		}
+	}
+	s.Seq++
+	return share.BuildManifest(key, s.Seq, c.cfg.Now(), entries, c.cfg.Rand)
+}
+
+// allowFunc returns the access rule of the own node: the current manifest
+// to anyone, a file to the users it is shared with. It reads shares.json
+// when it changed on disk, so files shared while `listen` runs are
+// served at once.
+func (c *Client) allowFunc() func(kez.PublicKey, blob.Hash) bool {
+	var (
+		mu    sync.Mutex
+		mtime int64
+		cur   shares
+	)
+	return func(peer kez.PublicKey, h blob.Hash) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if fi, err := os.Stat(c.p.path(sharesFile)); err == nil && fi.ModTime().UnixNano() != mtime {
+			if s, err := c.p.shares(); err == nil {
+				cur, mtime = s, fi.ModTime().UnixNano()
+			}
+		}
+		if cur.Manifest != nil && *cur.Manifest == h {
+			return true
+		}
+		for _, f := range cur.Files {
+			if f.Blob == h {
+				return slices.ContainsFunc(f.With, func(r Recipient) bool { return r.Key.Equal(peer) })
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,265 @@
+package chatcmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"kez.lat/kez"
+	"kez.lat/kez/client"
+	"kez.lat/kez/share"
+)
+
+type shareCmd struct {
+	Handle string `arg:"" help:"Who to share with (@bob)."`
+	Path   string `arg:"" type:"existingfile" help:"The file to share."`
+}
+
+func (c *shareCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		var size int64
+		if fi, err := os.Stat(c.Path); err == nil {
+			size = fi.Size()
+		}
+		bar := newBar(a, size, "encrypting")
+		res, err := cl.Share(ctx, h, c.Path, bar.set)
+		bar.finish()
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, res)
+		}
+		f := res.File
+		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", f.ID(), sanitize(f.Name), humanSize(f.FileSize), show(cl, h))
+		if isTerminalWriter(a.errw) {
+			fmt.Fprintf(a.errw, "hint: %s downloads it from this device while `kez-chat listen` runs here\n", show(cl, h))
+		}
+		return nil
+	})
+}
+
+type filesCmd struct{}
+
+func (c *filesCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		fs, err := cl.Files()
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			if fs == nil {
+				fs = []client.SharedFile{}
+			}
+			return writeJSON(a.out, fs)
+		}
+		if len(fs) == 0 && isTerminalWriter(a.errw) {
+			fmt.Fprintln(a.errw, "kez-chat: you share no files; kez-chat share @bob ./file shares one")
+		}
+		for _, f := range fs {
+			var with []string
+			for _, r := range f.With {
+				with = append(with, show(cl, r.Handle))
+			}
+			fmt.Fprintf(a.out, "%s  %s  %s  %s  with %s\n", f.ID(), time.Unix(f.SharedAt, 0).Format("2006-01-02 15:04"),
+				sanitize(f.Name), humanSize(f.FileSize), strings.Join(with, ", "))
+		}
+		return nil
+	})
+}
+
+type unshareCmd struct {
+	ID     string `arg:"" help:"The file's ID, as kez-chat files shows it."`
+	Handle string `arg:"" optional:"" help:"Stop sharing with this user only (default: with everyone, and delete the encrypted copy)."`
+}
+
+func (c *unshareCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		var h kez.Handle
+		if c.Handle != "" {
+			var err error
+			if h, err = handleArg(cl, c.Handle); err != nil {
+				return err
+			}
+		}
+		f, err := cl.Unshare(ctx, c.ID, h)
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, f)
+		}
+		who := "anyone"
+		if !h.IsZero() {
+			who = show(cl, h)
+		}
+		fmt.Fprintf(a.out, "%s  %s  no longer shared with %s\n", f.ID(), sanitize(f.Name), who)
+		return nil
+	})
+}
+
+// waitFlag is the --wait of fetch and browse.
+type waitFlag struct {
+	Wait time.Duration `default:"10m" help:"How long to wait for the sender to come online when their device cannot be reached (0: fail at once)."`
+}
+
+func (w waitFlag) options(a *app, cl *client.Client) client.FetchOptions {
+	return client.FetchOptions{Wait: w.Wait, Waiting: func(h kez.Handle, until time.Time) {
+		fmt.Fprintf(a.errw, "kez-chat: waiting for %s to come online (until %s; Ctrl-C stops, and the download resumes next time)\n",
+			show(cl, h), until.Format("15:04:05"))
+	}}
+}
+
+type fetchCmd struct {
+	ID       string `arg:"" help:"The file's ID, from the announcement (kez-chat history) or kez-chat browse."`
+	From     string `help:"Whose file: needed for a file listed by kez-chat browse @user but never announced to you."`
+	Output   string `short:"o" type:"path" help:"Where to save it: a path, or a directory (default: its name in the current directory). Nothing is ever overwritten."`
+	waitFlag `embed:""`
+}
+
+func (c *fetchCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		opts := c.options(a, cl)
+		opts.Output = c.Output
+		if c.From != "" {
+			var err error
+			if opts.From, err = handleArg(cl, c.From); err != nil {
+				return err
+			}
+		}
+		var bar *bar
+		opts.Progress = func(p client.FetchProgress) {
+			if bar == nil {
+				bar = newBar(a, p.Total, "fetching ("+p.Route+")")
+			}
+			bar.set(p.Done)
+		}
+		res, err := cl.Fetch(ctx, c.ID, opts)
+		bar.finish()
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, res)
+		}
+		fmt.Fprintln(a.out, res.Path)
+		if isTerminalWriter(a.errw) {
+			how := ""
+			if res.Route != "" {
+				how = ", " + res.Route
+			}
+			if res.Resumed > 0 {
+				how += fmt.Sprintf(", resumed after %s", humanSize(res.Resumed))
+			}
+			fmt.Fprintf(a.errw, "kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.Name),
+				show(cl, res.Offer.From), humanSize(res.Offer.FileSize), how)
+		}
+		return nil
+	})
+}
+
+type browseCmd struct {
+	Handle   string `arg:"" help:"Whose shared files to list (@alice)."`
+	waitFlag `embed:""`
+}
+
+func (c *browseCmd) Run(ctx context.Context) error {
+	return withClient(ctx, func(a *app, cl *client.Client) error {
+		h, err := handleArg(cl, c.Handle)
+		if err != nil {
+			return err
+		}
+		l, err := cl.Browse(ctx, h, c.options(a, cl))
+		if err != nil {
+			return err
+		}
+		if a.g.JSON {
+			return writeJSON(a.out, l)
+		}
+		if l.Problem != "" {
+			fmt.Fprintf(a.errw, "kez-chat: warning: some of %s's entries for you do not open: %s\n", show(cl, h), l.Problem)
+		}
+		if len(l.Files) == 0 {
+			fmt.Fprintf(a.errw, "kez-chat: %s shares nothing with you\n", show(cl, h))
+		}
+		for _, o := range l.Files {
+			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.Name), humanSize(o.FileSize))
+		}
+		if len(l.Files) > 0 && isTerminalWriter(a.errw) {
+			fmt.Fprintf(a.errw, "hint: kez-chat fetch --from %s ID downloads one\n", show(cl, h))
+		}
+		return nil
+	})
+}
+
+// bar is a progress bar on stderr when it is a terminal (and not
+// --json); otherwise it does nothing. A nil bar does nothing too.
+type bar struct{ pb *progressbar.ProgressBar }
+
+func newBar(a *app, total int64, what string) *bar {
+	if a.g.JSON || !isTerminalWriter(a.errw) {
+		return nil
+	}
+	return &bar{pb: progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(a.errw),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (b *bar) set(n int64) {
+	if b != nil {
+		_ = b.pb.Set64(n)
+	}
+}
+
+func (b *bar) finish() {
+	if b != nil {
+		_ = b.pb.Finish()
+		_ = b.pb.Exit()
+	}
+}
+
+// humanSize reads a byte count as "3.1 MiB".
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// fileText is how a file announcement reads: a received one with the
+// command that fetches it.
+func fileText(cl *client.Client, e *client.Entry) string {
+	if e.Dir == client.DirOut {
+		ann, err := share.ParseAnnouncement(e.Plaintext)
+		if err != nil {
+			return "[a file announcement]"
+		}
+		return fmt.Sprintf("shared %s (%s): %s", sanitize(ann.Name), humanSize(ann.FileSize), ann.Blob.String()[:12])
+	}
+	o, err := cl.Announcement(*e)
+	if err != nil {
+		return fmt.Sprintf("[a file announcement that cannot be read: %v]", err)
+	}
+	return fmt.Sprintf("shared %s (%s): kez-chat fetch %s", sanitize(o.Name), humanSize(o.FileSize), o.ID)
+}
