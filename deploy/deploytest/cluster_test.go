@@ -169,11 +169,9 @@ func TestCluster(t *testing.T) {
 	waitLookup(t, chats[0], bob, 10*time.Second)
 	waitLookup(t, chats[1], alice, 10*time.Second)
 
-	rate := registrationRate(t, chats[0], "cluster", 3*time.Second)
-	t.Logf("FIGURE cluster R3: %.0f registrations/s (one sequential client)", rate)
-	if singleNodeRate > 0 {
-		t.Logf("FIGURE cluster/single registration rate ratio: %.2f", rate/singleNodeRate)
-	}
+	clusterRate = registrationRate(t, chats[0], "cluster", 3*time.Second)
+	t.Logf("FIGURE cluster R3: %.0f registrations/s (one sequential client)", clusterRate)
+	logRateRatio(t)
 
 	leader := streamLeader(t, monitor("nats-1"), streams.RegistryStream)
 	inboxLeader := streamLeader(t, monitor("nats-1"), streams.InboxStream)

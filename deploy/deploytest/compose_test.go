@@ -41,9 +41,15 @@ func TestImageTagsPinned(t *testing.T) {
 	}
 }
 
-// singleNodeRate is the registrations/s measured by TestCompose, for
-// TestCluster's ratio.
-var singleNodeRate float64
+// singleNodeRate and clusterRate are the registrations/s TestCompose and
+// TestCluster measure; whichever runs second logs their ratio.
+var singleNodeRate, clusterRate float64
+
+func logRateRatio(t testing.TB) {
+	if singleNodeRate > 0 && clusterRate > 0 {
+		t.Logf("FIGURE cluster/single registration rate ratio: %.2f", clusterRate/singleNodeRate)
+	}
+}
 
 // TestCompose runs deploy/docker-compose.yml as an operator would: up on a
 // clean machine, two users registered over HTTP who exchange a message
@@ -162,6 +168,7 @@ func TestCompose(t *testing.T) {
 
 	singleNodeRate = registrationRate(t, s.url("chat-server", 1, 8080), "single", 3*time.Second)
 	t.Logf("FIGURE single node: %.0f registrations/s (one sequential client)", singleNodeRate)
+	logRateRatio(t)
 }
 
 // registrationRate registers handles one after another through base for d.
