@@ -271,9 +271,13 @@ func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int
 		if err != nil {
 			return "", err
 		}
+		route := ""
 		progress := func(v int64) {
 			if opts.Progress != nil {
-				opts.Progress(FetchProgress{Done: v, Total: size, Route: n.Route(ct.Key)})
+				if route == "" { // the connection of this attempt
+					route = n.Route(ct.Key)
+				}
+				opts.Progress(FetchProgress{Done: v, Total: size, Route: route})
 			}
 		}
 		err = store.Fetch(ctx, h, size, src, progress)
