@@ -101,11 +101,12 @@ curl -fsS "$chat/v1/healthz" >/dev/null
 curl -fsS "$sig/v1/healthz" >/dev/null
 
 # The user's CLI on this host against the published ports, one profile per
-# person, keys in the profile (no OS keyring in CI).
+# person, keys in the profile (no OS keyring in CI); listen does not start
+# the P2P node that serves shared files (it would listen on every interface).
 kc() {
 	local who=$1
 	shift
-	"$kez_chat" --profile "$work/$who" --server "$chat" --domain "$DOMAIN" --key-store file "$@"
+	KEZ_CHAT_NO_FILES=true "$kez_chat" --profile "$work/$who" --server "$chat" --domain "$DOMAIN" --key-store file "$@"
 }
 
 step "register alice and bob with kez-chat"
