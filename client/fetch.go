@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -149,12 +150,14 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 	if res.Path, err = outputPath(opts.Output, o.Name); err != nil {
 		return res, err
 	}
-	ct, err := c.p.Contact(o.From)
+	a, _, err := c.account()
 	if err != nil {
 		return res, err
 	}
-	if ct.ChangedKey != nil {
-		return res, keyChangedError(ct)
+	// Refreshed: the sender's sigchain lists where their node is now.
+	ct, err := c.sendContact(ctx, a, o.From, SendOptions{})
+	if err != nil {
+		return res, err
 	}
 	if !ct.Key.Equal(o.FromKey) {
 		return res, fmt.Errorf("@%s announced %s with key %s, no longer the pinned key", o.From, o.Name, o.FromKey)
@@ -292,7 +295,7 @@ func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int
 				return "", withHint(fmt.Errorf("%w: @%s did not come online within %s", ErrSenderOffline, ct.Handle, opts.Wait),
 					"run the same command again later: the download resumes where it stopped")
 			}
-			return "", withHint(fmt.Errorf("%w: @%s (%v)", ErrSenderOffline, ct.Handle, err),
+			return "", withHint(fmt.Errorf("%w: @%s", ErrSenderOffline, ct.Handle),
 				"files come straight from the sender's device: @"+ct.Handle.String()+" must be running `kez-chat listen`",
 				"--wait 1h waits for @"+ct.Handle.String()+" to come online")
 		}
@@ -403,7 +406,12 @@ func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (er
 	if err != nil {
 		return fmt.Errorf("decrypt: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".kez-*")
+	// Mode 0666 less the umask, as any downloaded file (CreateTemp would
+	// make it 0600).
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp, err := os.OpenFile(filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.kez-%x", filepath.Base(path), rnd)),
+		os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
 		return err
 	}
