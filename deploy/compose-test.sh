@@ -27,6 +27,9 @@ DOMAIN=${DOMAIN:-kez.lat}
 kez_chat=$BIN/kez-chat
 [ -x "$kez_chat" ] || { echo "compose-test: $kez_chat missing (make build)" >&2; exit 1; }
 docker compose version >/dev/null 2>&1 || { echo "compose-test: docker compose v2 is needed (make compose-install)" >&2; exit 1; }
+for tool in curl jq timeout; do
+	command -v $tool >/dev/null || { echo "compose-test: $tool is needed" >&2; exit 1; }
+done
 
 step() { printf 'compose-test: %s\n' "$*" >&2; }
 now() { date +%s.%N; }
@@ -103,10 +106,11 @@ curl -fsS "$sig/v1/healthz" >/dev/null
 # The user's CLI on this host against the published ports, one profile per
 # person, keys in the profile (no OS keyring in CI); listen does not start
 # the P2P node that serves shared files (it would listen on every interface).
+# Each command gets a minute at most.
 kc() {
 	local who=$1
 	shift
-	KEZ_CHAT_NO_FILES=true "$kez_chat" --profile "$work/$who" --server "$chat" --domain "$DOMAIN" --key-store file "$@"
+	KEZ_CHAT_NO_FILES=true timeout 60 "$kez_chat" --profile "$work/$who" --server "$chat" --domain "$DOMAIN" --key-store file "$@"
 }
 
 step "register alice and bob with kez-chat"
