@@ -1,5 +1,10 @@
 package client
 
+import (
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+)
+
 // SetKeyringCalls replaces the OS keyring calls (nil keeps one) and
 // returns the function that restores them.
 func SetKeyringCalls(set func(service, user, secret string) error, get func(service, user string) (string, error)) (restore func()) {
@@ -12,3 +17,6 @@ func SetKeyringCalls(set func(service, user, secret string) error, get func(serv
 	}
 	return func() { keyringSet, keyringGet = oldSet, oldGet }
 }
+
+// Allow is the access rule of c's node (see Client.allowFunc).
+func (c *Client) Allow() func(kez.PublicKey, blob.Hash) bool { return c.allowFunc() }

@@ -258,7 +258,8 @@ func (c *Client) Unshare(ctx context.Context, id string, h kez.Handle) (SharedFi
 			}
 		}
 		if h.IsZero() || len(f.With) == 0 {
-			gone = &f.Blob
+			b := f.Blob // f points into the slice Delete shifts
+			gone = &b
 			s.Files = slices.Delete(s.Files, i, i+1)
 		}
 		return nil

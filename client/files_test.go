@@ -1,0 +1,91 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"kez.lat/kez/blob"
+	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
+)
+
+// TestShareUnshare: sharing records the file, publishes a manifest named
+// in the sigchain and opens the node to the recipients only; unsharing
+// with one keeps it for the others, with the last deletes the blob.
+func TestShareUnshare(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	carol, _ := newUser(t, st, "carol")
+	dave, _ := newUser(t, st, "dave")
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("the plan"), 0o600)
+
+	res, err := alice.Share(ctx, handle(t, "bob"), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.File.ID()
+	if _, err := alice.Share(ctx, handle(t, "carol"), path, nil); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := alice.Files()
+	if err != nil || len(fs) != 2 {
+		t.Fatalf("files: %d, %v", len(fs), err)
+	}
+	allow := alice.Allow()
+	ak, _ := alice.Account()
+	bk, _ := bob.Account()
+	ck, _ := carol.Account()
+	dk, _ := dave.Account()
+	f := res.File
+	if !allow(bk.Primary, f.Blob) || allow(ck.Primary, f.Blob) || allow(dk.Primary, f.Blob) {
+		t.Fatal("the node's access rule does not follow the recipients")
+	}
+	ptr := ak.Chain.SharedFiles
+	if ptr == nil {
+		t.Fatal("no set_shared_files in alice's chain")
+	}
+	mh, _ := blob.ParseHash(ptr.Manifest)
+	if !allow(dk.Primary, mh) {
+		t.Fatal("the manifest is not served to everyone")
+	}
+
+	// Alice's node is not running: browsing without waiting fails at once.
+	if _, err := bob.Browse(ctx, handle(t, "alice"), client.FetchOptions{}); !errors.Is(err, client.ErrSenderOffline) {
+		t.Fatalf("browse with alice offline: %v", err)
+	}
+
+	// Unshare with bob: bob's file had one recipient, so it is gone,
+	// blob and all; carol's copy stays.
+	if _, err := alice.Unshare(ctx, id, handle(t, "carol")); err == nil {
+		t.Fatal("unshare with someone the file is not shared with succeeded")
+	}
+	if _, err := alice.Unshare(ctx, id, handle(t, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := alice.Files(); len(fs) != 1 {
+		t.Fatalf("after unshare: %d files", len(fs))
+	}
+	if allow(bk.Primary, f.Blob) {
+		t.Fatal("bob still allowed after unshare")
+	}
+	blobPath := filepath.Join(alice.Profile().Dir, "blobs", f.Blob.String())
+	if _, err := os.Stat(blobPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the blob of a file shared with no one is still there: %v", err)
+	}
+	ak2, _ := alice.Account()
+	if ak2.Chain.SharedFiles == nil || *ak2.Chain.SharedFiles == *ptr {
+		t.Fatal("unshare did not publish a new manifest")
+	}
+	if allow(dk.Primary, mh) {
+		t.Fatal("the old manifest is still served")
+	}
+	if _, err := alice.Unshare(ctx, "zz", handle(t, "bob")); !errors.Is(err, client.ErrNoSuchFile) {
+		t.Fatalf("unshare of a bad ID: %v", err)
+	}
+}
