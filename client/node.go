@@ -82,7 +82,7 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 	}
 	cfg := p2p.Config{Key: key, Listen: listen, Store: store, PortMap: true, RelayOnly: c.cfg.RelayOnly, Log: log}
 	if serving {
-		cfg.Allow = c.allowFunc()
+		cfg.Allow, cfg.Reserve = c.allowFunc(), true
 	}
 	if rec, err := c.homeRecord(ctx, a); err == nil {
 		cfg.Relays = rec.Relays

@@ -41,10 +41,13 @@ type Config struct {
 	Key *kez.PrivateKey
 	// Listen are the multiaddrs to listen on; DefaultListen if empty.
 	Listen []string
-	// Relays are kez relays (multiaddrs ending in /p2p/<relay id>) on
-	// which the node holds a reservation, so that peers who cannot reach
-	// it directly reach it through them.
+	// Relays are kez relays (multiaddrs ending in /p2p/<relay id>) the
+	// node may use.
 	Relays []string
+	// Reserve holds a reservation on each relay, so that peers who cannot
+	// reach the node directly reach it through them: for a node that
+	// serves. A node that only fetches dials through relays without one.
+	Reserve bool
 	// Store holds the blobs the node serves; nil serves nothing.
 	Store *blob.Store
 	// Allow reports whether peer may fetch blob h; nil allows nothing.
@@ -96,9 +99,10 @@ type Node struct {
 	wg     sync.WaitGroup
 }
 
-// New starts a node: it listens, serves /kez/blob/1, and makes a first
-// reservation on each relay (waiting at most a few seconds for each;
-// reservations that fail are retried in the background and logged).
+// New starts a node: it listens, serves /kez/blob/1, and with Reserve
+// makes a first reservation on each relay (waiting at most a few seconds
+// for each; reservations that fail are retried in the background and
+// logged).
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -156,6 +160,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	h.SetStreamHandler(BlobProtocol, n.serve)
 	var first sync.WaitGroup
 	for _, r := range cfg.Relays {
+		if !cfg.Reserve {
+			break
+		}
 		ai, _ := peer.AddrInfoFromString(r)
 		first.Add(1)
 		n.wg.Go(func() { n.reserveLoop(rctx, *ai, first.Done) })

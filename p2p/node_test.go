@@ -309,7 +309,7 @@ func TestRelayed(t *testing.T) {
 	alice, bob := newKey(t), newKey(t)
 	as, bs := newStore(t), newStore(t)
 	var sh sharer
-	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}})
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true})
 	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
 	var circuit []string
 	for _, a := range an.Addrs() {
@@ -357,7 +357,7 @@ func TestRelayOnly(t *testing.T) {
 	alice, bob, carol := newKey(t), newKey(t), newKey(t)
 	as, bs, cs := newStore(t), newStore(t), newStore(t)
 	var sh sharer
-	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, RelayOnly: true})
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true, RelayOnly: true})
 	bn := newNode(t, p2p.Config{Key: bob, Store: bs, Relays: []string{relayAddr}, RelayOnly: true})
 	cn := newNode(t, p2p.Config{Key: carol, Store: cs})
 	addrs := an.Addrs()
