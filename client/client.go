@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -294,7 +295,29 @@ type chainEvent struct {
 // extendChain appends to the own sigchain the events want returns for
 // its current state: it fetches and verifies the chain (against the pin
 // the account holds), appends, and saves the new tail in the account.
+// An append that lost a race with another process of the same user (a
+// listen publishing its addresses while a share publishes its manifest)
+// is retried on the new tail.
 func (c *Client) extendChain(ctx context.Context, want func(Account, sigchain.State) []chainEvent) (Account, error) {
+	for attempt := 1; ; attempt++ {
+		a, err := c.extendChainOnce(ctx, want)
+		var se *sigserver.StatusError
+		if attempt == maxChainAttempts || !errors.As(err, &se) || se.Status != http.StatusConflict {
+			return a, err
+		}
+		// Apart, so that the racers do not meet again at once.
+		select {
+		case <-time.After(time.Duration(attempt) * time.Duration(10+mrand.IntN(40)) * time.Millisecond):
+		case <-ctx.Done():
+			return a, ctx.Err()
+		}
+	}
+}
+
+// maxChainAttempts bounds the appends extendChain tries.
+const maxChainAttempts = 8
+
+func (c *Client) extendChainOnce(ctx context.Context, want func(Account, sigchain.State) []chainEvent) (Account, error) {
 	a, key, err := c.account()
 	if err != nil {
 		return a, err

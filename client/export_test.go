@@ -1,6 +1,8 @@
 package client
 
 import (
+	"context"
+
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 )
@@ -20,3 +22,8 @@ func SetKeyringCalls(set func(service, user, secret string) error, get func(serv
 
 // Allow is the access rule of c's node (see Client.allowFunc).
 func (c *Client) Allow() func(kez.PublicKey, blob.Hash) bool { return c.allowFunc() }
+
+// PublishAddrs makes the sigchain's p2p endpoint list addrs.
+func (c *Client) PublishAddrs(ctx context.Context, addrs []string) error {
+	return c.publishAddrs(ctx, addrs)
+}

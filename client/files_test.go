@@ -3,8 +3,10 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"kez.lat/kez/blob"
@@ -87,5 +89,33 @@ func TestShareUnshare(t *testing.T) {
 	}
 	if _, err := alice.Unshare(ctx, "zz", handle(t, "bob")); !errors.Is(err, client.ErrNoSuchFile) {
 		t.Fatalf("unshare of a bad ID: %v", err)
+	}
+}
+
+// TestConcurrentChainAppends: two processes of one user appending to the
+// sigchain at once (listen publishing addresses, share publishing a
+// manifest) both succeed; the loser of each race retries on the new tail.
+func TestConcurrentChainAppends(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	p, err := client.OpenProfile(alice.Profile().Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := client.New(p, client.Config{Server: st.URL(), Domain: clienttest.Domain})
+	defer other.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 5 {
+		wg.Go(func() { errs <- alice.PublishAddrs(ctx, []string{fmt.Sprintf("/ip4/192.0.2.1/tcp/%d", 1000+i)}) })
+		wg.Go(func() { errs <- other.PublishAddrs(ctx, []string{fmt.Sprintf("/ip4/192.0.2.2/tcp/%d", 2000+i)}) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
