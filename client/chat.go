@@ -232,39 +232,43 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 			if err != nil {
 				return fmt.Errorf("fetch: %w", err)
 			}
-			n := 0
+			var ms []jetstream.Msg
 			for m := range batch.Messages() {
-				n++
-				if done, err := handle(m); err != nil || done {
-					return err
-				}
+				ms = append(ms, m)
 			}
 			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 				return fmt.Errorf("fetch: %w", err)
 			}
-			if n == 0 {
+			for i, m := range ms {
+				// The last ack of a batch waits for the broker's answer: the
+				// consumer takes acks in order, so when --once returns
+				// every ack has been applied and a status right after
+				// counts none of these messages as unread.
+				r.syncAck = i == len(ms)-1
+				if done, err := handle(m); err != nil || done {
+					return err
+				}
+			}
+			if len(ms) == 0 {
 				return nil
 			}
 		}
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(100))
-	if err != nil {
-		return fmt.Errorf("follow the inbox: %w", err)
+	err = FollowInbox(ctx, nc, cons, func(m jetstream.Msg) error {
+		done, err := handle(m)
+		if err == nil && done {
+			err = errListenDone
+		}
+		return err
+	})
+	if errors.Is(err, errListenDone) {
+		return nil
 	}
-	defer it.Stop()
-	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("follow the inbox: %w", err)
-		}
-		if done, err := handle(m); err != nil || done {
-			return err
-		}
-	}
+	return err
 }
+
+// errListenDone ends FollowInbox once Listen has its Max messages.
+var errListenDone = errors.New("listen: done")
 
 // receiver is the state of one Listen.
 type receiver struct {
@@ -273,6 +277,8 @@ type receiver struct {
 	key  *kez.PrivateKey
 	seen map[string]bool
 	fn   func(Event)
+	// syncAck makes the next ack wait for the broker's confirmation.
+	syncAck bool
 }
 
 // handle processes one message; it reports whether it was accepted. An
@@ -283,7 +289,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		seq = md.Sequence.Stream
 	}
 	drop := func(from, why string) (bool, error) {
-		if err := ack(ctx, m); err != nil {
+		if err := r.ack(ctx, m); err != nil {
 			return false, err
 		}
 		if r.fn != nil {
@@ -316,7 +322,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 	// Only now is the sender authentic, and so its dedup key meaningful.
 	dk := env.DedupKey()
 	if r.seen[dk] {
-		return false, ack(ctx, m)
+		return false, r.ack(ctx, m)
 	}
 	e := entryOf(DirIn, ct.Handle, env.From, env, pt, r.c.cfg.Now())
 	e.Warning = warning
@@ -324,7 +330,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		return false, err
 	}
 	r.seen[dk] = true
-	if err := ack(ctx, m); err != nil {
+	if err := r.ack(ctx, m); err != nil {
 		return false, err
 	}
 	if r.fn != nil {
@@ -333,13 +339,21 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 	return true, nil
 }
 
-// ack acknowledges m. The ack is not waited for: one lost on the way
-// only means the broker delivers the message again, and the dedup key
-// stored with it makes the second delivery a silent ack. Listen flushes
-// the connection before it returns, so the acks of a --once run reach
-// the broker.
-func ack(_ context.Context, m jetstream.Msg) error {
-	if err := m.Ack(); err != nil {
+// ack acknowledges m. The ack is not waited for (unless syncAck): one
+// lost on the way only means the broker delivers the message again, and
+// the dedup key stored with it makes the second delivery a silent ack.
+// Listen flushes the connection before it returns, so the acks of a
+// --once run reach the broker.
+func (r *receiver) ack(ctx context.Context, m jetstream.Msg) error {
+	var err error
+	if r.syncAck {
+		actx, cancel := withTimeout(ctx)
+		err = m.DoubleAck(actx)
+		cancel()
+	} else {
+		err = m.Ack()
+	}
+	if err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	return nil
