@@ -156,7 +156,9 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
-	if err := streams.Setup(ctx, js, cfg.Streams); err != nil {
+	if err := streams.Retry(ctx, s.logger, "stream setup", func(ctx context.Context) error {
+		return streams.Setup(ctx, js, cfg.Streams)
+	}); err != nil {
 		return err
 	}
 	log, err := streams.OpenRegistry(ctx, js)

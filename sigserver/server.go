@@ -99,7 +99,9 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := streams.SetupSigchains(ctx, js, cfg.Streams); err != nil {
+	if err := streams.Retry(ctx, s.logger, "stream setup", func(ctx context.Context) error {
+		return streams.SetupSigchains(ctx, js, cfg.Streams)
+	}); err != nil {
 		return err
 	}
 	store, err := streams.OpenSigchains(ctx, js)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ConnectWait is how long Connect keeps retrying a broker that is not
@@ -76,4 +77,39 @@ func Drain(ctx context.Context, nc *nats.Conn) error {
 		}
 	}
 	return nil
+}
+
+// setupAttempt bounds one attempt of Retry's fn.
+const setupAttempt = 10 * time.Second
+
+// Retry runs fn (the creation of streams and buckets at start-up) until
+// it succeeds, an error other than a timeout or an unavailable JetStream
+// comes back, or ConnectWait has passed: a broker that has just started,
+// or a cluster electing its meta leader after a restart, answers nothing
+// for a few seconds. Each attempt gets its own deadline of 10 s.
+func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(context.Context) error) error {
+	end := time.Now().Add(ConnectWait)
+	for {
+		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+		err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(end) || !transient(err) {
+			return err
+		}
+		logger.Warn("JetStream not ready, retrying", "what", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// transient reports whether err is JetStream not answering yet.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }
