@@ -28,21 +28,17 @@ import (
 
 // LoadConfig is what the simulated users do.
 type LoadConfig struct {
-	Domain    string
-	Prefix    string        // handles are <prefix><n>
-	Offline   float64       // share of users registered but never signed in
-	Rate      float64       // messages per online user per minute
-	Size      int           // plaintext bytes per message
-	Contacts  int           // peers each user writes to
-	Refresh   float64       // share of sends that look the peer up again first
-	SetupConc int           // users set up at once
-	Ramp      time.Duration // spread the set-up of a batch of users over at least this long
-	Workers   int           // concurrent senders
-	OpTimeout time.Duration // per operation
-	// Reconsume restarts each user's inbox subscription on a new reply
-	// subject after every reconnect (the fix under test for messages lost
-	// to pull requests left over from the previous connection).
-	Reconsume  bool
+	Domain     string
+	Prefix     string        // handles are <prefix><n>
+	Offline    float64       // share of users registered but never signed in
+	Rate       float64       // messages per online user per minute
+	Size       int           // plaintext bytes per message
+	Contacts   int           // peers each user writes to
+	Refresh    float64       // share of sends that look the peer up again first
+	SetupConc  int           // users set up at once
+	Ramp       time.Duration // spread the set-up of a batch of users over at least this long
+	Workers    int           // concurrent senders
+	OpTimeout  time.Duration // per operation
 	DrainLimit time.Duration // how long to wait for messages in flight at the end of a phase
 }
 
@@ -57,9 +53,6 @@ type user struct {
 
 	nc   *nats.Conn
 	js   jetstream.JetStream
-	cons jetstream.Consumer
-	ccMu sync.Mutex
-	cc   jetstream.ConsumeContext
 	down atomic.Int64 // unix nanos of the last disconnect, 0 when up
 
 	mu       sync.Mutex
@@ -83,6 +76,8 @@ type Gen struct {
 
 	sent, toOffline, received, expected atomic.Int64
 	reconnects, authExpired             atomic.Int64
+
+	following sync.WaitGroup // the users' inbox readers
 }
 
 // NewGen returns a generator against the home servers chats.
@@ -214,7 +209,8 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 }
 
 // signIn connects u through the auth callout and follows its inbox the
-// way client.Listen does (a durable pull consumer the server made).
+// way client.Listen does (client.FollowInbox on the durable pull consumer
+// the server made), until Close.
 func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 	t0 := time.Now()
 	nc, err := client.ConnectNATS(url, u.key,
@@ -224,9 +220,6 @@ func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 			g.reconnects.Add(1)
 			if d := u.down.Swap(0); d != 0 {
 				g.rec.Observe(opReauth, time.Since(time.Unix(0, d)))
-			}
-			if g.cfg.Reconsume {
-				go g.consume(u)
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -257,32 +250,15 @@ func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 		g.rec.Error("inbox bind", ErrKind(err))
 		return err
 	}
-	u.cons = cons
-	if err := g.consume(u); err != nil {
-		nc.Close()
-		return err
-	}
-	return nil
-}
-
-// consume follows u's inbox (replacing a previous subscription).
-func (g *Gen) consume(u *user) error {
-	u.ccMu.Lock()
-	defer u.ccMu.Unlock()
-	if u.cc != nil {
-		u.cc.Stop()
-	}
-	cc, err := u.cons.Consume(func(m jetstream.Msg) { g.receive(u, m) }, jetstream.PullMaxMessages(100),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrConnectionClosed) {
-				g.rec.Error("consume", ErrKind(err))
-			}
-		}))
-	if err != nil {
-		g.rec.Error("inbox bind", ErrKind(err))
-		return err
-	}
-	u.cc = cc
+	g.following.Go(func() {
+		err := client.FollowInbox(context.Background(), nc, cons, func(m jetstream.Msg) error {
+			g.receive(u, m)
+			return nil
+		})
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			g.rec.Error("consume", ErrKind(err))
+		}
+	})
 	return nil
 }
 
@@ -487,13 +463,9 @@ func (g *Gen) Close() {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	for _, u := range g.online {
-		u.ccMu.Lock()
-		if u.cc != nil {
-			u.cc.Stop()
-		}
-		u.ccMu.Unlock()
 		if u.nc != nil {
 			u.nc.Close()
 		}
 	}
+	g.following.Wait()
 }

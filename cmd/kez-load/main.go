@@ -53,7 +53,6 @@ type loadFlags struct {
 	Domain    string        `default:"kez.lat" help:"Home domain of the stack."`
 	Prefix    string        `help:"Handle prefix (default: lt plus random letters, so runs against one stack do not collide)."`
 	Drain     time.Duration `default:"45s" help:"How long to wait for messages in flight after the load (longer than the inbox AckWait of 30 s, so redeliveries count)."`
-	Reconsume bool          `help:"After every reconnect, follow the inbox on a new subscription (the client fix under test; off simulates client.Listen as it is)."`
 	MaxTime   time.Duration `name:"max-time" default:"40m" help:"Hard bound on the whole run."`
 	JSON      string        `name:"json" help:"Also write the report as JSON to this file (- for stdout)."`
 }
@@ -70,7 +69,7 @@ func (l loadFlags) config() LoadConfig {
 	}
 	return LoadConfig{Domain: l.Domain, Prefix: prefix, Offline: l.Offline, Rate: l.Rate, Size: l.Size,
 		Contacts: l.Contacts, Refresh: l.Refresh, SetupConc: l.SetupConc, Ramp: l.Ramp, Workers: max(l.Workers, 1),
-		OpTimeout: l.OpTimeout, DrainLimit: l.Drain, Reconsume: l.Reconsume}
+		OpTimeout: l.OpTimeout, DrainLimit: l.Drain}
 }
 
 func (l loadFlags) validate(users int) error {
