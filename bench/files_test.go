@@ -1,0 +1,730 @@
+//go:build bench
+
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/blob"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/p2p"
+)
+
+const (
+	// bigFile is the size of the throughput figure's blob; smallFile shows
+	// that the CLI's memory does not grow with the file.
+	bigFile   = 1 << 30
+	smallFile = 64 << 20
+	// copyBuf is the buffer of the plain TCP copies: bufio size of the
+	// file layer's reads.
+	copyBuf = 64 << 10
+	mib     = 1 << 20
+)
+
+// TestBenchFiles: the file layer moving 1 GiB over loopback, against a
+// plain TCP copy of the same file measured interleaved in the same run.
+//
+//   - p2p: blob.Store.Fetch from a p2p.Node serving a blob.Store (libp2p
+//     TCP+Noise+yamux, and QUIC), Bao-verified per 16 KiB group, written
+//     and synced every 8 MiB, outboard recomputed at the end; the import
+//     (BLAKE3 + Bao outboard + fsync) against a plain copy + fsync.
+//   - CLI: the real binary, alice and bob in separate processes: share
+//     (encrypt + import), listen (serves the file), fetch (download +
+//     decrypt to the output file); peak RSS of each process for 1 GiB and
+//     64 MiB (the target is flat, under 100 MiB), and fetch's wall time.
+//
+// It fails only when bytes differ or a step errs, never on a figure.
+func TestBenchFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.bin")
+	start := time.Now()
+	want := writeRandomFile(t, src, bigFile, 1)
+	t.Logf("wrote %d MiB of test data in %v", bigFile/mib, time.Since(start).Round(time.Millisecond))
+
+	tcpFile := func(size int64, path string) func() float64 {
+		return func() float64 { return tcpCopy(t, path, filepath.Join(dir, "tcp-out.bin"), size) }
+	}
+	base := measured{name: "plain TCP file→file (baseline)"}
+	wire := measured{name: "plain TCP memory→discard"}
+
+	// Import: hash + outboard + sync, against a plain copy + sync.
+	as, bs := openStore(t, filepath.Join(dir, "alice")), openStore(t, filepath.Join(dir, "bob"))
+	var h blob.Hash
+	cp := measured{name: "plain file copy + fsync (import baseline)"}
+	imp := measured{name: "blob.Store.Import (BLAKE3+Bao outboard+fsync)"}
+	for range rounds {
+		cp.add(fileCopy(t, src, filepath.Join(dir, "copy.bin")))
+		imp.add(func() float64 {
+			f, err := os.Open(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			start := time.Now()
+			if h, err = as.Import(f, bigFile); err != nil {
+				t.Fatal(err)
+			}
+			return mibPerSec(bigFile, time.Since(start))
+		}())
+	}
+	logFileTable(t, "import of 1 GiB into a blob.Store", []fileRow{cp.row(cp), imp.row(cp)}, measured{})
+
+	// Fetch through libp2p, one sender node per transport.
+	bobKey := newKey(t)
+	bn := newNode(t, p2p.Config{Key: bobKey, Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, Store: bs})
+	allow := func(p kez.PublicKey, got blob.Hash) bool { return got == h && p.Equal(bobKey.Public()) }
+	type transport struct {
+		m   measured
+		src blob.Source
+	}
+	var transports []*transport
+	for _, tc := range []struct{ name, listen string }{
+		{"p2p Fetch, libp2p TCP+Noise+yamux", "/ip4/127.0.0.1/tcp/0"},
+		{"p2p Fetch, libp2p QUIC-v1", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	} {
+		k := newKey(t)
+		an := newNode(t, p2p.Config{Key: k, Listen: []string{tc.listen}, Store: as, Allow: allow})
+		s, err := bn.Peer(k.Public(), an.Addrs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		transports = append(transports, &transport{m: measured{name: tc.name}, src: s})
+	}
+	// The store's own work without the network: Bao decode, writes synced
+	// every 8 MiB, outboard recomputed from the written file.
+	transports = append(transports, &transport{m: measured{name: "Fetch from a local store (no network)"}, src: as})
+	for i := range rounds {
+		base.add(tcpFile(bigFile, src)())
+		wire.add(tcpWire(t, bigFile))
+		for _, tr := range transports {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			err := bs.Fetch(ctx, h, bigFile, tr.src, nil)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: %v", tr.m.name, err)
+			}
+			tr.m.add(mibPerSec(bigFile, time.Since(start)))
+			if i == 0 {
+				if got := sumBlob(t, bs, h); got != want {
+					t.Fatalf("%s: fetched blob differs from the source", tr.m.name)
+				}
+			}
+			if err := bs.Remove(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rows := []fileRow{base.row(base), wire.row(base)}
+	for _, tr := range transports {
+		rows = append(rows, tr.m.row(base))
+	}
+	if err := as.Remove(h); err != nil {
+		t.Fatal(err)
+	}
+	logFileTable(t, "file layer, 1 GiB over loopback", rows, wire)
+
+	// The CLI, each side its own process.
+	st := clienttest.Start(t)
+	bin := filepath.Join(t.TempDir(), "kez-chat")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kez-chat")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	alice, bob := newCLIUser(t, bin, st, "alice"), newCLIUser(t, bin, st, "bob")
+	alice.ok("register", "alice", "--i-have-written-it-down")
+	bob.ok("register", "bob", "--i-have-written-it-down")
+
+	tiny := filepath.Join(dir, "tiny.bin")
+	writeRandomFile(t, tiny, 1000, 3)
+	var mem []memRow
+	var fixed []time.Duration
+	var cli measured
+	rows = nil
+	for _, size := range []int64{bigFile, smallFile} {
+		path := src
+		sum := want
+		if size != bigFile {
+			path = filepath.Join(dir, "small.bin")
+			sum = writeRandomFile(t, path, size, 2)
+		}
+		res := benchCLI(t, alice, bob, path, tiny, size, sum, tcpFile(size, path))
+		mem = append(mem, res.mem)
+		rows = append(rows, res.base.row(res.base), res.fetch.row(res.base))
+		if size == bigFile {
+			cli = res.fetch
+			os.Remove(src)
+		}
+		os.Remove(path)
+		fixed = append(fixed, res.fixed)
+	}
+	logFileTable(t, "kez-chat CLI end to end (fetch wall time: start to exit, decryption to the output file included)", rows, measured{})
+	// The CLI's node listens on TCP and QUIC; libp2p's dialer prefers
+	// QUIC, so that is the row to compare with (checked with ss).
+	t.Logf("  CLI fetch 1 GiB ÷ p2p Fetch QUIC above (the transport the CLI uses): %.2f, ÷ p2p Fetch TCP: %.2f",
+		cli.row(transports[1].m).ratio, cli.row(transports[0].m).ratio)
+	t.Logf("  fixed cost of one fetch command (a 1000-byte file, median): %v with the 1 GiB file shared, %v with 64 MiB",
+		fixed[0].Round(time.Millisecond), fixed[1].Round(time.Millisecond))
+
+	t.Logf("peak RSS per kez-chat process, target < 100 MiB whatever the size (* = VmHWM polled every %v, else exact from wait4):", rssPoll)
+	t.Logf("  %-8s %-30s %-24s %-30s %s", "file", "share (alice: encrypt+import)", "listen (alice: serves)", "fetch (bob: download+decrypt)", "share MiB/s")
+	for _, m := range mem {
+		t.Logf("  %-8s %-30s %-24s %-30s %.0f", fmtSize(m.size), m.share, m.listen, m.fetch, m.shareRate)
+		fmt.Printf("BENCH files peak RSS %s: share %s, listen (sender) %s, fetch (receiver) %s\n", fmtSize(m.size), m.share, m.listen, m.fetch)
+	}
+}
+
+// measured is one row of MiB/s figures, one per round.
+type measured struct {
+	name string
+	vals []float64
+}
+
+func (m *measured) add(v float64) { m.vals = append(m.vals, v) }
+
+// fileRow is a measured row with its ratio to a baseline.
+type fileRow struct {
+	name             string
+	median, min, max float64
+	ratio            float64
+}
+
+func (m measured) row(base measured) fileRow {
+	v := slices.Sorted(slices.Values(m.vals))
+	b := slices.Sorted(slices.Values(base.vals))
+	return fileRow{name: m.name, median: v[len(v)/2], min: v[0], max: v[len(v)-1], ratio: v[len(v)/2] / b[len(b)/2]}
+}
+
+// logFileTable logs rows with their ratio to the first row's baseline and,
+// if wire has figures, to it too.
+func logFileTable(t *testing.T, title string, rows []fileRow, wire measured) {
+	t.Helper()
+	t.Logf("%s, MiB/s over %d interleaved rounds:", title, rounds)
+	w := 0.0
+	if len(wire.vals) > 0 {
+		w = wire.row(wire).median
+		t.Logf("  %-52s %8s  %-11s  %s  %s", "", "median", "range", "÷ baseline", "÷ TCP memory→discard")
+	} else {
+		t.Logf("  %-52s %8s  %-11s  %s", "", "median", "range", "÷ baseline")
+	}
+	for _, r := range rows {
+		line := fmt.Sprintf("  %-52s %8.0f  %4.0f–%-5.0f  %10.2f", r.name, r.median, r.min, r.max, r.ratio)
+		if w > 0 {
+			line += fmt.Sprintf("  %20.2f", r.median/w)
+		}
+		t.Log(line)
+		fmt.Printf("BENCH files %s: %.0f MiB/s (%.0f–%.0f), ratio %.2f\n", strings.TrimSpace(r.name), r.median, r.min, r.max, r.ratio)
+	}
+}
+
+type memRow struct {
+	size                 int64
+	share, listen, fetch rss
+	shareRate            float64
+}
+
+type cliResult struct {
+	base, fetch measured
+	fixed       time.Duration
+	mem         memRow
+}
+
+// benchCLI shares path (size bytes, SHA-256 sum) from alice to bob and has
+// bob fetch it rounds times while alice's listen serves it, each fetch
+// after a plain TCP copy from baseline.
+func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, sum [32]byte, baseline func() float64) cliResult {
+	t.Helper()
+	res := cliResult{
+		base:  measured{name: fmt.Sprintf("plain TCP file→file %s (baseline)", fmtSize(size))},
+		fetch: measured{name: fmt.Sprintf("kez-chat fetch %s (separate processes)", fmtSize(size))},
+		mem:   memRow{size: size},
+	}
+	start := time.Now()
+	out, share := alice.run("--json", "share", "@bob", path)
+	res.mem.shareRate = mibPerSec(size, time.Since(start))
+	res.mem.share = share
+	id := fileID(t, out)
+	tinyID := fileID(t, alice.mustRun("--json", "share", "@bob", tiny))
+	bob.ok("listen", "--once")
+
+	listen := alice.start("listen")
+	defer listen.interrupt() // on failure; a no-op once stopped
+	// The first fetch waits for alice's node to listen and her sigchain to
+	// list it; it and the others of the 1000-byte file show the fixed cost
+	// of a fetch command.
+	outDir := t.TempDir()
+	bob.ok("fetch", tinyID, "-o", filepath.Join(outDir, "tiny-0"), "--wait", "1m")
+	var fixed []time.Duration
+	for i := range rounds {
+		start := time.Now()
+		bob.ok("fetch", tinyID, "-o", filepath.Join(outDir, fmt.Sprintf("tiny-%d", i+1)), "--wait", "1m")
+		fixed = append(fixed, time.Since(start))
+	}
+	slices.Sort(fixed)
+	res.fixed = fixed[len(fixed)/2]
+
+	var fetchRSS rss
+	for i := range rounds {
+		res.base.add(baseline())
+		got := filepath.Join(outDir, fmt.Sprintf("got-%d.bin", i))
+		start := time.Now()
+		out, ps := bob.run("--json", "fetch", id, "-o", got, "--wait", "1m")
+		res.fetch.add(mibPerSec(size, time.Since(start)))
+		if ps.kib > fetchRSS.kib {
+			fetchRSS = ps
+		}
+		var fr struct{ Route string }
+		if err := json.Unmarshal([]byte(out), &fr); err != nil || fr.Route != "direct" {
+			t.Errorf("fetch %s: printed %q (want route direct): %v", fmtSize(size), out, err)
+		}
+		if sumFile(t, got) != sum {
+			t.Fatalf("fetch %s, round %d: the output differs from the shared file", fmtSize(size), i+1)
+		}
+		os.Remove(got)
+	}
+	res.mem.fetch = fetchRSS
+	ps, err := listen.interrupt()
+	if err != nil {
+		t.Fatalf("alice's listen: %v\nstderr: %s", err, listen.errw)
+	}
+	res.mem.listen = ps
+	return res
+}
+
+// cliUser runs the kez-chat binary with one profile.
+type cliUser struct {
+	t                    *testing.T
+	bin, profile, server string
+	home                 string
+	fixedArgs            []string
+}
+
+func newCLIUser(t *testing.T, bin string, st *clienttest.Stack, name string) *cliUser {
+	u := &cliUser{t: t, bin: bin, profile: filepath.Join(t.TempDir(), name), server: st.URL(), home: t.TempDir()}
+	u.fixedArgs = []string{"--profile", u.profile, "--server", u.server, "--domain", clienttest.Domain, "--key-store", "file"}
+	return u
+}
+
+func (u *cliUser) command(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	cmd := exec.Command(u.bin, append(slices.Clone(u.fixedArgs), args...)...)
+	// A home of its own: nothing of the machine's user is read or
+	// written (keyring, config).
+	cmd.Env = append(os.Environ(), "HOME="+u.home, "XDG_CONFIG_HOME="+filepath.Join(u.home, ".config"))
+	var out, errw bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errw
+	return cmd, &out, &errw
+}
+
+// run runs kez-chat to its end, failing the test unless it exits 0, and
+// returns its stdout and peak RSS.
+func (u *cliUser) run(args ...string) (string, rss) {
+	u.t.Helper()
+	cmd, out, errw := u.command(args...)
+	if err := cmd.Start(); err != nil {
+		u.t.Fatal(err)
+	}
+	w := watchRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	peak := w.peak(cmd.ProcessState)
+	if err != nil {
+		u.t.Fatalf("kez-chat %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errw)
+	}
+	return out.String(), peak
+}
+
+func (u *cliUser) mustRun(args ...string) string {
+	u.t.Helper()
+	out, _ := u.run(args...)
+	return out
+}
+
+func (u *cliUser) ok(args ...string) {
+	u.t.Helper()
+	u.run(args...)
+}
+
+// bgCmd is a kez-chat process in the background.
+type bgCmd struct {
+	cmd       *exec.Cmd
+	out, errw *bytes.Buffer
+	rss       *rssWatch
+	done      chan error
+	stopped   bool
+	peak      rss
+}
+
+func (u *cliUser) start(args ...string) *bgCmd {
+	u.t.Helper()
+	cmd, out, errw := u.command(args...)
+	if err := cmd.Start(); err != nil {
+		u.t.Fatal(err)
+	}
+	b := &bgCmd{cmd: cmd, out: out, errw: errw, rss: watchRSS(cmd.Process.Pid), done: make(chan error, 1)}
+	go func() { b.done <- cmd.Wait() }()
+	return b
+}
+
+// interrupt stops the process as Ctrl-C does, waits for it (killing it
+// after 30 s) and returns its peak RSS, and an error unless it exited 0.
+func (b *bgCmd) interrupt() (rss, error) {
+	if b.stopped {
+		return b.peak, nil
+	}
+	b.stopped = true
+	b.cmd.Process.Signal(os.Interrupt)
+	var err error
+	select {
+	case err = <-b.done:
+	case <-time.After(30 * time.Second):
+		b.cmd.Process.Kill()
+		<-b.done
+		err = fmt.Errorf("did not stop within 30 s of SIGINT")
+	}
+	b.peak = b.rss.peak(b.cmd.ProcessState)
+	return b.peak, err
+}
+
+// rssPoll is how often a child's peak RSS is read while it runs.
+const rssPoll = 10 * time.Millisecond
+
+// rss is a peak resident set size in KiB; polled if it was read from
+// /proc while the process ran rather than from wait4.
+type rss struct {
+	kib    int64
+	polled bool
+}
+
+func (r rss) String() string {
+	s := fmt.Sprintf("%.1f MiB", float64(r.kib)/1024)
+	if r.polled {
+		s += "*"
+	}
+	return s
+}
+
+// rssWatch finds a child's peak RSS. wait4's ru_maxrss alone is not it:
+// Go starts children with vfork (CLONE_VM), and at exec Linux folds the
+// high-water mark of the mm being left, the parent's, into the child's
+// maxrss, so every child of this test would report at least the test's
+// own peak (about 50 MiB). The child's own mm, fresh from exec, has an
+// honest VmHWM in /proc/<pid>/status, read here until the process ends;
+// it misses only growth in the last rssPoll before exit. Where ru_maxrss
+// exceeds the test's own peak, it is the child's exactly and wins.
+type rssWatch struct {
+	floor int64 // the test's own peak RSS once the child started
+	stop  chan struct{}
+	done  chan struct{}
+	hwm   int64
+}
+
+func watchRSS(pid int) *rssWatch {
+	w := &rssWatch{floor: statusKiB("/proc/self/status", "VmHWM:"), stop: make(chan struct{}), done: make(chan struct{})}
+	// The directory handle pins this process: once it is reaped, reads
+	// through it fail instead of reading a process that reused the pid.
+	dir, err := os.Open(fmt.Sprintf("/proc/%d", pid))
+	go func() {
+		defer close(w.done)
+		if err != nil {
+			return
+		}
+		defer dir.Close()
+		tick := time.NewTicker(rssPoll)
+		defer tick.Stop()
+		for {
+			if fd, err := syscall.Openat(int(dir.Fd()), "status", syscall.O_RDONLY, 0); err == nil {
+				f := os.NewFile(uintptr(fd), "status")
+				b, _ := io.ReadAll(f)
+				f.Close()
+				w.hwm = max(w.hwm, parseKiB(b, "VmHWM:"))
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+// peak stops watching the ended process ps and returns its peak RSS.
+func (w *rssWatch) peak(ps *os.ProcessState) rss {
+	close(w.stop)
+	<-w.done
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok && runtime.GOOS == "linux" && ru.Maxrss > w.floor {
+		return rss{kib: ru.Maxrss} // KiB on Linux
+	}
+	return rss{kib: w.hwm, polled: true}
+}
+
+func statusKiB(path, field string) int64 {
+	b, _ := os.ReadFile(path)
+	return parseKiB(b, field)
+}
+
+// parseKiB returns the value of a "Field:   123 kB" line of a
+// /proc/<pid>/status, 0 if absent.
+func parseKiB(status []byte, field string) int64 {
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &n)
+			return n
+		}
+	}
+	return 0
+}
+
+func fileID(t *testing.T, out string) string {
+	t.Helper()
+	var res struct {
+		File struct{ Blob string } `json:"file"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.File.Blob) != 64 {
+		t.Fatalf("share printed %q: %v", out, err)
+	}
+	return res.File.Blob[:12]
+}
+
+// tcpCopy copies the size bytes of path over a loopback TCP connection into
+// a new file at out, synced, through copyBuf buffers in user space on both
+// ends (no sendfile or splice: the file layer cannot use them either), and
+// returns MiB/s. It removes out.
+func tcpCopy(t *testing.T, path, out string, size int64) float64 {
+	t.Helper()
+	defer os.Remove(out)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	in, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		f, err := os.Create(out)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		n, err := io.CopyBuffer(onlyWriter{f}, onlyReader{c}, make([]byte, copyBuf))
+		if err == nil && n != size {
+			err = fmt.Errorf("received %d bytes, want %d", n, size)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		done <- err
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{in}, make([]byte, copyBuf)); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return mibPerSec(size, time.Since(start))
+}
+
+// tcpWire sends size bytes from memory over a loopback TCP connection to a
+// reader that discards them, copyBuf at a time: the network path alone.
+func tcpWire(t *testing.T, size int64) float64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		n, err := io.CopyBuffer(onlyWriter{io.Discard}, onlyReader{c}, make([]byte, copyBuf))
+		if err == nil && n != size {
+			err = fmt.Errorf("received %d bytes, want %d", n, size)
+		}
+		done <- err
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, copyBuf)
+	rand.NewChaCha8([32]byte{}).Read(buf)
+	for left := size; left > 0; left -= int64(len(buf)) {
+		if _, err := c.Write(buf[:min(int64(len(buf)), left)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return mibPerSec(size, time.Since(start))
+}
+
+// fileCopy copies path to out through a copyBuf buffer and syncs it, as a
+// plain import would, returns MiB/s and removes out.
+func fileCopy(t *testing.T, path, out string) float64 {
+	t.Helper()
+	defer os.Remove(out)
+	in, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	start := time.Now()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(onlyWriter{f}, onlyReader{in}, make([]byte, copyBuf))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mibPerSec(n, time.Since(start))
+}
+
+// onlyReader and onlyWriter hide ReadFrom/WriteTo so that io.CopyBuffer
+// really copies through its buffer.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
+// writeRandomFile writes size pseudo-random bytes to path, streaming, and
+// returns their SHA-256.
+func writeRandomFile(t *testing.T, path string, size int64, seed byte) [32]byte {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.NewChaCha8([32]byte{seed})
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		b := buf[:min(int64(len(buf)), left)]
+		r.Read(b)
+		h.Write(b)
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		left -= int64(len(b))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func sumFile(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return sumReader(t, f)
+}
+
+func sumBlob(t *testing.T, s *blob.Store, h blob.Hash) [32]byte {
+	t.Helper()
+	f, err := s.Open(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return sumReader(t, f)
+}
+
+func sumReader(t *testing.T, r io.Reader) [32]byte {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func openStore(t *testing.T, dir string) *blob.Store {
+	t.Helper()
+	s, err := blob.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newKey(t *testing.T) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newNode(t *testing.T, cfg p2p.Config) *p2p.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := p2p.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func mibPerSec(n int64, d time.Duration) float64 { return float64(n) / mib / d.Seconds() }
+
+func fmtSize(n int64) string {
+	if n >= 1<<30 && n%(1<<30) == 0 {
+		return fmt.Sprintf("%d GiB", n>>30)
+	}
+	return fmt.Sprintf("%d MiB", n/mib)
+}
