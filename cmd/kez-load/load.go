@@ -75,6 +75,7 @@ type Gen struct {
 	nextURL atomic.Uint64
 
 	sent, toOffline, received, expected atomic.Int64
+	redelivered                         atomic.Int64 // received with NumDelivered > 1
 	reconnects, authExpired             atomic.Int64
 
 	following sync.WaitGroup // the users' inbox readers
@@ -270,6 +271,11 @@ const loadPrefix = "kez-load "
 // send→receive latency.
 func (g *Gen) receive(u *user, m jetstream.Msg) {
 	defer func() { _ = m.Ack() }()
+	// A redelivery waited out the inbox AckWait (30 s): its first delivery
+	// went unacked (lost on the way, or its ack was).
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		g.redelivered.Add(1)
+	}
 	env, err := message.Parse(m.Data())
 	if err != nil {
 		g.rec.Error("receive", "malformed")
@@ -444,11 +450,11 @@ func (g *Gen) Drain(ctx context.Context) {
 }
 
 // Counters returns and resets the message and connection counters.
-func (g *Gen) counters() (sent, toOffline, received, lost, reconnects, expired int64) {
+func (g *Gen) counters() (sent, toOffline, received, redelivered, lost, reconnects, expired int64) {
 	sent, toOffline = g.sent.Swap(0), g.toOffline.Swap(0)
 	expected, received := g.expected.Swap(0), g.received.Swap(0)
 	lost = max(expected-received, 0)
-	return sent, toOffline, received, lost, g.reconnects.Swap(0), g.authExpired.Swap(0)
+	return sent, toOffline, received, g.redelivered.Swap(0), lost, g.reconnects.Swap(0), g.authExpired.Swap(0)
 }
 
 // Population returns the number of users and of online users.

@@ -166,7 +166,7 @@ func (s *session) phase(ctx context.Context, label string, users int, rate float
 	r.Procs = w.stop()
 	s.gen.Drain(ctx)
 	r.SteadySecs = steady.Seconds()
-	r.Sent, r.ToOffline, r.Received, r.Lost, r.Reconnects, r.AuthExpired = s.gen.counters()
+	r.Sent, r.ToOffline, r.Received, r.Redelivered, r.Lost, r.Reconnects, r.AuthExpired = s.gen.counters()
 	if steady > 0 {
 		r.SentPerSec = float64(r.Sent) / steady.Seconds()
 		r.MsgsPerSec = float64(r.Received) / steady.Seconds()

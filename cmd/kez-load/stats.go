@@ -267,6 +267,7 @@ type Report struct {
 	MsgsPerSec  float64 `json:"received_per_sec"`
 	Sent        int64   `json:"sent"`
 	Received    int64   `json:"received"`
+	Redelivered int64   `json:"redelivered"` // received after the inbox AckWait: delivered before, unacked
 	Lost        int64   `json:"lost"`
 	ToOffline   int64   `json:"sent_to_offline"`
 	Reconnects  int64   `json:"reconnects"`
@@ -302,8 +303,8 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "== %s: %d users (%d online), %.2g msg/user/min\n", r.Label, r.Users, r.Online, r.RatePerMin)
 	fmt.Fprintf(w, "setup     %d users in %.1fs: %.1f registrations/s (register + sigchain + sign-in + inbox)\n",
 		r.SetupUsers, r.SetupSecs, r.RegsPerSec)
-	fmt.Fprintf(w, "steady    %.0fs: sent %d (%.1f/s), received %d (%.1f/s), lost %d, to offline inboxes %d, reconnects %d (auth expired %d)\n",
-		r.SteadySecs, r.Sent, r.SentPerSec, r.Received, r.MsgsPerSec, r.Lost, r.ToOffline, r.Reconnects, r.AuthExpired)
+	fmt.Fprintf(w, "steady    %.0fs: sent %d (%.1f/s), received %d (%.1f/s, %d redelivered after AckWait), lost %d, to offline inboxes %d, reconnects %d (auth expired %d)\n",
+		r.SteadySecs, r.Sent, r.SentPerSec, r.Received, r.MsgsPerSec, r.Redelivered, r.Lost, r.ToOffline, r.Reconnects, r.AuthExpired)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "operation\tcount\t/s\tp50 ms\tp99 ms\tmax ms\terrors\t")
 	for _, o := range r.Ops {
