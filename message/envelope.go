@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"kez.lat/kez"
+	"kez.lat/kez/strictjson"
 )
 
 const (
@@ -216,7 +217,7 @@ func (e *Envelope) setField(m member) (int, error) {
 			return 0, bad("must be a string")
 		}
 	default:
-		return 0, fmt.Errorf("%w: unknown field %q", ErrMalformed, clip(m.name))
+		return 0, fmt.Errorf("%w: unknown field %s", ErrMalformed, strictjson.Quote(m.name))
 	}
 	switch m.name {
 	case "id":

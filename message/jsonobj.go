@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"kez.lat/kez/strictjson"
 )
 
 // member is one name/value pair of a JSON object, the value as raw JSON.
@@ -38,7 +40,7 @@ func decodeMembers(b []byte) ([]member, error) {
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, jsonErr(err))
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, strictjson.DecodeError(err))
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
@@ -48,19 +50,19 @@ func decodeMembers(b []byte) ([]member, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, jsonErr(err))
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, strictjson.DecodeError(err))
 		}
 		name, ok := tok.(string)
 		if !ok {
 			return nil, fmt.Errorf("%w: bad object key", ErrMalformed)
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("%w: repeated field %q", ErrMalformed, clip(name))
+			return nil, fmt.Errorf("%w: repeated field %s", ErrMalformed, strictjson.Quote(name))
 		}
 		seen[name] = true
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%w: field %q: %v", ErrMalformed, clip(name), jsonErr(err))
+			return nil, fmt.Errorf("%w: field %s: %v", ErrMalformed, strictjson.Quote(name), strictjson.DecodeError(err))
 		}
 		ms = append(ms, member{name, v})
 	}
@@ -71,26 +73,6 @@ func decodeMembers(b []byte) ([]member, error) {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
 	}
 	return ms, nil
-}
-
-// jsonErr describes a decoding error without quoting the input.
-func jsonErr(err error) string {
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at offset %d", se.Offset)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
-	}
-	return "invalid JSON"
-}
-
-// clip shortens an attacker-chosen name quoted in an error.
-func clip(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "..."
-	}
-	return s
 }
 
 // jsonString decodes v, which must be a JSON string.

@@ -9,6 +9,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/message"
+	"kez.lat/kez/strictjson"
 )
 
 // AnnouncementVersion is the announcement version ("v") this package reads
@@ -109,7 +110,7 @@ func (a Announcement) Marshal() ([]byte, error) {
 	if addrs == nil {
 		addrs = []string{}
 	}
-	return marshal(announceJSON{message.TypeFileShare, AnnouncementVersion, a.File.json(), a.WrappedKey, addrs})
+	return strictjson.Marshal(announceJSON{message.TypeFileShare, AnnouncementVersion, a.File.json(), a.WrappedKey, addrs})
 }
 
 // Plaintext returns a as the plaintext of a chat message, ready for
@@ -134,21 +135,18 @@ func ParseAnnouncement(raw []byte) (Announcement, error) {
 	if len(raw) > MaxAnnouncementSize {
 		return Announcement{}, fmt.Errorf("announcement: %w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxAnnouncementSize)
 	}
-	if err := checkJSON(raw, "announcement"); err != nil {
-		return Announcement{}, err
-	}
-	o, err := parseObject(raw, "announcement", announceFields...)
+	o, err := strict.Parse(raw, "announcement", announceFields...)
 	if err != nil {
 		return Announcement{}, err
 	}
-	typ, err := o.string("type", true)
+	typ, err := o.String("type", true)
 	if err != nil {
 		return Announcement{}, err
 	}
 	if typ != message.TypeFileShare {
-		return Announcement{}, o.errorf("type must be %q", message.TypeFileShare)
+		return Announcement{}, o.Errorf("type must be %q", message.TypeFileShare)
 	}
-	v, err := o.uint("v")
+	v, err := o.Int("v")
 	if err != nil {
 		return Announcement{}, err
 	}
@@ -159,10 +157,10 @@ func ParseAnnouncement(raw []byte) (Announcement, error) {
 	if a.File, err = parseFile(o); err != nil {
 		return Announcement{}, err
 	}
-	if a.WrappedKey, err = o.bytes("key", message.WrappedKeySize); err != nil {
+	if a.WrappedKey, err = o.Bytes("key", message.WrappedKeySize); err != nil {
 		return Announcement{}, err
 	}
-	if a.Addrs, err = o.strings("addrs", MaxAddrs); err != nil {
+	if a.Addrs, err = addrs(o, MaxAddrs); err != nil {
 		return Announcement{}, err
 	}
 	if err := checkAddrs(a.Addrs); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/strictjson"
 )
 
 // Limits of the fields of a [File] and an [Announcement].
@@ -261,35 +262,35 @@ func (f File) json() fileJSON {
 
 // parseFile reads a File's members from o and validates it. A present
 // "mime" must be non-empty.
-func parseFile(o object) (File, error) {
+func parseFile(o strictjson.Object) (File, error) {
 	var f File
-	s, err := o.string("blob", true)
+	s, err := o.String("blob", true)
 	if err != nil {
 		return File{}, err
 	}
 	if f.Blob, err = blob.ParseHash(s); err != nil {
-		return File{}, fmt.Errorf("%w: %s: blob: %w", ErrMalformed, o.what, err)
+		return File{}, o.Errorf("blob: %w", err)
 	}
-	if f.Size, err = o.uint("size"); err != nil {
+	if f.Size, err = o.Int("size"); err != nil {
 		return File{}, err
 	}
-	if f.Name, err = o.string("name", true); err != nil {
+	if f.Name, err = o.String("name", true); err != nil {
 		return File{}, err
 	}
-	if f.FileSize, err = o.uint("file_size"); err != nil {
+	if f.FileSize, err = o.Int("file_size"); err != nil {
 		return File{}, err
 	}
-	if f.MIME, err = o.string("mime", false); err != nil {
+	if f.MIME, err = o.String("mime", false); err != nil {
 		return File{}, err
 	}
-	if o.has("mime") && f.MIME == "" {
-		return File{}, o.errorf("mime must be omitted, not empty")
+	if o.Has("mime") && f.MIME == "" {
+		return File{}, o.Errorf("mime must be omitted, not empty")
 	}
-	if f.SharedAt, err = o.uint("shared_at"); err != nil {
+	if f.SharedAt, err = o.Int("shared_at"); err != nil {
 		return File{}, err
 	}
 	if err := f.Validate(); err != nil {
-		return File{}, fmt.Errorf("%s: %w", o.what, err)
+		return File{}, fmt.Errorf("%s: %w", o.What(), err)
 	}
 	return f, nil
 }

@@ -3,7 +3,6 @@ package share
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
+	"kez.lat/kez/strictjson"
 )
 
 // ManifestContext is the domain-separation prefix of a manifest signature,
@@ -91,10 +91,7 @@ func parseEntry(b []byte, to kez.PublicKey) (Entry, error) {
 	if len(b) > MaxEntrySize {
 		return Entry{}, fmt.Errorf("entry: %w: %d bytes", ErrTooLarge, len(b))
 	}
-	if err := checkJSON(b, "entry"); err != nil {
-		return Entry{}, err
-	}
-	o, err := parseObject(b, "entry", entryFields...)
+	o, err := strict.Parse(b, "entry", entryFields...)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -102,14 +99,14 @@ func parseEntry(b []byte, to kez.PublicKey) (Entry, error) {
 	if e.File, err = parseFile(o); err != nil {
 		return Entry{}, err
 	}
-	k, err := o.bytes("key", filecrypt.KeySize)
+	k, err := o.Bytes("key", filecrypt.KeySize)
 	if err != nil {
 		return Entry{}, err
 	}
 	e.Key, _ = filecrypt.KeyFromBytes(k) // 32 bytes: cannot fail
 	clear(k)
 	if e.Key.IsZero() {
-		return Entry{}, o.errorf("zero content key")
+		return Entry{}, o.Errorf("zero content key")
 	}
 	return e, nil
 }
@@ -229,7 +226,7 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 		}
 		seen[k] = true
 		key := e.Key.Bytes()
-		pt, err := marshal(entryJSON{e.File.json(), key})
+		pt, err := strictjson.Marshal(entryJSON{e.File.json(), key})
 		clear(key)
 		if err != nil {
 			return nil, fmt.Errorf("manifest: entry %d: %w", i, err)
@@ -241,11 +238,11 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 		}
 		p.Entries = append(p.Entries, boxJSON{e.To, box})
 	}
-	payload, err := marshal(p)
+	payload, err := strictjson.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	wire := wireForm(payload, owner.Sign(signedMessage(payload)))
+	wire := strictjson.Signed{Payload: payload, Sig: owner.Sign(signedMessage(payload))}.Marshal()
 	if len(wire) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest: %w: %d bytes, limit %d", ErrTooLarge, len(wire), MaxManifestSize)
 	}
@@ -255,18 +252,7 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 var cryptoRand = rand.Reader
 
 func signedMessage(payload []byte) []byte {
-	return append([]byte(ManifestContext), payload...)
-}
-
-// wireForm returns {"payload":"<base64>","sig":"<base64>"}.
-func wireForm(payload, sig []byte) []byte {
-	enc := base64.StdEncoding
-	b := make([]byte, 0, 32+enc.EncodedLen(len(payload))+enc.EncodedLen(len(sig)))
-	b = append(b, `{"payload":"`...)
-	b = enc.AppendEncode(b, payload)
-	b = append(b, `","sig":"`...)
-	b = enc.AppendEncode(b, sig)
-	return append(b, `"}`...)
+	return strictjson.Message(ManifestContext, payload)
 }
 
 // Pointer returns what the owner's sigchain says of the manifest whose
@@ -320,7 +306,9 @@ func (m Manifest) Payload() []byte { return bytes.Clone(m.payload) }
 // Marshal returns the wire form of m, {"payload":"<base64>","sig":"<base64>"}:
 // the bytes BuildManifest made, which another spelling of the same JSON
 // that ParseManifest accepted would not hash to.
-func (m Manifest) Marshal() []byte { return wireForm(m.payload, m.sig) }
+func (m Manifest) Marshal() []byte {
+	return strictjson.Signed{Payload: m.payload, Sig: m.sig}.Marshal()
+}
 
 // ParseManifest parses and verifies the manifest raw of owner strictly. It
 // returns [ErrTooLarge] past [MaxManifestSize] bytes or [MaxEntries]
@@ -341,20 +329,11 @@ func ParseManifest(raw []byte, owner kez.PublicKey) (Manifest, error) {
 	if owner.IsZero() {
 		return Manifest{}, fmt.Errorf("manifest: %w: zero owner key", kez.ErrInvalidKey)
 	}
-	if err := checkJSON(raw, "manifest"); err != nil {
-		return Manifest{}, err
-	}
-	o, err := parseObject(raw, "manifest", "payload", "sig")
+	s, err := strict.ParseSigned(raw, "manifest")
 	if err != nil {
 		return Manifest{}, err
 	}
-	var m Manifest
-	if m.payload, err = o.bytes("payload", -1); err != nil {
-		return Manifest{}, err
-	}
-	if m.sig, err = o.bytes("sig", 64); err != nil {
-		return Manifest{}, err
-	}
+	m := Manifest{payload: s.Payload, sig: s.Sig}
 	if err := m.parsePayload(); err != nil {
 		return Manifest{}, err
 	}
@@ -372,35 +351,32 @@ func ParseManifest(raw []byte, owner kez.PublicKey) (Manifest, error) {
 }
 
 func (m *Manifest) parsePayload() error {
-	if err := checkJSON(m.payload, "manifest payload"); err != nil {
-		return err
-	}
-	o, err := parseObject(m.payload, "manifest payload", "v", "owner", "seq", "ctime", "entries")
+	o, err := strict.Parse(m.payload, "manifest payload", "v", "owner", "seq", "ctime", "entries")
 	if err != nil {
 		return err
 	}
-	v, err := o.uint("v")
+	v, err := o.Int("v")
 	if err != nil {
 		return err
 	}
 	if v != ManifestVersion {
 		return fmt.Errorf("manifest: %w: %d", ErrVersion, v)
 	}
-	if m.owner, err = o.key("owner"); err != nil {
+	if m.owner, err = key(o, "owner"); err != nil {
 		return err
 	}
-	seq, err := o.uint("seq")
+	seq, err := o.Uint("seq")
 	if err != nil {
 		return err
 	}
 	if seq == 0 {
-		return o.errorf("seq starts at 1")
+		return o.Errorf("seq starts at 1")
 	}
-	m.seq = uint64(seq)
-	if m.ctime, err = o.uint("ctime"); err != nil {
+	m.seq = seq
+	if m.ctime, err = o.Int("ctime"); err != nil {
 		return err
 	}
-	elems, err := o.array("entries")
+	elems, err := o.Array("entries", true)
 	if err != nil {
 		return err
 	}
@@ -409,15 +385,15 @@ func (m *Manifest) parsePayload() error {
 	}
 	m.boxes = make([]boxJSON, 0, len(elems))
 	for i, e := range elems {
-		eo, err := parseObject(e, fmt.Sprintf("manifest entry %d", i), "to", "box")
+		eo, err := strict.Object(e, fmt.Sprintf("manifest entry %d", i), "to", "box")
 		if err != nil {
 			return err
 		}
 		var b boxJSON
-		if b.To, err = eo.key("to"); err != nil {
+		if b.To, err = key(eo, "to"); err != nil {
 			return err
 		}
-		if b.Box, err = eo.bytes("box", -(boxOverhead + 2)); err != nil { // "{}" at least
+		if b.Box, err = eo.Bytes("box", -(boxOverhead + 2)); err != nil { // "{}" at least
 			return err
 		}
 		if len(b.Box) > boxOverhead+MaxEntrySize {

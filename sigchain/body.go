@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"kez.lat/kez"
+	"kez.lat/kez/strictjson"
 )
 
 // Event types. A type outside this list is valid if its name is (see
@@ -70,13 +71,13 @@ const (
 )
 
 // protocol checks that o's protocol field is want.
-func (o object) protocol(want string) error {
-	p, err := o.string("protocol", true)
+func protocol(o strictjson.Object, want string) error {
+	p, err := o.String("protocol", true)
 	if err != nil {
 		return err
 	}
 	if p != want {
-		return o.errorf("protocol must be %q", want)
+		return o.Errorf("protocol must be %q", want)
 	}
 	return nil
 }
@@ -92,7 +93,7 @@ type NATSEndpoint struct {
 
 // MarshalJSON implements [json.Marshaler].
 func (n NATSEndpoint) MarshalJSON() ([]byte, error) {
-	return marshal(struct {
+	return strictjson.Marshal(struct {
 		Protocol string `json:"protocol"`
 		URL      string `json:"url"`
 		Inbox    string `json:"inbox,omitempty"`
@@ -102,11 +103,11 @@ func (n NATSEndpoint) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON implements [json.Unmarshaler], checking the fields as an
 // event body would except that the inbox is not tied to a chain.
 func (n *NATSEndpoint) UnmarshalJSON(b []byte) error {
-	o, err := parseObject(b, "nats endpoint", "protocol", "url", "inbox")
+	o, err := strict.Object(b, "nats endpoint", "protocol", "url", "inbox")
 	if err != nil {
 		return err
 	}
-	if err := o.protocol(ProtocolNATS); err != nil {
+	if err := protocol(o, ProtocolNATS); err != nil {
 		return err
 	}
 	v, err := parseNATS(o, kez.PublicKey{}, false)
@@ -128,7 +129,7 @@ type P2PEndpoint struct {
 
 // MarshalJSON implements [json.Marshaler].
 func (p P2PEndpoint) MarshalJSON() ([]byte, error) {
-	return marshal(struct {
+	return strictjson.Marshal(struct {
 		Protocol string   `json:"protocol"`
 		PeerID   string   `json:"peer_id"`
 		Addrs    []string `json:"addrs,omitempty"`
@@ -138,11 +139,11 @@ func (p P2PEndpoint) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON implements [json.Unmarshaler], checking the fields as an
 // event body would.
 func (p *P2PEndpoint) UnmarshalJSON(b []byte) error {
-	o, err := parseObject(b, "p2p endpoint", "protocol", "peer_id", "addrs")
+	o, err := strict.Object(b, "p2p endpoint", "protocol", "peer_id", "addrs")
 	if err != nil {
 		return err
 	}
-	if err := o.protocol(ProtocolP2P); err != nil {
+	if err := protocol(o, ProtocolP2P); err != nil {
 		return err
 	}
 	v, err := parseP2P(o)
@@ -182,32 +183,32 @@ func parseBody(chain kez.PublicKey, typ string, raw []byte) (any, error) {
 	case TypeSetSharedFiles:
 		return parseSharedFiles(what, raw)
 	}
-	if _, err := parseObject(raw, what); err != nil {
+	if _, err := strict.Object(raw, what); err != nil {
 		return nil, err
 	}
 	return nil, nil
 }
 
 func parseEndpoint(chain kez.PublicKey, add bool, what string, raw []byte) (any, error) {
-	o, err := parseObject(raw, what)
+	o, err := strict.Object(raw, what)
 	if err != nil {
 		return nil, err
 	}
-	proto, err := o.string("protocol", true)
+	proto, err := o.String("protocol", true)
 	if err != nil {
 		return nil, err
 	}
 	if !validName(proto) {
-		return nil, o.errorf("protocol must be a lowercase name")
+		return nil, o.Errorf("protocol must be a lowercase name")
 	}
 	switch proto {
 	case ProtocolNATS:
-		if o, err = parseObject(raw, what, "protocol", "url", "inbox"); err != nil {
+		if o, err = strict.Object(raw, what, "protocol", "url", "inbox"); err != nil {
 			return nil, err
 		}
 		return parseNATS(o, chain, add)
 	case ProtocolP2P:
-		if o, err = parseObject(raw, what, "protocol", "peer_id", "addrs"); err != nil {
+		if o, err = strict.Object(raw, what, "protocol", "peer_id", "addrs"); err != nil {
 			return nil, err
 		}
 		return parseP2P(o)
@@ -218,28 +219,28 @@ func parseEndpoint(chain kez.PublicKey, add bool, what string, raw []byte) (any,
 // parseNATS checks a nats endpoint. The inbox is required when add is set
 // and must then be chain's inbox; with a zero chain it is only checked for
 // shape.
-func parseNATS(o object, chain kez.PublicKey, add bool) (NATSEndpoint, error) {
+func parseNATS(o strictjson.Object, chain kez.PublicKey, add bool) (NATSEndpoint, error) {
 	var n NATSEndpoint
 	var err error
-	if n.URL, err = o.string("url", true); err != nil {
+	if n.URL, err = o.String("url", true); err != nil {
 		return n, err
 	}
 	if why := checkNATSURL(n.URL); why != "" {
-		return n, o.errorf("nats url %s", why)
+		return n, o.Errorf("nats url %s", why)
 	}
-	if n.Inbox, err = o.string("inbox", add); err != nil {
+	if n.Inbox, err = o.String("inbox", add); err != nil {
 		return n, err
 	}
-	if o.has("inbox") {
+	if o.Has("inbox") {
 		if chain.IsZero() {
 			h, ok := strings.CutPrefix(n.Inbox, InboxPrefix)
 			if _, err := kez.ParsePublicKeyHex(h); !ok || err != nil {
-				return n, o.errorf("inbox must be %s<key hex>", InboxPrefix)
+				return n, o.Errorf("inbox must be %s<key hex>", InboxPrefix)
 			}
 		} else if n.Inbox != Inbox(chain) {
 			// The inbox is the chain owner's own: advertising another
 			// user's inbox would send a contact's messages there.
-			return n, o.errorf("inbox must be %s<chain hex>", InboxPrefix)
+			return n, o.Errorf("inbox must be %s<chain hex>", InboxPrefix)
 		}
 	}
 	return n, nil
@@ -287,24 +288,24 @@ func printableASCII(s string) bool {
 	return true
 }
 
-func parseP2P(o object) (P2PEndpoint, error) {
+func parseP2P(o strictjson.Object) (P2PEndpoint, error) {
 	var p P2PEndpoint
 	var err error
-	if p.PeerID, err = o.string("peer_id", true); err != nil {
+	if p.PeerID, err = o.String("peer_id", true); err != nil {
 		return p, err
 	}
 	if !validPeerID(p.PeerID) {
-		return p, o.errorf("peer_id must be a base58 libp2p peer ID")
+		return p, o.Errorf("peer_id must be a base58 libp2p peer ID")
 	}
-	if p.Addrs, err = o.strings("addrs"); err != nil {
+	if p.Addrs, err = o.Strings("addrs", false); err != nil {
 		return p, err
 	}
 	if len(p.Addrs) > maxAddrs {
-		return p, o.errorf("at most %d addrs", maxAddrs)
+		return p, o.Errorf("at most %d addrs", maxAddrs)
 	}
 	for _, a := range p.Addrs {
 		if len(a) == 0 || len(a) > maxAddrLen || a[0] != '/' || !printableASCII(a) {
-			return p, o.errorf("addrs must be multiaddrs (/ip4/..., printable ASCII, at most %d bytes)", maxAddrLen)
+			return p, o.Errorf("addrs must be multiaddrs (/ip4/..., printable ASCII, at most %d bytes)", maxAddrLen)
 		}
 	}
 	if len(p.Addrs) == 0 {
@@ -365,44 +366,44 @@ func base58Decode(s string) ([]byte, bool) {
 
 func parseClaim(add bool, what string, raw []byte) (Claim, error) {
 	var c Claim
-	o, err := parseObject(raw, what, "kind", "value", "proof")
+	o, err := strict.Object(raw, what, "kind", "value", "proof")
 	if err != nil {
 		return c, err
 	}
-	if c.Kind, err = o.string("kind", true); err != nil {
+	if c.Kind, err = o.String("kind", true); err != nil {
 		return c, err
 	}
 	if !validName(c.Kind) {
-		return c, o.errorf("kind must be a lowercase name (a-z, 0-9, _; at most %d bytes)", maxNameLen)
+		return c, o.Errorf("kind must be a lowercase name (a-z, 0-9, _; at most %d bytes)", maxNameLen)
 	}
-	if c.Value, err = o.string("value", true); err != nil {
+	if c.Value, err = o.String("value", true); err != nil {
 		return c, err
 	}
 	if c.Value == "" || len(c.Value) > maxValueLen || strings.TrimSpace(c.Value) != c.Value || !printable(c.Value, false) {
-		return c, o.errorf("value must be 1 to %d bytes of printable text without surrounding spaces", maxValueLen)
+		return c, o.Errorf("value must be 1 to %d bytes of printable text without surrounding spaces", maxValueLen)
 	}
-	if c.Proof, err = o.string("proof", add); err != nil {
+	if c.Proof, err = o.String("proof", add); err != nil {
 		return c, err
 	}
-	if o.has("proof") && (c.Proof == "" || len(c.Proof) > maxProofLen || !printable(c.Proof, true)) {
-		return c, o.errorf("proof must be 1 to %d bytes of printable text", maxProofLen)
+	if o.Has("proof") && (c.Proof == "" || len(c.Proof) > maxProofLen || !printable(c.Proof, true)) {
+		return c, o.Errorf("proof must be 1 to %d bytes of printable text", maxProofLen)
 	}
 	return c, nil
 }
 
 func parseSharedFiles(what string, raw []byte) (SharedFiles, error) {
 	var f SharedFiles
-	o, err := parseObject(raw, what, "manifest", "size")
+	o, err := strict.Object(raw, what, "manifest", "size")
 	if err != nil {
 		return f, err
 	}
-	if f.Manifest, err = o.string("manifest", true); err != nil {
+	if f.Manifest, err = o.String("manifest", true); err != nil {
 		return f, err
 	}
 	if !isHash(f.Manifest) {
-		return f, o.errorf("manifest must be 64 lowercase hex characters")
+		return f, o.Errorf("manifest must be 64 lowercase hex characters")
 	}
-	size, err := o.uint("size")
+	size, err := o.Uint("size")
 	if err != nil {
 		return f, err
 	}

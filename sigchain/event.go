@@ -3,14 +3,13 @@ package sigchain
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/strictjson"
 )
 
 // SignatureContext is the domain-separation prefix of every sigchain
@@ -101,7 +100,7 @@ func (e Event) Verify(key kez.PublicKey) error {
 }
 
 func signedMessage(payload []byte) []byte {
-	return append([]byte(SignatureContext), payload...)
+	return strictjson.Message(SignatureContext, payload)
 }
 
 // MarshalJSON returns the wire form {"payload":"<base64>","sig":"<base64>"}.
@@ -109,7 +108,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	if e.IsZero() {
 		return nil, fmt.Errorf("%w: zero event", ErrMalformed)
 	}
-	return wireForm(e.payload, e.sig), nil
+	return strictjson.Signed{Payload: e.payload, Sig: e.sig}.Marshal(), nil
 }
 
 // UnmarshalJSON parses the wire form like [ParseEvent]. As an element of a
@@ -119,7 +118,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if len(b) > MaxEventSize {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, b); err != nil {
-			return jsonError(err)
+			return strictjson.DecodeError(err)
 		}
 		b = buf.Bytes()
 	}
@@ -129,16 +128,6 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	*e = ev
 	return nil
-}
-
-func wireForm(payload, sig []byte) []byte {
-	enc := base64.StdEncoding
-	b := make([]byte, 0, 32+enc.EncodedLen(len(payload))+enc.EncodedLen(len(sig)))
-	b = append(b, `{"payload":"`...)
-	b = enc.AppendEncode(b, payload)
-	b = append(b, `","sig":"`...)
-	b = enc.AppendEncode(b, sig)
-	return append(b, `"}`...)
 }
 
 // ParseEvent decodes the wire form of an event strictly. It checks the size
@@ -153,113 +142,79 @@ func ParseEvent(wire []byte) (Event, error) {
 	if len(wire) > MaxEventSize {
 		return Event{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(wire), MaxEventSize)
 	}
-	if err := checkJSON(wire, "wire form"); err != nil {
-		return Event{}, err
-	}
-	o, err := parseObject(wire, "wire form", "payload", "sig")
+	s, err := strict.ParseSigned(wire, "wire form")
 	if err != nil {
 		return Event{}, err
 	}
-	p64, err := o.string("payload", true)
+	e, err := parsePayload(s.Payload)
 	if err != nil {
 		return Event{}, err
 	}
-	s64, err := o.string("sig", true)
-	if err != nil {
-		return Event{}, err
-	}
-	payload, err := decodeBase64(p64)
-	if err != nil || len(payload) == 0 {
-		return Event{}, o.errorf("payload must be non-empty standard padded base64")
-	}
-	sig, err := decodeBase64(s64)
-	if err != nil || len(sig) != 64 {
-		return Event{}, o.errorf("sig must be 64 bytes in standard padded base64")
-	}
-	e, err := parsePayload(payload)
-	if err != nil {
-		return Event{}, err
-	}
-	e.sig = sig
+	e.sig = s.Sig
 	return e, nil
 }
 
-// decodeBase64 decodes standard padded base64 and accepts only its
-// canonical form: the decoder would also take newlines and non-zero padding
-// bits, giving one payload several wire spellings.
-func decodeBase64(s string) ([]byte, error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, err
-	}
-	if base64.StdEncoding.EncodeToString(b) != s {
-		return nil, errors.New("non-canonical base64")
-	}
-	return b, nil
-}
-
 func parsePayload(payload []byte) (Event, error) {
-	if err := checkJSON(payload, "payload"); err != nil {
-		return Event{}, err
-	}
-	o, err := parseObject(payload, "payload", "v", "chain", "seqno", "prev", "ctime", "type", "body")
+	o, err := strict.Parse(payload, "payload", "v", "chain", "seqno", "prev", "ctime", "type", "body")
 	if err != nil {
 		return Event{}, err
 	}
 	e := Event{payload: payload}
-	v, err := o.uint("v")
+	v, err := o.Uint("v")
 	if err != nil {
 		return Event{}, err
 	}
 	if v != Version {
-		return Event{}, o.errorf("unsupported version %d", v)
+		return Event{}, o.Errorf("unsupported version %d", v)
 	}
-	chain, err := o.string("chain", true)
+	chain, err := o.String("chain", true)
 	if err != nil {
 		return Event{}, err
 	}
 	if e.chain, err = kez.ParsePublicKey(chain); err != nil {
 		return Event{}, fmt.Errorf("%w: payload: chain: %w", ErrMalformed, err)
 	}
-	if e.seqno, err = o.uint("seqno"); err != nil {
+	if e.seqno, err = o.Uint("seqno"); err != nil {
 		return Event{}, err
 	}
 	if e.seqno == 0 {
-		return Event{}, o.errorf("seqno starts at 1")
+		return Event{}, o.Errorf("seqno starts at 1")
 	}
-	if !o.has("prev") {
-		return Event{}, o.missing("prev")
+	prev, ok := o.Raw("prev")
+	if !ok {
+		return Event{}, o.Missing("prev")
 	}
-	if isNull(o.m["prev"]) {
+	if isNull(prev) {
 		if e.seqno != 1 {
-			return Event{}, o.errorf("prev is null after seqno 1")
+			return Event{}, o.Errorf("prev is null after seqno 1")
 		}
 	} else {
-		if e.prev, err = o.string("prev", true); err != nil {
+		if e.prev, err = o.String("prev", true); err != nil {
 			return Event{}, err
 		}
 		if e.seqno == 1 {
-			return Event{}, o.errorf("prev must be null at seqno 1")
+			return Event{}, o.Errorf("prev must be null at seqno 1")
 		}
 		if !isHash(e.prev) {
-			return Event{}, o.errorf("prev must be 64 lowercase hex characters")
+			return Event{}, o.Errorf("prev must be 64 lowercase hex characters")
 		}
 	}
-	ctime, err := o.uint("ctime")
+	ctime, err := o.Uint("ctime")
 	if err != nil {
 		return Event{}, err
 	}
 	e.ctime = int64(ctime)
-	if e.typ, err = o.string("type", true); err != nil {
+	if e.typ, err = o.String("type", true); err != nil {
 		return Event{}, err
 	}
 	if !validName(e.typ) {
-		return Event{}, o.errorf("type must be a lowercase name (a-z, 0-9, _; at most %d bytes)", maxNameLen)
+		return Event{}, o.Errorf("type must be a lowercase name (a-z, 0-9, _; at most %d bytes)", maxNameLen)
 	}
-	if !o.has("body") {
-		return Event{}, o.missing("body")
+	body, ok := o.Raw("body")
+	if !ok {
+		return Event{}, o.Missing("body")
 	}
-	e.body = bytes.TrimSpace(o.m["body"])
+	e.body = bytes.TrimSpace(body)
 	if e.known, err = parseBody(e.chain, e.typ, e.body); err != nil {
 		return Event{}, err
 	}
@@ -317,14 +272,14 @@ func Next(key *kez.PrivateKey, prev *Event, typ string, body any, now time.Time)
 		body = struct{}{}
 	}
 	var err error
-	if p.Body, err = marshal(body); err != nil {
+	if p.Body, err = strictjson.Marshal(body); err != nil {
 		return Event{}, fmt.Errorf("%w: marshal body: %v", ErrMalformed, err)
 	}
-	payload, err := marshal(p)
+	payload, err := strictjson.Marshal(p)
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: marshal payload: %v", ErrMalformed, err)
 	}
-	return ParseEvent(wireForm(payload, key.Sign(signedMessage(payload))))
+	return ParseEvent(strictjson.Signed{Payload: payload, Sig: key.Sign(signedMessage(payload))}.Marshal())
 }
 
 // CheckCtime reports whether e's ctime is at most skew ahead of now, else
