@@ -1,6 +1,7 @@
 package kez
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -185,6 +186,36 @@ func (k *PrivateKey) Public() PublicKey { return k.pub }
 // Seed returns a copy of the 32-byte seed, for the paper backup and the key
 // store only.
 func (k *PrivateKey) Seed() []byte { return append([]byte(nil), k.seed[:]...) }
+
+// SeedTextPrefix starts the text form of a seed, "kez-seed-v1 <64 hex>",
+// so that a stray file or keyring item is never taken for a key.
+const SeedTextPrefix = "kez-seed-v1 "
+
+// MarshalSeed returns the text form of k's seed, [SeedTextPrefix] and 64
+// lowercase hex, as key files and keyring items hold it. It is the secret
+// itself: callers clear it once written and never log it.
+func (k *PrivateKey) MarshalSeed() []byte {
+	b := make([]byte, len(SeedTextPrefix)+hex.EncodedLen(len(k.seed)))
+	copy(b, SeedTextPrefix)
+	hex.Encode(b[len(SeedTextPrefix):], k.seed[:])
+	return b
+}
+
+// ParseSeed reads the text form of a seed (see [PrivateKey.MarshalSeed]),
+// surrounding white space allowed, and returns its key. Errors wrap
+// [ErrInvalidKey] and never show b.
+func ParseSeed(b []byte) (*PrivateKey, error) {
+	h, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(SeedTextPrefix))
+	if !ok || len(h) != hex.EncodedLen(ed25519.SeedSize) {
+		return nil, fmt.Errorf("%w: not a kez seed", ErrInvalidKey)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	defer clear(seed)
+	if _, err := hex.Decode(seed, h); err != nil {
+		return nil, fmt.Errorf("%w: not a kez seed", ErrInvalidKey)
+	}
+	return NewPrivateKey(seed)
+}
 
 // Sign signs msg. Callers pass a domain-separated message (a context string
 // followed by the bytes signed), never raw data.

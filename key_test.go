@@ -628,3 +628,51 @@ func mustHex(tb testing.TB, s string) []byte {
 	}
 	return b
 }
+
+func TestSeedText(t *testing.T) {
+	k, err := kez.NewPrivateKey(bytes.Repeat([]byte{0xab}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := k.MarshalSeed()
+	if want := "kez-seed-v1 " + strings.Repeat("ab", 32); string(text) != want {
+		t.Fatalf("MarshalSeed = %q, want %q", text, want)
+	}
+	for _, in := range []string{string(text), string(text) + "\n", " \t" + string(text) + "\r\n", "kez-seed-v1 " + strings.Repeat("AB", 32)} {
+		got, err := kez.ParseSeed([]byte(in))
+		if err != nil || !got.Public().Equal(k.Public()) {
+			t.Errorf("ParseSeed(%q) = %v, %v, want the key", in, got, err)
+		}
+	}
+	secret := strings.Repeat("zz", 32)
+	for _, in := range []string{"", "kez-seed-v1", strings.Repeat("ab", 32), "kez-seed-v2 " + strings.Repeat("ab", 32),
+		"kez-seed-v1 " + strings.Repeat("ab", 31), "kez-seed-v1 " + secret, "kez-seed-v1  " + strings.Repeat("ab", 32)} {
+		_, err := kez.ParseSeed([]byte(in))
+		if !errors.Is(err, kez.ErrInvalidKey) {
+			t.Errorf("ParseSeed(%q) = %v, want ErrInvalidKey", in, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "zz") || strings.Contains(err.Error(), "abab")) {
+			t.Errorf("ParseSeed error %q shows the input", err)
+		}
+	}
+}
+
+func FuzzParseSeed(f *testing.F) {
+	f.Add([]byte("kez-seed-v1 " + strings.Repeat("ab", 32) + "\n"))
+	f.Add([]byte("kez-seed-v1 " + strings.Repeat("AB", 32)))
+	f.Add([]byte("kez-seed-v1 "))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := kez.ParseSeed(b)
+		if err != nil {
+			if !errors.Is(err, kez.ErrInvalidKey) || k != nil {
+				t.Fatalf("ParseSeed(%q) = %v, %v, want nil and ErrInvalidKey", b, k, err)
+			}
+			return
+		}
+		again, err := kez.ParseSeed(k.MarshalSeed())
+		if err != nil || !again.Public().Equal(k.Public()) {
+			t.Fatalf("ParseSeed(MarshalSeed()) = %v, %v", again, err)
+		}
+	})
+}

@@ -2,11 +2,9 @@ package client
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keyfile"
 )
 
 // Files of a profile directory.
@@ -27,10 +26,6 @@ const (
 	lockFile     = "lock"          // flock: exclusive for writes, shared for reads
 	listenLock   = "listen.lock"   // flock held by the one running listen
 )
-
-// keyFileHeader starts the key file, so that a stray file is not taken
-// for a key.
-const keyFileHeader = "kez-seed-v1 "
 
 // Profile is a local profile directory: the user's key, account, contacts
 // and history. Every write of a shared file happens under an exclusive
@@ -141,15 +136,15 @@ func (p *Profile) SaveKey(key *kez.PrivateKey) (SavedKey, error) {
 	if p.HasKey() {
 		return SavedKey{}, ErrAccountExists
 	}
-	seed := key.Seed()
-	seedHex := hex.EncodeToString(seed)
-	clear(seed)
+	text := key.MarshalSeed() // kez.SeedTextPrefix, then the seed in hex
+	defer clear(text)
+	seedHex := string(text[len(kez.SeedTextPrefix):]) // kept out of keyring errors
 	var saved SavedKey
 	if p.useKeyring() {
 		ref := keyRef{Service: keyringService, User: p.keyringUser(key.Public()), Key: key.Public()}
 		set, del := keyringSet, keyringDelete
 		_, err := keyringCall(p.keyringTimeout(), func() (struct{}, error) {
-			return struct{}{}, set(ref.Service, ref.User, keyFileHeader+seedHex)
+			return struct{}{}, set(ref.Service, ref.User, string(text))
 		})
 		if err == nil {
 			b, err := json.Marshal(ref)
@@ -166,7 +161,7 @@ func (p *Profile) SaveKey(key *kez.PrivateKey) (SavedKey, error) {
 		}
 		saved.Fallback = fmt.Errorf("%w: %w", ErrKeyring, keyringErr(err, seedHex))
 	}
-	data := []byte(keyFileHeader + seedHex + "\n")
+	data := append(text, '\n')
 	defer clear(data)
 	if err := writeAtomic(p.path(keyFile), data, 0o600); err != nil {
 		return SavedKey{}, err
@@ -218,28 +213,17 @@ func (p *Profile) RemoveKey() error {
 // Errors never show the file's content.
 func (p *Profile) readKeyFile() ([]byte, error) {
 	name := p.path(keyFile)
-	f, err := os.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	b, err := keyfile.Read(name, 8<<10)
+	var me *keyfile.ModeError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, ErrNoAccount
-	}
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
+	case errors.Is(err, keyfile.ErrNotRegular):
 		return nil, fmt.Errorf("key file %s is not a regular file", name)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, withHint(fmt.Errorf("%w: %s has mode %04o", ErrKeyFileMode, name, perm),
+	case errors.As(err, &me):
+		return nil, withHint(fmt.Errorf("%w: %v", ErrKeyFileMode, me),
 			"chmod 600 "+name+" (and check nobody copied it)")
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 8<<10))
-	if err != nil {
-		clear(b)
+	case err != nil:
 		return nil, fmt.Errorf("key file: %w", err)
 	}
 	return b, nil
@@ -290,7 +274,7 @@ func (p *Profile) Key() (*kez.PrivateKey, error) {
 	if ok {
 		return p.keyringKey(ref)
 	}
-	k, err := parseSeed(data)
+	k, err := kez.ParseSeed(data)
 	if err != nil {
 		return nil, fmt.Errorf("key file %s is not a kez key file", name)
 	}
@@ -311,7 +295,7 @@ func (p *Profile) keyringKey(ref keyRef) (*kez.PrivateKey, error) {
 		return nil, withHint(fmt.Errorf("%w: the profile's key is in the keyring (service %q, item %q): %w",
 			ErrKeyring, ref.Service, ref.User, keyringErr(err, "")), hints...)
 	}
-	k, err := parseSeed([]byte(secret))
+	k, err := kez.ParseSeed([]byte(secret))
 	if err != nil {
 		return nil, withHint(fmt.Errorf("%w: keyring item %q does not hold a kez key", ErrKeyring, ref.User), hints[1:]...)
 	}
@@ -319,21 +303,6 @@ func (p *Profile) keyringKey(ref keyRef) (*kez.PrivateKey, error) {
 		return nil, withHint(fmt.Errorf("%w: keyring item %q holds another key than the profile's", ErrKeyring, ref.User), hints[1:]...)
 	}
 	return k, nil
-}
-
-// parseSeed reads "kez-seed-v1 <64 hex>", the content of a key file and
-// of a keyring item.
-func parseSeed(data []byte) (*kez.PrivateKey, error) {
-	h, ok := bytes.CutPrefix(bytes.TrimSpace(data), []byte(keyFileHeader))
-	if !ok || len(h) != 64 {
-		return nil, errors.New("not a kez key")
-	}
-	seed := make([]byte, 32)
-	defer clear(seed)
-	if _, err := hex.Decode(seed, h); err != nil {
-		return nil, errors.New("not a kez key")
-	}
-	return kez.NewPrivateKey(seed)
 }
 
 // Account reads the profile's account; [ErrNoAccount] if there is none.

@@ -1,25 +1,21 @@
 package relay
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keyfile"
 )
 
-// keyFileHeader starts a key file, as in a kez-chat profile's key file.
-const keyFileHeader = "kez-seed-v1 "
-
-// LoadKey reads the relay's key from path, or generates one and writes it
-// there (mode 0600, never overwriting) if the file does not exist. Like
-// ssh it refuses a key file that group or others can access. Errors never
-// show the file's content.
+// LoadKey reads the relay's key from path, a key file as in a kez-chat
+// profile (see [kez.ParseSeed]), or generates one and writes it there
+// (mode 0600, never overwriting) if the file does not exist. Like ssh it
+// refuses a key file that group or others can access. Errors never show
+// the file's content.
 func LoadKey(path string) (*kez.PrivateKey, error) {
 	k, err := readKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -38,45 +34,33 @@ func LoadKey(path string) (*kez.PrivateKey, error) {
 }
 
 func readKey(path string) (*kez.PrivateKey, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("relay key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("relay key %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("relay key %s has mode %04o: others may read it; chmod 600 it", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 1<<10))
+	b, err := keyfile.Read(path, 1<<10)
 	defer clear(b)
-	if err != nil {
+	var me *keyfile.ModeError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case errors.Is(err, keyfile.ErrNotRegular):
+		return nil, fmt.Errorf("relay key %s is not a regular file", path)
+	case errors.As(err, &me):
+		return nil, fmt.Errorf("relay key %v: others may read it; chmod 600 it", me)
+	case err != nil:
 		return nil, fmt.Errorf("relay key: %w", err)
 	}
-	h, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(keyFileHeader))
-	seed := make([]byte, 32)
-	defer clear(seed)
-	if !ok || len(h) != 64 {
+	k, err := kez.ParseSeed(b)
+	if err != nil {
 		return nil, fmt.Errorf("relay key %s: not a kez key file", path)
 	}
-	if _, err := hex.Decode(seed, h); err != nil {
-		return nil, fmt.Errorf("relay key %s: not a kez key file", path)
-	}
-	return kez.NewPrivateKey(seed)
+	return k, nil
 }
 
 func writeKey(path string, k *kez.PrivateKey) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	seed := k.Seed()
-	data := []byte(keyFileHeader + hex.EncodeToString(seed) + "\n")
-	clear(seed)
+	text := k.MarshalSeed()
+	defer clear(text)
+	data := append(text, '\n')
 	defer clear(data)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
