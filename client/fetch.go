@@ -25,23 +25,17 @@ import (
 // Offer is a file someone shares with the user: announced in a message,
 // or listed in their shared-files manifest.
 type Offer struct {
-	ID       string        `json:"id"` // the short form of Blob
-	From     kez.Handle    `json:"from"`
-	FromKey  kez.PublicKey `json:"from_key"`
-	Blob     blob.Hash     `json:"blob"`
-	Size     int64         `json:"size"` // of the encrypted blob
-	Name     string        `json:"name"`
-	FileSize int64         `json:"file_size"`
-	MIME     string        `json:"mime,omitempty"`
-	SharedAt int64         `json:"shared_at"`
+	ID      string        `json:"id"` // the short form of File.Blob
+	From    kez.Handle    `json:"from"`
+	FromKey kez.PublicKey `json:"from_key"`
+	File    share.File    `json:"file"`
 
 	addrs []string
 	key   filecrypt.Key
 }
 
 func offerOf(from kez.Handle, fromKey kez.PublicKey, f share.File, k filecrypt.Key, addrs []string) Offer {
-	return Offer{ID: f.Blob.String()[:idLen], From: from, FromKey: fromKey, Blob: f.Blob, Size: f.Size,
-		Name: f.Name, FileSize: f.FileSize, MIME: f.MIME, SharedAt: f.SharedAt, addrs: addrs, key: k}
+	return Offer{ID: f.Blob.String()[:idLen], From: from, FromKey: fromKey, File: f, addrs: addrs, key: k}
 }
 
 // Announcement returns the offer a received file_share message makes.
@@ -147,7 +141,7 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 		return FetchResult{}, err
 	}
 	res := FetchResult{Offer: o}
-	if res.Path, err = outputPath(opts.Output, o.Name); err != nil {
+	if res.Path, err = outputPath(opts.Output, o.File.Name); err != nil {
 		return res, err
 	}
 	a, _, err := c.account()
@@ -160,22 +154,22 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 		return res, err
 	}
 	if !ct.Key.Equal(o.FromKey) {
-		return res, fmt.Errorf("@%s announced %s with key %s, no longer the pinned key", o.From, o.Name, o.FromKey)
+		return res, fmt.Errorf("@%s announced %s with key %s, no longer the pinned key", o.From, o.File.Name, o.FromKey)
 	}
 	store, err := c.blobs()
 	if err != nil {
 		return res, err
 	}
-	res.Resumed = store.Partial(o.Blob)
-	if res.Route, err = c.download(ctx, ct, o.Blob, o.Size, o.addrs, opts); err != nil {
+	res.Resumed = store.Partial(o.File.Blob)
+	if res.Route, err = c.download(ctx, ct, o.File.Blob, o.File.Size, o.addrs, opts); err != nil {
 		return res, err
 	}
-	if err := decryptTo(store, o.Blob, o.key, res.Path); err != nil {
+	if err := decryptTo(store, o.File.Blob, o.key, res.Path); err != nil {
 		return res, err
 	}
 	// The decrypted file is what the user keeps; the encrypted copy would
 	// only double the disk used.
-	_ = store.Remove(o.Blob)
+	_ = store.Remove(o.File.Blob)
 	return res, nil
 }
 
@@ -207,8 +201,8 @@ func (c *Client) findOffer(ctx context.Context, id string, opts FetchOptions) (O
 func pickOffer(offers []Offer, id string) (Offer, error) {
 	var found *Offer
 	for i := range offers {
-		if strings.HasPrefix(offers[i].Blob.String(), id) {
-			if found != nil && found.Blob != offers[i].Blob {
+		if strings.HasPrefix(offers[i].File.Blob.String(), id) {
+			if found != nil && found.File.Blob != offers[i].File.Blob {
 				return Offer{}, withHint(fmt.Errorf("file ID %s is ambiguous", id), "give more digits")
 			}
 			found = &offers[i] // the latest announcement of the same blob wins

@@ -26,17 +26,12 @@ const (
 	blobsDir   = "blobs"       // the blob store
 )
 
-// SharedFile is a file the user shares: its description, its content
-// key, and who it is shared with.
+// SharedFile is a file the user shares, as shares.json keeps it: its
+// description, its content key, and who it is shared with.
 type SharedFile struct {
-	Blob     blob.Hash   `json:"blob"`
-	Size     int64       `json:"size"`
-	Name     string      `json:"name"`
-	FileSize int64       `json:"file_size"`
-	MIME     string      `json:"mime,omitempty"`
-	SharedAt int64       `json:"shared_at"`
-	Key      []byte      `json:"key"` // the content key; the profile is private (0700)
-	With     []Recipient `json:"with"`
+	File share.File  `json:"file"`
+	Key  []byte      `json:"key"` // the content key; the profile is private (0700)
+	With []Recipient `json:"with"`
 }
 
 // Recipient is a user a file is shared with.
@@ -47,12 +42,17 @@ type Recipient struct {
 }
 
 // ID returns the short form of the file's blob hash that commands take.
-func (f SharedFile) ID() string { return f.Blob.String()[:idLen] }
+func (f SharedFile) ID() string { return f.File.Blob.String()[:idLen] }
 
-// File returns the description of f that announcements and manifests carry.
-func (f SharedFile) File() share.File {
-	return share.File{Blob: f.Blob, Size: f.Size, Name: f.Name, FileSize: f.FileSize, MIME: f.MIME, SharedAt: f.SharedAt}
+// Shared is what is shown of a shared file: all but its content key.
+type Shared struct {
+	ID   string      `json:"id"`
+	File share.File  `json:"file"`
+	With []Recipient `json:"with"`
 }
+
+// Info returns what is shown of f.
+func (f SharedFile) Info() Shared { return Shared{ID: f.ID(), File: f.File, With: f.With} }
 
 // idLen is the length of a file ID as shown: the first 12 hex digits of
 // the blob hash. Commands accept any prefix of 8 digits or more.
@@ -93,17 +93,21 @@ func (p *Profile) shares() (shares, error) {
 }
 
 // Files returns the files the user shares, oldest first.
-func (c *Client) Files() ([]SharedFile, error) {
+func (c *Client) Files() ([]Shared, error) {
 	if _, _, err := c.account(); err != nil {
 		return nil, err
 	}
 	s, err := c.p.shares()
-	return s.Files, err
+	out := make([]Shared, len(s.Files))
+	for i, f := range s.Files {
+		out[i] = f.Info()
+	}
+	return out, err
 }
 
 // ShareResult is what [Client.Share] did.
 type ShareResult struct {
-	File SharedFile `json:"file"`
+	Shared
 	// Message is the announcement sent to the recipient.
 	Message Entry `json:"message"`
 }
@@ -152,11 +156,11 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 		return ShareResult{}, fmt.Errorf("encrypt %s: %w", path, err)
 	}
 	name := share.SanitizeName(filepath.Base(path))
-	sf := SharedFile{Blob: hash, Size: filecrypt.EncryptedSize(fi.Size()), Name: name, FileSize: fi.Size(),
-		MIME: mime.TypeByExtension(filepath.Ext(name)), SharedAt: c.cfg.Now().Unix(), Key: k.Bytes(),
+	sf := SharedFile{File: share.File{Blob: hash, Size: filecrypt.EncryptedSize(fi.Size()), Name: name, FileSize: fi.Size(),
+		MIME: mime.TypeByExtension(filepath.Ext(name)), SharedAt: c.cfg.Now().Unix()}, Key: k.Bytes(),
 		With: []Recipient{{Handle: ct.Handle, Key: ct.Key, At: c.cfg.Now().Unix()}}}
-	if len(sf.MIME) > share.MaxMIMELen {
-		sf.MIME = ""
+	if len(sf.File.MIME) > share.MaxMIMELen {
+		sf.File.MIME = ""
 	}
 	if err := c.updateShares(ctx, func(s *shares) error {
 		s.Files = append(s.Files, sf)
@@ -172,7 +176,7 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 			addrs = ep.Addrs
 		}
 	}
-	ann, err := share.NewAnnouncement(key, ct.Key, sf.File(), k, addrs, c.cfg.Rand)
+	ann, err := share.NewAnnouncement(key, ct.Key, sf.File, k, addrs, c.cfg.Rand)
 	if err != nil {
 		return ShareResult{}, err
 	}
@@ -182,10 +186,10 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	}
 	e, err := c.Send(ctx, ct.Handle, pt, SendOptions{NoRefresh: true})
 	if err != nil {
-		return ShareResult{File: sf}, withHint(fmt.Errorf("%s is shared with @%s, but the announcement was not sent: %w", name, ct.Handle, err),
+		return ShareResult{Shared: sf.Info()}, withHint(fmt.Errorf("%s is shared with @%s, but the announcement was not sent: %w", name, ct.Handle, err),
 			"@"+ct.Handle.String()+" can still see it with `kez-chat browse`; or unshare it and share again")
 	}
-	return ShareResult{File: sf, Message: e}, nil
+	return ShareResult{Shared: sf.Info(), Message: e}, nil
 }
 
 // encryptInto encrypts size bytes of r under k (kez-file-v1) straight
@@ -237,11 +241,11 @@ var ErrNoSuchFile = errors.New("no such file")
 // Unshare stops sharing the file whose ID starts with id: with one user
 // (h not zero) or with everyone. A file shared with no one any more is
 // deleted from the blob store. The new manifest is published.
-func (c *Client) Unshare(ctx context.Context, id string, h kez.Handle) (SharedFile, error) {
+func (c *Client) Unshare(ctx context.Context, id string, h kez.Handle) (Shared, error) {
 	if _, _, err := c.account(); err != nil {
-		return SharedFile{}, err
+		return Shared{}, err
 	}
-	var out SharedFile
+	var out Shared
 	var gone *blob.Hash
 	err := c.updateShares(ctx, func(s *shares) error {
 		i, err := findShared(s.Files, id)
@@ -249,16 +253,16 @@ func (c *Client) Unshare(ctx context.Context, id string, h kez.Handle) (SharedFi
 			return err
 		}
 		f := &s.Files[i]
-		out = *f
+		out = f.Info()
 		if !h.IsZero() {
 			n := len(f.With)
 			f.With = slices.DeleteFunc(f.With, func(r Recipient) bool { return r.Handle == h })
 			if len(f.With) == n {
-				return withHint(fmt.Errorf("%s is not shared with @%s", f.Name, h), "kez-chat files lists who has each file")
+				return withHint(fmt.Errorf("%s is not shared with @%s", f.File.Name, h), "kez-chat files lists who has each file")
 			}
 		}
 		if h.IsZero() || len(f.With) == 0 {
-			b := f.Blob // f points into the slice Delete shifts
+			b := f.File.Blob // f points into the slice Delete shifts
 			gone = &b
 			s.Files = slices.Delete(s.Files, i, i+1)
 		}
@@ -285,7 +289,7 @@ func findShared(fs []SharedFile, id string) (int, error) {
 	}
 	found := -1
 	for i, f := range fs {
-		if strings.HasPrefix(f.Blob.String(), id) {
+		if strings.HasPrefix(f.File.Blob.String(), id) {
 			if found >= 0 {
 				return 0, withHint(fmt.Errorf("file ID %s is ambiguous", id), "give more digits")
 			}
@@ -377,7 +381,7 @@ func (c *Client) buildManifest(key *kez.PrivateKey, s *shares) ([]byte, error) {
 			return nil, fmt.Errorf("shared file %s: %w", f.ID(), err)
 		}
 		for _, r := range f.With {
-			entries = append(entries, share.Entry{To: r.Key, File: f.File(), Key: k})
+			entries = append(entries, share.Entry{To: r.Key, File: f.File, Key: k})
 		}
 	}
 	s.Seq++
@@ -406,7 +410,7 @@ func (c *Client) allowFunc() func(kez.PublicKey, blob.Hash) bool {
 			return true
 		}
 		for _, f := range cur.Files {
-			if f.Blob == h {
+			if f.File.Blob == h {
 				return slices.ContainsFunc(f.With, func(r Recipient) bool { return r.Key.Equal(peer) })
 			}
 		}

@@ -31,7 +31,7 @@ func TestShareUnshare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := res.File.ID()
+	id := res.ID
 	if _, err := alice.Share(ctx, handle(t, "carol"), path, nil); err != nil {
 		t.Fatal(err)
 	}

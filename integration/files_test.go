@@ -30,6 +30,7 @@ import (
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
+	"kez.lat/kez/share"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while the test
@@ -321,10 +322,10 @@ func checkNotServed(t *testing.T, u, owner *user, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f client.SharedFile
+	var f share.File
 	for _, x := range fs {
-		if strings.HasPrefix(x.Blob.String(), id) {
-			f = x
+		if strings.HasPrefix(x.File.Blob.String(), id) {
+			f = x.File
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -3,6 +3,7 @@ package share_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -322,5 +323,24 @@ func TestNewAnnouncementRejects(t *testing.T) {
 	var a share.Announcement
 	if _, err := a.Marshal(); !errors.Is(err, share.ErrMalformed) {
 		t.Errorf("zero Announcement.Marshal = %v", err)
+	}
+}
+
+func TestFileJSON(t *testing.T) {
+	a, _, _ := announce(t)
+	b, err := json.Marshal(a.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back share.File
+	if err := json.Unmarshal(b, &back); err != nil || back != a.File {
+		t.Fatalf("round trip of %s: %+v, %v", b, back, err)
+	}
+	bad := strings.Replace(string(b), `"name":"`, `"name":"../`, 1)
+	if err := json.Unmarshal([]byte(bad), &back); !errors.Is(err, share.ErrName) {
+		t.Fatalf("a path as name: %v, want ErrName", err)
+	}
+	if err := json.Unmarshal([]byte(strings.Replace(string(b), "{", `{"extra":1,`, 1)), &back); !errors.Is(err, share.ErrMalformed) {
+		t.Fatalf("an unknown field: %v, want ErrMalformed", err)
 	}
 }

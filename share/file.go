@@ -260,6 +260,21 @@ func (f File) json() fileJSON {
 	return fileJSON{f.Blob, f.Size, f.Name, f.FileSize, f.MIME, f.SharedAt}
 }
 
+// MarshalJSON writes f as announcements and manifest entries carry it:
+// {"blob", "size", "name", "file_size", "mime" (if any), "shared_at"}.
+func (f File) MarshalJSON() ([]byte, error) { return strictjson.Marshal(f.json()) }
+
+// UnmarshalJSON reads f from that form, as strictly as [ParseAnnouncement]
+// reads it, and validates it ([File.Validate]).
+func (f *File) UnmarshalJSON(b []byte) error {
+	o, err := strict.Parse(b, "file", fileFields...)
+	if err != nil {
+		return err
+	}
+	*f, err = parseFile(o)
+	return err
+}
+
 // parseFile reads a File's members from o and validates it. A present
 // "mime" must be non-empty.
 func parseFile(o strictjson.Object) (File, error) {

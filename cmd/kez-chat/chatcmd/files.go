@@ -38,8 +38,7 @@ func (c *shareCmd) Run(ctx context.Context) error {
 		if a.g.JSON {
 			return writeJSON(a.out, res)
 		}
-		f := res.File
-		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", f.ID(), sanitize(f.Name), humanSize(f.FileSize), show(cl, h))
+		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", res.ID, sanitize(res.File.Name), humanSize(res.File.FileSize), show(cl, h))
 		if isTerminalWriter(a.errw) {
 			fmt.Fprintf(a.errw, "hint: %s downloads it from this device while `kez-chat listen` runs here\n", show(cl, h))
 		}
@@ -57,7 +56,7 @@ func (c *filesCmd) Run(ctx context.Context) error {
 		}
 		if a.g.JSON {
 			if fs == nil {
-				fs = []client.SharedFile{}
+				fs = []client.Shared{}
 			}
 			return writeJSON(a.out, fs)
 		}
@@ -69,8 +68,8 @@ func (c *filesCmd) Run(ctx context.Context) error {
 			for _, r := range f.With {
 				with = append(with, show(cl, r.Handle))
 			}
-			fmt.Fprintf(a.out, "%s  %s  %s  %s  with %s\n", f.ID(), time.Unix(f.SharedAt, 0).Format("2006-01-02 15:04"),
-				sanitize(f.Name), humanSize(f.FileSize), strings.Join(with, ", "))
+			fmt.Fprintf(a.out, "%s  %s  %s  %s  with %s\n", f.ID, time.Unix(f.File.SharedAt, 0).Format("2006-01-02 15:04"),
+				sanitize(f.File.Name), humanSize(f.File.FileSize), strings.Join(with, ", "))
 		}
 		return nil
 	})
@@ -101,7 +100,7 @@ func (c *unshareCmd) Run(ctx context.Context) error {
 		if !h.IsZero() {
 			who = show(cl, h)
 		}
-		fmt.Fprintf(a.out, "%s  %s  no longer shared with %s\n", f.ID(), sanitize(f.Name), who)
+		fmt.Fprintf(a.out, "%s  %s  no longer shared with %s\n", f.ID, sanitize(f.File.Name), who)
 		return nil
 	})
 }
@@ -159,8 +158,8 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			if res.Resumed > 0 {
 				how += fmt.Sprintf(", resumed after %s", humanSize(res.Resumed))
 			}
-			fmt.Fprintf(a.errw, "kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.Name),
-				show(cl, res.Offer.From), humanSize(res.Offer.FileSize), how)
+			fmt.Fprintf(a.errw, "kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.File.Name),
+				show(cl, res.Offer.From), humanSize(res.Offer.File.FileSize), how)
 		}
 		return nil
 	})
@@ -191,7 +190,7 @@ func (c *browseCmd) Run(ctx context.Context) error {
 			fmt.Fprintf(a.errw, "kez-chat: %s shares nothing with you\n", show(cl, h))
 		}
 		for _, o := range l.Files {
-			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.Name), humanSize(o.FileSize))
+			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.File.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.File.Name), humanSize(o.File.FileSize))
 		}
 		if len(l.Files) > 0 && isTerminalWriter(a.errw) {
 			fmt.Fprintf(a.errw, "hint: kez-chat fetch --from %s ID downloads one\n", show(cl, h))
@@ -261,5 +260,5 @@ func fileText(cl *client.Client, e *client.Entry) string {
 	if err != nil {
 		return fmt.Sprintf("[a file announcement that cannot be read: %v]", err)
 	}
-	return fmt.Sprintf("shared %s (%s): kez-chat fetch %s", sanitize(o.Name), humanSize(o.FileSize), o.ID)
+	return fmt.Sprintf("shared %s (%s): kez-chat fetch %s", sanitize(o.File.Name), humanSize(o.File.FileSize), o.ID)
 }
