@@ -1,15 +1,19 @@
 // Package clienttest starts the whole kez stack in-process for the
 // client's, the CLI's and the integration tests: the reference
 // nats-server (natstest, deploy/nats.conf), kez-sig-server and
-// kez-chat-server with the auth callout, each on a loopback port. It is
+// kez-chat-server with the auth callout, each on a loopback port (or on a
+// given address, for clients in other network namespaces). It is
 // imported by tests only.
 package clienttest
 
 import (
 	"context"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
@@ -40,14 +44,23 @@ func Start(tb testing.TB) *Stack {
 // configuration (inbox limits, ...) before it starts.
 func StartWith(tb testing.TB, adjust func(*chatserver.Config)) *Stack {
 	tb.Helper()
-	st := &Stack{NATS: natstest.Start(tb)}
+	return StartOn(tb, "127.0.0.1", adjust)
+}
+
+// StartOn is StartWith with the broker, the sig-server and the home
+// server listening on the IP address host instead of loopback, so that
+// clients in other network namespaces reach them: the NATS and sigchain
+// URLs the home server advertises name host too.
+func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack {
+	tb.Helper()
+	st := &Stack{NATS: natstest.StartWith(tb, func(o *server.Options) { o.Host = host })}
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
 
 	scfg := sigserver.DefaultConfig()
 	scfg.NATSURL = st.NATS.ClientURL()
 	scfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeySigServer)
-	scfg.HTTPAddr = "127.0.0.1:0"
+	scfg.HTTPAddr = net.JoinHostPort(host, "0")
 	scfg.Streams.AppendLimit = 1000
 	sig, err := sigserver.Start(ctx, scfg, logger)
 	if err != nil {
@@ -62,7 +75,7 @@ func StartWith(tb testing.TB, adjust func(*chatserver.Config)) *Stack {
 	ccfg.CalloutNKeyFile = st.NATS.KeyFile(callout.KeyCallout)
 	ccfg.CalloutIssuerFile = st.NATS.KeyFile(callout.KeyIssuer)
 	ccfg.CalloutXKeyFile = st.NATS.KeyFile(callout.KeyXKey)
-	ccfg.HTTPAddr = "127.0.0.1:0"
+	ccfg.HTTPAddr = net.JoinHostPort(host, "0")
 	ccfg.Domain = Domain
 	ccfg.SigchainURL = sig.URL()
 	ccfg.PublicNATS = st.NATS.ClientURL()
