@@ -34,7 +34,8 @@ type ServeOptions struct {
 }
 
 // addrsCheck is how often Serve compares the node's addresses with the
-// ones the sigchain advertises (interfaces and relay reservations change).
+// ones the sigchain advertises (interfaces change); a relay reservation
+// made or lost is published at once.
 const addrsCheck = time.Minute
 
 // Serve runs the user's P2P node until ctx ends: it serves the current
@@ -60,10 +61,11 @@ func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if now := n.Addrs(); !slices.Equal(now, addrs) {
-				if err := c.publishAddrs(ctx, now); err == nil {
-					addrs = now
-				}
+		case <-n.AddrsChanged():
+		}
+		if now := n.Addrs(); !slices.Equal(now, addrs) {
+			if err := c.publishAddrs(ctx, now); err == nil {
+				addrs = now
 			}
 		}
 	}

@@ -301,22 +301,15 @@ func sweep(t *testing.T, name string, args ...string) {
 	}
 }
 
-// link connects a and b directly with a veth pair of their own; it goes
-// with the namespaces.
-//
-// Its addresses are not private ones (they are in 198.18.0.0/15, kept for
-// benchmarking networks, and exist only inside the two namespaces):
-// libp2p's default dial ranker dials a peer's relay addresses at once
-// when all its direct addresses are private, and then the relayed
-// connection wins the race (in 8 runs of 8 with 10.N.3.0/24 here: a LAN
-// transfer goes through the relay), whereas with a public direct address
-// it waits 500 ms (swarm.RelayDelay) before dialling the relay.
+// link connects a and b directly with a veth pair of their own, on
+// private addresses (10.N.3.0/24) as on a LAN; it goes with the
+// namespaces.
 func (l *netLab) link(t *testing.T) {
 	t.Helper()
 	mustRun(t, "ip", "-n", l.a, "link", "add", "ab0", "type", "veth", "peer", "name", "ba0", "netns", l.b)
-	l.abAddr = "198.18.0.1"
+	l.abAddr = l.net + ".3.1"
 	mustRun(t, "ip", "-n", l.a, "addr", "add", l.abAddr+"/24", "dev", "ab0")
-	mustRun(t, "ip", "-n", l.b, "addr", "add", "198.18.0.2/24", "dev", "ba0")
+	mustRun(t, "ip", "-n", l.b, "addr", "add", l.net+".3.2/24", "dev", "ba0")
 	mustRun(t, "ip", "-n", l.a, "link", "set", "ab0", "up")
 	mustRun(t, "ip", "-n", l.b, "link", "set", "ba0", "up")
 }
