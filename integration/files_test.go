@@ -264,6 +264,18 @@ func TestFiles(t *testing.T) {
 	// Nor does alice's node serve carol the blob when asked directly.
 	checkNotServed(t, carol, alice, id)
 
+	// A file bob has not seen announced (his inbox is unread) is fetched
+	// from alice's manifest with --from.
+	unseen := filepath.Join(dir, "unseen.bin")
+	wantUnseen := writeRandom(t, unseen, 1<<20, 5)
+	uid := shareID(t, alice, "@bob", unseen)
+	bob.fails("no such file", "fetch", uid, "-o", filepath.Join(dir, "unseen-got.bin"))
+	bob.ok("", "fetch", "--from", "@alice", uid, "-o", filepath.Join(dir, "unseen-got.bin"))
+	if sumFile(t, filepath.Join(dir, "unseen-got.bin")) != wantUnseen {
+		t.Fatal("file fetched from the manifest differs")
+	}
+	bob.listenOnce()
+
 	// A sender whose blob is corrupted on disk is caught; nothing is saved.
 	corrupt := filepath.Join(dir, "corrupt.bin")
 	writeRandom(t, corrupt, 3<<20, 3)
