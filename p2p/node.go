@@ -104,7 +104,8 @@ type Node struct {
 // New starts a node: it listens, serves /kez/blob/1, and with Reserve
 // makes a first reservation on each relay (waiting at most a few seconds
 // for each; reservations that fail are retried in the background and
-// logged).
+// logged). Without Reserve (and unless RelayOnly) it connects to each
+// relay in the background, not waiting, which lets peers hole-punch it.
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -161,6 +162,29 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, h: h, log: log, slots: make(chan struct{}, cfg.MaxTransfers),
 		circuits: map[peer.ID][]ma.Multiaddr{}, changed: make(chan struct{}, 1), cancel: cancel}
 	h.SetStreamHandler(BlobProtocol, n.serve)
+	if !cfg.Reserve && !cfg.RelayOnly {
+		// A fetching node connects to its relays at once, in the
+		// background, so that it may be hole-punched: the peer it reaches
+		// through a relay starts DCUtR as soon as the relayed connection
+		// is up, once, and that fails unless we already serve
+		// /libp2p/dcutr. libp2p serves it only once the host knows a
+		// public address of its own, which only a relay's identify tells
+		// (our observed address); it looks for one at the start, then
+		// after 250 ms, 750 ms, 1.75 s and so on. A peer with direct
+		// addresses is dialled through a relay 500 ms late
+		// (swarm.RelayDelay, dialRanker), by when we usually serve it.
+		// A serving node has an observed address from its reservations.
+		for _, r := range cfg.Relays {
+			ai, _ := peer.AddrInfoFromString(r)
+			n.wg.Go(func() {
+				cctx, cancel := context.WithTimeout(rctx, reserveTimeout)
+				defer cancel()
+				if err := h.Connect(cctx, *ai); err != nil && rctx.Err() == nil {
+					n.log.Debug("relay connection failed", "relay", ai.ID, "err", err)
+				}
+			})
+		}
+	}
 	var first sync.WaitGroup
 	for _, r := range cfg.Relays {
 		if !cfg.Reserve {
