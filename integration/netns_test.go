@@ -191,18 +191,7 @@ func newNetLab(t *testing.T) *netLab {
 			t.Skip("the host forwards IPv4 and there is no iptables(8) to keep the namespaces apart")
 		}
 	}
-	// Runs at the same time (two make test) must not pick the same
-	// subnet: choosing it and adding its addresses is done under a lock,
-	// which the kernel drops if the process dies.
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "kez-netns-test.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	sweepNetLabs(t)
+	defer lockNetLabs(t)()
 	seq := int(labSeq.Add(1))
 	pid := os.Getpid()
 	l := &netLab{
@@ -248,15 +237,35 @@ func newNetLab(t *testing.T) *netLab {
 	return l
 }
 
+// lockNetLabs sweeps what killed runs left and takes the lock under
+// which a lab chooses its subnet and adds its addresses, so that runs at
+// the same time (two make test) do not pick the same one; the kernel
+// drops the lock if the process dies. It returns the unlock.
+func lockNetLabs(t *testing.T) func() {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "kez-netns-test.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		t.Fatal(err)
+	}
+	sweepNetLabs(t)
+	return func() { lock.Close() }
+}
+
 // labComment, then the pid, marks the firewall rules of a lab.
 const labComment = "kez-netns-test-"
 
-// labName matches the namespace names of labs: kezA-<pid>-<seq>.
-var labName = regexp.MustCompile(`^kez[AB]-([0-9]+)-([0-9]+)$`)
+// labName matches the namespace names of labs: kez<ROLE>-<pid>-<seq>
+// (kezA-, kezB-; kezI-, kezRA-... of TestNetnsHolePunch).
+var labName = regexp.MustCompile(`^kez[A-Z]+-([0-9]+)-([0-9]+)$`)
 
 // sweepNetLabs removes what labs of processes that are gone left behind
 // (killed by a test timeout, where cleanups do not run): namespaces with
-// their links, and firewall rules. A live process's labs are left alone.
+// their links and the processes still running in them, and firewall
+// rules. A live process's labs are left alone.
 func sweepNetLabs(t *testing.T) {
 	t.Helper()
 	gone := func(pid string) bool {
@@ -271,6 +280,13 @@ func sweepNetLabs(t *testing.T) {
 		}
 		if m := labName.FindStringSubmatch(f[0]); m != nil && gone(m[1]) {
 			t.Logf("removing namespace %s of a run that is gone", f[0])
+			// A process in it (kez-relay) would keep it alive unnamed.
+			pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output()
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
 			sweep(t, "ip", "netns", "del", f[0])
 		}
 	}
@@ -439,7 +455,14 @@ func startRelayOn(t *testing.T, host string, home *atomic.Value) *relay.Service 
 // /metrics.
 func relayMetric(t *testing.T, r *relay.Service, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(r.HTTPURL() + "/metrics")
+	return relayMetricAt(t, r.HTTPURL(), name)
+}
+
+// relayMetricAt returns the value of an unlabelled series of /metrics of
+// the relay whose HTTP server is at base (http://host:port).
+func relayMetricAt(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,20 +485,28 @@ func relayMetric(t *testing.T, r *relay.Service, name string) float64 {
 // a function that waits for the build and returns the binary's path.
 func buildCLI(t *testing.T) func() string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kez-chat")
+	return buildCmd(t, "kez.lat/kez/cmd/kez-chat")
+}
+
+// buildCmd starts building the command pkg into a temporary folder and
+// returns a function that waits for the build and returns the binary's
+// path.
+func buildCmd(t *testing.T, pkg string) func() string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	var out []byte
 	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		out, err = exec.Command("go", "build", "-o", bin, "kez.lat/kez/cmd/kez-chat").CombinedOutput()
+		out, err = exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	}()
 	t.Cleanup(func() { <-done })
 	return func() string {
 		t.Helper()
 		<-done
 		if err != nil {
-			t.Fatalf("go build kez-chat: %v\n%s", err, out)
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 		}
 		return bin
 	}
@@ -487,7 +518,8 @@ type nsUser struct {
 	ns, bin string
 	profile string
 	server  string
-	home    string // $HOME
+	home    string   // $HOME
+	env     []string // more environment variables
 }
 
 func newNSUser(t *testing.T, ns, bin, server, name string) *nsUser {
@@ -510,6 +542,7 @@ func (u *nsUser) command(ctx context.Context, args ...string) *exec.Cmd {
 		}
 	}
 	c.Env = append(c.Env, "HOME="+u.home, "XDG_CONFIG_HOME="+filepath.Join(u.home, ".config"))
+	c.Env = append(c.Env, u.env...)
 	return c
 }
 
@@ -549,10 +582,18 @@ type nsBg struct {
 // test.
 func (u *nsUser) start(t *testing.T, args ...string) *nsBg {
 	t.Helper()
+	return startBg(t, func(ctx context.Context) *exec.Cmd { return u.command(ctx, args...) })
+}
+
+// startBg runs the command that cmd returns (for ctx) in the background
+// until stop, or the end of the test. It must be run by ip netns exec, or
+// be the program itself: stop interrupts the process it starts.
+func startBg(t *testing.T, cmd func(ctx context.Context) *exec.Cmd) *nsBg {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	b := &nsBg{cancel: cancel, done: make(chan struct{})}
-	b.cmd = u.command(ctx, args...)
-	// ip netns exec execs kez-chat: the interrupt reaches it.
+	b.cmd = cmd(ctx)
+	// ip netns exec execs the program: the interrupt reaches it.
 	b.cmd.Cancel = func() error { return b.cmd.Process.Signal(os.Interrupt) }
 	b.cmd.WaitDelay = 10 * time.Second
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.errw
