@@ -281,6 +281,9 @@ func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int
 		if err == nil {
 			return n.Route(ct.Key), nil
 		}
+		if errors.Is(err, p2p.ErrUpgraded) {
+			continue // on the direct connection, from the verified length
+		}
 		if !errors.Is(err, p2p.ErrUnreachable) {
 			return "", fetchError(ct.Handle, err)
 		}

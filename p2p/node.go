@@ -370,14 +370,23 @@ func (n *Node) Route(key kez.PublicKey) string {
 	if err != nil {
 		return ""
 	}
-	route := ""
+	switch {
+	case n.direct(id):
+		return "direct"
+	case len(n.h.Network().ConnsToPeer(id)) > 0:
+		return "relayed"
+	}
+	return ""
+}
+
+// direct reports whether the node has a direct connection to id.
+func (n *Node) direct(id peer.ID) bool {
 	for _, c := range n.h.Network().ConnsToPeer(id) {
 		if !isRelayed(c) {
-			return "direct"
+			return true
 		}
-		route = "relayed"
 	}
-	return route
+	return false
 }
 
 func isRelayed(c network.Conn) bool {

@@ -148,14 +148,36 @@ func (r *remote) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadC
 		return nil, err
 	}
 	_ = s.SetDeadline(time.Time{})
-	return &streamReader{s: s}, nil
+	return &streamReader{s: s, n: r.n, relayed: isRelayed(s.Conn())}, nil
 }
 
+// ErrUpgraded: a direct connection to the peer came up (hole punching)
+// while a transfer ran through a relay. The transfer stops so that it can
+// go on over the direct connection: fetching again resumes from what was
+// verified, on a stream libp2p opens on the direct connection.
+var ErrUpgraded = errors.New("a direct connection to the peer replaced the relayed one")
+
+// upgradeCheck is how often a relayed transfer looks for a direct
+// connection to its peer.
+const upgradeCheck = 100 * time.Millisecond
+
 // streamReader reads a transfer, giving every read idleTimeout; Close
-// resets the stream so that a blocked Read returns.
-type streamReader struct{ s network.Stream }
+// resets the stream so that a blocked Read returns. A transfer over a
+// relayed connection stops with ErrUpgraded once a direct one exists.
+type streamReader struct {
+	s       network.Stream
+	n       *Node
+	relayed bool
+	checked time.Time
+}
 
 func (r *streamReader) Read(b []byte) (int, error) {
+	if r.relayed && time.Since(r.checked) >= upgradeCheck {
+		r.checked = time.Now()
+		if r.n.direct(r.s.Conn().RemotePeer()) {
+			return 0, ErrUpgraded
+		}
+	}
 	_ = r.s.SetReadDeadline(time.Now().Add(idleTimeout))
 	return r.s.Read(b)
 }
