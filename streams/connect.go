@@ -105,11 +105,20 @@ func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(contex
 	}
 }
 
-// transient reports whether err is JetStream not answering yet.
+// errCodeNoPeers is nats-server's "no suitable peers for placement"
+// (JSClusterNoPeersErrF): a cluster that has just started may not know
+// all its peers yet. (Asking for more replicas than the cluster has gives
+// it too; Retry then gives up after ConnectWait, having logged it.)
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// transient reports whether err is JetStream not answering, or not ready
+// to place a stream, yet.
 func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return true
+	}
 	var apiErr *jetstream.APIError
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled) ||
-		(errors.As(err, &apiErr) && apiErr.Code == 503)
+	return errors.As(err, &apiErr) && (apiErr.Code == 503 ||
+		apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || apiErr.ErrorCode == errCodeNoPeers)
 }

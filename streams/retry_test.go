@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez/streams"
 )
@@ -20,13 +21,16 @@ func TestRetry(t *testing.T) {
 		if _, ok := ctx.Deadline(); !ok {
 			t.Error("an attempt without a deadline")
 		}
-		if calls < 3 {
+		switch calls {
+		case 1:
 			return fmt.Errorf("create stream: %w", nats.ErrTimeout)
+		case 2: // a cluster that does not know all its peers yet
+			return fmt.Errorf("create stream: %w", &jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"})
 		}
 		return nil
 	})
 	if err != nil || calls != 3 {
-		t.Fatalf("Retry after two timeouts: %v after %d calls", err, calls)
+		t.Fatalf("Retry after a timeout and a placement failure: %v after %d calls", err, calls)
 	}
 	bad := errors.New("stream name already in use with a different configuration")
 	calls = 0
