@@ -39,7 +39,8 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"jsonfield": jsonField,
+			"jsonfield":      jsonField,
+			"jsonarrayfield": jsonArrayField,
 		},
 	})
 }
@@ -62,6 +63,23 @@ func jsonField(ts *testscript.TestScript, neg bool, args []string) {
 	if err := os.WriteFile(ts.MkAbs(args[2]), []byte(v+"\n"), 0o600); err != nil {
 		ts.Fatalf("%v", err)
 	}
+}
+
+// jsonArrayField: jsonarrayfield FILE FIELD VAR sets $VAR to the string
+// member FIELD of the first object of the JSON array in FILE.
+func jsonArrayField(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonarrayfield FILE FIELD VAR")
+	}
+	var a []map[string]any
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &a); err != nil || len(a) == 0 {
+		ts.Fatalf("%s: not a non-empty JSON array: %v", args[0], err)
+	}
+	v, ok := a[0][args[1]].(string)
+	if !ok {
+		ts.Fatalf("%s[0] has no string %q", args[0], args[1])
+	}
+	ts.Setenv(args[2], v)
 }
 
 func TestExitCodes(t *testing.T) {
