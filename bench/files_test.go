@@ -511,58 +511,56 @@ func fileID(t *testing.T, out string) string {
 func tcpCopy(t *testing.T, path, out string, size int64) float64 {
 	t.Helper()
 	defer os.Remove(out)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	in, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
+	return tcpSend(t, in, size, func() (io.Writer, func() error, error) {
 		f, err := os.Create(out)
 		if err != nil {
-			done <- err
-			return
+			return nil, nil, err
 		}
-		defer f.Close()
-		n, err := io.CopyBuffer(onlyWriter{f}, onlyReader{c}, make([]byte, copyBuf))
-		if err == nil && n != size {
-			err = fmt.Errorf("received %d bytes, want %d", n, size)
-		}
-		if err == nil {
-			err = f.Sync()
-		}
-		done <- err
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{in}, make([]byte, copyBuf)); err != nil {
-		t.Fatal(err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	return mibPerSec(size, time.Since(start))
+		return f, func() error {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}, nil
+	})
 }
 
 // tcpWire sends size bytes from memory over a loopback TCP connection to a
 // reader that discards them, copyBuf at a time: the network path alone.
 func tcpWire(t *testing.T, size int64) float64 {
+	t.Helper()
+	buf := make([]byte, copyBuf)
+	rand.NewChaCha8([32]byte{}).Read(buf)
+	return tcpSend(t, &repeatReader{buf: buf, left: size}, size, func() (io.Writer, func() error, error) {
+		return io.Discard, func() error { return nil }, nil
+	})
+}
+
+// repeatReader reads buf over and over, left bytes in all.
+type repeatReader struct {
+	buf  []byte
+	left int64
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(int64(len(p)), r.left)], r.buf)
+	r.left -= int64(n)
+	return n, nil
+}
+
+// tcpSend copies size bytes of src over a loopback TCP connection, copyBuf
+// at a time on both ends, into the writer sink opens, and returns MiB/s
+// up to sink's finish (a sync).
+func tcpSend(t *testing.T, src io.Reader, size int64, sink func() (io.Writer, func() error, error)) float64 {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -578,9 +576,17 @@ func tcpWire(t *testing.T, size int64) float64 {
 			return
 		}
 		defer c.Close()
-		n, err := io.CopyBuffer(onlyWriter{io.Discard}, onlyReader{c}, make([]byte, copyBuf))
+		w, finish, err := sink()
+		if err != nil {
+			done <- err
+			return
+		}
+		n, err := io.CopyBuffer(onlyWriter{w}, onlyReader{c}, make([]byte, copyBuf))
 		if err == nil && n != size {
 			err = fmt.Errorf("received %d bytes, want %d", n, size)
+		}
+		if ferr := finish(); err == nil {
+			err = ferr
 		}
 		done <- err
 	}()
@@ -589,12 +595,8 @@ func tcpWire(t *testing.T, size int64) float64 {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	buf := make([]byte, copyBuf)
-	rand.NewChaCha8([32]byte{}).Read(buf)
-	for left := size; left > 0; left -= int64(len(buf)) {
-		if _, err := c.Write(buf[:min(int64(len(buf)), left)]); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{src}, make([]byte, copyBuf)); err != nil {
+		t.Fatal(err)
 	}
 	c.(*net.TCPConn).CloseWrite()
 	if err := <-done; err != nil {
