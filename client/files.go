@@ -173,7 +173,11 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	var addrs []string
 	if a, err = c.p.Account(); err == nil {
 		if ep := p2pEndpoint(a.Chain, PeerID(a.Primary)); ep != nil {
-			addrs = ep.Addrs
+			for _, ad := range ep.Addrs {
+				if share.CheckAddr(ad) == nil && len(addrs) < share.MaxAddrs {
+					addrs = append(addrs, ad) // a hint: one it refuses is left out
+				}
+			}
 		}
 	}
 	ann, err := share.NewAnnouncement(key, ct.Key, sf.File, k, addrs, c.cfg.Rand)
