@@ -89,6 +89,11 @@ func (p *Profile) shares() (shares, error) {
 	if err := readJSON(p.path(sharesFile), &s); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return s, err
 	}
+	for i, f := range s.Files {
+		if err := f.File.Validate(); err != nil {
+			return shares{}, fmt.Errorf("%s: file %d: %w", p.path(sharesFile), i, err)
+		}
+	}
 	return s, nil
 }
 
