@@ -300,14 +300,14 @@ func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int
 			opts.Waiting(ct.Handle, deadline)
 		}
 		waiting = true
-		wait := min(recheck, deadline.Sub(c.cfg.Now()))
-		if c.online(ctx, ct.Key) {
-			wait, backoff = min(wait, backoff), min(2*backoff, recheck)
+		online, err := c.awaitSender(ctx, ct.Key, backoff, min(recheck, deadline.Sub(c.cfg.Now())))
+		if err != nil {
+			return "", err
+		}
+		if online {
+			backoff = min(2*backoff, recheck)
 		} else {
 			backoff = onlineBackoff
-		}
-		if err := c.awaitOnline(ctx, ct.Key, wait); err != nil {
-			return "", err
 		}
 		if fresh, err := c.Refresh(ctx, ct); err == nil {
 			ct = fresh // the sender's node may advertise new addresses
@@ -349,42 +349,38 @@ func addrsOf(ct Contact, hint []string) []string {
 	return out
 }
 
-// online reports whether key's presence says online now.
-func (c *Client) online(ctx context.Context, key kez.PublicKey) bool {
-	a, k, err := c.account()
-	if err != nil {
-		return false
-	}
-	nc, err := c.conn(a, k)
-	if err != nil {
-		return false
-	}
-	p, err := GetPresence(ctx, nc, key, c.cfg.Now())
-	return err == nil && p.State == PresenceOnline
-}
-
-// awaitOnline returns when key announces itself online, or after d.
-func (c *Client) awaitOnline(ctx context.Context, key kez.PublicKey, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// awaitSender waits before the next attempt to reach key's node, at most
+// d: for backoff if key's presence says online (its node may still be
+// starting), else until key announces itself online. It reports whether
+// key was online. Presence is a hint: without the broker it just waits d.
+func (c *Client) awaitSender(ctx context.Context, key kez.PublicKey, backoff, d time.Duration) (online bool, err error) {
 	var ch chan *nats.Msg
 	if a, k, err := c.account(); err == nil {
 		if nc, err := c.conn(a, k); err == nil {
+			// Subscribed before the presence is read, so that an
+			// announcement in between is not missed.
 			ch = make(chan *nats.Msg, 8)
 			if sub, err := nc.ChanSubscribe(streams.PresenceLiveSubject(key), ch); err == nil {
 				defer sub.Unsubscribe()
 			}
+			p, err := GetPresence(ctx, nc, key, c.cfg.Now())
+			online = err == nil && p.State == PresenceOnline
 		}
 	}
+	if online {
+		d = min(d, backoff)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return online, ctx.Err()
 		case <-t.C:
-			return nil
+			return online, nil
 		case m := <-ch:
-			if presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
-				return nil
+			if !online && presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
+				return online, nil
 			}
 		}
 	}

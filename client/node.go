@@ -94,8 +94,11 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 	if c.cfg.RelayOnly && len(cfg.Relays) == 0 {
 		return nil, withHint(errors.New("relay-only: the home server advertises no relay"), "drop --relay-only, or ask the operator to run kez-relay")
 	}
+	// A serving node on default addresses listens on the port of the last
+	// run, so that the addresses its sigchain advertises stay the same.
+	samePort := serving && listen == nil
 	var st nodeState
-	if serving && listen == nil {
+	if samePort {
 		if err := readJSON(c.p.path(nodeFile), &st); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -104,14 +107,14 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 		}
 	}
 	n, err := p2p.New(ctx, cfg)
-	if err != nil && serving && listen == nil && st.Port != 0 {
+	if err != nil && st.Port != 0 {
 		cfg.Listen = nil // the port is taken: any port, saved below
 		n, err = p2p.New(ctx, cfg)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if serving && listen == nil && n.Port() != st.Port {
+	if samePort && n.Port() != st.Port {
 		_ = writeJSON(c.p.path(nodeFile), nodeState{Port: n.Port()})
 	}
 	return n, nil

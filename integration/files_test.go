@@ -9,12 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +24,6 @@ import (
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 	"kez.lat/kez/p2p"
-	"kez.lat/kez/relay"
 	"kez.lat/kez/share"
 )
 
@@ -134,37 +128,19 @@ func sumFile(t *testing.T, path string) [32]byte {
 func shareID(t *testing.T, from *user, to, path string) string {
 	t.Helper()
 	out, _ := from.ok("", "--json", "share", to, path)
-	var res struct {
-		File struct{ Blob string } `json:"file"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.File.Blob) != 64 {
-		t.Fatalf("share printed %q: %v", out, err)
-	}
-	return res.File.Blob[:12]
+	return sharedID(t, out)
 }
 
-// startRelayFor runs kez-relay in-process for the home server whose URL
-// home will return, and returns its address.
-func startRelayFor(t *testing.T, home *atomic.Value) string {
+// sharedID returns the file ID in what share --json printed.
+func sharedID(t *testing.T, out string) string {
 	t.Helper()
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := url.Parse(home.Load().(string))
-		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	cfg := relay.DefaultConfig()
-	cfg.KeyFile = filepath.Join(t.TempDir(), "relay.key")
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.HomeServer = proxy.URL
-	cfg.HTTPAddr = "127.0.0.1:0"
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := relay.Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+	var res struct {
+		ID string `json:"id"`
 	}
-	t.Cleanup(func() { r.Close(context.Background()) })
-	return r.Addrs()[0].String()
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.ID) != 12 {
+		t.Fatalf("share printed %q: %v", out, err)
+	}
+	return res.ID
 }
 
 // TestFiles is the whole file layer through the CLI: alice shares a large
@@ -175,7 +151,7 @@ func startRelayFor(t *testing.T, home *atomic.Value) string {
 // pair transfers through kez-relay.
 func TestFiles(t *testing.T) {
 	var homeURL atomic.Value
-	relayAddr := startRelayFor(t, &homeURL)
+	relayAddr := startRelayOn(t, "127.0.0.1", &homeURL).Addrs()[0].String()
 	st := clienttest.StartWith(t, func(c *chatserver.Config) { c.PublicRelays = []string{relayAddr} })
 	homeURL.Store(st.URL())
 	alice, bob, carol := newUser(t, st, "alice"), newUser(t, st, "bob"), newUser(t, st, "carol")

@@ -669,11 +669,5 @@ func tcp4Listening(pid int) int {
 func shareIDOf(t *testing.T, from *nsUser, to, path string) string {
 	t.Helper()
 	out, _ := from.ok(t, "--json", "share", to, path)
-	var res struct {
-		File struct{ Blob string } `json:"file"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.File.Blob) != 64 {
-		t.Fatalf("share printed %q: %v", out, err)
-	}
-	return res.File.Blob[:12]
+	return sharedID(t, out)
 }

@@ -136,10 +136,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// registry; a client has no metrics endpoint.
 		libp2p.DisableMetrics(),
 	}
+	relays := make([]peer.AddrInfo, len(cfg.Relays))
 	relayIDs := map[peer.ID]bool{}
-	for _, r := range cfg.Relays {
-		ai, _ := peer.AddrInfoFromString(r)
-		relayIDs[ai.ID] = true
+	for i, r := range cfg.Relays {
+		ai, _ := peer.AddrInfoFromString(r) // Validate parsed it
+		relays[i], relayIDs[ai.ID] = *ai, true
 	}
 	if cfg.RelayOnly {
 		opts = append(opts, libp2p.ConnectionGater(relayOnly{relays: relayIDs}))
@@ -162,37 +163,33 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, h: h, log: log, slots: make(chan struct{}, cfg.MaxTransfers),
 		circuits: map[peer.ID][]ma.Multiaddr{}, changed: make(chan struct{}, 1), cancel: cancel}
 	h.SetStreamHandler(BlobProtocol, n.serve)
-	if !cfg.Reserve && !cfg.RelayOnly {
-		// A fetching node connects to its relays at once, in the
-		// background, so that it may be hole-punched: the peer it reaches
-		// through a relay starts DCUtR as soon as the relayed connection
-		// is up, once, and that fails unless we already serve
-		// /libp2p/dcutr. libp2p serves it only once the host knows a
-		// public address of its own, which only a relay's identify tells
-		// (our observed address); it looks for one at the start, then
-		// after 250 ms, 750 ms, 1.75 s and so on. A peer with direct
-		// addresses is dialled through a relay 500 ms late
-		// (swarm.RelayDelay, dialRanker), by when we usually serve it.
-		// A serving node has an observed address from its reservations.
-		for _, r := range cfg.Relays {
-			ai, _ := peer.AddrInfoFromString(r)
+	var first sync.WaitGroup
+	for _, ai := range relays {
+		switch {
+		case cfg.Reserve:
+			first.Add(1)
+			n.wg.Go(func() { n.reserveLoop(rctx, ai, first.Done) })
+		case !cfg.RelayOnly:
+			// A fetching node connects to its relays at once, in the
+			// background, so that it may be hole-punched: the peer it
+			// reaches through a relay starts DCUtR as soon as the relayed
+			// connection is up, once, and that fails unless we already
+			// serve /libp2p/dcutr. libp2p serves it only once the host
+			// knows a public address of its own, which only a relay's
+			// identify tells (our observed address); it looks for one at
+			// the start, then after 250 ms, 750 ms, 1.75 s and so on. A
+			// peer with direct addresses is dialled through a relay 500 ms
+			// late (swarm.RelayDelay, dialRanker), by when we usually
+			// serve it. A serving node has an observed address from its
+			// reservations.
 			n.wg.Go(func() {
 				cctx, cancel := context.WithTimeout(rctx, reserveTimeout)
 				defer cancel()
-				if err := h.Connect(cctx, *ai); err != nil && rctx.Err() == nil {
+				if err := h.Connect(cctx, ai); err != nil && rctx.Err() == nil {
 					n.log.Debug("relay connection failed", "relay", ai.ID, "err", err)
 				}
 			})
 		}
-	}
-	var first sync.WaitGroup
-	for _, r := range cfg.Relays {
-		if !cfg.Reserve {
-			break
-		}
-		ai, _ := peer.AddrInfoFromString(r)
-		first.Add(1)
-		n.wg.Go(func() { n.reserveLoop(rctx, *ai, first.Done) })
 	}
 	wait := make(chan struct{})
 	go func() { first.Wait(); close(wait) }()

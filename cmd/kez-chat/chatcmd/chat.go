@@ -364,12 +364,9 @@ type historyCmd struct {
 
 func (c *historyCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, cl *client.Client) error {
-		var h kez.Handle
-		if c.Handle != "" {
-			var err error
-			if h, err = handleArg(cl, c.Handle); err != nil {
-				return err
-			}
+		h, err := optionalHandle(cl, c.Handle)
+		if err != nil {
+			return err
 		}
 		es, err := cl.History(h)
 		if err != nil {

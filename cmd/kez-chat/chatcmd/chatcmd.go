@@ -175,6 +175,15 @@ func handleArg(c *client.Client, s string) (kez.Handle, error) {
 	return h, nil
 }
 
+// optionalHandle parses an optional handle argument: the zero handle if
+// it was not given.
+func optionalHandle(c *client.Client, s string) (kez.Handle, error) {
+	if s == "" {
+		return kez.Handle{}, nil
+	}
+	return handleArg(c, s)
+}
+
 // show returns the handle as the UI shows it: @name at home, @name@domain
 // elsewhere.
 func show(c *client.Client, h kez.Handle) string {

@@ -82,12 +82,9 @@ type unshareCmd struct {
 
 func (c *unshareCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, cl *client.Client) error {
-		var h kez.Handle
-		if c.Handle != "" {
-			var err error
-			if h, err = handleArg(cl, c.Handle); err != nil {
-				return err
-			}
+		h, err := optionalHandle(cl, c.Handle)
+		if err != nil {
+			return err
 		}
 		f, err := cl.Unshare(ctx, c.ID, h)
 		if err != nil {
@@ -128,11 +125,9 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		opts := c.options(a, cl)
 		opts.Output = c.Output
-		if c.From != "" {
-			var err error
-			if opts.From, err = handleArg(cl, c.From); err != nil {
-				return err
-			}
+		var err error
+		if opts.From, err = optionalHandle(cl, c.From); err != nil {
+			return err
 		}
 		var bar *bar
 		opts.Progress = func(p client.FetchProgress) {
