@@ -40,7 +40,7 @@ func ExampleNewRegistrationRequest() {
 	}
 	now := time.Unix(1700000000, 0)
 	req := kez.NewRegistrationRequest(key, h, now)
-	fmt.Printf("signed message: %q\n", kez.RegistrationMessage(h, req.Primary, req.Timestamp))
+	fmt.Printf("signed message: %q\n", kez.PurposeRegistration.Message(kez.RegistrationMessage(h, req.Primary, req.Timestamp)))
 
 	// The server of kez.lat checks it against its own clock.
 	got, err := req.Verify("kez.lat", now.Add(time.Minute), kez.DefaultFreshness)

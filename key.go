@@ -109,9 +109,10 @@ func (k PublicKey) NKey() string {
 	return string(s)
 }
 
-// Verify reports whether sig is k's ed25519 signature of msg.
-func (k PublicKey) Verify(msg, sig []byte) bool {
-	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.k[:], msg, sig)
+// Verify reports whether sig is k's signature of msg for purpose p, made
+// by [PrivateKey.Sign] with the same purpose.
+func (k PublicKey) Verify(p Purpose, msg, sig []byte) bool {
+	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.k[:], p.Message(msg), sig)
 }
 
 // X25519 returns the Montgomery form of k, the X25519 public key that
@@ -217,15 +218,85 @@ func ParseSeed(b []byte) (*PrivateKey, error) {
 	return NewPrivateKey(seed)
 }
 
-// Sign signs msg. Callers pass a domain-separated message (a context string
-// followed by the bytes signed), never raw data.
-func (k *PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
+// Purpose is what a signature by an identity key means. Every signature
+// the key makes is over its purpose's context string followed by the bytes
+// signed, and no context is a prefix of another, so a signature made for
+// one purpose never verifies for another, whoever chose the bytes: a
+// broker's connect nonce cannot become a sigchain event, a registration, a
+// manifest or a message. The key has no way to sign raw bytes.
+//
+// A new kind of signature gets a new Purpose here, never a reuse of one:
+// TestPurposesPrefixFree checks the list.
+type Purpose uint8
 
-// NKeyPair returns the key as a NATS user key pair, for signing the
-// server's connect nonce.
-func (k *PrivateKey) NKeyPair() (nkeys.KeyPair, error) {
-	return nkeys.FromRawSeed(nkeys.PrefixByteUser, k.seed[:])
+// The purposes of identity-key signatures. Each context ends in a byte
+// (NUL or newline) that none of them contains before its end.
+const (
+	// PurposeNATSAuth signs the broker's connect nonce at sign-in.
+	PurposeNATSAuth Purpose = iota + 1
+	// PurposeRegistration signs a handle registration
+	// ([RegistrationMessage]).
+	PurposeRegistration
+	// PurposeSigchain signs a sigchain event's payload.
+	PurposeSigchain
+	// PurposeManifest signs a shared-files manifest's payload.
+	PurposeManifest
+	// PurposeMessageV1 signs a kez-msg-v1 envelope (read only: new
+	// messages are v2).
+	PurposeMessageV1
+	// PurposeMessageV2 signs a kez-msg-v2 envelope's transcript.
+	PurposeMessageV2
+)
+
+// purposeContexts holds each purpose's context, by Purpose.
+var purposeContexts = [...]string{
+	PurposeNATSAuth:     "kez-nats-auth-v1\x00",
+	PurposeRegistration: "kez-register-v1\n",
+	PurposeSigchain:     "kez-sigchain-v1\x00",
+	PurposeManifest:     "kez-manifest-v1\x00",
+	PurposeMessageV1:    "kez-msg-v1-sig\x00",
+	PurposeMessageV2:    "kez-msg-v2-sig\x00",
 }
+
+// Purposes returns every purpose, for tests and audits.
+func Purposes() []Purpose {
+	ps := make([]Purpose, 0, len(purposeContexts)-1)
+	for p := PurposeNATSAuth; int(p) < len(purposeContexts); p++ {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// Context returns the context string that starts every message signed for
+// p, its final NUL or newline included. It panics for a value that is not
+// one of the Purpose constants.
+func (p Purpose) Context() string {
+	if p == 0 || int(p) >= len(purposeContexts) {
+		panic(fmt.Sprintf("kez: unknown signature purpose %d", p))
+	}
+	return purposeContexts[p]
+}
+
+// String returns the context without its final byte ("kez-sigchain-v1").
+func (p Purpose) String() string {
+	if p == 0 || int(p) >= len(purposeContexts) {
+		return fmt.Sprintf("Purpose(%d)", p)
+	}
+	c := purposeContexts[p]
+	return c[:len(c)-1]
+}
+
+// Message returns the exact bytes a signature for p over msg is made on:
+// p's context followed by msg.
+func (p Purpose) Message(msg []byte) []byte {
+	c := p.Context()
+	b := make([]byte, 0, len(c)+len(msg))
+	return append(append(b, c...), msg...)
+}
+
+// Sign signs msg for purpose p: the signature is over p's context followed
+// by msg (see [Purpose]).
+func (k *PrivateKey) Sign(p Purpose, msg []byte) []byte { return ed25519.Sign(k.priv, p.Message(msg)) }
 
 // X25519 returns the X25519 private scalar derived from the seed:
 // SHA-512(seed)[0:32], clamped. It is the scalar ed25519 itself uses, so

@@ -112,7 +112,7 @@ func TestPublicKeyZero(t *testing.T) {
 	if _, err := zero.MarshalText(); !errors.Is(err, kez.ErrInvalidKey) {
 		t.Errorf("zero MarshalText = %v, want ErrInvalidKey", err)
 	}
-	if zero.Verify([]byte("m"), make([]byte, 64)) {
+	if zero.Verify(kez.PurposeSigchain, []byte("m"), make([]byte, 64)) {
 		t.Errorf("zero key verified an all-zero signature")
 	}
 }
@@ -199,7 +199,7 @@ func TestParseNKeyErrors(t *testing.T) {
 	raw := pub.Bytes()
 	account, _ := nkeys.Encode(nkeys.PrefixByteAccount, raw)
 	server, _ := nkeys.Encode(nkeys.PrefixByteServer, raw)
-	kp, err := rfcKey(t).NKeyPair()
+	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, rfcKey(t).Seed())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,12 +403,10 @@ func TestNewPrivateKeyRFC8032(t *testing.T) {
 	if got := hex.EncodeToString(k.Seed()); got != rfcSeedHex {
 		t.Errorf("Seed() = %s, want %s", got, rfcSeedHex)
 	}
-	sig := k.Sign(nil)
-	if got := hex.EncodeToString(sig); got != rfcSigHex {
-		t.Errorf("Sign(empty) = %s, want %s", got, rfcSigHex)
-	}
-	if !k.Public().Verify(nil, sig) {
-		t.Errorf("Verify of RFC signature = false")
+	// The key pair is RFC 8032's: its raw signature of the empty message
+	// is the RFC's (kez itself never signs raw).
+	if got := hex.EncodeToString(rawSign(k, nil)); got != rfcSigHex {
+		t.Errorf("raw signature of the empty message = %s, want %s", got, rfcSigHex)
 	}
 	// Seed returns a copy.
 	s := k.Seed()
@@ -448,65 +446,98 @@ func TestGenerateKey(t *testing.T) {
 	}
 }
 
+// rawSign is the plain ed25519 signature of msg by k, which kez keys do
+// not make: tests use it for vectors and for signatures without context.
+func rawSign(k *kez.PrivateKey, msg []byte) []byte {
+	return ed25519.Sign(ed25519.NewKeyFromSeed(k.Seed()), msg)
+}
+
 func TestSignVerify(t *testing.T) {
 	k := rfcKey(t)
 	other := seedKey(t, strings.Repeat("42", 32))
-	msg := []byte("kez-test-v1\nhello")
-	sig := k.Sign(msg)
+	msg := []byte("hello")
+	sig := k.Sign(kez.PurposeSigchain, msg)
 	if len(sig) != ed25519.SignatureSize {
 		t.Fatalf("len(sig) = %d", len(sig))
 	}
-	if !k.Public().Verify(msg, sig) {
+	// Exactly ed25519 over the context, then the message.
+	if want := rawSign(k, []byte("kez-sigchain-v1\x00hello")); !bytes.Equal(sig, want) {
+		t.Errorf("Sign = %x, want ed25519 of context || msg %x", sig, want)
+	}
+	if !k.Public().Verify(kez.PurposeSigchain, msg, sig) {
 		t.Errorf("Verify(own signature) = false")
 	}
-	if other.Public().Verify(msg, sig) {
+	if other.Public().Verify(kez.PurposeSigchain, msg, sig) {
 		t.Errorf("Verify by another key = true")
 	}
-	if k.Public().Verify([]byte("kez-test-v1\nhellO"), sig) {
+	if k.Public().Verify(kez.PurposeSigchain, []byte("hellO"), sig) {
 		t.Errorf("Verify(other message) = true")
+	}
+	if k.Public().Verify(kez.PurposeSigchain, msg, rawSign(k, msg)) {
+		t.Errorf("Verify(raw signature without context) = true")
 	}
 	for i := range sig {
 		bad := slices.Clone(sig)
 		bad[i] ^= 0x01
-		if k.Public().Verify(msg, bad) {
+		if k.Public().Verify(kez.PurposeSigchain, msg, bad) {
 			t.Errorf("Verify(signature with byte %d flipped) = true", i)
 		}
 	}
 	for _, n := range []int{0, 63, 65} {
 		s := make([]byte, n)
 		copy(s, sig)
-		if k.Public().Verify(msg, s) {
+		if k.Public().Verify(kez.PurposeSigchain, msg, s) {
 			t.Errorf("Verify(%d-byte signature) = true", n)
 		}
 	}
 }
 
-func TestNKeyPair(t *testing.T) {
+// TestPurposesPrefixFree checks the rule that keeps purposes apart: no
+// context is a prefix of another (so the signed bytes of two purposes
+// can never be equal), each ends in NUL or newline and has neither
+// before its end, and a signature for one purpose verifies for no other,
+// even over the same bytes.
+func TestPurposesPrefixFree(t *testing.T) {
 	k := rfcKey(t)
-	kp, err := k.NKeyPair()
-	if err != nil {
-		t.Fatal(err)
+	ps := kez.Purposes()
+	if len(ps) < 6 {
+		t.Fatalf("Purposes() = %v", ps)
 	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range ps {
+		c := p.Context()
+		if last := c[len(c)-1]; last != 0 && last != '\n' {
+			t.Errorf("%s: context ends in %q", p, last)
+		}
+		if strings.ContainsAny(c[:len(c)-1], "\x00\n") {
+			t.Errorf("%s: delimiter inside the context", p)
+		}
+		if !strings.HasPrefix(c, "kez-") || p.String() != c[:len(c)-1] {
+			t.Errorf("%s: context %q", p, c)
+		}
+		for _, q := range ps {
+			if p == q {
+				continue
+			}
+			if strings.HasPrefix(q.Context(), c) {
+				t.Errorf("context of %s is a prefix of %s's", p, q)
+			}
+			msg := []byte("the same bytes")
+			if k.Public().Verify(q, msg, k.Sign(p, msg)) {
+				t.Errorf("a signature for %s verifies for %s", p, q)
+			}
+			// Nor does any choice of message for q reproduce p's signed
+			// bytes: q's context would have to start p's message.
+			if k.Public().Verify(q, []byte(strings.TrimPrefix(p.Context()+"x", q.Context())), k.Sign(p, []byte("x"))) {
+				t.Errorf("%s's signature of x verifies for %s", p, q)
+			}
+		}
 	}
-	if pub != k.Public().NKey() {
-		t.Errorf("NKeyPair().PublicKey() = %s, want %s", pub, k.Public().NKey())
-	}
-	// The connect-nonce signature verifies with the primary key.
-	nonce := []byte("server-nonce-123")
-	sig, err := kp.Sign(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !k.Public().Verify(nonce, sig) {
-		t.Errorf("nkey signature does not verify with the primary key")
-	}
-	back, err := kez.ParseNKey(pub)
-	if err != nil || !back.Equal(k.Public()) {
-		t.Errorf("ParseNKey(NKeyPair public) = %v, %v", back, err)
-	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("Sign with an unknown purpose did not panic")
+		}
+	}()
+	k.Sign(kez.Purpose(0), nil)
 }
 
 func TestX25519(t *testing.T) {

@@ -8,20 +8,23 @@ import (
 	"time"
 )
 
-// RegisterContext is the domain-separation string of registration
-// signatures.
-const RegisterContext = "kez-register-v1"
-
 // DefaultFreshness is how far a registration timestamp may be from the
 // server's clock, either way.
 const DefaultFreshness = 5 * time.Minute
 
-// RegistrationMessage returns the exact bytes a registration signature is
-// over: "kez-register-v1\n<handle@domain>\n<ed25519:hex>\n<unix seconds>".
-// The handle is qualified, so a registration for one server cannot be
-// replayed at another.
+// RegistrationMessage returns the bytes a registration signature is made
+// on after its context ([PurposeRegistration], "kez-register-v1\n"):
+// "<handle@domain>\n<ed25519:hex>\n<unix seconds>". The handle is
+// qualified, so a registration for one server cannot be replayed at
+// another.
 func RegistrationMessage(h Handle, primary PublicKey, timestamp int64) []byte {
-	return []byte(RegisterContext + "\n" + h.String() + "\n" + primary.String() + "\n" + strconv.FormatInt(timestamp, 10))
+	return []byte(h.String() + "\n" + primary.String() + "\n" + strconv.FormatInt(timestamp, 10))
+}
+
+// VerifyRegistration reports whether sig is primary's registration of h at
+// timestamp.
+func VerifyRegistration(h Handle, primary PublicKey, timestamp int64, sig []byte) bool {
+	return primary.Verify(PurposeRegistration, RegistrationMessage(h, primary, timestamp), sig)
 }
 
 // RegistrationRequest is the body of POST /v1/register.
@@ -40,7 +43,7 @@ func NewRegistrationRequest(key *PrivateKey, h Handle, now time.Time) Registrati
 		Handle:          h.String(),
 		Primary:         key.Public(),
 		Timestamp:       ts,
-		RegistrationSig: key.Sign(RegistrationMessage(h, key.Public(), ts)),
+		RegistrationSig: key.Sign(PurposeRegistration, RegistrationMessage(h, key.Public(), ts)),
 	}
 }
 
@@ -81,7 +84,7 @@ func (r RegistrationRequest) Verify(domain string, now time.Time, freshness time
 	if d := now.Sub(time.Unix(r.Timestamp, 0)); d > freshness || d < -freshness {
 		return Handle{}, fmt.Errorf("%w: %d is not within %v of the server's clock", ErrStaleTimestamp, r.Timestamp, freshness)
 	}
-	if !r.Primary.Verify(RegistrationMessage(h, r.Primary, r.Timestamp), r.RegistrationSig) {
+	if !VerifyRegistration(h, r.Primary, r.Timestamp, r.RegistrationSig) {
 		return Handle{}, ErrBadSignature
 	}
 	return h, nil
@@ -127,7 +130,7 @@ func (e RegistryEvent) Validate() error {
 	if e.Handle.IsZero() || e.Primary.IsZero() {
 		return fmt.Errorf("%w: event without handle or primary", ErrInvalidRequest)
 	}
-	if !e.Primary.Verify(RegistrationMessage(e.Handle, e.Primary, e.RegisteredAt), e.RegistrationSig) {
+	if !VerifyRegistration(e.Handle, e.Primary, e.RegisteredAt, e.RegistrationSig) {
 		return ErrBadSignature
 	}
 	return nil

@@ -309,7 +309,7 @@ func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, 
 			return rec, fmt.Errorf("%w: signature encoding", kez.ErrBadSignature)
 		}
 	}
-	if !key.Verify([]byte(nonce), sig) {
+	if !key.Verify(kez.PurposeNATSAuth, []byte(nonce), sig) {
 		return rec, fmt.Errorf("%w: nonce signature by %s", kez.ErrBadSignature, key)
 	}
 	if cached, ok := s.users.LookupKey(key); ok {

@@ -3,6 +3,7 @@ package callout_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,8 +226,7 @@ func TestDenials(t *testing.T) {
 		}
 	}
 	signer := func(k *kez.PrivateKey) nats.SignatureHandler {
-		kp, _ := k.NKeyPair()
-		return kp.Sign
+		return func(n []byte) ([]byte, error) { return k.Sign(kez.PurposeNATSAuth, n), nil }
 	}
 
 	t.Run("unregistered key", func(t *testing.T) {
@@ -235,21 +235,37 @@ func TestDenials(t *testing.T) {
 	t.Run("nonce signed by another key", func(t *testing.T) {
 		expectDenied(t, nats.Nkey(alice.Public().NKey(), signer(stranger)))
 	})
+	t.Run("raw nonce signature", func(t *testing.T) {
+		// What a client before kez-nats-auth-v1 sent: the nonce signed
+		// raw, with no context. Only the context form signs in.
+		raw := ed25519.NewKeyFromSeed(alice.Seed())
+		expectDenied(t, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
+			return ed25519.Sign(raw, n), nil
+		}))
+	})
+	t.Run("nonce signed for another purpose", func(t *testing.T) {
+		for _, p := range kez.Purposes() {
+			if p == kez.PurposeNATSAuth {
+				continue
+			}
+			expectDenied(t, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
+				return alice.Sign(p, n), nil
+			}))
+		}
+	})
 	t.Run("replayed signature", func(t *testing.T) {
 		// Capture a nonce and alice's real signature over it from a
 		// successful connection, then present that signature again.
 		var nonce, sig []byte
-		kp, _ := alice.NKeyPair()
 		nc, err := nats.Connect(url, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
 			nonce = append([]byte(nil), n...)
-			sig, err := kp.Sign(n)
-			return sig, err
+			return alice.Sign(kez.PurposeNATSAuth, n), nil
 		}), nats.CustomInboxPrefix(streams.UserInboxPrefix(alice.Public())))
 		if err != nil {
 			t.Fatalf("first connection: %v", err)
 		}
 		nc.Close()
-		sig, _ = kp.Sign(nonce)
+		sig = alice.Sign(kez.PurposeNATSAuth, nonce)
 		expectDenied(t, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
 			if bytes.Equal(n, nonce) {
 				t.Fatal("server sent the same nonce twice")

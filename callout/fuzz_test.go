@@ -44,7 +44,7 @@ func request(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.
 	rc.Server.ID = spub
 	rc.ConnectOptions.Nkey = key.NKey()
 	rc.ClientInformation.Nonce = nonce
-	rc.ConnectOptions.SignedNonce = base64.RawURLEncoding.EncodeToString(signer.Sign([]byte(nonce)))
+	rc.ConnectOptions.SignedNonce = base64.RawURLEncoding.EncodeToString(signer.Sign(kez.PurposeNATSAuth, []byte(nonce)))
 	tok, err := rc.Encode(server)
 	if err != nil {
 		t.Fatal(err)

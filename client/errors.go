@@ -33,6 +33,9 @@ var (
 	// ErrFederation: the contact is on another domain, whose broker this
 	// version cannot deliver to yet.
 	ErrFederation = errors.New("sending to another domain is not supported yet")
+	// ErrBadNonce: the broker's connect nonce is not of the form
+	// nats-server sends, so the identity key does not sign it.
+	ErrBadNonce = errors.New("the broker's connect nonce is not a NATS nonce")
 )
 
 // HintError is an error with advice for the user: the CLI prints the error,

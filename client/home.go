@@ -217,7 +217,7 @@ func checkRecord(raw registry.Record) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
-	if !key.Verify(kez.RegistrationMessage(h, key, raw.RegisteredAt), raw.RegistrationSig) {
+	if !kez.VerifyRegistration(h, key, raw.RegisteredAt, raw.RegistrationSig) {
 		return Record{}, fmt.Errorf("%w: the registration signature of %s does not verify", ErrBadRecord, h)
 	}
 	suffix := "/v1/sigchains/ed25519/" + key.Hex()

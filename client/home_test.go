@@ -24,7 +24,7 @@ func TestHomeRecordRelays(t *testing.T) {
 	ts := time.Now().Unix()
 	rec := registry.Record{Handle: h.String(), Primary: key.Public().String(),
 		SigchainURL:  registry.SigchainURL("https://sig.kez.test", key.Public()),
-		RegisteredAt: ts, RegistrationSig: key.Sign(kez.RegistrationMessage(h, key.Public(), ts)),
+		RegisteredAt: ts, RegistrationSig: key.Sign(kez.PurposeRegistration, kez.RegistrationMessage(h, key.Public(), ts)),
 		Relays: []string{
 			"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID,
 			"/ip4/203.0.113.7/tcp/4001/ipfs/" + relayID,

@@ -25,14 +25,10 @@ import (
 // otherwise give up after the second "authentication expired" from one
 // server). opts are appended (handlers, name, timeouts).
 func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Conn, error) {
-	kp, err := key.NKeyPair()
-	if err != nil {
-		return nil, fmt.Errorf("nkey: %w", err)
-	}
 	pub := key.Public()
 	base := []nats.Option{
 		nats.Name("kez-chat " + pub.String()),
-		nats.Nkey(pub.NKey(), kp.Sign),
+		NATSAuth(key),
 		nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
@@ -44,6 +40,44 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 		return nil, fmt.Errorf("connect to %s as %s: %w", url, pub, err)
 	}
 	return nc, nil
+}
+
+// NATSAuth is the nats.go option that signs in as key: it presents the
+// key's nkey and signs the server's connect nonce for
+// [kez.PurposeNATSAuth], never raw. The broker chooses the nonce, so a raw
+// signature would let a hostile broker (or anyone on a plaintext path to
+// it) obtain the key's signature of bytes of its choosing, such as a
+// sigchain event or a registration; under its own context it is good for
+// signing in and nothing else (docs/signatures.md). A nonce that is
+// not of the server's form (up to 64 characters of unpadded base64url;
+// nats-server sends 15) is refused without signing.
+func NATSAuth(key *kez.PrivateKey) nats.Option {
+	return nats.Nkey(key.Public().NKey(), func(nonce []byte) ([]byte, error) {
+		if !ValidNATSNonce(nonce) {
+			return nil, fmt.Errorf("%w (%d bytes); not signing it", ErrBadNonce, len(nonce))
+		}
+		return key.Sign(kez.PurposeNATSAuth, nonce), nil
+	})
+}
+
+// maxNATSNonce bounds a connect nonce: nats-server sends 15 characters
+// (11 random bytes), and nothing longer is needed to be unpredictable.
+const maxNATSNonce = 64
+
+// ValidNATSNonce reports whether nonce has the form of a nats-server
+// connect nonce: 1 to 64 characters of the unpadded base64url alphabet.
+func ValidNATSNonce(nonce []byte) bool {
+	if len(nonce) == 0 || len(nonce) > maxNATSNonce {
+		return false
+	}
+	for _, c := range nonce {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // JetStream returns the JetStream context of a user connection: the API

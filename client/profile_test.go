@@ -193,7 +193,7 @@ func TestRemoteDomain(t *testing.T) {
 	rec := registry.Record{Handle: bob.String(), Primary: bobKey.Public().String(),
 		SigchainURL:  registry.SigchainURL("https://sig.other.example", bobKey.Public()),
 		NATS:         registry.RecordNATS{URL: "nats://nats.other.example:4222", Inbox: "kez.inbox." + bobKey.Public().Hex()},
-		RegisteredAt: ts, RegistrationSig: bobKey.Sign(kez.RegistrationMessage(bob, bobKey.Public(), ts))}
+		RegisteredAt: ts, RegistrationSig: bobKey.Sign(kez.PurposeRegistration, kez.RegistrationMessage(bob, bobKey.Public(), ts))}
 	var asked []string
 	var mu sync.Mutex
 	remote := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -334,7 +334,7 @@ func lyingServer(t *testing.T, st *clienttest.Stack, mallory *user, victim strin
 	h, _ := kez.ParseHandle(victim, clienttest.Domain)
 	ts := int64(rec["registered_at"].(float64))
 	rec["handle"] = h.String()
-	rec["registration_sig"] = mk.Sign(kez.RegistrationMessage(h, mk.Public(), ts))
+	rec["registration_sig"] = mk.Sign(kez.PurposeRegistration, kez.RegistrationMessage(h, mk.Public(), ts))
 	forged, _ := json.Marshal(rec)
 
 	target, _ := url.Parse(st.URL())

@@ -30,9 +30,6 @@ const (
 
 	// headerLabel starts the header, the associated data of the AEAD.
 	headerLabel = "kez-msg-v1"
-	// sigContext separates envelope signatures from every other kez
-	// signature.
-	sigContext = "kez-msg-v1-sig\x00"
 )
 
 // b64 is standard padded base64 (RFC 4648 §4), strict about padding bits.
@@ -87,11 +84,11 @@ func (e *Envelope) header() []byte {
 	return b
 }
 
-// signedMessage returns "kez-msg-v1-sig\x00" || header || salt || ct, the
-// bytes the sender signs; h is e.header().
+// signedMessage returns header || salt || ct, the bytes the sender signs
+// after the context of [kez.PurposeMessageV1] ("kez-msg-v1-sig\x00"); h is
+// e.header().
 func (e *Envelope) signedMessage(h []byte) []byte {
-	b := make([]byte, 0, len(sigContext)+len(h)+SaltSize+len(e.Ciphertext))
-	b = append(b, sigContext...)
+	b := make([]byte, 0, len(h)+SaltSize+len(e.Ciphertext))
 	b = append(b, h...)
 	b = append(b, e.Salt[:]...)
 	b = append(b, e.Ciphertext...)

@@ -69,7 +69,7 @@ func (e *Envelope) seal(from *kez.PrivateKey, pt Plaintext) ([]byte, error) {
 	}
 	h := e.header()
 	e.Ciphertext = aead.Seal(nil, zeroNonce[:], pt.raw, h)
-	copy(e.Sig[:], from.Sign(e.signedMessage(h)))
+	copy(e.Sig[:], from.Sign(kez.PurposeMessageV1, e.signedMessage(h)))
 	return e.Marshal()
 }
 
@@ -95,7 +95,7 @@ func (e Envelope) Open(me *kez.PrivateKey, sender kez.PublicKey) (Plaintext, err
 	// The signature is checked before any decryption, so nothing from an
 	// unauthenticated sender reaches the AEAD or the JSON parser.
 	h := e.header()
-	if !sender.Verify(e.signedMessage(h), e.Sig[:]) {
+	if !sender.Verify(kez.PurposeMessageV1, e.signedMessage(h), e.Sig[:]) {
 		return Plaintext{}, fmt.Errorf("message: %w", kez.ErrBadSignature)
 	}
 	key, err := deriveKey(me, sender, e.Salt[:], msgInfo(e.From, e.To))

@@ -219,7 +219,7 @@ func generateVectors() ([]byte, error) {
 		key, _ := refKey(alice.X25519(), bob.Public().X25519(), e.Salt[:], msgInfo(e.From, e.To))
 		aead, _ := chacha20poly1305.New(key)
 		e.Ciphertext = aead.Seal(nil, zeroNonce[:], Text("hello, bob").raw, other.header())
-		copy(e.Sig[:], alice.Sign(e.signedMessage(e.header())))
+		copy(e.Sig[:], alice.Sign(kez.PurposeMessageV1, e.signedMessage(e.header())))
 		add("signed, but sealed under another header", bobSeed, alicePub, marshal(e), "decrypt")
 		// Signed and decrypts, but the plaintext has no type.
 		e = base

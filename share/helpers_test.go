@@ -102,7 +102,7 @@ func decryptFile(tb testing.TB, k filecrypt.Key, stream []byte) []byte {
 // signManifest signs payload as key's manifest and returns its wire form,
 // as a manifest writer must (docs/kez-file-v1.md).
 func signManifest(key *kez.PrivateKey, payload []byte) []byte {
-	sig := key.Sign(append([]byte(share.ManifestContext), payload...))
+	sig := key.Sign(kez.PurposeManifest, payload)
 	return []byte(`{"payload":"` + base64.StdEncoding.EncodeToString(payload) + `","sig":"` + base64.StdEncoding.EncodeToString(sig) + `"}`)
 }
 

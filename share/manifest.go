@@ -19,13 +19,6 @@ import (
 	"kez.lat/kez/strictjson"
 )
 
-// ManifestContext is the domain-separation prefix of a manifest signature,
-// NUL included: the signature is ed25519 over ManifestContext followed by
-// the exact payload bytes. No other kez signature starts with it, so a
-// manifest signature is never valid as a sigchain event, a registration or
-// a message, nor theirs as a manifest's.
-const ManifestContext = "kez-manifest-v1\x00"
-
 // ManifestVersion is the payload version ("v") this package reads and
 // writes.
 const ManifestVersion = 1
@@ -242,7 +235,7 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	wire := strictjson.Signed{Payload: payload, Sig: owner.Sign(signedMessage(payload))}.Marshal()
+	wire := strictjson.Signed{Payload: payload, Sig: owner.Sign(kez.PurposeManifest, payload)}.Marshal()
 	if len(wire) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest: %w: %d bytes, limit %d", ErrTooLarge, len(wire), MaxManifestSize)
 	}
@@ -250,10 +243,6 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 }
 
 var cryptoRand = rand.Reader
-
-func signedMessage(payload []byte) []byte {
-	return strictjson.Message(ManifestContext, payload)
-}
 
 // Pointer returns what the owner's sigchain says of the manifest whose
 // exact bytes are raw, in its set_shared_files event: the BLAKE3 hash of
@@ -344,7 +333,7 @@ func ParseManifest(raw []byte, owner kez.PublicKey) (Manifest, error) {
 	// manifest of another owner is told apart from a forged one; the
 	// parser takes any bytes (it is fuzzed), and nothing in the boxes is
 	// touched before Open, which needs a verified manifest.
-	if !owner.Verify(signedMessage(m.payload), m.sig) {
+	if !owner.Verify(kez.PurposeManifest, m.payload, m.sig) {
 		return Manifest{}, fmt.Errorf("manifest: %w", ErrBadSignature)
 	}
 	return m, nil

@@ -148,7 +148,7 @@ func TestParseManifestRejects(t *testing.T) {
 		{"tampered box", wireOf(bytes.Replace(wire.Payload, []byte(`"box":"`), []byte(`"box":"A`), 1)[:len(wire.Payload)], wire.Sig), pub, share.ErrMalformed},
 		{"tampered seq", wireOf(bytes.Replace(wire.Payload, []byte(`"seq":3`), []byte(`"seq":4`), 1), wire.Sig), pub, share.ErrBadSignature},
 		{"tampered sig", wireOf(wire.Payload, flip(wire.Sig, 5)), pub, share.ErrBadSignature},
-		{"sigchain context", wireOf(wire.Payload, alice.Sign(append([]byte("kez-sigchain-v1\x00"), wire.Payload...))), pub, share.ErrBadSignature},
+		{"sigchain context", wireOf(wire.Payload, alice.Sign(kez.PurposeSigchain, wire.Payload)), pub, share.ErrBadSignature},
 		{"signed by carol", signManifest(carol, wire.Payload), pub, share.ErrBadSignature},
 		{"wrong owner", good, bob.Public(), share.ErrWrongOwner},
 		{"carol's manifest", signManifest(carol, payload(carol.Public(), "1", "0")), pub, share.ErrWrongOwner},

@@ -12,13 +12,6 @@ import (
 	"kez.lat/kez/strictjson"
 )
 
-// SignatureContext is the domain-separation prefix of every sigchain
-// signature, NUL included: an event's signature is ed25519 over
-// SignatureContext followed by the exact payload bytes. No other kez
-// signature starts with it, so an event signature is never valid for
-// another purpose, nor another signature for an event.
-const SignatureContext = "kez-sigchain-v1\x00"
-
 // Version is the payload version this package reads and writes.
 const Version = 1
 
@@ -93,14 +86,10 @@ func (e Event) Verify(key kez.PublicKey) error {
 	if !e.chain.Equal(key) {
 		return ErrWrongChain
 	}
-	if !key.Verify(signedMessage(e.payload), e.sig) {
+	if !key.Verify(kez.PurposeSigchain, e.payload, e.sig) {
 		return ErrBadSignature
 	}
 	return nil
-}
-
-func signedMessage(payload []byte) []byte {
-	return strictjson.Message(SignatureContext, payload)
 }
 
 // MarshalJSON returns the wire form {"payload":"<base64>","sig":"<base64>"}.
@@ -279,7 +268,7 @@ func Next(key *kez.PrivateKey, prev *Event, typ string, body any, now time.Time)
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: marshal payload: %v", ErrMalformed, err)
 	}
-	return ParseEvent(strictjson.Signed{Payload: payload, Sig: key.Sign(signedMessage(payload))}.Marshal())
+	return ParseEvent(strictjson.Signed{Payload: payload, Sig: key.Sign(kez.PurposeSigchain, payload)}.Marshal())
 }
 
 // CheckCtime reports whether e's ctime is at most skew ahead of now, else

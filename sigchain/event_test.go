@@ -2,6 +2,7 @@ package sigchain_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -145,7 +146,7 @@ func TestParseEventRejects(t *testing.T) {
 	pub := key.Public()
 	good := payloadFor(key, "note", `{}`)
 	goodWire := signWire(key, good)
-	sig64 := base64.StdEncoding.EncodeToString(key.Sign([]byte("x")))
+	sig64 := base64.StdEncoding.EncodeToString(key.Sign(kez.PurposeSigchain, []byte("x")))
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	// replace makes a signed variant of the good payload.
 	replace := func(old, new string) string {
@@ -294,7 +295,7 @@ func TestVerifyRejects(t *testing.T) {
 	wantErr(t, "Verify(signed by another key)", byOther.Verify(key.Public()), sigchain.ErrBadSignature)
 
 	// Without the context string the signature is not an event signature.
-	noContext := key.Sign([]byte(payload))
+	noContext := ed25519.Sign(ed25519.NewKeyFromSeed(key.Seed()), []byte(payload))
 	raw := mustParse(t, `{"payload":"`+base64.StdEncoding.EncodeToString([]byte(payload))+`","sig":"`+base64.StdEncoding.EncodeToString(noContext)+`"}`)
 	wantErr(t, "Verify(no context)", raw.Verify(key.Public()), sigchain.ErrBadSignature)
 

@@ -75,7 +75,7 @@ func wireOf(tb testing.TB, e sigchain.Event) []byte {
 // signWire signs payload with key, as-is, and returns its wire form: the
 // way to make validly signed events that Next would never write.
 func signWire(key *kez.PrivateKey, payload string) string {
-	sig := key.Sign(append([]byte(sigchain.SignatureContext), payload...))
+	sig := key.Sign(kez.PurposeSigchain, []byte(payload))
 	return `{"payload":"` + base64.StdEncoding.EncodeToString([]byte(payload)) +
 		`","sig":"` + base64.StdEncoding.EncodeToString(sig) + `"}`
 }

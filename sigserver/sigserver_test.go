@@ -147,7 +147,7 @@ func TestRejections(t *testing.T) {
 	}
 	badSig := append([]byte(nil), w.Sig...)
 	badSig[10] ^= 1
-	byMallory := mallory.Sign(append([]byte(sigchain.SignatureContext), w.Payload...))
+	byMallory := mallory.Sign(kez.PurposeSigchain, w.Payload)
 	forkedPrev := grow(t, alice, nil, 3, "fork")[2] // seqno 3 after another seqno 2
 	future, err := sigchain.Next(alice, &stored[1], sigchain.TypeAddClaim, sigchain.Claim{Kind: "dns", Value: "later.example", Proof: "TXT"}, time.Now().Add(time.Hour))
 	if err != nil {

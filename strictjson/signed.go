@@ -14,13 +14,6 @@ type Signed struct {
 	Sig     []byte
 }
 
-// Message returns what is signed: context, then the payload. The context
-// is a domain-separation string, different for each kind of signed
-// object, so that a signature over one kind never verifies as another.
-func Message(context string, payload []byte) []byte {
-	return append([]byte(context), payload...)
-}
-
 // Marshal returns the wire form of s, {"payload":"<base64>","sig":"<base64>"}.
 func (s Signed) Marshal() []byte {
 	enc := base64.StdEncoding

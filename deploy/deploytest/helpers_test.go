@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/client"
 	"kez.lat/kez/streams"
 )
 
@@ -304,14 +305,13 @@ func waitLookup(t testing.TB, base string, u user, d time.Duration) {
 // nkey, the nonce signed with it, the auth callout of kez-chat-server.
 func connectUser(t testing.TB, url string, u user) *nats.Conn {
 	t.Helper()
-	kp, err := u.key.NKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
 	pub := u.key.Public()
-	var nc *nats.Conn
+	var (
+		nc  *nats.Conn
+		err error
+	)
 	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
-		nc, err = nats.Connect(url, nats.Nkey(pub.NKey(), kp.Sign),
+		nc, err = nats.Connect(url, client.NATSAuth(u.key),
 			nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
 			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 		if err == nil {
