@@ -2,10 +2,11 @@ package kez
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+
+	"kez.lat/kez/strictjson"
 )
 
 // DefaultFreshness is how far a registration timestamp may be from the
@@ -47,23 +48,47 @@ func NewRegistrationRequest(key *PrivateKey, h Handle, now time.Time) Registrati
 	}
 }
 
-// ParseRegistrationRequest decodes a JSON registration body strictly: unknown
-// fields, trailing data and missing fields are errors wrapping
-// [ErrInvalidRequest] (or [ErrInvalidKey] for a bad key).
+// registrationFormat reads registration bodies: one flat object.
+var registrationFormat = strictjson.Format{MaxDepth: 1, Err: ErrInvalidRequest}
+
+// ParseRegistrationRequest decodes a JSON registration body strictly, as
+// [strictjson] reads every signed kez object: exactly the members handle,
+// primary, timestamp and registration_sig, matched by exact name (no
+// "HANDLE" for "handle"), none repeated, valid UTF-8, nothing after the
+// object; timestamp a plain non-negative integer, the signature canonical
+// standard base64. Errors wrap [ErrInvalidRequest] (or [ErrInvalidKey] for
+// a bad key). Reading only one spelling of each member means the body
+// every reader sees (proxies, logs, this server) is the one verified.
 func ParseRegistrationRequest(body []byte) (RegistrationRequest, error) {
 	var r RegistrationRequest
-	if err := decodeStrict(body, &r); err != nil {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return r, fmt.Errorf("%w: empty body", ErrInvalidRequest)
+	}
+	o, err := registrationFormat.Parse(body, "registration", "handle", "primary", "timestamp", "registration_sig")
+	if err != nil {
+		return r, err
+	}
+	if r.Handle, err = o.String("handle", true); err != nil {
+		return r, err
+	}
+	key, err := o.String("primary", true)
+	if err != nil {
+		return r, err
+	}
+	if r.Primary, err = ParsePublicKey(key); err != nil {
+		return r, err
+	}
+	if r.Timestamp, err = o.Int("timestamp"); err != nil {
+		return r, err
+	}
+	if r.RegistrationSig, err = o.Bytes("registration_sig", -1); err != nil {
 		return r, err
 	}
 	switch {
 	case r.Handle == "":
 		return r, fmt.Errorf("%w: missing handle", ErrInvalidRequest)
-	case r.Primary.IsZero():
-		return r, fmt.Errorf("%w: missing primary", ErrInvalidRequest)
 	case r.Timestamp == 0:
 		return r, fmt.Errorf("%w: missing timestamp", ErrInvalidRequest)
-	case len(r.RegistrationSig) == 0:
-		return r, fmt.Errorf("%w: missing registration_sig", ErrInvalidRequest)
 	}
 	return r, nil
 }
@@ -132,19 +157,6 @@ func (e RegistryEvent) Validate() error {
 	}
 	if !VerifyRegistration(e.Handle, e.Primary, e.RegisteredAt, e.RegistrationSig) {
 		return ErrBadSignature
-	}
-	return nil
-}
-
-func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return wrapJSONError(err)
-	}
-	// Not dec.More: it reports false for a trailing ']' or '}'.
-	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) != 0 {
-		return fmt.Errorf("%w: trailing data after JSON object", ErrInvalidRequest)
 	}
 	return nil
 }

@@ -327,6 +327,17 @@ func TestParseRegistrationRequestErrors(t *testing.T) {
 		{"timestamp bool", bodyWith(t, set("timestamp", true)), kez.ErrInvalidRequest},
 		{"sig number", bodyWith(t, set("registration_sig", 7)), kez.ErrInvalidRequest},
 		{"sig object", bodyWith(t, set("registration_sig", map[string]int{"a": 1})), kez.ErrInvalidRequest},
+		// One spelling of each member: encoding/json would match "HANDLE"
+		// to handle and keep the last of two, so a body could verify as
+		// alice while a proxy or a log reads mallory.
+		{"case-folded member", strings.Replace(good, `"handle"`, `"HANDLE"`, 1), kez.ErrInvalidRequest},
+		{"case-folded duplicate", strings.Replace(good, `{`, `{"HANDLE":"mallory@kez.lat",`, 1), kez.ErrInvalidRequest},
+		{"duplicate handle", strings.Replace(good, `{`, `{"handle":"mallory@kez.lat",`, 1), kez.ErrInvalidRequest},
+		{"duplicate sig", strings.Replace(good, `{`, `{"registration_sig":"AAAA",`, 1), kez.ErrInvalidRequest},
+		{"invalid UTF-8", strings.Replace(good, `"alice`, "\"\xffalice", 1), kez.ErrInvalidRequest},
+		{"nested value", bodyWith(t, set("handle", map[string]any{"a": []int{1}})), kez.ErrInvalidRequest},
+		{"negative timestamp", strings.Replace(good, "1700000000", "-1700000000", 1), kez.ErrInvalidRequest},
+		{"sig non-canonical base64", bodyWith(t, set("registration_sig", "QUJDRA==\n")), kez.ErrInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
