@@ -13,6 +13,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
+	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 )
 
@@ -136,12 +137,28 @@ func entryOf(dir string, peer kez.Handle, peerKey kez.PublicKey, env message.Env
 }
 
 // History returns the stored messages exchanged with h (all if h is
-// zero), oldest first.
+// zero), oldest first. A message signed by a key the user has not trusted
+// for its contact comes back [Entry.Quarantined], without its content.
 func (c *Client) History(h kez.Handle) ([]Entry, error) {
 	if _, _, err := c.account(); err != nil {
 		return nil, err
 	}
-	return c.p.History(h)
+	es, err := c.p.History(h)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := c.p.Contacts()
+	if err != nil {
+		return nil, err
+	}
+	pinned := make(map[kez.Handle]kez.PublicKey, len(cs))
+	for _, ct := range cs {
+		pinned[ct.Handle] = ct.Key
+	}
+	for i := range es {
+		es[i].quarantine(pinned[es[i].Peer])
+	}
+	return es, nil
 }
 
 // Event is what [Client.Listen] reports for one inbox message: an
@@ -315,7 +332,14 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		}
 		return false, fmt.Errorf("identify the sender of message %d: %w", seq, err)
 	}
-	pt, err := env.Open(r.key, env.From)
+	// A pinned contact's message opens with the pinned key (the same as
+	// From, which sender matched); any other key is the one the home
+	// server names for the handle, and what it signs is quarantined.
+	pinned := ct.Key
+	if warning == WarnKeyChanged {
+		pinned = env.From
+	}
+	pt, err := env.Open(r.key, pinned)
 	if err != nil {
 		return drop(from, fmt.Sprintf("claims to be from @%s but %v", ct.Handle, err))
 	}
@@ -334,6 +358,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		return false, err
 	}
 	if r.fn != nil {
+		e.quarantine(ct.Key)
 		r.fn(Event{Entry: &e})
 	}
 	return true, nil
@@ -361,8 +386,10 @@ func (r *receiver) ack(ctx context.Context, m jetstream.Msg) error {
 
 // sender returns the contact that key belongs to, and the warning the
 // message must carry: a pinned contact's key has none; otherwise the home
-// server names the key's handle, which is a new contact (pinned once the
-// message opens) or a contact whose key changed.
+// server names the key's handle, which is a contact whose key changed
+// (the message is quarantined) or a new contact, pinned once the message
+// opens the way [Client.Add] pins one: the handle resolves back to the
+// key and its sigchain verifies.
 func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, string, error) {
 	cs, err := r.c.p.Contacts()
 	if err != nil {
@@ -381,13 +408,32 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 	if err != nil {
 		return Contact{}, "", err
 	}
+	if !rec.Primary.Equal(key) {
+		return Contact{}, "", fmt.Errorf("%w: asked for the handle of %s, the server named %s's", ErrBadRecord, key, rec.Primary)
+	}
 	for _, ct := range cs {
 		if ct.Handle == rec.Handle {
 			return ct, WarnKeyChanged, nil
 		}
 	}
+	back, st, err := r.c.resolve(ctx, rec.Handle, sigchain.Pin{})
+	switch {
+	case errors.Is(err, sigserver.ErrUnreachable):
+		// The chain is pinned at the first look that reaches it.
+		back, st = rec, sigchain.State{Key: rec.Primary}
+	case errors.Is(err, kez.ErrBadSignature), errors.Is(err, kez.ErrInvalidRequest),
+		errors.Is(err, sigchain.ErrWrongSeqno), errors.Is(err, sigchain.ErrWrongPrev):
+		// The chain the server shows for the handle does not verify.
+		return Contact{}, "", fmt.Errorf("%w: %w", ErrBadRecord, err)
+	case err != nil:
+		return Contact{}, "", err
+	}
+	rec = back
+	if !rec.Primary.Equal(key) {
+		return Contact{}, "", fmt.Errorf("%w: %s is @%s's key by its key, %s by its handle", ErrBadRecord, key, rec.Handle, rec.Primary)
+	}
 	return Contact{Handle: rec.Handle, Key: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
-		AddedAt: r.c.cfg.Now().Unix(), Chain: sigchain.State{Key: rec.Primary}}, WarnNewContact, nil
+		AddedAt: r.c.cfg.Now().Unix(), Chain: st}, WarnNewContact, nil
 }
 
 // store records e, and the contact change its warning implies, under the

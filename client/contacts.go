@@ -19,7 +19,7 @@ func (c *Client) resolve(ctx context.Context, h kez.Handle, pin sigchain.Pin) (R
 	}
 	rec, err := home.User(ctx, h)
 	if errors.Is(err, kez.ErrNotFound) {
-		return Record{}, sigchain.State{}, withHint(fmt.Errorf("@%s: no such handle on %s", h, home.BaseURL),
+		return Record{}, sigchain.State{}, withHint(fmt.Errorf("@%s: no such handle on %s (%w)", h, home.BaseURL, err),
 			"check the spelling; handles of another server are written @name@domain")
 	}
 	if err != nil {
@@ -153,10 +153,16 @@ func keyChangedError(ct Contact) error {
 		"then accept it: kez-chat trust "+h)
 }
 
-// Trust pins the key h's server names now, clearing a recorded key
-// change, and verifies its sigchain afresh. It returns the contact and
-// whether the pinned key changed.
-func (c *Client) Trust(ctx context.Context, h kez.Handle) (Contact, bool, error) {
+// Trust pins the key the user was shown for contact h: key, or if key is
+// zero the changed key recorded for h (what [Client.Verify] showed), or,
+// when no change is recorded, the pinned key itself (a re-check). It pins
+// that key only if h's server names it now; if the server names another,
+// that key is recorded as the change to verify and nothing is trusted.
+// A key that stays the same keeps its sigchain pin (a rollback is still
+// caught); a new key's chain is verified afresh. Messages that key signed
+// are released from quarantine. It returns the contact and whether the
+// pinned key changed.
+func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Contact, bool, error) {
 	if _, _, err := c.account(); err != nil {
 		return Contact{}, false, err
 	}
@@ -164,16 +170,49 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle) (Contact, bool, error)
 	if err != nil {
 		return Contact{}, false, withHint(err, "kez-chat add @"+h.String()+" pins a new contact")
 	}
-	rec, st, err := c.resolve(ctx, h, sigchain.Pin{})
+	want := key
+	if want.IsZero() {
+		want = old.Key
+		if old.ChangedKey != nil {
+			want = *old.ChangedKey
+		}
+	}
+	home, err := c.homeOf(h)
 	if err != nil {
 		return old, false, err
 	}
-	changed := !rec.Primary.Equal(old.Key)
+	rec, err := home.User(ctx, h)
+	if err != nil {
+		return old, false, fmt.Errorf("look up @%s: %w", h, err)
+	}
+	if !rec.Primary.Equal(want) {
+		if !rec.Primary.Equal(old.Key) {
+			if _, err := c.markChanged(h, rec.Primary); err != nil {
+				return old, false, err
+			}
+		}
+		return old, false, withHint(fmt.Errorf("%w: you were shown %s for @%s, the server now names %s; nothing was trusted", ErrKeyChanged, want, h, rec.Primary),
+			"compare the safety number again: kez-chat verify @"+h.String())
+	}
+	changed := !want.Equal(old.Key)
+	sig := c.sig(rec.SigchainBase)
+	var st sigchain.State
+	if changed {
+		st, err = sig.Fetch(ctx, want, sigchain.Pin{})
+	} else {
+		st, err = sig.Update(ctx, old.Chain)
+	}
+	if err != nil {
+		return old, false, fmt.Errorf("sigchain of @%s: %w", h, err)
+	}
 	var ct Contact
 	err = c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
 		for i := range cs {
 			if cs[i].Handle == h {
-				cs[i].Key, cs[i].Chain, cs[i].NATSURL = rec.Primary, st, rec.NATSURL
+				if !cs[i].Key.Equal(old.Key) {
+					return cs, fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
+				}
+				cs[i].Key, cs[i].Chain, cs[i].NATSURL = want, st, rec.NATSURL
 				cs[i].ChangedKey, cs[i].ChangedAt = nil, 0
 				ct = cs[i]
 				return cs, nil

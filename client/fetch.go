@@ -68,7 +68,7 @@ func (c *Client) Offers(h kez.Handle) ([]Offer, error) {
 	}
 	var out []Offer
 	for _, e := range es {
-		if e.Dir != DirIn || e.Type != message.TypeFileShare {
+		if e.Dir != DirIn || e.Type != message.TypeFileShare || e.Quarantined {
 			continue
 		}
 		if o, err := c.Announcement(e); err == nil {

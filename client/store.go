@@ -137,12 +137,27 @@ type Entry struct {
 	// Warning is set when the message was accepted with a caveat:
 	// WarnKeyChanged or WarnNewContact.
 	Warning string `json:"warning,omitempty"`
+	// Quarantined is set (by [Client.History] and [Client.Listen], never
+	// stored) on a received message signed by a key that is not the
+	// contact's pinned key: it is not the contact's message until the
+	// user trusts that key, so its Body and Plaintext are held back.
+	// [Client.Trust] of that key releases it.
+	Quarantined bool `json:"quarantined,omitempty"`
+}
+
+// quarantine withholds e's content if it came from a key other than
+// pinned, the contact's pinned key.
+func (e *Entry) quarantine(pinned kez.PublicKey) {
+	if e.Dir == DirIn && e.Warning == WarnKeyChanged && !e.PeerKey.Equal(pinned) {
+		e.Quarantined, e.Body, e.Plaintext = true, "", nil
+	}
 }
 
 // Warnings of an accepted message.
 const (
 	// WarnKeyChanged: signed by a key other than the contact's pinned one
-	// (the key the contact's server now names).
+	// (the key the contact's server now names); quarantined until that
+	// key is trusted (see [Entry.Quarantined]).
 	WarnKeyChanged = "key_changed"
 	// WarnNewContact: the first message of a sender, pinned on receipt.
 	WarnNewContact = "new_contact"

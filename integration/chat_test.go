@@ -230,21 +230,49 @@ func TestChat(t *testing.T) {
 	if !strings.Contains(out, `"changed_safety_number"`) || !strings.Contains(out, malloryKey.String()) {
 		t.Errorf("verify: %s", out)
 	}
-	// A message signed by the new key is shown, with a warning.
+	// A message signed by the new key is quarantined: not shown as bob's.
 	mallory.ok("", "send", "@alice", "it is me, bob, new phone")
 	msgs, _, stderr = alice.listenOnce()
-	if len(msgs) != 1 || msgs[0].Warning != client.WarnKeyChanged || msgs[0].Peer != "bob@kez.test" {
+	if len(msgs) != 1 || msgs[0].Event != "quarantined" || msgs[0].Body != "" || msgs[0].Peer != "bob@kez.test" {
 		t.Fatalf("alice received %+v", msgs)
 	}
-	if !strings.Contains(stderr, "warning: @bob's key changed") {
-		t.Errorf("no key-change warning: %q", stderr)
+	if !strings.Contains(stderr, "quarantined a message signed by "+malloryKey.String()) || strings.Contains(stderr, "new phone") {
+		t.Errorf("quarantine notice: %q", stderr)
 	}
-	// Trusting the new key lets alice send again.
-	out, _ = alice.ok("", "trust", "@bob")
+	out, _ = alice.ok("", "history", "@bob")
+	if !strings.Contains(out, "[quarantined: signed by "+malloryKey.String()) || strings.Contains(out, "new phone") {
+		t.Errorf("history shows the quarantined message: %q", out)
+	}
+
+	// The server switches keys between verify and trust: nothing is
+	// trusted, and the key it names now is the one to verify next.
+	eve := newUser(t, st, "eve")
+	eve.ok("", "register", "eve", "--i-have-written-it-down")
+	_, eveKey := eve.whoami()
+	alice.server = lyingServer(t, st, eve, "bob").URL
+	alice.fails("nothing was trusted", "trust", "@bob")
+	out, _ = alice.ok("", "--json", "verify", "@bob")
+	if !strings.Contains(out, eveKey.String()) || !strings.Contains(out, `"key": "`+bobKey.String()) {
+		t.Errorf("after a refused trust, verify: %s", out)
+	}
+	alice.fails("key changed", "send", "@bob", "still refused")
+	// The key alice compared out of band, named explicitly, is pinned
+	// once the server names it; the quarantined message is released.
+	alice.server = liar.URL
+	alice.fails("nothing was trusted", "trust", "@bob", "--key", eveKey.String())
+	out, _ = alice.ok("", "trust", "@bob", "--key", malloryKey.String())
 	if !strings.Contains(out, "now trusting @bob with key "+malloryKey.String()) {
 		t.Errorf("trust: %q", out)
 	}
+	out, _ = alice.ok("", "history", "@bob")
+	if !strings.Contains(out, "it is me, bob, new phone") || strings.Contains(out, "quarantined") {
+		t.Errorf("history after trust: %q", out)
+	}
 	alice.ok("", "send", "@bob", "ok then")
+	// Trusting the same key again keeps it (and its chain pin).
+	if out, _ = alice.ok("", "trust", "@bob"); !strings.Contains(out, "key unchanged") {
+		t.Errorf("trust again: %q", out)
+	}
 }
 
 // typist answers register's prompts as a user would: each read answers
@@ -324,7 +352,7 @@ func lyingServer(t *testing.T, st *clienttest.Stack, mallory *user, victim strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(st.URL() + "/v1/u/mallory")
+	resp, err := http.Get(st.URL() + "/v1/k/" + mk.Public().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,7 +150,8 @@ func blocks(num string) string {
 }
 
 type trustCmd struct {
-	Handle string `arg:"" help:"Contact whose current key to accept."`
+	Handle string `arg:"" help:"Contact whose changed key to accept."`
+	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed. Refused if the server now names another." placeholder:"KEY"`
 }
 
 func (c *trustCmd) Run(ctx context.Context) error {
@@ -159,7 +160,13 @@ func (c *trustCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		ct, changed, err := cl.Trust(ctx, h)
+		var key kez.PublicKey
+		if c.Key != "" {
+			if key, err = kez.ParsePublicKey(c.Key); err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+		}
+		ct, changed, err := cl.Trust(ctx, h, key)
 		if err != nil {
 			return err
 		}
@@ -298,24 +305,31 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 	}
 	e := ev.Entry
 	who := show(cl, e.Peer)
-	switch e.Warning {
-	case client.WarnKeyChanged:
-		fmt.Fprintf(a.errw, "kez-chat: warning: %s's key changed (now %s); the message below is signed by the new key\nhint: kez-chat verify %s, then kez-chat trust %s; sending is refused until then\n", who, e.PeerKey, who, who)
-	case client.WarnNewContact:
+	event := "message"
+	switch {
+	case e.Quarantined:
+		event = "quarantined"
+		fmt.Fprintf(a.errw, "kez-chat: warning: quarantined a message signed by %s, a key %s's server names but you have not trusted; it is not shown as %s's\nhint: kez-chat verify %s, then kez-chat trust %s shows it; sending is refused until then\n", e.PeerKey, who, who, who, who)
+	case e.Warning == client.WarnNewContact:
 		fmt.Fprintf(a.errw, "kez-chat: new contact %s pinned with key %s\nhint: compare the safety number: kez-chat verify %s\n", who, e.PeerKey, who)
 	}
 	if a.g.JSON {
 		writeLine(a.out, struct {
 			Event string `json:"event"`
 			*client.Entry
-		}{"message", e})
+		}{event, e})
 		return
 	}
-	fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
+	if !e.Quarantined {
+		fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
+	}
 }
 
 // text returns what to show for an entry's plaintext.
 func text(cl *client.Client, e *client.Entry) string {
+	if e.Quarantined {
+		return fmt.Sprintf("[quarantined: signed by %s, which you have not trusted for %s; kez-chat verify, then kez-chat trust, shows it]", e.PeerKey, show(cl, e.Peer))
+	}
 	switch e.Type {
 	case "text":
 		return sanitize(e.Body)
@@ -393,8 +407,8 @@ func (c *historyCmd) Run(ctx context.Context) error {
 				arrow = "->"
 			}
 			warn := ""
-			if e.Warning == client.WarnKeyChanged {
-				warn = " (new key, not trusted then)"
+			if e.Warning == client.WarnKeyChanged && !e.Quarantined {
+				warn = " (signed by a key trusted later)"
 			}
 			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))
 		}
