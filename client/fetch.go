@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +97,15 @@ type FetchOptions struct {
 	// Waiting, if not nil, is called once the sender's node could not be
 	// reached and Fetch starts waiting for them.
 	Waiting func(from kez.Handle, until time.Time)
+	// MaxSize is the largest file size, as announced by the sender, that
+	// Fetch downloads; 0 means [DefaultMaxFetchSize]. A larger file is
+	// refused before any byte of it is written: the size is the sender's
+	// claim, and a hostile sender could otherwise fill the disk.
+	MaxSize int64
 }
+
+// DefaultMaxFetchSize is the default of [FetchOptions.MaxSize], 64 GiB.
+const DefaultMaxFetchSize = 64 << 30
 
 // FetchProgress is how far a download is.
 type FetchProgress struct {
@@ -123,6 +133,8 @@ var (
 	ErrSenderOffline = errors.New("the sender's node is not reachable")
 	// ErrFileExists: the output file exists; it is never overwritten.
 	ErrFileExists = errors.New("file exists")
+	// ErrFileTooLarge: the announced size is over FetchOptions.MaxSize.
+	ErrFileTooLarge = errors.New("file too large")
 )
 
 // Fetch downloads the file whose ID starts with id (from an announcement
@@ -141,6 +153,11 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 		return FetchResult{}, err
 	}
 	res := FetchResult{Offer: o}
+	limit := cmp.Or(opts.MaxSize, DefaultMaxFetchSize)
+	if o.File.Size > limit {
+		return res, withHint(fmt.Errorf("%w: @%s announced %s as %d bytes, more than the %d this fetch accepts; nothing was written",
+			ErrFileTooLarge, o.From, o.File.Name, o.File.Size, limit), "if you expect a file that large: kez-chat fetch --max-size "+strconv.FormatInt(o.File.Size, 10)+" "+id)
+	}
 	if res.Path, err = outputPath(opts.Output, o.File.Name); err != nil {
 		return res, err
 	}
@@ -399,12 +416,12 @@ func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (er
 	if err != nil {
 		return fmt.Errorf("decrypt: %w", err)
 	}
-	// Mode 0666 less the umask, as any downloaded file (CreateTemp would
-	// make it 0600).
+	// Mode 0600: the file was sent to this user alone, and a partial
+	// plaintext left by a crash must not be readable by others.
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp, err := os.OpenFile(filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.kez-%x", filepath.Base(path), rnd)),
-		os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,6 +196,21 @@ func TestFiles(t *testing.T) {
 	}
 	if sumFile(t, got) != want {
 		t.Fatal("fetched file differs from the shared one")
+	}
+	// Sent to bob alone: readable by bob alone.
+	if fi, err := os.Stat(got); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("fetched file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	// A file announced as larger than --max-size is refused before any
+	// byte is written.
+	capped := filepath.Join(dir, "capped.bin")
+	stderr := bob.fails("file too large", "fetch", id, "--max-size", strconv.FormatInt(size-1, 10), "-o", capped)
+	if !strings.Contains(stderr, "nothing was written") || !strings.Contains(stderr, "hint: if you expect a file that large: kez-chat fetch --max-size ") {
+		t.Errorf("no --max-size hint: %q", stderr)
+	}
+	bob.fails("want a positive size", "fetch", id, "--max-size", "0", "-o", capped)
+	if _, err := os.Stat(capped); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused fetch left %s: %v", capped, err)
 	}
 	// Fetching again never overwrites.
 	bob.fails("file exists", "fetch", id, "-o", got)

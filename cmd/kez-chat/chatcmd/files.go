@@ -3,7 +3,9 @@ package chatcmd
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,16 +117,38 @@ func (w waitFlag) options(a *app, cl *client.Client) client.FetchOptions {
 }
 
 type fetchCmd struct {
-	ID       string `arg:"" help:"The file's ID, from the announcement (kez-chat history) or kez-chat browse."`
-	From     string `help:"Whose file: needed for a file listed by kez-chat browse @user but never announced to you."`
-	Output   string `short:"o" type:"path" help:"Where to save it: a path, or a directory (default: its name in the current directory). Nothing is ever overwritten."`
+	ID       string   `arg:"" help:"The file's ID, from the announcement (kez-chat history) or kez-chat browse."`
+	From     string   `help:"Whose file: needed for a file listed by kez-chat browse @user but never announced to you."`
+	Output   string   `short:"o" type:"path" help:"Where to save it: a path, or a directory (default: its name in the current directory). Nothing is ever overwritten."`
+	MaxSize  byteSize `name:"max-size" default:"64GiB" help:"Refuse a file the sender announces as larger than this (bytes, or with a KiB, MiB, GiB or TiB suffix), before anything is written."`
 	waitFlag `embed:""`
+}
+
+// byteSize is a size flag: a number of bytes, with an optional binary
+// suffix (64GiB).
+type byteSize int64
+
+func (s *byteSize) UnmarshalText(b []byte) error {
+	t := strings.TrimSuffix(strings.TrimSpace(string(b)), "B")
+	shift := 0
+	for i, u := range []string{"Ki", "Mi", "Gi", "Ti"} {
+		if v, ok := strings.CutSuffix(t, u); ok {
+			t, shift = v, 10*(i+1)
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return fmt.Errorf("%q: want a positive size such as 5000000, 500MiB or 64GiB", b)
+	}
+	*s = byteSize(n << shift)
+	return nil
 }
 
 func (c *fetchCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		opts := c.options(a, cl)
-		opts.Output = c.Output
+		opts.Output, opts.MaxSize = c.Output, int64(c.MaxSize)
 		var err error
 		if opts.From, err = optionalHandle(cl, c.From); err != nil {
 			return err
