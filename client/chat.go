@@ -13,7 +13,6 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 )
 
@@ -23,6 +22,11 @@ func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
 	defer c.mu.Unlock()
 	if c.nc != nil {
 		return c.nc, nil
+	}
+	if !c.cfg.Insecure {
+		if err := checkNATSURLs(a.NATSURL); err != nil {
+			return nil, err
+		}
 	}
 	opts := append([]nats.Option{nats.Timeout(5 * time.Second)}, c.cfg.NATSOptions...)
 	nc, err := ConnectNATS(a.NATSURL, key, opts...)
@@ -418,7 +422,7 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 	}
 	back, st, err := r.c.resolve(ctx, rec.Handle, sigchain.Pin{})
 	switch {
-	case errors.Is(err, sigserver.ErrUnreachable):
+	case sigUnreachable(err):
 		// The chain is pinned at the first look that reaches it.
 		back, st = rec, sigchain.State{Key: rec.Primary}
 	case errors.Is(err, kez.ErrBadSignature), errors.Is(err, kez.ErrInvalidRequest),

@@ -49,6 +49,11 @@ type Config struct {
 	// transfers go only through the relays the home server advertises
 	// (see p2p.Config.RelayOnly).
 	RelayOnly bool
+	// Insecure allows plaintext (http://, nats://) connections to hosts
+	// other than this machine. Without it they fail with [ErrInsecure]:
+	// whoever is on the path could rewrite handle records and sigchains
+	// and read the traffic. Loopback needs no TLS.
+	Insecure bool
 	// Note receives what the user should know that is not an error, such
 	// as the OS keyring failing and the key going to the key file
 	// instead; ignored if nil.
@@ -78,6 +83,9 @@ func New(p *Profile, cfg Config) *Client {
 	}
 	if cfg.RemoteURL == nil {
 		cfg.RemoteURL = func(domain string) string { return "https://" + domain }
+	}
+	if !cfg.Insecure {
+		cfg.HTTP = secureHTTP(cfg.HTTP)
 	}
 	return &Client{cfg: cfg, p: p}
 }

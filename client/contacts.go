@@ -7,7 +7,6 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
 )
 
 // resolve looks h up on its domain's home server and fetches and verifies
@@ -102,7 +101,7 @@ func (c *Client) Refresh(ctx context.Context, ct Contact) (Contact, error) {
 	}
 	st, err := c.sig(rec.SigchainBase).Update(ctx, ct.Chain)
 	switch {
-	case errors.Is(err, sigserver.ErrUnreachable):
+	case sigUnreachable(err):
 		return ct, nil
 	case errors.Is(err, sigchain.ErrRollback), errors.Is(err, sigchain.ErrRewritten):
 		return ct, withHint(fmt.Errorf("@%s: %w: %w", ct.Handle, ErrChainChanged, err),

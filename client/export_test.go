@@ -27,3 +27,6 @@ func (c *Client) Allow() func(kez.PublicKey, blob.Hash) bool { return c.allowFun
 func (c *Client) PublishAddrs(ctx context.Context, addrs []string) error {
 	return c.publishAddrs(ctx, addrs)
 }
+
+// CheckNATSURLs is checkNATSURLs.
+var CheckNATSURLs = checkNATSURLs

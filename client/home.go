@@ -156,6 +156,9 @@ func (h Home) do(ctx context.Context, method, path string, body []byte, out any)
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := h.httpClient().Do(req)
+	if errors.Is(err, ErrInsecure) {
+		return unwrapURLError(err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, base, unwrapURLError(err))
 	}

@@ -527,10 +527,11 @@ func newNSUser(t *testing.T, ns, bin, server, name string) *nsUser {
 }
 
 // command returns the command running kez-chat with args in u's
-// namespace, its profile and server.
+// namespace, its profile and server. The servers are plaintext on the
+// lab's private link, not loopback: --insecure.
 func (u *nsUser) command(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"netns", "exec", u.ns, u.bin, "--profile", u.profile, "--server", u.server,
-		"--domain", clienttest.Domain, "--key-store", "file"}, args...)
+		"--domain", clienttest.Domain, "--key-store", "file", "--insecure"}, args...)
 	c := exec.CommandContext(ctx, "ip", full...)
 	// No KEZ_* setting of the machine (KEZ_CHAT_NO_FILES,
 	// KEZ_CHAT_RELAY_ONLY) changes what is tested; no real config folder

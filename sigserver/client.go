@@ -167,7 +167,7 @@ func (c *Client) Events(ctx context.Context, key kez.PublicKey, since uint64) ([
 func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -106,6 +106,8 @@ type globals struct {
 	Server  string `env:"KEZ_SERVER" help:"Home server URL, e.g. http://127.0.0.1:8080 (default: the account's; https://kez.lat before one exists)."`
 	Domain  string `env:"KEZ_DOMAIN" help:"Domain of bare handles before an account exists (default: the server's host name, kez.lat for an address)."`
 	JSON    bool   `help:"Print data as JSON (stable: fields are added, never changed)."`
+	// Insecure allows plaintext to remote hosts (loopback never needs TLS).
+	Insecure bool `env:"KEZ_INSECURE" help:"Allow plaintext http:// and nats:// to hosts other than this machine (a test server on a trusted network); without it they are refused, since anyone on the path could rewrite what the servers say."`
 	// RelayOnly applies to every command that starts the P2P node.
 	RelayOnly bool `name:"relay-only" env:"KEZ_CHAT_RELAY_ONLY" help:"Send and fetch files only through the home server's relays, so that contacts never see your IP address (slower)."`
 	// KeyStore is where register and recover keep a new key; later
@@ -151,7 +153,7 @@ func (a *app) client() (*client.Client, error) {
 	if server == "" && !p.HasKey() {
 		server = "https://" + kez.DefaultDomain
 	}
-	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly,
+	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
 		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}), nil
 }
 
