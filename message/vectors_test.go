@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -558,4 +559,39 @@ func seedKey(t testing.TB, h string) *kez.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestVectorsPython runs testdata/check_vectors.py, an independent
+// implementation with the Python cryptography package, over the vector
+// file: it recomputes every valid vector byte for byte. Without python3
+// and the package, the test skips and says how to get them.
+func TestVectorsPython(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found; the independent check of the vectors needs python3 with the cryptography package (apt-get install python3-cryptography)")
+	}
+	if err := exec.Command(py, "-c", "import cryptography").Run(); err != nil {
+		t.Skip("python3 has no cryptography package; apt-get install python3-cryptography (or pip install cryptography) runs the independent check of the vectors")
+	}
+	out, err := exec.Command(py, "testdata/check_vectors.py", vectorsPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("check_vectors.py: %v\n%s", err, out)
+	}
+	// The script checked every valid vector, not fewer.
+	b, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f vectorFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	n := map[int]int{}
+	for _, v := range f.Valid {
+		n[v.Version]++
+	}
+	want := fmt.Sprintf("checked %d v2 and %d v1 valid vectors", n[Version], n[Version1])
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("check_vectors.py did not report %q:\n%s", want, out)
+	}
 }
