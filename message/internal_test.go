@@ -200,6 +200,19 @@ func TestIdentityClose(t *testing.T) {
 	a.Close() // idempotent
 }
 
+// sealVersionID seals "hello" as a version v envelope at ts, with random
+// id and salt.
+func sealVersionID(t *testing.T, v int, from *Identity, to kez.PublicKey, ts int64) Envelope {
+	t.Helper()
+	e := Envelope{Version: v, From: from.Public(), To: to, Timestamp: ts}
+	rand.Read(e.ID[:])
+	rand.Read(e.Salt[:])
+	if _, err := e.seal(from, Text("hello")); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // TestShiftedTS: the attack on the v1 signed bytes. Moving the last digit
 // of ts into the salt, and the salt's last byte on into the next field,
 // leaves the v1 signed bytes unchanged, so the signature verifies and only
@@ -210,12 +223,7 @@ func TestShiftedTS(t *testing.T) {
 	alice, bob := NewIdentity(ak), newID(t)
 	defer alice.Close()
 	for _, v := range []int{Version1, Version} {
-		e := Envelope{Version: v, From: alice.Public(), To: bob.Public(), Timestamp: 1767225641}
-		rand.Read(e.ID[:])
-		rand.Read(e.Salt[:])
-		if _, err := e.seal(alice, Text("hello")); err != nil {
-			t.Fatal(err)
-		}
+		e := sealVersionID(t, v, alice, bob.Public(), 1767225641)
 		for digits := 1; digits <= 3; digits++ {
 			s := e
 			for range digits {
@@ -326,12 +334,7 @@ func TestRelabel(t *testing.T) {
 	alice, bob := NewIdentity(ak), newID(t)
 	defer alice.Close()
 	for _, v := range []int{Version1, Version} {
-		e := Envelope{Version: v, From: alice.Public(), To: bob.Public(), Timestamp: 1767225600}
-		rand.Read(e.ID[:])
-		rand.Read(e.Salt[:])
-		if _, err := e.seal(alice, Text("hello")); err != nil {
-			t.Fatal(err)
-		}
+		e := sealVersionID(t, v, alice, bob.Public(), 1767225600)
 		r := e
 		if v == Version {
 			// Relabelled v1 with kc kept: not a v1 envelope.
