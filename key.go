@@ -301,13 +301,28 @@ func (k *PrivateKey) Sign(p Purpose, msg []byte) []byte { return ed25519.Sign(k.
 // X25519 returns the X25519 private scalar derived from the seed:
 // SHA-512(seed)[0:32], clamped. It is the scalar ed25519 itself uses, so
 // X25519(priv, basepoint) equals [PublicKey.X25519] of the public half.
+// The caller clears the result when done with it.
 func (k *PrivateKey) X25519() []byte {
 	h := sha512.Sum512(k.seed[:])
-	s := h[:32]
+	// The second half of the hash is the ed25519 nonce prefix, a secret
+	// too: clear the whole output, not just what is returned.
+	defer clear(h[:])
+	s := append([]byte(nil), h[:32]...)
 	s[0] &= 248
 	s[31] &= 127
 	s[31] |= 64
-	return append([]byte(nil), s...)
+	return s
+}
+
+// Wipe clears the key's seed and private key bytes; the public half stays.
+// Afterwards the key signs nothing valid and [PrivateKey.Seed] returns
+// zeros: call it when the key is no longer needed, and use the key no
+// more. It is best effort, as far as Go allows: the garbage collector may
+// have copied the bytes before, and values derived from the key (an
+// X25519 scalar, a libp2p or NATS copy) are cleared by their owners.
+func (k *PrivateKey) Wipe() {
+	clear(k.seed[:])
+	clear(k.priv)
 }
 
 // String hides the key material.

@@ -707,3 +707,24 @@ func FuzzParseSeed(f *testing.F) {
 		}
 	})
 }
+
+func TestWipe(t *testing.T) {
+	k := seedKey(t, strings.Repeat("42", 32))
+	pub := k.Public()
+	msg := []byte("before")
+	if !pub.Verify(kez.PurposeSigchain, msg, k.Sign(kez.PurposeSigchain, msg)) {
+		t.Fatal("signature before Wipe does not verify")
+	}
+	k.Wipe()
+	if seed := k.Seed(); !bytes.Equal(seed, make([]byte, 32)) {
+		t.Errorf("Seed() after Wipe = %x, want zeros", seed)
+	}
+	if !k.Public().Equal(pub) {
+		t.Error("Wipe changed the public key")
+	}
+	// The private key is gone: what it signs now is no signature of pub.
+	if pub.Verify(kez.PurposeSigchain, msg, k.Sign(kez.PurposeSigchain, msg)) {
+		t.Error("a wiped key still makes valid signatures")
+	}
+	k.Wipe() // idempotent
+}

@@ -27,6 +27,7 @@ import (
 type chatUser struct {
 	c    *client.Client
 	key  *kez.PrivateKey
+	id   *message.Identity // key's
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	cons jetstream.Consumer
@@ -62,7 +63,9 @@ func registerChatUser(t *testing.T, st *clienttest.Stack, name string) *chatUser
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &chatUser{c: c, key: key, nc: nc, js: js, cons: cons}
+	id := message.NewIdentity(key)
+	t.Cleanup(id.Close)
+	return &chatUser{c: c, key: key, id: id, nc: nc, js: js, cons: cons}
 }
 
 // drain fetches n messages from u's inbox, calling open on each before
@@ -94,7 +97,7 @@ func (u *chatUser) drain(t testing.TB, n int, open func([]byte) error) {
 	}
 }
 
-// TestBenchChat: kez-msg-v1 end to end, send (seal, sign, JetStream
+// TestBenchChat: kez-msg-v2 end to end, send (seal, sign, JetStream
 // publish through the callout user's permissions) -> fetch -> parse,
 // verify, decrypt -> ack, against raw JetStream publish + fetch + ack of a
 // payload of the plaintext's size on the same inbox, 8 concurrent
@@ -128,7 +131,7 @@ func TestBenchChat(t *testing.T) {
 			func() float64 {
 				start := time.Now()
 				rate(t, n, conc, func(int) error {
-					_, wire, err := message.Seal(alice.key, bob.key.Public(), pt, time.Now(), nil)
+					_, wire, err := message.Seal(alice.id, bob.key.Public(), pt, time.Now(), nil)
 					if err != nil {
 						return err
 					}
@@ -136,11 +139,11 @@ func TestBenchChat(t *testing.T) {
 					return err
 				})
 				bob.drain(t, n, func(b []byte) error {
-					env, err := message.Parse(b)
+					env, err := bob.id.Parse(b)
 					if err != nil {
 						return err
 					}
-					got, err := env.Open(bob.key, alice.key.Public())
+					got, err := env.Open(bob.id, alice.key.Public())
 					if err == nil && got.Body() != text {
 						err = fmt.Errorf("wrong plaintext")
 					}
@@ -167,7 +170,7 @@ func TestBenchChat(t *testing.T) {
 			start := time.Now()
 			payload := []byte(text)
 			if encrypted {
-				_, payload, err = message.Seal(alice.key, bob.key.Public(), pt, time.Now(), nil)
+				_, payload, err = message.Seal(alice.id, bob.key.Public(), pt, time.Now(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -180,11 +183,11 @@ func TestBenchChat(t *testing.T) {
 				t.Fatal(err)
 			}
 			if encrypted {
-				env, err := message.Parse(m.Data())
+				env, err := bob.id.Parse(m.Data())
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := env.Open(bob.key, alice.key.Public()); err != nil {
+				if _, err := env.Open(bob.id, alice.key.Public()); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -62,7 +62,7 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if err != nil {
 		return Entry{}, err
 	}
-	env, wire, err := message.Seal(key, ct.Key, pt, c.cfg.Now(), c.cfg.Rand)
+	env, wire, err := message.Seal(c.identity(key), ct.Key, pt, c.cfg.Now(), c.cfg.Rand)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -318,7 +318,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		}
 		return false, nil
 	}
-	env, err := message.Parse(m.Data())
+	env, err := r.c.identity(r.key).Parse(m.Data())
 	if err != nil {
 		return drop("", "malformed envelope: "+err.Error())
 	}
@@ -343,7 +343,10 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 	if warning == WarnKeyChanged {
 		pinned = env.From
 	}
-	pt, err := env.Open(r.key, pinned)
+	pt, err := env.Open(r.c.identity(r.key), pinned)
+	if errors.Is(err, message.ErrClosed) { // the client closed meanwhile: not the message's fault
+		return false, fmt.Errorf("open message %d: %w", seq, err)
+	}
 	if err != nil {
 		return drop(from, fmt.Sprintf("claims to be from @%s but %v", ct.Handle, err))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
+	"kez.lat/kez/message"
 	"kez.lat/kez/mnemonic"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
@@ -70,6 +71,7 @@ type Client struct {
 	mu    sync.Mutex
 	nc    *nats.Conn
 	key   *kez.PrivateKey
+	id    *message.Identity // key's, made by identity, cleared by Close
 	store *blob.Store
 }
 
@@ -93,7 +95,9 @@ func New(p *Profile, cfg Config) *Client {
 // Profile returns the client's profile.
 func (c *Client) Profile() *Profile { return c.p }
 
-// Close closes the broker connection, if any.
+// Close closes the broker connection, if any, and clears the secrets of
+// the message identity (the X25519 scalar and the shared secret with each
+// contact). A later call makes them again.
 func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -101,6 +105,25 @@ func (c *Client) Close() {
 		c.nc.Close()
 		c.nc = nil
 	}
+	if c.id != nil {
+		c.id.Close()
+		c.id = nil
+	}
+}
+
+// identity returns the message identity of key, the profile's key from
+// account: one per client, so that the shared secret with a contact is
+// computed once, not per message.
+func (c *Client) identity(key *kez.PrivateKey) *message.Identity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == nil || !c.id.Public().Equal(key.Public()) {
+		if c.id != nil {
+			c.id.Close()
+		}
+		c.id = message.NewIdentity(key)
+	}
+	return c.id
 }
 
 // Domain returns the home domain: the account's, else [Config.Domain],

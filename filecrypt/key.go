@@ -68,17 +68,26 @@ func wrapAD(blob [32]byte) []byte {
 // Wrap encrypts k from the key pair from to the key to for the encrypted
 // blob whose content address is blob, with [message.WrapKey]; rand is
 // crypto/rand.Reader if nil. The result is [message.WrappedKeySize] bytes.
+//
+// A file is wrapped once per recipient, so the X25519 shared secret is
+// computed each time and cleared on return, not kept in an
+// [message.Identity].
 func Wrap(from *kez.PrivateKey, to kez.PublicKey, k Key, blob [32]byte, rand io.Reader) ([]byte, error) {
-	return message.WrapKey(from, to, k.k[:], wrapAD(blob), rand)
+	id := message.NewIdentity(from)
+	defer id.Close()
+	return message.WrapKey(id, to, k.k[:], wrapAD(blob), rand)
 }
 
 // Unwrap returns the content key that from wrapped for me with [Wrap] for
 // blob. It returns [message.ErrMalformed] or [message.ErrDecrypt] as
 // [message.UnwrapKey] does.
 func Unwrap(me *kez.PrivateKey, from kez.PublicKey, wrapped []byte, blob [32]byte) (Key, error) {
-	b, err := message.UnwrapKey(me, from, wrapped, wrapAD(blob))
+	id := message.NewIdentity(me)
+	defer id.Close()
+	b, err := message.UnwrapKey(id, from, wrapped, wrapAD(blob))
 	if err != nil {
 		return Key{}, err
 	}
+	defer clear(b)
 	return KeyFromBytes(b)
 }

@@ -312,7 +312,9 @@ func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.Pub
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, _, err := message.Seal(mk, bob, message.Text("I am alice, send money"), time.Now(), nil)
+	id := message.NewIdentity(mk)
+	defer id.Close()
+	env, _, err := message.Seal(id, bob, message.Text("I am alice, send money"), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +327,7 @@ func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.Pub
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, notForBob, err := message.Seal(mk, other.Public(), message.Text("not for bob"), time.Now(), nil)
+	_, notForBob, err := message.Seal(id, other.Public(), message.Text("not for bob"), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

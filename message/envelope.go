@@ -3,12 +3,14 @@ package message
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -18,8 +20,12 @@ import (
 )
 
 const (
-	// Version is the "v" of every kez-msg-v1 envelope.
-	Version = 1
+	// Version is the "v" of the envelopes Seal writes: kez-msg-v2.
+	Version = 2
+	// Version1 is the "v" of kez-msg-v1 envelopes, which Parse and Open
+	// still read, so that messages waiting in inboxes across the upgrade
+	// are delivered. Reading them goes in a later release.
+	Version1 = 1
 	// MaxSize is the largest envelope Parse accepts and Seal produces, in
 	// bytes of JSON. Messages are small; files never travel as messages.
 	MaxSize = 64 << 10
@@ -27,10 +33,27 @@ const (
 	IDSize = 16
 	// SaltSize is the length of the per-message HKDF salt.
 	SaltSize = 32
-
-	// headerLabel starts the header, the associated data of the AEAD.
-	headerLabel = "kez-msg-v1"
+	// CommitmentSize is the length of a v2 key commitment, "kc".
+	CommitmentSize = sha256.Size
 )
+
+// format is what differs between the versions of the envelope.
+type format struct {
+	// label is the start of the HKDF info of the message key ("kez-msg-v1"
+	// || from || to); in v1 it also starts the header, in v2 it starts the
+	// associated data, followed by a NUL.
+	label   string
+	purpose kez.Purpose
+	fields  []string // the members, in the order Marshal writes them
+}
+
+var formats = [...]format{
+	Version1: {"kez-msg-v1", kez.PurposeMessageV1, []string{"v", "id", "from", "to", "ts", "salt", "ct", "sig"}},
+	Version:  {"kez-msg-v2", kez.PurposeMessageV2, []string{"v", "id", "from", "to", "ts", "salt", "kc", "ct", "sig"}},
+}
+
+// kcLabel starts the input of the key commitment; see [keyCommitment].
+const kcLabel = "kez-msg-v2-kc\x00"
 
 // b64 is standard padded base64 (RFC 4648 §4), strict about padding bits.
 var b64 = base64.StdEncoding.Strict()
@@ -39,19 +62,22 @@ var b64 = base64.StdEncoding.Strict()
 type ID [IDSize]byte
 
 // String returns the id in standard padded base64, its form in the
-// envelope and the header.
+// envelope and the v1 header.
 func (id ID) String() string { return b64.EncodeToString(id[:]) }
 
-// Envelope is one kez-msg-v1 message as it travels: who sent it to whom and
-// when, the salt of its key, the ciphertext and the sender's signature. The
-// fields are what the sender claims until [Envelope.Open] succeeds.
+// Envelope is one kez-msg message as it travels: who sent it to whom and
+// when, the salt of its key, in v2 the commitment to that key, the
+// ciphertext and the sender's signature. The fields are what the sender
+// claims until [Envelope.Open] succeeds.
 type Envelope struct {
+	Version    int // [Version] (2) or [Version1]
 	ID         ID
 	From       kez.PublicKey
 	To         kez.PublicKey
 	Timestamp  int64 // unix seconds, as set by the sender
 	Salt       [SaltSize]byte
-	Ciphertext []byte // ChaCha20-Poly1305 output, tag included
+	Commitment [CommitmentSize]byte // v2 "kc"; zero in v1
+	Ciphertext []byte               // ChaCha20-Poly1305 output, tag included
 	Sig        [ed25519.SignatureSize]byte
 }
 
@@ -67,37 +93,99 @@ func (e Envelope) DedupKey() string {
 	return e.From.Hex() + "-" + hex.EncodeToString(e.ID[:])
 }
 
-// header returns the associated data of the AEAD:
-// "kez-msg-v1\n" id "\n" from "\n" to "\n" ts, each field in its JSON text
-// form (Parse accepts only canonical forms, so the header computed from the
-// parsed fields is the text the sender put in the JSON).
-func (e *Envelope) header() []byte {
-	b := make([]byte, 0, 200)
-	b = append(b, headerLabel+"\n"...)
-	b = append(b, e.ID.String()...)
-	b = append(b, '\n')
-	b = append(b, e.From.String()...)
-	b = append(b, '\n')
-	b = append(b, e.To.String()...)
-	b = append(b, '\n')
-	b = strconv.AppendInt(b, e.Timestamp, 10)
-	return b
+// format returns e's version parameters, which check has accepted.
+func (e *Envelope) format() format { return formats[e.Version] }
+
+// associatedData returns the associated data of the AEAD.
+//
+// v1, the header: "kez-msg-v1\n" id "\n" from "\n" to "\n" ts, each field
+// in its JSON text form (Parse accepts only canonical forms, so the header
+// computed from the parsed fields is the text the sender put in the JSON).
+//
+// v2: "kez-msg-v2\x00" || id (16) || from (32) || to (32) || ts (8,
+// big-endian), 99 bytes, every field at a fixed offset.
+func (e *Envelope) associatedData() []byte {
+	label := e.format().label
+	if e.Version == Version1 {
+		b := make([]byte, 0, 200)
+		b = append(b, label+"\n"...)
+		b = append(b, e.ID.String()...)
+		b = append(b, '\n')
+		b = append(b, e.From.String()...)
+		b = append(b, '\n')
+		b = append(b, e.To.String()...)
+		b = append(b, '\n')
+		return strconv.AppendInt(b, e.Timestamp, 10)
+	}
+	b := make([]byte, 0, len(label)+1+fixedSize)
+	b = append(b, label...)
+	b = append(b, 0)
+	return e.appendFixed(b)
 }
 
-// signedMessage returns header || salt || ct, the bytes the sender signs
-// after the context of [kez.PurposeMessageV1] ("kez-msg-v1-sig\x00"); h is
-// e.header().
-func (e *Envelope) signedMessage(h []byte) []byte {
-	b := make([]byte, 0, len(h)+SaltSize+len(e.Ciphertext))
-	b = append(b, h...)
+// fixedSize is the length of the fields [Envelope.appendFixed] writes.
+const fixedSize = IDSize + 32 + 32 + 8
+
+// appendFixed appends the v2 fixed-size header fields: id || from || to ||
+// ts as 8 bytes big-endian.
+func (e *Envelope) appendFixed(b []byte) []byte {
+	b = append(b, e.ID[:]...)
+	b = append(b, e.From.Bytes()...)
+	b = append(b, e.To.Bytes()...)
+	return binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
+}
+
+// signedMessage returns the bytes the sender signs after the context of
+// e's purpose; ad is e.associatedData().
+//
+// v1 ([kez.PurposeMessageV1], "kez-msg-v1-sig\x00"): header || salt || ct.
+// This is not an injective encoding: the header ends in the decimal ts, of
+// no fixed length (see docs/kez-msg-v1.md).
+//
+// v2 ([kez.PurposeMessageV2], "kez-msg-v2-sig\x00"), the transcript:
+// id (16) || from (32) || to (32) || ts (8) || salt (32) || kc (32) || ct.
+// Every field but the last has a fixed length, so the transcript splits
+// back into the fields in exactly one way: two envelopes with the same
+// transcript are the same envelope, and no shift of bytes between fields
+// keeps a signature valid.
+func (e *Envelope) signedMessage(ad []byte) []byte {
+	if e.Version == Version1 {
+		b := make([]byte, 0, len(ad)+SaltSize+len(e.Ciphertext))
+		b = append(b, ad...)
+		b = append(b, e.Salt[:]...)
+		return append(b, e.Ciphertext...)
+	}
+	b := make([]byte, 0, fixedSize+SaltSize+CommitmentSize+len(e.Ciphertext))
+	b = e.appendFixed(b)
 	b = append(b, e.Salt[:]...)
-	b = append(b, e.Ciphertext...)
-	return b
+	b = append(b, e.Commitment[:]...)
+	return append(b, e.Ciphertext...)
+}
+
+// keyCommitment returns kc = SHA-256("kez-msg-v2-kc\x00" || key), the v2
+// commitment to the message key. ChaCha20-Poly1305 does not commit to its
+// key (a sender can craft one ciphertext that opens under two keys to two
+// plaintexts); the signature covers kc, and SHA-256 is collision
+// resistant, so the signed envelope fixes one key, and with it the one
+// plaintext ct decrypts to. It commits to the key, not to the plaintext: a
+// hash of the plaintext would let anyone holding the envelope (the broker)
+// confirm a guess of a short message.
+func keyCommitment(key []byte) [CommitmentSize]byte {
+	h := sha256.New()
+	h.Write([]byte(kcLabel))
+	h.Write(key)
+	var kc [CommitmentSize]byte
+	h.Sum(kc[:0])
+	return kc
 }
 
 // check reports whether e could have come out of Parse.
 func (e *Envelope) check() error {
 	switch {
+	case e.Version != Version1 && e.Version != Version:
+		return fmt.Errorf("%w: unsupported version %d", ErrMalformed, e.Version)
+	case e.Version == Version1 && e.Commitment != [CommitmentSize]byte{}:
+		return fmt.Errorf("%w: key commitment in a v1 envelope", ErrMalformed)
 	case e.From.IsZero() || e.To.IsZero():
 		return fmt.Errorf("%w: missing key", ErrMalformed)
 	case e.Timestamp < 0:
@@ -109,15 +197,17 @@ func (e *Envelope) check() error {
 }
 
 // Marshal returns the wire form of e: compact JSON with the members in the
-// order v, id, from, to, ts, salt, ct, sig.
+// order v, id, from, to, ts, salt, kc (v2 only), ct, sig.
 func (e Envelope) Marshal() ([]byte, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
-	b.Grow(300 + b64.EncodedLen(len(e.Ciphertext)))
+	b.Grow(350 + b64.EncodedLen(len(e.Ciphertext)))
 	// Every value is base64, lowercase hex or digits: nothing to escape.
-	b.WriteString(`{"v":1,"id":"`)
+	b.WriteString(`{"v":`)
+	b.WriteString(strconv.Itoa(e.Version))
+	b.WriteString(`,"id":"`)
 	b.WriteString(e.ID.String())
 	b.WriteString(`","from":"`)
 	b.WriteString(e.From.String())
@@ -127,6 +217,10 @@ func (e Envelope) Marshal() ([]byte, error) {
 	b.WriteString(strconv.FormatInt(e.Timestamp, 10))
 	b.WriteString(`,"salt":"`)
 	b.WriteString(b64.EncodeToString(e.Salt[:]))
+	if e.Version != Version1 {
+		b.WriteString(`","kc":"`)
+		b.WriteString(b64.EncodeToString(e.Commitment[:]))
+	}
 	b.WriteString(`","ct":"`)
 	b.WriteString(b64.EncodeToString(e.Ciphertext))
 	b.WriteString(`","sig":"`)
@@ -151,17 +245,26 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Parse decodes the wire form of an envelope, strictly: at most [MaxSize]
-// bytes ([ErrTooLarge]); one JSON object with exactly the members v, id,
-// from, to, ts, salt, ct and sig in any order, none repeated; v is 1; id,
-// salt and sig are 16, 32 and 64 bytes and every byte string is canonical
-// standard padded base64; from and to are valid keys in the
-// ed25519:<lowercase hex> form (else the error also matches
-// [kez.ErrInvalidKey]); ts is a non-negative
-// integer written without sign, fraction or exponent; ct is at least the
-// 16-byte tag. Anything else is [ErrMalformed]. Parse checks no signature:
-// see [Envelope.Open].
-func Parse(wire []byte) (Envelope, error) {
+// Parse decodes the wire form of an envelope, v2 or v1, strictly: at most
+// [MaxSize] bytes ([ErrTooLarge]); one JSON object whose member v is 2 or
+// 1, with exactly the members of that version (v, id, from, to, ts, salt,
+// kc, ct and sig in v2; the same without kc in v1) in any order, none
+// repeated; id, salt, kc and sig are 16, 32, 32 and 64 bytes and every
+// byte string is canonical standard padded base64; from and to are valid
+// keys in the ed25519:<lowercase hex> form (else the error also matches
+// [kez.ErrInvalidKey]); ts is a non-negative integer written without sign,
+// fraction or exponent; ct is at least the 16-byte tag. Anything else is
+// [ErrMalformed]. Parse checks no signature: see [Envelope.Open]. It needs
+// no key, so a server can parse (and verify the signature of) what it
+// relays; a recipient parses with [Identity.Parse], which is faster.
+func Parse(wire []byte) (Envelope, error) { return parse(wire, kez.ParsePublicKey) }
+
+// Parse is [Parse] with the identity's cache of the keys it has accepted
+// (a key is checked once, not in every message).
+func (id *Identity) Parse(wire []byte) (Envelope, error) { return parse(wire, id.parseKey) }
+
+// parse is Parse with parseKey checking the keys.
+func parse(wire []byte, parseKey func(string) (kez.PublicKey, error)) (Envelope, error) {
 	var e Envelope
 	if len(wire) > MaxSize {
 		return e, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(wire), MaxSize)
@@ -170,17 +273,37 @@ func Parse(wire []byte) (Envelope, error) {
 	if err != nil {
 		return e, err
 	}
-	var have [8]bool
+	// The version decides which members belong: read it first.
 	for _, m := range ms {
-		i, err := e.setField(m)
-		if err != nil {
+		if m.name == "v" {
+			switch string(m.value) {
+			case "1":
+				e.Version = Version1
+			case "2":
+				e.Version = Version
+			default:
+				return e, fmt.Errorf("%w: unsupported version", ErrMalformed)
+			}
+		}
+	}
+	if e.Version == 0 {
+		return e, fmt.Errorf("%w: missing field \"v\"", ErrMalformed)
+	}
+	fields := e.format().fields
+	var have [9]bool
+	for _, m := range ms {
+		i := slices.Index(fields, m.name)
+		if i < 0 {
+			return Envelope{}, fmt.Errorf("%w: unknown field %s in a v%d envelope", ErrMalformed, strictjson.Quote(m.name), e.Version)
+		}
+		if err := e.setField(m, parseKey); err != nil {
 			return Envelope{}, err
 		}
 		have[i] = true
 	}
-	for i, ok := range have {
-		if !ok {
-			return Envelope{}, fmt.Errorf("%w: missing field %q", ErrMalformed, fieldNames[i])
+	for i, name := range fields {
+		if !have[i] {
+			return Envelope{}, fmt.Errorf("%w: missing field %q", ErrMalformed, name)
 		}
 	}
 	if err := e.check(); err != nil {
@@ -189,98 +312,53 @@ func Parse(wire []byte) (Envelope, error) {
 	return e, nil
 }
 
-var fieldNames = [8]string{"v", "id", "from", "to", "ts", "salt", "ct", "sig"}
-
-// setField decodes one member into e and returns its index in fieldNames.
-func (e *Envelope) setField(m member) (int, error) {
+// setField decodes member m, one of the fields of e's version other than
+// v, into e.
+func (e *Envelope) setField(m member, parseKey func(string) (kez.PublicKey, error)) error {
 	bad := func(what string) error { return fmt.Errorf("%w: %q %s", ErrMalformed, m.name, what) }
-	var s string
 	switch m.name {
 	case "v":
-		if string(m.value) != "1" {
-			return 0, fmt.Errorf("%w: unsupported version", ErrMalformed)
-		}
-		return 0, nil
+		return nil // read by parse
 	case "ts":
 		ts, ok := parseTimestamp(m.value)
 		if !ok {
-			return 0, bad("must be a non-negative integer")
+			return bad("must be a non-negative integer")
 		}
 		e.Timestamp = ts
-		return 4, nil
-	case "id", "from", "to", "salt", "ct", "sig":
-		var ok bool
-		if s, ok = jsonString(m.value); !ok {
-			return 0, bad("must be a string")
-		}
-	default:
-		return 0, fmt.Errorf("%w: unknown field %s", ErrMalformed, strictjson.Quote(m.name))
+		return nil
+	}
+	s, ok := jsonString(m.value)
+	if !ok {
+		return bad("must be a string")
 	}
 	switch m.name {
 	case "id":
-		return 1, decodeFixed(e.ID[:], s, bad)
+		return decodeFixed(e.ID[:], s, bad)
 	case "from", "to":
 		k, err := parseKey(s)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %q: %w", ErrMalformed, m.name, err)
+			return fmt.Errorf("%w: %q: %w", ErrMalformed, m.name, err)
 		}
 		if m.name == "from" {
 			e.From = k
-			return 2, nil
+		} else {
+			e.To = k
 		}
-		e.To = k
-		return 3, nil
+		return nil
 	case "salt":
-		return 5, decodeFixed(e.Salt[:], s, bad)
+		return decodeFixed(e.Salt[:], s, bad)
+	case "kc":
+		return decodeFixed(e.Commitment[:], s, bad)
 	case "ct":
 		ct, err := decodeB64(s)
 		if err != nil {
-			return 0, bad("must be canonical standard base64")
+			return bad("must be canonical standard base64")
 		}
 		e.Ciphertext = ct
-		return 6, nil
+		return nil
 	default: // "sig"
-		return 7, decodeFixed(e.Sig[:], s, bad)
+		return decodeFixed(e.Sig[:], s, bad)
 	}
-}
-
-// maxCachedKeys bounds the cache of parsed keys.
-const maxCachedKeys = 1024
-
-// keyCache holds the keys Parse has accepted, by their text: checking a
-// key (decompressing the point, refusing small order) costs as much as
-// the rest of Parse, and a client hears from few keys.
-var keyCache struct {
-	mu sync.RWMutex
-	m  map[string]kez.PublicKey
-}
-
-// parseKey is [kez.ParsePublicKey] with a cache of the keys it accepted
-// (the check is a pure function of the text; refusals are not cached).
-func parseKey(s string) (kez.PublicKey, error) {
-	keyCache.mu.RLock()
-	k, ok := keyCache.m[s]
-	keyCache.mu.RUnlock()
-	if ok {
-		return k, nil
-	}
-	k, err := kez.ParsePublicKey(s)
-	if err != nil {
-		return k, err
-	}
-	keyCache.mu.Lock()
-	defer keyCache.mu.Unlock()
-	if keyCache.m == nil {
-		keyCache.m = make(map[string]kez.PublicKey)
-	}
-	if len(keyCache.m) >= maxCachedKeys {
-		for t := range keyCache.m {
-			delete(keyCache.m, t)
-			break
-		}
-	}
-	keyCache.m[s] = k
-	return k, nil
 }
 
 // decodeFixed decodes s into dst, which it must fill exactly.

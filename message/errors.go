@@ -5,10 +5,10 @@ import "errors"
 // Errors returned by this package. A signature failure is reported as
 // [kez.ErrBadSignature] and a low-order public key as [kez.ErrInvalidKey].
 var (
-	// ErrMalformed: the bytes are not a well-formed kez-msg-v1 envelope or
-	// plaintext (bad JSON, an unknown, missing or repeated field, a wrong
-	// version, a byte string of the wrong length or not in canonical
-	// base64, a negative or non-integer timestamp).
+	// ErrMalformed: the bytes are not a well-formed kez-msg envelope
+	// (v1 or v2) or plaintext (bad JSON, an unknown, missing or repeated
+	// field, an unsupported version, a byte string of the wrong length or
+	// not in canonical base64, a negative or non-integer timestamp).
 	ErrMalformed = errors.New("malformed message")
 	// ErrTooLarge: the envelope is longer than MaxSize bytes.
 	ErrTooLarge = errors.New("message too large")
@@ -18,6 +18,9 @@ var (
 	// caller expected.
 	ErrSenderMismatch = errors.New("message sender is not the expected key")
 	// ErrDecrypt: the signature verified but the ciphertext did not decrypt
-	// (a bug or an attack by the sender), or a wrapped key did not unwrap.
+	// or, in v2, the key commitment did not match the derived key (a bug
+	// or an attack by the sender); or a wrapped key did not unwrap.
 	ErrDecrypt = errors.New("message does not decrypt")
+	// ErrClosed: the [Identity] was closed; its secrets are gone.
+	ErrClosed = errors.New("message identity is closed")
 )

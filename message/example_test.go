@@ -10,8 +10,13 @@ import (
 )
 
 func Example() {
-	alice, _ := kez.GenerateKey(nil)
-	bob, _ := kez.GenerateKey(nil)
+	aliceKey, _ := kez.GenerateKey(nil)
+	bobKey, _ := kez.GenerateKey(nil)
+	// Each party makes one Identity of its key and keeps it: it caches the
+	// work shared by all messages with a peer. Close clears its secrets.
+	alice, bob := message.NewIdentity(aliceKey), message.NewIdentity(bobKey)
+	defer alice.Close()
+	defer bob.Close()
 
 	// Alice seals a text for Bob and publishes wire to his inbox.
 	_, wire, err := message.Seal(alice, bob.Public(), message.Text("hello, bob"), time.Now(), nil)
@@ -21,7 +26,7 @@ func Example() {
 
 	// Bob parses what arrives, and opens it with the key he pinned for the
 	// contact the envelope claims to come from.
-	e, err := message.Parse(wire)
+	e, err := bob.Parse(wire)
 	if err != nil {
 		panic(err)
 	}
@@ -35,15 +40,18 @@ func Example() {
 	case !pt.Known():
 		fmt.Printf("a message of type %q this version cannot show\n", pt.Type())
 	default:
-		fmt.Println(pt.Type(), pt.Body())
+		fmt.Println(e.Version, pt.Type(), pt.Body())
 	}
 	// Output:
-	// text hello, bob
+	// 2 text hello, bob
 }
 
 func ExampleWrapKey() {
-	alice, _ := kez.GenerateKey(nil)
-	bob, _ := kez.GenerateKey(nil)
+	aliceKey, _ := kez.GenerateKey(nil)
+	bobKey, _ := kez.GenerateKey(nil)
+	alice, bob := message.NewIdentity(aliceKey), message.NewIdentity(bobKey)
+	defer alice.Close()
+	defer bob.Close()
 	contentKey := make([]byte, message.ContentKeySize) // random in real use
 	ad := []byte("what the key is for")
 

@@ -21,7 +21,7 @@ const (
 	wrapLabel = "kez-wrap-v1"
 )
 
-// WrapKey encrypts the 32-byte content key (a file's) from the key pair
+// WrapKey encrypts the 32-byte content key (a file's) from the identity
 // from to the key to, the way a message key is derived:
 //
 //	salt    = 32 bytes from rand (crypto/rand.Reader if nil)
@@ -32,8 +32,8 @@ const (
 // file's content address) and may be nil; UnwrapKey needs the same ad. The
 // result is not signed: only the two parties can make it, and the file layer
 // carries it inside a signed message or manifest. Wrapping for oneself
-// (to == from.Public()) works.
-func WrapKey(from *kez.PrivateKey, to kez.PublicKey, key, ad []byte, rand io.Reader) ([]byte, error) {
+// (to == from.Public()) works. It returns [ErrClosed] if from is closed.
+func WrapKey(from *Identity, to kez.PublicKey, key, ad []byte, rand io.Reader) ([]byte, error) {
 	if len(key) != ContentKeySize {
 		return nil, fmt.Errorf("wrap key: %w: want %d bytes, got %d", ErrMalformed, ContentKeySize, len(key))
 	}
@@ -47,11 +47,12 @@ func WrapKey(from *kez.PrivateKey, to kez.PublicKey, key, ad []byte, rand io.Rea
 	if _, err := io.ReadFull(rand, out); err != nil {
 		return nil, fmt.Errorf("read wrap salt: %w", err)
 	}
-	k, err := deriveKey(from, to, out, keyInfo(wrapLabel, from.Public(), to))
+	k, err := from.deriveKey(to, out, keyInfo(wrapLabel, from.Public(), to))
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.New(k)
+	defer clear(k)
+	aead, err := chacha20poly1305.New(k) // copies the key
 	if err != nil {
 		return nil, fmt.Errorf("wrap key: %w", err)
 	}
@@ -62,8 +63,8 @@ func WrapKey(from *kez.PrivateKey, to kez.PublicKey, key, ad []byte, rand io.Rea
 // UnwrapKey returns the content key that from wrapped for me with ad. It
 // returns [ErrMalformed] if wrapped is not [WrappedKeySize] bytes and
 // [ErrDecrypt] if it does not decrypt (wrong parties, wrong ad, or
-// tampered).
-func UnwrapKey(me *kez.PrivateKey, from kez.PublicKey, wrapped, ad []byte) ([]byte, error) {
+// tampered), and [ErrClosed] if me is closed.
+func UnwrapKey(me *Identity, from kez.PublicKey, wrapped, ad []byte) ([]byte, error) {
 	if len(wrapped) != WrappedKeySize {
 		return nil, fmt.Errorf("unwrap key: %w: want %d bytes, got %d", ErrMalformed, WrappedKeySize, len(wrapped))
 	}
@@ -71,11 +72,12 @@ func UnwrapKey(me *kez.PrivateKey, from kez.PublicKey, wrapped, ad []byte) ([]by
 		return nil, fmt.Errorf("unwrap key: %w: zero sender key", kez.ErrInvalidKey)
 	}
 	salt, ct := wrapped[:SaltSize], wrapped[SaltSize:]
-	k, err := deriveKey(me, from, salt, keyInfo(wrapLabel, from, me.Public()))
+	k, err := me.deriveKey(from, salt, keyInfo(wrapLabel, from, me.Public()))
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.New(k)
+	defer clear(k)
+	aead, err := chacha20poly1305.New(k) // copies the key
 	if err != nil {
 		return nil, fmt.Errorf("unwrap key: %w", err)
 	}

@@ -47,7 +47,10 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 	if pt.Type() != message.TypeFileShare || !pt.Known() {
 		t.Fatalf("plaintext type %q", pt.Type())
 	}
-	_, wire, err := message.Seal(alice, bob.Public(), pt, t0, nil)
+	aliceID, bobID := message.NewIdentity(alice), message.NewIdentity(bob)
+	defer aliceID.Close()
+	defer bobID.Close()
+	_, wire, err := message.Seal(aliceID, bob.Public(), pt, t0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +58,7 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := env.Open(bob, alice.Public())
+	got, err := env.Open(bobID, alice.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

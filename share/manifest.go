@@ -125,7 +125,7 @@ var zeroNonce [chacha20poly1305.NonceSize]byte
 //
 //	bk  = 32 bytes from rand
 //	box = WrapKey(owner, to, bk, ad) || ChaCha20-Poly1305(bk, zero nonce, pt, ad)
-func sealBox(owner *kez.PrivateKey, to kez.PublicKey, pt []byte, rand io.Reader) ([]byte, error) {
+func sealBox(owner *message.Identity, to kez.PublicKey, pt []byte, rand io.Reader) ([]byte, error) {
 	bk := make([]byte, chacha20poly1305.KeySize)
 	defer clear(bk)
 	if _, err := io.ReadFull(rand, bk); err != nil {
@@ -145,7 +145,7 @@ func sealBox(owner *kez.PrivateKey, to kez.PublicKey, pt []byte, rand io.Reader)
 
 // openBox opens a box that owner sealed for me; [ErrDecrypt] if it does
 // not open.
-func openBox(me *kez.PrivateKey, owner kez.PublicKey, box []byte) ([]byte, error) {
+func openBox(me *message.Identity, owner kez.PublicKey, box []byte) ([]byte, error) {
 	ad := boxAD(owner, me.Public())
 	bk, err := message.UnwrapKey(me, owner, box[:message.WrappedKeySize], ad)
 	if err != nil {
@@ -208,6 +208,8 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 		blob blob.Hash
 	}
 	seen := make(map[pair]bool, len(entries))
+	id := message.NewIdentity(owner)
+	defer id.Close()
 	p := payloadJSON{V: ManifestVersion, Owner: owner.Public(), Seq: seq, Ctime: now.Unix(), Entries: make([]boxJSON, 0, len(entries))}
 	for i, e := range entries {
 		if err := e.Validate(); err != nil {
@@ -224,7 +226,7 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 		if err != nil {
 			return nil, fmt.Errorf("manifest: entry %d: %w", i, err)
 		}
-		box, err := sealBox(owner, e.To, pt, rand)
+		box, err := sealBox(id, e.To, pt, rand)
 		clear(pt)
 		if err != nil {
 			return nil, fmt.Errorf("manifest: entry %d: %w", i, err)
@@ -409,6 +411,8 @@ func (m Manifest) Open(me *kez.PrivateKey) ([]Entry, error) {
 		return nil, fmt.Errorf("manifest: %w: no key", kez.ErrInvalidKey)
 	}
 	pub := me.Public()
+	id := message.NewIdentity(me)
+	defer id.Close()
 	var out []Entry
 	var errs []error
 	seen := map[blob.Hash]bool{}
@@ -416,7 +420,7 @@ func (m Manifest) Open(me *kez.PrivateKey) ([]Entry, error) {
 		if !b.To.Equal(pub) {
 			continue
 		}
-		pt, err := openBox(me, m.owner, b.Box)
+		pt, err := openBox(id, m.owner, b.Box)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("manifest entry %d: %w", i, err))
 			continue

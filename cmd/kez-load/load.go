@@ -48,6 +48,7 @@ type user struct {
 	i      int
 	handle kez.Handle
 	key    *kez.PrivateKey
+	id     *message.Identity // key's, for sealing and opening
 	pub    kez.PublicKey
 	online bool
 
@@ -162,7 +163,7 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 		g.rec.Error(opRegister, "handle")
 		return false
 	}
-	u := &user{i: i, handle: h, key: key, pub: key.Public(), known: map[kez.PublicKey]kez.PublicKey{}}
+	u := &user{i: i, handle: h, key: key, id: message.NewIdentity(key), pub: key.Public(), known: map[kez.PublicKey]kez.PublicKey{}}
 	// Every g.cfg.Offline-th user stays offline, spread evenly.
 	u.online = g.cfg.Offline <= 0 || math.Floor(float64(i+1)*g.cfg.Offline) == math.Floor(float64(i)*g.cfg.Offline)
 
@@ -276,7 +277,7 @@ func (g *Gen) receive(u *user, m jetstream.Msg) {
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
 		g.redelivered.Add(1)
 	}
-	env, err := message.Parse(m.Data())
+	env, err := u.id.Parse(m.Data())
 	if err != nil {
 		g.rec.Error("receive", "malformed")
 		return
@@ -288,7 +289,7 @@ func (g *Gen) receive(u *user, m jetstream.Msg) {
 		g.rec.Error("receive", "unknown sender")
 		return
 	}
-	pt, err := env.Open(u.key, env.From)
+	pt, err := env.Open(u.id, env.From)
 	if err != nil {
 		g.rec.Error("receive", "does not open")
 		return
@@ -368,7 +369,7 @@ func (g *Gen) sendOne(ctx context.Context) {
 	if pad := g.cfg.Size - len(text); pad > 0 {
 		text += strings.Repeat("x", pad)
 	}
-	env, wire, err := message.Seal(s.key, key, message.Text(text), now, nil)
+	env, wire, err := message.Seal(s.id, key, message.Text(text), now, nil)
 	if err != nil {
 		g.rec.Error(opSend, "seal")
 		return
@@ -464,7 +465,7 @@ func (g *Gen) Population() (int, int) {
 	return len(g.users), len(g.online)
 }
 
-// Close disconnects every user.
+// Close disconnects every user and clears their message identities.
 func (g *Gen) Close() {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -474,4 +475,7 @@ func (g *Gen) Close() {
 		}
 	}
 	g.following.Wait()
+	for _, u := range g.users {
+		u.id.Close()
+	}
 }
