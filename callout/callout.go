@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
+	"kez.lat/kez/streams"
 )
 
 // Subject is where nats-server sends authorization requests.
@@ -69,37 +69,29 @@ type Users interface {
 	KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error)
 }
 
-// Time budgets inside the broker's authorization timeout (2 s).
-const (
-	keyHandleTimeout   = 500 * time.Millisecond
-	ensureInboxTimeout = time.Second
-)
+// keyHandleTimeout is the budget of a registry look-up inside the
+// broker's authorization timeout (2 s).
+const keyHandleTimeout = 500 * time.Millisecond
 
 // Service answers auth callouts.
 type Service struct {
 	cfg         Config
 	users       Users
 	permissions func(kez.PublicKey) (pub, sub []string)
-	ensureInbox func(context.Context, kez.PublicKey) error
 	logger      *slog.Logger
 	results     *prometheus.CounterVec
 	duration    prometheus.Histogram
 
-	sem      chan struct{}
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	stopped  bool
-	inboxed  map[kez.PublicKey]time.Time // when this replica last made sure of a user's inbox consumer
+	workers  *streams.Workers
 	svc      micro.Service
 	issuerPK string
 	sealer   *sealer // nil without an xkey
 }
 
 // New returns a callout service. permissions gives a user's allowed
-// subjects; ensureInbox creates the user's inbox consumer if missing (run
-// once per user and replica, after answering).
+// subjects.
 func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []string),
-	ensureInbox func(context.Context, kez.PublicKey) error, reg prometheus.Registerer, logger *slog.Logger) (*Service, error) {
+	reg prometheus.Registerer, logger *slog.Logger) (*Service, error) {
 	if cfg.Issuer == nil || cfg.Account == "" {
 		return nil, errors.New("callout: issuer and account are required")
 	}
@@ -110,14 +102,11 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 	if cfg.TTL <= 0 {
 		cfg.TTL = time.Hour
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 64
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	s := &Service{
-		cfg: cfg, users: users, permissions: permissions, ensureInbox: ensureInbox,
+		cfg: cfg, users: users, permissions: permissions,
 		logger: logger.With("component", "callout"),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kez_callout_requests_total", Help: "Auth callout requests by result.",
@@ -126,8 +115,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 			Name: "kez_callout_duration_seconds", Help: "Time to answer an auth callout.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
-		sem:      make(chan struct{}, cfg.Workers),
-		inboxed:  map[kez.PublicKey]time.Time{},
+		workers:  streams.NewWorkers(cfg.Workers),
 		issuerPK: pk,
 	}
 	if cfg.XKey != nil {
@@ -148,7 +136,7 @@ func (s *Service) Start(nc *nats.Conn) error {
 		Description: "kez-chat auth callout",
 		Endpoint: &micro.EndpointConfig{
 			Subject: Subject,
-			Handler: micro.HandlerFunc(s.handle),
+			Handler: s.workers.Handler(s.handle),
 		},
 	})
 	if err != nil {
@@ -160,73 +148,29 @@ func (s *Service) Start(nc *nats.Conn) error {
 
 // Stop stops taking requests and waits for those in hand.
 func (s *Service) Stop() {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
+	s.workers.Stop()
 	if s.svc != nil {
 		s.svc.Stop()
 	}
-	s.wg.Wait()
 }
 
-// handle hands each request to a worker: a micro handler runs one request
-// at a time per subscription, and a callout must not queue behind a slow
-// one.
+// handle answers one request (on a worker: a callout must not queue
+// behind a slow one).
 func (s *Service) handle(r micro.Request) {
-	s.mu.Lock()
-	if s.stopped { // a request that raced Stop: the server will retry elsewhere
-		s.mu.Unlock()
-		return
+	start := time.Now()
+	resp, _, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
+	result := "allowed"
+	if err != nil {
+		result = "denied"
+		s.logger.Info("connection denied", "err", err)
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	s.sem <- struct{}{}
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.sem }()
-		start := time.Now()
-		resp, _, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
-		result := "allowed"
-		if err != nil {
-			result = "denied"
-			s.logger.Info("connection denied", "err", err)
+	s.results.WithLabelValues(result).Inc()
+	if resp != nil {
+		if err := r.Respond(resp); err != nil {
+			s.logger.Warn("callout respond", "err", err)
 		}
-		s.results.WithLabelValues(result).Inc()
-		if resp != nil {
-			if err := r.Respond(resp); err != nil {
-				s.logger.Warn("callout respond", "err", err)
-			}
-		}
-		s.duration.Observe(time.Since(start).Seconds())
-	}()
-}
-
-// inboxRecheck is how long a replica trusts that a user's inbox consumer
-// it made sure of still exists (an operator may delete one).
-const inboxRecheck = 10 * time.Minute
-
-// ensureInboxOnce makes sure key's inbox consumer exists, at a sign-in at
-// most every inboxRecheck per user and replica; a failure is logged and
-// retried at the next sign-in.
-func (s *Service) ensureInboxOnce(key kez.PublicKey) {
-	if s.ensureInbox == nil {
-		return
 	}
-	s.mu.Lock()
-	last, ok := s.inboxed[key]
-	s.mu.Unlock()
-	if ok && s.cfg.Now().Sub(last) < inboxRecheck {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ensureInboxTimeout)
-	defer cancel()
-	if err := s.ensureInbox(ctx, key); err != nil {
-		s.logger.Warn("ensure inbox consumer", "key", key.String(), "err", err)
-		return
-	}
-	s.mu.Lock()
-	s.inboxed[key] = s.cfg.Now()
-	s.mu.Unlock()
+	s.duration.Observe(time.Since(start).Seconds())
 }
 
 // Answer decides one request: data is the request as received (sealed to
@@ -263,9 +207,6 @@ func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey,
 	key = rec.Primary
 	var userJWT string
 	if err == nil {
-		// The user's inbox consumer must exist before the user can read:
-		// users cannot create it themselves.
-		s.ensureInboxOnce(key)
 		userJWT, err = s.userJWT(rc, rec)
 	}
 	resp := jwt.NewAuthorizationResponseClaims(rc.UserNkey)

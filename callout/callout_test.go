@@ -22,6 +22,7 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
+	"kez.lat/kez/message"
 	"kez.lat/kez/natstest"
 	"kez.lat/kez/streams"
 )
@@ -150,38 +151,31 @@ func TestRegisteredUserSendsAndReceives(t *testing.T) {
 	ctx := context.Background()
 
 	bnc, _ := connect(t, st, bob)
-	bjs, _ := client.JetStream(bnc)
-	ack, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), []byte("hello alice"))
-	if err != nil {
-		t.Fatalf("bob publishes to alice's inbox: %v", err)
-	}
-	if ack.Stream != streams.InboxStream {
-		t.Fatalf("ack from %q", ack.Stream)
-	}
-
-	anc, _ := connect(t, st, alice)
-	ajs, _ := client.JetStream(anc)
-	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
-	if err != nil {
-		t.Fatalf("alice binds her consumer: %v", err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text("hello alice"), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for m := range batch.Messages() {
-		got = append(got, string(m.Data()))
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatalf("ack: %v", err)
-		}
+	if _, err := (client.Inbox{NC: bnc, Me: bob.Public()}).Send(ctx, wire); err != nil {
+		t.Fatalf("bob sends to alice through the door: %v", err)
 	}
-	if len(got) != 1 || got[0] != "hello alice" {
-		t.Fatalf("alice fetched %q", got)
+
+	anc, _ := connect(t, st, alice)
+	in := client.Inbox{NC: anc, Me: alice.Public()}
+	if n, err := in.Unread(ctx); err != nil || n != 1 {
+		t.Fatalf("alice's unread = %d, %v; want 1", n, err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil || info.AckFloor.Stream != ack.Sequence {
-		t.Fatalf("ack floor = %+v, %v; want %d", info.AckFloor, err, ack.Sequence)
+	var got []client.InboxMsg
+	if err := in.Drain(ctx, func(m client.InboxMsg) error {
+		got = append(got, m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || string(got[0].Data) != string(wire) || !got[0].Sender.Equal(bob.Public()) {
+		t.Fatalf("alice read %+v", got)
+	}
+	if n, err := in.Unread(ctx); err != nil || n != 0 {
+		t.Fatalf("after the ack alice's unread = %d, %v; want 0", n, err)
 	}
 	// The server reports the connection under the handle.
 	if name := connectionName(t, st, alice); name != "alice@"+domain {
@@ -326,8 +320,14 @@ func TestIsolation(t *testing.T) {
 	inbox := streams.InboxStream
 
 	subs := []string{
-		"kez.inbox." + B,     // another inbox, core
-		"kez.inbox.*",        // every inbox
+		"kez.inbox." + B,       // another inbox, core
+		"kez.inbox.*",          // every inbox
+		"kez.inbox.>",          // every inbox, each sender
+		"kez.live." + B + ".*", // another user's live delivery
+		"kez.live.*.*",         // everybody's live delivery
+		"kez.live.>",
+		"kez.live." + B + "." + A,
+		"kez.door.>",         // the door's requests
 		"_I." + B + ".>",     // another user's replies
 		"_INBOX.>",           // everybody's default replies
 		"$JS.EVENT.>",        // advisories (consumer names, API audit)
@@ -343,6 +343,22 @@ func TestIsolation(t *testing.T) {
 	}
 	api := streams.UserAPIPrefix
 	pubs := []string{
+		// The door answers only for the caller's own key, and the inbox
+		// stream is reached only through it.
+		"kez.door." + B + ".send",
+		"kez.door." + B + ".read",
+		"kez.door." + B + ".ack",
+		"kez.door." + B + ".stat",
+		"kez.door.*.read",
+		"kez.inbox." + B + "." + A,
+		"kez.inbox." + A + "." + A,
+		"kez.inbox." + B,
+		"kez.live." + B + "." + A,
+		api + ".DIRECT.GET." + inbox,
+		api + ".DIRECT.GET." + inbox + ".kez.inbox." + B + "." + A,
+		api + ".CONSUMER.MSG.NEXT." + inbox + "." + A,
+		api + ".CONSUMER.INFO." + inbox + "." + A,
+		"$JS.ACK." + inbox + "." + A + ".1.1.1.1.0",
 		api + ".CONSUMER.MSG.NEXT." + inbox + "." + B,
 		api + ".CONSUMER.INFO." + inbox + "." + B,
 		api + ".CONSUMER.CREATE." + inbox + "." + A + ".kez.inbox." + A,
@@ -431,27 +447,38 @@ func TestIsolation(t *testing.T) {
 		t.Fatalf("a refused request was answered: %s %s", m.Subject, m.Data)
 	}
 	// Control: alice's own allowed operations draw no violation.
-	js, _ := client.JetStream(nc)
 	ctx := context.Background()
-	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("hi")); err != nil {
-		t.Fatalf("allowed publish: %v", err)
-	}
-	cons, err := js.Consumer(ctx, inbox, A)
+	_, wire, err := message.Seal(message.NewIdentity(alice), bob.Public(), message.Text("hi"), time.Now(), nil)
 	if err != nil {
-		t.Fatalf("allowed consumer info: %v", err)
+		t.Fatal(err)
 	}
-	if _, err := cons.FetchNoWait(1); err != nil {
-		t.Fatalf("allowed fetch: %v", err)
+	in := client.Inbox{NC: nc, Me: alice.Public()}
+	if _, err := in.Send(ctx, wire); err != nil {
+		t.Fatalf("allowed send: %v", err)
 	}
-	// Nothing alice attempted reached bob's inbox or created anything.
+	if _, err := in.Unread(ctx); err != nil {
+		t.Fatalf("allowed stat: %v", err)
+	}
+	if err := in.Drain(ctx, func(client.InboxMsg) error { return nil }); err != nil {
+		t.Fatalf("allowed read: %v", err)
+	}
+	// Nothing alice attempted reached bob's inbox or created anything:
+	// the inbox stream has no consumer at all.
 	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
 	s, _ := admin.Stream(ctx, inbox)
 	names := s.ConsumerNames(ctx)
 	for n := range names.Name() {
-		if n != A && n != B {
-			t.Errorf("inbox consumer %q exists; only alice's and bob's may", n)
-		}
+		t.Errorf("inbox consumer %q exists", n)
 	}
+	if n, err := (client.Inbox{NC: connectNC(t, st, bob), Me: bob.Public()}).Unread(ctx); err != nil || n != 1 {
+		t.Errorf("bob's unread: %d, %v; want alice's one message", n, err)
+	}
+}
+
+// connectNC is connect without the error collector.
+func connectNC(t *testing.T, st *stack, key *kez.PrivateKey) *nats.Conn {
+	nc, _ := connect(t, st, key)
+	return nc
 }
 
 func TestRespondersFailOver(t *testing.T) {
@@ -484,13 +511,17 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 	reconnected := make(chan struct{}, 16)
 	anc, _ := connect(t, st, alice, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	bnc, _ := connect(t, st, bob)
-	bjs, _ := client.JetStream(bnc)
+	bin := client.Inbox{NC: bnc, Me: bob.Public()}
 
 	// Bob keeps writing while alice's JWT expires twice.
 	const n = 30
 	for i := range n {
-		if _, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), fmt.Appendf(nil, "m%d", i)); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
+		_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text(fmt.Sprintf("m%d", i)), time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bin.Send(ctx, wire); err != nil {
+			t.Fatalf("send %d: %v", i, err)
 		}
 		time.Sleep(150 * time.Millisecond)
 	}
@@ -502,26 +533,16 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 		}
 	}
 	waitFor(t, anc.IsConnected)
-	ajs, _ := client.JetStream(anc)
-	cons, err := ajs.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(alice.Public()))
-	if err != nil {
+	ain := client.Inbox{NC: anc, Me: alice.Public()}
+	seen := map[string]bool{}
+	if err := ain.Drain(ctx, func(m client.InboxMsg) error {
+		seen[string(m.Data)] = true
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
-	for len(seen) < n {
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(3*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			seen[string(m.Data())] = true
-			m.Ack()
-			got++
-		}
-		if got == 0 {
-			t.Fatalf("only %d of %d messages after re-authorisation", len(seen), n)
-		}
+	if len(seen) != n {
+		t.Fatalf("%d of %d messages after re-authorisation", len(seen), n)
 	}
 }
 
@@ -533,9 +554,12 @@ func TestHostileReplies(t *testing.T) {
 	st := newStack(t, 1, nil)
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")
 	ctx := context.Background()
-	bnc, _ := connect(t, st, bob) // bob's consumer exists once he signed in
-	bjs, _ := client.JetStream(bnc)
-	if _, err := bjs.Publish(ctx, streams.InboxSubject(alice.Public()), []byte("for alice")); err != nil {
+	bnc, _ := connect(t, st, bob)
+	_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text("for alice"), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (client.Inbox{NC: bnc, Me: bob.Public()}).Send(ctx, wire); err != nil {
 		t.Fatal(err)
 	}
 	nc, _ := connect(t, st, alice)
@@ -546,7 +570,17 @@ func TestHostileReplies(t *testing.T) {
 	if err := client.PublishPresence(ctx, nc, alice.Public(), client.PresenceOnline, time.Minute, time.Now()); err != nil {
 		t.Fatalf("alice announces herself: %v", err)
 	}
+	door := func(op string) string { return streams.DoorSubject(alice.Public(), op) }
 	attacks := []struct{ subject, reply string }{
+		// The door's answers, pointed at the JetStream API, at the KV
+		// buckets, or at bob's live subjects.
+		{door("read"), "$JS.API.STREAM.DELETE." + inbox},
+		{door("read"), "$JS.API.STREAM.PURGE." + inbox},
+		{door("stat"), "$JS.API.STREAM.DELETE." + streams.RegistryStream},
+		{door("ack"), "$JS.API.STREAM.PURGE." + inbox},
+		{door("send"), "$KV.kez_handles.alice"},
+		{door("read"), "kez.live." + B + "." + A},
+		{door("stat"), "kez.inbox." + B + "." + A},
 		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + inbox},
 		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, "$JS.API.STREAM.DELETE." + streams.RegistryStream},
 		{api + ".CONSUMER.MSG.NEXT." + inbox + "." + A, api + ".STREAM.DELETE." + inbox},
@@ -596,8 +630,8 @@ func TestHostileReplies(t *testing.T) {
 			t.Errorf("stream %s after the attacks: %v", name, err)
 		}
 	}
-	if _, err := admin.Consumer(ctx, inbox, B); err != nil {
-		t.Errorf("bob's consumer after the attacks: %v", err)
+	if n, err := (client.Inbox{NC: nc, Me: alice.Public()}).Unread(ctx); err != nil || n != 1 {
+		t.Errorf("alice's unread after the attacks: %d, %v; want 1", n, err)
 	}
 	kv, err := admin.KeyValue(ctx, "kez_handles")
 	if err == nil {

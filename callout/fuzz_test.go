@@ -59,7 +59,7 @@ func FuzzAnswer(f *testing.F) {
 	stranger, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions, nil,
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		f.Fatal(err)
@@ -103,7 +103,7 @@ func TestAnswerChecksSignature(t *testing.T) {
 	stranger, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
-	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions, nil,
+	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	for _, tt := range []struct {
 		name    string
@@ -147,7 +147,7 @@ func TestSealedRequests(t *testing.T) {
 	alice, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
-	svc, err := callout.New(callout.Config{Issuer: issuer, XKey: ourX, Account: "KEZ"}, users, streams.UserPermissions, nil,
+	svc, err := callout.New(callout.Config{Issuer: issuer, XKey: ourX, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -172,44 +172,6 @@ func TestSealedRequests(t *testing.T) {
 	}
 }
 
-// TestInboxConsumerMadeSureAtSignIn: the callout makes sure of a user's
-// inbox consumer before allowing a sign-in, then trusts it for 10 minutes.
-func TestInboxConsumerMadeSureAtSignIn(t *testing.T) {
-	issuer, _ := nkeys.CreateAccount()
-	server, _ := nkeys.CreateServer()
-	alice, _ := kez.GenerateKey(nil)
-	h, _ := kez.ParseHandle("alice", "kez.test")
-	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
-	now := time.Unix(1_800_000_000, 0)
-	var ensured []kez.PublicKey
-	ensure := func(_ context.Context, k kez.PublicKey) error {
-		ensured = append(ensured, k)
-		return nil
-	}
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ", Now: func() time.Time { return now }},
-		users, streams.UserPermissions, ensure, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signIn := func() {
-		t.Helper()
-		rc := request(t, server, alice.Public(), alice, "nonce")
-		if _, _, err := svc.Answer([]byte(rc), ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	signIn()
-	signIn()
-	if len(ensured) != 1 || !ensured[0].Equal(alice.Public()) {
-		t.Fatalf("ensured %v after two sign-ins, want alice once", ensured)
-	}
-	now = now.Add(11 * time.Minute)
-	signIn()
-	if len(ensured) != 2 {
-		t.Fatalf("ensured %d times after 11 minutes, want 2", len(ensured))
-	}
-}
-
 // keyHandleUsers has an empty cache; its registry knows alice.
 type keyHandleUsers struct{ h kez.Handle }
 
@@ -228,7 +190,7 @@ func TestCacheMissAsksTheRegistry(t *testing.T) {
 	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, keyHandleUsers{h}, streams.UserPermissions, nil,
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, keyHandleUsers{h}, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +215,7 @@ func TestUserJWTExpiryJitter(t *testing.T) {
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	now := time.Unix(1_800_000_000, 0)
 	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "USERS", TTL: time.Hour, Now: func() time.Time { return now }},
-		fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}, streams.UserPermissions, nil,
+		fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	seen := map[int64]bool{}
 	for range 50 {

@@ -23,6 +23,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
+	"kez.lat/kez/door"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -53,11 +54,6 @@ type Config struct {
 	UsersAccount      string        // account users are placed in
 	UserJWTTTL        time.Duration // lifetime of a user JWT
 
-	// InboxSweep is how often messages sent to unregistered inbox
-	// subjects are purged (0: never). Each sweep lists every inbox subject
-	// holding messages, so it is not run often.
-	InboxSweep time.Duration
-
 	// PublicRelays are the kez-relay multiaddrs, each ending in
 	// /p2p/<peer id>, that handle records advertise to clients.
 	PublicRelays []string
@@ -76,7 +72,6 @@ func DefaultConfig() Config {
 		Freshness:    kez.DefaultFreshness,
 		UsersAccount: "USERS",
 		UserJWTTTL:   time.Hour,
-		InboxSweep:   10 * time.Minute,
 	}
 }
 
@@ -108,8 +103,8 @@ func (c Config) Validate() error {
 type Server struct {
 	Registry  *registry.Service
 	Callout   *callout.Service
+	Door      *door.Service
 	users     calloutUsers
-	inboxes   *streams.Inboxes
 	nc        *nats.Conn
 	calloutNC *nats.Conn
 	web       *web.Server
@@ -169,18 +164,24 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
-	inboxes := streams.NewInboxes(js)
 	s.Registry, err = registry.New(registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
-		Registered: func(ctx context.Context, rec kez.HandleRecord) error { return inboxes.Ensure(ctx, rec.Primary) },
 	}, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
 	if err != nil {
 		return err
 	}
+	s.users = calloutUsers{s.Registry.Cache(), log}
 
 	reg := web.NewRegistry()
+	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs}, reg, s.logger)
+	if err != nil {
+		return err
+	}
+	if err := s.Door.Start(); err != nil {
+		return err
+	}
 	if cfg.CalloutIssuerFile != "" {
-		if err := s.startCallout(cfg, log, inboxes, reg); err != nil {
+		if err := s.startCallout(cfg, reg); err != nil {
 			return err
 		}
 	} else {
@@ -213,11 +214,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
-	s.users = calloutUsers{s.Registry.Cache(), log}
-	s.inboxes = inboxes
-	if cfg.InboxSweep > 0 {
-		s.wg.Go(func() { sweepLoop(runCtx, cfg.InboxSweep, s.SweepInboxes, s.logger) })
-	}
+	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
 }
@@ -229,7 +226,7 @@ type calloutUsers struct {
 	*streams.Registry
 }
 
-func (s *Server) startCallout(cfg Config, log *streams.Registry, inboxes *streams.Inboxes, reg prometheus.Registerer) error {
+func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
 	issuer, err := callout.ReadSeedFile(cfg.CalloutIssuerFile)
 	if err != nil {
 		return fmt.Errorf("callout issuer: %w", err)
@@ -243,7 +240,7 @@ func (s *Server) startCallout(cfg Config, log *streams.Registry, inboxes *stream
 	s.Callout, err = callout.New(callout.Config{
 		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL,
 		MaxPayload: int64(cfg.Streams.InboxMaxMsgSize), MaxSubs: 100,
-	}, calloutUsers{s.Registry.Cache(), log}, streams.UserPermissions, inboxes.Ensure, reg, s.logger)
+	}, s.users, streams.UserPermissions, reg, s.logger)
 	if err != nil {
 		return err
 	}
@@ -254,11 +251,21 @@ func (s *Server) startCallout(cfg Config, log *streams.Registry, inboxes *stream
 	return s.Callout.Start(s.calloutNC)
 }
 
-// SweepInboxes purges the messages waiting on inbox subjects of no
-// registered key and returns how many inboxes it purged; it runs every
-// Config.InboxSweep.
-func (s *Server) SweepInboxes(ctx context.Context) (int, error) {
-	return sweepInboxes(ctx, s.inboxes, s.users, s.logger)
+// migrate upgrades an inbox stream of the release before the door (see
+// door.MigrateLegacy), retrying until it succeeds or ctx ends.
+func (s *Server) migrate(ctx context.Context, js jetstream.JetStream) {
+	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+		if _, err := door.MigrateLegacy(ctx, js, s.logger); err == nil || ctx.Err() != nil {
+			return
+		} else {
+			s.logger.Warn("inbox upgrade, retrying", "err", err, "in", delay)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 // Addr returns the HTTP listen address.
@@ -271,6 +278,9 @@ func (s *Server) URL() string { return s.web.URL() }
 // ctx), then the projector stops and the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.web.Shutdown(ctx)
+	if s.Door != nil {
+		s.Door.Stop()
+	}
 	if s.Callout != nil {
 		s.Callout.Stop()
 		err = errors.Join(err, streams.Drain(ctx, s.calloutNC))

@@ -521,37 +521,3 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 		t.Fatalf("handle entry = %s, want %s", e.Value(), rec)
 	}
 }
-
-// TestSweepInboxes: messages a signed-in user published to made-up inbox
-// subjects are purged; registered users' inboxes are kept, including one
-// registered a moment ago that this replica's cache may not know yet.
-func TestSweepInboxes(t *testing.T) {
-	ns := natstest.Start(t)
-	cfg := testConfig(ns)
-	cfg.InboxSweep = 0 // swept by hand below
-	srv := startServer(t, cfg)
-	alice := newKey(t)
-	if a := register(t, srv.URL(), regBody(t, alice, "alice")); a.Status != http.StatusCreated {
-		t.Fatal(a.Status)
-	}
-	stranger := newKey(t)
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
-	ctx := context.Background()
-	for _, subj := range []string{streams.InboxSubject(alice.Public()), streams.InboxSubject(stranger.Public()), "kez.inbox.garbage"} {
-		if _, err := js.Publish(ctx, subj, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n, err := srv.SweepInboxes(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("SweepInboxes = %d, %v; want 2 inboxes purged", n, err)
-	}
-	s, _ := js.Stream(ctx, streams.InboxStream)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter("kez.inbox.*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(info.State.Subjects) != 1 || info.State.Subjects[streams.InboxSubject(alice.Public())] != 1 {
-		t.Fatalf("inbox subjects after the sweep = %v, want only alice's message", info.State.Subjects)
-	}
-}

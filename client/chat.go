@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/message"
@@ -46,9 +44,9 @@ type SendOptions struct {
 	NoRefresh bool
 }
 
-// Send encrypts pt to contact h and publishes it to h's inbox through
-// JetStream; it returns once JetStream has stored it, and records it in
-// the history. A handle that is not a contact yet is resolved and pinned
+// Send encrypts pt to contact h and hands it to the home server's inbox
+// door, which checks it and stores it in h's inbox; it returns once it is
+// stored, and records it in the history. A handle that is not a contact yet is resolved and pinned
 // first (trust on first use). Sending is refused with [ErrKeyChanged]
 // while the contact's key differs from the pinned one, with
 // [ErrChainChanged] if its sigchain lost pinned events, and with
@@ -70,16 +68,15 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if err != nil {
 		return Entry{}, err
 	}
-	js, err := JetStream(nc)
-	if err != nil {
-		return Entry{}, err
+	// The door stores the message under its id: a send retried after a
+	// lost answer is stored once (within the stream's duplicate window).
+	in := Inbox{NC: nc, Me: a.Primary}
+	_, err = in.Send(ctx, wire)
+	if errors.Is(err, ErrUnreachable) {
+		_, err = in.Send(ctx, wire)
 	}
-	pctx, cancel := withTimeout(ctx)
-	defer cancel()
-	// The message id makes a retried publish a duplicate JetStream drops
-	// (within the stream's duplicate window).
-	if _, err := js.Publish(pctx, streams.InboxSubject(ct.Key), wire, jetstream.WithMsgID(env.DedupKey())); err != nil {
-		return Entry{}, publishError(h, err)
+	if err != nil {
+		return Entry{}, sendError(h, err)
 	}
 	e := entryOf(DirOut, ct.Handle, ct.Key, env, pt, c.cfg.Now())
 	unlock, err := c.p.lock(false)
@@ -116,14 +113,24 @@ func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts 
 	return ct, nil
 }
 
-func publishError(h kez.Handle, err error) error {
-	if strings.Contains(err.Error(), "maximum messages") {
-		return withHint(fmt.Errorf("@%s's inbox refused the message: %w", h, err), "the inbox may be full; try again after @"+h.String()+" has read it")
+// sendError explains a refused or failed send to @h.
+func sendError(h kez.Handle, err error) error {
+	var de *DoorError
+	if !errors.As(err, &de) {
+		return withHint(fmt.Errorf("send to @%s: %w", h, err), "nothing was stored; try again")
 	}
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-		return withHint(fmt.Errorf("%w: publish to @%s's inbox: %w", ErrUnreachable, h, err), "the broker or its JetStream did not answer; nothing was stored, try again")
+	err = fmt.Errorf("@%s's home server refused the message: %w", h, err)
+	switch de.Code {
+	case streams.DoorInboxShareFull:
+		return withHint(err, "you have left @"+h.String()+" as many unread messages as one sender may; try again once they read some")
+	case streams.DoorSenderQuota:
+		return withHint(err, "you hold as many unread messages as one sender may, across everyone you wrote to; try again once some are read")
+	case streams.DoorStoreFull, streams.DoorUnavailable:
+		return withHint(err, "the home server cannot store messages right now; nothing was stored, try again later")
+	case streams.DoorUnknownRecipient:
+		return withHint(err, "@"+h.String()+"'s key is not registered any more; kez-chat add @"+h.String()+" looks it up again")
 	}
-	return fmt.Errorf("publish to @%s's inbox: %w", h, err)
+	return err
 }
 
 // SendText sends a text message; see [Client.Send].
@@ -223,72 +230,35 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	if err != nil {
 		return err
 	}
-	js, err := JetStream(nc)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := withTimeout(ctx)
-	cons, err := js.Consumer(cctx, streams.InboxStream, streams.InboxConsumer(a.Primary))
-	cancel()
-	if err != nil {
-		return withHint(fmt.Errorf("bind to the inbox: %w", err), "the home server creates the inbox at registration and at sign-in; try again")
-	}
+	in := Inbox{NC: nc, Me: a.Primary}
 	r := &receiver{c: c, a: a, key: key, seen: seen, fn: fn}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = nc.FlushWithContext(fctx)
-	}()
 	accepted := 0
-	handle := func(m jetstream.Msg) (bool, error) {
+	handle := func(m InboxMsg) error {
 		ok, err := r.handle(ctx, m)
+		if err != nil {
+			return err
+		}
 		if ok {
 			accepted++
 		}
-		return opts.Max > 0 && accepted >= opts.Max, err
+		if opts.Max > 0 && accepted >= opts.Max {
+			// Acked here: the inbox acks only what comes before a stop.
+			return errors.Join(errListenDone, in.Ack(ctx, m))
+		}
+		return nil
 	}
 	if opts.Once {
-		for {
-			batch, err := cons.FetchNoWait(100)
-			if err != nil {
-				return fmt.Errorf("fetch: %w", err)
-			}
-			var ms []jetstream.Msg
-			for m := range batch.Messages() {
-				ms = append(ms, m)
-			}
-			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				return fmt.Errorf("fetch: %w", err)
-			}
-			for i, m := range ms {
-				// The last ack of a batch waits for the broker's answer: the
-				// consumer takes acks in order, so when --once returns
-				// every ack has been applied and a status right after
-				// counts none of these messages as unread.
-				r.syncAck = i == len(ms)-1
-				if done, err := handle(m); err != nil || done {
-					return err
-				}
-			}
-			if len(ms) == 0 {
-				return nil
-			}
-		}
+		err = in.Drain(ctx, handle)
+	} else {
+		err = in.Follow(ctx, handle)
 	}
-	err = FollowInbox(ctx, nc, cons, func(m jetstream.Msg) error {
-		done, err := handle(m)
-		if err == nil && done {
-			err = errListenDone
-		}
-		return err
-	})
 	if errors.Is(err, errListenDone) {
 		return nil
 	}
 	return err
 }
 
-// errListenDone ends FollowInbox once Listen has its Max messages.
+// errListenDone ends Listen once it has its Max messages.
 var errListenDone = errors.New("listen: done")
 
 // receiver is the state of one Listen.
@@ -298,29 +268,24 @@ type receiver struct {
 	key  *kez.PrivateKey
 	seen map[string]bool
 	fn   func(Event)
-	// syncAck makes the next ack wait for the broker's confirmation.
-	syncAck bool
 }
 
 // handle processes one message; it reports whether it was accepted. An
 // error means the message was left unacked.
-func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
-	var seq uint64
-	if md, err := m.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
+func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
+	seq := m.Seq
 	drop := func(from, why string) (bool, error) {
-		if err := r.ack(ctx, m); err != nil {
-			return false, err
-		}
 		if r.fn != nil {
 			r.fn(Event{Dropped: &Dropped{Seq: seq, From: from, Reason: why}})
 		}
 		return false, nil
 	}
-	env, err := r.c.identity(r.key).Parse(m.Data())
+	env, err := r.c.identity(r.key).Parse(m.Data)
 	if err != nil {
 		return drop("", "malformed envelope: "+err.Error())
+	}
+	if !env.From.Equal(m.Sender) { // the door checked it; a door that did not is not believed
+		return drop(env.From.String(), "stored as from another key ("+m.Sender.String()+")")
 	}
 	from := env.From.String()
 	if !env.To.Equal(r.a.Primary) {
@@ -353,7 +318,7 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 	// Only now is the sender authentic, and so its dedup key meaningful.
 	dk := env.DedupKey()
 	if r.seen[dk] {
-		return false, r.ack(ctx, m)
+		return false, nil
 	}
 	e := entryOf(DirIn, ct.Handle, env.From, env, pt, r.c.cfg.Now())
 	e.Warning = warning
@@ -361,34 +326,11 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) (bool, error) {
 		return false, err
 	}
 	r.seen[dk] = true
-	if err := r.ack(ctx, m); err != nil {
-		return false, err
-	}
 	if r.fn != nil {
 		e.quarantine(ct.Key)
 		r.fn(Event{Entry: &e})
 	}
 	return true, nil
-}
-
-// ack acknowledges m. The ack is not waited for (unless syncAck): one
-// lost on the way only means the broker delivers the message again, and
-// the dedup key stored with it makes the second delivery a silent ack.
-// Listen flushes the connection before it returns, so the acks of a
-// --once run reach the broker.
-func (r *receiver) ack(ctx context.Context, m jetstream.Msg) error {
-	var err error
-	if r.syncAck {
-		actx, cancel := withTimeout(ctx)
-		err = m.DoubleAck(actx)
-		cancel()
-	} else {
-		err = m.Ack()
-	}
-	if err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	return nil
 }
 
 // sender returns the contact that key belongs to, and the warning the
@@ -522,19 +464,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		st.NATSError = err.Error()
 		return st, nil
 	}
-	js, err := JetStream(nc)
-	if err == nil {
-		cctx, cancel := withTimeout(ctx)
-		defer cancel()
-		var cons jetstream.Consumer
-		if cons, err = js.Consumer(cctx, streams.InboxStream, streams.InboxConsumer(a.Primary)); err == nil {
-			var info *jetstream.ConsumerInfo
-			if info, err = cons.Info(cctx); err == nil {
-				st.Unread = info.NumPending + uint64(info.NumAckPending)
-			}
-		}
-	}
-	if err != nil {
+	if st.Unread, err = (Inbox{NC: nc, Me: a.Primary}).Unread(ctx); err != nil {
 		st.NATSError = err.Error()
 	}
 	return st, nil

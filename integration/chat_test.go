@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
+	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
@@ -300,8 +302,10 @@ func (ty *typist) Read(p []byte) (int, error) {
 	return copy(p, words[n]+"\n"), nil
 }
 
-// forge publishes into bob's inbox, as mallory: a message claiming to be
-// from alice (mallory's signature), and one encrypted to another key.
+// forge tries to put two forgeries of mallory's into bob's inbox: a
+// message claiming to be from alice (mallory's signature), and one
+// encrypted to another key. The door refuses both; then a compromised
+// home server stores them anyway, and bob's client must drop them.
 func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.PublicKey) {
 	t.Helper()
 	p, err := client.OpenProfile(mallory.profile)
@@ -336,9 +340,18 @@ func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.Pub
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	for _, m := range [][]byte{claimed, notForBob} {
-		if _, err := js.Publish(context.Background(), streams.InboxSubject(bob), m); err != nil {
+	ctx := context.Background()
+	for m, code := range map[string]string{string(claimed): streams.DoorSenderMismatch, string(notForBob): streams.DoorUnknownRecipient} {
+		var de *client.DoorError
+		if _, err := (client.Inbox{NC: nc, Me: mk.Public()}).Send(ctx, []byte(m)); !errors.As(err, &de) || de.Code != code {
+			t.Fatalf("the door took a forgery: %v, want %s", err, code)
+		}
+	}
+	admin := st.NATS.Connect(callout.KeyAdmin)
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	for _, m := range [][2]string{{streams.InboxMsgSubject(bob, alice), string(claimed)}, {streams.InboxMsgSubject(bob, mk.Public()), string(notForBob)}} {
+		if _, err := js.Publish(ctx, m[0], []byte(m[1])); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -105,10 +105,10 @@ func (e Envelope) Open(me *Identity, sender kez.PublicKey) (Plaintext, error) {
 	}
 	// The signature is checked before any decryption, so nothing from an
 	// unauthenticated sender reaches the AEAD or the JSON parser.
-	ad := e.associatedData()
-	if !sender.Verify(e.format().purpose, e.signedMessage(ad), e.Sig[:]) {
-		return Plaintext{}, fmt.Errorf("message: %w", kez.ErrBadSignature)
+	if err := e.Verify(); err != nil {
+		return Plaintext{}, err
 	}
+	ad := e.associatedData()
 	key, err := me.deriveKey(sender, e.Salt[:], e.keyInfo())
 	if err != nil {
 		return Plaintext{}, err
@@ -138,6 +138,21 @@ func (e Envelope) Open(me *Identity, sender kez.PublicKey) (Plaintext, error) {
 // ("kez-msg-v2" or "kez-msg-v1") || from (32 bytes) || to (32 bytes).
 func (e *Envelope) keyInfo() []byte {
 	return keyInfo(e.format().label, e.From, e.To)
+}
+
+// Verify checks that e is well-formed and signed by the key it names as
+// its sender, From. It needs no private key and no cache: the home
+// server's door runs it on every message before storing it. It says
+// nothing of whether From is the key a recipient pinned; [Envelope.Open]
+// checks that, then this.
+func (e Envelope) Verify() error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	if !e.From.Verify(e.format().purpose, e.signedMessage(e.associatedData()), e.Sig[:]) {
+		return fmt.Errorf("message: %w", kez.ErrBadSignature)
+	}
+	return nil
 }
 
 func keyInfo(label string, from, to kez.PublicKey) []byte {

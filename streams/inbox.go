@@ -1,9 +1,6 @@
 package streams
 
 import (
-	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,119 +8,94 @@ import (
 	"kez.lat/kez"
 )
 
-// The inbox subjects: kez.inbox.<hex>, one per user, all in InboxStream.
-const inboxSubjects = "kez.inbox.*"
+// The inbox subjects: kez.inbox.<recipient>.<sender>, one per pair of
+// users who wrote, all in InboxStream; kez.inbox.<recipient> is the
+// subject of messages stored before the door (read once at upgrade, see
+// door.MigrateLegacy).
+const (
+	inboxSubjects       = "kez.inbox.*.*"
+	LegacyInboxSubjects = "kez.inbox.*"
+)
 
 func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        InboxStream,
 		Description: "kez-chat: every user's inbox of end-to-end encrypted messages",
-		Subjects:    []string{inboxSubjects},
+		Subjects:    []string{inboxSubjects, LegacyInboxSubjects},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		// Work queue: a message is removed once its recipient acks it, so
-		// the per-inbox cap below counts unread messages only; until then it
-		// is kept, even while the recipient's consumer does not exist yet
-		// (interest retention would drop it). Each user's consumer filters
-		// only that user's subject, so the filters never overlap.
+		// The recipient's ack removes a message (a purge of its subject up
+		// to that sequence, by the door); until then it is kept. No
+		// consumer reads the stream: the door reads by direct get. (Work
+		// queue is kept from before the door: a stream's retention cannot
+		// change in place.)
 		Retention: jetstream.WorkQueuePolicy,
 		MaxAge:    cfg.InboxMaxAge,
-		// A full inbox refuses new messages (the sender sees the error)
-		// rather than dropping old ones nobody has read: nothing
-		// acknowledged is lost, and nobody can fill the broker through
-		// someone's inbox.
+		// Each sender has a subject of its own in each inbox, so this
+		// is one sender's share of one inbox: a full share refuses that
+		// sender's next message and nobody else's (a stranger's flood
+		// never blocks a contact). Nothing acknowledged is dropped.
 		MaxMsgsPerSubject:    cfg.InboxMaxMsgs,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		MaxMsgSize:           cfg.InboxMaxMsgSize,
 		MaxBytes:             cfg.InboxMaxBytes,
-		// One durable consumer per registered user. Without a limit of its
-		// own a stream gets nats-server's default of 1,000 consumers
-		// (jetstream.limits.default_max_consumers), and the 1,001st user
-		// would get no inbox (measured by kez-load).
+		// Unchanged from the consumer-per-user design (a stream's consumer
+		// limit cannot be lowered in place); no consumer is made now.
 		MaxConsumers: maxInboxConsumers,
 		Duplicates:   2 * time.Minute,
+		// The door reads by batch direct get.
+		AllowDirect: true,
+		// Live delivery: every stored message goes at once to
+		// kez.live.<recipient>.<sender>, which only the recipient may
+		// subscribe to. The republished message carries Nats-Stream,
+		// Nats-Subject and Nats-Sequence, which a client checks, and
+		// Nats-Last-Sequence, the previous message of that subject, by
+		// which it notices a message it missed.
+		RePublish: &jetstream.RePublish{
+			Source:      inboxSubjects,
+			Destination: liveSubjects + ".{{wildcard(1)}}.{{wildcard(2)}}",
+		},
 	}
 }
 
-// maxInboxConsumers bounds the users (one inbox consumer each) of one
-// broker: far above anything the rest of the system reaches, but a limit
-// of the stream's own, which takes precedence over the server default.
+// maxInboxConsumers is the consumer limit the inbox stream had when every
+// user had a consumer; kept so that the stream updates in place.
 const maxInboxConsumers = 100_000_000
 
-// Inboxes manages the users' durable inbox consumers. Users can never
-// create consumers: one allowed to would be able to create a push consumer
-// delivering to any subject (nats-server issue #8274).
-type Inboxes struct {
-	js jetstream.JetStream
-}
+// QuotaBucket counts, per sender (key hex), the unread messages the
+// sender holds across all inboxes: the door refuses a sender at
+// Config.SenderMaxMsgs. Entries expire with the messages they count.
+const QuotaBucket = "kez_quota"
 
-// NewInboxes returns the inbox manager on the stream Setup created.
-func NewInboxes(js jetstream.JetStream) *Inboxes { return &Inboxes{js: js} }
-
-// InboxConsumerIdle is how long a user's inbox consumer outlives the
-// user's last read.
-const InboxConsumerIdle = 7 * 24 * time.Hour
-
-// InboxConsumer returns the name of key's durable consumer: its hex.
-func InboxConsumer(key kez.PublicKey) string { return key.Hex() }
-
-// Ensure creates key's durable pull consumer on its inbox if it is
-// missing; it is idempotent. An existing consumer costs one info request;
-// creating one on a cluster starts a Raft group and takes tens of
-// milliseconds.
-func (i *Inboxes) Ensure(ctx context.Context, key kez.PublicKey) error {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	if c, err := i.js.Consumer(ctx, InboxStream, InboxConsumer(key)); err == nil &&
-		c.CachedInfo().Config.FilterSubject == InboxSubject(key) {
-		return nil
+func quotaBucketConfig(cfg Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      QuotaBucket,
+		Description: "kez-chat: unread messages each sender holds across all inboxes",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		History:     1,
+		// A count not touched for this long counts only messages that
+		// have expired since.
+		TTL: cfg.InboxMaxAge,
 	}
-	_, err := i.js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
-		Durable:       InboxConsumer(key),
-		Description:   "kez-chat inbox",
-		FilterSubject: InboxSubject(key),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 1000,
-		// Consumers of users who stay away are removed (their messages
-		// stay: the stream is a work queue) and made again at their next
-		// sign-in, so consumers — on a cluster, one Raft group each — grow
-		// with active users, not with every user ever registered.
-		InactiveThreshold: InboxConsumerIdle,
-	})
-	if err != nil {
-		return fmt.Errorf("inbox consumer: %w", err)
-	}
-	return nil
 }
-
-// UserAPIPrefix is the JetStream API prefix of users' connections: users
-// live in an account without JetStream (USERS in deploy/nats.conf), which
-// imports the few inbox API subjects of the KEZ account under this prefix
-// (clients: jetstream.NewWithAPIPrefix).
-const UserAPIPrefix = "kez.js"
 
 // UserPermissions returns the subjects a user with key may publish to and
-// subscribe to, and nothing else: publish to any inbox; read its own
-// inbox only through its own consumer (info, next message, acks); write
-// its own presence entry and read anyone's (a direct get of the presence
+// subscribe to, and nothing else: the door's endpoints under its own key
+// (send, read, ack, stat); its own live-delivery subjects; its own
+// presence entry, and anyone's presence (a direct get of the presence
 // bucket, and the live changes on kez.presence.*: every registered user
-// may see every user's presence); receive replies on its own inbox prefix
-// _I.<hex>. Every other subject, including all other JetStream API calls,
-// is denied.
+// may see every user's presence); replies on its own inbox prefix
+// _I.<hex>. Every other subject, every JetStream API call among them, is
+// denied.
 func UserPermissions(key kez.PublicKey) (pub, sub []string) {
-	h := key.Hex()
 	pub = []string{
-		inboxSubjects,
-		UserAPIPrefix + ".CONSUMER.INFO." + InboxStream + "." + h,
-		UserAPIPrefix + ".CONSUMER.MSG.NEXT." + InboxStream + "." + h,
-		"$JS.ACK." + InboxStream + "." + h + ".>",
+		"kez.door." + key.Hex() + ".*",
 		PresenceKeySubject(key),
 		UserAPIPrefix + ".DIRECT.GET." + PresenceStream + "." + presenceKeys,
 	}
-	sub = []string{UserInboxPrefix(key) + ".>", PresenceLiveSubjects}
+	sub = []string{UserInboxPrefix(key) + ".>", LiveFilter(key), PresenceLiveSubjects}
 	return pub, sub
 }
 
@@ -131,36 +103,6 @@ func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 // (nats.CustomInboxPrefix): _I.<hex>.
 func UserInboxPrefix(key kez.PublicKey) string { return "_I." + key.Hex() }
 
-// InboxTokens returns the token (the part after kez.inbox.) of every inbox
-// subject holding messages, with its message count.
-func (i *Inboxes) InboxTokens(ctx context.Context) (map[string]uint64, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	s, err := i.js.Stream(ctx, InboxStream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", InboxStream, err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(inboxSubjects))
-	if err != nil {
-		return nil, fmt.Errorf("inbox subjects: %w", err)
-	}
-	out := make(map[string]uint64, len(info.State.Subjects))
-	for subj, n := range info.State.Subjects {
-		out[strings.TrimPrefix(subj, "kez.inbox.")] = n
-	}
-	return out, nil
-}
-
-// PurgeInbox removes every message of the inbox subject kez.inbox.<token>.
-func (i *Inboxes) PurgeInbox(ctx context.Context, token string) error {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	s, err := i.js.Stream(ctx, InboxStream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", InboxStream, err)
-	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject("kez.inbox."+token)); err != nil {
-		return fmt.Errorf("purge inbox: %w", err)
-	}
-	return nil
-}
+// UserAPIPrefix is the JetStream API prefix under which USERS imports the
+// one JetStream call users make: the direct get of a presence entry.
+const UserAPIPrefix = "kez.js"

@@ -21,12 +21,15 @@ type Config struct {
 	// may make per RegisterWindow, across all replicas.
 	RegisterLimit  int
 	RegisterWindow time.Duration
-	// Inbox limits: how long an unread message is kept, how many messages
-	// one inbox holds, and the largest message (also each user's NATS
-	// payload limit).
+	// Inbox limits: how long an unread message is kept, how many unread
+	// messages one sender may hold in one inbox (its share), and the
+	// largest message (also each user's NATS payload limit).
 	InboxMaxAge     time.Duration
 	InboxMaxMsgs    int64
 	InboxMaxMsgSize int32
+	// SenderMaxMsgs is how many unread messages one sender may hold
+	// across all inboxes together.
+	SenderMaxMsgs int64
 	// InboxMaxBytes bounds the whole inbox stream (all users together).
 	InboxMaxBytes int64
 }
@@ -35,8 +38,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Replicas: 1, RegisterLimit: 10, RegisterWindow: time.Hour,
-		InboxMaxAge: 30 * 24 * time.Hour, InboxMaxMsgs: 10_000, InboxMaxMsgSize: 64 << 10,
-		InboxMaxBytes: 10 << 30,
+		InboxMaxAge: 30 * 24 * time.Hour, InboxMaxMsgs: 1_000, InboxMaxMsgSize: 64 << 10,
+		SenderMaxMsgs: 10_000, InboxMaxBytes: 10 << 30,
 	}
 }
 
@@ -53,6 +56,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: inbox max age must be at least 1m", ErrConfig)
 	case c.InboxMaxMsgs < 1:
 		return fmt.Errorf("%w: inbox max messages must be at least 1", ErrConfig)
+	case c.SenderMaxMsgs < c.InboxMaxMsgs:
+		return fmt.Errorf("%w: sender max messages (%d) must be at least the inbox max messages (%d)", ErrConfig, c.SenderMaxMsgs, c.InboxMaxMsgs)
 	case c.InboxMaxMsgSize < 1024:
 		return fmt.Errorf("%w: inbox max message size must be at least 1 KiB", ErrConfig)
 	case c.InboxMaxBytes < int64(c.InboxMaxMsgSize):
@@ -89,6 +94,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", InboxStream, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, quotaBucketConfig(cfg)); err != nil {
+		return fmt.Errorf("create bucket %s: %w", QuotaBucket, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, presenceStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", PresenceStream, err)

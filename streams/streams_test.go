@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,118 +156,40 @@ func TestRateLimiterHoldsAcrossClients(t *testing.T) {
 	}
 }
 
-// TestInboxCapCountsUnreadMessages: read and acked messages leave the
-// inbox, so a full inbox empties as its owner reads it; unread messages
-// wait even before the owner's consumer exists.
-func TestInboxCapCountsUnreadMessages(t *testing.T) {
+// TestInboxShareIsPerSender: each sender has its own share of an inbox
+// (its own subject's limit), so one sender's full share refuses only that
+// sender, and reading (a purge up to a sequence) makes room again.
+func TestInboxShareIsPerSender(t *testing.T) {
 	cfg := streams.DefaultConfig()
 	cfg.InboxMaxMsgs = 3
 	js, _ := setup(t, cfg)
 	ctx := context.Background()
 	bob, _ := kez.GenerateKey(nil)
-	subject := streams.InboxSubject(bob.Public())
+	mallory, _ := kez.GenerateKey(nil)
+	alice, _ := kez.GenerateKey(nil)
+	flood := streams.InboxMsgSubject(bob.Public(), mallory.Public())
+	var last uint64
 	for i := range 3 {
-		if _, err := js.Publish(ctx, subject, []byte{byte(i)}); err != nil {
+		ack, err := js.Publish(ctx, flood, []byte{byte(i)})
+		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
+		last = ack.Sequence
 	}
-	if _, err := js.Publish(ctx, subject, []byte("overflow")); err == nil {
-		t.Fatal("a 4th unread message was accepted")
+	if _, err := js.Publish(ctx, flood, []byte("overflow")); err == nil || !strings.Contains(err.Error(), "maximum messages per subject exceeded") {
+		t.Fatalf("a 4th unread message of one sender: %v", err)
 	}
-	if err := streams.NewInboxes(js).Ensure(ctx, bob.Public()); err != nil {
-		t.Fatal(err)
+	if _, err := js.Publish(ctx, streams.InboxMsgSubject(bob.Public(), alice.Public()), []byte("hello")); err != nil {
+		t.Fatalf("another sender refused while the first one's share is full: %v", err)
 	}
-	cons, err := js.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(bob.Public()))
+	st, err := js.Stream(ctx, streams.InboxStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(flood), jetstream.WithPurgeSequence(last+1)); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for m := range batch.Messages() {
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if n != 3 {
-		t.Fatalf("fetched %d messages published before the consumer existed, want 3", n)
-	}
-	for i := range 3 {
-		if _, err := js.Publish(ctx, subject, []byte{byte(10 + i)}); err != nil {
-			t.Fatalf("after reading, message %d: %v", i, err)
-		}
-	}
-}
-
-// TestInboxHoldsMoreThanTheServerDefaultOfConsumers: nats-server gives a
-// stream without a consumer limit of its own a default of 1,000; the inbox
-// stream needs one consumer per user.
-func TestInboxHoldsMoreThanTheServerDefaultOfConsumers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("creates 1,001 consumers")
-	}
-	js, _ := setup(t, streams.DefaultConfig())
-	ctx := context.Background()
-	inboxes := streams.NewInboxes(js)
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for w := range 16 {
-		wg.Go(func() {
-			for i := w; i < 1001; i += 16 {
-				k, _ := kez.GenerateKey(nil)
-				if err := inboxes.Ensure(ctx, k.Public()); err != nil {
-					if failed.Add(1) == 1 {
-						t.Errorf("inbox consumer %d: %v", i+1, err)
-					}
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// TestIdleInboxConsumerComesBack: a user's inbox consumer is removed after
-// a week without reads; the unread messages stay, and the consumer made
-// again at the next sign-in delivers them.
-func TestIdleInboxConsumerComesBack(t *testing.T) {
-	js, _ := setup(t, streams.DefaultConfig())
-	ctx := context.Background()
-	bob, _ := kez.GenerateKey(nil)
-	inboxes := streams.NewInboxes(js)
-	if err := inboxes.Ensure(ctx, bob.Public()); err != nil {
-		t.Fatal(err)
-	}
-	name := streams.InboxConsumer(bob.Public())
-	cons, err := js.Consumer(ctx, streams.InboxStream, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := cons.CachedInfo().Config.InactiveThreshold; got != streams.InboxConsumerIdle {
-		t.Fatalf("inactive threshold %v, want %v", got, streams.InboxConsumerIdle)
-	}
-	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("while away")); err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteConsumer(ctx, streams.InboxStream, name); err != nil { // as the idle timer would
-		t.Fatal(err)
-	}
-	if err := inboxes.Ensure(ctx, bob.Public()); err != nil {
-		t.Fatal(err)
-	}
-	cons, _ = js.Consumer(ctx, streams.InboxStream, name)
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for m := range batch.Messages() {
-		got = append(got, string(m.Data()))
-	}
-	if len(got) != 1 || got[0] != "while away" {
-		t.Fatalf("after the consumer came back: %q", got)
+	if _, err := js.Publish(ctx, flood, []byte("after reading")); err != nil {
+		t.Fatalf("after reading: %v", err)
 	}
 }

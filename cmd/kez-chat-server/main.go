@@ -44,10 +44,10 @@ type serveCmd struct {
 	UsersAccount      string        `name:"users-account" env:"USERS_ACCOUNT" default:"USERS" help:"NATS account users are placed in."`
 	UserJWTTTL        time.Duration `name:"user-jwt-ttl" env:"USER_JWT_TTL" default:"1h" help:"Lifetime of a user's NATS authorisation; clients reconnect and re-authorise at expiry."`
 	InboxMaxAge       time.Duration `name:"inbox-max-age" env:"INBOX_MAX_AGE" default:"720h" help:"How long an unread message waits in an inbox."`
-	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"10000" help:"Messages one inbox holds; a full inbox refuses new ones."`
+	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"1000" help:"Unread messages one sender may hold in one inbox (its share): a stranger's flood never blocks a contact's message."`
+	SenderMaxMsgs     int64         `name:"sender-max-msgs" env:"SENDER_MAX_MSGS" default:"10000" help:"Unread messages one sender may hold across all inboxes together."`
 	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
 	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
-	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"10m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
 	PublicRelays      []string      `name:"public-relay" env:"KEZ_PUBLIC_RELAYS" help:"Multiaddr of a kez-relay, ending in /p2p/<peer id> (as 'kez-relay id' prints it), advertised in handle records (repeatable; env: comma-separated)."`
 }
 
@@ -85,9 +85,8 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	cfg.Streams = streams.Config{
 		Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow,
 		InboxMaxAge: c.InboxMaxAge, InboxMaxMsgs: c.InboxMaxMsgs, InboxMaxMsgSize: c.InboxMaxMsgSize,
-		InboxMaxBytes: c.InboxMaxBytes,
+		InboxMaxBytes: c.InboxMaxBytes, SenderMaxMsgs: c.SenderMaxMsgs,
 	}
-	cfg.InboxSweep = c.InboxSweep
 	cfg.PublicRelays = c.PublicRelays
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
@@ -42,8 +41,9 @@ type LoadConfig struct {
 	DrainLimit time.Duration // how long to wait for messages in flight at the end of a phase
 }
 
-// user is one simulated user. Its key, handle and inbox consumer are real:
-// the broker only knows it through the auth callout, like any client.
+// user is one simulated user. Its key, handle and inbox are real: the
+// broker only knows it through the auth callout, like any client, and it
+// reaches its inbox only through the home server's door.
 type user struct {
 	i      int
 	handle kez.Handle
@@ -52,9 +52,10 @@ type user struct {
 	pub    kez.PublicKey
 	online bool
 
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	down atomic.Int64 // unix nanos of the last disconnect, 0 when up
+	nc    *nats.Conn
+	inbox client.Inbox
+	down  atomic.Int64    // unix nanos of the last disconnect, 0 when up
+	seen  map[string]bool // dedup keys received (only the following goroutine touches it)
 
 	mu       sync.Mutex
 	contacts []*user
@@ -76,7 +77,7 @@ type Gen struct {
 	nextURL atomic.Uint64
 
 	sent, toOffline, received, expected atomic.Int64
-	redelivered                         atomic.Int64 // received with NumDelivered > 1
+	redelivered                         atomic.Int64 // received again: a message already received (its ack was lost)
 	reconnects, authExpired             atomic.Int64
 
 	following sync.WaitGroup // the users' inbox readers
@@ -211,8 +212,7 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 }
 
 // signIn connects u through the auth callout and follows its inbox the
-// way client.Listen does (client.FollowInbox on the durable pull consumer
-// the server made), until Close.
+// way client.Listen does (client.Inbox.Follow), until Close.
 func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 	t0 := time.Now()
 	nc, err := client.ConnectNATS(url, u.key,
@@ -239,22 +239,13 @@ func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 	}
 	g.rec.Observe(opSignIn, time.Since(t0))
 	u.nc = nc
-	if u.js, err = client.JetStream(nc); err != nil {
-		nc.Close()
-		g.rec.Error(opSignIn, "jetstream")
-		return err
-	}
-	octx, cancel := context.WithTimeout(ctx, g.cfg.OpTimeout)
-	cons, err := u.js.Consumer(octx, streams.InboxStream, streams.InboxConsumer(u.pub))
-	cancel()
-	if err != nil {
-		nc.Close()
-		g.rec.Error("inbox bind", ErrKind(err))
-		return err
+	u.inbox = client.Inbox{NC: nc, Me: u.pub}
+	if u.seen == nil {
+		u.seen = map[string]bool{}
 	}
 	g.following.Go(func() {
-		err := client.FollowInbox(context.Background(), nc, cons, func(m jetstream.Msg) error {
-			g.receive(u, m)
+		err := u.inbox.Follow(context.Background(), func(m client.InboxMsg) error {
+			g.receive(u, m.Data)
 			return nil
 		})
 		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -268,19 +259,19 @@ func (g *Gen) signIn(ctx context.Context, u *user, url string) error {
 const loadPrefix = "kez-load "
 
 // receive parses, authenticates and decrypts one inbox message as a
-// client does, then acks it; the send time in the plaintext gives the
-// send→receive latency.
-func (g *Gen) receive(u *user, m jetstream.Msg) {
-	defer func() { _ = m.Ack() }()
-	// A redelivery waited out the inbox AckWait (30 s): its first delivery
-	// went unacked (lost on the way, or its ack was).
-	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
-		g.redelivered.Add(1)
-	}
-	env, err := u.id.Parse(m.Data())
+// client does; the send time in the plaintext gives the send→receive
+// latency.
+func (g *Gen) receive(u *user, data []byte) {
+	env, err := u.id.Parse(data)
 	if err != nil {
 		g.rec.Error("receive", "malformed")
 		return
+	}
+	if dk := env.DedupKey(); u.seen[dk] {
+		g.redelivered.Add(1)
+		return
+	} else {
+		u.seen[dk] = true
 	}
 	g.mu.RLock()
 	_, known := g.byKey[env.From]
@@ -369,14 +360,14 @@ func (g *Gen) sendOne(ctx context.Context) {
 	if pad := g.cfg.Size - len(text); pad > 0 {
 		text += strings.Repeat("x", pad)
 	}
-	env, wire, err := message.Seal(s.id, key, message.Text(text), now, nil)
+	_, wire, err := message.Seal(s.id, key, message.Text(text), now, nil)
 	if err != nil {
 		g.rec.Error(opSend, "seal")
 		return
 	}
 	octx, cancel := context.WithTimeout(ctx, g.cfg.OpTimeout)
 	t0 := time.Now()
-	_, err = s.js.Publish(octx, streams.InboxSubject(key), wire, jetstream.WithMsgID(env.DedupKey()))
+	_, err = s.inbox.Send(octx, wire)
 	cancel()
 	if err != nil {
 		g.rec.Error(opSend, ErrKind(err))

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
@@ -172,6 +171,10 @@ func ErrKind(err error) string {
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%d %s", se.Status, se.Code)
 	}
+	var de *client.DoorError
+	if errors.As(err, &de) {
+		return "door " + de.Code
+	}
 	msg := strings.ToLower(err.Error())
 	switch {
 	case errors.Is(err, syscall.EMFILE) || strings.Contains(msg, "too many open files"):
@@ -186,10 +189,6 @@ func ErrKind(err error) string {
 		return "authorization violation"
 	case strings.Contains(msg, "authentication expired"):
 		return "authentication expired"
-	case strings.Contains(msg, "maximum messages"):
-		return "inbox full"
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		return "inbox consumer not found"
 	case strings.Contains(msg, "maximum consumers limit"):
 		return "maximum consumers limit"
 	case errors.Is(err, nats.ErrNoResponders):
@@ -267,7 +266,7 @@ type Report struct {
 	MsgsPerSec  float64 `json:"received_per_sec"`
 	Sent        int64   `json:"sent"`
 	Received    int64   `json:"received"`
-	Redelivered int64   `json:"redelivered"` // received after the inbox AckWait: delivered before, unacked
+	Redelivered int64   `json:"redelivered"` // received again (its ack was lost)
 	Lost        int64   `json:"lost"`
 	ToOffline   int64   `json:"sent_to_offline"`
 	Reconnects  int64   `json:"reconnects"`
@@ -303,7 +302,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "== %s: %d users (%d online), %.2g msg/user/min\n", r.Label, r.Users, r.Online, r.RatePerMin)
 	fmt.Fprintf(w, "setup     %d users in %.1fs: %.1f registrations/s (register + sigchain + sign-in + inbox)\n",
 		r.SetupUsers, r.SetupSecs, r.RegsPerSec)
-	fmt.Fprintf(w, "steady    %.0fs: sent %d (%.1f/s), received %d (%.1f/s, %d redelivered after AckWait), lost %d, to offline inboxes %d, reconnects %d (auth expired %d)\n",
+	fmt.Fprintf(w, "steady    %.0fs: sent %d (%.1f/s), received %d (%.1f/s, %d received again), lost %d, to offline inboxes %d, reconnects %d (auth expired %d)\n",
 		r.SteadySecs, r.Sent, r.SentPerSec, r.Received, r.MsgsPerSec, r.Redelivered, r.Lost, r.ToOffline, r.Reconnects, r.AuthExpired)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "operation\tcount\t/s\tp50 ms\tp99 ms\tmax ms\terrors\t")

@@ -113,7 +113,7 @@ func TestErrKind(t *testing.T) {
 		{fmt.Errorf("dial: %w", syscall.EADDRNOTAVAIL), "out of ephemeral ports"},
 		{errors.New("nats: authorization violation"), "authorization violation"},
 		{fmt.Errorf("publish: %w", context.DeadlineExceeded), "timeout"},
-		{errors.New("nats: maximum messages per subject exceeded"), "inbox full"},
+		{fmt.Errorf("send: %w", &client.DoorError{Code: "inbox_share_full"}), "door inbox_share_full"},
 		{errors.New("something else"), "other"},
 	} {
 		if got := ErrKind(tt.err); got != tt.want {

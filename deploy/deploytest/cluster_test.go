@@ -3,7 +3,6 @@
 package deploytest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -14,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/streams"
@@ -179,10 +176,6 @@ func TestCluster(t *testing.T) {
 
 	// Bob sends messages all along; every acknowledged one must reach alice.
 	bnc := connectUser(t, natsURLs, bob)
-	bjs, err := jetstream.New(bnc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var sent []string
@@ -197,9 +190,7 @@ func TestCluster(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 			msg := fmt.Sprintf("m%d", i)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := bjs.Publish(ctx, streams.InboxSubject(alice.key.Public()), []byte(msg))
-			cancel()
+			err := sendErr(bnc, bob, alice, msg)
 			mu.Lock()
 			if err == nil {
 				sent = append(sent, msg)

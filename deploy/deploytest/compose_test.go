@@ -86,7 +86,7 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("webfinger: %d", code)
 	}
 	bnc := connectUser(t, natsURL, bob)
-	send(t, bnc, alice, "before the crash")
+	send(t, bnc, bob, alice, "before the crash")
 	bnc.Close()
 
 	t.Run("nats killed", func(t *testing.T) {
@@ -140,7 +140,7 @@ func TestCompose(t *testing.T) {
 			}
 		}
 		anc := connectUser(t, natsURL, alice)
-		send(t, anc, bob, "after the restart")
+		send(t, anc, alice, bob, "after the restart")
 		bnc := connectUser(t, natsURL, bob)
 		if got := receive(t, bnc, bob); !slices.Equal(got, []string{"after the restart"}) {
 			t.Fatalf("bob's inbox: %q", got)
@@ -248,7 +248,7 @@ func TestBringYourOwnNATS(t *testing.T) {
 	register(t, chat, bob)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", base+11)
 	anc := connectUser(t, natsURL, alice)
-	send(t, anc, bob, "via your own broker")
+	send(t, anc, alice, bob, "via your own broker")
 	bnc := connectUser(t, natsURL, bob)
 	if got := receive(t, bnc, bob); !slices.Equal(got, []string{"via your own broker"}) {
 		t.Fatalf("bob's inbox: %q", got)

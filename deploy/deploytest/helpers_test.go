@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
+	"kez.lat/kez/message"
 	"kez.lat/kez/streams"
 )
 
@@ -323,59 +323,49 @@ func connectUser(t testing.TB, url string, u user) *nats.Conn {
 	return nil
 }
 
-// send publishes msg to to's inbox as from (JetStream-acknowledged).
-func send(t testing.TB, nc *nats.Conn, to user, msg string) {
-	t.Helper()
-	js, err := jetstream.New(nc)
+// sendErr hands a text message from from to to's inbox through the home
+// server's door (stored once it returns nil).
+func sendErr(nc *nats.Conn, from, to user, msg string) error {
+	_, wire, err := message.Seal(message.NewIdentity(from.key), to.key.Public(), message.Text(msg), time.Now(), nil)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, streams.InboxSubject(to.key.Public()), []byte(msg)); err != nil {
+	_, err = (client.Inbox{NC: nc, Me: from.key.Public()}).Send(ctx, wire)
+	return err
+}
+
+// send is sendErr that fails the test.
+func send(t testing.TB, nc *nats.Conn, from, to user, msg string) {
+	t.Helper()
+	if err := sendErr(nc, from, to, msg); err != nil {
 		t.Fatalf("send to %s: %v", to.name, err)
 	}
 }
 
-// receive fetches and acknowledges every message waiting in u's inbox.
+// receive reads, opens and acknowledges every message waiting in u's
+// inbox, and returns their texts.
 func receive(t testing.TB, nc *nats.Conn, u user) []string {
 	t.Helper()
-	js, err := jetstream.NewWithAPIPrefix(nc, streams.UserAPIPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cons jetstream.Consumer
-	for {
-		cons, err = js.Consumer(ctx, streams.InboxStream, streams.InboxConsumer(u.key.Public()))
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%s binds their inbox: %v", u.name, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	id := message.NewIdentity(u.key)
 	var got []string
-	for {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+	err := (client.Inbox{NC: nc, Me: u.key.Public()}).Drain(ctx, func(m client.InboxMsg) error {
+		env, err := message.Parse(m.Data)
 		if err != nil {
-			t.Fatalf("%s fetches: %v", u.name, err)
+			return err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			got = append(got, string(m.Data()))
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Fatalf("ack: %v", err)
-			}
+		pt, err := env.Open(id, env.From)
+		if err != nil {
+			return err
 		}
-		if batch.Error() != nil && n == 0 {
-			t.Fatalf("%s fetches: %v", u.name, batch.Error())
-		}
-		if n == 0 {
-			return got
-		}
+		got = append(got, pt.Body())
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s reads their inbox: %v", u.name, err)
 	}
+	return got
 }

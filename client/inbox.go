@@ -1,0 +1,266 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"kez.lat/kez"
+	"kez.lat/kez/streams"
+)
+
+// DoorError is a refusal of the home server's inbox door: Code is one of
+// the streams.Door* codes.
+type DoorError struct {
+	Code, Message string
+}
+
+func (e *DoorError) Error() string { return e.Message + " (" + e.Code + ")" }
+
+// doorCall asks the door to perform op for me with body and decodes its
+// answer into out. A refusal is a *DoorError; no answer is ErrUnreachable.
+func doorCall(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, body []byte, out any) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, streams.DoorSubject(me, op), body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return withHint(fmt.Errorf("%w: the home server's inbox door does not answer", ErrUnreachable),
+				"kez-chat-server is not running or not connected to the broker; nothing was changed, try again")
+		}
+		return fmt.Errorf("%w: inbox door: %w", ErrUnreachable, err)
+	}
+	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return &DoorError{Code: code, Message: m.Header.Get(micro.ErrorHeader)}
+	}
+	if err := json.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%w: inbox door answered %d bytes that are not its JSON", ErrBadRecord, len(m.Data))
+	}
+	return nil
+}
+
+// InboxMsg is one message of the own inbox: its stream sequence, its
+// sender (as the subject names it, which the door set) and the envelope.
+type InboxMsg struct {
+	Seq    uint64
+	Sender kez.PublicKey
+	Data   []byte
+}
+
+// Inbox is the own inbox of a signed-in user, reached through the home
+// server's door over NC, the user's connection; Me is the user's key.
+// [Client.Listen] and [Client.Send] use it; programs that hold many
+// users' connections (kez-load) use it directly.
+type Inbox struct {
+	NC *nats.Conn
+	Me kez.PublicKey
+}
+
+// Send hands an envelope (its wire form) to the door, which stores it if
+// it passes the door's checks.
+func (in Inbox) Send(ctx context.Context, wire []byte) (streams.SendReply, error) {
+	var reply streams.SendReply
+	err := doorCall(ctx, in.NC, in.Me, streams.DoorSend, wire, &reply)
+	return reply, err
+}
+
+// read returns the unread messages after sequence after, and whether
+// more follow the last one.
+func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error) {
+	req, _ := json.Marshal(streams.ReadRequest{After: after})
+	var reply streams.ReadReply
+	if err := doorCall(ctx, in.NC, in.Me, streams.DoorRead, req, &reply); err != nil {
+		return nil, false, fmt.Errorf("read the inbox: %w", err)
+	}
+	out := make([]InboxMsg, 0, len(reply.Msgs))
+	for _, m := range reply.Msgs {
+		sender, err := kez.ParsePublicKeyHex(m.Sender)
+		if err != nil || m.Seq <= after {
+			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+		}
+		out = append(out, InboxMsg{m.Seq, sender, m.Data})
+		after = m.Seq
+	}
+	return out, reply.More, nil
+}
+
+// Ack removes m and every earlier message of its sender: the caller has
+// stored (or dropped) them, in order.
+func (in Inbox) Ack(ctx context.Context, m InboxMsg) error {
+	req, _ := json.Marshal(streams.AckRequest{Sender: m.Sender.Hex(), Seq: m.Seq})
+	var reply struct{}
+	if err := doorCall(ctx, in.NC, in.Me, streams.DoorAck, req, &reply); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// Unread counts the unread messages.
+func (in Inbox) Unread(ctx context.Context) (uint64, error) {
+	var reply streams.StatReply
+	err := doorCall(ctx, in.NC, in.Me, streams.DoorStat, nil, &reply)
+	return reply.Unread, err
+}
+
+// Drain passes every unread message to fn in stream order, page by page,
+// until the inbox is read to its end (as the answering replica knows it),
+// and acks what fn took: after each page, one ack per sender up to its
+// last message. A message for which fn fails, and every later one, stays
+// unread.
+func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
+	var after uint64
+	for {
+		ms, more, err := in.read(ctx, after)
+		if err != nil {
+			return err
+		}
+		last := map[kez.PublicKey]InboxMsg{}
+		for _, m := range ms {
+			if err = fn(m); err != nil {
+				break
+			}
+			last[m.Sender] = m
+			after = m.Seq
+		}
+		for _, m := range last {
+			if aerr := in.Ack(ctx, m); aerr != nil {
+				return errors.Join(err, aerr)
+			}
+		}
+		if err != nil || len(ms) == 0 || !more {
+			return err
+		}
+	}
+}
+
+// resyncEvery is how often a following client reads its inbox even when
+// nothing says it missed a message: the stream's live republish can miss
+// one stored around a leader change, and a missed last message of a
+// sender would otherwise wait for the next reconnect.
+const resyncEvery = 2 * time.Minute
+
+// Follow passes every message of the inbox to fn, in order per sender and
+// once per sequence, and acks each one fn took, until ctx ends (nil) or
+// fn fails (that message stays unread). It reads
+// the backlog at start, after every reconnect and whenever the live feed
+// shows a gap, and otherwise takes messages as the stream republishes
+// them to the own kez.live.<hex>.* subjects.
+//
+// A live message is taken only with the republish headers of the own
+// inbox (Nats-Stream and a Nats-Subject of kez.inbox.<own hex>.<sender>
+// matching its subject): anyone may send a request whose reply subject is
+// this user's live subject, and the answer that lands there must not pass
+// for a message. It is taken directly only if the previous message of its
+// sender (Nats-Last-Sequence) has been handled; otherwise the backlog is
+// read first. The backlog may come from a stream replica that lags: then
+// it is read again shortly until it holds what the live feed announced.
+func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
+	live := make(chan *nats.Msg, 1024)
+	sub, err := in.NC.ChanSubscribe(streams.LiveFilter(in.Me), live)
+	if err != nil {
+		return fmt.Errorf("follow the inbox: %w", err)
+	}
+	defer sub.Unsubscribe()
+	slow := sub.StatusChanged(nats.SubscriptionSlowConsumer)
+	status := in.NC.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer in.NC.RemoveStatusListener(status)
+
+	done := map[kez.PublicKey]uint64{}   // last sequence handled, per sender
+	wanted := map[kez.PublicKey]uint64{} // announced live, not yet read
+	handle := func(m InboxMsg) error {
+		if m.Seq <= done[m.Sender] {
+			return nil
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		done[m.Sender] = m.Seq
+		if wanted[m.Sender] <= m.Seq {
+			delete(wanted, m.Sender)
+		}
+		return nil
+	}
+	retry := time.NewTimer(0) // the first backlog read
+	defer retry.Stop()
+	backoff := 50 * time.Millisecond
+	resync := func() error {
+		if err := in.Drain(ctx, handle); err != nil {
+			return err
+		}
+		next := resyncEvery + rand.N(resyncEvery/4)
+		if len(wanted) > 0 { // a lagging replica answered
+			next, backoff = backoff, min(2*backoff, 2*time.Second)
+		} else {
+			backoff = 50 * time.Millisecond
+		}
+		retry.Reset(next)
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s := <-status:
+			if s == nats.CLOSED {
+				return fmt.Errorf("follow the inbox: %w", nats.ErrConnectionClosed)
+			}
+			retry.Reset(0)
+		case <-slow:
+			retry.Reset(0)
+		case <-retry.C:
+			if err := resync(); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if !errors.Is(err, ErrUnreachable) {
+					return err
+				}
+				retry.Reset(time.Second) // the door or the broker is away
+			}
+		case m := <-live:
+			im, last, ok := in.liveMsg(m)
+			if !ok {
+				continue
+			}
+			if last > done[im.Sender] {
+				wanted[im.Sender] = max(wanted[im.Sender], im.Seq)
+				retry.Reset(0)
+				continue
+			}
+			if err := handle(im); err != nil {
+				return err
+			}
+			if err := in.Ack(ctx, im); err != nil {
+				// Still unread: read (and taken as a repeat) again later.
+				retry.Reset(time.Second)
+			}
+		}
+	}
+}
+
+// liveMsg checks a message on the own live subjects and returns it with
+// the sequence of its sender's previous message (0: none kept).
+func (in Inbox) liveMsg(m *nats.Msg) (InboxMsg, uint64, bool) {
+	sender, err := streams.InboxSender(m.Subject)
+	if err != nil || m.Header.Get(jetstream.StreamHeader) != streams.InboxStream ||
+		m.Header.Get(jetstream.SubjectHeader) != streams.InboxMsgSubject(in.Me, sender) {
+		return InboxMsg{}, 0, false
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return InboxMsg{}, 0, false
+	}
+	last, err := strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+	if err != nil {
+		last = 0
+	}
+	return InboxMsg{seq, sender, m.Data}, last, true
+}

@@ -1,0 +1,495 @@
+// Package door is the inbox door of kez-chat-server: the only way users
+// reach the inbox stream. Every replica serves it as a micro service in
+// one queue group. A user sends, reads, acknowledges and counts through
+// subjects that carry the user's own key (streams.DoorSubject), so the
+// broker's permissions say who asks; users hold no JetStream API, no
+// consumer and no other per-user object.
+//
+// A message is stored only if it parses as a kez message envelope, its
+// sender is the caller, its signature verifies, its recipient is a
+// registered key and the caller is within its quotas: a share of each
+// inbox (the stream's per-subject limit on kez.inbox.<to>.<from>) and a
+// total across all inboxes (the kez_quota bucket). Garbage is never
+// stored, and nobody can fill or block another user's inbox.
+package door
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"kez.lat/kez"
+	"kez.lat/kez/message"
+	"kez.lat/kez/streams"
+)
+
+// Users is what the door needs of the registry: whether a key is
+// registered.
+type Users interface {
+	// LookupKey answers from memory.
+	LookupKey(kez.PublicKey) (kez.HandleRecord, bool)
+	// KeyHandle asks the registry (one round trip), or kez.ErrNotFound.
+	KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error)
+}
+
+// Config tunes the door.
+type Config struct {
+	// SenderMaxMsgs is how many unread messages one sender may hold
+	// across all inboxes (streams.Config.SenderMaxMsgs).
+	SenderMaxMsgs int64
+	// Workers bounds the requests one replica serves at once (64 if 0).
+	Workers int
+}
+
+// Read limits: a read answers at most readBatch messages and readBytes of
+// them, so that the answer (base64 in JSON) stays under the broker's
+// 1 MB payload limit.
+const (
+	readBatch = 100
+	readBytes = 512 << 10
+	// opTimeout bounds the JetStream calls of one request.
+	opTimeout = 5 * time.Second
+)
+
+// Service is a running door.
+type Service struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	quota   jetstream.KeyValue
+	users   Users
+	logger  *slog.Logger
+	workers *streams.Workers
+	svc     micro.Service
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+
+	mu     sync.Mutex
+	counts map[string]count // this replica's view of kez_quota
+	// senders serialises one replica's changes of a sender's count (by
+	// the key's first byte), so that they do not race each other's
+	// compare-and-set; other replicas' changes are caught by it.
+	senders [256]sync.Mutex
+}
+
+// count is a sender's entry of kez_quota: its value and revision (0: no
+// entry).
+type count struct {
+	n   int64
+	rev uint64
+}
+
+// New returns a door on js (the KEZ account's JetStream, where Setup made
+// the inbox stream and the quota bucket).
+func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Service, error) {
+	if cfg.SenderMaxMsgs < 1 {
+		return nil, errors.New("door: sender max messages must be at least 1")
+	}
+	quota, err := js.KeyValue(ctx, streams.QuotaBucket)
+	if err != nil {
+		return nil, fmt.Errorf("door: bucket %s: %w", streams.QuotaBucket, err)
+	}
+	s := &Service{
+		cfg: cfg, nc: js.Conn(), js: js, quota: quota, users: users,
+		logger:  logger.With("component", "door"),
+		workers: streams.NewWorkers(cfg.Workers),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_door_requests_total", Help: "Inbox door requests by operation and result (ok or a refusal code).",
+		}, []string{"op", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kez_door_duration_seconds", Help: "Time to answer an inbox door request.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"op"}),
+		counts: map[string]count{},
+	}
+	reg.MustRegister(s.requests, s.duration)
+	return s, nil
+}
+
+// Start serves the door on the service connection.
+func (s *Service) Start() error {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        streams.DoorServiceName,
+		Version:     "1.0.0",
+		Description: "kez-chat inbox door: send, read, ack, stat",
+		QueueGroup:  streams.DoorServiceName,
+	})
+	if err != nil {
+		return fmt.Errorf("door service: %w", err)
+	}
+	for _, op := range streams.DoorOps {
+		op := op
+		h := s.workers.Handler(func(r micro.Request) { s.serve(op, r) })
+		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(streams.DoorEndpoint(op))); err != nil {
+			svc.Stop()
+			return fmt.Errorf("door endpoint %s: %w", op, err)
+		}
+	}
+	s.svc = svc
+	return nil
+}
+
+// Stop stops taking requests and waits for those in hand.
+func (s *Service) Stop() {
+	if s.svc != nil {
+		s.svc.Stop()
+	}
+	s.workers.Stop()
+}
+
+// refusal is a door error with its code (streams.Door*).
+type refusal struct {
+	code, msg string
+}
+
+func (r *refusal) Error() string { return r.code + ": " + r.msg }
+
+func refuse(code, format string, args ...any) *refusal {
+	return &refusal{code, fmt.Sprintf(format, args...)}
+}
+
+// serve answers one request of operation op. Nothing of the request but
+// its subject and body is used: headers a caller sets (Nats-Msg-Id,
+// Nats-Expected-*, Nats-Rollup, ...) never reach JetStream, and no stored
+// header is copied into an answer.
+func (s *Service) serve(op string, r micro.Request) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var (
+		out any
+		err error
+	)
+	caller, cerr := streams.DoorCaller(r.Subject())
+	if cerr != nil {
+		err = refuse(streams.DoorMalformed, "%v", cerr)
+	} else {
+		switch op {
+		case streams.DoorSend:
+			out, err = s.send(ctx, caller, r.Data())
+		case streams.DoorRead:
+			out, err = s.read(ctx, caller, r.Data())
+		case streams.DoorAck:
+			out, err = s.ack(ctx, caller, r.Data())
+		case streams.DoorStat:
+			out, err = s.stat(ctx, caller)
+		}
+	}
+	result := "ok"
+	if err != nil {
+		var rf *refusal
+		if !errors.As(err, &rf) {
+			s.logger.Warn("door", "op", op, "err", err)
+			rf = refuse(streams.DoorUnavailable, "the inbox store did not answer; nothing was changed")
+		}
+		result = rf.code
+		_ = r.Error(rf.code, rf.msg, nil)
+	} else if err := r.RespondJSON(out); err != nil {
+		s.logger.Warn("door respond", "op", op, "err", err)
+	}
+	s.requests.WithLabelValues(op, result).Inc()
+	s.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// send stores one envelope from caller.
+func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (streams.SendReply, error) {
+	env, err := message.Parse(body)
+	if err != nil {
+		return streams.SendReply{}, refuse(streams.DoorMalformed, "%v", err)
+	}
+	if !env.From.Equal(caller) {
+		return streams.SendReply{}, refuse(streams.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, caller)
+	}
+	if err := env.Verify(); err != nil {
+		return streams.SendReply{}, refuse(streams.DoorBadSignature, "the envelope's signature does not verify")
+	}
+	if ok, err := s.registered(ctx, env.To); err != nil {
+		return streams.SendReply{}, err
+	} else if !ok {
+		return streams.SendReply{}, refuse(streams.DoorUnknownRecipient, "%s is not a registered key", env.To)
+	}
+	if err := s.reserve(ctx, caller); err != nil {
+		return streams.SendReply{}, err
+	}
+	ack, err := s.js.Publish(ctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	if err != nil || ack.Duplicate { // not one more unread message
+		if aerr := s.adjust(ctx, caller, -1); aerr != nil {
+			s.logger.Warn("door: quota count", "sender", caller.String(), "err", aerr)
+		}
+	}
+	if err != nil {
+		return streams.SendReply{}, storeError(err)
+	}
+	return streams.SendReply{ID: env.ID.String(), Duplicate: ack.Duplicate}, nil
+}
+
+// storeError turns a refused publish into a refusal the sender can act
+// on; anything else stays an error (unavailable).
+func storeError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "maximum messages per subject exceeded"):
+		return refuse(streams.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
+	case strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "insufficient resources"), strings.Contains(msg, "maximum messages exceeded"):
+		return refuse(streams.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
+	}
+	return fmt.Errorf("publish: %w", err)
+}
+
+// registered reports whether key has a handle: this replica's cache, then
+// the registry.
+func (s *Service) registered(ctx context.Context, key kez.PublicKey) (bool, error) {
+	if _, ok := s.users.LookupKey(key); ok {
+		return true, nil
+	}
+	_, err := s.users.KeyHandle(ctx, key)
+	if errors.Is(err, kez.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// reserve counts one more unread message for sender, or refuses a sender
+// that holds SenderMaxMsgs across all inboxes. The count is taken before
+// the message is stored (and given back if it is not), compare-and-set
+// against the bucket, so concurrent sends through any replicas never
+// pass the quota together. The bucket's count can only run high
+// (messages that expired unread were never subtracted), so before
+// refusing, the door counts the sender's messages in the stream itself
+// and corrects it.
+func (s *Service) reserve(ctx context.Context, sender kez.PublicKey) error {
+	full := func(n int64) bool { return n >= s.cfg.SenderMaxMsgs }
+	ok, err := s.update(ctx, sender, func(n int64) (int64, bool) { return n + 1, !full(n) })
+	if err != nil || ok {
+		return err
+	}
+	held, err := s.held(ctx, sender)
+	if err != nil {
+		return err
+	}
+	if ok, err = s.update(ctx, sender, func(int64) (int64, bool) { return held + 1, !full(held) }); err != nil || ok {
+		return err
+	}
+	return refuse(streams.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
+}
+
+// count returns sender's entry from this replica's view, or reads it.
+func (s *Service) count(ctx context.Context, sender kez.PublicKey) (count, error) {
+	s.mu.Lock()
+	c, ok := s.counts[sender.Hex()]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	return s.load(ctx, sender)
+}
+
+// load reads sender's entry from the bucket into this replica's view.
+func (s *Service) load(ctx context.Context, sender kez.PublicKey) (count, error) {
+	var c count
+	e, err := s.quota.Get(ctx, sender.Hex())
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return c, fmt.Errorf("quota: %w", err)
+	default:
+		n, perr := strconv.ParseInt(string(e.Value()), 10, 64)
+		if perr != nil {
+			n = 0 // unreadable: recounted at the next refusal
+		}
+		c = count{n, e.Revision()}
+	}
+	s.remember(sender, c)
+	return c, nil
+}
+
+func (s *Service) remember(sender kez.PublicKey, c count) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	const maxRemembered = 100_000
+	if len(s.counts) >= maxRemembered {
+		clear(s.counts)
+	}
+	s.counts[sender.Hex()] = c
+}
+
+// adjust adds delta to sender's count (not below 0).
+func (s *Service) adjust(ctx context.Context, sender kez.PublicKey, delta int64) error {
+	_, err := s.update(ctx, sender, func(n int64) (int64, bool) { return max(0, n+delta), true })
+	return err
+}
+
+// update sets sender's count to f of the current one, if f says so,
+// compare-and-set against the bucket so that every replica's changes add
+// up; it reports whether f did.
+func (s *Service) update(ctx context.Context, sender kez.PublicKey, f func(int64) (int64, bool)) (bool, error) {
+	key := sender.Hex()
+	lock := &s.senders[sender.Bytes()[0]]
+	lock.Lock()
+	defer lock.Unlock()
+	c, err := s.count(ctx, sender)
+	for range 16 {
+		if err != nil {
+			return false, err
+		}
+		n, ok := f(c.n)
+		if !ok {
+			return false, nil
+		}
+		v := []byte(strconv.FormatInt(n, 10))
+		var rev uint64
+		if c.rev == 0 {
+			rev, err = s.quota.Create(ctx, key, v)
+		} else {
+			rev, err = s.quota.Update(ctx, key, v, c.rev)
+		}
+		if err == nil {
+			s.remember(sender, count{n, rev})
+			return true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return false, fmt.Errorf("quota: %w", err)
+		}
+		c, err = s.load(ctx, sender) // another request changed it
+	}
+	return false, errors.New("quota: too many concurrent changes")
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// held counts sender's messages in every inbox, from the stream.
+func (s *Service) held(ctx context.Context, sender kez.PublicKey) (int64, error) {
+	n, err := s.subjectsTotal(ctx, streams.SenderFilter(sender))
+	return int64(n), err
+}
+
+// subjectsTotal returns how many messages the inbox stream holds on the
+// subjects matching filter.
+func (s *Service) subjectsTotal(ctx context.Context, filter string) (uint64, error) {
+	st, err := s.js.Stream(ctx, streams.InboxStream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", streams.InboxStream, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
+}
+
+// read returns the caller's unread messages after the requested
+// sequence, in stream order. The batch direct get may be answered by any
+// replica of the stream: a lagging one answers a prefix of the log, so
+// every message of a subject up to the last returned is returned, and an
+// ack up to it removes nothing unread.
+func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (streams.ReadReply, error) {
+	req, err := streams.ParseReadRequest(body)
+	if err != nil {
+		return streams.ReadReply{}, refuse(streams.DoorMalformed, "%v", err)
+	}
+	out := streams.ReadReply{Msgs: []streams.StoredMsg{}}
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, streams.InboxStream, readBatch,
+		jetstreamext.GetBatchSubject(streams.InboxFilter(caller)),
+		jetstreamext.GetBatchSeq(req.After+1),
+		jetstreamext.GetBatchMaxBytes(readBytes))
+	if err != nil {
+		return out, fmt.Errorf("read: %w", err)
+	}
+	size := 0
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("read: %w", err)
+		}
+		sender, err := streams.InboxSender(m.Subject)
+		if err != nil {
+			continue // not a message of the door's form
+		}
+		out.Msgs = append(out.Msgs, streams.StoredMsg{Seq: m.Sequence, Sender: sender.Hex(), Data: m.Data})
+		size += len(m.Data)
+	}
+	out.More = len(out.Msgs) == readBatch || size >= readBytes-message.MaxSize
+	return out, nil
+}
+
+// ack removes the caller's messages from one sender up to a sequence, and
+// gives the sender back that many of its quota.
+func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (any, error) {
+	req, sender, err := streams.ParseAckRequest(body)
+	if err != nil {
+		return nil, refuse(streams.DoorMalformed, "%v", err)
+	}
+	purged, err := s.purge(ctx, streams.InboxMsgSubject(caller, sender), req.Seq+1)
+	if err != nil {
+		return nil, err
+	}
+	if purged > 0 {
+		if err := s.adjust(ctx, sender, -int64(purged)); err != nil {
+			s.logger.Warn("door: quota count", "sender", sender.String(), "err", err)
+		}
+	}
+	return struct {
+		Removed uint64 `json:"removed"`
+	}{purged}, nil
+}
+
+// purge removes the messages of subject below sequence upTo (exclusive,
+// as JetStream's purge takes it) and returns how many it removed.
+// jetstream.Stream.Purge does not return the count, so the API is called
+// directly.
+func (s *Service) purge(ctx context.Context, subject string, upTo uint64) (uint64, error) {
+	req, _ := json.Marshal(struct {
+		Filter string `json:"filter"`
+		Seq    uint64 `json:"seq"`
+	}{subject, upTo})
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+streams.InboxStream, req)
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	var resp struct {
+		Success bool   `json:"success"`
+		Purged  uint64 `json:"purged"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("purge answer: %w", err)
+	}
+	if resp.Error != nil || !resp.Success {
+		desc := "no success"
+		if resp.Error != nil {
+			desc = resp.Error.Description
+		}
+		return 0, fmt.Errorf("purge: %s", desc)
+	}
+	return resp.Purged, nil
+}
+
+// stat counts the caller's unread messages.
+func (s *Service) stat(ctx context.Context, caller kez.PublicKey) (streams.StatReply, error) {
+	n, err := s.subjectsTotal(ctx, streams.InboxFilter(caller))
+	return streams.StatReply{Unread: n}, err
+}

@@ -1,0 +1,498 @@
+package door_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/door"
+	"kez.lat/kez/message"
+	"kez.lat/kez/natstest"
+	"kez.lat/kez/streams"
+)
+
+// user is a registered key signed in to the broker as any client is.
+type user struct {
+	key *kez.PrivateKey
+	id  *message.Identity
+	in  client.Inbox
+}
+
+func register(t testing.TB, st *clienttest.Stack, name string) *user {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := kez.ParseHandle(name, clienttest.Domain)
+	body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+	resp, err := http.Post(st.URL()+"/v1/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register %s: %s", name, resp.Status)
+	}
+	nc, err := client.ConnectNATS(st.NATS.ClientURL(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	id := message.NewIdentity(k)
+	t.Cleanup(id.Close)
+	return &user{key: k, id: id, in: client.Inbox{NC: nc, Me: k.Public()}}
+}
+
+// seal returns a text message from u to key.
+func (u *user) seal(t testing.TB, to kez.PublicKey, text string) []byte {
+	t.Helper()
+	_, wire, err := message.Seal(u.id, to, message.Text(text), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire
+}
+
+// refused asserts that err is the door's refusal with code.
+func refused(t testing.TB, what string, err error, code string) {
+	t.Helper()
+	var de *client.DoorError
+	if !errors.As(err, &de) || de.Code != code {
+		t.Fatalf("%s: %v, want the door's %q", what, err, code)
+	}
+}
+
+// stored returns how many messages the inbox stream holds.
+func stored(t testing.TB, st *clienttest.Stack) uint64 {
+	t.Helper()
+	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	s, err := js.Stream(context.Background(), streams.InboxStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// texts reads, opens and acks u's whole inbox.
+func (u *user) texts(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	err := u.in.Drain(context.Background(), func(m client.InboxMsg) error {
+		env, err := message.Parse(m.Data)
+		if err != nil {
+			return err
+		}
+		pt, err := env.Open(u.id, env.From)
+		if err != nil {
+			return err
+		}
+		out = append(out, pt.Body())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDoorStoresOnlyWhatChecksOut: garbage, a message whose sender is not
+// the caller, a bad signature and an unregistered recipient are refused
+// with their codes and store nothing; a good message is stored once,
+// however often it is sent.
+func TestDoorStoresOnlyWhatChecksOut(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob, mallory := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "mallory")
+	stranger, _ := kez.GenerateKey(nil)
+
+	refused(t, "garbage", sendRaw(alice, []byte("not an envelope")), streams.DoorMalformed)
+	refused(t, "empty", sendRaw(alice, nil), streams.DoorMalformed)
+	refused(t, "bob's message sent by mallory", sendRaw(mallory, bob.seal(t, alice.key.Public(), "hi")), streams.DoorSenderMismatch)
+	forged := mallory.seal(t, bob.key.Public(), "hi")
+	env, _ := message.Parse(forged)
+	env.Sig[7] ^= 1
+	bad, _ := env.Marshal()
+	refused(t, "bad signature", sendRaw(mallory, bad), streams.DoorBadSignature)
+	refused(t, "unregistered recipient", sendRaw(alice, alice.seal(t, stranger.Public(), "hi")), streams.DoorUnknownRecipient)
+	if n := stored(t, st); n != 0 {
+		t.Fatalf("refused sends stored %d messages", n)
+	}
+
+	wire := alice.seal(t, bob.key.Public(), "hello bob")
+	r1, err := alice.in.Send(ctx, wire)
+	if err != nil || r1.Duplicate {
+		t.Fatalf("send: %+v, %v", r1, err)
+	}
+	r2, err := alice.in.Send(ctx, wire)
+	if err != nil || !r2.Duplicate || r2.ID != r1.ID {
+		t.Fatalf("the same message again: %+v, %v; want a duplicate of %s", r2, err, r1.ID)
+	}
+	if n, err := bob.in.Unread(ctx); err != nil || n != 1 {
+		t.Fatalf("bob's unread = %d, %v; want 1", n, err)
+	}
+	if n, err := alice.in.Unread(ctx); err != nil || n != 0 {
+		t.Fatalf("alice's unread = %d, %v; want 0 (nobody wrote to her)", n, err)
+	}
+	if got := bob.texts(t); len(got) != 1 || got[0] != "hello bob" {
+		t.Fatalf("bob read %q", got)
+	}
+	if n := stored(t, st); n != 0 {
+		t.Fatalf("after bob's ack the stream holds %d messages", n)
+	}
+}
+
+func sendRaw(u *user, wire []byte) error {
+	_, err := u.in.Send(context.Background(), wire)
+	return err
+}
+
+// TestDoorNoMetadataOracle: JetStream's publish headers, sent to the door
+// with a request, reach nothing: no expected-sequence answer reveals the
+// state of another inbox, no TTL, roll-up, schedule or batch applies, and
+// reusing another sender's message id suppresses nothing. Every answer
+// is the same {"id"} a plain send gets.
+func TestDoorNoMetadataOracle(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob, mallory := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "mallory")
+	aliceWire := alice.seal(t, bob.key.Public(), "from alice")
+	if _, err := alice.in.Send(ctx, aliceWire); err != nil {
+		t.Fatal(err)
+	}
+	aliceEnv, _ := message.Parse(aliceWire)
+	victim := streams.InboxMsgSubject(bob.key.Public(), alice.key.Public())
+	headers := []nats.Header{
+		{"Nats-Expected-Last-Subject-Sequence": {"0"}, "Nats-Expected-Last-Subject-Sequence-Subject": {victim}},
+		{"Nats-Expected-Last-Subject-Sequence": {"1"}, "Nats-Expected-Last-Subject-Sequence-Subject": {victim}},
+		{"Nats-Expected-Last-Sequence": {"0"}},
+		{"Nats-Expected-Stream": {"NOT_THE_STREAM"}},
+		{"Nats-Expected-Last-Msg-Id": {"nope"}},
+		{"Nats-Msg-Id": {aliceEnv.DedupKey()}},
+		{"Nats-TTL": {"1s"}},
+		{"Nats-Rollup": {"all"}},
+		{"Nats-Rollup": {"sub"}},
+		{"Nats-Schedule": {"@at 2030-01-01T00:00:00Z"}, "Nats-Schedule-Target": {victim}},
+		{"Nats-Batch-Id": {"b1"}, "Nats-Batch-Sequence": {"1"}, "Nats-Batch-Commit": {"1"}},
+		{"Nats-Marker-Reason": {"Remove"}},
+	}
+	for i, h := range headers {
+		msg := nats.NewMsg(streams.DoorSubject(mallory.key.Public(), streams.DoorSend))
+		msg.Header = h
+		msg.Data = mallory.seal(t, bob.key.Public(), fmt.Sprintf("mallory %d", i))
+		resp, err := mallory.in.NC.RequestMsg(msg, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.Header.Get("Nats-Service-Error-Code"); code != "" {
+			t.Errorf("headers %v: refused %s %s", h, code, resp.Header.Get("Nats-Service-Error"))
+		}
+		var body map[string]any
+		if err := json.Unmarshal(resp.Data, &body); err != nil || len(body) != 1 || body["id"] == nil {
+			t.Errorf("headers %v: answer %s; want only the id", h, resp.Data)
+		}
+		for _, leak := range []string{"seq", "stream", "wrong last"} {
+			if strings.Contains(strings.ToLower(string(resp.Data)), leak) {
+				t.Errorf("headers %v: answer %s mentions %q", h, resp.Data, leak)
+			}
+		}
+	}
+	// Every message is there, alice's first, and nothing was rolled up,
+	// expired or scheduled.
+	time.Sleep(1500 * time.Millisecond) // a TTL of 1s, had it applied
+	got := bob.texts(t)
+	if len(got) != len(headers)+1 || got[0] != "from alice" {
+		t.Fatalf("bob read %d messages (%q), want alice's and %d of mallory's", len(got), got, len(headers))
+	}
+}
+
+// TestDoorFlood: a stranger sending as fast as it can fills only its own
+// share of the victim's inbox: a contact's message is still taken, and
+// the stranger's total across inboxes stays within its quota, so the
+// broker's bytes stay bounded. Reading gives the share back.
+func TestDoorFlood(t *testing.T) {
+	const share, total = 20, 50
+	st := clienttest.StartWith(t, func(c *chatserver.Config) {
+		c.Streams.InboxMaxMsgs = share
+		c.Streams.SenderMaxMsgs = total
+	})
+	ctx := context.Background()
+	victim, contact, flooder := register(t, st, "victim"), register(t, st, "contact"), register(t, st, "flooder")
+	others := []*user{register(t, st, "other1"), register(t, st, "other2"), register(t, st, "other3")}
+
+	flood := func(to kez.PublicKey, n int) (ok int, codes map[string]int) {
+		codes = map[string]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < n; i += 8 {
+					_, err := flooder.in.Send(ctx, flooder.seal(t, to, strings.Repeat("x", 1000)))
+					mu.Lock()
+					var de *client.DoorError
+					switch {
+					case err == nil:
+						ok++
+					case errors.As(err, &de):
+						codes[de.Code]++
+					default:
+						t.Errorf("flood: %v", err)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return ok, codes
+	}
+	ok, codes := flood(victim.key.Public(), 200)
+	if ok != share || codes[streams.DoorInboxShareFull] != 200-share {
+		t.Fatalf("flooding one inbox: %d stored, refusals %v; want %d stored", ok, codes, share)
+	}
+	if _, err := contact.in.Send(ctx, contact.seal(t, victim.key.Public(), "a contact's message")); err != nil {
+		t.Fatalf("the contact's message during the flood: %v", err)
+	}
+	// Across inboxes the flooder's total is capped.
+	stored := share
+	for _, o := range others {
+		n, codes := flood(o.key.Public(), share)
+		stored += n
+		if n < share && codes[streams.DoorSenderQuota] == 0 {
+			t.Fatalf("flooding another inbox: %d stored, refusals %v", n, codes)
+		}
+	}
+	if stored != total {
+		t.Fatalf("the flooder holds %d unread messages, want its quota %d", stored, total)
+	}
+	// The victim reads: the flooder's share and quota come back.
+	got := victim.texts(t)
+	if len(got) != share+1 || !slices(got, "a contact's message") {
+		t.Fatalf("the victim read %d messages", len(got))
+	}
+	if _, err := flooder.in.Send(ctx, flooder.seal(t, victim.key.Public(), "after reading")); err != nil {
+		t.Fatalf("after the victim read: %v", err)
+	}
+}
+
+func slices(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDoorReflection: a request whose reply subject is another user's live
+// subject (or another user's door subject) makes the door's answer land
+// there; the victim's client never takes it for a message, and nothing of
+// the victim's changes.
+func TestDoorReflection(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob, mallory := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "mallory")
+	var mu sync.Mutex
+	var got []string
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.in.Follow(fctx, func(m client.InboxMsg) error {
+			mu.Lock()
+			got = append(got, string(m.Data))
+			mu.Unlock()
+			return nil
+		})
+	}()
+	time.Sleep(300 * time.Millisecond) // bob's live subscription and first read
+	B, A, M := bob.key.Public().Hex(), alice.key.Public().Hex(), mallory.key.Public().Hex()
+	mwire := mallory.seal(t, alice.key.Public(), "to alice")
+	for _, reply := range []string{"kez.live." + B + "." + A, "kez.live." + B + "." + M, "kez.door." + B + ".ack", "kez.door." + B + ".send"} {
+		for _, op := range []struct {
+			name string
+			body []byte
+		}{{streams.DoorRead, nil}, {streams.DoorStat, nil}, {streams.DoorSend, mwire}, {streams.DoorSend, []byte("garbage")}} {
+			if err := mallory.in.NC.PublishRequest(streams.DoorSubject(mallory.key.Public(), op.name), reply, op.body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mallory.in.NC.Flush()
+	time.Sleep(500 * time.Millisecond)
+	// A real message still arrives, alone.
+	wire := alice.seal(t, bob.key.Public(), "real")
+	if _, err := alice.in.Send(ctx, wire); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != string(wire) {
+		t.Fatalf("bob's client took %d messages: %q", len(got), got)
+	}
+	if n, err := bob.in.Unread(ctx); err != nil || n != 0 {
+		t.Fatalf("bob's unread = %d, %v; want 0", n, err)
+	}
+}
+
+// TestNoJetStreamObjectPerUser: registering, signing in and writing more
+// users creates no stream, consumer or bucket; the inbox stream has no
+// consumer at all.
+func TestNoJetStreamObjectPerUser(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	var users []*user
+	for i := range 20 {
+		users = append(users, register(t, st, fmt.Sprintf("first%d", i)))
+	}
+	if _, err := users[0].in.Send(ctx, users[0].seal(t, users[1].key.Public(), "hi")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		users = append(users, register(t, st, fmt.Sprintf("user%d", i)))
+	}
+	if _, err := users[0].in.Send(ctx, users[0].seal(t, users[1].key.Public(), "hi")); err != nil {
+		t.Fatal(err)
+	}
+	after, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Streams != before.Streams || after.Consumers != before.Consumers {
+		t.Fatalf("100 more users made streams %d -> %d, consumers %d -> %d", before.Streams, after.Streams, before.Consumers, after.Consumers)
+	}
+	s, _ := js.Stream(ctx, streams.InboxStream)
+	for name := range s.ConsumerNames(ctx).Name() {
+		t.Errorf("inbox consumer %q", name)
+	}
+}
+
+// TestUpgradeInPlace: an inbox stream as the release before the door made
+// it (one subject per user, a durable consumer per user, unread messages
+// waiting) upgrades when the new home server starts: the messages are
+// delivered through the door, the consumers are gone, and a second
+// migration changes nothing.
+func TestUpgradeInPlace(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: streams.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.WorkQueuePolicy, MaxAge: 30 * 24 * time.Hour, MaxMsgsPerSubject: 10_000,
+		Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgSize: 64 << 10, MaxBytes: 10 << 30,
+		MaxConsumers: 100_000_000, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := kez.GenerateKey(nil)
+	bob, _ := kez.GenerateKey(nil)
+	aid := message.NewIdentity(alice)
+	defer aid.Close()
+	var want []string
+	for i := range 3 {
+		text := fmt.Sprintf("old %d", i)
+		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
+		if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("garbage of old")); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*kez.PrivateKey{alice, bob} {
+		if _, err := js.CreateOrUpdateConsumer(ctx, streams.InboxStream, jetstream.ConsumerConfig{
+			Durable: k.Public().Hex(), FilterSubject: streams.InboxSubject(k.Public()), AckPolicy: jetstream.AckExplicitPolicy,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfg := streams.DefaultConfig()
+	if err := streams.Setup(ctx, js, cfg); err != nil {
+		t.Fatalf("setup over the old stream: %v", err)
+	}
+	m, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Moved != 3 || m.Dropped != 1 || m.Consumers != 2 {
+		t.Fatalf("migration %+v, want 3 moved, 1 dropped, 2 consumers removed", m)
+	}
+	if again, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler)); err != nil || again != (door.Migration{}) {
+		t.Fatalf("second migration %+v, %v; want nothing", again, err)
+	}
+	s, _ := js.Stream(ctx, streams.InboxStream)
+	info, _ := s.Info(ctx, jetstream.WithSubjectFilter(streams.InboxFilter(bob.Public())))
+	if info.State.Msgs != 3 || len(info.State.Subjects) != 1 {
+		t.Fatalf("after the migration: %d messages on %v", info.State.Msgs, info.State.Subjects)
+	}
+	got := readAll(t, js, bob)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("bob's old messages after the upgrade: %q, want %q", got, want)
+	}
+}
+
+// readAll reads key's messages in order straight from the stream.
+func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string {
+	t.Helper()
+	id := message.NewIdentity(key)
+	defer id.Close()
+	var out []string
+	msgs, err := jetstreamext.GetBatch(context.Background(), js, streams.InboxStream, 100, jetstreamext.GetBatchSubject(streams.InboxFilter(key.Public())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg, err := range msgs {
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := message.Parse(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := env.Open(id, env.From)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, pt.Body())
+	}
+	return out
+}

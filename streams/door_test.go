@@ -1,0 +1,90 @@
+package streams_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"kez.lat/kez"
+	"kez.lat/kez/streams"
+)
+
+func TestParseDoorRequests(t *testing.T) {
+	k, _ := kez.GenerateKey(nil)
+	h := k.Public().Hex()
+	for _, tt := range []struct {
+		body  string
+		after uint64
+		ok    bool
+	}{
+		{``, 0, true},
+		{`{}`, 0, true},
+		{`{"after":12}`, 12, true},
+		{` {"after":0} `, 0, true},
+		{`{"after":-1}`, 0, false},
+		{`{"after":1.5}`, 0, false},
+		{`{"after":"1"}`, 0, false},
+		{`{"after":1,"after":2}`, 0, false},
+		{`{"After":1}`, 0, false},
+		{`{"after":1,"max":5}`, 0, false},
+		{`[]`, 0, false},
+		{`{"after":{"x":1}}`, 0, false},
+	} {
+		r, err := streams.ParseReadRequest([]byte(tt.body))
+		if (err == nil) != tt.ok || (err == nil && r.After != tt.after) || (err != nil && !errors.Is(err, streams.ErrDoorRequest)) {
+			t.Errorf("ParseReadRequest(%s) = %+v, %v", tt.body, r, err)
+		}
+	}
+	for _, tt := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"sender":"` + h + `","seq":3}`, true},
+		{`{"sender":"` + h + `","seq":0}`, false},
+		{`{"sender":"` + h + `"}`, false},
+		{`{"seq":3}`, false},
+		{`{"sender":"ed25519:` + h + `","seq":3}`, false},
+		{`{"sender":"` + h[:62] + `","seq":3}`, false},
+		{`{"sender":"` + h + `","seq":3,"x":1}`, false},
+		{`{"sender":"` + h + `","seq":3,"seq":4}`, false},
+		{``, false},
+	} {
+		r, sender, err := streams.ParseAckRequest([]byte(tt.body))
+		if (err == nil) != tt.ok || (err == nil && (!sender.Equal(k.Public()) || r.Seq != 3)) {
+			t.Errorf("ParseAckRequest(%s) = %+v, %v, %v", tt.body, r, sender, err)
+		}
+	}
+}
+
+// FuzzParseDoorRequests: the door's request parsers take any bytes a user
+// sends without panicking, refuse with ErrDoorRequest, and accept only
+// what round-trips through their JSON form.
+func FuzzParseDoorRequests(f *testing.F) {
+	k, _ := kez.GenerateKey(nil)
+	f.Add([]byte(`{"after":12}`))
+	f.Add([]byte(`{"sender":"` + k.Public().Hex() + `","seq":3}`))
+	f.Add([]byte(`{"after":1,"after":2}`))
+	f.Add([]byte("{\"sender\":\"\xff\",\"seq\":1}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := streams.ParseReadRequest(b); err != nil {
+			if !errors.Is(err, streams.ErrDoorRequest) {
+				t.Fatalf("read request error %v without the sentinel", err)
+			}
+		} else {
+			again, _ := json.Marshal(r)
+			if r2, err := streams.ParseReadRequest(again); err != nil || r2 != r {
+				t.Fatalf("read request %q does not round-trip: %v", b, err)
+			}
+		}
+		if r, sender, err := streams.ParseAckRequest(b); err != nil {
+			if !errors.Is(err, streams.ErrDoorRequest) {
+				t.Fatalf("ack request error %v without the sentinel", err)
+			}
+		} else {
+			again, _ := json.Marshal(r)
+			if r2, s2, err := streams.ParseAckRequest(again); err != nil || r2 != r || !s2.Equal(sender) || r.Seq == 0 {
+				t.Fatalf("ack request %q does not round-trip: %v", b, err)
+			}
+		}
+	})
+}
