@@ -92,6 +92,57 @@ func TestBenchRegister(t *testing.T) {
 	})
 }
 
+// TestBenchRegisterAccumulating: on a 3-node R3 cluster, 16 clients, the
+// registration rate over registrations 1-1,000 against 10,001-11,000:
+// with no JetStream object per user it must not fall as users
+// accumulate (the consumer-per-user design slowed with every Raft
+// group). Raw R3 publishes in the same run are the baseline.
+func TestBenchRegisterAccumulating(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	ns := c.Servers[0]
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = c.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = "kez.test"
+	cfg.Streams.RegisterLimit = 1 << 30
+	cfg.Streams.Replicas = 3
+	srv := startChatServerCfg(t, cfg)
+	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	payload := signedBodies(t, "raw", 1)[0]
+	cl := httpClient()
+	const conc, step = 16, 1000
+	register := func(prefix string, n int) float64 {
+		return registerAll(t, cl, srv.URL(), signedBodies(t, prefix, n), conc)
+	}
+	raw := rate(t, 2*step, conc, func(i int) error {
+		_, err := js.Publish(ctx, fmt.Sprintf("bench.raw.%d", i), payload)
+		return err
+	})
+	first := register("first", step)
+	register("bulk", 9*step)
+	later := register("later", step)
+	s, _ := js.Stream(ctx, streams.InboxStream)
+	consumers := 0
+	for range s.ConsumerNames(ctx).Name() {
+		consumers++
+	}
+	t.Logf("R3 16 clients: raw publishes %.0f/s; registrations 1-1,000 %.0f/s (%.2f of raw), 10,001-11,000 %.0f/s (%.2f of raw, %.2f of the first); inbox consumers %d",
+		raw, first, first/raw, later, later/raw, later/first, consumers)
+	fmt.Printf("BENCH register accumulating R3 16 clients: 1-1000 %.0f/s, 10001-11000 %.0f/s (later/first %.2f), raw %.0f/s, ratio first %.2f later %.2f, inbox consumers %d\n",
+		first, later, later/first, raw, first/raw, later/raw, consumers)
+	if consumers != 0 {
+		t.Errorf("%d inbox consumers after 11,000 registrations", consumers)
+	}
+}
+
 func benchRegister(t *testing.T, ns *natstest.Server, url string, replicas int) {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = url
@@ -132,21 +183,26 @@ func benchRegister(t *testing.T, ns *natstest.Server, url string, replicas int) 
 			},
 			func() float64 {
 				round++
-				bodies := signedBodies(t, fmt.Sprintf("r%dc%d", round, conc), n)
-				return rate(t, n, conc, func(i int) error {
-					resp, err := c.Post(srv.URL()+"/v1/register", "application/json", bytes.NewReader(bodies[i]))
-					if err != nil {
-						return err
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusCreated {
-						return fmt.Errorf("register: %s", resp.Status)
-					}
-					return nil
-				})
+				return registerAll(t, c, srv.URL(), signedBodies(t, fmt.Sprintf("r%dc%d", round, conc), n), conc)
 			})
 	}
+}
+
+// registerAll posts every body to base's /v1/register from conc clients
+// and returns the rate of 201 answers; any other answer fails.
+func registerAll(t testing.TB, c *http.Client, base string, bodies [][]byte, conc int) float64 {
+	return rate(t, len(bodies), conc, func(i int) error {
+		resp, err := c.Post(base+"/v1/register", "application/json", bytes.NewReader(bodies[i]))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("register: %s", resp.Status)
+		}
+		return nil
+	})
 }
 
 // TestBenchRebuild: time to replay 100,000 registration events into an

@@ -19,9 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,7 +66,6 @@ type Service struct {
 	cfg     Config
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	quota   jetstream.KeyValue
 	users   Users
 	logger  *slog.Logger
 	workers *streams.Workers
@@ -77,19 +74,9 @@ type Service struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
-	mu     sync.Mutex
-	counts map[string]count // this replica's view of kez_quota
-	// senders serialises one replica's changes of a sender's count (by
-	// the key's first byte), so that they do not race each other's
-	// compare-and-set; other replicas' changes are caught by it.
-	senders [256]sync.Mutex
-}
-
-// count is a sender's entry of kez_quota: its value and revision (0: no
-// entry).
-type count struct {
-	n   int64
-	rev uint64
+	quota  *quota
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New returns a door on js (the KEZ account's JetStream, where Setup made
@@ -98,12 +85,12 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 	if cfg.SenderMaxMsgs < 1 {
 		return nil, errors.New("door: sender max messages must be at least 1")
 	}
-	quota, err := js.KeyValue(ctx, streams.QuotaBucket)
+	kv, err := js.KeyValue(ctx, streams.QuotaBucket)
 	if err != nil {
 		return nil, fmt.Errorf("door: bucket %s: %w", streams.QuotaBucket, err)
 	}
 	s := &Service{
-		cfg: cfg, nc: js.Conn(), js: js, quota: quota, users: users,
+		cfg: cfg, nc: js.Conn(), js: js, users: users,
 		logger:  logger.With("component", "door"),
 		workers: streams.NewWorkers(cfg.Workers),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -113,8 +100,8 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 			Name: "kez_door_duration_seconds", Help: "Time to answer an inbox door request.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"op"}),
-		counts: map[string]count{},
 	}
+	s.quota = newQuota(kv, cfg.SenderMaxMsgs, s.held, s.logger)
 	reg.MustRegister(s.requests, s.duration)
 	return s, nil
 }
@@ -139,15 +126,23 @@ func (s *Service) Start() error {
 		}
 	}
 	s.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() { defer close(s.done); s.quota.run(ctx) }()
 	return nil
 }
 
-// Stop stops taking requests and waits for those in hand.
+// Stop stops taking requests, waits for those in hand and writes the
+// quota counts it still holds.
 func (s *Service) Stop() {
 	if s.svc != nil {
 		s.svc.Stop()
 	}
 	s.workers.Stop()
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
 }
 
 // refusal is a door error with its code (streams.Door*).
@@ -221,15 +216,11 @@ func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (
 	} else if !ok {
 		return streams.SendReply{}, refuse(streams.DoorUnknownRecipient, "%s is not a registered key", env.To)
 	}
-	if err := s.reserve(ctx, caller); err != nil {
+	if err := s.quota.reserve(ctx, caller); err != nil {
 		return streams.SendReply{}, err
 	}
 	ack, err := s.js.Publish(ctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
-	if err != nil || ack.Duplicate { // not one more unread message
-		if aerr := s.adjust(ctx, caller, -1); aerr != nil {
-			s.logger.Warn("door: quota count", "sender", caller.String(), "err", aerr)
-		}
-	}
+	s.quota.stored(caller, err == nil && !ack.Duplicate)
 	if err != nil {
 		return streams.SendReply{}, storeError(err)
 	}
@@ -260,117 +251,6 @@ func (s *Service) registered(ctx context.Context, key kez.PublicKey) (bool, erro
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// reserve counts one more unread message for sender, or refuses a sender
-// that holds SenderMaxMsgs across all inboxes. The count is taken before
-// the message is stored (and given back if it is not), compare-and-set
-// against the bucket, so concurrent sends through any replicas never
-// pass the quota together. The bucket's count can only run high
-// (messages that expired unread were never subtracted), so before
-// refusing, the door counts the sender's messages in the stream itself
-// and corrects it.
-func (s *Service) reserve(ctx context.Context, sender kez.PublicKey) error {
-	full := func(n int64) bool { return n >= s.cfg.SenderMaxMsgs }
-	ok, err := s.update(ctx, sender, func(n int64) (int64, bool) { return n + 1, !full(n) })
-	if err != nil || ok {
-		return err
-	}
-	held, err := s.held(ctx, sender)
-	if err != nil {
-		return err
-	}
-	if ok, err = s.update(ctx, sender, func(int64) (int64, bool) { return held + 1, !full(held) }); err != nil || ok {
-		return err
-	}
-	return refuse(streams.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
-}
-
-// count returns sender's entry from this replica's view, or reads it.
-func (s *Service) count(ctx context.Context, sender kez.PublicKey) (count, error) {
-	s.mu.Lock()
-	c, ok := s.counts[sender.Hex()]
-	s.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	return s.load(ctx, sender)
-}
-
-// load reads sender's entry from the bucket into this replica's view.
-func (s *Service) load(ctx context.Context, sender kez.PublicKey) (count, error) {
-	var c count
-	e, err := s.quota.Get(ctx, sender.Hex())
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	case err != nil:
-		return c, fmt.Errorf("quota: %w", err)
-	default:
-		n, perr := strconv.ParseInt(string(e.Value()), 10, 64)
-		if perr != nil {
-			n = 0 // unreadable: recounted at the next refusal
-		}
-		c = count{n, e.Revision()}
-	}
-	s.remember(sender, c)
-	return c, nil
-}
-
-func (s *Service) remember(sender kez.PublicKey, c count) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	const maxRemembered = 100_000
-	if len(s.counts) >= maxRemembered {
-		clear(s.counts)
-	}
-	s.counts[sender.Hex()] = c
-}
-
-// adjust adds delta to sender's count (not below 0).
-func (s *Service) adjust(ctx context.Context, sender kez.PublicKey, delta int64) error {
-	_, err := s.update(ctx, sender, func(n int64) (int64, bool) { return max(0, n+delta), true })
-	return err
-}
-
-// update sets sender's count to f of the current one, if f says so,
-// compare-and-set against the bucket so that every replica's changes add
-// up; it reports whether f did.
-func (s *Service) update(ctx context.Context, sender kez.PublicKey, f func(int64) (int64, bool)) (bool, error) {
-	key := sender.Hex()
-	lock := &s.senders[sender.Bytes()[0]]
-	lock.Lock()
-	defer lock.Unlock()
-	c, err := s.count(ctx, sender)
-	for range 16 {
-		if err != nil {
-			return false, err
-		}
-		n, ok := f(c.n)
-		if !ok {
-			return false, nil
-		}
-		v := []byte(strconv.FormatInt(n, 10))
-		var rev uint64
-		if c.rev == 0 {
-			rev, err = s.quota.Create(ctx, key, v)
-		} else {
-			rev, err = s.quota.Update(ctx, key, v, c.rev)
-		}
-		if err == nil {
-			s.remember(sender, count{n, rev})
-			return true, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return false, fmt.Errorf("quota: %w", err)
-		}
-		c, err = s.load(ctx, sender) // another request changed it
-	}
-	return false, errors.New("quota: too many concurrent changes")
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // held counts sender's messages in every inbox, from the stream.
@@ -445,11 +325,7 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	if err != nil {
 		return nil, err
 	}
-	if purged > 0 {
-		if err := s.adjust(ctx, sender, -int64(purged)); err != nil {
-			s.logger.Warn("door: quota count", "sender", sender.String(), "err", err)
-		}
-	}
+	s.quota.release(sender, int64(purged))
 	return struct {
 		Removed uint64 `json:"removed"`
 	}{purged}, nil

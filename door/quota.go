@@ -1,0 +1,252 @@
+package door
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+	"kez.lat/kez/streams"
+)
+
+// quotaFlush is how often a replica writes the changes of the counts it
+// holds to the kez_quota bucket. Between writes, a sender who sends
+// through several replicas at once may pass the quota by what it sends
+// in that time through each; a sender using one replica never does.
+const quotaFlush = 100 * time.Millisecond
+
+// quota counts, per sender, the unread messages it holds across all
+// inboxes, and refuses a sender at max. The count lives in the kez_quota
+// bucket, shared by every replica; each replica adds its own changes
+// (pending) to the count it last read, and writes them compare-and-set
+// every quotaFlush, so that a message costs no round trip to the bucket.
+// A count can only run high (messages that expired unread were never
+// subtracted): before refusing, the sender's messages in the stream
+// itself are counted (held) and the count corrected.
+type quota struct {
+	kv     jetstream.KeyValue
+	max    int64
+	held   func(context.Context, kez.PublicKey) (int64, error)
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	counts   map[kez.PublicKey]count // the bucket's value, as last read or written
+	pending  map[kez.PublicKey]int64 // this replica's changes not yet written
+	inflight map[kez.PublicKey]int64 // reserved, not yet stored or given up
+	// flushing serialises the writes of one sender's count (by its key's
+	// first byte) in this replica; other replicas' are caught by the
+	// compare-and-set.
+	flushing [256]sync.Mutex
+}
+
+// count is a sender's entry of kez_quota: its value and revision (0: no
+// entry).
+type count struct {
+	n   int64
+	rev uint64
+}
+
+func newQuota(kv jetstream.KeyValue, max int64, held func(context.Context, kez.PublicKey) (int64, error), logger *slog.Logger) *quota {
+	return &quota{kv: kv, max: max, held: held, logger: logger,
+		counts: map[kez.PublicKey]count{}, pending: map[kez.PublicKey]int64{}, inflight: map[kez.PublicKey]int64{}}
+}
+
+// reserve holds one more unread message for sender, or refuses it with
+// DoorSenderQuota; the caller then says with stored whether it stored it.
+func (q *quota) reserve(ctx context.Context, sender kez.PublicKey) error {
+	if ok, err := q.take(ctx, sender); err != nil || ok {
+		return err
+	}
+	// Full as this replica sees it: write its changes (reading the
+	// others'), and ask again.
+	if err := q.flushOne(ctx, sender); err != nil {
+		return err
+	}
+	if ok, err := q.take(ctx, sender); err != nil || ok {
+		return err
+	}
+	held, err := q.held(ctx, sender)
+	if err != nil {
+		return err
+	}
+	if err := q.set(ctx, sender, held); err != nil {
+		return err
+	}
+	if ok, err := q.take(ctx, sender); err != nil || ok {
+		return err
+	}
+	return refuse(streams.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
+}
+
+// take reserves one message if sender's count, with this replica's
+// pending changes and reservations, is under max.
+func (q *quota) take(ctx context.Context, sender kez.PublicKey) (bool, error) {
+	q.mu.Lock()
+	_, known := q.counts[sender]
+	q.mu.Unlock()
+	if !known {
+		if _, err := q.load(ctx, sender); err != nil {
+			return false, err
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.counts[sender].n+q.pending[sender]+q.inflight[sender] >= q.max {
+		return false, nil
+	}
+	q.inflight[sender]++
+	return true, nil
+}
+
+// stored ends a reservation: the message is one more unread one (ok), or
+// it was not stored (or had been before).
+func (q *quota) stored(sender kez.PublicKey, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.inflight[sender]--; q.inflight[sender] <= 0 {
+		delete(q.inflight, sender)
+	}
+	if ok {
+		q.pending[sender]++
+	}
+}
+
+// release gives n messages back to sender: they were read.
+func (q *quota) release(sender kez.PublicKey, n int64) {
+	if n <= 0 {
+		return
+	}
+	q.mu.Lock()
+	q.pending[sender] -= n
+	q.mu.Unlock()
+}
+
+// load reads sender's entry from the bucket.
+func (q *quota) load(ctx context.Context, sender kez.PublicKey) (count, error) {
+	var c count
+	e, err := q.kv.Get(ctx, sender.Hex())
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return c, fmt.Errorf("quota: %w", err)
+	default:
+		n, perr := strconv.ParseInt(string(e.Value()), 10, 64)
+		if perr != nil {
+			n = 0 // unreadable: recounted at the next refusal
+		}
+		c = count{n, e.Revision()}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	const maxRemembered = 100_000
+	if len(q.counts) >= maxRemembered {
+		for k := range q.counts {
+			if q.pending[k] == 0 && q.inflight[k] == 0 {
+				delete(q.counts, k)
+			}
+		}
+	}
+	q.counts[sender] = c
+	return c, nil
+}
+
+// set makes sender's count n, dropping this replica's pending changes (n
+// is the truth, counted in the stream; reservations stay).
+func (q *quota) set(ctx context.Context, sender kez.PublicKey, n int64) error {
+	return q.write(ctx, sender, func(int64, int64) (int64, int64) { return n, 0 })
+}
+
+// flushOne writes sender's pending changes.
+func (q *quota) flushOne(ctx context.Context, sender kez.PublicKey) error {
+	return q.write(ctx, sender, func(cur, pending int64) (int64, int64) { return max(0, cur+pending), pending })
+}
+
+// write sets sender's count to what f makes of the bucket's value and the
+// pending changes, and takes the changes it used (f's second result)
+// off pending, compare-and-set against the bucket.
+func (q *quota) write(ctx context.Context, sender kez.PublicKey, f func(cur, pending int64) (n, used int64)) error {
+	lock := &q.flushing[sender.Bytes()[0]]
+	lock.Lock()
+	defer lock.Unlock()
+	key := sender.Hex()
+	for range 16 {
+		q.mu.Lock()
+		c, known := q.counts[sender]
+		pending := q.pending[sender]
+		q.mu.Unlock()
+		if !known {
+			var err error
+			if c, err = q.load(ctx, sender); err != nil {
+				return err
+			}
+		}
+		n, used := f(c.n, pending)
+		v := []byte(strconv.FormatInt(n, 10))
+		var rev uint64
+		var err error
+		if c.rev == 0 {
+			rev, err = q.kv.Create(ctx, key, v)
+		} else {
+			rev, err = q.kv.Update(ctx, key, v, c.rev)
+		}
+		if err == nil {
+			q.mu.Lock()
+			q.counts[sender] = count{n, rev}
+			if q.pending[sender] -= used; q.pending[sender] == 0 {
+				delete(q.pending, sender)
+			}
+			q.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return fmt.Errorf("quota: %w", err)
+		}
+		if _, err := q.load(ctx, sender); err != nil { // another replica wrote it
+			return err
+		}
+	}
+	return errors.New("quota: too many concurrent changes")
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// flush writes every pending change.
+func (q *quota) flush(ctx context.Context) {
+	q.mu.Lock()
+	senders := make([]kez.PublicKey, 0, len(q.pending))
+	for k := range q.pending {
+		senders = append(senders, k)
+	}
+	q.mu.Unlock()
+	for _, k := range senders {
+		if err := q.flushOne(ctx, k); err != nil {
+			q.logger.Warn("door: quota count", "sender", k.String(), "err", err)
+		}
+	}
+}
+
+// run flushes every quotaFlush until ctx ends, then once more.
+func (q *quota) run(ctx context.Context) {
+	t := time.NewTicker(quotaFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			q.flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+			q.flush(ctx)
+		}
+	}
+}
