@@ -72,7 +72,7 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	// lost answer is stored once (within the stream's duplicate window).
 	in := Inbox{NC: nc, Me: a.Primary}
 	_, err = in.Send(ctx, wire)
-	if errors.Is(err, ErrUnreachable) {
+	if transient(err) { // stored at most once: the door dedups by id
 		_, err = in.Send(ctx, wire)
 	}
 	if err != nil {

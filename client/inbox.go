@@ -220,10 +220,10 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if !errors.Is(err, ErrUnreachable) {
+				if !transient(err) {
 					return err
 				}
-				retry.Reset(time.Second) // the door or the broker is away
+				retry.Reset(time.Second) // the door, the broker or its store is away
 			}
 		case m := <-live:
 			im, last, ok := in.liveMsg(m)
@@ -244,6 +244,13 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			}
 		}
 	}
+}
+
+// transient reports whether err is the door or its store being away for
+// now (unreachable, or "unavailable"), which a follower waits out.
+func transient(err error) bool {
+	var de *DoorError
+	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && de.Code == streams.DoorUnavailable)
 }
 
 // liveMsg checks a message on the own live subjects and returns it with

@@ -32,7 +32,7 @@ type stackFlags struct {
 	ChatReplicas int           `name:"chat-replicas" default:"2" help:"kez-chat-server replicas with --spawn; each is a callout responder."`
 	UserJWTTTL   time.Duration `name:"user-jwt-ttl" default:"2m" help:"USER_JWT_TTL with --spawn: users reconnect and re-authorise this often."`
 	NoFile       int           `name:"nofile" help:"Soft fd limit of the spawned processes (default: inherited)."`
-	MaxConsumers int           `name:"max-consumers" help:"With --spawn, set nats-server's jetstream.limits.default_max_consumers (-1: unlimited; default: the config's, which nats-server 2.15 makes 1000 per stream, i.e. 1000 users with an inbox)."`
+	MaxConsumers int           `name:"max-consumers" help:"With --spawn, set nats-server's jetstream.limits.default_max_consumers (-1: unlimited; default: the config's). Users have no consumers since the inbox door; kept for experiments."`
 	Keep         bool          `help:"Keep the --spawn temp folder (logs, store)."`
 	Server       []string      `default:"http://127.0.0.1:8080" help:"Home server base URLs of a running stack (replicas, used round-robin; their /metrics are read)."`
 	Monitor      string        `default:"http://127.0.0.1:8222" help:"nats-server monitoring URL of a running stack (JetStream storage)."`
@@ -52,7 +52,7 @@ type loadFlags struct {
 	OpTimeout time.Duration `name:"op-timeout" default:"10s" help:"Timeout of each operation."`
 	Domain    string        `default:"kez.lat" help:"Home domain of the stack."`
 	Prefix    string        `help:"Handle prefix (default: lt plus random letters, so runs against one stack do not collide)."`
-	Drain     time.Duration `default:"45s" help:"How long to wait for messages in flight after the load (longer than the inbox AckWait of 30 s, so redeliveries count)."`
+	Drain     time.Duration `default:"45s" help:"How long to wait for messages in flight after the load."`
 	MaxTime   time.Duration `name:"max-time" default:"40m" help:"Hard bound on the whole run."`
 	JSON      string        `name:"json" help:"Also write the report as JSON to this file (- for stdout)."`
 }

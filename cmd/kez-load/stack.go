@@ -53,7 +53,7 @@ type SpawnOptions struct {
 	NoFile       int // soft fd limit of the children (0: inherited)
 	// MaxConsumers, if not 0, sets jetstream.limits.default_max_consumers
 	// (-1: unlimited). nats-server 2.15 caps every stream that sets no
-	// limit at 1,000 consumers, and KEZ_INBOX holds one per user.
+	// limit at 1,000 consumers (users held one each before the inbox door).
 	MaxConsumers int
 	Keep         bool
 	Log          io.Writer
