@@ -18,6 +18,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/cli"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/mnemonic"
 )
 
@@ -188,9 +189,4 @@ func optionalHandle(c *client.Client, s string) (kez.Handle, error) {
 
 // show returns the handle as the UI shows it: @name at home, @name@domain
 // elsewhere.
-func show(c *client.Client, h kez.Handle) string {
-	if h.Domain() == c.Domain() {
-		return "@" + h.Local()
-	}
-	return "@" + h.String()
-}
+func show(c *client.Client, h kez.Handle) string { return display.Handle(c.Domain(), h) }
