@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -95,6 +96,11 @@ func appFrom(ctx context.Context) *app { return ctx.Value(appKey{}).(*app) }
 // Run parses args and runs the command. stdin feeds prompts, recover and
 // send.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if interactive(stdin, stdout) && noCommand(args) {
+		// kez-chat alone, on a terminal, is the full-screen chat; piped,
+		// it prints the usage as it always did.
+		args = append(args, "chat")
+	}
 	g := &grammar{}
 	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr})
 	return cli.Run(ctx, g, "kez-chat",
@@ -135,10 +141,18 @@ type grammar struct {
 	Unshare  unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
 	Fetch    fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
 	Browse   browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
+	Chat     chatCmd     `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
 }
 
-// client opens the profile and returns its client.
-func (a *app) client() (*client.Client, error) {
+// noCommand reports whether args name no command but would parse with
+// one: kez-chat alone, or with global flags only.
+func noCommand(args []string) bool {
+	return cli.Parse(&grammar{}, args) != nil && cli.Parse(&grammar{}, append(slices.Clone(args), "chat")) == nil
+}
+
+// client opens the profile and returns its client; adjust, if not nil,
+// changes its configuration.
+func (a *app) client(adjust ...func(*client.Config)) (*client.Client, error) {
 	dir, err := client.ProfileDir(a.g.Profile)
 	if err != nil {
 		return nil, err
@@ -154,8 +168,12 @@ func (a *app) client() (*client.Client, error) {
 	if server == "" && !p.HasKey() {
 		server = "https://" + kez.DefaultDomain
 	}
-	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
-		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}), nil
+	cfg := client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
+		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	return client.New(p, cfg), nil
 }
 
 // withClient runs fn with the profile's client and closes it.
