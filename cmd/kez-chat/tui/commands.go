@@ -123,7 +123,7 @@ func (m *Model) command(line string) tea.Cmd {
 			text += fmt.Sprintf("\nthe server now names another key (%s); with it the number would be:\n  %s\nif %s reads you this second number, accept it: /trust",
 				client.Fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
 		}
-		m.note(m.convOf(h), text, false)
+		m.note(nil, text, false)
 	case "trust":
 		h, ok := handleArg(0)
 		if !ok {
@@ -350,11 +350,12 @@ func (m *Model) result(r resultMsg) {
 	if r.added != nil && c != nil {
 		c.add(m.msgItem(*r.added, ""), m.opt.Location)
 	}
-	if c == nil && m.open == nil {
+	if m.open == nil {
 		m.setStatus(r.text, r.warn)
 		return
 	}
-	m.note(c, r.text, r.warn)
+	// In the conversation in view: a result elsewhere would go unseen.
+	m.note(nil, r.text, r.warn)
 	m.setStatus("", false)
 }
 

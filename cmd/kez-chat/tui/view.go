@@ -101,7 +101,7 @@ func (m *Model) helpLine() string {
 	case m.open != nil && m.open.contact != nil && m.open.contact.ChangedKey != nil:
 		return " sending disabled: /verify compares, /trust accepts the new key · Ctrl-C quit"
 	}
-	return " Enter send · Alt-Enter newline · Tab complete/list · PgUp/PgDn scroll · /help · Ctrl-C quit"
+	return " Enter send · Alt-Enter newline · Tab complete · PgUp/PgDn · /help · Ctrl-C quit"
 }
 
 // listLines draws the conversation list, lw wide and h high.
@@ -191,13 +191,13 @@ func (m *Model) paneLines(rw, h int) []string {
 	if c.presence != nil {
 		title += " · " + display.Presence(*c.presence, m.opt.Now())
 	}
+	if c.scroll > 0 {
+		title += " · scrolled (PgDn)"
+	}
 	if c.contact != nil {
 		title += " · key " + client.Fingerprint(c.contact.Key)
 	} else {
 		title += " · not a contact"
-	}
-	if c.scroll > 0 {
-		title += " · scrolled (PgDn)"
 	}
 	out = append(out, m.st.header.Render(pad(title, rw)))
 	if c.contact != nil && c.contact.ChangedKey != nil {
