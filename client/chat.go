@@ -43,6 +43,8 @@ type SendOptions struct {
 	// sigchain before sending (a known contact's pinned state is used as
 	// it is); for bulk sends after one refresh.
 	NoRefresh bool
+	// NoHistory does not record the message in the history (receipts).
+	NoHistory bool
 }
 
 // Send encrypts pt to contact h and hands it to the home server's inbox
@@ -80,6 +82,9 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 		return Entry{}, sendError(h, err)
 	}
 	e := entryOf(DirOut, ct.Handle, ct.Key, env, pt, c.cfg.Now())
+	if opts.NoHistory {
+		return e, nil
+	}
 	unlock, err := c.p.lock(false)
 	if err != nil {
 		return e, err
