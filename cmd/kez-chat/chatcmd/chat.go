@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -321,7 +322,7 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		}{event, e})
 		return
 	}
-	if !e.Quarantined {
+	if !e.Quarantined && e.Type != client.TypeReceipt {
 		fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
 	}
 }
@@ -376,6 +377,10 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			if _, err := cl.Verify(h); errors.Is(err, client.ErrNotContact) {
 				return err
 			}
+		}
+		if !a.g.JSON {
+			// A receipt shows as the state of the message it names, in the chat.
+			es = slices.DeleteFunc(es, func(e client.Entry) bool { return e.Type == client.TypeReceipt })
 		}
 		if c.Last > 0 && len(es) > c.Last {
 			es = es[len(es)-c.Last:]

@@ -15,7 +15,10 @@ type chatCmd struct {
 	Output    string `short:"o" type:"path" help:"Directory where /fetch saves files (default: the current directory)."`
 	NoFiles   bool   `name:"no-files" env:"KEZ_CHAT_NO_FILES" help:"Do not serve your shared files while the chat runs (contacts cannot fetch them)."`
 	Invisible bool   `env:"KEZ_CHAT_INVISIBLE" help:"Do not announce that you are online."`
-	waitFlag  `embed:""`
+	// NoReceipts works both ways, as in Signal: who does not say what
+	// they read does not learn what others read.
+	NoReceipts bool `name:"no-receipts" env:"KEZ_CHAT_NO_RECEIPTS" help:"Turn delivery and read receipts off both ways: send none, and ignore those received."`
+	waitFlag   `embed:""`
 }
 
 // errNoTerminal: the chat needs a terminal on stdin and stdout.
@@ -43,7 +46,7 @@ func (c *chatCmd) Run(ctx context.Context) error {
 		return err
 	}
 	return tui.Run(ctx, cl, feed, tui.RunOptions{
-		Options:   tui.Options{Open: h, DownloadDir: c.Output, FetchWait: c.Wait},
+		Options:   tui.Options{Open: h, DownloadDir: c.Output, FetchWait: c.Wait, NoReceipts: c.NoReceipts},
 		NoFiles:   c.NoFiles,
 		Invisible: c.Invisible,
 	}, a.stdin, a.out)

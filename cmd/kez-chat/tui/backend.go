@@ -25,6 +25,7 @@ type Backend interface {
 	Files() ([]client.Shared, error)
 	Unshare(ctx context.Context, id string, h kez.Handle) (client.Shared, error)
 	Announcement(e client.Entry) (client.Offer, error)
+	SendReceipt(ctx context.Context, h kez.Handle, r client.Receipt) error
 }
 
 var _ Backend = (*client.Client)(nil)

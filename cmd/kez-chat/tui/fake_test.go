@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type fake struct {
 	history  []client.Entry
 	sent     []string
 	trusted  []kez.PublicKey
+	receipts []string // "kind id,id to handle"
 	// sendGate, if not nil, holds each SendText until it is closed.
 	sendGate chan struct{}
 	sendErr  error
@@ -130,4 +132,17 @@ func (f *fake) Unshare(ctx context.Context, id string, h kez.Handle) (client.Sha
 }
 func (f *fake) Announcement(e client.Entry) (client.Offer, error) {
 	return client.Offer{}, errors.New("fake: no announcements")
+}
+
+func (f *fake) SendReceipt(ctx context.Context, h kez.Handle, r client.Receipt) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.receipts = append(f.receipts, r.Kind+" "+strings.Join(r.IDs, ",")+" to "+h.Local())
+	return nil
+}
+
+func (f *fake) sentReceipts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.receipts...)
 }

@@ -35,6 +35,9 @@ type Options struct {
 	// FetchWait is how long /fetch and /browse wait for the sender to come
 	// online (0: fail at once).
 	FetchWait time.Duration
+	// NoReceipts turns receipts off both ways: none is sent, and those
+	// received do not change how own messages show.
+	NoReceipts bool
 }
 
 // maxText bounds one message (an envelope is at most 64 KiB, base64
@@ -86,7 +89,8 @@ type conv struct {
 	contact  *client.Contact
 	items    []*item
 	unread   int
-	last     int64 // unix seconds of the newest message
+	unseen   []string // ids of received messages not yet read, for the read receipt
+	last     int64    // unix seconds of the newest message
 	presence *client.Presence
 	scroll   int // lines scrolled up from the bottom
 }
@@ -182,10 +186,41 @@ func (m *Model) load() error {
 		m.convOf(cs[i].Handle).contact = &cs[i]
 	}
 	for _, e := range es {
+		if e.Type == client.TypeReceipt {
+			m.receipt(e)
+			continue
+		}
 		m.convOf(e.Peer).add(m.msgItem(e, ""), m.opt.Location)
 	}
 	m.sortConvs()
 	return nil
+}
+
+// receipt applies a received receipt to the own messages it names: a
+// message shows delivered, then read, never going back.
+func (m *Model) receipt(e client.Entry) {
+	if m.opt.NoReceipts || e.Dir != client.DirIn || e.Quarantined {
+		return
+	}
+	r, err := client.ParseReceipt(e.Plaintext)
+	if err != nil {
+		return
+	}
+	ids := make(map[string]bool, len(r.IDs))
+	for _, id := range r.IDs {
+		ids[id] = true
+	}
+	c := m.convOf(e.Peer)
+	for i := len(c.items) - 1; i >= 0 && len(ids) > 0; i-- {
+		it := c.items[i]
+		if it.kind != kindMsg || it.e.Dir != client.DirOut || !ids[it.e.ID] {
+			continue
+		}
+		delete(ids, it.e.ID)
+		if it.state == "stored" || (it.state == client.ReceiptDelivered && r.Kind == client.ReceiptRead) {
+			it.state, it.lines = r.Kind, nil
+		}
+	}
 }
 
 // reloadConv reads one conversation's contact and history again (after a
@@ -200,7 +235,14 @@ func (m *Model) reloadConv(c *conv) {
 	notes := slices.DeleteFunc(slices.Clone(c.items), func(it *item) bool { return it.kind == kindMsg && it.local == 0 })
 	c.items = nil
 	for _, e := range es {
-		c.add(m.msgItem(e, ""), m.opt.Location)
+		if e.Type != client.TypeReceipt {
+			c.add(m.msgItem(e, ""), m.opt.Location)
+		}
+	}
+	for _, e := range es {
+		if e.Type == client.TypeReceipt {
+			m.receipt(e)
+		}
 	}
 	for _, it := range notes {
 		c.add(it, m.opt.Location)
@@ -317,10 +359,15 @@ func (m *Model) selectConv(c *conv) {
 	}
 }
 
-func (m *Model) openConv(c *conv) {
+// openConv shows c, and returns the read receipt for what it held
+// unread.
+func (m *Model) openConv(c *conv) tea.Cmd {
 	m.open = c
 	c.unread = 0
 	m.selectConv(c)
+	ids := c.unseen
+	c.unseen = nil
+	return m.sendReceipt(c.h, client.ReceiptRead, ids)
 }
 
 func (m *Model) setStatus(s string, warn bool) { m.status, m.statusW = s, warn }
@@ -347,8 +394,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case EventMsg:
-		m.event(client.Event(msg))
-		return m, nil
+		return m, m.event(client.Event(msg))
 	case PresenceMsg:
 		p := client.Presence(msg)
 		m.convOf(p.Handle).presence = &p
@@ -373,17 +419,21 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, cmd
 }
 
-// event shows one inbox event.
-func (m *Model) event(ev client.Event) {
+// event shows one inbox event, and returns the receipt to send for it.
+func (m *Model) event(ev client.Event) tea.Cmd {
 	if d := ev.Dropped; d != nil {
 		from := d.From
 		if from == "" {
 			from = "an unparsable sender"
 		}
 		m.setStatus(display.Line(fmt.Sprintf("dropped message %d from %s: %s", d.Seq, from, d.Reason)), true)
-		return
+		return nil
 	}
 	e := *ev.Entry
+	if e.Type == client.TypeReceipt {
+		m.receipt(e)
+		return nil
+	}
 	c := m.convOf(e.Peer)
 	if e.Warning != "" {
 		m.refreshContacts()
@@ -392,10 +442,33 @@ func (m *Model) event(ev client.Event) {
 		m.note(c, fmt.Sprintf("new contact %s pinned with key %s; compare the safety number: /verify", m.show(e.Peer), client.Fingerprint(e.PeerKey)), false)
 	}
 	c.add(m.msgItem(e, ""), m.opt.Location)
-	if c != m.open && e.Type != "receipt" {
-		c.unread++
-	}
 	m.sortConvs()
+	if e.Quarantined {
+		return nil // not the contact's message: no receipt in its name
+	}
+	if c != m.open {
+		c.unread++
+		c.unseen = append(c.unseen, e.ID)
+		return m.sendReceipt(c.h, client.ReceiptDelivered, []string{e.ID})
+	}
+	return m.sendReceipt(c.h, client.ReceiptRead, []string{e.ID})
+}
+
+// sendReceipt sends a receipt in the background, unless receipts are
+// off; a failure is not worth the user's attention.
+func (m *Model) sendReceipt(h kez.Handle, kind string, ids []string) tea.Cmd {
+	if m.opt.NoReceipts || len(ids) == 0 {
+		return nil
+	}
+	ctx, b := m.ctx, m.b
+	for len(ids) > client.MaxReceiptIDs {
+		ids = ids[len(ids)-client.MaxReceiptIDs:]
+	}
+	r := client.Receipt{Kind: kind, IDs: ids}
+	return func() tea.Msg {
+		_ = b.SendReceipt(ctx, h, r)
+		return nil
+	}
 }
 
 // note adds a note of the chat to conversation c (the open one if nil).
@@ -428,11 +501,9 @@ func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.scroll(-(m.paneHeight() - 1))
 		return m, nil
 	case "ctrl+n", "alt+down":
-		m.step(1)
-		return m, nil
+		return m, m.step(1)
 	case "ctrl+p", "alt+up":
-		m.step(-1)
-		return m, nil
+		return m, m.step(-1)
 	}
 	if m.listFocus {
 		return m.listKey(k)
@@ -475,12 +546,13 @@ func (m *Model) fitInput() {
 
 // listKey handles a key while the conversation list has the focus.
 func (m *Model) listKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
 	if m.filtering {
 		switch k.Type {
 		case tea.KeyEnter:
 			m.filtering = false
 			if vis := m.visible(); len(vis) > 0 {
-				m.openConv(vis[min(m.sel, len(vis)-1)])
+				cmd = m.openConv(vis[min(m.sel, len(vis)-1)])
 				m.focusInput()
 			}
 		case tea.KeyEsc:
@@ -497,7 +569,7 @@ func (m *Model) listKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.filter += display.Line(string(k.Runes))
 			m.sel = 0
 		}
-		return m, nil
+		return m, cmd
 	}
 	switch k.String() {
 	case "up", "k":
@@ -506,7 +578,7 @@ func (m *Model) listKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.sel = min(m.sel+1, max(len(m.visible())-1, 0))
 	case "enter":
 		if vis := m.visible(); m.sel < len(vis) {
-			m.openConv(vis[m.sel])
+			cmd = m.openConv(vis[m.sel])
 		}
 		m.focusInput()
 	case "/":
@@ -514,7 +586,7 @@ func (m *Model) listKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case "tab", "esc", "i":
 		m.focusInput()
 	}
-	return m, nil
+	return m, cmd
 }
 
 func (m *Model) focusInput() {
@@ -523,13 +595,13 @@ func (m *Model) focusInput() {
 }
 
 // step opens the next (1) or previous (-1) conversation of the list.
-func (m *Model) step(d int) {
+func (m *Model) step(d int) tea.Cmd {
 	vis := m.visible()
 	if len(vis) == 0 {
-		return
+		return nil
 	}
 	m.sel = (m.sel + d + len(vis)) % len(vis)
-	m.openConv(vis[m.sel])
+	return m.openConv(vis[m.sel])
 }
 
 func (m *Model) scroll(n int) {

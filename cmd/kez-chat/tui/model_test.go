@@ -1,9 +1,12 @@
 package tui_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,4 +324,78 @@ func TestFetchWaiting(t *testing.T) {
 	typeLine(tm, "/fetch 0123456789ab")
 	waitScreen(t, tm, m, "fetching 0123456789ab: waiting for @bob to come online")
 	final(t, tm)
+}
+
+// id is the message id i, as Entry.ID shows it.
+func id(i byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{i}, 16)) }
+
+func receipt(from, kind string, ids ...string) *client.Entry {
+	r := client.Receipt{Kind: kind, IDs: ids}
+	pt, err := r.Plaintext()
+	if err != nil {
+		panic(err)
+	}
+	e := text(client.DirIn, from, now, "")
+	e.Type, e.Body, e.Plaintext = client.TypeReceipt, "", pt.Raw()
+	return &e
+}
+
+// TestReceipts: own messages go stored, delivered, read as receipts
+// arrive (never back); a message arriving in the open conversation is
+// answered read, elsewhere delivered and read once opened.
+func TestReceipts(t *testing.T) {
+	f := world()
+	mine := text(client.DirOut, "bob", now, "are we still on?")
+	mine.ID = id(1)
+	f.history = append(f.history, mine, *receipt("bob", client.ReceiptDelivered, id(1)))
+	m := newModel(t, f, tui.Options{Open: handle("bob")})
+	tm := run(t, m)
+	waitScreen(t, tm, m, "you: are we still on?  · delivered")
+	tm.Send(tui.EventMsg{Entry: receipt("bob", client.ReceiptRead, id(1))})
+	tm.Send(tui.EventMsg{Entry: receipt("bob", client.ReceiptDelivered, id(1))})
+	waitScreen(t, tm, m, "you: are we still on?  · read")
+	in := text(client.DirIn, "bob", now, "yes")
+	in.ID = id(2)
+	tm.Send(tui.EventMsg{Entry: &in})
+	other := text(client.DirIn, "carol", now, "psst")
+	other.ID = id(3)
+	tm.Send(tui.EventMsg{Entry: &other})
+	waitScreen(t, tm, m, "psst")
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlP})
+	waitScreen(t, tm, m, "@carol: psst")
+	// Receipts go in the background.
+	for deadline := time.Now().Add(3 * time.Second); len(f.sentReceipts()) < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	m = final(t, tm)
+	if s := screen(m); strings.Count(s, "· read") != 0 {
+		t.Errorf("carol's conversation shows bob's states:\n%s", s)
+	}
+	want := []string{"read " + id(2) + " to bob", "delivered " + id(3) + " to carol", "read " + id(3) + " to carol"}
+	if got := f.sentReceipts(); !slices.Equal(got, want) {
+		t.Errorf("receipts sent:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestNoReceipts: with receipts off none is sent and none received
+// changes a message's state.
+func TestNoReceipts(t *testing.T) {
+	f := world()
+	mine := text(client.DirOut, "bob", now, "are we still on?")
+	mine.ID = id(1)
+	f.history = append(f.history, mine)
+	m := newModel(t, f, tui.Options{Open: handle("bob"), NoReceipts: true})
+	tm := run(t, m)
+	tm.Send(tui.EventMsg{Entry: receipt("bob", client.ReceiptRead, id(1))})
+	in := text(client.DirIn, "bob", now, "yes")
+	in.ID = id(2)
+	tm.Send(tui.EventMsg{Entry: &in})
+	waitScreen(t, tm, m, "@bob: yes")
+	m = final(t, tm)
+	if s := screen(m); !strings.Contains(s, "you: are we still on?  · stored") {
+		t.Errorf("a receipt changed the state with receipts off:\n%s", s)
+	}
+	if got := f.sentReceipts(); len(got) != 0 {
+		t.Errorf("receipts sent with receipts off: %q", got)
+	}
 }

@@ -164,7 +164,7 @@ func (m *Model) listLines(lw, h int) []string {
 func (m *Model) preview(c *conv) string {
 	for i := len(c.items) - 1; i >= 0; i-- {
 		it := c.items[i]
-		if it.kind != kindMsg || it.e.Type == typeReceipt {
+		if it.kind != kindMsg || it.e.Type == client.TypeReceipt {
 			continue
 		}
 		s := m.entryText(it.e)
@@ -258,7 +258,7 @@ func (m *Model) itemLines(it *item, rw int) []string {
 			}
 		}
 	case kindMsg:
-		if it.e.Type == typeReceipt {
+		if it.e.Type == client.TypeReceipt {
 			break
 		}
 		hm := it.at.In(m.opt.Location).Format("15:04") + " "
@@ -290,9 +290,6 @@ func (m *Model) itemLines(it *item, rw int) []string {
 	it.lines, it.w = lines, rw
 	return lines
 }
-
-// typeReceipt is the plaintext type of delivery and read receipts.
-const typeReceipt = "receipt"
 
 // entryText is what a message says, inert.
 func (m *Model) entryText(e client.Entry) string {
