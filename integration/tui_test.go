@@ -86,7 +86,8 @@ func (tm *tmux) await(name, re string) string {
 
 // TestTUI drives the real kez-chat binary's full-screen chat in tmux
 // against the reference stack: alice and bob chat both ways live, a
-// second chat on a profile is refused, an escape-sequence attack shows
+// read receipt comes back, a second chat on a profile is refused, an
+// escape-sequence attack shows
 // inert, a /share is fetched with /fetch, and a key change shows its
 // banner and blocks sending.
 func TestTUI(t *testing.T) {
@@ -115,7 +116,8 @@ func TestTUI(t *testing.T) {
 	// Both ways, live.
 	tm.keys("alice", "hello bob", "Enter")
 	tm.await("bob", `\d\d:\d\d @alice: hello bob`)
-	tm.await("alice", `you: hello bob  · stored`)
+	// bob has the conversation open: his chat answers with a read receipt.
+	tm.await("alice", `you: hello bob  · read`)
 	tm.keys("bob", "hi alice", "Enter")
 	tm.await("alice", `@bob: hi alice`)
 	// A multi-line message (Ctrl-J is a new line).
@@ -160,7 +162,8 @@ func TestTUI(t *testing.T) {
 	mallory := newUser(t, st, "mallory")
 	mallory.ok("", "register", "mallory", "--i-have-written-it-down")
 	alice.server = lyingServer(t, st, mallory, "bob").URL
-	chat(alice, "alice2", "@bob")
+	// kez-chat with no command, on a terminal, is the chat.
+	tm.start("alice2", env, bin(), "--profile", alice.profile, "--server", alice.server, "--key-store", alice.keyStore)
 	tm.await("alice2", `connected`)
 	mallory.ok("", "send", "@alice", "it is me, bob, new phone")
 	s = tm.await("alice2", `(?s)@bob's key changed\. pinned: \d{5}[ \d]+new:.*Sending is disabled`)
