@@ -124,24 +124,26 @@ type globals struct {
 
 type grammar struct {
 	globals
-	Register registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
-	Recover  recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
-	Whoami   whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
-	Mnemonic mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
-	Status   statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
-	Add      addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
-	Contacts contactsCmd `cmd:"" help:"List the pinned contacts."`
-	Verify   verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
-	Trust    trustCmd    `cmd:"" help:"Accept a contact's changed key."`
-	Send     sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
-	Listen   listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
-	History  historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
-	Share    shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
-	Files    filesCmd    `cmd:"" help:"List the files you share, and with whom."`
-	Unshare  unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
-	Fetch    fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
-	Browse   browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
-	Chat     chatCmd     `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
+	Register    registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
+	Recover     recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
+	Whoami      whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
+	Mnemonic    mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
+	Status      statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
+	Add         addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
+	Contacts    contactsCmd `cmd:"" help:"List the pinned contacts."`
+	Verify      verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
+	Trust       trustCmd    `cmd:"" help:"Accept a contact's changed key."`
+	Send        sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
+	Listen      listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
+	History     historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
+	Share       shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
+	Files       filesCmd    `cmd:"" help:"List the files you share, and with whom."`
+	Unshare     unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
+	Fetch       fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
+	Browse      browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
+	ShowProfile profileCmd  `cmd:"" name:"profile" help:"Show a contact's profile: key, safety number, sigchain summary and the identity claims they make."`
+	Claim       claimCmd    `cmd:"" help:"Your identity claims (github, dns, nostr, ...), published in your sigchain for contacts to see."`
+	Chat        chatCmd     `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
 }
 
 // noCommand reports whether args name no command but would parse with

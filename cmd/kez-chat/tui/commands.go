@@ -20,6 +20,7 @@ import (
 var commands = []struct{ name, args, help string }{
 	{"add", "@handle", "look a handle up, verify its sigchain, pin its key, open the conversation"},
 	{"verify", "[@handle]", "show the safety number to compare out of band"},
+	{"profile", "[@handle]", "key, safety number, sigchain and the claims a contact makes"},
 	{"trust", "[@handle]", "accept the changed key the banner shows"},
 	{"share", "<path>", "share a file with this conversation's contact"},
 	{"fetch", "<id>", "download a file shared with you (waits for the sender to come online)"},
@@ -124,6 +125,17 @@ func (m *Model) command(line string) tea.Cmd {
 				client.Fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
 		}
 		m.note(nil, text, false)
+	case "profile":
+		h, ok := handleArg(0)
+		if !ok {
+			return nil
+		}
+		v, err := b.Verify(h)
+		if err != nil {
+			m.setStatus("/profile: "+errText(err), true)
+			return nil
+		}
+		m.note(nil, display.Lines(display.Profile(m.home, v, m.opt.Location)), false)
 	case "trust":
 		h, ok := handleArg(0)
 		if !ok {
@@ -458,7 +470,7 @@ func (m *Model) completeInput() {
 		case "share":
 			word = strings.TrimLeft(rest, " ")
 			cands = completePath(word)
-		case "add", "verify", "trust", "browse":
+		case "add", "verify", "profile", "trust", "browse":
 			for _, c := range m.convs {
 				if s := m.show(c.h); strings.HasPrefix(s, word) || strings.HasPrefix(strings.TrimPrefix(s, "@"), word) {
 					cands = append(cands, s+" ")

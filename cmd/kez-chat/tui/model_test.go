@@ -21,6 +21,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/tui"
 	"kez.lat/kez/message"
+	"kez.lat/kez/sigchain"
 )
 
 // now is the fake clock: Tuesday 1 December 2026, 14:30 UTC.
@@ -397,5 +398,23 @@ func TestNoReceipts(t *testing.T) {
 	}
 	if got := f.sentReceipts(); len(got) != 0 {
 		t.Errorf("receipts sent with receipts off: %q", got)
+	}
+}
+
+// TestProfile: /profile shows a contact's claims as their own word,
+// inert.
+func TestProfile(t *testing.T) {
+	f := world()
+	f.contacts[0].Chain.Claims = []sigchain.Claim{{Kind: "github", Value: "bob-gh", Proof: "https://x\x1b]8;;evil"}}
+	m := newModel(t, f, tui.Options{Open: handle("bob")})
+	tm := run(t, m)
+	typeLine(tm, "/profile")
+	waitScreen(t, tm, m, "claims made by @bob")
+	m = final(t, tm)
+	v := m.View()
+	for _, want := range []string{"safety number:  11111", "kez verifies none", "github   bob-gh  proof: https://x\\u001b]8;;evil"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("profile lacks %q:\n%s", want, v)
+		}
 	}
 }

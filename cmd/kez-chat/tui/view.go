@@ -252,9 +252,11 @@ func (m *Model) itemLines(it *item, rw int) []string {
 		if it.warn {
 			st = m.st.warn
 		}
+		mark := "* "
 		for _, l := range strings.Split(it.note, "\n") {
 			for _, wl := range wrap(l, rw-2) {
-				lines = append(lines, st.Render("* "+wl))
+				lines = append(lines, st.Render(mark+wl))
+				mark = "  "
 			}
 		}
 	case kindMsg:
