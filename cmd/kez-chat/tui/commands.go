@@ -107,7 +107,7 @@ func (m *Model) command(line string) tea.Cmd {
 				what = "pinned"
 			}
 			return resultMsg{h: h, open: true, reload: true, text: fmt.Sprintf("%s %s, key fingerprint %s; compare the safety number: /verify",
-				m.show(ct.Handle), what, client.Fingerprint(ct.Key))}
+				m.show(ct.Handle), what, m.fingerprint(ct.Key))}
 		}
 	case "verify":
 		h, ok := handleArg(0)
@@ -119,10 +119,10 @@ func (m *Model) command(line string) tea.Cmd {
 			m.setStatus("/verify: "+errText(err), true)
 			return nil
 		}
-		text := fmt.Sprintf("safety number with %s (pinned key %s):\n  %s", m.show(h), client.Fingerprint(v.Contact.Key), v.SafetyNumber)
+		text := fmt.Sprintf("safety number with %s (pinned key %s):\n  %s", m.show(h), m.fingerprint(v.Contact.Key), v.SafetyNumber)
 		if v.ChangedSafetyNumber != "" {
 			text += fmt.Sprintf("\nthe server now names another key (%s); with it the number would be:\n  %s\nif %s reads you this second number, accept it: /trust",
-				client.Fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
+				m.fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
 		}
 		m.note(nil, text, false)
 	case "profile":
@@ -153,7 +153,7 @@ func (m *Model) command(line string) tea.Cmd {
 			if err != nil {
 				return resultMsg{h: h, text: "/trust: " + errText(err), warn: true, reload: true}
 			}
-			return resultMsg{h: h, reload: true, text: fmt.Sprintf("now trusting %s with key %s; sending is enabled", m.show(h), client.Fingerprint(ct.Key))}
+			return resultMsg{h: h, reload: true, text: fmt.Sprintf("now trusting %s with key %s; sending is enabled", m.show(h), m.fingerprint(ct.Key))}
 		}
 	case "share":
 		path := strings.TrimSpace(rest)

@@ -79,7 +79,8 @@ type Model struct {
 	offers    map[string]kez.Handle // file IDs seen (announced or browsed) and whose
 	transfers map[string]*transfer
 	nextLocal int
-	complete  []string // completion candidates shown in the help bar
+	complete  []string          // completion candidates shown in the help bar
+	prints    map[string]string // fingerprints by key: each costs thousands of hashes
 	quitting  bool
 }
 
@@ -136,7 +137,7 @@ func New(ctx context.Context, b Backend, opt Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{ctx: ctx, b: b, opt: opt, st: newStyles(opt.Renderer), me: me, home: b.Domain(),
-		offers: map[string]kez.Handle{}, transfers: map[string]*transfer{}, width: 80, height: 24}
+		offers: map[string]kez.Handle{}, transfers: map[string]*transfer{}, prints: map[string]string{}, width: 80, height: 24}
 	m.input = newInput(opt.Renderer)
 	if err := m.load(); err != nil {
 		return nil, err
@@ -439,7 +440,7 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 		m.refreshContacts()
 	}
 	if e.Warning == client.WarnNewContact {
-		m.note(c, fmt.Sprintf("new contact %s pinned with key %s; compare the safety number: /verify", m.show(e.Peer), client.Fingerprint(e.PeerKey)), false)
+		m.note(c, fmt.Sprintf("new contact %s pinned with key %s; compare the safety number: /verify", m.show(e.Peer), m.fingerprint(e.PeerKey)), false)
 	}
 	c.add(m.msgItem(e, ""), m.opt.Location)
 	m.sortConvs()
@@ -487,6 +488,18 @@ func (m *Model) note(c *conv, text string, warn bool) *item {
 }
 
 func (m *Model) show(h kez.Handle) string { return display.Handle(m.home, h) }
+
+// fingerprint is client.Fingerprint, remembered: the screen shows the
+// same few keys on every frame.
+func (m *Model) fingerprint(k kez.PublicKey) string {
+	s := k.String()
+	fp, ok := m.prints[s]
+	if !ok {
+		fp = client.Fingerprint(k)
+		m.prints[s] = fp
+	}
+	return fp
+}
 
 // key handles a key press.
 func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {

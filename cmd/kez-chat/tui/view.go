@@ -195,7 +195,7 @@ func (m *Model) paneLines(rw, h int) []string {
 		title += " · scrolled (PgDn)"
 	}
 	if c.contact != nil {
-		title += " · key " + client.Fingerprint(c.contact.Key)
+		title += " · key " + m.fingerprint(c.contact.Key)
 	} else {
 		title += " · not a contact"
 	}
@@ -206,16 +206,27 @@ func (m *Model) paneLines(rw, h int) []string {
 		}
 	}
 	msgH := max(h-len(out), 1)
-	// The lines of the last items, enough for the window scrolled up.
-	var lines []string
-	need := c.scroll + msgH
-	for i := len(c.items) - 1; i >= 0 && len(lines) < need; i-- {
-		lines = append(m.itemLines(c.items[i], rw), lines...)
+	// The last items, enough lines for the window scrolled up: walked
+	// backwards, then only the window's lines are copied.
+	need, count, first := c.scroll+msgH, 0, len(c.items)
+	for first > 0 && count < need {
+		first--
+		count += len(m.itemLines(c.items[first], rw))
 	}
-	c.scroll = min(c.scroll, max(len(lines)-msgH, 0))
-	end := len(lines) - c.scroll
-	start := max(end-msgH, 0)
-	win := lines[start:end]
+	c.scroll = min(c.scroll, max(count-msgH, 0))
+	skip := max(count-c.scroll-msgH, 0) // lines above the window
+	win := make([]string, 0, msgH)
+	for i := first; i < len(c.items) && len(win) < msgH; i++ {
+		for _, l := range c.items[i].lines {
+			if skip > 0 {
+				skip--
+				continue
+			}
+			if len(win) < min(msgH, count-c.scroll) {
+				win = append(win, l)
+			}
+		}
+	}
 	for range msgH - len(win) {
 		out = append(out, strings.Repeat(" ", rw))
 	}
@@ -231,7 +242,7 @@ func (m *Model) keyBanner(c *conv, rw int) []string {
 	who := m.show(c.h)
 	text := fmt.Sprintf("! %s's key changed. pinned: %s  new: %s. "+
 		"Messages signed by the new key are held back, not shown as %s's. Sending is disabled until you compare safety numbers (/verify) and accept the new key (/trust).",
-		who, client.Fingerprint(c.contact.Key), client.Fingerprint(*c.contact.ChangedKey), who)
+		who, m.fingerprint(c.contact.Key), m.fingerprint(*c.contact.ChangedKey), who)
 	return wrap(text, rw-1)
 }
 
@@ -297,7 +308,7 @@ func (m *Model) itemLines(it *item, rw int) []string {
 func (m *Model) entryText(e client.Entry) string {
 	if e.Quarantined {
 		return fmt.Sprintf("[held back: signed by key %s, which you have not trusted for %s; /verify, then /trust shows it]",
-			client.Fingerprint(e.PeerKey), m.show(e.Peer))
+			m.fingerprint(e.PeerKey), m.show(e.Peer))
 	}
 	switch e.Type {
 	case message.TypeText:
