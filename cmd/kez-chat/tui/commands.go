@@ -109,14 +109,18 @@ func (m *Model) command(line string) tea.Cmd {
 			return resultMsg{h: h, open: true, reload: true, text: fmt.Sprintf("%s %s, key fingerprint %s; compare the safety number: /verify",
 				m.show(ct.Handle), what, m.fingerprint(ct.Key))}
 		}
-	case "verify":
+	case "verify", "profile":
 		h, ok := handleArg(0)
 		if !ok {
 			return nil
 		}
 		v, err := b.Verify(h)
 		if err != nil {
-			m.setStatus("/verify: "+errText(err), true)
+			m.setStatus("/"+name+": "+errText(err), true)
+			return nil
+		}
+		if name == "profile" {
+			m.note(nil, display.Lines(display.Profile(m.home, v, m.opt.Location)), false)
 			return nil
 		}
 		text := fmt.Sprintf("safety number with %s (pinned key %s):\n  %s", m.show(h), m.fingerprint(v.Contact.Key), v.SafetyNumber)
@@ -125,17 +129,6 @@ func (m *Model) command(line string) tea.Cmd {
 				m.fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
 		}
 		m.note(nil, text, false)
-	case "profile":
-		h, ok := handleArg(0)
-		if !ok {
-			return nil
-		}
-		v, err := b.Verify(h)
-		if err != nil {
-			m.setStatus("/profile: "+errText(err), true)
-			return nil
-		}
-		m.note(nil, display.Lines(display.Profile(m.home, v, m.opt.Location)), false)
 	case "trust":
 		h, ok := handleArg(0)
 		if !ok {

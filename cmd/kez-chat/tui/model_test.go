@@ -18,6 +18,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 	"github.com/muesli/termenv"
 
+	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/tui"
 	"kez.lat/kez/message"
@@ -188,9 +189,10 @@ func TestInert(t *testing.T) {
 	}
 }
 
-// TestKeyChange: a changed key shows both fingerprints, sending is
-// refused, and /trust trusts the key the banner showed.
-func TestKeyChange(t *testing.T) {
+// keyChanged runs the chat of a profile whose contact bob changed his
+// key to nk and sent a message with it, and tries to send to bob.
+func keyChanged(t *testing.T) (*fake, kez.PublicKey, *tui.Model, *teatest.TestModel) {
+	t.Helper()
 	f := world()
 	nk := key('m')
 	f.contacts[0].ChangedKey = &nk
@@ -201,6 +203,13 @@ func TestKeyChange(t *testing.T) {
 	tm := run(t, m)
 	typeLine(tm, "are you there?")
 	waitScreen(t, tm, m, "sending is disabled")
+	return f, nk, m, tm
+}
+
+// TestKeyChange: a changed key shows both fingerprints, sending is
+// refused, and /trust trusts the key the banner showed.
+func TestKeyChange(t *testing.T) {
+	f, nk, m, tm := keyChanged(t)
 	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlU}) // clear the refused text
 	typeLine(tm, "/verify")
 	waitScreen(t, tm, m, "the server now names another key")
@@ -218,16 +227,7 @@ func TestKeyChange(t *testing.T) {
 
 // TestKeyChangeScreen is the golden screen of a changed key.
 func TestKeyChangeScreen(t *testing.T) {
-	f := world()
-	nk := key('m')
-	f.contacts[0].ChangedKey = &nk
-	q := text(client.DirIn, "bob", now, "")
-	q.PeerKey, q.Quarantined, q.Warning = nk, true, client.WarnKeyChanged
-	f.history = append(f.history, q)
-	m := newModel(t, f, tui.Options{Open: handle("bob")})
-	tm := run(t, m)
-	typeLine(tm, "are you there?")
-	waitScreen(t, tm, m, "sending is disabled")
+	f, _, m, tm := keyChanged(t)
 	m = final(t, tm)
 	s := screen(m)
 	for _, want := range []string{"key changed. pinned: " + client.Fingerprint(key('b'))[:11], "? unverified key: [held back", "! @bob"} {
