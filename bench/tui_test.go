@@ -44,6 +44,7 @@ func chatModel(t *testing.T, c *client.Client, open string) *tui.Model {
 func TestBenchChatRender(t *testing.T) {
 	st := clienttest.StartWith(t, func(c *chatserver.Config) {
 		c.Streams.InboxMaxMsgs = 20000
+		c.Streams.SenderMaxMsgs = 20000
 		c.Streams.InboxMaxBytes = 1 << 30
 	})
 	ctx, cancel := context.WithCancel(context.Background())
