@@ -87,9 +87,9 @@ func (tm *tmux) await(name, re string) string {
 // TestTUI drives the real kez-chat binary's full-screen chat in tmux
 // against the reference stack: alice and bob chat both ways live, a
 // read receipt comes back, a second chat on a profile is refused, an
-// escape-sequence attack shows
-// inert, a /share is fetched with /fetch, and a key change shows its
-// banner and blocks sending.
+// escape-sequence attack shows inert, a /share is fetched with /fetch, a
+// key change shows its banner and blocks sending, and the broker going
+// away shows a banner until the chat has reconnected by itself.
 func TestTUI(t *testing.T) {
 	tm := newTmux(t)
 	bin := buildCLI(t)
@@ -174,5 +174,26 @@ func TestTUI(t *testing.T) {
 	s = tm.await("alice2", `sending is disabled: @bob's key changed`)
 	if strings.Contains(s, "you: to the wrong key?") {
 		t.Errorf("a message was sent past the banner:\n%s", s)
+	}
+
+	// The broker goes away: a banner, then the chat reconnects by itself
+	// and follows the inbox again.
+	st.NATS.Stop()
+	tm.await("alice2", `broker unreachable: .*reconnecting`)
+	tm.await("alice2", `kez-chat  @alice +offline`)
+	st.NATS.Restart()
+	tm.await("alice2", `kez-chat  @alice +connected`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// The servers heal too, in their own time.
+		_, errw, code := bob.run("", "send", "@alice", "after the outage")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob cannot send after the broker restarted: %s", errw)
+		}
+	}
+	if s := tm.await("alice2", `@bob: after the outage`); strings.Contains(s, "broker unreachable") {
+		t.Errorf("the banner stays after reconnecting:\n%s", s)
 	}
 }
