@@ -125,6 +125,22 @@ func TestTUI(t *testing.T) {
 	tm.keys("bob", "line two", "Enter")
 	tm.await("alice", `@bob: line one *\n.*│ +line two`)
 
+	// A contact added in the chat has its presence followed: carol
+	// comes online while alice looks.
+	carol := newUser(t, st, "carol")
+	carol.ok("", "register", "carol", "--i-have-written-it-down")
+	tm.keys("alice", "/add @carol", "Enter")
+	tm.await("alice", `@carol pinned, key fingerprint`)
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		carol.run("", "listen", "--no-files", "--timeout", "5s")
+	}()
+	tm.await("alice", `● @carol`)
+	<-listened
+	tm.keys("alice", "", "C-p") // back to bob
+	tm.await("alice", `>● @bob`)
+
 	// One reader per inbox.
 	if _, errw, code := alice.run("", "listen", "--once"); code == 0 || !strings.Contains(errw, "another kez-chat listen or chat is running") {
 		t.Errorf("a listen beside the chat: exit %d, %q", code, errw)

@@ -84,8 +84,24 @@ func Run(ctx context.Context, c *client.Client, feed *Feed, opt RunOptions, in i
 	if err != nil {
 		return err
 	}
+	// A contact pinned while the chat runs (by /add, or by a first
+	// message) has its presence followed from then on.
+	contactsChanged := make(chan struct{}, 1)
+	filter := func(_ tea.Model, msg tea.Msg) tea.Msg {
+		switch msg := msg.(type) {
+		case EventMsg:
+			if msg.Entry != nil && msg.Entry.Warning == client.WarnNewContact {
+				signal(contactsChanged)
+			}
+		case resultMsg:
+			if msg.open {
+				signal(contactsChanged)
+			}
+		}
+		return msg
+	}
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithMouseCellMotion(),
-		tea.WithInput(in), tea.WithOutput(out))
+		tea.WithInput(in), tea.WithOutput(out), tea.WithFilter(filter))
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -128,11 +144,7 @@ func Run(ctx context.Context, c *client.Client, feed *Feed, opt RunOptions, in i
 			p.Send(NoteMsg("presence not announced: " + err.Error()))
 		}
 	})
-	wg.Go(func() {
-		retry(lctx, func() error {
-			return c.WatchPresence(lctx, func(pr client.Presence) { p.Send(PresenceMsg(pr)) })
-		})
-	})
+	wg.Go(func() { watchPresence(lctx, c, p.Send, contactsChanged) })
 	_, err = p.Run()
 	cancel()
 	wg.Wait()
@@ -140,6 +152,40 @@ func Run(ctx context.Context, c *client.Client, feed *Feed, opt RunOptions, in i
 		return nil
 	}
 	return err
+}
+
+// watchPresence follows the contacts' presence until ctx ends: again
+// at once when the contacts change, and after a growing pause when the
+// watch fails.
+func watchPresence(ctx context.Context, c *client.Client, send func(tea.Msg), changed <-chan struct{}) {
+	pause := time.Second
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		watched := make(chan error, 1)
+		go func() { watched <- c.WatchPresence(wctx, func(pr client.Presence) { send(PresenceMsg(pr)) }) }()
+		select {
+		case <-watched:
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, 10*time.Second)
+		case <-changed:
+			cancel()
+			<-watched
+			pause = time.Second
+		}
+		cancel()
+	}
+}
+
+// signal notes an event on ch without blocking (one pending is enough).
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // listen follows the inbox until ctx ends, starting again after a
