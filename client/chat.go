@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,8 @@ type SendOptions struct {
 	// sigchain before sending (a known contact's pinned state is used as
 	// it is); for bulk sends after one refresh.
 	NoRefresh bool
+	// NoHistory does not record the message in the history (receipts).
+	NoHistory bool
 }
 
 // Send encrypts pt to contact h and hands it to the home server's inbox
@@ -79,6 +82,9 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 		return Entry{}, sendError(h, err)
 	}
 	e := entryOf(DirOut, ct.Handle, ct.Key, env, pt, c.cfg.Now())
+	if opts.NoHistory {
+		return e, nil
+	}
 	unlock, err := c.p.lock(false)
 	if err != nil {
 		return e, err
@@ -213,9 +219,9 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	if err != nil {
 		return err
 	}
-	unlock, err := c.p.tryListenLock()
+	unlock, err := c.listenLock()
 	if err != nil {
-		return withHint(err, "stop the other `kez-chat listen` first")
+		return err
 	}
 	defer unlock()
 	seen := map[string]bool{}
@@ -254,6 +260,56 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	}
 	if errors.Is(err, errListenDone) {
 		return nil
+	}
+	return err
+}
+
+// HoldListener takes the profile's listen lock for this Client until
+// release is called, so that a program that listens for its whole run
+// (the full-screen chat) is refused at its start, with [ErrListening],
+// while another listen or chat runs on the profile, and keeps the inbox
+// across restarts of [Client.Listen] (after a broker outage) without
+// another process taking it in between. Listen on this Client runs
+// under the held lock; other processes' Listen and HoldListener fail
+// with ErrListening.
+func (c *Client) HoldListener() (release func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding {
+		return nil, withHint(ErrListening, "this client holds the listen lock already")
+	}
+	unlock, err := c.p.tryListenLock()
+	if err != nil {
+		return nil, listenLockError(err)
+	}
+	c.holding = true
+	return sync.OnceFunc(func() {
+		c.mu.Lock()
+		c.holding = false
+		c.mu.Unlock()
+		unlock()
+	}), nil
+}
+
+// listenLock takes the listen lock for one Listen, unless
+// [Client.HoldListener] holds it.
+func (c *Client) listenLock() (func(), error) {
+	c.mu.Lock()
+	held := c.holding
+	c.mu.Unlock()
+	if held {
+		return func() {}, nil
+	}
+	unlock, err := c.p.tryListenLock()
+	if err != nil {
+		return nil, listenLockError(err)
+	}
+	return unlock, nil
+}
+
+func listenLockError(err error) error {
+	if errors.Is(err, ErrListening) {
+		return withHint(err, "stop the other `kez-chat listen` or `kez-chat chat` on this profile first (one process reads an inbox)")
 	}
 	return err
 }

@@ -73,6 +73,8 @@ type Client struct {
 	key   *kez.PrivateKey
 	id    *message.Identity // key's, made by identity, cleared by Close
 	store *blob.Store
+	// holding is set while [Client.HoldListener] holds the listen lock.
+	holding bool
 }
 
 // New returns a client of profile p.

@@ -28,8 +28,9 @@ var (
 	ErrChainChanged = errors.New("contact's sigchain lost or rewrote pinned events")
 	// ErrBackupNotConfirmed: the re-typed words did not match.
 	ErrBackupNotConfirmed = errors.New("re-typed word does not match the backup")
-	// ErrListening: another listen holds this profile's inbox.
-	ErrListening = errors.New("another kez-chat listen is running on this profile")
+	// ErrListening: another listen (or full-screen chat) holds this
+	// profile's inbox.
+	ErrListening = errors.New("another kez-chat listen or chat is running on this profile")
 	// ErrFederation: the contact is on another domain, whose broker this
 	// version cannot deliver to yet.
 	ErrFederation = errors.New("sending to another domain is not supported yet")

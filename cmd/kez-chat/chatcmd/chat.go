@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 )
 
 // contactJSON is the JSON form of a contact.
@@ -97,7 +99,7 @@ func (c *contactsCmd) Run(ctx context.Context) error {
 				state = "KEY CHANGED (sending refused until trust)"
 			}
 			if p, ok := pres[ct.Handle]; ok {
-				state += ", " + presenceText(p, time.Now())
+				state += ", " + display.Presence(p, time.Now())
 			}
 			fmt.Fprintf(a.out, "%-24s %s  %s\n", show(cl, ct.Handle), ct.Key, state)
 		}
@@ -320,7 +322,7 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		}{event, e})
 		return
 	}
-	if !e.Quarantined {
+	if !e.Quarantined && e.Type != client.TypeReceipt {
 		fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
 	}
 }
@@ -340,25 +342,10 @@ func text(cl *client.Client, e *client.Entry) string {
 }
 
 // sanitize makes a message from someone else safe to print on a
-// terminal: control characters (escape sequences could rewrite the
-// screen or set the window title) are shown as \uXXXX, and lines after
-// the first are indented, so that no line of a message can pass for a
-// message of its own.
+// terminal (see display.Text), and indents lines after the first, so
+// that no line of a message can pass for a message of its own.
 func sanitize(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString("\n    ")
-		case r == '\t':
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	return strings.ReplaceAll(display.Text(s), "\n", "\n    ")
 }
 
 func writeLine(w io.Writer, v any) {
@@ -390,6 +377,10 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			if _, err := cl.Verify(h); errors.Is(err, client.ErrNotContact) {
 				return err
 			}
+		}
+		if !a.g.JSON {
+			// A receipt shows as the state of the message it names, in the chat.
+			es = slices.DeleteFunc(es, func(e client.Entry) bool { return e.Type == client.TypeReceipt })
 		}
 		if c.Last > 0 && len(es) > c.Last {
 			es = es[len(es)-c.Last:]

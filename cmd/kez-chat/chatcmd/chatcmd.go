@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -18,6 +19,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/cli"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/mnemonic"
 )
 
@@ -94,6 +96,11 @@ func appFrom(ctx context.Context) *app { return ctx.Value(appKey{}).(*app) }
 // Run parses args and runs the command. stdin feeds prompts, recover and
 // send.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if interactive(stdin, stdout) && noCommand(args) {
+		// kez-chat alone, on a terminal, is the full-screen chat; piped,
+		// it prints the usage as it always did.
+		args = append(args, "chat")
+	}
 	g := &grammar{}
 	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr})
 	return cli.Run(ctx, g, "kez-chat",
@@ -117,27 +124,37 @@ type globals struct {
 
 type grammar struct {
 	globals
-	Register registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
-	Recover  recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
-	Whoami   whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
-	Mnemonic mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
-	Status   statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
-	Add      addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
-	Contacts contactsCmd `cmd:"" help:"List the pinned contacts."`
-	Verify   verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
-	Trust    trustCmd    `cmd:"" help:"Accept a contact's changed key."`
-	Send     sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
-	Listen   listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
-	History  historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
-	Share    shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
-	Files    filesCmd    `cmd:"" help:"List the files you share, and with whom."`
-	Unshare  unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
-	Fetch    fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
-	Browse   browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
+	Register    registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
+	Recover     recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
+	Whoami      whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
+	Mnemonic    mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
+	Status      statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
+	Add         addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
+	Contacts    contactsCmd `cmd:"" help:"List the pinned contacts."`
+	Verify      verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
+	Trust       trustCmd    `cmd:"" help:"Accept a contact's changed key."`
+	Send        sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
+	Listen      listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
+	History     historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
+	Share       shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
+	Files       filesCmd    `cmd:"" help:"List the files you share, and with whom."`
+	Unshare     unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
+	Fetch       fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
+	Browse      browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
+	ShowProfile profileCmd  `cmd:"" name:"profile" help:"Show a contact's profile: key, safety number, sigchain summary and the identity claims they make."`
+	Claim       claimCmd    `cmd:"" help:"Your identity claims (github, dns, nostr, ...), published in your sigchain for contacts to see."`
+	Chat        chatCmd     `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
 }
 
-// client opens the profile and returns its client.
-func (a *app) client() (*client.Client, error) {
+// noCommand reports whether args name no command but would parse with
+// one: kez-chat alone, or with global flags only.
+func noCommand(args []string) bool {
+	return cli.Parse(&grammar{}, args) != nil && cli.Parse(&grammar{}, append(slices.Clone(args), "chat")) == nil
+}
+
+// client opens the profile and returns its client; adjust, if not nil,
+// changes its configuration.
+func (a *app) client(adjust ...func(*client.Config)) (*client.Client, error) {
 	dir, err := client.ProfileDir(a.g.Profile)
 	if err != nil {
 		return nil, err
@@ -153,8 +170,12 @@ func (a *app) client() (*client.Client, error) {
 	if server == "" && !p.HasKey() {
 		server = "https://" + kez.DefaultDomain
 	}
-	return client.New(p, client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
-		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}), nil
+	cfg := client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
+		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	return client.New(p, cfg), nil
 }
 
 // withClient runs fn with the profile's client and closes it.
@@ -188,9 +209,4 @@ func optionalHandle(c *client.Client, s string) (kez.Handle, error) {
 
 // show returns the handle as the UI shows it: @name at home, @name@domain
 // elsewhere.
-func show(c *client.Client, h kez.Handle) string {
-	if h.Domain() == c.Domain() {
-		return "@" + h.Local()
-	}
-	return "@" + h.String()
-}
+func show(c *client.Client, h kez.Handle) string { return display.Handle(c.Domain(), h) }

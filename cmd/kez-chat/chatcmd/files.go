@@ -13,6 +13,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/share"
 )
 
@@ -40,7 +41,7 @@ func (c *shareCmd) Run(ctx context.Context) error {
 		if a.g.JSON {
 			return writeJSON(a.out, res)
 		}
-		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", res.ID, sanitize(res.File.Name), humanSize(res.File.FileSize), show(cl, h))
+		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", res.ID, sanitize(res.File.Name), display.Size(res.File.FileSize), show(cl, h))
 		if isTerminalWriter(a.errw) {
 			fmt.Fprintf(a.errw, "hint: %s downloads it from this device while `kez-chat listen` runs here\n", show(cl, h))
 		}
@@ -71,7 +72,7 @@ func (c *filesCmd) Run(ctx context.Context) error {
 				with = append(with, show(cl, r.Handle))
 			}
 			fmt.Fprintf(a.out, "%s  %s  %s  %s  with %s\n", f.ID, time.Unix(f.File.SharedAt, 0).Format("2006-01-02 15:04"),
-				sanitize(f.File.Name), humanSize(f.File.FileSize), strings.Join(with, ", "))
+				sanitize(f.File.Name), display.Size(f.File.FileSize), strings.Join(with, ", "))
 		}
 		return nil
 	})
@@ -175,10 +176,10 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 				how = ", " + res.Route
 			}
 			if res.Resumed > 0 {
-				how += fmt.Sprintf(", resumed after %s", humanSize(res.Resumed))
+				how += fmt.Sprintf(", resumed after %s", display.Size(res.Resumed))
 			}
 			fmt.Fprintf(a.errw, "kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.File.Name),
-				show(cl, res.Offer.From), humanSize(res.Offer.File.FileSize), how)
+				show(cl, res.Offer.From), display.Size(res.Offer.File.FileSize), how)
 		}
 		return nil
 	})
@@ -209,7 +210,7 @@ func (c *browseCmd) Run(ctx context.Context) error {
 			fmt.Fprintf(a.errw, "kez-chat: %s shares nothing with you\n", show(cl, h))
 		}
 		for _, o := range l.Files {
-			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.File.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.File.Name), humanSize(o.File.FileSize))
+			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.File.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.File.Name), display.Size(o.File.FileSize))
 		}
 		if len(l.Files) > 0 && isTerminalWriter(a.errw) {
 			fmt.Fprintf(a.errw, "hint: kez-chat fetch --from %s ID downloads one\n", show(cl, h))
@@ -251,20 +252,6 @@ func (b *bar) finish() {
 	}
 }
 
-// humanSize reads a byte count as "3.1 MiB".
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // fileText is how a file announcement reads: a received one with the
 // command that fetches it.
 func fileText(cl *client.Client, e *client.Entry) string {
@@ -273,11 +260,11 @@ func fileText(cl *client.Client, e *client.Entry) string {
 		if err != nil {
 			return "[a file announcement]"
 		}
-		return fmt.Sprintf("shared %s (%s): %s", sanitize(ann.Name), humanSize(ann.FileSize), ann.Blob.String()[:12])
+		return fmt.Sprintf("shared %s (%s): %s", sanitize(ann.Name), display.Size(ann.FileSize), ann.Blob.String()[:12])
 	}
 	o, err := cl.Announcement(*e)
 	if err != nil {
 		return fmt.Sprintf("[a file announcement that cannot be read: %v]", err)
 	}
-	return fmt.Sprintf("shared %s (%s): kez-chat fetch %s", sanitize(o.File.Name), humanSize(o.File.FileSize), o.ID)
+	return fmt.Sprintf("shared %s (%s): kez-chat fetch %s", sanitize(o.File.Name), display.Size(o.File.FileSize), o.ID)
 }

@@ -8,6 +8,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 )
 
 // presenceFlags are listen's presence flags.
@@ -70,41 +71,8 @@ func printPresence(a *app, cl *client.Client, p client.Presence) {
 	case client.PresenceOnline:
 		fmt.Fprintf(a.out, "%s %s is online\n", time.Now().Format("2006-01-02 15:04:05"), who)
 	default:
-		fmt.Fprintf(a.out, "%s %s went away (%s)\n", time.Now().Format("2006-01-02 15:04:05"), who, presenceText(p, time.Now()))
+		fmt.Fprintf(a.out, "%s %s went away (%s)\n", time.Now().Format("2006-01-02 15:04:05"), who, display.Presence(p, time.Now()))
 	}
-}
-
-// presenceText is how a presence reads: "online", "last seen 5 minutes
-// ago", "never seen".
-func presenceText(p client.Presence, now time.Time) string {
-	switch p.State {
-	case client.PresenceOnline:
-		return "online"
-	case client.PresenceOffline:
-		return "last seen " + ago(now.Sub(time.Unix(p.LastSeen, 0)))
-	}
-	return "not seen (never announced, or invisible)"
-}
-
-// ago reads a duration as "5 minutes ago".
-func ago(d time.Duration) string {
-	unit := func(n int64, name string) string {
-		if n == 1 {
-			return fmt.Sprintf("1 %s ago", name)
-		}
-		return fmt.Sprintf("%d %ss ago", n, name)
-	}
-	switch {
-	case d < 10*time.Second:
-		return "just now"
-	case d < time.Minute:
-		return unit(int64(d/time.Second), "second")
-	case d < time.Hour:
-		return unit(int64(d/time.Minute), "minute")
-	case d < 48*time.Hour:
-		return unit(int64(d/time.Hour), "hour")
-	}
-	return unit(int64(d/(24*time.Hour)), "day")
 }
 
 // statusOf prints the presence of one handle: status @bob.
@@ -120,7 +88,7 @@ func statusOf(ctx context.Context, a *app, cl *client.Client, arg string) error 
 	if a.g.JSON {
 		return writeJSON(a.out, p)
 	}
-	fmt.Fprintf(a.out, "%s: %s\n", show(cl, h), presenceText(p, time.Now()))
+	fmt.Fprintf(a.out, "%s: %s\n", show(cl, h), display.Presence(p, time.Now()))
 	return nil
 }
 
