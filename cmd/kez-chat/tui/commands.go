@@ -49,6 +49,70 @@ type resultMsg struct {
 	key    string // the transfer it ends
 }
 
+// browsedMsg is what /browse found: the files h shares with the user.
+type browsedMsg struct {
+	h    kez.Handle
+	list client.Listing
+}
+
+// picker is a list of files to fetch from, shown in the help line: Up and
+// Down choose, Enter fetches, Esc closes.
+type picker struct {
+	files []client.Offer
+	i     int
+}
+
+// browsed shows a /browse result in h's conversation and, if it lists
+// files, opens the picker on them.
+func (m *Model) browsed(b browsedMsg) {
+	var s strings.Builder
+	if len(b.list.Files) == 0 {
+		fmt.Fprintf(&s, "%s shares nothing with you", m.show(b.h))
+	} else {
+		fmt.Fprintf(&s, "%s shares with you (↑/↓ and Enter fetch one, or /fetch ID):", m.show(b.h))
+	}
+	for _, o := range b.list.Files {
+		m.offers[o.ID] = b.h
+		fmt.Fprintf(&s, "\n  %s  %s  %s", o.ID, display.Line(o.File.Name), display.Size(o.File.FileSize))
+	}
+	if b.list.Problem != "" {
+		fmt.Fprintf(&s, "\nsome entries for you do not open: %s", display.Line(b.list.Problem))
+	}
+	m.result(resultMsg{h: b.h, text: s.String()})
+	m.pick = nil
+	if len(b.list.Files) > 0 {
+		m.pick = &picker{files: b.list.Files}
+	}
+}
+
+// pickKey handles a key while the picker is open; it reports whether it
+// took the key.
+func (m *Model) pickKey(k tea.KeyMsg) (tea.Cmd, bool) {
+	p := m.pick
+	switch k.String() {
+	case "up":
+		p.i = (p.i + len(p.files) - 1) % len(p.files)
+	case "down":
+		p.i = (p.i + 1) % len(p.files)
+	case "enter":
+		m.pick = nil
+		return m.command("/fetch " + p.files[p.i].ID), true
+	case "esc":
+		m.pick = nil
+	default:
+		m.pick = nil // typing closes it
+		return nil, false
+	}
+	return nil, true
+}
+
+// pickLine is the help line of an open picker.
+func (m *Model) pickLine() string {
+	o := m.pick.files[m.pick.i]
+	return fmt.Sprintf(" fetch %d/%d: %s  %s  %s · ↑/↓ choose · Enter fetch · Esc close",
+		m.pick.i+1, len(m.pick.files), o.ID, display.Line(o.File.Name), display.Size(o.File.FileSize))
+}
+
 // command runs a slash command.
 func (m *Model) command(line string) tea.Cmd {
 	name, rest, _ := strings.Cut(strings.TrimPrefix(line, "/"), " ")
@@ -212,20 +276,7 @@ func (m *Model) command(line string) tea.Cmd {
 			if err != nil {
 				return resultMsg{h: h, text: "/browse: " + errText(err), warn: true}
 			}
-			var s strings.Builder
-			if len(l.Files) == 0 {
-				fmt.Fprintf(&s, "%s shares nothing with you", m.show(h))
-			} else {
-				fmt.Fprintf(&s, "%s shares with you (/fetch ID downloads one):", m.show(h))
-			}
-			for _, o := range l.Files {
-				m.offers[o.ID] = h
-				fmt.Fprintf(&s, "\n  %s  %s  %s", o.ID, display.Line(o.File.Name), display.Size(o.File.FileSize))
-			}
-			if l.Problem != "" {
-				fmt.Fprintf(&s, "\nsome entries for you do not open: %s", display.Line(l.Problem))
-			}
-			return resultMsg{h: h, text: s.String()}
+			return browsedMsg{h: h, list: l}
 		}
 	case "files":
 		fs, err := b.Files()

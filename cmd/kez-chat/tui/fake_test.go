@@ -27,6 +27,8 @@ type fake struct {
 	sendGate chan struct{}
 	sendErr  error
 	now      time.Time
+	shared   []client.Offer // what Browse lists
+	fetched  []string       // the IDs Fetch was asked for
 }
 
 func key(b byte) kez.PublicKey {
@@ -117,6 +119,9 @@ func (f *fake) Share(ctx context.Context, h kez.Handle, path string, progress fu
 	return client.ShareResult{}, errors.New("fake: no sharing")
 }
 func (f *fake) Fetch(ctx context.Context, id string, opts client.FetchOptions) (client.FetchResult, error) {
+	f.mu.Lock()
+	f.fetched = append(f.fetched, id)
+	f.mu.Unlock()
 	if opts.Waiting != nil {
 		opts.Waiting(handle("bob"), f.now.Add(10*time.Minute))
 	}
@@ -124,7 +129,7 @@ func (f *fake) Fetch(ctx context.Context, id string, opts client.FetchOptions) (
 	return client.FetchResult{}, ctx.Err()
 }
 func (f *fake) Browse(ctx context.Context, h kez.Handle, opts client.FetchOptions) (client.Listing, error) {
-	return client.Listing{Owner: h}, nil
+	return client.Listing{Owner: h, Files: f.shared}, nil
 }
 func (f *fake) Files() ([]client.Shared, error) { return nil, nil }
 func (f *fake) Unshare(ctx context.Context, id string, h kez.Handle) (client.Shared, error) {

@@ -76,6 +76,7 @@ type Model struct {
 	conn      ConnMsg
 	connKnown bool
 
+	pick      *picker               // the files of the last /browse, to fetch one
 	offers    map[string]kez.Handle // file IDs seen (announced or browsed) and whose
 	transfers map[string]*transfer
 	nextLocal int
@@ -412,6 +413,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case resultMsg:
 		m.result(msg)
 		return m, nil
+	case browsedMsg:
+		m.browsed(msg)
+		return m, nil
 	case tickMsg:
 		return m, m.tick()
 	}
@@ -520,6 +524,11 @@ func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	}
 	if m.listFocus {
 		return m.listKey(k)
+	}
+	if m.pick != nil {
+		if cmd, took := m.pickKey(k); took {
+			return m, cmd
+		}
 	}
 	switch k.String() {
 	case "enter":

@@ -22,6 +22,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/tui"
 	"kez.lat/kez/message"
+	"kez.lat/kez/share"
 	"kez.lat/kez/sigchain"
 )
 
@@ -325,6 +326,30 @@ func TestFetchWaiting(t *testing.T) {
 	typeLine(tm, "/fetch 0123456789ab")
 	waitScreen(t, tm, m, "fetching 0123456789ab: waiting for @bob to come online")
 	final(t, tm)
+}
+
+// TestBrowsePicker: /browse lists a contact's files and opens a picker in
+// the help bar; Down chooses the next, Enter fetches it.
+func TestBrowsePicker(t *testing.T) {
+	f := world()
+	f.shared = []client.Offer{
+		{ID: "aaaaaaaaaaaa", From: handle("bob"), File: share.File{Name: "notes.txt", FileSize: 10}},
+		{ID: "bbbbbbbbbbbb", From: handle("bob"), File: share.File{Name: "photo.jpg", FileSize: 2048}},
+	}
+	m := newModel(t, f, tui.Options{Open: handle("bob"), FetchWait: time.Minute})
+	tm := run(t, m)
+	typeLine(tm, "/browse @bob")
+	waitScreen(t, tm, m, "fetch 1/2: aaaaaaaaaaaa  notes.txt")
+	tm.Send(tea.KeyMsg{Type: tea.KeyDown})
+	waitScreen(t, tm, m, "fetch 2/2: bbbbbbbbbbbb  photo.jpg")
+	tm.Send(tea.KeyMsg{Type: tea.KeyEnter})
+	waitScreen(t, tm, m, "fetching bbbbbbbbbbbb")
+	final(t, tm)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.fetched) != 1 || f.fetched[0] != "bbbbbbbbbbbb" {
+		t.Fatalf("fetched %q, want the chosen file", f.fetched)
+	}
 }
 
 // id is the message id i, as Entry.ID shows it.

@@ -92,6 +92,8 @@ func (m *Model) headerLine(w int) string {
 
 func (m *Model) helpLine() string {
 	switch {
+	case m.pick != nil:
+		return m.pickLine()
 	case len(m.complete) > 0:
 		return " " + strings.Join(m.complete, "  ")
 	case m.filtering:
