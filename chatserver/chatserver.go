@@ -180,6 +180,9 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err := s.Door.Start(); err != nil {
 		return err
 	}
+	if err := s.watchDisconnects(ctx, js, cfg.UsersAccount, cfg.Domain); err != nil {
+		return err
+	}
 	if cfg.CalloutIssuerFile != "" {
 		if err := s.startCallout(cfg, reg); err != nil {
 			return err

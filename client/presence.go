@@ -17,8 +17,8 @@ import (
 
 // Presence states.
 const (
-	PresenceOnline  = "online"  // announcing now
-	PresenceOffline = "offline" // was online; LastSeen says when
+	PresenceOnline  = streams.PresenceOnline  // announcing now
+	PresenceOffline = streams.PresenceOffline // was online; LastSeen says when
 	PresenceUnknown = "unknown" // never announced, invisible, or aged out
 )
 
@@ -36,16 +36,7 @@ const (
 
 // PresenceEntry is the JSON a user stores in their own presence entry
 // (streams.PresenceBucket, key = the user's key hex).
-type PresenceEntry struct {
-	// Status is PresenceOnline or PresenceOffline (the goodbye).
-	Status string `json:"status"`
-	// TS is the writer's clock, unix seconds; readers go by the broker's
-	// store time instead, which the writer cannot choose.
-	TS int64 `json:"ts"`
-	// TTL is, for online, the seconds within which the writer renews the
-	// entry.
-	TTL int64 `json:"ttl,omitempty"`
-}
+type PresenceEntry = streams.PresenceEntry
 
 // Presence is what a reader knows of a user's presence.
 type Presence struct {
@@ -74,6 +65,10 @@ func PublishPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, stat
 	e := PresenceEntry{Status: status, TS: now.Unix()}
 	if status == PresenceOnline {
 		e.TTL = int64(max(ttl, MinPresenceTTL) / time.Second)
+		// The connection that announces: the home server marks the entry
+		// offline as soon as the broker says it closed.
+		e.Server = nc.ConnectedServerId()
+		e.Conn, _ = nc.GetClientID()
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -204,8 +199,15 @@ func (c *Client) Announce(ctx context.Context, opts AnnounceOptions) error {
 	}
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
+	// After a reconnect (a new connection: its JWT expired, or the broker
+	// restarted) announce again at once: the home server marks the entry
+	// offline when the old connection's close is reported.
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(reconnected)
 	for {
 		select {
+		case <-reconnected:
+			_ = PublishPresence(ctx, nc, a.Primary, PresenceOnline, ttl, c.cfg.Now())
 		case <-ctx.Done():
 			if nc.IsClosed() {
 				return nil

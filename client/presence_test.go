@@ -152,6 +152,48 @@ func TestPresenceKilledClientLapses(t *testing.T) {
 	<-done
 }
 
+// TestPresenceOfflineOnDisconnect: the home server marks a user offline
+// as soon as the broker reports that the connection which announced
+// "online" closed (kill -9: no goodbye), long before its TTL; another
+// connection of the same user closing changes nothing.
+func TestPresenceOfflineOnDisconnect(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := bob.Add(context.Background(), handle(t, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- alice.Announce(ctx, client.AnnounceOptions{TTL: 10 * time.Minute}) }()
+	waitPresence(t, bob, "alice", client.PresenceOnline)
+
+	// alice's `send` in another process: its connection comes and goes.
+	key, err := alice.Profile().Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := client.ConnectNATS(st.NATS.ClientURL(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	time.Sleep(time.Second)
+	if p, err := bob.Presence(context.Background(), handle(t, "alice")); err != nil || p.State != client.PresenceOnline {
+		t.Fatalf("after another connection of alice closed: %+v, %v; want online", p, err)
+	}
+
+	killed := time.Now()
+	alice.Close() // kill -9: the connection drops, no goodbye
+	waitPresence(t, bob, "alice", client.PresenceOffline)
+	if waited := time.Since(killed); waited > 5*time.Second {
+		t.Errorf("offline %v after the connection closed, with a 10 min TTL", waited)
+	}
+	stop()
+	<-done
+}
+
 // TestPresenceInvisible: an invisible user publishes nothing, and going
 // invisible removes an earlier entry without leaving a delete behind.
 func TestPresenceInvisible(t *testing.T) {

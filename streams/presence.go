@@ -104,3 +104,28 @@ func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 		PersistMode: persist,
 	}
 }
+
+// The statuses of a presence entry.
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+)
+
+// PresenceEntry is the JSON of a presence entry: what a user stores in
+// their own, and what the home server writes there when the connection
+// that announced "online" closes.
+type PresenceEntry struct {
+	// Status is PresenceOnline or PresenceOffline (the goodbye).
+	Status string `json:"status"`
+	// TS is the writer's clock, unix seconds; readers go by the broker's
+	// store time instead, which the writer cannot choose.
+	TS int64 `json:"ts"`
+	// TTL is, for online, the seconds within which the writer renews the
+	// entry.
+	TTL int64 `json:"ttl,omitempty"`
+	// Server and Conn name the connection that announced online (the
+	// broker's server id and client id): when the broker reports it
+	// closed, the entry turns offline without waiting out TTL.
+	Server string `json:"server,omitempty"`
+	Conn   uint64 `json:"conn,omitempty"`
+}
