@@ -49,9 +49,6 @@ type Config struct {
 	// TTL is the lifetime of a user JWT; the server disconnects the client
 	// at expiry and the client reconnects and is authorised again.
 	TTL time.Duration
-	// MaxPayload and MaxSubs limit each user connection.
-	MaxPayload int64
-	MaxSubs    int64
 	// Workers is how many requests one replica handles at once.
 	Workers int
 	Now     func() time.Time
@@ -136,7 +133,7 @@ func (s *Service) Start(nc *nats.Conn) error {
 		Description: "kez-chat auth callout",
 		Endpoint: &micro.EndpointConfig{
 			Subject: Subject,
-			Handler: s.workers.Handler(s.handle),
+			Handler: s.workers.Handler(nc, s.handle),
 		},
 	})
 	if err != nil {
@@ -156,9 +153,9 @@ func (s *Service) Stop() {
 
 // handle answers one request (on a worker: a callout must not queue
 // behind a slow one).
-func (s *Service) handle(r micro.Request) {
+func (s *Service) handle(r *streams.Request) {
 	start := time.Now()
-	resp, _, err := s.Answer(r.Data(), r.Headers().Get(xkeyHeader))
+	resp, _, err := s.Answer(r.Data(), r.Header(xkeyHeader))
 	result := "allowed"
 	if err != nil {
 		result = "denied"
@@ -283,8 +280,6 @@ func (s *Service) userJWT(rc *jwt.AuthorizationRequestClaims, rec kez.HandleReco
 	pub, sub := s.permissions(key)
 	uc.Pub.Allow.Add(pub...)
 	uc.Sub.Allow.Add(sub...)
-	uc.Limits.Payload = s.cfg.MaxPayload
-	uc.Limits.Subs = s.cfg.MaxSubs
 	uc.Limits.Data = jwt.NoLimit
 	// Plain clients only: no leafnode or MQTT connections with a user's
 	// key, whatever listeners an operator adds to the broker.

@@ -1,13 +1,16 @@
 package callout_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -669,5 +672,106 @@ func TestSignInRightAfterRegistration(t *testing.T) {
 			t.Fatalf("sign-in %d right after registration: %v", i, err)
 		}
 		nc.Close()
+	}
+}
+
+// TestUserLimits: the limits of deploy/nats.conf's USERS account hold for
+// a user signed in through the callout: the 1,025th subscription and a
+// payload one byte over 64 KiB are refused by the broker, while the
+// 1,024th and exactly 64 KiB pass, and another user is unaffected.
+func TestUserLimits(t *testing.T) {
+	st := newStack(t, 1, nil)
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	nc, e := connect(t, st, alice)
+	const maxSubs, maxPayload = 1024, 64 << 10
+	for i := range maxSubs {
+		if _, err := nc.SubscribeSync(fmt.Sprintf("_I.%s.limit.%d", alice.Public().Hex(), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	for _, err := range e.list {
+		t.Errorf("within the limits: %v", err)
+	}
+	e.mu.Unlock()
+	if _, err := nc.SubscribeSync(streams.UserInboxPrefix(alice.Public()) + ".limit.over"); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	waitFor(t, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, err := range e.list {
+			if strings.Contains(strings.ToLower(err.Error()), "maximum subscriptions exceeded") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The broker enforces it on the wire (its INFO, sent before the
+	// callout answered, still says 1 MB: nats.go does not check it).
+	subj := streams.DoorSubject(alice.Public(), streams.DoorStat)
+	if resp := rawPublish(t, st, alice, subj, maxPayload); strings.Contains(resp, "-ERR") {
+		t.Errorf("64 KiB: %q", resp)
+	}
+	if resp := rawPublish(t, st, alice, subj, maxPayload+1); !strings.Contains(resp, "Maximum Payload Violation") {
+		t.Errorf("64 KiB + 1: the broker answered %q, want a maximum payload violation", resp)
+	}
+	// bob is unaffected.
+	connect(t, st, bob)
+}
+
+// rawPublish signs in as key over a plain TCP connection, speaking the
+// NATS protocol itself (no client-side payload check), publishes n bytes
+// to subj and returns what the broker answered to it.
+func rawPublish(t *testing.T, st *stack, key *kez.PrivateKey, subj string, n int) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(st.ns.ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "INFO ")), &info); err != nil {
+		t.Fatal(err)
+	}
+	connect, _ := json.Marshal(map[string]any{
+		"verbose": false, "pedantic": false, "protocol": 1, "headers": true,
+		"nkey": key.Public().NKey(),
+		"sig":  base64.RawURLEncoding.EncodeToString(key.Sign(kez.PurposeNATSAuth, []byte(info.Nonce))),
+	})
+	fmt.Fprintf(conn, "CONNECT %s\r\nPING\r\n", connect)
+	for {
+		line, err = r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("sign-in: %v", err)
+		}
+		if strings.HasPrefix(line, "PONG") {
+			break
+		}
+		if strings.HasPrefix(line, "-ERR") {
+			t.Fatalf("sign-in: %s", line)
+		}
+	}
+	fmt.Fprintf(conn, "PUB %s %d\r\n%s\r\nPING\r\n", subj, n, make([]byte, n))
+	var got strings.Builder
+	for {
+		line, err = r.ReadString('\n')
+		got.WriteString(line)
+		if err != nil || strings.HasPrefix(line, "PONG") || strings.HasPrefix(line, "-ERR") {
+			return got.String()
+		}
 	}
 }

@@ -242,7 +242,6 @@ func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
 	}
 	s.Callout, err = callout.New(callout.Config{
 		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL,
-		MaxPayload: int64(cfg.Streams.InboxMaxMsgSize), MaxSubs: 100,
 	}, s.users, streams.UserPermissions, reg, s.logger)
 	if err != nil {
 		return err

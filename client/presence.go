@@ -19,7 +19,7 @@ import (
 const (
 	PresenceOnline  = streams.PresenceOnline  // announcing now
 	PresenceOffline = streams.PresenceOffline // was online; LastSeen says when
-	PresenceUnknown = "unknown" // never announced, invisible, or aged out
+	PresenceUnknown = "unknown"               // never announced, invisible, or aged out
 )
 
 // Presence timing.

@@ -119,7 +119,7 @@ func (s *Service) Start() error {
 	}
 	for _, op := range streams.DoorOps {
 		op := op
-		h := s.workers.Handler(func(r micro.Request) { s.serve(op, r) })
+		h := s.workers.Handler(s.nc, func(r *streams.Request) { s.serve(op, r) })
 		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(streams.DoorEndpoint(op))); err != nil {
 			svc.Stop()
 			return fmt.Errorf("door endpoint %s: %w", op, err)
@@ -160,7 +160,7 @@ func refuse(code, format string, args ...any) *refusal {
 // its subject and body is used: headers a caller sets (Nats-Msg-Id,
 // Nats-Expected-*, Nats-Rollup, ...) never reach JetStream, and no stored
 // header is copied into an answer.
-func (s *Service) serve(op string, r micro.Request) {
+func (s *Service) serve(op string, r *streams.Request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -191,7 +191,7 @@ func (s *Service) serve(op string, r micro.Request) {
 			rf = refuse(streams.DoorUnavailable, "the inbox store did not answer; nothing was changed")
 		}
 		result = rf.code
-		_ = r.Error(rf.code, rf.msg, nil)
+		_ = r.Error(rf.code, rf.msg)
 	} else if err := r.RespondJSON(out); err != nil {
 		s.logger.Warn("door respond", "op", op, "err", err)
 	}
