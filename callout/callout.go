@@ -80,6 +80,7 @@ type Service struct {
 	duration    prometheus.Histogram
 
 	workers  *streams.Workers
+	admit    *admission
 	svc      micro.Service
 	issuerPK string
 	sealer   *sealer // nil without an xkey
@@ -113,6 +114,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
 		workers:  streams.NewWorkers(cfg.Workers),
+		admit:    newAdmission(cfg.Now, logger.With("component", "callout")),
 		issuerPK: pk,
 	}
 	if cfg.XKey != nil {
@@ -120,7 +122,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 			return nil, fmt.Errorf("callout: %w", err)
 		}
 	}
-	reg.MustRegister(s.results, s.duration)
+	reg.MustRegister(s.results, s.duration, s.admit.denied)
 	return s, nil
 }
 
@@ -159,7 +161,6 @@ func (s *Service) handle(r *streams.Request) {
 	result := "allowed"
 	if err != nil {
 		result = "denied"
-		s.logger.Info("connection denied", "err", err)
 	}
 	s.results.WithLabelValues(result).Inc()
 	if resp != nil {
@@ -176,54 +177,68 @@ func (s *Service) handle(r *streams.Request) {
 // denied. A nil answer means the request could not be answered at all
 // (the server then times out the client).
 func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey, error) {
-	var key kez.PublicKey
+	resp, key, host, err := s.answer(data, serverXKey)
+	if err != nil {
+		s.admit.deny(host, key, err)
+	}
+	return resp, key, err
+}
+
+// answer is Answer, also returning the client's address (once known).
+func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.PublicKey, host string, err error) {
 	if serverXKey != "" {
 		if s.sealer == nil {
-			return nil, key, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
+			return nil, key, host, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
 		}
 		opened, err := s.sealer.open(data, serverXKey)
 		if err != nil {
-			return nil, key, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
+			return nil, key, host, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
 		}
 		data = opened
 	} else if s.sealer != nil {
-		return nil, key, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
+		return nil, key, host, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
 	}
 	rc, err := jwt.DecodeAuthorizationRequestClaims(string(data))
 	if err != nil {
-		return nil, key, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, key, host, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if !nkeys.IsValidPublicServerKey(rc.Issuer) || rc.Audience != requestAudience ||
 		!nkeys.IsValidPublicServerKey(rc.Server.ID) || !nkeys.IsValidPublicUserKey(rc.UserNkey) {
-		return nil, key, fmt.Errorf("%w: not a server's authorization request", ErrMalformed)
+		return nil, key, host, fmt.Errorf("%w: not a server's authorization request", ErrMalformed)
 	}
 	if rc.Expires > 0 && s.cfg.Now().Unix() > rc.Expires {
-		return nil, key, fmt.Errorf("%w: expired request", ErrMalformed)
+		return nil, key, host, fmt.Errorf("%w: expired request", ErrMalformed)
 	}
-	rec, err := s.verify(rc)
+	host = rc.ClientInformation.Host
+	var rec kez.HandleRecord
+	if s.admit.throttled(host) {
+		err = ErrThrottled
+	} else {
+		rec, err = s.verify(rc)
+	}
 	key = rec.Primary
 	var userJWT string
 	if err == nil {
 		userJWT, err = s.userJWT(rc, rec)
 	}
-	resp := jwt.NewAuthorizationResponseClaims(rc.UserNkey)
-	resp.Audience = rc.Server.ID
+	claims := jwt.NewAuthorizationResponseClaims(rc.UserNkey)
+	claims.Audience = rc.Server.ID
 	if err != nil {
-		resp.Error = "not authorized"
+		claims.Error = "not authorized"
 	} else {
-		resp.Jwt = userJWT
+		claims.Jwt = userJWT
 	}
-	tok, encErr := resp.Encode(s.cfg.Issuer)
+	tok, encErr := claims.Encode(s.cfg.Issuer)
 	if encErr != nil {
-		return nil, key, fmt.Errorf("encode answer: %w", encErr)
+		return nil, key, host, fmt.Errorf("encode answer: %w", encErr)
 	}
 	out := []byte(tok)
 	if serverXKey != "" {
 		if out, encErr = s.sealer.seal(out, serverXKey); encErr != nil {
-			return nil, key, fmt.Errorf("seal answer: %w", encErr)
+			return nil, key, host, fmt.Errorf("seal answer: %w", encErr)
 		}
 	}
-	return out, key, err
+	return out, key, host, err
 }
 
 // verify checks the client's nkey signature over the server's nonce:
@@ -252,6 +267,9 @@ func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, 
 	}
 	if cached, ok := s.users.LookupKey(key); ok {
 		return cached, nil
+	}
+	if s.admit.unregistered(key) {
+		return rec, fmt.Errorf("%w: %s (a moment ago)", ErrUnregistered, key)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), keyHandleTimeout)
 	defer cancel()

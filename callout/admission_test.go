@@ -1,0 +1,162 @@
+package callout_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/streams"
+)
+
+// countingUsers knows alice; it counts the registry round trips.
+type countingUsers struct {
+	alice kez.HandleRecord
+	asked atomic.Int32
+}
+
+func (u *countingUsers) LookupKey(k kez.PublicKey) (kez.HandleRecord, bool) {
+	return u.alice, k.Equal(u.alice.Primary)
+}
+
+func (u *countingUsers) KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error) {
+	u.asked.Add(1)
+	return kez.Handle{}, kez.ErrNotFound
+}
+
+// logLines is a slog handler that keeps the messages it is given.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+	l.lines = append(l.lines, b.String())
+	return nil
+}
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logLines) WithGroup(string) slog.Handler      { return l }
+
+// fromHost is request with the client's address set.
+func fromHost(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, host string) []byte {
+	t.Helper()
+	rc, err := jwt.DecodeAuthorizationRequestClaims(request(t, server, key, signer, "a1B2c3D4e5F6g7-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.ClientInformation.Host = host
+	tok, err := rc.Encode(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(tok)
+}
+
+// TestSignInFlood: an address that keeps failing is refused before any
+// signature is checked, others are not; an unregistered key costs one
+// registry round trip per moment, not one per attempt; denials are
+// counted by reason and logged once per reason per interval.
+func TestSignInFlood(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	mallory, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := &countingUsers{alice: kez.HandleRecord{Handle: h, Primary: alice.Public()}}
+	now := time.Unix(1_800_000_000, 0)
+	var clock sync.Mutex
+	logs := &logLines{}
+	reg := prometheus.NewRegistry()
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS", Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }},
+		users, streams.UserPermissions, reg, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(host string, key kez.PublicKey, signer *kez.PrivateKey) error {
+		_, _, err := svc.Answer(fromHost(t, server, key, signer, host), "")
+		return err
+	}
+
+	// 100 forged sign-ins (alice's key, mallory's signature) from one address.
+	for range 100 {
+		if err := signIn("203.0.113.9", alice.Public(), mallory); err == nil {
+			t.Fatal("a forged signature signed in")
+		}
+	}
+	if err := signIn("203.0.113.9", alice.Public(), alice); !errors.Is(err, callout.ErrThrottled) {
+		t.Fatalf("alice from the flooding address: %v, want ErrThrottled", err)
+	}
+	if err := signIn("198.51.100.7", alice.Public(), alice); err != nil {
+		t.Fatalf("alice from another address during the flood: %v", err)
+	}
+	clock.Lock()
+	now = now.Add(61 * time.Second)
+	clock.Unlock()
+	if err := signIn("203.0.113.9", alice.Public(), alice); err != nil {
+		t.Fatalf("alice from that address a minute later: %v", err)
+	}
+	if got := denials(t, reg, "bad_signature"); got != 20 {
+		t.Errorf("bad_signature denials counted %v, want the 20 before the address was refused", got)
+	}
+	if got := denials(t, reg, "throttled"); got != 81 {
+		t.Errorf("throttled denials counted %v, want 81", got)
+	}
+
+	// An unregistered key, 10 attempts in a moment: one registry look-up.
+	for range 10 {
+		if err := signIn("192.0.2.1", mallory.Public(), mallory); !errors.Is(err, callout.ErrUnregistered) {
+			t.Fatalf("unregistered key: %v", err)
+		}
+	}
+	if n := users.asked.Load(); n != 1 {
+		t.Errorf("%d registry look-ups for one unregistered key, want 1", n)
+	}
+
+	// 111 denials, a handful of log lines: one per reason per interval.
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if len(logs.lines) > 6 {
+		t.Errorf("%d log lines for 111 denials:\n%s", len(logs.lines), strings.Join(logs.lines, "\n"))
+	}
+	if len(logs.lines) == 0 || !strings.Contains(strings.Join(logs.lines, "\n"), "reason=bad_signature") {
+		t.Errorf("denials not logged by reason: %q", logs.lines)
+	}
+}
+
+// denials returns kez_callout_denied_total{reason} from reg.
+func denials(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "kez_callout_denied_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
