@@ -80,6 +80,8 @@ func reason(err error) string {
 		return "bad_signature"
 	case errors.Is(err, ErrUnregistered):
 		return "unregistered"
+	case errors.Is(err, ErrTooManyConnections):
+		return "too_many_connections"
 	}
 	return "other"
 }
@@ -118,7 +120,7 @@ func (a *admission) deny(host string, key kez.PublicKey, err error) {
 	if errors.Is(err, ErrUnregistered) {
 		a.unknown[key] = now.Add(unknownFor)
 	}
-	if host != "" && r != "throttled" {
+	if host != "" && r != "throttled" && r != "too_many_connections" {
 		h := a.hosts[host]
 		if h == nil || now.Sub(h.since) > hostWindow {
 			h = &hostState{since: now}

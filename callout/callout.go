@@ -51,7 +51,10 @@ type Config struct {
 	TTL time.Duration
 	// Workers is how many requests one replica handles at once.
 	Workers int
-	Now     func() time.Time
+	// MaxConnsPerKey caps the connections one key may have open at once,
+	// across replicas and broker nodes (0: no cap); see Service.Track.
+	MaxConnsPerKey int
+	Now            func() time.Time
 }
 
 // Users is what the callout needs of the registry.
@@ -81,6 +84,7 @@ type Service struct {
 
 	workers  *streams.Workers
 	admit    *admission
+	conns    *conns
 	svc      micro.Service
 	issuerPK string
 	sealer   *sealer // nil without an xkey
@@ -115,6 +119,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 		}),
 		workers:  streams.NewWorkers(cfg.Workers),
 		admit:    newAdmission(cfg.Now, logger.With("component", "callout")),
+		conns:    newConns(),
 		issuerPK: pk,
 	}
 	if cfg.XKey != nil {
@@ -217,6 +222,14 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 		rec, err = s.verify(rc)
 	}
 	key = rec.Primary
+	if err == nil && s.cfg.MaxConnsPerKey > 0 {
+		h := rec.Handle.String()
+		if n := s.conns.count(h, s.cfg.Now()); n >= s.cfg.MaxConnsPerKey {
+			err = fmt.Errorf("%w: @%s has %d open, at most %d", ErrTooManyConnections, h, n, s.cfg.MaxConnsPerKey)
+		} else {
+			s.conns.allowed(h, s.cfg.Now())
+		}
+	}
 	var userJWT string
 	if err == nil {
 		userJWT, err = s.userJWT(rc, rec)

@@ -775,3 +775,39 @@ func rawPublish(t *testing.T, st *stack, key *kez.PrivateKey, subj string, n int
 		}
 	}
 }
+
+// TestConnectionCapPerKey: a key may hold MaxConnsPerKey connections at
+// once, counted from the broker's connect and disconnect events across
+// the replicas: the next one is refused while another key still signs
+// in, and one closing makes room again.
+func TestConnectionCapPerKey(t *testing.T) {
+	st := newStack(t, 2, func(c *chatserver.Config) { c.MaxConnsPerKey = 3 })
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	var open []*nats.Conn
+	for i := range 3 {
+		nc, err := client.ConnectNATS(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatalf("connection %d of 3: %v", i+1, err)
+		}
+		defer nc.Close()
+		open = append(open, nc)
+	}
+	time.Sleep(200 * time.Millisecond) // the connect events reach both replicas
+	for range 2 {                      // whichever replica answers
+		if nc, err := client.ConnectNATS(st.ns.ClientURL(), alice, nats.MaxReconnects(0)); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Fatalf("a 4th connection: %v, want an authorization violation", err)
+		}
+	}
+	connect(t, st, bob)
+	open[0].Close()
+	waitFor(t, func() bool {
+		nc, err := client.ConnectNATS(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+}

@@ -53,6 +53,7 @@ type Config struct {
 	CalloutXKeyFile   string        // seed of auth_callout.xkey
 	UsersAccount      string        // account users are placed in
 	UserJWTTTL        time.Duration // lifetime of a user JWT
+	MaxConnsPerKey    int           // connections one key may have open (0: no cap)
 
 	// PublicRelays are the kez-relay multiaddrs, each ending in
 	// /p2p/<peer id>, that handle records advertise to clients.
@@ -62,16 +63,17 @@ type Config struct {
 // DefaultConfig returns the defaults of a single-server deployment.
 func DefaultConfig() Config {
 	return Config{
-		NATSURL:      "nats://127.0.0.1:4222",
-		HTTPAddr:     ":8080",
-		Domain:       kez.DefaultDomain,
-		PublicURL:    "https://" + kez.DefaultDomain,
-		SigchainURL:  "http://127.0.0.1:7878",
-		PublicNATS:   "nats://127.0.0.1:4222",
-		Streams:      streams.DefaultConfig(),
-		Freshness:    kez.DefaultFreshness,
-		UsersAccount: "USERS",
-		UserJWTTTL:   time.Hour,
+		NATSURL:        "nats://127.0.0.1:4222",
+		HTTPAddr:       ":8080",
+		Domain:         kez.DefaultDomain,
+		PublicURL:      "https://" + kez.DefaultDomain,
+		SigchainURL:    "http://127.0.0.1:7878",
+		PublicNATS:     "nats://127.0.0.1:4222",
+		Streams:        streams.DefaultConfig(),
+		Freshness:      kez.DefaultFreshness,
+		UsersAccount:   "USERS",
+		UserJWTTTL:     time.Hour,
+		MaxConnsPerKey: 8,
 	}
 }
 
@@ -241,13 +243,16 @@ func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
 		}
 	}
 	s.Callout, err = callout.New(callout.Config{
-		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL,
+		Issuer: issuer, XKey: xkey, Account: cfg.UsersAccount, TTL: cfg.UserJWTTTL, MaxConnsPerKey: cfg.MaxConnsPerKey,
 	}, s.users, streams.UserPermissions, reg, s.logger)
 	if err != nil {
 		return err
 	}
 	s.calloutNC, err = streams.Connect(cfg.NATSURL, cfg.CalloutNKeyFile, "kez-chat-server callout", s.logger)
 	if err != nil {
+		return err
+	}
+	if err := s.Callout.Track(s.nc, cfg.UsersAccount); err != nil {
 		return err
 	}
 	return s.Callout.Start(s.calloutNC)

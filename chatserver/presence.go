@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/callout"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 )
@@ -35,17 +36,6 @@ type disconnects struct {
 	logger *slog.Logger
 }
 
-// disconnectEvent is the part of nats-server's DisconnectEventMsg read here.
-type disconnectEvent struct {
-	Server struct {
-		ID string `json:"id"`
-	} `json:"server"`
-	Client struct {
-		ID   uint64 `json:"id"`
-		User string `json:"user"`
-	} `json:"client"`
-}
-
 // watchDisconnects subscribes to the users' account's disconnect events.
 func (s *Server) watchDisconnects(ctx context.Context, js jetstream.JetStream, account, domain string) error {
 	kv, err := js.KeyValue(ctx, streams.PresenceBucket)
@@ -53,7 +43,8 @@ func (s *Server) watchDisconnects(ctx context.Context, js jetstream.JetStream, a
 		return fmt.Errorf("presence bucket: %w", err)
 	}
 	d := &disconnects{kv: kv, users: s.Registry.Cache(), domain: domain, now: time.Now, logger: s.logger.With("component", "presence")}
-	_, err = s.nc.QueueSubscribe("$SYS.ACCOUNT."+account+".DISCONNECT", "kez-presence", func(m *nats.Msg) {
+	_, disconnect := callout.ConnEventSubjects(account)
+	_, err = s.nc.QueueSubscribe(disconnect, "kez-presence", func(m *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := d.closed(ctx, m.Data); err != nil {
@@ -70,9 +61,9 @@ func (s *Server) watchDisconnects(ctx context.Context, js jetstream.JetStream, a
 // one the user's presence entry says announced "online", the entry
 // becomes "offline" (compare-and-set: a renewal that came first wins).
 func (d *disconnects) closed(ctx context.Context, data []byte) error {
-	var ev disconnectEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return fmt.Errorf("event: %w", err)
+	ev, err := callout.ParseConnEvent(data)
+	if err != nil {
+		return err
 	}
 	h, err := kez.ParseHandle(ev.Client.User, d.domain)
 	if err != nil || h.Domain() != d.domain {

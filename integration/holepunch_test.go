@@ -120,7 +120,10 @@ func TestNetnsHolePunch(t *testing.T) {
 		carried := relayMetricAt(t, metrics, "kez_relay_bytes_total") - relayed
 		t.Logf("fetch %d: route %s in %v; the relay carried %.1f MiB of %d MiB", i+1, res.Route, took, carried/(1<<20), size>>20)
 		if res.Route == "direct" {
-			if carried >= size/2 {
+			// DCUtR punches through while the transfer runs: alone on
+			// the machine the relay carries about a quarter of the file,
+			// under the load of a full `make test` on 2 cores about half.
+			if carried >= size*3/4 {
 				t.Fatalf("the relay carried %.1f MiB of a %d MiB file fetched over a direct connection: the transfer did not move to it", carried/(1<<20), size>>20)
 			}
 			return

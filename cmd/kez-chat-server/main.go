@@ -43,6 +43,7 @@ type serveCmd struct {
 	CalloutXKeyFile   string        `name:"callout-xkey-file" env:"CALLOUT_XKEY_FILE" type:"path" help:"Seed file of auth_callout.xkey (callout requests are sealed to it)."`
 	UsersAccount      string        `name:"users-account" env:"USERS_ACCOUNT" default:"USERS" help:"NATS account users are placed in."`
 	UserJWTTTL        time.Duration `name:"user-jwt-ttl" env:"USER_JWT_TTL" default:"1h" help:"Lifetime of a user's NATS authorisation; clients reconnect and re-authorise at expiry."`
+	MaxConnsPerKey    int           `name:"max-conns-per-key" env:"MAX_CONNS_PER_KEY" default:"8" help:"Connections one key may have open at once, across replicas and broker nodes (listen, a chat window and a few sends); 0: no cap."`
 	InboxMaxAge       time.Duration `name:"inbox-max-age" env:"INBOX_MAX_AGE" default:"720h" help:"How long an unread message waits in an inbox."`
 	InboxMaxMsgs      int64         `name:"inbox-max-msgs" env:"INBOX_MAX_MSGS" default:"1000" help:"Unread messages one sender may hold in one inbox (its share): a stranger's flood never blocks a contact's message."`
 	SenderMaxMsgs     int64         `name:"sender-max-msgs" env:"SENDER_MAX_MSGS" default:"10000" help:"Unread messages one sender may hold across all inboxes together."`
@@ -91,7 +92,7 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
-	cfg.UsersAccount, cfg.UserJWTTTL = c.UsersAccount, c.UserJWTTTL
+	cfg.UsersAccount, cfg.UserJWTTTL, cfg.MaxConnsPerKey = c.UsersAccount, c.UserJWTTTL, c.MaxConnsPerKey
 	srv, err := chatserver.Start(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -1,0 +1,134 @@
+package callout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrTooManyConnections: the user has Config.MaxConnsPerKey connections
+// open already.
+var ErrTooManyConnections = errors.New("too many connections for one key")
+
+// ConnEvent is the part of nats-server's connect and disconnect events
+// ($SYS.ACCOUNT.<account>.CONNECT and .DISCONNECT) that kez reads: the
+// connection (server id, client id) and its user, which for a callout user
+// is the handle the callout named it (the client cannot choose it).
+type ConnEvent struct {
+	Server struct {
+		ID string `json:"id"`
+	} `json:"server"`
+	Client struct {
+		ID   uint64 `json:"id"`
+		User string `json:"user"`
+	} `json:"client"`
+}
+
+// ParseConnEvent reads a connect or disconnect event.
+func ParseConnEvent(data []byte) (ConnEvent, error) {
+	var ev ConnEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return ev, fmt.Errorf("connection event: %w", err)
+	}
+	if ev.Client.User == "" || ev.Server.ID == "" {
+		return ev, errors.New("connection event without a user or a server")
+	}
+	return ev, nil
+}
+
+// ConnEventSubjects returns the subjects of the connect and disconnect
+// events of account's users (deploy/nats.conf exports them from SYS).
+func ConnEventSubjects(account string) (connect, disconnect string) {
+	return "$SYS.ACCOUNT." + account + ".CONNECT", "$SYS.ACCOUNT." + account + ".DISCONNECT"
+}
+
+// pendingFor is how long a sign-in this replica allowed counts as a
+// connection before its connect event arrives.
+const pendingFor = 5 * time.Second
+
+// conns counts each user's open connections, across every replica and
+// broker node, from the broker's connect and disconnect events (every
+// replica takes all of them), plus the sign-ins this replica allowed whose
+// connect event has not arrived yet. A replica that starts knows only
+// the connections made after it: until users reconnect (at the latest
+// when their JWT expires), it may allow more than the cap.
+type conns struct {
+	mu      sync.Mutex
+	open    map[string]map[connID]bool // handle -> its connections
+	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
+}
+
+type connID struct {
+	server string
+	id     uint64
+}
+
+func newConns() *conns {
+	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}}
+}
+
+// count returns handle's connections at now.
+func (c *conns) count(handle string, now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[handle]
+	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
+		p = p[1:]
+	}
+	if len(p) == 0 {
+		delete(c.pending, handle)
+	} else {
+		c.pending[handle] = p
+	}
+	return len(c.open[handle]) + len(p)
+}
+
+// allowed records a sign-in this replica allowed.
+func (c *conns) allowed(handle string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending[handle] = append(c.pending[handle], now)
+}
+
+// event applies a connect (up) or disconnect event.
+func (c *conns) event(ev ConnEvent, up bool) {
+	id := connID{ev.Server.ID, ev.Client.ID}
+	h := ev.Client.User
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if up {
+		if c.open[h] == nil {
+			c.open[h] = map[connID]bool{}
+		}
+		c.open[h][id] = true
+		if p := c.pending[h]; len(p) > 0 {
+			c.pending[h] = p[1:]
+		}
+		return
+	}
+	delete(c.open[h], id)
+	if len(c.open[h]) == 0 {
+		delete(c.open, h)
+	}
+}
+
+// Track follows the connect and disconnect events of the users' account
+// on nc (a connection of the account that imports them), so that the
+// callout can cap each key's connections (Config.MaxConnsPerKey).
+func (s *Service) Track(nc *nats.Conn, account string) error {
+	connect, disconnect := ConnEventSubjects(account)
+	for subj, up := range map[string]bool{connect: true, disconnect: false} {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			if ev, err := ParseConnEvent(m.Data); err == nil {
+				s.conns.event(ev, up)
+			}
+		}); err != nil {
+			return fmt.Errorf("connection events: %w", err)
+		}
+	}
+	return nil
+}
