@@ -118,7 +118,6 @@ func (s *Service) Start() error {
 		return fmt.Errorf("door service: %w", err)
 	}
 	for _, op := range streams.DoorOps {
-		op := op
 		h := s.workers.Handler(s.nc, func(r *streams.Request) { s.serve(op, r) })
 		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(streams.DoorEndpoint(op))); err != nil {
 			svc.Stop()
