@@ -49,6 +49,9 @@ type Config struct {
 	SenderMaxMsgs int64
 	// Workers bounds the requests one replica serves at once (64 if 0).
 	Workers int
+	// Missing, if set, is called when a request finds the inbox stream
+	// or the quota bucket missing (streams.Keeper.Kick).
+	Missing func()
 }
 
 // Read limits: a read answers at most readBatch messages and readBytes of
@@ -59,6 +62,12 @@ const (
 	readBytes = 512 << 10
 	// opTimeout bounds the JetStream calls of one request.
 	opTimeout = 5 * time.Second
+	// storeWait bounds the wait for the inbox stream to store a message.
+	// A store that cannot write (a full disk) does not answer at all
+	// (nats-server logs the error and drops the publish), so without a
+	// bound the sender would wait out opTimeout and its own timeout with
+	// no word of why; a healthy store answers in milliseconds.
+	storeWait = 1500 * time.Millisecond
 )
 
 // Service is a running door.
@@ -188,6 +197,9 @@ func (s *Service) serve(op string, r micro.Request) {
 		var rf *refusal
 		if !errors.As(err, &rf) {
 			s.logger.Warn("door", "op", op, "err", err)
+			if streams.IsMissing(err) && s.cfg.Missing != nil {
+				s.cfg.Missing()
+			}
 			rf = refuse(streams.DoorUnavailable, "the inbox store did not answer; nothing was changed")
 		}
 		result = rf.code
@@ -219,8 +231,15 @@ func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (
 	if err := s.quota.reserve(ctx, caller); err != nil {
 		return streams.SendReply{}, err
 	}
-	ack, err := s.js.Publish(ctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	pctx, cancel := context.WithTimeout(ctx, storeWait)
+	ack, err := s.js.Publish(pctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	cancel()
 	s.quota.stored(caller, err == nil && !ack.Duplicate)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// Its dedup key makes a resend safe should it be stored late.
+		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", storeWait)
+		return streams.SendReply{}, refuse(streams.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now, try again later", storeWait)
+	}
 	if err != nil {
 		return streams.SendReply{}, storeError(err)
 	}

@@ -87,9 +87,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := js.CreateOrUpdateStream(ctx, registryStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RegistryStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, rateLimitStreamConfig(RateLimitStream,
-		"kez-chat: one message per rate-limited request, kept for the window",
-		RateLimitSubjects, cfg.Replicas, cfg.RegisterLimit, cfg.RegisterWindow)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, registerRateLimitConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RateLimitStream, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
