@@ -62,12 +62,6 @@ const (
 	readBytes = 512 << 10
 	// opTimeout bounds the JetStream calls of one request.
 	opTimeout = 5 * time.Second
-	// storeWait bounds the wait for the inbox stream to store a message.
-	// A store that cannot write (a full disk) does not answer at all
-	// (nats-server logs the error and drops the publish), so without a
-	// bound the sender would wait out opTimeout and its own timeout with
-	// no word of why; a healthy store answers in milliseconds.
-	storeWait = 1500 * time.Millisecond
 )
 
 // Service is a running door.
@@ -231,14 +225,14 @@ func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (
 	if err := s.quota.reserve(ctx, caller); err != nil {
 		return streams.SendReply{}, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, storeWait)
+	pctx, cancel := context.WithTimeout(ctx, streams.StoreWait)
 	ack, err := s.js.Publish(pctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
 	cancel()
 	s.quota.stored(caller, err == nil && !ack.Duplicate)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Its dedup key makes a resend safe should it be stored late.
-		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", storeWait)
-		return streams.SendReply{}, refuse(streams.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now, try again later", storeWait)
+		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", streams.StoreWait)
+		return streams.SendReply{}, refuse(streams.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now", streams.StoreWait)
 	}
 	if err != nil {
 		return streams.SendReply{}, storeError(err)
@@ -253,7 +247,7 @@ func storeError(err error) error {
 	switch {
 	case strings.Contains(msg, "maximum messages per subject exceeded"):
 		return refuse(streams.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
-	case strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "insufficient resources"), strings.Contains(msg, "maximum messages exceeded"):
+	case streams.IsStoreFull(err), strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "maximum messages exceeded"):
 		return refuse(streams.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
 	}
 	return fmt.Errorf("publish: %w", err)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -135,6 +137,53 @@ func TestIsMissing(t *testing.T) {
 	} {
 		if got := streams.IsMissing(tt.err); got != tt.want {
 			t.Errorf("IsMissing(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestSetupStoreTooSmall: an inbox larger than the JetStream store fails
+// at start with both sizes, not with nats-server's bare "insufficient
+// storage resources available".
+func TestSetupStoreTooSmall(t *testing.T) {
+	const store = 64 << 20
+	ns := natstest.StartWith(t, func(o *server.Options) { o.JetStreamMaxStore = store })
+	js, err := jetstream.New(ns.Connect(callout.KeyChatServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := streams.DefaultConfig()
+	cfg.InboxMaxBytes = 1 << 30
+	err = streams.Setup(context.Background(), js, cfg)
+	var tooSmall *streams.StoreTooSmallError
+	if !errors.As(err, &tooSmall) || !errors.Is(err, streams.ErrStoreTooSmall) {
+		t.Fatalf("Setup with a 1 GiB inbox on a 64 MiB store: %v", err)
+	}
+	if tooSmall.Want != cfg.InboxMaxBytes || tooSmall.Free > store || tooSmall.Free < store-(4<<20) {
+		t.Errorf("sizes %+v, want 1 GiB and about 64 MiB", tooSmall)
+	}
+	for _, want := range []string{"1.0 GiB", "MiB"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %s", err, want)
+		}
+	}
+	// The probe leaves nothing behind, and a fitting size starts.
+	if _, err := js.Stream(context.Background(), "KEZ_STORE_PROBE"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("probe stream left behind: %v", err)
+	}
+	cfg.InboxMaxBytes = tooSmall.Free - 1<<20 // room for the sig-server's streams
+	if err := streams.Setup(context.Background(), js, cfg); err != nil {
+		t.Fatalf("Setup with the size the error named: %v", err)
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{
+		512:      "512 bytes",
+		1 << 20:  "1.0 MiB (1048576 bytes)",
+		10 << 30: "10.0 GiB (10737418240 bytes)",
+	} {
+		if got := streams.Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -69,7 +69,9 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		actx, cancel := context.WithTimeout(ctx, StoreWait)
+		ack, err := jetstreamext.PublishMsgBatch(actx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		cancel()
 		if err == nil {
 			return ev, ack.Sequence, nil
 		}
@@ -90,17 +92,28 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// default). A batch refused at its first message is only
 			// reported at the commit, as incomplete; nothing of it was
 			// stored, so wait and retry.
+		case IsStoreFull(err):
+			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, err)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
 			// The outcome is unknown: the batch may have been stored.
-			if held, seq, err := r.whoHolds(context.WithoutCancel(ctx), ev); err == nil {
+			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), holdWait)
+			held, seq, herr := r.whoHolds(hctx, ev)
+			hcancel()
+			switch {
+			case herr == nil:
 				return held, seq, nil
-			} else if !errors.Is(err, errNoHolder) && ctx.Err() == nil {
-				return ev, 0, err
-			}
-			if ctx.Err() != nil {
+			case ctx.Err() != nil:
 				return ev, 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
+			case errors.Is(herr, errNoHolder) && !errors.Is(err, nats.ErrNoResponders):
+				// The stream's leader answers reads at once but stored
+				// nothing in StoreWait: its store is failing (a full
+				// disk makes nats-server drop the publish unanswered).
+				// Say so now rather than when the client gives up.
+				return ev, 0, fmt.Errorf("%w: the registry stream stored nothing within %v", kez.ErrStoreUnavailable, StoreWait)
 			}
+			// Reads fail too (a leader election, JetStream restarting):
+			// try again while ctx lasts.
 		default:
 			return ev, 0, fmt.Errorf("append registration: %w", err)
 		}
@@ -110,6 +123,32 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// StoreWait bounds one attempt to store a registration (and the door's
+// wait to store a message). A store that cannot write answers nothing:
+// nats-server logs the write error and drops the publish, so without a
+// bound the caller would learn of it only from its own timeout, with no
+// word of why. A healthy store answers in milliseconds; a leader
+// election answers no reads either, and is waited out.
+const StoreWait = 1500 * time.Millisecond
+
+// holdWait bounds the look-up of the claims after an attempt whose
+// outcome is unknown.
+const holdWait = time.Second
+
+// JetStream's answers to a write the store has no room for.
+const (
+	errCodeInsufficientResources jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr: the server's or account's store is full
+	errCodeStorageExceeded       jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr: a reservation does not fit
+)
+
+// IsStoreFull reports whether err is JetStream refusing a write because
+// its store (the server's max_file_store, or the account's limit) is
+// full.
+func IsStoreFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeInsufficientResources || apiErr.ErrorCode == errCodeStorageExceeded)
 }
 
 func backoff(attempt int) time.Duration {
