@@ -35,5 +35,5 @@ var (
 	ErrUnavailable = errors.New("service unavailable")
 	// ErrStoreUnavailable: the broker answers but its store cannot take
 	// a write right now (full, or failing to write); nothing was stored.
-	ErrStoreUnavailable = errors.New("the server cannot store right now; nothing was stored")
+	ErrStoreUnavailable = errors.New("cannot store right now; nothing was stored")
 )

@@ -170,6 +170,8 @@ type home struct {
 	natsURL  string
 	replicas int
 	sigURL   string
+	// adjust, if set, changes each home-server replica's configuration.
+	adjust func(*chatserver.Config)
 }
 
 func startHome(t *testing.T, keys *natstest.Server, natsURL string, replicas int) *home {
@@ -211,6 +213,9 @@ func (h *home) tryStartChat() (*chatserver.Server, error) {
 	cfg.PublicNATS, _, _ = strings.Cut(h.natsURL, ",")
 	cfg.Streams.Replicas = h.replicas
 	cfg.Streams.RegisterLimit = 100000
+	if h.adjust != nil {
+		h.adjust(&cfg)
+	}
 	chat, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
