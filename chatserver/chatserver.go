@@ -101,12 +101,10 @@ func (c Config) Validate() error {
 
 // Server is a running kez-chat-server replica.
 type Server struct {
-	Registry *registry.Service
-	Callout  *callout.Service
-	Door     *door.Service
-	// Keeper makes sure of the streams and buckets again after a broker
-	// restart (see streams.Keeper).
-	Keeper    *streams.Keeper
+	Registry  *registry.Service
+	Callout   *callout.Service
+	Door      *door.Service
+	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn

@@ -69,13 +69,14 @@ func (c Config) Validate() error {
 
 // Server is a running kez-sig-server replica.
 type Server struct {
-	nc   *nats.Conn
-	http *http.Server
-	ln   net.Listener
-	wg   sync.WaitGroup
+	nc     *nats.Conn
+	http   *http.Server
+	ln     net.Listener
+	wg     sync.WaitGroup
+	logger *slog.Logger
+
 	// stopKeeper ends the keeper of the streams.
 	stopKeeper context.CancelFunc
-	logger     *slog.Logger
 }
 
 // Start connects, creates the streams and starts the HTTP API, and returns

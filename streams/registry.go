@@ -69,9 +69,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		actx, cancel := context.WithTimeout(ctx, StoreWait)
-		ack, err := jetstreamext.PublishMsgBatch(actx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		cancel()
+		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
 		if err == nil {
 			return ev, ack.Sequence, nil
 		}
@@ -97,23 +95,14 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
 			// The outcome is unknown: the batch may have been stored.
-			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), holdWait)
-			held, seq, herr := r.whoHolds(hctx, ev)
-			hcancel()
-			switch {
-			case herr == nil:
+			if held, seq, err := r.whoHolds(context.WithoutCancel(ctx), ev); err == nil {
 				return held, seq, nil
-			case ctx.Err() != nil:
-				return ev, 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
-			case errors.Is(herr, errNoHolder) && !errors.Is(err, nats.ErrNoResponders):
-				// The stream's leader answers reads at once but stored
-				// nothing in StoreWait: its store is failing (a full
-				// disk makes nats-server drop the publish unanswered).
-				// Say so now rather than when the client gives up.
-				return ev, 0, fmt.Errorf("%w: the registry stream stored nothing within %v", kez.ErrStoreUnavailable, StoreWait)
+			} else if !errors.Is(err, errNoHolder) && ctx.Err() == nil {
+				return ev, 0, err
 			}
-			// Reads fail too (a leader election, JetStream restarting):
-			// try again while ctx lasts.
+			if ctx.Err() != nil {
+				return ev, 0, fmt.Errorf("%w: registration outcome unknown: %v", kez.ErrUnavailable, err)
+			}
 		default:
 			return ev, 0, fmt.Errorf("append registration: %w", err)
 		}
@@ -125,17 +114,15 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 	}
 }
 
-// StoreWait bounds one attempt to store a registration (and the door's
-// wait to store a message). A store that cannot write answers nothing:
-// nats-server logs the write error and drops the publish, so without a
-// bound the caller would learn of it only from its own timeout, with no
-// word of why. A healthy store answers in milliseconds; a leader
-// election answers no reads either, and is waited out.
+// StoreWait bounds the door's wait for the inbox stream to store a
+// message. A store that cannot write answers nothing: nats-server logs
+// the write error and drops the publish, so without a bound the sender
+// would learn of it only from its own timeout, with no word of why. A
+// healthy store answers in milliseconds, and a resend is deduplicated.
+// (A registration is not cut this way: its attempts are atomic batches
+// that the server bounds to 50 in flight, and under load a cut attempt
+// retried only adds to the queue.)
 const StoreWait = 1500 * time.Millisecond
-
-// holdWait bounds the look-up of the claims after an attempt whose
-// outcome is unknown.
-const holdWait = time.Second
 
 // JetStream's answers to a write the store has no room for.
 const (
