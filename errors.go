@@ -33,4 +33,7 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable: a dependency (the broker) is unreachable or timed out.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrStoreUnavailable: the broker answers but its store refuses a
+	// write for want of room; nothing was stored.
+	ErrStoreUnavailable = errors.New("cannot store right now; nothing was stored")
 )

@@ -106,6 +106,7 @@ type Server struct {
 	Registry  *registry.Service
 	Callout   *callout.Service
 	Door      *door.Service
+	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -153,11 +154,11 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
-	if err := streams.Retry(ctx, s.logger, "stream setup", func(ctx context.Context) error {
-		return streams.Setup(ctx, js, cfg.Streams)
-	}); err != nil {
+	setup := func(ctx context.Context) error { return streams.Setup(ctx, js, cfg.Streams) }
+	if err := streams.Retry(ctx, s.logger, "stream setup", setup); err != nil {
 		return err
 	}
+	s.Keeper = streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
 	log, err := streams.OpenRegistry(ctx, js)
 	if err != nil {
 		return err
@@ -168,14 +169,14 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	}
 	s.Registry, err = registry.New(registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
-	}, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
+	}, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
 	if err != nil {
 		return err
 	}
 	s.users = calloutUsers{s.Registry.Cache(), log}
 
 	reg := web.NewRegistry()
-	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs}, reg, s.logger)
+	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick}, reg, s.logger)
 	if err != nil {
 		return err
 	}
@@ -219,6 +220,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
+	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil

@@ -28,7 +28,9 @@ type RebuildResult struct {
 // Rebuild replays the registry into an empty projection. With check, it
 // rebuilds into scratch buckets, compares them entry by entry with the
 // live projection, and deletes them; otherwise it replaces the live
-// projection (run it with the servers stopped).
+// projection. Servers may run meanwhile (docs/operations.md): their
+// projectors write the same entries, which Apply accepts as equal, and a
+// rebuild that stops half way is run again.
 func Rebuild(ctx context.Context, js jetstream.JetStream, replicas int, check bool, logger *slog.Logger) (RebuildResult, error) {
 	res := RebuildResult{Checked: check}
 	log, err := streams.OpenRegistry(ctx, js)

@@ -251,7 +251,7 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	}
 	rec, err := home.Register(ctx, kez.NewRegistrationRequest(key, h, c.cfg.Now()))
 	if err != nil {
-		return a, nil, registerHint(err, h, home.BaseURL)
+		return a, nil, registerHint(err, h, home.BaseURL, c.cfg.Now())
 	}
 	if !rec.Primary.Equal(key.Public()) || rec.Handle != h {
 		return a, nil, fmt.Errorf("%w: registered %s for %s", ErrBadRecord, rec.Handle, rec.Primary)
@@ -289,8 +289,19 @@ func (c *Client) saveKey(key *kez.PrivateKey) error {
 	return nil
 }
 
-func registerHint(err error, h kez.Handle, server string) error {
+func registerHint(err error, h kez.Handle, server string, now time.Time) error {
+	var ae *APIError
+	errors.As(err, &ae)
 	switch {
+	case errors.Is(err, kez.ErrStaleTimestamp):
+		return clockHint(fmt.Errorf("register %s: %w", h, err), ae, now)
+	case errors.Is(err, kez.ErrStoreUnavailable):
+		wait := "a few minutes"
+		if ae != nil && ae.RetryAfter > 0 {
+			wait = ae.RetryAfter.String()
+		}
+		return withHint(fmt.Errorf("register %s: the home server %w", h, kez.ErrStoreUnavailable),
+			"try the same command again in "+wait+"; if it lasts, tell the server's operator (its store is full or failing)")
 	case errors.Is(err, kez.ErrHandleTaken), errors.Is(err, kez.ErrHandleTooSimilar), errors.Is(err, kez.ErrReservedHandle):
 		return withHint(fmt.Errorf("register %s: %w", h, err), "choose another handle; nothing was registered")
 	case errors.Is(err, kez.ErrWrongDomain):
@@ -301,6 +312,24 @@ func registerHint(err error, h kez.Handle, server string) error {
 			"if the registration went through, `kez-chat recover` with the words restores the account")
 	}
 	return fmt.Errorf("register %s: %w", h, err)
+}
+
+// clockHint explains a stale_timestamp refusal: the signed time was too
+// far from the server's clock. With the server's Date it says by how
+// much and which way the own clock is off.
+func clockHint(err error, ae *APIError, now time.Time) error {
+	fix := "set the clock right (turn on automatic time: `timedatectl set-ntp true` on Linux, Date & Time settings elsewhere), then try again"
+	if ae == nil || ae.Date.IsZero() {
+		return withHint(err, "this computer's clock may be off by more than a few minutes", fix)
+	}
+	skew := now.Sub(ae.Date)
+	way := "ahead of"
+	if skew < 0 {
+		skew, way = -skew, "behind"
+	}
+	return withHint(fmt.Errorf("%w: this computer's clock is %s %s the home server's", err, skew.Round(time.Second), way),
+		"the server's time was "+ae.Date.UTC().Format("2006-01-02 15:04:05 UTC")+", this computer's "+now.UTC().Format("2006-01-02 15:04:05 UTC"),
+		fix)
 }
 
 // PublishEndpoints makes sure the own sigchain advertises the nats inbox

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,13 @@ type APIError struct {
 	Status  int
 	Code    string
 	Message string
+	// Date is the server's clock when it answered (its Date header;
+	// zero without one), by which a client tells how far off its own
+	// clock is.
+	Date time.Time
+	// RetryAfter is how long the server asks to wait before trying
+	// again (its Retry-After header in seconds; 0 without one).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -61,6 +69,8 @@ var codeErrors = map[string]error{
 	"too_large":       kez.ErrTooLarge,
 	"rate_limited":    kez.ErrRateLimited,
 	"unavailable":     kez.ErrUnavailable,
+	// store_unavailable is also 5xx, so it matches ErrUnreachable too.
+	"store_unavailable": kez.ErrStoreUnavailable,
 }
 
 // Is matches the sentinel of e's code, and ErrUnreachable for 5xx.
@@ -172,7 +182,12 @@ func (h Home) do(ctx context.Context, method, path string, body []byte, out any)
 		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
 			eb.Code, eb.Error = "unknown", fmt.Sprintf("%s answered %s", base, resp.Status)
 		}
-		return &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+		ae := &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+		ae.Date, _ = http.ParseTime(resp.Header.Get("Date"))
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			ae.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return ae
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("%w: %s: answer is not the expected JSON", ErrBadRecord, base)

@@ -49,6 +49,9 @@ type Config struct {
 	SenderMaxMsgs int64
 	// Workers bounds the requests one replica serves at once (64 if 0).
 	Workers int
+	// Missing, if set, is called when a request finds the inbox stream
+	// or the quota bucket missing (streams.Keeper.Kick).
+	Missing func()
 }
 
 // Read limits: a read answers at most readBatch messages and readBytes of
@@ -187,6 +190,9 @@ func (s *Service) serve(op string, r *streams.Request) {
 		var rf *refusal
 		if !errors.As(err, &rf) {
 			s.logger.Warn("door", "op", op, "err", err)
+			if streams.IsMissing(err) && s.cfg.Missing != nil {
+				s.cfg.Missing()
+			}
 			rf = refuse(streams.DoorUnavailable, "the inbox store did not answer; nothing was changed")
 		}
 		result = rf.code
@@ -218,8 +224,15 @@ func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (
 	if err := s.quota.reserve(ctx, caller); err != nil {
 		return streams.SendReply{}, err
 	}
-	ack, err := s.js.Publish(ctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	pctx, cancel := context.WithTimeout(ctx, streams.StoreWait)
+	ack, err := s.js.Publish(pctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	cancel()
 	s.quota.stored(caller, err == nil && !ack.Duplicate)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// Its dedup key makes a resend safe should it be stored late.
+		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", streams.StoreWait)
+		return streams.SendReply{}, refuse(streams.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now", streams.StoreWait)
+	}
 	if err != nil {
 		return streams.SendReply{}, storeError(err)
 	}
@@ -233,7 +246,7 @@ func storeError(err error) error {
 	switch {
 	case strings.Contains(msg, "maximum messages per subject exceeded"):
 		return refuse(streams.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
-	case strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "insufficient resources"), strings.Contains(msg, "maximum messages exceeded"):
+	case streams.IsStoreFull(err), strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "maximum messages exceeded"):
 		return refuse(streams.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
 	}
 	return fmt.Errorf("publish: %w", err)

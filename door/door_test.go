@@ -496,3 +496,51 @@ func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string
 	}
 	return out
 }
+
+// TestDoorStoreFailures: a store that takes a message and never answers
+// (nats-server drops a write it cannot store) is refused as unavailable
+// within streams.StoreWait, not at the caller's timeout; an inbox stream
+// found missing is created again (the keeper), and sends work again.
+func TestDoorStoreFailures(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	admin := st.NATS.Connect(callout.KeyAdmin)
+	js, _ := jetstream.New(admin)
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, streams.InboxStream); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := admin.SubscribeSync("kez.inbox.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "into the void"))
+	took := time.Since(start)
+	refused(t, "send to a store that does not answer", err, streams.DoorUnavailable)
+	if took < streams.StoreWait || took > streams.StoreWait+time.Second {
+		t.Errorf("refused after %v, want about %v", took, streams.StoreWait)
+	}
+	if !strings.Contains(err.Error(), "cannot store right now") {
+		t.Errorf("refusal %q", err)
+	}
+
+	silent.Unsubscribe()
+	admin.Flush()
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "no stream"))
+	refused(t, "send with the inbox stream missing", err, streams.DoorUnavailable)
+	select {
+	case <-st.Chat.Keeper.Ran():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the keeper did not create the inbox stream again")
+	}
+	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "again")); err != nil {
+		t.Fatalf("send after the keeper ran: %v", err)
+	}
+	if got := bob.texts(t); len(got) != 1 || got[0] != "again" {
+		t.Fatalf("bob reads %q, want the message sent after the repair", got)
+	}
+}

@@ -95,11 +95,18 @@ type listened struct {
 func (u *user) listenOnce() (msgs, dropped []listened, stderr string) {
 	u.t.Helper()
 	out, errw := u.ok("", "--json", "listen", "--once")
+	msgs, dropped = parseListened(u.t, out)
+	return msgs, dropped, errw
+}
+
+// parseListened reads the JSON lines of listen --json.
+func parseListened(t *testing.T, out string) (msgs, dropped []listened) {
+	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var l listened
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			u.t.Fatalf("listen printed %q: %v", sc.Text(), err)
+			t.Fatalf("listen printed %q: %v", sc.Text(), err)
 		}
 		if l.Event == "dropped" {
 			dropped = append(dropped, l)
@@ -107,7 +114,7 @@ func (u *user) listenOnce() (msgs, dropped []listened, stderr string) {
 			msgs = append(msgs, l)
 		}
 	}
-	return msgs, dropped, errw
+	return msgs, dropped
 }
 
 func (u *user) whoami() (handle string, key kez.PublicKey) {

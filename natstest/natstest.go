@@ -114,12 +114,39 @@ func (s *Server) Stop() {
 	}
 }
 
-// Restart stops the server and starts it again on the same port with the
-// same store, as a process restart would.
+// Restart stops the server (if it runs) and starts it again on the same
+// port with the same store, as a process restart would; it also starts a
+// server after Stop or Crash.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
 	s.start()
+}
+
+// Crash stops the server leaving its store as kill -9 would: the store
+// is copied while the server still runs, the server is shut down, and the
+// copy replaces whatever the clean shutdown wrote (index files, stream
+// states, Raft snapshots), so the next start recovers from the message
+// blocks and logs alone. With sync_interval: always (deploy/nats.conf)
+// every acknowledged write is in the copy, as it is on the disk of a
+// killed process. Restart starts it again.
+func (s *Server) Crash() {
+	s.tb.Helper()
+	if s.Server == nil || !s.Server.Running() {
+		return
+	}
+	store := s.Server.StoreDir()
+	image := store + ".crash"
+	if err := os.CopyFS(image, os.DirFS(store)); err != nil {
+		s.tb.Fatalf("copy the store of %s: %v", s.Name(), err)
+	}
+	s.Stop()
+	if err := os.RemoveAll(store); err != nil {
+		s.tb.Fatal(err)
+	}
+	if err := os.Rename(image, store); err != nil {
+		s.tb.Fatal(err)
+	}
 }
 
 // KeyFile returns the path of the seed file of a deployment key, such as

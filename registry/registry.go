@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -27,7 +26,10 @@ type Log interface {
 
 // Projection is the shared, persistent projection of the log.
 type Projection interface {
-	Apply(ctx context.Context, rec kez.HandleRecord) error
+	// ApplyBatch projects registrations idempotently (each entry created
+	// if absent, an existing one must be the same); see
+	// streams.Projection.ApplyBatch.
+	ApplyBatch(ctx context.Context, recs []kez.HandleRecord) error
 	Applied(ctx context.Context) (uint64, error)
 	SetApplied(ctx context.Context, seq uint64) error
 	Get(ctx context.Context, local string) (kez.HandleRecord, error)
@@ -278,15 +280,12 @@ func (s *Service) project(ctx context.Context) error {
 	})
 }
 
-// Batching bounds of the projector: events already waiting in the log are
-// applied up to maxBatch at a time, maxParallel of them concurrently.
-const (
-	maxBatch    = 512
-	maxParallel = 32
-)
+// maxBatch bounds the events already waiting in the log that the
+// projector applies at once (their writes all in flight together).
+const maxBatch = 512
 
 // projectFrom applies the log after sequence from to proj, in batches: the
-// events waiting in the log (at most maxBatch) are applied concurrently,
+// events waiting in the log (at most maxBatch) are applied together,
 // then done is called with their records and the batch's last sequence,
 // and only then is the shared applied pointer moved past them. Every step
 // is idempotent (see streams.Projection.Apply), so events applied by a
@@ -314,7 +313,7 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 	})
 }
 
-// applyBatch projects entries concurrently and returns the records it
+// applyBatch projects entries together and returns the records it
 // projected. An entry that does not decode or validate is skipped: only our
 // own services can write the log, so it is a bug or tampering, reported
 // loudly, but it must not stall every later registration.
@@ -331,20 +330,10 @@ func applyBatch(ctx context.Context, proj Projection, logger *slog.Logger, batch
 		}
 		recs = append(recs, e.Event.Record(e.Seq))
 	}
-	errs := make([]error, len(recs))
-	sem := make(chan struct{}, maxParallel)
-	var wg sync.WaitGroup
-	for i, rec := range recs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := proj.Apply(ctx, rec); err != nil {
-				errs[i] = fmt.Errorf("apply event %d: %w", rec.Seq, err)
-			}
-		})
+	if err := proj.ApplyBatch(ctx, recs); err != nil {
+		return nil, fmt.Errorf("apply events %d to %d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err)
 	}
-	wg.Wait()
-	return recs, errors.Join(errs...)
+	return recs, nil
 }
 
 func (s *Service) setApplied(seq uint64, caughtUp bool) {

@@ -74,6 +74,9 @@ type Server struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 	logger *slog.Logger
+
+	// stopKeeper ends the keeper of the streams.
+	stopKeeper context.CancelFunc
 }
 
 // Start connects, creates the streams and starts the HTTP API, and returns
@@ -99,18 +102,18 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := streams.Retry(ctx, s.logger, "stream setup", func(ctx context.Context) error {
-		return streams.SetupSigchains(ctx, js, cfg.Streams)
-	}); err != nil {
+	setup := func(ctx context.Context) error { return streams.SetupSigchains(ctx, js, cfg.Streams) }
+	if err := streams.Retry(ctx, s.logger, "stream setup", setup); err != nil {
 		return err
 	}
+	s.keep(setup)
 	store, err := streams.OpenSigchains(ctx, js)
 	if err != nil {
 		return err
 	}
 	hc := HandlerConfig{
 		Store:      store,
-		Limiter:    streams.NewSigchainLimiter(js),
+		Limiter:    streams.NewSigchainLimiter(js, cfg.Streams),
 		MaxEvents:  uint64(cfg.MaxEvents),
 		CtimeSkew:  cfg.CtimeSkew,
 		TrustProxy: cfg.TrustProxy,
@@ -155,6 +158,15 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// keep makes sure of the streams again after every reconnect, until
+// Close (see streams.Keeper).
+func (s *Server) keep(setup func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopKeeper = cancel
+	k := streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
+	s.wg.Go(func() { k.Run(ctx) })
+}
+
 // Addr returns the HTTP listen address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -165,6 +177,9 @@ func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 // ctx), then the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	if s.stopKeeper != nil {
+		s.stopKeeper()
+	}
 	s.wg.Wait()
 	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		err = errors.Join(err, derr)

@@ -23,10 +23,11 @@ var ErrProjectionConflict = errors.New("projection conflict")
 // target buckets with a suffix, to compare before replacing.
 type Projection struct {
 	handles, keys, meta jetstream.KeyValue
+	js                  jetstream.JetStream // for ApplyBatch's asynchronous writes
 }
 
 func createProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
-	var p Projection
+	p := Projection{js: js}
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
@@ -55,7 +56,7 @@ func createProjection(ctx context.Context, js jetstream.JetStream, replicas int,
 func OpenProjection(ctx context.Context, js jetstream.JetStream) (*Projection, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	var p Projection
+	p := Projection{js: js}
 	var err error
 	if p.handles, err = js.KeyValue(ctx, HandlesBucket); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", HandlesBucket, err)

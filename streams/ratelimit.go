@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,15 +19,39 @@ import (
 // keeps a subject's messages for the window (max age) and refuses more
 // than the limit per subject (discard new per subject). The count lives
 // in JetStream, so the limit holds across every replica.
+//
+// The stream is memory storage, so a broker restart (one server, or a
+// whole cluster) loses it: a limiter that finds its stream gone creates
+// it again, from the configuration it holds, and retries.
 type RateLimiter struct {
 	js      jetstream.JetStream
 	subject func(token string) string // the subject counting one token's requests
+	stream  jetstream.StreamConfig    // the stream, to create it again
+
+	mu       sync.Mutex
+	ensured  time.Time // when the stream was last created again
+	recreate int       // how many times it was
 }
 
 // NewRateLimiter returns a limiter of one kind of request (such as
-// RateLimitRegister) on the stream Setup created.
-func NewRateLimiter(js jetstream.JetStream, kind string) *RateLimiter {
-	return &RateLimiter{js: js, subject: func(token string) string { return rateLimitSubject(kind, token) }}
+// RateLimitRegister) on the stream Setup created from cfg.
+func NewRateLimiter(js jetstream.JetStream, cfg Config, kind string) *RateLimiter {
+	return &RateLimiter{js: js, subject: func(token string) string { return rateLimitSubject(kind, token) },
+		stream: registerRateLimitConfig(cfg)}
+}
+
+func registerRateLimitConfig(cfg Config) jetstream.StreamConfig {
+	return rateLimitStreamConfig(RateLimitStream,
+		"kez-chat: one message per rate-limited request, kept for the window",
+		RateLimitSubjects, cfg.Replicas, cfg.RegisterLimit, cfg.RegisterWindow)
+}
+
+// Recreated reports how many times the limiter found its stream gone and
+// created it again.
+func (l *RateLimiter) Recreated() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.recreate
 }
 
 // RateLimitRegister is the kind of limit on registration attempts.
@@ -45,6 +70,14 @@ func (l *RateLimiter) allow(ctx context.Context, token string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	_, err := l.js.Publish(ctx, l.subject(token), nil)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// Nothing stores the subject: the memory stream went with a
+		// broker restart (or JetStream is down, and creating fails too).
+		if cerr := l.ensure(ctx); cerr != nil {
+			return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
+		}
+		_, err = l.js.Publish(ctx, l.subject(token), nil)
+	}
 	if err == nil {
 		return nil
 	}
@@ -56,6 +89,22 @@ func (l *RateLimiter) allow(ctx context.Context, token string) error {
 		return kez.ErrRateLimited
 	}
 	return fmt.Errorf("%w: rate limiter: %v", kez.ErrUnavailable, err)
+}
+
+// ensure creates the limiter's stream again, once for every request that
+// found it missing at about the same time.
+func (l *RateLimiter) ensure(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.ensured) < time.Second {
+		return nil // another request just did
+	}
+	if _, err := l.js.CreateOrUpdateStream(ctx, l.stream); err != nil {
+		return fmt.Errorf("create stream %s: %w", l.stream.Name, err)
+	}
+	l.ensured = time.Now()
+	l.recreate++
+	return nil
 }
 
 // rateLimitStreamConfig is the configuration of a rate-limit stream: one

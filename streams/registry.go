@@ -90,6 +90,8 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// default). A batch refused at its first message is only
 			// reported at the commit, as incomplete; nothing of it was
 			// stored, so wait and retry.
+		case IsStoreFull(err):
+			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, err)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 			errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
 			// The outcome is unknown: the batch may have been stored.
@@ -110,6 +112,30 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// StoreWait bounds the door's wait for the inbox stream to store a
+// message. A store that cannot write answers nothing: nats-server logs
+// the write error and drops the publish, so without a bound the sender
+// would learn of it only from its own timeout, with no word of why. A
+// healthy store answers in milliseconds, and a resend is deduplicated.
+// (A registration is not cut this way: its attempts are atomic batches
+// that the server bounds to 50 in flight, and under load a cut attempt
+// retried only adds to the queue.)
+const StoreWait = 1500 * time.Millisecond
+
+// JetStream's answers to a write the store has no room for.
+const (
+	errCodeInsufficientResources jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr: the server's or account's store is full
+	errCodeStorageExceeded       jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr: a reservation does not fit
+)
+
+// IsStoreFull reports whether err is JetStream refusing a write because
+// its store (the server's max_file_store, or the account's limit) is
+// full.
+func IsStoreFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeInsufficientResources || apiErr.ErrorCode == errCodeStorageExceeded)
 }
 
 func backoff(attempt int) time.Duration {

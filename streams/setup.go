@@ -87,13 +87,8 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := js.CreateOrUpdateStream(ctx, registryStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RegistryStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, rateLimitStreamConfig(RateLimitStream,
-		"kez-chat: one message per rate-limited request, kept for the window",
-		RateLimitSubjects, cfg.Replicas, cfg.RegisterLimit, cfg.RegisterWindow)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, registerRateLimitConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", RateLimitStream, err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
-		return fmt.Errorf("create stream %s: %w", InboxStream, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, quotaBucketConfig(cfg)); err != nil {
 		return fmt.Errorf("create bucket %s: %w", QuotaBucket, err)
@@ -104,7 +99,91 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
 		return err
 	}
+	// Last: the only stream that reserves store (InboxMaxBytes), so a
+	// store too small for it is measured after every other stream took
+	// its share.
+	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
+		if IsStoreFull(err) {
+			return storeTooSmall(ctx, js, cfg)
+		}
+		return fmt.Errorf("create stream %s: %w", InboxStream, err)
+	}
 	return nil
+}
+
+// ErrStoreTooSmall: the JetStream store cannot reserve the bytes the inbox
+// stream is configured to hold (Config.InboxMaxBytes).
+var ErrStoreTooSmall = errors.New("the JetStream store is too small for the configured inbox")
+
+// StoreTooSmallError is ErrStoreTooSmall with both sizes.
+type StoreTooSmallError struct {
+	Want int64 // Config.InboxMaxBytes
+	Free int64 // the most the store can reserve for the inbox stream
+}
+
+func (e *StoreTooSmallError) Error() string {
+	return fmt.Sprintf("%v: the inbox stream may hold %s, the JetStream store can reserve %s for it", ErrStoreTooSmall, Bytes(e.Want), Bytes(e.Free))
+}
+
+func (e *StoreTooSmallError) Unwrap() error { return ErrStoreTooSmall }
+
+// storeTooSmall finds how many bytes the store can reserve for the inbox
+// stream, which JetStream does not tell an account: it creates and
+// deletes a probe stream of growing, then halving, max bytes (to 1 MiB),
+// plus what the inbox stream holds reserved already if it exists.
+func storeTooSmall(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	var held int64
+	if st, err := js.Stream(ctx, InboxStream); err == nil {
+		held = max(0, st.CachedInfo().Config.MaxBytes)
+	}
+	fits := func(n int64) (bool, error) {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: storeProbeStream, Subjects: []string{storeProbeSubject},
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxBytes: n,
+		})
+		if IsStoreFull(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return true, js.DeleteStream(ctx, storeProbeStream)
+	}
+	const step = 1 << 20
+	lo, hi := int64(0), cfg.InboxMaxBytes-held // lo fits, hi does not
+	for hi-lo > step {
+		mid := lo + (hi-lo)/2
+		ok, err := fits(mid)
+		if err != nil {
+			return fmt.Errorf("%w: the inbox stream may hold %s, more than the JetStream store can reserve (measuring its room: %v)", ErrStoreTooSmall, Bytes(cfg.InboxMaxBytes), err)
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return &StoreTooSmallError{Want: cfg.InboxMaxBytes, Free: lo + held}
+}
+
+// The probe stream of storeTooSmall.
+const (
+	storeProbeStream  = "KEZ_STORE_PROBE"
+	storeProbeSubject = "kez.storeprobe"
+)
+
+// Bytes formats n bytes for people: 10.0 GiB (10737418240 bytes).
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTP"[exp], n)
 }
 
 func registryStreamConfig(cfg Config) jetstream.StreamConfig {

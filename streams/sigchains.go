@@ -91,9 +91,7 @@ func SetupSigchains(ctx context.Context, js jetstream.JetStream, cfg SigchainCon
 	if _, err := js.CreateOrUpdateStream(ctx, sigchainStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", SigchainStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, rateLimitStreamConfig(SigchainRateLimitStream,
-		"kez-sig-server: one message per sigchain append, kept for the window",
-		SigchainRateLimitSubjects, cfg.Replicas, cfg.AppendLimit, cfg.AppendWindow)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, sigchainRateLimitConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", SigchainRateLimitStream, err)
 	}
 	return nil
@@ -417,9 +415,16 @@ func (s *Sigchains) fetch(ctx context.Context, subject string, since, n uint64, 
 type SigchainLimiter struct{ l *RateLimiter }
 
 // NewSigchainLimiter returns the per-chain append limiter on the stream
-// SetupSigchains created.
-func NewSigchainLimiter(js jetstream.JetStream) *SigchainLimiter {
-	return &SigchainLimiter{&RateLimiter{js: js, subject: sigchainRateLimitSubject}}
+// SetupSigchains created from cfg (and creates it again if a broker
+// restart lost it, as RateLimiter does).
+func NewSigchainLimiter(js jetstream.JetStream, cfg SigchainConfig) *SigchainLimiter {
+	return &SigchainLimiter{&RateLimiter{js: js, subject: sigchainRateLimitSubject, stream: sigchainRateLimitConfig(cfg)}}
+}
+
+func sigchainRateLimitConfig(cfg SigchainConfig) jetstream.StreamConfig {
+	return rateLimitStreamConfig(SigchainRateLimitStream,
+		"kez-sig-server: one message per sigchain append, kept for the window",
+		SigchainRateLimitSubjects, cfg.Replicas, cfg.AppendLimit, cfg.AppendWindow)
 }
 
 // Allow records one append to key's chain and returns kez.ErrRateLimited

@@ -178,7 +178,7 @@ func TestSigchainLimiterHoldsAcrossReplicas(t *testing.T) {
 		t.Fatalf("Setup beside SetupSigchains: %v", err)
 	}
 	ctx := context.Background()
-	a, b := streams.NewSigchainLimiter(js), streams.NewSigchainLimiter(js)
+	a, b := streams.NewSigchainLimiter(js, cfg), streams.NewSigchainLimiter(js, cfg)
 	k1, _ := chain(t, 0)
 	k2, _ := chain(t, 0)
 	if err := a.Allow(ctx, k1.Public()); err != nil {

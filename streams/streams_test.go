@@ -131,7 +131,7 @@ func TestRateLimiterHoldsAcrossClients(t *testing.T) {
 	js, _ := setup(t, cfg)
 	ctx := context.Background()
 	// Two limiters stand for two replicas.
-	a, b := streams.NewRateLimiter(js, streams.RateLimitRegister), streams.NewRateLimiter(js, streams.RateLimitRegister)
+	a, b := streams.NewRateLimiter(js, cfg, streams.RateLimitRegister), streams.NewRateLimiter(js, cfg, streams.RateLimitRegister)
 	ip := netip.MustParseAddr("192.0.2.7")
 	for i, l := range []*streams.RateLimiter{a, b, a} {
 		if err := l.Allow(ctx, ip); err != nil {

@@ -70,7 +70,14 @@ var RootErrors = []Mapping{
 	{kez.ErrHandleTooSimilar, http.StatusConflict, "too_similar"},
 	{kez.ErrNotFound, http.StatusNotFound, "not_found"},
 	{kez.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{kez.ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable"},
 }
+
+// RetryAfterUnavailable is the Retry-After of a 503 answer, in seconds:
+// a broker restart or a leader election is over in seconds; a full store
+// needs an operator, and a client that retries every few seconds costs
+// nothing meanwhile.
+const RetryAfterUnavailable = "5"
 
 // Errors is the error boundary of one server: handlers call Write with any
 // error; a mapped one is answered with its status, code and message, any
@@ -95,8 +102,11 @@ func (e Errors) Code(err error) string {
 func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 	for _, m := range e.Table {
 		if errors.Is(err, m.Err) {
-			if m.Code == "rate_limited" { // not chain_full: waiting will not help there
+			switch {
+			case m.Code == "rate_limited": // not chain_full: waiting will not help there
 				w.Header().Set("Retry-After", "60")
+			case m.Status == http.StatusServiceUnavailable:
+				w.Header().Set("Retry-After", RetryAfterUnavailable)
 			}
 			msg := err.Error()
 			if m.Status >= 500 {

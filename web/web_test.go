@@ -55,6 +55,7 @@ func TestErrorsWrite(t *testing.T) {
 		{fmt.Errorf("%w: must start with a letter", kez.ErrInvalidHandle), 400, "invalid_handle", "must start with a letter", ""},
 		{kez.ErrRateLimited, 429, "rate_limited", "rate limited", ""},
 		{fmt.Errorf("%w: nats: timeout on 10.1.2.3", kez.ErrUnavailable), 503, "unavailable", "service unavailable", "10.1.2.3"},
+		{fmt.Errorf("%w: insufficient resources", kez.ErrStoreUnavailable), 503, "store_unavailable", "nothing was stored", "insufficient"},
 		{errors.New("secret internal detail"), 500, "internal", "internal error", "secret"},
 	} {
 		w := httptest.NewRecorder()
@@ -66,7 +67,7 @@ func TestErrorsWrite(t *testing.T) {
 		if tt.absent != "" && strings.Contains(body, tt.absent) {
 			t.Errorf("%v: answer %s leaks %q", tt.err, body, tt.absent)
 		}
-		if (tt.status == 429) != (w.Header().Get("Retry-After") != "") {
+		if (tt.status == 429 || tt.status == 503) != (w.Header().Get("Retry-After") != "") {
 			t.Errorf("%v: Retry-After %q", tt.err, w.Header().Get("Retry-After"))
 		}
 		if got := errs.Code(tt.err); got != tt.code {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -95,9 +96,19 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	cfg.UsersAccount, cfg.UserJWTTTL, cfg.MaxConnsPerKey = c.UsersAccount, c.UserJWTTTL, c.MaxConnsPerKey
 	srv, err := chatserver.Start(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return startHint(err)
 	}
 	return cli.ServeUntilDone(ctx, logger, srv.Close)
+}
+
+// startHint adds what to change to an error of Start that a setting
+// explains.
+func startHint(err error) error {
+	var tooSmall *streams.StoreTooSmallError
+	if errors.As(err, &tooSmall) {
+		return fmt.Errorf("%w\nhint: lower --inbox-max-bytes (INBOX_MAX_BYTES) to less than %d, leaving room for the sig-server's streams, or give nats-server a larger store (jetstream max_file_store, or a larger volume)", err, tooSmall.Free)
+	}
+	return err
 }
 
 type rebuildCmd struct {

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"kez.lat/kez/cli"
+	"kez.lat/kez/natstest"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -101,5 +104,21 @@ func TestHealthcheck(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "healthcheck", "--url", "http://127.0.0.1:1/"); err == nil {
 		t.Fatal("unreachable server passed")
+	}
+}
+
+// TestStartStoreTooSmall: an inbox larger than the JetStream store stops
+// serve with both sizes and the flag to change.
+func TestStartStoreTooSmall(t *testing.T) {
+	ns := natstest.StartWith(t, func(o *server.Options) { o.JetStreamMaxStore = 32 << 20 })
+	_, _, err := runCLI(t, "serve", "--nats-url", ns.ClientURL(), "--keys-dir", ns.KeysDir(), "--http-addr", "127.0.0.1:0",
+		"--inbox-max-bytes", "1073741824")
+	if err == nil {
+		t.Fatal("serve started with a 1 GiB inbox on a 32 MiB store")
+	}
+	for _, want := range []string{"1.0 GiB", "MiB", "--inbox-max-bytes", "max_file_store"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
 	}
 }

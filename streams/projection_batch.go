@@ -1,0 +1,79 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+)
+
+// ApplyBatch writes the projection of many registrations, with the
+// effect of Apply on each, but with every write in flight at once:
+// asynchronous publishes to the buckets' subjects, each expecting its key
+// to have no entry yet (Nats-Expected-Last-Subject-Sequence: 0, what a
+// KV create sends). A write refused because its key has an entry (applied
+// before, by this or another replica) or refused for any other reason is
+// done again as Apply does it, which accepts an equal entry and reports
+// ErrProjectionConflict for a different one. A rebuild or a projector
+// catching up thus goes at the speed of the store, not of one round trip
+// per entry.
+func (p *Projection) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) error {
+	type write struct {
+		kv       jetstream.KeyValue
+		key      string
+		val      []byte
+		ack      jetstream.PubAckFuture
+		deferred bool // not sent asynchronously: done as Apply does
+	}
+	writes := make([]write, 0, 2*len(recs))
+	for _, rec := range recs {
+		val, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode record: %w", err)
+		}
+		writes = append(writes,
+			write{kv: p.handles, key: rec.Handle.Local(), val: val},
+			write{kv: p.keys, key: rec.Primary.Hex(), val: []byte(rec.Handle.Local())})
+	}
+	for i := range writes {
+		w := &writes[i]
+		m := nats.NewMsg("$KV." + w.kv.Bucket() + "." + w.key)
+		m.Data = w.val
+		ack, err := p.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			w.deferred = true
+			continue
+		}
+		w.ack = ack
+	}
+	var errs []error
+	for i := range writes {
+		w := &writes[i]
+		if !w.deferred {
+			select {
+			case <-w.ack.Ok():
+				continue
+			case <-w.ack.Err():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := p.createOrSame(ctx, w.kv, w.key, w.val); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// createOrSame is the careful write of one entry (see Apply), within the
+// default timeout.
+func (p *Projection) createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	return createOrSame(ctx, kv, key, val)
+}
