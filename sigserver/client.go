@@ -135,39 +135,77 @@ func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event,
 // parsed but not verified: callers verify them (VerifyChain) or extend a
 // pinned state with them (sigchain.State.Extend), as Fetch and Update do.
 func (c *Client) Events(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
+	var all []sigchain.Event
+	for page := 0; ; page++ {
+		events, next, err := c.page(ctx, key, since)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, events...)
+		// The next page must start right after this one: a server naming
+		// any other since (or paging forever) is not believed.
+		if next == 0 {
+			return all, nil
+		}
+		if len(events) == 0 || next != max(since, 1)+uint64(len(events)) || page >= maxPages {
+			return nil, fmt.Errorf("%w: chain answer pages do not follow each other", sigchain.ErrMalformed)
+		}
+		since = next
+	}
+}
+
+// maxPages bounds the pages of one chain: 10,000 events (the most a chain
+// may hold by default) in pages of MaxPage, with room to spare.
+const maxPages = 1000
+
+// page gets one page of key's chain from since and the since of the next
+// page (0: none).
+func (c *Client) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, error) {
 	url := registry.SigchainURL(c.BaseURL, key)
 	if since > 0 {
 		url += "?since=" + strconv.FormatUint(since, 10)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
-	body, err := c.do(req, MaxAnswerSize)
+	body, header, err := c.doHeader(req, MaxAnswerSize)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	var next uint64
+	if h := header.Get(NextPageHeader); h != "" {
+		if next, err = strconv.ParseUint(h, 10, 64); err != nil || next == 0 {
+			return nil, 0, fmt.Errorf("%w: chain answer: bad %s", sigchain.ErrMalformed, NextPageHeader)
+		}
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '[' {
-		return nil, fmt.Errorf("%w: chain answer is not a JSON array", sigchain.ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: chain answer is not a JSON array", sigchain.ErrMalformed)
 	}
 	var events []sigchain.Event
 	if err := json.Unmarshal(body, &events); err != nil {
 		if errors.Is(err, sigchain.ErrMalformed) || errors.Is(err, sigchain.ErrTooLarge) {
-			return nil, fmt.Errorf("chain answer: %w", err)
+			return nil, 0, fmt.Errorf("chain answer: %w", err)
 		}
-		return nil, fmt.Errorf("%w: chain answer: invalid JSON", sigchain.ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: chain answer: invalid JSON", sigchain.ErrMalformed)
 	}
-	return events, nil
+	return events, next, nil
 }
 
 // do sends req and returns the body of a 2xx answer of at most limit
 // bytes.
 func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
+	body, _, err := c.doHeader(req, limit)
+	return body, err
+}
+
+// doHeader is do, also returning the answer's header.
+func (c *Client) doHeader(req *http.Request, limit int64) ([]byte, http.Header, error) {
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -176,14 +214,14 @@ func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
 		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
 			eb = web.ErrorBody{Code: "unknown", Error: strings.TrimSpace(http.StatusText(resp.StatusCode))}
 		}
-		return nil, &StatusError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+		return nil, nil, &StatusError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read answer: %v", ErrUnreachable, err)
+		return nil, nil, fmt.Errorf("%w: read answer: %v", ErrUnreachable, err)
 	}
 	if int64(len(body)) > limit {
-		return nil, fmt.Errorf("%w: answer over %d bytes", sigchain.ErrTooLarge, limit)
+		return nil, nil, fmt.Errorf("%w: answer over %d bytes", sigchain.ErrTooLarge, limit)
 	}
-	return body, nil
+	return body, resp.Header, nil
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,17 +53,20 @@ func (m *memStore) Append(_ context.Context, ev sigchain.Event, expect uint64) (
 	return expect + 1, nil
 }
 
-func (m *memStore) Read(_ context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error) {
+func (m *memStore) Read(_ context.Context, key kez.PublicKey, since, limit uint64) ([]json.RawMessage, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := []json.RawMessage{}
 	for _, e := range m.chains[key] {
 		if e.Seqno() >= since {
+			if limit > 0 && uint64(len(out)) == limit {
+				return out, true, nil
+			}
 			b, _ := e.MarshalJSON()
 			out = append(out, b)
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 func (m *memStore) events(key kez.PublicKey) []sigchain.Event {
@@ -198,4 +203,56 @@ type keyIndexFunc func() error
 
 func (f keyIndexFunc) GetByKey(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
 	return kez.HandleRecord{}, f()
+}
+
+// TestPagedChain: a chain longer than a page is answered MaxPage events
+// at a time with the next page's since in NextPageHeader, and the client
+// reads every page into the whole chain; a server whose pages do not
+// follow each other is refused.
+func TestPagedChain(t *testing.T) {
+	key := fixedKey(t, 9)
+	chain := fixedChain(t, key, 2*sigserver.MaxPage+10, "p")
+	store := newMemStore()
+	store.chains[key.Public()] = chain
+	h := sigserver.NewHandler(sigserver.HandlerConfig{
+		Store: store, MaxEvents: 10_000, CtimeSkew: time.Minute,
+		Now: func() time.Time { return fuzzT0 }, Logger: slog.New(slog.DiscardHandler),
+	}, prometheus.NewRegistry())
+	var gets atomic.Int32
+	var lie atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		if lie.Load() && r.URL.Query().Get("since") != "" {
+			w.Header().Set(sigserver.NextPageHeader, "3")
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c := &sigserver.Client{BaseURL: srv.URL}
+	got, err := c.Events(context.Background(), key.Public(), 0)
+	if err != nil || len(got) != len(chain) {
+		t.Fatalf("Events = %d events, %v; want %d", len(got), err, len(chain))
+	}
+	if n := gets.Load(); n != 3 {
+		t.Errorf("%d requests for %d events, want 3 pages", n, len(chain))
+	}
+	if _, err := sigchain.VerifyChain(key.Public(), got); err != nil {
+		t.Fatalf("the paged chain does not verify: %v", err)
+	}
+	// A page size asked for is honoured up to MaxPage; a bad one refused.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sigchains/ed25519/"+key.Public().Hex()+"?since=5&limit=10", nil))
+	var page []json.RawMessage
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page) != 10 || rec.Header().Get(sigserver.NextPageHeader) != "15" {
+		t.Fatalf("limit=10 from 5: %d events, next %q, %v", len(page), rec.Header().Get(sigserver.NextPageHeader), err)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sigchains/ed25519/"+key.Public().Hex()+"?limit=0", nil))
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("limit=0: %d", rec.Code)
+	}
+	lie.Store(true)
+	if _, err := c.Events(context.Background(), key.Public(), 0); !errors.Is(err, sigchain.ErrMalformed) {
+		t.Fatalf("pages that do not follow: %v, want ErrMalformed", err)
+	}
 }

@@ -1,6 +1,7 @@
 package sigserver
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,7 @@ type Store interface {
 	// returns streams.ErrSigchainConflict.
 	Append(ctx context.Context, ev sigchain.Event, expect uint64) (uint64, error)
 	// Read returns the wire forms of the events with seqno >= since.
-	Read(ctx context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error)
+	Read(ctx context.Context, key kez.PublicKey, since, limit uint64) ([]json.RawMessage, bool, error)
 }
 
 // Limiter limits appends per chain; see streams.SigchainLimiter.
@@ -171,17 +172,57 @@ func (srv *server) handleChain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	limit := uint64(MaxPage)
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			srv.errs.Write(w, r, errBadLimit)
+			return
+		}
+		limit = min(n, MaxPage)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	events, err := srv.cfg.Store.Read(ctx, key, since)
+	events, more, err := srv.cfg.Store.Read(ctx, key, since, limit)
 	if err != nil {
 		srv.errs.Write(w, r, err)
 		return
 	}
 	// Chains change with every append: caches must ask again.
 	w.Header().Set("Cache-Control", "no-cache")
-	web.WriteJSON(w, http.StatusOK, events)
+	if more {
+		w.Header().Set(NextPageHeader, strconv.FormatUint(max(since, 1)+uint64(len(events)), 10))
+	}
+	writeEvents(w, events)
 }
+
+// writeEvents writes events as a JSON array, one event at a time: each is
+// stored compact, so the answer is never built whole in memory.
+func writeEvents(w http.ResponseWriter, events []json.RawMessage) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.WriteByte('[')
+	for i, e := range events {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(e)
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
+}
+
+// MaxPage is the most events one GET of a chain answers; the rest follow
+// with ?since= the NextPageHeader names. A page of the largest events
+// (sigchain.MaxEventSize) is 2 MiB, whatever the chain's length.
+const MaxPage = 256
+
+// NextPageHeader, on a chain answer that does not reach the tail, names
+// the since of the next page.
+const NextPageHeader = "Kez-Next-Since"
+
+var errBadLimit = fmt.Errorf("%w: limit must be a positive integer (events per page, at most %d)", kez.ErrInvalidRequest, MaxPage)
 
 var errBadSince = fmt.Errorf("%w: since must be a non-negative integer (the first seqno wanted)", kez.ErrInvalidRequest)
 

@@ -258,8 +258,10 @@ const sigchainWalkMax = 32
 const prevSeqHeader = "Kez-Prev-Seq"
 
 // Read returns the events of key's chain with seqno at least since (all
-// of them for since 0 or 1), in order, as the compact wire forms stored;
-// an empty chain, or since after its tail, gives none. The answer is a
+// of them for since 0 or 1), in order, as the compact wire forms stored,
+// at most limit of them (0: no limit; more reports that the chain goes on
+// after the last returned); an empty chain, or since after its tail,
+// gives none. The answer is a
 // snapshot up to the tail read first: events appended meanwhile are left
 // for the next read. Every read goes to the stream leader, so a client
 // never sees less than an append it was answered.
@@ -273,39 +275,45 @@ const prevSeqHeader = "Kez-Prev-Seq"
 // an ephemeral consumer (in a cluster its creation goes through the
 // meta leader, so it is kept for reads where the round trips it saves
 // matter), deleted after the read.
-func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since uint64) ([]json.RawMessage, error) {
+func (s *Sigchains) Read(ctx context.Context, key kez.PublicKey, since, limit uint64) (events []json.RawMessage, more bool, err error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	since = max(since, 1)
 	subject := SigchainSubject(key)
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return []json.RawMessage{}, nil
+		return []json.RawMessage{}, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: read sigchain tail: %v", kez.ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: read sigchain tail: %v", kez.ErrUnavailable, err)
 	}
 	tail, err := sigchain.ParseEvent(last.Data)
 	if err != nil {
-		return nil, fmt.Errorf("stored sigchain event at %d: %v", last.Sequence, err)
+		return nil, false, fmt.Errorf("stored sigchain event at %d: %v", last.Sequence, err)
 	}
 	n := tail.Seqno()
+	upTo := n // the last event of this page
+	if limit > 0 && since <= n && n-since >= limit {
+		upTo, more = since+limit-1, true
+	}
 	switch {
 	case since > n:
-		return []json.RawMessage{}, nil
+		return []json.RawMessage{}, false, nil
 	case since == n:
-		return []json.RawMessage{last.Data}, nil
-	case n-since < sigchainWalkMax:
+		return []json.RawMessage{last.Data}, false, nil
+	case upTo == n && n-since < sigchainWalkMax:
 		// The common read: a client checking its pin and the few events
 		// after it.
 		if out, ok, err := s.walkBack(ctx, since, n, last); ok || err != nil {
-			return out, err
+			return out, false, err
 		}
 	}
 	if n <= sigchainWalkMax {
-		return s.walk(ctx, subject, since, n, last)
+		events, err = s.walk(ctx, subject, since, upTo, n, last)
+	} else {
+		events, err = s.fetch(ctx, subject, since, upTo, n, last)
 	}
-	return s.fetch(ctx, subject, since, n, last)
+	return events, more, err
 }
 
 // walkBack reads events since..n backwards from last (event n) through the
@@ -332,12 +340,12 @@ func (s *Sigchains) walkBack(ctx context.Context, since, n uint64, last *jetstre
 	}
 }
 
-// walk reads events since..n of subject, whose event n is last, by getting
-// each next message of the subject from the stream leader.
-func (s *Sigchains) walk(ctx context.Context, subject string, since, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, 0, n-since+1)
+// walk reads events since..upTo of subject, whose event n is last, by
+// getting each next message of the subject from the stream leader.
+func (s *Sigchains) walk(ctx context.Context, subject string, since, upTo, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, upTo-since+1)
 	seq := uint64(1)
-	for seqno := uint64(1); seqno < n; seqno++ {
+	for seqno := uint64(1); seqno < n && seqno <= upTo; seqno++ {
 		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if err != nil {
 			return nil, fmt.Errorf("%w: read sigchain event %d: %v", kez.ErrUnavailable, seqno, err)
@@ -350,12 +358,15 @@ func (s *Sigchains) walk(ctx context.Context, subject string, since, n uint64, l
 		}
 		seq = m.Sequence + 1
 	}
+	if upTo < n {
+		return out, nil
+	}
 	return append(out, last.Data), nil
 }
 
-// fetch reads events since..n of subject, whose event n is last, through
-// an ephemeral consumer, in batches.
-func (s *Sigchains) fetch(ctx context.Context, subject string, since, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
+// fetch reads events since..upTo of subject, whose event n is last,
+// through an ephemeral consumer, in batches.
+func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
 	cons, err := s.js.CreateConsumer(ctx, SigchainStream, jetstream.ConsumerConfig{
 		FilterSubject: subject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -373,9 +384,9 @@ func (s *Sigchains) fetch(ctx context.Context, subject string, since, n uint64, 
 		defer cancel()
 		_ = s.js.DeleteConsumer(dctx, SigchainStream, cons.CachedInfo().Name)
 	}()
-	out := make([]json.RawMessage, 0, n-since+1)
-	for seqno := uint64(1); seqno <= n; {
-		batch, err := cons.Fetch(int(min(n-seqno+1, 256)), jetstream.FetchContext(ctx))
+	out := make([]json.RawMessage, 0, upTo-since+1)
+	for seqno := uint64(1); seqno <= upTo; {
+		batch, err := cons.Fetch(int(min(upTo-seqno+1, 256)), jetstream.FetchContext(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, err)
 		}

@@ -87,7 +87,7 @@ func TestSigchainStreamIsAppendOnly(t *testing.T) {
 	if err := s.DeleteMsg(ctx, 1); err == nil {
 		t.Fatal("delete of a sigchain event succeeded")
 	}
-	if got, err := store.Read(ctx, k.Public(), 0); err != nil || len(got) != 1 {
+	if got, _, err := store.Read(ctx, k.Public(), 0, 0); err != nil || len(got) != 1 {
 		t.Fatalf("after refused removals: %d events, %v", len(got), err)
 	}
 }
@@ -102,7 +102,7 @@ func TestSigchainAppendTailRead(t *testing.T) {
 	if err != nil || !tail.IsZero() || seq != 0 {
 		t.Fatalf("Tail of an empty chain = %v, %d, %v", tail.Seqno(), seq, err)
 	}
-	if got, err := store.Read(ctx, k.Public(), 0); err != nil || got == nil || len(got) != 0 {
+	if got, _, err := store.Read(ctx, k.Public(), 0, 0); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("Read of an empty chain = %v, %v; want an empty, non-nil slice", got, err)
 	}
 
@@ -127,7 +127,7 @@ func TestSigchainAppendTailRead(t *testing.T) {
 	for _, tt := range []struct{ since, first, n uint64 }{
 		{0, 1, 5}, {1, 1, 5}, {2, 2, 4}, {4, 4, 2}, {5, 5, 1}, {6, 0, 0}, {1 << 60, 0, 0},
 	} {
-		got, err := store.Read(ctx, k.Public(), tt.since)
+		got, _, err := store.Read(ctx, k.Public(), tt.since, 0)
 		if err != nil {
 			t.Fatalf("Read(since %d): %v", tt.since, err)
 		}
@@ -140,7 +140,7 @@ func TestSigchainAppendTailRead(t *testing.T) {
 			}
 		}
 	}
-	got, err := store.Read(ctx, other.Public(), 0)
+	got, _, err := store.Read(ctx, other.Public(), 0, 0)
 	if err != nil || len(got) != 2 || string(got[1]) != wire(t, otherEvents[1]) {
 		t.Fatalf("other chain = %d events, %v", len(got), err)
 	}
@@ -154,11 +154,11 @@ func TestSigchainAppendTailRead(t *testing.T) {
 	if again, err := store.Append(ctx, events[4], expect-1); err != nil || again != expect {
 		t.Fatalf("retry of the tail = %d, %v; want %d, nil", again, err, expect)
 	}
-	if got, _ := store.Read(ctx, k.Public(), 0); len(got) != 5 {
+	if got, _, _ := store.Read(ctx, k.Public(), 0, 0); len(got) != 5 {
 		t.Fatalf("chain holds %d events after a conflict and a retry, want 5", len(got))
 	}
 	var parsed []sigchain.Event
-	all, _ := store.Read(ctx, k.Public(), 0)
+	all, _, _ := store.Read(ctx, k.Public(), 0, 0)
 	b, _ := json.Marshal(all)
 	if err := json.Unmarshal(b, &parsed); err != nil {
 		t.Fatal(err)
@@ -234,7 +234,7 @@ func TestSigchainReadLongChain(t *testing.T) {
 		}
 	}
 	for _, since := range []uint64{0, 2, 33, 195, 257, 270, 290, 299, 300, 301} {
-		got, err := store.Read(ctx, k.Public(), since)
+		got, _, err := store.Read(ctx, k.Public(), since, 0)
 		if err != nil {
 			t.Fatalf("Read(since %d): %v", since, err)
 		}
@@ -245,6 +245,36 @@ func TestSigchainReadLongChain(t *testing.T) {
 		for i, raw := range got {
 			if want := wire(t, events[int(first)-1+i]); string(raw) != want {
 				t.Fatalf("Read(since %d)[%d] = %s, want %s", since, i, raw, want)
+			}
+		}
+	}
+	// Pages: any since and limit give the same events as one read, and
+	// "more" exactly when the page stops before the tail.
+	for _, p := range []struct{ since, limit uint64 }{{0, 1}, {1, 7}, {5, 100}, {33, 256}, {250, 40}, {290, 11}, {299, 2}} {
+		var got []string
+		since, pages := max(p.since, 1), 0
+		for {
+			page, more, err := store.Read(ctx, k.Public(), since, p.limit)
+			if err != nil {
+				t.Fatalf("Read(since %d, limit %d): %v", since, p.limit, err)
+			}
+			if uint64(len(page)) > p.limit || (more && uint64(len(page)) != p.limit) {
+				t.Fatalf("Read(since %d, limit %d) = %d events, more %v", since, p.limit, len(page), more)
+			}
+			for _, raw := range page {
+				got = append(got, string(raw))
+			}
+			since += uint64(len(page))
+			if pages++; !more {
+				break
+			}
+		}
+		if want := 301 - int(max(p.since, 1)); len(got) != want {
+			t.Fatalf("pages of %d from %d: %d events, want %d", p.limit, p.since, len(got), want)
+		}
+		for i, raw := range got {
+			if want := wire(t, events[int(max(p.since, 1))-1+i]); raw != want {
+				t.Fatalf("pages of %d from %d: event %d differs", p.limit, p.since, i)
 			}
 		}
 	}
