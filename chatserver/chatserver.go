@@ -169,6 +169,9 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	}
 	s.Registry, err = registry.New(registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
+		// Far above the shared limit, which is per hour by default.
+		PreRate:  max(5, 4*float64(cfg.Streams.RegisterLimit)/cfg.Streams.RegisterWindow.Seconds()),
+		PreBurst: max(20, min(cfg.Streams.RegisterLimit, 1<<20)),
 	}, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
 	if err != nil {
 		return err

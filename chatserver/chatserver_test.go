@@ -335,6 +335,34 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestBogusRegistrationsWriteNothing: registrations that fail
+// verification leave no rate-limit record (nothing is written for them),
+// and an address flooding them is refused in memory before its
+// signatures are checked.
+func TestBogusRegistrationsWriteNothing(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	cfg.Streams.RegisterLimit = 10 // per hour: the in-memory limit is then 5/s, a burst of 20
+	srv := startServer(t, cfg)
+	codes := map[int]int{}
+	for i := range 50 {
+		body := regBody(t, newKey(t), fmt.Sprintf("bogus%d", i))
+		body = bytes.Replace(body, []byte(`"registration_sig":"`), []byte(`"registration_sig":"AAAA`), 1)
+		codes[register(t, srv.URL(), body).Status]++
+	}
+	if codes[http.StatusTooManyRequests] < 25 || codes[http.StatusCreated] != 0 {
+		t.Errorf("50 bogus registrations answered %v, want most refused 429 before verification", codes)
+	}
+	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	s, err := js.Stream(context.Background(), streams.RateLimitStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("bogus registrations wrote %d rate-limit records (%v), want 0", info.State.Msgs, err)
+	}
+}
+
 func TestClaimsAllOrNothing(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))

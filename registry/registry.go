@@ -52,6 +52,11 @@ type Config struct {
 	Reserved kez.Reserved
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// PreRate and PreBurst are the in-memory limit per address and
+	// replica that refuses attempts before they are verified (5 a second,
+	// a burst of 20 if zero); set them above the shared limit's rate.
+	PreRate  float64
+	PreBurst int
 	// Registered, if set, is called in the background after a registration
 	// is stored (to create the user's inbox consumer, which takes a Raft
 	// group and tens of milliseconds on a cluster); its error is logged:
@@ -66,6 +71,7 @@ type Service struct {
 	log     Log
 	proj    Projection
 	limiter Limiter
+	pre     *prelimit
 	logger  *slog.Logger
 	cache   *Cache
 	hooks   chan struct{} // bounds the Registered hooks in flight
@@ -96,7 +102,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 	}
 	hookCtx, endHook := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, log: log, proj: proj, limiter: limiter,
+		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg.PreRate, cfg.PreBurst),
 		logger:  logger.With("component", "registry"),
 		cache:   newCache(),
 		hooks:   make(chan struct{}, maxHooks),
@@ -122,11 +128,18 @@ func (s *Service) Domain() string { return s.cfg.Domain }
 // kez.ErrHandleTaken, kez.ErrKeyTaken, kez.ErrHandleTooSimilar or
 // kez.ErrUnavailable.
 func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, client netip.Addr) (kez.HandleRecord, error) {
-	if err := s.limiter.Allow(ctx, client); err != nil {
-		return kez.HandleRecord{}, err
+	// A request that fails verification writes nothing: the shared limit
+	// (a JetStream record per request) counts only verified ones, and an
+	// address sending faster than any person registers is refused in
+	// memory before its signature costs anything.
+	if !s.pre.allow(client) {
+		return kez.HandleRecord{}, fmt.Errorf("%w: too many registration attempts from this address", kez.ErrRateLimited)
 	}
 	h, err := req.Verify(s.cfg.Domain, s.cfg.Now(), s.cfg.Freshness)
 	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	if err := s.limiter.Allow(ctx, client); err != nil {
 		return kez.HandleRecord{}, err
 	}
 	if s.cfg.Reserved.Contains(h) {
