@@ -33,4 +33,9 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable: a dependency (the broker) is unreachable or timed out.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrLogDamaged: an append-only log (the registry, the sigchains) is
+	// not the log that was written — a gap, a lost or changed event, or a
+	// claim the projection knows and the log forgot — so writes are
+	// refused until an operator repairs it (docs/operations.md).
+	ErrLogDamaged = errors.New("log damaged: writes refused until it is repaired")
 )
