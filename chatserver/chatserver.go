@@ -23,6 +23,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -61,6 +62,18 @@ type Config struct {
 	// PublicRelays are the kez-relay multiaddrs, each ending in
 	// /p2p/<peer id>, that handle records advertise to clients.
 	PublicRelays []string
+
+	// CheckpointFile, if set, is where this replica keeps its checkpoint
+	// of the registry log (one file per replica, on its own disk).
+	CheckpointFile string
+	// IntegrityInterval is how often the append-only streams are checked
+	// for damage (besides at start and on every leader change), and how
+	// often damage still present is logged.
+	IntegrityInterval time.Duration
+	// ScrubRate (events per second) and ScrubInterval pace the background
+	// re-hash of the whole registry log.
+	ScrubRate     int
+	ScrubInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -77,6 +90,10 @@ func DefaultConfig() Config {
 		UsersAccount: "USERS",
 		UserJWTTTL:   time.Hour,
 		InboxSweep:   10 * time.Minute,
+
+		IntegrityInterval: time.Minute,
+		ScrubRate:         registry.DefaultScrubRate,
+		ScrubInterval:     registry.DefaultScrubInterval,
 	}
 }
 
@@ -108,6 +125,7 @@ func (c Config) Validate() error {
 type Server struct {
 	Registry  *registry.Service
 	Callout   *callout.Service
+	Integrity *integrity.Monitor
 	users     calloutUsers
 	inboxes   *streams.Inboxes
 	nc        *nats.Conn
@@ -170,15 +188,42 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		return err
 	}
 	inboxes := streams.NewInboxes(js)
-	s.Registry, err = registry.New(registry.Config{
+	s.Integrity = integrity.New(integrity.Config{
+		Streams: streams.RegistryAppendOnly, Inspect: streams.Inspector(js),
+		Interval: cfg.IntegrityInterval, Logger: s.logger.With("component", "integrity"),
+	})
+	rcfg := registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
 		Registered: func(ctx context.Context, rec kez.HandleRecord) error { return inboxes.Ensure(ctx, rec.Primary) },
-	}, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
+		Integrity:  s.Integrity.Scope(streams.RegistryStream),
+		ScrubRate:  cfg.ScrubRate, ScrubInterval: cfg.ScrubInterval,
+	}
+	if cfg.CheckpointFile != "" {
+		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
+	}
+	s.Registry, err = registry.New(rcfg, log, proj, streams.NewRateLimiter(js, streams.RateLimitRegister), s.logger)
+	if err != nil {
+		return err
+	}
+	s.Integrity.AddVerifier(streams.RegistryStream, s.Registry.VerifyLog)
+	// A new leader may serve another copy: scrub the log and the
+	// projection against what this replica knows.
+	s.Integrity.OnNewLeader(func(string) { s.Registry.Kick() })
+	// Checked before anything is served; should it fail, registrations
+	// are refused until Run's next check passes.
+	if err := streams.Retry(ctx, s.logger, "integrity check", s.Integrity.Check); err != nil {
+		s.logger.Warn("integrity check at start", "err", err)
+	}
+	leaders, stopLeaders, err := streams.WatchLeaders(s.nc, streams.RegistryAppendOnly)
 	if err != nil {
 		return err
 	}
 
 	reg := web.NewRegistry()
+	if err := s.Integrity.Register(reg); err != nil {
+		stopLeaders()
+		return err
+	}
 	if cfg.CalloutIssuerFile != "" {
 		if err := s.startCallout(cfg, log, inboxes, reg); err != nil {
 			return err
@@ -195,6 +240,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		TrustProxy:    cfg.TrustProxy,
 		NATSConnected: s.nc.IsConnected,
 		Relays:        relays(cfg.PublicRelays),
+		Integrity:     s.Integrity.Status,
 		Extra: map[string]http.Handler{
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
@@ -208,11 +254,13 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 
 	s.web, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
 	if err != nil {
+		stopLeaders()
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
+	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.users = calloutUsers{s.Registry.Cache(), log}
 	s.inboxes = inboxes
 	if cfg.InboxSweep > 0 {
