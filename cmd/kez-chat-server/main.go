@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -125,6 +126,69 @@ func (c *rebuildCmd) Run(ctx context.Context, e *cli.Env) error {
 	return json.NewEncoder(e.Stdout).Encode(res)
 }
 
+type scrubCmd struct {
+	cli.NATSFlags
+	cli.LogFlags
+	Domain string `env:"DOMAIN" default:"kez.lat" help:"Home domain: names the registry log in its tree head (<domain>/registry)."`
+	JSON   bool   `name:"json" help:"Print the result as JSON (stable: fields are added, never changed)."`
+}
+
+// errDamaged makes scrub exit non-zero after printing what it found.
+var errDamaged = errors.New("damage found: see docs/operations.md, \"A damaged log\"")
+
+func (c *scrubCmd) Run(ctx context.Context, e *cli.Env) error {
+	logger := c.Logger(e.Stderr)
+	nc, err := streams.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server scrub", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	res, err := chatserver.Scrub(ctx, js, chatserver.ScrubOptions{Domain: strings.ToLower(c.Domain)})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := json.NewEncoder(e.Stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printScrub(e.Stdout, res)
+	}
+	if !res.OK {
+		return errDamaged
+	}
+	return nil
+}
+
+// printScrub writes res for a person: one line per stream, its problems
+// below it, and the registry's tree head.
+func printScrub(w io.Writer, res chatserver.ScrubResult) {
+	var head string
+	for _, s := range res.Streams {
+		leader := s.Leader
+		if leader == "" {
+			leader = "-"
+		}
+		fmt.Fprintf(w, "%-16s leader %-8s %-8s %d messages, sequences %d to %d\n", s.Stream, leader, s.Status, s.Msgs, s.FirstSeq, s.LastSeq)
+		for _, p := range s.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		if s.More > 0 {
+			fmt.Fprintf(w, "  - and %d more\n", s.More)
+		}
+		if s.TreeHead != "" {
+			head = s.TreeHead
+		}
+	}
+	if head != "" {
+		fmt.Fprintf(w, "\nregistry tree head (C2SP checkpoint body):\n%s", head)
+	}
+}
+
 type keysCmd struct {
 	Dir string `default:"keys" type:"path" help:"Folder for the seeds (<name>.nk, mode 0600) and kez-keys.conf."`
 }
@@ -151,6 +215,7 @@ func (c *healthcheckCmd) Run(ctx context.Context) error {
 type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the home server (the default command)."`
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
+	Scrub       scrubCmd       `cmd:"" help:"Check every append-only stream end to end (gaps, the registry's hash tree, the projection, the sigchains) and name each stream's leader; exits 1 on damage."`
 	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
 }
