@@ -110,6 +110,9 @@ func (c Config) Validate() error {
 	if err := c.Streams.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
+	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
+		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
+	}
 	if len(c.PublicRelays) > registry.MaxRelays {
 		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
 	}

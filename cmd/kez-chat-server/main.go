@@ -50,6 +50,11 @@ type serveCmd struct {
 	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
 	InboxSweep        time.Duration `name:"inbox-sweep" env:"INBOX_SWEEP" default:"10m" help:"How often messages sent to inbox subjects of no registered key are purged (0: never)."`
 	PublicRelays      []string      `name:"public-relay" env:"KEZ_PUBLIC_RELAYS" help:"Multiaddr of a kez-relay, ending in /p2p/<peer id> (as 'kez-relay id' prints it), advertised in handle records (repeatable; env: comma-separated)."`
+
+	CheckpointFile    string        `name:"checkpoint-file" env:"CHECKPOINT_FILE" type:"path" help:"File on this replica's own disk keeping its checkpoint of the registry log (one per replica; recommended: the broker's disk can lose the copy in the KV)."`
+	IntegrityInterval time.Duration `name:"integrity-interval" env:"INTEGRITY_INTERVAL" default:"1m" help:"How often the append-only streams are checked for damage (also at start and on every leader change)."`
+	ScrubRate         int           `name:"scrub-rate" env:"SCRUB_RATE" default:"2000" help:"Events per second the background scrub of the registry log reads at most."`
+	ScrubInterval     time.Duration `name:"scrub-interval" env:"SCRUB_INTERVAL" default:"1h" help:"Time between background scrubs of the registry log (one also starts when a stream's leader changes)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
@@ -90,6 +95,8 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	}
 	cfg.InboxSweep = c.InboxSweep
 	cfg.PublicRelays = c.PublicRelays
+	cfg.CheckpointFile, cfg.IntegrityInterval = c.CheckpointFile, c.IntegrityInterval
+	cfg.ScrubRate, cfg.ScrubInterval = c.ScrubRate, c.ScrubInterval
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile

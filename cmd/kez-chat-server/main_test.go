@@ -42,7 +42,7 @@ func TestHelpDocumentsEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE", "$KEZ_PUBLIC_RELAYS"} {
+	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE", "$KEZ_PUBLIC_RELAYS", "$CHECKPOINT_FILE", "$INTEGRITY_INTERVAL"} {
 		if !strings.Contains(out, env) {
 			t.Errorf("serve --help does not document %s", env)
 		}
