@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -87,7 +86,7 @@ func checkDamagedLeader(t *testing.T, damage func(*testing.T, string)) {
 	a, b := h.startChat(), h.startChat()
 	step("cluster and servers started")
 	var acked []registration
-	for i := range 60 {
+	for i := range 40 {
 		base := a.URL()
 		if i%2 == 1 {
 			base = b.URL()
@@ -120,11 +119,7 @@ func checkDamagedLeader(t *testing.T, damage func(*testing.T, string)) {
 	storeDir := filepath.Join(victim.Dir, "jetstream-"+name)
 	victim.Stop()
 	for _, stream := range damaged {
-		blocks := blockFiles(t, storeDir, stream)
-		if len(blocks) == 0 {
-			t.Fatalf("no message blocks of %s under %s", stream, storeDir)
-		}
-		for _, blk := range blocks {
+		for _, blk := range victim.MessageBlocks(stream) {
 			damage(t, blk)
 		}
 	}
@@ -141,7 +136,7 @@ func checkDamagedLeader(t *testing.T, damage func(*testing.T, string)) {
 	step("readiness red on both replicas")
 	for i, r := range acked {
 		for _, chat := range []*chatserver.Server{a, b} {
-			status, body := tryRegister(t, chat.URL(), r.handle)
+			_, status, body := tryRegister(t, chat.URL(), r.handle)
 			if status == http.StatusCreated {
 				t.Fatalf("acknowledged handle %s registered again by a new key through %s", r.handle, chat.URL())
 			}
@@ -195,26 +190,6 @@ func scrubFound(res chatserver.ScrubResult, streams []string, leader string) boo
 		}
 	}
 	return false
-}
-
-// blockFiles returns the message block files of stream under a node's
-// store.
-func blockFiles(t *testing.T, storeDir, stream string) []string {
-	var out []string
-	err := filepath.WalkDir(storeDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".blk") &&
-			strings.Contains(path, string(filepath.Separator)+filepath.Join("streams", stream, "msgs")+string(filepath.Separator)) {
-			out = append(out, path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func leaderOf(t *testing.T, js jetstream.JetStream, stream string) string {
@@ -319,8 +294,9 @@ func waitUnready(t *testing.T, base string, streams []string, leader string) {
 	t.Fatalf("%s readiness never named %v (leader %s) damaged: %s", base, streams, leader, last)
 }
 
-// tryRegister registers name with a new key and returns the answer.
-func tryRegister(t *testing.T, base, name string) (int, string) {
+// tryRegister registers name with a new key and returns the
+// registration tried and the answer.
+func tryRegister(t *testing.T, base, name string) (registration, int, string) {
 	t.Helper()
 	k, err := kez.GenerateKey(rand.Reader)
 	if err != nil {
@@ -337,5 +313,5 @@ func tryRegister(t *testing.T, base, name string) (int, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return registration{handle: name, key: k.Public()}, resp.StatusCode, string(b)
 }

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez/callout"
@@ -115,17 +117,28 @@ type rebuildCmd struct {
 	Check    bool `help:"Rebuild into scratch buckets and compare them with the live projection instead of replacing it."`
 }
 
+// connectJS connects a one-shot command (rebuild, scrub) to JetStream as
+// the service user; close the connection when done.
+func connectJS(f cli.NATSFlags, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := streams.Connect(f.NATSURL, f.NATSNKeyFile, "kez-chat-server "+name, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 func (c *rebuildCmd) Run(ctx context.Context, e *cli.Env) error {
 	logger := c.Logger(e.Stderr)
-	nc, err := streams.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server rebuild", logger)
+	nc, js, err := connectJS(c.NATSFlags, "rebuild", logger)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	res, err := chatserver.Rebuild(ctx, js, c.Replicas, c.Check, logger)
 	if err != nil {
 		return err
@@ -145,15 +158,11 @@ var errDamaged = errors.New("damage found: see docs/operations.md, \"A damaged l
 
 func (c *scrubCmd) Run(ctx context.Context, e *cli.Env) error {
 	logger := c.Logger(e.Stderr)
-	nc, err := streams.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server scrub", logger)
+	nc, js, err := connectJS(c.NATSFlags, "scrub", logger)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	res, err := chatserver.Scrub(ctx, js, chatserver.ScrubOptions{Domain: strings.ToLower(c.Domain)})
 	if err != nil {
 		return err
