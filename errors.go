@@ -36,4 +36,9 @@ var (
 	// ErrStoreUnavailable: the broker answers but its store refuses a
 	// write for want of room; nothing was stored.
 	ErrStoreUnavailable = errors.New("cannot store right now; nothing was stored")
+	// ErrLogDamaged: an append-only log (the registry, the sigchains) is
+	// not the log that was written — a gap, a lost or changed event, or a
+	// claim the projection knows and the log forgot — so writes are
+	// refused until an operator repairs it (docs/operations.md).
+	ErrLogDamaged = errors.New("log damaged: writes refused until it is repaired")
 )

@@ -164,9 +164,11 @@ func (e RegistryEvent) Validate() error {
 // RegistryEntry is a registry event as read from the log: its stream
 // sequence, how many events followed it when it was read, and the event.
 // Err is set, and Event unusable, when the stored bytes did not decode.
+// Data are the bytes stored, which the projection hashes.
 type RegistryEntry struct {
 	Seq     uint64
 	Pending uint64
 	Event   RegistryEvent
 	Err     error
+	Data    []byte
 }

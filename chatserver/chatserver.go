@@ -24,6 +24,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -58,6 +59,18 @@ type Config struct {
 	// PublicRelays are the kez-relay multiaddrs, each ending in
 	// /p2p/<peer id>, that handle records advertise to clients.
 	PublicRelays []string
+
+	// CheckpointFile, if set, is where this replica keeps its checkpoint
+	// of the registry log (one file per replica, on its own disk).
+	CheckpointFile string
+	// IntegrityInterval is how often the append-only streams are checked
+	// for damage (besides at start and on every leader change), and how
+	// often damage still present is logged.
+	IntegrityInterval time.Duration
+	// ScrubRate (events per second) and ScrubInterval pace the background
+	// re-hash of the whole registry log.
+	ScrubRate     int
+	ScrubInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -74,6 +87,10 @@ func DefaultConfig() Config {
 		UsersAccount:   "USERS",
 		UserJWTTTL:     time.Hour,
 		MaxConnsPerKey: 8,
+
+		IntegrityInterval: time.Minute,
+		ScrubRate:         registry.DefaultScrubRate,
+		ScrubInterval:     registry.DefaultScrubInterval,
 	}
 }
 
@@ -89,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Streams.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
+		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
 	}
 	if len(c.PublicRelays) > registry.MaxRelays {
 		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
@@ -107,6 +127,7 @@ type Server struct {
 	Callout   *callout.Service
 	Door      *door.Service
 	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
+	Integrity *integrity.Monitor
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -167,26 +188,56 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
-	s.Registry, err = registry.New(registry.Config{
+	s.Integrity = integrity.New(integrity.Config{
+		Streams: streams.RegistryAppendOnly, Inspect: streams.Inspector(js),
+		Interval: cfg.IntegrityInterval, Logger: s.logger.With("component", "integrity"),
+	})
+	rcfg := registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
 		// Far above the shared limit, which is per hour by default.
-		PreRate:  max(5, 4*float64(cfg.Streams.RegisterLimit)/cfg.Streams.RegisterWindow.Seconds()),
-		PreBurst: max(20, min(cfg.Streams.RegisterLimit, 1<<20)),
-	}, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
+		PreRate:   max(5, 4*float64(cfg.Streams.RegisterLimit)/cfg.Streams.RegisterWindow.Seconds()),
+		PreBurst:  max(20, min(cfg.Streams.RegisterLimit, 1<<20)),
+		Integrity: s.Integrity.Scope(streams.RegistryStream),
+		ScrubRate: cfg.ScrubRate, ScrubInterval: cfg.ScrubInterval,
+	}
+	if cfg.CheckpointFile != "" {
+		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
+	}
+	s.Registry, err = registry.New(rcfg, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
+	if err != nil {
+		return err
+	}
+	s.Integrity.AddVerifier(streams.RegistryStream, s.Registry.VerifyLog)
+	// A new leader may serve another copy: scrub the log and the
+	// projection against what this replica knows.
+	s.Integrity.OnNewLeader(func(string) { s.Registry.Kick() })
+	// Checked before anything is served; should it fail, registrations
+	// are refused until Run's next check passes.
+	if err := streams.Retry(ctx, s.logger, "integrity check", s.Integrity.Check); err != nil {
+		s.logger.Warn("integrity check at start", "err", err)
+	}
+	leaders, stopLeaders, err := streams.WatchLeaders(s.nc, streams.RegistryAppendOnly)
 	if err != nil {
 		return err
 	}
 	s.users = calloutUsers{s.Registry.Cache(), log}
 
 	reg := web.NewRegistry()
+	if err := s.Integrity.Register(reg); err != nil {
+		stopLeaders()
+		return err
+	}
 	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick}, reg, s.logger)
 	if err != nil {
+		stopLeaders()
 		return err
 	}
 	if err := s.Door.Start(); err != nil {
+		stopLeaders()
 		return err
 	}
 	if err := s.watchDisconnects(ctx, js, cfg.UsersAccount, cfg.Domain); err != nil {
+		stopLeaders()
 		return err
 	}
 	if cfg.CalloutIssuerFile != "" {
@@ -205,6 +256,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		TrustProxy:    cfg.TrustProxy,
 		NATSConnected: s.nc.IsConnected,
 		Relays:        relays(cfg.PublicRelays),
+		Integrity:     s.Integrity.Status,
 		Extra: map[string]http.Handler{
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
@@ -218,13 +270,15 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 
 	s.web, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
 	if err != nil {
+		stopLeaders()
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
+	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
 }

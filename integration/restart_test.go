@@ -3,9 +3,7 @@
 package integration_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -295,28 +293,11 @@ type registration struct {
 
 func registerHTTP(t *testing.T, base, name string) registration {
 	t.Helper()
-	k, err := kez.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	r, status, body := tryRegister(t, base, name)
+	if status != http.StatusCreated {
+		t.Fatalf("register %s: %d %s", name, status, body)
 	}
-	hd, err := kez.ParseHandle(name, clienttest.Domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := json.Marshal(kez.NewRegistrationRequest(k, hd, time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(base+"/v1/register", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("register %s: %v", name, err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("register %s: %d %s", name, resp.StatusCode, b)
-	}
-	return registration{handle: name, key: k.Public()}
+	return r
 }
 
 // lookupKeyHTTP checks that base resolves key to the handle local.

@@ -24,10 +24,11 @@ type Server struct {
 	*server.Server
 	// Dir holds nats.conf, keys/ (seeds and kez-keys.conf) and the
 	// JetStream store.
-	Dir    string
-	tb     testing.TB
-	port   int
-	adjust func(*server.Options)
+	Dir      string
+	tb       testing.TB
+	port     int
+	adjust   func(*server.Options)
+	storeDir string // the JetStream store_dir in use
 }
 
 // ConfigPath returns the path of the repository's deploy/nats.conf.
@@ -75,6 +76,7 @@ func (s *Server) start() {
 	if s.adjust != nil {
 		s.adjust(opts)
 	}
+	s.storeDir = opts.StoreDir
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.tb.Fatalf("new nats-server: %v", err)
@@ -147,6 +149,18 @@ func (s *Server) Crash() {
 	if err := os.Rename(image, store); err != nil {
 		s.tb.Fatal(err)
 	}
+}
+
+// MessageBlocks returns the paths of the message block files (*.blk) of
+// stream in this server's JetStream store, for tests that damage them
+// while the server is stopped.
+func (s *Server) MessageBlocks(stream string) []string {
+	s.tb.Helper()
+	blocks, err := filepath.Glob(filepath.Join(s.storeDir, "jetstream", "*", "streams", stream, "msgs", "*.blk"))
+	if err != nil || len(blocks) == 0 {
+		s.tb.Fatalf("no message blocks of %s under %s (%v)", stream, s.storeDir, err)
+	}
+	return blocks
 }
 
 // KeyFile returns the path of the seed file of a deployment key, such as

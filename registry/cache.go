@@ -14,11 +14,12 @@ type Cache struct {
 	mu     sync.RWMutex
 	byName map[string]kez.HandleRecord
 	byKey  map[kez.PublicKey]string
+	bySkel map[string]string // skeleton -> local part
 	ready  bool
 }
 
 func newCache() *Cache {
-	return &Cache{byName: map[string]kez.HandleRecord{}, byKey: map[kez.PublicKey]string{}}
+	return &Cache{byName: map[string]kez.HandleRecord{}, byKey: map[kez.PublicKey]string{}, bySkel: map[string]string{}}
 }
 
 func (c *Cache) put(rec kez.HandleRecord) {
@@ -26,6 +27,7 @@ func (c *Cache) put(rec kez.HandleRecord) {
 	defer c.mu.Unlock()
 	c.byName[rec.Handle.Local()] = rec
 	c.byKey[rec.Primary] = rec.Handle.Local()
+	c.bySkel[rec.Handle.Skeleton()] = rec.Handle.Local()
 }
 
 func (c *Cache) setReady() {
@@ -55,6 +57,29 @@ func (c *Cache) LookupKey(key kez.PublicKey) (kez.HandleRecord, bool) {
 	defer c.mu.RUnlock()
 	rec, ok := c.byName[c.byKey[key]]
 	return rec, ok
+}
+
+// lookupSkeleton returns the record of the handle holding skel.
+func (c *Cache) lookupSkeleton(skel string) (kez.HandleRecord, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	local, ok := c.bySkel[skel]
+	if !ok {
+		return kez.HandleRecord{}, false
+	}
+	rec, ok := c.byName[local]
+	return rec, ok
+}
+
+// records returns a copy of every record held.
+func (c *Cache) records() []kez.HandleRecord {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]kez.HandleRecord, 0, len(c.byName))
+	for _, rec := range c.byName {
+		out = append(out, rec)
+	}
+	return out
 }
 
 // Len returns the number of handles cached.

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/web"
 )
 
@@ -36,6 +37,9 @@ type HTTPConfig struct {
 	// Relays are the multiaddrs (with /p2p/<id>) of the kez-relay services
 	// clients may reserve on, listed in every record.
 	Relays []string
+	// Integrity, if set, reports the append-only streams' condition for
+	// /v1/healthz: a damaged one turns it red.
+	Integrity func() integrity.Status
 }
 
 // Record is the public JSON form of a handle record.
@@ -119,12 +123,18 @@ func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	type body struct {
-		Status     string  `json:"status"`
-		NATS       bool    `json:"nats_connected"`
-		Projection *Health `json:"projection,omitempty"`
-		Error      string  `json:"error,omitempty"`
+		Status     string            `json:"status"`
+		NATS       bool              `json:"nats_connected"`
+		Projection *Health           `json:"projection,omitempty"`
+		Integrity  *integrity.Status `json:"integrity,omitempty"`
+		Error      string            `json:"error,omitempty"`
 	}
 	b := body{Status: "ok", NATS: srv.cfg.NATSConnected == nil || srv.cfg.NATSConnected()}
+	intact := true
+	if srv.cfg.Integrity != nil {
+		st := srv.cfg.Integrity()
+		b.Integrity, intact = &st, st.OK
+	}
 	h, err := srv.svc.Health(ctx)
 	if err != nil {
 		b.Error = "registry log unreachable"
@@ -132,7 +142,7 @@ func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		b.Projection = &h
 	}
 	status := http.StatusOK
-	if !b.NATS || err != nil || !h.CaughtUp {
+	if !b.NATS || err != nil || !h.CaughtUp || !intact {
 		b.Status, status = "unavailable", http.StatusServiceUnavailable
 	}
 	web.WriteJSON(w, status, b)

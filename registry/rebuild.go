@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 )
 
 var errRebuilt = errors.New("rebuilt")
@@ -20,12 +21,12 @@ func Rebuild(ctx context.Context, log Log, proj Projection, logger *slog.Logger)
 		return 0, err
 	}
 	n := 0
-	err = projectFrom(ctx, log, proj, logger, 0, func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error {
+	err = projectFrom(ctx, log, proj, logger, integrity.Checkpoint{}, nil, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
 		n += len(recs)
-		if seq >= last || caughtUp {
-			// Move the pointer before stopping: projectFrom moves it only
-			// after done returns.
-			if err := proj.SetApplied(ctx, seq); err != nil {
+		if cp.Seq >= last || caughtUp {
+			// Move the checkpoint before stopping: projectFrom moves it
+			// only after done returns.
+			if err := proj.SetCheckpoint(ctx, cp); err != nil {
 				return err
 			}
 			return errRebuilt

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 )
 
 // Log is the append-only registry log.
@@ -22,6 +23,15 @@ type Log interface {
 	Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error
 	// LastSeq returns the log's last sequence.
 	LastSeq(ctx context.Context) (uint64, error)
+	// Event returns the bytes of the event stored at seq, read from the
+	// log's leader, or kez.ErrNotFound.
+	Event(ctx context.Context, seq uint64) ([]byte, error)
+	// HandleEvent, KeyHandle and SkeletonHandle read a claim from the
+	// log's leader: the event that claimed a handle's local part, the
+	// handle that claimed a key or a skeleton; kez.ErrNotFound if none.
+	HandleEvent(ctx context.Context, local string) (kez.RegistryEvent, error)
+	KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, error)
+	SkeletonHandle(ctx context.Context, skel string) (kez.Handle, error)
 }
 
 // Projection is the shared, persistent projection of the log.
@@ -30,11 +40,38 @@ type Projection interface {
 	// if absent, an existing one must be the same); see
 	// streams.Projection.ApplyBatch.
 	ApplyBatch(ctx context.Context, recs []kez.HandleRecord) error
-	Applied(ctx context.Context) (uint64, error)
-	SetApplied(ctx context.Context, seq uint64) error
+	// Checkpoint returns how far the projection has applied the log, with
+	// the Merkle tree over the events applied.
+	Checkpoint(ctx context.Context) (integrity.Checkpoint, error)
+	// SetCheckpoint raises the checkpoint (never lowers it); another tree
+	// at the same sequence is an error wrapping kez.ErrLogDamaged.
+	SetCheckpoint(ctx context.Context, cp integrity.Checkpoint) error
 	Get(ctx context.Context, local string) (kez.HandleRecord, error)
 	GetByKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error)
+	// Verify checks that rec is projected: its record and its key's
+	// entry are there and the same. Missing or different entries are an
+	// error wrapping kez.ErrLogDamaged, inside an *integrity.StreamError
+	// naming the bucket's stream.
+	Verify(ctx context.Context, rec kez.HandleRecord) error
 	Watch(ctx context.Context, put func(kez.HandleRecord), ready func()) error
+}
+
+// Integrity is the damage state of the logs this replica writes; see
+// integrity.Scope.
+type Integrity interface {
+	// Err returns an error wrapping kez.ErrLogDamaged while a log is
+	// damaged (nil while all are intact).
+	Err() error
+	// Report records damage the registry found itself, in the stream
+	// named (see integrity.StreamError), or in its log if stream is "".
+	Report(stream, problem string)
+}
+
+// CheckpointFile keeps this replica's checkpoint on its own disk; see
+// integrity.File.
+type CheckpointFile interface {
+	Load() (integrity.Checkpoint, error)
+	Save(integrity.Checkpoint) error
 }
 
 // Limiter limits registration attempts per client address.
@@ -63,6 +100,19 @@ type Config struct {
 	// the registration stands, and the callout makes sure again at the
 	// user's first sign-in.
 	Registered func(context.Context, kez.HandleRecord) error
+	// Integrity, if set, refuses registrations while a log is damaged and
+	// receives the damage the registry finds (a claim its projection holds
+	// and the log forgot, a checkpoint the log no longer matches).
+	Integrity Integrity
+	// CheckpointFile, if set, keeps this replica's checkpoint on its own
+	// disk (saved at most once a second) and checks the log against it.
+	CheckpointFile CheckpointFile
+	// ScrubRate bounds the background scrub, in events per second
+	// (DefaultScrubRate if zero); ScrubInterval is the time between scrubs
+	// (DefaultScrubInterval if zero). A scrub re-hashes the log from its
+	// start and compares the tree with every checkpoint known.
+	ScrubRate     int
+	ScrubInterval time.Duration
 }
 
 // Service is one replica's registry.
@@ -79,10 +129,14 @@ type Service struct {
 	hookCtx context.Context // cancelled when Run ends
 	endHook context.CancelFunc
 
+	fileCP    integrity.Checkpoint // read from CheckpointFile at start
+	scrubKick chan struct{}        // starts a scrub now
+
 	mu      sync.Mutex
-	applied uint64        // last sequence this replica's projector applied
-	advance chan struct{} // closed and replaced when applied moves
-	caught  bool          // projector reached the end of the log once
+	applied uint64               // last sequence this replica's projector applied
+	cp      integrity.Checkpoint // this replica's checkpoint at applied
+	advance chan struct{}        // closed and replaced when applied moves
+	caught  bool                 // projector reached the end of the log once
 }
 
 // New returns a registry service; call Run to start its projector and
@@ -100,15 +154,30 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ScrubRate <= 0 {
+		cfg.ScrubRate = DefaultScrubRate
+	}
+	if cfg.ScrubInterval <= 0 {
+		cfg.ScrubInterval = DefaultScrubInterval
+	}
+	var fileCP integrity.Checkpoint
+	if cfg.CheckpointFile != nil {
+		var err error
+		if fileCP, err = cfg.CheckpointFile.Load(); err != nil {
+			return nil, err
+		}
+	}
 	hookCtx, endHook := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg.PreRate, cfg.PreBurst),
-		logger:  logger.With("component", "registry"),
-		cache:   newCache(),
-		hooks:   make(chan struct{}, maxHooks),
-		hookCtx: hookCtx,
-		endHook: endHook,
-		advance: make(chan struct{}),
+		logger:    logger.With("component", "registry"),
+		cache:     newCache(),
+		hooks:     make(chan struct{}, maxHooks),
+		hookCtx:   hookCtx,
+		endHook:   endHook,
+		advance:   make(chan struct{}),
+		fileCP:    fileCP,
+		scrubKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -125,8 +194,12 @@ func (s *Service) Domain() string { return s.cfg.Domain }
 //
 // Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
 // kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
-// kez.ErrHandleTaken, kez.ErrKeyTaken, kez.ErrHandleTooSimilar or
-// kez.ErrUnavailable.
+// kez.ErrHandleTaken, kez.ErrKeyTaken, kez.ErrHandleTooSimilar,
+// kez.ErrLogDamaged or kez.ErrUnavailable.
+//
+// While a log is damaged every registration is refused (ErrLogDamaged),
+// and a handle, key or skeleton this replica's projection holds for
+// another registration is never claimed again, whatever the log says.
 func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, client netip.Addr) (kez.HandleRecord, error) {
 	// A request that fails verification writes nothing: the shared limit
 	// (a JetStream record per request) counts only verified ones, and an
@@ -151,6 +224,14 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		Primary:         req.Primary,
 		RegisteredAt:    req.Timestamp,
 		RegistrationSig: req.RegistrationSig,
+	}
+	if s.cfg.Integrity != nil {
+		if err := s.cfg.Integrity.Err(); err != nil {
+			return kez.HandleRecord{}, err
+		}
+	}
+	if err := s.checkClaims(ctx, ev); err != nil {
+		return kez.HandleRecord{}, err
 	}
 	stored, seq, err := s.log.Append(ctx, ev)
 	if err != nil {
@@ -220,6 +301,10 @@ type Health struct {
 	Lag        uint64 `json:"lag"`         // events not yet projected here
 	CacheReady bool   `json:"cache_ready"` // the look-up cache holds the whole projection
 	CaughtUp   bool   `json:"caught_up"`   // Lag is 0 and the cache is ready
+	// Events and Root are this replica's tree head: the number of events
+	// up to Applied and the RFC 6962 root hash over them.
+	Events uint64         `json:"events"`
+	Root   integrity.Hash `json:"root"`
 }
 
 // Health reports the projection lag of this replica.
@@ -229,7 +314,7 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 		return Health{}, err
 	}
 	s.mu.Lock()
-	h := Health{Applied: s.applied, LastSeq: last, CacheReady: s.cache.Ready()}
+	h := Health{Applied: s.applied, LastSeq: last, CacheReady: s.cache.Ready(), Events: s.cp.Tree.Size, Root: s.cp.Tree.Root()}
 	caught := s.caught
 	s.mu.Unlock()
 	if last > h.Applied {
@@ -253,6 +338,10 @@ func (s *Service) Run(ctx context.Context) error {
 			return s.proj.Watch(ctx, s.cache.put, s.cache.setReady)
 		})
 	})
+	wg.Go(func() { s.scrubLoop(ctx) })
+	if s.cfg.CheckpointFile != nil {
+		wg.Go(func() { s.saveLoop(ctx) })
+	}
 	wg.Wait()
 	return ctx.Err()
 }
@@ -272,10 +361,11 @@ func (s *Service) forever(ctx context.Context, what string, fn func(context.Cont
 	}
 }
 
-// project applies the log from the shared applied pointer on; see
-// projectFrom.
+// project applies the log from the shared checkpoint on; see
+// projectFrom. The tree it extends is checked against this replica's own
+// checkpoints (in memory and in its file) as it passes them.
 func (s *Service) project(ctx context.Context) error {
-	from, err := s.proj.Applied(ctx)
+	start, err := s.proj.Checkpoint(ctx)
 	if err != nil {
 		return err
 	}
@@ -283,33 +373,54 @@ func (s *Service) project(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.setApplied(from, from >= last)
-	return projectFrom(ctx, s.log, s.proj, s.logger, from, func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error {
+	s.mu.Lock()
+	own := s.cp
+	s.mu.Unlock()
+	known := []namedCheckpoint{{"this replica", own}, {"this replica's checkpoint file", s.fileCP}}
+	if err := checkAt(known, start.Seq, start.Tree, start.LastLeaf); err != nil {
+		s.report(err)
+		return err
+	}
+	s.setApplied(start, start.Seq, start.Seq >= last)
+	err = projectFrom(ctx, s.log, s.proj, s.logger, start, known, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
 		for _, rec := range recs {
 			s.cache.put(rec)
 		}
-		s.setApplied(seq, caughtUp)
+		s.setApplied(cp, cp.Seq, caughtUp)
 		return nil
 	})
+	s.report(err)
+	return err
 }
 
 // maxBatch bounds the events already waiting in the log that the
 // projector applies at once (their writes all in flight together).
 const maxBatch = 512
 
-// projectFrom applies the log after sequence from to proj, in batches: the
-// events waiting in the log (at most maxBatch) are applied together,
-// then done is called with their records and the batch's last sequence,
-// and only then is the shared applied pointer moved past them. Every step
-// is idempotent (see streams.Projection.Apply), so events applied by a
+// projectFrom applies the log after the checkpoint start to proj, in
+// batches: the events waiting in the log (at most maxBatch) are hashed
+// into the tree and applied together (ApplyBatch), then done is called with their
+// records and the checkpoint after them, and only then is the shared
+// checkpoint moved past them. Every event is a leaf, whether it decodes or
+// not: the tree is over what the log holds. Passing the sequence of a
+// checkpoint in known, the tree must be that checkpoint's, else it returns
+// an error wrapping kez.ErrLogDamaged. Every step
+// is idempotent (see streams.Projection.ApplyBatch), so events applied by a
 // replica that died before moving the pointer are applied again with no
 // second effect, and replicas projecting side by side agree. A
 // handle_registered event touches only its own handle and key, so events
 // of one batch commute; the pointer still moves in log order.
-func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, from uint64,
-	done func(recs []kez.HandleRecord, seq uint64, caughtUp bool) error) error {
+func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, start integrity.Checkpoint,
+	known []namedCheckpoint, done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) error {
 	var batch []kez.RegistryEntry
-	return log.Follow(ctx, from, func(e kez.RegistryEntry) error {
+	tree, prev := start.Tree.Clone(), start.Seq
+	return log.Follow(ctx, start.Seq, func(e kez.RegistryEntry) error {
+		leaf := integrity.LeafHash(e.Data)
+		tree.Append(leaf)
+		if err := checkPassed(known, prev, e.Seq, tree, leaf); err != nil {
+			return err
+		}
+		prev = e.Seq
 		batch = append(batch, e)
 		if e.Pending > 0 && len(batch) < maxBatch {
 			return nil
@@ -319,10 +430,11 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 			return err
 		}
 		batch = batch[:0]
-		if err := done(recs, e.Seq, e.Pending == 0); err != nil {
+		cp := integrity.Checkpoint{Seq: e.Seq, Tree: tree.Clone(), LastLeaf: leaf}
+		if err := done(recs, cp, e.Pending == 0); err != nil {
 			return err
 		}
-		return proj.SetApplied(ctx, e.Seq)
+		return proj.SetCheckpoint(ctx, cp)
 	})
 }
 
@@ -349,11 +461,16 @@ func applyBatch(ctx context.Context, proj Projection, logger *slog.Logger, batch
 	return recs, nil
 }
 
-func (s *Service) setApplied(seq uint64, caughtUp bool) {
+// setApplied records that this replica's projection reached seq; cp, if
+// not zero, is its checkpoint there.
+func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if caughtUp {
 		s.caught = true
+	}
+	if cp.Seq > s.cp.Seq {
+		s.cp = cp
 	}
 	if seq > s.applied {
 		s.applied = seq

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -79,6 +80,12 @@ type HandlerConfig struct {
 	TrustProxy bool
 	// Checks are the health checks /v1/healthz runs, by name.
 	Checks map[string]func(context.Context) error
+	// Integrity, if set, refuses appends while it returns an error (one
+	// wrapping kez.ErrLogDamaged while the sigchain stream is damaged).
+	Integrity func() error
+	// IntegrityStatus, if set, is shown by /v1/healthz, which it turns red
+	// when not OK.
+	IntegrityStatus func() integrity.Status
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 	// Logger receives appends, failed health checks and internal errors
@@ -137,11 +144,19 @@ func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	type body struct {
-		Status string            `json:"status"`
-		Checks map[string]string `json:"checks"`
+		Status    string            `json:"status"`
+		Checks    map[string]string `json:"checks"`
+		Integrity *integrity.Status `json:"integrity,omitempty"`
 	}
 	b := body{Status: "ok", Checks: map[string]string{}}
 	status := http.StatusOK
+	if srv.cfg.IntegrityStatus != nil {
+		st := srv.cfg.IntegrityStatus()
+		b.Integrity = &st
+		if !st.OK {
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		}
+	}
 	for name, check := range srv.cfg.Checks {
 		b.Checks[name] = "ok"
 		if err := check(ctx); err != nil {
@@ -264,6 +279,11 @@ func (srv *server) append(w http.ResponseWriter, r *http.Request) (ev sigchain.E
 	// signed by that key before anything is looked up for it.
 	if err := ev.Verify(key); err != nil {
 		return ev, false, err
+	}
+	if srv.cfg.Integrity != nil {
+		if err := srv.cfg.Integrity(); err != nil {
+			return ev, false, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
 )
@@ -35,6 +36,10 @@ type Config struct {
 	// CtimeSkew is how far ahead of the server clock an event's ctime may be.
 	CtimeSkew time.Duration
 	Streams   streams.SigchainConfig
+	// IntegrityInterval is how often the sigchain stream is checked for
+	// damage (besides at start and on every leader change), and how often
+	// damage still present is logged.
+	IntegrityInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -46,6 +51,7 @@ func DefaultConfig() Config {
 		MaxEvents:         10000,
 		CtimeSkew:         10 * time.Minute,
 		Streams:           streams.DefaultSigchainConfig(),
+		IntegrityInterval: time.Minute,
 	}
 }
 
@@ -69,7 +75,11 @@ func (c Config) Validate() error {
 
 // Server is a running kez-sig-server replica.
 type Server struct {
+	// Integrity watches the sigchain stream for damage.
+	Integrity *integrity.Monitor
+
 	nc     *nats.Conn
+	cancel context.CancelFunc
 	http   *http.Server
 	ln     net.Listener
 	wg     sync.WaitGroup
@@ -111,13 +121,28 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	s.Integrity = integrity.New(integrity.Config{
+		Streams: streams.SigchainAppendOnly, Inspect: streams.Inspector(js),
+		Interval: cfg.IntegrityInterval, Logger: s.logger.With("component", "integrity"),
+	})
+	// Checked before anything is served; should it fail, appends are
+	// refused until Run's next check passes.
+	if err := streams.Retry(ctx, s.logger, "integrity check", s.Integrity.Check); err != nil {
+		s.logger.Warn("integrity check at start", "err", err)
+	}
+	leaders, stopLeaders, err := streams.WatchLeaders(s.nc, streams.SigchainAppendOnly)
+	if err != nil {
+		return err
+	}
 	hc := HandlerConfig{
-		Store:      store,
-		Limiter:    streams.NewSigchainLimiter(js, cfg.Streams),
-		MaxEvents:  uint64(cfg.MaxEvents),
-		CtimeSkew:  cfg.CtimeSkew,
-		TrustProxy: cfg.TrustProxy,
-		Logger:     s.logger,
+		Integrity:       s.Integrity.Err,
+		IntegrityStatus: s.Integrity.Status,
+		Store:           store,
+		Limiter:         streams.NewSigchainLimiter(js, cfg.Streams),
+		MaxEvents:       uint64(cfg.MaxEvents),
+		CtimeSkew:       cfg.CtimeSkew,
+		TrustProxy:      cfg.TrustProxy,
+		Logger:          s.logger,
 		Checks: map[string]func(context.Context) error{
 			"nats": func(context.Context) error {
 				if !s.nc.IsConnected() {
@@ -134,12 +159,20 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		hc.Checks["registry"] = func(ctx context.Context) error { _, err := idx.open(ctx); return err }
 	}
 	reg := web.NewRegistry()
+	if err := s.Integrity.Register(reg); err != nil {
+		stopLeaders()
+		return err
+	}
 	handler := NewHandler(hc, reg)
 
 	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		stopLeaders()
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = func() { stopLeaders(); cancel() }
+	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -180,6 +213,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.stopKeeper != nil {
 		s.stopKeeper()
 	}
+	s.cancel()
 	s.wg.Wait()
 	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		err = errors.Join(err, derr)

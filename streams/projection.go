@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 )
 
 // ErrProjectionConflict means the projection holds a different record for a
@@ -22,8 +24,8 @@ var ErrProjectionConflict = errors.New("projection conflict")
 // and the applied pointer. The live projection has no suffix; a rebuild can
 // target buckets with a suffix, to compare before replacing.
 type Projection struct {
+	js                  jetstream.JetStream // for ApplyBatch's asynchronous writes and the integrity checks
 	handles, keys, meta jetstream.KeyValue
-	js                  jetstream.JetStream // for ApplyBatch's asynchronous writes
 }
 
 func createProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
@@ -131,39 +133,63 @@ func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []
 // Applied returns the last registry sequence the projection has applied
 // (every event up to it is applied), 0 if none.
 func (p *Projection) Applied(ctx context.Context) (uint64, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	seq, _, err := p.applied(ctx)
-	return seq, err
+	cp, err := p.Checkpoint(ctx)
+	return cp.Seq, err
 }
 
-func (p *Projection) applied(ctx context.Context) (uint64, uint64, error) {
+// Checkpoint returns the projection's checkpoint: the last registry
+// sequence applied (every event up to it is) and the Merkle tree over
+// those events. An empty projection has the zero checkpoint. A pointer
+// written before checkpoints existed (a bare sequence number) counts as
+// none: the projector applies the log again from the start, which has no
+// second effect, and hashes it on the way.
+func (p *Projection) Checkpoint(ctx context.Context) (integrity.Checkpoint, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cp, _, err := p.checkpoint(ctx)
+	return cp, err
+}
+
+func (p *Projection) checkpoint(ctx context.Context) (integrity.Checkpoint, uint64, error) {
 	e, err := p.meta.Get(ctx, projectionPointer)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
+		return integrity.Checkpoint{}, 0, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("read applied pointer: %w", err)
+		return integrity.Checkpoint{}, 0, fmt.Errorf("read checkpoint: %w", err)
 	}
-	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if _, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil {
+		return integrity.Checkpoint{}, e.Revision(), nil // before checkpoints
+	}
+	cp, err := integrity.ParseCheckpoint(e.Value())
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: applied pointer %q", ErrProjectionConflict, e.Value())
+		return integrity.Checkpoint{}, 0, fmt.Errorf("%w: %s/%s: %v", ErrProjectionConflict, ProjectionBucket, projectionPointer, err)
 	}
-	return seq, e.Revision(), nil
+	return cp, e.Revision(), nil
 }
 
-// SetApplied raises the applied pointer to seq; it never lowers it, so
-// replicas applying the same events race harmlessly.
-func (p *Projection) SetApplied(ctx context.Context, seq uint64) error {
+// SetCheckpoint raises the checkpoint to cp; it never lowers it, so
+// replicas applying the same events race harmlessly. Replicas hash the
+// same log alike, so a stored checkpoint at cp's sequence with another
+// tree means the log each of them read was not the same: it returns an
+// error wrapping kez.ErrLogDamaged.
+func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	val := []byte(strconv.FormatUint(seq, 10))
+	val, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
 	for {
-		cur, rev, err := p.applied(ctx)
+		cur, rev, err := p.checkpoint(ctx)
 		if err != nil {
 			return err
 		}
-		if cur >= seq {
+		if cur.Seq == cp.Seq && (cur.Tree.Size != cp.Tree.Size || cur.Tree.Root() != cp.Tree.Root()) {
+			return fmt.Errorf("%w: the projection's checkpoint at sequence %d has %d events, root %s; this replica hashed %d events, root %s",
+				kez.ErrLogDamaged, cp.Seq, cur.Tree.Size, cur.Tree.Root(), cp.Tree.Size, cp.Tree.Root())
+		}
+		if cur.Seq >= cp.Seq {
 			return nil
 		}
 		if rev == 0 {
@@ -175,7 +201,7 @@ func (p *Projection) SetApplied(ctx context.Context, seq uint64) error {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("advance applied pointer: %w", err)
+			return fmt.Errorf("advance checkpoint: %w", err)
 		}
 		// Another replica moved it meanwhile: read again.
 	}
@@ -211,6 +237,45 @@ func (p *Projection) GetByKey(ctx context.Context, key kez.PublicKey) (kez.Handl
 		return kez.HandleRecord{}, fmt.Errorf("get key: %w", err)
 	}
 	return p.Get(ctx, string(e.Value()))
+}
+
+// Verify checks that rec is projected: the handle's record is rec and the
+// key's entry names the handle. Missing or different entries are an error
+// wrapping kez.ErrLogDamaged inside an *integrity.StreamError naming the
+// bucket's stream (an entry once projected is never removed).
+func (p *Projection) Verify(ctx context.Context, rec kez.HandleRecord) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	want, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	for _, c := range []struct {
+		bucket, key, val string
+	}{
+		{HandlesBucket, rec.Handle.Local(), string(want)},
+		{KeysBucket, rec.Primary.Hex(), rec.Handle.Local()},
+	} {
+		// From the bucket's leader: a KV get is a direct get, which any
+		// replica may answer.
+		v, err := leaderLastMsg(ctx, p.js, kvStream(c.bucket), "$KV."+c.bucket+"."+c.key)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			err = fmt.Errorf("%w: %s/%s is missing (%s, sequence %d)", kez.ErrLogDamaged, c.bucket, c.key, rec.Handle, rec.Seq)
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("verify %s/%s: %w", c.bucket, c.key, err)
+		case err != nil:
+			// The leader answered, with an error instead of the entry (a
+			// message it cannot read).
+			err = fmt.Errorf("%w: %s/%s unreadable: %v", kez.ErrLogDamaged, c.bucket, c.key, err)
+		case string(v) != c.val:
+			err = fmt.Errorf("%w: %s/%s differs from event %d", kez.ErrLogDamaged, c.bucket, c.key, rec.Seq)
+		default:
+			continue
+		}
+		return &integrity.StreamError{Stream: kvStream(c.bucket), Err: err}
+	}
+	return nil
 }
 
 // Watch calls put for every record in the projection, then ready once, then
@@ -258,8 +323,14 @@ func (p *Projection) Dump(ctx context.Context) (map[string]string, error) {
 		for k := range lister.Keys() {
 			keys = append(keys, k)
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("list %s: %w", b.kv.Bucket(), err)
+		}
 		for _, k := range keys {
 			e, err := b.kv.Get(ctx, k)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue // listed, but its value is gone (a damaged bucket)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("get %s/%s: %w", b.kv.Bucket(), k, err)
 			}

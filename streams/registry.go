@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -237,7 +238,7 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		if err != nil {
 			return fmt.Errorf("registry message metadata: %w", err)
 		}
-		ev := kez.RegistryEntry{Seq: md.Sequence.Stream, Pending: md.NumPending}
+		ev := kez.RegistryEntry{Seq: md.Sequence.Stream, Pending: md.NumPending, Data: m.Data()}
 		if err := json.Unmarshal(m.Data(), &ev.Event); err != nil {
 			ev.Err = fmt.Errorf("%w: event %d: %v", kez.ErrInvalidRequest, ev.Seq, err)
 		}
@@ -252,20 +253,68 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 // projection may be read from a lagging follower). It returns
 // kez.ErrNotFound if key has no handle.
 func (r *Registry) KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, error) {
+	return r.claimHandle(ctx, keyClaimSubject(key.Hex()))
+}
+
+// SkeletonHandle returns the handle that claimed the skeleton skel, read
+// from the stream leader, or kez.ErrNotFound.
+func (r *Registry) SkeletonHandle(ctx context.Context, skel string) (kez.Handle, error) {
+	return r.claimHandle(ctx, skeletonClaimSubject(skel))
+}
+
+func (r *Registry) claimHandle(ctx context.Context, subject string) (kez.Handle, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, err := r.stream.GetLastMsgForSubject(ctx, keyClaimSubject(key.Hex()))
+	m, err := r.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return kez.Handle{}, kez.ErrNotFound
 	}
 	if err != nil {
-		return kez.Handle{}, fmt.Errorf("%w: read key claim: %v", kez.ErrUnavailable, err)
+		return kez.Handle{}, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
 	}
 	var claim struct {
 		Handle kez.Handle `json:"handle"`
 	}
 	if err := json.Unmarshal(m.Data, &claim); err != nil {
-		return kez.Handle{}, fmt.Errorf("key claim %d: %w", m.Sequence, err)
+		return kez.Handle{}, fmt.Errorf("claim %d: %w", m.Sequence, err)
 	}
 	return claim.Handle, nil
+}
+
+// HandleEvent returns the event that claimed the handle with local part
+// local, read from the stream leader, or kez.ErrNotFound.
+func (r *Registry) HandleEvent(ctx context.Context, local string) (kez.RegistryEvent, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(local))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return kez.RegistryEvent{}, kez.ErrNotFound
+	}
+	if err != nil {
+		return kez.RegistryEvent{}, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
+	}
+	var ev kez.RegistryEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return kez.RegistryEvent{}, fmt.Errorf("handle claim %d: %w", m.Sequence, err)
+	}
+	return ev, nil
+}
+
+// Event returns the bytes stored at sequence seq, read from the stream
+// leader, if they are a registry event; kez.ErrNotFound if the log has no
+// event there.
+func (r *Registry) Event(ctx context.Context, seq uint64) ([]byte, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := r.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, kez.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read event %d: %v", kez.ErrUnavailable, seq, err)
+	}
+	if !strings.HasPrefix(m.Subject, handleClaimSubject("")) {
+		return nil, fmt.Errorf("%w: sequence %d is a claim on %s, not an event", kez.ErrNotFound, seq, m.Subject)
+	}
+	return m.Data, nil
 }

@@ -69,6 +69,7 @@ var RootErrors = []Mapping{
 	{kez.ErrKeyTaken, http.StatusConflict, "key_taken"},
 	{kez.ErrHandleTooSimilar, http.StatusConflict, "too_similar"},
 	{kez.ErrNotFound, http.StatusNotFound, "not_found"},
+	{kez.ErrLogDamaged, http.StatusServiceUnavailable, "log_damaged"},
 	{kez.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{kez.ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable"},
 }

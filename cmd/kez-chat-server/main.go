@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez/callout"
@@ -51,6 +53,11 @@ type serveCmd struct {
 	InboxMaxMsgSize   int32         `name:"inbox-max-msg-size" env:"INBOX_MAX_MSG_SIZE" default:"65536" help:"Largest message in bytes (also each user's NATS payload limit)."`
 	InboxMaxBytes     int64         `name:"inbox-max-bytes" env:"INBOX_MAX_BYTES" default:"10737418240" help:"Bytes all inboxes together may hold (10 GiB by default)."`
 	PublicRelays      []string      `name:"public-relay" env:"KEZ_PUBLIC_RELAYS" help:"Multiaddr of a kez-relay, ending in /p2p/<peer id> (as 'kez-relay id' prints it), advertised in handle records (repeatable; env: comma-separated)."`
+
+	CheckpointFile    string        `name:"checkpoint-file" env:"CHECKPOINT_FILE" type:"path" help:"File on this replica's own disk keeping its checkpoint of the registry log (one per replica; recommended: the broker's disk can lose the copy in the KV)."`
+	IntegrityInterval time.Duration `name:"integrity-interval" env:"INTEGRITY_INTERVAL" default:"1m" help:"How often the append-only streams are checked for damage (also at start and on every leader change)."`
+	ScrubRate         int           `name:"scrub-rate" env:"SCRUB_RATE" default:"2000" help:"Events per second the background scrub of the registry log reads at most."`
+	ScrubInterval     time.Duration `name:"scrub-interval" env:"SCRUB_INTERVAL" default:"1h" help:"Time between background scrubs of the registry log (one also starts when a stream's leader changes)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
@@ -90,6 +97,8 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 		InboxMaxBytes: c.InboxMaxBytes, SenderMaxMsgs: c.SenderMaxMsgs,
 	}
 	cfg.PublicRelays = c.PublicRelays
+	cfg.CheckpointFile, cfg.IntegrityInterval = c.CheckpointFile, c.IntegrityInterval
+	cfg.ScrubRate, cfg.ScrubInterval = c.ScrubRate, c.ScrubInterval
 	c.seedFiles()
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
@@ -118,22 +127,92 @@ type rebuildCmd struct {
 	Check    bool `help:"Rebuild into scratch buckets and compare them with the live projection instead of replacing it."`
 }
 
+// connectJS connects a one-shot command (rebuild, scrub) to JetStream as
+// the service user; close the connection when done.
+func connectJS(f cli.NATSFlags, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := streams.Connect(f.NATSURL, f.NATSNKeyFile, "kez-chat-server "+name, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 func (c *rebuildCmd) Run(ctx context.Context, e *cli.Env) error {
 	logger := c.Logger(e.Stderr)
-	nc, err := streams.Connect(c.NATSURL, c.NATSNKeyFile, "kez-chat-server rebuild", logger)
+	nc, js, err := connectJS(c.NATSFlags, "rebuild", logger)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	res, err := chatserver.Rebuild(ctx, js, c.Replicas, c.Check, logger)
 	if err != nil {
 		return err
 	}
 	return json.NewEncoder(e.Stdout).Encode(res)
+}
+
+type scrubCmd struct {
+	cli.NATSFlags
+	cli.LogFlags
+	Domain string `env:"DOMAIN" default:"kez.lat" help:"Home domain: names the registry log in its tree head (<domain>/registry)."`
+	JSON   bool   `name:"json" help:"Print the result as JSON (stable: fields are added, never changed)."`
+}
+
+// errDamaged makes scrub exit non-zero after printing what it found.
+var errDamaged = errors.New("damage found: see docs/operations.md, \"A damaged log\"")
+
+func (c *scrubCmd) Run(ctx context.Context, e *cli.Env) error {
+	logger := c.Logger(e.Stderr)
+	nc, js, err := connectJS(c.NATSFlags, "scrub", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	res, err := chatserver.Scrub(ctx, js, chatserver.ScrubOptions{Domain: strings.ToLower(c.Domain)})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := json.NewEncoder(e.Stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printScrub(e.Stdout, res)
+	}
+	if !res.OK {
+		return errDamaged
+	}
+	return nil
+}
+
+// printScrub writes res for a person: one line per stream, its problems
+// below it, and the registry's tree head.
+func printScrub(w io.Writer, res chatserver.ScrubResult) {
+	var head string
+	for _, s := range res.Streams {
+		leader := s.Leader
+		if leader == "" {
+			leader = "-"
+		}
+		fmt.Fprintf(w, "%-16s leader %-8s %-8s %d messages, sequences %d to %d\n", s.Stream, leader, s.Status, s.Msgs, s.FirstSeq, s.LastSeq)
+		for _, p := range s.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		if s.More > 0 {
+			fmt.Fprintf(w, "  - and %d more\n", s.More)
+		}
+		if s.TreeHead != "" {
+			head = s.TreeHead
+		}
+	}
+	if head != "" {
+		fmt.Fprintf(w, "\nregistry tree head (C2SP checkpoint body):\n%s", head)
+	}
 }
 
 type keysCmd struct {
@@ -162,6 +241,7 @@ func (c *healthcheckCmd) Run(ctx context.Context) error {
 type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the home server (the default command)."`
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
+	Scrub       scrubCmd       `cmd:"" help:"Check every append-only stream end to end (gaps, the registry's hash tree, the projection, the sigchains) and name each stream's leader; exits 1 on damage."`
 	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
 }

@@ -3,15 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
+	"kez.lat/kez/chatserver"
 	"kez.lat/kez/cli"
 	"kez.lat/kez/natstest"
 )
@@ -28,7 +35,7 @@ func TestHelpDocumentsEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "rebuild", "keys", "healthcheck"} {
+	for _, cmd := range []string{"serve", "rebuild", "scrub", "keys", "healthcheck"} {
 		if !strings.Contains(out, cmd) {
 			t.Errorf("--help does not mention %s:\n%s", cmd, out)
 		}
@@ -37,7 +44,7 @@ func TestHelpDocumentsEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE", "$KEZ_PUBLIC_RELAYS"} {
+	for _, env := range []string{"$NATS_URL", "$NATS_NKEY_FILE", "$HTTP_ADDR", "$DOMAIN", "$SIGCHAIN_URL", "$PUBLIC_NATS_URL", "$REPLICAS", "$RESERVED_FILE", "$KEYS_DIR", "$CALLOUT_ISSUER_FILE", "$KEZ_PUBLIC_RELAYS", "$CHECKPOINT_FILE", "$INTEGRITY_INTERVAL"} {
 		if !strings.Contains(out, env) {
 			t.Errorf("serve --help does not document %s", env)
 		}
@@ -121,4 +128,71 @@ func TestStartStoreTooSmall(t *testing.T) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
 	}
+}
+
+// TestScrubCommand: scrub passes on a healthy broker (text and --json),
+// and after the registry's message block is cut while the broker is
+// stopped it exits non-zero naming the stream, its leader and the gap.
+func TestScrubCommand(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = "kez.test"
+	cfg.Streams.RegisterLimit = 1000
+	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		k, _ := kez.GenerateKey(nil)
+		h, _ := kez.ParseHandle(fmt.Sprintf("scrub%d", i), "kez.test")
+		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+		resp, err := http.Post(srv.URL()+"/v1/register", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %v %v", err, resp.Status)
+		}
+		resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	srv.Close(ctx)
+	cancel()
+
+	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(callout.KeyChatServer), "--domain", "KEZ.test"}
+	out, _, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("scrub of a healthy log: %v\n%s", err, out)
+	}
+	for _, want := range []string{"KEZ_REGISTRY", "ok", "kez.test/registry\n40\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrub output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCLI(t, append(args, "--json")...)
+	var res chatserver.ScrubResult
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil || !res.OK || len(res.Streams) != 4 || res.Streams[0].Events != 40 {
+		t.Fatalf("scrub --json of a healthy log: %v\n%s", err, out)
+	}
+
+	ns.Stop()
+	for _, b := range ns.MessageBlocks("KEZ_REGISTRY") {
+		st, _ := os.Stat(b)
+		if err := os.Truncate(b, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns.Restart()
+	out, _, err = runCLI(t, append(args, "--json")...)
+	if err == nil || !strings.Contains(err.Error(), "damage found") {
+		t.Fatalf("scrub of a truncated log: err = %v", err)
+	}
+	res = chatserver.ScrubResult{}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("scrub --json output: %v\n%s", err, out)
+	}
+	if r := res.Streams[0]; res.OK || r.Stream != "KEZ_REGISTRY" || r.Status != "damaged" || r.Leader != ns.Name() || len(r.Problems) == 0 {
+		t.Fatalf("scrub of a truncated log: %+v", res)
+	}
+	t.Logf("scrub found: %q", res.Streams[0].Problems)
 }

@@ -1,0 +1,438 @@
+package integrity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+)
+
+// State is what a stream's leader reports about a stream, as far as
+// damage to an append-only stream shows in it.
+type State struct {
+	Stream   string `json:"stream"`
+	Leader   string `json:"leader,omitempty"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Msgs     uint64 `json:"messages"`
+	Deleted  int    `json:"num_deleted"`
+	// LostMsgs counts the messages the store found it could not read
+	// when it rebuilt a block (nats-server's "lost" stream data).
+	LostMsgs int `json:"lost_messages,omitempty"`
+}
+
+// Problems returns what is wrong with s for a stream that never deletes
+// a message (deny_delete, deny_purge, no limits that remove messages):
+// such a stream holds every sequence from 1 to its last, so a gap, a
+// first sequence other than 1 or lost data can only be damage.
+func (s State) Problems() []string {
+	var out []string
+	if s.LostMsgs > 0 {
+		out = append(out, fmt.Sprintf("the store lost %d messages it could not read", s.LostMsgs))
+	}
+	if s.LastSeq > 0 && s.FirstSeq != 1 {
+		out = append(out, fmt.Sprintf("first sequence is %d, not 1: the messages before it are gone", s.FirstSeq))
+	}
+	if s.LastSeq >= s.FirstSeq && s.LastSeq > 0 {
+		if span := s.LastSeq - s.FirstSeq + 1; s.Msgs < span {
+			out = append(out, fmt.Sprintf("%d of the %d messages from sequence %d to %d are missing", span-s.Msgs, span, s.FirstSeq, s.LastSeq))
+		}
+	}
+	if s.Deleted > 0 {
+		out = append(out, fmt.Sprintf("%d deleted messages in a stream that denies deletes", s.Deleted))
+	}
+	return out
+}
+
+// Inspector returns the state of a stream, read from its leader.
+type Inspector func(ctx context.Context, stream string) (State, error)
+
+// Verifier checks a stream beyond its state (a service's checkpoint
+// against the log, say). It returns an error wrapping kez.ErrLogDamaged for
+// damage; any other error means it could not tell, which is not damage.
+type Verifier func(ctx context.Context, st State) error
+
+// Config configures a Monitor.
+type Config struct {
+	// Streams are the append-only streams to watch.
+	Streams []string
+	// Inspect reads a stream's state from its leader.
+	Inspect Inspector
+	// Interval is how often every stream is checked, and how often damage
+	// still present is logged again (1 minute if zero).
+	Interval time.Duration
+	// Logger receives damage found and repaired.
+	Logger *slog.Logger
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Monitor tracks whether the append-only streams a server writes are
+// intact. Check runs every check; Run runs them periodically and on every
+// leader change. While a stream is damaged, Err returns an error wrapping
+// kez.ErrLogDamaged: servers refuse writes with it and turn readiness red.
+// Looking at Err costs nothing, so writes pay no round trip for it.
+type Monitor struct {
+	cfg      Config
+	damaged  *prometheus.GaugeVec
+	detected *prometheus.CounterVec
+
+	mu        sync.Mutex
+	streams   map[string]*watched
+	verifiers map[string][]Verifier
+	newLeader []func(stream string)
+	checked   bool // every stream was inspected at least once
+}
+
+type watched struct {
+	state     State
+	inspected bool
+	err       error    // the last inspection failed (unknown, not damage)
+	highest   uint64   // the highest last sequence seen
+	problems  []string // from the state and the verifiers, last check
+	// reported is damage a service found itself (a claim the log forgot,
+	// a checkpoint the log no longer matches). It stays until the stream's
+	// leader changes: the same leader keeps serving the same damaged copy.
+	reported       []string
+	reportedLeader string
+	since          time.Time // damaged since
+	logged         time.Time // last logged
+}
+
+func (w *watched) damage() []string { return append(slices.Clone(w.problems), w.reported...) }
+
+// New returns a monitor of cfg.Streams; nothing is checked until Check or
+// Run.
+func New(cfg Config) *Monitor {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Monitor{
+		cfg: cfg,
+		damaged: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kez_log_damaged", Help: "1 while an append-only stream is found damaged (writes refused), else 0.",
+		}, []string{"stream"}),
+		detected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kez_log_damage_detected_total", Help: "Times an append-only stream was found damaged after being intact.",
+		}, []string{"stream"}),
+		streams:   map[string]*watched{},
+		verifiers: map[string][]Verifier{},
+	}
+	for _, s := range cfg.Streams {
+		m.streams[s] = &watched{}
+		m.damaged.WithLabelValues(s).Set(0)
+		m.detected.WithLabelValues(s)
+	}
+	return m
+}
+
+// Register adds the monitor's metrics to reg.
+func (m *Monitor) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.damaged, m.detected} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddVerifier adds a check of stream run after its state is read.
+func (m *Monitor) AddVerifier(stream string, v Verifier) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.verifiers[stream] = append(m.verifiers[stream], v)
+}
+
+// OnNewLeader adds fn, called (outside any lock) when a check finds a
+// stream led by another node than at the previous check.
+func (m *Monitor) OnNewLeader(fn func(stream string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.newLeader = append(m.newLeader, fn)
+}
+
+// Check inspects and verifies every stream now. It returns an error only
+// if a stream could not be inspected; damage is in Err.
+func (m *Monitor) Check(ctx context.Context) error {
+	var errs []error
+	for _, s := range m.cfg.Streams {
+		errs = append(errs, m.check(ctx, s))
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		m.mu.Lock()
+		m.checked = true
+		m.mu.Unlock()
+	}
+	return err
+}
+
+func (m *Monitor) check(ctx context.Context, stream string) error {
+	st, err := m.cfg.Inspect(ctx, stream)
+	if err != nil {
+		m.mu.Lock()
+		m.streams[stream].err = err
+		m.mu.Unlock()
+		return fmt.Errorf("inspect %s: %w", stream, err)
+	}
+	problems := st.Problems()
+	m.mu.Lock()
+	verifiers := slices.Clone(m.verifiers[stream])
+	if w := m.streams[stream]; st.LastSeq < w.highest {
+		// An append-only stream never shrinks: the leader serving this
+		// state lost messages it (or another peer) had acknowledged.
+		problems = append(problems, fmt.Sprintf("last sequence %d, but this server saw %d before: acknowledged messages are gone", st.LastSeq, w.highest))
+	} else {
+		w.highest = st.LastSeq
+	}
+	m.mu.Unlock()
+	var verr error
+	for _, v := range verifiers {
+		if err := v(ctx, st); errors.Is(err, kez.ErrLogDamaged) {
+			problems = append(problems, strings.TrimPrefix(err.Error(), kez.ErrLogDamaged.Error()+": "))
+		} else if err != nil {
+			verr = errors.Join(verr, err)
+		}
+	}
+	m.mu.Lock()
+	w := m.streams[stream]
+	moved := w.inspected && st.Leader != w.state.Leader
+	w.state, w.inspected, w.err, w.problems = st, true, nil, problems
+	if len(w.reported) > 0 && st.Leader != w.reportedLeader {
+		w.reported = nil
+	}
+	m.update(stream, w)
+	hooks := slices.Clone(m.newLeader)
+	m.mu.Unlock()
+	if moved {
+		for _, fn := range hooks {
+			fn(stream)
+		}
+	}
+	if verr != nil {
+		return fmt.Errorf("verify %s: %w", stream, verr)
+	}
+	return nil
+}
+
+// LeaderChanged tells the monitor that stream has a new leader (a
+// JetStream leader-elected advisory): damage reported against the old
+// leader is dropped, and the stream is checked again at once.
+func (m *Monitor) LeaderChanged(ctx context.Context, stream string) error {
+	m.mu.Lock()
+	w, ok := m.streams[stream]
+	if ok {
+		w.reported = nil
+	}
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return m.check(ctx, stream)
+}
+
+// Report records damage to stream that a service found itself, against
+// the stream's current leader; it lasts until the leader changes.
+func (m *Monitor) Report(stream, problem string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.streams[stream]
+	if !ok {
+		return
+	}
+	if !slices.Contains(w.reported, problem) {
+		w.reported = append(w.reported, problem)
+	}
+	w.reportedLeader = w.state.Leader
+	m.update(stream, w)
+}
+
+// update logs and counts a change of stream's condition; m.mu is held.
+func (m *Monitor) update(stream string, w *watched) {
+	now := m.cfg.Now()
+	damage := w.damage()
+	switch {
+	case len(damage) > 0 && w.since.IsZero():
+		w.since, w.logged = now, now
+		m.damaged.WithLabelValues(stream).Set(1)
+		m.detected.WithLabelValues(stream).Inc()
+		m.logDamage(stream, w, damage)
+	case len(damage) == 0 && !w.since.IsZero():
+		w.since = time.Time{}
+		m.damaged.WithLabelValues(stream).Set(0)
+		m.cfg.Logger.Info("append-only stream intact again; writes accepted", "stream", stream, "leader", w.state.Leader)
+	}
+}
+
+func (m *Monitor) logDamage(stream string, w *watched, damage []string) {
+	m.cfg.Logger.Error("append-only stream damaged; writes refused", "stream", stream, "leader", w.state.Leader,
+		"problems", damage, "damaged_since", w.since.UTC().Format(time.RFC3339),
+		"hint", "take the damaged peer out and let it catch up: docs/operations.md, \"A damaged log\"")
+}
+
+// logStill logs every stream still damaged, at most once per interval.
+func (m *Monitor) logStill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.cfg.Now()
+	for _, s := range m.cfg.Streams {
+		w := m.streams[s]
+		if damage := w.damage(); len(damage) > 0 && now.Sub(w.logged) >= m.cfg.Interval {
+			w.logged = now
+			m.logDamage(s, w, damage)
+		}
+	}
+}
+
+// Run checks every stream each interval, and a stream again whenever a
+// name arrives on leaders (see streams.WatchLeaders), until ctx ends.
+func (m *Monitor) Run(ctx context.Context, leaders <-chan string) {
+	// Until one complete check has passed, writes are refused: try every
+	// second.
+	for !m.isChecked() {
+		if err := m.Check(ctx); err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("integrity check", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-leaders:
+			if err := m.LeaderChanged(ctx, s); err != nil && ctx.Err() == nil {
+				m.cfg.Logger.Warn("integrity check after a leader change", "stream", s, "err", err)
+			}
+		case <-t.C:
+			if err := m.Check(ctx); err != nil && ctx.Err() == nil {
+				m.cfg.Logger.Warn("integrity check", "err", err)
+			}
+			m.logStill()
+		}
+	}
+}
+
+// Err returns nil while every stream is intact, an error wrapping
+// kez.ErrLogDamaged naming each damaged stream, its leader and what is
+// wrong, or, before the first complete check, one wrapping
+// kez.ErrUnavailable.
+func (m *Monitor) Err() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var parts []string
+	for _, s := range m.cfg.Streams {
+		w := m.streams[s]
+		if damage := w.damage(); len(damage) > 0 {
+			parts = append(parts, fmt.Sprintf("%s (leader %s): %s", s, leaderName(w.state.Leader), strings.Join(damage, "; ")))
+		}
+	}
+	if len(parts) > 0 {
+		return fmt.Errorf("%w: %s", kez.ErrLogDamaged, strings.Join(parts, "; "))
+	}
+	if !m.checked {
+		return fmt.Errorf("%w: the logs have not been checked yet", kez.ErrUnavailable)
+	}
+	return nil
+}
+
+func (m *Monitor) isChecked() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.checked
+}
+
+func leaderName(l string) string {
+	if l == "" {
+		return "unknown"
+	}
+	return l
+}
+
+// StreamStatus is one stream in Status.
+type StreamStatus struct {
+	State
+	Status   string   `json:"status"` // ok, damaged or unknown
+	Problems []string `json:"problems,omitempty"`
+	Since    int64    `json:"damaged_since,omitempty"` // unix seconds
+}
+
+// Status is the readiness view of the monitor.
+type Status struct {
+	OK      bool           `json:"ok"`
+	Streams []StreamStatus `json:"streams"`
+}
+
+// Status returns every stream's last known condition.
+func (m *Monitor) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := Status{OK: m.checked}
+	for _, s := range m.cfg.Streams {
+		w := m.streams[s]
+		ss := StreamStatus{State: w.state, Status: "ok", Problems: w.damage()}
+		ss.Stream = s
+		switch {
+		case len(ss.Problems) > 0:
+			ss.Status, ss.Since, out.OK = "damaged", w.since.Unix(), false
+		case !w.inspected || w.err != nil:
+			ss.Status = "unknown"
+		}
+		out.Streams = append(out.Streams, ss)
+	}
+	return out
+}
+
+// Scope is a Monitor as a service that writes one stream sees it: Err
+// covers every stream watched, Report files damage against that stream
+// unless it names another.
+type Scope struct {
+	m      *Monitor
+	stream string
+}
+
+// Scope returns the monitor scoped to stream.
+func (m *Monitor) Scope(stream string) Scope { return Scope{m, stream} }
+
+// Err is Monitor.Err.
+func (s Scope) Err() error { return s.m.Err() }
+
+// Report is Monitor.Report against stream, or the scope's stream if
+// stream is empty.
+func (s Scope) Report(stream, problem string) {
+	if stream == "" {
+		stream = s.stream
+	}
+	s.m.Report(stream, problem)
+}
+
+// StreamError is damage found in a particular stream (a projection
+// bucket, say) by a service that knows the stream only by this error.
+type StreamError struct {
+	Stream string
+	Err    error
+}
+
+func (e *StreamError) Error() string { return e.Stream + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *StreamError) Unwrap() error { return e.Err }

@@ -1,0 +1,230 @@
+package integrity_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kez.lat/kez"
+	"kez.lat/kez/integrity"
+)
+
+func TestStateProblems(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		st   integrity.State
+		want []string // substrings, one per problem
+	}{
+		{"empty", integrity.State{}, nil},
+		{"whole", integrity.State{FirstSeq: 1, LastSeq: 1275, Msgs: 1275}, nil},
+		{"holes", integrity.State{FirstSeq: 1, LastSeq: 1275, Msgs: 638, Deleted: 637}, []string{"637 of the 1275 messages", "637 deleted"}},
+		{"holes without deleted count", integrity.State{FirstSeq: 1, LastSeq: 10, Msgs: 9}, []string{"1 of the 10"}},
+		{"first moved", integrity.State{FirstSeq: 5, LastSeq: 10, Msgs: 6}, []string{"first sequence is 5"}},
+		{"all gone", integrity.State{FirstSeq: 11, LastSeq: 10, Msgs: 0}, []string{"first sequence is 11"}},
+		{"lost", integrity.State{FirstSeq: 1, LastSeq: 3, Msgs: 3, LostMsgs: 2}, []string{"lost 2 messages"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.st.Problems()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Problems(%+v) = %q, want %d problems", tt.st, got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("problem %d = %q, want it to say %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// fakeStreams serves states the test sets.
+type fakeStreams struct {
+	mu     sync.Mutex
+	states map[string]integrity.State
+	err    error
+}
+
+func (f *fakeStreams) set(st integrity.State) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states[st.Stream] = st
+}
+
+func (f *fakeStreams) inspect(_ context.Context, name string) (integrity.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.states[name], f.err
+}
+
+func newMonitor(f *fakeStreams, log *bytes.Buffer) *integrity.Monitor {
+	now := time.Unix(1_800_000_000, 0)
+	return integrity.New(integrity.Config{
+		Streams: []string{"LOG", "KV"}, Inspect: f.inspect, Interval: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(log, nil)), Now: func() time.Time { return now },
+	})
+}
+
+func TestMonitorFailsClosed(t *testing.T) {
+	f := &fakeStreams{states: map[string]integrity.State{}, err: errors.New("no answer")}
+	var log bytes.Buffer
+	m := newMonitor(f, &log)
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Unchecked: refused as unavailable, not as damaged.
+	if err := m.Check(ctx); err == nil {
+		t.Fatal("Check with streams not answering succeeded")
+	}
+	if err := m.Err(); !errors.Is(err, kez.ErrUnavailable) || errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("Err before a check = %v, want ErrUnavailable", err)
+	}
+	if m.Status().OK {
+		t.Fatal("Status OK before a check")
+	}
+
+	f.err = nil
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err != nil || !m.Status().OK {
+		t.Fatalf("intact streams: Err = %v, Status = %+v", err, m.Status())
+	}
+
+	// Holes on a new leader: damaged, named with its leader, counted and
+	// logged once.
+	f.set(integrity.State{Stream: "LOG", Leader: "n3", FirstSeq: 1, LastSeq: 9, Msgs: 5, Deleted: 4})
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Err()
+	if !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "LOG (leader n3)") {
+		t.Fatalf("Err = %v, want LOG (leader n3) damaged", err)
+	}
+	st := m.Status()
+	if st.OK || st.Streams[0].Status != "damaged" || st.Streams[0].Leader != "n3" || st.Streams[1].Status != "ok" {
+		t.Fatalf("Status = %+v", st)
+	}
+	if got := metric(t, reg, "kez_log_damaged", "LOG"); got != 1 {
+		t.Fatalf("kez_log_damaged{LOG} = %v", got)
+	}
+	if got := metric(t, reg, "kez_log_damage_detected_total", "LOG"); got != 1 {
+		t.Fatalf("kez_log_damage_detected_total{LOG} = %v", got)
+	}
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), "append-only stream damaged"); n != 1 {
+		t.Fatalf("damage logged %d times for two checks in one interval:\n%s", n, log.String())
+	}
+
+	// Back to a whole copy: intact again.
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err != nil {
+		t.Fatalf("Err after the repair = %v", err)
+	}
+	if !strings.Contains(log.String(), "intact again") {
+		t.Fatalf("repair not logged:\n%s", log.String())
+	}
+
+	// A stream that shrinks lost acknowledged messages.
+	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 2, Msgs: 2})
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "saw 3 before") {
+		t.Fatalf("Err after KV shrank = %v", err)
+	}
+}
+
+// metric returns the value of the gauge or counter name{stream}.
+func metric(t *testing.T, reg *prometheus.Registry, name, stream string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stream" && l.GetValue() == stream {
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{stream=%q}", name, stream)
+	return 0
+}
+
+// Damage a service reports stays until the stream's leader changes;
+// verifiers' damage is part of every check, their other errors are not
+// damage.
+func TestMonitorReportsAndVerifiers(t *testing.T) {
+	f := &fakeStreams{states: map[string]integrity.State{}}
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
+	var log bytes.Buffer
+	m := newMonitor(f, &log)
+	ctx := context.Background()
+	var verr error
+	m.AddVerifier("LOG", func(context.Context, integrity.State) error { return verr })
+	var moved []string
+	m.OnNewLeader(func(s string) { moved = append(moved, s) })
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	m.Scope("LOG").Report("", "a claim the log forgot")
+	m.Scope("LOG").Report("KV", "a record gone")
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Err()
+	if !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "a claim the log forgot") || !strings.Contains(err.Error(), "KV (leader n2): a record gone") {
+		t.Fatalf("Err after reports = %v", err)
+	}
+	f.set(integrity.State{Stream: "LOG", Leader: "n2", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err == nil || strings.Contains(err.Error(), "forgot") || !strings.Contains(err.Error(), "a record gone") {
+		t.Fatalf("Err after LOG's leader changed = %v, want only KV's damage", err)
+	}
+	if fmt.Sprint(moved) != "[LOG]" {
+		t.Fatalf("new-leader hook called for %v, want [LOG]", moved)
+	}
+
+	verr = fmt.Errorf("%w: the event at 9 is not the one hashed", kez.ErrLogDamaged)
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "LOG (leader n2): the event at 9") {
+		t.Fatalf("Err with a verifier finding damage = %v", err)
+	}
+	verr = errors.New("leader did not answer")
+	if err := m.Check(ctx); err == nil {
+		t.Fatal("Check hid a verifier's error")
+	}
+	if err := m.Err(); err != nil && strings.Contains(err.Error(), "LOG (") {
+		t.Fatalf("a verifier that could not tell counted as damage: %v", err)
+	}
+}

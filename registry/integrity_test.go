@@ -1,0 +1,418 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/integrity"
+	"kez.lat/kez/registry"
+)
+
+const domain = "kez.test"
+
+// fakeLog is a registry log in memory: events at sequences 3, 6, 9, ...
+// (each after its two claims), as Append stores them. The claim readers
+// answer from fields the test sets, so that the log can disagree with
+// the projection as a damaged leader would.
+type fakeLog struct {
+	mu       sync.Mutex
+	events   []kez.RegistryEntry
+	appended int
+	handle   map[string]kez.RegistryEvent // HandleEvent
+	keys     map[kez.PublicKey]kez.Handle // KeyHandle
+	skels    map[string]kez.Handle        // SkeletonHandle
+	stored   map[uint64][]byte            // Event, if set; else the events
+	last     uint64                       // LastSeq, if set
+}
+
+func (l *fakeLog) add(t *testing.T, k *kez.PrivateKey, name string) kez.RegistryEvent {
+	t.Helper()
+	h, err := kez.ParseHandle(name, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kez.NewRegistrationRequest(k, h, time.Now())
+	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
+	data, _ := json.Marshal(ev)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, kez.RegistryEntry{Seq: uint64(3 * (len(l.events) + 1)), Event: ev, Data: data})
+	l.handle[h.Local()] = ev
+	l.keys[k.Public()] = h
+	l.skels[h.Skeleton()] = h
+	return ev
+}
+
+func (l *fakeLog) Append(_ context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.appended++
+	return ev, 0, errors.New("the test expects no append")
+}
+
+func (l *fakeLog) Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error {
+	l.mu.Lock()
+	events := append([]kez.RegistryEntry(nil), l.events...)
+	l.mu.Unlock()
+	for i, e := range events {
+		if e.Seq <= after {
+			continue
+		}
+		e.Pending = uint64(len(events) - 1 - i)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (l *fakeLog) LastSeq(context.Context) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last != 0 {
+		return l.last, nil
+	}
+	return uint64(3 * len(l.events)), nil
+}
+
+func (l *fakeLog) Event(_ context.Context, seq uint64) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stored != nil {
+		if b, ok := l.stored[seq]; ok {
+			return b, nil
+		}
+		return nil, kez.ErrNotFound
+	}
+	for _, e := range l.events {
+		if e.Seq == seq {
+			return e.Data, nil
+		}
+	}
+	return nil, kez.ErrNotFound
+}
+
+func (l *fakeLog) HandleEvent(_ context.Context, local string) (kez.RegistryEvent, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ev, ok := l.handle[local]; ok {
+		return ev, nil
+	}
+	return kez.RegistryEvent{}, kez.ErrNotFound
+}
+
+func (l *fakeLog) KeyHandle(_ context.Context, key kez.PublicKey) (kez.Handle, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.keys[key]; ok {
+		return h, nil
+	}
+	return kez.Handle{}, kez.ErrNotFound
+}
+
+func (l *fakeLog) SkeletonHandle(_ context.Context, skel string) (kez.Handle, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.skels[skel]; ok {
+		return h, nil
+	}
+	return kez.Handle{}, kez.ErrNotFound
+}
+
+// fakeProj is a projection in memory.
+type fakeProj struct {
+	mu   sync.Mutex
+	recs map[string]kez.HandleRecord
+	cp   integrity.Checkpoint
+}
+
+func (p *fakeProj) ApplyBatch(_ context.Context, recs []kez.HandleRecord) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rec := range recs {
+		p.recs[rec.Handle.Local()] = rec
+	}
+	return nil
+}
+
+func (p *fakeProj) Checkpoint(context.Context) (integrity.Checkpoint, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cp, nil
+}
+
+func (p *fakeProj) SetCheckpoint(_ context.Context, cp integrity.Checkpoint) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cp.Seq > p.cp.Seq {
+		p.cp = cp
+	}
+	return nil
+}
+
+func (p *fakeProj) Get(_ context.Context, local string) (kez.HandleRecord, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rec, ok := p.recs[local]; ok {
+		return rec, nil
+	}
+	return kez.HandleRecord{}, kez.ErrNotFound
+}
+
+func (p *fakeProj) GetByKey(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
+	return kez.HandleRecord{}, kez.ErrNotFound
+}
+
+func (p *fakeProj) Verify(ctx context.Context, rec kez.HandleRecord) error {
+	got, err := p.Get(ctx, rec.Handle.Local())
+	if err != nil || !got.Primary.Equal(rec.Primary) {
+		return &integrity.StreamError{Stream: "KV_test", Err: kez.ErrLogDamaged}
+	}
+	return nil
+}
+
+func (p *fakeProj) Watch(ctx context.Context, _ func(kez.HandleRecord), ready func()) error {
+	ready()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type allow struct{}
+
+func (allow) Allow(context.Context, netip.Addr) error { return nil }
+
+// reports records what the registry reports; err is what Err returns.
+type reports struct {
+	mu       sync.Mutex
+	err      error
+	problems []string
+}
+
+func (r *reports) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *reports) Report(stream, problem string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, stream+": "+problem)
+}
+
+func (r *reports) got() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.problems, "\n")
+}
+
+func newKey(t *testing.T) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// start runs a registry over log and proj until its projection has caught
+// up with the log.
+func start(t *testing.T, log *fakeLog, proj *fakeProj, rep *reports, file registry.CheckpointFile) *registry.Service {
+	t.Helper()
+	cfg := registry.Config{Domain: domain, Integrity: rep, CheckpointFile: file}
+	svc, err := registry.New(cfg, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := svc.Health(ctx)
+		if err == nil && h.CaughtUp {
+			return svc
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("projection not caught up: %+v, %v", h, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newLog() *fakeLog {
+	return &fakeLog{handle: map[string]kez.RegistryEvent{}, keys: map[kez.PublicKey]kez.Handle{}, skels: map[string]kez.Handle{}}
+}
+
+func register(t *testing.T, svc *registry.Service, k *kez.PrivateKey, name string) error {
+	t.Helper()
+	h, err := kez.ParseHandle(name, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Register(context.Background(), kez.NewRegistrationRequest(k, h, time.Now()), netip.MustParseAddr("127.0.0.1"))
+	return err
+}
+
+func TestRegisterRefusedWhileALogIsDamaged(t *testing.T) {
+	log, rep := newLog(), &reports{}
+	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+	rep.err = kez.ErrLogDamaged
+	if err := register(t, svc, newKey(t), "newcomer"); !errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("Register on a damaged log = %v, want ErrLogDamaged", err)
+	}
+	if log.appended != 0 {
+		t.Fatal("a registration reached the log while it was damaged")
+	}
+}
+
+// TestNoClaimAgainstTheProjection: a handle, key or skeleton this
+// replica's projection holds is never claimed again for someone else,
+// whatever the log says: the log agreeing gives the usual conflict, the
+// log having forgotten the claim is damage.
+func TestNoClaimAgainstTheProjection(t *testing.T) {
+	alice, mallory := newKey(t), newKey(t)
+	for _, tt := range []struct {
+		name     string
+		key      *kez.PrivateKey
+		handle   string
+		forget   func(l *fakeLog, ev kez.RegistryEvent)
+		want     error
+		reported string
+	}{
+		{"handle, log agrees", mallory, "alice", nil, kez.ErrHandleTaken, ""},
+		{"handle, log forgot", mallory, "alice", func(l *fakeLog, ev kez.RegistryEvent) { delete(l.handle, "alice") }, kez.ErrLogDamaged, "no claim on handle alice@kez.test"},
+		{"handle, log names another key", mallory, "alice", func(l *fakeLog, ev kez.RegistryEvent) {
+			ev.Primary = mallory.Public()
+			l.handle["alice"] = ev
+		}, kez.ErrLogDamaged, "claim on handle alice@kez.test is by"},
+		{"key, log agrees", alice, "alice2", nil, kez.ErrKeyTaken, ""},
+		{"key, log forgot", alice, "alice2", func(l *fakeLog, ev kez.RegistryEvent) { delete(l.keys, ev.Primary) }, kez.ErrLogDamaged, "no claim on key"},
+		{"skeleton, log agrees", mallory, "a1ice", nil, kez.ErrHandleTooSimilar, ""},
+		{"skeleton, log forgot", mallory, "a1ice", func(l *fakeLog, ev kez.RegistryEvent) { delete(l.skels, ev.Handle.Skeleton()) }, kez.ErrLogDamaged, "no claim on skeleton"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log, rep := newLog(), &reports{}
+			ev := log.add(t, alice, "alice")
+			svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+			if tt.forget != nil {
+				log.mu.Lock()
+				tt.forget(log, ev)
+				log.mu.Unlock()
+			}
+			err := register(t, svc, tt.key, tt.handle)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Register(%s) = %v, want %v", tt.handle, err, tt.want)
+			}
+			if log.appended != 0 {
+				t.Fatal("the claim reached the log")
+			}
+			if got := rep.got(); (tt.reported == "") != (got == "") || !strings.Contains(got, tt.reported) {
+				t.Fatalf("reported %q, want %q", got, tt.reported)
+			}
+		})
+	}
+}
+
+// TestVerifyLog: the log must still hold, at each known checkpoint's
+// sequence, the event the checkpoint ends with.
+func TestVerifyLog(t *testing.T) {
+	setup := func(t *testing.T) (*fakeLog, *registry.Service, integrity.Checkpoint) {
+		log, proj := newLog(), &fakeProj{recs: map[string]kez.HandleRecord{}}
+		for _, name := range []string{"alice", "bob", "carol"} {
+			log.add(t, newKey(t), name)
+		}
+		svc := start(t, log, proj, &reports{}, nil)
+		cp, _ := proj.Checkpoint(context.Background())
+		if cp.Seq != 9 || cp.Tree.Size != 3 {
+			t.Fatalf("checkpoint after 3 events = %+v", cp)
+		}
+		return log, svc, cp
+	}
+	ctx := context.Background()
+	st := integrity.State{Stream: "KEZ_REGISTRY", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9}
+
+	log, svc, cp := setup(t)
+	if err := svc.VerifyLog(ctx, st); err != nil {
+		t.Fatalf("VerifyLog of the log written = %v", err)
+	}
+	res, err := svc.Scrub(ctx)
+	if err != nil || res.Tree.Root() != cp.Tree.Root() {
+		t.Fatalf("Scrub = %+v, %v; want root %s", res, err, cp.Tree.Root())
+	}
+
+	short := st
+	short.LastSeq = 6
+	if err := svc.VerifyLog(ctx, short); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "ends at sequence 6") {
+		t.Fatalf("VerifyLog of a shorter log = %v", err)
+	}
+
+	log.mu.Lock()
+	log.stored = map[uint64][]byte{9: []byte(`{"type":"handle_registered","handle":"mallory@kez.test"}`)}
+	log.mu.Unlock()
+	if err := svc.VerifyLog(ctx, st); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "not the one") {
+		t.Fatalf("VerifyLog of a changed event = %v", err)
+	}
+	log.mu.Lock()
+	log.stored = map[uint64][]byte{}
+	log.mu.Unlock()
+	if err := svc.VerifyLog(ctx, st); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "no event at sequence 9") {
+		t.Fatalf("VerifyLog of a missing event = %v", err)
+	}
+
+	// A changed event in the middle is what the scrub finds.
+	log, svc, _ = setup(t)
+	log.mu.Lock()
+	log.events[1].Data = append([]byte(nil), log.events[1].Data...)
+	log.events[1].Data[10] ^= 1
+	log.mu.Unlock()
+	if _, err := svc.Scrub(ctx); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "hashes to 3 events") {
+		t.Fatalf("Scrub of a log with a changed event = %v", err)
+	}
+}
+
+// TestCheckpointFile: a replica checks the log against the checkpoint in
+// its own file, which the KV cannot lose with the broker.
+func TestCheckpointFile(t *testing.T) {
+	file := integrity.File{Path: t.TempDir() + "/registry.checkpoint"}
+	log := newLog()
+	for _, name := range []string{"alice", "bob"} {
+		log.add(t, newKey(t), name)
+	}
+	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, &reports{}, file)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cp, err := file.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Seq == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint file at %+v, want sequence 6", cp)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = svc
+
+	// A new replica, on a broker that lost the projection and the last
+	// event: the file remembers.
+	lost := newLog()
+	lost.events = log.events[:1]
+	svc2 := start(t, lost, &fakeProj{recs: map[string]kez.HandleRecord{}}, &reports{}, file)
+	st := integrity.State{Stream: "KEZ_REGISTRY", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3}
+	if err := svc2.VerifyLog(context.Background(), st); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "checkpoint file") {
+		t.Fatalf("VerifyLog against the file = %v", err)
+	}
+}
