@@ -538,8 +538,8 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 		t.Fatalf("key index after recovery: %d %s", a.Status, a.Body)
 	}
 	proj, _ := streams.OpenProjection(ctx, js)
-	if applied, err := proj.Applied(ctx); err != nil || applied != seq {
-		t.Fatalf("applied = %d, %v; want %d", applied, err, seq)
+	if cp, err := proj.Checkpoint(ctx); err != nil || cp.Seq != seq {
+		t.Fatalf("applied = %d, %v; want %d", cp.Seq, err, seq)
 	}
 	e, err := kv.Get(ctx, "halfway")
 	if err != nil {

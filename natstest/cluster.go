@@ -42,19 +42,23 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		tb.Cleanup(s.Stop)
 		c.Servers = append(c.Servers, s)
 	}
+	// Ready once the meta leader knows every node as a placement peer
+	// (online, with JetStream, its stats received): a stream created
+	// before that can fail with "no suitable peers for placement".
 	deadline := time.Now().Add(30 * time.Second)
-	for !c.hasLeader() {
+	for !c.ready() {
 		if time.Now().After(deadline) {
-			tb.Fatal("cluster has no JetStream meta leader within 30s")
+			tb.Fatalf("cluster not ready within 30s: no JetStream meta leader that sees all %d nodes", n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return c
 }
 
-func (c *Cluster) hasLeader() bool {
+// ready reports whether a meta leader sees every node as a peer.
+func (c *Cluster) ready() bool {
 	for _, s := range c.Servers {
-		if s.Running() && s.JetStreamIsLeader() {
+		if s.Running() && s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == len(c.Servers) {
 			return true
 		}
 	}

@@ -94,12 +94,6 @@ type Config struct {
 	// a burst of 20 if zero); set them above the shared limit's rate.
 	PreRate  float64
 	PreBurst int
-	// Registered, if set, is called in the background after a registration
-	// is stored (to create the user's inbox consumer, which takes a Raft
-	// group and tens of milliseconds on a cluster); its error is logged:
-	// the registration stands, and the callout makes sure again at the
-	// user's first sign-in.
-	Registered func(context.Context, kez.HandleRecord) error
 	// Integrity, if set, refuses registrations while a log is damaged and
 	// receives the damage the registry finds (a claim its projection holds
 	// and the log forgot, a checkpoint the log no longer matches).
@@ -124,10 +118,6 @@ type Service struct {
 	pre     *prelimit
 	logger  *slog.Logger
 	cache   *Cache
-	hooks   chan struct{} // bounds the Registered hooks in flight
-	hookWG  sync.WaitGroup
-	hookCtx context.Context // cancelled when Run ends
-	endHook context.CancelFunc
 
 	fileCP    integrity.Checkpoint // read from CheckpointFile at start
 	scrubKick chan struct{}        // starts a scrub now
@@ -167,14 +157,10 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 			return nil, err
 		}
 	}
-	hookCtx, endHook := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg.PreRate, cfg.PreBurst),
 		logger:    logger.With("component", "registry"),
 		cache:     newCache(),
-		hooks:     make(chan struct{}, maxHooks),
-		hookCtx:   hookCtx,
-		endHook:   endHook,
 		advance:   make(chan struct{}),
 		fileCP:    fileCP,
 		scrubKick: make(chan struct{}, 1),
@@ -238,7 +224,6 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		return kez.HandleRecord{}, err
 	}
 	rec := stored.Record(seq)
-	s.afterRegistration(rec)
 	if err := s.waitApplied(ctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a success,
 		// and the projection will catch up.
@@ -246,32 +231,6 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 	}
 	return rec, nil
 }
-
-// afterRegistration runs the Registered hook in the background, at most
-// maxHooks at once; beyond that it is skipped (the callout covers it).
-func (s *Service) afterRegistration(rec kez.HandleRecord) {
-	if s.cfg.Registered == nil {
-		return
-	}
-	select {
-	case s.hooks <- struct{}{}:
-	default:
-		return
-	}
-	s.hookWG.Go(func() {
-		defer func() { <-s.hooks }()
-		ctx, cancel := context.WithTimeout(s.hookCtx, 30*time.Second)
-		defer cancel()
-		if err := s.cfg.Registered(ctx, rec); err != nil {
-			s.logger.Warn("after registration", "handle", rec.Handle.String(), "err", err)
-		}
-	})
-}
-
-// maxHooks bounds the background hooks: each creates an inbox consumer, a
-// Raft group on a cluster, and a registration burst must not turn into a
-// burst of those (the callout creates what is skipped at sign-in).
-const maxHooks = 8
 
 // Lookup returns the record of h, served from the cache, or from the
 // projection when the cache has not seen it yet. It returns kez.ErrNotFound
@@ -326,11 +285,7 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 
 // Run keeps the projector and the cache watch running until ctx ends,
 // restarting either after a failure (a broker outage, a leader change).
-// When ctx ends it also cancels the Registered hooks in flight and waits
-// for them, so nothing outlives the connection they use.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.hookWG.Wait()
-	defer s.endHook()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.forever(ctx, "projector", s.project) })
 	wg.Go(func() {

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,48 +92,6 @@ func ResetProjection(ctx context.Context, js jetstream.JetStream, replicas int, 
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	return createProjection(ctx, js, replicas, suffix)
-}
-
-// Apply writes the projection of one registration. It is idempotent, so an
-// event applied again after a crash, or by several replicas, has its effect
-// exactly once: each entry is created only if absent, and an existing entry
-// must be the same record.
-func (p *Projection) Apply(ctx context.Context, rec kez.HandleRecord) error {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode record: %w", err)
-	}
-	// The two entries are independent: write them concurrently.
-	keyErr := make(chan error, 1)
-	go func() { keyErr <- createOrSame(ctx, p.keys, rec.Primary.Hex(), []byte(rec.Handle.Local())) }()
-	return errors.Join(createOrSame(ctx, p.handles, rec.Handle.Local(), val), <-keyErr)
-}
-
-func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
-	_, err := kv.Create(ctx, key, val)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
-	}
-	e, err := kv.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
-	}
-	if !bytes.Equal(e.Value(), val) {
-		return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
-	}
-	return nil
-}
-
-// Applied returns the last registry sequence the projection has applied
-// (every event up to it is applied), 0 if none.
-func (p *Projection) Applied(ctx context.Context) (uint64, error) {
-	cp, err := p.Checkpoint(ctx)
-	return cp.Seq, err
 }
 
 // Checkpoint returns the projection's checkpoint: the last registry

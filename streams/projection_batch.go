@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,10 +71,30 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) er
 	return errors.Join(errs...)
 }
 
-// createOrSame is the careful write of one entry (see Apply), within the
+// createOrSame is the careful write of one entry, within the
 // default timeout.
 func (p *Projection) createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	return createOrSame(ctx, kv, key, val)
+}
+
+// createOrSame creates key with val in kv, or finds it already holding
+// exactly val; any other value is ErrProjectionConflict.
+func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
+	_, err := kv.Create(ctx, key, val)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+	}
+	if !bytes.Equal(e.Value(), val) {
+		return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
+	}
+	return nil
 }
