@@ -298,6 +298,14 @@ func waitUnready(t *testing.T, base string, streams []string, leader string) {
 // registration tried and the answer.
 func tryRegister(t *testing.T, base, name string) (registration, int, string) {
 	t.Helper()
+	r, resp, body := postFreshRegistration(t, base, name)
+	return r, resp.StatusCode, string(body)
+}
+
+// postFreshRegistration posts a registration of name with a new key and
+// returns the registration tried, the answer and its body.
+func postFreshRegistration(t *testing.T, base, name string) (registration, *http.Response, []byte) {
+	t.Helper()
 	k, err := kez.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -313,5 +321,5 @@ func tryRegister(t *testing.T, base, name string) (registration, int, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return registration{handle: name, key: k.Public()}, resp.StatusCode, string(b)
+	return registration{handle: name, key: k.Public()}, resp, b
 }

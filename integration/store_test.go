@@ -3,11 +3,8 @@
 package integration_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -17,10 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/natstest"
 	"kez.lat/kez/streams"
 )
@@ -95,21 +90,7 @@ func TestStoreFull(t *testing.T) {
 // status, the error code (if any) and the Retry-After header.
 func postRegistration(t *testing.T, base, name string) (int, string, string) {
 	t.Helper()
-	k, err := kez.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hd, err := kez.ParseHandle(name, clienttest.Domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(kez.NewRegistrationRequest(k, hd, time.Now()))
-	resp, err := http.Post(base+"/v1/register", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("register %s: %v", name, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	_, resp, b := postFreshRegistration(t, base, name)
 	var eb struct{ Code string }
 	if resp.StatusCode != http.StatusCreated {
 		if err := json.Unmarshal(b, &eb); err != nil {
