@@ -6,7 +6,7 @@ BIN       := bin
 TOOLS_MOD := tools.mod
 FUZZTIME  ?= 30s
 # Packages with fuzz targets, for `make fuzz`.
-FUZZ_PKGS := . ./client ./cmd/kez-chat/display ./webfinger ./callout ./mnemonic ./message ./sigchain ./sigserver ./filecrypt ./blob ./p2p ./share ./registry ./strictjson ./streams
+FUZZ_PKGS := . ./client ./cmd/kez-chat/display ./webfinger ./callout ./mnemonic ./message ./sigchain ./sigserver ./filecrypt ./blob ./p2p ./share ./registry ./strictjson ./streams ./integrity
 
 .PHONY: all build tools test vet fmt-check bench fuzz dev clean
 

@@ -229,15 +229,14 @@ func (m *Monitor) check(ctx context.Context, stream string) error {
 	return nil
 }
 
-// LeaderChanged tells the monitor that stream has a new leader (a
-// JetStream leader-elected advisory): damage reported against the old
-// leader is dropped, and the stream is checked again at once.
+// LeaderChanged tells the monitor that stream elected a leader (a
+// JetStream leader-elected advisory): the stream is checked again at
+// once, and damage reported against another node than the one leading
+// now is dropped. (An election may keep the same leader, damaged copy
+// and all.)
 func (m *Monitor) LeaderChanged(ctx context.Context, stream string) error {
 	m.mu.Lock()
-	w, ok := m.streams[stream]
-	if ok {
-		w.reported = nil
-	}
+	_, ok := m.streams[stream]
 	m.mu.Unlock()
 	if !ok {
 		return nil

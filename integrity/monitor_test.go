@@ -212,12 +212,24 @@ func TestMonitorReportsAndVerifiers(t *testing.T) {
 	if fmt.Sprint(moved) != "[LOG]" {
 		t.Fatalf("new-leader hook called for %v, want [LOG]", moved)
 	}
+	// An election that keeps the damaged leader keeps its damage.
+	m.Scope("LOG").Report("", "still forgetting")
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "still forgetting") {
+		t.Fatalf("Err after the same leader was elected again = %v", err)
+	}
+	f.set(integrity.State{Stream: "LOG", Leader: "n3", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
 
 	verr = fmt.Errorf("%w: the event at 9 is not the one hashed", kez.ErrLogDamaged)
 	if err := m.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "LOG (leader n2): the event at 9") {
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "LOG (leader n3): the event at 9") {
 		t.Fatalf("Err with a verifier finding damage = %v", err)
 	}
 	verr = errors.New("leader did not answer")
