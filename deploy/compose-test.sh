@@ -35,11 +35,16 @@ step() { printf 'compose-test: %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# Five consecutive ports nothing listens on (chat, sig, nats, monitoring, relay).
+# Five consecutive ports nothing listens on (chat, sig, nats, monitoring,
+# relay), below the kernel's ephemeral range: a port in that range may be
+# the local end of some connection (even one in TIME_WAIT, after a test
+# run), which no connect attempt shows and docker's bind then refuses.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$ephemeral" -gt 15100 ] || ephemeral=32768
 base=
 for _ in $(seq 50); do
-	b=$((20000 + RANDOM % 30000))
+	b=$((15000 + RANDOM % (ephemeral - 15010)))
 	for p in $b $((b + 1)) $((b + 2)) $((b + 3)) $((b + 4)); do
 		port_busy $p && continue 2
 	done
