@@ -165,13 +165,15 @@ func requireDocker(t testing.TB) {
 	}
 }
 
-// freePorts returns the first of n consecutive free ports on 127.0.0.1.
+// freePorts returns the first of n consecutive free ports on 127.0.0.1,
+// below the kernel's usual ephemeral range (32768 on): a port there may
+// be the local end of some connection, which docker's bind refuses.
 func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 50; try++ {
 		var b [2]byte
 		rand.Read(b[:])
-		base := 20000 + (int(b[0])<<8|int(b[1]))%30000
+		base := 15000 + (int(b[0])<<8|int(b[1]))%(32768-15000-n)
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
