@@ -314,6 +314,12 @@ func (m *Monitor) Run(ctx context.Context, leaders <-chan string) {
 	}
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
+	// A check that ran while a stream was between leaders (during an
+	// election its info names none) is repeated shortly, so that damage is
+	// reported against the leader that serves it.
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	defer again.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -322,13 +328,32 @@ func (m *Monitor) Run(ctx context.Context, leaders <-chan string) {
 			if err := m.LeaderChanged(ctx, s); err != nil && ctx.Err() == nil {
 				m.cfg.Logger.Warn("integrity check after a leader change", "stream", s, "err", err)
 			}
+		case <-again.C:
+			if err := m.Check(ctx); err != nil && ctx.Err() == nil {
+				m.cfg.Logger.Warn("integrity check", "err", err)
+			}
 		case <-t.C:
 			if err := m.Check(ctx); err != nil && ctx.Err() == nil {
 				m.cfg.Logger.Warn("integrity check", "err", err)
 			}
 			m.logStill()
 		}
+		if m.leaderless() {
+			again.Reset(500 * time.Millisecond)
+		}
 	}
+}
+
+// leaderless reports whether a stream was last seen without a leader.
+func (m *Monitor) leaderless() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.streams {
+		if w.inspected && w.state.Leader == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Err returns nil while every stream is intact, an error wrapping
