@@ -224,10 +224,8 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	key = rec.Primary
 	if err == nil && s.cfg.MaxConnsPerKey > 0 {
 		h := rec.Handle.String()
-		if n := s.conns.count(h, s.cfg.Now()); n >= s.cfg.MaxConnsPerKey {
+		if n, ok := s.conns.take(h, s.cfg.MaxConnsPerKey, s.cfg.Now()); !ok {
 			err = fmt.Errorf("%w: @%s has %d open, at most %d", ErrTooManyConnections, h, n, s.cfg.MaxConnsPerKey)
-		} else {
-			s.conns.allowed(h, s.cfg.Now())
 		}
 	}
 	var userJWT string

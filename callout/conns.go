@@ -71,27 +71,27 @@ func newConns() *conns {
 	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}}
 }
 
-// count returns handle's connections at now.
-func (c *conns) count(handle string, now time.Time) int {
+// take counts one more sign-in of handle at now if it has fewer than max
+// connections (open, or allowed here and not yet connected); it returns
+// the count before and whether it took one. Checking and counting under
+// one lock, concurrent sign-ins of one key cannot pass the cap together.
+func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.pending[handle]
 	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
 		p = p[1:]
 	}
+	n := len(c.open[handle]) + len(p)
+	if n < max {
+		p = append(p, now)
+	}
 	if len(p) == 0 {
 		delete(c.pending, handle)
 	} else {
 		c.pending[handle] = p
 	}
-	return len(c.open[handle]) + len(p)
-}
-
-// allowed records a sign-in this replica allowed.
-func (c *conns) allowed(handle string, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pending[handle] = append(c.pending[handle], now)
+	return n, n < max
 }
 
 // event applies a connect (up) or disconnect event.

@@ -260,16 +260,7 @@ func removePeer(t *testing.T, nodes []*natstest.Server, node string) {
 // streams damaged, with its leader.
 func waitUnready(t *testing.T, base string, streams []string, leader string) {
 	t.Helper()
-	var last string
-	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(base + "/v1/healthz")
-		if err != nil {
-			last = err.Error()
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+	ok, last := pollHealthz(base, 30*time.Second, func(status int, b []byte) bool {
 		var h struct {
 			Integrity struct {
 				OK      bool `json:"ok"`
@@ -281,17 +272,20 @@ func waitUnready(t *testing.T, base string, streams []string, leader string) {
 				} `json:"streams"`
 			} `json:"integrity"`
 		}
-		if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(b, &h) != nil || h.Integrity.OK {
-			continue
+		if status != http.StatusServiceUnavailable || json.Unmarshal(b, &h) != nil || h.Integrity.OK {
+			return false
 		}
 		for _, s := range h.Integrity.Streams {
 			if slices.Contains(streams, s.Stream) && s.Leader == leader && s.Status == "damaged" && len(s.Problems) > 0 {
 				t.Logf("%s readiness: %s (leader %s) damaged: %s", base, s.Stream, s.Leader, strings.Join(s.Problems, "; "))
-				return
+				return true
 			}
 		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("%s readiness never named %v (leader %s) damaged: %s", base, streams, leader, last)
 	}
-	t.Fatalf("%s readiness never named %v (leader %s) damaged: %s", base, streams, leader, last)
 }
 
 // tryRegister registers name with a new key and returns the

@@ -267,6 +267,15 @@ func waitBroker(t *testing.T, nodes []*natstest.Server) {
 
 func waitHealthz(t *testing.T, base string, d time.Duration) {
 	t.Helper()
+	if ok, last := pollHealthz(base, d, func(status int, _ []byte) bool { return status == http.StatusOK }); !ok {
+		t.Fatalf("%s not healthy after %v: %s", base, d, last)
+	}
+}
+
+// pollHealthz asks base's /v1/healthz every 100 ms, for d at most, until
+// done says the answer (status and body) is the one waited for; otherwise
+// it returns false and the last answer.
+func pollHealthz(base string, d time.Duration, done func(status int, body []byte) bool) (bool, string) {
 	var last string
 	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
 		resp, err := http.Get(base + "/v1/healthz")
@@ -276,12 +285,12 @@ func waitHealthz(t *testing.T, base string, d time.Duration) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return
+		if done(resp.StatusCode, b) {
+			return true, ""
 		}
 		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}
-	t.Fatalf("%s not healthy after %v: %s", base, d, last)
+	return false, last
 }
 
 // registration is a handle the home server acknowledged (201), with its
