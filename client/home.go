@@ -52,7 +52,7 @@ func (e *APIError) Error() string {
 	return e.Message
 }
 
-// codeErrors maps the home server's error codes (README, "Errors") back
+// codeErrors maps the home server's error codes (docs/protocol.md, "Errors") back
 // to the sentinels they came from.
 var codeErrors = map[string]error{
 	"invalid_request": kez.ErrInvalidRequest,
