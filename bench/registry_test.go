@@ -129,7 +129,7 @@ func TestBenchRegisterAccumulating(t *testing.T) {
 	first := register("first", step)
 	register("bulk", 9*step)
 	later := register("later", step)
-	s, _ := js.Stream(ctx, streams.InboxStream)
+	s, _ := js.Stream(ctx, kez.InboxStream)
 	consumers := 0
 	for range s.ConsumerNames(ctx).Name() {
 		consumers++

@@ -257,7 +257,7 @@ func TestDenials(t *testing.T) {
 		nc, err := nats.Connect(url, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
 			nonce = append([]byte(nil), n...)
 			return alice.Sign(kez.PurposeNATSAuth, n), nil
-		}), nats.CustomInboxPrefix(streams.UserInboxPrefix(alice.Public())))
+		}), nats.CustomInboxPrefix(kez.UserInboxPrefix(alice.Public())))
 		if err != nil {
 			t.Fatalf("first connection: %v", err)
 		}
@@ -320,7 +320,7 @@ func TestIsolation(t *testing.T) {
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")
 	nc, e := connect(t, st, alice)
 	A, B := alice.Public().Hex(), bob.Public().Hex()
-	inbox := streams.InboxStream
+	inbox := kez.InboxStream
 
 	subs := []string{
 		"kez.inbox." + B,       // another inbox, core
@@ -344,7 +344,7 @@ func TestIsolation(t *testing.T) {
 		"kez.ratelimit.>",    // rate-limit records
 		"$KV.kez_presence.>", // presence writes (live changes come from kez.presence.*)
 	}
-	api := streams.UserAPIPrefix
+	api := kez.UserAPIPrefix
 	pubs := []string{
 		// The door answers only for the caller's own key, and the inbox
 		// stream is reached only through it.
@@ -406,7 +406,7 @@ func TestIsolation(t *testing.T) {
 		"kez.ratelimit.register.00000000",
 		// Presence: only one's own entry is writable, only the presence
 		// bucket readable, and only JetStream republishes live changes.
-		streams.PresenceKeySubject(bob.Public()),
+		kez.PresenceKeySubject(bob.Public()),
 		"kez.presence." + A,
 		"kez.presence." + B,
 		"$JS.API.DIRECT.GET.KV_kez_presence.$KV.kez_presence." + B,
@@ -432,14 +432,14 @@ func TestIsolation(t *testing.T) {
 		})
 	}
 	// Requests carry replies to alice's own prefix; none may come back.
-	replies, err := nc.SubscribeSync(streams.UserInboxPrefix(alice.Public()) + ".isolation.>")
+	replies, err := nc.SubscribeSync(kez.UserInboxPrefix(alice.Public()) + ".isolation.>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range pubs {
 		t.Run("pub "+p, func(t *testing.T) {
 			body := []byte(`{"stream_name":"X","config":{"name":"X","mirror":{"name":"KEZ_INBOX"}}}`)
-			reply := fmt.Sprintf("%s.isolation.%d", streams.UserInboxPrefix(alice.Public()), i)
+			reply := fmt.Sprintf("%s.isolation.%d", kez.UserInboxPrefix(alice.Public()), i)
 			if err := nc.PublishRequest(p, reply, body); err != nil {
 				t.Fatal(err)
 			}
@@ -567,13 +567,13 @@ func TestHostileReplies(t *testing.T) {
 	}
 	nc, _ := connect(t, st, alice)
 	A, B := alice.Public().Hex(), bob.Public().Hex()
-	inbox := streams.InboxStream
-	api := streams.UserAPIPrefix
+	inbox := kez.InboxStream
+	api := kez.UserAPIPrefix
 	// alice's presence entry exists, so her direct gets answer with data.
 	if err := client.PublishPresence(ctx, nc, alice.Public(), client.PresenceOnline, time.Minute, time.Now()); err != nil {
 		t.Fatalf("alice announces herself: %v", err)
 	}
-	door := func(op string) string { return streams.DoorSubject(alice.Public(), op) }
+	door := func(op string) string { return kez.DoorSubject(alice.Public(), op) }
 	attacks := []struct{ subject, reply string }{
 		// The door's answers, pointed at the JetStream API, at the KV
 		// buckets, or at bob's live subjects.
@@ -594,19 +594,19 @@ func TestHostileReplies(t *testing.T) {
 		{"$JS.ACK." + inbox + "." + A + ".1.1.1.1.0", "$JS.API.STREAM.DELETE." + streams.RegistryStream},
 		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.CONSUMER.DELETE." + inbox + "." + B},
 		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.STREAM.PURGE." + inbox},
-		{streams.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
-		{streams.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
+		{kez.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{kez.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
 		// Presence: the write's ack and the direct get's answer go back
 		// through the import; pointed at another stream's API or at bob's
 		// entry they must not reach KEZ.
-		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.DELETE." + inbox},
-		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.PURGE." + streams.PresenceStream},
-		{streams.PresenceKeySubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(alice.Public()), "$JS.API.STREAM.DELETE." + streams.PresenceStream},
-		{streams.PresenceGetSubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(alice.Public()), "$KV.kez_handles.alice"},
-		{streams.InboxSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
+		{kez.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{kez.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.PURGE." + kez.PresenceStream},
+		{kez.PresenceKeySubject(alice.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(alice.Public()), "$JS.API.STREAM.DELETE." + kez.PresenceStream},
+		{kez.PresenceGetSubject(alice.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(alice.Public()), "$KV.kez_handles.alice"},
+		{kez.InboxSubject(bob.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(bob.Public()), kez.PresenceKeySubject(bob.Public())},
 	}
 	for _, a := range attacks {
 		body := []byte(`{"batch":1,"no_wait":true}`)
@@ -620,7 +620,7 @@ func TestHostileReplies(t *testing.T) {
 	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
 	// A roll-up on her own key would purge every entry if the bucket
 	// allowed roll-ups (subject delete markers require them).
-	rollup := nats.NewMsg(streams.PresenceKeySubject(alice.Public()))
+	rollup := nats.NewMsg(kez.PresenceKeySubject(alice.Public()))
 	rollup.Header.Set("Nats-Rollup", "all")
 	rollup.Data = []byte(`{"status":"online","ts":1,"ttl":60}`)
 	if js, _ := client.JetStream(nc); js != nil {
@@ -628,7 +628,7 @@ func TestHostileReplies(t *testing.T) {
 			t.Error("a roll-up on the presence bucket was accepted")
 		}
 	}
-	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles", streams.PresenceStream} {
+	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles", kez.PresenceStream} {
 		if _, err := admin.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s after the attacks: %v", name, err)
 		}
@@ -642,14 +642,14 @@ func TestHostileReplies(t *testing.T) {
 			t.Errorf("alice's record after the attacks: %v", err)
 		}
 	}
-	ps, err := admin.Stream(ctx, streams.PresenceStream)
+	ps, err := admin.Stream(ctx, kez.PresenceStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(bob.Public())); err == nil {
+	if m, err := ps.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(bob.Public())); err == nil {
 		t.Errorf("bob's presence entry was written: %s %q", m.Header, m.Data)
 	}
-	if _, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(alice.Public())); err != nil {
+	if _, err := ps.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(alice.Public())); err != nil {
 		t.Errorf("alice's presence entry after the attacks: %v", err)
 	}
 }
@@ -697,7 +697,7 @@ func TestUserLimits(t *testing.T) {
 		t.Errorf("within the limits: %v", err)
 	}
 	e.mu.Unlock()
-	if _, err := nc.SubscribeSync(streams.UserInboxPrefix(alice.Public()) + ".limit.over"); err != nil {
+	if _, err := nc.SubscribeSync(kez.UserInboxPrefix(alice.Public()) + ".limit.over"); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -714,7 +714,7 @@ func TestUserLimits(t *testing.T) {
 
 	// The broker enforces it on the wire (its INFO, sent before the
 	// callout answered, still says 1 MB: nats.go does not check it).
-	subj := streams.DoorSubject(alice.Public(), streams.DoorStat)
+	subj := kez.DoorSubject(alice.Public(), kez.DoorStat)
 	if resp := rawPublish(t, st, alice, subj, maxPayload); strings.Contains(resp, "-ERR") {
 		t.Errorf("64 KiB: %q", resp)
 	}

@@ -110,11 +110,11 @@ func (c Config) Validate() error {
 	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
 		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
 	}
-	if len(c.PublicRelays) > registry.MaxRelays {
-		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
+	if len(c.PublicRelays) > kez.MaxRelays {
+		return fmt.Errorf("%w: more than %d public relays", ErrConfig, kez.MaxRelays)
 	}
 	for _, r := range c.PublicRelays {
-		if _, err := registry.ParseRelayAddr(r); err != nil {
+		if _, err := kez.ParseRelayAddr(r); err != nil {
 			return fmt.Errorf("%w: public relay %q: %v", ErrConfig, r, err)
 		}
 	}
@@ -248,11 +248,11 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		s.logger.Warn("auth callout off: no callout issuer key configured")
 	}
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
-	sigchainURL := func(k kez.PublicKey) string { return registry.SigchainURL(cfg.SigchainURL, k) }
+	sigchainURL := func(k kez.PublicKey) string { return kez.SigchainURL(cfg.SigchainURL, k) }
 	handler := s.Registry.Handler(registry.HTTPConfig{
 		SigchainURL:   cfg.SigchainURL,
 		NATSURL:       cfg.PublicNATS,
-		Inbox:         streams.InboxSubject,
+		Inbox:         kez.InboxSubject,
 		TrustProxy:    cfg.TrustProxy,
 		NATSConnected: s.nc.IsConnected,
 		Relays:        relays(cfg.PublicRelays),
@@ -360,7 +360,7 @@ func (s *Server) Close(ctx context.Context) error {
 func relays(addrs []string) []string {
 	var out []string
 	for _, a := range addrs {
-		c, _ := registry.ParseRelayAddr(a)
+		c, _ := kez.ParseRelayAddr(a)
 		out = append(out, c)
 	}
 	return out

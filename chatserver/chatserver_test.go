@@ -115,15 +115,15 @@ func TestRegisterAndLookUp(t *testing.T) {
 	if a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
-	var rec registry.Record
+	var rec kez.Record
 	if err := json.Unmarshal(a.Body, &rec); err != nil {
 		t.Fatal(err)
 	}
-	want := registry.Record{
+	want := kez.Record{
 		Handle:      "alice@" + domain,
 		Primary:     alice.Public().String(),
 		SigchainURL: "https://sig." + domain + "/v1/sigchains/ed25519/" + alice.Public().Hex(),
-		NATS:        registry.RecordNATS{URL: "nats://nats." + domain + ":4222", Inbox: "kez.inbox." + alice.Public().Hex()},
+		NATS:        kez.RecordNATS{URL: "nats://nats." + domain + ":4222", Inbox: "kez.inbox." + alice.Public().Hex()},
 	}
 	if rec.Handle != want.Handle || rec.Primary != want.Primary || rec.SigchainURL != want.SigchainURL || rec.NATS != want.NATS || rec.RegisteredAt == 0 {
 		t.Errorf("record = %+v, want %+v", rec, want)
@@ -195,7 +195,7 @@ func TestPublicRelays(t *testing.T) {
 	want := []string{"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID, "/ip4/203.0.113.7/tcp/4001/p2p/" + relayID}
 	for _, path := range []string{"/v1/u/alice", "/v1/k/" + alice.Public().String()} {
 		got := webtest.Do(t, http.MethodGet, srv.URL()+path, nil)
-		var rec registry.Record
+		var rec kez.Record
 		if err := json.Unmarshal(got.Body, &rec); err != nil || got.Status != http.StatusOK {
 			t.Fatalf("GET %s = %d %s", path, got.Status, got.Body)
 		}

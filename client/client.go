@@ -21,7 +21,6 @@ import (
 	"kez.lat/kez/mnemonic"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
-	"kez.lat/kez/streams"
 )
 
 // Config is what a [Client] needs beyond its profile.
@@ -336,7 +335,7 @@ func clockHint(err error, ae *APIError, now time.Time) error {
 // and the p2p node (by peer ID; [Client.Serve] adds its addresses).
 func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
 	return c.extendChain(ctx, func(a Account, st sigchain.State) []chainEvent {
-		nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: streams.InboxSubject(a.Primary)}
+		nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: kez.InboxSubject(a.Primary)}
 		var want []chainEvent
 		if !hasNATS(st, nep) {
 			want = append(want, chainEvent{sigchain.TypeAddEndpoint, nep})

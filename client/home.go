@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/registry"
-	"kez.lat/kez/streams"
 )
 
 // defaultTimeout bounds a call whose context has no deadline.
@@ -132,7 +130,7 @@ func (h Home) Register(ctx context.Context, req kez.RegistrationRequest) (Record
 	if err != nil {
 		return Record{}, err
 	}
-	var raw registry.Record
+	var raw kez.Record
 	if err := h.do(ctx, http.MethodPost, "/v1/register", body, &raw); err != nil {
 		return Record{}, err
 	}
@@ -146,7 +144,7 @@ func (h Home) Health(ctx context.Context) error {
 }
 
 func (h Home) record(ctx context.Context, path string) (Record, error) {
-	var raw registry.Record
+	var raw kez.Record
 	if err := h.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
 		return Record{}, err
 	}
@@ -215,7 +213,7 @@ type Record struct {
 	Inbox        string
 	RegisteredAt int64
 	// Relays are the circuit relays the home server advertises (canonical
-	// multiaddrs ending in /p2p/<id>, at most registry.MaxRelays); entries
+	// multiaddrs ending in /p2p/<id>, at most kez.MaxRelays); entries
 	// that do not parse are dropped, since relays are a hint the record's
 	// signature does not cover.
 	Relays []string
@@ -226,7 +224,7 @@ type Record struct {
 // of the registration of this handle (so a server cannot bind a handle to
 // a key whose holder never asked for it), the inbox is the key's, and the
 // sigchain URL names the key's chain.
-func checkRecord(raw registry.Record) (Record, error) {
+func checkRecord(raw kez.Record) (Record, error) {
 	h, err := kez.ParseHandle(raw.Handle, "")
 	if err != nil || !strings.Contains(raw.Handle, "@") {
 		return Record{}, fmt.Errorf("%w: handle %q", ErrBadRecord, raw.Handle)
@@ -238,14 +236,13 @@ func checkRecord(raw registry.Record) (Record, error) {
 	if !kez.VerifyRegistration(h, key, raw.RegisteredAt, raw.RegistrationSig) {
 		return Record{}, fmt.Errorf("%w: the registration signature of %s does not verify", ErrBadRecord, h)
 	}
-	suffix := "/v1/sigchains/ed25519/" + key.Hex()
-	base, ok := strings.CutSuffix(raw.SigchainURL, suffix)
-	if !ok || base == "" {
+	base, ok := kez.SigchainBase(raw.SigchainURL, key)
+	if !ok {
 		return Record{}, fmt.Errorf("%w: sigchain_url does not name the key's chain", ErrBadRecord)
 	}
-	if raw.NATS.Inbox != "" && raw.NATS.Inbox != streams.InboxSubject(key) {
+	if raw.NATS.Inbox != "" && raw.NATS.Inbox != kez.InboxSubject(key) {
 		return Record{}, fmt.Errorf("%w: inbox is not the key's", ErrBadRecord)
 	}
 	return Record{Handle: h, Primary: key, SigchainBase: base, NATSURL: raw.NATS.URL,
-		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt, Relays: registry.ParseRelayAddrs(raw.Relays)}, nil
+		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt, Relays: kez.ParseRelayAddrs(raw.Relays)}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 // ConnectNATS connects to the broker at url as the user of key. The
@@ -26,7 +25,7 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 	base := []nats.Option{
 		nats.Name("kez-chat " + pub.String()),
 		NATSAuth(key),
-		nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
+		nats.CustomInboxPrefix(kez.UserInboxPrefix(pub)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
@@ -78,8 +77,8 @@ func ValidNATSNonce(nonce []byte) bool {
 }
 
 // JetStream returns the JetStream context of a user connection: the API
-// under the users' prefix (see streams.UserAPIPrefix), where the one call
+// under the users' prefix (see kez.UserAPIPrefix), where the one call
 // a user may make is the direct get of a presence entry.
 func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	return jetstream.NewWithAPIPrefix(nc, streams.UserAPIPrefix)
+	return jetstream.NewWithAPIPrefix(nc, kez.UserAPIPrefix)
 }

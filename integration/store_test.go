@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/natstest"
@@ -68,7 +69,7 @@ func TestStoreFull(t *testing.T) {
 	start = time.Now()
 	_, errw, exit := alice.run("", "send", "@bob", "while full")
 	t.Logf("kez-chat send with the store full exited %d in %v", exit, time.Since(start).Round(time.Millisecond))
-	if took := time.Since(start); exit == 0 || !strings.Contains(errw, streams.DoorStoreFull) ||
+	if took := time.Since(start); exit == 0 || !strings.Contains(errw, kez.DoorStoreFull) ||
 		!strings.Contains(errw, "cannot store messages right now; nothing was stored") || took > 3*time.Second {
 		t.Errorf("send with the store full: exit %d in %v:\n%s", exit, took, errw)
 	}

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"kez.lat/kez"
-	"kez.lat/kez/registry"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/web"
 )
@@ -111,7 +110,7 @@ func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event,
 	if err != nil {
 		return sigchain.Event{}, err
 	}
-	url := registry.SigchainURL(c.BaseURL, ev.Chain()) + "/events"
+	url := kez.SigchainURL(c.BaseURL, ev.Chain()) + "/events"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(wire))
 	if err != nil {
 		return sigchain.Event{}, err
@@ -161,7 +160,7 @@ const maxPages = 1000
 // page gets one page of key's chain from since and the since of the next
 // page (0: none).
 func (c *Client) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, error) {
-	url := registry.SigchainURL(c.BaseURL, key)
+	url := kez.SigchainURL(c.BaseURL, key)
 	if since > 0 {
 		url += "?since=" + strconv.FormatUint(since, 10)
 	}

@@ -22,7 +22,6 @@ import (
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
-	"kez.lat/kez/streams"
 )
 
 // LoadConfig is what the simulated users do.
@@ -181,7 +180,7 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 	// The first sigchain event, as client.PublishEndpoints appends it: the
 	// nats inbox the record names.
 	ev, err := sigchain.Next(key, nil, sigchain.TypeAddEndpoint,
-		sigchain.NATSEndpoint{URL: rec.NATSURL, Inbox: streams.InboxSubject(u.pub)}, time.Now())
+		sigchain.NATSEndpoint{URL: rec.NATSURL, Inbox: kez.InboxSubject(u.pub)}, time.Now())
 	if err != nil {
 		g.rec.Error(opAppend, "build")
 		return false
