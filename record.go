@@ -26,6 +26,10 @@ type RecordNATS struct {
 // key's hex: GET fetches the chain, POST to it + "/events" appends.
 const SigchainPath = "/v1/sigchains/ed25519/"
 
+// NextPageHeader, on a chain answer that does not reach the tail, names
+// the since of the next page.
+const NextPageHeader = "Kez-Next-Since"
+
 // SigchainURL returns the URL of key's sigchain under base, the
 // sig-server's base URL (https://sig.kez.lat).
 func SigchainURL(base string, key PublicKey) string {

@@ -26,10 +26,12 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, defaultTimeout)
 }
 
-// APIError is an error answer of a home server: its status and the code
-// and message of its JSON body. It matches the kez sentinel of its code
-// (kez.ErrNotFound for not_found, kez.ErrHandleTaken for handle_taken,
-// ...) and ErrUnreachable for a 5xx answer.
+// APIError is an error answer of a home server or a sig-server: its
+// status and the code and message of its JSON body. It matches the kez
+// sentinel of its code ([kez.CodeError]: kez.ErrNotFound for not_found,
+// kez.ErrHandleTaken for handle_taken, ...), and a 5xx answer matches
+// [ErrUnreachable] (a home server's) or [ErrSigchainUnreachable] (a
+// sig-server's).
 type APIError struct {
 	Status  int
 	Code    string
@@ -41,42 +43,32 @@ type APIError struct {
 	// RetryAfter is how long the server asks to wait before trying
 	// again (its Retry-After header in seconds; 0 without one).
 	RetryAfter time.Duration
+	// Sigchain is set on a sig-server's answers.
+	Sigchain bool
 }
 
 func (e *APIError) Error() string {
-	if e.Message == "" {
+	switch {
+	case e.Sigchain:
+		return fmt.Sprintf("sigchain server answered %d %s: %s", e.Status, e.Code, e.Message)
+	case e.Message == "":
 		return fmt.Sprintf("server answered %d %s", e.Status, e.Code)
 	}
 	return e.Message
 }
 
-// codeErrors maps the home server's error codes (docs/protocol.md, "Errors") back
-// to the sentinels they came from.
-var codeErrors = map[string]error{
-	"invalid_request": kez.ErrInvalidRequest,
-	"invalid_handle":  kez.ErrInvalidHandle,
-	"invalid_key":     kez.ErrInvalidKey,
-	"wrong_domain":    kez.ErrWrongDomain,
-	"bad_signature":   kez.ErrBadSignature,
-	"stale_timestamp": kez.ErrStaleTimestamp,
-	"reserved":        kez.ErrReservedHandle,
-	"not_found":       kez.ErrNotFound,
-	"handle_taken":    kez.ErrHandleTaken,
-	"key_taken":       kez.ErrKeyTaken,
-	"too_similar":     kez.ErrHandleTooSimilar,
-	"too_large":       kez.ErrTooLarge,
-	"rate_limited":    kez.ErrRateLimited,
-	"unavailable":     kez.ErrUnavailable,
-	// store_unavailable is also 5xx, so it matches ErrUnreachable too.
-	"store_unavailable": kez.ErrStoreUnavailable,
-}
-
-// Is matches the sentinel of e's code, and ErrUnreachable for 5xx.
+// Is matches the sentinel of e's code, and for 5xx ErrUnreachable or,
+// from a sig-server, ErrSigchainUnreachable.
 func (e *APIError) Is(target error) bool {
-	if target == ErrUnreachable {
-		return e.Status >= 500
+	switch target {
+	case nil:
+		return false
+	case ErrUnreachable:
+		return e.Status >= 500 && !e.Sigchain
+	case ErrSigchainUnreachable:
+		return e.Status >= 500 && e.Sigchain
 	}
-	return codeErrors[e.Code] == target && target != nil
+	return kez.CodeError(e.Code) == target
 }
 
 // Home is a client of one home server's HTTP API.

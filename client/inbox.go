@@ -17,7 +17,7 @@ import (
 )
 
 // DoorError is a refusal of the home server's inbox door: Code is one of
-// the streams.Door* codes.
+// the kez.Door* codes.
 type DoorError struct {
 	Code, Message string
 }

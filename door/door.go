@@ -147,7 +147,7 @@ func (s *Service) Stop() {
 	}
 }
 
-// refusal is a door error with its code (streams.Door*).
+// refusal is a door error with its code (kez.Door*).
 type refusal struct {
 	code, msg string
 }

@@ -19,6 +19,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/natstest"
 	"kez.lat/kez/sigserver"
@@ -140,7 +141,7 @@ func checkBrokerRestart(t *testing.T, keys *natstest.Server, natsURL string, rep
 			t.Fatalf("%s: register %s: %s", d.name, name, errw)
 		}
 		_, key := carol.whoami()
-		events, err := (&sigserver.Client{BaseURL: h.sigURL}).Events(context.Background(), key, 0)
+		events, err := (&client.Sigchains{BaseURL: h.sigURL}).Events(context.Background(), key, 0)
 		if err != nil || len(events) < 2 {
 			t.Fatalf("%s: %s's sigchain: %d events, %v; want its two endpoints", d.name, name, len(events), err)
 		}

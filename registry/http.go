@@ -54,7 +54,7 @@ type server struct {
 func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler {
 	srv := &server{
 		svc: s, cfg: cfg, logger: s.logger,
-		errs: web.Errors{Table: web.RootErrors, Logger: s.logger},
+		errs: web.Errors{Table: kez.ErrorCodes(), Logger: s.logger},
 		regs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kez_registrations_total", Help: "Registration attempts by result code.",
 		}, []string{"result"}),
@@ -77,7 +77,7 @@ func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler
 		mux.Handle(pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "no such route", Code: "not_found"})
+		web.WriteJSON(w, http.StatusNotFound, kez.ErrorBody{Error: "no such route", Code: "not_found"})
 	})
 	return web.NewMetrics(reg).Wrap(mux)
 }

@@ -41,39 +41,6 @@ func WriteJSONType(w http.ResponseWriter, status int, ctype string, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// ErrorBody is the JSON body of every error answer.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
-// Mapping maps a sentinel error to an HTTP status and a stable code.
-type Mapping struct {
-	Err    error
-	Status int
-	Code   string
-}
-
-// RootErrors maps the kez sentinel errors; servers append their own.
-var RootErrors = []Mapping{
-	{kez.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{kez.ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
-	{kez.ErrInvalidHandle, http.StatusBadRequest, "invalid_handle"},
-	{kez.ErrInvalidKey, http.StatusBadRequest, "invalid_key"},
-	{kez.ErrWrongDomain, http.StatusBadRequest, "wrong_domain"},
-	{kez.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
-	{kez.ErrBadSignature, http.StatusUnauthorized, "bad_signature"},
-	{kez.ErrStaleTimestamp, http.StatusUnauthorized, "stale_timestamp"},
-	{kez.ErrReservedHandle, http.StatusForbidden, "reserved"},
-	{kez.ErrHandleTaken, http.StatusConflict, "handle_taken"},
-	{kez.ErrKeyTaken, http.StatusConflict, "key_taken"},
-	{kez.ErrHandleTooSimilar, http.StatusConflict, "too_similar"},
-	{kez.ErrNotFound, http.StatusNotFound, "not_found"},
-	{kez.ErrLogDamaged, http.StatusServiceUnavailable, "log_damaged"},
-	{kez.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	{kez.ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable"},
-}
-
 // RetryAfterUnavailable is the Retry-After of a 503 answer, in seconds:
 // a broker restart or a leader election is over in seconds; a full store
 // needs an operator, and a client that retries every few seconds costs
@@ -81,10 +48,11 @@ var RootErrors = []Mapping{
 const RetryAfterUnavailable = "5"
 
 // Errors is the error boundary of one server: handlers call Write with any
-// error; a mapped one is answered with its status, code and message, any
-// other is logged and answered "internal error", never with its text.
+// error; one mapped by Table ([kez.ErrorCodes] and the server's own codes)
+// is answered with its status, code and message, any other is logged and
+// answered "internal error", never with its text.
 type Errors struct {
-	Table  []Mapping
+	Table  []kez.ErrorCode
 	Logger *slog.Logger
 }
 
@@ -115,12 +83,12 @@ func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 				e.Logger.Warn("unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 				msg = m.Err.Error()
 			}
-			WriteJSON(w, m.Status, ErrorBody{Error: msg, Code: m.Code})
+			WriteJSON(w, m.Status, kez.ErrorBody{Error: msg, Code: m.Code})
 			return
 		}
 	}
 	e.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-	WriteJSON(w, http.StatusInternalServerError, ErrorBody{Error: "internal error", Code: "internal"})
+	WriteJSON(w, http.StatusInternalServerError, kez.ErrorBody{Error: "internal error", Code: "internal"})
 }
 
 // ReadBody reads the request body, refusing more than limit bytes with

@@ -21,7 +21,6 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
 )
 
 // LoadConfig is what the simulated users do.
@@ -187,7 +186,7 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 	}
 	octx, cancel = context.WithTimeout(ctx, g.cfg.OpTimeout)
 	t0 = time.Now()
-	_, err = (&sigserver.Client{BaseURL: rec.SigchainBase, HTTP: g.hc}).Append(octx, ev)
+	_, err = (&client.Sigchains{BaseURL: rec.SigchainBase, HTTP: g.hc}).Append(octx, ev)
 	cancel()
 	if err != nil {
 		g.rec.Error(opAppend, ErrKind(err))
