@@ -47,7 +47,7 @@ fuzz:
 		done; \
 	done
 
-## dev: nats-server (deploy/nats.conf) and our servers on 127.0.0.1, logs on the terminal; Ctrl-C stops all
+## dev: nats-server (nats/nats.conf) and our servers on 127.0.0.1, logs on the terminal; Ctrl-C stops all
 dev: build tools
 	./deploy/dev.sh
 

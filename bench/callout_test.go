@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 // TestBenchCallout: connects/s of users signing in through the auth
@@ -42,10 +42,10 @@ func TestBenchCallout(t *testing.T) {
 	})
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1 << 30

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/streams"
 )
 
@@ -64,7 +64,7 @@ func TestBenchPresence(t *testing.T) {
 		return nil
 	})
 
-	admin, err := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	admin, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

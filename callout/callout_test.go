@@ -26,7 +26,8 @@ import (
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -40,10 +41,10 @@ type stack struct {
 func config(ns *natstest.Server) chatserver.Config {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = domain
 	cfg.Streams.RegisterLimit = 1000
@@ -303,7 +304,7 @@ func TestMalformedRequests(t *testing.T) {
 	// Not even the callout account's own user can send a request: the
 	// server denies publishing to the callout subject in that account.
 	e := &errs{}
-	nc := st.ns.Connect(callout.KeyCallout, nats.ErrorHandler(e.handler))
+	nc := st.ns.Connect(natskeys.KeyCallout, nats.ErrorHandler(e.handler))
 	if _, err := nc.Request(callout.Subject, []byte("not a jwt"), 300*time.Millisecond); err == nil {
 		t.Fatal("a forged request was answered")
 	}
@@ -467,7 +468,7 @@ func TestIsolation(t *testing.T) {
 	}
 	// Nothing alice attempted reached bob's inbox or created anything:
 	// the inbox stream has no consumer at all.
-	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.ns.Connect(natskeys.KeyAdmin))
 	s, _ := admin.Stream(ctx, inbox)
 	names := s.ConsumerNames(ctx)
 	for n := range names.Name() {
@@ -617,7 +618,7 @@ func TestHostileReplies(t *testing.T) {
 	nc.Flush()
 	time.Sleep(500 * time.Millisecond)
 
-	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.ns.Connect(natskeys.KeyAdmin))
 	// A roll-up on her own key would purge every entry if the bucket
 	// allowed roll-ups (subject delete markers require them).
 	rollup := nats.NewMsg(kez.PresenceKeySubject(alice.Public()))
@@ -675,7 +676,7 @@ func TestSignInRightAfterRegistration(t *testing.T) {
 	}
 }
 
-// TestUserLimits: the limits of deploy/nats.conf's USERS account hold for
+// TestUserLimits: the limits of nats/nats.conf's USERS account hold for
 // a user signed in through the callout: the 1,025th subscription and a
 // payload one byte over 64 KiB are refused by the broker, while the
 // 1,024th and exactly 64 KiB pass, and another user is unaffected.

@@ -25,6 +25,7 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
 	"kez.lat/kez/integrity"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -291,13 +292,13 @@ type calloutUsers struct {
 }
 
 func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
-	issuer, err := callout.ReadSeedFile(cfg.CalloutIssuerFile)
+	issuer, err := natskeys.ReadSeedFile(cfg.CalloutIssuerFile)
 	if err != nil {
 		return fmt.Errorf("callout issuer: %w", err)
 	}
 	var xkey nkeys.KeyPair
 	if cfg.CalloutXKeyFile != "" {
-		if xkey, err = callout.ReadSeedFile(cfg.CalloutXKeyFile); err != nil {
+		if xkey, err = natskeys.ReadSeedFile(cfg.CalloutXKeyFile); err != nil {
 			return fmt.Errorf("callout xkey: %w", err)
 		}
 	}

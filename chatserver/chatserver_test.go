@@ -19,9 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web/webtest"
@@ -32,10 +32,10 @@ const domain = "kez.test"
 func testConfig(ns *natstest.Server) chatserver.Config {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = domain
 	cfg.PublicURL = "https://" + domain
@@ -280,7 +280,7 @@ func TestErrors(t *testing.T) {
 	}
 	// Refused registrations stored nothing: the registry holds only tudisco's
 	// three messages.
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	s, err := js.Stream(context.Background(), streams.RegistryStream)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestBogusRegistrationsWriteNothing(t *testing.T) {
 	if codes[http.StatusTooManyRequests] < 25 || codes[http.StatusCreated] != 0 {
 		t.Errorf("50 bogus registrations answered %v, want most refused 429 before verification", codes)
 	}
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	s, err := js.Stream(context.Background(), streams.RateLimitStream)
 	if err != nil {
 		t.Fatal(err)
@@ -464,7 +464,7 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 	registerMany(t, srv.URL(), 30, "user")
 	register(t, srv.URL(), regBody(t, newKey(t), "user1")) // a refused one changes nothing
 
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +506,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	ctx := context.Background()
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 // reports that the connection which announced it closed (a kill -9
 // included), instead of when the announcement's TTL runs out. The broker
 // publishes every closed connection of the users' account on
-// $SYS.ACCOUNT.<account>.DISCONNECT, which deploy/nats.conf exports from
+// $SYS.ACCOUNT.<account>.DISCONNECT, which nats/nats.conf exports from
 // SYS to KEZ; the replicas share the events in one queue group. The event
 // names the user by the handle our callout gave the connection, and the
 // connection by server and client id, which the presence entry records:

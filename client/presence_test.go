@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // presenceOf polls bob's view of h until it is state (10 s at most).
@@ -201,13 +201,13 @@ func TestPresenceInvisible(t *testing.T) {
 	alice, _ := newUser(t, st, "alice")
 	bob, _ := newUser(t, st, "bob")
 	a, _ := alice.Account()
-	admin, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	ctx := context.Background()
 	stream, err := admin.Stream(ctx, kez.PresenceStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := st.NATS.Connect(callout.KeyAdmin).SubscribeSync(kez.PresenceLiveSubject(a.Primary))
+	live, err := st.NATS.Connect(natskeys.KeyAdmin).SubscribeSync(kez.PresenceLiveSubject(a.Primary))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,13 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/door"
 	"kez.lat/kez/message"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -83,7 +83,7 @@ func refused(t testing.TB, what string, err error, code string) {
 // stored returns how many messages the inbox stream holds.
 func stored(t testing.TB, st *clienttest.Stack) uint64 {
 	t.Helper()
-	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	s, err := js.Stream(context.Background(), kez.InboxStream)
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +373,7 @@ func TestDoorReflection(t *testing.T) {
 func TestNoJetStreamObjectPerUser(t *testing.T) {
 	st := clienttest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	var users []*user
 	for i := range 20 {
 		users = append(users, register(t, st, fmt.Sprintf("first%d", i)))
@@ -412,7 +412,7 @@ func TestNoJetStreamObjectPerUser(t *testing.T) {
 func TestUpgradeInPlace(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: kez.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.WorkQueuePolicy, MaxAge: 30 * 24 * time.Hour, MaxMsgsPerSubject: 10_000,
@@ -504,7 +504,7 @@ func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string
 func TestDoorStoreFailures(t *testing.T) {
 	st := clienttest.Start(t)
 	alice, bob := register(t, st, "alice"), register(t, st, "bob")
-	admin := st.NATS.Connect(callout.KeyAdmin)
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
 	js, _ := jetstream.New(admin)
 	ctx := context.Background()
 	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {

@@ -24,11 +24,11 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 	"kez.lat/kez/message"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // user is one CLI profile.
@@ -353,7 +353,7 @@ func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.Pub
 			t.Fatalf("the door took a forgery: %v, want %s", err, code)
 		}
 	}
-	admin := st.NATS.Connect(callout.KeyAdmin)
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
 	defer admin.Close()
 	js, _ := jetstream.New(admin)
 	for _, m := range [][2]string{{kez.InboxMsgSubject(bob, alice), string(claimed)}, {kez.InboxMsgSubject(bob, mk.Public()), string(notForBob)}} {

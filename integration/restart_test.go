@@ -17,11 +17,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -33,7 +33,7 @@ import (
 // through it work again on their own: they register, look up, sign a
 // user in (the callout), send and read through the inbox door, and
 // append to a sigchain, with no replica restarted. The broker is
-// deploy/nats.conf, as shipped (sync_interval: always).
+// nats/nats.conf, as shipped (sync_interval: always).
 func TestBrokerRestart(t *testing.T) {
 	t.Run("single", func(t *testing.T) {
 		ns := natstest.Start(t)
@@ -194,7 +194,7 @@ type home struct {
 func startHome(t *testing.T, keys *natstest.Server, natsURL string, replicas int) *home {
 	scfg := sigserver.DefaultConfig()
 	scfg.NATSURL = natsURL
-	scfg.NATSNKeyFile = keys.KeyFile(callout.KeySigServer)
+	scfg.NATSNKeyFile = keys.KeyFile(natskeys.KeySigServer)
 	scfg.HTTPAddr = "127.0.0.1:0"
 	scfg.Streams.Replicas = replicas
 	scfg.Streams.AppendLimit = 1000
@@ -219,10 +219,10 @@ func (h *home) startChat() *chatserver.Server {
 func (h *home) tryStartChat() (*chatserver.Server, error) {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = h.natsURL
-	cfg.NATSNKeyFile = h.keys.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = h.keys.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = h.keys.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = h.keys.KeyFile(callout.KeyXKey)
+	cfg.NATSNKeyFile = h.keys.KeyFile(natskeys.KeyChatServer)
+	cfg.CalloutNKeyFile = h.keys.KeyFile(natskeys.KeyCallout)
+	cfg.CalloutIssuerFile = h.keys.KeyFile(natskeys.KeyIssuer)
+	cfg.CalloutXKeyFile = h.keys.KeyFile(natskeys.KeyXKey)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = clienttest.Domain
 	cfg.SigchainURL = h.sigURL

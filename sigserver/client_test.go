@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"kez.lat/kez/client"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 )
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/web/webtest"
 	"net/http"
 	"testing"
@@ -13,8 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
@@ -23,7 +23,7 @@ import (
 func testConfig(ns *natstest.Server) sigserver.Config {
 	cfg := sigserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeySigServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeySigServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.RequireRegistered = false
 	cfg.Streams.AppendLimit = 1000
@@ -129,7 +129,7 @@ func fetch(t testing.TB, base string, key kez.PublicKey, since string) []sigchai
 // storedMsgs returns how many messages the sigchain stream holds.
 func storedMsgs(t testing.TB, ns *natstest.Server) uint64 {
 	t.Helper()
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

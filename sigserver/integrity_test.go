@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/web/webtest"
 )
 

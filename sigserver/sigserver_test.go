@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/web/webtest"
 	"net/http"
 	"strings"
@@ -15,9 +16,8 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
 )
@@ -283,7 +283,7 @@ func TestRequireRegistered(t *testing.T) {
 	}
 
 	home := chatserver.DefaultConfig()
-	home.NATSURL, home.NATSNKeyFile, home.HTTPAddr = ns.ClientURL(), ns.KeyFile(callout.KeyChatServer), "127.0.0.1:0"
+	home.NATSURL, home.NATSNKeyFile, home.HTTPAddr = ns.ClientURL(), ns.KeyFile(natskeys.KeyChatServer), "127.0.0.1:0"
 	home.Domain = "kez.test"
 	hs, err := chatserver.Start(context.Background(), home, webtest.Logger(t))
 	if err != nil {

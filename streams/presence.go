@@ -13,7 +13,7 @@ import (
 // PresenceBucket is a KV bucket (stream PresenceStream) with one key per
 // user, the key's hex, holding a small JSON entry (kez.PresenceEntry). Each user writes
 // only their own key, by publishing to $KV.kez_presence.<hex> through the
-// service KEZ exports (deploy/nats.conf) under the permission
+// service KEZ exports (nats/nats.conf) under the permission
 // UserPermissions gives; JetStream's ack comes back through the import.
 // Every stored write is republished by the stream to kez.presence.<hex>
 // (kez.PresenceLiveSubject), which KEZ exports to USERS as a stream: watchers
@@ -46,7 +46,7 @@ const (
 
 func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 	// Heartbeats are frequent and worth little after a crash: no fsync per
-	// write on a single server (deploy/nats.conf syncs every write
+	// write on a single server (nats/nats.conf syncs every write
 	// otherwise). nats-server refuses async persistence for replicated
 	// streams, whose quorum is the durability there.
 	persist := jetstream.DefaultPersistMode

@@ -7,8 +7,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -21,9 +21,9 @@ func TestPresenceBucket(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		var js jetstream.JetStream
 		if replicas == 1 {
-			js, _ = jetstream.New(natstest.Start(t).Connect(callout.KeyChatServer))
+			js, _ = jetstream.New(natstest.Start(t).Connect(natskeys.KeyChatServer))
 		} else {
-			js, _ = jetstream.New(natstest.StartCluster(t, 3).Servers[0].Connect(callout.KeyChatServer))
+			js, _ = jetstream.New(natstest.StartCluster(t, 3).Servers[0].Connect(natskeys.KeyChatServer))
 		}
 		cfg := streams.DefaultConfig()
 		cfg.Replicas = replicas

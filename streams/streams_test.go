@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -34,7 +34,7 @@ func serviceJS(t *testing.T, name string, setup func(context.Context, jetstream.
 
 func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
 	t.Helper()
-	js := serviceJS(t, callout.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
+	js := serviceJS(t, natskeys.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
 		return streams.Setup(ctx, js, cfg)
 	})
 	reg, err := streams.OpenRegistry(context.Background(), js)

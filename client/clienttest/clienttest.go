@@ -1,6 +1,6 @@
 // Package clienttest starts the whole kez stack in-process for the
 // client's, the CLI's and the integration tests: the reference
-// nats-server (natstest, deploy/nats.conf), kez-sig-server and
+// nats-server (natstest, nats/nats.conf), kez-sig-server and
 // kez-chat-server with the auth callout, each on a loopback port (or on a
 // given address, for clients in other network namespaces). It is
 // imported by tests only.
@@ -15,9 +15,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -59,7 +59,7 @@ func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack
 
 	scfg := sigserver.DefaultConfig()
 	scfg.NATSURL = st.NATS.ClientURL()
-	scfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeySigServer)
+	scfg.NATSNKeyFile = st.NATS.KeyFile(natskeys.KeySigServer)
 	scfg.HTTPAddr = net.JoinHostPort(host, "0")
 	scfg.Streams.AppendLimit = 1000
 	sig, err := sigserver.Start(ctx, scfg, logger)
@@ -71,10 +71,10 @@ func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack
 
 	ccfg := chatserver.DefaultConfig()
 	ccfg.NATSURL = st.NATS.ClientURL()
-	ccfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeyChatServer)
-	ccfg.CalloutNKeyFile = st.NATS.KeyFile(callout.KeyCallout)
-	ccfg.CalloutIssuerFile = st.NATS.KeyFile(callout.KeyIssuer)
-	ccfg.CalloutXKeyFile = st.NATS.KeyFile(callout.KeyXKey)
+	ccfg.NATSNKeyFile = st.NATS.KeyFile(natskeys.KeyChatServer)
+	ccfg.CalloutNKeyFile = st.NATS.KeyFile(natskeys.KeyCallout)
+	ccfg.CalloutIssuerFile = st.NATS.KeyFile(natskeys.KeyIssuer)
+	ccfg.CalloutXKeyFile = st.NATS.KeyFile(natskeys.KeyXKey)
 	ccfg.HTTPAddr = net.JoinHostPort(host, "0")
 	ccfg.Domain = Domain
 	ccfg.SigchainURL = sig.URL()

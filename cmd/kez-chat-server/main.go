@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
 )
@@ -69,10 +69,10 @@ func (c *serveCmd) seedFiles() {
 		path *string
 		name string
 	}{
-		{&c.NATSNKeyFile, callout.KeyChatServer},
-		{&c.CalloutNKeyFile, callout.KeyCallout},
-		{&c.CalloutIssuerFile, callout.KeyIssuer},
-		{&c.CalloutXKeyFile, callout.KeyXKey},
+		{&c.NATSNKeyFile, natskeys.KeyChatServer},
+		{&c.CalloutNKeyFile, natskeys.KeyCallout},
+		{&c.CalloutIssuerFile, natskeys.KeyIssuer},
+		{&c.CalloutXKeyFile, natskeys.KeyXKey},
 	} {
 		if *f.path == "" {
 			*f.path = filepath.Join(c.KeysDir, f.name+".nk")
@@ -221,11 +221,11 @@ type keysCmd struct {
 
 func (c *keysCmd) Run(e *cli.Env) error {
 	stdout := e.Stdout
-	conf, err := callout.EnsureKeys(c.Dir)
+	conf, err := natskeys.EnsureKeys(c.Dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s/%s (included by deploy/nats.conf); existing seeds were kept.\n", c.Dir, callout.KeysConfFile)
+	fmt.Fprintf(stdout, "# %s/%s (included by nats/nats.conf); existing seeds were kept.\n", c.Dir, natskeys.KeysConfFile)
 	_, err = stdout.Write(conf)
 	return err
 }

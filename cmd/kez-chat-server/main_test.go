@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/cli"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -137,7 +137,7 @@ func TestScrubCommand(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1000
@@ -159,7 +159,7 @@ func TestScrubCommand(t *testing.T) {
 	srv.Close(ctx)
 	cancel()
 
-	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(callout.KeyChatServer), "--domain", "KEZ.test"}
+	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(natskeys.KeyChatServer), "--domain", "KEZ.test"}
 	out, _, err := runCLI(t, args...)
 	if err != nil {
 		t.Fatalf("scrub of a healthy log: %v\n%s", err, out)

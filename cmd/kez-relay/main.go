@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web"

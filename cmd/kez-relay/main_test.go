@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {

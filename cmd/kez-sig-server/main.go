@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"kez.lat/kez/callout"
-	"kez.lat/kez/cli"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -90,7 +90,7 @@ func TestServeAndShutDown(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(callout.KeySigServer),
+		done <- run(ctx, []string{"--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(natskeys.KeySigServer),
 			"--http-addr", addr, "--no-require-registered", "--log-format", "text"}, &bytes.Buffer{}, &logs)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
