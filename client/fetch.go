@@ -444,7 +444,7 @@ func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (er
 		}
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return blob.SyncDir(filepath.Dir(path))
 }
 
 // Listing is what a user shares with the user, from their manifest.

@@ -14,6 +14,7 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
+	"kez.lat/kez/blob"
 	"kez.lat/kez/keyfile"
 )
 
@@ -380,14 +381,5 @@ func writeAtomic(name string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return blob.SyncDir(dir)
 }

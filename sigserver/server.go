@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -80,8 +79,7 @@ type Server struct {
 
 	nc     *nats.Conn
 	cancel context.CancelFunc
-	http   *http.Server
-	ln     net.Listener
+	srv    *web.Server
 	wg     sync.WaitGroup
 	logger *slog.Logger
 
@@ -165,28 +163,15 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	}
 	handler := NewHandler(hc, reg)
 
-	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	s.srv, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
 	if err != nil {
 		stopLeaders()
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
-	s.wg.Go(func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http server", "err", err)
-		}
-	})
-	s.logger.Info("kez-sig-server started", "http", s.ln.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
+	s.logger.Info("kez-sig-server started", "http", s.srv.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
 		"require_registered", cfg.RequireRegistered)
 	return nil
 }
@@ -201,32 +186,21 @@ func (s *Server) keep(setup func(context.Context) error) {
 }
 
 // Addr returns the HTTP listen address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 
 // URL returns http://<listen address>.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+func (s *Server) URL() string { return s.srv.URL() }
 
 // Close shuts down gracefully: in-flight HTTP requests finish (within
 // ctx), then the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
+	err := s.srv.Shutdown(ctx)
 	if s.stopKeeper != nil {
 		s.stopKeeper()
 	}
 	s.cancel()
 	s.wg.Wait()
-	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
-		err = errors.Join(err, derr)
-	}
-	for s.nc.IsDraining() {
-		select {
-		case <-ctx.Done():
-			s.nc.Close()
-			return errors.Join(err, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return err
+	return errors.Join(err, streams.Drain(ctx, s.nc))
 }
 
 // keyIndex answers whether a key has a handle from the registry stream's

@@ -82,6 +82,16 @@ func (c *serveCmd) seedFiles() {
 
 func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	logger := c.Logger(e.Stderr)
+	srv, err := chatserver.Start(ctx, c.config(), logger)
+	if err != nil {
+		return startHint(err)
+	}
+	return cli.ServeUntilDone(ctx, logger, srv.Close)
+}
+
+// config is the server's configuration from the flags, whose defaults
+// are chatserver.DefaultConfig's (TestFlagDefaults).
+func (c *serveCmd) config() chatserver.Config {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL, cfg.NATSNKeyFile = c.NATSURL, c.NATSNKeyFile
 	cfg.HTTPAddr, cfg.Domain = c.HTTPAddr, strings.ToLower(c.Domain)
@@ -103,11 +113,7 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
 	cfg.UsersAccount, cfg.UserJWTTTL, cfg.MaxConnsPerKey = c.UsersAccount, c.UserJWTTTL, c.MaxConnsPerKey
-	srv, err := chatserver.Start(ctx, cfg, logger)
-	if err != nil {
-		return startHint(err)
-	}
-	return cli.ServeUntilDone(ctx, logger, srv.Close)
+	return cfg
 }
 
 // startHint adds what to change to an error of Start that a setting

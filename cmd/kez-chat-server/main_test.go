@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +196,28 @@ func TestScrubCommand(t *testing.T) {
 		t.Fatalf("scrub of a truncated log: %+v", res)
 	}
 	t.Logf("scrub found: %q", res.Streams[0].Problems)
+}
+
+// TestFlagDefaults: the flags' defaults are chatserver.DefaultConfig, the
+// one source of the server's defaults.
+func TestFlagDefaults(t *testing.T) {
+	for _, env := range cli.EnvNames(serveCmd{}) {
+		t.Setenv(env, "") // restored at the end
+		os.Unsetenv(env)
+	}
+	var c command
+	if err := cli.Parse(&c, []string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	got, want := c.Serve.config(), chatserver.DefaultConfig()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flag defaults give\n%+v\nwant chatserver.DefaultConfig()\n%+v", got, want)
+	}
+	t.Setenv("SCRUB_RATE", "7")
+	if err := cli.Parse(&c, []string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Serve.config(); got.ScrubRate != 7 {
+		t.Errorf("SCRUB_RATE=7 gives scrub rate %d", got.ScrubRate)
+	}
 }
