@@ -366,3 +366,10 @@ func relays(addrs []string) []string {
 	}
 	return out
 }
+
+// The JetStream implementations of the registry's interfaces.
+var (
+	_ registry.Log        = (*streams.Registry)(nil)
+	_ registry.Projection = (*streams.Projection)(nil)
+	_ registry.Limiter    = (*streams.RateLimiter)(nil)
+)
