@@ -20,6 +20,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/registry"
@@ -78,15 +79,6 @@ func waitHealthy(t testing.TB, url string) {
 	}
 }
 
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func regBody(t testing.TB, key *kez.PrivateKey, handle string) []byte {
 	t.Helper()
 	h, err := kez.ParseHandle(handle, domain)
@@ -108,7 +100,7 @@ func register(t testing.TB, base string, body []byte) webtest.Answer {
 func TestRegisterAndLookUp(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 
 	reqBody := regBody(t, alice, "Alice")
 	a := register(t, srv.URL(), reqBody)
@@ -188,7 +180,7 @@ func TestPublicRelays(t *testing.T) {
 		"/ip4/203.0.113.7/tcp/4001/ipfs/" + relayID, // legacy name, advertised as /p2p
 	}
 	srv := startServer(t, cfg)
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, alice, "alice")); a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
@@ -209,19 +201,19 @@ func TestErrors(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
-	taken := newKey(t)
+	taken := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, taken, "tudisco")); a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 	sign := func(mut func(*kez.RegistrationRequest)) []byte {
-		k := newKey(t)
+		k := keztest.NewKey(t)
 		h, _ := kez.ParseHandle("fresh", domain)
 		req := kez.NewRegistrationRequest(k, h, time.Now())
 		mut(&req)
 		b, _ := json.Marshal(req)
 		return b
 	}
-	other := newKey(t)
+	other := keztest.NewKey(t)
 	cases := []struct {
 		name   string
 		body   []byte
@@ -238,11 +230,11 @@ func TestErrors(t *testing.T) {
 		{"bad signature", sign(func(r *kez.RegistrationRequest) { r.RegistrationSig[0] ^= 1 }), 401, "bad_signature"},
 		{"signed by another key", sign(func(r *kez.RegistrationRequest) { r.Primary = other.Public() }), 401, "bad_signature"},
 		{"stale timestamp", sign(func(r *kez.RegistrationRequest) { r.Timestamp -= 3600 }), 401, "stale_timestamp"},
-		{"reserved", regBody(t, newKey(t), "admin"), 403, "reserved"},
-		{"reserved look-alike", regBody(t, newKey(t), "r00t"), 403, "reserved"},
-		{"handle taken", regBody(t, newKey(t), "tudisco"), 409, "handle_taken"},
+		{"reserved", regBody(t, keztest.NewKey(t), "admin"), 403, "reserved"},
+		{"reserved look-alike", regBody(t, keztest.NewKey(t), "r00t"), 403, "reserved"},
+		{"handle taken", regBody(t, keztest.NewKey(t), "tudisco"), 409, "handle_taken"},
 		{"key taken", regBody(t, taken, "another"), 409, "key_taken"},
-		{"too similar", regBody(t, newKey(t), "tud1sco"), 409, "too_similar"},
+		{"too similar", regBody(t, keztest.NewKey(t), "tud1sco"), 409, "too_similar"},
 		{"too large", bytes.Repeat([]byte(" "), registry.MaxBodySize+1), 413, "too_large"},
 	}
 	for _, tt := range cases {
@@ -306,11 +298,11 @@ func TestReservedFile(t *testing.T) {
 	}
 	srv := startServer(t, cfg)
 	for _, h := range []string{"founder", "f0under", "kezteam", "admin"} {
-		if a := register(t, srv.URL(), regBody(t, newKey(t), h)); a.Status != http.StatusForbidden || a.Code(t) != "reserved" {
+		if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), h)); a.Status != http.StatusForbidden || a.Code(t) != "reserved" {
 			t.Errorf("%s: %d %s, want 403 reserved", h, a.Status, a.Body)
 		}
 	}
-	if a := register(t, srv.URL(), regBody(t, newKey(t), "founders")); a.Status != http.StatusCreated {
+	if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), "founders")); a.Status != http.StatusCreated {
 		t.Errorf("founders: %d %s", a.Status, a.Body)
 	}
 	os.WriteFile(cfg.ReservedFile, []byte("9bad\n"), 0o644)
@@ -325,11 +317,11 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	cfg.Streams.RegisterLimit = 3
 	a, b := startServer(t, cfg), startServer(t, cfg)
 	for i, srv := range []*chatserver.Server{a, b, a} {
-		if r := register(t, srv.URL(), regBody(t, newKey(t), fmt.Sprintf("user%d", i))); r.Status != http.StatusCreated {
+		if r := register(t, srv.URL(), regBody(t, keztest.NewKey(t), fmt.Sprintf("user%d", i))); r.Status != http.StatusCreated {
 			t.Fatalf("registration %d: %d %s", i, r.Status, r.Body)
 		}
 	}
-	r := register(t, b.URL(), regBody(t, newKey(t), "user9"))
+	r := register(t, b.URL(), regBody(t, keztest.NewKey(t), "user9"))
 	if r.Status != http.StatusTooManyRequests || r.Code(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("4th registration from one address = %d %s, want 429 with Retry-After", r.Status, r.Body)
 	}
@@ -346,7 +338,7 @@ func TestBogusRegistrationsWriteNothing(t *testing.T) {
 	srv := startServer(t, cfg)
 	codes := map[int]int{}
 	for i := range 50 {
-		body := regBody(t, newKey(t), fmt.Sprintf("bogus%d", i))
+		body := regBody(t, keztest.NewKey(t), fmt.Sprintf("bogus%d", i))
 		body = bytes.Replace(body, []byte(`"registration_sig":"`), []byte(`"registration_sig":"AAAA`), 1)
 		codes[register(t, srv.URL(), body).Status]++
 	}
@@ -366,10 +358,10 @@ func TestBogusRegistrationsWriteNothing(t *testing.T) {
 func TestClaimsAllOrNothing(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	if a := register(t, srv.URL(), regBody(t, newKey(t), "tudisco")); a.Status != http.StatusCreated {
+	if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), "tudisco")); a.Status != http.StatusCreated {
 		t.Fatal(a.Status)
 	}
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, k, "tud1sco")); a.Status != http.StatusConflict {
 		t.Fatalf("look-alike: %d %s", a.Status, a.Body)
 	}
@@ -390,7 +382,7 @@ func TestConcurrentRegistrationsOfOneHandle(t *testing.T) {
 	const n = 200
 	bodies := make([][]byte, n)
 	for i := range bodies {
-		bodies[i] = regBody(t, newKey(t), "popular")
+		bodies[i] = regBody(t, keztest.NewKey(t), "popular")
 	}
 	statuses := make([]int, n)
 	var wg sync.WaitGroup
@@ -432,7 +424,7 @@ func registerMany(t testing.TB, base string, n int, prefix string) []*kez.Privat
 	t.Helper()
 	keys := make([]*kez.PrivateKey, n)
 	for i := range keys {
-		keys[i] = newKey(t)
+		keys[i] = keztest.NewKey(t)
 		if a := register(t, base, regBody(t, keys[i], fmt.Sprintf("%s%d", prefix, i))); a.Status != http.StatusCreated {
 			t.Fatalf("register %d: %d %s", i, a.Status, a.Body)
 		}
@@ -462,7 +454,7 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
 	registerMany(t, srv.URL(), 30, "user")
-	register(t, srv.URL(), regBody(t, newKey(t), "user1")) // a refused one changes nothing
+	register(t, srv.URL(), regBody(t, keztest.NewKey(t), "user1")) // a refused one changes nothing
 
 	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
@@ -517,7 +509,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	h, _ := kez.ParseHandle("halfway", domain)
 	req := kez.NewRegistrationRequest(k, h, time.Now())
 	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}

@@ -73,15 +73,6 @@ func (f *fakeHome) setStatus(s int) {
 	f.mu.Unlock()
 }
 
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func peerID(t testing.TB, k *kez.PrivateKey) peer.ID {
 	t.Helper()
 	id, err := p2p.PeerID(k.Public())

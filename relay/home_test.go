@@ -9,6 +9,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/web/webtest"
@@ -34,7 +35,7 @@ func TestACLAgainstHomeServer(t *testing.T) {
 		srv.Close(ctx)
 	})
 
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	body, _ := json.Marshal(kez.NewRegistrationRequest(alice, h, time.Now()))
 	deadline := time.Now().Add(10 * time.Second)

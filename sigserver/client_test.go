@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"kez.lat/kez/client"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 )
@@ -48,7 +49,7 @@ func chainServer(t *testing.T, serve func(since uint64) any) *httptest.Server {
 }
 
 func TestClientDetectsTampering(t *testing.T) {
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 4, "honest")
 	fork := grow(t, k, events[:3], 1, "fork")[3] // validly signed, another seqno 4
 
@@ -91,7 +92,7 @@ func TestClientDetectsTampering(t *testing.T) {
 		{"forges an event", func(n uint64) any {
 			return since(append(events[:3:3], forged), n)
 		}, sigchain.ErrBadSignature},
-		{"serves another chain", func(n uint64) any { return since(grow(t, newKey(t), nil, 4, "other"), n) }, sigchain.ErrWrongChain},
+		{"serves another chain", func(n uint64) any { return since(grow(t, keztest.NewKey(t), nil, 4, "other"), n) }, sigchain.ErrWrongChain},
 		{"serves garbage", func(uint64) any { return "<html>hello</html>" }, sigchain.ErrMalformed},
 		{"serves a broken event", func(uint64) any {
 			return `[{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"v":1}`)) + `","sig":""}]`
@@ -142,7 +143,7 @@ func TestClientAgainstServer(t *testing.T) {
 	srv := startServer(t, testConfig(ns))
 	c := &client.Sigchains{BaseURL: srv.URL() + "/"}
 	ctx := context.Background()
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 3, "c")
 
 	st, err := c.Fetch(ctx, k.Public(), sigchain.Pin{})

@@ -44,15 +44,6 @@ func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
 	return srv
 }
 
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // grow signs n more events onto events (which it never modifies), each an
 // add_claim whose value carries tag, so that two calls with different
 // tags make competing events.
