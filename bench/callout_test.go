@@ -19,7 +19,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
-	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/nats/natstest"
 )
 
@@ -40,14 +40,7 @@ func TestBenchCallout(t *testing.T) {
 			o.AuthCallout.AuthUsers = append(o.AuthCallout.AuthUsers, pub)
 		}
 	})
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Domain = "kez.test"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Streams.RegisterLimit = 1 << 30
 	var srv *chatserver.Server
 	for range 2 {

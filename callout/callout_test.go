@@ -25,6 +25,7 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/message"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
@@ -39,15 +40,8 @@ type stack struct {
 }
 
 func config(ns *natstest.Server) chatserver.Config {
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Domain = domain
-	cfg.Streams.RegisterLimit = 1000
 	return cfg
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/keztest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
@@ -31,13 +32,7 @@ import (
 const domain = "kez.test"
 
 func testConfig(ns *natstest.Server) chatserver.Config {
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Domain = domain
 	cfg.PublicURL = "https://" + domain
 	cfg.SigchainURL = "https://sig." + domain

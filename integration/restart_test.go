@@ -20,7 +20,6 @@ import (
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
@@ -192,12 +191,9 @@ type home struct {
 }
 
 func startHome(t *testing.T, keys *natstest.Server, natsURL string, replicas int) *home {
-	scfg := sigserver.DefaultConfig()
+	scfg := clienttest.SigConfig(keys)
 	scfg.NATSURL = natsURL
-	scfg.NATSNKeyFile = keys.KeyFile(natskeys.KeySigServer)
-	scfg.HTTPAddr = "127.0.0.1:0"
 	scfg.Streams.Replicas = replicas
-	scfg.Streams.AppendLimit = 1000
 	sig, err := sigserver.Start(context.Background(), scfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("start sig-server: %v", err)
@@ -217,14 +213,8 @@ func (h *home) startChat() *chatserver.Server {
 }
 
 func (h *home) tryStartChat() (*chatserver.Server, error) {
-	cfg := chatserver.DefaultConfig()
+	cfg := clienttest.ChatConfig(h.keys)
 	cfg.NATSURL = h.natsURL
-	cfg.NATSNKeyFile = h.keys.KeyFile(natskeys.KeyChatServer)
-	cfg.CalloutNKeyFile = h.keys.KeyFile(natskeys.KeyCallout)
-	cfg.CalloutIssuerFile = h.keys.KeyFile(natskeys.KeyIssuer)
-	cfg.CalloutXKeyFile = h.keys.KeyFile(natskeys.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Domain = clienttest.Domain
 	cfg.SigchainURL = h.sigURL
 	// One URL: records carry it into sigchain endpoints, which take one.
 	cfg.PublicNATS, _, _ = strings.Cut(h.natsURL, ",")

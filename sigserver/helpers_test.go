@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/web/webtest"
 	"net/http"
@@ -21,12 +22,8 @@ import (
 )
 
 func testConfig(ns *natstest.Server) sigserver.Config {
-	cfg := sigserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeySigServer)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.SigConfig(ns)
 	cfg.RequireRegistered = false
-	cfg.Streams.AppendLimit = 1000
 	return cfg
 }
 
