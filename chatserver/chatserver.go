@@ -6,6 +6,7 @@ package chatserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
@@ -71,6 +73,11 @@ type Config struct {
 	// re-hash of the whole registry log.
 	ScrubRate     int
 	ScrubInterval time.Duration
+
+	// ProjectionMaxLag and ProjectionStall bound this replica's
+	// projection for readiness (see registry.Service.ProjectionReady).
+	ProjectionMaxLag uint64
+	ProjectionStall  time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -91,6 +98,8 @@ func DefaultConfig() Config {
 		IntegrityInterval: time.Minute,
 		ScrubRate:         registry.DefaultScrubRate,
 		ScrubInterval:     registry.DefaultScrubInterval,
+		ProjectionMaxLag:  registry.DefaultMaxLag,
+		ProjectionStall:   registry.DefaultStall,
 	}
 }
 
@@ -110,6 +119,9 @@ func (c Config) Validate() error {
 	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
 		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
 	}
+	if c.ProjectionStall < 100*time.Millisecond {
+		return fmt.Errorf("%w: projection stall must be at least 100ms", ErrConfig)
+	}
 	if len(c.PublicRelays) > registry.MaxRelays {
 		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
 	}
@@ -128,6 +140,7 @@ type Server struct {
 	Door      *door.Service
 	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	Integrity *integrity.Monitor
+	Ready     *health.Checker // readiness: /v1/readyz and kez_ready{check}
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -247,6 +260,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	} else {
 		s.logger.Warn("auth callout off: no callout issuer key configured")
 	}
+	s.Ready = health.New(health.Config{}, s.readyChecks(js, cfg), reg, s.logger.With("component", "health"))
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
 	sigchainURL := func(k kez.PublicKey) string { return registry.SigchainURL(cfg.SigchainURL, k) }
 	handler := s.Registry.Handler(registry.HTTPConfig{
@@ -258,6 +272,8 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		Relays:        relays(cfg.PublicRelays),
 		Integrity:     s.Integrity.Status,
 		Extra: map[string]http.Handler{
+			"GET /v1/livez":  http.HandlerFunc(health.ServeLive),
+			"GET /v1/readyz": http.HandlerFunc(s.Ready.ServeReady),
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
 				Lookup:      s.Registry.Lookup,
@@ -279,8 +295,34 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
+}
+
+// readyChecks are the replica's readiness checks: the broker connection,
+// JetStream, a probe write to the store, every stream the server writes,
+// the projection, the integrity of the append-only streams, the door and
+// (when on) the auth callout.
+func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
+	writer := "chat." + rand.Text()
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "projection", Fn: s.Registry.ProjectionReady(cfg.ProjectionMaxLag, cfg.ProjectionStall, nil)},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+		{Name: "door", Fn: s.Door.Serving},
+	}
+	for _, name := range streams.HomeStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.Keeper.Kick)
+		}})
+	}
+	if s.Callout != nil {
+		checks = append(checks, health.Check{Name: "callout", Fn: s.Callout.Serving})
+	}
+	return checks
 }
 
 // calloutUsers answers the callout's look-ups: this replica's cache, and on

@@ -2,6 +2,7 @@ package sigserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -85,6 +87,10 @@ type Server struct {
 	wg     sync.WaitGroup
 	logger *slog.Logger
 
+	// Ready answers /v1/readyz: broker, JetStream, a probe write, every
+	// stream the sig-server writes, integrity.
+	Ready  *health.Checker
+	keeper *streams.Keeper
 	// stopKeeper ends the keeper of the streams.
 	stopKeeper context.CancelFunc
 }
@@ -117,6 +123,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.keep(setup)
+	writer := "sig." + rand.Text()
 	store, err := streams.OpenSigchains(ctx, js)
 	if err != nil {
 		return err
@@ -163,6 +170,22 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		stopLeaders()
 		return err
 	}
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+	}
+	for _, name := range streams.SigchainStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.keeper.Kick)
+		}})
+	}
+	if cfg.RequireRegistered {
+		checks = append(checks, health.Check{Name: "registry", Fn: hc.Checks["registry"]})
+	}
+	s.Ready = health.New(health.Config{}, checks, reg, s.logger.With("component", "health"))
+	hc.Ready = s.Ready
 	handler := NewHandler(hc, reg)
 
 	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
@@ -173,6 +196,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -196,8 +220,8 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 func (s *Server) keep(setup func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopKeeper = cancel
-	k := streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
-	s.wg.Go(func() { k.Run(ctx) })
+	s.keeper = streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
+	s.wg.Go(func() { s.keeper.Run(ctx) })
 }
 
 // Addr returns the HTTP listen address.

@@ -27,6 +27,11 @@ func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error
 		nats.ConnectHandler(func(*nats.Conn) { close(connected) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// A broker that refuses the service user twice in a row (a
+		// configuration being reloaded, a node restarted with old keys)
+		// would otherwise close the connection for good, leaving a
+		// replica that never serves again.
+		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				logger.Warn("nats disconnected", "err", err)
