@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
@@ -69,14 +71,35 @@ func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
 func (l *RateLimiter) allow(ctx context.Context, token string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := l.js.Publish(ctx, l.subject(token), nil)
+	// One id for every attempt: a record stored by an attempt whose
+	// answer was lost is not counted again (the stream's 2 min dedup).
+	id := rand.Text()
+	publish := func() error {
+		var err error
+		for attempt := 0; ; attempt++ {
+			// A leader that froze or died answers nothing: give the
+			// attempt up and ask again, the stream electing another.
+			actx, cancel := context.WithTimeout(ctx, limiterAttempt)
+			_, err = l.js.Publish(actx, l.subject(token), nil, jetstream.WithMsgID(id))
+			cancel()
+			if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(backoff(attempt + 6)):
+			}
+		}
+	}
+	err := publish()
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		// Nothing stores the subject: the memory stream went with a
 		// broker restart (or JetStream is down, and creating fails too).
 		if cerr := l.ensure(ctx); cerr != nil {
 			return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
 		}
-		_, err = l.js.Publish(ctx, l.subject(token), nil)
+		err = publish()
 	}
 	if err == nil {
 		return nil
@@ -126,6 +149,10 @@ func rateLimitStreamConfig(name, desc, subjects string, replicas, limit int, win
 		MaxMsgSize:           64,
 	}
 }
+
+// limiterAttempt bounds one attempt to record a request: a memory store
+// answers in milliseconds.
+const limiterAttempt = 2 * time.Second
 
 // errCodeStoreFailed is JetStream's JSStreamStoreFailedF.
 const errCodeStoreFailed jetstream.ErrorCode = 10077

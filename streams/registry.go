@@ -70,7 +70,9 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		actx, cancel := context.WithTimeout(ctx, RegisterAttempt)
+		ack, err := jetstreamext.PublishMsgBatch(actx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		cancel()
 		if err == nil {
 			return ev, ack.Sequence, nil
 		}
@@ -114,6 +116,16 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		}
 	}
 }
+
+// RegisterAttempt bounds one attempt of a registration's atomic batch. A
+// batch sent to a stream leader that froze or died is never answered: the
+// attempt is then given up, what it left is looked up (whoHolds), and the
+// batch is sent again, to the leader the stream elected meanwhile (4 to
+// 9 s), well within the registration's 15 s. A healthy store answers
+// batches within a second under 16-way load; bounds near that (1.5 s)
+// cut attempts that were merely queued behind the server's 50 batches in
+// flight per stream, and the retries only lengthened the queue.
+const RegisterAttempt = 5 * time.Second
 
 // StoreWait bounds the door's wait for the inbox stream to store a
 // message. A store that cannot write answers nothing: nats-server logs
@@ -200,6 +212,15 @@ func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// followHeartbeat makes an ordered consumer that hears nothing from its
+// server for 2 s make itself again (on another node if need be). The
+// default (pulls of 30 s, heartbeats every 15 s) leaves a projector whose
+// consumer sat on a frozen or killed node stalled for 30 s, and every
+// registration waiting on it (read-your-writes) with it.
+var followHeartbeat = []jetstream.PullMessagesOpt{
+	jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second),
+}
+
 // Follow calls fn with every registry event after sequence after, in stream
 // order, and keeps following new ones until ctx ends (returning ctx.Err())
 // or fn returns an error (returned as is). It reads through an ordered
@@ -219,7 +240,7 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(followHeartbeat...)
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
 	}
