@@ -141,6 +141,8 @@ type Server struct {
 	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	Integrity *integrity.Monitor
 	Ready     *health.Checker // readiness: /v1/readyz and kez_ready{check}
+	probe     *streams.StoreProbe
+	stopTurns func()
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -216,7 +218,19 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if cfg.CheckpointFile != "" {
 		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
 	}
-	s.Registry, err = registry.New(rcfg, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
+	// Writes in flight are sent again at a leader election or reconnect,
+	// and a registration answers 503 store_unavailable at once when a
+	// probe finds the store refusing or not answering writes.
+	turns, stopTurns, err := streams.WatchTurns(s.nc, []string{streams.RegistryStream, streams.RateLimitStream})
+	if err != nil {
+		return err
+	}
+	s.stopTurns = stopTurns
+	s.probe = streams.NewStoreProbe(js, cfg.Streams.Replicas, "chat."+rand.Text())
+	log.Guard(turns, s.probe)
+	limiter := streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister)
+	limiter.Guard(turns)
+	s.Registry, err = registry.New(rcfg, log, proj, limiter, s.logger)
 	if err != nil {
 		return err
 	}
@@ -305,11 +319,10 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 // the projection, the integrity of the append-only streams, the door and
 // (when on) the auth callout.
 func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
-	writer := "chat." + rand.Text()
 	checks := []health.Check{
 		{Name: "nats", Fn: streams.Connected(s.nc)},
 		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
-		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "store", Fn: s.probe.Check},
 		{Name: "projection", Fn: s.Registry.ProjectionReady(cfg.ProjectionMaxLag, cfg.ProjectionStall, nil)},
 		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
 		{Name: "door", Fn: s.Door.Serving},
@@ -395,6 +408,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.stopTurns()
 	return errors.Join(err, streams.Drain(ctx, s.nc))
 }
 

@@ -32,10 +32,11 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.IgnoreAuthErrorAbort(),
 		// A server that stops answering (frozen, its host gone without a
-		// FIN) is left after 2 s x 3 pings, not nats.go's 2 min x 2, so
-		// that a listening client moves to another node within seconds.
+		// FIN) is left 4-6 s later (2 s x 2 pings), not after nats.go's
+		// 2 min x 2, so that a client moves to another node within
+		// seconds.
 		nats.PingInterval(UserPingInterval),
-		nats.MaxPingsOutstanding(3),
+		nats.MaxPingsOutstanding(2),
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {

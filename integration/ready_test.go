@@ -239,4 +239,3 @@ func postQuietly(base, name string) {
 		resp.Body.Close()
 	}
 }
-

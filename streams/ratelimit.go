@@ -29,6 +29,7 @@ type RateLimiter struct {
 	js      jetstream.JetStream
 	subject func(token string) string // the subject counting one token's requests
 	stream  jetstream.StreamConfig    // the stream, to create it again
+	turns   *Turns
 
 	mu       sync.Mutex
 	ensured  time.Time // when the stream was last created again
@@ -79,10 +80,14 @@ func (l *RateLimiter) allow(ctx context.Context, token string) error {
 		for attempt := 0; ; attempt++ {
 			// A leader that froze or died answers nothing: give the
 			// attempt up and ask again, the stream electing another.
-			actx, cancel := context.WithTimeout(ctx, limiterAttempt)
-			_, err = l.js.Publish(actx, l.subject(token), nil, jetstream.WithMsgID(id))
-			cancel()
-			if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			err, _ = guarded(ctx, l.turns, nil, func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, limiterAttempt)
+				defer cancel()
+				_, err := l.js.Publish(ctx, l.subject(token), nil, jetstream.WithMsgID(id))
+				return err
+			})
+			if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+				errors.Is(err, nats.ErrTimeout)) {
 				return err
 			}
 			select {
@@ -151,8 +156,14 @@ func rateLimitStreamConfig(name, desc, subjects string, replicas, limit int, win
 }
 
 // limiterAttempt bounds one attempt to record a request: a memory store
-// answers in milliseconds.
-const limiterAttempt = 2 * time.Second
+// answers in milliseconds, and a turn (Guard) cuts an attempt sent to a
+// leader that froze or died sooner.
+const limiterAttempt = 5 * time.Second
+
+// Guard makes the limiter send a record again at a turn (a leader
+// elected, the connection back) instead of waiting for an answer that
+// will not come.
+func (l *RateLimiter) Guard(turns *Turns) { l.turns = turns }
 
 // errCodeStoreFailed is JetStream's JSStreamStoreFailedF.
 const errCodeStoreFailed jetstream.ErrorCode = 10077

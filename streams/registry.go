@@ -20,6 +20,20 @@ import (
 type Registry struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	turns  *Turns
+	probe  *StoreProbe
+}
+
+// Guard makes Append give up an attempt that will not be answered: at a
+// turn (a leader elected for the stream, the connection back: the batch
+// is sent again to the new leader at once), and, after half a second
+// without an answer, when probe finds the store refusing or not answering
+// writes (Append then returns kez.ErrStoreUnavailable). Attempts are not
+// cut by time alone: under load they queue behind the server's 50 atomic
+// batches in flight per stream, and a cut attempt sent again only
+// lengthens that queue.
+func (r *Registry) Guard(turns *Turns, probe *StoreProbe) {
+	r.turns, r.probe = turns, probe
 }
 
 // OpenRegistry binds the registry stream that Setup created.
@@ -70,14 +84,26 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		actx, cancel := context.WithTimeout(ctx, RegisterAttempt)
-		ack, err := jetstreamext.PublishMsgBatch(actx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		cancel()
+		var ack *jetstreamext.BatchAck
+		err, storeErr := guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
+			ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+			return err
+		})
 		if err == nil {
 			return ev, ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
+		case storeErr != nil:
+			// The store refuses or does not answer writes: say so now
+			// rather than at the deadline, unless the batch got in.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeWrite)
+			held, seq, herr := r.whoHolds(wctx, ev)
+			cancel()
+			if herr == nil || !errors.Is(herr, errNoHolder) && !errors.Is(herr, kez.ErrUnavailable) {
+				return held, seq, herr
+			}
+			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, storeErr)
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// A claim is held. Find which; an in-flight competitor on a
@@ -116,16 +142,6 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		}
 	}
 }
-
-// RegisterAttempt bounds one attempt of a registration's atomic batch. A
-// batch sent to a stream leader that froze or died is never answered: the
-// attempt is then given up, what it left is looked up (whoHolds), and the
-// batch is sent again, to the leader the stream elected meanwhile (4 to
-// 9 s), well within the registration's 15 s. A healthy store answers
-// batches within a second under 16-way load; bounds near that (1.5 s)
-// cut attempts that were merely queued behind the server's 50 batches in
-// flight per stream, and the retries only lengthened the queue.
-const RegisterAttempt = 5 * time.Second
 
 // StoreWait bounds the door's wait for the inbox stream to store a
 // message. A store that cannot write answers nothing: nats-server logs
