@@ -221,13 +221,15 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	// Writes in flight are sent again at a leader election or reconnect,
 	// and a registration answers 503 store_unavailable at once when a
 	// probe finds the store refusing or not answering writes.
-	turns, stopTurns, err := streams.WatchTurns(s.nc, []string{streams.RegistryStream, streams.RateLimitStream})
+	turns, stopTurns, err := streams.WatchTurns(s.nc,
+		append([]string{streams.RegistryStream, streams.RateLimitStream}, streams.ProjectionStreams...))
 	if err != nil {
 		return err
 	}
 	s.stopTurns = stopTurns
 	s.probe = streams.NewStoreProbe(js, cfg.Streams.Replicas, "chat."+rand.Text())
 	log.Guard(turns, s.probe)
+	proj.Guard(turns)
 	limiter := streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister)
 	limiter.Guard(turns)
 	s.Registry, err = registry.New(rcfg, log, proj, limiter, s.logger)

@@ -59,24 +59,6 @@ func StartWith(tb testing.TB, adjust func(*server.Options)) *Server {
 
 func (s *Server) start() {
 	s.tb.Helper()
-	opts := s.options()
-	s.storeDir = opts.StoreDir
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		s.tb.Fatalf("new nats-server: %v", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		s.tb.Fatal("nats-server not ready within 10s")
-	}
-	s.Server = ns
-	s.port = ns.Addr().(*net.TCPAddr).Port
-}
-
-// options loads nats.conf with the test overrides and StartWith's adjust.
-func (s *Server) options() *server.Options {
-	s.tb.Helper()
 	opts, err := server.ProcessConfigFile(filepath.Join(s.Dir, "nats.conf"))
 	if err != nil {
 		s.tb.Fatalf("load nats.conf: %v", err)
@@ -94,23 +76,18 @@ func (s *Server) options() *server.Options {
 	if s.adjust != nil {
 		s.adjust(opts)
 	}
-	return opts
-}
-
-// Reload reloads the running server's configuration, as a SIGHUP after
-// editing nats.conf would, with change applied to the options (nil
-// reloads them as loaded at start). Clients a changed authorization no
-// longer admits are disconnected.
-func (s *Server) Reload(change func(*server.Options)) {
-	s.tb.Helper()
-	opts := s.options()
-	opts.Port = s.port
-	if change != nil {
-		change(opts)
+	s.storeDir = opts.StoreDir
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		s.tb.Fatalf("new nats-server: %v", err)
 	}
-	if err := s.Server.ReloadOptions(opts); err != nil {
-		s.tb.Fatalf("reload nats-server: %v", err)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		s.tb.Fatal("nats-server not ready within 10s")
 	}
+	s.Server = ns
+	s.port = ns.Addr().(*net.TCPAddr).Port
 }
 
 // configDir returns a temporary folder holding a copy of deploy/nats.conf

@@ -98,11 +98,22 @@ func (l *RateLimiter) allow(ctx context.Context, token string) error {
 		}
 	}
 	err := publish()
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+	for errors.Is(err, jetstream.ErrNoStreamResponse) && ctx.Err() == nil {
 		// Nothing stores the subject: the memory stream went with a
-		// broker restart (or JetStream is down, and creating fails too).
-		if cerr := l.ensure(ctx); cerr != nil {
-			return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
+		// broker restart, or a cluster is electing its leader (then
+		// creating it, a meta operation, may wait on a node that froze).
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		_, ierr := l.js.Stream(ictx, l.stream.Name)
+		cancel()
+		if errors.Is(ierr, jetstream.ErrStreamNotFound) {
+			if cerr := l.ensure(ctx); cerr != nil {
+				return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
 		}
 		err = publish()
 	}

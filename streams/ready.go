@@ -41,6 +41,13 @@ func healthStreamConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
+// The probe failures that say the store itself cannot write (a write in
+// flight then will not be stored either), as opposed to a leader lost.
+var (
+	errStoreRefuses  = errors.New("store refuses writes")
+	errStoreNoAnswer = errors.New("store does not answer writes")
+)
+
 // ErrNotConnected: the service connection to the broker is down.
 var ErrNotConnected = errors.New("not connected to the broker")
 
@@ -114,12 +121,12 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 	case err == nil:
 		return nil
 	case IsStoreFull(err):
-		return fmt.Errorf("the JetStream store is full (its max_file_store or the account's limit): %v", err)
+		return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
 		// No stream took the subject: make it, then write.
 		if _, cerr := js.CreateOrUpdateStream(ctx, healthStreamConfig(replicas)); cerr != nil {
 			if IsStoreFull(cerr) {
-				return fmt.Errorf("the JetStream store is full (its max_file_store or the account's limit): %v", cerr)
+				return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, cerr)
 			}
 			return fmt.Errorf("probe stream %s: %v", healthStream, cerr)
 		}
@@ -128,12 +135,19 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 		}
 		return nil
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		// Delete only a stream that answers: one whose leader is away
-		// (an election) is not the store's fault.
+		if replicas > 1 {
+			// A replicated stream's node that fails writes steps down
+			// and another leads: no answer here is a leader lost (an
+			// election follows), not yet the store's fault.
+			return errors.New("the JetStream store did not store a probe write in time (its leader frozen or lost?)")
+		}
+		// A single server: the disk fails writes, and the stream keeps
+		// refusing until nats-server restarts; delete it so the next
+		// probe shows the disk as it is then.
 		if _, ierr := js.Stream(ctx, healthStream); ierr == nil {
 			_ = js.DeleteStream(ctx, healthStream)
 		}
-		return errors.New("the JetStream store did not store a probe write in time (a disk that fails writes, or no stream leader)")
+		return fmt.Errorf("%w: the JetStream store did not store a probe write in time (a disk that fails writes?)", errStoreNoAnswer)
 	default:
 		return fmt.Errorf("the JetStream store refused a probe write: %v", err)
 	}

@@ -185,9 +185,24 @@ var errNoHolder = errors.New("no claim holder")
 // stream leader (the registry stream has no direct get, so these reads are
 // not served by lagging followers). The same key holding the handle means
 // an earlier attempt succeeded: that event is returned.
-func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez.RegistryEvent, seq uint64, err error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	// Read again at a turn: the leader asked may have frozen or died.
+	err = retried(ctx, r.turns, func(ctx context.Context) error {
+		held, seq, err = r.readHolder(ctx, ev)
+		if errors.Is(err, kez.ErrUnavailable) && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	})
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return ev, 0, fmt.Errorf("%w: read claims: %v", kez.ErrUnavailable, err)
+	}
+	return held, seq, err
+}
+
+func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
 	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
 	switch {
 	case err == nil:

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ func (p *StoreProbe) Check(ctx context.Context) error {
 	err := ProbeStore(ctx, p.js, p.replicas, p.writer)
 	p.mu.Lock()
 	p.last, p.at, p.running = err, time.Now(), nil
-	if err != nil && err != ErrNotConnected {
+	if errors.Is(err, errStoreRefuses) || errors.Is(err, errStoreNoAnswer) {
 		p.failed = time.Now()
 	} else if err == nil {
 		p.failed = time.Time{}
@@ -145,7 +146,7 @@ func (p *StoreProbe) Failing() bool {
 }
 
 // errTurn cancels a write's attempt at a turn.
-var errTurn = fmt.Errorf("a leader was elected or the connection came back: sent again")
+var errTurn = errors.New("a leader was elected or the connection came back")
 
 // guarded runs one attempt of a write, fn, whose context ends at the next
 // turn (t may be nil) and, when probe is set and the attempt has not
@@ -179,7 +180,7 @@ func guarded(ctx context.Context, t *Turns, probe *StoreProbe, fn func(context.C
 		pctx, pcancel := context.WithTimeout(ctx, 2*probeWrite)
 		perr := probe.Check(pctx)
 		pcancel()
-		if perr != nil && perr != ErrNotConnected {
+		if errors.Is(perr, errStoreRefuses) || errors.Is(perr, errStoreNoAnswer) {
 			storeErr = perr
 			cancel(perr)
 			return
@@ -193,7 +194,21 @@ func guarded(ctx context.Context, t *Turns, probe *StoreProbe, fn func(context.C
 	err = fn(actx)
 	close(stop)
 	<-watched
+	if err != nil && context.Cause(actx) == errTurn && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", errTurn, err)
+	}
 	return err, storeErr
+}
+
+// retried runs fn, guarded, again after every turn that cut it, until it
+// ends otherwise (fn must be safe to repeat).
+func retried(ctx context.Context, t *Turns, fn func(context.Context) error) error {
+	for {
+		err, _ := guarded(ctx, t, nil, fn)
+		if !errors.Is(err, errTurn) {
+			return err
+		}
+	}
 }
 
 // A write not answered after probeAfter has the store probed, the probe's
