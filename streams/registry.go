@@ -137,7 +137,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		}
 		select {
 		case <-ctx.Done():
-			return ev, 0, fmt.Errorf("%w: registration not stored in time", kez.ErrUnavailable)
+			return ev, 0, fmt.Errorf("%w: registration not stored in time (last attempt: %v)", kez.ErrUnavailable, err)
 		case <-time.After(backoff(attempt)):
 		}
 	}
