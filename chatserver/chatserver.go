@@ -6,6 +6,7 @@ package chatserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/registry"
@@ -72,6 +74,11 @@ type Config struct {
 	// re-hash of the whole registry log.
 	ScrubRate     int
 	ScrubInterval time.Duration
+
+	// ProjectionMaxLag and ProjectionStall bound this replica's
+	// projection for readiness (see registry.Service.ProjectionReady).
+	ProjectionMaxLag uint64
+	ProjectionStall  time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -92,6 +99,8 @@ func DefaultConfig() Config {
 		IntegrityInterval: time.Minute,
 		ScrubRate:         registry.DefaultScrubRate,
 		ScrubInterval:     registry.DefaultScrubInterval,
+		ProjectionMaxLag:  registry.DefaultMaxLag,
+		ProjectionStall:   registry.DefaultStall,
 	}
 }
 
@@ -111,6 +120,9 @@ func (c Config) Validate() error {
 	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
 		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
 	}
+	if c.ProjectionStall < 100*time.Millisecond {
+		return fmt.Errorf("%w: projection stall must be at least 100ms", ErrConfig)
+	}
 	if len(c.PublicRelays) > kez.MaxRelays {
 		return fmt.Errorf("%w: more than %d public relays", ErrConfig, kez.MaxRelays)
 	}
@@ -129,6 +141,9 @@ type Server struct {
 	Door      *door.Service
 	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	Integrity *integrity.Monitor
+	Ready     *health.Checker // readiness: /v1/readyz and kez_ready{check}
+	probe     *streams.StoreProbe
+	stopTurns func()
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -204,7 +219,21 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if cfg.CheckpointFile != "" {
 		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
 	}
-	s.Registry, err = registry.New(rcfg, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
+	// Writes in flight are sent again at a leader election or reconnect,
+	// and a registration answers 503 store_unavailable at once when a
+	// probe finds the store refusing or not answering writes.
+	turns, stopTurns, err := streams.WatchTurns(s.nc,
+		append([]string{streams.RegistryStream, streams.RateLimitStream}, streams.ProjectionStreams...))
+	if err != nil {
+		return err
+	}
+	s.stopTurns = stopTurns
+	s.probe = streams.NewStoreProbe(js, cfg.Streams.Replicas, "chat."+rand.Text())
+	log.Guard(turns, s.probe)
+	proj.Guard(turns)
+	limiter := streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister)
+	limiter.Guard(turns)
+	s.Registry, err = registry.New(rcfg, log, proj, limiter, s.logger)
 	if err != nil {
 		return err
 	}
@@ -248,6 +277,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	} else {
 		s.logger.Warn("auth callout off: no callout issuer key configured")
 	}
+	s.Ready = health.New(health.Config{}, s.readyChecks(js, cfg), reg, s.logger.With("component", "health"))
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
 	sigchainURL := func(k kez.PublicKey) string { return kez.SigchainURL(cfg.SigchainURL, k) }
 	handler := s.Registry.Handler(registry.HTTPConfig{
@@ -259,6 +289,8 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		Relays:        relays(cfg.PublicRelays),
 		Integrity:     s.Integrity.Status,
 		Extra: map[string]http.Handler{
+			"GET /v1/livez":  http.HandlerFunc(health.ServeLive),
+			"GET /v1/readyz": http.HandlerFunc(s.Ready.ServeReady),
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
 				Lookup:      s.Registry.Lookup,
@@ -280,8 +312,33 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
+}
+
+// readyChecks are the replica's readiness checks: the broker connection,
+// JetStream, a probe write to the store, every stream the server writes,
+// the projection, the integrity of the append-only streams, the door and
+// (when on) the auth callout.
+func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: s.probe.Check},
+		{Name: "projection", Fn: s.Registry.ProjectionReady(cfg.ProjectionMaxLag, cfg.ProjectionStall, nil)},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+		{Name: "door", Fn: s.Door.Serving},
+	}
+	for _, name := range streams.HomeStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.Keeper.Kick)
+		}})
+	}
+	if s.Callout != nil {
+		checks = append(checks, health.Check{Name: "callout", Fn: s.Callout.Serving})
+	}
+	return checks
 }
 
 // calloutUsers answers the callout's look-ups: this replica's cache, and on
@@ -354,6 +411,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.stopTurns()
 	return errors.Join(err, streams.Drain(ctx, s.nc))
 }
 

@@ -134,6 +134,19 @@ func (s *Service) Start() error {
 	return nil
 }
 
+// Serving is a readiness check: it fails unless the door was started, is
+// not stopped and its connection is up (nats.go subscribes it again on
+// every reconnect).
+func (s *Service) Serving(context.Context) error {
+	switch {
+	case s.svc == nil || s.svc.Stopped():
+		return errors.New("door service not running")
+	case !s.nc.IsConnected():
+		return errors.New("door connection to the broker is down")
+	}
+	return nil
+}
+
 // Stop stops taking requests, waits for those in hand and writes the
 // quota counts it still holds.
 func (s *Service) Stop() {

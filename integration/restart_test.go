@@ -186,6 +186,7 @@ type home struct {
 	natsURL  string
 	replicas int
 	sigURL   string
+	sig      *sigserver.Server
 	// adjust, if set, changes each home-server replica's configuration.
 	adjust func(*chatserver.Config)
 }
@@ -199,7 +200,7 @@ func startHome(t *testing.T, keys *natstest.Server, natsURL string, replicas int
 		t.Fatalf("start sig-server: %v", err)
 	}
 	t.Cleanup(func() { closeCtx(sig.Close) })
-	return &home{t: t, keys: keys, natsURL: natsURL, replicas: replicas, sigURL: sig.URL()}
+	return &home{t: t, keys: keys, natsURL: natsURL, replicas: replicas, sigURL: sig.URL(), sig: sig}
 }
 
 // startChat starts one more home-server replica on a loopback port.

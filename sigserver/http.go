@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/streams"
@@ -78,6 +79,8 @@ type HandlerConfig struct {
 	CtimeSkew time.Duration
 	// TrustProxy takes the client address (logged) from X-Forwarded-For.
 	TrustProxy bool
+	// Ready, if set, answers /v1/readyz (and /v1/livez is served).
+	Ready *health.Checker
 	// Checks are the health checks /v1/healthz runs, by name.
 	Checks map[string]func(context.Context) error
 	// Integrity, if set, refuses appends while it returns an error (one
@@ -131,6 +134,10 @@ func NewHandler(cfg HandlerConfig, reg *prometheus.Registry) http.Handler {
 	reg.MustRegister(srv.appends)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/healthz", srv.handleHealthz)
+	mux.HandleFunc("GET /v1/livez", health.ServeLive)
+	if cfg.Ready != nil {
+		mux.HandleFunc("GET /v1/readyz", cfg.Ready.ServeReady)
+	}
 	mux.HandleFunc("GET "+kez.SigchainPath+"{hex}", srv.handleChain)
 	mux.HandleFunc("POST "+kez.SigchainPath+"{hex}/events", srv.handleAppend)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

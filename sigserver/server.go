@@ -2,6 +2,7 @@ package sigserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -83,6 +85,10 @@ type Server struct {
 	wg     sync.WaitGroup
 	logger *slog.Logger
 
+	// Ready answers /v1/readyz: broker, JetStream, a probe write, every
+	// stream the sig-server writes, integrity.
+	Ready  *health.Checker
+	keeper *streams.Keeper
 	// stopKeeper ends the keeper of the streams.
 	stopKeeper context.CancelFunc
 }
@@ -115,6 +121,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.keep(setup)
+	writer := "sig." + rand.Text()
 	store, err := streams.OpenSigchains(ctx, js)
 	if err != nil {
 		return err
@@ -161,6 +168,22 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		stopLeaders()
 		return err
 	}
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+	}
+	for _, name := range streams.SigchainStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.keeper.Kick)
+		}})
+	}
+	if cfg.RequireRegistered {
+		checks = append(checks, health.Check{Name: "registry", Fn: hc.Checks["registry"]})
+	}
+	s.Ready = health.New(health.Config{}, checks, reg, s.logger.With("component", "health"))
+	hc.Ready = s.Ready
 	handler := NewHandler(hc, reg)
 
 	s.srv, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
@@ -171,6 +194,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-sig-server started", "http", s.srv.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
 		"require_registered", cfg.RequireRegistered)
 	return nil
@@ -181,8 +205,8 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 func (s *Server) keep(setup func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopKeeper = cancel
-	k := streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
-	s.wg.Go(func() { k.Run(ctx) })
+	s.keeper = streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
+	s.wg.Go(func() { s.keeper.Run(ctx) })
 }
 
 // Addr returns the HTTP listen address.

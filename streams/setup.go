@@ -101,6 +101,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
 		return err
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, healthStreamConfig(cfg.Replicas)); err != nil {
+		return fmt.Errorf("create stream %s: %w", healthStream, err)
+	}
 	// Last: the only stream that reserves store (InboxMaxBytes), so a
 	// store too small for it is measured after every other stream took
 	// its share.

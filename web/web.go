@@ -187,11 +187,27 @@ func (m *Metrics) Wrap(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// Healthcheck asks the health endpoint url (a server's /v1/healthz) and
-// returns nil if it answers 200 within 3 seconds: the `healthcheck`
-// subcommand of the servers, run by container health checks (our images
-// have no shell or curl).
-func Healthcheck(ctx context.Context, url string) error {
+// Healthcheck asks the health endpoint url (a server's /v1/readyz) and
+// returns nil once it answers 200: the `healthcheck` subcommand of the
+// servers, run by container health checks (our images have no shell or
+// curl) and by systemd after start. Each attempt has 3 seconds; with
+// wait > 0 it asks again every second until wait has passed.
+func Healthcheck(ctx context.Context, url string, wait time.Duration) error {
+	end := time.Now().Add(wait)
+	for {
+		err := healthcheck(ctx, url)
+		if err == nil || time.Now().After(end) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func healthcheck(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
