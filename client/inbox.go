@@ -24,12 +24,30 @@ type DoorError struct {
 
 func (e *DoorError) Error() string { return e.Message + " (" + e.Code + ")" }
 
+// doorAttempt bounds one attempt of a door request. A request the broker
+// took just before it closed the connection (as it does whenever a user
+// JWT expires) is never answered, and nats.go does not send it again
+// after reconnecting. Every door operation may be repeated (a send is
+// stored once by its dedup id, a read and a stat change nothing, an ack
+// removes messages up to a sequence), so an attempt unanswered this long
+// is sent again until the caller's deadline.
+const doorAttempt = 4 * time.Second
+
 // doorCall asks the door to perform op for me with body and decodes its
 // answer into out. A refusal is a *DoorError; no answer is ErrUnreachable.
 func doorCall(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, body []byte, out any) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, kez.DoorSubject(me, op), body)
+	var m *nats.Msg
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, doorAttempt)
+		m, err = nc.RequestWithContext(actx, kez.DoorSubject(me, op), body)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return withHint(fmt.Errorf("%w: the home server's inbox door does not answer", ErrUnreachable),
