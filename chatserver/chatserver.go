@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
 	"kez.lat/kez/integrity"
@@ -279,7 +280,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
-	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
+	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted(), "build", buildinfo.Get())
 	return nil
 }
 

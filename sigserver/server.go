@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -187,7 +188,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		}
 	})
 	s.logger.Info("kez-sig-server started", "http", s.ln.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
-		"require_registered", cfg.RequireRegistered)
+		"require_registered", cfg.RequireRegistered, "build", buildinfo.Get())
 	return nil
 }
 

@@ -1,0 +1,38 @@
+package client
+
+import (
+	"net/http"
+
+	"kez.lat/kez/buildinfo"
+)
+
+// userAgentHTTP returns c (http.DefaultClient if nil) with a transport
+// that sets ua as the User-Agent of every request, so that servers see
+// which build of the client asks (a release with a known bug, a client
+// too old for a new format).
+func userAgentHTTP(c *http.Client, ua string) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	out := *c
+	out.Transport = userAgent{ua: ua, next: next}
+	return &out
+}
+
+type userAgent struct {
+	ua   string
+	next http.RoundTripper
+}
+
+func (u userAgent) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", u.ua)
+	return u.next.RoundTrip(r)
+}
+
+// defaultUserAgent is the User-Agent of a Config without one.
+func defaultUserAgent() string { return buildinfo.Get().UserAgent("kez-chat") }
