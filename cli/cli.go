@@ -59,7 +59,7 @@ func parse(grammar any, name, description string, args []string, stdout, stderr 
 	if done, err := version(name, args, stdout); done {
 		return nil, err
 	}
-	p, err := newParser(grammar, name, description, stdout, stderr)
+	p, err := NewParser(grammar, name, description, stdout, stderr)
 	if err != nil {
 		return nil, err
 	}

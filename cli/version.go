@@ -37,8 +37,9 @@ func version(name string, args []string, stdout io.Writer) (bool, error) {
 	return true, err
 }
 
-// newParser returns the kong parser of grammar, with --version.
-func newParser(grammar any, name, description string, stdout, stderr io.Writer) (*kong.Kong, error) {
+// NewParser returns the kong parser of grammar, with --version, for [Run]
+// and for what needs kong's model of a command (shell completion).
+func NewParser(grammar any, name, description string, stdout, stderr io.Writer) (*kong.Kong, error) {
 	return kong.New(grammar,
 		kong.Name(name),
 		kong.Description(description),
