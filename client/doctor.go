@@ -21,6 +21,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/sigchain"
+	"kez.lat/kez/streams"
 )
 
 // CheckStatus is the outcome of one check of [Client.Doctor].
@@ -574,25 +575,11 @@ func (d *doctor) disk() {
 	case err != nil:
 		d.add(CheckDisk, CheckFail, fmt.Sprintf("free space in %s: %v", dir, err), fix)
 	case free < d.opts.MinFree:
-		d.add(CheckDisk, CheckFail, fmt.Sprintf("only %s free in %s (want at least %s)", bytesText(free), dir, bytesText(d.opts.MinFree)),
+		d.add(CheckDisk, CheckFail, fmt.Sprintf("only %s free in %s (want at least %s)", streams.Bytes(free), dir, streams.Bytes(d.opts.MinFree)),
 			"free some space there, or fetch to a larger disk with fetch -o DIR")
 	default:
-		d.add(CheckDisk, CheckOK, fmt.Sprintf("%s free in %s", bytesText(free), dir), "")
+		d.add(CheckDisk, CheckOK, fmt.Sprintf("%s free in %s", streams.Bytes(free), dir), "")
 	}
-}
-
-// bytesText writes n in binary units.
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // ms writes d in milliseconds.

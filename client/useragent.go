@@ -11,16 +11,7 @@ import (
 // which build of the client asks (a release with a known bug, a client
 // too old for a new format).
 func userAgentHTTP(c *http.Client, ua string) *http.Client {
-	if c == nil {
-		c = http.DefaultClient
-	}
-	next := c.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	out := *c
-	out.Transport = userAgent{ua: ua, next: next}
-	return &out
+	return wrapTransport(c, func(next http.RoundTripper) http.RoundTripper { return userAgent{ua: ua, next: next} })
 }
 
 type userAgent struct {
