@@ -8,13 +8,17 @@ FUZZTIME  ?= 30s
 # Packages with fuzz targets, for `make fuzz`.
 FUZZ_PKGS := . ./client ./cmd/kez-chat/display ./webfinger ./callout ./mnemonic ./message ./sigchain ./sigserver ./filecrypt ./blob ./p2p ./share ./registry ./strictjson ./streams ./integrity
 
-.PHONY: all build tools test vet fmt-check bench chaos fuzz dev clean
+.PHONY: all build tools test vet fmt-check bench chaos fuzz dev clean release
 
 all: build
 
 ## build: static binaries of our commands into bin/
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN)/ ./cmd/...
+
+## release: static binaries of HEAD for linux and darwin on amd64 and arm64 into dist/, with SHA256SUMS (deploy/release.sh)
+release:
+	GO=$(GO) ./deploy/release.sh dist
 
 ## tools: nats-server and the nats CLI, built from the versions pinned in tools.mod
 tools: $(BIN)/nats-server $(BIN)/nats
@@ -56,7 +60,7 @@ dev: build tools
 	./deploy/dev.sh
 
 clean:
-	rm -rf $(BIN) .dev
+	rm -rf $(BIN) .dev dist
 
 # --- Containers (docs/operations.md) ----------------------------------------
 # The nats image tag matches the nats-server version pinned in tools.mod.
@@ -70,7 +74,7 @@ IMAGE_CMDS := kez-chat-server kez-sig-server $(if $(wildcard cmd/kez-relay/*.go)
 
 ## images: kez-chat-server:$(KEZ_TAG), kez-sig-server:$(KEZ_TAG), kez-relay:$(KEZ_TAG) (deploy/Dockerfile) and a stand-in nats:$(NATS_TAG) built from tools.mod (deploy/nats.Dockerfile)
 images:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(IMAGE_CMDS))
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(IMAGE_CMDS))
 	CGO_ENABLED=0 $(GO) build -trimpath -modfile=$(TOOLS_MOD) -o $(BIN)/ github.com/nats-io/nats-server/v2
 	rm -rf $(BIN)/image $(BIN)/nats-image
 	mkdir -p $(BIN)/image/keys $(BIN)/image/data $(BIN)/nats-image

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
 	"kez.lat/kez/health"
@@ -313,7 +314,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.wg.Go(func() { s.Ready.Run(runCtx) })
-	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
+	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted(), "build", buildinfo.Get())
 	return nil
 }
 

@@ -150,6 +150,7 @@ func TestRegisterAndLookUp(t *testing.T) {
 	if h.Status != http.StatusOK || !strings.Contains(string(h.Body), `"lag":0`) {
 		t.Errorf("healthz = %d %s", h.Status, h.Body)
 	}
+	webtest.BuildInfo(t, h.Body, m.Body)
 }
 
 const relayID = "12D3KooWH7ZDwA8qAEzcqJAPtutuD7bEe7EtQp6t7k1c8vkCgK48"

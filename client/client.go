@@ -53,6 +53,10 @@ type Config struct {
 	// whoever is on the path could rewrite handle records and sigchains
 	// and read the traffic. Loopback needs no TLS.
 	Insecure bool
+	// UserAgent is the User-Agent of every HTTP request; by default
+	// kez-chat/<version> (commit <revision>; <go>; <os/arch>) from the
+	// binary's build information.
+	UserAgent string
 	// Note receives what the user should know that is not an error, such
 	// as the OS keyring failing and the key going to the key file
 	// instead; ignored if nil.
@@ -86,6 +90,10 @@ func New(p *Profile, cfg Config) *Client {
 	if cfg.RemoteURL == nil {
 		cfg.RemoteURL = func(domain string) string { return "https://" + domain }
 	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = defaultUserAgent()
+	}
+	cfg.HTTP = userAgentHTTP(cfg.HTTP, cfg.UserAgent)
 	if !cfg.Insecure {
 		cfg.HTTP = secureHTTP(cfg.HTTP)
 	}

@@ -71,6 +71,12 @@ func checkNATSURLs(list string) error {
 // secureHTTP returns c (http.DefaultClient if nil) with a transport that
 // refuses plaintext requests to remote hosts, redirects included.
 func secureHTTP(c *http.Client) *http.Client {
+	return wrapTransport(c, func(next http.RoundTripper) http.RoundTripper { return plaintextGuard{next} })
+}
+
+// wrapTransport returns a copy of c (http.DefaultClient if nil) whose
+// transport is wrap of c's (http.DefaultTransport if nil).
+func wrapTransport(c *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	if c == nil {
 		c = http.DefaultClient
 	}
@@ -79,7 +85,7 @@ func secureHTTP(c *http.Client) *http.Client {
 		next = http.DefaultTransport
 	}
 	out := *c
-	out.Transport = plaintextGuard{next}
+	out.Transport = wrap(next)
 	return &out
 }
 

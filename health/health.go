@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/web"
 )
 
@@ -52,6 +53,8 @@ type Report struct {
 	Checks map[string]string `json:"checks"`
 	// Failing names the checks that fail, sorted.
 	Failing []string `json:"failing,omitempty"`
+	// Build is the build of the process that answers.
+	Build buildinfo.Info `json:"build"`
 }
 
 // OK reports whether every check passed.
@@ -195,6 +198,7 @@ func (c *Checker) Run(ctx context.Context) {
 // else 503 (with Retry-After), the failing checks named.
 func (c *Checker) ServeReady(w http.ResponseWriter, r *http.Request) {
 	rep := c.Ready(r.Context())
+	rep.Build = buildinfo.Get()
 	if !rep.OK() {
 		w.Header().Set("Retry-After", web.RetryAfterUnavailable)
 		web.WriteJSON(w, http.StatusServiceUnavailable, rep)
@@ -203,9 +207,12 @@ func (c *Checker) ServeReady(w http.ResponseWriter, r *http.Request) {
 	web.WriteJSON(w, http.StatusOK, rep)
 }
 
-// ServeLive answers 200 {"status":"ok"}: the process serves HTTP. It
+// ServeLive answers 200 {"status":"ok", "build": ...}: the process serves HTTP. It
 // checks nothing else, so that a supervisor restarts a process only when
 // it is stuck, never because the broker is away.
 func ServeLive(w http.ResponseWriter, _ *http.Request) {
-	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	web.WriteJSON(w, http.StatusOK, struct {
+		Status string         `json:"status"`
+		Build  buildinfo.Info `json:"build"`
+	}{"ok", buildinfo.Get()})
 }

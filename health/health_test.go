@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/health"
 )
 
@@ -62,7 +63,7 @@ func TestReadyNamesFailingChecks(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Code != http.StatusOK || !rep.OK() || rep.Status != "ok" || len(rep.Checks) != 3 {
+	if rec.Code != http.StatusOK || !rep.OK() || rep.Status != "ok" || len(rep.Checks) != 3 || rep.Build != buildinfo.Get() {
 		t.Errorf("fixed: %d %+v", rec.Code, rep)
 	}
 	if v := gauge(t, reg, "store"); v != 1 {
@@ -98,7 +99,11 @@ func TestReadyShared(t *testing.T) {
 func TestServeLive(t *testing.T) {
 	rec := httptest.NewRecorder()
 	health.ServeLive(rec, httptest.NewRequest("GET", "/v1/livez", nil))
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"ok"`) {
+	var live struct {
+		Status string
+		Build  buildinfo.Info
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &live); rec.Code != http.StatusOK || err != nil || live.Status != "ok" || live.Build != buildinfo.Get() {
 		t.Errorf("livez: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/web"
 )
@@ -103,8 +104,9 @@ func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		Projection *Health           `json:"projection,omitempty"`
 		Integrity  *integrity.Status `json:"integrity,omitempty"`
 		Error      string            `json:"error,omitempty"`
+		Build      buildinfo.Info    `json:"build"`
 	}
-	b := body{Status: "ok", NATS: srv.cfg.NATSConnected == nil || srv.cfg.NATSConnected()}
+	b := body{Status: "ok", NATS: srv.cfg.NATSConnected == nil || srv.cfg.NATSConnected(), Build: buildinfo.Get()}
 	intact := true
 	if srv.cfg.Integrity != nil {
 		st := srv.cfg.Integrity()

@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/health"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/web"
@@ -133,7 +134,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
 	go s.ready.Run(rctx)
-	s.logger.Info("relay started", "peer_id", h.ID().String(), "addrs", fmt.Sprint(s.Addrs()), "http", s.web.Addr().String())
+	s.logger.Info("relay started", "peer_id", h.ID().String(), "addrs", fmt.Sprint(s.Addrs()), "http", s.web.Addr().String(), "build", buildinfo.Get())
 	return s, nil
 }
 
@@ -175,14 +176,15 @@ func (s *Service) Close(ctx context.Context) error {
 
 func (s *Service) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	type body struct {
-		Status       string `json:"status"`
-		PeerID       string `json:"peer_id"`
-		Listening    int    `json:"listen_addrs"`
-		Reservations int64  `json:"reservations"`
-		Circuits     int64  `json:"circuits"`
+		Status       string         `json:"status"`
+		PeerID       string         `json:"peer_id"`
+		Listening    int            `json:"listen_addrs"`
+		Reservations int64          `json:"reservations"`
+		Circuits     int64          `json:"circuits"`
+		Build        buildinfo.Info `json:"build"`
 	}
 	b := body{Status: "ok", PeerID: s.host.ID().String(), Listening: len(s.host.Network().ListenAddresses()),
-		Reservations: s.tracer.reservations.Load(), Circuits: s.tracer.circuits.Load()}
+		Reservations: s.tracer.reservations.Load(), Circuits: s.tracer.circuits.Load(), Build: buildinfo.Get()}
 	status := http.StatusOK
 	if b.Listening == 0 {
 		b.Status, status = "unavailable", http.StatusServiceUnavailable

@@ -208,6 +208,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	if h.Status != http.StatusOK || !strings.Contains(string(h.Body), r.ID().String()) {
 		t.Errorf("/healthz = %d %s", h.Status, h.Body)
 	}
+	webtest.BuildInfo(t, h.Body, m.Body)
 }
 
 func TestKeyFileCreatedOnceAndReused(t *testing.T) {

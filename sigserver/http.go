@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/sigchain"
@@ -154,8 +155,9 @@ func (srv *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		Status    string            `json:"status"`
 		Checks    map[string]string `json:"checks"`
 		Integrity *integrity.Status `json:"integrity,omitempty"`
+		Build     buildinfo.Info    `json:"build"`
 	}
-	b := body{Status: "ok", Checks: map[string]string{}}
+	b := body{Status: "ok", Checks: map[string]string{}, Build: buildinfo.Get()}
 	status := http.StatusOK
 	if srv.cfg.IntegrityStatus != nil {
 		st := srv.cfg.IntegrityStatus()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
@@ -196,7 +197,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-sig-server started", "http", s.srv.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
-		"require_registered", cfg.RequireRegistered)
+		"require_registered", cfg.RequireRegistered, "build", buildinfo.Get())
 	return nil
 }
 

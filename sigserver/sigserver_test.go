@@ -103,6 +103,7 @@ func TestAppendAndRead(t *testing.T) {
 	if !strings.Contains(string(m.Body), `kez_sigchain_appends_total{result="created"} 5`) {
 		t.Errorf("metrics lack the append count:\n%s", m.Body)
 	}
+	webtest.BuildInfo(t, h.Body, m.Body)
 }
 
 func firstSeqno(events []sigchain.Event) uint64 {

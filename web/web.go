@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kez.lat/kez"
+	"kez.lat/kez/buildinfo"
 )
 
 // WriteJSON answers v as JSON with status.
@@ -127,10 +128,11 @@ func ClientAddr(r *http.Request, trustProxy bool) netip.Addr {
 }
 
 // NewRegistry returns a server's own Prometheus registry, with the Go and
-// process collectors.
+// process collectors and kez_build_info.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoGauge(buildinfo.Get()))
 	return reg
 }
 

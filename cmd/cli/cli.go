@@ -54,15 +54,13 @@ func Parse(grammar any, args []string) error {
 	return err
 }
 
-// parse turns kong's exit after --help into a nil context.
+// parse turns kong's exit after --help, and --version, into a nil
+// context.
 func parse(grammar any, name, description string, args []string, stdout, stderr io.Writer) (kctx *kong.Context, err error) {
-	p, err := kong.New(grammar,
-		kong.Name(name),
-		kong.Description(description),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) { panic(errExit) }),
-		kong.UsageOnError(),
-	)
+	if done, err := version(name, args, stdout); done {
+		return nil, err
+	}
+	p, err := NewParser(grammar, name, description, stdout, stderr)
 	if err != nil {
 		return nil, err
 	}

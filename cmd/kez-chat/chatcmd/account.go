@@ -226,7 +226,7 @@ func (m *mnemonicCmd) Run(ctx context.Context) error {
 }
 
 type statusCmd struct {
-	Handle string `arg:"" optional:"" help:"Show this user's presence instead: online, or when last seen."`
+	Handle string `arg:"" optional:"" predictor:"contact" help:"Show this user's presence instead: online, or when last seen."`
 }
 
 func (s *statusCmd) Run(ctx context.Context) error {

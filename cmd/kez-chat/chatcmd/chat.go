@@ -108,7 +108,7 @@ func (c *contactsCmd) Run(ctx context.Context) error {
 }
 
 type verifyCmd struct {
-	Handle string `arg:"" help:"Contact to verify."`
+	Handle string `arg:"" predictor:"contact" help:"Contact to verify."`
 }
 
 func (c *verifyCmd) Run(ctx context.Context) error {
@@ -152,7 +152,7 @@ func blocks(num string) string {
 }
 
 type trustCmd struct {
-	Handle string `arg:"" help:"Contact whose changed key to accept."`
+	Handle string `arg:"" predictor:"contact" help:"Contact whose changed key to accept."`
 	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed. Refused if the server now names another." placeholder:"KEY"`
 }
 
@@ -188,7 +188,7 @@ func (c *trustCmd) Run(ctx context.Context) error {
 }
 
 type sendCmd struct {
-	Handle string   `arg:"" help:"Recipient, e.g. @bob."`
+	Handle string   `arg:"" predictor:"contact" help:"Recipient, e.g. @bob."`
 	Text   []string `arg:"" optional:"" help:"The message; read from stdin when absent."`
 }
 
@@ -359,7 +359,7 @@ func isTerminalWriter(w io.Writer) bool {
 }
 
 type historyCmd struct {
-	Handle string `arg:"" optional:"" help:"Contact (all conversations when absent)."`
+	Handle string `arg:"" optional:"" predictor:"contact" help:"Contact (all conversations when absent)."`
 	Last   int    `short:"n" help:"Show only the last N messages."`
 }
 

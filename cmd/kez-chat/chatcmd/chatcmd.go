@@ -33,6 +33,9 @@ const (
 // Main runs kez-chat with the process's arguments and standard streams
 // and returns the exit code.
 func Main() int {
+	if completing() {
+		return completeLine(os.Stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Exit(Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
@@ -109,7 +112,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // globals are the flags every command takes.
 type globals struct {
-	Profile string `short:"p" env:"KEZ_CHAT_PROFILE" default:"default" help:"Profile: a name (kept under the user config dir, $XDG_CONFIG_HOME/kez-chat/profiles/NAME) or a directory path."`
+	Profile string `short:"p" env:"KEZ_CHAT_PROFILE" predictor:"profile" default:"default" help:"Profile: a name (kept under the user config dir, $XDG_CONFIG_HOME/kez-chat/profiles/NAME) or a directory path."`
 	Server  string `env:"KEZ_SERVER" help:"Home server URL, e.g. http://127.0.0.1:8080 (default: the account's; https://kez.lat before one exists)."`
 	Domain  string `env:"KEZ_DOMAIN" help:"Domain of bare handles before an account exists (default: the server's host name, kez.lat for an address)."`
 	JSON    bool   `help:"Print data as JSON (stable: fields are added, never changed)."`
@@ -124,26 +127,28 @@ type globals struct {
 
 type grammar struct {
 	globals
-	Register    registerCmd `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
-	Recover     recoverCmd  `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
-	Whoami      whoamiCmd   `cmd:"" help:"Show the account's handle, key and fingerprint."`
-	Mnemonic    mnemonicCmd `cmd:"" help:"Show the 24 words of the paper backup again."`
-	Status      statusCmd   `cmd:"" help:"Check the home server and the broker; count unread messages."`
-	Add         addCmd      `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
-	Contacts    contactsCmd `cmd:"" help:"List the pinned contacts."`
-	Verify      verifyCmd   `cmd:"" help:"Show the safety number to compare with a contact out of band."`
-	Trust       trustCmd    `cmd:"" help:"Accept a contact's changed key."`
-	Send        sendCmd     `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
-	Listen      listenCmd   `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
-	History     historyCmd  `cmd:"" help:"Show the messages exchanged with a contact."`
-	Share       shareCmd    `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
-	Files       filesCmd    `cmd:"" help:"List the files you share, and with whom."`
-	Unshare     unshareCmd  `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
-	Fetch       fetchCmd    `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
-	Browse      browseCmd   `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
-	ShowProfile profileCmd  `cmd:"" name:"profile" help:"Show a contact's profile: key, safety number, sigchain summary and the identity claims they make."`
-	Claim       claimCmd    `cmd:"" help:"Your identity claims (github, dns, nostr, ...), published in your sigchain for contacts to see."`
-	Chat        chatCmd     `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
+	Register    registerCmd   `cmd:"" help:"Create an account: a new key, its 24-word paper backup and a handle."`
+	Recover     recoverCmd    `cmd:"" help:"Restore an account from its 24 words (from stdin, or prompted)."`
+	Whoami      whoamiCmd     `cmd:"" help:"Show the account's handle, key and fingerprint."`
+	Mnemonic    mnemonicCmd   `cmd:"" help:"Show the 24 words of the paper backup again."`
+	Status      statusCmd     `cmd:"" help:"Check the home server and the broker; count unread messages."`
+	Add         addCmd        `cmd:"" help:"Look a handle up, verify its sigchain and pin its key."`
+	Contacts    contactsCmd   `cmd:"" help:"List the pinned contacts."`
+	Verify      verifyCmd     `cmd:"" help:"Show the safety number to compare with a contact out of band."`
+	Trust       trustCmd      `cmd:"" help:"Accept a contact's changed key."`
+	Send        sendCmd       `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
+	Listen      listenCmd     `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
+	History     historyCmd    `cmd:"" help:"Show the messages exchanged with a contact."`
+	Share       shareCmd      `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
+	Files       filesCmd      `cmd:"" help:"List the files you share, and with whom."`
+	Unshare     unshareCmd    `cmd:"" help:"Stop sharing a file (with one contact, or with everyone)."`
+	Fetch       fetchCmd      `cmd:"" help:"Download a file shared with you, straight from the sender's device, verified as it arrives; resumes if interrupted."`
+	Browse      browseCmd     `cmd:"" help:"List what a contact shares with you (their signed manifest)."`
+	ShowProfile profileCmd    `cmd:"" name:"profile" help:"Show a contact's profile: key, safety number, sigchain summary and the identity claims they make."`
+	Claim       claimCmd      `cmd:"" help:"Your identity claims (github, dns, nostr, ...), published in your sigchain for contacts to see."`
+	Doctor      doctorCmd     `cmd:"" help:"Check each hop from this profile to its contacts (home server, TLS, clock, registration, sigchain, key store, broker, relays, direct connections, disk) and say how to fix what fails."`
+	Completion  completionCmd `cmd:"" help:"Print the script that makes bash, zsh or fish complete kez-chat's commands, flags, profiles and contacts (README, \"Shell completion\")."`
+	Chat        chatCmd       `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
 }
 
 // noCommand reports whether args name no command but would parse with

@@ -18,8 +18,8 @@ import (
 )
 
 type shareCmd struct {
-	Handle string `arg:"" help:"Who to share with (@bob)."`
-	Path   string `arg:"" type:"existingfile" help:"The file to share."`
+	Handle string `arg:"" predictor:"contact" help:"Who to share with (@bob)."`
+	Path   string `arg:"" predictor:"file" type:"existingfile" help:"The file to share."`
 }
 
 func (c *shareCmd) Run(ctx context.Context) error {
@@ -80,7 +80,7 @@ func (c *filesCmd) Run(ctx context.Context) error {
 
 type unshareCmd struct {
 	ID     string `arg:"" help:"The file's ID, as kez-chat files shows it."`
-	Handle string `arg:"" optional:"" help:"Stop sharing with this user only (default: with everyone, and delete the encrypted copy)."`
+	Handle string `arg:"" optional:"" predictor:"contact" help:"Stop sharing with this user only (default: with everyone, and delete the encrypted copy)."`
 }
 
 func (c *unshareCmd) Run(ctx context.Context) error {
@@ -186,7 +186,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 }
 
 type browseCmd struct {
-	Handle   string `arg:"" help:"Whose shared files to list (@alice)."`
+	Handle   string `arg:"" predictor:"contact" help:"Whose shared files to list (@alice)."`
 	waitFlag `embed:""`
 }
 

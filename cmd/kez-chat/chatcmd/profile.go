@@ -11,7 +11,7 @@ import (
 )
 
 type profileCmd struct {
-	Handle    string `arg:"" help:"Contact whose profile to show (@bob)."`
+	Handle    string `arg:"" predictor:"contact" help:"Contact whose profile to show (@bob)."`
 	NoRefresh bool   `name:"no-refresh" help:"Show the pinned state without asking the contact's server for the current sigchain."`
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 type chatCmd struct {
-	Handle    string `arg:"" optional:"" help:"Conversation to open first (default: the most recent)."`
+	Handle    string `arg:"" optional:"" predictor:"contact" help:"Conversation to open first (default: the most recent)."`
 	Output    string `short:"o" type:"path" help:"Directory where /fetch saves files (default: the current directory)."`
 	NoFiles   bool   `name:"no-files" env:"KEZ_CHAT_NO_FILES" help:"Do not serve your shared files while the chat runs (contacts cannot fetch them)."`
 	Invisible bool   `env:"KEZ_CHAT_INVISIBLE" help:"Do not announce that you are online."`
