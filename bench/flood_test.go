@@ -5,7 +5,6 @@ package bench_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +27,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/natstest"
@@ -245,42 +243,13 @@ func TestBenchSignInFlood(t *testing.T) {
 	ns.ConfigureLogger()
 
 	var ourLog countingWriter
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Domain = "kez.test"
-	cfg.Streams.RegisterLimit = 1 << 30
+	cfg := calloutConfig(ns)
 	var replicas []*chatserver.Server
 	for range 2 {
-		srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(&ourLog, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Close(ctx)
-		})
-		replicas = append(replicas, srv)
+		replicas = append(replicas, startChatServerLog(t, cfg, slog.New(slog.NewJSONHandler(&ourLog, nil))))
 	}
 	const users = 16
-	var keys []*kez.PrivateKey
-	for i := range users {
-		k, _ := kez.GenerateKey(nil)
-		h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), "kez.test")
-		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
-		resp, err := http.Post(replicas[0].URL()+"/v1/register", "application/json", bytes.NewReader(body))
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("register: %v", err)
-		}
-		resp.Body.Close()
-		keys = append(keys, k)
-	}
-	time.Sleep(200 * time.Millisecond) // both replicas' caches
+	keys := registerUsers(t, replicas[0].URL(), users)
 
 	// metric sums a counter over both replicas (every label).
 	metric := func(name string) float64 {

@@ -3,7 +3,9 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/natstest"
@@ -34,9 +37,48 @@ func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
 	return startChatServerCfg(t, cfg)
 }
 
+// calloutConfig is a home server on ns that answers the auth callout.
+func calloutConfig(ns *natstest.Server) chatserver.Config {
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = "kez.test"
+	cfg.Streams.RegisterLimit = 1 << 30
+	return cfg
+}
+
+// registerUsers registers user0..user<n-1> with new keys at the home
+// server base and returns the keys, once every replica can know them.
+func registerUsers(t testing.TB, base string, n int) []*kez.PrivateKey {
+	t.Helper()
+	var keys []*kez.PrivateKey
+	for i := range n {
+		k, _ := kez.GenerateKey(nil)
+		h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), "kez.test")
+		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+		resp, err := http.Post(base+"/v1/register", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %v", err)
+		}
+		resp.Body.Close()
+		keys = append(keys, k)
+	}
+	time.Sleep(200 * time.Millisecond) // every replica's cache
+	return keys
+}
+
 func startChatServerCfg(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	t.Helper()
-	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	return startChatServerLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+func startChatServerLog(t testing.TB, cfg chatserver.Config, logger *slog.Logger) *chatserver.Server {
+	t.Helper()
+	srv, err := chatserver.Start(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
