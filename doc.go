@@ -18,8 +18,18 @@
 // valid for two purposes. A registration is signed over
 // [RegistrationMessage].
 //
+// # Wire contract
+//
+// What a client and the servers both speak is defined here once, so that
+// the user's binary links no server package: the public [Record] of a
+// handle and the sigchain route ([SigchainURL], [SigchainPath]), the
+// relay-address rules ([ParseRelayAddr]), the NATS subjects a client uses
+// (the inbox door's, [DoorSubject]; presence, [PresenceKeySubject]), and
+// the error codes of the HTTP APIs ([ErrorCodes], [ErrorBody]).
+//
 // # Errors
 //
 // Sentinel errors such as [ErrHandleTaken] are matched with [errors.Is];
-// packages wrap them with context.
+// packages wrap them with context. Over HTTP each travels as a stable code
+// ([ErrorCodes]); [CodeError] maps a code back to its sentinel.
 package kez

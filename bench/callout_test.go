@@ -15,7 +15,7 @@ import (
 
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 )
 
 // TestBenchCallout: connects/s of users signing in through the auth

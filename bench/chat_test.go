@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/message"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // chatUser is a registered user with its own broker connection, reaching
@@ -88,7 +88,7 @@ type rawInbox struct {
 func newRawInbox(t *testing.T, st *clienttest.Stack) rawInbox {
 	t.Helper()
 	ctx := context.Background()
-	js, err := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/p2p"
 )
 
@@ -87,7 +88,7 @@ func TestBenchFiles(t *testing.T) {
 	logFileTable(t, "import of 1 GiB into a blob.Store", []fileRow{cp.row(cp), imp.row(cp)}, measured{})
 
 	// Fetch through libp2p, one sender node per transport.
-	bobKey := newKey(t)
+	bobKey := keztest.NewKey(t)
 	bn := newNode(t, p2p.Config{Key: bobKey, Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, Store: bs})
 	allow := func(p kez.PublicKey, got blob.Hash) bool { return got == h && p.Equal(bobKey.Public()) }
 	type transport struct {
@@ -99,7 +100,7 @@ func TestBenchFiles(t *testing.T) {
 		{"p2p Fetch, libp2p TCP+Noise+yamux", "/ip4/127.0.0.1/tcp/0"},
 		{"p2p Fetch, libp2p QUIC-v1", "/ip4/127.0.0.1/udp/0/quic-v1"},
 	} {
-		k := newKey(t)
+		k := keztest.NewKey(t)
 		an := newNode(t, p2p.Config{Key: k, Listen: []string{tc.listen}, Store: as, Allow: allow})
 		s, err := bn.Peer(k.Public(), an.Addrs())
 		if err != nil {
@@ -699,15 +700,6 @@ func openStore(t *testing.T, dir string) *blob.Store {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func newKey(t *testing.T) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func newNode(t *testing.T, cfg p2p.Config) *p2p.Node {

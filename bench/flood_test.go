@@ -29,7 +29,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 )
 
 // floodEnv carries a flood process's configuration (floodConfig as JSON)

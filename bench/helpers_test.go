@@ -17,9 +17,10 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 // rounds: baseline and target are measured alternately this many times and
@@ -30,7 +31,7 @@ func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
 	t.Helper()
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1 << 30
@@ -39,14 +40,7 @@ func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
 
 // calloutConfig is a home server on ns that answers the auth callout.
 func calloutConfig(ns *natstest.Server) chatserver.Config {
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Domain = "kez.test"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Streams.RegisterLimit = 1 << 30
 	return cfg
 }

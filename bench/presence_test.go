@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/streams"
 )
 
@@ -64,14 +64,14 @@ func TestBenchPresence(t *testing.T) {
 		return nil
 	})
 
-	admin, err := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	admin, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
 	entry, _ := json.Marshal(client.PresenceEntry{Status: client.PresenceOnline, TS: time.Now().Unix(), TTL: 60})
 	const n, conc = 20000, 200
 	direct := func(i int) error {
-		_, err := admin.Publish(ctx, streams.PresenceKeySubject(keys[i%users].Public()), entry)
+		_, err := admin.Publish(ctx, kez.PresenceKeySubject(keys[i%users].Public()), entry)
 		return err
 	}
 	viaUsers := func(i int) error {
@@ -97,7 +97,7 @@ func TestBenchPresence(t *testing.T) {
 	const samples = 300
 	for i := 1; i <= samples; i++ {
 		k := keys[i]
-		want := streams.PresenceLiveSubject(k.Public())
+		want := kez.PresenceLiveSubject(k.Public())
 		err := lat.timed(func(int) error {
 			nc, err := client.ConnectNATS(st.NATS.ClientURL(), k, nats.MaxReconnects(0))
 			if err != nil {

@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -102,13 +102,13 @@ func TestBenchRegisterAccumulating(t *testing.T) {
 	ns := c.Servers[0]
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = c.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1 << 30
 	cfg.Streams.Replicas = 3
 	srv := startChatServerCfg(t, cfg)
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestBenchRegisterAccumulating(t *testing.T) {
 	first := register("first", step)
 	register("bulk", 9*step)
 	later := register("later", step)
-	s, _ := js.Stream(ctx, streams.InboxStream)
+	s, _ := js.Stream(ctx, kez.InboxStream)
 	consumers := 0
 	for range s.ConsumerNames(ctx).Name() {
 		consumers++
@@ -146,13 +146,13 @@ func TestBenchRegisterAccumulating(t *testing.T) {
 func benchRegister(t *testing.T, ns *natstest.Server, url string, replicas int) {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = url
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1 << 30
 	cfg.Streams.Replicas = replicas
 	srv := startChatServerCfg(t, cfg)
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func registerAll(t testing.TB, c *http.Client, base string, bodies [][]byte, con
 func TestBenchRebuild(t *testing.T) {
 	const events = 100_000
 	ns := natstest.Start(t)
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,10 +21,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 )
 
@@ -52,7 +51,7 @@ func TestBenchSigchainReads(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "NATS_NKEY_FILE="+ns.KeyFile(callout.KeySigServer),
+	cmd.Env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "NATS_NKEY_FILE="+ns.KeyFile(natskeys.KeySigServer),
 		"HTTP_ADDR="+addr, "REQUIRE_REGISTERED=false", "LOG_LEVEL=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -71,7 +70,7 @@ func TestBenchSigchainReads(t *testing.T) {
 
 	// The chain, appended straight to the stream (the HTTP API would
 	// take its rate limit's hour): the same events, signed and linked.
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +118,7 @@ func TestBenchSigchainReads(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusOK {
 				return n, fmt.Errorf("page from %d: %s %v", since, resp.Status, err)
 			}
-			next := resp.Header.Get(sigserver.NextPageHeader)
+			next := resp.Header.Get(kez.NextPageHeader)
 			if next == "" {
 				return n, nil
 			}

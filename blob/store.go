@@ -138,10 +138,12 @@ func (s *Store) install(h Hash, blobPath, obPath string) error {
 	if err := os.Rename(blobPath, s.path(h)); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return SyncDir(s.dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir flushes dir itself to disk, so that a file just renamed or
+// linked into it survives a crash under its new name.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

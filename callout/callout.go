@@ -88,6 +88,7 @@ type Service struct {
 	admit    *admission
 	conns    *conns
 	svc      micro.Service
+	nc       *nats.Conn // the connection Start serves on
 	issuerPK string
 	sealer   *sealer // nil without an xkey
 }
@@ -148,7 +149,20 @@ func (s *Service) Start(nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("callout service: %w", err)
 	}
-	s.svc = svc
+	s.svc, s.nc = svc, nc
+	return nil
+}
+
+// Serving is a readiness check: it fails unless the service was started,
+// is not stopped and its connection is up (nats.go subscribes it again
+// on every reconnect), the broker then delivering it the auth requests.
+func (s *Service) Serving(context.Context) error {
+	switch {
+	case s.svc == nil || s.svc.Stopped():
+		return errors.New("callout service not running")
+	case !s.nc.IsConnected():
+		return errors.New("callout connection to the broker is down")
+	}
 	return nil
 }
 

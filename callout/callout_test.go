@@ -25,8 +25,10 @@ import (
 	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/message"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -38,15 +40,8 @@ type stack struct {
 }
 
 func config(ns *natstest.Server) chatserver.Config {
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Domain = domain
-	cfg.Streams.RegisterLimit = 1000
 	return cfg
 }
 
@@ -257,7 +252,7 @@ func TestDenials(t *testing.T) {
 		nc, err := nats.Connect(url, nats.Nkey(alice.Public().NKey(), func(n []byte) ([]byte, error) {
 			nonce = append([]byte(nil), n...)
 			return alice.Sign(kez.PurposeNATSAuth, n), nil
-		}), nats.CustomInboxPrefix(streams.UserInboxPrefix(alice.Public())))
+		}), nats.CustomInboxPrefix(kez.UserInboxPrefix(alice.Public())))
 		if err != nil {
 			t.Fatalf("first connection: %v", err)
 		}
@@ -303,7 +298,7 @@ func TestMalformedRequests(t *testing.T) {
 	// Not even the callout account's own user can send a request: the
 	// server denies publishing to the callout subject in that account.
 	e := &errs{}
-	nc := st.ns.Connect(callout.KeyCallout, nats.ErrorHandler(e.handler))
+	nc := st.ns.Connect(natskeys.KeyCallout, nats.ErrorHandler(e.handler))
 	if _, err := nc.Request(callout.Subject, []byte("not a jwt"), 300*time.Millisecond); err == nil {
 		t.Fatal("a forged request was answered")
 	}
@@ -320,7 +315,7 @@ func TestIsolation(t *testing.T) {
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")
 	nc, e := connect(t, st, alice)
 	A, B := alice.Public().Hex(), bob.Public().Hex()
-	inbox := streams.InboxStream
+	inbox := kez.InboxStream
 
 	subs := []string{
 		"kez.inbox." + B,       // another inbox, core
@@ -344,7 +339,7 @@ func TestIsolation(t *testing.T) {
 		"kez.ratelimit.>",    // rate-limit records
 		"$KV.kez_presence.>", // presence writes (live changes come from kez.presence.*)
 	}
-	api := streams.UserAPIPrefix
+	api := kez.UserAPIPrefix
 	pubs := []string{
 		// The door answers only for the caller's own key, and the inbox
 		// stream is reached only through it.
@@ -406,7 +401,7 @@ func TestIsolation(t *testing.T) {
 		"kez.ratelimit.register.00000000",
 		// Presence: only one's own entry is writable, only the presence
 		// bucket readable, and only JetStream republishes live changes.
-		streams.PresenceKeySubject(bob.Public()),
+		kez.PresenceKeySubject(bob.Public()),
 		"kez.presence." + A,
 		"kez.presence." + B,
 		"$JS.API.DIRECT.GET.KV_kez_presence.$KV.kez_presence." + B,
@@ -432,14 +427,14 @@ func TestIsolation(t *testing.T) {
 		})
 	}
 	// Requests carry replies to alice's own prefix; none may come back.
-	replies, err := nc.SubscribeSync(streams.UserInboxPrefix(alice.Public()) + ".isolation.>")
+	replies, err := nc.SubscribeSync(kez.UserInboxPrefix(alice.Public()) + ".isolation.>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range pubs {
 		t.Run("pub "+p, func(t *testing.T) {
 			body := []byte(`{"stream_name":"X","config":{"name":"X","mirror":{"name":"KEZ_INBOX"}}}`)
-			reply := fmt.Sprintf("%s.isolation.%d", streams.UserInboxPrefix(alice.Public()), i)
+			reply := fmt.Sprintf("%s.isolation.%d", kez.UserInboxPrefix(alice.Public()), i)
 			if err := nc.PublishRequest(p, reply, body); err != nil {
 				t.Fatal(err)
 			}
@@ -467,7 +462,7 @@ func TestIsolation(t *testing.T) {
 	}
 	// Nothing alice attempted reached bob's inbox or created anything:
 	// the inbox stream has no consumer at all.
-	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.ns.Connect(natskeys.KeyAdmin))
 	s, _ := admin.Stream(ctx, inbox)
 	names := s.ConsumerNames(ctx)
 	for n := range names.Name() {
@@ -567,13 +562,13 @@ func TestHostileReplies(t *testing.T) {
 	}
 	nc, _ := connect(t, st, alice)
 	A, B := alice.Public().Hex(), bob.Public().Hex()
-	inbox := streams.InboxStream
-	api := streams.UserAPIPrefix
+	inbox := kez.InboxStream
+	api := kez.UserAPIPrefix
 	// alice's presence entry exists, so her direct gets answer with data.
 	if err := client.PublishPresence(ctx, nc, alice.Public(), client.PresenceOnline, time.Minute, time.Now()); err != nil {
 		t.Fatalf("alice announces herself: %v", err)
 	}
-	door := func(op string) string { return streams.DoorSubject(alice.Public(), op) }
+	door := func(op string) string { return kez.DoorSubject(alice.Public(), op) }
 	attacks := []struct{ subject, reply string }{
 		// The door's answers, pointed at the JetStream API, at the KV
 		// buckets, or at bob's live subjects.
@@ -594,19 +589,19 @@ func TestHostileReplies(t *testing.T) {
 		{"$JS.ACK." + inbox + "." + A + ".1.1.1.1.0", "$JS.API.STREAM.DELETE." + streams.RegistryStream},
 		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.CONSUMER.DELETE." + inbox + "." + B},
 		{"$JS.API.CONSUMER.INFO." + inbox + "." + A, "$JS.API.STREAM.PURGE." + inbox},
-		{streams.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
-		{streams.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
+		{kez.InboxSubject(bob.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{kez.InboxSubject(bob.Public()), "$KV.kez_handles.alice"},
 		// Presence: the write's ack and the direct get's answer go back
 		// through the import; pointed at another stream's API or at bob's
 		// entry they must not reach KEZ.
-		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.DELETE." + inbox},
-		{streams.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.PURGE." + streams.PresenceStream},
-		{streams.PresenceKeySubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(alice.Public()), "$JS.API.STREAM.DELETE." + streams.PresenceStream},
-		{streams.PresenceGetSubject(alice.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(alice.Public()), "$KV.kez_handles.alice"},
-		{streams.InboxSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
-		{streams.PresenceGetSubject(bob.Public()), streams.PresenceKeySubject(bob.Public())},
+		{kez.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.DELETE." + inbox},
+		{kez.PresenceKeySubject(alice.Public()), "$JS.API.STREAM.PURGE." + kez.PresenceStream},
+		{kez.PresenceKeySubject(alice.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(alice.Public()), "$JS.API.STREAM.DELETE." + kez.PresenceStream},
+		{kez.PresenceGetSubject(alice.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(alice.Public()), "$KV.kez_handles.alice"},
+		{kez.InboxSubject(bob.Public()), kez.PresenceKeySubject(bob.Public())},
+		{kez.PresenceGetSubject(bob.Public()), kez.PresenceKeySubject(bob.Public())},
 	}
 	for _, a := range attacks {
 		body := []byte(`{"batch":1,"no_wait":true}`)
@@ -617,10 +612,10 @@ func TestHostileReplies(t *testing.T) {
 	nc.Flush()
 	time.Sleep(500 * time.Millisecond)
 
-	admin, _ := jetstream.New(st.ns.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.ns.Connect(natskeys.KeyAdmin))
 	// A roll-up on her own key would purge every entry if the bucket
 	// allowed roll-ups (subject delete markers require them).
-	rollup := nats.NewMsg(streams.PresenceKeySubject(alice.Public()))
+	rollup := nats.NewMsg(kez.PresenceKeySubject(alice.Public()))
 	rollup.Header.Set("Nats-Rollup", "all")
 	rollup.Data = []byte(`{"status":"online","ts":1,"ttl":60}`)
 	if js, _ := client.JetStream(nc); js != nil {
@@ -628,7 +623,7 @@ func TestHostileReplies(t *testing.T) {
 			t.Error("a roll-up on the presence bucket was accepted")
 		}
 	}
-	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles", streams.PresenceStream} {
+	for _, name := range []string{inbox, streams.RegistryStream, "KV_kez_handles", kez.PresenceStream} {
 		if _, err := admin.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s after the attacks: %v", name, err)
 		}
@@ -642,14 +637,14 @@ func TestHostileReplies(t *testing.T) {
 			t.Errorf("alice's record after the attacks: %v", err)
 		}
 	}
-	ps, err := admin.Stream(ctx, streams.PresenceStream)
+	ps, err := admin.Stream(ctx, kez.PresenceStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(bob.Public())); err == nil {
+	if m, err := ps.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(bob.Public())); err == nil {
 		t.Errorf("bob's presence entry was written: %s %q", m.Header, m.Data)
 	}
-	if _, err := ps.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(alice.Public())); err != nil {
+	if _, err := ps.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(alice.Public())); err != nil {
 		t.Errorf("alice's presence entry after the attacks: %v", err)
 	}
 }
@@ -675,7 +670,7 @@ func TestSignInRightAfterRegistration(t *testing.T) {
 	}
 }
 
-// TestUserLimits: the limits of deploy/nats.conf's USERS account hold for
+// TestUserLimits: the limits of nats/nats.conf's USERS account hold for
 // a user signed in through the callout: the 1,025th subscription and a
 // payload one byte over 64 KiB are refused by the broker, while the
 // 1,024th and exactly 64 KiB pass, and another user is unaffected.
@@ -712,7 +707,7 @@ func checkUserLimits(t *testing.T, url string, key *kez.PrivateKey) {
 		t.Errorf("%s, within the limits: %v", url, err)
 	}
 	e.mu.Unlock()
-	if _, err := nc.SubscribeSync(streams.UserInboxPrefix(key.Public()) + ".limit.over"); err != nil {
+	if _, err := nc.SubscribeSync(kez.UserInboxPrefix(key.Public()) + ".limit.over"); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -729,7 +724,7 @@ func checkUserLimits(t *testing.T, url string, key *kez.PrivateKey) {
 
 	// The broker enforces it on the wire (its INFO, sent before the
 	// callout answered, still says 1 MB: nats.go does not check it).
-	subj := streams.DoorSubject(key.Public(), streams.DoorStat)
+	subj := kez.DoorSubject(key.Public(), kez.DoorStat)
 	if resp := rawPublish(t, url, key, subj, maxPayload); strings.Contains(resp, "-ERR") {
 		t.Errorf("%s, 64 KiB: %q", url, resp)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kez.lat/kez/client"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 )
 
 // TestLimitsOnCluster: on a 3-node cluster loaded from deploy/nats.conf,

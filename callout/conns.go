@@ -41,7 +41,7 @@ func ParseConnEvent(data []byte) (ConnEvent, error) {
 }
 
 // ConnEventSubjects returns the subjects of the connect and disconnect
-// events of account's users (deploy/nats.conf exports them from SYS).
+// events of account's users (nats/nats.conf exports them from SYS).
 func ConnEventSubjects(account string) (connect, disconnect string) {
 	return "$SYS.ACCOUNT." + account + ".CONNECT", "$SYS.ACCOUNT." + account + ".DISCONNECT"
 }

@@ -6,6 +6,7 @@ package chatserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,9 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/door"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -71,6 +74,11 @@ type Config struct {
 	// re-hash of the whole registry log.
 	ScrubRate     int
 	ScrubInterval time.Duration
+
+	// ProjectionMaxLag and ProjectionStall bound this replica's
+	// projection for readiness (see registry.Service.ProjectionReady).
+	ProjectionMaxLag uint64
+	ProjectionStall  time.Duration
 }
 
 // DefaultConfig returns the defaults of a single-server deployment.
@@ -91,6 +99,8 @@ func DefaultConfig() Config {
 		IntegrityInterval: time.Minute,
 		ScrubRate:         registry.DefaultScrubRate,
 		ScrubInterval:     registry.DefaultScrubInterval,
+		ProjectionMaxLag:  registry.DefaultMaxLag,
+		ProjectionStall:   registry.DefaultStall,
 	}
 }
 
@@ -110,11 +120,14 @@ func (c Config) Validate() error {
 	if c.IntegrityInterval < time.Second || c.ScrubInterval < time.Second || c.ScrubRate < 1 {
 		return fmt.Errorf("%w: integrity interval and scrub interval must be at least 1s, scrub rate at least 1", ErrConfig)
 	}
-	if len(c.PublicRelays) > registry.MaxRelays {
-		return fmt.Errorf("%w: more than %d public relays", ErrConfig, registry.MaxRelays)
+	if c.ProjectionStall < 100*time.Millisecond {
+		return fmt.Errorf("%w: projection stall must be at least 100ms", ErrConfig)
+	}
+	if len(c.PublicRelays) > kez.MaxRelays {
+		return fmt.Errorf("%w: more than %d public relays", ErrConfig, kez.MaxRelays)
 	}
 	for _, r := range c.PublicRelays {
-		if _, err := registry.ParseRelayAddr(r); err != nil {
+		if _, err := kez.ParseRelayAddr(r); err != nil {
 			return fmt.Errorf("%w: public relay %q: %v", ErrConfig, r, err)
 		}
 	}
@@ -128,6 +141,9 @@ type Server struct {
 	Door      *door.Service
 	Keeper    *streams.Keeper // makes sure of the streams and buckets again after a broker restart
 	Integrity *integrity.Monitor
+	Ready     *health.Checker // readiness: /v1/readyz and kez_ready{check}
+	probe     *streams.StoreProbe
+	stopTurns func()
 	users     calloutUsers
 	nc        *nats.Conn
 	calloutNC *nats.Conn
@@ -203,7 +219,21 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if cfg.CheckpointFile != "" {
 		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
 	}
-	s.Registry, err = registry.New(rcfg, log, proj, streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister), s.logger)
+	// Writes in flight are sent again at a leader election or reconnect,
+	// and a registration answers 503 store_unavailable at once when a
+	// probe finds the store refusing or not answering writes.
+	turns, stopTurns, err := streams.WatchTurns(s.nc,
+		append([]string{streams.RegistryStream, streams.RateLimitStream}, streams.ProjectionStreams...))
+	if err != nil {
+		return err
+	}
+	s.stopTurns = stopTurns
+	s.probe = streams.NewStoreProbe(js, cfg.Streams.Replicas, "chat."+rand.Text())
+	log.Guard(turns, s.probe)
+	proj.Guard(turns)
+	limiter := streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister)
+	limiter.Guard(turns)
+	s.Registry, err = registry.New(rcfg, log, proj, limiter, s.logger)
 	if err != nil {
 		return err
 	}
@@ -247,17 +277,20 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	} else {
 		s.logger.Warn("auth callout off: no callout issuer key configured")
 	}
+	s.Ready = health.New(health.Config{}, s.readyChecks(js, cfg), reg, s.logger.With("component", "health"))
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
-	sigchainURL := func(k kez.PublicKey) string { return registry.SigchainURL(cfg.SigchainURL, k) }
+	sigchainURL := func(k kez.PublicKey) string { return kez.SigchainURL(cfg.SigchainURL, k) }
 	handler := s.Registry.Handler(registry.HTTPConfig{
 		SigchainURL:   cfg.SigchainURL,
 		NATSURL:       cfg.PublicNATS,
-		Inbox:         streams.InboxSubject,
+		Inbox:         kez.InboxSubject,
 		TrustProxy:    cfg.TrustProxy,
 		NATSConnected: s.nc.IsConnected,
 		Relays:        relays(cfg.PublicRelays),
 		Integrity:     s.Integrity.Status,
 		Extra: map[string]http.Handler{
+			"GET /v1/livez":  http.HandlerFunc(health.ServeLive),
+			"GET /v1/readyz": http.HandlerFunc(s.Ready.ServeReady),
 			"GET /.well-known/webfinger": webfinger.Handler{
 				Domain:      cfg.Domain,
 				Lookup:      s.Registry.Lookup,
@@ -279,8 +312,33 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
 	s.wg.Go(func() { s.migrate(runCtx, js) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted())
 	return nil
+}
+
+// readyChecks are the replica's readiness checks: the broker connection,
+// JetStream, a probe write to the store, every stream the server writes,
+// the projection, the integrity of the append-only streams, the door and
+// (when on) the auth callout.
+func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: s.probe.Check},
+		{Name: "projection", Fn: s.Registry.ProjectionReady(cfg.ProjectionMaxLag, cfg.ProjectionStall, nil)},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+		{Name: "door", Fn: s.Door.Serving},
+	}
+	for _, name := range streams.HomeStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.Keeper.Kick)
+		}})
+	}
+	if s.Callout != nil {
+		checks = append(checks, health.Check{Name: "callout", Fn: s.Callout.Serving})
+	}
+	return checks
 }
 
 // calloutUsers answers the callout's look-ups: this replica's cache, and on
@@ -291,13 +349,13 @@ type calloutUsers struct {
 }
 
 func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
-	issuer, err := callout.ReadSeedFile(cfg.CalloutIssuerFile)
+	issuer, err := natskeys.ReadSeedFile(cfg.CalloutIssuerFile)
 	if err != nil {
 		return fmt.Errorf("callout issuer: %w", err)
 	}
 	var xkey nkeys.KeyPair
 	if cfg.CalloutXKeyFile != "" {
-		if xkey, err = callout.ReadSeedFile(cfg.CalloutXKeyFile); err != nil {
+		if xkey, err = natskeys.ReadSeedFile(cfg.CalloutXKeyFile); err != nil {
 			return fmt.Errorf("callout xkey: %w", err)
 		}
 	}
@@ -353,6 +411,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.stopTurns()
 	return errors.Join(err, streams.Drain(ctx, s.nc))
 }
 
@@ -360,8 +419,15 @@ func (s *Server) Close(ctx context.Context) error {
 func relays(addrs []string) []string {
 	var out []string
 	for _, a := range addrs {
-		c, _ := registry.ParseRelayAddr(a)
+		c, _ := kez.ParseRelayAddr(a)
 		out = append(out, c)
 	}
 	return out
 }
+
+// The JetStream implementations of the registry's interfaces.
+var (
+	_ registry.Log        = (*streams.Registry)(nil)
+	_ registry.Projection = (*streams.Projection)(nil)
+	_ registry.Limiter    = (*streams.RateLimiter)(nil)
+)

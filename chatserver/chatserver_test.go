@@ -19,9 +19,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web/webtest"
@@ -30,13 +32,7 @@ import (
 const domain = "kez.test"
 
 func testConfig(ns *natstest.Server) chatserver.Config {
-	cfg := chatserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = ns.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = ns.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = ns.KeyFile(callout.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.ChatConfig(ns)
 	cfg.Domain = domain
 	cfg.PublicURL = "https://" + domain
 	cfg.SigchainURL = "https://sig." + domain
@@ -78,15 +74,6 @@ func waitHealthy(t testing.TB, url string) {
 	}
 }
 
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func regBody(t testing.TB, key *kez.PrivateKey, handle string) []byte {
 	t.Helper()
 	h, err := kez.ParseHandle(handle, domain)
@@ -108,22 +95,22 @@ func register(t testing.TB, base string, body []byte) webtest.Answer {
 func TestRegisterAndLookUp(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 
 	reqBody := regBody(t, alice, "Alice")
 	a := register(t, srv.URL(), reqBody)
 	if a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
-	var rec registry.Record
+	var rec kez.Record
 	if err := json.Unmarshal(a.Body, &rec); err != nil {
 		t.Fatal(err)
 	}
-	want := registry.Record{
+	want := kez.Record{
 		Handle:      "alice@" + domain,
 		Primary:     alice.Public().String(),
 		SigchainURL: "https://sig." + domain + "/v1/sigchains/ed25519/" + alice.Public().Hex(),
-		NATS:        registry.RecordNATS{URL: "nats://nats." + domain + ":4222", Inbox: "kez.inbox." + alice.Public().Hex()},
+		NATS:        kez.RecordNATS{URL: "nats://nats." + domain + ":4222", Inbox: "kez.inbox." + alice.Public().Hex()},
 	}
 	if rec.Handle != want.Handle || rec.Primary != want.Primary || rec.SigchainURL != want.SigchainURL || rec.NATS != want.NATS || rec.RegisteredAt == 0 {
 		t.Errorf("record = %+v, want %+v", rec, want)
@@ -188,14 +175,14 @@ func TestPublicRelays(t *testing.T) {
 		"/ip4/203.0.113.7/tcp/4001/ipfs/" + relayID, // legacy name, advertised as /p2p
 	}
 	srv := startServer(t, cfg)
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, alice, "alice")); a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 	want := []string{"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID, "/ip4/203.0.113.7/tcp/4001/p2p/" + relayID}
 	for _, path := range []string{"/v1/u/alice", "/v1/k/" + alice.Public().String()} {
 		got := webtest.Do(t, http.MethodGet, srv.URL()+path, nil)
-		var rec registry.Record
+		var rec kez.Record
 		if err := json.Unmarshal(got.Body, &rec); err != nil || got.Status != http.StatusOK {
 			t.Fatalf("GET %s = %d %s", path, got.Status, got.Body)
 		}
@@ -209,19 +196,19 @@ func TestErrors(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
-	taken := newKey(t)
+	taken := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, taken, "tudisco")); a.Status != http.StatusCreated {
 		t.Fatalf("register: %d %s", a.Status, a.Body)
 	}
 	sign := func(mut func(*kez.RegistrationRequest)) []byte {
-		k := newKey(t)
+		k := keztest.NewKey(t)
 		h, _ := kez.ParseHandle("fresh", domain)
 		req := kez.NewRegistrationRequest(k, h, time.Now())
 		mut(&req)
 		b, _ := json.Marshal(req)
 		return b
 	}
-	other := newKey(t)
+	other := keztest.NewKey(t)
 	cases := []struct {
 		name   string
 		body   []byte
@@ -238,11 +225,11 @@ func TestErrors(t *testing.T) {
 		{"bad signature", sign(func(r *kez.RegistrationRequest) { r.RegistrationSig[0] ^= 1 }), 401, "bad_signature"},
 		{"signed by another key", sign(func(r *kez.RegistrationRequest) { r.Primary = other.Public() }), 401, "bad_signature"},
 		{"stale timestamp", sign(func(r *kez.RegistrationRequest) { r.Timestamp -= 3600 }), 401, "stale_timestamp"},
-		{"reserved", regBody(t, newKey(t), "admin"), 403, "reserved"},
-		{"reserved look-alike", regBody(t, newKey(t), "r00t"), 403, "reserved"},
-		{"handle taken", regBody(t, newKey(t), "tudisco"), 409, "handle_taken"},
+		{"reserved", regBody(t, keztest.NewKey(t), "admin"), 403, "reserved"},
+		{"reserved look-alike", regBody(t, keztest.NewKey(t), "r00t"), 403, "reserved"},
+		{"handle taken", regBody(t, keztest.NewKey(t), "tudisco"), 409, "handle_taken"},
 		{"key taken", regBody(t, taken, "another"), 409, "key_taken"},
-		{"too similar", regBody(t, newKey(t), "tud1sco"), 409, "too_similar"},
+		{"too similar", regBody(t, keztest.NewKey(t), "tud1sco"), 409, "too_similar"},
 		{"too large", bytes.Repeat([]byte(" "), registry.MaxBodySize+1), 413, "too_large"},
 	}
 	for _, tt := range cases {
@@ -280,7 +267,7 @@ func TestErrors(t *testing.T) {
 	}
 	// Refused registrations stored nothing: the registry holds only tudisco's
 	// three messages.
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	s, err := js.Stream(context.Background(), streams.RegistryStream)
 	if err != nil {
 		t.Fatal(err)
@@ -306,11 +293,11 @@ func TestReservedFile(t *testing.T) {
 	}
 	srv := startServer(t, cfg)
 	for _, h := range []string{"founder", "f0under", "kezteam", "admin"} {
-		if a := register(t, srv.URL(), regBody(t, newKey(t), h)); a.Status != http.StatusForbidden || a.Code(t) != "reserved" {
+		if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), h)); a.Status != http.StatusForbidden || a.Code(t) != "reserved" {
 			t.Errorf("%s: %d %s, want 403 reserved", h, a.Status, a.Body)
 		}
 	}
-	if a := register(t, srv.URL(), regBody(t, newKey(t), "founders")); a.Status != http.StatusCreated {
+	if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), "founders")); a.Status != http.StatusCreated {
 		t.Errorf("founders: %d %s", a.Status, a.Body)
 	}
 	os.WriteFile(cfg.ReservedFile, []byte("9bad\n"), 0o644)
@@ -325,11 +312,11 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	cfg.Streams.RegisterLimit = 3
 	a, b := startServer(t, cfg), startServer(t, cfg)
 	for i, srv := range []*chatserver.Server{a, b, a} {
-		if r := register(t, srv.URL(), regBody(t, newKey(t), fmt.Sprintf("user%d", i))); r.Status != http.StatusCreated {
+		if r := register(t, srv.URL(), regBody(t, keztest.NewKey(t), fmt.Sprintf("user%d", i))); r.Status != http.StatusCreated {
 			t.Fatalf("registration %d: %d %s", i, r.Status, r.Body)
 		}
 	}
-	r := register(t, b.URL(), regBody(t, newKey(t), "user9"))
+	r := register(t, b.URL(), regBody(t, keztest.NewKey(t), "user9"))
 	if r.Status != http.StatusTooManyRequests || r.Code(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("4th registration from one address = %d %s, want 429 with Retry-After", r.Status, r.Body)
 	}
@@ -346,14 +333,14 @@ func TestBogusRegistrationsWriteNothing(t *testing.T) {
 	srv := startServer(t, cfg)
 	codes := map[int]int{}
 	for i := range 50 {
-		body := regBody(t, newKey(t), fmt.Sprintf("bogus%d", i))
+		body := regBody(t, keztest.NewKey(t), fmt.Sprintf("bogus%d", i))
 		body = bytes.Replace(body, []byte(`"registration_sig":"`), []byte(`"registration_sig":"AAAA`), 1)
 		codes[register(t, srv.URL(), body).Status]++
 	}
 	if codes[http.StatusTooManyRequests] < 25 || codes[http.StatusCreated] != 0 {
 		t.Errorf("50 bogus registrations answered %v, want most refused 429 before verification", codes)
 	}
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	s, err := js.Stream(context.Background(), streams.RateLimitStream)
 	if err != nil {
 		t.Fatal(err)
@@ -366,10 +353,10 @@ func TestBogusRegistrationsWriteNothing(t *testing.T) {
 func TestClaimsAllOrNothing(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	if a := register(t, srv.URL(), regBody(t, newKey(t), "tudisco")); a.Status != http.StatusCreated {
+	if a := register(t, srv.URL(), regBody(t, keztest.NewKey(t), "tudisco")); a.Status != http.StatusCreated {
 		t.Fatal(a.Status)
 	}
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	if a := register(t, srv.URL(), regBody(t, k, "tud1sco")); a.Status != http.StatusConflict {
 		t.Fatalf("look-alike: %d %s", a.Status, a.Body)
 	}
@@ -390,7 +377,7 @@ func TestConcurrentRegistrationsOfOneHandle(t *testing.T) {
 	const n = 200
 	bodies := make([][]byte, n)
 	for i := range bodies {
-		bodies[i] = regBody(t, newKey(t), "popular")
+		bodies[i] = regBody(t, keztest.NewKey(t), "popular")
 	}
 	statuses := make([]int, n)
 	var wg sync.WaitGroup
@@ -432,7 +419,7 @@ func registerMany(t testing.TB, base string, n int, prefix string) []*kez.Privat
 	t.Helper()
 	keys := make([]*kez.PrivateKey, n)
 	for i := range keys {
-		keys[i] = newKey(t)
+		keys[i] = keztest.NewKey(t)
 		if a := register(t, base, regBody(t, keys[i], fmt.Sprintf("%s%d", prefix, i))); a.Status != http.StatusCreated {
 			t.Fatalf("register %d: %d %s", i, a.Status, a.Body)
 		}
@@ -462,9 +449,9 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
 	registerMany(t, srv.URL(), 30, "user")
-	register(t, srv.URL(), regBody(t, newKey(t), "user1")) // a refused one changes nothing
+	register(t, srv.URL(), regBody(t, keztest.NewKey(t), "user1")) // a refused one changes nothing
 
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +493,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	ctx := context.Background()
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +504,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	h, _ := kez.ParseHandle("halfway", domain)
 	req := kez.NewRegistrationRequest(k, h, time.Now())
 	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}

@@ -14,14 +14,13 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
 	"kez.lat/kez/registry"
-	"kez.lat/kez/streams"
 )
 
 // disconnects turns a user's presence offline the moment the broker
 // reports that the connection which announced it closed (a kill -9
 // included), instead of when the announcement's TTL runs out. The broker
 // publishes every closed connection of the users' account on
-// $SYS.ACCOUNT.<account>.DISCONNECT, which deploy/nats.conf exports from
+// $SYS.ACCOUNT.<account>.DISCONNECT, which nats/nats.conf exports from
 // SYS to KEZ; the replicas share the events in one queue group. The event
 // names the user by the handle our callout gave the connection, and the
 // connection by server and client id, which the presence entry records:
@@ -38,7 +37,7 @@ type disconnects struct {
 
 // watchDisconnects subscribes to the users' account's disconnect events.
 func (s *Server) watchDisconnects(ctx context.Context, js jetstream.JetStream, account, domain string) error {
-	kv, err := js.KeyValue(ctx, streams.PresenceBucket)
+	kv, err := js.KeyValue(ctx, kez.PresenceBucket)
 	if err != nil {
 		return fmt.Errorf("presence bucket: %w", err)
 	}
@@ -81,12 +80,12 @@ func (d *disconnects) closed(ctx context.Context, data []byte) error {
 	if err != nil {
 		return err
 	}
-	var cur streams.PresenceEntry
-	if json.Unmarshal(e.Value(), &cur) != nil || cur.Status != streams.PresenceOnline ||
+	var cur kez.PresenceEntry
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.Status != kez.PresenceOnline ||
 		cur.Server != ev.Server.ID || cur.Conn != ev.Client.ID {
 		return nil
 	}
-	off, _ := json.Marshal(streams.PresenceEntry{Status: streams.PresenceOffline, TS: d.now().Unix()})
+	off, _ := json.Marshal(kez.PresenceEntry{Status: kez.PresenceOffline, TS: d.now().Unix()})
 	if _, err := d.kv.Update(ctx, key, off, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/streams"
 )
 
 // conn returns the broker connection, connecting on first use.
@@ -133,13 +132,13 @@ func sendError(h kez.Handle, err error) error {
 	}
 	err = fmt.Errorf("@%s's home server refused the message: %w", h, err)
 	switch de.Code {
-	case streams.DoorInboxShareFull:
+	case kez.DoorInboxShareFull:
 		return withHint(err, "you have left @"+h.String()+" as many unread messages as one sender may; try again once they read some")
-	case streams.DoorSenderQuota:
+	case kez.DoorSenderQuota:
 		return withHint(err, "you hold as many unread messages as one sender may, across everyone you wrote to; try again once some are read")
-	case streams.DoorStoreFull, streams.DoorUnavailable:
+	case kez.DoorStoreFull, kez.DoorUnavailable:
 		return withHint(err, "the home server cannot store messages right now; nothing was stored, try again later")
-	case streams.DoorUnknownRecipient:
+	case kez.DoorUnknownRecipient:
 		return withHint(err, "@"+h.String()+"'s key is not registered any more; kez-chat add @"+h.String()+" looks it up again")
 	}
 	return err

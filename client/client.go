@@ -20,8 +20,6 @@ import (
 	"kez.lat/kez/message"
 	"kez.lat/kez/mnemonic"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
-	"kez.lat/kez/streams"
 )
 
 // Config is what a [Client] needs beyond its profile.
@@ -180,8 +178,8 @@ func (c *Client) homeOf(h kez.Handle) (Home, error) {
 	return Home{BaseURL: c.cfg.RemoteURL(h.Domain()), HTTP: c.cfg.HTTP}, nil
 }
 
-func (c *Client) sig(base string) *sigserver.Client {
-	return &sigserver.Client{BaseURL: base, HTTP: c.cfg.HTTP}
+func (c *Client) sig(base string) *Sigchains {
+	return &Sigchains{BaseURL: base, HTTP: c.cfg.HTTP}
 }
 
 // account returns the account and the key, checking that they agree.
@@ -336,7 +334,7 @@ func clockHint(err error, ae *APIError, now time.Time) error {
 // and the p2p node (by peer ID; [Client.Serve] adds its addresses).
 func (c *Client) PublishEndpoints(ctx context.Context) (Account, error) {
 	return c.extendChain(ctx, func(a Account, st sigchain.State) []chainEvent {
-		nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: streams.InboxSubject(a.Primary)}
+		nep := sigchain.NATSEndpoint{URL: a.NATSURL, Inbox: kez.InboxSubject(a.Primary)}
 		var want []chainEvent
 		if !hasNATS(st, nep) {
 			want = append(want, chainEvent{sigchain.TypeAddEndpoint, nep})
@@ -363,8 +361,8 @@ type chainEvent struct {
 func (c *Client) extendChain(ctx context.Context, want func(Account, sigchain.State) []chainEvent) (Account, error) {
 	for attempt := 1; ; attempt++ {
 		a, err := c.extendChainOnce(ctx, want)
-		var se *sigserver.StatusError
-		if attempt == maxChainAttempts || !errors.As(err, &se) || se.Status != http.StatusConflict {
+		var ae *APIError
+		if attempt == maxChainAttempts || !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 			return a, err
 		}
 		// Apart, so that the racers do not meet again at once.
@@ -387,7 +385,7 @@ func (c *Client) extendChainOnce(ctx context.Context, want func(Account, sigchai
 	sc := c.sig(a.SigchainURL)
 	// The new events chain on the tail event itself, which the state does
 	// not hold: fetch the events from the pinned seqno on and verify them
-	// against the pin, as sigserver.Client.Update would.
+	// against the pin, as Sigchains.Update would.
 	tctx, cancel := withTimeout(ctx)
 	events, err := sc.Events(tctx, a.Primary, a.Chain.Tail.Seqno)
 	cancel()

@@ -14,6 +14,13 @@ var (
 	// ErrUnreachable: the home server (or a contact's server) could not be
 	// asked; transient.
 	ErrUnreachable = errors.New("server unreachable")
+	// ErrSigchainUnreachable: a sig-server could not be asked (the request
+	// failed, no complete answer arrived, or it answered 5xx). It is
+	// transient and says nothing about the chain: every other error of
+	// [Sigchains.Fetch] and [Sigchains.Update] but an [*APIError] is a
+	// verdict on what the server showed (sigchain.ErrRollback,
+	// ErrRewritten, ErrBadSignature, ErrMalformed, ...).
+	ErrSigchainUnreachable = errors.New("sigchain server unreachable")
 	// ErrBadRecord: a server answered a record that does not check out
 	// (another handle or key than asked for, a registration signature that
 	// does not verify, a sigchain of another key).

@@ -7,17 +7,16 @@ import (
 	"kez.lat/kez/blob"
 )
 
-// SetKeyringCalls replaces the OS keyring calls (nil keeps one) and
-// returns the function that restores them.
-func SetKeyringCalls(set func(service, user, secret string) error, get func(service, user string) (string, error)) (restore func()) {
-	oldSet, oldGet := keyringSet, keyringGet
+// SetKeyringCalls replaces p's OS keyring calls (nil keeps one).
+func (p *Profile) SetKeyringCalls(set func(service, user, secret string) error, get func(service, user string) (string, error)) {
+	kc := p.keyringCalls()
 	if set != nil {
-		keyringSet = set
+		kc.set = set
 	}
 	if get != nil {
-		keyringGet = get
+		kc.get = get
 	}
-	return func() { keyringSet, keyringGet = oldSet, oldGet }
+	p.keyring = &kc
 }
 
 // Allow is the access rule of c's node (see Client.allowFunc).

@@ -21,7 +21,6 @@ import (
 	"kez.lat/kez/message"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
-	"kez.lat/kez/streams"
 )
 
 // Offer is a file someone shares with the user: announced in a message,
@@ -377,7 +376,7 @@ func (c *Client) awaitSender(ctx context.Context, key kez.PublicKey, backoff, d 
 			// Subscribed before the presence is read, so that an
 			// announcement in between is not missed.
 			ch = make(chan *nats.Msg, 8)
-			if sub, err := nc.ChanSubscribe(streams.PresenceLiveSubject(key), ch); err == nil {
+			if sub, err := nc.ChanSubscribe(kez.PresenceLiveSubject(key), ch); err == nil {
 				defer sub.Unsubscribe()
 			}
 			p, err := GetPresence(ctx, nc, key, c.cfg.Now())
@@ -445,7 +444,7 @@ func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (er
 		}
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return blob.SyncDir(filepath.Dir(path))
 }
 
 // Listing is what a user shares with the user, from their manifest.

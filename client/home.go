@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/registry"
-	"kez.lat/kez/streams"
 )
 
 // defaultTimeout bounds a call whose context has no deadline.
@@ -28,10 +26,12 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, defaultTimeout)
 }
 
-// APIError is an error answer of a home server: its status and the code
-// and message of its JSON body. It matches the kez sentinel of its code
-// (kez.ErrNotFound for not_found, kez.ErrHandleTaken for handle_taken,
-// ...) and ErrUnreachable for a 5xx answer.
+// APIError is an error answer of a home server or a sig-server: its
+// status and the code and message of its JSON body. It matches the kez
+// sentinel of its code ([kez.CodeError]: kez.ErrNotFound for not_found,
+// kez.ErrHandleTaken for handle_taken, ...), and a 5xx answer matches
+// [ErrUnreachable] (a home server's) or [ErrSigchainUnreachable] (a
+// sig-server's).
 type APIError struct {
 	Status  int
 	Code    string
@@ -43,42 +43,32 @@ type APIError struct {
 	// RetryAfter is how long the server asks to wait before trying
 	// again (its Retry-After header in seconds; 0 without one).
 	RetryAfter time.Duration
+	// Sigchain is set on a sig-server's answers.
+	Sigchain bool
 }
 
 func (e *APIError) Error() string {
-	if e.Message == "" {
+	switch {
+	case e.Sigchain:
+		return fmt.Sprintf("sigchain server answered %d %s: %s", e.Status, e.Code, e.Message)
+	case e.Message == "":
 		return fmt.Sprintf("server answered %d %s", e.Status, e.Code)
 	}
 	return e.Message
 }
 
-// codeErrors maps the home server's error codes (README, "Errors") back
-// to the sentinels they came from.
-var codeErrors = map[string]error{
-	"invalid_request": kez.ErrInvalidRequest,
-	"invalid_handle":  kez.ErrInvalidHandle,
-	"invalid_key":     kez.ErrInvalidKey,
-	"wrong_domain":    kez.ErrWrongDomain,
-	"bad_signature":   kez.ErrBadSignature,
-	"stale_timestamp": kez.ErrStaleTimestamp,
-	"reserved":        kez.ErrReservedHandle,
-	"not_found":       kez.ErrNotFound,
-	"handle_taken":    kez.ErrHandleTaken,
-	"key_taken":       kez.ErrKeyTaken,
-	"too_similar":     kez.ErrHandleTooSimilar,
-	"too_large":       kez.ErrTooLarge,
-	"rate_limited":    kez.ErrRateLimited,
-	"unavailable":     kez.ErrUnavailable,
-	// store_unavailable is also 5xx, so it matches ErrUnreachable too.
-	"store_unavailable": kez.ErrStoreUnavailable,
-}
-
-// Is matches the sentinel of e's code, and ErrUnreachable for 5xx.
+// Is matches the sentinel of e's code, and for 5xx ErrUnreachable or,
+// from a sig-server, ErrSigchainUnreachable.
 func (e *APIError) Is(target error) bool {
-	if target == ErrUnreachable {
-		return e.Status >= 500
+	switch target {
+	case nil:
+		return false
+	case ErrUnreachable:
+		return e.Status >= 500 && !e.Sigchain
+	case ErrSigchainUnreachable:
+		return e.Status >= 500 && e.Sigchain
 	}
-	return codeErrors[e.Code] == target && target != nil
+	return kez.CodeError(e.Code) == target
 }
 
 // Home is a client of one home server's HTTP API.
@@ -132,7 +122,7 @@ func (h Home) Register(ctx context.Context, req kez.RegistrationRequest) (Record
 	if err != nil {
 		return Record{}, err
 	}
-	var raw registry.Record
+	var raw kez.Record
 	if err := h.do(ctx, http.MethodPost, "/v1/register", body, &raw); err != nil {
 		return Record{}, err
 	}
@@ -146,7 +136,7 @@ func (h Home) Health(ctx context.Context) error {
 }
 
 func (h Home) record(ctx context.Context, path string) (Record, error) {
-	var raw registry.Record
+	var raw kez.Record
 	if err := h.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
 		return Record{}, err
 	}
@@ -215,7 +205,7 @@ type Record struct {
 	Inbox        string
 	RegisteredAt int64
 	// Relays are the circuit relays the home server advertises (canonical
-	// multiaddrs ending in /p2p/<id>, at most registry.MaxRelays); entries
+	// multiaddrs ending in /p2p/<id>, at most kez.MaxRelays); entries
 	// that do not parse are dropped, since relays are a hint the record's
 	// signature does not cover.
 	Relays []string
@@ -226,7 +216,7 @@ type Record struct {
 // of the registration of this handle (so a server cannot bind a handle to
 // a key whose holder never asked for it), the inbox is the key's, and the
 // sigchain URL names the key's chain.
-func checkRecord(raw registry.Record) (Record, error) {
+func checkRecord(raw kez.Record) (Record, error) {
 	h, err := kez.ParseHandle(raw.Handle, "")
 	if err != nil || !strings.Contains(raw.Handle, "@") {
 		return Record{}, fmt.Errorf("%w: handle %q", ErrBadRecord, raw.Handle)
@@ -238,14 +228,13 @@ func checkRecord(raw registry.Record) (Record, error) {
 	if !kez.VerifyRegistration(h, key, raw.RegisteredAt, raw.RegistrationSig) {
 		return Record{}, fmt.Errorf("%w: the registration signature of %s does not verify", ErrBadRecord, h)
 	}
-	suffix := "/v1/sigchains/ed25519/" + key.Hex()
-	base, ok := strings.CutSuffix(raw.SigchainURL, suffix)
-	if !ok || base == "" {
+	base, ok := kez.SigchainBase(raw.SigchainURL, key)
+	if !ok {
 		return Record{}, fmt.Errorf("%w: sigchain_url does not name the key's chain", ErrBadRecord)
 	}
-	if raw.NATS.Inbox != "" && raw.NATS.Inbox != streams.InboxSubject(key) {
+	if raw.NATS.Inbox != "" && raw.NATS.Inbox != kez.InboxSubject(key) {
 		return Record{}, fmt.Errorf("%w: inbox is not the key's", ErrBadRecord)
 	}
 	return Record{Handle: h, Primary: key, SigchainBase: base, NATSURL: raw.NATS.URL,
-		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt, Relays: registry.ParseRelayAddrs(raw.Relays)}, nil
+		Inbox: raw.NATS.Inbox, RegisteredAt: raw.RegisteredAt, Relays: kez.ParseRelayAddrs(raw.Relays)}, nil
 }

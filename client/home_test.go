@@ -11,7 +11,6 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
-	"kez.lat/kez/registry"
 )
 
 // TestHomeRecordRelays: the relays a home server lists reach the client
@@ -22,8 +21,8 @@ func TestHomeRecordRelays(t *testing.T) {
 	key, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("bob@kez.test", "")
 	ts := time.Now().Unix()
-	rec := registry.Record{Handle: h.String(), Primary: key.Public().String(),
-		SigchainURL:  registry.SigchainURL("https://sig.kez.test", key.Public()),
+	rec := kez.Record{Handle: h.String(), Primary: key.Public().String(),
+		SigchainURL:  kez.SigchainURL("https://sig.kez.test", key.Public()),
 		RegisteredAt: ts, RegistrationSig: key.Sign(kez.PurposeRegistration, kez.RegistrationMessage(h, key.Public(), ts)),
 		Relays: []string{
 			"/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID,

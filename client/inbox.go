@@ -14,11 +14,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 // DoorError is a refusal of the home server's inbox door: Code is one of
-// the streams.Door* codes.
+// the kez.Door* codes.
 type DoorError struct {
 	Code, Message string
 }
@@ -30,7 +29,7 @@ func (e *DoorError) Error() string { return e.Message + " (" + e.Code + ")" }
 func doorCall(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, body []byte, out any) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, streams.DoorSubject(me, op), body)
+	m, err := nc.RequestWithContext(ctx, kez.DoorSubject(me, op), body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return withHint(fmt.Errorf("%w: the home server's inbox door does not answer", ErrUnreachable),
@@ -66,18 +65,18 @@ type Inbox struct {
 
 // Send hands an envelope (its wire form) to the door, which stores it if
 // it passes the door's checks.
-func (in Inbox) Send(ctx context.Context, wire []byte) (streams.SendReply, error) {
-	var reply streams.SendReply
-	err := doorCall(ctx, in.NC, in.Me, streams.DoorSend, wire, &reply)
+func (in Inbox) Send(ctx context.Context, wire []byte) (kez.SendReply, error) {
+	var reply kez.SendReply
+	err := doorCall(ctx, in.NC, in.Me, kez.DoorSend, wire, &reply)
 	return reply, err
 }
 
 // read returns the unread messages after sequence after, and whether
 // more follow the last one.
 func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error) {
-	req, _ := json.Marshal(streams.ReadRequest{After: after})
-	var reply streams.ReadReply
-	if err := doorCall(ctx, in.NC, in.Me, streams.DoorRead, req, &reply); err != nil {
+	req, _ := json.Marshal(kez.ReadRequest{After: after})
+	var reply kez.ReadReply
+	if err := doorCall(ctx, in.NC, in.Me, kez.DoorRead, req, &reply); err != nil {
 		return nil, false, fmt.Errorf("read the inbox: %w", err)
 	}
 	out := make([]InboxMsg, 0, len(reply.Msgs))
@@ -95,9 +94,9 @@ func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error
 // Ack removes m and every earlier message of its sender: the caller has
 // stored (or dropped) them, in order.
 func (in Inbox) Ack(ctx context.Context, m InboxMsg) error {
-	req, _ := json.Marshal(streams.AckRequest{Sender: m.Sender.Hex(), Seq: m.Seq})
+	req, _ := json.Marshal(kez.AckRequest{Sender: m.Sender.Hex(), Seq: m.Seq})
 	var reply struct{}
-	if err := doorCall(ctx, in.NC, in.Me, streams.DoorAck, req, &reply); err != nil {
+	if err := doorCall(ctx, in.NC, in.Me, kez.DoorAck, req, &reply); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	return nil
@@ -105,8 +104,8 @@ func (in Inbox) Ack(ctx context.Context, m InboxMsg) error {
 
 // Unread counts the unread messages.
 func (in Inbox) Unread(ctx context.Context) (uint64, error) {
-	var reply streams.StatReply
-	err := doorCall(ctx, in.NC, in.Me, streams.DoorStat, nil, &reply)
+	var reply kez.StatReply
+	err := doorCall(ctx, in.NC, in.Me, kez.DoorStat, nil, &reply)
 	return reply.Unread, err
 }
 
@@ -164,7 +163,7 @@ const resyncEvery = 2 * time.Minute
 // it is read again shortly until it holds what the live feed announced.
 func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 	live := make(chan *nats.Msg, 1024)
-	sub, err := in.NC.ChanSubscribe(streams.LiveFilter(in.Me), live)
+	sub, err := in.NC.ChanSubscribe(kez.LiveFilter(in.Me), live)
 	if err != nil {
 		return fmt.Errorf("follow the inbox: %w", err)
 	}
@@ -250,15 +249,15 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 // now (unreachable, or "unavailable"), which a follower waits out.
 func transient(err error) bool {
 	var de *DoorError
-	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && de.Code == streams.DoorUnavailable)
+	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && de.Code == kez.DoorUnavailable)
 }
 
 // liveMsg checks a message on the own live subjects and returns it with
 // the sequence of its sender's previous message (0: none kept).
 func (in Inbox) liveMsg(m *nats.Msg) (InboxMsg, uint64, bool) {
-	sender, err := streams.InboxSender(m.Subject)
-	if err != nil || m.Header.Get(jetstream.StreamHeader) != streams.InboxStream ||
-		m.Header.Get(jetstream.SubjectHeader) != streams.InboxMsgSubject(in.Me, sender) {
+	sender, err := kez.InboxSender(m.Subject)
+	if err != nil || m.Header.Get(jetstream.StreamHeader) != kez.InboxStream ||
+		m.Header.Get(jetstream.SubjectHeader) != kez.InboxMsgSubject(in.Me, sender) {
 		return InboxMsg{}, 0, false
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)

@@ -56,12 +56,22 @@ const DefaultKeyringTimeout = 30 * time.Second
 // gone).
 var ErrKeyring = errors.New("OS keyring")
 
-// The keyring calls, replaced in tests by ones that block.
-var (
-	keyringSet    = keyring.Set
-	keyringGet    = keyring.Get
-	keyringDelete = keyring.Delete
-)
+// keyringCalls are the OS keyring calls of a profile; tests replace them
+// with ones that block (Profile.keyring).
+type keyringCalls struct {
+	set func(service, user, secret string) error
+	get func(service, user string) (string, error)
+	del func(service, user string) error
+}
+
+// keyringCalls returns p's keyring calls: the OS keyring's unless a test
+// set others.
+func (p *Profile) keyringCalls() keyringCalls {
+	if p.keyring != nil {
+		return *p.keyring
+	}
+	return keyringCalls{set: keyring.Set, get: keyring.Get, del: keyring.Delete}
+}
 
 // keyringAvailable reports whether auto should try the keyring: on the
 // Secret Service platforms only with a session bus configured, since

@@ -167,11 +167,10 @@ func TestKeyringFallback(t *testing.T) {
 	// A keyring that never answers.
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
-	restore := client.SetKeyringCalls(
+	p := keyProfile(t, client.KeyStoreKeyring)
+	p.SetKeyringCalls(
 		func(string, string, string) error { <-block; return nil },
 		func(string, string) (string, error) { <-block; return "", nil })
-	defer restore()
-	p := keyProfile(t, client.KeyStoreKeyring)
 	p.KeyringTimeout = 50 * time.Millisecond
 	start := time.Now()
 	saved, err := p.SaveKey(k)
@@ -214,8 +213,7 @@ func TestKeyringRead(t *testing.T) {
 
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
-	restore := client.SetKeyringCalls(nil, func(string, string) (string, error) { <-block; return "", nil })
-	defer restore()
+	p.SetKeyringCalls(nil, func(string, string) (string, error) { <-block; return "", nil })
 	check("no answer")
 }
 

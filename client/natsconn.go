@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 // ConnectNATS connects to the broker at url as the user of key. The
@@ -26,11 +25,17 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 	base := []nats.Option{
 		nats.Name("kez-chat " + pub.String()),
 		NATSAuth(key),
-		nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
+		nats.CustomInboxPrefix(kez.UserInboxPrefix(pub)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.IgnoreAuthErrorAbort(),
+		// A server that stops answering (frozen, its host gone without a
+		// FIN) is left 4-6 s later (2 s x 2 pings), not after nats.go's
+		// 2 min x 2, so that a client moves to another node within
+		// seconds.
+		nats.PingInterval(UserPingInterval),
+		nats.MaxPingsOutstanding(2),
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
@@ -38,6 +43,9 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 	}
 	return nc, nil
 }
+
+// UserPingInterval is how often a user's connection pings its server.
+const UserPingInterval = 2 * time.Second
 
 // NATSAuth is the nats.go option that signs in as key: it presents the
 // key's nkey and signs the server's connect nonce for
@@ -78,8 +86,8 @@ func ValidNATSNonce(nonce []byte) bool {
 }
 
 // JetStream returns the JetStream context of a user connection: the API
-// under the users' prefix (see streams.UserAPIPrefix), where the one call
+// under the users' prefix (see kez.UserAPIPrefix), where the one call
 // a user may make is the direct get of a presence entry.
 func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	return jetstream.NewWithAPIPrefix(nc, streams.UserAPIPrefix)
+	return jetstream.NewWithAPIPrefix(nc, kez.UserAPIPrefix)
 }

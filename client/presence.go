@@ -12,14 +12,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 // Presence states.
 const (
-	PresenceOnline  = streams.PresenceOnline  // announcing now
-	PresenceOffline = streams.PresenceOffline // was online; LastSeen says when
-	PresenceUnknown = "unknown"               // never announced, invisible, or aged out
+	PresenceOnline  = kez.PresenceOnline  // announcing now
+	PresenceOffline = kez.PresenceOffline // was online; LastSeen says when
+	PresenceUnknown = "unknown"           // never announced, invisible, or aged out
 )
 
 // Presence timing.
@@ -35,8 +34,8 @@ const (
 )
 
 // PresenceEntry is the JSON a user stores in their own presence entry
-// (streams.PresenceBucket, key = the user's key hex).
-type PresenceEntry = streams.PresenceEntry
+// (kez.PresenceBucket, key = the user's key hex).
+type PresenceEntry = kez.PresenceEntry
 
 // Presence is what a reader knows of a user's presence.
 type Presence struct {
@@ -74,14 +73,14 @@ func PublishPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, stat
 	if err != nil {
 		return err
 	}
-	return putPresence(ctx, nc, &nats.Msg{Subject: streams.PresenceKeySubject(key), Data: b})
+	return putPresence(ctx, nc, &nats.Msg{Subject: kez.PresenceKeySubject(key), Data: b})
 }
 
 // DeletePresence makes key's presence entry vanish: a delete that itself
 // expires after a second, leaving nothing behind (the bucket has no
 // subject delete markers). Watchers see the delete as "went away".
 func DeletePresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey) error {
-	m := nats.NewMsg(streams.PresenceKeySubject(key))
+	m := nats.NewMsg(kez.PresenceKeySubject(key))
 	m.Header.Set("KV-Operation", "DEL")
 	m.Header.Set(jetstream.MsgTTLHeader, "1s")
 	return putPresence(ctx, nc, m)
@@ -108,7 +107,7 @@ func putPresence(ctx context.Context, nc *nats.Conn, m *nats.Msg) error {
 func GetPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, now time.Time) (Presence, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, streams.PresenceGetSubject(key), nil)
+	m, err := nc.RequestWithContext(ctx, kez.PresenceGetSubject(key), nil)
 	if err != nil {
 		return Presence{Key: key}, fmt.Errorf("presence of %s: %w", key, err)
 	}
@@ -325,8 +324,8 @@ func (c *Client) WatchPresence(ctx context.Context, fn func(Presence)) error {
 	ch := make(chan *nats.Msg, 256)
 	byKey := map[string]kez.Handle{}
 	for _, ct := range cs {
-		byKey[streams.PresenceLiveSubject(ct.Key)] = ct.Handle
-		sub, err := nc.ChanSubscribe(streams.PresenceLiveSubject(ct.Key), ch)
+		byKey[kez.PresenceLiveSubject(ct.Key)] = ct.Handle
+		sub, err := nc.ChanSubscribe(kez.PresenceLiveSubject(ct.Key), ch)
 		if err != nil {
 			return fmt.Errorf("follow presence: %w", err)
 		}

@@ -11,10 +11,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez/callout"
+	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/streams"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // presenceOf polls bob's view of h until it is state (10 s at most).
@@ -201,13 +201,13 @@ func TestPresenceInvisible(t *testing.T) {
 	alice, _ := newUser(t, st, "alice")
 	bob, _ := newUser(t, st, "bob")
 	a, _ := alice.Account()
-	admin, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	admin, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	ctx := context.Background()
-	stream, err := admin.Stream(ctx, streams.PresenceStream)
+	stream, err := admin.Stream(ctx, kez.PresenceStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := st.NATS.Connect(callout.KeyAdmin).SubscribeSync(streams.PresenceLiveSubject(a.Primary))
+	live, err := st.NATS.Connect(natskeys.KeyAdmin).SubscribeSync(kez.PresenceLiveSubject(a.Primary))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestPresenceInvisible(t *testing.T) {
 	if err := alice.Announce(ctx, client.AnnounceOptions{Invisible: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(a.Primary)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := stream.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(a.Primary)); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("an invisible user's entry: %v", err)
 	}
 	if m, err := live.NextMsg(300 * time.Millisecond); err == nil {
@@ -239,7 +239,7 @@ func TestPresenceInvisible(t *testing.T) {
 	}
 	waitPresence(t, bob, "alice", client.PresenceUnknown)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, err := stream.GetLastMsgForSubject(ctx, streams.PresenceKeySubject(a.Primary))
+		_, err := stream.GetLastMsgForSubject(ctx, kez.PresenceKeySubject(a.Primary))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -282,7 +282,7 @@ func TestPresenceOthersRefused(t *testing.T) {
 		}
 		select {
 		case err := <-violations:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), streams.PresenceKeySubject(b.Primary)) {
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), kez.PresenceKeySubject(b.Primary)) {
 				t.Fatalf("async error %v", err)
 			}
 		case <-time.After(5 * time.Second):

@@ -14,6 +14,7 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
+	"kez.lat/kez/blob"
 	"kez.lat/kez/keyfile"
 )
 
@@ -42,6 +43,9 @@ type Profile struct {
 	// KeyringTimeout bounds each OS keyring call;
 	// DefaultKeyringTimeout if zero.
 	KeyringTimeout time.Duration
+
+	// keyring replaces the OS keyring calls in tests (nil: the OS's).
+	keyring *keyringCalls
 }
 
 // DefaultProfile is the name of the profile used when none is chosen.
@@ -142,7 +146,8 @@ func (p *Profile) SaveKey(key *kez.PrivateKey) (SavedKey, error) {
 	var saved SavedKey
 	if p.useKeyring() {
 		ref := keyRef{Service: keyringService, User: p.keyringUser(key.Public()), Key: key.Public()}
-		set, del := keyringSet, keyringDelete
+		kc := p.keyringCalls()
+		set, del := kc.set, kc.del
 		_, err := keyringCall(p.keyringTimeout(), func() (struct{}, error) {
 			return struct{}{}, set(ref.Service, ref.User, string(text))
 		})
@@ -191,7 +196,7 @@ func (p *Profile) RemoveKey() error {
 	defer unlock()
 	if data, err := p.readKeyFile(); err == nil {
 		if ref, ok, err := parseKeyRef(data); ok && err == nil {
-			del := keyringDelete
+			del := p.keyringCalls().del
 			_, err := keyringCall(p.keyringTimeout(), func() (struct{}, error) {
 				return struct{}{}, del(ref.Service, ref.User)
 			})
@@ -287,7 +292,7 @@ func (p *Profile) keyringKey(ref keyRef) (*kez.PrivateKey, error) {
 		"unlock the keyring (the Secret Service: gnome-keyring, KeePassXC, ...; with DBUS_SESSION_BUS_ADDRESS set) and try again",
 		"the 24 words of the backup restore the account into a new profile: kez-chat --profile NAME recover",
 	}
-	get := keyringGet
+	get := p.keyringCalls().get
 	secret, err := keyringCall(p.keyringTimeout(), func() (string, error) {
 		return get(ref.Service, ref.User)
 	})
@@ -380,14 +385,5 @@ func writeAtomic(name string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return blob.SyncDir(dir)
 }

@@ -18,7 +18,6 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/registry"
 )
 
 func TestKeyFileMode(t *testing.T) {
@@ -190,9 +189,9 @@ func TestRemoteDomain(t *testing.T) {
 	bobKey, _ := kez.GenerateKey(nil)
 	bob, _ := kez.ParseHandle("bob@other.example", "")
 	ts := time.Now().Unix()
-	rec := registry.Record{Handle: bob.String(), Primary: bobKey.Public().String(),
-		SigchainURL:  registry.SigchainURL("https://sig.other.example", bobKey.Public()),
-		NATS:         registry.RecordNATS{URL: "nats://nats.other.example:4222", Inbox: "kez.inbox." + bobKey.Public().Hex()},
+	rec := kez.Record{Handle: bob.String(), Primary: bobKey.Public().String(),
+		SigchainURL:  kez.SigchainURL("https://sig.other.example", bobKey.Public()),
+		NATS:         kez.RecordNATS{URL: "nats://nats.other.example:4222", Inbox: "kez.inbox." + bobKey.Public().Hex()},
 		RegisteredAt: ts, RegistrationSig: bobKey.Sign(kez.PurposeRegistration, kez.RegistrationMessage(bob, bobKey.Public(), ts))}
 	var asked []string
 	var mu sync.Mutex

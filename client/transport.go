@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"kez.lat/kez/sigserver"
 )
 
 // ErrInsecure: a plaintext URL (http://, nats://) to a host that is not
@@ -47,7 +45,7 @@ func loopback(host string) bool {
 // asked, which some callers tolerate, and not that it was refused as
 // plaintext, which none may.
 func sigUnreachable(err error) bool {
-	return errors.Is(err, sigserver.ErrUnreachable) && !errors.Is(err, ErrInsecure)
+	return errors.Is(err, ErrSigchainUnreachable) && !errors.Is(err, ErrInsecure)
 }
 
 // checkNATSURLs applies checkPlaintext to a NATS server list (URLs

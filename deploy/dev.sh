@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dev`: the whole kez-chat stack on one machine without Docker.
-# nats-server runs deploy/nats.conf (keys generated into .dev/keys on first
+# nats-server runs nats/nats.conf (keys generated into .dev/keys on first
 # run and kept), then kez-chat-server, kez-sig-server and kez-relay. Ctrl-C
 # stops all.
 set -euo pipefail
@@ -19,7 +19,7 @@ mkdir -p "$DEV"
 bin/kez-chat-server keys --dir "$DEV/keys" >/dev/null
 # The reference config, with its store moved into .dev/ (nats-server refuses
 # a store_dir flag that duplicates the file's).
-sed "s#\"/data/jetstream\"#\"$PWD/$DEV/jetstream\"#" deploy/nats.conf > "$DEV/nats.conf"
+sed "s#\"/data/jetstream\"#\"$PWD/$DEV/jetstream\"#" nats/nats.conf > "$DEV/nats.conf"
 
 pids=()
 cleanup() {

@@ -1,7 +1,7 @@
 // Package door is the inbox door of kez-chat-server: the only way users
 // reach the inbox stream. Every replica serves it as a micro service in
 // one queue group. A user sends, reads, acknowledges and counts through
-// subjects that carry the user's own key (streams.DoorSubject), so the
+// subjects that carry the user's own key (kez.DoorSubject), so the
 // broker's permissions say who asks; users hold no JetStream API, no
 // consumer and no other per-user object.
 //
@@ -112,17 +112,17 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 // Start serves the door on the service connection.
 func (s *Service) Start() error {
 	svc, err := micro.AddService(s.nc, micro.Config{
-		Name:        streams.DoorServiceName,
+		Name:        kez.DoorServiceName,
 		Version:     "1.0.0",
 		Description: "kez-chat inbox door: send, read, ack, stat",
-		QueueGroup:  streams.DoorServiceName,
+		QueueGroup:  kez.DoorServiceName,
 	})
 	if err != nil {
 		return fmt.Errorf("door service: %w", err)
 	}
-	for _, op := range streams.DoorOps {
+	for _, op := range kez.DoorOps {
 		h := s.workers.Handler(s.nc, func(r *streams.Request) { s.serve(op, r) })
-		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(streams.DoorEndpoint(op))); err != nil {
+		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(kez.DoorEndpoint(op))); err != nil {
 			svc.Stop()
 			return fmt.Errorf("door endpoint %s: %w", op, err)
 		}
@@ -131,6 +131,19 @@ func (s *Service) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() { defer close(s.done); s.quota.run(ctx) }()
+	return nil
+}
+
+// Serving is a readiness check: it fails unless the door was started, is
+// not stopped and its connection is up (nats.go subscribes it again on
+// every reconnect).
+func (s *Service) Serving(context.Context) error {
+	switch {
+	case s.svc == nil || s.svc.Stopped():
+		return errors.New("door service not running")
+	case !s.nc.IsConnected():
+		return errors.New("door connection to the broker is down")
+	}
 	return nil
 }
 
@@ -147,7 +160,7 @@ func (s *Service) Stop() {
 	}
 }
 
-// refusal is a door error with its code (streams.Door*).
+// refusal is a door error with its code (kez.Door*).
 type refusal struct {
 	code, msg string
 }
@@ -170,18 +183,18 @@ func (s *Service) serve(op string, r *streams.Request) {
 		out any
 		err error
 	)
-	caller, cerr := streams.DoorCaller(r.Subject())
+	caller, cerr := kez.DoorCaller(r.Subject())
 	if cerr != nil {
-		err = refuse(streams.DoorMalformed, "%v", cerr)
+		err = refuse(kez.DoorMalformed, "%v", cerr)
 	} else {
 		switch op {
-		case streams.DoorSend:
+		case kez.DoorSend:
 			out, err = s.send(ctx, caller, r.Data())
-		case streams.DoorRead:
+		case kez.DoorRead:
 			out, err = s.read(ctx, caller, r.Data())
-		case streams.DoorAck:
+		case kez.DoorAck:
 			out, err = s.ack(ctx, caller, r.Data())
-		case streams.DoorStat:
+		case kez.DoorStat:
 			out, err = s.stat(ctx, caller)
 		}
 	}
@@ -193,7 +206,7 @@ func (s *Service) serve(op string, r *streams.Request) {
 			if streams.IsMissing(err) && s.cfg.Missing != nil {
 				s.cfg.Missing()
 			}
-			rf = refuse(streams.DoorUnavailable, "the inbox store did not answer; nothing was changed")
+			rf = refuse(kez.DoorUnavailable, "the inbox store did not answer; nothing was changed")
 		}
 		result = rf.code
 		_ = r.Error(rf.code, rf.msg)
@@ -205,38 +218,38 @@ func (s *Service) serve(op string, r *streams.Request) {
 }
 
 // send stores one envelope from caller.
-func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (streams.SendReply, error) {
+func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (kez.SendReply, error) {
 	env, err := message.Parse(body)
 	if err != nil {
-		return streams.SendReply{}, refuse(streams.DoorMalformed, "%v", err)
+		return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", err)
 	}
 	if !env.From.Equal(caller) {
-		return streams.SendReply{}, refuse(streams.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, caller)
+		return kez.SendReply{}, refuse(kez.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, caller)
 	}
 	if err := env.Verify(); err != nil {
-		return streams.SendReply{}, refuse(streams.DoorBadSignature, "the envelope's signature does not verify")
+		return kez.SendReply{}, refuse(kez.DoorBadSignature, "the envelope's signature does not verify")
 	}
 	if ok, err := s.registered(ctx, env.To); err != nil {
-		return streams.SendReply{}, err
+		return kez.SendReply{}, err
 	} else if !ok {
-		return streams.SendReply{}, refuse(streams.DoorUnknownRecipient, "%s is not a registered key", env.To)
+		return kez.SendReply{}, refuse(kez.DoorUnknownRecipient, "%s is not a registered key", env.To)
 	}
 	if err := s.quota.reserve(ctx, caller); err != nil {
-		return streams.SendReply{}, err
+		return kez.SendReply{}, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, streams.StoreWait)
-	ack, err := s.js.Publish(pctx, streams.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
+	ack, err := s.js.Publish(pctx, kez.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
 	cancel()
 	s.quota.stored(caller, err == nil && !ack.Duplicate)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Its dedup key makes a resend safe should it be stored late.
 		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", streams.StoreWait)
-		return streams.SendReply{}, refuse(streams.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now", streams.StoreWait)
+		return kez.SendReply{}, refuse(kez.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now", streams.StoreWait)
 	}
 	if err != nil {
-		return streams.SendReply{}, storeError(err)
+		return kez.SendReply{}, storeError(err)
 	}
-	return streams.SendReply{ID: env.ID.String(), Duplicate: ack.Duplicate}, nil
+	return kez.SendReply{ID: env.ID.String(), Duplicate: ack.Duplicate}, nil
 }
 
 // storeError turns a refused publish into a refusal the sender can act
@@ -245,9 +258,9 @@ func storeError(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "maximum messages per subject exceeded"):
-		return refuse(streams.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
+		return refuse(kez.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
 	case streams.IsStoreFull(err), strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "maximum messages exceeded"):
-		return refuse(streams.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
+		return refuse(kez.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
 	}
 	return fmt.Errorf("publish: %w", err)
 }
@@ -267,16 +280,16 @@ func (s *Service) registered(ctx context.Context, key kez.PublicKey) (bool, erro
 
 // held counts sender's messages in every inbox, from the stream.
 func (s *Service) held(ctx context.Context, sender kez.PublicKey) (int64, error) {
-	n, err := s.subjectsTotal(ctx, streams.SenderFilter(sender))
+	n, err := s.subjectsTotal(ctx, kez.SenderFilter(sender))
 	return int64(n), err
 }
 
 // subjectsTotal returns how many messages the inbox stream holds on the
 // subjects matching filter.
 func (s *Service) subjectsTotal(ctx context.Context, filter string) (uint64, error) {
-	st, err := s.js.Stream(ctx, streams.InboxStream)
+	st, err := s.js.Stream(ctx, kez.InboxStream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", streams.InboxStream, err)
+		return 0, fmt.Errorf("stream %s: %w", kez.InboxStream, err)
 	}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
@@ -294,14 +307,14 @@ func (s *Service) subjectsTotal(ctx context.Context, filter string) (uint64, err
 // replica of the stream: a lagging one answers a prefix of the log, so
 // every message of a subject up to the last returned is returned, and an
 // ack up to it removes nothing unread.
-func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (streams.ReadReply, error) {
-	req, err := streams.ParseReadRequest(body)
+func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (kez.ReadReply, error) {
+	req, err := kez.ParseReadRequest(body)
 	if err != nil {
-		return streams.ReadReply{}, refuse(streams.DoorMalformed, "%v", err)
+		return kez.ReadReply{}, refuse(kez.DoorMalformed, "%v", err)
 	}
-	out := streams.ReadReply{Msgs: []streams.StoredMsg{}}
-	msgs, err := jetstreamext.GetBatch(ctx, s.js, streams.InboxStream, readBatch,
-		jetstreamext.GetBatchSubject(streams.InboxFilter(caller)),
+	out := kez.ReadReply{Msgs: []kez.StoredMsg{}}
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, kez.InboxStream, readBatch,
+		jetstreamext.GetBatchSubject(kez.InboxFilter(caller)),
 		jetstreamext.GetBatchSeq(req.After+1),
 		jetstreamext.GetBatchMaxBytes(readBytes))
 	if err != nil {
@@ -315,11 +328,11 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 		if err != nil {
 			return out, fmt.Errorf("read: %w", err)
 		}
-		sender, err := streams.InboxSender(m.Subject)
+		sender, err := kez.InboxSender(m.Subject)
 		if err != nil {
 			continue // not a message of the door's form
 		}
-		out.Msgs = append(out.Msgs, streams.StoredMsg{Seq: m.Sequence, Sender: sender.Hex(), Data: m.Data})
+		out.Msgs = append(out.Msgs, kez.StoredMsg{Seq: m.Sequence, Sender: sender.Hex(), Data: m.Data})
 		size += len(m.Data)
 	}
 	out.More = len(out.Msgs) == readBatch || size >= readBytes-message.MaxSize
@@ -329,11 +342,11 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 // ack removes the caller's messages from one sender up to a sequence, and
 // gives the sender back that many of its quota.
 func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (any, error) {
-	req, sender, err := streams.ParseAckRequest(body)
+	req, sender, err := kez.ParseAckRequest(body)
 	if err != nil {
-		return nil, refuse(streams.DoorMalformed, "%v", err)
+		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
-	purged, err := s.purge(ctx, streams.InboxMsgSubject(caller, sender), req.Seq+1)
+	purged, err := s.purge(ctx, kez.InboxMsgSubject(caller, sender), req.Seq+1)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +365,7 @@ func (s *Service) purge(ctx context.Context, subject string, upTo uint64) (uint6
 		Filter string `json:"filter"`
 		Seq    uint64 `json:"seq"`
 	}{subject, upTo})
-	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+streams.InboxStream, req)
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+kez.InboxStream, req)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
@@ -377,7 +390,7 @@ func (s *Service) purge(ctx context.Context, subject string, upTo uint64) (uint6
 }
 
 // stat counts the caller's unread messages.
-func (s *Service) stat(ctx context.Context, caller kez.PublicKey) (streams.StatReply, error) {
-	n, err := s.subjectsTotal(ctx, streams.InboxFilter(caller))
-	return streams.StatReply{Unread: n}, err
+func (s *Service) stat(ctx context.Context, caller kez.PublicKey) (kez.StatReply, error) {
+	n, err := s.subjectsTotal(ctx, kez.InboxFilter(caller))
+	return kez.StatReply{Unread: n}, err
 }

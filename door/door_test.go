@@ -18,13 +18,13 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/door"
 	"kez.lat/kez/message"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -83,8 +83,8 @@ func refused(t testing.TB, what string, err error, code string) {
 // stored returns how many messages the inbox stream holds.
 func stored(t testing.TB, st *clienttest.Stack) uint64 {
 	t.Helper()
-	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
-	s, err := js.Stream(context.Background(), streams.InboxStream)
+	js, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
+	s, err := js.Stream(context.Background(), kez.InboxStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +127,15 @@ func TestDoorStoresOnlyWhatChecksOut(t *testing.T) {
 	alice, bob, mallory := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "mallory")
 	stranger, _ := kez.GenerateKey(nil)
 
-	refused(t, "garbage", sendRaw(alice, []byte("not an envelope")), streams.DoorMalformed)
-	refused(t, "empty", sendRaw(alice, nil), streams.DoorMalformed)
-	refused(t, "bob's message sent by mallory", sendRaw(mallory, bob.seal(t, alice.key.Public(), "hi")), streams.DoorSenderMismatch)
+	refused(t, "garbage", sendRaw(alice, []byte("not an envelope")), kez.DoorMalformed)
+	refused(t, "empty", sendRaw(alice, nil), kez.DoorMalformed)
+	refused(t, "bob's message sent by mallory", sendRaw(mallory, bob.seal(t, alice.key.Public(), "hi")), kez.DoorSenderMismatch)
 	forged := mallory.seal(t, bob.key.Public(), "hi")
 	env, _ := message.Parse(forged)
 	env.Sig[7] ^= 1
 	bad, _ := env.Marshal()
-	refused(t, "bad signature", sendRaw(mallory, bad), streams.DoorBadSignature)
-	refused(t, "unregistered recipient", sendRaw(alice, alice.seal(t, stranger.Public(), "hi")), streams.DoorUnknownRecipient)
+	refused(t, "bad signature", sendRaw(mallory, bad), kez.DoorBadSignature)
+	refused(t, "unregistered recipient", sendRaw(alice, alice.seal(t, stranger.Public(), "hi")), kez.DoorUnknownRecipient)
 	if n := stored(t, st); n != 0 {
 		t.Fatalf("refused sends stored %d messages", n)
 	}
@@ -182,7 +182,7 @@ func TestDoorNoMetadataOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	aliceEnv, _ := message.Parse(aliceWire)
-	victim := streams.InboxMsgSubject(bob.key.Public(), alice.key.Public())
+	victim := kez.InboxMsgSubject(bob.key.Public(), alice.key.Public())
 	headers := []nats.Header{
 		{"Nats-Expected-Last-Subject-Sequence": {"0"}, "Nats-Expected-Last-Subject-Sequence-Subject": {victim}},
 		{"Nats-Expected-Last-Subject-Sequence": {"1"}, "Nats-Expected-Last-Subject-Sequence-Subject": {victim}},
@@ -198,7 +198,7 @@ func TestDoorNoMetadataOracle(t *testing.T) {
 		{"Nats-Marker-Reason": {"Remove"}},
 	}
 	for i, h := range headers {
-		msg := nats.NewMsg(streams.DoorSubject(mallory.key.Public(), streams.DoorSend))
+		msg := nats.NewMsg(kez.DoorSubject(mallory.key.Public(), kez.DoorSend))
 		msg.Header = h
 		msg.Data = mallory.seal(t, bob.key.Public(), fmt.Sprintf("mallory %d", i))
 		resp, err := mallory.in.NC.RequestMsg(msg, 5*time.Second)
@@ -267,7 +267,7 @@ func TestDoorFlood(t *testing.T) {
 		return ok, codes
 	}
 	ok, codes := flood(victim.key.Public(), 200)
-	if ok != share || codes[streams.DoorInboxShareFull] != 200-share {
+	if ok != share || codes[kez.DoorInboxShareFull] != 200-share {
 		t.Fatalf("flooding one inbox: %d stored, refusals %v; want %d stored", ok, codes, share)
 	}
 	if _, err := contact.in.Send(ctx, contact.seal(t, victim.key.Public(), "a contact's message")); err != nil {
@@ -278,7 +278,7 @@ func TestDoorFlood(t *testing.T) {
 	for _, o := range others {
 		n, codes := flood(o.key.Public(), share)
 		stored += n
-		if n < share && codes[streams.DoorSenderQuota] == 0 {
+		if n < share && codes[kez.DoorSenderQuota] == 0 {
 			t.Fatalf("flooding another inbox: %d stored, refusals %v", n, codes)
 		}
 	}
@@ -331,8 +331,8 @@ func TestDoorReflection(t *testing.T) {
 		for _, op := range []struct {
 			name string
 			body []byte
-		}{{streams.DoorRead, nil}, {streams.DoorStat, nil}, {streams.DoorSend, mwire}, {streams.DoorSend, []byte("garbage")}} {
-			if err := mallory.in.NC.PublishRequest(streams.DoorSubject(mallory.key.Public(), op.name), reply, op.body); err != nil {
+		}{{kez.DoorRead, nil}, {kez.DoorStat, nil}, {kez.DoorSend, mwire}, {kez.DoorSend, []byte("garbage")}} {
+			if err := mallory.in.NC.PublishRequest(kez.DoorSubject(mallory.key.Public(), op.name), reply, op.body); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -373,7 +373,7 @@ func TestDoorReflection(t *testing.T) {
 func TestNoJetStreamObjectPerUser(t *testing.T) {
 	st := clienttest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(st.NATS.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	var users []*user
 	for i := range 20 {
 		users = append(users, register(t, st, fmt.Sprintf("first%d", i)))
@@ -398,7 +398,7 @@ func TestNoJetStreamObjectPerUser(t *testing.T) {
 	if after.Streams != before.Streams || after.Consumers != before.Consumers {
 		t.Fatalf("100 more users made streams %d -> %d, consumers %d -> %d", before.Streams, after.Streams, before.Consumers, after.Consumers)
 	}
-	s, _ := js.Stream(ctx, streams.InboxStream)
+	s, _ := js.Stream(ctx, kez.InboxStream)
 	for name := range s.ConsumerNames(ctx).Name() {
 		t.Errorf("inbox consumer %q", name)
 	}
@@ -412,9 +412,9 @@ func TestNoJetStreamObjectPerUser(t *testing.T) {
 func TestUpgradeInPlace(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: streams.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
+		Name: kez.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.WorkQueuePolicy, MaxAge: 30 * 24 * time.Hour, MaxMsgsPerSubject: 10_000,
 		Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgSize: 64 << 10, MaxBytes: 10 << 30,
 		MaxConsumers: 100_000_000, Duplicates: 2 * time.Minute,
@@ -429,17 +429,17 @@ func TestUpgradeInPlace(t *testing.T) {
 	for i := range 3 {
 		text := fmt.Sprintf("old %d", i)
 		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
-		if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), wire); err != nil {
+		if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), wire); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, text)
 	}
-	if _, err := js.Publish(ctx, streams.InboxSubject(bob.Public()), []byte("garbage of old")); err != nil {
+	if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), []byte("garbage of old")); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []*kez.PrivateKey{alice, bob} {
-		if _, err := js.CreateOrUpdateConsumer(ctx, streams.InboxStream, jetstream.ConsumerConfig{
-			Durable: k.Public().Hex(), FilterSubject: streams.InboxSubject(k.Public()), AckPolicy: jetstream.AckExplicitPolicy,
+		if _, err := js.CreateOrUpdateConsumer(ctx, kez.InboxStream, jetstream.ConsumerConfig{
+			Durable: k.Public().Hex(), FilterSubject: kez.InboxSubject(k.Public()), AckPolicy: jetstream.AckExplicitPolicy,
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -459,8 +459,8 @@ func TestUpgradeInPlace(t *testing.T) {
 	if again, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler)); err != nil || again != (door.Migration{}) {
 		t.Fatalf("second migration %+v, %v; want nothing", again, err)
 	}
-	s, _ := js.Stream(ctx, streams.InboxStream)
-	info, _ := s.Info(ctx, jetstream.WithSubjectFilter(streams.InboxFilter(bob.Public())))
+	s, _ := js.Stream(ctx, kez.InboxStream)
+	info, _ := s.Info(ctx, jetstream.WithSubjectFilter(kez.InboxFilter(bob.Public())))
 	if info.State.Msgs != 3 || len(info.State.Subjects) != 1 {
 		t.Fatalf("after the migration: %d messages on %v", info.State.Msgs, info.State.Subjects)
 	}
@@ -476,7 +476,7 @@ func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string
 	id := message.NewIdentity(key)
 	defer id.Close()
 	var out []string
-	msgs, err := jetstreamext.GetBatch(context.Background(), js, streams.InboxStream, 100, jetstreamext.GetBatchSubject(streams.InboxFilter(key.Public())))
+	msgs, err := jetstreamext.GetBatch(context.Background(), js, kez.InboxStream, 100, jetstreamext.GetBatchSubject(kez.InboxFilter(key.Public())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,10 +504,10 @@ func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string
 func TestDoorStoreFailures(t *testing.T) {
 	st := clienttest.Start(t)
 	alice, bob := register(t, st, "alice"), register(t, st, "bob")
-	admin := st.NATS.Connect(callout.KeyAdmin)
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
 	js, _ := jetstream.New(admin)
 	ctx := context.Background()
-	if err := js.DeleteStream(ctx, streams.InboxStream); err != nil {
+	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
 		t.Fatal(err)
 	}
 	silent, err := admin.SubscribeSync("kez.inbox.>")
@@ -520,7 +520,7 @@ func TestDoorStoreFailures(t *testing.T) {
 	start := time.Now()
 	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "into the void"))
 	took := time.Since(start)
-	refused(t, "send to a store that does not answer", err, streams.DoorUnavailable)
+	refused(t, "send to a store that does not answer", err, kez.DoorUnavailable)
 	if took < streams.StoreWait || took > streams.StoreWait+time.Second {
 		t.Errorf("refused after %v, want about %v", took, streams.StoreWait)
 	}
@@ -531,7 +531,7 @@ func TestDoorStoreFailures(t *testing.T) {
 	silent.Unsubscribe()
 	admin.Flush()
 	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "no stream"))
-	refused(t, "send with the inbox stream missing", err, streams.DoorUnavailable)
+	refused(t, "send with the inbox stream missing", err, kez.DoorUnavailable)
 	select {
 	case <-st.Chat.Keeper.Ran():
 	case <-time.After(20 * time.Second):

@@ -35,9 +35,9 @@ type Migration struct {
 // runs it at start.
 func MigrateLegacy(ctx context.Context, js jetstream.JetStream, logger *slog.Logger) (Migration, error) {
 	var m Migration
-	st, err := js.Stream(ctx, streams.InboxStream)
+	st, err := js.Stream(ctx, kez.InboxStream)
 	if err != nil {
-		return m, fmt.Errorf("stream %s: %w", streams.InboxStream, err)
+		return m, fmt.Errorf("stream %s: %w", kez.InboxStream, err)
 	}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.LegacyInboxSubjects))
 	if err != nil {
@@ -68,7 +68,7 @@ func MigrateLegacy(ctx context.Context, js jetstream.JetStream, logger *slog.Log
 func migrateSubject(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, subject string, m *Migration) error {
 	recipient, err := kez.ParsePublicKeyHex(strings.TrimPrefix(subject, "kez.inbox."))
 	for {
-		msgs, gerr := jetstreamext.GetBatch(ctx, js, streams.InboxStream, readBatch, jetstreamext.GetBatchSubject(subject))
+		msgs, gerr := jetstreamext.GetBatch(ctx, js, kez.InboxStream, readBatch, jetstreamext.GetBatchSubject(subject))
 		if gerr != nil {
 			return fmt.Errorf("read %s: %w", subject, gerr)
 		}
@@ -86,7 +86,7 @@ func migrateSubject(ctx context.Context, js jetstream.JetStream, st jetstream.St
 				m.Dropped++
 				continue
 			}
-			if _, err := js.Publish(ctx, streams.InboxMsgSubject(recipient, env.From), msg.Data, jetstream.WithMsgID(env.DedupKey())); err != nil {
+			if _, err := js.Publish(ctx, kez.InboxMsgSubject(recipient, env.From), msg.Data, jetstream.WithMsgID(env.DedupKey())); err != nil {
 				return fmt.Errorf("move a message of %s: %w", subject, err)
 			}
 			m.Moved++

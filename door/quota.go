@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 // quotaFlush is how often a replica writes the changes of the counts it
@@ -81,7 +80,7 @@ func (q *quota) reserve(ctx context.Context, sender kez.PublicKey) error {
 	if ok, err := q.take(ctx, sender); err != nil || ok {
 		return err
 	}
-	return refuse(streams.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
+	return refuse(kez.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
 }
 
 // take reserves one message if sender's count, with this replica's

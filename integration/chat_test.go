@@ -24,12 +24,11 @@ import (
 	"github.com/zalando/go-keyring"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 	"kez.lat/kez/message"
-	"kez.lat/kez/streams"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // user is one CLI profile.
@@ -348,16 +347,16 @@ func forge(t *testing.T, st *clienttest.Stack, mallory *user, alice, bob kez.Pub
 	}
 	defer nc.Close()
 	ctx := context.Background()
-	for m, code := range map[string]string{string(claimed): streams.DoorSenderMismatch, string(notForBob): streams.DoorUnknownRecipient} {
+	for m, code := range map[string]string{string(claimed): kez.DoorSenderMismatch, string(notForBob): kez.DoorUnknownRecipient} {
 		var de *client.DoorError
 		if _, err := (client.Inbox{NC: nc, Me: mk.Public()}).Send(ctx, []byte(m)); !errors.As(err, &de) || de.Code != code {
 			t.Fatalf("the door took a forgery: %v, want %s", err, code)
 		}
 	}
-	admin := st.NATS.Connect(callout.KeyAdmin)
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
 	defer admin.Close()
 	js, _ := jetstream.New(admin)
-	for _, m := range [][2]string{{streams.InboxMsgSubject(bob, alice), string(claimed)}, {streams.InboxMsgSubject(bob, mk.Public()), string(notForBob)}} {
+	for _, m := range [][2]string{{kez.InboxMsgSubject(bob, alice), string(claimed)}, {kez.InboxMsgSubject(bob, mk.Public()), string(notForBob)}} {
 		if _, err := js.Publish(ctx, m[0], []byte(m[1])); err != nil {
 			t.Fatal(err)
 		}

@@ -21,10 +21,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -95,7 +95,7 @@ func checkDamagedLeader(t *testing.T, damage func(*testing.T, string)) {
 	}
 
 	step("120 handles registered")
-	admin := c.Servers[0].Connect(callout.KeyAdmin)
+	admin := c.Servers[0].Connect(natskeys.KeyAdmin)
 	js, err := jetstream.New(admin)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func removePeer(t *testing.T, nodes []*natstest.Server, node string) {
 		if s.Name() == node || !s.Running() {
 			continue
 		}
-		sys := s.Connect(callout.KeySys)
+		sys := s.Connect(natskeys.KeySys)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			m, err := sys.Request("$JS.API.SERVER.REMOVE", []byte(`{"peer":"`+node+`"}`), 5*time.Second)

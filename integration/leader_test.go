@@ -13,11 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
-	"kez.lat/kez/natstest"
-	"kez.lat/kez/streams"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 // TestDoorStreamLeaderLoss: on a 3-node R3 cluster with two home-server
@@ -134,7 +133,7 @@ func TestDoorStreamLeaderLoss(t *testing.T) {
 		})
 	}
 
-	opt, err := nats.NkeyOptionFromSeed(c.Servers[0].KeyFile(callout.KeyAdmin))
+	opt, err := nats.NkeyOptionFromSeed(c.Servers[0].KeyFile(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +148,11 @@ func TestDoorStreamLeaderLoss(t *testing.T) {
 	}
 	leader := func() string {
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if l := leaderOf(t, js, streams.InboxStream); l != "" {
+			if l := leaderOf(t, js, kez.InboxStream); l != "" {
 				return l
 			}
 		}
-		t.Fatalf("%s has no leader after 30s", streams.InboxStream)
+		t.Fatalf("%s has no leader after 30s", kez.InboxStream)
 		return ""
 	}
 	count := func() int {
@@ -165,14 +164,14 @@ func TestDoorStreamLeaderLoss(t *testing.T) {
 	for range 2 {
 		old := leader()
 		n := count()
-		stepDown(t, admin, streams.InboxStream, "")
+		stepDown(t, admin, kez.InboxStream, "")
 		for deadline := time.Now().Add(30 * time.Second); leader() == old; time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s still led by %s after a step-down", streams.InboxStream, old)
+				t.Fatalf("%s still led by %s after a step-down", kez.InboxStream, old)
 			}
 		}
 		time.Sleep(time.Second)
-		step(fmt.Sprintf("%s stepped down (%s -> %s); %d sends acknowledged before", streams.InboxStream, old, leader(), n))
+		step(fmt.Sprintf("%s stepped down (%s -> %s); %d sends acknowledged before", kez.InboxStream, old, leader(), n))
 	}
 	old := leader()
 	var killed *natstest.Server
@@ -184,7 +183,7 @@ func TestDoorStreamLeaderLoss(t *testing.T) {
 	n := count()
 	killed.Crash()
 	time.Sleep(2 * time.Second)
-	step(fmt.Sprintf("%s (leader of %s) killed; %d sends acknowledged before, new leader %s", old, streams.InboxStream, n, leader()))
+	step(fmt.Sprintf("%s (leader of %s) killed; %d sends acknowledged before, new leader %s", old, kez.InboxStream, n, leader()))
 	killed.Restart()
 	waitBroker(t, c.Servers)
 	time.Sleep(time.Second)

@@ -425,7 +425,13 @@ func dialFrom(ns, addr string, timeout time.Duration) error {
 func startRelayOn(t *testing.T, host string, home *atomic.Value) *relay.Service {
 	t.Helper()
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := url.Parse(home.Load().(string))
+		base, ok := home.Load().(string)
+		if !ok {
+			// Not set yet: the relay's readiness asks from its start.
+			http.Error(w, "no home server yet", http.StatusBadGateway)
+			return
+		}
+		u, _ := url.Parse(base)
 		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)

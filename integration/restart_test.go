@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -32,7 +32,7 @@ import (
 // through it work again on their own: they register, look up, sign a
 // user in (the callout), send and read through the inbox door, and
 // append to a sigchain, with no replica restarted. The broker is
-// deploy/nats.conf, as shipped (sync_interval: always).
+// nats/nats.conf, as shipped (sync_interval: always).
 func TestBrokerRestart(t *testing.T) {
 	t.Run("single", func(t *testing.T) {
 		ns := natstest.Start(t)
@@ -140,7 +140,7 @@ func checkBrokerRestart(t *testing.T, keys *natstest.Server, natsURL string, rep
 			t.Fatalf("%s: register %s: %s", d.name, name, errw)
 		}
 		_, key := carol.whoami()
-		events, err := (&sigserver.Client{BaseURL: h.sigURL}).Events(context.Background(), key, 0)
+		events, err := (&client.Sigchains{BaseURL: h.sigURL}).Events(context.Background(), key, 0)
 		if err != nil || len(events) < 2 {
 			t.Fatalf("%s: %s's sigchain: %d events, %v; want its two endpoints", d.name, name, len(events), err)
 		}
@@ -186,23 +186,21 @@ type home struct {
 	natsURL  string
 	replicas int
 	sigURL   string
+	sig      *sigserver.Server
 	// adjust, if set, changes each home-server replica's configuration.
 	adjust func(*chatserver.Config)
 }
 
 func startHome(t *testing.T, keys *natstest.Server, natsURL string, replicas int) *home {
-	scfg := sigserver.DefaultConfig()
+	scfg := clienttest.SigConfig(keys)
 	scfg.NATSURL = natsURL
-	scfg.NATSNKeyFile = keys.KeyFile(callout.KeySigServer)
-	scfg.HTTPAddr = "127.0.0.1:0"
 	scfg.Streams.Replicas = replicas
-	scfg.Streams.AppendLimit = 1000
 	sig, err := sigserver.Start(context.Background(), scfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("start sig-server: %v", err)
 	}
 	t.Cleanup(func() { closeCtx(sig.Close) })
-	return &home{t: t, keys: keys, natsURL: natsURL, replicas: replicas, sigURL: sig.URL()}
+	return &home{t: t, keys: keys, natsURL: natsURL, replicas: replicas, sigURL: sig.URL(), sig: sig}
 }
 
 // startChat starts one more home-server replica on a loopback port.
@@ -216,14 +214,8 @@ func (h *home) startChat() *chatserver.Server {
 }
 
 func (h *home) tryStartChat() (*chatserver.Server, error) {
-	cfg := chatserver.DefaultConfig()
+	cfg := clienttest.ChatConfig(h.keys)
 	cfg.NATSURL = h.natsURL
-	cfg.NATSNKeyFile = h.keys.KeyFile(callout.KeyChatServer)
-	cfg.CalloutNKeyFile = h.keys.KeyFile(callout.KeyCallout)
-	cfg.CalloutIssuerFile = h.keys.KeyFile(callout.KeyIssuer)
-	cfg.CalloutXKeyFile = h.keys.KeyFile(callout.KeyXKey)
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Domain = clienttest.Domain
 	cfg.SigchainURL = h.sigURL
 	// One URL: records carry it into sigchain endpoints, which take one.
 	cfg.PublicNATS, _, _ = strings.Cut(h.natsURL, ",")

@@ -14,9 +14,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez/callout"
+	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -40,7 +41,7 @@ func TestStoreFull(t *testing.T) {
 
 	// Fill the store: a stream of the operator's, written until
 	// JetStream refuses for want of room.
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestStoreFull(t *testing.T) {
 	start = time.Now()
 	_, errw, exit := alice.run("", "send", "@bob", "while full")
 	t.Logf("kez-chat send with the store full exited %d in %v", exit, time.Since(start).Round(time.Millisecond))
-	if took := time.Since(start); exit == 0 || !strings.Contains(errw, streams.DoorStoreFull) ||
+	if took := time.Since(start); exit == 0 || !strings.Contains(errw, kez.DoorStoreFull) ||
 		!strings.Contains(errw, "cannot store messages right now; nothing was stored") || took > 3*time.Second {
 		t.Errorf("send with the store full: exit %d in %v:\n%s", exit, took, errw)
 	}

@@ -1,7 +1,7 @@
 package message
 
 import (
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -26,7 +26,7 @@ var zeroNonce [chacha20poly1305.NonceSize]byte
 // time before 1970; [ErrClosed] if from is closed.
 func Seal(from *Identity, to kez.PublicKey, pt Plaintext, now time.Time, rand io.Reader) (Envelope, []byte, error) {
 	if rand == nil {
-		rand = cryptoRand
+		rand = crand.Reader
 	}
 	e := Envelope{Version: Version}
 	if _, err := io.ReadFull(rand, e.ID[:]); err != nil {
@@ -42,8 +42,6 @@ func Seal(from *Identity, to kez.PublicKey, pt Plaintext, now time.Time, rand io
 	}
 	return e, wire, nil
 }
-
-var cryptoRand = rand.Reader
 
 // seal fills in the key commitment (v2), the ciphertext and the signature
 // of e, whose other fields are set, and returns its wire form. Seal makes

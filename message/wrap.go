@@ -1,6 +1,7 @@
 package message
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	"io"
 
@@ -41,7 +42,7 @@ func WrapKey(from *Identity, to kez.PublicKey, key, ad []byte, rand io.Reader) (
 		return nil, fmt.Errorf("wrap key: %w: zero recipient key", kez.ErrInvalidKey)
 	}
 	if rand == nil {
-		rand = cryptoRand
+		rand = crand.Reader
 	}
 	out := make([]byte, SaltSize, WrappedKeySize)
 	if _, err := io.ReadFull(rand, out); err != nil {

@@ -19,19 +19,11 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/p2p"
 )
 
 const loopTCP = "/ip4/127.0.0.1/tcp/0"
-
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 func newStore(t testing.TB) *blob.Store {
 	t.Helper()
@@ -45,7 +37,7 @@ func newStore(t testing.TB) *blob.Store {
 func newNode(t testing.TB, cfg p2p.Config) *p2p.Node {
 	t.Helper()
 	if cfg.Key == nil {
-		cfg.Key = newKey(t)
+		cfg.Key = keztest.NewKey(t)
 	}
 	if cfg.Listen == nil {
 		cfg.Listen = []string{loopTCP}
@@ -116,7 +108,7 @@ func (s *sharer) allow(p kez.PublicKey, h blob.Hash) bool {
 }
 
 func TestPeerIDIsTheUsersKey(t *testing.T) {
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	id, err := p2p.PeerID(k.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +143,7 @@ func TestFetch(t *testing.T) {
 		{"quic", "/ip4/127.0.0.1/udp/0/quic-v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			alice, bob := newKey(t), newKey(t)
+			alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 			as, bs := newStore(t), newStore(t)
 			var sh sharer
 			an := newNode(t, p2p.Config{Key: alice, Listen: []string{tc.listen}, Store: as, Allow: sh.allow})
@@ -172,7 +164,7 @@ func TestFetch(t *testing.T) {
 }
 
 func TestNotShared(t *testing.T) {
-	alice, bob, carol := newKey(t), newKey(t), newKey(t)
+	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
 	as := newStore(t)
 	var sh sharer
 	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
@@ -206,7 +198,7 @@ func TestNotShared(t *testing.T) {
 // TestCorruptPeer: a node serving bytes that do not match the hash is
 // caught at the first bad group; only what verified before it is kept.
 func TestCorruptPeer(t *testing.T) {
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	as, bs := newStore(t), newStore(t)
 	var sh sharer
 	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
@@ -250,7 +242,7 @@ func (r *recording) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.Re
 
 // TestResume: a fetch stopped half way resumes from what it verified.
 func TestResume(t *testing.T) {
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	as, bs := newStore(t), newStore(t)
 	var sh sharer
 	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
@@ -306,7 +298,7 @@ func startRelay(t testing.TB) string {
 // TestRelayed: bob reaches alice only through a relay.
 func TestRelayed(t *testing.T) {
 	relayAddr := startRelay(t)
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	as, bs := newStore(t), newStore(t)
 	var sh sharer
 	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true})
@@ -338,7 +330,7 @@ func TestRelayed(t *testing.T) {
 }
 
 func TestOffline(t *testing.T) {
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	an := newNode(t, p2p.Config{Key: alice})
 	addrs := an.Addrs()
 	an.Close()
@@ -354,7 +346,7 @@ func TestOffline(t *testing.T) {
 // direct connections, and still serves and fetches through the relay.
 func TestRelayOnly(t *testing.T) {
 	relayAddr := startRelay(t)
-	alice, bob, carol := newKey(t), newKey(t), newKey(t)
+	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
 	as, bs, cs := newStore(t), newStore(t), newStore(t)
 	var sh sharer
 	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true, RelayOnly: true})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +20,7 @@ const MaxBodySize = 4 << 10
 // HTTPConfig is what the HTTP API needs beyond the registry itself.
 type HTTPConfig struct {
 	// SigchainURL is the public base URL of the sig-server
-	// (https://sig.kez.lat); records link to SigchainURL/v1/sigchains/ed25519/<hex>.
+	// (https://sig.kez.lat); records link to [kez.SigchainURL] under it.
 	SigchainURL string
 	// NATSURL is the public URL clients connect to (nats://nats.kez.lat:4222).
 	NATSURL string
@@ -42,30 +41,6 @@ type HTTPConfig struct {
 	Integrity func() integrity.Status
 }
 
-// Record is the public JSON form of a handle record.
-type Record struct {
-	Handle          string     `json:"handle"`
-	Primary         string     `json:"primary"`
-	SigchainURL     string     `json:"sigchain_url"`
-	NATS            RecordNATS `json:"nats"`
-	RegisteredAt    int64      `json:"registered_at"`
-	RegistrationSig []byte     `json:"registration_sig"`
-	// Relays are the circuit relays (multiaddrs ending in /p2p/<id>) this
-	// server's users reserve on; see [ParseRelayAddr].
-	Relays []string `json:"relays,omitempty"`
-}
-
-// RecordNATS tells a client where the user's inbox is.
-type RecordNATS struct {
-	URL   string `json:"url"`
-	Inbox string `json:"inbox"`
-}
-
-// SigchainURL returns the URL of key's sigchain under base.
-func SigchainURL(base string, key kez.PublicKey) string {
-	return strings.TrimRight(base, "/") + "/v1/sigchains/ed25519/" + key.Hex()
-}
-
 type server struct {
 	svc    *Service
 	cfg    HTTPConfig
@@ -79,7 +54,7 @@ type server struct {
 func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler {
 	srv := &server{
 		svc: s, cfg: cfg, logger: s.logger,
-		errs: web.Errors{Table: web.RootErrors, Logger: s.logger},
+		errs: web.Errors{Table: kez.ErrorCodes(), Logger: s.logger},
 		regs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kez_registrations_total", Help: "Registration attempts by result code.",
 		}, []string{"result"}),
@@ -102,17 +77,17 @@ func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler
 		mux.Handle(pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "no such route", Code: "not_found"})
+		web.WriteJSON(w, http.StatusNotFound, kez.ErrorBody{Error: "no such route", Code: "not_found"})
 	})
 	return web.NewMetrics(reg).Wrap(mux)
 }
 
-func (srv *server) record(rec kez.HandleRecord) Record {
-	return Record{
+func (srv *server) record(rec kez.HandleRecord) kez.Record {
+	return kez.Record{
 		Handle:          rec.Handle.String(),
 		Primary:         rec.Primary.String(),
-		SigchainURL:     SigchainURL(srv.cfg.SigchainURL, rec.Primary),
-		NATS:            RecordNATS{URL: srv.cfg.NATSURL, Inbox: srv.cfg.Inbox(rec.Primary)},
+		SigchainURL:     kez.SigchainURL(srv.cfg.SigchainURL, rec.Primary),
+		NATS:            kez.RecordNATS{URL: srv.cfg.NATSURL, Inbox: srv.cfg.Inbox(rec.Primary)},
 		RegisteredAt:    rec.RegisteredAt,
 		RegistrationSig: rec.RegistrationSig,
 		Relays:          srv.cfg.Relays,

@@ -13,6 +13,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/integrity"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/registry"
 )
 
@@ -215,15 +216,6 @@ func (r *reports) got() string {
 	return strings.Join(r.problems, "\n")
 }
 
-func newKey(t *testing.T) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // start runs a registry over log and proj until its projection has caught
 // up with the log.
 func start(t *testing.T, log *fakeLog, proj *fakeProj, rep *reports, file registry.CheckpointFile) *registry.Service {
@@ -268,7 +260,7 @@ func TestRegisterRefusedWhileALogIsDamaged(t *testing.T) {
 	log, rep := newLog(), &reports{}
 	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
 	rep.err = kez.ErrLogDamaged
-	if err := register(t, svc, newKey(t), "newcomer"); !errors.Is(err, kez.ErrLogDamaged) {
+	if err := register(t, svc, keztest.NewKey(t), "newcomer"); !errors.Is(err, kez.ErrLogDamaged) {
 		t.Fatalf("Register on a damaged log = %v, want ErrLogDamaged", err)
 	}
 	if log.appended != 0 {
@@ -281,7 +273,7 @@ func TestRegisterRefusedWhileALogIsDamaged(t *testing.T) {
 // whatever the log says: the log agreeing gives the usual conflict, the
 // log having forgotten the claim is damage.
 func TestNoClaimAgainstTheProjection(t *testing.T) {
-	alice, mallory := newKey(t), newKey(t)
+	alice, mallory := keztest.NewKey(t), keztest.NewKey(t)
 	for _, tt := range []struct {
 		name     string
 		key      *kez.PrivateKey
@@ -330,7 +322,7 @@ func TestVerifyLog(t *testing.T) {
 	setup := func(t *testing.T) (*fakeLog, *registry.Service, integrity.Checkpoint) {
 		log, proj := newLog(), &fakeProj{recs: map[string]kez.HandleRecord{}}
 		for _, name := range []string{"alice", "bob", "carol"} {
-			log.add(t, newKey(t), name)
+			log.add(t, keztest.NewKey(t), name)
 		}
 		svc := start(t, log, proj, &reports{}, nil)
 		cp, _ := proj.Checkpoint(context.Background())
@@ -387,7 +379,7 @@ func TestCheckpointFile(t *testing.T) {
 	file := integrity.File{Path: t.TempDir() + "/registry.checkpoint"}
 	log := newLog()
 	for _, name := range []string{"alice", "bob"} {
-		log.add(t, newKey(t), name)
+		log.add(t, keztest.NewKey(t), name)
 	}
 	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, &reports{}, file)
 	deadline := time.Now().Add(5 * time.Second)

@@ -303,9 +303,16 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) forever(ctx context.Context, what string, fn func(context.Context) error) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
+		started := time.Now()
 		err := fn(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > time.Minute {
+			// It ran a good while: this failure is not one of a series
+			// (a projector that fails now and then must not wait 5 s
+			// every time, with registrations waiting on it).
+			attempt = 0
 		}
 		wait := min(time.Duration(attempt+1)*250*time.Millisecond, 5*time.Second)
 		s.logger.Error(what+" stopped; restarting", "err", err, "in", wait)

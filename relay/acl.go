@@ -237,3 +237,21 @@ func (a *ACL) lookup(ctx context.Context, key kez.PublicKey) (bool, error) {
 		return false, fmt.Errorf("%w: answered %s", errUnavailable, resp.Status)
 	}
 }
+
+// HomeReady is a readiness check: the home server answers HTTP (its
+// /v1/livez), so that look-ups of keys not cached can be made.
+func (a *ACL) HomeReady(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.home+"/v1/livez", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUnavailable, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("%w: answered %s", errUnavailable, resp.Status)
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web/webtest"
 )
@@ -45,7 +46,7 @@ func newACL(t *testing.T, home string, adjust func(*relay.Config)) (*relay.ACL, 
 
 func TestACLAllowsRegisteredDeniesUnknown(t *testing.T) {
 	home := newFakeHome(t)
-	alice, mallory := newKey(t), newKey(t)
+	alice, mallory := keztest.NewKey(t), keztest.NewKey(t)
 	home.register(alice.Public())
 	a, reg, _ := newACL(t, home.URL, nil)
 
@@ -96,7 +97,7 @@ func TestACLAllowsRegisteredDeniesUnknown(t *testing.T) {
 
 func TestACLCache(t *testing.T) {
 	home := newFakeHome(t)
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	home.register(alice.Public())
 	a, _, clock := newACL(t, home.URL, nil)
 	ctx := context.Background()
@@ -129,7 +130,7 @@ func TestACLCacheBounded(t *testing.T) {
 	home := newFakeHome(t)
 	a, reg, _ := newACL(t, home.URL, func(c *relay.Config) { c.ACLCacheSize = 3 })
 	for range 10 {
-		k := newKey(t)
+		k := keztest.NewKey(t)
 		home.register(k.Public())
 		if !a.Allowed(context.Background(), peerID(t, k)) {
 			t.Fatal("registered key denied")
@@ -142,7 +143,7 @@ func TestACLCacheBounded(t *testing.T) {
 
 func TestACLHomeServerDownDenies(t *testing.T) {
 	home := newFakeHome(t)
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 	home.register(alice.Public())
 	a, reg, _ := newACL(t, home.URL, nil)
 	ctx := context.Background()
@@ -158,7 +159,7 @@ func TestACLHomeServerDownDenies(t *testing.T) {
 	}
 
 	// Unreachable: refused connections deny.
-	bob := newKey(t)
+	bob := keztest.NewKey(t)
 	home.register(bob.Public())
 	home.Close()
 	start := time.Now()
@@ -185,7 +186,7 @@ func TestACLLookupTimesOut(t *testing.T) {
 	defer close(release)
 	a, _, _ := newACL(t, srv.URL, func(c *relay.Config) { c.ACLTimeout = 200 * time.Millisecond })
 	start := time.Now()
-	if a.Allowed(context.Background(), peerID(t, newKey(t))) {
+	if a.Allowed(context.Background(), peerID(t, keztest.NewKey(t))) {
 		t.Error("allowed without an answer")
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -195,7 +196,7 @@ func TestACLLookupTimesOut(t *testing.T) {
 
 func TestACLConcurrentChecksShareOneLookup(t *testing.T) {
 	home := newFakeHome(t)
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 	home.register(alice.Public())
 	home.mu.Lock()
 	home.delay = 200 * time.Millisecond // the checks overlap

@@ -39,19 +39,19 @@ func newFakeHome(t testing.TB) *fakeHome {
 		f.mu.Unlock()
 		time.Sleep(delay)
 		if status != 0 {
-			web.WriteJSON(w, status, web.ErrorBody{Error: "broken", Code: "internal"})
+			web.WriteJSON(w, status, kez.ErrorBody{Error: "broken", Code: "internal"})
 			return
 		}
 		key, err := kez.ParsePublicKey(r.PathValue("primary"))
 		if err != nil {
-			web.WriteJSON(w, http.StatusBadRequest, web.ErrorBody{Error: "bad key", Code: "invalid_key"})
+			web.WriteJSON(w, http.StatusBadRequest, kez.ErrorBody{Error: "bad key", Code: "invalid_key"})
 			return
 		}
 		f.mu.Lock()
 		ok := f.keys[key]
 		f.mu.Unlock()
 		if !ok {
-			web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "not found", Code: "not_found"})
+			web.WriteJSON(w, http.StatusNotFound, kez.ErrorBody{Error: "not found", Code: "not_found"})
 			return
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]any{"handle": "x@kez.test", "primary": key.String()})
@@ -71,15 +71,6 @@ func (f *fakeHome) setStatus(s int) {
 	f.mu.Lock()
 	f.status = s
 	f.mu.Unlock()
-}
-
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func peerID(t testing.TB, k *kez.PrivateKey) peer.ID {

@@ -8,20 +8,21 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/web/webtest"
 )
 
 // TestACLAgainstHomeServer asks a real kez-chat-server (in-process, on
-// nats-server with deploy/nats.conf) rather than a fake: the look-up path
+// nats-server with nats/nats.conf) rather than a fake: the look-up path
 // and key form the ACL uses are the ones the home server answers.
 func TestACLAgainstHomeServer(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	srv, err := chatserver.Start(context.Background(), cfg, webtest.Logger(t))
@@ -34,7 +35,7 @@ func TestACLAgainstHomeServer(t *testing.T) {
 		srv.Close(ctx)
 	})
 
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	body, _ := json.Marshal(kez.NewRegistrationRequest(alice, h, time.Now()))
 	deadline := time.Now().Add(10 * time.Second)

@@ -21,17 +21,21 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kez.lat/kez/health"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/web"
 )
 
 // Service is a running relay: the libp2p host, the circuit-relay-v2
-// service on it, the ACL and the HTTP server of /healthz and /metrics.
+// service on it, the ACL and the HTTP server of /healthz, /livez,
+// /readyz and /metrics.
 type Service struct {
 	host   host.Host
 	relay  *relayv2.Relay
 	acl    *ACL
 	tracer *tracer
+	ready  *health.Checker
+	stop   context.CancelFunc // ends the readiness refresh
 	web    *web.Server
 	logger *slog.Logger
 }
@@ -106,8 +110,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 		h.Close()
 		return nil, fmt.Errorf("start relay service: %w", err)
 	}
+	s.ready = health.New(health.Config{}, []health.Check{
+		{Name: "listening", Fn: func(context.Context) error {
+			if len(s.host.Network().ListenAddresses()) == 0 {
+				return errors.New("no listen address")
+			}
+			return nil
+		}},
+		{Name: "home", Fn: s.acl.HomeReady},
+	}, reg, s.logger.With("component", "health"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /livez", health.ServeLive)
+	mux.HandleFunc("GET /readyz", s.ready.ServeReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.web, err = web.Listen(cfg.HTTPAddr, web.NewMetrics(reg).Wrap(mux), s.logger)
 	if err != nil {
@@ -115,6 +130,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 		h.Close()
 		return nil, err
 	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	go s.ready.Run(rctx)
 	s.logger.Info("relay started", "peer_id", h.ID().String(), "addrs", fmt.Sprint(s.Addrs()), "http", s.web.Addr().String())
 	return s, nil
 }
@@ -149,6 +167,7 @@ func (s *Service) Reservations() int { return int(s.tracer.reservations.Load()) 
 // Close stops the HTTP server (within ctx), the relay service and the
 // host.
 func (s *Service) Close(ctx context.Context) error {
+	s.stop()
 	err := s.web.Shutdown(ctx)
 	err = errors.Join(err, s.relay.Close(), s.host.Close())
 	return err

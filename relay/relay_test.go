@@ -24,6 +24,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web/webtest"
@@ -90,7 +91,7 @@ func tcpAddr(t testing.TB, s *relay.Service) ma.Multiaddr {
 
 func TestRelayEndToEnd(t *testing.T) {
 	home := newFakeHome(t)
-	aliceKey, bobKey, malloryKey := newKey(t), newKey(t), newKey(t)
+	aliceKey, bobKey, malloryKey := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
 	home.register(aliceKey.Public())
 	home.register(bobKey.Public())
 	r := startRelay(t, testConfig(t, home.URL))

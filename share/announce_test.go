@@ -11,6 +11,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/message"
 	"kez.lat/kez/share"
 )
@@ -25,7 +26,7 @@ var testAddrs = []string{
 // stream, and the content key.
 func announce(tb testing.TB) (share.Announcement, []byte, filecrypt.Key) {
 	tb.Helper()
-	alice, bob := seedKey(tb, 0x00), seedKey(tb, 0x20)
+	alice, bob := keztest.SeedKey(tb, 0x00), keztest.SeedKey(tb, 0x20)
 	k := testKey(tb, 0x42)
 	stream, f := encryptFile(tb, k, []byte("hello, bob\n"), "notes <draft> & \"final\".txt", "text/plain; charset=utf-8")
 	a, err := share.NewAnnouncement(alice, bob.Public(), f, k, testAddrs, &seqReader{next: 0x80})
@@ -36,7 +37,7 @@ func announce(tb testing.TB) (share.Announcement, []byte, filecrypt.Key) {
 }
 
 func TestAnnouncementRoundTrip(t *testing.T) {
-	alice, bob := seedKey(t, 0x00), seedKey(t, 0x20)
+	alice, bob := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20)
 	a, stream, k := announce(t)
 
 	// Through a real chat message, as `kez-chat share` sends it.
@@ -90,7 +91,7 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 }
 
 func TestAnnouncementNoAddrs(t *testing.T) {
-	alice, bob := seedKey(t, 0x00), seedKey(t, 0x20)
+	alice, bob := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20)
 	k := testKey(t, 1)
 	_, f := encryptFile(t, k, nil, "empty", "")
 	a, err := share.NewAnnouncement(alice, bob.Public(), f, k, nil, nil)
@@ -111,7 +112,7 @@ func TestAnnouncementNoAddrs(t *testing.T) {
 }
 
 func TestContentKeyWrongParties(t *testing.T) {
-	alice, bob, carol := seedKey(t, 0x00), seedKey(t, 0x20), seedKey(t, 0x40)
+	alice, bob, carol := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20), keztest.SeedKey(t, 0x40)
 	a, _, _ := announce(t)
 	tests := []struct {
 		name     string
@@ -296,7 +297,7 @@ func TestParseAnnouncementAcceptsSpelling(t *testing.T) {
 }
 
 func TestNewAnnouncementRejects(t *testing.T) {
-	alice, bob := seedKey(t, 0x00), seedKey(t, 0x20)
+	alice, bob := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20)
 	k := testKey(t, 0x42)
 	_, f := encryptFile(t, k, []byte("x"), "x", "")
 	bad := func(mut func(*share.File)) share.File { g := f; mut(&g); return g }

@@ -6,6 +6,7 @@ import (
 
 	"kez.lat/kez"
 
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/share"
 )
 
@@ -52,7 +53,7 @@ func FuzzParseAnnouncement(f *testing.F) {
 // the payload of a manifest alice signed, so that the fuzzer reaches the
 // payload checks and Open past the signature.
 func FuzzParseManifest(f *testing.F) {
-	alice, bob := seedKey(f, 0x00), seedKey(f, 0x20)
+	alice, bob := keztest.SeedKey(f, 0x00), keztest.SeedKey(f, 0x20)
 	good, err := share.BuildManifest(alice, 3, t0, manifestEntries(f)[:2], nil)
 	if err != nil {
 		f.Fatal(err)

@@ -19,20 +19,6 @@ import (
 // t0 is 2026-01-01T00:00:00Z.
 var t0 = time.Unix(1767225600, 0)
 
-// seedKey returns the key whose seed is the 32 bytes first, first+1, ...
-func seedKey(tb testing.TB, first byte) *kez.PrivateKey {
-	tb.Helper()
-	seed := make([]byte, 32)
-	for i := range seed {
-		seed[i] = first + byte(i)
-	}
-	k, err := kez.NewPrivateKey(seed)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
-}
-
 // seqReader is a deterministic "random" source: byte i is next+i mod 256.
 // It records what it returned.
 type seqReader struct {

@@ -2,7 +2,7 @@ package share
 
 import (
 	"bytes"
-	"crypto/rand"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -192,7 +192,7 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 		return nil, fmt.Errorf("manifest: %w: no owner key", kez.ErrInvalidKey)
 	}
 	if rand == nil {
-		rand = cryptoRand
+		rand = crand.Reader
 	}
 	if seq == 0 || seq > MaxSafeInteger {
 		return nil, fmt.Errorf("manifest: %w: seq must be from 1 to 2^53-1", ErrMalformed)
@@ -243,8 +243,6 @@ func BuildManifest(owner *kez.PrivateKey, seq uint64, now time.Time, entries []E
 	}
 	return wire, nil
 }
-
-var cryptoRand = rand.Reader
 
 // Pointer returns what the owner's sigchain says of the manifest whose
 // exact bytes are raw, in its set_shared_files event: the BLAKE3 hash of

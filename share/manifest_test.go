@@ -14,6 +14,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/share"
 )
 
@@ -21,7 +22,7 @@ import (
 // carol, one of bob's files also for carol, and one for alice herself.
 func manifestEntries(tb testing.TB) []share.Entry {
 	tb.Helper()
-	alice, bob, carol := seedKey(tb, 0x00), seedKey(tb, 0x20), seedKey(tb, 0x40)
+	alice, bob, carol := keztest.SeedKey(tb, 0x00), keztest.SeedKey(tb, 0x20), keztest.SeedKey(tb, 0x40)
 	k1, k2, k3 := testKey(tb, 1), testKey(tb, 2), testKey(tb, 3)
 	_, f1 := encryptFile(tb, k1, []byte("for bob"), "bob.txt", "text/plain")
 	_, f2 := encryptFile(tb, k2, bytes.Repeat([]byte{7}, filecrypt.ChunkSize+1), "big.bin", "")
@@ -48,7 +49,7 @@ func entriesEqual(a, b []share.Entry) bool {
 }
 
 func TestManifestRoundTrip(t *testing.T) {
-	alice, bob, carol, dave := seedKey(t, 0x00), seedKey(t, 0x20), seedKey(t, 0x40), seedKey(t, 0x60)
+	alice, bob, carol, dave := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20), keztest.SeedKey(t, 0x40), keztest.SeedKey(t, 0x60)
 	entries := manifestEntries(t)
 	raw, err := share.BuildManifest(alice, 7, t0, entries, nil)
 	if err != nil {
@@ -93,7 +94,7 @@ func TestManifestRoundTrip(t *testing.T) {
 }
 
 func TestManifestPointer(t *testing.T) {
-	alice := seedKey(t, 0x00)
+	alice := keztest.SeedKey(t, 0x00)
 	raw, err := share.BuildManifest(alice, 1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func boxJSON(to kez.PublicKey, box []byte) string {
 }
 
 func TestParseManifestRejects(t *testing.T) {
-	alice, bob, carol := seedKey(t, 0x00), seedKey(t, 0x20), seedKey(t, 0x40)
+	alice, bob, carol := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20), keztest.SeedKey(t, 0x40)
 	good, err := share.BuildManifest(alice, 3, t0, manifestEntries(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +185,7 @@ func TestParseManifestRejects(t *testing.T) {
 }
 
 func TestManifestOpenBadBoxes(t *testing.T) {
-	alice, bob, carol := seedKey(t, 0x00), seedKey(t, 0x20), seedKey(t, 0x40)
+	alice, bob, carol := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20), keztest.SeedKey(t, 0x40)
 	entries := manifestEntries(t)
 	raw, err := share.BuildManifest(alice, 1, t0, entries, nil)
 	if err != nil {
@@ -248,7 +249,7 @@ func TestManifestOpenBadBoxes(t *testing.T) {
 }
 
 func TestBuildManifestRejects(t *testing.T) {
-	alice, bob := seedKey(t, 0x00), seedKey(t, 0x20)
+	alice, bob := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20)
 	entries := manifestEntries(t)
 	mut := func(i int, f func(*share.Entry)) []share.Entry {
 		es := append([]share.Entry(nil), entries...)
@@ -286,7 +287,7 @@ func TestManifestSizeLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a manifest of MaxEntries entries")
 	}
-	alice, bob := seedKey(t, 0x00), seedKey(t, 0x20)
+	alice, bob := keztest.SeedKey(t, 0x00), keztest.SeedKey(t, 0x20)
 	k := testKey(t, 5)
 	// MaxEntries entries with typical names fit in MaxManifestSize; with
 	// names of MaxNameLen bytes the byte limit binds first.

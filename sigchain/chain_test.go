@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
 )
 
@@ -25,7 +26,7 @@ func sample(tb testing.TB, key *kez.PrivateKey) []sigchain.Event {
 }
 
 func TestVerifyChain(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	chain := sample(t, key)
 	st, err := sigchain.VerifyChain(pub, chain)
@@ -55,7 +56,7 @@ func TestVerifyChain(t *testing.T) {
 }
 
 func TestVerifyChainRejects(t *testing.T) {
-	key, other := seedKey(t, 0), seedKey(t, 0x20)
+	key, other := keztest.SeedKey(t, 0), keztest.SeedKey(t, 0x20)
 	pub := key.Public()
 	chain := sample(t, key)
 	otherChain := sample(t, other)
@@ -94,7 +95,7 @@ func TestVerifyChainRejects(t *testing.T) {
 }
 
 func TestUnknownTypeKeptAndIgnored(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	chain := build(t, key,
 		step{"x_future", map[string]any{"anything": []any{1, "two", nil}}, 0},
@@ -119,7 +120,7 @@ func TestUnknownTypeKeptAndIgnored(t *testing.T) {
 }
 
 func TestState(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	inbox := sigchain.Inbox(pub)
 	peer := peerID(pub)
@@ -203,7 +204,7 @@ func TestState(t *testing.T) {
 }
 
 func TestStateJSON(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	st, err := sigchain.VerifyChain(key.Public(), sample(t, key))
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestStateJSON(t *testing.T) {
 }
 
 func TestStateDoesNotAliasEvents(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	chain := sample(t, key)
 	st, err := sigchain.VerifyChain(key.Public(), chain)
 	if err != nil {
@@ -239,7 +240,7 @@ func TestStateDoesNotAliasEvents(t *testing.T) {
 }
 
 func TestVerifyAppend(t *testing.T) {
-	key, other := seedKey(t, 0), seedKey(t, 0x20)
+	key, other := keztest.SeedKey(t, 0), keztest.SeedKey(t, 0x20)
 	pub := key.Public()
 	chain := sample(t, key)
 	otherChain := sample(t, other)
@@ -284,7 +285,7 @@ func TestVerifyAppend(t *testing.T) {
 // safe to serve: whatever VerifyAppend accepts one event at a time,
 // VerifyChain accepts as a whole.
 func TestAppendThenVerify(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	var stored []sigchain.Event
 	events := appendSteps(t, key, sample(t, key),

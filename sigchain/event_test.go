@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
 )
 
 func TestNextParseRoundTrip(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	chain := build(t, key,
 		step{sigchain.TypeAddEndpoint, sigchain.NATSEndpoint{URL: "nats://nats.kez.lat:4222", Inbox: sigchain.Inbox(pub)}, 0},
@@ -76,7 +77,7 @@ func TestNextParseRoundTrip(t *testing.T) {
 }
 
 func TestAccessorsReturnCopies(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	e := build(t, key, step{"note", map[string]string{"text": "hi"}, 0})[0]
 	e.Payload()[0] = 'X'
 	e.Signature()[0] ^= 1
@@ -87,7 +88,7 @@ func TestAccessorsReturnCopies(t *testing.T) {
 }
 
 func TestNextErrors(t *testing.T) {
-	key, other := seedKey(t, 0), seedKey(t, 0x20)
+	key, other := keztest.SeedKey(t, 0), keztest.SeedKey(t, 0x20)
 	first := build(t, key, step{"note", nil, 0})[0]
 	tests := []struct {
 		name string
@@ -117,7 +118,7 @@ func TestNextErrors(t *testing.T) {
 }
 
 func TestNextClampsCtime(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	first := build(t, key, step{"note", nil, time.Hour})[0]
 	// The clock went back an hour: the next event keeps the previous ctime.
 	next, err := sigchain.Next(key, &first, "note", nil, t0)
@@ -142,7 +143,7 @@ func payloadFor(key *kez.PrivateKey, typ, body string) string {
 }
 
 func TestParseEventRejects(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	good := payloadFor(key, "note", `{}`)
 	goodWire := signWire(key, good)
@@ -280,7 +281,7 @@ func TestParseEventRejects(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	key, other := seedKey(t, 0), seedKey(t, 0x20)
+	key, other := keztest.SeedKey(t, 0), keztest.SeedKey(t, 0x20)
 	payload := payloadFor(key, "note", `{}`)
 	good := mustParse(t, signWire(key, payload))
 
@@ -326,7 +327,7 @@ func TestErrorsMatchRootSentinels(t *testing.T) {
 }
 
 func TestErrorsDoNotEchoInput(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	const secret = "hunter2-very-secret-token"
 	for _, body := range []string{
 		`{"protocol":"nats","url":"nats://u:` + secret + `@a.example","inbox":"x"}`,
@@ -348,7 +349,7 @@ func TestErrorsDoNotEchoInput(t *testing.T) {
 func pubString(k *kez.PrivateKey) string { return k.Public().String() }
 
 func TestCheckCtime(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	e := build(t, key, step{"note", nil, 10 * time.Minute})[0]
 	wantErr(t, "CheckCtime(within skew)", sigchain.CheckCtime(e, t0.Add(6*time.Minute), 5*time.Minute), nil)
 	wantErr(t, "CheckCtime(past)", sigchain.CheckCtime(e, t0.Add(48*time.Hour), 5*time.Minute), nil)
@@ -356,7 +357,7 @@ func TestCheckCtime(t *testing.T) {
 }
 
 func TestEndpointJSON(t *testing.T) {
-	inbox := sigchain.Inbox(seedKey(t, 0).Public())
+	inbox := sigchain.Inbox(keztest.SeedKey(t, 0).Public())
 	n := sigchain.NATSEndpoint{URL: "nats://a.example:4222", Inbox: inbox}
 	b, err := json.Marshal(n)
 	if err != nil {
@@ -372,7 +373,7 @@ func TestEndpointJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"protocol":"p2p","url":"nats://a.example"}`), &n2); !errors.Is(err, sigchain.ErrMalformed) {
 		t.Error("Unmarshal of a p2p body into NATSEndpoint succeeded")
 	}
-	p := sigchain.P2PEndpoint{PeerID: peerID(seedKey(t, 0).Public())}
+	p := sigchain.P2PEndpoint{PeerID: peerID(keztest.SeedKey(t, 0).Public())}
 	if b, err = json.Marshal(p); err != nil || strings.Contains(string(b), "addrs") {
 		t.Errorf("Marshal(no addrs) = %s, %v", b, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
 )
 
@@ -83,7 +84,7 @@ func FuzzParseEvent(f *testing.F) {
 // valid JSON never contains). Whatever verifies must give the same state
 // when verified in two parts, and pin cleanly.
 func FuzzVerifyChain(f *testing.F) {
-	key := seedKey(f, 0)
+	key := keztest.SeedKey(f, 0)
 	pub := key.Public()
 	v := generateVectors(f)
 	var payloads [][]byte
@@ -142,7 +143,7 @@ func FuzzVerifyChain(f *testing.F) {
 // FuzzVerifyChainJSON feeds a server's answer, a JSON array of wire forms,
 // to the client path: decode, verify, pin.
 func FuzzVerifyChainJSON(f *testing.F) {
-	key := seedKey(f, 0)
+	key := keztest.SeedKey(f, 0)
 	pub := key.Public()
 	valid, invalid := fuzzSeeds(f)
 	f.Add([]byte("[" + strings.Join(valid, ",") + "]"))

@@ -5,11 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
 )
 
 func TestCheckPin(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	chain := sample(t, key) // seqnos 1..5
 	// A rewritten history: the same first two events, then others.
 	fork := appendSteps(t, key, append([]sigchain.Event(nil), chain[:2]...),
@@ -42,7 +43,7 @@ func TestCheckPin(t *testing.T) {
 }
 
 func TestExtend(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	chain := appendSteps(t, key, sample(t, key), // seqnos 1..8
 		step{sigchain.TypeRevokeClaim, sigchain.Claim{Kind: "github", Value: "alice"}, 2 * time.Hour},
@@ -92,7 +93,7 @@ func TestExtend(t *testing.T) {
 		{"rewritten, shown from seqno 1", fork, sigchain.ErrRewritten},
 		{"starts after the pin", chain[5:], sigchain.ErrWrongSeqno},
 		{"gap", []sigchain.Event{chain[4], chain[6]}, sigchain.ErrWrongSeqno},
-		{"another chain", sample(t, seedKey(t, 0x20))[4:], sigchain.ErrWrongChain},
+		{"another chain", sample(t, keztest.SeedKey(t, 0x20))[4:], sigchain.ErrWrongChain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +110,7 @@ func TestExtend(t *testing.T) {
 // TestPinnedStateSurvivesJSON is the client flow: verify, cache the state
 // as JSON, later extend the cached state with the server's tail.
 func TestPinnedStateSurvivesJSON(t *testing.T) {
-	key := seedKey(t, 0)
+	key := keztest.SeedKey(t, 0)
 	pub := key.Public()
 	chain := sample(t, key)
 	st, err := sigchain.VerifyChain(pub, chain[:3])

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
 )
 
@@ -73,7 +74,7 @@ type pinVector struct {
 // deterministic: ed25519 signatures are, and so is Next's JSON.
 func generateVectors(tb testing.TB) vectorFile {
 	tb.Helper()
-	key, other := seedKey(tb, 0x00), seedKey(tb, 0x20)
+	key, other := keztest.SeedKey(tb, 0x00), keztest.SeedKey(tb, 0x20)
 	pub := key.Public()
 	const manifest = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262" // BLAKE3("")
 	peer := peerID(pub)

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/client"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
 )
 
 // since returns the events with seqno >= since, as an honest server does.
@@ -48,13 +49,13 @@ func chainServer(t *testing.T, serve func(since uint64) any) *httptest.Server {
 }
 
 func TestClientDetectsTampering(t *testing.T) {
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 4, "honest")
 	fork := grow(t, k, events[:3], 1, "fork")[3] // validly signed, another seqno 4
 
 	// The client saw the honest chain and pinned its tail.
 	honest := chainServer(t, func(n uint64) any { return since(events, n) })
-	c := &sigserver.Client{BaseURL: honest.URL}
+	c := &client.Sigchains{BaseURL: honest.URL}
 	ctx := context.Background()
 	st, err := c.Fetch(ctx, k.Public(), sigchain.Pin{})
 	if err != nil || st.Tail != events[3].Pin() {
@@ -91,7 +92,7 @@ func TestClientDetectsTampering(t *testing.T) {
 		{"forges an event", func(n uint64) any {
 			return since(append(events[:3:3], forged), n)
 		}, sigchain.ErrBadSignature},
-		{"serves another chain", func(n uint64) any { return since(grow(t, newKey(t), nil, 4, "other"), n) }, sigchain.ErrWrongChain},
+		{"serves another chain", func(n uint64) any { return since(grow(t, keztest.NewKey(t), nil, 4, "other"), n) }, sigchain.ErrWrongChain},
 		{"serves garbage", func(uint64) any { return "<html>hello</html>" }, sigchain.ErrMalformed},
 		{"serves a broken event", func(uint64) any {
 			return `[{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"v":1}`)) + `","sig":""}]`
@@ -99,13 +100,13 @@ func TestClientDetectsTampering(t *testing.T) {
 	}
 	for _, tt := range tampered {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &sigserver.Client{BaseURL: chainServer(t, tt.serve).URL}
+			c := &client.Sigchains{BaseURL: chainServer(t, tt.serve).URL}
 			_, err := c.Fetch(ctx, k.Public(), st.Tail)
-			if !errors.Is(err, tt.want) || errors.Is(err, sigserver.ErrUnreachable) {
+			if !errors.Is(err, tt.want) || errors.Is(err, client.ErrSigchainUnreachable) {
 				t.Errorf("Fetch = %v, want %v (a verdict, not unreachable)", err, tt.want)
 			}
 			_, err = c.Update(ctx, st)
-			if !errors.Is(err, tt.want) || errors.Is(err, sigserver.ErrUnreachable) {
+			if !errors.Is(err, tt.want) || errors.Is(err, client.ErrSigchainUnreachable) {
 				t.Errorf("Update = %v, want %v", err, tt.want)
 			}
 		})
@@ -113,26 +114,26 @@ func TestClientDetectsTampering(t *testing.T) {
 
 	// A server that hides the pinned event behind an exclusive since
 	// cannot show it: the update is refused.
-	exclusive := &sigserver.Client{BaseURL: chainServer(t, func(n uint64) any { return since(events, n+1) }).URL}
+	exclusive := &client.Sigchains{BaseURL: chainServer(t, func(n uint64) any { return since(events, n+1) }).URL}
 	if _, err := exclusive.Update(ctx, sigchain.State{Key: k.Public(), Tail: events[2].Pin()}); !errors.Is(err, sigchain.ErrWrongSeqno) {
 		t.Errorf("Update through an exclusive since = %v, want ErrWrongSeqno", err)
 	}
 
 	// Failing to ask is not a verdict.
-	failing := &sigserver.Client{BaseURL: chainServer(t, func(uint64) any { return http.StatusServiceUnavailable }).URL}
+	failing := &client.Sigchains{BaseURL: chainServer(t, func(uint64) any { return http.StatusServiceUnavailable }).URL}
 	_, err = failing.Fetch(ctx, k.Public(), st.Tail)
-	var se *sigserver.StatusError
-	if !errors.As(err, &se) || se.Status != 503 || !errors.Is(err, sigserver.ErrUnreachable) || errors.Is(err, sigchain.ErrRollback) {
-		t.Errorf("Fetch from a failing server = %v, want a 503 StatusError matching ErrUnreachable", err)
+	var se *client.APIError
+	if !errors.As(err, &se) || se.Status != 503 || !errors.Is(err, client.ErrSigchainUnreachable) || errors.Is(err, sigchain.ErrRollback) {
+		t.Errorf("Fetch from a failing server = %v, want a 503 APIError matching ErrSigchainUnreachable", err)
 	}
-	missing := &sigserver.Client{BaseURL: chainServer(t, func(uint64) any { return http.StatusNotFound }).URL}
-	if _, err := missing.Fetch(ctx, k.Public(), st.Tail); !errors.As(err, &se) || se.Status != 404 || errors.Is(err, sigserver.ErrUnreachable) {
-		t.Errorf("Fetch answered 404 = %v, want a 404 StatusError", err)
+	missing := &client.Sigchains{BaseURL: chainServer(t, func(uint64) any { return http.StatusNotFound }).URL}
+	if _, err := missing.Fetch(ctx, k.Public(), st.Tail); !errors.As(err, &se) || se.Status != 404 || errors.Is(err, client.ErrSigchainUnreachable) {
+		t.Errorf("Fetch answered 404 = %v, want a 404 APIError", err)
 	}
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
-	down := &sigserver.Client{BaseURL: gone.URL}
-	if _, err := down.Fetch(ctx, k.Public(), st.Tail); !errors.Is(err, sigserver.ErrUnreachable) || errors.Is(err, sigchain.ErrRollback) {
+	down := &client.Sigchains{BaseURL: gone.URL}
+	if _, err := down.Fetch(ctx, k.Public(), st.Tail); !errors.Is(err, client.ErrSigchainUnreachable) || errors.Is(err, sigchain.ErrRollback) {
 		t.Errorf("Fetch from a closed server = %v, want ErrUnreachable", err)
 	}
 }
@@ -140,9 +141,9 @@ func TestClientDetectsTampering(t *testing.T) {
 func TestClientAgainstServer(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	c := &sigserver.Client{BaseURL: srv.URL() + "/"}
+	c := &client.Sigchains{BaseURL: srv.URL() + "/"}
 	ctx := context.Background()
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 3, "c")
 
 	st, err := c.Fetch(ctx, k.Public(), sigchain.Pin{})
@@ -159,7 +160,7 @@ func TestClientAgainstServer(t *testing.T) {
 		t.Fatalf("Update = %v, %v", st.Tail, err)
 	}
 	_, err = c.Append(ctx, grow(t, k, events[:1], 1, "late")[1])
-	var se *sigserver.StatusError
+	var se *client.APIError
 	if !errors.As(err, &se) || se.Status != http.StatusConflict || se.Code != "wrong_seqno" {
 		t.Fatalf("Append on a stale tail = %v, want 409 wrong_seqno", err)
 	}

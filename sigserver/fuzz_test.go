@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
+	"kez.lat/kez/client"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
@@ -223,12 +224,12 @@ func TestPagedChain(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gets.Add(1)
 		if lie.Load() && r.URL.Query().Get("since") != "" {
-			w.Header().Set(sigserver.NextPageHeader, "3")
+			w.Header().Set(kez.NextPageHeader, "3")
 		}
 		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	c := &sigserver.Client{BaseURL: srv.URL}
+	c := &client.Sigchains{BaseURL: srv.URL}
 	got, err := c.Events(context.Background(), key.Public(), 0)
 	if err != nil || len(got) != len(chain) {
 		t.Fatalf("Events = %d events, %v; want %d", len(got), err, len(chain))
@@ -243,8 +244,8 @@ func TestPagedChain(t *testing.T) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sigchains/ed25519/"+key.Public().Hex()+"?since=5&limit=10", nil))
 	var page []json.RawMessage
-	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page) != 10 || rec.Header().Get(sigserver.NextPageHeader) != "15" {
-		t.Fatalf("limit=10 from 5: %d events, next %q, %v", len(page), rec.Header().Get(sigserver.NextPageHeader), err)
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page) != 10 || rec.Header().Get(kez.NextPageHeader) != "15" {
+		t.Fatalf("limit=10 from 5: %d events, next %q, %v", len(page), rec.Header().Get(kez.NextPageHeader), err)
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sigchains/ed25519/"+key.Public().Hex()+"?limit=0", nil))

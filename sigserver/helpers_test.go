@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/web/webtest"
 	"net/http"
 	"testing"
@@ -13,20 +15,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 )
 
 func testConfig(ns *natstest.Server) sigserver.Config {
-	cfg := sigserver.DefaultConfig()
-	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeySigServer)
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg := clienttest.SigConfig(ns)
 	cfg.RequireRegistered = false
-	cfg.Streams.AppendLimit = 1000
 	return cfg
 }
 
@@ -42,15 +39,6 @@ func startServer(t testing.TB, cfg sigserver.Config) *sigserver.Server {
 		srv.Close(ctx)
 	})
 	return srv
-}
-
-func newKey(t testing.TB) *kez.PrivateKey {
-	t.Helper()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // grow signs n more events onto events (which it never modifies), each an
@@ -129,7 +117,7 @@ func fetch(t testing.TB, base string, key kez.PublicKey, since string) []sigchai
 // storedMsgs returns how many messages the sigchain stream holds.
 func storedMsgs(t testing.TB, ns *natstest.Server) uint64 {
 	t.Helper()
-	js, err := jetstream.New(ns.Connect(callout.KeyAdmin))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}

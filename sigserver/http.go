@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kez.lat/kez"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/streams"
@@ -78,6 +79,8 @@ type HandlerConfig struct {
 	CtimeSkew time.Duration
 	// TrustProxy takes the client address (logged) from X-Forwarded-For.
 	TrustProxy bool
+	// Ready, if set, answers /v1/readyz (and /v1/livez is served).
+	Ready *health.Checker
 	// Checks are the health checks /v1/healthz runs, by name.
 	Checks map[string]func(context.Context) error
 	// Integrity, if set, refuses appends while it returns an error (one
@@ -95,7 +98,7 @@ type HandlerConfig struct {
 
 // errorTable maps the sig-server's errors, most specific first, then the
 // root ones.
-var errorTable = append([]web.Mapping{
+var errorTable = append([]kez.ErrorCode{
 	{Err: sigchain.ErrWrongChain, Status: http.StatusBadRequest, Code: "wrong_chain"},
 	{Err: sigchain.ErrBadCtime, Status: http.StatusBadRequest, Code: "bad_ctime"},
 	{Err: sigchain.ErrMalformed, Status: http.StatusBadRequest, Code: "malformed_event"},
@@ -104,7 +107,7 @@ var errorTable = append([]web.Mapping{
 	{Err: streams.ErrSigchainConflict, Status: http.StatusConflict, Code: "conflict"},
 	{Err: ErrNotRegistered, Status: http.StatusForbidden, Code: "not_registered"},
 	{Err: ErrChainFull, Status: http.StatusTooManyRequests, Code: "chain_full"},
-}, web.RootErrors...)
+}, kez.ErrorCodes()...)
 
 type server struct {
 	cfg     HandlerConfig
@@ -131,11 +134,15 @@ func NewHandler(cfg HandlerConfig, reg *prometheus.Registry) http.Handler {
 	reg.MustRegister(srv.appends)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/healthz", srv.handleHealthz)
-	mux.HandleFunc("GET /v1/sigchains/ed25519/{hex}", srv.handleChain)
-	mux.HandleFunc("POST /v1/sigchains/ed25519/{hex}/events", srv.handleAppend)
+	mux.HandleFunc("GET /v1/livez", health.ServeLive)
+	if cfg.Ready != nil {
+		mux.HandleFunc("GET /v1/readyz", cfg.Ready.ServeReady)
+	}
+	mux.HandleFunc("GET "+kez.SigchainPath+"{hex}", srv.handleChain)
+	mux.HandleFunc("POST "+kez.SigchainPath+"{hex}/events", srv.handleAppend)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		web.WriteJSON(w, http.StatusNotFound, web.ErrorBody{Error: "no such route", Code: "not_found"})
+		web.WriteJSON(w, http.StatusNotFound, kez.ErrorBody{Error: "no such route", Code: "not_found"})
 	})
 	return web.NewMetrics(reg).Wrap(mux)
 }
@@ -206,7 +213,7 @@ func (srv *server) handleChain(w http.ResponseWriter, r *http.Request) {
 	// Chains change with every append: caches must ask again.
 	w.Header().Set("Cache-Control", "no-cache")
 	if more {
-		w.Header().Set(NextPageHeader, strconv.FormatUint(max(since, 1)+uint64(len(events)), 10))
+		w.Header().Set(kez.NextPageHeader, strconv.FormatUint(max(since, 1)+uint64(len(events)), 10))
 	}
 	writeEvents(w, events)
 }
@@ -229,13 +236,9 @@ func writeEvents(w http.ResponseWriter, events []json.RawMessage) {
 }
 
 // MaxPage is the most events one GET of a chain answers; the rest follow
-// with ?since= the NextPageHeader names. A page of the largest events
+// with ?since= the [kez.NextPageHeader] names. A page of the largest events
 // (sigchain.MaxEventSize) is 2 MiB, whatever the chain's length.
 const MaxPage = 256
-
-// NextPageHeader, on a chain answer that does not reach the tail, names
-// the since of the next page.
-const NextPageHeader = "Kez-Next-Since"
 
 var errBadLimit = fmt.Errorf("%w: limit must be a positive integer (events per page, at most %d)", kez.ErrInvalidRequest, MaxPage)
 
@@ -255,7 +258,7 @@ func (srv *server) handleAppend(w http.ResponseWriter, r *http.Request) {
 			"type", ev.Type(), "client", web.ClientAddr(r, srv.cfg.TrustProxy).String())
 	}
 	srv.appends.WithLabelValues(result).Inc()
-	w.Header().Set("Location", "/v1/sigchains/ed25519/"+ev.Chain().Hex()+"?since="+strconv.FormatUint(ev.Seqno(), 10))
+	w.Header().Set("Location", kez.SigchainPath+ev.Chain().Hex()+"?since="+strconv.FormatUint(ev.Seqno(), 10))
 	web.WriteJSON(w, status, ev)
 }
 

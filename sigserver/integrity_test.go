@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/web/webtest"
 )
 
@@ -21,7 +22,7 @@ func TestDamagedSigchainStream(t *testing.T) {
 	cfg := testConfig(ns)
 	cfg.IntegrityInterval = 100 * time.Millisecond
 	srv := startServer(t, cfg)
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 	appendAll(t, srv.URL(), grow(t, alice, nil, 20, "a")...)
 	if a := webtest.Do(t, http.MethodGet, srv.URL()+"/v1/healthz", nil); a.Status != http.StatusOK {
 		t.Fatalf("healthz before the damage: %d %s", a.Status, a.Body)

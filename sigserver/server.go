@@ -2,11 +2,11 @@ package sigserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/health"
 	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -80,11 +81,14 @@ type Server struct {
 
 	nc     *nats.Conn
 	cancel context.CancelFunc
-	http   *http.Server
-	ln     net.Listener
+	srv    *web.Server
 	wg     sync.WaitGroup
 	logger *slog.Logger
 
+	// Ready answers /v1/readyz: broker, JetStream, a probe write, every
+	// stream the sig-server writes, integrity.
+	Ready  *health.Checker
+	keeper *streams.Keeper
 	// stopKeeper ends the keeper of the streams.
 	stopKeeper context.CancelFunc
 }
@@ -117,6 +121,7 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.keep(setup)
+	writer := "sig." + rand.Text()
 	store, err := streams.OpenSigchains(ctx, js)
 	if err != nil {
 		return err
@@ -163,30 +168,34 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 		stopLeaders()
 		return err
 	}
+	checks := []health.Check{
+		{Name: "nats", Fn: streams.Connected(s.nc)},
+		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
+		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
+	}
+	for _, name := range streams.SigchainStreams {
+		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			return streams.StreamReady(ctx, js, name, s.keeper.Kick)
+		}})
+	}
+	if cfg.RequireRegistered {
+		checks = append(checks, health.Check{Name: "registry", Fn: hc.Checks["registry"]})
+	}
+	s.Ready = health.New(health.Config{}, checks, reg, s.logger.With("component", "health"))
+	hc.Ready = s.Ready
 	handler := NewHandler(hc, reg)
 
-	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	s.srv, err = web.Listen(cfg.HTTPAddr, handler, s.logger)
 	if err != nil {
 		stopLeaders()
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
-	s.wg.Go(func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http server", "err", err)
-		}
-	})
-	s.logger.Info("kez-sig-server started", "http", s.ln.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
+	s.wg.Go(func() { s.Ready.Run(runCtx) })
+	s.logger.Info("kez-sig-server started", "http", s.srv.Addr().String(), "nats", s.nc.ConnectedUrlRedacted(),
 		"require_registered", cfg.RequireRegistered)
 	return nil
 }
@@ -196,37 +205,26 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 func (s *Server) keep(setup func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopKeeper = cancel
-	k := streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
-	s.wg.Go(func() { k.Run(ctx) })
+	s.keeper = streams.NewKeeper(s.nc, "stream setup", setup, s.logger)
+	s.wg.Go(func() { s.keeper.Run(ctx) })
 }
 
 // Addr returns the HTTP listen address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 
 // URL returns http://<listen address>.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+func (s *Server) URL() string { return s.srv.URL() }
 
 // Close shuts down gracefully: in-flight HTTP requests finish (within
 // ctx), then the NATS connection drains.
 func (s *Server) Close(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
+	err := s.srv.Shutdown(ctx)
 	if s.stopKeeper != nil {
 		s.stopKeeper()
 	}
 	s.cancel()
 	s.wg.Wait()
-	if derr := s.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
-		err = errors.Join(err, derr)
-	}
-	for s.nc.IsDraining() {
-		select {
-		case <-ctx.Done():
-			s.nc.Close()
-			return errors.Join(err, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return err
+	return errors.Join(err, streams.Drain(ctx, s.nc))
 }
 
 // keyIndex answers whether a key has a handle from the registry stream's

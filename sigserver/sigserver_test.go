@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/web/webtest"
 	"net/http"
 	"strings"
@@ -15,9 +17,8 @@ import (
 	"time"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/sigserver"
 )
@@ -25,7 +26,7 @@ import (
 func TestAppendAndRead(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	alice := newKey(t)
+	alice := keztest.NewKey(t)
 	now := time.Now()
 	var events []sigchain.Event
 	for _, s := range []struct {
@@ -90,7 +91,7 @@ func TestAppendAndRead(t *testing.T) {
 		}
 	}
 	// An empty chain is [] with 200.
-	if a := webtest.Do(t, http.MethodGet, chainURL(srv.URL(), newKey(t).Public()), nil); a.Status != http.StatusOK || string(bytes.TrimSpace(a.Body)) != "[]" {
+	if a := webtest.Do(t, http.MethodGet, chainURL(srv.URL(), keztest.NewKey(t).Public()), nil); a.Status != http.StatusOK || string(bytes.TrimSpace(a.Body)) != "[]" {
 		t.Errorf("empty chain = %d %s, want 200 []", a.Status, a.Body)
 	}
 
@@ -114,7 +115,7 @@ func firstSeqno(events []sigchain.Event) uint64 {
 func TestRetryOfStoredEvent(t *testing.T) {
 	ns := natstest.Start(t)
 	srv := startServer(t, testConfig(ns))
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 2, "a")
 	appendAll(t, srv.URL(), events...)
 	// The answer to the last append was lost; the client sends it again.
@@ -135,7 +136,7 @@ func TestRejections(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	srv := startServer(t, cfg)
-	alice, mallory := newKey(t), newKey(t)
+	alice, mallory := keztest.NewKey(t), keztest.NewKey(t)
 	stored := grow(t, alice, nil, 2, "stored")
 	appendAll(t, srv.URL(), stored...)
 	next := grow(t, alice, stored, 1, "next")[2] // a valid seqno 3
@@ -228,7 +229,7 @@ func TestLimits(t *testing.T) {
 	a, b := startServer(t, cfg), startServer(t, cfg)
 
 	// Three appends per window, counted across both replicas.
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	events := grow(t, k, nil, 5, "x")
 	appendAll(t, a.URL(), events[0])
 	appendAll(t, b.URL(), events[1])
@@ -239,7 +240,7 @@ func TestLimits(t *testing.T) {
 	}
 	// Refused events do not count: a chain refused for a bad signature
 	// keeps its whole quota.
-	k2 := newKey(t)
+	k2 := keztest.NewKey(t)
 	other := grow(t, k2, nil, 5, "y")
 	for range 5 {
 		if r := post(t, a.URL(), k2.Public(), wireOf(t, events[0])); r.Status != http.StatusBadRequest {
@@ -254,7 +255,7 @@ func TestLimits(t *testing.T) {
 	// The total per chain, with a limit that allows the rate.
 	cfg.Streams.AppendLimit = 1000
 	c := startServer(t, cfg) // updates the rate-limit stream for every replica
-	k3 := newKey(t)
+	k3 := keztest.NewKey(t)
 	full := grow(t, k3, nil, 5, "z")
 	appendAll(t, c.URL(), full[:4]...)
 	r = post(t, c.URL(), k3.Public(), wireOf(t, full[4]))
@@ -271,7 +272,7 @@ func TestRequireRegistered(t *testing.T) {
 	cfg := testConfig(ns)
 	cfg.RequireRegistered = true
 	srv := startServer(t, cfg)
-	alice, bob := newKey(t), newKey(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
 
 	// Before the home server created its projection, appends cannot be
 	// checked: 503, and unhealthy.
@@ -283,7 +284,7 @@ func TestRequireRegistered(t *testing.T) {
 	}
 
 	home := chatserver.DefaultConfig()
-	home.NATSURL, home.NATSNKeyFile, home.HTTPAddr = ns.ClientURL(), ns.KeyFile(callout.KeyChatServer), "127.0.0.1:0"
+	home.NATSURL, home.NATSNKeyFile, home.HTTPAddr = ns.ClientURL(), ns.KeyFile(natskeys.KeyChatServer), "127.0.0.1:0"
 	home.Domain = "kez.test"
 	hs, err := chatserver.Start(context.Background(), home, webtest.Logger(t))
 	if err != nil {
@@ -316,7 +317,7 @@ func TestConcurrentAppendsThroughTwoServers(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := testConfig(ns)
 	servers := []*sigserver.Server{startServer(t, cfg), startServer(t, cfg)}
-	k := newKey(t)
+	k := keztest.NewKey(t)
 	const n = 100
 	var chain []sigchain.Event
 	for round := range 3 {

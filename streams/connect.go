@@ -16,6 +16,12 @@ import (
 // booting) before it gives up.
 const ConnectWait = 60 * time.Second
 
+// How our services' connections detect a server that stopped answering.
+const (
+	ServicePingInterval = time.Second
+	ServiceMaxPingsOut  = 3
+)
+
 // Connect connects to NATS as a service user (seed file, if set), with
 // unlimited reconnects logged to logger. A broker that does not answer the
 // first attempt is retried for up to ConnectWait.
@@ -27,6 +33,20 @@ func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error
 		nats.ConnectHandler(func(*nats.Conn) { close(connected) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// A broker that refuses the service user twice in a row (a
+		// configuration being reloaded, a node restarted with old keys)
+		// would otherwise close the connection for good, leaving a
+		// replica that never serves again.
+		nats.IgnoreAuthErrorAbort(),
+		// nats.go's default (a ping every 2 min, 2 outstanding) leaves a
+		// connection to a frozen server, or to a host gone without a
+		// FIN, for up to 6 minutes: requests time out one by one and
+		// the micro services stay subscribed where nobody can reach
+		// them. A ping every second, 3 outstanding, moves the
+		// connection to another node 3-4 s after the server stopped
+		// answering (docs/operations.md, "Faults").
+		nats.PingInterval(ServicePingInterval),
+		nats.MaxPingsOutstanding(ServiceMaxPingsOut),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				logger.Warn("nats disconnected", "err", err)

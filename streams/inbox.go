@@ -9,7 +9,7 @@ import (
 )
 
 // The inbox subjects: kez.inbox.<recipient>.<sender>, one per pair of
-// users who wrote, all in InboxStream; kez.inbox.<recipient> is the
+// users who wrote, all in kez.InboxStream; kez.inbox.<recipient> is the
 // subject of messages stored before the door (read once at upgrade, see
 // door.MigrateLegacy).
 const (
@@ -19,7 +19,7 @@ const (
 
 func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        InboxStream,
+		Name:        kez.InboxStream,
 		Description: "kez-chat: every user's inbox of end-to-end encrypted messages",
 		Subjects:    []string{inboxSubjects, LegacyInboxSubjects},
 		Storage:     jetstream.FileStorage,
@@ -54,7 +54,7 @@ func inboxStreamConfig(cfg Config) jetstream.StreamConfig {
 		// which it notices a message it missed.
 		RePublish: &jetstream.RePublish{
 			Source:      inboxSubjects,
-			Destination: liveSubjects + ".{{wildcard(1)}}.{{wildcard(2)}}",
+			Destination: kez.LiveSubjects + ".{{wildcard(1)}}.{{wildcard(2)}}",
 		},
 	}
 }
@@ -92,17 +92,9 @@ func quotaBucketConfig(cfg Config) jetstream.KeyValueConfig {
 func UserPermissions(key kez.PublicKey) (pub, sub []string) {
 	pub = []string{
 		"kez.door." + key.Hex() + ".*",
-		PresenceKeySubject(key),
-		UserAPIPrefix + ".DIRECT.GET." + PresenceStream + "." + presenceKeys,
+		kez.PresenceKeySubject(key),
+		kez.UserAPIPrefix + ".DIRECT.GET." + kez.PresenceStream + "." + presenceKeys,
 	}
-	sub = []string{UserInboxPrefix(key) + ".>", LiveFilter(key), PresenceLiveSubjects}
+	sub = []string{kez.UserInboxPrefix(key) + ".>", kez.LiveFilter(key), PresenceLiveSubjects}
 	return pub, sub
 }
-
-// UserInboxPrefix is the reply-subject prefix a user's client must use
-// (nats.CustomInboxPrefix): _I.<hex>.
-func UserInboxPrefix(key kez.PublicKey) string { return "_I." + key.Hex() }
-
-// UserAPIPrefix is the JetStream API prefix under which USERS imports the
-// one JetStream call users make: the direct get of a presence entry.
-const UserAPIPrefix = "kez.js"

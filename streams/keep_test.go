@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -27,7 +27,7 @@ func TestRateLimiterRecreatesItsStream(t *testing.T) {
 	cfg := streams.DefaultConfig()
 	cfg.RegisterLimit = 2
 	ns := natstest.Start(t)
-	nc := ns.Connect(callout.KeyChatServer, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc := ns.Connect(natskeys.KeyChatServer, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestRateLimiterRecreatesItsStream(t *testing.T) {
 func TestKeeperAfterReconnect(t *testing.T) {
 	cfg := streams.DefaultConfig()
 	ns := natstest.Start(t)
-	nc := ns.Connect(callout.KeyChatServer, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc := ns.Connect(natskeys.KeyChatServer, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestIsMissing(t *testing.T) {
 func TestSetupStoreTooSmall(t *testing.T) {
 	const store = 64 << 20
 	ns := natstest.StartWith(t, func(o *server.Options) { o.JetStreamMaxStore = store })
-	js, err := jetstream.New(ns.Connect(callout.KeyChatServer))
+	js, err := jetstream.New(ns.Connect(natskeys.KeyChatServer))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,5 @@
 package streams
 
-import "kez.lat/kez"
-
 // Stream, subject and bucket names. Nothing outside this package spells
 // them.
 const (
@@ -36,9 +34,3 @@ func handleClaimSubject(local string) string     { return "kez.registry.handle."
 func keyClaimSubject(hex string) string          { return "kez.registry.key." + hex }
 func skeletonClaimSubject(skel string) string    { return "kez.registry.skeleton." + skel }
 func rateLimitSubject(kind, token string) string { return "kez.ratelimit." + kind + "." + token }
-
-// InboxStream holds every user's inbox (kez.inbox.<hex>).
-const InboxStream = "KEZ_INBOX"
-
-// InboxSubject returns the inbox subject of key: kez.inbox.<hex>.
-func InboxSubject(key kez.PublicKey) string { return "kez.inbox." + key.Hex() }

@@ -11,15 +11,15 @@ import (
 // Presence: who is online and when they were last seen.
 //
 // PresenceBucket is a KV bucket (stream PresenceStream) with one key per
-// user, the key's hex, holding a small JSON entry (client.PresenceEntry). Each user writes
+// user, the key's hex, holding a small JSON entry (kez.PresenceEntry). Each user writes
 // only their own key, by publishing to $KV.kez_presence.<hex> through the
-// service KEZ exports (deploy/nats.conf) under the permission
+// service KEZ exports (nats/nats.conf) under the permission
 // UserPermissions gives; JetStream's ack comes back through the import.
 // Every stored write is republished by the stream to kez.presence.<hex>
-// (PresenceLiveSubject), which KEZ exports to USERS as a stream: watchers
+// (kez.PresenceLiveSubject), which KEZ exports to USERS as a stream: watchers
 // learn of changes there, and nobody can publish to it but JetStream
 // itself. A current value is read with a direct get under the users' API
-// prefix (PresenceGetSubject), the only read the import allows.
+// prefix (kez.PresenceGetSubject), the only read the import allows.
 //
 // Online is derived, not stored: an entry says "online" and how long the
 // writer promised to renew it; it is online while its server-side store
@@ -31,12 +31,8 @@ import (
 // clears deny_purge), and a user allowed to publish to their own key could
 // then send "Nats-Rollup: all" and wipe everybody's entry.
 const (
-	// PresenceBucket is the KV bucket of presence entries.
-	PresenceBucket = "kez_presence"
-	// PresenceStream is the bucket's stream.
-	PresenceStream = "KV_" + PresenceBucket
 	// presenceKeys are the stream's subjects, one per user.
-	presenceKeys = "$KV." + PresenceBucket + ".*"
+	presenceKeys = "$KV." + kez.PresenceBucket + ".*"
 	// PresenceLiveSubjects are where the stream republishes every stored
 	// write (kez.presence.<hex>).
 	PresenceLiveSubjects = "kez.presence.*"
@@ -48,25 +44,9 @@ const (
 	presenceMaxMsgSize = 256
 )
 
-// PresenceKeySubject returns the subject that writes key's presence
-// entry: $KV.kez_presence.<hex>.
-func PresenceKeySubject(key kez.PublicKey) string {
-	return "$KV." + PresenceBucket + "." + key.Hex()
-}
-
-// PresenceLiveSubject returns the subject on which the broker republishes
-// every write of key's presence entry: kez.presence.<hex>.
-func PresenceLiveSubject(key kez.PublicKey) string { return "kez.presence." + key.Hex() }
-
-// PresenceGetSubject returns the direct-get subject, under the users' API
-// prefix, that answers key's current presence entry (without a body).
-func PresenceGetSubject(key kez.PublicKey) string {
-	return UserAPIPrefix + ".DIRECT.GET." + PresenceStream + "." + PresenceKeySubject(key)
-}
-
 func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 	// Heartbeats are frequent and worth little after a crash: no fsync per
-	// write on a single server (deploy/nats.conf syncs every write
+	// write on a single server (nats/nats.conf syncs every write
 	// otherwise). nats-server refuses async persistence for replicated
 	// streams, whose quorum is the durability there.
 	persist := jetstream.DefaultPersistMode
@@ -74,8 +54,8 @@ func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 		persist = jetstream.AsyncPersistMode
 	}
 	return jetstream.StreamConfig{
-		Name:        PresenceStream,
-		Description: "kez-chat presence: each user's own online/offline entry (KV bucket " + PresenceBucket + ")",
+		Name:        kez.PresenceStream,
+		Description: "kez-chat presence: each user's own online/offline entry (KV bucket " + kez.PresenceBucket + ")",
 		Subjects:    []string{presenceKeys},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
@@ -103,29 +83,4 @@ func presenceStreamConfig(cfg Config) jetstream.StreamConfig {
 		},
 		PersistMode: persist,
 	}
-}
-
-// The statuses of a presence entry.
-const (
-	PresenceOnline  = "online"
-	PresenceOffline = "offline"
-)
-
-// PresenceEntry is the JSON of a presence entry: what a user stores in
-// their own, and what the home server writes there when the connection
-// that announced "online" closes.
-type PresenceEntry struct {
-	// Status is PresenceOnline or PresenceOffline (the goodbye).
-	Status string `json:"status"`
-	// TS is the writer's clock, unix seconds; readers go by the broker's
-	// store time instead, which the writer cannot choose.
-	TS int64 `json:"ts"`
-	// TTL is, for online, the seconds within which the writer renews the
-	// entry.
-	TTL int64 `json:"ttl,omitempty"`
-	// Server and Conn name the connection that announced online (the
-	// broker's server id and client id): when the broker reports it
-	// closed, the entry turns offline without waiting out TTL.
-	Server string `json:"server,omitempty"`
-	Conn   uint64 `json:"conn,omitempty"`
 }

@@ -6,8 +6,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -20,9 +21,9 @@ func TestPresenceBucket(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		var js jetstream.JetStream
 		if replicas == 1 {
-			js, _ = jetstream.New(natstest.Start(t).Connect(callout.KeyChatServer))
+			js, _ = jetstream.New(natstest.Start(t).Connect(natskeys.KeyChatServer))
 		} else {
-			js, _ = jetstream.New(natstest.StartCluster(t, 3).Servers[0].Connect(callout.KeyChatServer))
+			js, _ = jetstream.New(natstest.StartCluster(t, 3).Servers[0].Connect(natskeys.KeyChatServer))
 		}
 		cfg := streams.DefaultConfig()
 		cfg.Replicas = replicas
@@ -31,7 +32,7 @@ func TestPresenceBucket(t *testing.T) {
 				t.Fatalf("R%d: %v", replicas, err)
 			}
 		}
-		s, err := js.Stream(ctx, streams.PresenceStream)
+		s, err := js.Stream(ctx, kez.PresenceStream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +40,7 @@ func TestPresenceBucket(t *testing.T) {
 		if c.AllowRollup || !c.DenyPurge || !c.DenyDelete || c.SubjectDeleteMarkerTTL != 0 || c.MaxMsgsPerSubject != 1 || c.Replicas != replicas {
 			t.Errorf("R%d presence stream config %+v", replicas, c)
 		}
-		if _, err := js.KeyValue(ctx, streams.PresenceBucket); err != nil {
+		if _, err := js.KeyValue(ctx, kez.PresenceBucket); err != nil {
 			t.Errorf("R%d: bind the bucket: %v", replicas, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,7 +26,18 @@ var ErrProjectionConflict = errors.New("projection conflict")
 type Projection struct {
 	js                  jetstream.JetStream // for ApplyBatch's asynchronous writes and the integrity checks
 	handles, keys, meta jetstream.KeyValue
+	turns               *Turns
 }
+
+// Guard makes the projection's writes go again at a turn (a leader
+// elected for one of its buckets, the connection back) rather than wait
+// for an answer from a leader that froze or died: every registration
+// waits on the projection (read-your-writes).
+func (p *Projection) Guard(t *Turns) { p.turns = t }
+
+// ProjectionStreams are the streams of the projection's buckets, for
+// WatchTurns.
+var ProjectionStreams = []string{kvStream(HandlesBucket), kvStream(KeysBucket), kvStream(ProjectionBucket)}
 
 func createProjection(ctx context.Context, js jetstream.JetStream, replicas int, suffix string) (*Projection, error) {
 	p := Projection{js: js}
@@ -149,13 +161,26 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 		if cur.Seq >= cp.Seq {
 			return nil
 		}
-		if rev == 0 {
-			_, err = p.meta.Create(ctx, projectionPointer, val)
-		} else {
-			_, err = p.meta.Update(ctx, projectionPointer, val, rev)
+		err, _ = guarded(ctx, p.turns, nil, func(ctx context.Context) (err error) {
+			if rev == 0 {
+				_, err = p.meta.Create(ctx, projectionPointer, val)
+			} else {
+				_, err = p.meta.Update(ctx, projectionPointer, val, rev)
+			}
+			return err
+		})
+		if err == nil || errors.Is(err, errTurn) {
+			continue // read it again: the write may have got in
 		}
-		if err == nil {
-			return nil
+		if isWrongLastSeq(err) {
+			// Another replica's write is in flight (10164): read again
+			// once it has landed.
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("advance checkpoint: %w", ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("advance checkpoint: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,6 +42,7 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) er
 			write{kv: p.handles, key: rec.Handle.Local(), val: val},
 			write{kv: p.keys, key: rec.Primary.Hex(), val: []byte(rec.Handle.Local())})
 	}
+	turn := p.turns.Next()
 	for i := range writes {
 		w := &writes[i]
 		m := nats.NewMsg("$KV." + w.kv.Bucket() + "." + w.key)
@@ -60,6 +62,9 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) er
 			case <-w.ack.Ok():
 				continue
 			case <-w.ack.Err():
+			case <-turn:
+				// A leader froze or died with the write, or the answer's
+				// subscription was away: write it again carefully.
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -76,25 +81,63 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) er
 func (p *Projection) createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	return createOrSame(ctx, kv, key, val)
+	return retried(ctx, p.turns, func(ctx context.Context) error { return createOrSame(ctx, p.js, kv, key, val) })
 }
 
 // createOrSame creates key with val in kv, or finds it already holding
 // exactly val; any other value is ErrProjectionConflict.
-func createOrSame(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) error {
-	_, err := kv.Create(ctx, key, val)
-	if err == nil {
+//
+// On a replicated bucket a create is refused while another replica's
+// write of the same key is still in flight (10164), before that write can
+// be read, from followers or the leader: a refused create whose key is
+// not there yet is tried again, shortly.
+func createOrSame(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, val []byte) error {
+	for try := 0; ; try++ {
+		_, err := kv.Create(ctx, key, val)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSeq(err) {
+			return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+		}
+		var got []byte
+		e, err := kv.Get(ctx, key)
+		if isNotFound(err) {
+			// A KV get is a direct get, which a follower behind the
+			// leader may answer: ask the leader.
+			got, err = leaderLastMsg(ctx, js, kvStream(kv.Bucket()), "$KV."+kv.Bucket()+"."+key)
+		} else if err == nil {
+			got = e.Value()
+		}
+		if isNotFound(err) && try < 40 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
+		}
+		if !bytes.Equal(got, val) {
+			return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
+		}
 		return nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
-	}
-	e, err := kv.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
-	}
-	if !bytes.Equal(e.Value(), val) {
-		return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
-	}
-	return nil
+}
+
+// isWrongLastSeq reports whether err is a refused expected last sequence
+// (10071, or 10164 on a replicated stream with a write in flight).
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// isNotFound reports whether err says a key or message is not there.
+func isNotFound(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrMsgNotFound) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound
 }

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
@@ -27,6 +29,7 @@ type RateLimiter struct {
 	js      jetstream.JetStream
 	subject func(token string) string // the subject counting one token's requests
 	stream  jetstream.StreamConfig    // the stream, to create it again
+	turns   *Turns
 
 	mu       sync.Mutex
 	ensured  time.Time // when the stream was last created again
@@ -69,14 +72,50 @@ func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
 func (l *RateLimiter) allow(ctx context.Context, token string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := l.js.Publish(ctx, l.subject(token), nil)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		// Nothing stores the subject: the memory stream went with a
-		// broker restart (or JetStream is down, and creating fails too).
-		if cerr := l.ensure(ctx); cerr != nil {
-			return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
+	// One id for every attempt: a record stored by an attempt whose
+	// answer was lost is not counted again (the stream's 2 min dedup).
+	id := rand.Text()
+	publish := func() error {
+		var err error
+		for attempt := 0; ; attempt++ {
+			// A leader that froze or died answers nothing: give the
+			// attempt up and ask again, the stream electing another.
+			err, _ = guarded(ctx, l.turns, nil, func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, limiterAttempt)
+				defer cancel()
+				_, err := l.js.Publish(ctx, l.subject(token), nil, jetstream.WithMsgID(id))
+				return err
+			})
+			if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+				errors.Is(err, nats.ErrTimeout)) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(backoff(attempt + 6)):
+			}
 		}
-		_, err = l.js.Publish(ctx, l.subject(token), nil)
+	}
+	err := publish()
+	for errors.Is(err, jetstream.ErrNoStreamResponse) && ctx.Err() == nil {
+		// Nothing stores the subject: the memory stream went with a
+		// broker restart, or a cluster is electing its leader (then
+		// creating it, a meta operation, may wait on a node that froze).
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		_, ierr := l.js.Stream(ictx, l.stream.Name)
+		cancel()
+		if errors.Is(ierr, jetstream.ErrStreamNotFound) {
+			if cerr := l.ensure(ctx); cerr != nil {
+				return fmt.Errorf("%w: rate limiter: %v; creating its stream again: %v", kez.ErrUnavailable, err, cerr)
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		err = publish()
 	}
 	if err == nil {
 		return nil
@@ -126,6 +165,16 @@ func rateLimitStreamConfig(name, desc, subjects string, replicas, limit int, win
 		MaxMsgSize:           64,
 	}
 }
+
+// limiterAttempt bounds one attempt to record a request: a memory store
+// answers in milliseconds, and a turn (Guard) cuts an attempt sent to a
+// leader that froze or died sooner.
+const limiterAttempt = 5 * time.Second
+
+// Guard makes the limiter send a record again at a turn (a leader
+// elected, the connection back) instead of waiting for an answer that
+// will not come.
+func (l *RateLimiter) Guard(turns *Turns) { l.turns = turns }
 
 // errCodeStoreFailed is JetStream's JSStreamStoreFailedF.
 const errCodeStoreFailed jetstream.ErrorCode = 10077

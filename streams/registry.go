@@ -20,6 +20,20 @@ import (
 type Registry struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	turns  *Turns
+	probe  *StoreProbe
+}
+
+// Guard makes Append give up an attempt that will not be answered: at a
+// turn (a leader elected for the stream, the connection back: the batch
+// is sent again to the new leader at once), and, after half a second
+// without an answer, when probe finds the store refusing or not answering
+// writes (Append then returns kez.ErrStoreUnavailable). Attempts are not
+// cut by time alone: under load they queue behind the server's 50 atomic
+// batches in flight per stream, and a cut attempt sent again only
+// lengthens that queue.
+func (r *Registry) Guard(turns *Turns, probe *StoreProbe) {
+	r.turns, r.probe = turns, probe
 }
 
 // OpenRegistry binds the registry stream that Setup created.
@@ -70,12 +84,26 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		ack, err := jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		var ack *jetstreamext.BatchAck
+		err, storeErr := guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
+			ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+			return err
+		})
 		if err == nil {
 			return ev, ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
+		case storeErr != nil:
+			// The store refuses or does not answer writes: say so now
+			// rather than at the deadline, unless the batch got in.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeWrite)
+			held, seq, herr := r.whoHolds(wctx, ev)
+			cancel()
+			if herr == nil || !errors.Is(herr, errNoHolder) && !errors.Is(herr, kez.ErrUnavailable) {
+				return held, seq, herr
+			}
+			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, storeErr)
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// A claim is held. Find which; an in-flight competitor on a
@@ -109,7 +137,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		}
 		select {
 		case <-ctx.Done():
-			return ev, 0, fmt.Errorf("%w: registration not stored in time", kez.ErrUnavailable)
+			return ev, 0, fmt.Errorf("%w: registration not stored in time (last attempt: %v)", kez.ErrUnavailable, err)
 		case <-time.After(backoff(attempt)):
 		}
 	}
@@ -157,9 +185,24 @@ var errNoHolder = errors.New("no claim holder")
 // stream leader (the registry stream has no direct get, so these reads are
 // not served by lagging followers). The same key holding the handle means
 // an earlier attempt succeeded: that event is returned.
-func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez.RegistryEvent, seq uint64, err error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	// Read again at a turn: the leader asked may have frozen or died.
+	err = retried(ctx, r.turns, func(ctx context.Context) error {
+		held, seq, err = r.readHolder(ctx, ev)
+		if errors.Is(err, kez.ErrUnavailable) && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	})
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return ev, 0, fmt.Errorf("%w: read claims: %v", kez.ErrUnavailable, err)
+	}
+	return held, seq, err
+}
+
+func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
 	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
 	switch {
 	case err == nil:
@@ -200,6 +243,15 @@ func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// followHeartbeat makes an ordered consumer that hears nothing from its
+// server for 2 s make itself again (on another node if need be). The
+// default (pulls of 30 s, heartbeats every 15 s) leaves a projector whose
+// consumer sat on a frozen or killed node stalled for 30 s, and every
+// registration waiting on it (read-your-writes) with it.
+var followHeartbeat = []jetstream.PullMessagesOpt{
+	jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second),
+}
+
 // Follow calls fn with every registry event after sequence after, in stream
 // order, and keeps following new ones until ctx ends (returning ctx.Err())
 // or fn returns an error (returned as is). It reads through an ordered
@@ -219,7 +271,7 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(followHeartbeat...)
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
 	}

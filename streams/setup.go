@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
 )
 
 // ErrConfig is wrapped by Config.Validate errors.
@@ -94,10 +96,13 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		return fmt.Errorf("create bucket %s: %w", QuotaBucket, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, presenceStreamConfig(cfg)); err != nil {
-		return fmt.Errorf("create stream %s: %w", PresenceStream, err)
+		return fmt.Errorf("create stream %s: %w", kez.PresenceStream, err)
 	}
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
 		return err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, healthStreamConfig(cfg.Replicas)); err != nil {
+		return fmt.Errorf("create stream %s: %w", healthStream, err)
 	}
 	// Last: the only stream that reserves store (InboxMaxBytes), so a
 	// store too small for it is measured after every other stream took
@@ -106,7 +111,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		if IsStoreFull(err) {
 			return storeTooSmall(ctx, js, cfg)
 		}
-		return fmt.Errorf("create stream %s: %w", InboxStream, err)
+		return fmt.Errorf("create stream %s: %w", kez.InboxStream, err)
 	}
 	return nil
 }
@@ -133,7 +138,7 @@ func (e *StoreTooSmallError) Unwrap() error { return ErrStoreTooSmall }
 // plus what the inbox stream holds reserved already if it exists.
 func storeTooSmall(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	var held int64
-	if st, err := js.Stream(ctx, InboxStream); err == nil {
+	if st, err := js.Stream(ctx, kez.InboxStream); err == nil {
 		held = max(0, st.CachedInfo().Config.MaxBytes)
 	}
 	fits := func(n int64) (bool, error) {

@@ -94,6 +94,9 @@ func SetupSigchains(ctx context.Context, js jetstream.JetStream, cfg SigchainCon
 	if _, err := js.CreateOrUpdateStream(ctx, sigchainRateLimitConfig(cfg)); err != nil {
 		return fmt.Errorf("create stream %s: %w", SigchainRateLimitStream, err)
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, healthStreamConfig(cfg.Replicas)); err != nil {
+		return fmt.Errorf("create stream %s: %w", healthStream, err)
+	}
 	return nil
 }
 

@@ -12,14 +12,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/sigchain"
 	"kez.lat/kez/streams"
 )
 
 func setupSigchains(t *testing.T, cfg streams.SigchainConfig) (jetstream.JetStream, *streams.Sigchains) {
 	t.Helper()
-	js := serviceJS(t, callout.KeySigServer, func(ctx context.Context, js jetstream.JetStream) error {
+	js := serviceJS(t, natskeys.KeySigServer, func(ctx context.Context, js jetstream.JetStream) error {
 		return streams.SetupSigchains(ctx, js, cfg)
 	})
 	store, err := streams.OpenSigchains(context.Background(), js)

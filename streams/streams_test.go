@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 )
 
@@ -34,7 +34,7 @@ func serviceJS(t *testing.T, name string, setup func(context.Context, jetstream.
 
 func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
 	t.Helper()
-	js := serviceJS(t, callout.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
+	js := serviceJS(t, natskeys.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
 		return streams.Setup(ctx, js, cfg)
 	})
 	reg, err := streams.OpenRegistry(context.Background(), js)
@@ -167,7 +167,7 @@ func TestInboxShareIsPerSender(t *testing.T) {
 	bob, _ := kez.GenerateKey(nil)
 	mallory, _ := kez.GenerateKey(nil)
 	alice, _ := kez.GenerateKey(nil)
-	flood := streams.InboxMsgSubject(bob.Public(), mallory.Public())
+	flood := kez.InboxMsgSubject(bob.Public(), mallory.Public())
 	var last uint64
 	for i := range 3 {
 		ack, err := js.Publish(ctx, flood, []byte{byte(i)})
@@ -179,10 +179,10 @@ func TestInboxShareIsPerSender(t *testing.T) {
 	if _, err := js.Publish(ctx, flood, []byte("overflow")); err == nil || !strings.Contains(err.Error(), "maximum messages per subject exceeded") {
 		t.Fatalf("a 4th unread message of one sender: %v", err)
 	}
-	if _, err := js.Publish(ctx, streams.InboxMsgSubject(bob.Public(), alice.Public()), []byte("hello")); err != nil {
+	if _, err := js.Publish(ctx, kez.InboxMsgSubject(bob.Public(), alice.Public()), []byte("hello")); err != nil {
 		t.Fatalf("another sender refused while the first one's share is full: %v", err)
 	}
-	st, err := js.Stream(ctx, streams.InboxStream)
+	st, err := js.Stream(ctx, kez.InboxStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,39 +41,6 @@ func WriteJSONType(w http.ResponseWriter, status int, ctype string, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// ErrorBody is the JSON body of every error answer.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
-// Mapping maps a sentinel error to an HTTP status and a stable code.
-type Mapping struct {
-	Err    error
-	Status int
-	Code   string
-}
-
-// RootErrors maps the kez sentinel errors; servers append their own.
-var RootErrors = []Mapping{
-	{kez.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{kez.ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
-	{kez.ErrInvalidHandle, http.StatusBadRequest, "invalid_handle"},
-	{kez.ErrInvalidKey, http.StatusBadRequest, "invalid_key"},
-	{kez.ErrWrongDomain, http.StatusBadRequest, "wrong_domain"},
-	{kez.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
-	{kez.ErrBadSignature, http.StatusUnauthorized, "bad_signature"},
-	{kez.ErrStaleTimestamp, http.StatusUnauthorized, "stale_timestamp"},
-	{kez.ErrReservedHandle, http.StatusForbidden, "reserved"},
-	{kez.ErrHandleTaken, http.StatusConflict, "handle_taken"},
-	{kez.ErrKeyTaken, http.StatusConflict, "key_taken"},
-	{kez.ErrHandleTooSimilar, http.StatusConflict, "too_similar"},
-	{kez.ErrNotFound, http.StatusNotFound, "not_found"},
-	{kez.ErrLogDamaged, http.StatusServiceUnavailable, "log_damaged"},
-	{kez.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	{kez.ErrStoreUnavailable, http.StatusServiceUnavailable, "store_unavailable"},
-}
-
 // RetryAfterUnavailable is the Retry-After of a 503 answer, in seconds:
 // a broker restart or a leader election is over in seconds; a full store
 // needs an operator, and a client that retries every few seconds costs
@@ -81,10 +48,11 @@ var RootErrors = []Mapping{
 const RetryAfterUnavailable = "5"
 
 // Errors is the error boundary of one server: handlers call Write with any
-// error; a mapped one is answered with its status, code and message, any
-// other is logged and answered "internal error", never with its text.
+// error; one mapped by Table ([kez.ErrorCodes] and the server's own codes)
+// is answered with its status, code and message, any other is logged and
+// answered "internal error", never with its text.
 type Errors struct {
-	Table  []Mapping
+	Table  []kez.ErrorCode
 	Logger *slog.Logger
 }
 
@@ -115,12 +83,12 @@ func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 				e.Logger.Warn("unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 				msg = m.Err.Error()
 			}
-			WriteJSON(w, m.Status, ErrorBody{Error: msg, Code: m.Code})
+			WriteJSON(w, m.Status, kez.ErrorBody{Error: msg, Code: m.Code})
 			return
 		}
 	}
 	e.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-	WriteJSON(w, http.StatusInternalServerError, ErrorBody{Error: "internal error", Code: "internal"})
+	WriteJSON(w, http.StatusInternalServerError, kez.ErrorBody{Error: "internal error", Code: "internal"})
 }
 
 // ReadBody reads the request body, refusing more than limit bytes with
@@ -219,11 +187,27 @@ func (m *Metrics) Wrap(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// Healthcheck asks the health endpoint url (a server's /v1/healthz) and
-// returns nil if it answers 200 within 3 seconds: the `healthcheck`
-// subcommand of the servers, run by container health checks (our images
-// have no shell or curl).
-func Healthcheck(ctx context.Context, url string) error {
+// Healthcheck asks the health endpoint url (a server's /v1/readyz) and
+// returns nil once it answers 200: the `healthcheck` subcommand of the
+// servers, run by container health checks (our images have no shell or
+// curl) and by systemd after start. Each attempt has 3 seconds; with
+// wait > 0 it asks again every second until wait has passed.
+func Healthcheck(ctx context.Context, url string, wait time.Duration) error {
+	end := time.Now().Add(wait)
+	for {
+		err := healthcheck(ctx, url)
+		if err == nil || time.Now().After(end) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func healthcheck(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -45,7 +45,7 @@ func TestClientAddr(t *testing.T) {
 
 func TestErrorsWrite(t *testing.T) {
 	var logged strings.Builder
-	errs := web.Errors{Table: web.RootErrors, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	errs := web.Errors{Table: kez.ErrorCodes(), Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 	for _, tt := range []struct {
 		err          error
 		status       int

@@ -78,7 +78,7 @@ type Handler struct {
 	Logger      *slog.Logger
 }
 
-var errorTable = append([]web.Mapping{{Err: ErrBadResource, Status: http.StatusBadRequest, Code: "bad_resource"}}, web.RootErrors...)
+var errorTable = append([]kez.ErrorCode{{Err: ErrBadResource, Status: http.StatusBadRequest, Code: "bad_resource"}}, kez.ErrorCodes()...)
 
 func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// RFC 7033 §5: servers should allow any origin.

@@ -1,6 +1,6 @@
 // Package clienttest starts the whole kez stack in-process for the
 // client's, the CLI's and the integration tests: the reference
-// nats-server (natstest, deploy/nats.conf), kez-sig-server and
+// nats-server (natstest, nats/nats.conf), kez-sig-server and
 // kez-chat-server with the auth callout, each on a loopback port (or on a
 // given address, for clients in other network namespaces). It is
 // imported by tests only.
@@ -15,9 +15,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -57,11 +57,8 @@ func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
 
-	scfg := sigserver.DefaultConfig()
-	scfg.NATSURL = st.NATS.ClientURL()
-	scfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeySigServer)
+	scfg := SigConfig(st.NATS)
 	scfg.HTTPAddr = net.JoinHostPort(host, "0")
-	scfg.Streams.AppendLimit = 1000
 	sig, err := sigserver.Start(ctx, scfg, logger)
 	if err != nil {
 		tb.Fatalf("start sig-server: %v", err)
@@ -69,14 +66,8 @@ func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack
 	st.Sig = sig
 	tb.Cleanup(func() { closeWith(sig.Close) })
 
-	ccfg := chatserver.DefaultConfig()
-	ccfg.NATSURL = st.NATS.ClientURL()
-	ccfg.NATSNKeyFile = st.NATS.KeyFile(callout.KeyChatServer)
-	ccfg.CalloutNKeyFile = st.NATS.KeyFile(callout.KeyCallout)
-	ccfg.CalloutIssuerFile = st.NATS.KeyFile(callout.KeyIssuer)
-	ccfg.CalloutXKeyFile = st.NATS.KeyFile(callout.KeyXKey)
+	ccfg := ChatConfig(st.NATS)
 	ccfg.HTTPAddr = net.JoinHostPort(host, "0")
-	ccfg.Domain = Domain
 	ccfg.SigchainURL = sig.URL()
 	ccfg.PublicNATS = st.NATS.ClientURL()
 	ccfg.Streams.RegisterLimit = 100000
@@ -90,6 +81,35 @@ func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack
 	st.Chat = chat
 	tb.Cleanup(func() { closeWith(chat.Close) })
 	return st
+}
+
+// ChatConfig returns the configuration of a home server for tests on ns:
+// its NATS user and the auth callout's keys from ns, HTTP on
+// 127.0.0.1:0, the domain Domain, and a registration limit of 1000 per
+// address.
+func ChatConfig(ns *natstest.Server) chatserver.Config {
+	cfg := chatserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
+	cfg.CalloutNKeyFile = ns.KeyFile(natskeys.KeyCallout)
+	cfg.CalloutIssuerFile = ns.KeyFile(natskeys.KeyIssuer)
+	cfg.CalloutXKeyFile = ns.KeyFile(natskeys.KeyXKey)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Domain = Domain
+	cfg.Streams.RegisterLimit = 1000
+	return cfg
+}
+
+// SigConfig returns the configuration of a sig-server for tests on ns:
+// its NATS user from ns, HTTP on 127.0.0.1:0, and an append limit of
+// 1000 per chain.
+func SigConfig(ns *natstest.Server) sigserver.Config {
+	cfg := sigserver.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeySigServer)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Streams.AppendLimit = 1000
+	return cfg
 }
 
 func closeWith(close func(context.Context) error) {

@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
 )
@@ -69,10 +69,10 @@ func (c *serveCmd) seedFiles() {
 		path *string
 		name string
 	}{
-		{&c.NATSNKeyFile, callout.KeyChatServer},
-		{&c.CalloutNKeyFile, callout.KeyCallout},
-		{&c.CalloutIssuerFile, callout.KeyIssuer},
-		{&c.CalloutXKeyFile, callout.KeyXKey},
+		{&c.NATSNKeyFile, natskeys.KeyChatServer},
+		{&c.CalloutNKeyFile, natskeys.KeyCallout},
+		{&c.CalloutIssuerFile, natskeys.KeyIssuer},
+		{&c.CalloutXKeyFile, natskeys.KeyXKey},
 	} {
 		if *f.path == "" {
 			*f.path = filepath.Join(c.KeysDir, f.name+".nk")
@@ -82,6 +82,16 @@ func (c *serveCmd) seedFiles() {
 
 func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	logger := c.Logger(e.Stderr)
+	srv, err := chatserver.Start(ctx, c.config(), logger)
+	if err != nil {
+		return startHint(err)
+	}
+	return cli.ServeUntilDone(ctx, logger, srv.Close)
+}
+
+// config is the server's configuration from the flags, whose defaults
+// are chatserver.DefaultConfig's (TestFlagDefaults).
+func (c *serveCmd) config() chatserver.Config {
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL, cfg.NATSNKeyFile = c.NATSURL, c.NATSNKeyFile
 	cfg.HTTPAddr, cfg.Domain = c.HTTPAddr, strings.ToLower(c.Domain)
@@ -103,11 +113,7 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 	cfg.NATSNKeyFile = c.NATSNKeyFile
 	cfg.CalloutNKeyFile, cfg.CalloutIssuerFile, cfg.CalloutXKeyFile = c.CalloutNKeyFile, c.CalloutIssuerFile, c.CalloutXKeyFile
 	cfg.UsersAccount, cfg.UserJWTTTL, cfg.MaxConnsPerKey = c.UsersAccount, c.UserJWTTTL, c.MaxConnsPerKey
-	srv, err := chatserver.Start(ctx, cfg, logger)
-	if err != nil {
-		return startHint(err)
-	}
-	return cli.ServeUntilDone(ctx, logger, srv.Close)
+	return cfg
 }
 
 // startHint adds what to change to an error of Start that a setting
@@ -221,21 +227,22 @@ type keysCmd struct {
 
 func (c *keysCmd) Run(e *cli.Env) error {
 	stdout := e.Stdout
-	conf, err := callout.EnsureKeys(c.Dir)
+	conf, err := natskeys.EnsureKeys(c.Dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s/%s (included by deploy/nats.conf); existing seeds were kept.\n", c.Dir, callout.KeysConfFile)
+	fmt.Fprintf(stdout, "# %s/%s (included by nats/nats.conf); existing seeds were kept.\n", c.Dir, natskeys.KeysConfFile)
 	_, err = stdout.Write(conf)
 	return err
 }
 
 type healthcheckCmd struct {
-	URL string `default:"http://127.0.0.1:8080/v1/healthz" env:"HEALTHCHECK_URL" help:"Health endpoint to query."`
+	URL  string        `default:"http://127.0.0.1:8080/v1/readyz" env:"HEALTHCHECK_URL" help:"Readiness endpoint to query."`
+	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until ready or this long has passed (systemd ExecStartPost)."`
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return web.Healthcheck(ctx, c.URL)
+	return web.Healthcheck(ctx, c.URL, c.Wait)
 }
 
 type command struct {
@@ -243,7 +250,7 @@ type command struct {
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
 	Scrub       scrubCmd       `cmd:"" help:"Check every append-only stream end to end (gaps, the registry's hash tree, the projection, the sigchains) and name each stream's leader; exits 1 on damage."`
 	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/readyz answers 200: it is ready (for container health checks)."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +18,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kez.lat/kez"
-	"kez.lat/kez/callout"
 	"kez.lat/kez/chatserver"
-	"kez.lat/kez/cli"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -137,7 +138,7 @@ func TestScrubCommand(t *testing.T) {
 	ns := natstest.Start(t)
 	cfg := chatserver.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.NATSNKeyFile = ns.KeyFile(callout.KeyChatServer)
+	cfg.NATSNKeyFile = ns.KeyFile(natskeys.KeyChatServer)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Domain = "kez.test"
 	cfg.Streams.RegisterLimit = 1000
@@ -159,7 +160,7 @@ func TestScrubCommand(t *testing.T) {
 	srv.Close(ctx)
 	cancel()
 
-	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(callout.KeyChatServer), "--domain", "KEZ.test"}
+	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(natskeys.KeyChatServer), "--domain", "KEZ.test"}
 	out, _, err := runCLI(t, args...)
 	if err != nil {
 		t.Fatalf("scrub of a healthy log: %v\n%s", err, out)
@@ -195,4 +196,28 @@ func TestScrubCommand(t *testing.T) {
 		t.Fatalf("scrub of a truncated log: %+v", res)
 	}
 	t.Logf("scrub found: %q", res.Streams[0].Problems)
+}
+
+// TestFlagDefaults: the flags' defaults are chatserver.DefaultConfig, the
+// one source of the server's defaults.
+func TestFlagDefaults(t *testing.T) {
+	for _, env := range cli.EnvNames(serveCmd{}) {
+		t.Setenv(env, "") // restored at the end
+		os.Unsetenv(env)
+	}
+	var c command
+	if err := cli.Parse(&c, []string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	got, want := c.Serve.config(), chatserver.DefaultConfig()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flag defaults give\n%+v\nwant chatserver.DefaultConfig()\n%+v", got, want)
+	}
+	t.Setenv("SCRUB_RATE", "7")
+	if err := cli.Parse(&c, []string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Serve.config(); got.ScrubRate != 7 {
+		t.Errorf("SCRUB_RATE=7 gives scrub rate %d", got.ScrubRate)
+	}
 }

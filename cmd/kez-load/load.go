@@ -21,8 +21,6 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/sigserver"
-	"kez.lat/kez/streams"
 )
 
 // LoadConfig is what the simulated users do.
@@ -181,14 +179,14 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 	// The first sigchain event, as client.PublishEndpoints appends it: the
 	// nats inbox the record names.
 	ev, err := sigchain.Next(key, nil, sigchain.TypeAddEndpoint,
-		sigchain.NATSEndpoint{URL: rec.NATSURL, Inbox: streams.InboxSubject(u.pub)}, time.Now())
+		sigchain.NATSEndpoint{URL: rec.NATSURL, Inbox: kez.InboxSubject(u.pub)}, time.Now())
 	if err != nil {
 		g.rec.Error(opAppend, "build")
 		return false
 	}
 	octx, cancel = context.WithTimeout(ctx, g.cfg.OpTimeout)
 	t0 = time.Now()
-	_, err = (&sigserver.Client{BaseURL: rec.SigchainBase, HTTP: g.hc}).Append(octx, ev)
+	_, err = (&client.Sigchains{BaseURL: rec.SigchainBase, HTTP: g.hc}).Append(octx, ev)
 	cancel()
 	if err != nil {
 		g.rec.Error(opAppend, ErrKind(err))

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 )
 
 func main() { cli.Main("kez-load", run) }
@@ -27,7 +27,7 @@ func main() { cli.Main("kez-load", run) }
 type stackFlags struct {
 	Spawn        bool          `help:"Start nats-server, kez-chat-server replicas and kez-sig-server from --bin as child processes in a temp folder, and stop them at the end."`
 	Bin          string        `default:"bin" type:"path" help:"Folder of the binaries for --spawn (make build tools)."`
-	Conf         string        `default:"deploy/nats.conf" type:"path" help:"nats-server configuration for --spawn (its store and keys are moved into the temp folder)."`
+	Conf         string        `default:"nats/nats.conf" type:"path" help:"nats-server configuration for --spawn (its store and keys are moved into the temp folder)."`
 	KeysDir      string        `name:"keys-dir" type:"path" help:"Keys for --spawn (kez-chat-server keys --dir); fresh ones by default."`
 	ChatReplicas int           `name:"chat-replicas" default:"2" help:"kez-chat-server replicas with --spawn; each is a callout responder."`
 	UserJWTTTL   time.Duration `name:"user-jwt-ttl" default:"2m" help:"USER_JWT_TTL with --spawn: users reconnect and re-authorise this often."`

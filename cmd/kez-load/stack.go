@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"kez.lat/kez/callout"
+	"kez.lat/kez/nats/natskeys"
 )
 
 // selfName is the generator's own row in the process table.
@@ -45,7 +45,7 @@ type Proc struct {
 // SpawnOptions configure a stack started as child processes.
 type SpawnOptions struct {
 	Bin          string        // folder with nats-server, kez-chat-server, kez-sig-server
-	Conf         string        // deploy/nats.conf
+	Conf         string        // nats/nats.conf
 	KeysDir      string        // reuse these keys (default: fresh ones in the temp folder)
 	ChatReplicas int           // kez-chat-server replicas (each one a callout responder)
 	UserJWTTTL   time.Duration // USER_JWT_TTL
@@ -79,14 +79,14 @@ func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 	if o.KeysDir != "" {
 		keys = o.KeysDir
 	}
-	pub, err := callout.EnsureKeys(keys)
+	pub, err := natskeys.EnsureKeys(keys)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "keys", callout.KeysConfFile), pub, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "keys", natskeys.KeysConfFile), pub, 0o600); err != nil {
 		return nil, err
 	}
 	conf, err := os.ReadFile(o.Conf)
@@ -120,7 +120,7 @@ func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 		"SIGCHAIN_URL=http://" + sigAddr, "LOG_LEVEL=warn", "LOG_FORMAT=text"}
 	// The sig-server first: it creates its stream; then the first chat-server
 	// alone (it creates the registry streams), then the other replicas.
-	if err := st.start(o, "kez-sig-server", append(common, "NATS_NKEY_FILE="+filepath.Join(keys, callout.KeySigServer+".nk"),
+	if err := st.start(o, "kez-sig-server", append(common, "NATS_NKEY_FILE="+filepath.Join(keys, natskeys.KeySigServer+".nk"),
 		"HTTP_ADDR="+sigAddr, "APPEND_LIMIT=1000000")); err != nil {
 		return nil, err
 	}

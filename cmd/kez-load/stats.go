@@ -20,7 +20,6 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
-	"kez.lat/kez/sigserver"
 )
 
 // The operations whose latency is measured, in table order.
@@ -166,10 +165,6 @@ func ErrKind(err error) string {
 	var ae *client.APIError
 	if errors.As(err, &ae) {
 		return fmt.Sprintf("%d %s", ae.Status, ae.Code)
-	}
-	var se *sigserver.StatusError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%d %s", se.Status, se.Code)
 	}
 	var de *client.DoorError
 	if errors.As(err, &de) {

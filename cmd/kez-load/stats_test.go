@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"kez.lat/kez/client"
-	"kez.lat/kez/sigserver"
 )
 
 func durations(ms ...int) []time.Duration {
@@ -108,7 +107,7 @@ func TestErrKind(t *testing.T) {
 	}{
 		{&client.APIError{Status: 429, Code: "rate_limited"}, "429 rate_limited"},
 		{fmt.Errorf("register: %w", &client.APIError{Status: 503, Code: "unavailable"}), "503 unavailable"},
-		{&sigserver.StatusError{Status: 429, Code: "rate_limited"}, "429 rate_limited"},
+		{&client.APIError{Status: 429, Code: "rate_limited", Sigchain: true}, "429 rate_limited"},
 		{fmt.Errorf("dial: %w", syscall.EMFILE), "too many open files"},
 		{fmt.Errorf("dial: %w", syscall.EADDRNOTAVAIL), "out of ephemeral ports"},
 		{errors.New("nats: authorization violation"), "authorization violation"},

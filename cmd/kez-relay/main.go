@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/relay"
 	"kez.lat/kez/web"
@@ -99,17 +99,18 @@ func (c *idCmd) Run(e *cli.Env) error {
 }
 
 type healthcheckCmd struct {
-	URL string `default:"http://127.0.0.1:7879/healthz" env:"HEALTHCHECK_URL" help:"Health endpoint to query."`
+	URL  string        `default:"http://127.0.0.1:7879/readyz" env:"HEALTHCHECK_URL" help:"Readiness endpoint to query."`
+	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until ready or this long has passed (systemd ExecStartPost)."`
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return web.Healthcheck(ctx, c.URL)
+	return web.Healthcheck(ctx, c.URL, c.Wait)
 }
 
 type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the relay (the default command); prints its multiaddrs on stdout."`
 	ID          idCmd          `cmd:"" name:"id" help:"Print the relay's peer ID and its listen addresses with /p2p/<id> (creates the key file if missing)."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the relay's /healthz answers 200 (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the relay's /readyz answers 200: it is ready (for container health checks)."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -7,13 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/relay"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -78,6 +80,24 @@ func TestDeployFlags(t *testing.T) {
 	}
 	if err := cli.Parse(&command{}, []string{"serve"}); err == nil {
 		t.Error("serve without --key-file accepted")
+	}
+}
+
+// TestFlagDefaults: the flags' defaults are relay.DefaultConfig, but for
+// the key file and home server, which it leaves to the deployment.
+func TestFlagDefaults(t *testing.T) {
+	for _, env := range cli.EnvNames(serveCmd{}) {
+		t.Setenv(env, "") // restored at the end
+		os.Unsetenv(env)
+	}
+	var c command
+	if err := cli.Parse(&c, []string{"serve", "--key-file", "k"}); err != nil {
+		t.Fatal(err)
+	}
+	got, want := c.Serve.config(), relay.DefaultConfig()
+	want.KeyFile, want.HomeServer = got.KeyFile, "http://127.0.0.1:8080" // a path made absolute
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flag defaults give\n%+v\nwant relay.DefaultConfig()\n%+v", got, want)
 	}
 }
 

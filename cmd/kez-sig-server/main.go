@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"kez.lat/kez/cli"
+	"kez.lat/kez/cmd/cli"
 	"kez.lat/kez/sigserver"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web"
@@ -47,16 +47,17 @@ func (c *serveCmd) Run(ctx context.Context, e *cli.Env) error {
 }
 
 type healthcheckCmd struct {
-	URL string `default:"http://127.0.0.1:7878/v1/healthz" env:"HEALTHCHECK_URL" help:"Health endpoint to query."`
+	URL  string        `default:"http://127.0.0.1:7878/v1/readyz" env:"HEALTHCHECK_URL" help:"Readiness endpoint to query."`
+	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until ready or this long has passed (systemd ExecStartPost)."`
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return web.Healthcheck(ctx, c.URL)
+	return web.Healthcheck(ctx, c.URL, c.Wait)
 }
 
 type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the sig-server (the default command)."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/healthz answers 200 (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/readyz answers 200: it is ready (for container health checks)."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"kez.lat/kez/callout"
-	"kez.lat/kez/cli"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
 )
 
@@ -37,7 +37,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	var c command
-	for _, env := range []string{"REQUIRE_REGISTERED", "APPEND_LIMIT", "HTTP_ADDR", "MAX_EVENTS", "NATS_URL", "REPLICAS", "APPEND_WINDOW", "CTIME_SKEW"} {
+	for _, env := range cli.EnvNames(serveCmd{}) {
 		t.Setenv(env, "") // restored at the end
 		os.Unsetenv(env)
 	}
@@ -46,9 +46,8 @@ func TestDefaults(t *testing.T) {
 	}
 	cfg := c.Serve.config()
 	want := sigserver.DefaultConfig()
-	if cfg.HTTPAddr != want.HTTPAddr || !cfg.RequireRegistered || cfg.MaxEvents != want.MaxEvents ||
-		cfg.CtimeSkew != want.CtimeSkew || cfg.Streams != want.Streams || cfg.NATSURL != want.NATSURL {
-		t.Errorf("flag defaults give %+v, want %+v", cfg, want)
+	if cfg != want {
+		t.Errorf("flag defaults give %+v, want sigserver.DefaultConfig() %+v", cfg, want)
 	}
 	t.Setenv("REQUIRE_REGISTERED", "false")
 	t.Setenv("APPEND_LIMIT", "7")
@@ -90,7 +89,7 @@ func TestServeAndShutDown(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(callout.KeySigServer),
+		done <- run(ctx, []string{"--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(natskeys.KeySigServer),
 			"--http-addr", addr, "--no-require-registered", "--log-format", "text"}, &bytes.Buffer{}, &logs)
 	}()
 	deadline := time.Now().Add(10 * time.Second)

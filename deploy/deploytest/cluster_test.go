@@ -171,8 +171,8 @@ func TestCluster(t *testing.T) {
 	logRateRatio(t)
 
 	leader := streamLeader(t, monitor("nats-1"), streams.RegistryStream)
-	inboxLeader := streamLeader(t, monitor("nats-1"), streams.InboxStream)
-	t.Logf("leader of %s: %s, of %s: %s", streams.RegistryStream, leader, streams.InboxStream, inboxLeader)
+	inboxLeader := streamLeader(t, monitor("nats-1"), kez.InboxStream)
+	t.Logf("leader of %s: %s, of %s: %s", streams.RegistryStream, leader, kez.InboxStream, inboxLeader)
 
 	// Bob sends messages all along; every acknowledged one must reach alice.
 	bnc := connectUser(t, natsURLs, bob)

@@ -185,7 +185,7 @@ func registrationRate(t testing.TB, base, prefix string, d time.Duration) float6
 
 // TestBringYourOwnNATS runs deploy/byo-nats/docker-compose.yml against a
 // broker that is not part of it: a nats-server container started on its
-// own with deploy/nats.conf and the keys the compose file's init wrote.
+// own with nats/nats.conf and the keys the compose file's init wrote.
 func TestBringYourOwnNATS(t *testing.T) {
 	requireDocker(t)
 	id := fmt.Sprintf("kezt-byo-%d", os.Getpid())
@@ -229,7 +229,7 @@ func TestBringYourOwnNATS(t *testing.T) {
 	broker := id + "-broker"
 	docker("run", "-d", "--name", broker, "--network", id, "--network-alias", "broker",
 		"-p", fmt.Sprintf("127.0.0.1:%d:4222", base+11),
-		"-v", filepath.Join(deployDir, "nats.conf")+":/etc/nats/nats.conf:ro",
+		"-v", filepath.Join(deployDir, "..", "nats", "nats.conf")+":/etc/nats/nats.conf:ro",
 		"-v", keys+":/etc/nats/keys:ro",
 		natsTag, "--config", "/etc/nats/nats.conf")
 	t.Cleanup(func() {

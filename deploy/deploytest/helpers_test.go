@@ -23,7 +23,6 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
-	"kez.lat/kez/streams"
 )
 
 // natsTag is the nats image tag the compose files name; it must match the
@@ -314,7 +313,7 @@ func connectUser(t testing.TB, url string, u user) *nats.Conn {
 	)
 	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
 		nc, err = nats.Connect(url, client.NATSAuth(u.key),
-			nats.CustomInboxPrefix(streams.UserInboxPrefix(pub)),
+			nats.CustomInboxPrefix(kez.UserInboxPrefix(pub)),
 			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 		if err == nil {
 			t.Cleanup(nc.Close)

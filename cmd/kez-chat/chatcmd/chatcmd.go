@@ -17,8 +17,8 @@ import (
 	"github.com/alecthomas/kong"
 
 	"kez.lat/kez"
-	"kez.lat/kez/cli"
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/cli"
 	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/mnemonic"
 )

@@ -1,4 +1,4 @@
-package callout
+package natskeys
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// KeysConfFile is the file of NATS config variables that deploy/nats.conf
+// KeysConfFile is the file of NATS config variables that nats/nats.conf
 // includes from its keys/ folder.
 const KeysConfFile = "kez-keys.conf"
 

@@ -1,4 +1,4 @@
-package streams_test
+package kez_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"kez.lat/kez"
-	"kez.lat/kez/streams"
 )
 
 func TestParseDoorRequests(t *testing.T) {
@@ -30,8 +29,8 @@ func TestParseDoorRequests(t *testing.T) {
 		{`[]`, 0, false},
 		{`{"after":{"x":1}}`, 0, false},
 	} {
-		r, err := streams.ParseReadRequest([]byte(tt.body))
-		if (err == nil) != tt.ok || (err == nil && r.After != tt.after) || (err != nil && !errors.Is(err, streams.ErrDoorRequest)) {
+		r, err := kez.ParseReadRequest([]byte(tt.body))
+		if (err == nil) != tt.ok || (err == nil && r.After != tt.after) || (err != nil && !errors.Is(err, kez.ErrDoorRequest)) {
 			t.Errorf("ParseReadRequest(%s) = %+v, %v", tt.body, r, err)
 		}
 	}
@@ -49,7 +48,7 @@ func TestParseDoorRequests(t *testing.T) {
 		{`{"sender":"` + h + `","seq":3,"seq":4}`, false},
 		{``, false},
 	} {
-		r, sender, err := streams.ParseAckRequest([]byte(tt.body))
+		r, sender, err := kez.ParseAckRequest([]byte(tt.body))
 		if (err == nil) != tt.ok || (err == nil && (!sender.Equal(k.Public()) || r.Seq != 3)) {
 			t.Errorf("ParseAckRequest(%s) = %+v, %v, %v", tt.body, r, sender, err)
 		}
@@ -66,23 +65,23 @@ func FuzzParseDoorRequests(f *testing.F) {
 	f.Add([]byte(`{"after":1,"after":2}`))
 	f.Add([]byte("{\"sender\":\"\xff\",\"seq\":1}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if r, err := streams.ParseReadRequest(b); err != nil {
-			if !errors.Is(err, streams.ErrDoorRequest) {
+		if r, err := kez.ParseReadRequest(b); err != nil {
+			if !errors.Is(err, kez.ErrDoorRequest) {
 				t.Fatalf("read request error %v without the sentinel", err)
 			}
 		} else {
 			again, _ := json.Marshal(r)
-			if r2, err := streams.ParseReadRequest(again); err != nil || r2 != r {
+			if r2, err := kez.ParseReadRequest(again); err != nil || r2 != r {
 				t.Fatalf("read request %q does not round-trip: %v", b, err)
 			}
 		}
-		if r, sender, err := streams.ParseAckRequest(b); err != nil {
-			if !errors.Is(err, streams.ErrDoorRequest) {
+		if r, sender, err := kez.ParseAckRequest(b); err != nil {
+			if !errors.Is(err, kez.ErrDoorRequest) {
 				t.Fatalf("ack request error %v without the sentinel", err)
 			}
 		} else {
 			again, _ := json.Marshal(r)
-			if r2, s2, err := streams.ParseAckRequest(again); err != nil || r2 != r || !s2.Equal(sender) || r.Seq == 0 {
+			if r2, s2, err := kez.ParseAckRequest(again); err != nil || r2 != r || !s2.Equal(sender) || r.Seq == 0 {
 				t.Fatalf("ack request %q does not round-trip: %v", b, err)
 			}
 		}

@@ -12,12 +12,12 @@ import (
 )
 
 // Cluster is a JetStream cluster of embedded servers, each loaded from
-// deploy/nats.conf with the same keys, joined by routes on loopback.
+// nats/nats.conf with the same keys, joined by routes on loopback.
 type Cluster struct {
 	Servers []*Server
 }
 
-// StartCluster starts n servers from deploy/nats.conf as one JetStream
+// StartCluster starts n servers from nats/nats.conf as one JetStream
 // cluster and waits until it has a meta leader.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()

@@ -5,13 +5,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"kez.lat/kez/callout"
-	"kez.lat/kez/natstest"
+	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natstest"
 )
 
 func TestStartLoadsReferenceConfig(t *testing.T) {
 	s := natstest.Start(t)
-	nc := s.Connect(callout.KeyChatServer)
+	nc := s.Connect(natskeys.KeyChatServer)
 	js, err := nc.JetStream()
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestStartLoadsReferenceConfig(t *testing.T) {
 
 func TestClusterReplicatesStreams(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
-	nc := c.Servers[0].Connect(callout.KeyChatServer)
+	nc := c.Servers[0].Connect(natskeys.KeyChatServer)
 	js, err := nc.JetStream()
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package sigserver
+package client
 
 import (
 	"bytes"
@@ -12,55 +12,25 @@ import (
 	"strings"
 
 	"kez.lat/kez"
-	"kez.lat/kez/registry"
 	"kez.lat/kez/sigchain"
-	"kez.lat/kez/web"
 )
 
-// ErrUnreachable means the sig-server could not be asked: the request
-// failed, no complete answer arrived, or the server answered 5xx. It is
-// transient and says nothing about the chain; every other error of
-// [Client.Fetch] and [Client.Update] except a [*StatusError] is a verdict
-// on what the server showed (sigchain.ErrRollback, ErrRewritten,
-// ErrBadSignature, ErrMalformed, ...).
-var ErrUnreachable = errors.New("sigchain server unreachable")
-
-// StatusError is an error answer of the sig-server: its status and the
-// code and message of its JSON body. A 5xx one matches [ErrUnreachable].
-type StatusError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("sigchain server answered %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-// Unwrap returns ErrUnreachable for a 5xx answer, nil otherwise.
-func (e *StatusError) Unwrap() error {
-	if e.Status >= 500 {
-		return ErrUnreachable
-	}
-	return nil
-}
-
-// MaxAnswerSize bounds the body of a chain fetched by [Client]: far more
+// MaxAnswerSize bounds the body of a chain fetched by [Sigchains]: far more
 // than the default limits let a chain hold (10,000 events of a few hundred
 // bytes), far less than memory.
 const MaxAnswerSize = 64 << 20
 
-// Client fetches, verifies and appends sigchains on one sig-server. It
+// Sigchains fetches, verifies and appends sigchains on one sig-server. It
 // never trusts the server: every event is verified against the key asked
 // for, and a pinned event must still be shown, unchanged.
-type Client struct {
+type Sigchains struct {
 	// BaseURL is the sig-server's base URL, e.g. https://sig.kez.lat.
 	BaseURL string
 	// HTTP is the client used; http.DefaultClient if nil.
 	HTTP *http.Client
 }
 
-func (c *Client) httpClient() *http.Client {
+func (c *Sigchains) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
@@ -72,9 +42,9 @@ func (c *Client) httpClient() *http.Client {
 // Pin for a first fetch) ([sigchain.CheckPin]). A chain that lost the
 // pinned event fails with [sigchain.ErrRollback], one with another event
 // there with [sigchain.ErrRewritten]; a failure to ask matches
-// [ErrUnreachable] (or is a [*StatusError]). On success the caller pins
+// [ErrSigchainUnreachable] (or is an [*APIError]). On success the caller pins
 // the returned state's Tail.
-func (c *Client) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin) (sigchain.State, error) {
+func (c *Sigchains) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin) (sigchain.State, error) {
 	events, err := c.Events(ctx, key, 0)
 	if err != nil {
 		return sigchain.State{}, err
@@ -92,8 +62,8 @@ func (c *Client) Fetch(ctx context.Context, key kez.PublicKey, pin sigchain.Pin)
 // Update fetches the events of st's chain from its pinned seqno on
 // (?since=<st.Tail.Seqno>, which shows the pinned event again) and returns
 // st extended with the new ones ([sigchain.State.Extend]), with the same
-// verdicts as [Client.Fetch]. A zero st.Tail fetches the whole chain.
-func (c *Client) Update(ctx context.Context, st sigchain.State) (sigchain.State, error) {
+// verdicts as [Sigchains.Fetch]. A zero st.Tail fetches the whole chain.
+func (c *Sigchains) Update(ctx context.Context, st sigchain.State) (sigchain.State, error) {
 	events, err := c.Events(ctx, st.Key, st.Tail.Seqno)
 	if err != nil {
 		return sigchain.State{}, err
@@ -103,21 +73,21 @@ func (c *Client) Update(ctx context.Context, st sigchain.State) (sigchain.State,
 
 // Append posts ev to its chain and returns the event the server stored,
 // which must be ev itself (same payload): anything else is
-// [sigchain.ErrRewritten]. Refusals are [*StatusError]s whose Code names
+// [sigchain.ErrRewritten]. Refusals are [*APIError]s whose Code names
 // the reason (wrong_seqno, conflict, rate_limited, ...: see the package
 // documentation).
-func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event, error) {
+func (c *Sigchains) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event, error) {
 	wire, err := ev.MarshalJSON()
 	if err != nil {
 		return sigchain.Event{}, err
 	}
-	url := registry.SigchainURL(c.BaseURL, ev.Chain()) + "/events"
+	url := kez.SigchainURL(c.BaseURL, ev.Chain()) + "/events"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(wire))
 	if err != nil {
 		return sigchain.Event{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	body, err := c.do(req, MaxBodySize+1024)
+	body, err := c.do(req, sigchain.MaxEventSize+1024)
 	if err != nil {
 		return sigchain.Event{}, err
 	}
@@ -134,7 +104,7 @@ func (c *Client) Append(ctx context.Context, ev sigchain.Event) (sigchain.Event,
 // Events fetches the events of key's chain from seqno since on (0: all),
 // parsed but not verified: callers verify them (VerifyChain) or extend a
 // pinned state with them (sigchain.State.Extend), as Fetch and Update do.
-func (c *Client) Events(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
+func (c *Sigchains) Events(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
 	var all []sigchain.Event
 	for page := 0; ; page++ {
 		events, next, err := c.page(ctx, key, since)
@@ -160,8 +130,8 @@ const maxPages = 1000
 
 // page gets one page of key's chain from since and the since of the next
 // page (0: none).
-func (c *Client) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, error) {
-	url := registry.SigchainURL(c.BaseURL, key)
+func (c *Sigchains) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, error) {
+	url := kez.SigchainURL(c.BaseURL, key)
 	if since > 0 {
 		url += "?since=" + strconv.FormatUint(since, 10)
 	}
@@ -175,9 +145,9 @@ func (c *Client) page(ctx context.Context, key kez.PublicKey, since uint64) ([]s
 		return nil, 0, err
 	}
 	var next uint64
-	if h := header.Get(NextPageHeader); h != "" {
+	if h := header.Get(kez.NextPageHeader); h != "" {
 		if next, err = strconv.ParseUint(h, 10, 64); err != nil || next == 0 {
-			return nil, 0, fmt.Errorf("%w: chain answer: bad %s", sigchain.ErrMalformed, NextPageHeader)
+			return nil, 0, fmt.Errorf("%w: chain answer: bad %s", sigchain.ErrMalformed, kez.NextPageHeader)
 		}
 	}
 	body = bytes.TrimSpace(body)
@@ -196,29 +166,29 @@ func (c *Client) page(ctx context.Context, key kez.PublicKey, since uint64) ([]s
 
 // do sends req and returns the body of a 2xx answer of at most limit
 // bytes.
-func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
+func (c *Sigchains) do(req *http.Request, limit int64) ([]byte, error) {
 	body, _, err := c.doHeader(req, limit)
 	return body, err
 }
 
 // doHeader is do, also returning the answer's header.
-func (c *Client) doHeader(req *http.Request, limit int64) ([]byte, http.Header, error) {
+func (c *Sigchains) doHeader(req *http.Request, limit int64) ([]byte, http.Header, error) {
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrSigchainUnreachable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		var eb web.ErrorBody
+		var eb kez.ErrorBody
 		if json.Unmarshal(b, &eb) != nil || eb.Code == "" {
-			eb = web.ErrorBody{Code: "unknown", Error: strings.TrimSpace(http.StatusText(resp.StatusCode))}
+			eb = kez.ErrorBody{Code: "unknown", Error: strings.TrimSpace(http.StatusText(resp.StatusCode))}
 		}
-		return nil, nil, &StatusError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+		return nil, nil, &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error, Sigchain: true}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: read answer: %v", ErrUnreachable, err)
+		return nil, nil, fmt.Errorf("%w: read answer: %v", ErrSigchainUnreachable, err)
 	}
 	if int64(len(body)) > limit {
 		return nil, nil, fmt.Errorf("%w: answer over %d bytes", sigchain.ErrTooLarge, limit)

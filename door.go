@@ -1,10 +1,9 @@
-package streams
+package kez
 
 import (
 	"errors"
 	"strings"
 
-	"kez.lat/kez"
 	"kez.lat/kez/strictjson"
 )
 
@@ -26,8 +25,8 @@ const (
 	doorSubjects = "kez.door.*."
 	// DoorServiceName is the micro service name of the door.
 	DoorServiceName = "kez-door"
-	// liveSubjects are where the inbox stream republishes what it stores.
-	liveSubjects = "kez.live"
+	// LiveSubjects are where the inbox stream republishes what it stores.
+	LiveSubjects = "kez.live"
 )
 
 // The door's operations.
@@ -46,43 +45,43 @@ var DoorOps = []string{DoorSend, DoorRead, DoorAck, DoorStat}
 func DoorEndpoint(op string) string { return doorSubjects + op }
 
 // DoorSubject returns the subject through which key performs op.
-func DoorSubject(key kez.PublicKey, op string) string { return "kez.door." + key.Hex() + "." + op }
+func DoorSubject(key PublicKey, op string) string { return "kez.door." + key.Hex() + "." + op }
 
 // DoorCaller returns the key named by a door subject kez.door.<hex>.<op>.
-func DoorCaller(subject string) (kez.PublicKey, error) {
+func DoorCaller(subject string) (PublicKey, error) {
 	t := strings.Split(subject, ".")
 	if len(t) != 4 || t[0] != "kez" || t[1] != "door" {
-		return kez.PublicKey{}, errors.New("not a door subject")
+		return PublicKey{}, errors.New("not a door subject")
 	}
-	return kez.ParsePublicKeyHex(t[2])
+	return ParsePublicKeyHex(t[2])
 }
 
 // InboxMsgSubject returns the subject of a message from sender stored for
 // recipient: kez.inbox.<recipient hex>.<sender hex>.
-func InboxMsgSubject(recipient, sender kez.PublicKey) string {
+func InboxMsgSubject(recipient, sender PublicKey) string {
 	return InboxSubject(recipient) + "." + sender.Hex()
 }
 
 // InboxFilter returns the filter of every message stored for key,
 // kez.inbox.<hex>.*.
-func InboxFilter(key kez.PublicKey) string { return InboxSubject(key) + ".*" }
+func InboxFilter(key PublicKey) string { return InboxSubject(key) + ".*" }
 
 // SenderFilter returns the filter of every message sender has stored in
 // any inbox, kez.inbox.*.<hex>.
-func SenderFilter(sender kez.PublicKey) string { return "kez.inbox.*." + sender.Hex() }
+func SenderFilter(sender PublicKey) string { return "kez.inbox.*." + sender.Hex() }
 
 // LiveFilter returns the subjects key's client subscribes to for live
 // delivery: kez.live.<hex>.*.
-func LiveFilter(key kez.PublicKey) string { return liveSubjects + "." + key.Hex() + ".*" }
+func LiveFilter(key PublicKey) string { return LiveSubjects + "." + key.Hex() + ".*" }
 
 // InboxSender returns the sender named by an inbox or live subject,
 // kez.inbox.<recipient>.<sender> or kez.live.<recipient>.<sender>.
-func InboxSender(subject string) (kez.PublicKey, error) {
+func InboxSender(subject string) (PublicKey, error) {
 	t := strings.Split(subject, ".")
 	if len(t) != 4 || t[0] != "kez" || (t[1] != "inbox" && t[1] != "live") {
-		return kez.PublicKey{}, errors.New("not an inbox subject")
+		return PublicKey{}, errors.New("not an inbox subject")
 	}
-	return kez.ParsePublicKeyHex(t[3])
+	return ParsePublicKeyHex(t[3])
 }
 
 // Codes of the door's refusals: the micro error code header of the answer.
@@ -174,24 +173,24 @@ func ParseReadRequest(b []byte) (ReadRequest, error) {
 }
 
 // ParseAckRequest reads an AckRequest strictly.
-func ParseAckRequest(b []byte) (AckRequest, kez.PublicKey, error) {
+func ParseAckRequest(b []byte) (AckRequest, PublicKey, error) {
 	var r AckRequest
 	o, err := doorFormat.Parse(b, "ack request", "sender", "seq")
 	if err != nil {
-		return r, kez.PublicKey{}, err
+		return r, PublicKey{}, err
 	}
 	if r.Sender, err = o.String("sender", true); err != nil {
-		return r, kez.PublicKey{}, err
+		return r, PublicKey{}, err
 	}
-	sender, err := kez.ParsePublicKeyHex(r.Sender)
+	sender, err := ParsePublicKeyHex(r.Sender)
 	if err != nil {
-		return r, kez.PublicKey{}, o.Errorf("sender: %v", err)
+		return r, PublicKey{}, o.Errorf("sender: %v", err)
 	}
 	if r.Seq, err = o.Uint("seq"); err != nil {
-		return r, kez.PublicKey{}, err
+		return r, PublicKey{}, err
 	}
 	if r.Seq == 0 {
-		return r, kez.PublicKey{}, o.Errorf("seq must be at least 1")
+		return r, PublicKey{}, o.Errorf("seq must be at least 1")
 	}
 	return r, sender, nil
 }

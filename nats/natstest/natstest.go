@@ -1,5 +1,5 @@
 // Package natstest runs the reference nats-server configuration
-// (deploy/nats.conf) embedded in tests, so that the callout, the
+// (nats/nats.conf) embedded in tests, so that the callout, the
 // permissions and the streams are tested against the real broker and the
 // shipped config. It is imported by tests only: nats-server is never
 // compiled into kez binaries.
@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"kez.lat/kez/callout"
+	"kez.lat/kez/nats/natskeys"
 )
 
-// Server is an embedded nats-server loaded from deploy/nats.conf.
+// Server is an embedded nats-server loaded from nats/nats.conf.
 type Server struct {
 	*server.Server
 	// Dir holds nats.conf, keys/ (seeds and kez-keys.conf) and the
@@ -31,13 +31,13 @@ type Server struct {
 	storeDir string // the JetStream store_dir in use
 }
 
-// ConfigPath returns the path of the repository's deploy/nats.conf.
+// ConfigPath returns the path of the repository's nats/nats.conf.
 func ConfigPath() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "deploy", "nats.conf")
+	return filepath.Join(filepath.Dir(file), "..", "nats.conf")
 }
 
-// Start copies deploy/nats.conf into a temporary folder, generates keys
+// Start copies nats/nats.conf into a temporary folder, generates keys
 // beside it, loads it with server.ProcessConfigFile (the binary's own
 // parser) and starts it on a random loopback port. Only listen addresses,
 // the store folder and logging are overridden.
@@ -47,7 +47,7 @@ func Start(tb testing.TB) *Server {
 }
 
 // StartWith is Start with a hook that may adjust the options loaded from
-// deploy/nats.conf before the server starts (benchmarks add baseline users
+// nats/nats.conf before the server starts (benchmarks add baseline users
 // this way; tests of the shipped config use Start).
 func StartWith(tb testing.TB, adjust func(*server.Options)) *Server {
 	tb.Helper()
@@ -90,7 +90,7 @@ func (s *Server) start() {
 	s.port = ns.Addr().(*net.TCPAddr).Port
 }
 
-// configDir returns a temporary folder holding a copy of deploy/nats.conf
+// configDir returns a temporary folder holding a copy of nats/nats.conf
 // and freshly generated keys beside it.
 func configDir(tb testing.TB) string {
 	tb.Helper()
@@ -102,7 +102,7 @@ func configDir(tb testing.TB) string {
 	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := callout.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
+	if _, err := natskeys.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
 		tb.Fatalf("generate keys: %v", err)
 	}
 	return dir
@@ -129,7 +129,7 @@ func (s *Server) Restart() {
 // is copied while the server still runs, the server is shut down, and the
 // copy replaces whatever the clean shutdown wrote (index files, stream
 // states, Raft snapshots), so the next start recovers from the message
-// blocks and logs alone. With sync_interval: always (deploy/nats.conf)
+// blocks and logs alone. With sync_interval: always (nats/nats.conf)
 // every acknowledged write is in the copy, as it is on the disk of a
 // killed process. Restart starts it again.
 func (s *Server) Crash() {
@@ -164,7 +164,7 @@ func (s *Server) MessageBlocks(stream string) []string {
 }
 
 // KeyFile returns the path of the seed file of a deployment key, such as
-// callout.KeyChatServer.
+// natskeys.KeyChatServer.
 func (s *Server) KeyFile(name string) string {
 	return filepath.Join(s.Dir, "keys", name+".nk")
 }
@@ -173,7 +173,7 @@ func (s *Server) KeyFile(name string) string {
 func (s *Server) KeysDir() string { return filepath.Join(s.Dir, "keys") }
 
 // Connect connects as the service user whose seed is the deployment key
-// name (callout.KeyChatServer, callout.KeyAdmin, ...) and closes the
+// name (natskeys.KeyChatServer, natskeys.KeyAdmin, ...) and closes the
 // connection at the end of the test.
 func (s *Server) Connect(name string, opts ...nats.Option) *nats.Conn {
 	s.tb.Helper()

@@ -1,4 +1,4 @@
-package callout_test
+package natskeys_test
 
 import (
 	"bytes"
@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"kez.lat/kez/callout"
+	"kez.lat/kez/nats/natskeys"
 )
 
 func TestEnsureKeysKeepsSeeds(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
-	first, err := callout.EnsureKeys(dir)
+	first, err := natskeys.EnsureKeys(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,19 +21,19 @@ func TestEnsureKeysKeepsSeeds(t *testing.T) {
 			t.Errorf("kez-keys.conf lacks %s...", v)
 		}
 	}
-	seed, _ := os.ReadFile(filepath.Join(dir, callout.KeyIssuer+".nk"))
-	second, err := callout.EnsureKeys(dir)
+	seed, _ := os.ReadFile(filepath.Join(dir, natskeys.KeyIssuer+".nk"))
+	second, err := natskeys.EnsureKeys(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(first, second) {
 		t.Fatal("second run changed the keys")
 	}
-	again, _ := os.ReadFile(filepath.Join(dir, callout.KeyIssuer+".nk"))
+	again, _ := os.ReadFile(filepath.Join(dir, natskeys.KeyIssuer+".nk"))
 	if !bytes.Equal(seed, again) {
 		t.Fatal("second run rewrote a seed")
 	}
-	for _, name := range []string{callout.KeyIssuer, callout.KeyXKey, callout.KeyChatServer} {
+	for _, name := range []string{natskeys.KeyIssuer, natskeys.KeyXKey, natskeys.KeyChatServer} {
 		fi, err := os.Stat(filepath.Join(dir, name+".nk"))
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func TestEnsureKeysKeepsSeeds(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s.nk mode %v, want 0600", name, fi.Mode().Perm())
 		}
-		if _, err := callout.ReadSeedFile(filepath.Join(dir, name+".nk")); err != nil {
+		if _, err := natskeys.ReadSeedFile(filepath.Join(dir, name+".nk")); err != nil {
 			t.Errorf("ReadSeedFile(%s): %v", name, err)
 		}
 	}
@@ -49,17 +49,17 @@ func TestEnsureKeysKeepsSeeds(t *testing.T) {
 
 func TestReadSeedFileRefusesReadableFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
-	if _, err := callout.EnsureKeys(dir); err != nil {
+	if _, err := natskeys.EnsureKeys(dir); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, callout.KeyCallout+".nk")
+	path := filepath.Join(dir, natskeys.KeyCallout+".nk")
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := callout.ReadSeedFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := natskeys.ReadSeedFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("ReadSeedFile of a 0644 seed: %v", err)
 	}
-	if _, err := callout.EnsureKeys(dir); err == nil {
+	if _, err := natskeys.EnsureKeys(dir); err == nil {
 		t.Fatal("EnsureKeys accepted a world-readable seed")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -110,4 +111,24 @@ func ServeUntilDone(ctx context.Context, logger *slog.Logger, closeFn func(conte
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	return closeFn(sctx)
+}
+
+// EnvNames returns the environment variables the flags of cmd (a flags
+// struct, or a pointer to one) read, those of embedded structs too: what
+// a test of the defaults clears first.
+func EnvNames(cmd any) []string {
+	t := reflect.TypeOf(cmd)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, EnvNames(reflect.Zero(f.Type).Interface())...)
+		}
+		if env := f.Tag.Get("env"); env != "" {
+			out = append(out, env)
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package registry_test
+package kez_test
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"kez.lat/kez/registry"
+	"kez.lat/kez"
 )
 
 const relayID = "12D3KooWH7ZDwA8qAEzcqJAPtutuD7bEe7EtQp6t7k1c8vkCgK48"
@@ -28,9 +28,9 @@ func TestParseRelayAddr(t *testing.T) {
 		{"", ""},
 		{"/dns4/" + strings.Repeat("a", 600) + "/tcp/1/p2p/" + relayID, ""},
 	} {
-		got, err := registry.ParseRelayAddr(tt.in)
+		got, err := kez.ParseRelayAddr(tt.in)
 		if tt.want == "" {
-			if !errors.Is(err, registry.ErrRelayAddr) {
+			if !errors.Is(err, kez.ErrRelayAddr) {
 				t.Errorf("ParseRelayAddr(%q) = %q, %v, want ErrRelayAddr", tt.in, got, err)
 			}
 			continue
@@ -43,7 +43,7 @@ func TestParseRelayAddr(t *testing.T) {
 
 func TestParseRelayAddrs(t *testing.T) {
 	good := "/ip4/203.0.113.7/udp/4001/quic-v1/p2p/" + relayID
-	got := registry.ParseRelayAddrs([]string{"junk", good, good, "/ip4/203.0.113.7/tcp/4001"})
+	got := kez.ParseRelayAddrs([]string{"junk", good, good, "/ip4/203.0.113.7/tcp/4001"})
 	if len(got) != 1 || got[0] != good {
 		t.Errorf("ParseRelayAddrs = %q, want [%q]", got, good)
 	}
@@ -51,10 +51,10 @@ func TestParseRelayAddrs(t *testing.T) {
 	for i := range 40 {
 		many = append(many, fmt.Sprintf("/ip4/203.0.113.7/tcp/%d/p2p/%s", 4000+i, relayID))
 	}
-	if got := registry.ParseRelayAddrs(many); len(got) != registry.MaxRelays {
-		t.Errorf("kept %d relays, want %d", len(got), registry.MaxRelays)
+	if got := kez.ParseRelayAddrs(many); len(got) != kez.MaxRelays {
+		t.Errorf("kept %d relays, want %d", len(got), kez.MaxRelays)
 	}
-	if got := registry.ParseRelayAddrs(nil); got != nil {
+	if got := kez.ParseRelayAddrs(nil); got != nil {
 		t.Errorf("ParseRelayAddrs(nil) = %q", got)
 	}
 }
@@ -75,21 +75,21 @@ func FuzzParseRelayAddr(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := registry.ParseRelayAddr(s)
+		got, err := kez.ParseRelayAddr(s)
 		if err != nil {
 			if got != "" {
 				t.Fatalf("error with a result %q", got)
 			}
 			return
 		}
-		again, err := registry.ParseRelayAddr(got)
+		again, err := kez.ParseRelayAddr(got)
 		if err != nil || again != got {
 			t.Fatalf("canonical form %q re-parses to %q, %v", got, again, err)
 		}
 		if !strings.Contains(got, "/p2p/") || strings.Contains(got, "/p2p-circuit") {
 			t.Fatalf("accepted %q", got)
 		}
-		if l := registry.ParseRelayAddrs([]string{s, s}); len(l) != 1 || l[0] != got {
+		if l := kez.ParseRelayAddrs([]string{s, s}); len(l) != 1 || l[0] != got {
 			t.Fatalf("ParseRelayAddrs = %q", l)
 		}
 	})

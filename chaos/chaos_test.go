@@ -1,0 +1,229 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+)
+
+// figures collects every scenario's row; TestMain-less: printed by each
+// test at its end and kept for the summary.
+var (
+	figMu   sync.Mutex
+	figures []row
+)
+
+func report(t *testing.T, r row) {
+	t.Helper()
+	figMu.Lock()
+	figures = append(figures, r)
+	figMu.Unlock()
+	fmt.Println("CHAOS " + r.String())
+	if r.regLost > 0 || r.msgLost > 0 || r.dup > 0 {
+		t.Errorf("%s: acknowledged writes lost or duplicated", r.scenario)
+	}
+}
+
+// scenario runs the probes (one registration and one message prober per
+// replica, plus loaders 16-way registration clients spread over the
+// replicas) for total, calling fault once the probes have run for warm;
+// it returns the figures of the window.
+func scenario(t *testing.T, st *stack, name string, loaders int, warm, total time.Duration, fault func()) row {
+	t.Helper()
+	for i := range st.chats {
+		if !st.waitReady(t, i, 60*time.Second) {
+			t.FailNow()
+		}
+	}
+	recipient := newUser(t, st.chatURLs[0], st.natsURLs[0])
+	var senders []*user
+	for i := range st.chats {
+		senders = append(senders, newUser(t, st.chatURLs[i], st.natsURLs[i%len(st.natsURLs)]))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	regLogs := make([]*log, len(st.chats))
+	msgLogs := make([]*log, len(st.chats))
+	var loadLogs []*log
+	start := time.Now()
+	for i := range st.chats {
+		regLogs[i], msgLogs[i] = &log{}, &log{}
+		wg.Go(func() { regProbe(ctx, st.chatURLs[i], 200*time.Millisecond, regLogs[i]) })
+		wg.Go(func() {
+			msgProbe(ctx, senders[i], recipient.key.Public(), fmt.Sprintf("r%d", i), 200*time.Millisecond, msgLogs[i])
+		})
+	}
+	for j := range loaders {
+		l := &log{}
+		loadLogs = append(loadLogs, l)
+		wg.Go(func() { regProbe(ctx, st.chatURLs[j%len(st.chatURLs)], 0, l) })
+	}
+	time.Sleep(warm)
+	fault()
+	time.Sleep(time.Until(start.Add(total)))
+	cancel()
+	wg.Wait()
+	end := time.Now()
+	for i := range st.chats {
+		st.waitReady(t, i, 60*time.Second)
+	}
+	r := row{scenario: name}
+	r.regAcked, r.regPresent, r.regLost = presentRegs(t, st.chatURLs[0], append(append([]*log{}, regLogs...), loadLogs...)...)
+	got := drain(t, recipient)
+	r.msgAcked, r.msgPresent, r.msgLost, r.dup = presentMsgs(got, msgLogs...)
+	for i := range st.chats {
+		r.regGaps = append(r.regGaps, regLogs[i].gap(start, end))
+		r.msgGaps = append(r.msgGaps, msgLogs[i].gap(start, end))
+	}
+	r.note = errSummary(append(append(append([]*log{}, regLogs...), msgLogs...), loadLogs...)...)
+	report(t, r)
+	return r
+}
+
+// TestChaosCluster: a 3-node cluster of nats-server processes with two
+// kez-chat-server replicas (replica i connected to node i): the node
+// leading the registry frozen for 30 s, then killed; kill -9 of a
+// replica under 16-way registrations.
+func TestChaosCluster(t *testing.T) {
+	st := startStack(t, stackOptions{nodes: 3, chats: 2})
+
+	t.Run("node frozen 30s", func(t *testing.T) {
+		n := st.leader("KEZ_REGISTRY")
+		r := scenario(t, st, fmt.Sprintf("3 nodes, n%d (registry leader) frozen 30s", n+1), 0, 5*time.Second, 50*time.Second, func() {
+			st.nodes[n].signal(syscall.SIGSTOP)
+			time.Sleep(30 * time.Second)
+			st.nodes[n].signal(syscall.SIGCONT)
+		})
+		checkGaps(t, r, 10*time.Second)
+	})
+
+	t.Run("node killed", func(t *testing.T) {
+		n := st.leader("KEZ_REGISTRY")
+		r := scenario(t, st, fmt.Sprintf("3 nodes, n%d (registry leader) kill -9", n+1), 0, 5*time.Second, 45*time.Second, func() {
+			st.nodes[n].kill9()
+			time.Sleep(25 * time.Second)
+			st.nodes[n].start()
+		})
+		checkGaps(t, r, 10*time.Second)
+	})
+
+	t.Run("replica kill -9 under 16-way load", func(t *testing.T) {
+		scenario(t, st, "chat-server replica 1 kill -9, 16-way", 16, 5*time.Second, 25*time.Second, func() {
+			st.chats[0].kill9()
+			time.Sleep(2 * time.Second)
+			st.chats[0].start()
+		})
+	})
+
+	t.Run("clock skew", func(t *testing.T) {
+		ctx := context.Background()
+		var out []string
+		for _, c := range []struct {
+			skew time.Duration
+			want string
+		}{
+			{4*time.Minute + 50*time.Second, ""}, {-4*time.Minute - 50*time.Second, ""},
+			{5*time.Minute + 10*time.Second, "stale_timestamp"}, {-5*time.Minute - 10*time.Second, "stale_timestamp"},
+		} {
+			_, _, code, kind := register(ctx, st.chatURLs[1], c.skew, true)
+			out = append(out, fmt.Sprintf("%+v: %d %s", c.skew, code, kind))
+			if kind != c.want {
+				t.Errorf("registration with the clock off by %v: %d %q, want %q", c.skew, code, kind, c.want)
+			}
+		}
+		fmt.Println("CHAOS clock skew: " + strings.Join(out, "; "))
+	})
+}
+
+// checkGaps fails r when a replica went longer than limit without an
+// acknowledged registration or message.
+func checkGaps(t *testing.T, r row, limit time.Duration) {
+	t.Helper()
+	for i := range r.regGaps {
+		if r.regGaps[i] > limit || r.msgGaps[i] > limit {
+			t.Errorf("%s: replica %d: longest gap registrations %v, messages %v; want at most %v",
+				r.scenario, i+1, r.regGaps[i].Round(100*time.Millisecond), r.msgGaps[i].Round(100*time.Millisecond), limit)
+		}
+	}
+}
+
+// TestChaosStoreFull: the JetStream store on a small tmpfs (64 MiB) that
+// something else fills, below nats-server's max_file_store: registrations
+// and sends must be answered within 2 s (503, Retry-After), nothing
+// acknowledged lost once space is freed and nats-server restarted.
+func TestChaosStoreFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs: skipped")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v: %s): skipped", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	st := startStack(t, stackOptions{nodes: 1, chats: 1, storeDir: mnt,
+		chatEnv: []string{"INBOX_MAX_BYTES=16777216"},
+		adjustConf: func(c string) string {
+			return strings.Replace(c, "sync_interval: always", "sync_interval: always\n  max_file_store: 1GB", 1)
+		}})
+	ctx := context.Background()
+	before := &log{}
+	for range 20 {
+		if h, key, _, kind := register(ctx, st.chatURLs[0], 0, true); kind == "" {
+			before.add(ack{at: time.Now(), key: h, val: key.String()})
+		}
+	}
+	// Something else fills the disk.
+	filler := filepath.Join(mnt, "filler")
+	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M", "count=64").Run()
+
+	var worst time.Duration
+	var codes []string
+	for range 5 {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		start := time.Now()
+		_, _, code, kind := registerOnce(cctx, st.chatURLs[0])
+		cancel()
+		took := time.Since(start)
+		worst = max(worst, took)
+		codes = append(codes, fmt.Sprintf("%d %s in %v", code, kind, took.Round(10*time.Millisecond)))
+	}
+	resp, err := http.Get(st.chatURLs[0] + "/v1/readyz")
+	ready := "?"
+	if err == nil {
+		ready = resp.Status
+		resp.Body.Close()
+	}
+	fmt.Printf("CHAOS store full (tmpfs, below max_file_store): registrations %s; readiness %s\n", strings.Join(codes, "; "), ready)
+	if worst > 2*time.Second {
+		t.Errorf("a registration with the disk full took %v, want at most 2s", worst)
+	}
+	os.Remove(filler)
+	st.nodes[0].kill9()
+	st.nodes[0].start()
+	waitHTTP(t, st.monitors[0]+"/healthz", 60*time.Second)
+	st.waitReady(t, 0, 60*time.Second)
+	acked, present, lost := presentRegs(t, st.chatURLs[0], before)
+	h, _, code, kind := register(ctx, st.chatURLs[0], 0, true)
+	fmt.Printf("CHAOS store full, after space freed and nats-server restarted: acked %d present %d lost %d; a new registration %s: %d %s\n",
+		acked, present, lost, h, code, kind)
+	if lost > 0 || kind != "" {
+		t.Errorf("after the store was freed: lost %d, new registration %d %s", lost, code, kind)
+	}
+}
+
+// registerOnce posts one fresh registration and does not retry.
+func registerOnce(ctx context.Context, base string) (string, kez.PublicKey, int, string) {
+	return register(ctx, base, 0, false)
+}

@@ -1,0 +1,8 @@
+// Package chaos holds the fault runs of `make chaos` (build tag chaos):
+// the stack as processes (bin/nats-server, bin/kez-chat-server), faults
+// an operator meets (a node frozen or killed on a 3-node cluster, kill -9
+// of a server under load, a store on a full disk, clock skew), and per run
+// the registrations and messages acknowledged, present, lost and
+// duplicated, and the longest gap between acknowledgements per replica.
+// It is not part of `make test`: each run takes a minute or more.
+package chaos

@@ -1,0 +1,301 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/nats/natskeys"
+)
+
+// domain is the home domain of the stacks.
+const domain = "kez.test"
+
+// binDir is where `make build tools` put the binaries.
+func binDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CHAOS_BIN")
+	if dir == "" {
+		dir = filepath.Join("..", "bin")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"nats-server", "kez-chat-server", "kez-sig-server"} {
+		if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
+			t.Fatalf("%v: run `make build tools` (or set CHAOS_BIN)", err)
+		}
+	}
+	return abs
+}
+
+// proc is one child process, restartable with the same arguments.
+type proc struct {
+	t    *testing.T
+	name string
+	path string
+	args []string
+	env  []string
+	log  string
+	cmd  *exec.Cmd
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd = cmd
+}
+
+// kill9 kills the process as kill -9 would and reaps it.
+func (p *proc) kill9() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p.cmd = nil
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// stack is a 3-node nats-server cluster (or one node) of processes from
+// nats/nats.conf, joined as deploy/cluster/docker-compose.yml joins
+// them (flags), and kez-chat-server replicas, replica i connected to
+// node i.
+type stack struct {
+	t        *testing.T
+	dir      string
+	keys     string
+	nodes    []*proc
+	natsURLs []string
+	monitors []string
+	chats    []*proc
+	chatURLs []string
+	admin    *nats.Conn
+	js       jetstream.JetStream
+}
+
+type stackOptions struct {
+	nodes, chats int
+	storeDir     string              // parent of the nodes' stores (default: the stack's folder)
+	chatEnv      []string            // extra environment of the chat-servers
+	adjustConf   func(string) string // edits nats.conf (the store's limits)
+}
+
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	bin := binDir(t)
+	// Kept when the run fails, with the processes' logs.
+	dir, err := os.MkdirTemp("", "kez-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs and stores kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	st := &stack{t: t, dir: dir, keys: filepath.Join(dir, "keys")}
+	pub, err := natskeys.EnsureKeys(st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.keys, natskeys.KeysConfFile), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := os.ReadFile(filepath.Join("..", "deploy", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.storeDir == "" {
+		o.storeDir = dir
+	}
+	ports := freePorts(t, 3*o.nodes+o.chats)
+	var routes []string
+	for i := range o.nodes {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]))
+	}
+	for i := range o.nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		conf := strings.Replace(string(ref), `"/data/jetstream"`, strconv.Quote(filepath.Join(o.storeDir, "store-"+name)), 1)
+		if o.adjustConf != nil {
+			conf = o.adjustConf(conf)
+		}
+		path := filepath.Join(dir, "nats-"+name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--config", path, "--name", name, "-a", "127.0.0.1",
+			"-p", strconv.Itoa(ports[3*i]), "-m", strconv.Itoa(ports[3*i+1])}
+		if o.nodes > 1 {
+			args = append(args, "--cluster_name", "kez", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]),
+				"--routes", strings.Join(routes, ","))
+		}
+		p := &proc{t: t, name: name, path: filepath.Join(bin, "nats-server"), args: args, log: filepath.Join(dir, name+".log")}
+		p.start()
+		t.Cleanup(p.kill9)
+		st.nodes = append(st.nodes, p)
+		st.natsURLs = append(st.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i]))
+		st.monitors = append(st.monitors, fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]))
+	}
+	for i := range o.nodes {
+		waitHTTP(t, st.monitors[i]+"/healthz", 60*time.Second)
+	}
+	replicas := "1"
+	if o.nodes > 1 {
+		replicas = "3"
+	}
+	for i := range o.chats {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[3*o.nodes+i])
+		env := append([]string{"NATS_URL=" + st.natsURLs[i%o.nodes], "PUBLIC_NATS_URL=" + st.natsURLs[0], "DOMAIN=" + domain,
+			"KEYS_DIR=" + st.keys, "HTTP_ADDR=" + addr, "PUBLIC_URL=http://" + addr, "REGISTER_LIMIT=100000000",
+			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
+		p := &proc{t: t, name: fmt.Sprintf("chat%d", i+1), path: filepath.Join(bin, "kez-chat-server"), env: env,
+			log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}
+		p.start()
+		t.Cleanup(p.kill9)
+		st.chats = append(st.chats, p)
+		st.chatURLs = append(st.chatURLs, "http://"+addr)
+		// The first replica alone: it creates the streams.
+		if !st.waitReady(t, i, 90*time.Second) {
+			t.FailNow()
+		}
+	}
+	nc, err := nats.Connect(strings.Join(st.natsURLs, ","), nkey(t, filepath.Join(st.keys, natskeys.KeyAdmin+".nk")),
+		nats.MaxReconnects(-1), nats.PingInterval(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st.admin = nc
+	st.js, _ = jetstream.New(nc)
+	return st
+}
+
+func nkey(t *testing.T, seed string) nats.Option {
+	opt, err := nats.NkeyOptionFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
+
+// waitReady waits until chat replica i answers /v1/readyz 200, and
+// logs (t.Error) what is not ready if it does not within d.
+func (st *stack) waitReady(t *testing.T, i int, d time.Duration) bool {
+	t.Helper()
+	if err := pollHTTP(st.chatURLs[i]+"/v1/readyz", d); err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+// leader returns the index of the node leading stream.
+func (st *stack) leader(stream string) int {
+	st.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := st.js.Stream(ctx, stream)
+	if err != nil {
+		st.t.Fatalf("stream %s: %v", stream, err)
+	}
+	if c := s.CachedInfo().Cluster; c != nil {
+		for i := range st.nodes {
+			if c.Leader == fmt.Sprintf("n%d", i+1) {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
+func waitHTTP(t *testing.T, url string, d time.Duration) {
+	t.Helper()
+	if err := pollHTTP(url, d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pollHTTP asks url until it answers 200, for up to d.
+func pollHTTP(url string, d time.Duration) error {
+	end := time.Now().Add(d)
+	c := &http.Client{Timeout: 3 * time.Second}
+	for {
+		resp, err := c.Get(url)
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(end) {
+			if err != nil {
+				return fmt.Errorf("%s not 200 within %v: %v", url, d, err)
+			}
+			return fmt.Errorf("%s not 200 within %v: %d %s", url, d, resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// freePorts returns n free ports below the kernel's ephemeral range
+// (32768 up), where the many short-lived connections of other tests on
+// the machine cannot take them between this check and the bind.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 15000 + mrand.IntN(32768-15000-n)
+		var out []int
+		for p := base; p < base+n; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p))
+			if err != nil {
+				break
+			}
+			l.Close()
+			out = append(out, p)
+		}
+		if len(out) == n {
+			return out
+		}
+	}
+	t.Fatal("no free port range")
+	return nil
+}

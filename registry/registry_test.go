@@ -1,0 +1,187 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/registry"
+	"kez.lat/kez/registry/mock"
+)
+
+var now = time.Unix(1_700_000_000, 0)
+
+// newService returns a registry over fakes; nothing runs its projector.
+func newService(t *testing.T, log *mock.Log, proj *mock.Projection, lim *mock.Limiter) *registry.Service {
+	t.Helper()
+	s, err := registry.New(registry.Config{Domain: domain, Now: func() time.Time { return now }},
+		log, proj, lim, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// request returns a registration of local@domain signed at when.
+func request(t *testing.T, local string, when time.Time) (kez.RegistrationRequest, *kez.PrivateKey) {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := kez.ParseHandle(local+"@"+domain, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kez.NewRegistrationRequest(k, h, when), k
+}
+
+// noClaims is a log that holds no claim and stores what is appended at
+// sequence 7.
+func noClaims(appended *[]kez.RegistryEvent) *mock.Log {
+	return &mock.Log{
+		AppendFn: func(_ context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+			*appended = append(*appended, ev)
+			return ev, 7, nil
+		},
+	}
+}
+
+var client = netip.MustParseAddr("192.0.2.1")
+
+// TestRegisterAppends: a verified registration asks the shared limiter
+// once, is appended as its event, and answers the record stored, even
+// before this replica has projected it.
+func TestRegisterAppends(t *testing.T) {
+	var appended []kez.RegistryEvent
+	var asked []netip.Addr
+	lim := &mock.Limiter{AllowFn: func(_ context.Context, a netip.Addr) error { asked = append(asked, a); return nil }}
+	s := newService(t, noClaims(&appended), &mock.Projection{}, lim)
+	req, k := request(t, "alice", now)
+
+	// Nothing projects: the wait for the projection ends with ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	rec, err := s.Register(ctx, req, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Handle.String() != "alice@"+domain || !rec.Primary.Equal(k.Public()) || rec.Seq != 7 || rec.RegisteredAt != now.Unix() {
+		t.Errorf("Register = %+v", rec)
+	}
+	if len(asked) != 1 || asked[0] != client {
+		t.Errorf("limiter asked for %v, want once for %v", asked, client)
+	}
+	if len(appended) != 1 || appended[0].Type != kez.EventHandleRegistered || appended[0].Handle != rec.Handle ||
+		!kez.VerifyRegistration(appended[0].Handle, appended[0].Primary, appended[0].RegisteredAt, appended[0].RegistrationSig) {
+		t.Errorf("appended %+v", appended)
+	}
+}
+
+// TestRegisterRefuses: a registration that fails a check writes nothing
+// to the log, and one that fails verification does not reach the shared
+// limiter either.
+func TestRegisterRefuses(t *testing.T) {
+	limited := errors.New("limited")
+	for _, tt := range []struct {
+		name    string
+		local   string
+		when    time.Time
+		limit   error
+		want    error
+		limiter bool // the shared limiter is asked
+	}{
+		{"stale", "bob", now.Add(-time.Hour), nil, kez.ErrStaleTimestamp, false},
+		{"from the future", "bob", now.Add(time.Hour), nil, kez.ErrStaleTimestamp, false},
+		{"reserved", "admin", now, nil, kez.ErrReservedHandle, true},
+		{"rate limited", "bob", now, limited, limited, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var appended []kez.RegistryEvent
+			asked := 0
+			lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { asked++; return tt.limit }}
+			s := newService(t, noClaims(&appended), &mock.Projection{}, lim)
+			req, _ := request(t, tt.local, tt.when)
+			_, err := s.Register(context.Background(), req, client)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Register = %v, want %v", err, tt.want)
+			}
+			if len(appended) != 0 {
+				t.Errorf("appended %d events", len(appended))
+			}
+			if (asked == 1) != tt.limiter || asked > 1 {
+				t.Errorf("limiter asked %d times, want asked: %v", asked, tt.limiter)
+			}
+		})
+	}
+
+	// Another domain's handle is refused before anything is asked.
+	s := newService(t, &mock.Log{}, &mock.Projection{}, &mock.Limiter{})
+	k, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("carol@other.test", "")
+	if _, err := s.Register(context.Background(), kez.NewRegistrationRequest(k, h, now), client); !errors.Is(err, kez.ErrWrongDomain) {
+		t.Errorf("Register of another domain = %v, want ErrWrongDomain", err)
+	}
+}
+
+// TestRegisterLogErrors: the log's refusal (a claim lost to another
+// replica) and its failure come back as they are.
+func TestRegisterLogErrors(t *testing.T) {
+	for _, want := range []error{kez.ErrHandleTaken, kez.ErrUnavailable} {
+		log := &mock.Log{AppendFn: func(context.Context, kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+			return kez.RegistryEvent{}, 0, want
+		}}
+		lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+		s := newService(t, log, &mock.Projection{}, lim)
+		req, _ := request(t, "dave", now)
+		if _, err := s.Register(context.Background(), req, client); !errors.Is(err, want) {
+			t.Errorf("Register = %v, want %v", err, want)
+		}
+	}
+}
+
+// TestLookup: a handle of the domain not yet in the cache is read from
+// the projection; another domain's is not found without asking.
+func TestLookup(t *testing.T) {
+	k, _ := kez.GenerateKey(nil)
+	alice, _ := kez.ParseHandle("alice@"+domain, "")
+	var gets []string
+	proj := &mock.Projection{
+		GetFn: func(_ context.Context, local string) (kez.HandleRecord, error) {
+			gets = append(gets, local)
+			if local == "alice" {
+				return kez.HandleRecord{Handle: alice, Primary: k.Public(), Seq: 3}, nil
+			}
+			return kez.HandleRecord{}, kez.ErrNotFound
+		},
+		GetByKeyFn: func(_ context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
+			if key.Equal(k.Public()) {
+				return kez.HandleRecord{Handle: alice, Primary: k.Public(), Seq: 3}, nil
+			}
+			return kez.HandleRecord{}, kez.ErrNotFound
+		},
+	}
+	s := newService(t, &mock.Log{}, proj, &mock.Limiter{})
+	ctx := context.Background()
+	if rec, err := s.Lookup(ctx, alice); err != nil || rec.Seq != 3 {
+		t.Errorf("Lookup(alice) = %+v, %v", rec, err)
+	}
+	bob, _ := kez.ParseHandle("bob@"+domain, "")
+	if _, err := s.Lookup(ctx, bob); !errors.Is(err, kez.ErrNotFound) {
+		t.Errorf("Lookup(bob) = %v, want ErrNotFound", err)
+	}
+	other, _ := kez.ParseHandle("alice@other.test", "")
+	if _, err := s.Lookup(ctx, other); !errors.Is(err, kez.ErrNotFound) {
+		t.Errorf("Lookup(another domain) = %v, want ErrNotFound", err)
+	}
+	if len(gets) != 2 || gets[0] != "alice" || gets[1] != "bob" {
+		t.Errorf("projection asked for %q, want alice and bob only", gets)
+	}
+	if rec, err := s.LookupKey(ctx, k.Public()); err != nil || rec.Handle != alice {
+		t.Errorf("LookupKey = %+v, %v", rec, err)
+	}
+}

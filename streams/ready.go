@@ -1,0 +1,156 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez"
+)
+
+// HomeStreams are the streams (KV buckets by their stream) kez-chat-server
+// writes: readiness checks each of them.
+var HomeStreams = []string{
+	RegistryStream, RateLimitStream, kez.InboxStream, kez.PresenceStream,
+	kvStream(HandlesBucket), kvStream(KeysBucket), kvStream(ProjectionBucket), kvStream(QuotaBucket),
+}
+
+// SigchainStreams are the streams kez-sig-server writes.
+var SigchainStreams = []string{SigchainStream, SigchainRateLimitStream}
+
+// The stream the readiness probes write to: one subject per writer, one
+// message kept per subject, so it stays a few hundred bytes whatever the
+// number of probes.
+const (
+	healthStream   = "KEZ_HEALTH"
+	healthSubjects = "kez.health.>"
+)
+
+func healthStreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              healthStream,
+		Description:       "kez-chat readiness probes: one small message per server replica, proof that the store writes",
+		Subjects:          []string{healthSubjects},
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            time.Hour,
+		Discard:           jetstream.DiscardOld,
+	}
+}
+
+// The probe failures that say the store itself cannot write (a write in
+// flight then will not be stored either), as opposed to a leader lost.
+var (
+	errStoreRefuses  = errors.New("store refuses writes")
+	errStoreNoAnswer = errors.New("store does not answer writes")
+)
+
+// ErrNotConnected: the service connection to the broker is down.
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// Connected is a readiness check of nc.
+func Connected(nc *nats.Conn) func(context.Context) error {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return ErrNotConnected
+		}
+		return nil
+	}
+}
+
+// JetStreamReady reports whether JetStream answers an account info
+// request.
+func JetStreamReady(ctx context.Context, js jetstream.JetStream) error {
+	if !js.Conn().IsConnected() {
+		return ErrNotConnected
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream does not answer: %v", err)
+	}
+	return nil
+}
+
+// StreamReady reports whether stream name is present and, when
+// replicated, has a leader (a stream without one accepts no writes). A
+// missing stream calls missing (a keeper's Kick), so that readiness both
+// reports it and gets it made again.
+func StreamReady(ctx context.Context, js jetstream.JetStream, name string, missing func()) error {
+	if !js.Conn().IsConnected() {
+		return ErrNotConnected
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		if IsMissing(err) {
+			if missing != nil {
+				missing()
+			}
+			return fmt.Errorf("stream %s is missing (being made again)", name)
+		}
+		return fmt.Errorf("stream %s does not answer: %v", name, err)
+	}
+	if c := s.CachedInfo().Cluster; c != nil && c.Leader == "" {
+		return fmt.Errorf("stream %s has no leader", name)
+	}
+	return nil
+}
+
+// ProbeStore reports whether the JetStream store takes a write: it
+// publishes one small message for writer (a token naming the replica) to the probe
+// stream, creating it when missing. A full store (max_file_store, or the
+// account's limit) answers at once; a disk that fails writes answers
+// nothing, and nats-server then keeps refusing writes to that stream
+// until it restarts, so a probe that gets no answer deletes the probe
+// stream: the next probe makes a fresh one and shows the disk as it is.
+func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, writer string) error {
+	if !js.Conn().IsConnected() {
+		return ErrNotConnected
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(StoreWait)
+	}
+	// Half the budget for the write, the rest for what follows a failure.
+	pctx, cancel := context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)/2))
+	defer cancel()
+	subject := "kez.health." + writer
+	_, err := js.Publish(pctx, subject, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	switch {
+	case err == nil:
+		return nil
+	case IsStoreFull(err):
+		return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, err)
+	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
+		// No stream took the subject: make it, then write.
+		if _, cerr := js.CreateOrUpdateStream(ctx, healthStreamConfig(replicas)); cerr != nil {
+			if IsStoreFull(cerr) {
+				return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, cerr)
+			}
+			return fmt.Errorf("probe stream %s: %v", healthStream, cerr)
+		}
+		if _, err := js.Publish(ctx, subject, []byte("probe")); err != nil {
+			return fmt.Errorf("the JetStream store did not take a probe write: %v", err)
+		}
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		if replicas > 1 {
+			// A replicated stream's node that fails writes steps down
+			// and another leads: no answer here is a leader lost (an
+			// election follows), not yet the store's fault.
+			return errors.New("the JetStream store did not store a probe write in time (its leader frozen or lost?)")
+		}
+		// A single server: the disk fails writes, and the stream keeps
+		// refusing until nats-server restarts; delete it so the next
+		// probe shows the disk as it is then.
+		if _, ierr := js.Stream(ctx, healthStream); ierr == nil {
+			_ = js.DeleteStream(ctx, healthStream)
+		}
+		return fmt.Errorf("%w: the JetStream store did not store a probe write in time (a disk that fails writes?)", errStoreNoAnswer)
+	default:
+		return fmt.Errorf("the JetStream store refused a probe write: %v", err)
+	}
+}
