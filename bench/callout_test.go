@@ -3,10 +3,7 @@
 package bench_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -16,10 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
-	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/nats/natstest"
 )
 
@@ -40,25 +35,12 @@ func TestBenchCallout(t *testing.T) {
 			o.AuthCallout.AuthUsers = append(o.AuthCallout.AuthUsers, pub)
 		}
 	})
-	cfg := clienttest.ChatConfig(ns)
-	cfg.Streams.RegisterLimit = 1 << 30
+	cfg := calloutConfig(ns)
 	var srv *chatserver.Server
 	for range 2 {
 		srv = startChatServerCfg(t, cfg)
 	}
-	var users []*kez.PrivateKey
-	for i := range static {
-		k, _ := kez.GenerateKey(nil)
-		h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), "kez.test")
-		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
-		resp, err := http.Post(srv.URL()+"/v1/register", "application/json", bytes.NewReader(body))
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("register: %v", err)
-		}
-		resp.Body.Close()
-		users = append(users, k)
-	}
-	time.Sleep(200 * time.Millisecond) // both responders' caches
+	users := registerUsers(t, srv.URL(), static)
 
 	staticConnect := func(i int) error {
 		kp := staticKeys[i%static]

@@ -3,7 +3,9 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 )
@@ -34,9 +38,41 @@ func startChatServer(t testing.TB, ns *natstest.Server) *chatserver.Server {
 	return startChatServerCfg(t, cfg)
 }
 
+// calloutConfig is a home server on ns that answers the auth callout.
+func calloutConfig(ns *natstest.Server) chatserver.Config {
+	cfg := clienttest.ChatConfig(ns)
+	cfg.Streams.RegisterLimit = 1 << 30
+	return cfg
+}
+
+// registerUsers registers user0..user<n-1> with new keys at the home
+// server base and returns the keys, once every replica can know them.
+func registerUsers(t testing.TB, base string, n int) []*kez.PrivateKey {
+	t.Helper()
+	var keys []*kez.PrivateKey
+	for i := range n {
+		k, _ := kez.GenerateKey(nil)
+		h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), "kez.test")
+		body, _ := json.Marshal(kez.NewRegistrationRequest(k, h, time.Now()))
+		resp, err := http.Post(base+"/v1/register", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %v", err)
+		}
+		resp.Body.Close()
+		keys = append(keys, k)
+	}
+	time.Sleep(200 * time.Millisecond) // every replica's cache
+	return keys
+}
+
 func startChatServerCfg(t testing.TB, cfg chatserver.Config) *chatserver.Server {
 	t.Helper()
-	srv, err := chatserver.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	return startChatServerLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+func startChatServerLog(t testing.TB, cfg chatserver.Config, logger *slog.Logger) *chatserver.Server {
+	t.Helper()
+	srv, err := chatserver.Start(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,9 @@ const (
 	unknownFor   = 2 * time.Second
 	logEvery     = 10 * time.Second
 	maxTracked   = 100_000
+	// floodDenials: above this many denials in a second, a replica
+	// stops answering denials (Service.silent).
+	floodDenials = 20
 )
 
 // admission keeps a sign-in flood cheap: it refuses addresses that keep
@@ -39,6 +42,9 @@ type admission struct {
 	denied *prometheus.CounterVec
 
 	mu      sync.Mutex
+	second  time.Time // start of the current second of denials
+	inSec   int       // denials in it
+	lastSec int       // denials in the second before, if it was the one just before
 	hosts   map[string]*hostState
 	unknown map[kez.PublicKey]time.Time
 	samples map[string]*sample
@@ -97,6 +103,17 @@ func (a *admission) throttled(host string) bool {
 	return h != nil && a.now().Before(h.blocked)
 }
 
+// flooding reports whether more than floodDenials sign-ins were denied
+// in the current or the previous second.
+func (a *admission) flooding() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.now().Sub(a.second) >= 2*time.Second {
+		return false
+	}
+	return a.inSec > floodDenials || a.lastSec > floodDenials
+}
+
 // unregistered reports whether key was found unregistered a moment ago.
 func (a *admission) unregistered(key kez.PublicKey) bool {
 	a.mu.Lock()
@@ -111,6 +128,14 @@ func (a *admission) deny(host string, key kez.PublicKey, err error) {
 	a.denied.WithLabelValues(r).Inc()
 	now := a.now()
 	a.mu.Lock()
+	if d := now.Sub(a.second); d >= time.Second {
+		a.lastSec = 0
+		if d < 2*time.Second {
+			a.lastSec = a.inSec
+		}
+		a.second, a.inSec = now, 0
+	}
+	a.inSec++
 	if len(a.hosts) >= maxTracked {
 		clear(a.hosts)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,4 +160,58 @@ func denials(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestFloodDenialsUnanswered: a denial is answered (the broker refuses
+// the client at once) until a replica denies more than 20 sign-ins in a
+// second; then denials go unanswered (the broker refuses the client at
+// its authorization timeout, and neither side signs, seals or checks an
+// answer), while a registered key still signs in, answered. Addresses
+// being refused are never answered. A quiet second later, denials are
+// answered again.
+func TestFloodDenialsUnanswered(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	users := &countingUsers{alice: kez.HandleRecord{Handle: h, Primary: alice.Public()}}
+	now := time.Unix(1_800_000_000, 0)
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS", Now: func() time.Time { return now }},
+		users, streams.UserPermissions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(host string, key kez.PublicKey, signer *kez.PrivateKey) ([]byte, error) {
+		resp, _, err := svc.Answer(fromHost(t, server, key, signer, host), "")
+		return resp, err
+	}
+	bogus := func(i int) ([]byte, error) {
+		k, _ := kez.GenerateKey(nil)
+		// One address each: none is refused for failing.
+		return signIn("198.51.100."+strconv.Itoa(i%250), k.Public(), k)
+	}
+	for i := range 21 {
+		if resp, err := bogus(i); err == nil || resp == nil {
+			t.Fatalf("bogus sign-in %d of 21 in a second: err %v, answered %v; want denied and answered", i+1, err, resp != nil)
+		}
+	}
+	if resp, err := bogus(21); !errors.Is(err, callout.ErrUnregistered) || resp != nil {
+		t.Fatalf("the 22nd bogus sign-in in a second: err %v, answered %v; want denied, unanswered", err, resp != nil)
+	}
+	if resp, err := signIn("192.0.2.1", alice.Public(), alice); err != nil || resp == nil {
+		t.Fatalf("alice during the flood: err %v, answered %v", err, resp != nil)
+	}
+	now = now.Add(2 * time.Second)
+	if resp, err := bogus(0); err == nil || resp == nil {
+		t.Fatalf("a bogus sign-in after a quiet second: err %v, answered %v; want denied and answered", err, resp != nil)
+	}
+	// 20 failures from one address: it is refused, unanswered.
+	mallory, _ := kez.GenerateKey(nil)
+	for range 20 {
+		signIn("203.0.113.9", alice.Public(), mallory)
+	}
+	now = now.Add(2 * time.Second)
+	if resp, err := signIn("203.0.113.9", alice.Public(), alice); !errors.Is(err, callout.ErrThrottled) || resp != nil {
+		t.Fatalf("from a refused address: err %v, answered %v; want ErrThrottled, unanswered", err, resp != nil)
+	}
 }

@@ -3,10 +3,12 @@ package callout
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -217,7 +219,11 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	} else if s.sealer != nil {
 		return nil, key, host, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
 	}
-	rc, err := jwt.DecodeAuthorizationRequestClaims(string(data))
+	// Cheap checks first: the request's own signature (by the server key
+	// it names, which nothing pins: only nats-server can publish here) is
+	// checked only before a sign-in is allowed, so a denial costs no
+	// signature check but the nonce's.
+	rc, err := peekRequest(data)
 	if err != nil {
 		return nil, key, host, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -242,6 +248,14 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 			err = fmt.Errorf("%w: @%s has %d open, at most %d", ErrTooManyConnections, h, n, s.cfg.MaxConnsPerKey)
 		}
 	}
+	if err == nil {
+		if _, verr := jwt.DecodeAuthorizationRequestClaims(string(data)); verr != nil {
+			err = fmt.Errorf("%w: %v", ErrMalformed, verr)
+		}
+	}
+	if err != nil && s.silent(err) {
+		return nil, key, host, err
+	}
 	var userJWT string
 	if err == nil {
 		userJWT, err = s.userJWT(rc, rec)
@@ -264,6 +278,45 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 		}
 	}
 	return out, key, host, err
+}
+
+// peekRequest reads an authorization request's claims without checking
+// its signature (jwt.DecodeAuthorizationRequestClaims does, later).
+func peekRequest(data []byte) (*jwt.AuthorizationRequestClaims, error) {
+	if len(data) > jwt.MaxTokenSize {
+		return nil, errors.New("request too large")
+	}
+	parts := strings.Split(string(data), ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, errors.New("claims encoding")
+	}
+	var rc jwt.AuthorizationRequestClaims
+	if err := json.Unmarshal(payload, &rc); err != nil {
+		return nil, fmt.Errorf("claims: %v", err)
+	}
+	if rc.Type != jwt.AuthorizationRequestClaim {
+		return nil, errors.New("not an authorization request")
+	}
+	return &rc, nil
+}
+
+// silent reports whether a denial for err goes unanswered: the broker
+// then refuses the client after its authorization timeout (2 s in
+// deploy/nats.conf), without the answer's signature, its sealing, the
+// broker's opening and checking of it and the broker's warning line.
+// Addresses being refused get no answer, nor does anyone while this
+// replica denies more than floodDenials sign-ins a second, except a
+// registered key over its connection cap (a real user, who is told at
+// once).
+func (s *Service) silent(err error) bool {
+	if errors.Is(err, ErrTooManyConnections) {
+		return false
+	}
+	return errors.Is(err, ErrThrottled) || s.admit.flooding()
 }
 
 // verify checks the client's nkey signature over the server's nonce:

@@ -677,10 +677,25 @@ func TestSignInRightAfterRegistration(t *testing.T) {
 func TestUserLimits(t *testing.T) {
 	st := newStack(t, 1, nil)
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")
-	nc, e := connect(t, st, alice)
+	checkUserLimits(t, st.ns.ClientURL(), alice)
+	// bob is unaffected.
+	connect(t, st, bob)
+}
+
+// checkUserLimits signs in as key at url and checks that the broker
+// takes 1,024 subscriptions and refuses the 1,025th, and takes a payload
+// of 64 KiB and refuses one byte more.
+func checkUserLimits(t *testing.T, url string, key *kez.PrivateKey) {
+	t.Helper()
+	e := &errs{}
+	nc, err := client.ConnectNATS(url, key, nats.ErrorHandler(e.handler), nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	defer nc.Close()
 	const maxSubs, maxPayload = 1024, 64 << 10
 	for i := range maxSubs {
-		if _, err := nc.SubscribeSync(fmt.Sprintf("_I.%s.limit.%d", alice.Public().Hex(), i)); err != nil {
+		if _, err := nc.SubscribeSync(fmt.Sprintf("_I.%s.limit.%d", key.Public().Hex(), i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -689,10 +704,10 @@ func TestUserLimits(t *testing.T) {
 	}
 	e.mu.Lock()
 	for _, err := range e.list {
-		t.Errorf("within the limits: %v", err)
+		t.Errorf("%s, within the limits: %v", url, err)
 	}
 	e.mu.Unlock()
-	if _, err := nc.SubscribeSync(kez.UserInboxPrefix(alice.Public()) + ".limit.over"); err != nil {
+	if _, err := nc.SubscribeSync(kez.UserInboxPrefix(key.Public()) + ".limit.over"); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -709,23 +724,21 @@ func TestUserLimits(t *testing.T) {
 
 	// The broker enforces it on the wire (its INFO, sent before the
 	// callout answered, still says 1 MB: nats.go does not check it).
-	subj := kez.DoorSubject(alice.Public(), kez.DoorStat)
-	if resp := rawPublish(t, st, alice, subj, maxPayload); strings.Contains(resp, "-ERR") {
-		t.Errorf("64 KiB: %q", resp)
+	subj := kez.DoorSubject(key.Public(), kez.DoorStat)
+	if resp := rawPublish(t, url, key, subj, maxPayload); strings.Contains(resp, "-ERR") {
+		t.Errorf("%s, 64 KiB: %q", url, resp)
 	}
-	if resp := rawPublish(t, st, alice, subj, maxPayload+1); !strings.Contains(resp, "Maximum Payload Violation") {
-		t.Errorf("64 KiB + 1: the broker answered %q, want a maximum payload violation", resp)
+	if resp := rawPublish(t, url, key, subj, maxPayload+1); !strings.Contains(resp, "Maximum Payload Violation") {
+		t.Errorf("%s, 64 KiB + 1: the broker answered %q, want a maximum payload violation", url, resp)
 	}
-	// bob is unaffected.
-	connect(t, st, bob)
 }
 
-// rawPublish signs in as key over a plain TCP connection, speaking the
+// rawPublish signs in as key at url over a plain TCP connection, speaking the
 // NATS protocol itself (no client-side payload check), publishes n bytes
 // to subj and returns what the broker answered to it.
-func rawPublish(t *testing.T, st *stack, key *kez.PrivateKey, subj string, n int) string {
+func rawPublish(t *testing.T, url string, key *kez.PrivateKey, subj string, n int) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(st.ns.ClientURL(), "nats://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -304,6 +304,27 @@ func postFreshRegistration(t *testing.T, base, name string) (registration, *http
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp, b := postKeyRegistration(t, base, k, name)
+	return registration{handle: name, key: k.Public()}, resp, b
+}
+
+// registerKey registers name with a new key and returns the key.
+func registerKey(t *testing.T, base, name string) *kez.PrivateKey {
+	t.Helper()
+	k, err := kez.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := postKeyRegistration(t, base, k, name); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register %s: %d %s", name, resp.StatusCode, body)
+	}
+	return k
+}
+
+// postKeyRegistration posts a registration of name with k and returns the
+// answer and its body.
+func postKeyRegistration(t *testing.T, base string, k *kez.PrivateKey, name string) (*http.Response, []byte) {
+	t.Helper()
 	hd, err := kez.ParseHandle(name, clienttest.Domain)
 	if err != nil {
 		t.Fatal(err)
@@ -315,5 +336,5 @@ func postFreshRegistration(t *testing.T, base, name string) (registration, *http
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return registration{handle: name, key: k.Public()}, resp, b
+	return resp, b
 }

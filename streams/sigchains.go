@@ -367,12 +367,63 @@ func (s *Sigchains) walk(ctx context.Context, subject string, since, upTo, n uin
 	return append(out, last.Data), nil
 }
 
+// seqOf returns the stream sequence of event since of subject, whose
+// tail is last (event n), by bisecting the stream: a get of the subject's first
+// message at or after a sequence, and its seqno, say on which side of it
+// the event is (seqnos grow with stream sequences on a chain's subject).
+// It takes about log2(stream length) gets, each from the stream leader.
+func (s *Sigchains) seqOf(ctx context.Context, subject string, since uint64, last *jetstream.RawStreamMsg, n uint64) (uint64, error) {
+	found, foundSeqno := last.Sequence, n // the first known message with seqno >= since
+	for lo, hi := uint64(1), last.Sequence; lo <= hi; {
+		mid := lo + (hi-lo)/2
+		m, err := s.stream.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return 0, fmt.Errorf("%w: find sigchain event %d: %v", kez.ErrUnavailable, since, err)
+		}
+		n, err := eventSeqno(m)
+		if err != nil {
+			return 0, err
+		}
+		if n >= since {
+			if m.Sequence < found {
+				found, foundSeqno = m.Sequence, n
+			}
+			hi = mid - 1
+		} else {
+			lo = m.Sequence + 1
+		}
+	}
+	if foundSeqno != since {
+		return 0, fmt.Errorf("sigchain %s: no event %d (the first after it is %d, at stream sequence %d)", subject, since, foundSeqno, found)
+	}
+	return found, nil
+}
+
+// eventSeqno returns the seqno of the stored event m.
+func eventSeqno(m *jetstream.RawStreamMsg) (uint64, error) {
+	e, err := sigchain.ParseEvent(m.Data)
+	if err != nil {
+		return 0, fmt.Errorf("stored sigchain event at %d: %v", m.Sequence, err)
+	}
+	return e.Seqno(), nil
+}
+
 // fetch reads events since..upTo of subject, whose event n is last,
-// through an ephemeral consumer, in batches.
+// through an ephemeral consumer, in batches, starting at event since (a
+// page costs its own events, not every event before it).
 func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
+	start, first := uint64(1), uint64(1) // stream sequence and seqno of the first event delivered
+	if since > 1 {
+		var err error
+		if start, err = s.seqOf(ctx, subject, since, last, n); err != nil {
+			return nil, err
+		}
+		first = since
+	}
 	cons, err := s.js.CreateConsumer(ctx, SigchainStream, jetstream.ConsumerConfig{
 		FilterSubject: subject,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
 		AckPolicy:     jetstream.AckNonePolicy,
 		MemoryStorage: true,
 		Replicas:      1,
@@ -388,7 +439,7 @@ func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n ui
 		_ = s.js.DeleteConsumer(dctx, SigchainStream, cons.CachedInfo().Name)
 	}()
 	out := make([]json.RawMessage, 0, upTo-since+1)
-	for seqno := uint64(1); seqno <= upTo; {
+	for seqno := first; seqno <= upTo; {
 		batch, err := cons.Fetch(int(min(upTo-seqno+1, 256)), jetstream.FetchContext(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("%w: read sigchain: %v", kez.ErrUnavailable, err)
@@ -402,7 +453,8 @@ func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n ui
 			}
 			// No acks, so no redeliveries: a delivery out of turn means
 			// a message was lost on the way (a slow client).
-			if md.Sequence.Consumer != seqno || md.Sequence.Stream > last.Sequence ||
+			if md.Sequence.Consumer != seqno-first+1 || md.Sequence.Stream > last.Sequence ||
+				(seqno == first && md.Sequence.Stream != start) ||
 				(seqno == n && md.Sequence.Stream != last.Sequence) {
 				return nil, fmt.Errorf("%w: read sigchain %s: delivery %d of event %d at stream sequence %d, tail %d at %d",
 					kez.ErrUnavailable, subject, md.Sequence.Consumer, seqno, md.Sequence.Stream, n, last.Sequence)

@@ -1,0 +1,89 @@
+package callout_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"kez.lat/kez/client"
+	"kez.lat/kez/nats/natstest"
+)
+
+// TestLimitsOnCluster: on a 3-node cluster loaded from deploy/nats.conf,
+// with two callout replicas each connected to a different node, the cap
+// per key counts one key's connections on every node: with a cap of 3 and
+// one connection open on each node, a fourth is refused on every node
+// (through either replica) while another key signs in, and closing one
+// makes room again. The per-connection limits of the USERS account
+// (subscriptions, payload) hold on every node.
+func TestLimitsOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster")
+	}
+	c := natstest.StartCluster(t, 3)
+	st := &stack{ns: c.Servers[0]}
+	for i := range 2 {
+		cfg := config(c.Servers[0]) // the nodes share their keys
+		cfg.NATSURL = c.Servers[i].ClientURL()
+		cfg.Streams.Replicas = 3
+		cfg.MaxConnsPerKey = 3
+		st.servers = append(st.servers, startServer(t, cfg))
+	}
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+
+	var open []*nats.Conn
+	for _, s := range c.Servers {
+		nc, err := client.ConnectNATS(s.ClientURL(), alice, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatalf("alice's connection to %s (of 3): %v", s.Name(), err)
+		}
+		defer nc.Close()
+		open = append(open, nc)
+	}
+	// Each replica learns of the connections on every node from the
+	// broker's connect events; once it has, a fourth is refused anywhere.
+	refusedEverywhere := func() bool {
+		for _, s := range c.Servers {
+			for range 2 { // whichever replica answers
+				nc, err := client.ConnectNATS(s.ClientURL(), alice, nats.MaxReconnects(0))
+				if err == nil {
+					nc.Close()
+					return false
+				}
+				if !errors.Is(err, nats.ErrAuthorization) {
+					t.Fatalf("alice's 4th connection, to %s: %v, want an authorization violation", s.Name(), err)
+				}
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !refusedEverywhere(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a 4th connection of alice still allowed 10s after she opened one on each of the 3 nodes")
+		}
+	}
+	for _, s := range c.Servers {
+		nc, err := client.ConnectNATS(s.ClientURL(), bob, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatalf("bob, while alice is at her cap, on %s: %v", s.Name(), err)
+		}
+		nc.Close()
+	}
+	open[1].Close() // on the second node
+	waitFor(t, func() bool {
+		nc, err := client.ConnectNATS(c.Servers[2].ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+
+	for i, s := range c.Servers {
+		t.Run(fmt.Sprintf("limits on %s", s.Name()), func(t *testing.T) {
+			checkUserLimits(t, s.ClientURL(), st.register(t, fmt.Sprintf("carol%d", i)))
+		})
+	}
+}
