@@ -306,7 +306,7 @@ func peekRequest(data []byte) (*jwt.AuthorizationRequestClaims, error) {
 
 // silent reports whether a denial for err goes unanswered: the broker
 // then refuses the client after its authorization timeout (2 s in
-// deploy/nats.conf), without the answer's signature, its sealing, the
+// nats/nats.conf), without the answer's signature, its sealing, the
 // broker's opening and checking of it and the broker's warning line.
 // Addresses being refused get no answer, nor does anyone while this
 // replica denies more than floodDenials sign-ins a second, except a

@@ -12,7 +12,7 @@ import (
 	"kez.lat/kez/nats/natstest"
 )
 
-// TestLimitsOnCluster: on a 3-node cluster loaded from deploy/nats.conf,
+// TestLimitsOnCluster: on a 3-node cluster loaded from nats/nats.conf,
 // with two callout replicas each connected to a different node, the cap
 // per key counts one key's connections on every node: with a cap of 3 and
 // one connection open on each node, a fourth is refused on every node
