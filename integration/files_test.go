@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"kez.lat/kez/blob"
+	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
@@ -236,7 +237,7 @@ func TestFiles(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Resumed < 12<<20-2*blob.GroupSize || res.Resumed >= 24<<20 {
+	if res.Resumed < 12<<20-filecrypt.EncChunkSize || res.Resumed >= 24<<20 {
 		t.Fatalf("resumed after %d bytes, want about half of %d", res.Resumed, 24<<20)
 	}
 	if sumFile(t, filepath.Join(dir, "half-got.bin")) != wantHalf {
