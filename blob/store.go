@@ -112,7 +112,7 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	obPath := tmp.Name() + ".obao"
 	defer os.Remove(obPath)
 
-	bw := bufio.NewWriterSize(tmp, 256<<10)
+	bw := bufio.NewWriterSize(tmp, writeBuf)
 	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)

@@ -134,7 +134,7 @@ func TestReceiveResume(t *testing.T) {
 					cut = 10 // inside the header
 				}
 				if attempt > 100 {
-					cut = size + 1 << 20 // let it finish
+					cut = size + 1<<20 // let it finish
 				}
 				resumed, err := client.ReceiveFile(dir, h, size, k, path, func(get func(context.Context, blob.Source, func(int64)) error) error {
 					return get(context.Background(), cutSource{src, cut}, nil)
