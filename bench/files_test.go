@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -415,8 +416,9 @@ func startBenchRelay(t *testing.T, home *atomic.Value) string {
 
 // benchCroc times croc v10 (pinned in tools.mod, built with go tool)
 // sending path through its own relay on 127.0.0.1, rounds times, each
-// after a plain TCP copy from baseline: from the start of the sender to
-// the end of the receiver, as a user waits. It returns the rows, or nil
+// after a plain TCP copy from baseline: from the start of the receiver,
+// once the sender waits on the relay, to the receiver's end (what fetch
+// is timed for; the sender's hashing compares with share). It returns the rows, or nil
 // (with a message) where croc cannot be built.
 func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64) []fileRow {
 	t.Helper()
@@ -426,6 +428,11 @@ func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64)
 		return nil
 	}
 	croc := strings.TrimSpace(string(out))
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := fi.Size()
 	ports := freePorts(t, 5)
 	relayCmd := exec.Command(croc, "relay", "--host", "127.0.0.1", "--ports", strings.Join(ports, ","))
 	var relayOut bytes.Buffer
@@ -443,7 +450,7 @@ func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64)
 		return nil
 	}
 	home := t.TempDir()
-	base := measured{name: "plain TCP file→file 1 GiB (baseline, croc rounds)"}
+	base := measured{name: fmt.Sprintf("plain TCP file→file %s (baseline, croc rounds)", fmtSize(size))}
 	m := measured{name: "croc v10.7.0 send → receive through its relay"}
 	for i := range rounds {
 		base.add(baseline())
@@ -453,23 +460,38 @@ func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64)
 		common := []string{"--yes", "--relay", "127.0.0.1:" + ports[0], "--ignore-stdin"}
 		send := exec.Command(croc, append(common, "send", "--no-local", "--code", code, path)...)
 		send.Env, send.Dir = env, filepath.Dir(path)
-		var serr bytes.Buffer
-		send.Stdout, send.Stderr = &serr, &serr
-		start := time.Now()
+		serr := &syncBuffer{}
+		send.Stdout, send.Stderr = serr, serr
 		if err := send.Start(); err != nil {
 			t.Fatal(err)
+		}
+		// The sender hashes the file first (as share does), then waits on
+		// the relay; a receiver that comes before it fails the handshake.
+		// Timed: from the receiver's start to its end, as fetch is.
+		ready := false
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if ready = strings.Contains(serr.String(), "Code is:"); ready {
+				break
+			}
+		}
+		if !ready {
+			send.Process.Kill()
+			send.Wait()
+			t.Logf("croc: not measured: the sender did not get ready: %s", serr.String())
+			return nil
 		}
 		recv := exec.Command(croc, append(common, "--overwrite", "--out", outDir)...)
 		recv.Env = env
 		var rerr bytes.Buffer
 		recv.Stdout, recv.Stderr = &rerr, &rerr
-		// The receiver retries until the sender is on the relay.
+		start := time.Now()
 		err := recv.Run()
 		elapsed := time.Since(start)
 		send.Process.Kill()
 		send.Wait()
 		if err != nil {
-			t.Logf("croc: not measured: receive: %v\n%s\nsender: %s", err, rerr.String(), serr.String())
+			out := serr.String()
+			t.Logf("croc: not measured: receive: %v\n%s\nsender: %s", err, rerr.String(), out[max(0, len(out)-2000):])
 			return nil
 		}
 		got := filepath.Join(outDir, filepath.Base(path))
@@ -477,9 +499,28 @@ func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64)
 			t.Fatalf("croc round %d: received file differs", i+1)
 		}
 		os.Remove(got)
-		m.add(mibPerSec(bigFile, elapsed))
+		m.add(mibPerSec(size, elapsed))
 	}
 	return []fileRow{base.row(base), m.row(base)}
+}
+
+// syncBuffer is a bytes.Buffer that a child process writes while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // freePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
