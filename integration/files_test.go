@@ -20,11 +20,11 @@ import (
 	"time"
 
 	"kez.lat/kez/blob"
-	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
+	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
 )
