@@ -3,6 +3,7 @@ package blob
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -45,7 +46,7 @@ func extractSlice(w io.Writer, data io.ReaderAt, outboard io.Reader, size, off, 
 	// bao.ExtractSlice wants only the groups that overlap the range.
 	start := off / GroupSize * GroupSize
 	end := min(size, (off+n+GroupSize-1)/GroupSize*GroupSize)
-	groups := bufio.NewReaderSize(io.NewSectionReader(data, start, end-start), 64<<10)
+	groups := bufio.NewReaderSize(io.NewSectionReader(data, start, end-start), readBuf)
 	return bao.ExtractSlice(w, groups, bufio.NewReaderSize(outboard, 64<<10), Group, uint64(off), uint64(n))
 }
 
@@ -134,5 +135,33 @@ func (w *writeAtBuffer) flush() error {
 	}
 	_, err := w.f.WriteAt(w.buf, w.off)
 	w.buf = w.buf[:0]
+	return err
+}
+
+// readBuf is the read buffer of a slice coming from a source: Decode reads
+// a 64-byte tree node or a 16 KiB group at a time, and a network stream
+// costs a call (and a deadline) per read.
+const readBuf = 256 << 10
+
+// Get writes the bytes [off, size) of blob h (size bytes long), as src
+// provides them, to w: each 16 KiB group only once it has verified, as
+// [Decode] does. On error, what w received is a verified prefix of the
+// range. Errors are those of Decode, of src, or the ctx error once ctx
+// ends (which also closes the slice).
+func Get(ctx context.Context, src Source, h Hash, size, off int64, w io.Writer) error {
+	if err := checkRange(size, off, size-off); err != nil {
+		return err
+	}
+	rc, err := src.Slice(ctx, h, off, size-off)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	err = Decode(w, bufio.NewReaderSize(rc, readBuf), h, size, off, size-off)
+	stop()
+	rc.Close()
+	if err != nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
 	return err
 }

@@ -14,9 +14,14 @@ import (
 )
 
 // syncEvery is how many verified bytes a fetch writes between syncs of the
-// partial file and its recorded length: what a crash can cost, not an
-// interruption (an interrupted fetch records all it verified).
-const syncEvery = 8 << 20
+// partial file and its recorded length (in the background, see [Syncer]):
+// what a crash can cost, not an interruption (an interrupted fetch records
+// all it verified).
+const syncEvery = 32 << 20
+
+// writeBuf is the size of the writes of verified bytes to a partial file:
+// one system call per MiB rather than per 16 KiB group.
+const writeBuf = 1 << 20
 
 // Source provides Bao slices of blobs, such as a peer over the network.
 type Source interface {
@@ -107,7 +112,7 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	obPath := tmp.Name() + ".obao"
 	defer os.Remove(obPath)
 
-	bw := bufio.NewWriterSize(tmp, 256<<10)
+	bw := bufio.NewWriterSize(tmp, writeBuf)
 	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)
@@ -262,23 +267,17 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	}
 
 	if verified < size {
-		cw := &checkpointWriter{f: f, lenPath: lenPath, n: verified, synced: verified, progress: progress}
-		rc, err := src.Slice(ctx, h, verified, size-verified)
-		if err != nil {
-			return fmt.Errorf("fetch %s: %w", h, err)
+		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
+		w := &partWriter{f: f, sy: sy, n: verified, buf: make([]byte, 0, writeBuf), progress: progress}
+		err := Get(ctx, src, h, size, verified, w)
+		if ferr := w.flush(); err == nil {
+			err = ferr
 		}
-		stop := context.AfterFunc(ctx, func() { rc.Close() })
-		err = Decode(cw, rc, h, size, verified, size-verified)
-		stop()
-		rc.Close()
-		if cerr := cw.checkpoint(); err == nil {
-			err = cerr
+		if serr := sy.Close(); err == nil {
+			err = serr
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			return fmt.Errorf("fetch %s at byte %d: %w", h, cw.n, err)
+			return fmt.Errorf("fetch %s at byte %d: %w", h, sy.Synced(), err)
 		}
 	}
 
@@ -309,49 +308,48 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	return nil
 }
 
-// checkpointWriter appends verified bytes to the partial file and, every
-// syncEvery bytes, syncs it and records its length.
-type checkpointWriter struct {
+// partWriter appends verified bytes to a partial file, writeBuf at a time,
+// and reports what it wrote to the file's Syncer.
+type partWriter struct {
 	f        *os.File
-	lenPath  string
-	n        int64 // verified bytes in f
-	synced   int64 // bytes recorded in lenPath
+	sy       *Syncer
+	n        int64 // verified bytes, in f or buf
+	buf      []byte
 	progress func(int64)
 }
 
-func (w *checkpointWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	w.n += int64(n)
-	if err != nil {
-		return n, err
-	}
-	if w.n-w.synced >= syncEvery {
-		if err := w.checkpoint(); err != nil {
-			return n, err
+func (w *partWriter) Write(p []byte) (int, error) {
+	if len(w.buf)+len(p) > cap(w.buf) {
+		if err := w.flush(); err != nil {
+			return 0, err
 		}
 	}
+	w.buf = append(w.buf, p...)
+	w.n += int64(len(p))
 	if w.progress != nil {
 		w.progress(w.n)
 	}
-	return n, nil
+	return len(p), nil
 }
 
-// checkpoint syncs the partial file, then records its length: in that
-// order, so the record never claims bytes that are not on disk.
-func (w *checkpointWriter) checkpoint() error {
-	if w.n == w.synced {
+// flush writes the buffered bytes to the file.
+func (w *partWriter) flush() error {
+	if len(w.buf) == 0 {
 		return nil
 	}
-	if err := w.f.Sync(); err != nil {
+	if _, err := w.f.Write(w.buf); err != nil {
 		return err
 	}
-	tmp := w.lenPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(w.n, 10)), 0o600); err != nil {
+	w.buf = w.buf[:0]
+	return w.sy.Wrote(w.n)
+}
+
+// writeLen records n in the file at path, by rename, so that a crash
+// leaves the old record or the new one.
+func writeLen(path string, n int64) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)), 0o600); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, w.lenPath); err != nil {
-		return err
-	}
-	w.synced = w.n
-	return nil
+	return os.Rename(tmp, path)
 }

@@ -5,6 +5,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
+	"kez.lat/kez/filecrypt"
 )
 
 // SetKeyringCalls replaces p's OS keyring calls (nil keeps one).
@@ -29,3 +30,16 @@ func (c *Client) PublishAddrs(ctx context.Context, addrs []string) error {
 
 // CheckNATSURLs is checkNATSURLs.
 var CheckNATSURLs = checkNATSURLs
+
+// ReceiveFile is receiveFile: the download of a file as Fetch does it,
+// with its records in dir.
+func ReceiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string,
+	run func(get func(ctx context.Context, src blob.Source, progress func(int64)) error) error) (int64, error) {
+	return receiveFile(dir, h, size, key, path, func(get getFunc) error { return run(get) })
+}
+
+// ParseFetchState is parseFetchState, for the fuzz target.
+func ParseFetchState(b []byte, plain int64) error {
+	_, err := parseFetchState(b, plain)
+	return err
+}

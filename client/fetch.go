@@ -3,7 +3,6 @@ package client
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -172,21 +171,18 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 	if !ct.Key.Equal(o.FromKey) {
 		return res, fmt.Errorf("@%s announced %s with key %s, no longer the pinned key", o.From, o.File.Name, o.FromKey)
 	}
-	store, err := c.blobs()
-	if err != nil {
-		return res, err
+	// What an earlier version left: a download of the encrypted blob.
+	if store, err := c.blobs(); err == nil && !store.Has(o.File.Blob) {
+		_ = store.Remove(o.File.Blob)
 	}
-	res.Resumed = store.Partial(o.File.Blob)
-	if res.Route, err = c.download(ctx, ct, o.File.Blob, o.File.Size, o.addrs, opts); err != nil {
-		return res, err
+	res.Resumed, err = receiveFile(c.p.path(downloadsDir), o.File.Blob, o.File.Size, o.key, res.Path, func(get getFunc) error {
+		res.Route, err = c.download(ctx, ct, o.File.Size, o.addrs, opts, get)
+		return err
+	})
+	if errors.Is(err, filecrypt.ErrDecrypt) || errors.Is(err, filecrypt.ErrHeader) {
+		return res, fmt.Errorf("@%s's file %s does not decrypt with the key @%s sent: %w; nothing of it was kept", o.From, o.File.Name, o.From, err)
 	}
-	if err := decryptTo(store, o.File.Blob, o.key, res.Path); err != nil {
-		return res, err
-	}
-	// The decrypted file is what the user keeps; the encrypted copy would
-	// only double the disk used.
-	_ = store.Remove(o.File.Blob)
-	return res, nil
+	return res, err
 }
 
 // findOffer finds the offer with blob ID prefix id: among the
@@ -259,18 +255,12 @@ const (
 	onlineBackoff = time.Second
 )
 
-// download fetches blob h of size bytes from ct's node into the blob
-// store, trying the addresses ct's sigchain advertises and hint. While
-// the node cannot be reached it waits, up to opts.Wait, for ct to come
+// download fetches a blob of size bytes from ct's node with get, trying
+// the addresses ct's sigchain advertises and hint, again after an
+// interruption that another attempt may overcome (get resumes). While the
+// node cannot be reached it waits, up to opts.Wait, for ct to come
 // online. It returns the route the bytes took.
-func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int64, hint []string, opts FetchOptions) (string, error) {
-	store, err := c.blobs()
-	if err != nil {
-		return "", err
-	}
-	if store.Has(h) {
-		return "", nil
-	}
+func (c *Client) download(ctx context.Context, ct Contact, size int64, hint []string, opts FetchOptions, get getFunc) (string, error) {
 	n, err := c.startNode(ctx, nil, false, nil)
 	if err != nil {
 		return "", err
@@ -293,7 +283,7 @@ func (c *Client) download(ctx context.Context, ct Contact, h blob.Hash, size int
 				opts.Progress(FetchProgress{Done: v, Total: size, Route: route})
 			}
 		}
-		err = store.Fetch(ctx, h, size, src, progress)
+		err = get(ctx, src, progress)
 		if err == nil {
 			return n.Route(ct.Key), nil
 		}
@@ -402,51 +392,6 @@ func (c *Client) awaitSender(ctx context.Context, key kez.PublicKey, backoff, d 
 	}
 }
 
-// decryptTo decrypts blob h with k into a new file at path, through a
-// temporary file beside it: the file appears complete or not at all,
-// and an existing one is never replaced.
-func decryptTo(store *blob.Store, h blob.Hash, k filecrypt.Key, path string) (err error) {
-	f, err := store.Open(h)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := filecrypt.NewReader(f, k)
-	if err != nil {
-		return fmt.Errorf("decrypt: %w", err)
-	}
-	// Mode 0600: the file was sent to this user alone, and a partial
-	// plaintext left by a crash must not be readable by others.
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp, err := os.OpenFile(filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.kez-%x", filepath.Base(path), rnd)),
-		os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
-	if _, err := io.Copy(tmp, r); err != nil {
-		return fmt.Errorf("decrypt: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// A hard link fails if path exists, where a rename would replace it.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s: %w", path, ErrFileExists)
-		}
-		return err
-	}
-	return blob.SyncDir(filepath.Dir(path))
-}
-
 // Listing is what a user shares with the user, from their manifest.
 type Listing struct {
 	Owner kez.Handle `json:"owner"`
@@ -487,8 +432,13 @@ func (c *Client) Browse(ctx context.Context, h kez.Handle, opts FetchOptions) (L
 	if err != nil {
 		return l, err
 	}
-	if _, err := c.download(ctx, ct, mh, ptr.Size, nil, opts); err != nil {
-		return l, err
+	if !store.Has(mh) {
+		get := func(ctx context.Context, src blob.Source, progress func(int64)) error {
+			return store.Fetch(ctx, mh, ptr.Size, src, progress)
+		}
+		if _, err := c.download(ctx, ct, ptr.Size, nil, opts, get); err != nil {
+			return l, err
+		}
 	}
 	f, err := store.Open(mh)
 	if err != nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -202,14 +203,16 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 }
 
 // encryptInto encrypts size bytes of r under k (kez-file-v1) straight
-// into the store and returns the blob's hash.
+// into the store and returns the blob's hash. Encryption and hashing run
+// on two goroutines, handing each other shareBuf at a time.
 func encryptInto(store *blob.Store, r io.Reader, size int64, k filecrypt.Key, random io.Reader) (blob.Hash, error) {
 	pr, pw := io.Pipe()
 	go func() {
-		w, err := filecrypt.NewWriter(pw, k, random)
+		bw := bufio.NewWriterSize(pw, shareBuf)
+		w, err := filecrypt.NewWriter(bw, k, random)
 		if err == nil {
 			var n int64
-			n, err = io.Copy(w, r)
+			n, err = io.CopyBuffer(w, r, make([]byte, shareBuf))
 			if err == nil && n != size {
 				err = fmt.Errorf("the file changed size while it was read (%d bytes, not %d)", n, size)
 			}
@@ -217,12 +220,19 @@ func encryptInto(store *blob.Store, r io.Reader, size int64, k filecrypt.Key, ra
 		if err == nil {
 			err = w.Close()
 		}
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 	}()
-	h, err := store.Import(pr, filecrypt.EncryptedSize(size))
+	h, err := store.Import(bufio.NewReaderSize(pr, shareBuf), filecrypt.EncryptedSize(size))
 	pr.CloseWithError(err) // unblocks the writer if Import stopped early
 	return h, err
 }
+
+// shareBuf is the unit in which a shared file is read, and handed from
+// encryption to hashing: a pipe hand-off per MiB, not per 16 KiB group.
+const shareBuf = 1 << 20
 
 // countingReader reports the bytes read so far and stops when ctx ends.
 type countingReader struct {

@@ -8,8 +8,10 @@
 // detects reordered, dropped, duplicated or altered chunks, a truncated
 // stream and data appended after the end; it releases the plaintext of a
 // chunk only once that chunk has authenticated. [Writer] and [Reader] hold
-// one chunk in memory whatever the size of the file. docs/kez-file-v1.md
-// has the byte layout.
+// one chunk in memory whatever the size of the file; [Chunks] opens the
+// chunks of a stream whose length is known one by one, in any order, for
+// a receiver that decrypts verified pieces as they arrive.
+// docs/kez-file-v1.md has the byte layout.
 //
 // The content key goes to each recipient wrapped with [Wrap] (the
 // [message.WrapKey] construction, bound to the blob's content address).

@@ -24,6 +24,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
+	"kez.lat/kez/filecrypt"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
 )
@@ -236,7 +237,7 @@ func TestFiles(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Resumed < 12<<20-2*blob.GroupSize || res.Resumed >= 24<<20 {
+	if res.Resumed < 12<<20-filecrypt.EncChunkSize || res.Resumed >= 24<<20 {
 		t.Fatalf("resumed after %d bytes, want about half of %d", res.Resumed, 24<<20)
 	}
 	if sumFile(t, filepath.Join(dir, "half-got.bin")) != wantHalf {

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -64,11 +65,22 @@ func (n *Node) serve(s network.Stream) {
 		return
 	}
 	n.log.Info("serving blob", "peer", who, "blob", req.Hash, "offset", req.Offset, "length", req.Length)
-	if err := n.cfg.Store.WriteSlice(deadlineWriter{s}, req.Hash, req.Offset, req.Length); err != nil {
+	// Bao writes a 64-byte tree node or a 16 KiB group at a time; each
+	// write to a stream is a muxer frame, a Noise message and a system
+	// call, so they go out sendBuf at a time.
+	w := bufio.NewWriterSize(deadlineWriter{s}, sendBuf)
+	err = n.cfg.Store.WriteSlice(w, req.Hash, req.Offset, req.Length)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		n.log.Info("blob transfer stopped", "peer", who, "blob", req.Hash, "err", err)
 		_ = s.Reset()
 	}
 }
+
+// sendBuf is the size of the writes of a blob transfer to its stream.
+const sendBuf = 256 << 10
 
 // deadlineWriter gives every write to a stream idleTimeout.
 type deadlineWriter struct{ s network.Stream }

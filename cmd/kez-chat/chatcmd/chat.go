@@ -232,6 +232,7 @@ type listenCmd struct {
 	Timeout       time.Duration `help:"Exit after this long (0: follow until interrupted)."`
 	Count         int           `help:"Exit after this many messages (0: no limit)."`
 	NoFiles       bool          `name:"no-files" env:"KEZ_CHAT_NO_FILES" help:"Do not serve your shared files while listening (contacts cannot fetch them)."`
+	P2PListen     []string      `name:"p2p-listen" env:"KEZ_CHAT_P2P_LISTEN" placeholder:"MULTIADDR" help:"Where this device's node listens for contacts fetching files (repeatable; default: TCP and QUIC on every interface, the port of the last run)."`
 	presenceFlags `embed:""`
 }
 
@@ -246,7 +247,7 @@ func (c *listenCmd) Run(ctx context.Context) error {
 			fmt.Fprintln(a.errw, "kez-chat: listening; Ctrl-C stops")
 		}
 		if !c.Once && !c.NoFiles {
-			defer serveFiles(ctx, a, cl)()
+			defer serveFiles(ctx, a, cl, c.P2PListen)()
 		}
 		defer c.presenceFlags.start(ctx, a, cl, c.Once)()
 		err := cl.Listen(ctx, client.ListenOptions{Once: c.Once, Max: c.Count}, func(ev client.Event) {
@@ -263,13 +264,13 @@ func (c *listenCmd) Run(ctx context.Context) error {
 // contacts can fetch the files shared with them; it returns once the
 // node listens (so that presence says online only when files can be
 // fetched), and the returned function stops it.
-func serveFiles(ctx context.Context, a *app, cl *client.Client) (stop func()) {
+func serveFiles(ctx context.Context, a *app, cl *client.Client, listen []string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	ready := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := cl.Serve(ctx, client.ServeOptions{Ready: func(addrs []string, err error) {
+		err := cl.Serve(ctx, client.ServeOptions{Listen: listen, Ready: func(addrs []string, err error) {
 			if err != nil {
 				fmt.Fprintf(a.errw, "kez-chat: note: your sigchain does not list this device's addresses yet: %v\n", err)
 			}

@@ -1,0 +1,389 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"kez.lat/kez/blob"
+	"kez.lat/kez/client"
+	"kez.lat/kez/filecrypt"
+)
+
+// sharedBlob encrypts plain under a fresh key into a store, as Share does,
+// and returns the store, the blob's hash and size, and the key.
+func sharedBlob(t *testing.T, plain []byte) (*blob.Store, blob.Hash, int64, filecrypt.Key) {
+	t.Helper()
+	k, err := filecrypt.NewKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ct bytes.Buffer
+	w, err := filecrypt.NewWriter(&ct, k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := blob.Open(filepath.Join(t.TempDir(), "sender"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Import(bytes.NewReader(ct.Bytes()), int64(ct.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, h, int64(ct.Len()), k
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	return b
+}
+
+// cutSource serves slices of a Source and breaks each after cut bytes,
+// as a connection lost mid-transfer.
+type cutSource struct {
+	src blob.Source
+	cut int64
+}
+
+var errCut = errors.New("connection lost")
+
+func (c cutSource) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	rc, err := c.src.Slice(ctx, h, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, c.cut), iotestErrReader{errCut}), rc}, nil
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+// record reads the download record of h in dir (nil if none).
+func record(t *testing.T, dir string, h blob.Hash) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, h.String()))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// partials returns the partial files in dir.
+func partials(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, ".*.kez-*.part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestReceiveResume interrupts downloads at random points of the blob (in
+// the header, inside a 16 KiB group, inside a 64 KiB chunk, on
+// boundaries) over and over, as a lost connection or a crash does, and
+// checks after each interruption that the partial file holds a verified
+// prefix of the plaintext that covers at least the recorded length, that
+// nothing else exists, and at the end that the file is whole.
+func TestReceiveResume(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 5*cs + 12345, 40 * cs} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			plain := randomBytes(n, uint64(n))
+			src, h, size, k := sharedBlob(t, plain)
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, "file.bin")
+			r := rand.New(rand.NewPCG(uint64(n), 7))
+			var lastResumed int64 = -1
+			for attempt := 0; ; attempt++ {
+				if attempt > 200 {
+					t.Fatal("no progress after 200 interruptions")
+				}
+				// Cut anywhere in what is left to send; now and then at a
+				// group or chunk boundary, or in the header.
+				cut := r.Int64N(size + 1)
+				switch r.IntN(4) {
+				case 0:
+					cut = cut / blob.GroupSize * blob.GroupSize
+				case 1:
+					cut = cut / filecrypt.EncChunkSize * filecrypt.EncChunkSize
+				}
+				if attempt == 0 {
+					cut = 10 // inside the header
+				}
+				if attempt > 100 {
+					cut = size + 1<<20 // let it finish
+				}
+				resumed, err := client.ReceiveFile(dir, h, size, k, path, func(get func(context.Context, blob.Source, func(int64)) error) error {
+					return get(context.Background(), cutSource{src, cut}, nil)
+				})
+				if resumed < lastResumed {
+					t.Fatalf("attempt %d resumed at %d, before %d", attempt, resumed, lastResumed)
+				}
+				lastResumed = resumed
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, errCut) {
+					t.Fatalf("attempt %d, cut at %d: %v", attempt, cut, err)
+				}
+				if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("an interrupted download created the output file: %v", err)
+				}
+				rec := record(t, dir, h)
+				ps := partials(t, out)
+				if rec == nil || len(ps) != 1 || rec["part"] != ps[0] {
+					t.Fatalf("after attempt %d: record %v, partial files %v", attempt, rec, ps)
+				}
+				got, err := os.ReadFile(ps[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := int64(rec["done"].(float64))
+				if int64(len(got)) < done || !bytes.Equal(got, plain[:len(got)]) {
+					t.Fatalf("after attempt %d: partial file of %d bytes (record: %d) is not a prefix of the file", attempt, len(got), done)
+				}
+				if done%int64(cs) != 0 && done != int64(n) {
+					t.Fatalf("record claims %d bytes, not whole chunks", done)
+				}
+				// A crash after writing, before syncing: bytes past the
+				// record that the next attempt must not trust.
+				if r.IntN(3) == 0 {
+					f, err := os.OpenFile(ps[0], os.O_WRONLY|os.O_APPEND, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.Write(bytes.Repeat([]byte{0xee}, r.IntN(3*cs)))
+					f.Close()
+				}
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("downloaded file: %d bytes, %v; want the %d bytes shared", len(got), err, n)
+			}
+			if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+				t.Errorf("mode %v, want 0600", fi.Mode())
+			}
+			if ps := partials(t, out); len(ps) != 0 || record(t, dir, h) != nil {
+				t.Errorf("left behind: %v, record %v", ps, record(t, dir, h))
+			}
+		})
+	}
+}
+
+// TestReceiveCorruptSender: a sender whose blob has one byte changed on
+// disk sends data that does not verify. Not one plaintext byte of the
+// chunk holding it, or after it, reaches the partial file, and nothing
+// reaches the output; an honest sender then completes the download from
+// where it stopped.
+func TestReceiveCorruptSender(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(20*cs+500, 1)
+	honest, h, size, k := sharedBlob(t, plain)
+	bad, err := blob.Open(filepath.Join(t.TempDir(), "bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := honest.Open(h)
+	if _, err := bad.Import(f, size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	flip := int64(filecrypt.HeaderSize) + 11*filecrypt.EncChunkSize + 3*blob.GroupSize + 7 // chunk 11
+	bf, err := os.OpenFile(filepath.Join(bad.Dir(), h.String()), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{0}
+	bf.ReadAt(b, flip)
+	bf.WriteAt([]byte{^b[0]}, flip)
+	bf.Close()
+
+	dir, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(out, "file.bin")
+	get := func(src blob.Source) func(func(context.Context, blob.Source, func(int64)) error) error {
+		return func(g func(context.Context, blob.Source, func(int64)) error) error {
+			return g(context.Background(), src, nil)
+		}
+	}
+	if _, err := client.ReceiveFile(dir, h, size, k, path, get(bad)); !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("download from a corrupting sender: %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("output file after a corrupt download: %v", err)
+	}
+	ps := partials(t, out)
+	if len(ps) != 1 {
+		t.Fatalf("partial files: %v", ps)
+	}
+	got, _ := os.ReadFile(ps[0])
+	if len(got) > 11*cs || !bytes.Equal(got, plain[:len(got)]) {
+		t.Fatalf("partial file holds %d bytes (chunk 11 starts at %d), or bytes that are not the file's", len(got), 11*cs)
+	}
+	if len(got) < 11*cs-batchBytes(cs) {
+		t.Errorf("partial file holds %d bytes: the verified chunks before the bad one were not kept", len(got))
+	}
+	resumed, err := client.ReceiveFile(dir, h, size, k, path, get(honest))
+	if err != nil || resumed == 0 {
+		t.Fatalf("resume from an honest sender: resumed at %d, %v", resumed, err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+		t.Fatal("resumed download differs")
+	}
+}
+
+// batchBytes is how much plaintext the receiver may hold back at most
+// before a bad chunk: whole batches of chunks are written at once.
+func batchBytes(cs int) int { return 16 * cs }
+
+// TestReceiveBadChunk: a sender who announced the hash of a stream with
+// one chunk altered (so every group verifies) and the file's key. The
+// chunk does not authenticate: the download fails with ErrDecrypt, and
+// no plaintext is left anywhere, neither of that chunk nor of the others.
+func TestReceiveBadChunk(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(40*cs, 2)
+	honest, h, size, k := sharedBlob(t, plain)
+	f, _ := honest.Open(h)
+	ct, _ := io.ReadAll(f)
+	f.Close()
+	ct[filecrypt.HeaderSize+33*filecrypt.EncChunkSize+100] ^= 1 // chunk 33
+	evil, err := blob.Open(filepath.Join(t.TempDir(), "evil"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eh, err := evil.Import(bytes.NewReader(ct), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(out, "file.bin")
+	var sawPartial []byte
+	_, err = client.ReceiveFile(dir, eh, size, k, path, func(g func(context.Context, blob.Source, func(int64)) error) error {
+		err := g(context.Background(), evil, nil)
+		// Before the receiver cleans up: what did it write?
+		if ps := partials(t, out); len(ps) == 1 {
+			sawPartial, _ = os.ReadFile(ps[0])
+		}
+		return err
+	})
+	if !errors.Is(err, filecrypt.ErrDecrypt) {
+		t.Fatalf("download of a stream with a forged chunk: %v, want ErrDecrypt", err)
+	}
+	if len(sawPartial) > 33*cs || !bytes.Equal(sawPartial, plain[:len(sawPartial)]) {
+		t.Fatalf("the partial file held %d bytes (chunk 33 starts at %d)", len(sawPartial), 33*cs)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("output file: %v", err)
+	}
+	if ps := partials(t, out); len(ps) != 0 || record(t, dir, eh) != nil {
+		t.Fatalf("left behind: %v, record %v", ps, record(t, dir, eh))
+	}
+}
+
+// TestReceiveRecordChecks: a record whose partial file was replaced by a
+// symbolic link, or lies in another directory, is not resumed: the
+// download starts over in a new partial file and never writes through
+// the link.
+func TestReceiveRecordChecks(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(10*cs, 3)
+	src, h, size, k := sharedBlob(t, plain)
+	dir, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(out, "file.bin")
+	run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+		return func(g func(context.Context, blob.Source, func(int64)) error) error {
+			return g(context.Background(), cutSource{src, cut}, nil)
+		}
+	}
+	if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	part := partials(t, out)[0]
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o600)
+	os.Remove(part)
+	if err := os.Symlink(victim, part); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40))
+	if err != nil || resumed != 0 {
+		t.Fatalf("download after the partial file became a link: resumed at %d, %v", resumed, err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Fatalf("wrote through a symbolic link: %q", b)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+		t.Fatal("download differs")
+	}
+
+	// The record names a partial file in another directory than the
+	// output's: started over here, the other one removed.
+	path2 := filepath.Join(out, "again.bin")
+	if _, err := client.ReceiveFile(dir, h, size, k, path2, run(3*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "elsewhere.bin")
+	resumed, err = client.ReceiveFile(dir, h, size, k, other, run(1<<40))
+	if err != nil || resumed != 0 {
+		t.Fatalf("download to another directory: resumed at %d, %v", resumed, err)
+	}
+	if ps := partials(t, out); len(ps) != 0 {
+		t.Errorf("the first directory keeps %v", ps)
+	}
+	// Never over an existing file.
+	if _, err := client.ReceiveFile(dir, h, size, k, other, run(1<<40)); !errors.Is(err, client.ErrFileExists) {
+		t.Errorf("download over an existing file: %v, want ErrFileExists", err)
+	}
+	if got, _ := os.ReadFile(other); !bytes.Equal(got, plain) {
+		t.Fatal("download differs")
+	}
+}
+
+func FuzzFetchState(f *testing.F) {
+	f.Add([]byte(`{"v":1,"part":"/tmp/.x.kez-00.part","done":65536,"salt":"AAAAAAAAAAAAAAAAAAAAAA=="}`), int64(1<<20))
+	f.Add([]byte(`{"v":1,"part":"/tmp/.x.kez-00.part","done":0}`), int64(0))
+	f.Add([]byte(`{"v":2}`), int64(5))
+	f.Fuzz(func(t *testing.T, b []byte, plain int64) {
+		if plain < 0 {
+			return
+		}
+		if err := client.ParseFetchState(b, plain); err != nil {
+			return
+		}
+		var st struct {
+			V    int
+			Part string
+			Done int64
+			Salt []byte
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatalf("accepted a record that does not parse: %v", err)
+		}
+		if st.Done < 0 || st.Done > plain || (st.Done%filecrypt.ChunkSize != 0 && st.Done != plain) || !filepath.IsAbs(st.Part) {
+			t.Fatalf("accepted %+v for a file of %d bytes", st, plain)
+		}
+	})
+}
