@@ -40,7 +40,12 @@ func TestBenchCallout(t *testing.T) {
 	for range 2 {
 		srv = startChatServerCfg(t, cfg)
 	}
-	users := registerUsers(t, srv.URL(), static)
+	// Many users, as in life: each key signs in a few times a second at
+	// most. A handful of keys cycled by 16 workers would meet the per-key
+	// connection cap (8), which counts a closed connection until the
+	// broker's disconnect event arrives.
+	const signers = 128
+	users := registerUsers(t, srv.URL(), signers)
 
 	staticConnect := func(i int) error {
 		kp := staticKeys[i%static]
@@ -53,7 +58,7 @@ func TestBenchCallout(t *testing.T) {
 		return nil
 	}
 	calloutConnect := func(i int) error {
-		nc, err := client.ConnectNATS(ns.ClientURL(), users[i%static], nats.MaxReconnects(0))
+		nc, err := client.ConnectNATS(ns.ClientURL(), users[i%signers], nats.MaxReconnects(0))
 		if err != nil {
 			return err
 		}
