@@ -27,6 +27,14 @@ func TestDialRankerPrefersDirectOnALAN(t *testing.T) {
 	if d := delays("/ip4/198.51.100.7/tcp/4242", relay); d[relay] != swarm.RelayDelay {
 		t.Errorf("relay dialled after %v beside a public direct address, want libp2p's %v", d[relay], swarm.RelayDelay)
 	}
+	const lanTCP, lanQUIC = "/ip4/192.168.1.20/tcp/4242", "/ip4/192.168.1.20/udp/4242/quic-v1"
+	if d := delays(lanQUIC, lanTCP); d[lanTCP] != 0 || d[lanQUIC] < lanQUICDelay {
+		t.Errorf("on a LAN TCP dialled after %v and QUIC after %v, want TCP at once and QUIC after %v", d[lanTCP], d[lanQUIC], lanQUICDelay)
+	}
+	const pubTCP, pubQUIC = "/ip4/198.51.100.7/tcp/4242", "/ip4/198.51.100.7/udp/4242/quic-v1"
+	if d := delays(pubQUIC, pubTCP); d[pubQUIC] != 0 || d[pubTCP] == 0 {
+		t.Errorf("on the internet QUIC dialled after %v and TCP after %v, want libp2p's order: QUIC first", d[pubQUIC], d[pubTCP])
+	}
 	if d := delays(relay); d[relay] != 0 {
 		t.Errorf("relay alone dialled after %v, want at once", d[relay])
 	}
