@@ -66,11 +66,7 @@ type Checker struct {
 	checks []Check
 	gauge  *prometheus.GaugeVec
 	logger *slog.Logger
-
-	mu      sync.Mutex
-	last    Report
-	at      time.Time
-	running chan struct{} // closed when the run in flight ends; nil if none
+	shared Shared[Report]
 }
 
 // New returns a checker of checks, with the gauge kez_ready{check} on reg
@@ -88,7 +84,7 @@ func New(cfg Config, checks []Check, reg prometheus.Registerer, logger *slog.Log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Checker{cfg: cfg, checks: checks, logger: logger,
+	c := &Checker{cfg: cfg, checks: checks, logger: logger, shared: Shared[Report]{MaxAge: cfg.MaxAge, Now: cfg.Now},
 		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kez_ready", Help: "Readiness by check: 1 when the check passes, 0 when it fails.",
 		}, []string{"check"}),
@@ -101,33 +97,10 @@ func New(cfg Config, checks []Check, reg prometheus.Registerer, logger *slog.Log
 // returns the report. A result younger than MaxAge is reused, and callers
 // that arrive while a run is in flight share it.
 func (c *Checker) Ready(ctx context.Context) Report {
-	c.mu.Lock()
-	if !c.at.IsZero() && c.cfg.Now().Sub(c.at) < c.cfg.MaxAge {
-		r := c.last
-		c.mu.Unlock()
-		return r
+	r, err := c.shared.Do(ctx, func(ctx context.Context) Report { return c.run(context.WithoutCancel(ctx)) })
+	if err != nil {
+		return Report{Status: "unavailable", Checks: map[string]string{}, Failing: []string{"timeout"}}
 	}
-	if wait := c.running; wait != nil {
-		c.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return Report{Status: "unavailable", Checks: map[string]string{}, Failing: []string{"timeout"}}
-		}
-		c.mu.Lock()
-		r := c.last
-		c.mu.Unlock()
-		return r
-	}
-	done := make(chan struct{})
-	c.running = done
-	c.mu.Unlock()
-
-	r := c.run(context.WithoutCancel(ctx))
-	c.mu.Lock()
-	c.last, c.at, c.running = r, c.cfg.Now(), nil
-	c.mu.Unlock()
-	close(done)
 	return r
 }
 

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/health"
 )
 
 // Turns reports the moments when a write in flight may never be
@@ -80,18 +82,16 @@ type StoreProbe struct {
 	js       jetstream.JetStream
 	replicas int
 	writer   string
+	shared   health.Shared[error]
 
-	mu      sync.Mutex
-	last    error
-	at      time.Time
-	running chan struct{}
-	failed  time.Time // when a probe last failed (zero: the last one passed)
+	mu     sync.Mutex
+	failed time.Time // when a probe last failed (zero: the last one passed)
 }
 
 // NewStoreProbe returns a probe writing for writer (a token naming the
 // replica) to the probe stream of replicas replicas.
 func NewStoreProbe(js jetstream.JetStream, replicas int, writer string) *StoreProbe {
-	return &StoreProbe{js: js, replicas: replicas, writer: writer}
+	return &StoreProbe{js: js, replicas: replicas, writer: writer, shared: health.Shared[error]{MaxAge: probeReuse}}
 }
 
 // probeReuse is how long a probe's result stands.
@@ -100,37 +100,20 @@ const probeReuse = time.Second
 // Check probes the store (or reuses a result younger than a second, or
 // waits for the probe in flight) and returns nil when it takes a write.
 func (p *StoreProbe) Check(ctx context.Context) error {
-	p.mu.Lock()
-	if !p.at.IsZero() && time.Since(p.at) < probeReuse {
-		err := p.last
-		p.mu.Unlock()
-		return err
-	}
-	if wait := p.running; wait != nil {
-		p.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return fmt.Errorf("store probe: %w", ctx.Err())
-		}
+	err, waitErr := p.shared.Do(ctx, func(ctx context.Context) error {
+		err := ProbeStore(ctx, p.js, p.replicas, p.writer)
 		p.mu.Lock()
-		err := p.last
-		p.mu.Unlock()
+		defer p.mu.Unlock()
+		if errors.Is(err, errStoreRefuses) || errors.Is(err, errStoreNoAnswer) {
+			p.failed = time.Now()
+		} else if err == nil {
+			p.failed = time.Time{}
+		}
 		return err
+	})
+	if waitErr != nil {
+		return fmt.Errorf("store probe: %w", waitErr)
 	}
-	done := make(chan struct{})
-	p.running = done
-	p.mu.Unlock()
-	err := ProbeStore(ctx, p.js, p.replicas, p.writer)
-	p.mu.Lock()
-	p.last, p.at, p.running = err, time.Now(), nil
-	if errors.Is(err, errStoreRefuses) || errors.Is(err, errStoreNoAnswer) {
-		p.failed = time.Now()
-	} else if err == nil {
-		p.failed = time.Time{}
-	}
-	p.mu.Unlock()
-	close(done)
 	return err
 }
 
