@@ -103,17 +103,6 @@ func (p *Profile) updateContactsLocked(fn func([]Contact) ([]Contact, error)) er
 	return writeJSON(p.path(contactsFile), contactsDoc{V: 1, Contacts: cs})
 }
 
-// putContact replaces or adds c in cs.
-func putContact(cs []Contact, c Contact) []Contact {
-	for i := range cs {
-		if cs[i].Handle == c.Handle {
-			cs[i] = c
-			return cs
-		}
-	}
-	return append(cs, c)
-}
-
 // Direction of a history entry.
 const (
 	DirIn  = "in"

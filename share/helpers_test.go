@@ -3,7 +3,6 @@ package share_test
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"io"
 	"testing"
 	"time"
@@ -90,15 +89,4 @@ func decryptFile(tb testing.TB, k filecrypt.Key, stream []byte) []byte {
 func signManifest(key *kez.PrivateKey, payload []byte) []byte {
 	sig := key.Sign(kez.PurposeManifest, payload)
 	return []byte(`{"payload":"` + base64.StdEncoding.EncodeToString(payload) + `","sig":"` + base64.StdEncoding.EncodeToString(sig) + `"}`)
-}
-
-// wantErr fails tb unless err matches want (nil: no error).
-func wantErr(tb testing.TB, what string, err, want error) {
-	tb.Helper()
-	switch {
-	case want == nil && err != nil:
-		tb.Errorf("%s: unexpected error %v", what, err)
-	case want != nil && !errors.Is(err, want):
-		tb.Errorf("%s: error %v, want %v", what, err, want)
-	}
 }
