@@ -395,7 +395,13 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 func startBenchRelay(t *testing.T, home *atomic.Value) string {
 	t.Helper()
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := url.Parse(home.Load().(string))
+		base, ok := home.Load().(string)
+		if !ok {
+			// Not set yet: the relay's readiness asks from its start.
+			http.Error(w, "no home server yet", http.StatusBadGateway)
+			return
+		}
+		u, _ := url.Parse(base)
 		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
