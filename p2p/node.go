@@ -421,41 +421,43 @@ func (g relayOnly) InterceptSecured(_ network.Direction, p peer.ID, c network.Co
 
 func (g relayOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
-// dialRanker is libp2p's default ranking, except that a peer's relay
-// addresses also wait swarm.RelayDelay when all its direct addresses are
-// private: libp2p dials the relay at once then (a private address is
-// often another network's), and the relayed connection won the race even
-// between two machines on one LAN, spending the relay's bandwidth on
-// them. Direct addresses that do not answer cost a transfer 500 ms.
+// dialRanker is libp2p's default ranking, with two changes:
 //
-// Between private addresses (a LAN, this machine) TCP is also dialled
-// before QUIC, which waits lanQUICDelay: libp2p prefers QUIC, and here
-// quic-go costs about twice the CPU per byte of TCP+Noise+yamux, so a
-// 1 GiB fetch on loopback ran at 80-100 MiB/s over QUIC against
-// 160-170 MiB/s over TCP (issue 17's bench, make bench). Over the
-// internet libp2p's order stands: QUIC first, where hole punching works
-// best.
+//   - When all of a peer's direct addresses are private, its relay
+//     addresses also wait swarm.RelayDelay: libp2p dials the relay at
+//     once then (a private address is often another network's), and the
+//     relayed connection won the race even between two machines on one
+//     LAN, spending the relay's bandwidth on them. Direct addresses that
+//     do not answer cost a transfer 500 ms.
+//   - When a peer has a private TCP address (a LAN, this machine), that
+//     is dialled at once and every QUIC address waits lanQUICDelay:
+//     libp2p prefers QUIC, and quic-go costs about twice the CPU per
+//     byte of TCP+Noise+yamux, so a 1 GiB fetch on loopback ran at
+//     85-100 MiB/s over QUIC against 180-250 MiB/s over TCP
+//     (TestBenchFiles). A peer met over the internet that lists private
+//     addresses of its own network costs 250 ms before QUIC; one with
+//     public addresses only keeps libp2p's order, QUIC first.
 func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 	ranked := swarm.DefaultDialRanker(addrs)
-	direct, public := false, false
+	direct, public, lanTCP := false, false, false
 	for _, a := range addrs {
 		if isCircuit(a) {
 			continue
 		}
 		direct = true
 		public = public || !manet.IsPrivateAddr(a)
-	}
-	if !direct || public { // no alternative, or libp2p delays the relay already
-		return ranked
+		lanTCP = lanTCP || (manet.IsPrivateAddr(a) && isTCP(a))
 	}
 	for i := range ranked {
 		a := ranked[i].Addr
 		switch {
 		case isCircuit(a):
-			ranked[i].Delay += swarm.RelayDelay
-		case isQUIC(a):
+			if direct && !public { // with a public address libp2p delays the relay already
+				ranked[i].Delay += swarm.RelayDelay
+			}
+		case lanTCP && isQUIC(a):
 			ranked[i].Delay += lanQUICDelay
-		case isTCP(a):
+		case lanTCP && isTCP(a) && manet.IsPrivateAddr(a):
 			ranked[i].Delay = 0
 		}
 	}

@@ -31,6 +31,11 @@ func TestDialRankerPrefersDirectOnALAN(t *testing.T) {
 	if d := delays(lanQUIC, lanTCP); d[lanTCP] != 0 || d[lanQUIC] < lanQUICDelay {
 		t.Errorf("on a LAN TCP dialled after %v and QUIC after %v, want TCP at once and QUIC after %v", d[lanTCP], d[lanQUIC], lanQUICDelay)
 	}
+	const loTCP = "/ip4/127.0.0.1/tcp/4242"
+	if d := delays("/ip4/192.0.2.2/udp/4242/quic-v1", loTCP); d[loTCP] != 0 || d["/ip4/192.0.2.2/udp/4242/quic-v1"] < lanQUICDelay {
+		t.Errorf("beside a public QUIC address, loopback TCP dialled after %v and QUIC after %v, want TCP at once and QUIC after %v",
+			d[loTCP], d["/ip4/192.0.2.2/udp/4242/quic-v1"], lanQUICDelay)
+	}
 	const pubTCP, pubQUIC = "/ip4/198.51.100.7/tcp/4242", "/ip4/198.51.100.7/udp/4242/quic-v1"
 	if d := delays(pubQUIC, pubTCP); d[pubQUIC] != 0 || d[pubTCP] == 0 {
 		t.Errorf("on the internet QUIC dialled after %v and TCP after %v, want libp2p's order: QUIC first", d[pubQUIC], d[pubTCP])
