@@ -86,7 +86,7 @@ func decodeMembers(b []byte) ([]Member, error) {
 // StringValue decodes v, which must be a JSON string with nothing around
 // it, as json.Unmarshal would (invalid UTF-8 becomes U+FFFD); ok is false
 // for anything else.
-func StringValue(v json.RawMessage) (s string, ok bool) {
+func StringValue(v json.RawMessage) (string, bool) {
 	if len(v) == 0 || v[0] != '"' {
 		return "", false
 	}
@@ -95,6 +95,7 @@ func StringValue(v json.RawMessage) (s string, ok bool) {
 	if len(v) >= 2 && v[len(v)-1] == '"' && plainString(v[1:len(v)-1]) {
 		return string(v[1 : len(v)-1]), true
 	}
+	var s string // here only: &s escapes, and would cost the fast path an allocation
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", false
 	}
