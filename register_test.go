@@ -5,15 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/vectortest"
 )
 
 const otherSeedHex = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb" // RFC 8032 TEST 2
@@ -424,8 +423,6 @@ func TestRegistryEventValidate(t *testing.T) {
 
 // Registration signature vectors: testdata/registration-vectors.json.
 
-var update = flag.Bool("update", false, "regenerate testdata/registration-vectors.json (go test -run TestRegistrationVectors -update)")
-
 const regVectorsPath = "testdata/registration-vectors.json"
 
 type regVectorFile struct {
@@ -548,28 +545,7 @@ func mustJSON(tb testing.TB, v any) json.RawMessage {
 }
 
 func TestRegistrationVectors(t *testing.T) {
-	generated := generateRegVectors(t)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(generated); err != nil {
-		t.Fatal(err)
-	}
-	want := buf.Bytes()
-	if *update {
-		if err := os.WriteFile(regVectorsPath, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", regVectorsPath)
-	}
-	got, err := os.ReadFile(regVectorsPath)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestRegistrationVectors -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the generated vectors; if the change is intended, run go test -run TestRegistrationVectors -update", regVectorsPath)
-	}
+	got := vectortest.Check(t, regVectorsPath, vectortest.JSON(t, generateRegVectors(t), false))
 
 	var f regVectorFile
 	if err := json.Unmarshal(got, &f); err != nil {

@@ -141,7 +141,7 @@ func TestBenchFiles(t *testing.T) {
 					t.Fatalf("%s: %v", tr.m.name, err)
 				}
 				tr.m.add(mibPerSec(bigFile, time.Since(start)))
-				if i == 0 && sumFile(t, filepath.Join(dir, "get.bin")) != want {
+				if i == 0 && keztest.SumFile(t, filepath.Join(dir, "get.bin")) != want {
 					t.Fatalf("%s: fetched blob differs from the source", tr.m.name)
 				}
 				os.Remove(filepath.Join(dir, "get.bin"))
@@ -371,7 +371,7 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 			if err := json.Unmarshal([]byte(out), &fr); err != nil || fr.Route != v.route {
 				t.Errorf("fetch %s (%s): printed %q (want route %s): %v", fmtSize(size), v.name, out, v.route, err)
 			}
-			if sumFile(t, got) != sum {
+			if keztest.SumFile(t, got) != sum {
 				t.Fatalf("fetch %s (%s), round %d: the output differs from the shared file", fmtSize(size), v.name, i+1)
 			}
 			os.Remove(got)
@@ -501,7 +501,7 @@ func benchCroc(t *testing.T, path string, sum [32]byte, baseline func() float64)
 			return nil
 		}
 		got := filepath.Join(outDir, filepath.Base(path))
-		if sumFile(t, got) != sum {
+		if keztest.SumFile(t, got) != sum {
 			t.Fatalf("croc round %d: received file differs", i+1)
 		}
 		os.Remove(got)
@@ -930,16 +930,6 @@ func writeRandomFile(t *testing.T, path string, size int64, seed byte) [32]byte 
 	return [32]byte(h.Sum(nil))
 }
 
-func sumFile(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	return sumReader(t, f)
-}
-
 func sumBlob(t *testing.T, s *blob.Store, h blob.Hash) [32]byte {
 	t.Helper()
 	f, err := s.Open(h)
@@ -947,16 +937,7 @@ func sumBlob(t *testing.T, s *blob.Store, h blob.Hash) [32]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return sumReader(t, f)
-}
-
-func sumReader(t *testing.T, r io.Reader) [32]byte {
-	t.Helper()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
+	return keztest.SumReader(t, f)
 }
 
 func openStore(t *testing.T, dir string) *blob.Store {

@@ -5,15 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"io"
-	"os"
 	"testing"
 
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/vectortest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/vectors.json from this implementation")
 
 // vector is one kez-file-v1 test vector. The plaintext is vectorPlaintext(
 // Size): byte i is i mod 251. Stream is the whole stream in hex for small
@@ -36,8 +33,8 @@ func vectorPlaintext(n int) []byte {
 
 func TestVectors(t *testing.T) {
 	const path = "testdata/vectors.json"
-	if *update {
-		var vs []vector
+	var vs []vector
+	{
 		for i, n := range []int{0, 1, 100, cs - 1, cs, cs + 1, 2*cs + 100} {
 			key := bytes.Repeat([]byte{byte(0x10 + i)}, filecrypt.KeySize)
 			salt := bytes.Repeat([]byte{byte(0x80 + i)}, filecrypt.SaltSize)
@@ -53,16 +50,9 @@ func TestVectors(t *testing.T) {
 			}
 			vs = append(vs, v)
 		}
-		b, _ := json.MarshalIndent(vs, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []vector
+	b := vectortest.Check(t, path, vectortest.JSON(t, vs, false))
+	vs = nil
 	if err := json.Unmarshal(b, &vs); err != nil {
 		t.Fatal(err)
 	}

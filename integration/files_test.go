@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
 )
@@ -114,18 +114,6 @@ func writeRandom(t *testing.T, path string, size int64, seed uint64) [32]byte {
 	return [32]byte(h.Sum(nil))
 }
 
-func sumFile(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	io.Copy(h, f)
-	return [32]byte(h.Sum(nil))
-}
-
 // shareID shares path with to and returns the file's ID.
 func shareID(t *testing.T, from *user, to, path string) string {
 	t.Helper()
@@ -195,7 +183,7 @@ func TestFiles(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("fetch: exit %d\n%s\n%s", code, out, errw)
 	}
-	if sumFile(t, got) != want {
+	if keztest.SumFile(t, got) != want {
 		t.Fatal("fetched file differs from the shared one")
 	}
 	// Sent to bob alone: readable by bob alone.
@@ -240,7 +228,7 @@ func TestFiles(t *testing.T) {
 	if res.Resumed < 12<<20-filecrypt.EncChunkSize || res.Resumed >= 24<<20 {
 		t.Fatalf("resumed after %d bytes, want about half of %d", res.Resumed, 24<<20)
 	}
-	if sumFile(t, filepath.Join(dir, "half-got.bin")) != wantHalf {
+	if keztest.SumFile(t, filepath.Join(dir, "half-got.bin")) != wantHalf {
 		t.Fatal("resumed file differs")
 	}
 
@@ -264,7 +252,7 @@ func TestFiles(t *testing.T) {
 	uid := shareID(t, alice, "@bob", unseen)
 	bob.fails("no such file", "fetch", uid, "-o", filepath.Join(dir, "unseen-got.bin"))
 	bob.ok("", "fetch", "--from", "@alice", uid, "-o", filepath.Join(dir, "unseen-got.bin"))
-	if sumFile(t, filepath.Join(dir, "unseen-got.bin")) != wantUnseen {
+	if keztest.SumFile(t, filepath.Join(dir, "unseen-got.bin")) != wantUnseen {
 		t.Fatal("file fetched from the manifest differs")
 	}
 	bob.listenOnce()
@@ -293,7 +281,7 @@ func TestFiles(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Route != "relayed" {
 		t.Fatalf("relay-only fetch: %q %q %v", out, errw, err)
 	}
-	if sumFile(t, filepath.Join(dir, "relayed-got.bin")) != wantRel {
+	if keztest.SumFile(t, filepath.Join(dir, "relayed-got.bin")) != wantRel {
 		t.Fatal("relayed file differs")
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/keztest"
 	"kez.lat/kez/relay"
 )
 
@@ -88,7 +89,7 @@ func TestNetnsRelay(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("fetch printed %q (stderr %q): %v", out, errw, err)
 		}
-		if sumFile(t, got) != want {
+		if keztest.SumFile(t, got) != want {
 			t.Fatal("fetched file differs from the shared one")
 		}
 		if _, errw, code := listen.stop(); code != 0 {

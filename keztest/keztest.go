@@ -1,5 +1,6 @@
 // Package keztest makes kez keys for tests: fresh random ones, and fixed
-// ones from a seed pattern for tests whose output must not change.
+// ones from a seed pattern for tests whose output must not change; and it
+// sums files, for tests that check one arrived whole.
 package keztest
 
 import (

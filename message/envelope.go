@@ -269,14 +269,14 @@ func parse(wire []byte, parseKey func(string) (kez.PublicKey, error)) (Envelope,
 	if len(wire) > MaxSize {
 		return e, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(wire), MaxSize)
 	}
-	ms, err := objectMembers(wire)
+	ms, err := jsonFormat.Members(wire, "envelope")
 	if err != nil {
 		return e, err
 	}
 	// The version decides which members belong: read it first.
 	for _, m := range ms {
-		if m.name == "v" {
-			switch string(m.value) {
+		if m.Name == "v" {
+			switch string(m.Value) {
 			case "1":
 				e.Version = Version1
 			case "2":
@@ -292,9 +292,9 @@ func parse(wire []byte, parseKey func(string) (kez.PublicKey, error)) (Envelope,
 	fields := e.format().fields
 	var have [9]bool
 	for _, m := range ms {
-		i := slices.Index(fields, m.name)
+		i := slices.Index(fields, m.Name)
 		if i < 0 {
-			return Envelope{}, fmt.Errorf("%w: unknown field %s in a v%d envelope", ErrMalformed, strictjson.Quote(m.name), e.Version)
+			return Envelope{}, fmt.Errorf("%w: unknown field %s in a v%d envelope", ErrMalformed, strictjson.Quote(m.Name), e.Version)
 		}
 		if err := e.setField(m, parseKey); err != nil {
 			return Envelope{}, err
@@ -314,32 +314,32 @@ func parse(wire []byte, parseKey func(string) (kez.PublicKey, error)) (Envelope,
 
 // setField decodes member m, one of the fields of e's version other than
 // v, into e.
-func (e *Envelope) setField(m member, parseKey func(string) (kez.PublicKey, error)) error {
-	bad := func(what string) error { return fmt.Errorf("%w: %q %s", ErrMalformed, m.name, what) }
-	switch m.name {
+func (e *Envelope) setField(m strictjson.Member, parseKey func(string) (kez.PublicKey, error)) error {
+	bad := func(what string) error { return fmt.Errorf("%w: %q %s", ErrMalformed, m.Name, what) }
+	switch m.Name {
 	case "v":
 		return nil // read by parse
 	case "ts":
-		ts, ok := parseTimestamp(m.value)
+		ts, ok := parseTimestamp(m.Value)
 		if !ok {
 			return bad("must be a non-negative integer")
 		}
 		e.Timestamp = ts
 		return nil
 	}
-	s, ok := jsonString(m.value)
+	s, ok := strictjson.StringValue(m.Value)
 	if !ok {
 		return bad("must be a string")
 	}
-	switch m.name {
+	switch m.Name {
 	case "id":
 		return decodeFixed(e.ID[:], s, bad)
 	case "from", "to":
 		k, err := parseKey(s)
 		if err != nil {
-			return fmt.Errorf("%w: %q: %w", ErrMalformed, m.name, err)
+			return fmt.Errorf("%w: %q: %w", ErrMalformed, m.Name, err)
 		}
-		if m.name == "from" {
+		if m.Name == "from" {
 			e.From = k
 		} else {
 			e.To = k

@@ -1,6 +1,10 @@
 package message
 
-import "errors"
+import (
+	"errors"
+
+	"kez.lat/kez/strictjson"
+)
 
 // Errors returned by this package. A signature failure is reported as
 // [kez.ErrBadSignature] and a low-order public key as [kez.ErrInvalidKey].
@@ -24,3 +28,8 @@ var (
 	// ErrClosed: the [Identity] was closed; its secrets are gone.
 	ErrClosed = errors.New("message identity is closed")
 )
+
+// jsonFormat reads envelopes and plaintexts strictly, its errors wrapping
+// ErrMalformed. Members reads one level, so MaxDepth is not used: the
+// file layer checks the members of a plaintext it owns.
+var jsonFormat = strictjson.Format{Err: ErrMalformed}

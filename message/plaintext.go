@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"kez.lat/kez/strictjson"
 )
 
 // Plaintext types this version understands.
@@ -57,21 +59,21 @@ func NewPlaintext(raw []byte) (Plaintext, error) {
 
 // newPlaintext is NewPlaintext for bytes the Plaintext may keep.
 func newPlaintext(raw []byte) (Plaintext, error) {
-	ms, err := objectMembers(raw)
+	ms, err := jsonFormat.Members(raw, "plaintext")
 	if err != nil {
-		return Plaintext{}, fmt.Errorf("plaintext: %w", err)
+		return Plaintext{}, err
 	}
 	p := Plaintext{raw: raw}
 	var body json.RawMessage
 	for _, m := range ms {
-		switch m.name {
+		switch m.Name {
 		case "type":
 			var ok bool
-			if p.typ, ok = jsonString(m.value); !ok || p.typ == "" {
+			if p.typ, ok = strictjson.StringValue(m.Value); !ok || p.typ == "" {
 				return Plaintext{}, fmt.Errorf("plaintext: %w: \"type\" must be a non-empty string", ErrMalformed)
 			}
 		case "body":
-			body = m.value
+			body = m.Value
 		}
 	}
 	if p.typ == "" {
@@ -80,7 +82,7 @@ func newPlaintext(raw []byte) (Plaintext, error) {
 	// Other types give "body" (if any) their own meaning.
 	if p.typ == TypeText {
 		var ok bool
-		if p.body, ok = jsonString(body); !ok {
+		if p.body, ok = strictjson.StringValue(body); !ok {
 			return Plaintext{}, fmt.Errorf("plaintext: %w: text needs a string \"body\"", ErrMalformed)
 		}
 	}

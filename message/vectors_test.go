@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,9 +19,8 @@ import (
 	"golang.org/x/crypto/curve25519"
 
 	"kez.lat/kez"
+	"kez.lat/kez/vectortest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -173,7 +171,7 @@ func shiftTS(e Envelope) Envelope {
 
 // generateVectors builds the vector file; it is deterministic (ed25519
 // signatures are, and the random bytes are fixed).
-func generateVectors() ([]byte, error) {
+func generateVectors() (vectorFile, error) {
 	alice, bob, carol := vectorKey("alice"), vectorKey("bob"), vectorKey("carol")
 	f := vectorFile{Comment: []string{
 		"kez-msg-v2 and kez-msg-v1 test vectors, see docs/kez-msg-v2.md and docs/kez-msg-v1.md.",
@@ -217,16 +215,16 @@ func generateVectors() ([]byte, error) {
 	for _, c := range all {
 		e, wire, err := sealVersion(c.v, c.from, c.to.Public(), c.pt, c.ts, c.rand)
 		if err != nil {
-			return nil, fmt.Errorf("case %q: %w", c.desc, err)
+			return vectorFile{}, fmt.Errorf("case %q: %w", c.desc, err)
 		}
 		envs[c.v] = append(envs[c.v], e)
 		shared, err := curve25519.X25519(c.from.X25519(), c.to.Public().X25519())
 		if err != nil {
-			return nil, err
+			return vectorFile{}, err
 		}
 		key, err := refKey(c.from.X25519(), c.to.Public().X25519(), e.Salt[:], e.keyInfo())
 		if err != nil {
-			return nil, err
+			return vectorFile{}, err
 		}
 		v := validVector{
 			Description:     c.desc,
@@ -321,7 +319,7 @@ func generateVectors() ([]byte, error) {
 			w, err := e.seal(id, Plaintext{raw: []byte(`{"body":"no type"}`)})
 			id.Close()
 			if err != nil {
-				return nil, err
+				return vectorFile{}, err
 			}
 			add(pre+"plaintext without a type", bobSeed, alicePub, string(w), "malformed")
 		}
@@ -387,14 +385,7 @@ func generateVectors() ([]byte, error) {
 	malformed("sig missing", baseWire[:strings.Index(baseWire, `,"sig":`)]+"}")
 	malformed("data after the object", baseWire+"{}")
 
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(f); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
+	return f, nil
 }
 
 const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -402,22 +393,11 @@ const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 // TestVectorsRegenerate checks that the generator reproduces the committed
 // file byte for byte; with -update it rewrites the file.
 func TestVectorsRegenerate(t *testing.T) {
-	got, err := generateVectors()
+	f, err := generateVectors()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(vectorsPath, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s is not what the generator makes; run go test -run TestVectorsRegenerate -update if the change is intended", vectorsPath)
-	}
+	vectortest.Check(t, vectorsPath, vectortest.JSON(t, f, false))
 }
 
 // TestVectorsFile checks every vector of the committed file independently

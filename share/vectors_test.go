@@ -6,16 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"testing"
 
 	"kez.lat/kez"
 	"kez.lat/kez/keztest"
 	"kez.lat/kez/share"
+	"kez.lat/kez/vectortest"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json (go test ./share -run TestVectors -update)")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -216,23 +213,7 @@ func signManifestWith(sig, payload []byte) []byte {
 
 func TestVectors(t *testing.T) {
 	want := generateVectors(t)
-	gen, err := json.MarshalIndent(want, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen = append(gen, '\n')
-	if *update {
-		if err := os.WriteFile(vectorsPath, gen, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b, gen) {
-		t.Fatalf("%s differs from the generator's output: the formats changed (regenerate with -update only if that is intended)", vectorsPath)
-	}
+	b := vectortest.Check(t, vectorsPath, vectortest.JSON(t, want, true))
 	var v vectorFile
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)

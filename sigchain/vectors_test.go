@@ -7,10 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +16,8 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/keztest"
 	"kez.lat/kez/sigchain"
+	"kez.lat/kez/vectortest"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json (go test -run TestVectors -update)")
 
 const vectorsPath = "testdata/vectors.json"
 
@@ -197,27 +194,7 @@ func generateVectors(tb testing.TB) vectorFile {
 // TestVectors regenerates testdata/vectors.json and compares it with the
 // file (or rewrites it with -update).
 func TestVectors(t *testing.T) {
-	got, err := json.MarshalIndent(generateVectors(t), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from what the code generates; if the change is intended, run go test -run TestVectors -update", vectorsPath)
-	}
+	vectortest.Check(t, vectorsPath, vectortest.JSON(t, generateVectors(t), true))
 }
 
 // TestVectorsFile checks testdata/vectors.json from its own contents, the

@@ -215,8 +215,8 @@ func (o Object) String(name string, required bool) (string, error) {
 		}
 		return "", nil
 	}
-	var s string
-	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := StringValue(bytes.TrimSpace(raw))
+	if !ok {
 		return "", o.Errorf("field %q must be a string", name)
 	}
 	return s, nil
@@ -306,8 +306,8 @@ func (o Object) Strings(name string, required bool) ([]string, error) {
 	}
 	out := make([]string, 0, len(elems))
 	for _, e := range elems {
-		var s string
-		if e = bytes.TrimSpace(e); len(e) == 0 || e[0] != '"' || json.Unmarshal(e, &s) != nil {
+		s, ok := StringValue(bytes.TrimSpace(e))
+		if !ok {
 			return nil, bad
 		}
 		out = append(out, s)

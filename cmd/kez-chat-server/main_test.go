@@ -20,19 +20,13 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/cmd/cli/clitest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 )
 
-func runCLI(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := run(context.Background(), args, &out, &errOut)
-	return out.String(), errOut.String(), err
-}
-
 func TestHelpDocumentsEveryCommand(t *testing.T) {
-	out, _, err := runCLI(t, "--help")
+	out, _, err := clitest.Run(t, run, "--help")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +35,7 @@ func TestHelpDocumentsEveryCommand(t *testing.T) {
 			t.Errorf("--help does not mention %s:\n%s", cmd, out)
 		}
 	}
-	out, _, err = runCLI(t, "serve", "--help")
+	out, _, err = clitest.Run(t, run, "serve", "--help")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +67,14 @@ func TestPublicRelayFlag(t *testing.T) {
 }
 
 func TestUnknownFlagFails(t *testing.T) {
-	if _, _, err := runCLI(t, "serve", "--no-such-flag"); err == nil {
+	if _, _, err := clitest.Run(t, run, "serve", "--no-such-flag"); err == nil {
 		t.Fatal("unknown flag accepted")
 	}
 }
 
 func TestKeysCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
-	out, _, err := runCLI(t, "keys", "--dir", dir)
+	out, _, err := clitest.Run(t, run, "keys", "--dir", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +84,7 @@ func TestKeysCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "kez-keys.conf")); err != nil {
 		t.Fatal(err)
 	}
-	again, _, err := runCLI(t, "keys", "--dir", dir)
+	again, _, err := clitest.Run(t, run, "keys", "--dir", dir)
 	if err != nil || again != out {
 		t.Fatalf("second run changed the keys (%v)", err)
 	}
@@ -103,14 +97,14 @@ func TestHealthcheck(t *testing.T) {
 		w.Write([]byte(`{"status":"x"}`))
 	}))
 	defer srv.Close()
-	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL); err != nil {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", srv.URL); err != nil {
 		t.Fatalf("healthy server: %v", err)
 	}
 	status = http.StatusServiceUnavailable
-	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", srv.URL); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("unhealthy server: %v", err)
 	}
-	if _, _, err := runCLI(t, "healthcheck", "--url", "http://127.0.0.1:1/"); err == nil {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", "http://127.0.0.1:1/"); err == nil {
 		t.Fatal("unreachable server passed")
 	}
 }
@@ -119,7 +113,7 @@ func TestHealthcheck(t *testing.T) {
 // serve with both sizes and the flag to change.
 func TestStartStoreTooSmall(t *testing.T) {
 	ns := natstest.StartWith(t, func(o *server.Options) { o.JetStreamMaxStore = 32 << 20 })
-	_, _, err := runCLI(t, "serve", "--nats-url", ns.ClientURL(), "--keys-dir", ns.KeysDir(), "--http-addr", "127.0.0.1:0",
+	_, _, err := clitest.Run(t, run, "serve", "--nats-url", ns.ClientURL(), "--keys-dir", ns.KeysDir(), "--http-addr", "127.0.0.1:0",
 		"--inbox-max-bytes", "1073741824")
 	if err == nil {
 		t.Fatal("serve started with a 1 GiB inbox on a 32 MiB store")
@@ -161,7 +155,7 @@ func TestScrubCommand(t *testing.T) {
 	cancel()
 
 	args := []string{"scrub", "--nats-url", ns.ClientURL(), "--nats-nkey-file", ns.KeyFile(natskeys.KeyChatServer), "--domain", "KEZ.test"}
-	out, _, err := runCLI(t, args...)
+	out, _, err := clitest.Run(t, run, args...)
 	if err != nil {
 		t.Fatalf("scrub of a healthy log: %v\n%s", err, out)
 	}
@@ -170,7 +164,7 @@ func TestScrubCommand(t *testing.T) {
 			t.Errorf("scrub output lacks %q:\n%s", want, out)
 		}
 	}
-	out, _, err = runCLI(t, append(args, "--json")...)
+	out, _, err = clitest.Run(t, run, append(args, "--json")...)
 	var res chatserver.ScrubResult
 	if err != nil || json.Unmarshal([]byte(out), &res) != nil || !res.OK || len(res.Streams) != 4 || res.Streams[0].Events != 40 {
 		t.Fatalf("scrub --json of a healthy log: %v\n%s", err, out)
@@ -184,7 +178,7 @@ func TestScrubCommand(t *testing.T) {
 		}
 	}
 	ns.Restart()
-	out, _, err = runCLI(t, append(args, "--json")...)
+	out, _, err = clitest.Run(t, run, append(args, "--json")...)
 	if err == nil || !strings.Contains(err.Error(), "damage found") {
 		t.Fatalf("scrub of a truncated log: err = %v", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -15,18 +14,12 @@ import (
 	"time"
 
 	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/cmd/cli/clitest"
 	"kez.lat/kez/relay"
 )
 
-func runCLI(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := run(context.Background(), args, &out, &errOut)
-	return out.String(), errOut.String(), err
-}
-
 func TestHelp(t *testing.T) {
-	out, _, err := runCLI(t, "--help")
+	out, _, err := clitest.Run(t, run, "--help")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +33,7 @@ func TestHelp(t *testing.T) {
 		"id":          {"$KEZ_RELAY_KEY_FILE", "$KEZ_RELAY_LISTEN"},
 		"healthcheck": {"$HEALTHCHECK_URL"},
 	} {
-		out, _, err := runCLI(t, cmd, "--help")
+		out, _, err := clitest.Run(t, run, cmd, "--help")
 		if err != nil {
 			t.Fatalf("%s --help: %v", cmd, err)
 		}
@@ -107,21 +100,21 @@ func TestHealthcheck(t *testing.T) {
 		w.WriteHeader(status)
 	}))
 	defer srv.Close()
-	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL+"/healthz"); err != nil {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", srv.URL+"/healthz"); err != nil {
 		t.Fatalf("healthy relay: %v", err)
 	}
 	status = http.StatusServiceUnavailable
-	if _, _, err := runCLI(t, "healthcheck", "--url", srv.URL+"/healthz"); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", srv.URL+"/healthz"); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("unhealthy relay: %v", err)
 	}
-	if _, _, err := runCLI(t, "healthcheck", "--url", "http://127.0.0.1:1/healthz"); err == nil {
+	if _, _, err := clitest.Run(t, run, "healthcheck", "--url", "http://127.0.0.1:1/healthz"); err == nil {
 		t.Fatal("no relay: healthcheck passed")
 	}
 }
 
 func TestIDStable(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "relay.key")
-	first, _, err := runCLI(t, "id", "--key-file", key, "--listen", "/dns4/relay.kez.test/udp/4001/quic-v1")
+	first, _, err := clitest.Run(t, run, "id", "--key-file", key, "--listen", "/dns4/relay.kez.test/udp/4001/quic-v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +122,7 @@ func TestIDStable(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "12D3KooW") || lines[1] != "/dns4/relay.kez.test/udp/4001/quic-v1/p2p/"+lines[0] {
 		t.Fatalf("id printed:\n%s", first)
 	}
-	again, _, err := runCLI(t, "id", "--key-file", key, "--listen", "/dns4/relay.kez.test/udp/4001/quic-v1")
+	again, _, err := clitest.Run(t, run, "id", "--key-file", key, "--listen", "/dns4/relay.kez.test/udp/4001/quic-v1")
 	if err != nil || again != first {
 		t.Fatalf("second id = %q, %v; want %q", again, err, first)
 	}

@@ -1,4 +1,4 @@
-package message
+package strictjson
 
 import (
 	"bytes"
@@ -7,76 +7,86 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
-
-	"kez.lat/kez/strictjson"
 )
 
-// member is one name/value pair of a JSON object, the value as raw JSON.
-type member struct {
-	name  string
-	value json.RawMessage
+// Member is one name/value pair of a JSON object, the value as raw JSON.
+type Member struct {
+	Name  string
+	Value json.RawMessage
 }
 
-// objectMembers splits b, which must be exactly one JSON object and nothing
-// else but white space, into its members in order. A name that appears
-// twice is an error: encoding/json would keep the last value silently (and
-// match names case-insensitively), so two implementations could read two
-// different messages from the same bytes.
+// Members splits b, which must be exactly one JSON object and nothing else
+// but white space, into its members in the order they were written; what
+// names b in errors, which wrap f's sentinel and [ErrMalformed]. A name
+// that appears twice is an error: encoding/json would keep the last value
+// silently (and match names case-insensitively), so two implementations
+// could read two different documents from the same bytes.
 //
-// The common shapes (what Marshal and Text write, and white space) are
-// split by [scanMembers] without encoding/json, which costs most of a
-// Parse; anything it is not sure of is left to encoding/json, whose answer
-// and error then stand. FuzzMembers checks that the two agree.
-func objectMembers(b []byte) ([]member, error) {
+// Unlike [Format.Check] it reads the object's own members only: a value
+// is checked to be JSON, and its reader checks what is inside (f.MaxDepth
+// is not applied, nor a check of UTF-8 beyond encoding/json's).
+//
+// The common shapes (string and integer members, white space) are split
+// without encoding/json, which costs most of a parse of a small object;
+// anything the fast path is not sure of is left to encoding/json, whose
+// answer and error then stand. FuzzMembers checks that the two agree.
+func (f Format) Members(b []byte, what string) ([]Member, error) {
 	if ms, ok := scanMembers(b); ok {
 		return ms, nil
 	}
-	return decodeMembers(b)
-}
-
-// decodeMembers is objectMembers with encoding/json's decoder.
-func decodeMembers(b []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	ms, err := decodeMembers(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, strictjson.DecodeError(err))
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
-	}
-	var ms []member
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, strictjson.DecodeError(err))
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("%w: bad object key", ErrMalformed)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("%w: repeated field %s", ErrMalformed, strictjson.Quote(name))
-		}
-		seen[name] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%w: field %s: %v", ErrMalformed, strictjson.Quote(name), strictjson.DecodeError(err))
-		}
-		ms = append(ms, member{name, v})
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, fmt.Errorf("%w: unterminated JSON object", ErrMalformed)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
+		return nil, f.errorf(what, "%v", err)
 	}
 	return ms, nil
 }
 
-// jsonString decodes v, which must be a JSON string.
-func jsonString(v json.RawMessage) (string, bool) {
+// decodeMembers is Members with encoding/json's decoder; its errors do
+// not echo the input.
+func decodeMembers(b []byte) ([]Member, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, DecodeError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	var ms []Member
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, DecodeError(err)
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("bad object key")
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("repeated field %s", Quote(name))
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("field %s: %v", Quote(name), DecodeError(err))
+		}
+		ms = append(ms, Member{name, v})
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errors.New("unterminated JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("data after the JSON object")
+	}
+	return ms, nil
+}
+
+// StringValue decodes v, which must be a JSON string with nothing around
+// it, as json.Unmarshal would (invalid UTF-8 becomes U+FFFD); ok is false
+// for anything else.
+func StringValue(v json.RawMessage) (string, bool) {
 	if len(v) == 0 || v[0] != '"' {
 		return "", false
 	}
@@ -85,27 +95,26 @@ func jsonString(v json.RawMessage) (string, bool) {
 	if len(v) >= 2 && v[len(v)-1] == '"' && plainString(v[1:len(v)-1]) {
 		return string(v[1 : len(v)-1]), true
 	}
-	var s string
+	var s string // here only: &s escapes, and would cost the fast path an allocation
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", false
 	}
 	return s, true
 }
 
-// scanMembers splits b as objectMembers does, for a subset of JSON: an
-// object whose member names are printable ASCII without escapes, none
-// repeated, and whose values are strings or integers written 0 or
-// [1-9][0-9]*, with JSON white space between tokens. Anything else (other
-// values, escapes in names, a syntax error, a repeated name) returns
-// false, and the caller decides with encoding/json. The values are
-// sub-slices of b.
-func scanMembers(b []byte) ([]member, bool) {
+// scanMembers splits b as Members does, for a subset of JSON: an object
+// whose member names are printable ASCII without escapes, none repeated,
+// and whose values are strings or integers written 0 or [1-9][0-9]*, with
+// JSON white space between tokens. Anything else (other values, escapes in
+// names, a syntax error, a repeated name) returns false, and the caller
+// decides with encoding/json. The values are sub-slices of b.
+func scanMembers(b []byte) ([]Member, bool) {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
 		return nil, false
 	}
 	i = skipSpace(b, i+1)
-	ms := make([]member, 0, 8)
+	ms := make([]Member, 0, 8)
 	if i < len(b) && b[i] == '}' {
 		return ms, skipSpace(b, i+1) == len(b)
 	}
@@ -126,7 +135,7 @@ func scanMembers(b []byte) ([]member, bool) {
 		}
 		name := string(b[i+1 : j])
 		for _, m := range ms {
-			if m.name == name {
+			if m.Name == name {
 				return nil, false
 			}
 		}
@@ -156,7 +165,7 @@ func scanMembers(b []byte) ([]member, bool) {
 		default:
 			return nil, false
 		}
-		ms = append(ms, member{name, b[start:i:i]})
+		ms = append(ms, Member{name, b[start:i:i]})
 		i = skipSpace(b, i)
 		if i == len(b) {
 			return nil, false

@@ -1,9 +1,9 @@
-package message
+package strictjson
 
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
+	"errors"
 	"testing"
 )
 
@@ -24,7 +24,7 @@ var memberSeeds = []string{
 }
 
 // FuzzMembers: scanMembers, when it answers, agrees with encoding/json's
-// split, and jsonString agrees with json.Unmarshal.
+// split, and StringValue agrees with json.Unmarshal.
 func FuzzMembers(f *testing.F) {
 	for _, s := range memberSeeds {
 		f.Add([]byte(s))
@@ -40,18 +40,18 @@ func FuzzMembers(f *testing.F) {
 				t.Fatalf("%d members, encoding/json %d: %q", len(fast), len(slow), b)
 			}
 			for i := range fast {
-				if fast[i].name != slow[i].name || !bytes.Equal(fast[i].value, slow[i].value) {
-					t.Fatalf("member %d: %q=%q, encoding/json %q=%q", i, fast[i].name, fast[i].value, slow[i].name, slow[i].value)
+				if fast[i].Name != slow[i].Name || !bytes.Equal(fast[i].Value, slow[i].Value) {
+					t.Fatalf("member %d: %q=%q, encoding/json %q=%q", i, fast[i].Name, fast[i].Value, slow[i].Name, slow[i].Value)
 				}
 			}
 		}
 		for _, m := range slow {
-			got, gok := jsonString(m.value)
+			got, gok := StringValue(m.Value)
 			var want string
-			werr := json.Unmarshal(m.value, &want)
-			wok := werr == nil && len(m.value) > 0 && m.value[0] == '"'
+			werr := json.Unmarshal(m.Value, &want)
+			wok := werr == nil && len(m.Value) > 0 && m.Value[0] == '"'
 			if gok != wok || got != want {
-				t.Fatalf("jsonString(%q) = %q, %t; json.Unmarshal %q, %v", m.value, got, gok, want, werr)
+				t.Fatalf("StringValue(%q) = %q, %t; json.Unmarshal %q, %v", m.Value, got, gok, want, werr)
 			}
 		}
 	})
@@ -64,33 +64,36 @@ func TestScanMembersSeeds(t *testing.T) {
 			t.Errorf("scanMembers(%q) fell back", s)
 		}
 	}
-	// Refusals are encoding/json's, with its errors.
-	for _, s := range []string{`{"v":1,"v":2}`, `{"v":01}`, `{"v":1}{}`, `{"v":1,}`} {
+	// Refusals are encoding/json's, with its errors, wrapping the
+	// format's sentinel.
+	errMine := errors.New("malformed thing")
+	f := Format{Err: errMine}
+	for _, s := range []string{`{"v":1,"v":2}`, `{"v":01}`, `{"v":1}{}`, `{"v":1,}`, `[]`} {
 		if _, ok := scanMembers([]byte(s)); ok {
 			t.Errorf("scanMembers(%q) accepted", s)
 		}
-		if _, err := objectMembers([]byte(s)); err == nil {
-			t.Errorf("objectMembers(%q) accepted", s)
+		if _, err := f.Members([]byte(s), "thing"); !errors.Is(err, errMine) || !errors.Is(err, ErrMalformed) {
+			t.Errorf("Members(%q) = %v, want an error wrapping both sentinels", s, err)
 		}
 	}
 }
 
-// FuzzDecodeB64: decodeB64 accepts exactly the strings that are the
-// canonical standard base64 of their bytes.
-func FuzzDecodeB64(f *testing.F) {
-	for _, s := range []string{"", "QQ==", "QR==", "QQ=", "QQ", "QUI=", "QUJD", "QUJD\n", "QU\rJD", "QQ==QQ==",
-		"QQ==\n", "-_8=", "AAAA AAAA", "=", "====", "A===", strings.Repeat("A", 44)} {
-		f.Add(s)
+// TestMembersOrder: members come back in the order written, the values
+// as written.
+func TestMembersOrder(t *testing.T) {
+	for _, in := range []string{`{"b":1,"a":"x","c":[1, {"d":2}]}`, `{"b":1, "a":"x" ,"c":[1, {"d":2}]}`} {
+		ms, err := Format{}.Members([]byte(in), "thing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Member{{"b", json.RawMessage("1")}, {"a", json.RawMessage(`"x"`)}, {"c", json.RawMessage(`[1, {"d":2}]`)}}
+		if len(ms) != len(want) {
+			t.Fatalf("%s: %d members, want %d", in, len(ms), len(want))
+		}
+		for i := range want {
+			if ms[i].Name != want[i].Name || !bytes.Equal(ms[i].Value, want[i].Value) {
+				t.Errorf("%s: member %d = %s:%s, want %s:%s", in, i, ms[i].Name, ms[i].Value, want[i].Name, want[i].Value)
+			}
+		}
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := decodeB64(s)
-		want, werr := b64.DecodeString(s)
-		canonical := werr == nil && b64.EncodeToString(want) == s
-		if (err == nil) != canonical {
-			t.Fatalf("decodeB64(%q) = %v; canonical %t", s, err, canonical)
-		}
-		if err == nil && !bytes.Equal(got, want) {
-			t.Fatalf("decodeB64(%q) = %x, want %x", s, got, want)
-		}
-	})
 }
