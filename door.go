@@ -1,6 +1,7 @@
 package kez
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"strings"
 
@@ -82,6 +83,24 @@ func InboxSender(subject string) (PublicKey, error) {
 		return PublicKey{}, errors.New("not an inbox subject")
 	}
 	return ParsePublicKeyHex(t[3])
+}
+
+// InboxSenderHex returns the sender's hex token of an inbox subject
+// kez.inbox.<recipient>.<sender>, if it has that form and the token is 64
+// lowercase hex characters. It does not check the key as a curve point:
+// it is for subjects read back from the inbox stream, which only the door
+// writes, with keys it checked in full.
+func InboxSenderHex(subject string) (string, bool) {
+	t := strings.Split(subject, ".")
+	if len(t) != 4 || t[0] != "kez" || t[1] != "inbox" || len(t[3]) != 2*ed25519.PublicKeySize {
+		return "", false
+	}
+	for _, c := range []byte(t[3]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", false
+		}
+	}
+	return t[3], true
 }
 
 // Codes of the door's refusals: the micro error code header of the answer.

@@ -87,3 +87,33 @@ func FuzzParseDoorRequests(f *testing.F) {
 		}
 	})
 }
+
+// TestInboxSenderHex: the door's reading of its own inbox subjects takes
+// the sender's token only from kez.inbox.<to>.<from> with 64 lowercase
+// hex characters, and agrees with InboxSender on every valid key.
+func TestInboxSenderHex(t *testing.T) {
+	a, _ := kez.GenerateKey(nil)
+	b, _ := kez.GenerateKey(nil)
+	subject := kez.InboxMsgSubject(a.Public(), b.Public())
+	if h, ok := kez.InboxSenderHex(subject); !ok || h != b.Public().Hex() {
+		t.Fatalf("InboxSenderHex(%s) = %q, %v", subject, h, ok)
+	}
+	if k, err := kez.InboxSender(subject); err != nil || !k.Equal(b.Public()) {
+		t.Fatalf("InboxSender(%s) = %v, %v", subject, k, err)
+	}
+	h := b.Public().Hex()
+	for _, s := range []string{
+		"kez.inbox." + a.Public().Hex(),
+		"kez.live." + a.Public().Hex() + "." + h,
+		"kez.inbox." + a.Public().Hex() + "." + h + ".x",
+		"kez.inbox." + a.Public().Hex() + "." + h[:62],
+		"kez.inbox." + a.Public().Hex() + "." + h[:63] + "g",
+		"kez.inbox." + a.Public().Hex() + "." + h[:63] + "A",
+		"kez.door." + a.Public().Hex() + "." + h,
+		"",
+	} {
+		if got, ok := kez.InboxSenderHex(s); ok {
+			t.Errorf("InboxSenderHex(%q) = %q, want refused", s, got)
+		}
+	}
+}

@@ -98,9 +98,19 @@ func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error
 		return nil, false, fmt.Errorf("read the inbox: %w", err)
 	}
 	out := make([]InboxMsg, 0, len(reply.Msgs))
+	// Each sender's key is checked in full once a page: a page holds
+	// many messages of few senders.
+	senders := map[string]kez.PublicKey{}
 	for _, m := range reply.Msgs {
-		sender, err := kez.ParsePublicKeyHex(m.Sender)
-		if err != nil || m.Seq <= after {
+		sender, ok := senders[m.Sender]
+		if !ok {
+			k, err := kez.ParsePublicKeyHex(m.Sender)
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+			}
+			sender, senders[m.Sender] = k, k
+		}
+		if m.Seq <= after {
 			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
 		}
 		out = append(out, InboxMsg{m.Seq, sender, m.Data})

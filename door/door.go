@@ -60,6 +60,8 @@ type Config struct {
 const (
 	readBatch = 100
 	readBytes = 512 << 10
+	// doorKeys bounds the door's cache of accepted keys (~150 B each).
+	doorKeys = 1 << 14
 	// opTimeout bounds the JetStream calls of one request.
 	opTimeout = 5 * time.Second
 )
@@ -76,6 +78,10 @@ type Service struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// keys caches the envelope keys the door accepted (each checked in
+	// full once): the same senders and recipients come again and again.
+	keys message.Keys
 
 	quota  *quota
 	cancel context.CancelFunc
@@ -104,6 +110,7 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"op"}),
 	}
+	s.keys.Max = doorKeys
 	s.quota = newQuota(kv, cfg.SenderMaxMsgs, s.held, s.logger)
 	reg.MustRegister(s.requests, s.duration)
 	return s, nil
@@ -183,13 +190,12 @@ func (s *Service) serve(op string, r *streams.Request) {
 		out any
 		err error
 	)
-	caller, cerr := kez.DoorCaller(r.Subject())
-	if cerr != nil {
+	if op == kez.DoorSend {
+		out, err = s.send(ctx, r.Subject(), r.Data())
+	} else if caller, cerr := kez.DoorCaller(r.Subject()); cerr != nil {
 		err = refuse(kez.DoorMalformed, "%v", cerr)
 	} else {
 		switch op {
-		case kez.DoorSend:
-			out, err = s.send(ctx, caller, r.Data())
 		case kez.DoorRead:
 			out, err = s.read(ctx, caller, r.Data())
 		case kez.DoorAck:
@@ -217,14 +223,28 @@ func (s *Service) serve(op string, r *streams.Request) {
 	s.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
-// send stores one envelope from caller.
-func (s *Service) send(ctx context.Context, caller kez.PublicKey, body []byte) (kez.SendReply, error) {
-	env, err := message.Parse(body)
+// send stores one envelope from the caller of door subject subject.
+//
+// The caller's key on the subject is not checked as a curve point when it
+// is the envelope's sender, byte for byte in canonical hex: the envelope's
+// parse checked that key in full, and a text equal to a checked key's
+// canonical form is that key. Otherwise it is parsed in full, for the
+// right refusal (a malformed subject or a sender mismatch).
+func (s *Service) send(ctx context.Context, subject string, body []byte) (kez.SendReply, error) {
+	env, err := s.keys.Parse(body)
 	if err != nil {
+		if _, cerr := kez.DoorCaller(subject); cerr != nil {
+			return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", cerr)
+		}
 		return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", err)
 	}
-	if !env.From.Equal(caller) {
-		return kez.SendReply{}, refuse(kez.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, caller)
+	caller := env.From
+	if subject != kez.DoorSubject(caller, kez.DoorSend) {
+		c, cerr := kez.DoorCaller(subject)
+		if cerr != nil {
+			return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", cerr)
+		}
+		return kez.SendReply{}, refuse(kez.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, c)
 	}
 	if err := env.Verify(); err != nil {
 		return kez.SendReply{}, refuse(kez.DoorBadSignature, "the envelope's signature does not verify")
@@ -328,11 +348,15 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 		if err != nil {
 			return out, fmt.Errorf("read: %w", err)
 		}
-		sender, err := kez.InboxSender(m.Subject)
-		if err != nil {
+		// The sender's key is not checked as a curve point here: only
+		// the door writes the inbox stream (users hold no JetStream
+		// API), and it writes kez.inbox.<to>.<from> with the hex of an
+		// envelope key it checked in full. The client checks it again.
+		sender, ok := kez.InboxSenderHex(m.Subject)
+		if !ok {
 			continue // not a message of the door's form
 		}
-		out.Msgs = append(out.Msgs, kez.StoredMsg{Seq: m.Sequence, Sender: sender.Hex(), Data: m.Data})
+		out.Msgs = append(out.Msgs, kez.StoredMsg{Seq: m.Sequence, Sender: sender, Data: m.Data})
 		size += len(m.Data)
 	}
 	out.More = len(out.Msgs) == readBatch || size >= readBytes-message.MaxSize

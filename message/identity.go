@@ -44,7 +44,7 @@ type Identity struct {
 	key    *kez.PrivateKey // nil once closed
 	scalar [32]byte        // SHA-512(seed)[0:32], clamped
 	shared map[kez.PublicKey]*[32]byte
-	keys   map[string]kez.PublicKey // key text -> key, accepted by kez.ParsePublicKey
+	keys   Keys // the peer keys Parse accepted
 }
 
 // NewIdentity returns the Identity of key k. It panics if k is nil.
@@ -78,7 +78,7 @@ func (id *Identity) Close() {
 		clear(s[:])
 		delete(id.shared, p)
 	}
-	clear(id.keys)
+	id.keys.clear()
 }
 
 // signer returns the private key, or [ErrClosed].
@@ -140,39 +140,19 @@ func (id *Identity) sharedSecret(peer kez.PublicKey, dst *[32]byte) error {
 	return nil
 }
 
-// parseKey is [kez.ParsePublicKey] with the identity's cache: checking a
-// key (decompressing the point, refusing small order) costs as much as the
-// rest of Parse, and a client hears from few keys. The check is a pure
-// function of the text, so a cached answer is the same answer; refusals
-// are not cached.
+// parseKey is [kez.ParsePublicKey] with the identity's cache ([Keys]): a
+// client hears from few keys. A closed identity caches nothing.
 func (id *Identity) parseKey(s string) (kez.PublicKey, error) {
 	if s == id.pubText {
 		return id.pub, nil
 	}
 	id.mu.RLock()
-	k, ok := id.keys[s]
 	closed := id.key == nil
 	id.mu.RUnlock()
-	if ok {
-		return k, nil
+	if closed {
+		return kez.ParsePublicKey(s)
 	}
-	k, err := kez.ParsePublicKey(s)
-	if err != nil || closed {
-		return k, err
-	}
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	if id.keys == nil {
-		id.keys = make(map[string]kez.PublicKey)
-	}
-	if len(id.keys) >= maxCached {
-		for t := range id.keys {
-			delete(id.keys, t)
-			break
-		}
-	}
-	id.keys[s] = k
-	return k, nil
+	return id.keys.ParseKey(s)
 }
 
 // x25519 returns X25519(scalar, peer) with crypto/ecdh: one scalar

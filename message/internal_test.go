@@ -142,8 +142,8 @@ func TestSharedSecretCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(a.shared) > maxCached || len(a.keys) > maxCached {
-		t.Fatalf("caches hold %d pairs and %d keys, bound %d", len(a.shared), len(a.keys), maxCached)
+	if len(a.shared) > maxCached || a.keys.len() > maxCached {
+		t.Fatalf("caches hold %d pairs and %d keys, bound %d", len(a.shared), a.keys.len(), maxCached)
 	}
 }
 
@@ -186,7 +186,7 @@ func TestIdentityClose(t *testing.T) {
 	if _, err := a.Parse(wire); err != nil {
 		t.Errorf("Parse after Close = %v", err)
 	}
-	if len(a.keys) != 0 {
+	if a.keys.len() != 0 {
 		t.Error("Parse after Close cached a key")
 	}
 	// The key itself is the caller's: Close leaves it intact.

@@ -22,6 +22,11 @@ var HomeStreams = []string{
 // SigchainStreams are the streams kez-sig-server writes.
 var SigchainStreams = []string{SigchainStream, SigchainRateLimitStream}
 
+// ProbeStreams are the streams the readiness and store probes make and,
+// when a probe write goes unanswered, delete: they come and go with the
+// store's health, not with users.
+var ProbeStreams = []string{healthStream, storeProbeStream}
+
 // The stream the readiness probes write to: one subject per writer, one
 // message kept per subject, so it stays a few hundred bytes whatever the
 // number of probes.

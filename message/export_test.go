@@ -1,0 +1,4 @@
+package message
+
+// KeysLen returns how many keys c holds.
+func KeysLen(c *Keys) int { return c.len() }
