@@ -36,7 +36,7 @@ type Service struct {
 	acl    *ACL
 	tracer *tracer
 	ready  *health.Checker
-	stop   context.CancelFunc // ends the readiness refresh
+	stop   func() // ends the readiness refresh and waits for its last run
 	web    *web.Server
 	logger *slog.Logger
 }
@@ -132,8 +132,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stop = cancel
-	go s.ready.Run(rctx)
+	done := make(chan struct{})
+	s.stop = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		s.ready.Run(rctx)
+	}()
 	s.logger.Info("relay started", "peer_id", h.ID().String(), "addrs", fmt.Sprint(s.Addrs()), "http", s.web.Addr().String(), "build", buildinfo.Get())
 	return s, nil
 }
