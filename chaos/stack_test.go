@@ -138,7 +138,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err := os.WriteFile(filepath.Join(st.keys, natskeys.KeysConfFile), pub, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ref, err := os.ReadFile(filepath.Join("..", "deploy", "nats.conf"))
+	ref, err := os.ReadFile(filepath.Join("..", "nats", "nats.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
