@@ -73,19 +73,7 @@ func TestReadiness(t *testing.T) {
 	})
 
 	t.Run("store full", func(t *testing.T) {
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}}); err != nil {
-			t.Fatal(err)
-		}
-		chunk := make([]byte, 256<<10)
-		for i := 0; ; i++ {
-			_, err := js.Publish(ctx, "filler", chunk)
-			if streams.IsStoreFull(err) {
-				break
-			}
-			if err != nil || i > 1000 {
-				t.Fatalf("filling the store, message %d: %v", i, err)
-			}
-		}
+		fillStore(t, js)
 		for _, u := range []string{chatURL, sigURL} {
 			rep := waitReadiness(t, u, "store", 5*time.Second)
 			if !strings.Contains(rep.Checks["store"], "full") {

@@ -46,19 +46,7 @@ func TestStoreFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}}); err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 256<<10)
-	for i := 0; ; i++ {
-		_, err := js.Publish(ctx, "filler", chunk)
-		if streams.IsStoreFull(err) {
-			break
-		}
-		if err != nil || i > 1000 {
-			t.Fatalf("filling the store, message %d: %v", i, err)
-		}
-	}
+	fillStore(t, js)
 
 	start := time.Now()
 	status, code, retry := postRegistration(t, chat.URL(), "full")
@@ -99,4 +87,25 @@ func postRegistration(t *testing.T, base, name string) (int, string, string) {
 		}
 	}
 	return resp.StatusCode, eb.Code, resp.Header.Get("Retry-After")
+}
+
+// fillStore fills the JetStream store: a stream FILLER of the operator's,
+// written until JetStream refuses for want of room. Deleting FILLER
+// makes room again.
+func fillStore(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}}); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 256<<10)
+	for i := 0; ; i++ {
+		_, err := js.Publish(ctx, "filler", chunk)
+		if streams.IsStoreFull(err) {
+			break
+		}
+		if err != nil || i > 1000 {
+			t.Fatalf("filling the store, message %d: %v", i, err)
+		}
+	}
 }
