@@ -13,10 +13,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +31,7 @@ import (
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/keztest"
 	"kez.lat/kez/p2p"
-	"kez.lat/kez/relay"
+	"kez.lat/kez/relay/relaytest"
 )
 
 const (
@@ -175,7 +171,7 @@ func TestBenchFiles(t *testing.T) {
 	// The CLI, each side its own process, with a kez-relay for the
 	// relayed figure.
 	var homeURL atomic.Value
-	relayAddr := startBenchRelay(t, &homeURL)
+	relayAddr := relaytest.Start(t, "127.0.0.1", &homeURL, slog.New(slog.DiscardHandler)).Addrs()[0].String()
 	st := clienttest.StartWith(t, func(c *chatserver.Config) { c.PublicRelays = []string{relayAddr} })
 	homeURL.Store(st.URL())
 	bin := filepath.Join(t.TempDir(), "kez-chat")
@@ -387,37 +383,6 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 	}
 	res.mem.fetch = fetchRSS
 	return res
-}
-
-// startBenchRelay starts a kez-relay on 127.0.0.1 (TCP and QUIC) that
-// asks the home server in home, once set, about keys; it returns its TCP
-// address with /p2p/<id>.
-func startBenchRelay(t *testing.T, home *atomic.Value) string {
-	t.Helper()
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := home.Load().(string)
-		if !ok {
-			// Not set yet: the relay's readiness asks from its start.
-			http.Error(w, "no home server yet", http.StatusBadGateway)
-			return
-		}
-		u, _ := url.Parse(base)
-		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	cfg := relay.DefaultConfig()
-	cfg.KeyFile = filepath.Join(t.TempDir(), "relay.key")
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.HomeServer = proxy.URL
-	cfg.HTTPAddr = "127.0.0.1:0"
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := relay.Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(context.Background()) })
-	return r.Addrs()[0].String()
 }
 
 // benchCroc times croc v10 (pinned in tools.mod, built with go tool)

@@ -12,9 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +30,7 @@ import (
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/keztest"
 	"kez.lat/kez/relay"
+	"kez.lat/kez/relay/relaytest"
 )
 
 // TestNetnsRelay proves the relay fallback across a real network
@@ -422,40 +420,16 @@ func dialFrom(ns, addr string, timeout time.Duration) error {
 }
 
 // startRelayOn runs kez-relay in-process, listening on host, for the home
-// server whose URL home will return.
+// server whose URL home will return; its log is shown if the test fails.
 func startRelayOn(t *testing.T, host string, home *atomic.Value) *relay.Service {
 	t.Helper()
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := home.Load().(string)
-		if !ok {
-			// Not set yet: the relay's readiness asks from its start.
-			http.Error(w, "no home server yet", http.StatusBadGateway)
-			return
-		}
-		u, _ := url.Parse(base)
-		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	cfg := relay.DefaultConfig()
-	cfg.KeyFile = filepath.Join(t.TempDir(), "relay.key")
-	cfg.Listen = []string{"/ip4/" + host + "/tcp/0"}
-	cfg.HomeServer = proxy.URL
-	cfg.HTTPAddr = "127.0.0.1:0"
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// Its log is shown if the test fails.
 	var log syncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kez-relay's log:\n%s", log.String())
 		}
 	})
-	r, err := relay.Start(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(context.Background()) })
-	return r
+	return relaytest.Start(t, host, home, slog.New(slog.NewTextHandler(&log, nil)))
 }
 
 // relayMetric returns the value of an unlabelled series of the relay's
