@@ -490,7 +490,7 @@ func (d *doctor) relays(res p2p.ProbeResult) {
 		return
 	case len(res.Relays) == 0:
 		d.add(CheckRelays, CheckWarn, "the home server advertises no relay: files move only over direct connections",
-			"contacts behind NATs may not reach each other; the operator may run kez-relay (README, \"Relay\")")
+			"contacts behind NATs may not reach each other; the operator may run kez-relay (docs/operations.md, \"The relay (optional)\")")
 		return
 	}
 	var ok []string

@@ -147,7 +147,7 @@ type grammar struct {
 	ShowProfile profileCmd    `cmd:"" name:"profile" help:"Show a contact's profile: key, safety number, sigchain summary and the identity claims they make."`
 	Claim       claimCmd      `cmd:"" help:"Your identity claims (github, dns, nostr, ...), published in your sigchain for contacts to see."`
 	Doctor      doctorCmd     `cmd:"" help:"Check each hop from this profile to its contacts (home server, TLS, clock, registration, sigchain, key store, broker, relays, direct connections, disk) and say how to fix what fails."`
-	Completion  completionCmd `cmd:"" help:"Print the script that makes bash, zsh or fish complete kez-chat's commands, flags, profiles and contacts (README, \"Shell completion\")."`
+	Completion  completionCmd `cmd:"" help:"Print the script that makes bash, zsh or fish complete kez-chat's commands, flags, profiles and contacts (docs/install.md, \"Shell completion\")."`
 	Chat        chatCmd       `cmd:"" help:"The full-screen chat (what kez-chat alone opens on a terminal): conversations, live messages, files; /help inside."`
 }
 
