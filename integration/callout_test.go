@@ -68,17 +68,25 @@ func connect(t *testing.T, ns *natstest.Server, key *kez.PrivateKey, opts ...nat
 	return nc, e
 }
 
+// send seals text from from to to and hands it to the door on nc (signed
+// in as from); it returns the envelope sent.
+func send(nc *nats.Conn, from *kez.PrivateKey, to kez.PublicKey, text string) ([]byte, error) {
+	_, wire, err := message.Seal(message.NewIdentity(from), to, message.Text(text), time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = (client.Inbox{NC: nc, Me: from.Public()}).Send(context.Background(), wire)
+	return wire, err
+}
+
 func TestRegisteredUserSendsAndReceives(t *testing.T) {
 	ns, chats := calloutHome(t, 2, nil)
 	alice, bob := signUp(t, "alice", chats), signUp(t, "bob", chats)
 	ctx := context.Background()
 
 	bnc, _ := connect(t, ns, bob)
-	_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text("hello alice"), time.Now(), nil)
+	wire, err := send(bnc, bob, alice.Public(), "hello alice")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (client.Inbox{NC: bnc, Me: bob.Public()}).Send(ctx, wire); err != nil {
 		t.Fatalf("bob sends to alice through the door: %v", err)
 	}
 
@@ -141,14 +149,10 @@ func TestDoorIsolation(t *testing.T) {
 	}
 	// Control: alice's own door requests are answered.
 	ctx := context.Background()
-	_, wire, err := message.Seal(message.NewIdentity(alice), bob.Public(), message.Text("hi"), time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := client.Inbox{NC: nc, Me: alice.Public()}
-	if _, err := in.Send(ctx, wire); err != nil {
+	if _, err := send(nc, alice, bob.Public(), "hi"); err != nil {
 		t.Fatalf("allowed send: %v", err)
 	}
+	in := client.Inbox{NC: nc, Me: alice.Public()}
 	if _, err := in.Unread(ctx); err != nil {
 		t.Fatalf("allowed stat: %v", err)
 	}
@@ -179,16 +183,11 @@ func TestUserJWTExpiryReauthorises(t *testing.T) {
 	reconnected := make(chan struct{}, 16)
 	anc, _ := connect(t, ns, alice, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	bnc, _ := connect(t, ns, bob)
-	bin := client.Inbox{NC: bnc, Me: bob.Public()}
 
 	// Bob keeps writing while alice's JWT expires twice.
 	const n = 30
 	for i := range n {
-		_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text(fmt.Sprintf("m%d", i)), time.Now(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bin.Send(ctx, wire); err != nil {
+		if _, err := send(bnc, bob, alice.Public(), fmt.Sprintf("m%d", i)); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 		time.Sleep(150 * time.Millisecond)
@@ -223,11 +222,7 @@ func TestHostileReplies(t *testing.T) {
 	alice, bob := signUp(t, "alice", chats), signUp(t, "bob", chats)
 	ctx := context.Background()
 	bnc, _ := connect(t, ns, bob)
-	_, wire, err := message.Seal(message.NewIdentity(bob), alice.Public(), message.Text("for alice"), time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (client.Inbox{NC: bnc, Me: bob.Public()}).Send(ctx, wire); err != nil {
+	if _, err := send(bnc, bob, alice.Public(), "for alice"); err != nil {
 		t.Fatal(err)
 	}
 	nc, _ := connect(t, ns, alice)
