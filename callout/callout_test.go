@@ -519,7 +519,14 @@ func checkRefused(t *testing.T, nc *nats.Conn, e *natstest.Errors, key kez.Publi
 func TestRespondersFailOver(t *testing.T) {
 	st := newStack(t, 2, nil)
 	alice := st.register(t, "alice")
+	ctx := context.Background()
+	if err := st.replicas[0].svc.Serving(ctx); err != nil {
+		t.Fatalf("a started replica is not serving: %v", err)
+	}
 	st.replicas[0].stop()
+	if err := st.replicas[0].svc.Serving(ctx); err == nil {
+		t.Fatal("a stopped replica says it is serving")
+	}
 	for i := range 5 {
 		nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
 		if err != nil {
