@@ -154,17 +154,8 @@ func (s *Service) Start(nc *nats.Conn) error {
 }
 
 // Serving is a readiness check: it fails unless the service was started,
-// is not stopped and its connection is up (nats.go subscribes it again
-// on every reconnect), the broker then delivering it the auth requests.
-func (s *Service) Serving(context.Context) error {
-	switch {
-	case s.svc == nil || s.svc.Stopped():
-		return errors.New("callout service not running")
-	case !s.nc.IsConnected():
-		return errors.New("callout connection to the broker is down")
-	}
-	return nil
-}
+// is not stopped and its connection is up (streams.Serving).
+func (s *Service) Serving(context.Context) error { return streams.Serving("callout", s.svc, s.nc) }
 
 // Stop stops taking requests and waits for those in hand.
 func (s *Service) Stop() {

@@ -8,7 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"kez.lat/kez/client"
+	"kez.lat/kez"
+	"kez.lat/kez/callout"
 	"kez.lat/kez/nats/natstest"
 )
 
@@ -24,19 +25,15 @@ func TestLimitsOnCluster(t *testing.T) {
 		t.Skip("a 3-node cluster")
 	}
 	c := natstest.StartCluster(t, 3)
-	st := &stack{ns: c.Servers[0]}
-	for i := range 2 {
-		cfg := config(c.Servers[0]) // the nodes share their keys
-		cfg.NATSURL = c.Servers[i].ClientURL()
-		cfg.Streams.Replicas = 3
-		cfg.MaxConnsPerKey = 3
-		st.servers = append(st.servers, startServer(t, cfg))
+	st := &stack{ns: c.Servers[0], records: map[kez.PublicKey]kez.HandleRecord{}}
+	for i := range 2 { // the nodes share their keys
+		st.startReplica(t, c.Servers[i], func(c *callout.Config) { c.MaxConnsPerKey = 3 })
 	}
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")
 
 	var open []*nats.Conn
 	for _, s := range c.Servers {
-		nc, err := client.ConnectNATS(s.ClientURL(), alice, nats.MaxReconnects(0))
+		nc, err := signIn(s.ClientURL(), alice, nats.MaxReconnects(0))
 		if err != nil {
 			t.Fatalf("alice's connection to %s (of 3): %v", s.Name(), err)
 		}
@@ -48,7 +45,7 @@ func TestLimitsOnCluster(t *testing.T) {
 	refusedEverywhere := func() bool {
 		for _, s := range c.Servers {
 			for range 2 { // whichever replica answers
-				nc, err := client.ConnectNATS(s.ClientURL(), alice, nats.MaxReconnects(0))
+				nc, err := signIn(s.ClientURL(), alice, nats.MaxReconnects(0))
 				if err == nil {
 					nc.Close()
 					return false
@@ -66,7 +63,7 @@ func TestLimitsOnCluster(t *testing.T) {
 		}
 	}
 	for _, s := range c.Servers {
-		nc, err := client.ConnectNATS(s.ClientURL(), bob, nats.MaxReconnects(0))
+		nc, err := signIn(s.ClientURL(), bob, nats.MaxReconnects(0))
 		if err != nil {
 			t.Fatalf("bob, while alice is at her cap, on %s: %v", s.Name(), err)
 		}
@@ -74,7 +71,7 @@ func TestLimitsOnCluster(t *testing.T) {
 	}
 	open[1].Close() // on the second node
 	waitFor(t, func() bool {
-		nc, err := client.ConnectNATS(c.Servers[2].ClientURL(), alice, nats.MaxReconnects(0))
+		nc, err := signIn(c.Servers[2].ClientURL(), alice, nats.MaxReconnects(0))
 		if err == nil {
 			nc.Close()
 		}

@@ -16,19 +16,26 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
+	"kez.lat/kez/callout/mock"
 	"kez.lat/kez/streams"
 )
 
-// fakeUsers is a Users with a fixed set of registered keys.
-type fakeUsers map[kez.PublicKey]kez.HandleRecord
-
-func (f fakeUsers) LookupKey(k kez.PublicKey) (kez.HandleRecord, bool) {
-	r, ok := f[k]
-	return r, ok
-}
-
-func (f fakeUsers) KeyHandle(_ context.Context, k kez.PublicKey) (kez.Handle, error) {
-	return kez.Handle{}, kez.ErrNotFound
+// cached is a registry look-up whose cache holds recs and whose registry
+// knows no other key.
+func cached(recs ...kez.HandleRecord) *mock.Users {
+	return &mock.Users{
+		LookupKeyFn: func(k kez.PublicKey) (kez.HandleRecord, bool) {
+			for _, r := range recs {
+				if r.Primary.Equal(k) {
+					return r, true
+				}
+			}
+			return kez.HandleRecord{}, false
+		},
+		KeyHandleFn: func(context.Context, kez.PublicKey) (kez.Handle, error) {
+			return kez.Handle{}, kez.ErrNotFound
+		},
+	}
 }
 
 // request builds an authorization request as nats-server would, for a
@@ -58,7 +65,7 @@ func FuzzAnswer(f *testing.F) {
 	alice, _ := kez.NewPrivateKey(make([]byte, 32))
 	stranger, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	users := cached(kez.HandleRecord{Handle: h, Primary: alice.Public()})
 	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -102,7 +109,7 @@ func TestAnswerChecksSignature(t *testing.T) {
 	alice, _ := kez.GenerateKey(nil)
 	stranger, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	users := cached(kez.HandleRecord{Handle: h, Primary: alice.Public()})
 	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	for _, tt := range []struct {
@@ -146,7 +153,7 @@ func TestSealedRequests(t *testing.T) {
 	ourXPub, _ := ourX.PublicKey()
 	alice, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	users := fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}
+	users := cached(kez.HandleRecord{Handle: h, Primary: alice.Public()})
 	svc, err := callout.New(callout.Config{Issuer: issuer, XKey: ourX, Account: "KEZ"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -172,16 +179,6 @@ func TestSealedRequests(t *testing.T) {
 	}
 }
 
-// keyHandleUsers has an empty cache; its registry knows alice.
-type keyHandleUsers struct{ h kez.Handle }
-
-func (keyHandleUsers) LookupKey(kez.PublicKey) (kez.HandleRecord, bool) {
-	return kez.HandleRecord{}, false
-}
-func (u keyHandleUsers) KeyHandle(context.Context, kez.PublicKey) (kez.Handle, error) {
-	return u.h, nil
-}
-
 // TestCacheMissAsksTheRegistry: a key this replica's cache has not seen yet
 // (registered a moment ago through another replica) signs in, named after
 // the handle the registry holds.
@@ -190,7 +187,12 @@ func TestCacheMissAsksTheRegistry(t *testing.T) {
 	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, keyHandleUsers{h}, streams.UserPermissions,
+	// An empty cache; the registry knows alice.
+	users := &mock.Users{
+		LookupKeyFn: func(kez.PublicKey) (kez.HandleRecord, bool) { return kez.HandleRecord{}, false },
+		KeyHandleFn: func(context.Context, kez.PublicKey) (kez.Handle, error) { return h, nil },
+	}
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, users, streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +217,7 @@ func TestUserJWTExpiryJitter(t *testing.T) {
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	now := time.Unix(1_800_000_000, 0)
 	svc, _ := callout.New(callout.Config{Issuer: issuer, Account: "USERS", TTL: time.Hour, Now: func() time.Time { return now }},
-		fakeUsers{alice.Public(): {Handle: h, Primary: alice.Public()}}, streams.UserPermissions,
+		cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), streams.UserPermissions,
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	seen := map[int64]bool{}
 	for range 50 {

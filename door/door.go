@@ -144,15 +144,7 @@ func (s *Service) Start() error {
 // Serving is a readiness check: it fails unless the door was started, is
 // not stopped and its connection is up (nats.go subscribes it again on
 // every reconnect).
-func (s *Service) Serving(context.Context) error {
-	switch {
-	case s.svc == nil || s.svc.Stopped():
-		return errors.New("door service not running")
-	case !s.nc.IsConnected():
-		return errors.New("door connection to the broker is down")
-	}
-	return nil
-}
+func (s *Service) Serving(context.Context) error { return streams.Serving("door", s.svc, s.nc) }
 
 // Stop stops taking requests, waits for those in hand and writes the
 // quota counts it still holds.
