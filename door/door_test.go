@@ -570,3 +570,62 @@ func TestDoorStoreFailures(t *testing.T) {
 		t.Fatalf("bob reads %q, want the message sent after the repair", got)
 	}
 }
+
+// TestFollowAcksLive: messages a follower takes live are acked in the
+// background while it follows (not only at a backlog read or when it
+// stops), once each and in order, so that a burst leaves nothing unread
+// and nothing is taken twice.
+func TestFollowAcksLive(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	var mu sync.Mutex
+	var got []string
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.in.Follow(fctx, func(m client.InboxMsg) error {
+			mu.Lock()
+			got = append(got, string(m.Data))
+			mu.Unlock()
+			return nil
+		})
+	}()
+	time.Sleep(300 * time.Millisecond) // bob's live subscription and first read
+	const n = 50
+	var want []string
+	for i := range n {
+		wire := alice.seal(t, bob.key.Public(), fmt.Sprint("burst ", i))
+		if _, err := alice.in.Send(ctx, wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(wire))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		k := len(got)
+		mu.Unlock()
+		unread, err := bob.in.Unread(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == n && unread == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while following: took %d of %d, %d unread", k, n, unread)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("bob took %d messages, not the %d sent once each in order", len(got), n)
+	}
+}
