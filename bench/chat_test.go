@@ -151,6 +151,17 @@ func (r rawInbox) drain(t testing.TB, n int) {
 	}
 }
 
+// startChatBench starts a stack whose quotas a bench never reaches, with
+// alice and bob registered and signed in, and the raw baseline's stream.
+func startChatBench(t *testing.T) (*clienttest.Stack, *chatUser, *chatUser, rawInbox) {
+	t.Helper()
+	st := clienttest.StartWith(t, func(c *chatserver.Config) {
+		c.Streams.InboxMaxMsgs = 1 << 20
+		c.Streams.SenderMaxMsgs = 1 << 20
+	})
+	return st, registerChatUser(t, st, "alice"), registerChatUser(t, st, "bob"), newRawInbox(t, st)
+}
+
 // TestBenchChat: kez-msg-v2 end to end through the inbox door, send (seal,
 // sign, the door's parse, signature check, recipient check, quota and
 // JetStream publish) -> read through the door -> parse, verify, decrypt
@@ -160,13 +171,8 @@ func (r rawInbox) drain(t testing.TB, n int) {
 // inbox live, one message in flight), and the full client (Client.Send
 // and Client.Listen, history synced to disk per message).
 func TestBenchChat(t *testing.T) {
-	st := clienttest.StartWith(t, func(c *chatserver.Config) {
-		c.Streams.InboxMaxMsgs = 1 << 20
-		c.Streams.SenderMaxMsgs = 1 << 20
-	})
+	_, alice, bob, raw := startChatBench(t)
 	ctx := context.Background()
-	alice, bob := registerChatUser(t, st, "alice"), registerChatUser(t, st, "bob")
-	raw := newRawInbox(t, st)
 	// Many short rounds, baseline and door alternating: a figure of a few
 	// long rounds is decided by whatever else the shared machine runs
 	// during one of them.

@@ -12,8 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
-	"kez.lat/kez/chatserver"
-	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/message"
 	"kez.lat/kez/nats/natskeys"
 )
@@ -35,13 +33,8 @@ import (
 // Variants run in turn in short phases, 30 rounds, and each one's time
 // is summed: a burst of other work on the machine hits all of them.
 func TestBenchDoorSend(t *testing.T) {
-	st := clienttest.StartWith(t, func(c *chatserver.Config) {
-		c.Streams.InboxMaxMsgs = 1 << 20
-		c.Streams.SenderMaxMsgs = 1 << 20
-	})
+	st, alice, bob, raw := startChatBench(t)
 	ctx := context.Background()
-	alice, bob := registerChatUser(t, st, "alice"), registerChatUser(t, st, "bob")
-	raw := newRawInbox(t, st)
 	js, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
 	if err != nil {
 		t.Fatal(err)
