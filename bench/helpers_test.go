@@ -117,8 +117,16 @@ func rate(t testing.TB, n, conc int, op func(i int) error) float64 {
 // medians and their ratio.
 func compare(t testing.TB, name string, baseline, target func() float64) float64 {
 	t.Helper()
+	return compareRounds(t, name, rounds, baseline, target)
+}
+
+// compareRounds is compare over n rounds: more, shorter rounds for a
+// figure that the machine's noise (other work starting and stopping for
+// seconds at a time) would otherwise decide.
+func compareRounds(t testing.TB, name string, n int, baseline, target func() float64) float64 {
+	t.Helper()
 	var b, g []float64
-	for range rounds {
+	for range n {
 		b = append(b, baseline())
 		g = append(g, target())
 	}

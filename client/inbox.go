@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -175,8 +176,9 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 const resyncEvery = 2 * time.Minute
 
 // Follow passes every message of the inbox to fn, in order per sender and
-// once per sequence, and acks each one fn took, until ctx ends (nil) or
-// fn fails (that message stays unread). It reads
+// once per sequence, and acks each one fn took (live ones in the
+// background, per sender up to the last one taken; see acker), until ctx
+// ends (nil) or fn fails (that message stays unread). It reads
 // the backlog at start, after every reconnect and whenever the live feed
 // shows a gap, and otherwise takes messages as the stream republishes
 // them to the own kez.live.<hex>.* subjects.
@@ -215,6 +217,10 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 		}
 		return nil
 	}
+	actx, stopAcks := context.WithCancel(ctx)
+	acks := in.startAcker(actx)
+	defer acks.wait()
+	defer stopAcks()
 	retry := time.NewTimer(0) // the first backlog read
 	defer retry.Stop()
 	backoff := 50 * time.Millisecond
@@ -265,13 +271,88 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			if err := handle(im); err != nil {
 				return err
 			}
-			if err := in.Ack(ctx, im); err != nil {
-				// Still unread: read (and taken as a repeat) again later.
-				retry.Reset(time.Second)
+			acks.add(im)
+		case <-acks.failed:
+			// Still unread: read (and taken as a repeat) again later.
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// ackFlush bounds the acks a follower still sends when it stops.
+const ackFlush = 2 * time.Second
+
+// acker acknowledges in the background what a follower took live: per
+// sender, one ack up to the last message taken, however many arrived
+// while the previous ack was on its way. The next live message never
+// waits for an ack's round trip, and a burst from one sender costs one
+// purge (one write to the store) instead of one per message. An ack
+// comes only after fn took the message; one that fails leaves the
+// messages unread, to be read again (and taken as repeats) by the
+// backlog read that a value on failed asks for.
+type acker struct {
+	in     Inbox
+	kick   chan struct{}
+	failed chan struct{}
+	done   chan struct{}
+
+	mu      sync.Mutex
+	pending map[kez.PublicKey]InboxMsg // the last message taken, per sender
+}
+
+// startAcker acks on a goroutine until ctx ends, then sends what is
+// pending within ackFlush; wait waits for that.
+func (in Inbox) startAcker(ctx context.Context) *acker {
+	a := &acker{in: in, kick: make(chan struct{}, 1), failed: make(chan struct{}, 1), done: make(chan struct{}),
+		pending: map[kez.PublicKey]InboxMsg{}}
+	go func() {
+		defer close(a.done)
+		for {
+			select {
+			case <-ctx.Done():
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackFlush)
+				a.flush(fctx)
+				cancel()
+				return
+			case <-a.kick:
+				a.flush(ctx)
+			}
+		}
+	}()
+	return a
+}
+
+// add asks for m, and every earlier message of its sender, to be acked.
+func (a *acker) add(m InboxMsg) {
+	a.mu.Lock()
+	if p, ok := a.pending[m.Sender]; !ok || p.Seq < m.Seq {
+		a.pending[m.Sender] = m
+	}
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush acks everything pending.
+func (a *acker) flush(ctx context.Context) {
+	a.mu.Lock()
+	ms := a.pending
+	a.pending = map[kez.PublicKey]InboxMsg{}
+	a.mu.Unlock()
+	for _, m := range ms {
+		if err := a.in.Ack(ctx, m); err != nil {
+			select {
+			case a.failed <- struct{}{}:
+			default:
 			}
 		}
 	}
 }
+
+// wait waits until the acker, its ctx ended, has sent what was pending.
+func (a *acker) wait() { <-a.done }
 
 // transient reports whether err is the door or its store being away for
 // now (unreachable, or "unavailable"), which a follower waits out.

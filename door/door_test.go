@@ -308,6 +308,48 @@ func slices(ss []string, s string) bool {
 	return false
 }
 
+// follower is a user's client following its inbox in the background.
+type follower struct {
+	mu     sync.Mutex
+	got    []string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// follow starts u's client following its inbox, and waits for its live
+// subscription and first backlog read.
+func follow(u *user) *follower {
+	f := &follower{done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() {
+		f.done <- u.in.Follow(ctx, func(m client.InboxMsg) error {
+			f.mu.Lock()
+			f.got = append(f.got, string(m.Data))
+			f.mu.Unlock()
+			return nil
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	return f
+}
+
+// taken returns what the client took so far.
+func (f *follower) taken() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.got...)
+}
+
+// stop stops following and fails t if Follow failed.
+func (f *follower) stop(t testing.TB) {
+	t.Helper()
+	f.cancel()
+	if err := <-f.done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDoorReflection: a request whose reply subject is another user's live
 // subject (or another user's door subject) makes the door's answer land
 // there; the victim's client never takes it for a message, and nothing of
@@ -316,19 +358,7 @@ func TestDoorReflection(t *testing.T) {
 	st := clienttest.Start(t)
 	ctx := context.Background()
 	alice, bob, mallory := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "mallory")
-	var mu sync.Mutex
-	var got []string
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- bob.in.Follow(fctx, func(m client.InboxMsg) error {
-			mu.Lock()
-			got = append(got, string(m.Data))
-			mu.Unlock()
-			return nil
-		})
-	}()
-	time.Sleep(300 * time.Millisecond) // bob's live subscription and first read
+	f := follow(bob)
 	B, A, M := bob.key.Public().Hex(), alice.key.Public().Hex(), mallory.key.Public().Hex()
 	mwire := mallory.seal(t, alice.key.Public(), "to alice")
 	for _, reply := range []string{"kez.live." + B + "." + A, "kez.live." + B + "." + M, "kez.door." + B + ".ack", "kez.door." + B + ".send"} {
@@ -349,21 +379,12 @@ func TestDoorReflection(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
-		}
+	for len(f.taken()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0] != string(wire) {
+	f.stop(t)
+	if got := f.taken(); len(got) != 1 || got[0] != string(wire) {
 		t.Fatalf("bob's client took %d messages: %q", len(got), got)
 	}
 	if n, err := bob.in.Unread(ctx); err != nil || n != 0 {
@@ -568,5 +589,44 @@ func TestDoorStoreFailures(t *testing.T) {
 	}
 	if got := bob.texts(t); len(got) != 1 || got[0] != "again" {
 		t.Fatalf("bob reads %q, want the message sent after the repair", got)
+	}
+}
+
+// TestFollowAcksLive: messages a follower takes live are acked in the
+// background while it follows (not only at a backlog read or when it
+// stops), once each and in order, so that a burst leaves nothing unread
+// and nothing is taken twice.
+func TestFollowAcksLive(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	f := follow(bob)
+	const n = 50
+	var want []string
+	for i := range n {
+		wire := alice.seal(t, bob.key.Public(), fmt.Sprint("burst ", i))
+		if _, err := alice.in.Send(ctx, wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(wire))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k := len(f.taken())
+		unread, err := bob.in.Unread(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == n && unread == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while following: took %d of %d, %d unread", k, n, unread)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.stop(t)
+	if got := f.taken(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("bob took %d messages, not the %d sent once each in order", len(got), n)
 	}
 }

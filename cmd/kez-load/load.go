@@ -37,6 +37,9 @@ type LoadConfig struct {
 	Workers    int           // concurrent senders
 	OpTimeout  time.Duration // per operation
 	DrainLimit time.Duration // how long to wait for messages in flight at the end of a phase
+	// SignInLater leaves every user offline at set-up; Connect signs in
+	// those who would have been online.
+	SignInLater bool
 }
 
 // user is one simulated user. Its key, handle and inbox are real: the
@@ -49,6 +52,9 @@ type user struct {
 	id     *message.Identity // key's, for sealing and opening
 	pub    kez.PublicKey
 	online bool
+	// later: to be signed in by Connect, at natsURL (SignInLater).
+	later   bool
+	natsURL string
 
 	nc    *nats.Conn
 	inbox client.Inbox
@@ -194,6 +200,9 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 	}
 	g.rec.Observe(opAppend, time.Since(t0))
 
+	if g.cfg.SignInLater {
+		u.later, u.natsURL, u.online = u.online, rec.NATSURL, false
+	}
 	if u.online {
 		if err := g.signIn(ctx, u, rec.NATSURL); err != nil {
 			return false
@@ -207,6 +216,49 @@ func (g *Gen) setup(ctx context.Context, i int) bool {
 	}
 	g.mu.Unlock()
 	return true
+}
+
+// Connect signs in the users among the first n set up with SignInLater
+// that are still offline, SetupConc at a time, and returns how many
+// signed in. It runs between phases, while nobody sends (a send reads
+// its peer's online without the lock).
+func (g *Gen) Connect(ctx context.Context, n int) int {
+	g.mu.RLock()
+	var todo []*user
+	for _, u := range g.users[:min(n, len(g.users))] {
+		if u.later {
+			todo = append(todo, u)
+		}
+	}
+	g.mu.RUnlock()
+	next := make(chan *user)
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for range max(g.cfg.SetupConc, 1) {
+		wg.Go(func() {
+			for u := range next {
+				if g.signIn(ctx, u, u.natsURL) != nil {
+					continue
+				}
+				done.Add(1)
+				g.mu.Lock()
+				u.later, u.online = false, true
+				g.online = append(g.online, u)
+				g.mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, u := range todo {
+		select {
+		case <-ctx.Done():
+			break feed
+		case next <- u:
+		}
+	}
+	close(next)
+	wg.Wait()
+	return int(done.Load())
 }
 
 // signIn connects u through the auth callout and follows its inbox the

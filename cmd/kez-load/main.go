@@ -245,12 +245,14 @@ func (c *runCmd) Run(ctx context.Context, e *cli.Env) error {
 type stepCmd struct {
 	stackFlags
 	loadFlags
-	Steps        []int         `default:"1000,2500,5000,10000,15000,20000,30000,50000" help:"User counts to step through (cumulative: each step adds users)."`
-	StepDuration time.Duration `name:"step-duration" default:"60s" help:"Steady load per step."`
-	MaxP99       time.Duration `name:"max-p99" default:"1s" help:"Limit: p99 of sign-in, publish or send→receive."`
-	MaxErrorRate float64       `name:"max-error-rate" default:"0.01" help:"Limit: share of failed operations."`
-	MaxRSS       float64       `name:"max-rss-mib" help:"Limit: resident memory of the stack and generator (default 80% of MemTotal)."`
-	FDShare      float64       `name:"fd-share" default:"0.95" help:"Limit: share of a process's fd limit in use."`
+	Steps         []int         `default:"1000,2500,5000,10000,15000,20000,30000,50000" help:"User counts to step through (cumulative: each step adds users)."`
+	StepDuration  time.Duration `name:"step-duration" default:"60s" help:"Steady load per step."`
+	MaxP99        time.Duration `name:"max-p99" default:"1s" help:"Limit: p99 of sign-in, publish or send→receive."`
+	MaxErrorRate  float64       `name:"max-error-rate" default:"0.01" help:"Limit: share of failed operations."`
+	MaxRSS        float64       `name:"max-rss-mib" help:"Limit: resident memory of the stack and generator (default 80% of MemTotal)."`
+	FDShare       float64       `name:"fd-share" default:"0.95" help:"Limit: share of a process's fd limit in use."`
+	RegisterFirst bool          `name:"register-first" help:"Register the last step's users first, all offline; then each step signs in its users and reports nats-server's resident memory before and after, apart from what registrations hold."`
+	Settle        time.Duration `default:"10s" help:"With --register-first, the wait after a step's sign-ins before nats-server's memory is read again."`
 }
 
 func (c *stepCmd) Run(ctx context.Context, e *cli.Env) error {
@@ -271,9 +273,23 @@ func (c *stepCmd) Run(ctx context.Context, e *cli.Env) error {
 		return err
 	}
 	defer s.close()
+	if c.RegisterFirst {
+		s.gen.cfg.SignInLater = true
+		last := c.Steps[len(c.Steps)-1]
+		t0 := time.Now()
+		k := s.gen.Grow(ctx, last)
+		fmt.Fprintf(e.Stdout, "registered %d users (offline) in %.1fs; nats-server RSS %.0f MiB\n\n", k, time.Since(t0).Seconds(), s.natsRSS())
+	}
 	var reports []*Report
 	for _, n := range c.Steps {
+		var conn *ConnectMem
+		if c.RegisterFirst {
+			conn = s.connect(ctx, n, c.Settle)
+			fmt.Fprintf(e.Stdout, "connect   %d users signed in (%d online): nats-server RSS %.0f -> %.0f MiB, %.1f KB per connection\n",
+				conn.Users, conn.Online, conn.BeforeMiB, conn.AfterMiB, conn.PerConnKB)
+		}
 		r := s.phase(ctx, fmt.Sprintf("step %d users", n), n, c.Rate, c.StepDuration)
+		r.Connect = conn
 		hit := lim.Check(r)
 		if ctx.Err() != nil {
 			hit = append(hit, "run time: --max-time reached")
@@ -294,6 +310,45 @@ func (c *stepCmd) Run(ctx context.Context, e *cli.Env) error {
 		fmt.Fprintln(e.Stdout, "no limit hit up to the last step")
 	}
 	return writeJSON(c.JSON, e.Stdout, reports)
+}
+
+// ConnectMem is what signing in a step's users (registered before) cost
+// nats-server in resident memory.
+type ConnectMem struct {
+	Users     int     `json:"users"`  // signed in by this step
+	Online    int     `json:"online"` // after it
+	BeforeMiB float64 `json:"nats_rss_before_mib"`
+	AfterMiB  float64 `json:"nats_rss_after_mib"`
+	PerConnKB float64 `json:"per_connection_kb"`
+}
+
+// connect signs in the users up to n and measures nats-server's resident
+// memory before and, settle later, after.
+func (s *session) connect(ctx context.Context, n int, settle time.Duration) *ConnectMem {
+	c := &ConnectMem{BeforeMiB: s.natsRSS()}
+	c.Users = s.gen.Connect(ctx, n)
+	select {
+	case <-ctx.Done():
+	case <-time.After(settle):
+	}
+	_, c.Online = s.gen.Population()
+	c.AfterMiB = s.natsRSS()
+	if c.Users > 0 {
+		c.PerConnKB = (c.AfterMiB - c.BeforeMiB) * 1024 / float64(c.Users)
+	}
+	return c
+}
+
+// natsRSS returns nats-server's resident memory (0 if not watched).
+func (s *session) natsRSS() float64 {
+	for _, p := range s.st.Procs {
+		if p.Name == "nats-server" {
+			if ps, err := sampleProc(p.PID); err == nil {
+				return float64(ps.rssKiB) / 1024
+			}
+		}
+	}
+	return 0
 }
 
 func memTotalMiB() float64 {

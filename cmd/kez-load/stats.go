@@ -275,6 +275,9 @@ type Report struct {
 	Responders []Responder      `json:"callout_responders"`
 	// Limit names the limit this step hit (stepped runs), empty if none.
 	Limit string `json:"limit,omitempty"`
+	// Connect is what this step's sign-ins cost nats-server
+	// (--register-first).
+	Connect *ConnectMem `json:"connect,omitempty"`
 }
 
 // CPUPer1k returns the cores the stack processes (not the generator) used
