@@ -161,7 +161,7 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 	p.cpMu.Lock()
 	defer p.cpMu.Unlock()
 	cur, rev, known := p.cpCur, p.cpRev, p.cpRev != 0
-	for {
+	for inFlight := 0; ; {
 		if !known {
 			if cur, rev, err = p.checkpoint(ctx); err != nil {
 				return err
@@ -202,8 +202,9 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("advance checkpoint: %w", ctx.Err())
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(inFlightBackoff(inFlight)):
 			}
+			inFlight++
 			continue
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
