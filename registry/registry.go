@@ -391,12 +391,20 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		writing = nil
 		return err
 	}
+	// A failed write stops the projector at once, even with no event
+	// after it.
+	fctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	defer func() {
 		if werr := wrote(); werr != nil {
-			err = errors.Join(err, werr)
+			if context.Cause(fctx) == werr {
+				err = werr
+			} else {
+				err = errors.Join(err, werr)
+			}
 		}
 	}()
-	return log.Follow(ctx, start.Seq, func(e kez.RegistryEntry) error {
+	return log.Follow(fctx, start.Seq, func(e kez.RegistryEntry) error {
 		leaf := integrity.LeafHash(e.Data)
 		tree.Append(leaf)
 		if err := checkPassed(known, prev, e.Seq, tree, leaf); err != nil {
@@ -420,7 +428,13 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 			return err
 		}
 		ch := make(chan error, 1)
-		go func() { ch <- proj.SetCheckpoint(ctx, cp) }()
+		go func() {
+			err := proj.SetCheckpoint(ctx, cp)
+			if err != nil {
+				stop(err)
+			}
+			ch <- err
+		}()
 		writing = ch
 		return nil
 	})
