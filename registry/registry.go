@@ -392,16 +392,21 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		return err
 	}
 	// A failed write stops the projector at once, even with no event
-	// after it.
+	// after it; a projector that stops for another reason abandons its
+	// write in flight (the checkpoint stays lower, applying again has no
+	// effect) rather than wait out a leader that froze with it.
 	fctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	wctx, abandon := context.WithCancel(ctx)
 	defer func() {
-		if werr := wrote(); werr != nil {
-			if context.Cause(fctx) == werr {
-				err = werr
-			} else {
-				err = errors.Join(err, werr)
-			}
+		abandon()
+		werr := wrote()
+		switch {
+		case werr == nil || errors.Is(werr, context.Canceled) && ctx.Err() == nil:
+		case context.Cause(fctx) == werr:
+			err = werr
+		default:
+			err = errors.Join(err, werr)
 		}
 	}()
 	return log.Follow(fctx, start.Seq, func(e kez.RegistryEntry) error {
@@ -429,7 +434,7 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		}
 		ch := make(chan error, 1)
 		go func() {
-			err := proj.SetCheckpoint(ctx, cp)
+			err := proj.SetCheckpoint(wctx, cp)
 			if err != nil {
 				stop(err)
 			}
