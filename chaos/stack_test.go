@@ -5,14 +5,8 @@ package chaos_test
 import (
 	"context"
 	"fmt"
-	"io"
-	mrand "math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natsproc"
 )
 
 // domain is the home domain of the stacks.
@@ -46,50 +41,24 @@ func binDir(t *testing.T) string {
 	return abs
 }
 
-// proc is one child process, restartable with the same arguments.
+// proc is one child process (natsproc.Proc), failing the test when it
+// does not start.
 type proc struct {
-	t    *testing.T
-	name string
-	path string
-	args []string
-	env  []string
-	log  string
-	cmd  *exec.Cmd
+	t *testing.T
+	*natsproc.Proc
 }
 
 func (p *proc) start() {
 	p.t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := p.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	defer f.Close()
-	cmd := exec.Command(p.path, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.cmd = cmd
 }
 
 // kill9 kills the process as kill -9 would and reaps it.
-func (p *proc) kill9() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-	p.cmd = nil
-}
+func (p *proc) kill9() { p.Kill() }
 
-func (p *proc) signal(sig syscall.Signal) {
-	if p.cmd != nil {
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
+func (p *proc) signal(sig syscall.Signal) { p.Signal(sig) }
 
 // stack is a 3-node nats-server cluster (or one node) of processes from
 // nats/nats.conf, joined as deploy/cluster/docker-compose.yml joins
@@ -145,48 +114,32 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if o.storeDir == "" {
 		o.storeDir = dir
 	}
-	ports := freePorts(t, 3*o.nodes+o.chats)
-	var routes []string
-	for i := range o.nodes {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]))
+	c, err := natsproc.Start(context.Background(), natsproc.Options{Bin: filepath.Join(bin, "nats-server"), Conf: ref,
+		Dir: dir, StoreDir: o.storeDir, Nodes: o.nodes, Adjust: o.adjustConf})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range o.nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		conf := strings.Replace(string(ref), `"/data/jetstream"`, strconv.Quote(filepath.Join(o.storeDir, "store-"+name)), 1)
-		if o.adjustConf != nil {
-			conf = o.adjustConf(conf)
-		}
-		path := filepath.Join(dir, "nats-"+name+".conf")
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args := []string{"--config", path, "--name", name, "-a", "127.0.0.1",
-			"-p", strconv.Itoa(ports[3*i]), "-m", strconv.Itoa(ports[3*i+1])}
-		if o.nodes > 1 {
-			args = append(args, "--cluster_name", "kez", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]),
-				"--routes", strings.Join(routes, ","))
-		}
-		p := &proc{t: t, name: name, path: filepath.Join(bin, "nats-server"), args: args, log: filepath.Join(dir, name+".log")}
-		p.start()
-		t.Cleanup(p.kill9)
-		st.nodes = append(st.nodes, p)
-		st.natsURLs = append(st.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i]))
-		st.monitors = append(st.monitors, fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]))
+	t.Cleanup(c.Kill)
+	for _, n := range c.Nodes {
+		st.nodes = append(st.nodes, &proc{t: t, Proc: n.Proc})
+		st.natsURLs = append(st.natsURLs, n.ClientURL)
+		st.monitors = append(st.monitors, n.MonitorURL)
 	}
-	for i := range o.nodes {
-		waitHTTP(t, st.monitors[i]+"/healthz", 60*time.Second)
+	ports, err := natsproc.FreePorts(o.chats)
+	if err != nil {
+		t.Fatal(err)
 	}
 	replicas := "1"
 	if o.nodes > 1 {
 		replicas = "3"
 	}
 	for i := range o.chats {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[3*o.nodes+i])
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
 		env := append([]string{"NATS_URL=" + st.natsURLs[i%o.nodes], "PUBLIC_NATS_URL=" + st.natsURLs[0], "DOMAIN=" + domain,
 			"KEYS_DIR=" + st.keys, "HTTP_ADDR=" + addr, "PUBLIC_URL=http://" + addr, "REGISTER_LIMIT=100000000",
 			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
-		p := &proc{t: t, name: fmt.Sprintf("chat%d", i+1), path: filepath.Join(bin, "kez-chat-server"), env: env,
-			log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}
+		p := &proc{t: t, Proc: &natsproc.Proc{Name: fmt.Sprintf("chat%d", i+1), Path: filepath.Join(bin, "kez-chat-server"), Env: env,
+			Log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}}
 		p.start()
 		t.Cleanup(p.kill9)
 		st.chats = append(st.chats, p)
@@ -219,7 +172,7 @@ func nkey(t *testing.T, seed string) nats.Option {
 // logs (t.Error) what is not ready if it does not within d.
 func (st *stack) waitReady(t *testing.T, i int, d time.Duration) bool {
 	t.Helper()
-	if err := pollHTTP(st.chatURLs[i]+"/v1/readyz", d); err != nil {
+	if err := natsproc.WaitHTTP(context.Background(), st.chatURLs[i]+"/v1/readyz", d); err != nil {
 		t.Error(err)
 		return false
 	}
@@ -247,55 +200,7 @@ func (st *stack) leader(stream string) int {
 
 func waitHTTP(t *testing.T, url string, d time.Duration) {
 	t.Helper()
-	if err := pollHTTP(url, d); err != nil {
+	if err := natsproc.WaitHTTP(context.Background(), url, d); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// pollHTTP asks url until it answers 200, for up to d.
-func pollHTTP(url string, d time.Duration) error {
-	end := time.Now().Add(d)
-	c := &http.Client{Timeout: 3 * time.Second}
-	for {
-		resp, err := c.Get(url)
-		var body []byte
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(end) {
-			if err != nil {
-				return fmt.Errorf("%s not 200 within %v: %v", url, d, err)
-			}
-			return fmt.Errorf("%s not 200 within %v: %d %s", url, d, resp.StatusCode, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// freePorts returns n free ports below the kernel's ephemeral range
-// (32768 up), where the many short-lived connections of other tests on
-// the machine cannot take them between this check and the bind.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 15000 + mrand.IntN(32768-15000-n)
-		var out []int
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p))
-			if err != nil {
-				break
-			}
-			l.Close()
-			out = append(out, p)
-		}
-		if len(out) == n {
-			return out
-		}
-	}
-	t.Fatal("no free port range")
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -218,7 +219,7 @@ func (r *reports) got() string {
 
 // start runs a registry over log and proj until its projection has caught
 // up with the log.
-func start(t *testing.T, log *fakeLog, proj *fakeProj, rep *reports, file registry.CheckpointFile) *registry.Service {
+func start(t *testing.T, log *fakeLog, proj registry.Projection, rep *reports, file registry.CheckpointFile) *registry.Service {
 	t.Helper()
 	cfg := registry.Config{Domain: domain, Integrity: rep, CheckpointFile: file}
 	svc, err := registry.New(cfg, log, proj, allow{}, slog.New(slog.DiscardHandler))
@@ -406,5 +407,28 @@ func TestCheckpointFile(t *testing.T) {
 	st := integrity.State{Stream: "KEZ_REGISTRY", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3}
 	if err := svc2.VerifyLog(context.Background(), st); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "checkpoint file") {
 		t.Fatalf("VerifyLog against the file = %v", err)
+	}
+}
+
+// refusingCP is a projection whose checkpoint write finds another tree at
+// its sequence.
+type refusingCP struct{ *fakeProj }
+
+func (p refusingCP) SetCheckpoint(context.Context, integrity.Checkpoint) error {
+	return fmt.Errorf("%w: the projection's checkpoint holds another tree", kez.ErrLogDamaged)
+}
+
+// TestCheckpointDamageReported: the checkpoint is written beside the next
+// batch, yet a write that finds another tree at its sequence is still
+// reported as damage (and the projector stops and starts again).
+func TestCheckpointDamageReported(t *testing.T) {
+	log, rep := newLog(), &reports{}
+	log.add(t, keztest.NewKey(t), "alice")
+	log.add(t, keztest.NewKey(t), "bob")
+	start(t, log, refusingCP{&fakeProj{recs: map[string]kez.HandleRecord{}}}, rep, nil)
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(rep.got(), "another tree"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no damage reported; reports: %q", rep.got())
+		}
 	}
 }

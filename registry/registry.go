@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -363,7 +364,7 @@ const maxBatch = 512
 // batches: the events waiting in the log (at most maxBatch) are hashed
 // into the tree and applied together (ApplyBatch), then done is called with their
 // records and the checkpoint after them, and only then is the shared
-// checkpoint moved past them. Every event is a leaf, whether it decodes or
+// checkpoint moved past them (while the next batch is applied). Every event is a leaf, whether it decodes or
 // not: the tree is over what the log holds. Passing the sequence of a
 // checkpoint in known, the tree must be that checkpoint's, else it returns
 // an error wrapping kez.ErrLogDamaged. Every step
@@ -373,10 +374,42 @@ const maxBatch = 512
 // handle_registered event touches only its own handle and key, so events
 // of one batch commute; the pointer still moves in log order.
 func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, start integrity.Checkpoint,
-	known []namedCheckpoint, done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) error {
+	known []namedCheckpoint, done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) (err error) {
 	var batch []kez.RegistryEntry
 	tree, prev := start.Tree.Clone(), start.Seq
-	return log.Follow(ctx, start.Seq, func(e kez.RegistryEntry) error {
+	// The shared checkpoint is written beside the next batch's writes, at
+	// most one write in flight: a batch waits for the write before its
+	// own, so the checkpoint still moves in log order and only past
+	// applied events, but registrations waiting on the projector no
+	// longer wait for the checkpoint's round trip as well.
+	var writing chan error
+	wrote := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-writing
+		writing = nil
+		return err
+	}
+	// A failed write stops the projector at once, even with no event
+	// after it; a projector that stops for another reason abandons its
+	// write in flight (the checkpoint stays lower, applying again has no
+	// effect) rather than wait out a leader that froze with it.
+	fctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	wctx, abandon := context.WithCancel(ctx)
+	defer func() {
+		abandon()
+		werr := wrote()
+		switch {
+		case werr == nil || errors.Is(werr, context.Canceled) && ctx.Err() == nil:
+		case context.Cause(fctx) == werr:
+			err = werr
+		default:
+			err = errors.Join(err, werr)
+		}
+	}()
+	return log.Follow(fctx, start.Seq, func(e kez.RegistryEntry) error {
 		leaf := integrity.LeafHash(e.Data)
 		tree.Append(leaf)
 		if err := checkPassed(known, prev, e.Seq, tree, leaf); err != nil {
@@ -396,7 +429,19 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		if err := done(recs, cp, e.Pending == 0); err != nil {
 			return err
 		}
-		return proj.SetCheckpoint(ctx, cp)
+		if err := wrote(); err != nil {
+			return err
+		}
+		ch := make(chan error, 1)
+		go func() {
+			err := proj.SetCheckpoint(wctx, cp)
+			if err != nil {
+				stop(err)
+			}
+			ch <- err
+		}()
+		writing = ch
+		return nil
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +28,14 @@ type Projection struct {
 	js                  jetstream.JetStream // for ApplyBatch's asynchronous writes and the integrity checks
 	handles, keys, meta jetstream.KeyValue
 	turns               *Turns
+
+	// The checkpoint this replica last wrote and its revision, so that
+	// the next SetCheckpoint is one conditional write, not a read, a
+	// write and a read: a stale one (another replica wrote since) only
+	// makes the write refused and read again.
+	cpMu  sync.Mutex
+	cpCur integrity.Checkpoint
+	cpRev uint64
 }
 
 // Guard makes the projection's writes go again at a turn (a leader
@@ -149,11 +158,16 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
-	for {
-		cur, rev, err := p.checkpoint(ctx)
-		if err != nil {
-			return err
+	p.cpMu.Lock()
+	defer p.cpMu.Unlock()
+	cur, rev, known := p.cpCur, p.cpRev, p.cpRev != 0
+	for inFlight := 0; ; {
+		if !known {
+			if cur, rev, err = p.checkpoint(ctx); err != nil {
+				return err
+			}
 		}
+		known = false
 		if cur.Seq == cp.Seq && (cur.Tree.Size != cp.Tree.Size || cur.Tree.Root() != cp.Tree.Root()) {
 			return fmt.Errorf("%w: the projection's checkpoint at sequence %d has %d events, root %s; this replica hashed %d events, root %s",
 				kez.ErrLogDamaged, cp.Seq, cur.Tree.Size, cur.Tree.Root(), cp.Tree.Size, cp.Tree.Root())
@@ -161,16 +175,26 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 		if cur.Seq >= cp.Seq {
 			return nil
 		}
+		var next uint64
 		err, _ = guarded(ctx, p.turns, nil, func(ctx context.Context) (err error) {
 			if rev == 0 {
-				_, err = p.meta.Create(ctx, projectionPointer, val)
+				next, err = p.meta.Create(ctx, projectionPointer, val)
 			} else {
-				_, err = p.meta.Update(ctx, projectionPointer, val, rev)
+				next, err = p.meta.Update(ctx, projectionPointer, val, rev)
 			}
 			return err
 		})
-		if err == nil || errors.Is(err, errTurn) {
+		if err == nil {
+			// Written over revision rev: nobody moved it between.
+			p.cpCur, p.cpRev = cp, next
+			return nil
+		}
+		if errors.Is(err, errTurn) {
 			continue // read it again: the write may have got in
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			continue // another replica moved it since rev: read it again
 		}
 		if isWrongLastSeq(err) {
 			// Another replica's write is in flight (10164): read again
@@ -178,8 +202,9 @@ func (p *Projection) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint)
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("advance checkpoint: %w", ctx.Err())
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(inFlightBackoff(inFlight)):
 			}
+			inFlight++
 			continue
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {

@@ -256,6 +256,13 @@ var followHeartbeat = []jetstream.PullMessagesOpt{
 // order, and keeps following new ones until ctx ends (returning ctx.Err())
 // or fn returns an error (returned as is). It reads through an ordered
 // consumer, which restarts itself on gaps, so no event is skipped.
+//
+// An entry's Pending counts the events known to follow it: the stream's
+// count when the server sent it, or, if more, the events already received
+// behind it. The server counts at delivery, so events appended while fn
+// was busy were each delivered as the last one (pending 0); a caller
+// batching on Pending (the projector) would otherwise take them one at a
+// time.
 func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error {
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{registryEvents},
@@ -278,20 +285,39 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	type next struct {
+		m   jetstream.Msg
+		err error
+	}
+	ahead, done := make(chan next, followAhead), make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			m, err := it.Next()
+			select {
+			case ahead <- next{m, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		m, err := it.Next()
-		if err != nil {
+		n := <-ahead
+		if n.err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("registry consumer: %w", err)
+			return fmt.Errorf("registry consumer: %w", n.err)
 		}
-		md, err := m.Metadata()
+		md, err := n.m.Metadata()
 		if err != nil {
 			return fmt.Errorf("registry message metadata: %w", err)
 		}
-		ev := kez.RegistryEntry{Seq: md.Sequence.Stream, Pending: md.NumPending, Data: m.Data()}
-		if err := json.Unmarshal(m.Data(), &ev.Event); err != nil {
+		ev := kez.RegistryEntry{Seq: md.Sequence.Stream, Pending: max(md.NumPending, uint64(len(ahead))), Data: n.m.Data()}
+		if err := json.Unmarshal(n.m.Data(), &ev.Event); err != nil {
 			ev.Err = fmt.Errorf("%w: event %d: %v", kez.ErrInvalidRequest, ev.Seq, err)
 		}
 		if err := fn(ev); err != nil {
@@ -299,6 +325,9 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		}
 	}
 }
+
+// followAhead bounds the events Follow reads ahead of its caller.
+const followAhead = 1024
 
 // KeyHandle returns the handle that claimed key, read from the stream
 // leader, so a registration acknowledged a moment ago is seen (the KV

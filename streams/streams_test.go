@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
@@ -191,5 +193,95 @@ func TestInboxShareIsPerSender(t *testing.T) {
 	}
 	if _, err := js.Publish(ctx, flood, []byte("after reading")); err != nil {
 		t.Fatalf("after reading: %v", err)
+	}
+}
+
+// TestFollowCountsEventsReadAhead: events appended while the caller is
+// busy with one are delivered as the last of the stream at the time
+// (the server's pending 0); Follow counts those it has already received
+// behind an entry, so the projector applies them as one batch rather
+// than one at a time.
+func TestFollowCountsEventsReadAhead(t *testing.T) {
+	_, reg := setup(t, streams.DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, _, err := reg.Append(ctx, event(t, "first")); err != nil {
+		t.Fatal(err)
+	}
+	const more = 5
+	var pending []uint64
+	err := reg.Follow(ctx, 0, func(e kez.RegistryEntry) error {
+		pending = append(pending, e.Pending)
+		if len(pending) == 1 {
+			for i := range more {
+				if _, _, err := reg.Append(ctx, event(t, "later"+strconv.Itoa(i))); err != nil {
+					return err
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // they arrive while we are busy
+		}
+		if len(pending) == 1+more {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatal(err)
+	}
+	if pending[0] != 0 {
+		t.Errorf("first entry pending %d, want 0", pending[0])
+	}
+	for i, p := range pending[1:] {
+		if want := uint64(more - 1 - i); p != want {
+			t.Errorf("entries' pending %v, want %d behind entry %d", pending, want, i+2)
+			break
+		}
+	}
+}
+
+var errStop = errors.New("stop")
+
+// TestSetCheckpointAcrossReplicas: two replicas move the checkpoint in
+// turns, each with a stale idea of the other's last write; neither
+// lowers it, and another tree at the same sequence is damage.
+func TestSetCheckpointAcrossReplicas(t *testing.T) {
+	js, _ := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	a, err := streams.OpenProjection(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := streams.OpenProjection(ctx, js)
+	var tree integrity.Tree
+	cps := map[uint64]integrity.Checkpoint{}
+	for seq := uint64(1); seq <= 12; seq++ {
+		leaf := integrity.LeafHash([]byte{byte(seq)})
+		tree.Append(leaf)
+		cps[seq] = integrity.Checkpoint{Seq: seq, Tree: tree.Clone(), LastLeaf: leaf}
+	}
+	for i, step := range []struct {
+		p   *streams.Projection
+		seq uint64
+	}{{a, 3}, {b, 6}, {a, 9}, {b, 12}, {a, 10}} {
+		start := time.Now()
+		if err := step.p.SetCheckpoint(ctx, cps[step.seq]); err != nil {
+			t.Fatalf("step %d: SetCheckpoint(%d): %v", i, step.seq, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("step %d took %v", i, d)
+		}
+		want := min(max(step.seq, 3*uint64(i+1)), 12)
+		for _, p := range []*streams.Projection{a, b} {
+			if got, err := p.Checkpoint(ctx); err != nil || got.Seq != want {
+				t.Fatalf("step %d: checkpoint %d, %v; want %d", i, got.Seq, err, want)
+			}
+		}
+	}
+	var other integrity.Tree
+	for seq := range 12 {
+		other.Append(integrity.LeafHash([]byte{byte(seq + 100)}))
+	}
+	if err := a.SetCheckpoint(ctx, integrity.Checkpoint{Seq: 12, Tree: other, LastLeaf: integrity.LeafHash([]byte{111})}); !errors.Is(err, kez.ErrLogDamaged) {
+		t.Errorf("another tree at the same sequence: %v, want ErrLogDamaged", err)
 	}
 }

@@ -28,6 +28,7 @@ type stackFlags struct {
 	Spawn        bool          `help:"Start nats-server, kez-chat-server replicas and kez-sig-server from --bin as child processes in a temp folder, and stop them at the end."`
 	Bin          string        `default:"bin" type:"path" help:"Folder of the binaries for --spawn (make build tools)."`
 	Conf         string        `default:"nats/nats.conf" type:"path" help:"nats-server configuration for --spawn (its store and keys are moved into the temp folder)."`
+	Nodes        int           `default:"1" help:"nats-server processes with --spawn: 1, or 3 for a cluster with every stream replicated 3 times (R3); the chat-server replicas are spread over the nodes."`
 	KeysDir      string        `name:"keys-dir" type:"path" help:"Keys for --spawn (kez-chat-server keys --dir); fresh ones by default."`
 	ChatReplicas int           `name:"chat-replicas" default:"2" help:"kez-chat-server replicas with --spawn; each is a callout responder."`
 	UserJWTTTL   time.Duration `name:"user-jwt-ttl" default:"2m" help:"USER_JWT_TTL with --spawn: users reconnect and re-authorise this often."`
@@ -98,7 +99,10 @@ type session struct {
 func open(ctx context.Context, sf stackFlags, lf loadFlags, stderr io.Writer) (*session, error) {
 	s := &session{hc: &http.Client{Timeout: 30 * time.Second}, stderr: stderr}
 	if sf.Spawn {
-		st, err := Spawn(ctx, SpawnOptions{Bin: sf.Bin, Conf: sf.Conf, KeysDir: sf.KeysDir, ChatReplicas: max(sf.ChatReplicas, 1),
+		if sf.Nodes < 1 || sf.Nodes > 9 {
+			return nil, errors.New("--nodes must be 1 to 9")
+		}
+		st, err := Spawn(ctx, SpawnOptions{Bin: sf.Bin, Conf: sf.Conf, Nodes: sf.Nodes, KeysDir: sf.KeysDir, ChatReplicas: max(sf.ChatReplicas, 1),
 			UserJWTTTL: sf.UserJWTTTL, Domain: lf.Domain, NoFile: sf.NoFile, MaxConsumers: sf.MaxConsumers, Keep: sf.Keep, Log: stderr})
 		if err != nil {
 			return nil, err

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"kez.lat/kez/nats/natskeys"
+	"kez.lat/kez/nats/natsproc"
 )
 
 // selfName is the generator's own row in the process table.
@@ -27,13 +26,14 @@ const selfName = "kez-load"
 // Stack is the kez stack under load: URLs, and the processes to watch.
 type Stack struct {
 	ChatURLs   []string // home server replicas (HTTP API and /metrics)
-	MonitorURL string   // nats-server monitoring
-	StoreDir   string   // JetStream store, when known (spawned)
+	MonitorURL string   // nats-server monitoring (the first node's)
+	StoreDir   string   // JetStream store (the first node's), when known (spawned)
 	Procs      []Proc
 
-	dir  string
-	keep bool
-	cmds []*exec.Cmd
+	dir   string
+	keep  bool
+	nodes *natsproc.Cluster
+	kez   []*natsproc.Proc // the kez servers, in start order
 }
 
 // Proc is a process of the stack.
@@ -44,10 +44,14 @@ type Proc struct {
 
 // SpawnOptions configure a stack started as child processes.
 type SpawnOptions struct {
-	Bin          string        // folder with nats-server, kez-chat-server, kez-sig-server
-	Conf         string        // nats/nats.conf
+	Bin string // folder with nats-server, kez-chat-server, kez-sig-server
+	// Conf is nats/nats.conf.
+	Conf string
+	// Nodes is the number of nats-server processes (default 1); more than
+	// one form a cluster and every stream is replicated 3 times (R3).
+	Nodes        int
 	KeysDir      string        // reuse these keys (default: fresh ones in the temp folder)
-	ChatReplicas int           // kez-chat-server replicas (each one a callout responder)
+	ChatReplicas int           // kez-chat-server replicas (each one a callout responder), spread over the nodes
 	UserJWTTTL   time.Duration // USER_JWT_TTL
 	Domain       string
 	NoFile       int // soft fd limit of the children (0: inherited)
@@ -59,15 +63,17 @@ type SpawnOptions struct {
 	Log          io.Writer
 }
 
-// Spawn starts nats-server (the reference config, store in a temp
-// folder), the chat-server replicas and the sig-server, with the
-// registration and append rate limits lifted.
+// Spawn starts nats-server (the reference config, one node or a cluster
+// of Nodes, stores in a temp folder), the chat-server replicas (replica i
+// on node i, handing its users that node's URL, so users are spread over
+// the nodes too) and the sig-server, with the registration and append
+// rate limits lifted.
 func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 	dir, err := os.MkdirTemp("", "kez-load-")
 	if err != nil {
 		return nil, err
 	}
-	st := &Stack{dir: dir, keep: o.Keep, StoreDir: filepath.Join(dir, "jetstream")}
+	st := &Stack{dir: dir, keep: o.Keep}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -93,144 +99,96 @@ func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := strings.Replace(string(conf), `"/data/jetstream"`, strconv.Quote(st.StoreDir), 1)
+	no := natsproc.Options{Bin: filepath.Join(o.Bin, "nats-server"), Conf: conf, Dir: dir, Nodes: max(o.Nodes, 1), NoFile: o.NoFile}
 	if o.MaxConsumers != 0 {
-		c = strings.Replace(c, "jetstream {", fmt.Sprintf("jetstream {\n  limits { default_max_consumers: %d }", o.MaxConsumers), 1)
+		no.Adjust = func(c string) string {
+			return strings.Replace(c, "jetstream {", fmt.Sprintf("jetstream {\n  limits { default_max_consumers: %d }", o.MaxConsumers), 1)
+		}
 	}
-	confPath := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(confPath, []byte(c), 0o600); err != nil {
-		return nil, err
+	if _, err := os.Stat(no.Bin); err != nil {
+		return nil, fmt.Errorf("%w (run `make build tools`, or pass --bin)", err)
 	}
-	ports, err := freePorts(3 + o.ChatReplicas)
+	st.nodes, err = natsproc.Start(ctx, no)
 	if err != nil {
 		return nil, err
 	}
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
-	st.MonitorURL = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	sigAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-
-	if err := st.start(o, "nats-server", nil, "-c", confPath, "-a", "127.0.0.1",
-		"-p", strconv.Itoa(ports[0]), "-m", strconv.Itoa(ports[1])); err != nil {
+	for _, n := range st.nodes.Nodes {
+		st.Procs = append(st.Procs, Proc{Name: n.Name, PID: n.PID()})
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "kez-load: started %s (pid %d, %s, log %s)\n", n.Name, n.PID(), n.ClientURL, n.Log)
+		}
+	}
+	first := st.nodes.Nodes[0]
+	st.MonitorURL, st.StoreDir = first.MonitorURL, first.StoreDir
+	replicas := "1"
+	if len(st.nodes.Nodes) > 1 {
+		replicas = "3"
+	}
+	ports, err := natsproc.FreePorts(1 + o.ChatReplicas)
+	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, st.MonitorURL+"/healthz?js-enabled-only=true", 30*time.Second); err != nil {
-		return nil, fmt.Errorf("nats-server: %w", err)
+	sigAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	common := func(node int) []string {
+		url := st.nodes.Nodes[node%len(st.nodes.Nodes)].ClientURL
+		return []string{"NATS_URL=" + url, "PUBLIC_NATS_URL=" + url, "DOMAIN=" + o.Domain, "REPLICAS=" + replicas,
+			"SIGCHAIN_URL=http://" + sigAddr, "LOG_LEVEL=warn", "LOG_FORMAT=text"}
 	}
-	common := []string{"NATS_URL=" + natsURL, "PUBLIC_NATS_URL=" + natsURL, "DOMAIN=" + o.Domain,
-		"SIGCHAIN_URL=http://" + sigAddr, "LOG_LEVEL=warn", "LOG_FORMAT=text"}
 	// The sig-server first: it creates its stream; then the first chat-server
 	// alone (it creates the registry streams), then the other replicas.
-	if err := st.start(o, "kez-sig-server", append(common, "NATS_NKEY_FILE="+filepath.Join(keys, natskeys.KeySigServer+".nk"),
+	if err := st.start(o, "kez-sig-server", append(common(0), "NATS_NKEY_FILE="+filepath.Join(keys, natskeys.KeySigServer+".nk"),
 		"HTTP_ADDR="+sigAddr, "APPEND_LIMIT=1000000")); err != nil {
 		return nil, err
 	}
 	for i := range o.ChatReplicas {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[3+i])
-		if err := st.start(o, "kez-chat-server", append(common, "KEYS_DIR="+keys, "HTTP_ADDR="+addr,
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[1+i])
+		if err := st.start(o, "kez-chat-server", append(common(i), "KEYS_DIR="+keys, "HTTP_ADDR="+addr,
 			"PUBLIC_URL=http://"+addr, "REGISTER_LIMIT=100000000", "USER_JWT_TTL="+o.UserJWTTTL.String())); err != nil {
 			return nil, err
 		}
 		st.ChatURLs = append(st.ChatURLs, "http://"+addr)
-		if err := waitHTTP(ctx, "http://"+addr+"/v1/healthz", 60*time.Second); err != nil {
+		if err := natsproc.WaitHTTP(ctx, "http://"+addr+"/v1/healthz", 90*time.Second); err != nil {
 			return nil, fmt.Errorf("kez-chat-server %d: %w", i+1, err)
 		}
 	}
-	if err := waitHTTP(ctx, "http://"+sigAddr+"/v1/healthz", 60*time.Second); err != nil {
+	if err := natsproc.WaitHTTP(ctx, "http://"+sigAddr+"/v1/healthz", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("kez-sig-server: %w", err)
 	}
 	return st, nil
 }
 
-// start runs bin/name with env, its output in <dir>/<name>-<pid>.log.
-func (st *Stack) start(o SpawnOptions, name string, env []string, args ...string) error {
+// start runs bin/name with env, its output in <dir>/<name>-<n>.log.
+func (st *Stack) start(o SpawnOptions, name string, env []string) error {
 	path := filepath.Join(o.Bin, name)
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("%w (run `make build tools`, or pass --bin)", err)
 	}
-	logf, err := os.CreateTemp(st.dir, name+"-*.log")
-	if err != nil {
+	p := &natsproc.Proc{Name: name, Path: path, Env: env, NoFile: o.NoFile,
+		Log: filepath.Join(st.dir, fmt.Sprintf("%s-%d.log", name, len(st.kez)+1))}
+	if err := p.Start(); err != nil {
 		return err
 	}
-	defer logf.Close()
-	var cmd *exec.Cmd
-	if o.NoFile > 0 {
-		// The children's fd limit is set on purpose (it is a limit under
-		// test), independent of the generator's own.
-		cmd = exec.Command("/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -Sn %d && exec "$0" "$@"`, o.NoFile), path}, args...)...)
-	} else {
-		cmd = exec.Command(path, args...)
-	}
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The children die with the generator, however it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	st.cmds = append(st.cmds, cmd)
-	st.Procs = append(st.Procs, Proc{Name: name, PID: cmd.Process.Pid})
+	st.kez = append(st.kez, p)
+	st.Procs = append(st.Procs, Proc{Name: name, PID: p.PID()})
 	if o.Log != nil {
-		fmt.Fprintf(o.Log, "kez-load: started %s (pid %d, log %s)\n", name, cmd.Process.Pid, logf.Name())
+		fmt.Fprintf(o.Log, "kez-load: started %s (pid %d, log %s)\n", name, p.PID(), p.Log)
 	}
 	return nil
 }
 
-// Close stops the spawned processes (SIGTERM, then SIGKILL after 20 s) and
-// removes the temp folder unless kept.
+// Close stops the spawned processes, the kez servers first (SIGTERM, then
+// SIGKILL after 20 s), and removes the temp folder unless kept.
 func (st *Stack) Close() {
-	for i := len(st.cmds) - 1; i >= 0; i-- {
-		cmd := st.cmds[i]
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+	for i := len(st.kez) - 1; i >= 0; i-- {
+		st.kez[i].Stop(20 * time.Second)
+	}
+	if st.nodes != nil {
+		for _, n := range st.nodes.Nodes {
+			n.Stop(20 * time.Second)
 		}
 	}
 	if st.dir != "" && !st.keep {
 		_ = os.RemoveAll(st.dir)
-	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy: %w", url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
 }
 

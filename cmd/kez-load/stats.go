@@ -351,13 +351,15 @@ func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 // WriteStepTable prints one line per step of a stepped run.
 func WriteStepTable(w io.Writer, steps []*Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "users\tonline\trecv/s\tsign-in p99\tsend p99\tdeliver p99\terrors\tstack CPU\tstack RSS MiB\tnats fds\tlimit\t")
+	fmt.Fprintln(tw, "users\tonline\trecv/s\tsign-in p99\tsend p99\tdeliver p99\terrors\tstack CPU\tstack RSS MiB\tnats RSS MiB\tnats fds\tlimit\t")
 	for _, r := range steps {
 		var errs int64
 		for _, n := range r.Errors {
 			errs += n
 		}
-		var cpu, rss float64
+		// The nats-server columns are the largest node's (a cluster's
+		// nodes are "nats-server n1", ...).
+		var cpu, rss, natsRSS float64
 		fds := 0
 		for _, p := range r.Procs {
 			if p.Name == selfName {
@@ -365,12 +367,12 @@ func WriteStepTable(w io.Writer, steps []*Report) {
 			}
 			cpu += p.CPUCores
 			rss += p.RSSMiB
-			if p.Name == "nats-server" {
-				fds = p.FDs
+			if strings.HasPrefix(p.Name, "nats-server") {
+				fds, natsRSS = max(fds, p.FDs), max(natsRSS, p.RSSMiB)
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f ms\t%.1f ms\t%.1f ms\t%d\t%.2f\t%.0f\t%d\t%s\t\n",
-			r.Users, r.Online, r.MsgsPerSec, r.opP99(opSignIn), r.opP99(opSend), r.opP99(opDeliver), errs, cpu, rss, fds, r.Limit)
+		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f ms\t%.1f ms\t%.1f ms\t%d\t%.2f\t%.0f\t%.0f\t%d\t%s\t\n",
+			r.Users, r.Online, r.MsgsPerSec, r.opP99(opSignIn), r.opP99(opSend), r.opP99(opDeliver), errs, cpu, rss, natsRSS, fds, r.Limit)
 	}
 	tw.Flush()
 }

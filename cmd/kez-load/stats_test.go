@@ -154,6 +154,14 @@ func TestWriteTable(t *testing.T) {
 	if !strings.Contains(b.String(), "memory") || !strings.Contains(b.String(), "950") {
 		t.Errorf("step table:\n%s", b.String())
 	}
+	// A cluster: the largest node's fds and RSS.
+	b.Reset()
+	r.Procs = append(r.Procs, ProcStats{Name: "nats-server n2", PID: 7, RSSMiB: 4321, FDs: 1234, FDLimit: 20000},
+		ProcStats{Name: "nats-server n3", PID: 8, RSSMiB: 42, FDs: 12, FDLimit: 20000})
+	WriteStepTable(&b, []*Report{r})
+	if !strings.Contains(b.String(), "4321") || !strings.Contains(b.String(), "1234") {
+		t.Errorf("step table of a cluster:\n%s", b.String())
+	}
 }
 
 func TestLimitsCheck(t *testing.T) {

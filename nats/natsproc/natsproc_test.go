@@ -1,0 +1,103 @@
+package natsproc_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"kez.lat/kez/nats/natsproc"
+)
+
+// TestProc: a process starts with its environment and fd limit, writes
+// to its log, is killed and started again.
+func TestProc(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	p := &natsproc.Proc{Name: "sh", Path: "/bin/sh", NoFile: 123, Env: []string{"KEZ_TEST=hello"},
+		Args: []string{"-c", `echo "$KEZ_TEST $(ulimit -Sn)" > ` + out + `; echo logged; exec sleep 60`},
+		Log:  filepath.Join(dir, "log")}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err == nil {
+		t.Error("a second Start of a running process succeeded")
+	}
+	pid := p.PID()
+	if pid == 0 {
+		t.Fatal("no pid")
+	}
+	var got []byte
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if got, _ = os.ReadFile(out); strings.HasSuffix(string(got), "\n") {
+			break
+		}
+	}
+	if string(got) != "hello 123\n" {
+		t.Errorf("environment and fd limit seen by the process: %q, want %q", got, "hello 123\n")
+	}
+	p.Kill()
+	if p.PID() != 0 {
+		t.Error("pid after Kill")
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("process %d still there after Kill", pid)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log []byte
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if log, _ = os.ReadFile(p.Log); strings.Count(string(log), "logged\n") == 2 {
+			break
+		}
+	}
+	p.Stop(5 * time.Second)
+	if strings.Count(string(log), "logged\n") != 2 {
+		t.Errorf("log of two runs: %q", log)
+	}
+}
+
+func TestFreePorts(t *testing.T) {
+	ports, err := natsproc.FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ports {
+		if p >= 32768 || i > 0 && p != ports[i-1]+1 {
+			t.Fatalf("ports %v: want consecutive, below 32768", ports)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("port %d not free: %v", p, err)
+		}
+		l.Close()
+	}
+}
+
+// TestWaitHTTP: it waits through errors for a 200 and gives up at its
+// bound with the last answer.
+func TestWaitHTTP(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) < 3 || r.URL.Path == "/never" {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if err := natsproc.WaitHTTP(context.Background(), srv.URL+"/", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err := natsproc.WaitHTTP(context.Background(), srv.URL+"/never", 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "503 not yet") {
+		t.Fatalf("WaitHTTP of a 503 = %v, want an error with the answer", err)
+	}
+}
