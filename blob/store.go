@@ -23,6 +23,10 @@ const syncEvery = 32 << 20
 // one system call per MiB rather than per 16 KiB group.
 const writeBuf = 1 << 20
 
+// writeBuffers is how many writeBuf buffers a [WriteBehind] of a store
+// has: one being filled, one being written, one spare.
+const writeBuffers = 3
+
 // Source provides Bao slices of blobs, such as a peer over the network.
 type Source interface {
 	// Slice returns a reader of the Bao slice encoding of [off, off+n) of
@@ -112,7 +116,9 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	obPath := tmp.Name() + ".obao"
 	defer os.Remove(obPath)
 
-	bw := bufio.NewWriterSize(tmp, writeBuf)
+	// The blob is written on another goroutine while this one hashes.
+	bw := NewWriteBehind(tmp, writeBuffers, writeBuf)
+	defer bw.Close()
 	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)
@@ -122,7 +128,7 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
 		return Hash{}, fmt.Errorf("import: %w: data longer than %d bytes", ErrSize, size)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := bw.Close(); err != nil {
 		return Hash{}, fmt.Errorf("import: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -268,9 +274,9 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 
 	if verified < size {
 		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
-		w := &partWriter{f: f, sy: sy, n: verified, buf: make([]byte, 0, writeBuf), progress: progress}
+		w := newPartWriter(f, sy, verified, progress)
 		err := Get(ctx, src, h, size, verified, w)
-		if ferr := w.flush(); err == nil {
+		if ferr := w.close(); err == nil {
 			err = ferr
 		}
 		if serr := sy.Close(); err == nil {
@@ -308,40 +314,58 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	return nil
 }
 
-// partWriter appends verified bytes to a partial file, writeBuf at a time,
-// and reports what it wrote to the file's Syncer.
+// partWriter appends verified bytes to a partial file, writeBuf at a time
+// on a WriteBehind, and reports what was written to the file's Syncer.
 type partWriter struct {
-	f        *os.File
+	wb       *WriteBehind
 	sy       *Syncer
-	n        int64 // verified bytes, in f or buf
+	n        int64 // verified bytes, in the file or buffered
 	buf      []byte
 	progress func(int64)
 }
 
+func newPartWriter(f *os.File, sy *Syncer, verified int64, progress func(int64)) *partWriter {
+	return &partWriter{wb: NewWriteBehind(f, writeBuffers, writeBuf), sy: sy, n: verified, progress: progress}
+}
+
 func (w *partWriter) Write(p []byte) (int, error) {
-	if len(w.buf)+len(p) > cap(w.buf) {
-		if err := w.flush(); err != nil {
-			return 0, err
+	c := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			b, err := w.wb.Buffer()
+			if err != nil {
+				return c - len(p), err
+			}
+			w.buf = b
+		}
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		p = p[k:]
+		w.n += int64(k)
+		if len(w.buf) == cap(w.buf) {
+			w.submit()
 		}
 	}
-	w.buf = append(w.buf, p...)
-	w.n += int64(len(p))
 	if w.progress != nil {
 		w.progress(w.n)
 	}
-	return len(p), nil
+	return c, nil
 }
 
-// flush writes the buffered bytes to the file.
-func (w *partWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
+// submit hands the buffer to the writer; the Syncer learns of its bytes
+// once they are written.
+func (w *partWriter) submit() {
+	n := w.n
+	w.wb.Submit(w.buf, func() error { return w.sy.Wrote(n) })
+	w.buf = nil
+}
+
+// close writes what is buffered and waits for every write.
+func (w *partWriter) close() error {
+	if w.buf != nil {
+		w.submit()
 	}
-	if _, err := w.f.Write(w.buf); err != nil {
-		return err
-	}
-	w.buf = w.buf[:0]
-	return w.sy.Wrote(w.n)
+	return w.wb.Close()
 }
 
 // writeLen records n in the file at path, by rename, so that a crash
