@@ -386,11 +386,14 @@ func (s *chunkSink) finish() error {
 }
 
 // decrypter opens the batches of chunks in order, on its own goroutine,
-// and appends their plaintext to the partial file, one write per batch.
-// Only batches = 3 batches exist, so sending one never blocks.
+// into plaintext buffers that a [blob.WriteBehind] appends to the partial
+// file, one write per batch, on a third goroutine: verification,
+// decryption and the copy into the page cache overlap. Only batches = 3
+// batches exist, so sending one never blocks.
 type decrypter struct {
 	r      *incoming
 	sy     *blob.Syncer
+	wb     *blob.WriteBehind
 	full   chan *chunkBatch
 	empty  chan *chunkBatch
 	failed chan struct{} // closed at the first error, err set
@@ -399,12 +402,13 @@ type decrypter struct {
 }
 
 func newDecrypter(r *incoming, sy *blob.Syncer) *decrypter {
-	d := &decrypter{r: r, sy: sy, full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
+	d := &decrypter{r: r, sy: sy, wb: blob.NewWriteBehind(r.part, batches, batchChunks*filecrypt.ChunkSize),
+		full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
 		failed: make(chan struct{}), done: make(chan struct{})}
 	for range batches {
 		d.empty <- &chunkBatch{buf: make([]byte, 0, batchChunks*filecrypt.EncChunkSize)}
 	}
-	go d.run()
+	go d.run(r.written())
 	return d
 }
 
@@ -426,48 +430,60 @@ func (d *decrypter) free() (*chunkBatch, error) {
 func (d *decrypter) send(b *chunkBatch) { d.full <- b }
 func (d *decrypter) close()             { close(d.full) }
 
-// wait waits for the decrypter to finish the batches sent and returns its
-// error.
+// wait waits for the decrypter to finish the batches sent, and for their
+// plaintext to be written, and returns its error.
 func (d *decrypter) wait() error {
 	<-d.done
 	return d.err
 }
 
-func (d *decrypter) run() {
+// run opens the batches sent; written is the plaintext length of the
+// partial file when it starts.
+func (d *decrypter) run(written int64) {
 	defer close(d.done)
-	plain := make([]byte, 0, batchChunks*filecrypt.ChunkSize)
-	written := d.r.written()
 	for b := range d.full {
 		if d.err == nil {
-			plain, written, d.err = d.batch(b, plain[:0], written)
-			if d.err != nil {
+			var err error
+			if written, err = d.batch(b, written); err != nil {
+				d.err = err
 				close(d.failed)
 			}
 		}
 		d.empty <- b
 	}
+	if err := d.wb.Close(); err != nil && d.err == nil {
+		d.err = err
+		close(d.failed)
+	}
 }
 
-// batch opens the chunks of b into plain and writes them, and returns the
-// plaintext bytes written in all.
-func (d *decrypter) batch(b *chunkBatch, plain []byte, written int64) ([]byte, int64, error) {
+// batch opens the chunks of b into a plaintext buffer and hands it to the
+// writer, and returns the plaintext length of the partial file once it
+// is written. Once written, the partial file's chunk count and its
+// Syncer are updated.
+func (d *decrypter) batch(b *chunkBatch, written int64) (int64, error) {
+	plain, err := d.wb.Buffer()
+	if err != nil {
+		return written, err
+	}
 	i, ct := b.first, b.buf
 	for len(ct) > 0 {
 		n := d.r.ch.Len(i)
-		var err error
 		if plain, err = d.r.ch.Open(plain, ct[:n], i); err != nil {
 			// Not one byte of a batch with a chunk that does not
 			// open: the chunks before it are genuine, but the stream
 			// is not what its sender announced.
-			return plain, written, err
+			d.wb.Submit(plain[:0], nil)
+			return written, err
 		}
 		ct = ct[n:]
 		i++
 	}
-	if _, err := d.r.part.Write(plain); err != nil {
-		return plain, written, err
-	}
 	written += int64(len(plain))
-	d.r.start = i
-	return plain, written, d.sy.Wrote(written)
+	n := written
+	d.wb.Submit(plain, func() error {
+		d.r.start = i
+		return d.sy.Wrote(n)
+	})
+	return written, nil
 }
