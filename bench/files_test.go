@@ -109,7 +109,7 @@ func TestBenchFiles(t *testing.T) {
 	}
 	var transports []*transport
 	for _, tc := range []struct{ name, listen string }{
-		{"p2p Fetch, libp2p TCP+Noise+yamux", "/ip4/127.0.0.1/tcp/0"},
+		{"p2p Fetch, libp2p TCP+TLS+yamux", "/ip4/127.0.0.1/tcp/0"},
 		{"p2p Fetch, libp2p QUIC-v1", "/ip4/127.0.0.1/udp/0/quic-v1"},
 	} {
 		k := keztest.NewKey(t)
