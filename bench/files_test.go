@@ -49,7 +49,7 @@ const (
 // plain TCP copy of the same file measured interleaved in the same run.
 //
 //   - p2p: blob.Store.Fetch from a p2p.Node serving a blob.Store (libp2p
-//     TCP+Noise+yamux, and QUIC), Bao-verified per 16 KiB group, synced
+//     TCP+TLS+yamux, and QUIC), Bao-verified per 16 KiB group, synced
 //     in the background, outboard recomputed at the end; blob.Get into a
 //     synced file (the verified stream kez-chat fetch decrypts); the
 //     import (BLAKE3 + Bao outboard + fsync) against a plain copy + fsync.
