@@ -117,7 +117,7 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	defer os.Remove(obPath)
 
 	// The blob is written on another goroutine while this one hashes.
-	bw := NewWriteBehind(tmp, writeBuffers, writeBuf)
+	bw := NewWriteBehind(tmp, writeBuffers, writeBuf, nil)
 	defer bw.Close()
 	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -314,59 +314,30 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	return nil
 }
 
-// partWriter appends verified bytes to a partial file, writeBuf at a time
-// on a WriteBehind, and reports what was written to the file's Syncer.
+// partWriter appends verified bytes to a partial file through a
+// WriteBehind, which tells the file's Syncer what it wrote.
 type partWriter struct {
 	wb       *WriteBehind
-	sy       *Syncer
 	n        int64 // verified bytes, in the file or buffered
-	buf      []byte
 	progress func(int64)
 }
 
 func newPartWriter(f *os.File, sy *Syncer, verified int64, progress func(int64)) *partWriter {
-	return &partWriter{wb: NewWriteBehind(f, writeBuffers, writeBuf), sy: sy, n: verified, progress: progress}
+	wrote := func(n int64) error { return sy.Wrote(verified + n) }
+	return &partWriter{wb: NewWriteBehind(f, writeBuffers, writeBuf, wrote), n: verified, progress: progress}
 }
 
 func (w *partWriter) Write(p []byte) (int, error) {
-	c := len(p)
-	for len(p) > 0 {
-		if w.buf == nil {
-			b, err := w.wb.Buffer()
-			if err != nil {
-				return c - len(p), err
-			}
-			w.buf = b
-		}
-		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
-		w.buf = w.buf[:len(w.buf)+k]
-		p = p[k:]
-		w.n += int64(k)
-		if len(w.buf) == cap(w.buf) {
-			w.submit()
-		}
-	}
+	n, err := w.wb.Write(p)
+	w.n += int64(n)
 	if w.progress != nil {
 		w.progress(w.n)
 	}
-	return c, nil
-}
-
-// submit hands the buffer to the writer; the Syncer learns of its bytes
-// once they are written.
-func (w *partWriter) submit() {
-	n := w.n
-	w.wb.Submit(w.buf, func() error { return w.sy.Wrote(n) })
-	w.buf = nil
+	return n, err
 }
 
 // close writes what is buffered and waits for every write.
-func (w *partWriter) close() error {
-	if w.buf != nil {
-		w.submit()
-	}
-	return w.wb.Close()
-}
+func (w *partWriter) close() error { return w.wb.Close() }
 
 // writeLen records n in the file at path, by rename, so that a crash
 // leaves the old record or the new one.

@@ -8,18 +8,20 @@ import (
 // WriteBehind writes to a file on a goroutine of its own, so that copying
 // the bytes into the page cache (a system call that costs as much CPU as
 // hashing them) overlaps the work that produces them: hashing and
-// outboard encoding in an import, decryption in a download. The producer
-// fills buffers taken with [WriteBehind.Buffer] and hands them back, in
-// order, with [WriteBehind.Submit]; or it just writes ([WriteBehind.Write]).
-// Each buffer is written whole before the next, and its callback runs
-// after it was written, so that a caller records only bytes the file has
-// (a [Syncer] is told after the write, never before).
+// outboard encoding in an import, verification and decryption in a
+// download. The producer writes ([WriteBehind.Write]), or fills buffers
+// taken with [WriteBehind.Buffer] and hands them back, in order, with
+// [WriteBehind.Submit]. Each buffer is written whole before the next, and
+// only then is the writer's callback told the total written, so that a
+// caller records only bytes the file has (a [Syncer] hears of them after
+// the write, never before).
 //
 // Memory is bounded: a fixed number of buffers circulate between the two
 // goroutines.
 type WriteBehind struct {
 	w      io.Writer
-	full   chan pending
+	wrote  func(n int64) error
+	full   chan []byte
 	empty  chan []byte
 	failed chan struct{} // closed at the first error, err set
 	done   chan struct{}
@@ -28,20 +30,16 @@ type WriteBehind struct {
 	closed bool
 }
 
-// pending is a buffer to write, and what to do once it is written.
-type pending struct {
-	b    []byte
-	then func() error
-}
-
 // errClosedWriter: a WriteBehind used after Close.
 var errClosedWriter = errors.New("write-behind writer closed")
 
 // NewWriteBehind starts writing to w with buffers buffers of size bytes.
 // buffers must be at least 1; 2 or 3 let the producer fill one while
-// another is written.
-func NewWriteBehind(w io.Writer, buffers, size int) *WriteBehind {
-	wb := &WriteBehind{w: w, full: make(chan pending, buffers), empty: make(chan []byte, buffers),
+// another is written. wrote, if not nil, is called on the writer's
+// goroutine after each buffer is written (an empty one too), with the
+// bytes written in all; its error stops the writer as a write error does.
+func NewWriteBehind(w io.Writer, buffers, size int, wrote func(n int64) error) *WriteBehind {
+	wb := &WriteBehind{w: w, wrote: wrote, full: make(chan []byte, buffers), empty: make(chan []byte, buffers),
 		failed: make(chan struct{}), done: make(chan struct{})}
 	for range buffers {
 		wb.empty <- make([]byte, 0, size)
@@ -52,21 +50,23 @@ func NewWriteBehind(w io.Writer, buffers, size int) *WriteBehind {
 
 func (wb *WriteBehind) run() {
 	defer close(wb.done)
-	for p := range wb.full {
+	var total int64
+	for b := range wb.full {
 		if wb.err == nil {
 			var err error
-			if len(p.b) > 0 {
-				_, err = wb.w.Write(p.b)
+			if len(b) > 0 {
+				_, err = wb.w.Write(b)
 			}
-			if err == nil && p.then != nil {
-				err = p.then()
+			total += int64(len(b))
+			if err == nil && wb.wrote != nil {
+				err = wb.wrote(total)
 			}
 			if err != nil {
 				wb.err = err
 				close(wb.failed)
 			}
 		}
-		wb.empty <- p.b[:0]
+		wb.empty <- b[:0]
 	}
 }
 
@@ -91,12 +91,9 @@ func (wb *WriteBehind) Buffer() ([]byte, error) {
 }
 
 // Submit hands b, a buffer from Buffer, to the writer, which writes it
-// after those submitted before and then calls then, if not nil, on its
-// own goroutine. An empty b is not written, but then runs. Submitting
-// after an error is harmless: nothing more is written.
-func (wb *WriteBehind) Submit(b []byte, then func() error) {
-	wb.full <- pending{b: b, then: then}
-}
+// after those submitted before. Submitting after an error is harmless:
+// nothing more is written.
+func (wb *WriteBehind) Submit(b []byte) { wb.full <- b }
 
 // Write copies p into buffers and submits each once full. It returns the
 // error of an earlier write, if any.
@@ -114,7 +111,7 @@ func (wb *WriteBehind) Write(p []byte) (int, error) {
 		wb.cur = wb.cur[:len(wb.cur)+c]
 		p = p[c:]
 		if len(wb.cur) == cap(wb.cur) {
-			wb.Submit(wb.cur, nil)
+			wb.Submit(wb.cur)
 			wb.cur = nil
 		}
 	}
@@ -130,7 +127,7 @@ func (wb *WriteBehind) Close() error {
 		return wb.err
 	}
 	if wb.cur != nil {
-		wb.Submit(wb.cur, nil)
+		wb.Submit(wb.cur)
 		wb.cur = nil
 	}
 	wb.closed = true

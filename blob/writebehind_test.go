@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -39,7 +40,7 @@ func (b *lockedBuffer) Len() int {
 // order and complete once Close returns.
 func TestWriteBehindWrite(t *testing.T) {
 	var dst lockedBuffer
-	wb := blob.NewWriteBehind(&dst, 2, 1000)
+	wb := blob.NewWriteBehind(&dst, 2, 1000, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := make([]byte, 100_000)
 	for i := range want {
@@ -66,14 +67,21 @@ func TestWriteBehindWrite(t *testing.T) {
 	}
 }
 
-// TestWriteBehindSubmit: each buffer's callback runs after the buffer and
-// every one before it were written, in order; an empty buffer is not
-// written but its callback runs.
+// TestWriteBehindSubmit: the callback hears of each buffer, in order,
+// after it and every one before it were written, with the total written;
+// an empty buffer is not written but counts as a buffer.
 func TestWriteBehindSubmit(t *testing.T) {
 	var dst lockedBuffer
-	wb := blob.NewWriteBehind(&dst, 3, 64)
-	var ran []int
-	total := 0
+	var totals []int64
+	wb := blob.NewWriteBehind(&dst, 3, 64, func(n int64) error {
+		if got := dst.Len(); int64(got) != n {
+			t.Errorf("told of %d bytes written with %d in the file", n, got)
+		}
+		totals = append(totals, n)
+		return nil
+	})
+	var want []int64
+	total := int64(0)
 	for i := range 50 {
 		b, err := wb.Buffer()
 		if err != nil {
@@ -86,26 +94,15 @@ func TestWriteBehindSubmit(t *testing.T) {
 		for j := range n {
 			b = append(b, byte(i+j))
 		}
-		total += n
-		want := total
-		wb.Submit(b, func() error {
-			if got := dst.Len(); got != want {
-				t.Errorf("callback %d with %d bytes written, want %d", i, got, want)
-			}
-			ran = append(ran, i)
-			return nil
-		})
+		total += int64(n)
+		want = append(want, total)
+		wb.Submit(b)
 	}
 	if err := wb.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(ran) != 50 {
-		t.Fatalf("%d callbacks ran, want 50", len(ran))
-	}
-	for i, v := range ran {
-		if v != i {
-			t.Fatalf("callbacks out of order: %v", ran)
-		}
+	if !slices.Equal(totals, want) {
+		t.Fatalf("callbacks with %v, want %v", totals, want)
 	}
 }
 
@@ -115,15 +112,15 @@ func TestWriteBehindSubmit(t *testing.T) {
 func TestWriteBehindError(t *testing.T) {
 	t.Run("write", func(t *testing.T) {
 		dst := lockedBuffer{limit: 250}
-		wb := blob.NewWriteBehind(&dst, 2, 100)
 		calls := 0
+		wb := blob.NewWriteBehind(&dst, 2, 100, func(int64) error { calls++; return nil })
 		var err error
 		for range 100 {
 			var b []byte
 			if b, err = wb.Buffer(); err != nil {
 				break
 			}
-			wb.Submit(append(b, make([]byte, 100)...), func() error { calls++; return nil })
+			wb.Submit(append(b, make([]byte, 100)...))
 		}
 		if !errors.Is(err, errFull) {
 			t.Fatalf("Buffer after a failed write: %v", err)
@@ -140,9 +137,9 @@ func TestWriteBehindError(t *testing.T) {
 	})
 	t.Run("callback", func(t *testing.T) {
 		var dst lockedBuffer
-		wb := blob.NewWriteBehind(&dst, 1, 10)
+		wb := blob.NewWriteBehind(&dst, 1, 10, func(int64) error { return errFull })
 		b, _ := wb.Buffer()
-		wb.Submit(append(b, 1), func() error { return errFull })
+		wb.Submit(append(b, 1))
 		if _, err := wb.Buffer(); !errors.Is(err, errFull) {
 			t.Fatalf("Buffer after a failed callback: %v", err)
 		}

@@ -394,6 +394,7 @@ type decrypter struct {
 	r      *incoming
 	sy     *blob.Syncer
 	wb     *blob.WriteBehind
+	from   int64 // plaintext bytes in the partial file before this attempt
 	full   chan *chunkBatch
 	empty  chan *chunkBatch
 	failed chan struct{} // closed at the first error, err set
@@ -402,13 +403,13 @@ type decrypter struct {
 }
 
 func newDecrypter(r *incoming, sy *blob.Syncer) *decrypter {
-	d := &decrypter{r: r, sy: sy, wb: blob.NewWriteBehind(r.part, batches, batchChunks*filecrypt.ChunkSize),
-		full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
+	d := &decrypter{r: r, sy: sy, from: r.written(), full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
 		failed: make(chan struct{}), done: make(chan struct{})}
+	d.wb = blob.NewWriteBehind(r.part, batches, batchChunks*filecrypt.ChunkSize, d.wrote)
 	for range batches {
 		d.empty <- &chunkBatch{buf: make([]byte, 0, batchChunks*filecrypt.EncChunkSize)}
 	}
-	go d.run(r.written())
+	go d.run()
 	return d
 }
 
@@ -437,14 +438,12 @@ func (d *decrypter) wait() error {
 	return d.err
 }
 
-// run opens the batches sent; written is the plaintext length of the
-// partial file when it starts.
-func (d *decrypter) run(written int64) {
+// run opens the batches sent.
+func (d *decrypter) run() {
 	defer close(d.done)
 	for b := range d.full {
 		if d.err == nil {
-			var err error
-			if written, err = d.batch(b, written); err != nil {
+			if err := d.batch(b); err != nil {
 				d.err = err
 				close(d.failed)
 			}
@@ -458,13 +457,11 @@ func (d *decrypter) run(written int64) {
 }
 
 // batch opens the chunks of b into a plaintext buffer and hands it to the
-// writer, and returns the plaintext length of the partial file once it
-// is written. Once written, the partial file's chunk count and its
-// Syncer are updated.
-func (d *decrypter) batch(b *chunkBatch, written int64) (int64, error) {
+// writer.
+func (d *decrypter) batch(b *chunkBatch) error {
 	plain, err := d.wb.Buffer()
 	if err != nil {
-		return written, err
+		return err
 	}
 	i, ct := b.first, b.buf
 	for len(ct) > 0 {
@@ -472,18 +469,26 @@ func (d *decrypter) batch(b *chunkBatch, written int64) (int64, error) {
 		if plain, err = d.r.ch.Open(plain, ct[:n], i); err != nil {
 			// Not one byte of a batch with a chunk that does not
 			// open: the chunks before it are genuine, but the stream
-			// is not what its sender announced.
-			d.wb.Submit(plain[:0], nil)
-			return written, err
+			// is not what its sender announced. (The decrypter stops
+			// here, so the buffer need not go back.)
+			return err
 		}
 		ct = ct[n:]
 		i++
 	}
-	written += int64(len(plain))
-	n := written
-	d.wb.Submit(plain, func() error {
-		d.r.start = i
-		return d.sy.Wrote(n)
-	})
-	return written, nil
+	d.wb.Submit(plain)
+	return nil
+}
+
+// wrote is told by the writer that this attempt wrote n plaintext bytes
+// (whole chunks, or up to the end of the file): the partial file's chunk
+// count and its Syncer advance.
+func (d *decrypter) wrote(n int64) error {
+	w := d.from + n
+	if w == d.r.plain {
+		d.r.start = d.r.ch.Count()
+	} else {
+		d.r.start = uint64(w / filecrypt.ChunkSize)
+	}
+	return d.sy.Wrote(w)
 }
