@@ -49,7 +49,7 @@ const (
 // plain TCP copy of the same file measured interleaved in the same run.
 //
 //   - p2p: blob.Store.Fetch from a p2p.Node serving a blob.Store (libp2p
-//     TCP+Noise+yamux, and QUIC), Bao-verified per 16 KiB group, synced
+//     TCP+TLS+yamux, and QUIC), Bao-verified per 16 KiB group, synced
 //     in the background, outboard recomputed at the end; blob.Get into a
 //     synced file (the verified stream kez-chat fetch decrypts); the
 //     import (BLAKE3 + Bao outboard + fsync) against a plain copy + fsync.
@@ -109,7 +109,7 @@ func TestBenchFiles(t *testing.T) {
 	}
 	var transports []*transport
 	for _, tc := range []struct{ name, listen string }{
-		{"p2p Fetch, libp2p TCP+Noise+yamux", "/ip4/127.0.0.1/tcp/0"},
+		{"p2p Fetch, libp2p TCP+TLS+yamux", "/ip4/127.0.0.1/tcp/0"},
 		{"p2p Fetch, libp2p QUIC-v1", "/ip4/127.0.0.1/udp/0/quic-v1"},
 	} {
 		k := keztest.NewKey(t)

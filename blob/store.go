@@ -23,6 +23,10 @@ const syncEvery = 32 << 20
 // one system call per MiB rather than per 16 KiB group.
 const writeBuf = 1 << 20
 
+// writeBuffers is how many writeBuf buffers a [WriteBehind] of a store
+// has: one being filled, one being written, one spare.
+const writeBuffers = 3
+
 // Source provides Bao slices of blobs, such as a peer over the network.
 type Source interface {
 	// Slice returns a reader of the Bao slice encoding of [off, off+n) of
@@ -112,7 +116,9 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	obPath := tmp.Name() + ".obao"
 	defer os.Remove(obPath)
 
-	bw := bufio.NewWriterSize(tmp, writeBuf)
+	// The blob is written on another goroutine while this one hashes.
+	bw := NewWriteBehind(tmp, writeBuffers, writeBuf, nil)
+	defer bw.Close()
 	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)
@@ -122,7 +128,7 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
 		return Hash{}, fmt.Errorf("import: %w: data longer than %d bytes", ErrSize, size)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := bw.Close(); err != nil {
 		return Hash{}, fmt.Errorf("import: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -268,9 +274,9 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 
 	if verified < size {
 		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
-		w := &partWriter{f: f, sy: sy, n: verified, buf: make([]byte, 0, writeBuf), progress: progress}
+		w := newPartWriter(f, sy, verified, progress)
 		err := Get(ctx, src, h, size, verified, w)
-		if ferr := w.flush(); err == nil {
+		if ferr := w.close(); err == nil {
 			err = ferr
 		}
 		if serr := sy.Close(); err == nil {
@@ -308,41 +314,30 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	return nil
 }
 
-// partWriter appends verified bytes to a partial file, writeBuf at a time,
-// and reports what it wrote to the file's Syncer.
+// partWriter appends verified bytes to a partial file through a
+// WriteBehind, which tells the file's Syncer what it wrote.
 type partWriter struct {
-	f        *os.File
-	sy       *Syncer
-	n        int64 // verified bytes, in f or buf
-	buf      []byte
+	wb       *WriteBehind
+	n        int64 // verified bytes, in the file or buffered
 	progress func(int64)
 }
 
+func newPartWriter(f *os.File, sy *Syncer, verified int64, progress func(int64)) *partWriter {
+	wrote := func(n int64) error { return sy.Wrote(verified + n) }
+	return &partWriter{wb: NewWriteBehind(f, writeBuffers, writeBuf, wrote), n: verified, progress: progress}
+}
+
 func (w *partWriter) Write(p []byte) (int, error) {
-	if len(w.buf)+len(p) > cap(w.buf) {
-		if err := w.flush(); err != nil {
-			return 0, err
-		}
-	}
-	w.buf = append(w.buf, p...)
-	w.n += int64(len(p))
+	n, err := w.wb.Write(p)
+	w.n += int64(n)
 	if w.progress != nil {
 		w.progress(w.n)
 	}
-	return len(p), nil
+	return n, err
 }
 
-// flush writes the buffered bytes to the file.
-func (w *partWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	if _, err := w.f.Write(w.buf); err != nil {
-		return err
-	}
-	w.buf = w.buf[:0]
-	return w.sy.Wrote(w.n)
-}
+// close writes what is buffered and waits for every write.
+func (w *partWriter) close() error { return w.wb.Close() }
 
 // writeLen records n in the file at path, by rename, so that a crash
 // leaves the old record or the new one.

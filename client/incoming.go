@@ -386,11 +386,15 @@ func (s *chunkSink) finish() error {
 }
 
 // decrypter opens the batches of chunks in order, on its own goroutine,
-// and appends their plaintext to the partial file, one write per batch.
-// Only batches = 3 batches exist, so sending one never blocks.
+// into plaintext buffers that a [blob.WriteBehind] appends to the partial
+// file, one write per batch, on a third goroutine: verification,
+// decryption and the copy into the page cache overlap. Only batches = 3
+// batches exist, so sending one never blocks.
 type decrypter struct {
 	r      *incoming
 	sy     *blob.Syncer
+	wb     *blob.WriteBehind
+	from   int64 // plaintext bytes in the partial file before this attempt
 	full   chan *chunkBatch
 	empty  chan *chunkBatch
 	failed chan struct{} // closed at the first error, err set
@@ -399,8 +403,9 @@ type decrypter struct {
 }
 
 func newDecrypter(r *incoming, sy *blob.Syncer) *decrypter {
-	d := &decrypter{r: r, sy: sy, full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
+	d := &decrypter{r: r, sy: sy, from: r.written(), full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
 		failed: make(chan struct{}), done: make(chan struct{})}
+	d.wb = blob.NewWriteBehind(r.part, batches, batchChunks*filecrypt.ChunkSize, d.wrote)
 	for range batches {
 		d.empty <- &chunkBatch{buf: make([]byte, 0, batchChunks*filecrypt.EncChunkSize)}
 	}
@@ -426,48 +431,64 @@ func (d *decrypter) free() (*chunkBatch, error) {
 func (d *decrypter) send(b *chunkBatch) { d.full <- b }
 func (d *decrypter) close()             { close(d.full) }
 
-// wait waits for the decrypter to finish the batches sent and returns its
-// error.
+// wait waits for the decrypter to finish the batches sent, and for their
+// plaintext to be written, and returns its error.
 func (d *decrypter) wait() error {
 	<-d.done
 	return d.err
 }
 
+// run opens the batches sent.
 func (d *decrypter) run() {
 	defer close(d.done)
-	plain := make([]byte, 0, batchChunks*filecrypt.ChunkSize)
-	written := d.r.written()
 	for b := range d.full {
 		if d.err == nil {
-			plain, written, d.err = d.batch(b, plain[:0], written)
-			if d.err != nil {
+			if err := d.batch(b); err != nil {
+				d.err = err
 				close(d.failed)
 			}
 		}
 		d.empty <- b
 	}
+	if err := d.wb.Close(); err != nil && d.err == nil {
+		d.err = err
+		close(d.failed)
+	}
 }
 
-// batch opens the chunks of b into plain and writes them, and returns the
-// plaintext bytes written in all.
-func (d *decrypter) batch(b *chunkBatch, plain []byte, written int64) ([]byte, int64, error) {
+// batch opens the chunks of b into a plaintext buffer and hands it to the
+// writer.
+func (d *decrypter) batch(b *chunkBatch) error {
+	plain, err := d.wb.Buffer()
+	if err != nil {
+		return err
+	}
 	i, ct := b.first, b.buf
 	for len(ct) > 0 {
 		n := d.r.ch.Len(i)
-		var err error
 		if plain, err = d.r.ch.Open(plain, ct[:n], i); err != nil {
 			// Not one byte of a batch with a chunk that does not
 			// open: the chunks before it are genuine, but the stream
-			// is not what its sender announced.
-			return plain, written, err
+			// is not what its sender announced. (The decrypter stops
+			// here, so the buffer need not go back.)
+			return err
 		}
 		ct = ct[n:]
 		i++
 	}
-	if _, err := d.r.part.Write(plain); err != nil {
-		return plain, written, err
+	d.wb.Submit(plain)
+	return nil
+}
+
+// wrote is told by the writer that this attempt wrote n plaintext bytes
+// (whole chunks, or up to the end of the file): the partial file's chunk
+// count and its Syncer advance.
+func (d *decrypter) wrote(n int64) error {
+	w := d.from + n
+	if w == d.r.plain {
+		d.r.start = d.r.ch.Count()
+	} else {
+		d.r.start = uint64(w / filecrypt.ChunkSize)
 	}
-	written += int64(len(plain))
-	d.r.start = i
-	return plain, written, d.sy.Wrote(written)
+	return d.sy.Wrote(w)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
@@ -159,7 +161,35 @@ func TestFetch(t *testing.T) {
 			if r := bn.Route(alice.Public()); r != "direct" {
 				t.Errorf("route %q, want direct", r)
 			}
+			if tc.name == "tcp" {
+				id, _ := p2p.PeerID(alice.Public())
+				cs := bn.Host().Network().ConnsToPeer(id)
+				if len(cs) == 0 || cs[0].ConnState().Security != libp2ptls.ID {
+					t.Errorf("connections %v, want one secured by TLS", cs)
+				}
+			}
 		})
+	}
+}
+
+// TestNoiseOnlyPeer: a node of an earlier version, which offers only
+// Noise, still connects (over Noise).
+func TestNoiseOnlyPeer(t *testing.T) {
+	an := newNode(t, p2p.Config{})
+	old, err := libp2p.New(libp2p.ListenAddrStrings(loopTCP), libp2p.Security(noise.ID, noise.New),
+		libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := old.Connect(ctx, peer.AddrInfo{ID: an.Host().ID(), Addrs: an.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	cs := old.Network().ConnsToPeer(an.Host().ID())
+	if len(cs) == 0 || cs[0].ConnState().Security != noise.ID {
+		t.Fatalf("connections %v, want one secured by Noise", cs)
 	}
 }
 

@@ -66,7 +66,7 @@ func (n *Node) serve(s network.Stream) {
 	}
 	n.log.Info("serving blob", "peer", who, "blob", req.Hash, "offset", req.Offset, "length", req.Length)
 	// Bao writes a 64-byte tree node or a 16 KiB group at a time; each
-	// write to a stream is a muxer frame, a Noise message and a system
+	// write to a stream is a muxer frame, a TLS record and a system
 	// call, so they go out sendBuf at a time.
 	w := bufio.NewWriterSize(deadlineWriter{s}, sendBuf)
 	err = n.cfg.Store.WriteSlice(w, req.Hash, req.Offset, req.Length)
