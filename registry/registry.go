@@ -174,9 +174,10 @@ func (s *Service) Cache() *Cache { return s.cache }
 func (s *Service) Domain() string { return s.cfg.Domain }
 
 // Register verifies req, claims its handle, key and skeleton, and returns
-// the record once this replica has projected it (read-your-writes: a
-// look-up after the answer finds it). client is the caller's address for
-// the rate limit.
+// the record once this replica has projected it, or after projectWait
+// with the record put in this replica's cache (read-your-writes either
+// way: a look-up here after the answer finds it). client is the caller's
+// address for the rate limit.
 //
 // Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
 // kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
@@ -224,13 +225,25 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		return kez.HandleRecord{}, err
 	}
 	rec := stored.Record(seq)
-	if err := s.waitApplied(ctx, seq); err != nil {
-		// Stored and durable, but not yet projected here: still a success,
-		// and the projection will catch up.
+	wctx, cancel := context.WithTimeout(ctx, projectWait)
+	defer cancel()
+	if err := s.waitApplied(wctx, seq); err != nil {
+		// Stored and durable, but not yet projected here: still a
+		// success. The log decided the claim, so its record is what the
+		// projector will put in the cache: put it there now, and a
+		// look-up here after the answer finds it all the same.
+		s.cache.put(rec)
 		s.logger.Warn("registration stored but not yet projected", "handle", h.String(), "seq", seq, "err", err)
 	}
 	return rec, nil
 }
+
+// projectWait bounds a registration's wait for this replica's projector
+// after its event is stored. A projector that lost its consumer or its
+// stream's leader to a frozen or dead node restarts, which can take
+// seconds; the registration does not wait for it. Under a load average of
+// 17 on two cores, 99 % of projections took under 0.5 s (make chaos).
+const projectWait = 2 * time.Second
 
 // Lookup returns the record of h, served from the cache, or from the
 // projection when the cache has not seen it yet. It returns kez.ErrNotFound

@@ -82,6 +82,39 @@ func TestRegisterAppends(t *testing.T) {
 	}
 }
 
+// TestRegisterProjectorStalled: a registration stored while this
+// replica's projector is stalled (its consumer or stream leader lost to
+// a frozen node) answers after projectWait, not at its deadline, and a
+// look-up here finds it all the same.
+func TestRegisterProjectorStalled(t *testing.T) {
+	var appended []kez.RegistryEvent
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+	proj := &mock.Projection{GetFn: func(context.Context, string) (kez.HandleRecord, error) {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}, GetByKeyFn: func(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}}
+	s := newService(t, noClaims(&appended), proj, lim)
+	req, k := request(t, "erin", now)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	rec, err := s.Register(ctx, req, client)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Register with the projector stalled took %v, want about 2 s", took)
+	}
+	if got, err := s.Lookup(ctx, rec.Handle); err != nil || !got.Primary.Equal(k.Public()) || got.Seq != 7 {
+		t.Errorf("Lookup after the answer = %+v, %v", got, err)
+	}
+	if got, err := s.LookupKey(ctx, k.Public()); err != nil || got.Handle != rec.Handle {
+		t.Errorf("LookupKey after the answer = %+v, %v", got, err)
+	}
+}
+
 // TestRegisterRefuses: a registration that fails a check writes nothing
 // to the log, and one that fails verification does not reach the shared
 // limiter either.

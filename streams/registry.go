@@ -232,15 +232,26 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 	return ev, 0, errNoHolder
 }
 
-// LastSeq returns the registry stream's last sequence.
+// LastSeq returns the registry stream's last sequence. Only the stream's
+// leader answers, so the request is sent again at a turn: one sent while
+// the leader is frozen or dead, before the others notice, is answered by
+// nobody (the projector asks at every restart, and every registration
+// waits on the projector).
 func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	info, err := r.stream.Info(ctx)
+	var last uint64
+	err := retried(ctx, r.turns, func(ctx context.Context) error {
+		info, err := r.stream.Info(ctx)
+		if err == nil {
+			last = info.State.LastSeq
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
-	return info.State.LastSeq, nil
+	return last, nil
 }
 
 // followHeartbeat makes an ordered consumer that hears nothing from its
@@ -265,8 +276,13 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
+	// Made by the stream's leader: sent again at a turn, as LastSeq.
+	var cons jetstream.Consumer
 	cctx, cancel := withTimeout(ctx)
-	cons, err := r.js.OrderedConsumer(cctx, RegistryStream, cfg)
+	err := retried(cctx, r.turns, func(ctx context.Context) (err error) {
+		cons, err = r.js.OrderedConsumer(ctx, RegistryStream, cfg)
+		return err
+	})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
