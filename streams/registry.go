@@ -118,7 +118,17 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// The server bounds concurrent batches (50 per stream by
 			// default). A batch refused at its first message is only
 			// reported at the commit, as incomplete; nothing of it was
-			// stored, so wait and retry.
+			// stored, so wait and retry, unless the store probe (shared,
+			// at most one a second) finds that the store cannot stage a
+			// batch at all: a disk full or failing below max_file_store.
+			if r.probe != nil {
+				pctx, cancel := context.WithTimeout(ctx, 2*probeWrite)
+				perr := r.probe.Check(pctx)
+				cancel()
+				if errors.Is(perr, errStoreRefuses) || errors.Is(perr, errStoreNoAnswer) {
+					return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, perr)
+				}
+			}
 		case IsStoreFull(err):
 			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, err)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
