@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -126,6 +127,7 @@ type Service struct {
 	applied uint64               // last sequence this replica's projector applied
 	cp      integrity.Checkpoint // this replica's checkpoint at applied
 	advance chan struct{}        // closed and replaced when applied moves
+	stalled bool                 // the projector stopped and has not yet started again
 	caught  bool                 // projector reached the end of the log once
 }
 
@@ -340,6 +342,7 @@ func (s *Service) forever(ctx context.Context, what string, fn func(context.Cont
 // projectFrom. The tree it extends is checked against this replica's own
 // checkpoints (in memory and in its file) as it passes them.
 func (s *Service) project(ctx context.Context) error {
+	defer s.setStalled()
 	start, err := s.proj.Checkpoint(ctx)
 	if err != nil {
 		return err
@@ -361,6 +364,9 @@ func (s *Service) project(ctx context.Context) error {
 		for _, rec := range recs {
 			s.cache.put(rec)
 		}
+		s.mu.Lock()
+		s.stalled = false // following again
+		s.mu.Unlock()
 		s.setApplied(cp, cp.Seq, caughtUp)
 		return nil
 	})
@@ -454,14 +460,33 @@ func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool)
 	}
 }
 
-// waitApplied blocks until this replica has projected seq.
+// setStalled records that the projector stopped: registrations waiting
+// on it stop waiting.
+func (s *Service) setStalled() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalled = true
+	close(s.advance)
+	s.advance = make(chan struct{})
+}
+
+// errStalled: the projector stopped and is starting again.
+var errStalled = errors.New("the projector is restarting")
+
+// waitApplied blocks until this replica has projected seq, or returns
+// errStalled as soon as the projector is found stopped (a projector
+// that lost its stream's leader or consumer restarts only once the
+// cluster answers again, which can take seconds).
 func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
 	for {
 		s.mu.Lock()
-		done, ch := s.applied >= seq, s.advance
+		done, stalled, ch := s.applied >= seq, s.stalled, s.advance
 		s.mu.Unlock()
 		if done {
 			return nil
+		}
+		if stalled {
+			return errStalled
 		}
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/registry/mock"
 )
@@ -112,6 +113,45 @@ func TestRegisterProjectorStalled(t *testing.T) {
 	}
 	if got, err := s.LookupKey(ctx, k.Public()); err != nil || got.Handle != rec.Handle {
 		t.Errorf("LookupKey after the answer = %+v, %v", got, err)
+	}
+}
+
+// TestRegisterProjectorDown: while the projector fails and restarts (its
+// consumer cannot be made while the cluster elects leaders), a stored
+// registration does not wait for it at all.
+func TestRegisterProjectorDown(t *testing.T) {
+	var appended []kez.RegistryEvent
+	log := noClaims(&appended)
+	log.LastSeqFn = func(context.Context) (uint64, error) { return 0, nil }
+	log.FollowFn = func(context.Context, uint64, func(kez.RegistryEntry) error) error {
+		return errors.New("JetStream system temporarily unavailable")
+	}
+	proj := &mock.Projection{
+		CheckpointFn: func(context.Context) (integrity.Checkpoint, error) { return integrity.Checkpoint{}, nil },
+		WatchFn: func(ctx context.Context, _ func(kez.HandleRecord), ready func()) error {
+			ready()
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+	s := newService(t, log, proj, lim)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(100 * time.Millisecond) // the projector has failed once
+
+	req, k := request(t, "frank", now)
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer rcancel()
+	start := time.Now()
+	rec, err := s.Register(rctx, req, client)
+	if took := time.Since(start); err != nil || took > time.Second {
+		t.Fatalf("Register with the projector down = %v after %v; want the record within 1s", err, took)
+	}
+	if got, ok := s.Cache().LookupKey(k.Public()); !ok || got.Handle != rec.Handle {
+		t.Errorf("cache after the answer: %+v %v", got, ok)
 	}
 }
 
