@@ -201,6 +201,16 @@ func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez
 	// Read again at a turn: the leader asked may have frozen or died.
 	err = retried(ctx, r.turns, func(ctx context.Context) error {
 		held, seq, err = r.readHolder(ctx, ev)
+		for isClusterUnavailable(err) {
+			// No stream leader yet and the meta group electing: the
+			// nodes answer 10008 until it has; ask again shortly.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(clusterRetry):
+			}
+			held, seq, err = r.readHolder(ctx, ev)
+		}
 		if errors.Is(err, kez.ErrUnavailable) && ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -213,16 +223,9 @@ func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez
 }
 
 func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
-	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
-	switch {
-	case err == nil:
-		var held kez.RegistryEvent
-		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) {
-			return held, m.Sequence, nil
-		}
-		return ev, 0, kez.ErrHandleTaken
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return ev, 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
+	held, seq, err := r.readHandleClaim(ctx, ev)
+	if err == nil || !errors.Is(err, errNoHolder) {
+		return held, seq, err
 	}
 	for _, c := range []struct {
 		subject string
@@ -233,13 +236,53 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 	} {
 		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
 		if err == nil {
+			// This attempt's own batch may have landed since the handle
+			// claim was read: the claims of one batch are stored
+			// together, so read that one again before calling it taken.
+			if held, seq, err := r.readHandleClaim(ctx, ev); err == nil {
+				return held, seq, nil
+			}
 			return ev, 0, c.err
 		}
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return ev, 0, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
+			return ev, 0, fmt.Errorf("%w: read claim: %w", kez.ErrUnavailable, err)
 		}
 	}
 	return ev, 0, errNoHolder
+}
+
+// readHandleClaim reads the claim on ev's handle: the event stored, if
+// it is ev's key's; kez.ErrHandleTaken if another key's; errNoHolder if
+// there is none.
+func (r *Registry) readHandleClaim(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
+	switch {
+	case err == nil:
+		var held kez.RegistryEvent
+		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) {
+			return held, m.Sequence, nil
+		}
+		return ev, 0, kez.ErrHandleTaken
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return ev, 0, errNoHolder
+	}
+	return ev, 0, fmt.Errorf("%w: read handle claim: %w", kez.ErrUnavailable, err)
+}
+
+// errCodeClusterNotAvailable is JetStream's answer while the cluster
+// cannot serve a request for want of a leader (JSClusterNotAvailErr,
+// "JetStream system temporarily unavailable"): the meta group is
+// electing, after its leader froze or died.
+const errCodeClusterNotAvailable jetstream.ErrorCode = 10008
+
+// clusterRetry is how long a request refused with 10008 waits before it
+// is sent again: elections take 4 to 9 s.
+const clusterRetry = 250 * time.Millisecond
+
+// isClusterUnavailable reports whether err is JetStream's 10008.
+func isClusterUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNotAvailable
 }
 
 // LastSeq returns the registry stream's last sequence. Only the stream's
