@@ -40,9 +40,9 @@ func report(t *testing.T, r row) {
 }
 
 // scenario runs the probes (one registration and one message prober per
-// replica, plus loaders 16-way registration clients spread over the
-// replicas) for total, calling fault once the probes have run for warm;
-// it returns the figures of the window.
+// replica, plus loaders registration clients and loaders message senders
+// without pause, spread over the replicas) for total, calling fault once
+// the probes have run for warm; it returns the figures of the window.
 func scenario(t *testing.T, st *stack, name string, loaders int, warm, total time.Duration, fault func()) row {
 	t.Helper()
 	for i := range st.chats {
@@ -52,14 +52,14 @@ func scenario(t *testing.T, st *stack, name string, loaders int, warm, total tim
 	}
 	recipient := newUser(t, st.chatURLs[0], st.natsURLs[0])
 	var senders []*user
-	for i := range st.chats {
-		senders = append(senders, newUser(t, st.chatURLs[i], st.natsURLs[i%len(st.natsURLs)]))
+	for i := range len(st.chats) + loaders {
+		senders = append(senders, newUser(t, st.chatURLs[i%len(st.chats)], st.natsURLs[i%len(st.natsURLs)]))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	regLogs := make([]*log, len(st.chats))
 	msgLogs := make([]*log, len(st.chats))
-	var loadLogs []*log
+	var loadLogs, msgLoadLogs []*log
 	start := time.Now()
 	for i := range st.chats {
 		regLogs[i], msgLogs[i] = &log{}, &log{}
@@ -69,9 +69,13 @@ func scenario(t *testing.T, st *stack, name string, loaders int, warm, total tim
 		})
 	}
 	for j := range loaders {
-		l := &log{}
+		l, m := &log{}, &log{}
 		loadLogs = append(loadLogs, l)
+		msgLoadLogs = append(msgLoadLogs, m)
 		wg.Go(func() { regProbe(ctx, st.chatURLs[j%len(st.chatURLs)], 0, l) })
+		wg.Go(func() {
+			msgProbe(ctx, senders[len(st.chats)+j], recipient.key.Public(), fmt.Sprintf("l%d", j), 0, m)
+		})
 	}
 	time.Sleep(warm)
 	fault()
@@ -85,12 +89,12 @@ func scenario(t *testing.T, st *stack, name string, loaders int, warm, total tim
 	r := row{scenario: name}
 	r.regAcked, r.regPresent, r.regLost = presentRegs(t, st.chatURLs[0], append(append([]*log{}, regLogs...), loadLogs...)...)
 	got := drain(t, recipient)
-	r.msgAcked, r.msgPresent, r.msgLost, r.dup = presentMsgs(got, msgLogs...)
+	r.msgAcked, r.msgPresent, r.msgLost, r.dup = presentMsgs(got, append(append([]*log{}, msgLogs...), msgLoadLogs...)...)
 	for i := range st.chats {
 		r.regGaps = append(r.regGaps, regLogs[i].gap(start, end))
 		r.msgGaps = append(r.msgGaps, msgLogs[i].gap(start, end))
 	}
-	r.note = errSummary(append(append(append([]*log{}, regLogs...), msgLogs...), loadLogs...)...)
+	r.note = errSummary(slices.Concat(regLogs, msgLogs, loadLogs, msgLoadLogs)...)
 	report(t, r)
 	return r
 }
@@ -147,6 +151,18 @@ func TestChaosCluster(t *testing.T) {
 			}
 		}
 		fmt.Println("CHAOS clock skew: " + strings.Join(out, "; "))
+	})
+}
+
+// TestChaosSingleNode: the single-node deployment (one nats-server,
+// deploy/nats.conf's settings) killed with kill -9 under 16-way
+// registrations and messages, back 2 s later.
+func TestChaosSingleNode(t *testing.T) {
+	st := startStack(t, stackOptions{nodes: 1, chats: 1})
+	scenario(t, st, "1 node, nats-server kill -9, 16-way", 16, 5*time.Second, 30*time.Second, func() {
+		st.nodes[0].kill9()
+		time.Sleep(2 * time.Second)
+		st.nodes[0].start()
 	})
 }
 

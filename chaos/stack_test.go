@@ -184,6 +184,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[3*o.nodes+i])
 		env := append([]string{"NATS_URL=" + st.natsURLs[i%o.nodes], "PUBLIC_NATS_URL=" + st.natsURLs[0], "DOMAIN=" + domain,
 			"KEYS_DIR=" + st.keys, "HTTP_ADDR=" + addr, "PUBLIC_URL=http://" + addr, "REGISTER_LIMIT=100000000",
+			"INBOX_MAX_MSGS=1000000", "SENDER_MAX_MSGS=1000000",
 			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
 		p := &proc{t: t, name: fmt.Sprintf("chat%d", i+1), path: filepath.Join(bin, "kez-chat-server"), env: env,
 			log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}
