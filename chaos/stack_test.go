@@ -4,6 +4,7 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -225,6 +226,22 @@ func (st *stack) waitReady(t *testing.T, i int, d time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// leadOn makes node n (0-based) the leader of stream, asking the
+// leader to step down in its favour, and returns the node leading after
+// (it stays where it was if the cluster does not follow within 20 s).
+func (st *stack) leadOn(stream string, n int) int {
+	st.t.Helper()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": fmt.Sprintf("n%d", n+1)}})
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if st.leader(stream) == n {
+			return n
+		}
+		_, _ = st.admin.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second)
+		time.Sleep(2 * time.Second)
+	}
+	return st.leader(stream)
 }
 
 // leader returns the index of the node leading stream.
