@@ -279,6 +279,15 @@ const errCodeClusterNotAvailable jetstream.ErrorCode = 10008
 // is sent again: elections take 4 to 9 s.
 const clusterRetry = 250 * time.Millisecond
 
+// isTemporary reports whether err is JetStream saying it cannot answer
+// now (HTTP-like code 503: 10008 while the meta group elects, a stream
+// without a leader), which says nothing of the data asked for: an
+// integrity check that reads it must not call the data damaged.
+func isTemporary(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
 // isClusterUnavailable reports whether err is JetStream's 10008.
 func isClusterUnavailable(err error) bool {
 	var apiErr *jetstream.APIError
