@@ -4,6 +4,7 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,7 +94,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CHAOS_KEEP") != "" {
 			t.Logf("logs and stores kept in %s", dir)
 			return
 		}
@@ -137,6 +138,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
 		env := append([]string{"NATS_URL=" + st.natsURLs[i%o.nodes], "PUBLIC_NATS_URL=" + st.natsURLs[0], "DOMAIN=" + domain,
 			"KEYS_DIR=" + st.keys, "HTTP_ADDR=" + addr, "PUBLIC_URL=http://" + addr, "REGISTER_LIMIT=100000000",
+			"INBOX_MAX_MSGS=1000000", "SENDER_MAX_MSGS=1000000",
 			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
 		p := &proc{t: t, Proc: &natsproc.Proc{Name: fmt.Sprintf("chat%d", i+1), Path: filepath.Join(bin, "kez-chat-server"), Env: env,
 			Log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}}
@@ -177,6 +179,22 @@ func (st *stack) waitReady(t *testing.T, i int, d time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// leadOn makes node n (0-based) the leader of stream, asking the
+// leader to step down in its favour, and returns the node leading after
+// (it stays where it was if the cluster does not follow within 20 s).
+func (st *stack) leadOn(stream string, n int) int {
+	st.t.Helper()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": fmt.Sprintf("n%d", n+1)}})
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if st.leader(stream) == n {
+			return n
+		}
+		_, _ = st.admin.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second)
+		time.Sleep(2 * time.Second)
+	}
+	return st.leader(stream)
 }
 
 // leader returns the index of the node leading stream.

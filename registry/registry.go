@@ -127,6 +127,7 @@ type Service struct {
 	applied uint64               // last sequence this replica's projector applied
 	cp      integrity.Checkpoint // this replica's checkpoint at applied
 	advance chan struct{}        // closed and replaced when applied moves
+	stalled bool                 // the projector stopped and has not yet started again
 	caught  bool                 // projector reached the end of the log once
 }
 
@@ -175,9 +176,10 @@ func (s *Service) Cache() *Cache { return s.cache }
 func (s *Service) Domain() string { return s.cfg.Domain }
 
 // Register verifies req, claims its handle, key and skeleton, and returns
-// the record once this replica has projected it (read-your-writes: a
-// look-up after the answer finds it). client is the caller's address for
-// the rate limit.
+// the record once this replica has projected it, or after projectWait
+// with the record put in this replica's cache (read-your-writes either
+// way: a look-up here after the answer finds it). client is the caller's
+// address for the rate limit.
 //
 // Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
 // kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
@@ -225,13 +227,25 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		return kez.HandleRecord{}, err
 	}
 	rec := stored.Record(seq)
-	if err := s.waitApplied(ctx, seq); err != nil {
-		// Stored and durable, but not yet projected here: still a success,
-		// and the projection will catch up.
+	wctx, cancel := context.WithTimeout(ctx, projectWait)
+	defer cancel()
+	if err := s.waitApplied(wctx, seq); err != nil {
+		// Stored and durable, but not yet projected here: still a
+		// success. The log decided the claim, so its record is what the
+		// projector will put in the cache: put it there now, and a
+		// look-up here after the answer finds it all the same.
+		s.cache.put(rec)
 		s.logger.Warn("registration stored but not yet projected", "handle", h.String(), "seq", seq, "err", err)
 	}
 	return rec, nil
 }
+
+// projectWait bounds a registration's wait for this replica's projector
+// after its event is stored. A projector that lost its consumer or its
+// stream's leader to a frozen or dead node restarts, which can take
+// seconds; the registration does not wait for it. Under a load average of
+// 17 on two cores, 99 % of projections took under 0.5 s (make chaos).
+const projectWait = 2 * time.Second
 
 // Lookup returns the record of h, served from the cache, or from the
 // projection when the cache has not seen it yet. It returns kez.ErrNotFound
@@ -328,6 +342,7 @@ func (s *Service) forever(ctx context.Context, what string, fn func(context.Cont
 // projectFrom. The tree it extends is checked against this replica's own
 // checkpoints (in memory and in its file) as it passes them.
 func (s *Service) project(ctx context.Context) error {
+	defer s.setStalled()
 	start, err := s.proj.Checkpoint(ctx)
 	if err != nil {
 		return err
@@ -349,6 +364,9 @@ func (s *Service) project(ctx context.Context) error {
 		for _, rec := range recs {
 			s.cache.put(rec)
 		}
+		s.mu.Lock()
+		s.stalled = false // following again
+		s.mu.Unlock()
 		s.setApplied(cp, cp.Seq, caughtUp)
 		return nil
 	})
@@ -486,14 +504,33 @@ func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool)
 	}
 }
 
-// waitApplied blocks until this replica has projected seq.
+// setStalled records that the projector stopped: registrations waiting
+// on it stop waiting.
+func (s *Service) setStalled() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalled = true
+	close(s.advance)
+	s.advance = make(chan struct{})
+}
+
+// errStalled: the projector stopped and is starting again.
+var errStalled = errors.New("the projector is restarting")
+
+// waitApplied blocks until this replica has projected seq, or returns
+// errStalled as soon as the projector is found stopped (a projector
+// that lost its stream's leader or consumer restarts only once the
+// cluster answers again, which can take seconds).
 func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
 	for {
 		s.mu.Lock()
-		done, ch := s.applied >= seq, s.advance
+		done, stalled, ch := s.applied >= seq, s.stalled, s.advance
 		s.mu.Unlock()
 		if done {
 			return nil
+		}
+		if stalled {
+			return errStalled
 		}
 		select {
 		case <-ctx.Done():

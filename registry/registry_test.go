@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/registry"
 	"kez.lat/kez/registry/mock"
 )
@@ -79,6 +80,78 @@ func TestRegisterAppends(t *testing.T) {
 	if len(appended) != 1 || appended[0].Type != kez.EventHandleRegistered || appended[0].Handle != rec.Handle ||
 		!kez.VerifyRegistration(appended[0].Handle, appended[0].Primary, appended[0].RegisteredAt, appended[0].RegistrationSig) {
 		t.Errorf("appended %+v", appended)
+	}
+}
+
+// TestRegisterProjectorStalled: a registration stored while this
+// replica's projector is stalled (its consumer or stream leader lost to
+// a frozen node) answers after projectWait, not at its deadline, and a
+// look-up here finds it all the same.
+func TestRegisterProjectorStalled(t *testing.T) {
+	var appended []kez.RegistryEvent
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+	proj := &mock.Projection{GetFn: func(context.Context, string) (kez.HandleRecord, error) {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}, GetByKeyFn: func(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
+		return kez.HandleRecord{}, kez.ErrNotFound
+	}}
+	s := newService(t, noClaims(&appended), proj, lim)
+	req, k := request(t, "erin", now)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	rec, err := s.Register(ctx, req, client)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Register with the projector stalled took %v, want about 2 s", took)
+	}
+	if got, err := s.Lookup(ctx, rec.Handle); err != nil || !got.Primary.Equal(k.Public()) || got.Seq != 7 {
+		t.Errorf("Lookup after the answer = %+v, %v", got, err)
+	}
+	if got, err := s.LookupKey(ctx, k.Public()); err != nil || got.Handle != rec.Handle {
+		t.Errorf("LookupKey after the answer = %+v, %v", got, err)
+	}
+}
+
+// TestRegisterProjectorDown: while the projector fails and restarts (its
+// consumer cannot be made while the cluster elects leaders), a stored
+// registration does not wait for it at all.
+func TestRegisterProjectorDown(t *testing.T) {
+	var appended []kez.RegistryEvent
+	log := noClaims(&appended)
+	log.LastSeqFn = func(context.Context) (uint64, error) { return 0, nil }
+	log.FollowFn = func(context.Context, uint64, func(kez.RegistryEntry) error) error {
+		return errors.New("JetStream system temporarily unavailable")
+	}
+	proj := &mock.Projection{
+		CheckpointFn: func(context.Context) (integrity.Checkpoint, error) { return integrity.Checkpoint{}, nil },
+		WatchFn: func(ctx context.Context, _ func(kez.HandleRecord), ready func()) error {
+			ready()
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+	s := newService(t, log, proj, lim)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(100 * time.Millisecond) // the projector has failed once
+
+	req, k := request(t, "frank", now)
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer rcancel()
+	start := time.Now()
+	rec, err := s.Register(rctx, req, client)
+	if took := time.Since(start); err != nil || took > time.Second {
+		t.Fatalf("Register with the projector down = %v after %v; want the record within 1s", err, took)
+	}
+	if got, ok := s.Cache().LookupKey(k.Public()); !ok || got.Handle != rec.Handle {
+		t.Errorf("cache after the answer: %+v %v", got, ok)
 	}
 }
 

@@ -269,7 +269,8 @@ func (p *Projection) Verify(ctx context.Context, rec kez.HandleRecord) error {
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			err = fmt.Errorf("%w: %s/%s is missing (%s, sequence %d)", kez.ErrLogDamaged, c.bucket, c.key, rec.Handle, rec.Seq)
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders),
+			isTemporary(err):
 			return fmt.Errorf("verify %s/%s: %w", c.bucket, c.key, err)
 		case err != nil:
 			// The leader answered, with an error instead of the entry (a

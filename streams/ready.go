@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"kez.lat/kez"
 )
@@ -45,6 +46,8 @@ func healthStreamConfig(replicas int) jetstream.StreamConfig {
 		MaxMsgsPerSubject: 1,
 		MaxAge:            time.Hour,
 		Discard:           jetstream.DiscardOld,
+		// For the batch probe (probeBatch).
+		AllowAtomicPublish: true,
 	}
 }
 
@@ -124,9 +127,15 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 	defer cancel()
 	subject := "kez.health." + writer
 	_, err := js.Publish(pctx, subject, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	if err == nil {
+		err = probeBatch(pctx, js, replicas, subject)
+	}
 	switch {
 	case err == nil:
 		return nil
+	case isBatchIncomplete(err):
+		return fmt.Errorf("%w: stream %s refused a one-message atomic batch as incomplete: the store cannot make the files a batch is staged in "+
+			"(a disk full or failing below max_file_store?); registrations (%s) are refused alike: %v", errStoreRefuses, healthStream, RegistryStream, err)
 	case IsStoreFull(err):
 		return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
@@ -158,4 +167,35 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 	default:
 		return fmt.Errorf("the JetStream store refused a probe write: %v", err)
 	}
+}
+
+// probeBatch publishes a one-message atomic batch to subject. A disk
+// that is full or failing below max_file_store still takes plain writes
+// into the blocks the store has open, but on a single server each atomic
+// batch is staged in files of its own, which it cannot create: the
+// batch is refused as incomplete (10176) at once. The probe stream is
+// idle (one probe per replica a second), so that refusal cannot be the
+// 50 batches in flight that a busy stream also refuses as incomplete. A
+// probe stream made before it allowed batches is updated first.
+func probeBatch(ctx context.Context, js jetstream.JetStream, replicas int, subject string) error {
+	for updated := false; ; updated = true {
+		m := nats.NewMsg(subject)
+		m.Data = []byte("batch probe")
+		_, err := jetstreamext.PublishMsgBatch(ctx, js, []*nats.Msg{m})
+		var apiErr *jetstream.APIError
+		if updated || !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstreamext.JSErrCodeBatchPublishNotEnabled {
+			return err
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, healthStreamConfig(replicas)); err != nil {
+			return fmt.Errorf("probe stream %s: %w", healthStream, err)
+		}
+	}
+}
+
+// isBatchIncomplete reports whether err is JetStream refusing an atomic
+// batch as incomplete (10176): on a busy stream, too many batches in
+// flight; on an idle one, a store that cannot stage it.
+func isBatchIncomplete(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishIncomplete
 }

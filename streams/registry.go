@@ -118,7 +118,17 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// The server bounds concurrent batches (50 per stream by
 			// default). A batch refused at its first message is only
 			// reported at the commit, as incomplete; nothing of it was
-			// stored, so wait and retry.
+			// stored, so wait and retry, unless the store probe (shared,
+			// at most one a second) finds that the store cannot stage a
+			// batch at all: a disk full or failing below max_file_store.
+			if r.probe != nil {
+				pctx, cancel := context.WithTimeout(ctx, 2*probeWrite)
+				perr := r.probe.Check(pctx)
+				cancel()
+				if errors.Is(perr, errStoreRefuses) || errors.Is(perr, errStoreNoAnswer) {
+					return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, perr)
+				}
+			}
 		case IsStoreFull(err):
 			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, err)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
@@ -191,6 +201,16 @@ func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez
 	// Read again at a turn: the leader asked may have frozen or died.
 	err = retried(ctx, r.turns, func(ctx context.Context) error {
 		held, seq, err = r.readHolder(ctx, ev)
+		for isClusterUnavailable(err) {
+			// No stream leader yet and the meta group electing: the
+			// nodes answer 10008 until it has; ask again shortly.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(clusterRetry):
+			}
+			held, seq, err = r.readHolder(ctx, ev)
+		}
 		if errors.Is(err, kez.ErrUnavailable) && ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -203,16 +223,9 @@ func (r *Registry) whoHolds(ctx context.Context, ev kez.RegistryEvent) (held kez
 }
 
 func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
-	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
-	switch {
-	case err == nil:
-		var held kez.RegistryEvent
-		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) {
-			return held, m.Sequence, nil
-		}
-		return ev, 0, kez.ErrHandleTaken
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return ev, 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, err)
+	held, seq, err := r.readHandleClaim(ctx, ev)
+	if err == nil || !errors.Is(err, errNoHolder) {
+		return held, seq, err
 	}
 	for _, c := range []struct {
 		subject string
@@ -223,24 +236,84 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 	} {
 		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
 		if err == nil {
+			// This attempt's own batch may have landed since the handle
+			// claim was read: the claims of one batch are stored
+			// together, so read that one again before calling it taken.
+			if held, seq, err := r.readHandleClaim(ctx, ev); err == nil {
+				return held, seq, nil
+			}
 			return ev, 0, c.err
 		}
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return ev, 0, fmt.Errorf("%w: read claim: %v", kez.ErrUnavailable, err)
+			return ev, 0, fmt.Errorf("%w: read claim: %w", kez.ErrUnavailable, err)
 		}
 	}
 	return ev, 0, errNoHolder
 }
 
-// LastSeq returns the registry stream's last sequence.
+// readHandleClaim reads the claim on ev's handle: the event stored, if
+// it is ev's key's; kez.ErrHandleTaken if another key's; errNoHolder if
+// there is none.
+func (r *Registry) readHandleClaim(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	m, err := r.stream.GetLastMsgForSubject(ctx, handleClaimSubject(ev.Handle.Local()))
+	switch {
+	case err == nil:
+		var held kez.RegistryEvent
+		if json.Unmarshal(m.Data, &held) == nil && held.Primary.Equal(ev.Primary) {
+			return held, m.Sequence, nil
+		}
+		return ev, 0, kez.ErrHandleTaken
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return ev, 0, errNoHolder
+	}
+	return ev, 0, fmt.Errorf("%w: read handle claim: %w", kez.ErrUnavailable, err)
+}
+
+// errCodeClusterNotAvailable is JetStream's answer while the cluster
+// cannot serve a request for want of a leader (JSClusterNotAvailErr,
+// "JetStream system temporarily unavailable"): the meta group is
+// electing, after its leader froze or died.
+const errCodeClusterNotAvailable jetstream.ErrorCode = 10008
+
+// clusterRetry is how long a request refused with 10008 waits before it
+// is sent again: elections take 4 to 9 s.
+const clusterRetry = 250 * time.Millisecond
+
+// isTemporary reports whether err is JetStream saying it cannot answer
+// now (HTTP-like code 503: 10008 while the meta group elects, a stream
+// without a leader), which says nothing of the data asked for: an
+// integrity check that reads it must not call the data damaged.
+func isTemporary(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// isClusterUnavailable reports whether err is JetStream's 10008.
+func isClusterUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNotAvailable
+}
+
+// LastSeq returns the registry stream's last sequence. Only the stream's
+// leader answers, so the request is sent again at a turn: one sent while
+// the leader is frozen or dead, before the others notice, is answered by
+// nobody (the projector asks at every restart, and every registration
+// waits on the projector).
 func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	info, err := r.stream.Info(ctx)
+	var last uint64
+	err := retried(ctx, r.turns, func(ctx context.Context) error {
+		info, err := r.stream.Info(ctx)
+		if err == nil {
+			last = info.State.LastSeq
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
-	return info.State.LastSeq, nil
+	return last, nil
 }
 
 // followHeartbeat makes an ordered consumer that hears nothing from its
@@ -272,8 +345,13 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
+	// Made by the stream's leader: sent again at a turn, as LastSeq.
+	var cons jetstream.Consumer
 	cctx, cancel := withTimeout(ctx)
-	cons, err := r.js.OrderedConsumer(cctx, RegistryStream, cfg)
+	err := retried(cctx, r.turns, func(ctx context.Context) (err error) {
+		cons, err = r.js.OrderedConsumer(ctx, RegistryStream, cfg)
+		return err
+	})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("registry consumer: %w", err)
