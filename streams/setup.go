@@ -192,19 +192,27 @@ func Bytes(n int64) string {
 }
 
 func registryStreamConfig(cfg Config) jetstream.StreamConfig {
+	c := appendOnlyStreamConfig(RegistryStream, RegistrySubjects, cfg.Replicas)
+	c.Description = "kez-chat handle registry: append-only events and first-come-first-served claims"
+	c.AllowAtomicPublish = true
+	c.MaxMsgSize = 8 << 10
+	c.Duplicates = 2 * time.Minute
+	return c
+}
+
+// appendOnlyStreamConfig is the base of the logs nothing acknowledged is
+// ever removed from (the registry and the sigchains): file storage, no
+// delete, no purge, and, should an operator set stream limits, new
+// messages refused rather than old ones dropped.
+func appendOnlyStreamConfig(name, subjects string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        RegistryStream,
-		Description: "kez-chat handle registry: append-only events and first-come-first-served claims",
-		Subjects:    []string{RegistrySubjects},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		// Append-only: nothing acknowledged is ever removed.
-		DenyDelete:         true,
-		DenyPurge:          true,
-		AllowAtomicPublish: true,
-		MaxMsgSize:         8 << 10,
-		Duplicates:         2 * time.Minute,
+		Name:       name,
+		Subjects:   []string{subjects},
+		Storage:    jetstream.FileStorage,
+		Replicas:   replicas,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardNew,
+		DenyDelete: true,
+		DenyPurge:  true,
 	}
 }

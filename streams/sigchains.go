@@ -101,26 +101,16 @@ func SetupSigchains(ctx context.Context, js jetstream.JetStream, cfg SigchainCon
 }
 
 func sigchainStreamConfig(cfg SigchainConfig) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        SigchainStream,
-		Description: "kez-sig-server: append-only sigchains, one subject per chain",
-		Subjects:    []string{SigchainSubjects},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		// Should an operator set stream limits, refuse new events rather
-		// than drop old ones. The per-chain total is enforced by the
-		// server, not by MaxMsgsPerSubject: lowering that limit later
-		// would make JetStream delete the oldest events of long chains.
-		Discard: jetstream.DiscardNew,
-		// Append-only: nothing acknowledged is ever removed.
-		DenyDelete: true,
-		DenyPurge:  true,
-		MaxMsgSize: sigchain.MaxEventSize + sigchainMsgOverhead,
-		// No direct get: reads go to the stream leader, so a tail read
-		// right after an append never comes from a lagging follower.
-		AllowDirect: false,
-	}
+	// The per-chain total is enforced by the server, not by
+	// MaxMsgsPerSubject: lowering that limit later would make JetStream
+	// delete the oldest events of long chains.
+	c := appendOnlyStreamConfig(SigchainStream, SigchainSubjects, cfg.Replicas)
+	c.Description = "kez-sig-server: append-only sigchains, one subject per chain"
+	c.MaxMsgSize = sigchain.MaxEventSize + sigchainMsgOverhead
+	// No direct get: reads go to the stream leader, so a tail read right
+	// after an append never comes from a lagging follower.
+	c.AllowDirect = false
+	return c
 }
 
 // Sigchains is the KEZ_SIGCHAINS store: appends serialised per chain by
