@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -102,6 +103,25 @@ type Node struct {
 	wg     sync.WaitGroup
 }
 
+// HostOptions are the options every kez libp2p host starts with, nodes
+// and relays alike: the identity, the listen addresses, TCP and QUIC, and
+// the security protocols in the order a dialler proposes them. TLS 1.3
+// comes first: both ends have AES-GCM in hardware where Noise is
+// ChaCha20-Poly1305, which made the transport's encryption a fifth of a
+// fetch's CPU on the receiving side (the file itself is ChaCha20-Poly1305
+// already). Noise stays for nodes of earlier versions, which offer only
+// that.
+func HostOptions(priv crypto.PrivKey, listen []string) []libp2p.Option {
+	return []libp2p.Option{
+		libp2p.Identity(priv),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
+	}
+}
+
 // New starts a node: it listens, serves /kez/blob/1, and with Reserve
 // makes a first reservation on each relay (waiting at most a few seconds
 // for each; reservations that fail are retried in the background and
@@ -125,24 +145,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []libp2p.Option{
-		libp2p.Identity(priv),
-		libp2p.ListenAddrStrings(cfg.Listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(libp2pquic.NewTransport),
-		// TLS 1.3 first: both ends have AES-GCM in hardware where
-		// Noise is ChaCha20-Poly1305, which made the transport's
-		// encryption a fifth of a fetch's CPU on the receiving side
-		// (the file itself is ChaCha20-Poly1305 already). Noise stays
-		// for nodes of earlier versions, which offer only that.
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Security(noise.ID, noise.New),
+	opts := append(HostOptions(priv, cfg.Listen),
 		libp2p.EnableRelay(),
 		libp2p.DialRanker(dialRanker),
 		// libp2p would register its metrics on the global Prometheus
 		// registry; a client has no metrics endpoint.
 		libp2p.DisableMetrics(),
-	}
+	)
 	relays := make([]peer.AddrInfo, len(cfg.Relays))
 	relayIDs := map[peer.ID]bool{}
 	for i, r := range cfg.Relays {
