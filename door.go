@@ -123,6 +123,9 @@ const (
 	DoorSenderQuota = "sender_quota"
 	// DoorStoreFull: the inbox store is full for everyone.
 	DoorStoreFull = "store_full"
+	// DoorStoreUnavailable: the home server's store refuses writes (its
+	// probe found a disk full or failing); nothing was stored.
+	DoorStoreUnavailable = "store_unavailable"
 	// DoorUnavailable: the store did not answer; nothing was stored.
 	DoorUnavailable = "unavailable"
 )

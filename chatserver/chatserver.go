@@ -258,7 +258,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		stopLeaders()
 		return err
 	}
-	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick}, reg, s.logger)
+	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick, Store: s.probe}, reg, s.logger)
 	if err != nil {
 		stopLeaders()
 		return err

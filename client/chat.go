@@ -136,7 +136,7 @@ func sendError(h kez.Handle, err error) error {
 		return withHint(err, "you have left @"+h.String()+" as many unread messages as one sender may; try again once they read some")
 	case kez.DoorSenderQuota:
 		return withHint(err, "you hold as many unread messages as one sender may, across everyone you wrote to; try again once some are read")
-	case kez.DoorStoreFull, kez.DoorUnavailable:
+	case kez.DoorStoreFull, kez.DoorStoreUnavailable, kez.DoorUnavailable:
 		return withHint(err, "the home server cannot store messages right now; nothing was stored, try again later")
 	case kez.DoorUnknownRecipient:
 		return withHint(err, "@"+h.String()+"'s key is not registered any more; kez-chat add @"+h.String()+" looks it up again")

@@ -358,7 +358,7 @@ func (a *acker) wait() { <-a.done }
 // now (unreachable, or "unavailable"), which a follower waits out.
 func transient(err error) bool {
 	var de *DoorError
-	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && de.Code == kez.DoorUnavailable)
+	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && (de.Code == kez.DoorUnavailable || de.Code == kez.DoorStoreUnavailable))
 }
 
 // liveMsg checks a message on the own live subjects and returns it with

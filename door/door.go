@@ -52,6 +52,12 @@ type Config struct {
 	// Missing, if set, is called when a request finds the inbox stream
 	// or the quota bucket missing (streams.Keeper.Kick).
 	Missing func()
+	// Store, if set, is the replica's probe of the JetStream store: a
+	// request the store did not answer is refused as store_unavailable
+	// while the probe's last finding is a store that refuses writes (a
+	// disk full or failing), and as unavailable otherwise. The door
+	// asks nothing of the probe: readiness and registrations run it.
+	Store *streams.StoreProbe
 }
 
 // Read limits: a read answers at most readBatch messages and readBytes of
@@ -205,6 +211,9 @@ func (s *Service) serve(op string, r *streams.Request) {
 				s.cfg.Missing()
 			}
 			rf = refuse(kez.DoorUnavailable, "the inbox store did not answer; nothing was changed")
+		}
+		if rf.code == kez.DoorUnavailable && s.cfg.Store.Failing() {
+			rf = refuse(kez.DoorStoreUnavailable, "the home server's store refuses writes (a disk full or failing); nothing was stored")
 		}
 		result = rf.code
 		_ = r.Error(rf.code, rf.msg)

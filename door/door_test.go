@@ -592,6 +592,78 @@ func TestDoorStoreFailures(t *testing.T) {
 	}
 }
 
+// TestDoorStoreRefusesWrites: while the replica's store probe finds the
+// store refusing writes (a disk that cannot stage batches, as one full or
+// failing below max_file_store), a send the store does not answer is
+// refused as store_unavailable within streams.StoreWait and a second;
+// once the probe passes again, no longer, and sends are stored.
+func TestDoorStoreRefusesWrites(t *testing.T) {
+	st := clienttest.Start(t)
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	ready := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(st.URL() + "/v1/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	for i := 0; ; i++ { // the first probe makes the probe stream
+		if code, body := ready(); code == http.StatusOK {
+			break
+		} else if i == 50 {
+			t.Fatalf("readiness of a new stack: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	unblock := st.NATS.BlockBatches("KEZ_HEALTH")
+	time.Sleep(1100 * time.Millisecond) // the healthy probe's result expires
+	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "KEZ_HEALTH") {
+		t.Fatalf("readiness while the store cannot stage batches: %d %s", code, body)
+	}
+
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
+	js, _ := jetstream.New(admin)
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := admin.SubscribeSync("kez.inbox.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "onto a failing disk"))
+	took := time.Since(start)
+	refused(t, "send while the store refuses writes", err, kez.DoorStoreUnavailable)
+	if took > streams.StoreWait+time.Second {
+		t.Errorf("refused after %v, want within %v", took, streams.StoreWait+time.Second)
+	}
+
+	unblock()
+	silent.Unsubscribe()
+	admin.Flush()
+	time.Sleep(1100 * time.Millisecond)
+	ready() // probes the store again, and has the keeper make the inbox stream
+	select {
+	case <-st.Chat.Keeper.Ran():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the keeper did not create the inbox stream again")
+	}
+	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "repaired")); err != nil {
+		t.Fatalf("send once the store takes writes: %v", err)
+	}
+	if got := bob.texts(t); len(got) != 1 || got[0] != "repaired" {
+		t.Fatalf("bob reads %q, want the message sent after the repair", got)
+	}
+}
+
 // TestFollowAcksLive: messages a follower takes live are acked in the
 // background while it follows (not only at a backlog read or when it
 // stops), once each and in order, so that a burst leaves nothing unread

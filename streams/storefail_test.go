@@ -3,9 +3,6 @@ package streams_test
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,27 +47,7 @@ func TestStoreCannotStageBatches(t *testing.T) {
 		t.Fatalf("append to a healthy store: %v", err)
 	}
 
-	var blockers []string
-	for _, name := range []string{streams.RegistryStream, "KEZ_HEALTH"} {
-		var dirs []string
-		filepath.WalkDir(ns.Dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() && d.Name() == name && filepath.Base(filepath.Dir(p)) == "streams" {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		if len(dirs) != 1 {
-			t.Fatalf("store folder of %s: %v", name, dirs)
-		}
-		b := filepath.Join(dirs[0], "batches")
-		if err := os.RemoveAll(b); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(b, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		blockers = append(blockers, b)
-	}
+	unblock := ns.BlockBatches(streams.RegistryStream, "KEZ_HEALTH")
 	time.Sleep(1100 * time.Millisecond) // the healthy probe's result expires
 
 	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -86,11 +63,7 @@ func TestStoreCannotStageBatches(t *testing.T) {
 		t.Errorf("probe while the store cannot stage batches: %v; want a failure naming KEZ_HEALTH and %s", perr, streams.RegistryStream)
 	}
 
-	for _, b := range blockers {
-		if err := os.Remove(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	unblock()
 	time.Sleep(1100 * time.Millisecond)
 	if err := probe.Check(ctx); err != nil {
 		t.Errorf("probe once the store can stage batches again: %v", err)
