@@ -149,6 +149,13 @@ func (s *Service) Start(nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("callout service: %w", err)
 	}
+	// The subscription reaches the broker before Start returns: a
+	// sign-in right after it is answered, not left to the broker's 2 s
+	// callout timeout.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("callout service: %w", err)
+	}
 	s.svc, s.nc = svc, nc
 	return nil
 }
