@@ -41,7 +41,7 @@ fmt-check:
 bench:
 	$(GO) test -tags bench -run '^TestBench' -v -count=1 -timeout 60m ./bench/
 
-## chaos: fault runs against the stack as processes (chaos/, docs/operations.md "Faults"): a node frozen 30 s and one killed on a 3-node cluster, kill -9 of a replica and of a single-node nats-server under 16-way load, clock skew, a full tmpfs store (root only); about 5 minutes
+## chaos: fault runs against the stack as processes (chaos/, docs/operations.md "Faults"): a node frozen 30 s and one killed on a 3-node cluster, kill -9 of a chat-server replica, of a sig-server replica (three times) and of a single-node nats-server under 16-way load, clock skew, a full tmpfs store (root only); about 6 minutes
 chaos: build tools
 	$(GO) test -tags chaos -run '^TestChaos' -v -count=1 -timeout 20m ./chaos/
 

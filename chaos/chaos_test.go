@@ -4,6 +4,7 @@ package chaos_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/client"
 	"kez.lat/kez/message"
 )
 
@@ -34,8 +36,10 @@ func report(t *testing.T, r row) {
 	figures = append(figures, r)
 	figMu.Unlock()
 	fmt.Println("CHAOS " + r.String())
-	if r.regLost > 0 || r.msgLost > 0 || r.dup > 0 {
-		t.Errorf("%s: acknowledged writes lost or duplicated", r.scenario)
+	for _, c := range r.tallies {
+		if c.lost > 0 || c.dup > 0 {
+			t.Errorf("%s: acknowledged writes lost or duplicated", r.scenario)
+		}
 	}
 }
 
@@ -55,57 +59,115 @@ func scenario(t *testing.T, st *stack, name string, loaders int, warm, total tim
 	for i := range len(st.chats) + loaders {
 		senders = append(senders, newUser(t, st.chatURLs[i%len(st.chats)], st.natsURLs[i%len(st.natsURLs)]))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	regLogs := make([]*log, len(st.chats))
 	msgLogs := make([]*log, len(st.chats))
 	var loadLogs, msgLoadLogs []*log
-	start := time.Now()
+	var probes []func(context.Context)
 	for i := range st.chats {
 		regLogs[i], msgLogs[i] = &log{}, &log{}
-		wg.Go(func() { regProbe(ctx, st.chatURLs[i], 200*time.Millisecond, regLogs[i]) })
-		wg.Go(func() {
-			msgProbe(ctx, senders[i], recipient.key.Public(), fmt.Sprintf("r%d", i), 200*time.Millisecond, msgLogs[i])
-		})
+		probes = append(probes, func(ctx context.Context) { regProbe(ctx, st.chatURLs[i], 200*time.Millisecond, regLogs[i]) },
+			func(ctx context.Context) {
+				msgProbe(ctx, senders[i], recipient.key.Public(), fmt.Sprintf("r%d", i), 200*time.Millisecond, msgLogs[i])
+			})
 	}
 	for j := range loaders {
 		l, m := &log{}, &log{}
 		loadLogs = append(loadLogs, l)
 		msgLoadLogs = append(msgLoadLogs, m)
-		wg.Go(func() { regProbe(ctx, st.chatURLs[j%len(st.chatURLs)], 0, l) })
-		wg.Go(func() {
-			msgProbe(ctx, senders[len(st.chats)+j], recipient.key.Public(), fmt.Sprintf("l%d", j), 0, m)
-		})
+		probes = append(probes, func(ctx context.Context) { regProbe(ctx, st.chatURLs[j%len(st.chatURLs)], 0, l) },
+			func(ctx context.Context) {
+				msgProbe(ctx, senders[len(st.chats)+j], recipient.key.Public(), fmt.Sprintf("l%d", j), 0, m)
+			})
+	}
+	start, end := during(warm, total, fault, probes...)
+	for i := range st.chats {
+		st.waitReady(t, i, 60*time.Second)
+	}
+	reg, msg := tally{what: "reg"}, tally{what: "msg", dups: true}
+	reg.acked, reg.present, reg.lost = presentRegs(t, st.chatURLs[0], append(append([]*log{}, regLogs...), loadLogs...)...)
+	got := drain(t, recipient)
+	msg.acked, msg.present, msg.lost, msg.dup = presentMsgs(got, append(append([]*log{}, msgLogs...), msgLoadLogs...)...)
+	reg.gaps, msg.gaps = gaps(regLogs, start, end), gaps(msgLogs, start, end)
+	r := row{scenario: name, tallies: []tally{reg, msg}, note: errSummary(slices.Concat(regLogs, msgLogs, loadLogs, msgLoadLogs)...)}
+	report(t, r)
+	return r
+}
+
+// during runs probes, each in its own goroutine, for total, calling
+// fault once they have run for warm, and returns the window they ran in.
+func during(warm, total time.Duration, fault func(), probes ...func(context.Context)) (start, end time.Time) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start = time.Now()
+	for _, p := range probes {
+		wg.Go(func() { p(ctx) })
 	}
 	time.Sleep(warm)
 	fault()
 	time.Sleep(time.Until(start.Add(total)))
 	cancel()
 	wg.Wait()
-	end := time.Now()
-	for i := range st.chats {
-		st.waitReady(t, i, 60*time.Second)
+	return start, time.Now()
+}
+
+// sigScenario appends to sigchains through the sig-server replicas (one
+// prober per replica every 200 ms, plus loaders appenders without pause,
+// spread over the replicas), each on the chain of its own key registered
+// through the first chat-server, for total, calling fault once the
+// probes have run for warm; then it reads every chain back and returns
+// the figures of the window.
+func sigScenario(t *testing.T, st *stack, name string, loaders int, warm, total time.Duration, fault func()) row {
+	t.Helper()
+	for _, u := range st.sigURLs {
+		if !readyWithin(t, u, 60*time.Second) {
+			t.FailNow()
+		}
 	}
-	r := row{scenario: name}
-	r.regAcked, r.regPresent, r.regLost = presentRegs(t, st.chatURLs[0], append(append([]*log{}, regLogs...), loadLogs...)...)
-	got := drain(t, recipient)
-	r.msgAcked, r.msgPresent, r.msgLost, r.dup = presentMsgs(got, append(append([]*log{}, msgLogs...), msgLoadLogs...)...)
-	for i := range st.chats {
-		r.regGaps = append(r.regGaps, regLogs[i].gap(start, end))
-		r.msgGaps = append(r.msgGaps, msgLogs[i].gap(start, end))
+	logs := make([]*log, len(st.sigs)+loaders)
+	var probes []func(context.Context)
+	for i := range logs {
+		k, err := kez.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, _, code, kind := registerKey(context.Background(), st.chatURLs[0], k, 0, true); kind != "" {
+			t.Fatalf("register %s: %d %s", h, code, kind)
+		}
+		sc := &client.Sigchains{BaseURL: st.sigURLs[i%len(st.sigs)], HTTP: &http.Client{Timeout: 20 * time.Second}}
+		interval := time.Duration(0)
+		if i < len(st.sigs) {
+			interval = 200 * time.Millisecond
+		}
+		logs[i] = &log{}
+		probes = append(probes, func(ctx context.Context) { sigProbe(ctx, sc, k, fmt.Sprintf("p%d", i), interval, logs[i]) })
 	}
-	r.note = errSummary(slices.Concat(regLogs, msgLogs, loadLogs, msgLoadLogs)...)
+	start, end := during(warm, total, fault, probes...)
+	for _, u := range st.sigURLs {
+		readyWithin(t, u, 60*time.Second)
+	}
+	sig := tally{what: "sig", dups: true, gaps: gaps(logs[:len(st.sigs)], start, end)}
+	sig.acked, sig.present, sig.lost, sig.dup = presentSigs(t, &client.Sigchains{BaseURL: st.sigURLs[len(st.sigs)-1]}, st.js, logs...)
+	r := row{scenario: name, tallies: []tally{sig}, note: errSummary(logs...)}
 	report(t, r)
+	for _, l := range logs {
+		for kind := range l.errs {
+			if strings.HasPrefix(kind, "refused:") {
+				t.Errorf("%s: an append was refused (%s): a chain is not what its prober appended", name, kind)
+			}
+		}
+	}
 	return r
 }
 
 // TestChaosCluster: a 3-node cluster of nats-server processes with two
-// kez-chat-server replicas (replica i connected to node i): the node
-// leading the registry (moved to node 1 first, replica 1's) frozen for
-// 30 s, then the registry's leader killed; kill -9 of a
-// replica under 16-way registrations.
+// kez-chat-server replicas and two kez-sig-server replicas (replica i
+// connected to node i): the node leading the registry (moved to node 1
+// first, replica 1's) frozen for 30 s, then the registry's leader
+// killed; kill -9 of a chat-server replica under 16-way registrations
+// and messages; kill -9 of a sig-server replica, three times, under
+// 16-way sigchain appends.
 func TestChaosCluster(t *testing.T) {
-	st := startStack(t, stackOptions{nodes: 3, chats: 2})
+	st := startStack(t, stackOptions{nodes: 3, chats: 2, sigs: 2})
 
 	t.Run("node frozen 30s", func(t *testing.T) {
 		// The worst case: the registry's leader is the node replica 1
@@ -134,6 +196,18 @@ func TestChaosCluster(t *testing.T) {
 			st.chats[0].kill9()
 			time.Sleep(2 * time.Second)
 			st.chats[0].start()
+		})
+	})
+
+	t.Run("sig-server replica kill -9 x3 under 16-way load", func(t *testing.T) {
+		sigScenario(t, st, "sig-server replica 1 kill -9 x3, 16-way", 16, 5*time.Second, 45*time.Second, func() {
+			for range 3 {
+				st.sigs[0].kill9()
+				time.Sleep(2 * time.Second)
+				st.sigs[0].start()
+				readyWithin(t, st.sigURLs[0], 30*time.Second)
+				time.Sleep(5 * time.Second)
+			}
 		})
 	})
 
@@ -173,12 +247,22 @@ func TestChaosSingleNode(t *testing.T) {
 // acknowledged registration or message.
 func checkGaps(t *testing.T, r row, limit time.Duration) {
 	t.Helper()
-	for i := range r.regGaps {
-		if r.regGaps[i] > limit || r.msgGaps[i] > limit {
-			t.Errorf("%s: replica %d: longest gap registrations %v, messages %v; want at most %v",
-				r.scenario, i+1, r.regGaps[i].Round(100*time.Millisecond), r.msgGaps[i].Round(100*time.Millisecond), limit)
+	for _, c := range r.tallies {
+		for i, g := range c.gaps {
+			if g > limit {
+				t.Errorf("%s: replica %d: longest gap %s %v; want at most %v", r.scenario, i+1, c.what, g.Round(100*time.Millisecond), limit)
+			}
 		}
 	}
+}
+
+// gaps is the longest gap of each replica's prober within [from, to].
+func gaps(probes []*log, from, to time.Time) []time.Duration {
+	var out []time.Duration
+	for _, l := range probes {
+		out = append(out, l.gap(from, to))
+	}
+	return out
 }
 
 // TestChaosStoreFull: the JetStream store on a small tmpfs (64 MiB) that

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/message"
+	"kez.lat/kez/sigchain"
+	"kez.lat/kez/streams"
 )
 
 // ack is one acknowledged operation.
@@ -69,6 +74,11 @@ func register(ctx context.Context, base string, skew time.Duration, retry bool) 
 	if err != nil {
 		return "", key, 0, "keygen"
 	}
+	return registerKey(ctx, base, k, skew, retry)
+}
+
+// registerKey is register with the key given.
+func registerKey(ctx context.Context, base string, k *kez.PrivateKey, skew time.Duration, retry bool) (handle string, key kez.PublicKey, code int, kind string) {
 	handle = "c" + strings.ToLower(rand.Text()[:20])
 	hd, err := kez.ParseHandle(handle, domain)
 	if err != nil {
@@ -220,7 +230,7 @@ func msgProbe(ctx context.Context, u *user, to kez.PublicKey, tag string, interv
 
 func errKind(err error) string {
 	s := err.Error()
-	for _, k := range []string{"unavailable", "store_full", "timeout", "deadline", "no responders", "disconnected"} {
+	for _, k := range []string{"unavailable", "unreachable", "store_full", "timeout", "deadline", "no responders", "disconnected"} {
 		if strings.Contains(s, k) {
 			return k
 		}
@@ -277,25 +287,37 @@ func presentMsgs(got map[string]int, logs ...*log) (acked, present, lost, dup in
 	return
 }
 
+// tally is one kind of write in a row: acknowledged, present, lost,
+// duplicated, and the longest gap between acknowledgements per replica.
+type tally struct {
+	what                      string // reg, msg, sig
+	acked, present, lost, dup int
+	dups                      bool // duplicates counted (a registration cannot repeat: one handle, one 201)
+	gaps                      []time.Duration
+}
+
 // row is one line of the figures.
 type row struct {
-	scenario                           string
-	regAcked, regPresent, regLost      int
-	msgAcked, msgPresent, msgLost, dup int
-	regGaps, msgGaps                   []time.Duration
-	note                               string
+	scenario string
+	tallies  []tally
+	note     string
 }
 
 func (r row) String() string {
-	gaps := func(ds []time.Duration) string {
-		var s []string
-		for _, d := range ds {
-			s = append(s, d.Round(100*time.Millisecond).String())
+	var counts, gaps []string
+	for _, c := range r.tallies {
+		s := fmt.Sprintf("%s acked %5d present %5d lost %d", c.what, c.acked, c.present, c.lost)
+		if c.dups {
+			s += fmt.Sprintf(" dup %d", c.dup)
 		}
-		return strings.Join(s, " / ")
+		counts = append(counts, s)
+		var g []string
+		for _, d := range c.gaps {
+			g = append(g, d.Round(100*time.Millisecond).String())
+		}
+		gaps = append(gaps, c.what+" "+strings.Join(g, " / "))
 	}
-	return fmt.Sprintf("%-34s reg acked %5d present %5d lost %d | msg acked %5d present %5d lost %d dup %d | longest gap per replica: reg %s, msg %s %s",
-		r.scenario, r.regAcked, r.regPresent, r.regLost, r.msgAcked, r.msgPresent, r.msgLost, r.dup, gaps(r.regGaps), gaps(r.msgGaps), r.note)
+	return fmt.Sprintf("%-34s %s | longest gap per replica: %s %s", r.scenario, strings.Join(counts, " | "), strings.Join(gaps, ", "), r.note)
 }
 
 func errSummary(logs ...*log) string {
@@ -314,4 +336,109 @@ func errSummary(logs ...*log) string {
 		return ""
 	}
 	return "(failed attempts: " + strings.Join(s, " ") + ")"
+}
+
+// sigProbe appends add_claim events to k's chain through sc every
+// interval, until ctx ends; an append whose outcome is not known is sent
+// again as it was (the sig-server answers a retry of its chain's tail
+// 200). A refusal (wrong_seqno, conflict, ...) means the chain is not the
+// one this prober built: it is logged as "refused:<code>" and the prober
+// stops.
+func sigProbe(ctx context.Context, sc *client.Sigchains, k *kez.PrivateKey, tag string, interval time.Duration, l *log) {
+	var prev *sigchain.Event
+	for n := 1; ctx.Err() == nil; n++ {
+		ev, err := sigchain.Next(k, prev, sigchain.TypeAddClaim,
+			sigchain.Claim{Kind: "dns", Value: fmt.Sprintf("%s-%d.example", tag, n), Proof: "TXT record"}, time.Now())
+		if err != nil {
+			l.fail("sign")
+			return
+		}
+		for ctx.Err() == nil {
+			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			_, err := sc.Append(actx, ev)
+			cancel()
+			if err == nil {
+				l.add(ack{at: time.Now(), key: k.Public().String(), val: ev.Hash()})
+				prev = &ev
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			var ae *client.APIError
+			if errors.As(err, &ae) && ae.Status < 500 && ae.Code != "rate_limited" {
+				l.fail("refused:" + ae.Code)
+				return
+			}
+			l.fail(errKind(err))
+			time.Sleep(200 * time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
+}
+
+// presentSigs reads back every chain the logs appended to, through sc,
+// verifies it, and counts the acknowledged events in it: lost are those
+// not there, dup the extra copies, in what the server shows and in
+// what the stream stores for the chain (js, the operator's view).
+func presentSigs(t *testing.T, sc *client.Sigchains, js jetstream.JetStream, logs ...*log) (acked, present, lost, dup int) {
+	t.Helper()
+	chains := map[string][]ack{}
+	for _, l := range logs {
+		for _, a := range l.acks {
+			chains[a.key] = append(chains[a.key], a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, streams.SigchainStream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", streams.SigchainStream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(streams.SigchainSubjects))
+	if err != nil {
+		t.Fatalf("stream %s: %v", streams.SigchainStream, err)
+	}
+	for chain, acks := range chains {
+		key, err := kez.ParsePublicKey(chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []sigchain.Event
+		for try := 0; ; try++ {
+			if events, err = sc.Events(ctx, key, 0); err == nil {
+				break
+			}
+			if try > 20 {
+				t.Fatalf("read chain %s: %v", chain, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if _, err := sigchain.VerifyChain(key, events); err != nil {
+			t.Errorf("chain %s does not verify: %v", chain, err)
+		}
+		if stored := int(info.State.Subjects[streams.SigchainSubject(key)]); stored != len(events) {
+			t.Logf("chain %s: the stream stores %d events, the server shows %d", chain, stored, len(events))
+			dup += max(stored-len(events), 0)
+		}
+		seen := map[string]int{}
+		for _, e := range events {
+			seen[e.Hash()]++
+		}
+		for _, a := range acks {
+			acked++
+			switch n := seen[a.val]; n {
+			case 0:
+				lost++
+				t.Logf("LOST sigchain event %s of %s", a.val, chain)
+			default:
+				present++
+				dup += n - 1
+			}
+		}
+	}
+	return acked, present, lost, dup
 }

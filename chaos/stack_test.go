@@ -63,8 +63,8 @@ func (p *proc) signal(sig syscall.Signal) { p.Signal(sig) }
 
 // stack is a 3-node nats-server cluster (or one node) of processes from
 // nats/nats.conf, joined as deploy/cluster/docker-compose.yml joins
-// them (flags), and kez-chat-server replicas, replica i connected to
-// node i.
+// them (flags), kez-chat-server replicas, replica i connected to node
+// i, and kez-sig-server replicas, connected the same way.
 type stack struct {
 	t        *testing.T
 	dir      string
@@ -74,12 +74,15 @@ type stack struct {
 	monitors []string
 	chats    []*proc
 	chatURLs []string
+	sigs     []*proc
+	sigURLs  []string
 	admin    *nats.Conn
 	js       jetstream.JetStream
 }
 
 type stackOptions struct {
 	nodes, chats int
+	sigs         int                 // kez-sig-server replicas (started after the chat-servers, whose projection they read)
 	storeDir     string              // parent of the nodes' stores (default: the stack's folder)
 	chatEnv      []string            // extra environment of the chat-servers
 	adjustConf   func(string) string // edits nats.conf (the store's limits)
@@ -126,7 +129,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		st.natsURLs = append(st.natsURLs, n.ClientURL)
 		st.monitors = append(st.monitors, n.MonitorURL)
 	}
-	ports, err := natsproc.FreePorts(o.chats)
+	ports, err := natsproc.FreePorts(o.chats + o.sigs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +137,19 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if o.nodes > 1 {
 		replicas = "3"
 	}
+	for i := range o.sigs {
+		st.sigURLs = append(st.sigURLs, fmt.Sprintf("http://127.0.0.1:%d", ports[o.chats+i]))
+	}
+	sigchainURL := "http://127.0.0.1:7878"
+	if o.sigs > 0 {
+		sigchainURL = st.sigURLs[0]
+	}
 	for i := range o.chats {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
 		env := append([]string{"NATS_URL=" + st.natsURLs[i%o.nodes], "PUBLIC_NATS_URL=" + st.natsURLs[0], "DOMAIN=" + domain,
 			"KEYS_DIR=" + st.keys, "HTTP_ADDR=" + addr, "PUBLIC_URL=http://" + addr, "REGISTER_LIMIT=100000000",
 			"INBOX_MAX_MSGS=1000000", "SENDER_MAX_MSGS=1000000",
-			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
+			"SIGCHAIN_URL=" + sigchainURL, "REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}, o.chatEnv...)
 		p := &proc{t: t, Proc: &natsproc.Proc{Name: fmt.Sprintf("chat%d", i+1), Path: filepath.Join(bin, "kez-chat-server"), Env: env,
 			Log: filepath.Join(dir, fmt.Sprintf("chat%d.log", i+1))}}
 		p.start()
@@ -148,6 +158,21 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		st.chatURLs = append(st.chatURLs, "http://"+addr)
 		// The first replica alone: it creates the streams.
 		if !st.waitReady(t, i, 90*time.Second) {
+			t.FailNow()
+		}
+	}
+	for i := range o.sigs {
+		// The append limit and a chain's length raised far above what
+		// the load appends: the runs measure faults, not the limits.
+		env := []string{"NATS_URL=" + st.natsURLs[i%o.nodes], "NATS_NKEY_FILE=" + filepath.Join(st.keys, natskeys.KeySigServer+".nk"),
+			"HTTP_ADDR=" + strings.TrimPrefix(st.sigURLs[i], "http://"), "APPEND_LIMIT=100000000", "MAX_EVENTS=100000",
+			"REPLICAS=" + replicas, "LOG_LEVEL=info", "LOG_FORMAT=text"}
+		p := &proc{t: t, Proc: &natsproc.Proc{Name: fmt.Sprintf("sig%d", i+1), Path: filepath.Join(bin, "kez-sig-server"), Env: env,
+			Log: filepath.Join(dir, fmt.Sprintf("sig%d.log", i+1))}}
+		p.start()
+		t.Cleanup(p.kill9)
+		st.sigs = append(st.sigs, p)
+		if !readyWithin(t, st.sigURLs[i], 90*time.Second) {
 			t.FailNow()
 		}
 	}
@@ -174,7 +199,14 @@ func nkey(t *testing.T, seed string) nats.Option {
 // logs (t.Error) what is not ready if it does not within d.
 func (st *stack) waitReady(t *testing.T, i int, d time.Duration) bool {
 	t.Helper()
-	if err := natsproc.WaitHTTP(context.Background(), st.chatURLs[i]+"/v1/readyz", d); err != nil {
+	return readyWithin(t, st.chatURLs[i], d)
+}
+
+// readyWithin waits until the service at base answers /v1/readyz 200,
+// and logs (t.Error) what is not ready if it does not within d.
+func readyWithin(t *testing.T, base string, d time.Duration) bool {
+	t.Helper()
+	if err := natsproc.WaitHTTP(context.Background(), base+"/v1/readyz", d); err != nil {
 		t.Error(err)
 		return false
 	}

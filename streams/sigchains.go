@@ -402,7 +402,12 @@ func eventSeqno(m *jetstream.RawStreamMsg) (uint64, error) {
 // through an ephemeral consumer, in batches, starting at event since (a
 // page costs its own events, not every event before it).
 func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n uint64, last *jetstream.RawStreamMsg) ([]json.RawMessage, error) {
-	start, first := uint64(1), uint64(1) // stream sequence and seqno of the first event delivered
+	// The stream sequence and seqno of the first event delivered. From
+	// event 1 the consumer starts at the subject's first message, at a
+	// sequence not known here (other chains' events come before it);
+	// from a later event, at the sequence seqOf finds, which the first
+	// delivery must be.
+	start, first := uint64(1), uint64(1)
 	if since > 1 {
 		var err error
 		if start, err = s.seqOf(ctx, subject, since, last, n); err != nil {
@@ -444,7 +449,7 @@ func (s *Sigchains) fetch(ctx context.Context, subject string, since, upTo, n ui
 			// No acks, so no redeliveries: a delivery out of turn means
 			// a message was lost on the way (a slow client).
 			if md.Sequence.Consumer != seqno-first+1 || md.Sequence.Stream > last.Sequence ||
-				(seqno == first && md.Sequence.Stream != start) ||
+				(seqno == first && since > 1 && md.Sequence.Stream != start) ||
 				(seqno == n && md.Sequence.Stream != last.Sequence) {
 				return nil, fmt.Errorf("%w: read sigchain %s: delivery %d of event %d at stream sequence %d, tail %d at %d",
 					kez.ErrUnavailable, subject, md.Sequence.Consumer, seqno, md.Sequence.Stream, n, last.Sequence)

@@ -224,13 +224,15 @@ func TestSigchainReadLongChain(t *testing.T) {
 	var expect, otherExpect uint64
 	var err error
 	for i, e := range events {
-		if expect, err = store.Append(ctx, e, expect); err != nil {
-			t.Fatalf("Append %d: %v", i+1, err)
-		}
-		if i%100 == 0 { // other chains' events in between
+		// Another chain's events before the first (which is then not
+		// at stream sequence 1) and in between.
+		if i%100 == 0 {
 			if otherExpect, err = store.Append(ctx, others[i/100], otherExpect); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if expect, err = store.Append(ctx, e, expect); err != nil {
+			t.Fatalf("Append %d: %v", i+1, err)
 		}
 	}
 	for _, since := range []uint64{0, 2, 33, 195, 257, 270, 290, 299, 300, 301} {
