@@ -428,6 +428,11 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		}
 	}()
 	return log.Follow(fctx, start.Seq, func(e kez.RegistryEntry) error {
+		if fctx.Err() != nil {
+			// The checkpoint write failed (damage found): apply none of
+			// the entries Follow had already read ahead.
+			return context.Cause(fctx)
+		}
 		leaf := integrity.LeafHash(e.Data)
 		tree.Append(leaf)
 		if err := checkPassed(known, prev, e.Seq, tree, leaf); err != nil {
@@ -443,11 +448,14 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 			return err
 		}
 		batch = batch[:0]
-		cp := integrity.Checkpoint{Seq: e.Seq, Tree: tree.Clone(), LastLeaf: leaf}
-		if err := done(recs, cp, e.Pending == 0); err != nil {
+		// The previous checkpoint's write must have passed before this
+		// batch is announced: a registration is answered only past a
+		// checkpoint no other replica disputes.
+		if err := wrote(); err != nil {
 			return err
 		}
-		if err := wrote(); err != nil {
+		cp := integrity.Checkpoint{Seq: e.Seq, Tree: tree.Clone(), LastLeaf: leaf}
+		if err := done(recs, cp, e.Pending == 0); err != nil {
 			return err
 		}
 		ch := make(chan error, 1)
