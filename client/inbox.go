@@ -324,11 +324,7 @@ func (in Inbox) startAcker(ctx context.Context) *acker {
 
 // add asks for m, and every earlier message of its sender, to be acked.
 func (a *acker) add(m InboxMsg) {
-	a.mu.Lock()
-	if p, ok := a.pending[m.Sender]; !ok || p.Seq < m.Seq {
-		a.pending[m.Sender] = m
-	}
-	a.mu.Unlock()
+	a.keep(m)
 	select {
 	case a.kick <- struct{}{}:
 	default:
@@ -343,11 +339,24 @@ func (a *acker) flush(ctx context.Context) {
 	a.mu.Unlock()
 	for _, m := range ms {
 		if err := a.in.Ack(ctx, m); err != nil {
+			// Pending again (unless a later message of the sender is),
+			// so that an ack cut short when the follower stops is sent
+			// by the last flush.
+			a.keep(m)
 			select {
 			case a.failed <- struct{}{}:
 			default:
 			}
 		}
+	}
+}
+
+// keep makes m pending unless a later message of its sender is.
+func (a *acker) keep(m InboxMsg) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.pending[m.Sender]; !ok || p.Seq < m.Seq {
+		a.pending[m.Sender] = m
 	}
 }
 
