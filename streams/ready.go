@@ -126,9 +126,25 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 	pctx, cancel := context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)/2))
 	defer cancel()
 	subject := "kez.health." + writer
-	_, err := js.Publish(pctx, subject, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
-	if err == nil {
-		err = probeBatch(pctx, js, replicas, subject)
+	write := func(ctx context.Context) error {
+		_, err := js.Publish(ctx, subject, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+		if err == nil {
+			err = probeBatch(ctx, js, replicas, subject)
+		}
+		return err
+	}
+	err := write(pctx)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		// No stream took the subject: make it, then write (the batch
+		// too: a stream made again after a failing disk's probe deleted
+		// it must not pass on a plain write alone).
+		if _, cerr := js.CreateOrUpdateStream(ctx, healthStreamConfig(replicas)); cerr != nil {
+			if IsStoreFull(cerr) {
+				return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, cerr)
+			}
+			return fmt.Errorf("probe stream %s: %v", healthStream, cerr)
+		}
+		err = write(ctx)
 	}
 	switch {
 	case err == nil:
@@ -138,18 +154,6 @@ func ProbeStore(ctx context.Context, js jetstream.JetStream, replicas int, write
 			"(a disk full or failing below max_file_store?); registrations (%s) are refused alike: %v", errStoreRefuses, healthStream, RegistryStream, err)
 	case IsStoreFull(err):
 		return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, err)
-	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
-		// No stream took the subject: make it, then write.
-		if _, cerr := js.CreateOrUpdateStream(ctx, healthStreamConfig(replicas)); cerr != nil {
-			if IsStoreFull(cerr) {
-				return fmt.Errorf("%w: the JetStream store is full (its max_file_store or the account's limit): %v", errStoreRefuses, cerr)
-			}
-			return fmt.Errorf("probe stream %s: %v", healthStream, cerr)
-		}
-		if _, err := js.Publish(ctx, subject, []byte("probe")); err != nil {
-			return fmt.Errorf("the JetStream store did not take a probe write: %v", err)
-		}
-		return nil
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 		if replicas > 1 {
 			// A replicated stream's node that fails writes steps down

@@ -128,6 +128,17 @@ func (p *StoreProbe) Failing() bool {
 	return !p.failed.IsZero()
 }
 
+// FailedWithin reports whether a probe found the store refusing or not
+// answering writes within the last d, and none has passed since.
+func (p *StoreProbe) FailedWithin(d time.Duration) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.failed.IsZero() && time.Since(p.failed) < d
+}
+
 // errTurn cancels a write's attempt at a turn.
 var errTurn = errors.New("a leader was elected or the connection came back")
 
