@@ -273,6 +273,11 @@ func (r *incoming) get(ctx context.Context, src blob.Source, progress func(int64
 	if off == r.size {
 		return nil
 	}
+	// Each attempt writes from the end of what the file holds, whatever
+	// an earlier attempt's last write left the position at.
+	if _, err := r.part.Seek(r.written(), io.SeekStart); err != nil {
+		return err
+	}
 	sy := blob.NewSyncer(r.part, r.written(), receiveSyncEvery, r.save)
 	d := newDecrypter(r, sy)
 	sink := &chunkSink{r: r, d: d, off: off, progress: progress}
