@@ -551,21 +551,10 @@ func readAll(t *testing.T, js jetstream.JetStream, key *kez.PrivateKey) []string
 func TestDoorStoreFailures(t *testing.T) {
 	st := clienttest.Start(t)
 	alice, bob := register(t, st, "alice"), register(t, st, "bob")
-	admin := st.NATS.Connect(natskeys.KeyAdmin)
-	js, _ := jetstream.New(admin)
 	ctx := context.Background()
-	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
-		t.Fatal(err)
-	}
-	silent, err := admin.SubscribeSync("kez.inbox.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence := silenceInbox(t, st)
 	start := time.Now()
-	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "into the void"))
+	_, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "into the void"))
 	took := time.Since(start)
 	refused(t, "send to a store that does not answer", err, kez.DoorUnavailable)
 	if took < streams.StoreWait || took > streams.StoreWait+time.Second {
@@ -575,19 +564,48 @@ func TestDoorStoreFailures(t *testing.T) {
 		t.Errorf("refusal %q", err)
 	}
 
-	silent.Unsubscribe()
-	admin.Flush()
+	unsilence()
 	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "no stream"))
 	refused(t, "send with the inbox stream missing", err, kez.DoorUnavailable)
+	sendsAfterRepair(t, st, alice, bob, "again")
+}
+
+// silenceInbox deletes the inbox stream and takes its subjects with a
+// subscription that never answers: a store that takes a write and says
+// nothing. unsilence ends that; the keeper then makes the stream again.
+func silenceInbox(t *testing.T, st *clienttest.Stack) (unsilence func()) {
+	t.Helper()
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
+	js, _ := jetstream.New(admin)
+	if err := js.DeleteStream(context.Background(), kez.InboxStream); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := admin.SubscribeSync("kez.inbox.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		silent.Unsubscribe()
+		admin.Flush()
+	}
+}
+
+// sendsAfterRepair waits for the keeper to make the inbox stream again
+// and checks that alice's message text then reaches bob, alone.
+func sendsAfterRepair(t *testing.T, st *clienttest.Stack, alice, bob *user, text string) {
+	t.Helper()
 	select {
 	case <-st.Chat.Keeper.Ran():
 	case <-time.After(20 * time.Second):
 		t.Fatal("the keeper did not create the inbox stream again")
 	}
-	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "again")); err != nil {
+	if _, err := alice.in.Send(context.Background(), alice.seal(t, bob.key.Public(), text)); err != nil {
 		t.Fatalf("send after the keeper ran: %v", err)
 	}
-	if got := bob.texts(t); len(got) != 1 || got[0] != "again" {
+	if got := bob.texts(t); len(got) != 1 || got[0] != text {
 		t.Fatalf("bob reads %q, want the message sent after the repair", got)
 	}
 }
@@ -625,21 +643,9 @@ func TestDoorStoreRefusesWrites(t *testing.T) {
 		t.Fatalf("readiness while the store cannot stage batches: %d %s", code, body)
 	}
 
-	admin := st.NATS.Connect(natskeys.KeyAdmin)
-	js, _ := jetstream.New(admin)
-	ctx := context.Background()
-	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
-		t.Fatal(err)
-	}
-	silent, err := admin.SubscribeSync("kez.inbox.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence := silenceInbox(t, st)
 	start := time.Now()
-	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "onto a failing disk"))
+	_, err := alice.in.Send(context.Background(), alice.seal(t, bob.key.Public(), "onto a failing disk"))
 	took := time.Since(start)
 	refused(t, "send while the store refuses writes", err, kez.DoorStoreUnavailable)
 	if took > streams.StoreWait+time.Second {
@@ -647,21 +653,10 @@ func TestDoorStoreRefusesWrites(t *testing.T) {
 	}
 
 	unblock()
-	silent.Unsubscribe()
-	admin.Flush()
+	unsilence()
 	time.Sleep(1100 * time.Millisecond)
 	ready() // probes the store again, and has the keeper make the inbox stream
-	select {
-	case <-st.Chat.Keeper.Ran():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the keeper did not create the inbox stream again")
-	}
-	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "repaired")); err != nil {
-		t.Fatalf("send once the store takes writes: %v", err)
-	}
-	if got := bob.texts(t); len(got) != 1 || got[0] != "repaired" {
-		t.Fatalf("bob reads %q, want the message sent after the repair", got)
-	}
+	sendsAfterRepair(t, st, alice, bob, "repaired")
 }
 
 // TestFollowAcksLive: messages a follower takes live are acked in the
