@@ -398,6 +398,9 @@ func (r *Registry) Follow(ctx context.Context, after uint64, fn func(kez.Registr
 		if err := json.Unmarshal(n.m.Data(), &ev.Event); err != nil {
 			ev.Err = fmt.Errorf("%w: event %d: %v", kez.ErrInvalidRequest, ev.Seq, err)
 		}
+		if err := ctx.Err(); err != nil {
+			return err // not one entry read ahead after ctx ended
+		}
 		if err := fn(ev); err != nil {
 			return err
 		}
