@@ -54,7 +54,7 @@ type Config struct {
 	Missing func()
 	// Store, if set, is the replica's probe of the JetStream store: a
 	// request the store did not answer is refused as store_unavailable
-	// while the probe's finding, at most storeFinding old, is a store
+	// while the probe's recent finding (StoreProbe.Failing) is a store
 	// that refuses writes (a disk full or failing), and as unavailable
 	// otherwise. The door asks nothing of the probe: readiness and
 	// registrations run it.
@@ -69,11 +69,6 @@ const (
 	readBytes = 512 << 10
 	// doorKeys bounds the door's cache of accepted keys (~150 B each).
 	doorKeys = 1 << 14
-	// storeFinding is how long the store probe's finding of a store
-	// refusing writes stands for the door: readiness's gauge probes
-	// every 10 s, so a failure that lasts is found again within it, and
-	// a store that recovered while nothing probed is not blamed long.
-	storeFinding = 15 * time.Second
 	// opTimeout bounds the JetStream calls of one request.
 	opTimeout = 5 * time.Second
 )
@@ -218,7 +213,7 @@ func (s *Service) serve(op string, r *streams.Request) {
 			}
 			rf = refuse(kez.DoorUnavailable, "the inbox store did not answer; nothing was changed")
 		}
-		if rf.code == kez.DoorUnavailable && s.cfg.Store.FailedWithin(storeFinding) {
+		if rf.code == kez.DoorUnavailable && s.cfg.Store.Failing() {
 			rf = refuse(kez.DoorStoreUnavailable, "the home server's store refuses writes (a disk full or failing); nothing was changed")
 		}
 		result = rf.code

@@ -118,26 +118,21 @@ func (p *StoreProbe) Check(ctx context.Context) error {
 }
 
 // Failing reports whether the last probe found the store refusing or not
-// answering writes.
+// answering writes, at most failureStands ago.
 func (p *StoreProbe) Failing() bool {
 	if p == nil {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.failed.IsZero()
+	return !p.failed.IsZero() && time.Since(p.failed) < failureStands
 }
 
-// FailedWithin reports whether a probe found the store refusing or not
-// answering writes within the last d, and none has passed since.
-func (p *StoreProbe) FailedWithin(d time.Duration) bool {
-	if p == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.failed.IsZero() && time.Since(p.failed) < d
-}
+// failureStands is how long a probe's finding of a failing store stands:
+// readiness's gauge probes every health.DefaultInterval, so a failure
+// that lasts is found again within it, and a store that recovered while
+// nothing probed is not blamed for long.
+const failureStands = health.DefaultInterval * 3 / 2
 
 // errTurn cancels a write's attempt at a turn.
 var errTurn = errors.New("a leader was elected or the connection came back")
