@@ -22,6 +22,7 @@ type Registry struct {
 	stream jetstream.Stream
 	turns  *Turns
 	probe  *StoreProbe
+	group  grouper
 }
 
 // Guard makes Append give up an attempt that will not be answered: at a
@@ -84,13 +85,29 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		var ack *jetstreamext.BatchAck
-		err, storeErr := guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
-			ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-			return err
-		})
+		var (
+			seq           uint64
+			err, storeErr error
+		)
+		if attempt == 0 {
+			// The first attempt goes with the registrations arriving
+			// alongside (see grouped); one refused in a group of several
+			// is sent again alone at once.
+			g := r.grouped(msgs)
+			seq, err, storeErr = g.seq, g.err, g.storeErr
+			if err != nil && g.shared {
+				msgs = []*nats.Msg{
+					claimMsg(keyClaimSubject(ev.Primary.Hex()), claim),
+					claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
+					claimMsg(handleClaimSubject(ev.Handle.Local()), data),
+				}
+				seq, err, storeErr = r.publishAlone(ctx, msgs)
+			}
+		} else {
+			seq, err, storeErr = r.publishAlone(ctx, msgs)
+		}
 		if err == nil {
-			return ev, ack.Sequence, nil
+			return ev, seq, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
@@ -151,6 +168,20 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// publishAlone publishes one registration's claims as an atomic batch
+// and returns the sequence of the last (the event).
+func (r *Registry) publishAlone(ctx context.Context, msgs []*nats.Msg) (seq uint64, err, storeErr error) {
+	var ack *jetstreamext.BatchAck
+	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
+		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		return err
+	})
+	if err != nil {
+		return 0, err, storeErr
+	}
+	return ack.Sequence, nil, storeErr
 }
 
 // StoreWait bounds the door's wait for the inbox stream to store a
@@ -234,11 +265,21 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 		{keyClaimSubject(ev.Primary.Hex()), kez.ErrKeyTaken},
 		{skeletonClaimSubject(ev.Handle.Skeleton()), kez.ErrHandleTooSimilar},
 	} {
-		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
+		m, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
 		if err == nil {
+			var claim struct {
+				Handle kez.Handle `json:"handle"`
+			}
+			if json.Unmarshal(m.Data, &claim) == nil && claim.Handle == ev.Handle {
+				// A claim for this very handle: its batch (this
+				// registration's own, or a competitor's for the same
+				// handle) is being applied, the handle's claim, its last
+				// message, not yet readable. It is in a moment.
+				return r.awaitHandleClaim(ctx, ev)
+			}
 			// This attempt's own batch may have landed since the handle
-			// claim was read: the claims of one batch are stored
-			// together, so read that one again before calling it taken.
+			// claim was read: read that one again before calling it
+			// taken.
 			if held, seq, err := r.readHandleClaim(ctx, ev); err == nil {
 				return held, seq, nil
 			}
@@ -249,6 +290,24 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 		}
 	}
 	return ev, 0, errNoHolder
+}
+
+// awaitHandleClaim reads the claim on ev's handle until it is there:
+// another claim of its batch was read, and a batch's messages, stored
+// together, become readable one after the other.
+func (r *Registry) awaitHandleClaim(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	start := time.Now()
+	for try := 0; ; try++ {
+		held, seq, err := r.readHandleClaim(ctx, ev)
+		if !errors.Is(err, errNoHolder) || time.Since(start) > inFlightWait {
+			return held, seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return ev, 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, ctx.Err())
+		case <-time.After(inFlightBackoff(try)):
+		}
+	}
 }
 
 // readHandleClaim reads the claim on ev's handle: the event stored, if
