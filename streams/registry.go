@@ -62,6 +62,8 @@ func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetst
 // are one atomic batch, each published with
 // Nats-Expected-Last-Subject-Sequence: 0, so JetStream itself decides
 // first-come-first-served: all three subjects are claimed, or none.
+// Registrations appended at the same time share a batch (see grouped):
+// still all or none of each one's claims, decided as if alone.
 //
 // It returns the event stored and its sequence: ev, or the event an earlier
 // attempt of the same key for the same handle stored (a retry, even one
