@@ -276,8 +276,13 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 				// A claim for this very handle: its batch (this
 				// registration's own, or a competitor's for the same
 				// handle) is being applied, the handle's claim, its last
-				// message, not yet readable. It is in a moment.
-				return r.awaitHandleClaim(ctx, ev)
+				// message, not yet readable. It is in a moment (a log
+				// that lost it answers as before).
+				held, seq, err := r.awaitHandleClaim(ctx, ev)
+				if !errors.Is(err, errNoHolder) {
+					return held, seq, err
+				}
+				return ev, 0, c.err
 			}
 			// This attempt's own batch may have landed since the handle
 			// claim was read: read that one again before calling it
