@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,9 @@ import (
 // several is then sent again alone, on Append's usual path, which decides
 // it by itself as before. Two registrations claiming the same subject
 // never share a batch, nor go in two batches in flight at once (JetStream
-// would refuse both batches): the second waits for the first's answer.
+// would refuse the later batch, and every registration in it): the
+// second is sent alone, at once, as
+// before group commit.
 
 // groupsInFlight bounds the group batches of one Registry in flight;
 // registrations arriving meanwhile queue for the next.
@@ -39,6 +42,10 @@ type groupMember struct {
 	subjects []string
 	done     chan groupResult
 }
+
+// errClaimInFlight: a registration claiming a subject of a batch in
+// flight, sent alone instead.
+var errClaimInFlight = errors.New("a claim of this registration is in flight in another batch")
 
 // groupResult is a member's share of its group's outcome. shared says
 // the batch held other registrations too: an error is then not this
@@ -108,7 +115,8 @@ func (r *Registry) flush() {
 
 // take removes from the queue, oldest first, up to maxGroup registrations
 // that claim no subject of each other or of a batch in flight, and marks
-// their subjects in flight. g.mu is held.
+// their subjects in flight; one that does is answered errClaimInFlight
+// (to be sent alone). g.mu is held.
 func (g *grouper) take() []*groupMember {
 	if g.inFlight == nil {
 		g.inFlight = map[string]bool{}
@@ -116,12 +124,19 @@ func (g *grouper) take() []*groupMember {
 	var batch []*groupMember
 	rest := g.queue[:0]
 	for _, m := range g.queue {
-		free := len(batch) < maxGroup
+		if len(batch) == maxGroup {
+			rest = append(rest, m)
+			continue
+		}
+		free := true
 		for _, s := range m.subjects {
 			free = free && !g.inFlight[s]
 		}
 		if !free {
-			rest = append(rest, m)
+			// A competitor for one of its claims (or the same
+			// registration sent twice) is in flight: sent alone now,
+			// it is decided by JetStream as before, as quickly.
+			m.done <- groupResult{err: errClaimInFlight, shared: true}
 			continue
 		}
 		for _, s := range m.subjects {
