@@ -25,8 +25,7 @@ import (
 // it by itself as before. Two registrations claiming the same subject
 // never share a batch, nor go in two batches in flight at once (JetStream
 // would refuse the later batch, and every registration in it): the
-// second is sent alone, at once, as
-// before group commit.
+// second is sent alone, at once, as before group commit.
 
 // groupsInFlight bounds the group batches of one Registry in flight;
 // registrations arriving meanwhile queue for the next.
