@@ -196,10 +196,10 @@ func registerAll(t testing.TB, c *http.Client, base string, bodies [][]byte, con
 		if err != nil {
 			return err
 		}
-		io.Copy(io.Discard, resp.Body)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("register: %s", resp.Status)
+			return fmt.Errorf("register: %s: %s", resp.Status, bytes.TrimSpace(body))
 		}
 		return nil
 	})

@@ -22,6 +22,7 @@ type Registry struct {
 	stream jetstream.Stream
 	turns  *Turns
 	probe  *StoreProbe
+	group  grouper
 }
 
 // Guard makes Append give up an attempt that will not be answered: at a
@@ -61,6 +62,8 @@ func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetst
 // are one atomic batch, each published with
 // Nats-Expected-Last-Subject-Sequence: 0, so JetStream itself decides
 // first-come-first-served: all three subjects are claimed, or none.
+// Registrations appended at the same time share a batch (see grouped):
+// still all or none of each one's claims, decided as if alone.
 //
 // It returns the event stored and its sequence: ev, or the event an earlier
 // attempt of the same key for the same handle stored (a retry, even one
@@ -84,13 +87,29 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
-		var ack *jetstreamext.BatchAck
-		err, storeErr := guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
-			ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-			return err
-		})
+		var (
+			seq           uint64
+			err, storeErr error
+		)
+		if attempt == 0 {
+			// The first attempt goes with the registrations arriving
+			// alongside (see grouped); one refused in a group of several
+			// is sent again alone at once.
+			g := r.grouped(msgs)
+			seq, err, storeErr = g.seq, g.err, g.storeErr
+			if err != nil && g.shared {
+				msgs = []*nats.Msg{
+					claimMsg(keyClaimSubject(ev.Primary.Hex()), claim),
+					claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
+					claimMsg(handleClaimSubject(ev.Handle.Local()), data),
+				}
+				seq, err, storeErr = r.publishAlone(ctx, msgs)
+			}
+		} else {
+			seq, err, storeErr = r.publishAlone(ctx, msgs)
+		}
 		if err == nil {
-			return ev, ack.Sequence, nil
+			return ev, seq, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
@@ -151,6 +170,20 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// publishAlone publishes one registration's claims as an atomic batch
+// and returns the sequence of the last (the event).
+func (r *Registry) publishAlone(ctx context.Context, msgs []*nats.Msg) (seq uint64, err, storeErr error) {
+	var ack *jetstreamext.BatchAck
+	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
+		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		return err
+	})
+	if err != nil {
+		return 0, err, storeErr
+	}
+	return ack.Sequence, nil, storeErr
 }
 
 // StoreWait bounds the door's wait for the inbox stream to store a
@@ -234,11 +267,26 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 		{keyClaimSubject(ev.Primary.Hex()), kez.ErrKeyTaken},
 		{skeletonClaimSubject(ev.Handle.Skeleton()), kez.ErrHandleTooSimilar},
 	} {
-		_, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
+		m, err := r.stream.GetLastMsgForSubject(ctx, c.subject)
 		if err == nil {
+			var claim struct {
+				Handle kez.Handle `json:"handle"`
+			}
+			if json.Unmarshal(m.Data, &claim) == nil && claim.Handle == ev.Handle {
+				// A claim for this very handle: its batch (this
+				// registration's own, or a competitor's for the same
+				// handle) is being applied, the handle's claim, its last
+				// message, not yet readable. It is in a moment (a log
+				// that lost it answers as before).
+				held, seq, err := r.awaitHandleClaim(ctx, ev)
+				if !errors.Is(err, errNoHolder) {
+					return held, seq, err
+				}
+				return ev, 0, c.err
+			}
 			// This attempt's own batch may have landed since the handle
-			// claim was read: the claims of one batch are stored
-			// together, so read that one again before calling it taken.
+			// claim was read: read that one again before calling it
+			// taken.
 			if held, seq, err := r.readHandleClaim(ctx, ev); err == nil {
 				return held, seq, nil
 			}
@@ -249,6 +297,24 @@ func (r *Registry) readHolder(ctx context.Context, ev kez.RegistryEvent) (kez.Re
 		}
 	}
 	return ev, 0, errNoHolder
+}
+
+// awaitHandleClaim reads the claim on ev's handle until it is there:
+// another claim of its batch was read, and a batch's messages, stored
+// together, become readable one after the other.
+func (r *Registry) awaitHandleClaim(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	start := time.Now()
+	for try := 0; ; try++ {
+		held, seq, err := r.readHandleClaim(ctx, ev)
+		if !errors.Is(err, errNoHolder) || time.Since(start) > inFlightWait {
+			return held, seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return ev, 0, fmt.Errorf("%w: read handle claim: %v", kez.ErrUnavailable, ctx.Err())
+		case <-time.After(inFlightBackoff(try)):
+		}
+	}
 }
 
 // readHandleClaim reads the claim on ev's handle: the event stored, if

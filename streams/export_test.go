@@ -1,0 +1,5 @@
+package streams
+
+// GroupedRegistrations returns how many registrations r sent in a group
+// batch of several.
+func GroupedRegistrations(r *Registry) uint64 { return r.group.shared.Load() }
