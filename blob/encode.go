@@ -104,7 +104,7 @@ func encodeParallel(data, ob io.WriterAt, size int64, sequential bool, fill func
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, segSize)
+			buf := alignedBuffer(segSize) // for direct writes
 			nodes := make([]byte, parents(segSize)*64)
 			for !failed.Load() {
 				var i int64

@@ -159,7 +159,9 @@ func (s *Store) build(size int64, sequential bool, fill func(p []byte, off int64
 	}
 	defer ob.Close()
 
-	root, err := encodeParallel(tmp, ob, size, sequential, fill)
+	data := newDirectWriter(tmp)
+	defer data.Close()
+	root, err := encodeParallel(data, ob, size, sequential, fill)
 	if err == nil && done != nil {
 		err = done()
 	}
