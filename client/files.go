@@ -121,11 +121,13 @@ type ShareResult struct {
 var ErrNotFile = errors.New("not a regular file")
 
 // Share shares the file at path with contact h: it encrypts the file
-// under a new content key into the blob store (one pass, one chunk in
-// memory), records it, publishes a new shared-files manifest (its hash in
+// under a new content key into the blob store (one pass, 4 MiB segments
+// on every core, a few segments of memory), records it, publishes a new shared-files manifest (its hash in
 // the sigchain), and announces the file to h in a file_share message with
 // the content key wrapped for h. progress, if not nil, is called with
-// the bytes encrypted so far. The file is served while a `listen` runs
+// the bytes of the file encrypted so far, from one goroutine at a time. A file
+// that changes size while it is read is an error wrapping
+// [filecrypt.ErrSourceChanged]. The file is served while a `listen` runs
 // ([Client.Serve]).
 func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (ShareResult, error) {
 	a, key, err := c.account()
