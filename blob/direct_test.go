@@ -27,10 +27,10 @@ func TestDirectWriter(t *testing.T) {
 	copy(buf, want)
 	pieces := []struct{ off, n int }{
 		{4 * dioAlign * 16, len(want) - 4*dioAlign*16}, // aligned, ragged tail
-		{0, dioAlign * 16},                              // aligned, whole
-		{dioAlign * 16, 100},                            // aligned, short
-		{dioAlign*16 + 100, dioAlign*16 - 100},          // unaligned offset
-		{2 * dioAlign * 16, 2 * dioAlign * 16},          // aligned
+		{0, dioAlign * 16},                     // aligned, whole
+		{dioAlign * 16, 100},                   // aligned, short
+		{dioAlign*16 + 100, dioAlign*16 - 100}, // unaligned offset
+		{2 * dioAlign * 16, 2 * dioAlign * 16}, // aligned
 	}
 	for _, p := range pieces {
 		if n, err := w.WriteAt(buf[p.off:p.off+p.n], int64(p.off)); err != nil || n != p.n {
