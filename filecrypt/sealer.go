@@ -2,7 +2,6 @@ package filecrypt
 
 import (
 	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -40,15 +39,7 @@ func NewSealer(src io.ReaderAt, size int64, k Key, random io.Reader) (*Sealer, e
 	if size < 0 {
 		return nil, fmt.Errorf("%w: a file of %d bytes", ErrSize, size)
 	}
-	if random == nil {
-		random = rand.Reader
-	}
-	hdr := make([]byte, HeaderSize)
-	copy(hdr, Magic)
-	if _, err := io.ReadFull(random, hdr[len(Magic):]); err != nil {
-		return nil, fmt.Errorf("read file salt: %w", err)
-	}
-	aead, err := payloadAEAD(k, hdr[len(Magic):])
+	hdr, aead, err := newHeader(k, random)
 	if err != nil {
 		return nil, err
 	}
