@@ -83,24 +83,18 @@ func Decode(dst io.Writer, slice io.Reader, h Hash, size, off, n int64) error {
 }
 
 // encodeOutboard computes the outboard of the size bytes read from data into
-// a new file at path, synced, and returns the root hash.
+// a new file at path, synced, and returns the root hash. data is read in
+// order while the segments read before are hashed on the other cores.
 func encodeOutboard(path string, data io.Reader, size int64) (Hash, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return Hash{}, err
 	}
 	defer f.Close()
-	if err := f.Truncate(OutboardSize(size)); err != nil {
-		return Hash{}, err
-	}
-	// bao.Encode writes the tree in pre-order but not sequentially (a
-	// parent before its children, filled in after them), hence WriteAt on
-	// the file; each write is one 32-byte chaining value, so buffer them.
-	w := &writeAtBuffer{f: f}
-	root, err := bao.Encode(w, data, size, Group, true)
-	if err == nil {
-		err = w.flush()
-	}
+	root, err := encodeParallel(nil, f, size, true, func(p []byte, _ int64) error {
+		_, err := io.ReadFull(data, p)
+		return err
+	})
 	if err != nil {
 		return Hash{}, err
 	}
@@ -108,34 +102,6 @@ func encodeOutboard(path string, data io.Reader, size int64) (Hash, error) {
 		return Hash{}, err
 	}
 	return root, f.Close()
-}
-
-// writeAtBuffer coalesces the small WriteAt calls of bao.Encode that land
-// next to each other into fewer, larger writes.
-type writeAtBuffer struct {
-	f   *os.File
-	off int64
-	buf []byte
-}
-
-func (w *writeAtBuffer) WriteAt(p []byte, off int64) (int, error) {
-	if off != w.off+int64(len(w.buf)) || len(w.buf)+len(p) > 64<<10 {
-		if err := w.flush(); err != nil {
-			return 0, err
-		}
-		w.off = off
-	}
-	w.buf = append(w.buf, p...)
-	return len(p), nil
-}
-
-func (w *writeAtBuffer) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	_, err := w.f.WriteAt(w.buf, w.off)
-	w.buf = w.buf[:0]
-	return err
 }
 
 // readBuf is the read buffer of a slice coming from a source: Decode reads

@@ -8,7 +8,9 @@
 // from a [Source] ([Store.Fetch]): every 16 KiB group is verified against the
 // hash before a byte of it is written, only verified bytes reach the
 // partial file, and an interrupted download resumes from the verified
-// length. docs/kez-file-v1.md has the formats and the directory layout.
+// length. An import ([Store.Import], [Store.ImportAt]) hashes, encodes
+// and writes a blob in 4 MiB subtrees on every core. docs/kez-file-v1.md
+// has the formats and the directory layout.
 //
 // The package knows nothing of the network: package p2p provides a Source
 // over libp2p streams, and a Store is itself a Source (for tests and local

@@ -102,8 +102,46 @@ func (s *Store) Remove(h Hash) error {
 // Import reads a blob of exactly size bytes from r into the store, computing
 // its hash and outboard in the same pass, and returns the hash. It returns
 // [ErrSize] if r ends early or holds more. The blob appears in the store
-// only complete.
+// only complete. r is read in order, a segment at a time, while the
+// segments read before are hashed and written on the other cores.
 func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
+	return s.build(size, true, func(p []byte, _ int64) error {
+		if _, err := io.ReadFull(r, p); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: data ends before %d bytes", ErrSize, size)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}, func() error {
+		if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
+			return fmt.Errorf("%w: data longer than %d bytes", ErrSize, size)
+		}
+		return nil
+	})
+}
+
+// ImportAt reads a blob of size bytes from src into the store, as Import
+// does, but a range at a time from several goroutines at once (ReadAt),
+// so that a source that computes its bytes, such as a file being
+// encrypted, uses every core. It returns [ErrSize] if src ends early.
+// Errors of src are returned wrapped.
+func (s *Store) ImportAt(src io.ReaderAt, size int64) (Hash, error) {
+	return s.build(size, false, func(p []byte, off int64) error {
+		n, err := src.ReadAt(p, off)
+		if n == len(p) {
+			return nil
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: data ends before %d bytes", ErrSize, size)
+		}
+		return err
+	}, nil)
+}
+
+// build writes a blob of size bytes, filled a segment at a time by fill
+// (see encodeParallel), and its outboard to temporary files, syncs them
+// once each, checks done (if not nil) and installs them.
+func (s *Store) build(size int64, sequential bool, fill func(p []byte, off int64) error, done func() error) (Hash, error) {
 	if size < 0 {
 		return Hash{}, fmt.Errorf("import: %w: %d bytes", ErrSize, size)
 	}
@@ -115,26 +153,31 @@ func (s *Store) Import(r io.Reader, size int64) (Hash, error) {
 	defer tmp.Close()
 	obPath := tmp.Name() + ".obao"
 	defer os.Remove(obPath)
+	ob, err := os.OpenFile(obPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return Hash{}, fmt.Errorf("import: %w", err)
+	}
+	defer ob.Close()
 
-	// The blob is written on another goroutine while this one hashes.
-	bw := NewWriteBehind(tmp, writeBuffers, writeBuf, nil)
-	defer bw.Close()
-	root, err := encodeOutboard(obPath, io.TeeReader(r, bw), size)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Hash{}, fmt.Errorf("import: %w: data ends before %d bytes", ErrSize, size)
-	} else if err != nil {
-		return Hash{}, fmt.Errorf("import: %w", err)
+	data := newDirectWriter(tmp)
+	defer data.Close()
+	root, err := encodeParallel(data, ob, size, sequential, fill)
+	if err == nil && done != nil {
+		err = done()
 	}
-	if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
-		return Hash{}, fmt.Errorf("import: %w: data longer than %d bytes", ErrSize, size)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := bw.Close(); err != nil {
-		return Hash{}, fmt.Errorf("import: %w", err)
+	if err == nil {
+		err = ob.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		return Hash{}, fmt.Errorf("import: %w", err)
+	if err == nil {
+		err = ob.Close()
 	}
-	if err := s.install(root, tmp.Name(), obPath); err != nil {
+	if err == nil {
+		err = s.install(root, tmp.Name(), obPath)
+	}
+	if err != nil {
 		return Hash{}, fmt.Errorf("import: %w", err)
 	}
 	return root, nil

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -122,11 +121,13 @@ type ShareResult struct {
 var ErrNotFile = errors.New("not a regular file")
 
 // Share shares the file at path with contact h: it encrypts the file
-// under a new content key into the blob store (one pass, one chunk in
-// memory), records it, publishes a new shared-files manifest (its hash in
+// under a new content key into the blob store (one pass, 4 MiB segments
+// on every core, a few segments of memory), records it, publishes a new shared-files manifest (its hash in
 // the sigchain), and announces the file to h in a file_share message with
 // the content key wrapped for h. progress, if not nil, is called with
-// the bytes encrypted so far. The file is served while a `listen` runs
+// the bytes of the file encrypted so far, from one goroutine at a time. A file
+// that changes size while it is read is an error wrapping
+// [filecrypt.ErrSourceChanged]. The file is served while a `listen` runs
 // ([Client.Serve]).
 func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (ShareResult, error) {
 	a, key, err := c.account()
@@ -157,7 +158,7 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	if err != nil {
 		return ShareResult{}, err
 	}
-	hash, err := encryptInto(store, &countingReader{r: f, ctx: ctx, fn: progress}, fi.Size(), k, c.cfg.Rand)
+	hash, err := encryptInto(ctx, store, f, fi.Size(), k, c.cfg.Rand, progress)
 	if err != nil {
 		return ShareResult{}, fmt.Errorf("encrypt %s: %w", path, err)
 	}
@@ -202,54 +203,42 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	return ShareResult{Shared: sf.Info(), Message: e}, nil
 }
 
-// encryptInto encrypts size bytes of r under k (kez-file-v1) straight
-// into the store and returns the blob's hash. Encryption and hashing run
-// on two goroutines, handing each other shareBuf at a time.
-func encryptInto(store *blob.Store, r io.Reader, size int64, k filecrypt.Key, random io.Reader) (blob.Hash, error) {
-	pr, pw := io.Pipe()
-	go func() {
-		bw := bufio.NewWriterSize(pw, shareBuf)
-		w, err := filecrypt.NewWriter(bw, k, random)
-		if err == nil {
-			var n int64
-			n, err = io.CopyBuffer(w, r, make([]byte, shareBuf))
-			if err == nil && n != size {
-				err = fmt.Errorf("the file changed size while it was read (%d bytes, not %d)", n, size)
-			}
-		}
-		if err == nil {
-			err = w.Close()
-		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	h, err := store.Import(bufio.NewReaderSize(pr, shareBuf), filecrypt.EncryptedSize(size))
-	pr.CloseWithError(err) // unblocks the writer if Import stopped early
-	return h, err
+// encryptInto encrypts the file f of size bytes under k (kez-file-v1)
+// straight into the store and returns the blob's hash. The file is read,
+// encrypted, hashed and written in one pass, a segment of the stream at a
+// time on every core (see [blob.Store.ImportAt]). progress, if not nil,
+// is called with the bytes of the stream done so far, from one goroutine
+// at a time. It stops when ctx ends.
+func encryptInto(ctx context.Context, store *blob.Store, f *os.File, size int64, k filecrypt.Key, random io.Reader, progress func(int64)) (blob.Hash, error) {
+	s, err := filecrypt.NewSealer(f, size, k, random)
+	if err != nil {
+		return blob.Hash{}, err
+	}
+	return store.ImportAt(&progressReaderAt{r: s, ctx: ctx, fn: progress, total: size, size: s.Size()}, s.Size())
 }
 
-// shareBuf is the unit in which a shared file is read, and handed from
-// encryption to hashing: a pipe hand-off per MiB, not per 16 KiB group.
-const shareBuf = 1 << 20
+// progressReaderAt reports the bytes read so far (scaled to the file's
+// size) and stops when ctx ends.
+type progressReaderAt struct {
+	r           io.ReaderAt
+	ctx         context.Context
+	fn          func(int64)
+	total, size int64 // of the file, of the stream
 
-// countingReader reports the bytes read so far and stops when ctx ends.
-type countingReader struct {
-	r   io.Reader
-	ctx context.Context
-	fn  func(int64)
-	n   int64
+	mu sync.Mutex
+	n  int64
 }
 
-func (c *countingReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
+func (p *progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	if err := p.ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	if c.fn != nil && n > 0 {
-		c.fn(c.n)
+	n, err := p.r.ReadAt(b, off)
+	if p.fn != nil && n > 0 {
+		p.mu.Lock()
+		p.n += int64(n)
+		p.fn(min(p.total, p.n*p.total/max(1, p.size)))
+		p.mu.Unlock()
 	}
 	return n, err
 }

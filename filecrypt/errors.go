@@ -15,4 +15,7 @@ var (
 	ErrTrailingData = errors.New("data after the end of the file stream")
 	// ErrSize: a size that no kez-file-v1 stream has.
 	ErrSize = errors.New("invalid kez-file-v1 size")
+	// ErrSourceChanged: the file being encrypted is not the size it was
+	// said to be: it changed while it was read.
+	ErrSourceChanged = errors.New("the file changed while it was read")
 )

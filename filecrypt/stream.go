@@ -109,15 +109,7 @@ type Writer struct {
 // (crypto/rand.Reader if nil). Writes of any size are buffered into one
 // chunk; nothing is held beyond it.
 func NewWriter(dst io.Writer, k Key, random io.Reader) (*Writer, error) {
-	if random == nil {
-		random = rand.Reader
-	}
-	hdr := make([]byte, HeaderSize)
-	copy(hdr, Magic)
-	if _, err := io.ReadFull(random, hdr[len(Magic):]); err != nil {
-		return nil, fmt.Errorf("read file salt: %w", err)
-	}
-	aead, err := payloadAEAD(k, hdr[len(Magic):])
+	hdr, aead, err := newHeader(k, random)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +117,24 @@ func NewWriter(dst io.Writer, k Key, random io.Reader) (*Writer, error) {
 		return nil, err
 	}
 	return &Writer{dst: dst, aead: aead, buf: make([]byte, EncChunkSize)}, nil
+}
+
+// newHeader returns the header of a new stream under k, with a salt read
+// from random (crypto/rand.Reader if nil), and the stream's payload AEAD.
+func newHeader(k Key, random io.Reader) ([]byte, cipher.AEAD, error) {
+	if random == nil {
+		random = rand.Reader
+	}
+	hdr := make([]byte, HeaderSize)
+	copy(hdr, Magic)
+	if _, err := io.ReadFull(random, hdr[len(Magic):]); err != nil {
+		return nil, nil, fmt.Errorf("read file salt: %w", err)
+	}
+	aead, err := payloadAEAD(k, hdr[len(Magic):])
+	if err != nil {
+		return nil, nil, err
+	}
+	return hdr, aead, nil
 }
 
 // Write encrypts p. A chunk is written to the underlying writer once it is

@@ -1,0 +1,151 @@
+package filecrypt_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"kez.lat/kez/filecrypt"
+)
+
+// sealerSizes adds to sizes the edges of several chunks, a file whose
+// stream ends on a 16 KiB group, and one whose stream is a group longer.
+var sealerSizes = append(append([]int(nil), sizes...), 5*cs-1, 5*cs+1, 16384-filecrypt.HeaderSize-filecrypt.Overhead, 16385-filecrypt.HeaderSize-filecrypt.Overhead)
+
+// TestSealer checks that the stream a Sealer gives, read at ranges of
+// any size and alignment, in any order and from several goroutines, is
+// byte for byte what a Writer writes with the same key and salt.
+func TestSealer(t *testing.T) {
+	k := testKey(t, 5)
+	for _, n := range sealerSizes {
+		pt := pattern(n, uint64(n)+3)
+		want := encrypt(t, k, pt, 0) // zero salt
+		s, err := filecrypt.NewSealer(bytes.NewReader(pt), int64(n), k, bytes.NewReader(make([]byte, filecrypt.SaltSize)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Size() != int64(len(want)) || !bytes.Equal(s.Header(), want[:filecrypt.HeaderSize]) {
+			t.Fatalf("size %d: stream size %d, want %d; or the header differs", n, s.Size(), len(want))
+		}
+		// The stream in one read, and by iotest.TestReader (which also
+		// reads past the end) for small files.
+		got := make([]byte, len(want))
+		if m, err := s.ReadAt(got, 0); m != len(want) || (err != nil && err != io.EOF) || !bytes.Equal(got, want) {
+			t.Fatalf("size %d: ReadAt of the whole stream = %d, %v; equal %v", n, m, err, bytes.Equal(got, want))
+		}
+		// (iotest reads a byte at a time: each seals a whole chunk.)
+		if n <= 100 {
+			if err := iotest.TestReader(io.NewSectionReader(s, 0, s.Size()), want); err != nil {
+				t.Fatalf("size %d: %v", n, err)
+			}
+		}
+		// Random ranges, concurrently.
+		for _, step := range []int{1, 7, 1000, filecrypt.EncChunkSize - 1, filecrypt.EncChunkSize + 3, 3 * filecrypt.EncChunkSize} {
+			got := make([]byte, len(want))
+			var offs []int
+			for off := 0; off < len(want); off += step {
+				offs = append(offs, off)
+			}
+			if len(offs) > 400 {
+				continue
+			}
+			rand.Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
+			var wg sync.WaitGroup
+			for _, off := range offs {
+				wg.Go(func() {
+					end := min(off+step, len(want))
+					if m, err := s.ReadAt(got[off:end], int64(off)); m != end-off || (err != nil && err != io.EOF) {
+						t.Errorf("size %d: ReadAt(%d, %d) = %d, %v", n, end-off, off, m, err)
+					}
+				})
+			}
+			wg.Wait()
+			if !bytes.Equal(got, want) {
+				t.Fatalf("size %d, ranges of %d: the stream differs from the Writer's", n, step)
+			}
+		}
+		// Past the end.
+		if m, err := s.ReadAt(make([]byte, 10), s.Size()); m != 0 || err != io.EOF {
+			t.Errorf("size %d: ReadAt at the end = %d, %v", n, m, err)
+		}
+		if m, err := s.ReadAt(make([]byte, 10), -1); m != 0 || err == nil {
+			t.Errorf("size %d: ReadAt(-1) = %d, %v", n, m, err)
+		}
+	}
+}
+
+// TestSealerVectors: the Sealer gives the streams of the kez-file-v1
+// test vectors.
+func TestSealerVectors(t *testing.T) {
+	b, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []vector
+	if err := json.Unmarshal(b, &vs); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		key, _ := hex.DecodeString(v.Key)
+		salt, _ := hex.DecodeString(v.Salt)
+		k, _ := filecrypt.KeyFromBytes(key)
+		s, err := filecrypt.NewSealer(bytes.NewReader(vectorPlaintext(v.Size)), int64(v.Size), k, bytes.NewReader(salt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := io.ReadAll(io.NewSectionReader(s, 0, s.Size()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(stream)
+		if got := hex.EncodeToString(sum[:]); got != v.StreamSHA256 {
+			t.Errorf("size %d: stream sha256 %s, want %s", v.Size, got, v.StreamSHA256)
+		}
+	}
+	if len(vs) == 0 {
+		t.Fatal("no vectors")
+	}
+}
+
+// TestSealerSourceChanged: a file shorter or longer than announced makes
+// the ranges that meet the difference fail with ErrSourceChanged.
+func TestSealerSourceChanged(t *testing.T) {
+	k := testKey(t, 6)
+	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 3*cs + 5} {
+		pt := pattern(n+1, 9)
+		// Longer by one byte: the final chunk fails.
+		s, _ := filecrypt.NewSealer(bytes.NewReader(pt), int64(n), k, nil)
+		if _, err := io.ReadAll(io.NewSectionReader(s, 0, s.Size())); !errors.Is(err, filecrypt.ErrSourceChanged) {
+			t.Errorf("file of %d bytes announced as %d: %v, want ErrSourceChanged", n+1, n, err)
+		}
+		if n == 0 {
+			continue
+		}
+		// Shorter by one byte.
+		s, _ = filecrypt.NewSealer(bytes.NewReader(pt[:n-1]), int64(n), k, nil)
+		if _, err := io.ReadAll(io.NewSectionReader(s, 0, s.Size())); !errors.Is(err, filecrypt.ErrSourceChanged) {
+			t.Errorf("file of %d bytes announced as %d: %v, want ErrSourceChanged", n-1, n, err)
+		}
+	}
+	// The error of the file is returned as is.
+	boom := errors.New("boom")
+	s, _ := filecrypt.NewSealer(errReaderAt{boom}, 10, k, nil)
+	if _, err := s.ReadAt(make([]byte, 100), 0); !errors.Is(err, boom) {
+		t.Errorf("read error: %v", err)
+	}
+	if _, err := filecrypt.NewSealer(bytes.NewReader(nil), -1, k, nil); !errors.Is(err, filecrypt.ErrSize) {
+		t.Errorf("negative size: %v", err)
+	}
+}
+
+type errReaderAt struct{ err error }
+
+func (e errReaderAt) ReadAt([]byte, int64) (int, error) { return 0, e.err }
