@@ -1,6 +1,7 @@
 package kez_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -28,6 +29,10 @@ func TestParseDoorRequests(t *testing.T) {
 		{`{"after":1,"max":5}`, 0, false},
 		{`[]`, 0, false},
 		{`{"after":{"x":1}}`, 0, false},
+		{`{"after":7,"format":"bin"}`, 7, true},
+		{`{"format":"bin"}`, 0, true},
+		{`{"after":7,"format":"json"}`, 0, false},
+		{`{"after":7,"format":1}`, 0, false},
 	} {
 		r, err := kez.ParseReadRequest([]byte(tt.body))
 		if (err == nil) != tt.ok || (err == nil && r.After != tt.after) || (err != nil && !errors.Is(err, kez.ErrDoorRequest)) {
@@ -116,4 +121,87 @@ func TestInboxSenderHex(t *testing.T) {
 			t.Errorf("InboxSenderHex(%q) = %q, want refused", s, got)
 		}
 	}
+}
+
+func TestReadReply(t *testing.T) {
+	k, _ := kez.GenerateKey(nil)
+	var sender [32]byte
+	copy(sender[:], k.Public().Bytes())
+	msgs := []kez.ReadMsg{{Seq: 3, Sender: sender, Data: []byte("one")}, {Seq: 9, Sender: sender, Data: []byte{}}, {Seq: 1 << 40, Sender: sender, Data: bytes.Repeat([]byte{7}, 70000)}}
+	for _, more := range []bool{false, true} {
+		b := kez.AppendReadReplyHead(nil)
+		for _, m := range msgs {
+			b = kez.AppendReadMsg(b, m)
+		}
+		if more {
+			kez.SetReadReplyMore(b)
+		}
+		got, gotMore, err := kez.ParseReadReply(b)
+		if err != nil || gotMore != more || len(got) != len(msgs) {
+			t.Fatalf("ParseReadReply = %d msgs, %v, %v", len(got), gotMore, err)
+		}
+		for i := range got {
+			if got[i].Seq != msgs[i].Seq || got[i].Sender != msgs[i].Sender || !bytes.Equal(got[i].Data, msgs[i].Data) {
+				t.Errorf("message %d: %+v", i, got[i].Seq)
+			}
+		}
+	}
+	if got, more, err := kez.ParseReadReply(kez.AppendReadReplyHead(nil)); err != nil || more || len(got) != 0 {
+		t.Errorf("empty answer: %v, %v, %v", got, more, err)
+	}
+	good := kez.AppendReadMsg(kez.AppendReadReplyHead(nil), msgs[0])
+	for name, b := range map[string][]byte{
+		"empty":      nil,
+		"JSON":       []byte(`{"msgs":[]}`),
+		"magic":      append([]byte("kzr2"), good[4:]...),
+		"flags":      append(append([]byte("kzr1"), 2), good[5:]...),
+		"cut head":   good[:len(good)-4-len("one")],
+		"cut data":   good[:len(good)-1],
+		"trailing":   append(bytes.Clone(good), 0),
+		"seq 0":      kez.AppendReadMsg(kez.AppendReadReplyHead(nil), kez.ReadMsg{Seq: 0, Sender: sender}),
+		"seq repeat": kez.AppendReadMsg(bytes.Clone(good), msgs[0]),
+		"seq falls":  kez.AppendReadMsg(kez.AppendReadMsg(kez.AppendReadReplyHead(nil), msgs[1]), msgs[0]),
+	} {
+		if _, _, err := kez.ParseReadReply(b); !errors.Is(err, kez.ErrReadReply) {
+			t.Errorf("%s: ParseReadReply = %v, want ErrReadReply", name, err)
+		}
+	}
+}
+
+// FuzzParseReadReply: the client's parser of the door's binary read
+// answer takes any bytes without panicking, refuses with ErrReadReply,
+// and accepts only answers that encode back to the same bytes.
+func FuzzParseReadReply(f *testing.F) {
+	var sender [32]byte
+	sender[0] = 1
+	b := kez.AppendReadReplyHead(nil)
+	f.Add(bytes.Clone(b))
+	b = kez.AppendReadMsg(b, kez.ReadMsg{Seq: 1, Sender: sender, Data: []byte("envelope")})
+	b = kez.AppendReadMsg(b, kez.ReadMsg{Seq: 5, Sender: sender, Data: nil})
+	f.Add(bytes.Clone(b))
+	kez.SetReadReplyMore(b)
+	f.Add(b)
+	f.Add([]byte("kzr1\x01\x00\x00\x00\x00\x00\x00\x00\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msgs, more, err := kez.ParseReadReply(b)
+		if err != nil {
+			if !errors.Is(err, kez.ErrReadReply) {
+				t.Fatalf("error %v without the sentinel", err)
+			}
+			return
+		}
+		again := kez.AppendReadReplyHead(nil)
+		for _, m := range msgs {
+			if m.Seq == 0 {
+				t.Fatal("sequence 0 accepted")
+			}
+			again = kez.AppendReadMsg(again, m)
+		}
+		if more {
+			kez.SetReadReplyMore(again)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("%q does not encode back to itself", b)
+		}
+	})
 }

@@ -470,6 +470,17 @@ func TestSignVerify(t *testing.T) {
 	if other.Public().Verify(kez.PurposeSigchain, msg, sig) {
 		t.Errorf("Verify by another key = true")
 	}
+	if !k.Public().VerifyMessage(kez.PurposeSigchain, kez.PurposeSigchain.Message(msg), sig) {
+		t.Errorf("VerifyMessage(own signature) = false")
+	}
+	for _, m := range []string{"hello", "kez-sigchain-v1\x00hellO", "kez-sigchain-v1\x00", "", "kez-sigchain-v1"} {
+		if k.Public().VerifyMessage(kez.PurposeSigchain, []byte(m), sig) {
+			t.Errorf("VerifyMessage(%q) = true", m)
+		}
+	}
+	if k.Public().VerifyMessage(kez.PurposeMessageV2, kez.PurposeSigchain.Message(msg), sig) {
+		t.Errorf("VerifyMessage for another purpose = true")
+	}
 	if k.Public().Verify(kez.PurposeSigchain, []byte("hellO"), sig) {
 		t.Errorf("Verify(other message) = true")
 	}

@@ -37,6 +37,19 @@ const doorAttempt = 4 * time.Second
 // doorCall asks the door to perform op for me with body and decodes its
 // answer into out. A refusal is a *DoorError; no answer is ErrUnreachable.
 func doorCall(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, body []byte, out any) error {
+	m, err := doorRequest(ctx, nc, me, op, body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%w: inbox door answered %d bytes that are not its JSON", ErrBadRecord, len(m.Data))
+	}
+	return nil
+}
+
+// doorRequest asks the door to perform op for me with body and returns
+// its answer. A refusal is a *DoorError; no answer is ErrUnreachable.
+func doorRequest(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, body []byte) (*nats.Msg, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	var m *nats.Msg
@@ -51,18 +64,15 @@ func doorCall(ctx context.Context, nc *nats.Conn, me kez.PublicKey, op string, b
 	}
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return withHint(fmt.Errorf("%w: the home server's inbox door does not answer", ErrUnreachable),
+			return nil, withHint(fmt.Errorf("%w: the home server's inbox door does not answer", ErrUnreachable),
 				"kez-chat-server is not running or not connected to the broker; nothing was changed, try again")
 		}
-		return fmt.Errorf("%w: inbox door: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: inbox door: %w", ErrUnreachable, err)
 	}
 	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return &DoorError{Code: code, Message: m.Header.Get(micro.ErrorHeader)}
+		return nil, &DoorError{Code: code, Message: m.Header.Get(micro.ErrorHeader)}
 	}
-	if err := json.Unmarshal(m.Data, out); err != nil {
-		return fmt.Errorf("%w: inbox door answered %d bytes that are not its JSON", ErrBadRecord, len(m.Data))
-	}
-	return nil
+	return m, nil
 }
 
 // InboxMsg is one message of the own inbox: its stream sequence, its
@@ -91,16 +101,53 @@ func (in Inbox) Send(ctx context.Context, wire []byte) (kez.SendReply, error) {
 }
 
 // read returns the unread messages after sequence after, and whether
-// more follow the last one.
+// more follow the last one. It asks for the door's binary answer
+// (kez.ParseReadReply), and for JSON from a door that refuses that
+// request as malformed (a home server from before it).
 func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error) {
+	req, _ := json.Marshal(kez.ReadRequest{After: after, Format: kez.ReadFormatBinary})
+	m, err := doorRequest(ctx, in.NC, in.Me, kez.DoorRead, req)
+	var de *DoorError
+	if errors.As(err, &de) && de.Code == kez.DoorMalformed {
+		return in.readJSON(ctx, after)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read the inbox: %w", err)
+	}
+	msgs, more, err := kez.ParseReadReply(m.Data)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: the inbox door's answer: %w", ErrBadRecord, err)
+	}
+	out := make([]InboxMsg, 0, len(msgs))
+	// Each sender's key is checked in full once a page: a page holds
+	// many messages of few senders.
+	senders := map[[32]byte]kez.PublicKey{}
+	for _, m := range msgs {
+		sender, ok := senders[m.Sender]
+		if !ok {
+			k, err := kez.NewPublicKey(m.Sender[:])
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+			}
+			sender, senders[m.Sender] = k, k
+		}
+		if m.Seq <= after {
+			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+		}
+		out = append(out, InboxMsg{m.Seq, sender, m.Data})
+		after = m.Seq
+	}
+	return out, more, nil
+}
+
+// readJSON is read with the door's JSON answer.
+func (in Inbox) readJSON(ctx context.Context, after uint64) ([]InboxMsg, bool, error) {
 	req, _ := json.Marshal(kez.ReadRequest{After: after})
 	var reply kez.ReadReply
 	if err := doorCall(ctx, in.NC, in.Me, kez.DoorRead, req, &reply); err != nil {
 		return nil, false, fmt.Errorf("read the inbox: %w", err)
 	}
 	out := make([]InboxMsg, 0, len(reply.Msgs))
-	// Each sender's key is checked in full once a page: a page holds
-	// many messages of few senders.
 	senders := map[string]kez.PublicKey{}
 	for _, m := range reply.Msgs {
 		sender, ok := senders[m.Sender]
@@ -143,28 +190,71 @@ func (in Inbox) Unread(ctx context.Context) (uint64, error) {
 // and acks what fn took: after each page, one ack per sender up to its
 // last message. A message for which fn fails, and every later one, stays
 // unread.
+//
+// The round trips overlap: the next page is read while fn takes this one,
+// and a page's acks are on their way while fn takes the next page (an ack
+// still comes only after fn took every message it covers; one page's
+// acks at a time). Nothing Drain started outlives it.
 func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
-	var after uint64
+	type page struct {
+		ms   []InboxMsg
+		more bool
+		err  error
+	}
+	readAfter := func(after uint64) chan page {
+		ch := make(chan page, 1)
+		go func() {
+			ms, more, err := in.read(ctx, after)
+			ch <- page{ms, more, err}
+		}()
+		return ch
+	}
+	var acked chan error // the previous page's acks; nil: none on their way
+	waitAcks := func() error {
+		if acked == nil {
+			return nil
+		}
+		err := <-acked
+		acked = nil
+		return err
+	}
+	next := readAfter(0)
 	for {
-		ms, more, err := in.read(ctx, after)
-		if err != nil {
-			return err
+		p := <-next
+		next = nil
+		if p.err != nil {
+			return errors.Join(p.err, waitAcks())
+		}
+		if p.more && len(p.ms) > 0 {
+			next = readAfter(p.ms[len(p.ms)-1].Seq)
 		}
 		last := map[kez.PublicKey]InboxMsg{}
-		for _, m := range ms {
+		var err error
+		for _, m := range p.ms {
 			if err = fn(m); err != nil {
 				break
 			}
 			last[m.Sender] = m
-			after = m.Seq
 		}
-		for _, m := range last {
-			if aerr := in.Ack(ctx, m); aerr != nil {
-				return errors.Join(err, aerr)
+		if aerr := waitAcks(); aerr != nil {
+			err = errors.Join(err, aerr)
+		} else if len(last) > 0 {
+			acked = make(chan error, 1)
+			go func(done chan<- error) {
+				var err error
+				for _, m := range last {
+					if err = in.Ack(ctx, m); err != nil {
+						break
+					}
+				}
+				done <- err
+			}(acked)
+		}
+		if err != nil || next == nil {
+			if next != nil {
+				<-next // the page read ahead is not taken
 			}
-		}
-		if err != nil || len(ms) == 0 || !more {
-			return err
+			return errors.Join(err, waitAcks())
 		}
 	}
 }

@@ -15,6 +15,7 @@ package door
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,6 +219,10 @@ func (s *Service) serve(op string, r *streams.Request) {
 		}
 		result = rf.code
 		_ = r.Error(rf.code, rf.msg)
+	} else if b, ok := out.([]byte); ok {
+		if err := r.Respond(b); err != nil {
+			s.logger.Warn("door respond", "op", op, "err", err)
+		}
 	} else if err := r.RespondJSON(out); err != nil {
 		s.logger.Warn("door respond", "op", op, "err", err)
 	}
@@ -325,30 +330,38 @@ func (s *Service) subjectsTotal(ctx context.Context, filter string) (uint64, err
 }
 
 // read returns the caller's unread messages after the requested
-// sequence, in stream order. The batch direct get may be answered by any
-// replica of the stream: a lagging one answers a prefix of the log, so
-// every message of a subject up to the last returned is returned, and an
-// ack up to it removes nothing unread.
-func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (kez.ReadReply, error) {
+// sequence, in stream order: a kez.ReadReply, or the binary answer of
+// kez.AppendReadReply if the request asks for it. The batch direct get
+// may be answered by any replica of the stream: a lagging one answers a
+// prefix of the log, so every message of a subject up to the last
+// returned is returned, and an ack up to it removes nothing unread.
+func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (any, error) {
 	req, err := kez.ParseReadRequest(body)
 	if err != nil {
-		return kez.ReadReply{}, refuse(kez.DoorMalformed, "%v", err)
+		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
-	out := kez.ReadReply{Msgs: []kez.StoredMsg{}}
 	msgs, err := jetstreamext.GetBatch(ctx, s.js, kez.InboxStream, readBatch,
 		jetstreamext.GetBatchSubject(kez.InboxFilter(caller)),
 		jetstreamext.GetBatchSeq(req.After+1),
 		jetstreamext.GetBatchMaxBytes(readBytes))
 	if err != nil {
-		return out, fmt.Errorf("read: %w", err)
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	size := 0
+	bin := req.Format == kez.ReadFormatBinary
+	var (
+		out = kez.ReadReply{Msgs: []kez.StoredMsg{}}
+		b   []byte
+	)
+	if bin {
+		b = kez.AppendReadReplyHead(make([]byte, 0, 16<<10))
+	}
+	size, n := 0, 0
 	for m, err := range msgs {
 		if errors.Is(err, jetstreamext.ErrNoMessages) {
 			break
 		}
 		if err != nil {
-			return out, fmt.Errorf("read: %w", err)
+			return nil, fmt.Errorf("read: %w", err)
 		}
 		// The sender's key is not checked as a curve point here: only
 		// the door writes the inbox stream (users hold no JetStream
@@ -358,10 +371,26 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 		if !ok {
 			continue // not a message of the door's form
 		}
-		out.Msgs = append(out.Msgs, kez.StoredMsg{Seq: m.Sequence, Sender: sender, Data: m.Data})
+		if bin {
+			rm := kez.ReadMsg{Seq: m.Sequence, Data: m.Data}
+			if _, err := hex.Decode(rm.Sender[:], []byte(sender)); err != nil {
+				continue // InboxSenderHex checked it: not reached
+			}
+			b = kez.AppendReadMsg(b, rm)
+		} else {
+			out.Msgs = append(out.Msgs, kez.StoredMsg{Seq: m.Sequence, Sender: sender, Data: m.Data})
+		}
 		size += len(m.Data)
+		n++
 	}
-	out.More = len(out.Msgs) == readBatch || size >= readBytes-message.MaxSize
+	more := n == readBatch || size >= readBytes-message.MaxSize
+	if bin {
+		if more {
+			kez.SetReadReplyMore(b)
+		}
+		return b, nil
+	}
+	out.More = more
 	return out, nil
 }
 

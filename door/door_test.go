@@ -697,3 +697,83 @@ func TestFollowAcksLive(t *testing.T) {
 		t.Fatalf("bob took %d messages, not the %d sent once each in order", len(got), n)
 	}
 }
+
+// TestDoorReadFormats: the binary read answer carries what the JSON one
+// does, page by page, and Drain takes a backlog of several pages in
+// order, once each, acking only what its function took.
+func TestDoorReadFormats(t *testing.T) {
+	st := clienttest.StartWith(t, func(c *chatserver.Config) { c.Streams.InboxMaxMsgs = 1000 })
+	ctx := context.Background()
+	alice, bob, carol := register(t, st, "alice"), register(t, st, "bob"), register(t, st, "carol")
+	const n = 130 // each: two senders' messages fill more than two pages
+	for i := range n {
+		for _, u := range []*user{alice, carol} {
+			if _, err := u.in.Send(ctx, u.seal(t, bob.key.Public(), fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for after := uint64(0); ; {
+		req := func(format string) *nats.Msg {
+			body, _ := json.Marshal(kez.ReadRequest{After: after, Format: format})
+			m, err := bob.in.NC.Request(kez.DoorSubject(bob.key.Public(), kez.DoorRead), body, 10*time.Second)
+			if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+				t.Fatalf("read after %d (%q): %v %v", after, format, err, m.Header)
+			}
+			return m
+		}
+		var js kez.ReadReply
+		if err := json.Unmarshal(req("").Data, &js); err != nil {
+			t.Fatal(err)
+		}
+		bin, more, err := kez.ParseReadReply(req(kez.ReadFormatBinary).Data)
+		if err != nil || more != js.More || len(bin) != len(js.Msgs) {
+			t.Fatalf("after %d: binary %d messages, more %v, %v; JSON %d, more %v", after, len(bin), more, err, len(js.Msgs), js.More)
+		}
+		for i, m := range bin {
+			j := js.Msgs[i]
+			if m.Seq != j.Seq || fmt.Sprintf("%x", m.Sender) != j.Sender || !bytes.Equal(m.Data, j.Data) {
+				t.Fatalf("after %d, message %d: binary seq %d sender %x, JSON %+v", after, i, m.Seq, m.Sender, j.Seq)
+			}
+		}
+		if !more {
+			break
+		}
+		after = bin[len(bin)-1].Seq
+	}
+
+	// fn fails at carol's message "100", the 202nd (after alice's 0-100
+	// and carol's 0-99): everything before it is acked (across pages),
+	// it and everything after stay unread.
+	stop := errors.New("stop")
+	var got []string
+	err := bob.in.Drain(ctx, func(m client.InboxMsg) error {
+		env, err := message.Parse(m.Data)
+		if err != nil {
+			return err
+		}
+		pt, err := env.Open(bob.id, env.From)
+		if err != nil {
+			return err
+		}
+		if env.From.Equal(carol.key.Public()) && pt.Body() == "100" {
+			return stop
+		}
+		got = append(got, pt.Body())
+		return nil
+	})
+	const taken = 201
+	if !errors.Is(err, stop) || len(got) != taken {
+		t.Fatalf("Drain took %d, %v; want %d and the function's error", len(got), err, taken)
+	}
+	if u, err := bob.in.Unread(ctx); err != nil || u != 2*n-taken {
+		t.Fatalf("unread after a failed Drain = %d, %v; want %d", u, err, 2*n-taken)
+	}
+	rest := bob.texts(t)
+	if len(rest) != 2*n-taken || rest[0] != "100" {
+		t.Fatalf("then read %d, first %q; want %d from carol's 100", len(rest), rest[:1], 2*n-taken)
+	}
+	if u, err := bob.in.Unread(ctx); err != nil || u != 0 {
+		t.Fatalf("unread after Drain = %d, %v", u, err)
+	}
+}

@@ -149,13 +149,24 @@ func (e *Envelope) appendFixed(b []byte) []byte {
 // transcript are the same envelope, and no shift of bytes between fields
 // keeps a signature valid.
 func (e *Envelope) signedMessage(ad []byte) []byte {
+	return e.appendSignedMessage(make([]byte, 0, e.signedMessageLen(ad)), ad)
+}
+
+// signedMessageLen is the length of signedMessage(ad).
+func (e *Envelope) signedMessageLen(ad []byte) int {
 	if e.Version == Version1 {
-		b := make([]byte, 0, len(ad)+SaltSize+len(e.Ciphertext))
+		return len(ad) + SaltSize + len(e.Ciphertext)
+	}
+	return fixedSize + SaltSize + CommitmentSize + len(e.Ciphertext)
+}
+
+// appendSignedMessage appends signedMessage(ad) to b.
+func (e *Envelope) appendSignedMessage(b, ad []byte) []byte {
+	if e.Version == Version1 {
 		b = append(b, ad...)
 		b = append(b, e.Salt[:]...)
 		return append(b, e.Ciphertext...)
 	}
-	b := make([]byte, 0, fixedSize+SaltSize+CommitmentSize+len(e.Ciphertext))
 	b = e.appendFixed(b)
 	b = append(b, e.Salt[:]...)
 	b = append(b, e.Commitment[:]...)
