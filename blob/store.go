@@ -287,6 +287,7 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	}
 	if verified < size {
 		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
+		sy.DropCache()
 		w := newPartWriter(f, sy, verified, progress)
 		var teeW io.Writer
 		if tee != nil {
