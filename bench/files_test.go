@@ -50,7 +50,7 @@ const (
 //
 //   - p2p: blob.Store.Fetch from a p2p.Node serving a blob.Store (libp2p
 //     TCP+TLS+yamux, and QUIC), Bao-verified per 16 KiB group, synced
-//     in the background, outboard recomputed at the end; blob.Get into a
+//     in the background, outboard kept from the verified tree; blob.Get into a
 //     synced file (the verified stream kez-chat fetch decrypts); the
 //     import (BLAKE3 + Bao outboard + fsync) against a plain copy + fsync.
 //   - CLI: the real binary, alice and bob in separate processes: share
@@ -137,7 +137,7 @@ func benchP2P(t *testing.T, dir, src string, want [32]byte, tcpFile func(int64, 
 			&transport{m: measured{name: strings.Replace(tc.name, "p2p Fetch", "p2p Get→file", 1)}, src: s, get: true})
 	}
 	// The store's own work without the network: Bao decode, writes synced
-	// every 8 MiB, outboard recomputed from the written file.
+	// every 32 MiB, outboard kept from the verified tree.
 	transports = append(transports, &transport{m: measured{name: "Fetch from a local store (no network)"}, src: as})
 	for i := range rounds {
 		base.add(tcpFile(bigFile, src)())
