@@ -58,6 +58,12 @@ func extractSlice(w io.Writer, data io.ReaderAt, outboard io.Reader, size, off, 
 // of slice or dst. On any error, what dst received is a verified prefix of
 // the range.
 func Decode(dst io.Writer, slice io.Reader, h Hash, size, off, n int64) error {
+	return decode(dst, slice, h, size, off, n, nil)
+}
+
+// decode is Decode; tee, if not nil, gets the bytes of the encoding as
+// they are consumed (header, nodes and groups, before they verify).
+func decode(dst io.Writer, slice io.Reader, h Hash, size, off, n int64, tee io.Writer) error {
 	if err := checkRange(size, off, n); err != nil {
 		return err
 	}
@@ -72,7 +78,11 @@ func Decode(dst io.Writer, slice io.Reader, h Hash, size, off, n int64) error {
 	if got := binary.LittleEndian.Uint64(hdr[:]); got != uint64(size) {
 		return fmt.Errorf("%w: slice of a %d-byte blob, want %d", ErrCorrupt, got, size)
 	}
-	ok, err := bao.DecodeSlice(dst, io.MultiReader(bytes.NewReader(hdr[:]), slice), Group, uint64(off), uint64(n), h)
+	enc := io.MultiReader(bytes.NewReader(hdr[:]), slice)
+	if tee != nil {
+		enc = io.TeeReader(enc, tee)
+	}
+	ok, err := bao.DecodeSlice(dst, enc, Group, uint64(off), uint64(n), h)
 	if err != nil {
 		return err
 	}
@@ -115,6 +125,11 @@ const readBuf = 256 << 10
 // range. Errors are those of Decode, of src, or the ctx error once ctx
 // ends (which also closes the slice).
 func Get(ctx context.Context, src Source, h Hash, size, off int64, w io.Writer) error {
+	return get(ctx, src, h, size, off, w, nil)
+}
+
+// get is Get, with decode's tee.
+func get(ctx context.Context, src Source, h Hash, size, off int64, w, tee io.Writer) error {
 	if err := checkRange(size, off, size-off); err != nil {
 		return err
 	}
@@ -123,7 +138,7 @@ func Get(ctx context.Context, src Source, h Hash, size, off int64, w io.Writer) 
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() { rc.Close() })
-	err = Decode(w, bufio.NewReaderSize(rc, readBuf), h, size, off, size-off)
+	err = decode(w, bufio.NewReaderSize(rc, readBuf), h, size, off, size-off, tee)
 	stop()
 	rc.Close()
 	if err != nil && ctx.Err() != nil {

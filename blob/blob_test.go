@@ -197,7 +197,7 @@ func readBlob(t testing.TB, s *blob.Store, h blob.Hash) []byte {
 
 func TestFetch(t *testing.T) {
 	a, b := newStore(t), newStore(t)
-	for _, n := range []int{0, 1, blob.GroupSize, 3*blob.GroupSize + 1} {
+	for _, n := range []int{0, 1, blob.GroupSize, blob.GroupSize + 1, 3*blob.GroupSize + 1, 37*blob.GroupSize - 5, 64 * blob.GroupSize} {
 		data := pattern(n, 3)
 		h := importBytes(t, a, data)
 		var last int64
@@ -206,6 +206,13 @@ func TestFetch(t *testing.T) {
 		}
 		if !bytes.Equal(readBlob(t, b, h), data) {
 			t.Fatalf("fetched blob differs")
+		}
+		// The outboard, kept from the tree as it arrived, is the one
+		// the import computed.
+		obA, errA := os.ReadFile(filepath.Join(a.Dir(), h.String()+".obao"))
+		obB, errB := os.ReadFile(filepath.Join(b.Dir(), h.String()+".obao"))
+		if errA != nil || errB != nil || !bytes.Equal(obA, obB) {
+			t.Fatalf("Fetch(%d bytes): outboard differs from the import's (%v, %v)", n, errA, errB)
 		}
 		if n > 0 && last != int64(n) {
 			t.Errorf("last progress %d, want %d", last, n)

@@ -315,10 +315,28 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 		return fmt.Errorf("fetch: %w", err)
 	}
 
+	obPath := partPath + ".obao"
+	defer os.Remove(obPath)
+	// A download from the first byte receives the whole tree: its nodes
+	// make the outboard as they come (outboardTee). A resumed one
+	// receives only part of it, and the outboard is computed from the
+	// file once complete.
+	var tee *outboardTee
+	if verified == 0 && size > 0 {
+		if tee, err = newOutboardTee(obPath, size); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		defer tee.close()
+	}
 	if verified < size {
 		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
+		sy.DropCache()
 		w := newPartWriter(f, sy, verified, progress)
-		err := Get(ctx, src, h, size, verified, w)
+		var teeW io.Writer
+		if tee != nil {
+			teeW = tee
+		}
+		err := get(ctx, src, h, size, verified, w, teeW)
 		if ferr := w.close(); err == nil {
 			err = ferr
 		}
@@ -330,22 +348,26 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 		}
 	}
 
-	// Complete. The outboard, computed from the partial file, lets this
-	// store serve the blob in turn; getting h again re-checks the whole
-	// file as written to disk.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("fetch: %w", err)
-	}
-	obPath := partPath + ".obao"
-	defer os.Remove(obPath)
-	root, err := encodeOutboard(obPath, bufio.NewReaderSize(f, 256<<10), size)
-	if err != nil {
-		return fmt.Errorf("fetch: outboard: %w", err)
-	}
-	if root != h {
-		// Verified bytes changed on disk: start over.
-		os.Remove(lenPath)
-		return fmt.Errorf("fetch %s: %w: partial file changed on disk", h, ErrCorrupt)
+	// Complete. The outboard lets this store serve the blob in turn:
+	// the verified tree itself, or, after a resume, computed from the
+	// partial file, which re-checks the bytes earlier runs left on disk.
+	if tee != nil {
+		if err := tee.finish(); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+	} else {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		root, err := encodeOutboard(obPath, bufio.NewReaderSize(f, 256<<10), size)
+		if err != nil {
+			return fmt.Errorf("fetch: outboard: %w", err)
+		}
+		if root != h {
+			// Verified bytes changed on disk: start over.
+			os.Remove(lenPath)
+			return fmt.Errorf("fetch %s: %w: partial file changed on disk", h, ErrCorrupt)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("fetch: %w", err)

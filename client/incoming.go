@@ -279,6 +279,7 @@ func (r *incoming) get(ctx context.Context, src blob.Source, progress func(int64
 		return err
 	}
 	sy := blob.NewSyncer(r.part, r.written(), receiveSyncEvery, r.save)
+	sy.DropCache() // a download need not fill the page cache
 	d := newDecrypter(r, sy)
 	sink := &chunkSink{r: r, d: d, off: off, progress: progress}
 	err := blob.Get(ctx, src, r.h, r.size, off, sink)
