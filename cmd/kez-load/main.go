@@ -50,7 +50,7 @@ type loadFlags struct {
 	Refresh   float64       `default:"0.05" help:"Share of sends that look the peer up again first."`
 	SetupConc int           `name:"setup-concurrency" default:"32" help:"Users set up at once."`
 	Ramp      time.Duration `help:"Spread the set-up of the users over at least this long."`
-	Workers   int           `default:"1024" help:"Concurrent senders: sends in flight at most. Each waits for the door's answer, so this must exceed the send rate times the send latency, or the generator skips sends (\"generator behind\")."`
+	Workers   int           `default:"256" help:"Concurrent senders: sends in flight at most. Each waits for its answer (and its first look-up), so this must exceed the send rate times the mean send time, or sends are skipped (\"generator behind\")."`
 	OpTimeout time.Duration `name:"op-timeout" default:"10s" help:"Timeout of each operation."`
 	Domain    string        `default:"kez.lat" help:"Home domain of the stack."`
 	Prefix    string        `help:"Handle prefix (default: lt plus random letters, so runs against one stack do not collide)."`
