@@ -173,3 +173,75 @@ func TestValidNATSNonce(t *testing.T) {
 		}
 	}
 }
+
+// TestReconnectClosesFailedAttempts: a reconnect attempt that the broker
+// refuses after the dial (the callout timed out or said no) is closed by
+// the client before the next one. nats.go alone leaves each such socket
+// open until a garbage collection (kez-load ran out of fds that way in a
+// reconnect storm).
+func TestReconnectClosesFailedAttempts(t *testing.T) {
+	key, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	info, _ := json.Marshal(map[string]any{
+		"server_id": "NREFUSE", "server_name": "refuse", "version": "2.15.2", "proto": 1,
+		"host": "127.0.0.1", "port": ln.Addr().(*net.TCPAddr).Port, "max_payload": 1 << 20,
+		"auth_required": true, "nonce": "a1B2c3D4e5F6g7-",
+	})
+	// closed receives, for every refused attempt, whether the client closed
+	// it within 5 s.
+	closed := make(chan bool, 64)
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(n int, c net.Conn) {
+				defer c.Close()
+				c.Write([]byte("INFO " + string(info) + "\r\n"))
+				r := bufio.NewReader(c)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := r.ReadString('\n'); err != nil { // CONNECT
+					return
+				}
+				if n == 0 {
+					// The first connection is let in, then dropped.
+					c.Write([]byte("PONG\r\n"))
+					time.Sleep(300 * time.Millisecond)
+					return
+				}
+				c.Write([]byte("-ERR 'Authorization Violation'\r\n"))
+				// Keep this end open: does the client close its own?
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						var ne net.Error
+						closed <- !(errors.As(err, &ne) && ne.Timeout())
+						return
+					}
+				}
+			}(n, c)
+		}
+	}()
+	nc, err := client.ConnectNATS("nats://"+ln.Addr().String(), key, nats.Timeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i := range 3 {
+		select {
+		case ok := <-closed:
+			if !ok {
+				t.Errorf("refused reconnect attempt %d: the client left its socket open for 5 s", i+1)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d refused reconnect attempts in 20 s", i)
+		}
+	}
+}

@@ -34,7 +34,7 @@ type LoadConfig struct {
 	Refresh    float64       // share of sends that look the peer up again first
 	SetupConc  int           // users set up at once
 	Ramp       time.Duration // spread the set-up of a batch of users over at least this long
-	Workers    int           // concurrent senders
+	Workers    int           // concurrent senders (sends in flight at most)
 	OpTimeout  time.Duration // per operation
 	DrainLimit time.Duration // how long to wait for messages in flight at the end of a phase
 	// SignInLater leaves every user offline at set-up; Connect signs in
@@ -438,7 +438,10 @@ func (g *Gen) Steady(ctx context.Context, d time.Duration) time.Duration {
 	g.mu.RLock()
 	rate := float64(len(g.online)) * g.cfg.Rate / 60
 	g.mu.RUnlock()
-	tasks := make(chan struct{}, g.cfg.Workers*4)
+	// Each sender waits for its send's answer (and, the first time, a
+	// look-up), so senders bound the sends in flight. The queue is short:
+	// a send that waits here is late, and that wait is not in its latency.
+	tasks := make(chan struct{}, g.cfg.Workers)
 	var wg sync.WaitGroup
 	for range g.cfg.Workers {
 		wg.Go(func() {

@@ -16,6 +16,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -49,13 +50,15 @@ type loadFlags struct {
 	Refresh   float64       `default:"0.05" help:"Share of sends that look the peer up again first."`
 	SetupConc int           `name:"setup-concurrency" default:"32" help:"Users set up at once."`
 	Ramp      time.Duration `help:"Spread the set-up of the users over at least this long."`
-	Workers   int           `default:"64" help:"Concurrent senders."`
+	Workers   int           `default:"256" help:"Concurrent senders: sends in flight at most. Each waits for its answer (and its first look-up), so this must exceed the send rate times the mean send time, or sends are skipped (\"generator behind\")."`
 	OpTimeout time.Duration `name:"op-timeout" default:"10s" help:"Timeout of each operation."`
 	Domain    string        `default:"kez.lat" help:"Home domain of the stack."`
 	Prefix    string        `help:"Handle prefix (default: lt plus random letters, so runs against one stack do not collide)."`
 	Drain     time.Duration `default:"45s" help:"How long to wait for messages in flight after the load."`
 	MaxTime   time.Duration `name:"max-time" default:"40m" help:"Hard bound on the whole run."`
 	JSON      string        `name:"json" help:"Also write the report as JSON to this file (- for stdout)."`
+	// CPUProfile profiles the generator itself: is it the limit of a run?
+	CPUProfile string `name:"cpu-profile" type:"path" help:"Write the generator's own CPU profile (the whole run) to this file (go tool pprof)."`
 }
 
 func (l loadFlags) config() LoadConfig {
@@ -94,6 +97,7 @@ type session struct {
 	hc      *http.Client
 	spawned bool
 	stderr  io.Writer
+	prof    *os.File // --cpu-profile, while profiling
 }
 
 func open(ctx context.Context, sf stackFlags, lf loadFlags, stderr io.Writer) (*session, error) {
@@ -113,10 +117,28 @@ func open(ctx context.Context, sf stackFlags, lf loadFlags, stderr io.Writer) (*
 	}
 	s.st.Procs = append(s.st.Procs, Proc{Name: selfName, PID: os.Getpid()})
 	s.gen = NewGen(lf.config(), s.st.ChatURLs, stderr)
+	if lf.CPUProfile != "" {
+		f, err := os.Create(lf.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		s.prof = f
+	}
 	return s, nil
 }
 
 func (s *session) close() {
+	if s.prof != nil {
+		pprof.StopCPUProfile()
+		if err := s.prof.Close(); err != nil {
+			fmt.Fprintf(s.stderr, "kez-load: --cpu-profile: %v\n", err)
+		}
+		s.prof = nil
+	}
 	s.gen.Close()
 	if s.spawned {
 		s.st.Close()
@@ -343,16 +365,20 @@ func (s *session) connect(ctx context.Context, n int, settle time.Duration) *Con
 	return c
 }
 
-// natsRSS returns nats-server's resident memory (0 if not watched).
+// natsRSS returns the resident memory of the nats-server nodes, summed
+// over the nodes of a cluster (0 if none is watched). The spawned nodes
+// are named "nats-server n1", "nats-server n2", ...; a stack found on the
+// machine by FindProcs names them "nats-server".
 func (s *session) natsRSS() float64 {
+	var kib uint64
 	for _, p := range s.st.Procs {
-		if p.Name == "nats-server" {
+		if p.Name == "nats-server" || strings.HasPrefix(p.Name, "nats-server ") {
 			if ps, err := sampleProc(p.PID); err == nil {
-				return float64(ps.rssKiB) / 1024
+				kib += ps.rssKiB
 			}
 		}
 	}
-	return 0
+	return float64(kib) / 1024
 }
 
 func memTotalMiB() float64 {
