@@ -315,6 +315,34 @@ func (p *Projection) Watch(ctx context.Context, put func(kez.HandleRecord), read
 	}
 }
 
+// listIdle bounds the wait for the next key of a listing. A bucket
+// whose stream lost messages can leave a listing waiting forever for
+// the count it was promised (its consumer's pending never reaches 0);
+// a healthy one hands out keys without pauses of this length.
+const listIdle = 10 * time.Second
+
+// drainKeys collects keys until the channel closes; it fails when ctx
+// ends or no key comes for idle.
+func drainKeys(ctx context.Context, keys <-chan string, idle time.Duration) ([]string, error) {
+	var out []string
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		select {
+		case k, ok := <-keys:
+			if !ok {
+				return out, ctx.Err()
+			}
+			out = append(out, k)
+			t.Reset(idle)
+		case <-t.C:
+			return nil, fmt.Errorf("no key for %v after %d keys: the listing did not end", idle, len(out))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // Dump returns every entry of the three buckets as "bucket/key" -> value
 // (bucket names without suffix), for comparing two projections.
 func (p *Projection) Dump(ctx context.Context) (map[string]string, error) {
@@ -327,11 +355,9 @@ func (p *Projection) Dump(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", b.kv.Bucket(), err)
 		}
-		var keys []string
-		for k := range lister.Keys() {
-			keys = append(keys, k)
-		}
-		if err := ctx.Err(); err != nil {
+		keys, err := drainKeys(ctx, lister.Keys(), listIdle)
+		_ = lister.Stop()
+		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", b.kv.Bucket(), err)
 		}
 		for _, k := range keys {
