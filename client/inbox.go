@@ -118,26 +118,8 @@ func (in Inbox) read(ctx context.Context, after uint64) ([]InboxMsg, bool, error
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: the inbox door's answer: %w", ErrBadRecord, err)
 	}
-	out := make([]InboxMsg, 0, len(msgs))
-	// Each sender's key is checked in full once a page: a page holds
-	// many messages of few senders.
-	senders := map[[32]byte]kez.PublicKey{}
-	for _, m := range msgs {
-		sender, ok := senders[m.Sender]
-		if !ok {
-			k, err := kez.NewPublicKey(m.Sender[:])
-			if err != nil {
-				return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
-			}
-			sender, senders[m.Sender] = k, k
-		}
-		if m.Seq <= after {
-			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
-		}
-		out = append(out, InboxMsg{m.Seq, sender, m.Data})
-		after = m.Seq
-	}
-	return out, more, nil
+	out, err := checkPage(after, msgs)
+	return out, more, err
 }
 
 // readJSON is read with the door's JSON answer.
@@ -147,24 +129,42 @@ func (in Inbox) readJSON(ctx context.Context, after uint64) ([]InboxMsg, bool, e
 	if err := doorCall(ctx, in.NC, in.Me, kez.DoorRead, req, &reply); err != nil {
 		return nil, false, fmt.Errorf("read the inbox: %w", err)
 	}
-	out := make([]InboxMsg, 0, len(reply.Msgs))
-	senders := map[string]kez.PublicKey{}
-	for _, m := range reply.Msgs {
+	msgs := make([]kez.ReadMsg, len(reply.Msgs))
+	for i, m := range reply.Msgs {
+		k, err := kez.ParsePublicKeyHex(m.Sender)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+		}
+		copy(msgs[i].Sender[:], k.Bytes())
+		msgs[i].Seq, msgs[i].Data = m.Seq, m.Data
+	}
+	out, err := checkPage(after, msgs)
+	return out, reply.More, err
+}
+
+// checkPage checks a page of the door's answer to a read after
+// sequence after: every sender a valid key (checked in full once a page:
+// a page holds many messages of few senders), every sequence past after
+// and rising.
+func checkPage(after uint64, msgs []kez.ReadMsg) ([]InboxMsg, error) {
+	out := make([]InboxMsg, 0, len(msgs))
+	senders := map[[32]byte]kez.PublicKey{}
+	for _, m := range msgs {
 		sender, ok := senders[m.Sender]
 		if !ok {
-			k, err := kez.ParsePublicKeyHex(m.Sender)
+			k, err := kez.NewPublicKey(m.Sender[:])
 			if err != nil {
-				return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+				return nil, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
 			}
 			sender, senders[m.Sender] = k, k
 		}
 		if m.Seq <= after {
-			return nil, false, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
+			return nil, fmt.Errorf("%w: the inbox door answered a message it should not", ErrBadRecord)
 		}
 		out = append(out, InboxMsg{m.Seq, sender, m.Data})
 		after = m.Seq
 	}
-	return out, reply.More, nil
+	return out, nil
 }
 
 // Ack removes m and every earlier message of its sender: the caller has
