@@ -199,12 +199,7 @@ func benchCLIAll(t *testing.T, dir, src string, want [32]byte, tcpFile func(int6
 	relayAddr := relaytest.Start(t, "127.0.0.1", &homeURL, slog.New(slog.DiscardHandler)).Addrs()[0].String()
 	st := clienttest.StartWith(t, func(c *chatserver.Config) { c.PublicRelays = []string{relayAddr} })
 	homeURL.Store(st.URL())
-	bin := filepath.Join(t.TempDir(), "kez-chat")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kez-chat")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t, "kez-chat")
 	alice, bob := newCLIUser(t, bin, st, "alice"), newCLIUser(t, bin, st, "bob")
 	alice.ok("register", "alice", "--i-have-written-it-down")
 	bob.ok("register", "bob", "--i-have-written-it-down")

@@ -5,7 +5,6 @@ package bench_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -35,12 +34,7 @@ func TestBenchShare(t *testing.T) {
 	src := filepath.Join(dir, "src.bin")
 	writeRandomFile(t, src, bigFile, 1)
 	st := clienttest.Start(t)
-	bin := filepath.Join(t.TempDir(), "kez-chat")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kez-chat")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t, "kez-chat")
 	alice, bob := newCLIUser(t, bin, st, "alice"), newCLIUser(t, bin, st, "bob")
 	alice.ok("register", "alice", "--i-have-written-it-down")
 	bob.ok("register", "bob", "--i-have-written-it-down")

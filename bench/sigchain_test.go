@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,12 +37,7 @@ import (
 func TestBenchSigchainReads(t *testing.T) {
 	const events, readers = 10_000, 32
 	ns := natstest.Start(t)
-	bin := filepath.Join(t.TempDir(), "kez-sig-server")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kez-sig-server")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t, "kez-sig-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
