@@ -104,7 +104,25 @@ func TestEncryptInto(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
+	// Written to in place, same size, while it was read: an error, and
+	// the blob is not kept.
+	held, _ := os.ReadDir(s.Dir())
+	written := false
+	_, err = encryptInto(context.Background(), s, f, 3*seg, k, nil, func(int64) {
+		if !written {
+			written = true
+			w, _ := os.OpenFile(path, os.O_WRONLY, 0)
+			w.WriteAt(bytes.Repeat([]byte{1}, 3*seg), 0) // in place, no truncation
+			w.Close()
+		}
+	})
+	if !errors.Is(err, filecrypt.ErrSourceChanged) {
+		t.Errorf("written to while shared: %v, want %v", err, filecrypt.ErrSourceChanged)
+	}
 	ents, _ := os.ReadDir(s.Dir())
+	if len(ents) != len(held) {
+		t.Errorf("written to while shared: the store holds %d files, %d before", len(ents), len(held))
+	}
 	for _, e := range ents {
 		if e.Name()[0] == '.' {
 			t.Errorf("left %s", e.Name())

@@ -210,11 +210,28 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 // is called with the bytes of the stream done so far, from one goroutine
 // at a time. It stops when ctx ends.
 func encryptInto(ctx context.Context, store *blob.Store, f *os.File, size int64, k filecrypt.Key, random io.Reader, progress func(int64)) (blob.Hash, error) {
+	before, err := f.Stat()
+	if err != nil {
+		return blob.Hash{}, err
+	}
 	s, err := filecrypt.NewSealer(f, size, k, random)
 	if err != nil {
 		return blob.Hash{}, err
 	}
-	return store.ImportAt(&progressReaderAt{r: s, ctx: ctx, fn: progress, total: size, size: s.Size()}, s.Size())
+	h, err := store.ImportAt(&progressReaderAt{r: s, ctx: ctx, fn: progress, total: size, size: s.Size()}, s.Size())
+	if err != nil {
+		return blob.Hash{}, err
+	}
+	// Segments are sealed in parallel, and the chunk across each
+	// segment's edge twice: a file written to in place, at the same size,
+	// while it was read could leave a chunk whose halves come from two
+	// versions, which no recipient could open. (The Sealer catches a
+	// change of size.)
+	if after, err := f.Stat(); err != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		_ = store.Remove(h)
+		return blob.Hash{}, fmt.Errorf("%w: %s was written to while it was shared; share it again", filecrypt.ErrSourceChanged, f.Name())
+	}
+	return h, nil
 }
 
 // progressReaderAt reports the bytes read so far (scaled to the file's
@@ -237,7 +254,8 @@ func (p *progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
 	if p.fn != nil && n > 0 {
 		p.mu.Lock()
 		p.n += int64(n)
-		p.fn(min(p.total, p.n*p.total/max(1, p.size)))
+		// In floating point: n × total passes int64 from about 3 GB.
+		p.fn(min(p.total, int64(float64(p.n)*float64(p.total)/float64(max(1, p.size)))))
 		p.mu.Unlock()
 	}
 	return n, err
