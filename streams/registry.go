@@ -95,7 +95,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// The first attempt goes with the registrations arriving
 			// alongside (see grouped); one refused in a group of several
 			// is sent again alone at once.
-			g := r.grouped(msgs)
+			g := r.grouped(ctx, msgs)
 			seq, err, storeErr = g.seq, g.err, g.storeErr
 			if err != nil && g.shared {
 				msgs = []*nats.Msg{

@@ -47,9 +47,9 @@ type groupMember struct {
 var errClaimInFlight = errors.New("a claim of this registration is in flight in another batch")
 
 // groupResult is a member's share of its group's outcome. shared says
-// the batch held other registrations too: an error is then not this
-// registration's own (nothing of a refused batch is stored) and it is
-// sent again alone.
+// an error is not this registration's own answer (the batch held other
+// registrations too, and nothing of a refused batch is stored; or its
+// acknowledgement could not be read): it is sent again alone.
 type groupResult struct {
 	seq      uint64
 	err      error
@@ -67,7 +67,7 @@ type grouper struct {
 
 // grouped sends msgs (one registration's claims) in the next group batch
 // and returns its outcome.
-func (r *Registry) grouped(msgs []*nats.Msg) groupResult {
+func (r *Registry) grouped(ctx context.Context, msgs []*nats.Msg) groupResult {
 	m := &groupMember{msgs: msgs, done: make(chan groupResult, 1)}
 	for _, msg := range msgs {
 		m.subjects = append(m.subjects, msg.Subject)
@@ -83,7 +83,14 @@ func (r *Registry) grouped(msgs []*nats.Msg) groupResult {
 	if start {
 		go r.flush()
 	}
-	return <-m.done
+	select {
+	case res := <-m.done:
+		return res
+	case <-ctx.Done():
+		// The group goes on without this caller (done is buffered): its
+		// outcome is unknown, as for an attempt of its own cut short.
+		return groupResult{err: ctx.Err()}
+	}
 }
 
 // flush sends group batches while registrations are queued that can go.
@@ -164,11 +171,13 @@ func (r *Registry) sendGroup(batch []*groupMember) []groupResult {
 		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
 		return err
 	})
+	again := len(batch) > 1
 	if err == nil && ack.BatchSize != uint64(len(msgs)) {
 		// Not the batch sent: the members' sequences cannot be told
-		// from the answer. Each is sent again alone, which finds its
-		// claims held and reads its own event back.
+		// from the answer. Each is sent again alone, a group of one
+		// too, which finds its claims held and reads its own event back.
 		err = fmt.Errorf("atomic batch of %d messages acknowledged as %d", len(msgs), ack.BatchSize)
+		again = true
 	}
 	if len(batch) > 1 {
 		r.group.shared.Add(uint64(len(batch)))
@@ -176,7 +185,7 @@ func (r *Registry) sendGroup(batch []*groupMember) []groupResult {
 	res := make([]groupResult, len(batch))
 	after := uint64(0)
 	for i := len(batch) - 1; i >= 0; i-- {
-		res[i] = groupResult{err: err, storeErr: storeErr, shared: len(batch) > 1}
+		res[i] = groupResult{err: err, storeErr: storeErr, shared: again}
 		if err == nil {
 			res[i].seq = ack.Sequence - after
 			after += uint64(len(batch[i].msgs))
