@@ -326,7 +326,15 @@ func TestVerifyLog(t *testing.T) {
 			log.add(t, keztest.NewKey(t), name)
 		}
 		svc := start(t, log, proj, &reports{}, nil)
-		cp, _ := proj.Checkpoint(context.Background())
+		// The checkpoint is written beside the next batch, after the
+		// batch is announced: it follows the projector, not at once.
+		var cp integrity.Checkpoint
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			cp, _ = proj.Checkpoint(context.Background())
+			if cp.Seq == 9 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if cp.Seq != 9 || cp.Tree.Size != 3 {
 			t.Fatalf("checkpoint after 3 events = %+v", cp)
 		}
