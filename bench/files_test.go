@@ -599,6 +599,14 @@ func (u *cliUser) command(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buff
 // returns its stdout and peak RSS.
 func (u *cliUser) run(args ...string) (string, rss) {
 	u.t.Helper()
+	out, peak, _ := u.runState(args...)
+	return out, peak
+}
+
+// runState is run that also returns the ended process's state (its CPU
+// times).
+func (u *cliUser) runState(args ...string) (string, rss, *os.ProcessState) {
+	u.t.Helper()
 	cmd, out, errw := u.command(args...)
 	if err := cmd.Start(); err != nil {
 		u.t.Fatal(err)
@@ -609,7 +617,7 @@ func (u *cliUser) run(args ...string) (string, rss) {
 	if err != nil {
 		u.t.Fatalf("kez-chat %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errw)
 	}
-	return out.String(), peak
+	return out.String(), peak, cmd.ProcessState
 }
 
 func (u *cliUser) mustRun(args ...string) string {

@@ -65,22 +65,13 @@ func TestBenchShare(t *testing.T) {
 			r := &res[i]
 			alice.bin = b
 			start := time.Now()
-			cmd, _, errw := alice.command("--json", "share", "@bob", src)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			w := watchRSS(cmd.Process.Pid)
-			err := cmd.Wait()
+			_, peak, ps := alice.runState("--json", "share", "@bob", src)
 			d := time.Since(start)
-			peak := w.peak(cmd.ProcessState)
-			if err != nil {
-				t.Fatalf("%s share: %v\n%s", b, err, errw)
-			}
 			r.m.add(mibPerSec(bigFile, d))
 			r.ratios = append(r.ratios, fmt.Sprintf("%.2f", r.m.vals[len(r.m.vals)-1]/cp.vals[len(cp.vals)-1]))
 			r.peak.kib = max(r.peak.kib, peak.kib)
 			r.peak.polled = r.peak.polled || peak.polled
-			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 				r.cpu = append(r.cpu, time.Duration(ru.Utime.Nano()).Round(10*time.Millisecond).String()+"/"+
 					time.Duration(ru.Stime.Nano()).Round(10*time.Millisecond).String())
 			}
