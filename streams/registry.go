@@ -81,12 +81,16 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 	claim, _ := json.Marshal(struct {
 		Handle kez.Handle `json:"handle"`
 	}{ev.Handle})
-	for attempt := 0; ; attempt++ {
-		msgs := []*nats.Msg{
+	// Each attempt publishes messages of its own: a publish adds the
+	// batch's headers to the messages it sends.
+	claims := func() []*nats.Msg {
+		return []*nats.Msg{
 			claimMsg(keyClaimSubject(ev.Primary.Hex()), claim),
 			claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
 			claimMsg(handleClaimSubject(ev.Handle.Local()), data),
 		}
+	}
+	for attempt := 0; ; attempt++ {
 		var (
 			seq           uint64
 			err, storeErr error
@@ -95,18 +99,13 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// The first attempt goes with the registrations arriving
 			// alongside (see grouped); one refused in a group of several
 			// is sent again alone at once.
-			g := r.grouped(ctx, msgs)
+			g := r.grouped(ctx, claims())
 			seq, err, storeErr = g.seq, g.err, g.storeErr
 			if err != nil && g.shared {
-				msgs = []*nats.Msg{
-					claimMsg(keyClaimSubject(ev.Primary.Hex()), claim),
-					claimMsg(skeletonClaimSubject(ev.Handle.Skeleton()), claim),
-					claimMsg(handleClaimSubject(ev.Handle.Local()), data),
-				}
-				seq, err, storeErr = r.publishAlone(ctx, msgs)
+				seq, err, storeErr = r.publishAlone(ctx, claims())
 			}
 		} else {
-			seq, err, storeErr = r.publishAlone(ctx, msgs)
+			seq, err, storeErr = r.publishAlone(ctx, claims())
 		}
 		if err == nil {
 			return ev, seq, nil
@@ -175,15 +174,20 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 // publishAlone publishes one registration's claims as an atomic batch
 // and returns the sequence of the last (the event).
 func (r *Registry) publishAlone(ctx context.Context, msgs []*nats.Msg) (seq uint64, err, storeErr error) {
-	var ack *jetstreamext.BatchAck
-	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
-		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		return err
-	})
+	ack, err, storeErr := r.publishBatch(ctx, msgs)
 	if err != nil {
 		return 0, err, storeErr
 	}
 	return ack.Sequence, nil, storeErr
+}
+
+// publishBatch publishes msgs as one atomic batch, guarded (see guarded).
+func (r *Registry) publishBatch(ctx context.Context, msgs []*nats.Msg) (ack *jetstreamext.BatchAck, err, storeErr error) {
+	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
+		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		return err
+	})
+	return ack, err, storeErr
 }
 
 // StoreWait bounds the door's wait for the inbox stream to store a

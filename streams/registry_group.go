@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
 // Group commit of registrations.
@@ -166,11 +165,7 @@ func (r *Registry) sendGroup(batch []*groupMember) []groupResult {
 	for _, m := range batch {
 		msgs = append(msgs, m.msgs...)
 	}
-	var ack *jetstreamext.BatchAck
-	err, storeErr := guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
-		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		return err
-	})
+	ack, err, storeErr := r.publishBatch(ctx, msgs)
 	again := len(batch) > 1
 	if err == nil && ack.BatchSize != uint64(len(msgs)) {
 		// Not the batch sent: the members' sequences cannot be told
