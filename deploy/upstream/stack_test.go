@@ -27,7 +27,8 @@ import (
 // main of August 2026, and passes nats-server's own flushOutbound tests)
 // the frame is 624 bytes; measured with kez-chat's load generator,
 // 10,000 idle clients of a server with an auth callout: goroutine stacks
-// 402 MiB → 126 MiB, RSS per connection 78 → 47 KB (docs/capacity.md).
+// 402–405 MiB → 126–137 MiB, RSS per connection 73–78 → 46–47 KB
+// (docs/capacity.md).
 //
 // The clients here are raw TCP connections driven by this one goroutine,
 // so the stacks that grow are the server's.
