@@ -34,6 +34,7 @@ type stackFlags struct {
 	ChatReplicas int           `name:"chat-replicas" default:"2" help:"kez-chat-server replicas with --spawn; each is a callout responder."`
 	UserJWTTTL   time.Duration `name:"user-jwt-ttl" default:"2m" help:"USER_JWT_TTL with --spawn: users reconnect and re-authorise this often."`
 	NoFile       int           `name:"nofile" help:"Soft fd limit of the spawned processes (default: inherited)."`
+	NatsProfile  bool          `name:"nats-profile" help:"With --spawn, open each nats-server's Go profiling port on 127.0.0.1 (--profile); step --register-first then also reports the nodes' goroutine stacks and heap in use per connection."`
 	MaxConsumers int           `name:"max-consumers" help:"With --spawn, set nats-server's jetstream.limits.default_max_consumers (-1: unlimited; default: the config's). Users have no consumers since the inbox door; kept for experiments."`
 	Keep         bool          `help:"Keep the --spawn temp folder (logs, store)."`
 	Server       []string      `default:"http://127.0.0.1:8080" help:"Home server base URLs of a running stack (replicas, used round-robin; their /metrics are read)."`
@@ -107,7 +108,7 @@ func open(ctx context.Context, sf stackFlags, lf loadFlags, stderr io.Writer) (*
 			return nil, errors.New("--nodes must be 1 to 9")
 		}
 		st, err := Spawn(ctx, SpawnOptions{Bin: sf.Bin, Conf: sf.Conf, Nodes: sf.Nodes, KeysDir: sf.KeysDir, ChatReplicas: max(sf.ChatReplicas, 1),
-			UserJWTTTL: sf.UserJWTTTL, Domain: lf.Domain, NoFile: sf.NoFile, MaxConsumers: sf.MaxConsumers, Keep: sf.Keep, Log: stderr})
+			UserJWTTTL: sf.UserJWTTTL, Domain: lf.Domain, NoFile: sf.NoFile, MaxConsumers: sf.MaxConsumers, Profile: sf.NatsProfile, Keep: sf.Keep, Log: stderr})
 		if err != nil {
 			return nil, err
 		}
@@ -313,6 +314,10 @@ func (c *stepCmd) Run(ctx context.Context, e *cli.Env) error {
 			conn = s.connect(ctx, n, c.Settle)
 			fmt.Fprintf(e.Stdout, "connect   %d users signed in (%d online): nats-server RSS %.0f -> %.0f MiB, %.1f KB per connection\n",
 				conn.Users, conn.Online, conn.BeforeMiB, conn.AfterMiB, conn.PerConnKB)
+			if m := conn.Runtime; m != nil {
+				fmt.Fprintf(e.Stdout, "          of which goroutine stacks %.0f -> %.0f MiB (%.1f KB per connection), heap in use %.0f -> %.0f MiB (%.1f KB)\n",
+					m.StacksBeforeMiB, m.StacksAfterMiB, m.StackPerConnKB, m.HeapBeforeMiB, m.HeapAfterMiB, m.HeapPerConnKB)
+			}
 		}
 		r := s.phase(ctx, fmt.Sprintf("step %d users", n), n, c.Rate, c.StepDuration)
 		r.Connect = conn
@@ -346,12 +351,27 @@ type ConnectMem struct {
 	BeforeMiB float64 `json:"nats_rss_before_mib"`
 	AfterMiB  float64 `json:"nats_rss_after_mib"`
 	PerConnKB float64 `json:"per_connection_kb"`
+	// Runtime splits the memory into stacks and heap (--nats-profile).
+	Runtime *RuntimeMem `json:"runtime,omitempty"`
+}
+
+// RuntimeMem is the Go runtime's account of the same step, summed over
+// the nodes: goroutine stacks (two per connection, its read and write
+// loops) and heap in use (live objects and garbage not yet collected).
+type RuntimeMem struct {
+	StacksBeforeMiB float64 `json:"stacks_before_mib"`
+	StacksAfterMiB  float64 `json:"stacks_after_mib"`
+	StackPerConnKB  float64 `json:"stack_per_connection_kb"`
+	HeapBeforeMiB   float64 `json:"heap_inuse_before_mib"`
+	HeapAfterMiB    float64 `json:"heap_inuse_after_mib"`
+	HeapPerConnKB   float64 `json:"heap_per_connection_kb"`
 }
 
 // connect signs in the users up to n and measures nats-server's resident
 // memory before and, settle later, after.
 func (s *session) connect(ctx context.Context, n int, settle time.Duration) *ConnectMem {
 	c := &ConnectMem{BeforeMiB: s.natsRSS()}
+	before, berr := s.natsRuntime(ctx)
 	c.Users = s.gen.Connect(ctx, n)
 	select {
 	case <-ctx.Done():
@@ -359,10 +379,38 @@ func (s *session) connect(ctx context.Context, n int, settle time.Duration) *Con
 	}
 	_, c.Online = s.gen.Population()
 	c.AfterMiB = s.natsRSS()
+	after, aerr := s.natsRuntime(ctx)
+	if err := errors.Join(berr, aerr); err != nil {
+		fmt.Fprintf(s.stderr, "kez-load: nats-server runtime statistics: %v\n", err)
+	} else if len(s.st.ProfileURLs) > 0 {
+		c.Runtime = &RuntimeMem{StacksBeforeMiB: toMiB(before.StackInuse), StacksAfterMiB: toMiB(after.StackInuse),
+			HeapBeforeMiB: toMiB(before.HeapInuse), HeapAfterMiB: toMiB(after.HeapInuse)}
+	}
 	if c.Users > 0 {
 		c.PerConnKB = (c.AfterMiB - c.BeforeMiB) * 1024 / float64(c.Users)
+		if m := c.Runtime; m != nil {
+			m.StackPerConnKB = (m.StacksAfterMiB - m.StacksBeforeMiB) * 1024 / float64(c.Users)
+			m.HeapPerConnKB = (m.HeapAfterMiB - m.HeapBeforeMiB) * 1024 / float64(c.Users)
+		}
 	}
 	return c
+}
+
+func toMiB(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// natsRuntime sums the runtime statistics of the nodes with a profiling
+// port (none: zero and no error).
+func (s *session) natsRuntime(ctx context.Context) (MemStats, error) {
+	var sum MemStats
+	for _, u := range s.st.ProfileURLs {
+		m, err := fetchMemStats(ctx, s.hc, u)
+		if err != nil {
+			return MemStats{}, err
+		}
+		sum.StackInuse += m.StackInuse
+		sum.HeapInuse += m.HeapInuse
+	}
+	return sum, nil
 }
 
 // natsRSS returns the resident memory of the nats-server nodes, summed

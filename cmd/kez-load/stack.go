@@ -29,6 +29,10 @@ type Stack struct {
 	MonitorURL string   // nats-server monitoring (the first node's)
 	StoreDir   string   // JetStream store (the first node's), when known (spawned)
 	Procs      []Proc
+	// ProfileURLs are the nodes' Go profiling ports (spawned with
+	// SpawnOptions.Profile): their runtime statistics split nats-server's
+	// memory into goroutine stacks and heap.
+	ProfileURLs []string
 
 	dir   string
 	keep  bool
@@ -59,8 +63,10 @@ type SpawnOptions struct {
 	// (-1: unlimited). nats-server 2.15 caps every stream that sets no
 	// limit at 1,000 consumers (users held one each before the inbox door).
 	MaxConsumers int
-	Keep         bool
-	Log          io.Writer
+	// Profile opens each node's profiling port (nats-server --profile).
+	Profile bool
+	Keep    bool
+	Log     io.Writer
 }
 
 // Spawn starts nats-server (the reference config, one node or a cluster
@@ -99,7 +105,7 @@ func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	no := natsproc.Options{Bin: filepath.Join(o.Bin, "nats-server"), Conf: conf, Dir: dir, Nodes: max(o.Nodes, 1), NoFile: o.NoFile}
+	no := natsproc.Options{Bin: filepath.Join(o.Bin, "nats-server"), Conf: conf, Dir: dir, Nodes: max(o.Nodes, 1), NoFile: o.NoFile, Profile: o.Profile}
 	if o.MaxConsumers != 0 {
 		no.Adjust = func(c string) string {
 			return strings.Replace(c, "jetstream {", fmt.Sprintf("jetstream {\n  limits { default_max_consumers: %d }", o.MaxConsumers), 1)
@@ -114,6 +120,9 @@ func Spawn(ctx context.Context, o SpawnOptions) (_ *Stack, err error) {
 	}
 	for _, n := range st.nodes.Nodes {
 		st.Procs = append(st.Procs, Proc{Name: n.Name, PID: n.PID()})
+		if n.ProfileURL != "" {
+			st.ProfileURLs = append(st.ProfileURLs, n.ProfileURL)
+		}
 		if o.Log != nil {
 			fmt.Fprintf(o.Log, "kez-load: started %s (pid %d, %s, log %s)\n", n.Name, n.PID(), n.ClientURL, n.Log)
 		}

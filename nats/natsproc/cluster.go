@@ -35,6 +35,9 @@ type Options struct {
 	Adjust func(conf string) string
 	// NoFile, if positive, is the nodes' soft fd limit.
 	NoFile int
+	// Profile opens each node's Go profiling port (nats-server
+	// --profile, net/http/pprof on 127.0.0.1): Node.ProfileURL.
+	Profile bool
 }
 
 // Node is one nats-server process.
@@ -42,6 +45,7 @@ type Node struct {
 	*Proc
 	ClientURL  string // nats://127.0.0.1:port
 	MonitorURL string // http://127.0.0.1:port
+	ProfileURL string // http://127.0.0.1:port with Options.Profile, else ""
 	StoreDir   string // its JetStream store
 }
 
@@ -62,7 +66,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if _, err := os.Stat(o.Bin); err != nil {
 		return nil, fmt.Errorf("nats-server: %w", err)
 	}
-	ports, err := FreePorts(3 * o.Nodes)
+	per := 3 // client, monitoring, route
+	if o.Profile {
+		per = 4
+	}
+	ports, err := FreePorts(per * o.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +82,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}()
 	var routes []string
 	for i := range o.Nodes {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]))
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[per*i+2]))
 	}
 	for i := range o.Nodes {
 		name := fmt.Sprintf("n%d", i+1)
@@ -88,15 +96,20 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 		args := []string{"--config", path, "--name", name, "-a", "127.0.0.1",
-			"-p", strconv.Itoa(ports[3*i]), "-m", strconv.Itoa(ports[3*i+1])}
+			"-p", strconv.Itoa(ports[per*i]), "-m", strconv.Itoa(ports[per*i+1])}
 		if o.Nodes > 1 {
 			args = append(args, "--cluster_name", "kez", "--cluster", routes[i], "--routes", strings.Join(routes, ","))
 		}
 		n := &Node{
 			Proc:       &Proc{Name: "nats-server " + name, Path: o.Bin, Args: args, Log: filepath.Join(o.Dir, name+".log"), NoFile: o.NoFile},
-			ClientURL:  fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i]),
-			MonitorURL: fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]),
+			ClientURL:  fmt.Sprintf("nats://127.0.0.1:%d", ports[per*i]),
+			MonitorURL: fmt.Sprintf("http://127.0.0.1:%d", ports[per*i+1]),
 			StoreDir:   store,
+		}
+		if o.Profile {
+			// nats-server listens for profiles on its -a address.
+			n.Proc.Args = append(n.Proc.Args, "--profile", strconv.Itoa(ports[per*i+3]))
+			n.ProfileURL = fmt.Sprintf("http://127.0.0.1:%d", ports[per*i+3])
 		}
 		if err := n.Start(); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package natsproc_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -99,5 +100,49 @@ func TestWaitHTTP(t *testing.T) {
 	err := natsproc.WaitHTTP(context.Background(), srv.URL+"/never", 300*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "503 not yet") {
 		t.Fatalf("WaitHTTP of a 503 = %v, want an error with the answer", err)
+	}
+}
+
+// TestStartProfile: with Profile, a node serves Go profiles on its own
+// port of 127.0.0.1 (the runtime statistics kez-load reads).
+func TestStartProfile(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "nats-server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%v: run `make tools`", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, profile := range []bool{false, true} {
+		c, err := natsproc.Start(ctx, natsproc.Options{Bin: bin, Conf: []byte("max_payload: 1MB\n"), Dir: t.TempDir(), Profile: profile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := c.Nodes[0]
+		if !profile {
+			if n.ProfileURL != "" {
+				t.Errorf("ProfileURL %q without Profile", n.ProfileURL)
+			}
+			c.Kill()
+			continue
+		}
+		if !strings.HasPrefix(n.ProfileURL, "http://127.0.0.1:") {
+			c.Kill()
+			t.Fatalf("ProfileURL %q", n.ProfileURL)
+		}
+		resp, err := http.Get(n.ProfileURL + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			c.Kill()
+			t.Fatal(err)
+		}
+		var body strings.Builder
+		_, err = io.Copy(&body, resp.Body)
+		resp.Body.Close()
+		c.Kill()
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), "\n# Stack = ") {
+			t.Errorf("%s: %v %v, %d bytes without the runtime statistics", n.ProfileURL, resp.Status, err, body.Len())
+		}
 	}
 }
