@@ -214,7 +214,7 @@ func encryptInto(ctx context.Context, store *blob.Store, f *os.File, size int64,
 	if err != nil {
 		return blob.Hash{}, err
 	}
-	s, err := filecrypt.NewSealer(f, size, k, random)
+	s, err := filecrypt.NewSealer(shareSource(f), size, k, random)
 	if err != nil {
 		return blob.Hash{}, err
 	}
