@@ -115,7 +115,7 @@ func TestEncodeParallelError(t *testing.T) {
 	}
 	// A data write error, on the writer's goroutine: returned, and the
 	// workers stop filling within the buffers in flight.
-	size = 16 * segSize
+	size = 32 * segSize
 	var fills atomic.Int64
 	_, err = encodeParallel(failWriterAt{boom}, &memAt{buf: make([]byte, OutboardSize(size))}, size, false, func(p []byte, off int64) error {
 		fills.Add(1)
