@@ -54,6 +54,10 @@ func NewSealer(src io.ReaderAt, size int64, k Key, random io.Reader) (*Sealer, e
 	return s, nil
 }
 
+// viewChunks is the most chunks a Sealer seals from one view: 8 MiB of
+// plaintext, more than a 4 MiB range of the stream touches.
+const viewChunks = 128
+
 // A Viewer is a source that can lend its bytes in place, such as a file
 // mapped into memory: a [Sealer] whose source is one seals each chunk
 // straight from the source's bytes into the stream, instead of copying
@@ -111,43 +115,47 @@ func (s *Sealer) ReadAt(p []byte, off int64) (int, error) {
 	if off > int64(HeaderSize) {
 		first = uint64((off - int64(HeaderSize)) / EncChunkSize)
 	}
-	if s.view != nil && first < s.chunks && s.offset(first) < end {
-		last := first
-		for last+1 < s.chunks && s.offset(last+1) < end {
+	for i := first; i < s.chunks && s.offset(i) < end; {
+		// The chunks of this batch: those in p, at most viewChunks.
+		last := i
+		for last+1 < s.chunks && s.offset(last+1) < end && last+1-i < viewChunks {
 			last++
 		}
-		lo, hi := int64(first)*ChunkSize, min(int64(last+1)*ChunkSize, s.plain)
-		if hi > lo {
-			if b, release, err := s.view.View(lo, int(hi-lo)); err == nil {
-				err = s.sealView(p, off, end, first, last, b, lo)
-				release()
-				if err != nil {
+		if s.view != nil {
+			lo, hi := int64(i)*ChunkSize, min(int64(last+1)*ChunkSize, s.plain)
+			if hi > lo {
+				if b, release, err := s.view.View(lo, int(hi-lo)); err == nil {
+					err = s.sealView(p, off, end, i, last, b, lo)
+					release()
+					if err != nil {
+						return 0, err
+					}
+					i = last + 1
+					continue
+				}
+			}
+		}
+		for ; i <= last; i++ {
+			cs, ce := s.offset(i), s.offset(i+1)
+			if cs >= off && ce <= end {
+				// Whole in p: read the plaintext where the ciphertext goes
+				// and seal it in place.
+				if err := s.seal(p[cs-off:ce-off], i); err != nil {
 					return 0, err
 				}
-				return len(p), eof
+				continue
 			}
-		}
-	}
-	for i := first; i < s.chunks && s.offset(i) < end; i++ {
-		cs, ce := s.offset(i), s.offset(i+1)
-		if cs >= off && ce <= end {
-			// Whole in p: read the plaintext where the ciphertext goes
-			// and seal it in place.
-			if err := s.seal(p[cs-off:ce-off], i); err != nil {
+			// Straddles an edge of p: seal into scratch, copy the overlap.
+			buf := s.scratch.Get().(*[EncChunkSize]byte)
+			err := s.seal(buf[:ce-cs], i)
+			if err == nil {
+				lo, hi := max(cs, off), min(ce, end)
+				copy(p[lo-off:hi-off], buf[lo-cs:hi-cs])
+			}
+			s.scratch.Put(buf)
+			if err != nil {
 				return 0, err
 			}
-			continue
-		}
-		// Straddles an edge of p: seal into scratch, copy the overlap.
-		buf := s.scratch.Get().(*[EncChunkSize]byte)
-		err := s.seal(buf[:ce-cs], i)
-		if err == nil {
-			lo, hi := max(cs, off), min(ce, end)
-			copy(p[lo-off:hi-off], buf[lo-cs:hi-cs])
-		}
-		s.scratch.Put(buf)
-		if err != nil {
-			return 0, err
 		}
 	}
 	return len(p), eof

@@ -17,9 +17,13 @@ import (
 	"kez.lat/kez/filecrypt"
 )
 
+// viewChunks is filecrypt.viewChunks.
+const viewChunks = 128
+
 // sealerSizes adds to sizes the edges of several chunks, a file whose
-// stream ends on a 16 KiB group, and one whose stream is a group longer.
-var sealerSizes = append(append([]int(nil), sizes...), 5*cs-1, 5*cs+1, 16384-filecrypt.HeaderSize-filecrypt.Overhead, 16385-filecrypt.HeaderSize-filecrypt.Overhead)
+// stream ends on a 16 KiB group, one whose stream is a group longer, and
+// one of more chunks than a Sealer takes in one view.
+var sealerSizes = append(append([]int(nil), sizes...), 5*cs-1, 5*cs+1, 16384-filecrypt.HeaderSize-filecrypt.Overhead, 16385-filecrypt.HeaderSize-filecrypt.Overhead, (viewChunks+2)*cs+5)
 
 // TestSealer checks that the stream a Sealer gives, read at ranges of
 // any size and alignment, in any order and from several goroutines, is
@@ -204,6 +208,9 @@ func (s *source) View(off int64, n int) ([]byte, func(), error) {
 	}
 	if off < 0 || off+int64(n) > int64(len(s.b)) {
 		return nil, nil, errors.New("view past the end")
+	}
+	if n > 8<<20 {
+		panic("a view of more than 8 MiB")
 	}
 	s.views.Add(1)
 	v := bytes.Clone(s.b[off : off+int64(n)])
