@@ -134,34 +134,36 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	if err != nil {
 		return ShareResult{}, err
 	}
-	ct, err := c.sendContact(ctx, a, h, SendOptions{})
+	// The contact is looked up (and refreshed: a round trip or two and
+	// a sigchain check) while the file is encrypted. Its error comes
+	// first, as if it had been looked up first; it stops the encryption
+	// and drops the blob.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type contactResult struct {
+		ct  Contact
+		err error
+	}
+	ctc := make(chan contactResult, 1)
+	go func() {
+		ct, err := c.sendContact(cctx, a, h, SendOptions{})
+		if err != nil {
+			cancel()
+		}
+		ctc <- contactResult{ct, err}
+	}()
+	fi, k, hash, store, err := c.encryptFile(cctx, path, progress)
+	cr := <-ctc
+	if cr.err != nil {
+		if err == nil {
+			_ = store.Remove(hash)
+		}
+		return ShareResult{}, cr.err
+	}
 	if err != nil {
 		return ShareResult{}, err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return ShareResult{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return ShareResult{}, fmt.Errorf("%s: %w", path, ErrNotFile)
-	}
-	store, err := c.blobs()
-	if err != nil {
-		return ShareResult{}, err
-	}
-	k, err := filecrypt.NewKey(c.cfg.Rand)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	hash, err := encryptInto(ctx, store, f, fi.Size(), k, c.cfg.Rand, progress)
-	if err != nil {
-		return ShareResult{}, fmt.Errorf("encrypt %s: %w", path, err)
-	}
+	ct := cr.ct
 	name := share.SanitizeName(filepath.Base(path))
 	sf := SharedFile{File: share.File{Blob: hash, Size: filecrypt.EncryptedSize(fi.Size()), Name: name, FileSize: fi.Size(),
 		MIME: mime.TypeByExtension(filepath.Ext(name)), SharedAt: c.cfg.Now().Unix()}, Key: k.Bytes(),
@@ -201,6 +203,36 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 			"@"+ct.Handle.String()+" can still see it with `kez-chat browse`; or unshare it and share again")
 	}
 	return ShareResult{Shared: sf.Info(), Message: e}, nil
+}
+
+// encryptFile encrypts the regular file at path under a new key into
+// the blob store (see encryptInto).
+func (c *Client) encryptFile(ctx context.Context, path string, progress func(int64)) (os.FileInfo, filecrypt.Key, blob.Hash, *blob.Store, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, fmt.Errorf("%s: %w", path, ErrNotFile)
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	k, err := filecrypt.NewKey(c.cfg.Rand)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	hash, err := encryptInto(ctx, store, f, fi.Size(), k, c.cfg.Rand, progress)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, fmt.Errorf("encrypt %s: %w", path, err)
+	}
+	return fi, k, hash, store, nil
 }
 
 // encryptInto encrypts the file f of size bytes under k (kez-file-v1)
