@@ -127,7 +127,9 @@ var ErrNotFile = errors.New("not a regular file")
 // the content key wrapped for h. progress, if not nil, is called with
 // the bytes of the file encrypted so far, from one goroutine at a time. A file
 // that changes size while it is read is an error wrapping
-// [filecrypt.ErrSourceChanged]. The file is served while a `listen` runs
+// [filecrypt.ErrSourceChanged]. h is looked up while the file is
+// encrypted; if that fails, the share stops, keeps no blob and returns
+// the look-up's error. The file is served while a `listen` runs
 // ([Client.Serve]).
 func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (ShareResult, error) {
 	a, key, err := c.account()
