@@ -43,6 +43,17 @@ const (
 	writeAhead = 4
 )
 
+// ahead is writeAhead where the writers write the data, and none where
+// they write only the outboard's nodes (a few KiB a segment, into the
+// page cache): building the outboard of a blob on disk holds one segment
+// per worker, as before the writers.
+func ahead(data io.WriterAt) int {
+	if data == nil {
+		return 0
+	}
+	return writeAhead
+}
+
 // segBuf is a segment's bytes and parent nodes, between a worker that
 // fills and hashes them and the writer.
 type segBuf struct {
@@ -115,7 +126,7 @@ func encodeParallel(data, ob io.WriterAt, size int64, sequential bool, fill func
 		// workers keep every core on filling and hashing while the disk
 		// takes the segments before (a direct write waits for the
 		// device), and memory stays at nbuf segments.
-		nbuf    = min(workers+writeAhead, len(segs))
+		nbuf    = min(workers+ahead(data), len(segs))
 		free    = make(chan *segBuf, nbuf)
 		written = make(chan *segBuf, nbuf)
 		wwg     sync.WaitGroup
