@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"lukechampine.com/blake3"
@@ -111,7 +113,25 @@ func TestEncodeParallelError(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error from an outboard write past the end")
 	}
+	// A data write error, on the writer's goroutine: returned, and the
+	// workers stop filling within the buffers in flight.
+	size = 32 * segSize
+	var fills atomic.Int64
+	_, err = encodeParallel(failWriterAt{boom}, &memAt{buf: make([]byte, OutboardSize(size))}, size, false, func(p []byte, off int64) error {
+		fills.Add(1)
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("data write error: %v, want boom", err)
+	}
+	if n := fills.Load(); n > int64(2*(writeAhead+runtime.GOMAXPROCS(0))) {
+		t.Errorf("%d fills after the first write failed, want at most the buffers in flight", n)
+	}
 }
+
+type failWriterAt struct{ err error }
+
+func (f failWriterAt) WriteAt([]byte, int64) (int, error) { return 0, f.err }
 
 // TestImportAt checks that ImportAt stores what Import stores, the same
 // blob and outboard, at sizes around the segment edges; that a short

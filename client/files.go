@@ -127,41 +127,45 @@ var ErrNotFile = errors.New("not a regular file")
 // the content key wrapped for h. progress, if not nil, is called with
 // the bytes of the file encrypted so far, from one goroutine at a time. A file
 // that changes size while it is read is an error wrapping
-// [filecrypt.ErrSourceChanged]. The file is served while a `listen` runs
+// [filecrypt.ErrSourceChanged]. h is looked up while the file is
+// encrypted; if that fails, the share stops, keeps no blob and returns
+// the look-up's error. The file is served while a `listen` runs
 // ([Client.Serve]).
 func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (ShareResult, error) {
 	a, key, err := c.account()
 	if err != nil {
 		return ShareResult{}, err
 	}
-	ct, err := c.sendContact(ctx, a, h, SendOptions{})
+	// The contact is looked up (and refreshed: a round trip or two and
+	// a sigchain check) while the file is encrypted. Its error comes
+	// first, as if it had been looked up first; it stops the encryption
+	// and drops the blob.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type contactResult struct {
+		ct  Contact
+		err error
+	}
+	ctc := make(chan contactResult, 1)
+	go func() {
+		ct, err := c.sendContact(cctx, a, h, SendOptions{})
+		if err != nil {
+			cancel()
+		}
+		ctc <- contactResult{ct, err}
+	}()
+	fi, k, hash, store, err := c.encryptFile(cctx, path, progress)
+	cr := <-ctc
+	if cr.err != nil {
+		if err == nil {
+			_ = store.Remove(hash)
+		}
+		return ShareResult{}, cr.err
+	}
 	if err != nil {
 		return ShareResult{}, err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return ShareResult{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return ShareResult{}, fmt.Errorf("%s: %w", path, ErrNotFile)
-	}
-	store, err := c.blobs()
-	if err != nil {
-		return ShareResult{}, err
-	}
-	k, err := filecrypt.NewKey(c.cfg.Rand)
-	if err != nil {
-		return ShareResult{}, err
-	}
-	hash, err := encryptInto(ctx, store, f, fi.Size(), k, c.cfg.Rand, progress)
-	if err != nil {
-		return ShareResult{}, fmt.Errorf("encrypt %s: %w", path, err)
-	}
+	ct := cr.ct
 	name := share.SanitizeName(filepath.Base(path))
 	sf := SharedFile{File: share.File{Blob: hash, Size: filecrypt.EncryptedSize(fi.Size()), Name: name, FileSize: fi.Size(),
 		MIME: mime.TypeByExtension(filepath.Ext(name)), SharedAt: c.cfg.Now().Unix()}, Key: k.Bytes(),
@@ -203,6 +207,36 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 	return ShareResult{Shared: sf.Info(), Message: e}, nil
 }
 
+// encryptFile encrypts the regular file at path under a new key into
+// the blob store (see encryptInto).
+func (c *Client) encryptFile(ctx context.Context, path string, progress func(int64)) (os.FileInfo, filecrypt.Key, blob.Hash, *blob.Store, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, fmt.Errorf("%s: %w", path, ErrNotFile)
+	}
+	store, err := c.blobs()
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	k, err := filecrypt.NewKey(c.cfg.Rand)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, err
+	}
+	hash, err := encryptInto(ctx, store, f, fi.Size(), k, c.cfg.Rand, progress)
+	if err != nil {
+		return nil, filecrypt.Key{}, blob.Hash{}, nil, fmt.Errorf("encrypt %s: %w", path, err)
+	}
+	return fi, k, hash, store, nil
+}
+
 // encryptInto encrypts the file f of size bytes under k (kez-file-v1)
 // straight into the store and returns the blob's hash. The file is read,
 // encrypted, hashed and written in one pass, a segment of the stream at a
@@ -214,7 +248,7 @@ func encryptInto(ctx context.Context, store *blob.Store, f *os.File, size int64,
 	if err != nil {
 		return blob.Hash{}, err
 	}
-	s, err := filecrypt.NewSealer(f, size, k, random)
+	s, err := filecrypt.NewSealer(shareSource(f), size, k, random)
 	if err != nil {
 		return blob.Hash{}, err
 	}

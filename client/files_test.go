@@ -119,3 +119,47 @@ func TestConcurrentChainAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestShareBadContact: the contact is looked up while the file is
+// encrypted; a share to a handle that cannot be resolved fails with the
+// look-up's error, records nothing and leaves no blob, whether the
+// encryption was under way or the file could not even be opened.
+func TestShareBadContact(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big.bin")
+	if err := os.WriteFile(path, make([]byte, 24<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(dir, "small.txt") // encrypted before the look-up fails, as a rule
+	if err := os.WriteFile(small, []byte("the plan"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blobs := filepath.Join(alice.Profile().Dir, "blobs")
+	for _, p := range []string{path, small, filepath.Join(dir, "missing")} {
+		_, err := alice.Share(ctx, handle(t, "nobody"), p, nil)
+		if err == nil {
+			t.Fatalf("%s: share to an unregistered handle succeeded", p)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: the file's error, not the contact's: %v", p, err)
+		}
+		ents, _ := os.ReadDir(blobs)
+		if len(ents) != 0 {
+			t.Fatalf("%s: the store holds %d files after a failed share, first %s", p, len(ents), ents[0].Name())
+		}
+		if fs, _ := alice.Files(); len(fs) != 0 {
+			t.Fatalf("%s: %d files recorded after a failed share", p, len(fs))
+		}
+	}
+	// The same file to a real contact: shared.
+	newUser(t, st, "bob")
+	if _, err := alice.Share(ctx, handle(t, "bob"), path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := alice.Files(); len(fs) != 1 {
+		t.Fatalf("%d files after a share", len(fs))
+	}
+}

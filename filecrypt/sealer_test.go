@@ -10,25 +10,41 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
 	"kez.lat/kez/filecrypt"
 )
 
+// viewChunks is filecrypt.viewChunks.
+const viewChunks = 128
+
 // sealerSizes adds to sizes the edges of several chunks, a file whose
-// stream ends on a 16 KiB group, and one whose stream is a group longer.
-var sealerSizes = append(append([]int(nil), sizes...), 5*cs-1, 5*cs+1, 16384-filecrypt.HeaderSize-filecrypt.Overhead, 16385-filecrypt.HeaderSize-filecrypt.Overhead)
+// stream ends on a 16 KiB group, one whose stream is a group longer, and
+// one of more chunks than a Sealer takes in one view.
+var sealerSizes = append(append([]int(nil), sizes...), 5*cs-1, 5*cs+1, 16384-filecrypt.HeaderSize-filecrypt.Overhead, 16385-filecrypt.HeaderSize-filecrypt.Overhead, (viewChunks+2)*cs+5)
 
 // TestSealer checks that the stream a Sealer gives, read at ranges of
 // any size and alignment, in any order and from several goroutines, is
 // byte for byte what a Writer writes with the same key and salt.
+//
+// It does so for each kind of source: a plain ReaderAt, a Viewer, and a
+// Viewer whose View fails every other call (the Sealer reads instead).
 func TestSealer(t *testing.T) {
+	for _, kind := range sourceKinds {
+		t.Run(kind, func(t *testing.T) { testSealer(t, kind) })
+	}
+}
+
+func testSealer(t *testing.T, kind string) {
 	k := testKey(t, 5)
 	for _, n := range sealerSizes {
 		pt := pattern(n, uint64(n)+3)
 		want := encrypt(t, k, pt, 0) // zero salt
-		s, err := filecrypt.NewSealer(bytes.NewReader(pt), int64(n), k, bytes.NewReader(make([]byte, filecrypt.SaltSize)))
+		src := newSource(kind, pt)
+		defer src.check(t)
+		s, err := filecrypt.NewSealer(src, int64(n), k, bytes.NewReader(make([]byte, filecrypt.SaltSize)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,11 +134,17 @@ func TestSealerVectors(t *testing.T) {
 // TestSealerSourceChanged: a file shorter or longer than announced makes
 // the ranges that meet the difference fail with ErrSourceChanged.
 func TestSealerSourceChanged(t *testing.T) {
+	for _, kind := range sourceKinds {
+		t.Run(kind, func(t *testing.T) { testSealerSourceChanged(t, kind) })
+	}
+}
+
+func testSealerSourceChanged(t *testing.T, kind string) {
 	k := testKey(t, 6)
 	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 3*cs + 5} {
 		pt := pattern(n+1, 9)
 		// Longer by one byte: the final chunk fails.
-		s, _ := filecrypt.NewSealer(bytes.NewReader(pt), int64(n), k, nil)
+		s, _ := filecrypt.NewSealer(newSource(kind, pt), int64(n), k, nil)
 		if _, err := io.ReadAll(io.NewSectionReader(s, 0, s.Size())); !errors.Is(err, filecrypt.ErrSourceChanged) {
 			t.Errorf("file of %d bytes announced as %d: %v, want ErrSourceChanged", n+1, n, err)
 		}
@@ -130,7 +152,7 @@ func TestSealerSourceChanged(t *testing.T) {
 			continue
 		}
 		// Shorter by one byte.
-		s, _ = filecrypt.NewSealer(bytes.NewReader(pt[:n-1]), int64(n), k, nil)
+		s, _ = filecrypt.NewSealer(newSource(kind, pt[:n-1]), int64(n), k, nil)
 		if _, err := io.ReadAll(io.NewSectionReader(s, 0, s.Size())); !errors.Is(err, filecrypt.ErrSourceChanged) {
 			t.Errorf("file of %d bytes announced as %d: %v, want ErrSourceChanged", n-1, n, err)
 		}
@@ -149,3 +171,67 @@ func TestSealerSourceChanged(t *testing.T) {
 type errReaderAt struct{ err error }
 
 func (e errReaderAt) ReadAt([]byte, int64) (int, error) { return 0, e.err }
+
+var sourceKinds = []string{"ReaderAt", "Viewer", "flaky Viewer"}
+
+// source is a file's bytes as the kind of source named, which counts
+// the views it lends and gets back.
+type source struct {
+	*bytes.Reader
+	b               []byte
+	kind            string
+	calls           atomic.Int64
+	views, released atomic.Int64
+}
+
+func newSource(kind string, b []byte) interface {
+	io.ReaderAt
+	check(*testing.T)
+} {
+	s := &source{Reader: bytes.NewReader(b), b: b, kind: kind}
+	if kind == "ReaderAt" {
+		return readerAtOnly{s}
+	}
+	return s
+}
+
+type readerAtOnly struct{ s *source }
+
+func (r readerAtOnly) ReadAt(p []byte, off int64) (int, error) { return r.s.ReadAt(p, off) }
+func (r readerAtOnly) check(t *testing.T)                      { r.s.check(t) }
+
+// View lends b's bytes: a copy, so that a Sealer writing to them would
+// show; it fails past the end of b, and every other call if flaky.
+func (s *source) View(off int64, n int) ([]byte, func(), error) {
+	if s.kind == "flaky Viewer" && s.calls.Add(1)%2 == 0 {
+		return nil, nil, errors.New("no view this time")
+	}
+	if off < 0 || off+int64(n) > int64(len(s.b)) {
+		return nil, nil, errors.New("view past the end")
+	}
+	if n > 8<<20 {
+		panic("a view of more than 8 MiB")
+	}
+	s.views.Add(1)
+	v := bytes.Clone(s.b[off : off+int64(n)])
+	var once atomic.Bool
+	return v, func() {
+		if !once.CompareAndSwap(false, true) {
+			panic("view released twice")
+		}
+		if !bytes.Equal(v, s.b[off:off+int64(n)]) {
+			panic("the Sealer wrote to a view")
+		}
+		s.released.Add(1)
+	}, nil
+}
+
+func (s *source) check(t *testing.T) {
+	t.Helper()
+	if v, r := s.views.Load(), s.released.Load(); v != r {
+		t.Errorf("%s: %d views lent, %d released", s.kind, v, r)
+	}
+	if s.kind != "ReaderAt" && len(s.b) > 0 && s.views.Load() == 0 {
+		t.Errorf("%s: the Sealer never asked for a view", s.kind)
+	}
+}
