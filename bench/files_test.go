@@ -3,7 +3,6 @@
 package bench_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -65,6 +64,10 @@ const (
 // It fails only when bytes differ or a step errs, never on a figure.
 // KEZ_BENCH_FILES=p2p runs only the import and p2p rows, =cli only the
 // CLI rows of the 1 GiB file (no croc, no 64 MiB file): for iterating.
+// KEZ_BENCH_FILES_VARIANT=QUIC keeps only the CLI variants whose name
+// holds that text; KEZ_BENCH_FILES_PROFILE=dir has every kez-chat listen
+// and fetch of the 1 GiB file write its CPU profile there
+// (KEZ_CPU_PROFILE).
 func TestBenchFiles(t *testing.T) {
 	only := os.Getenv("KEZ_BENCH_FILES")
 	dir := t.TempDir()
@@ -228,6 +231,17 @@ func benchCLIAll(t *testing.T, dir, src string, want [32]byte, tcpFile func(int6
 				cliVariant{name: "direct, TCP only", route: "direct", listen: []string{"--p2p-listen", "/ip4/127.0.0.1/tcp/0"}},
 				cliVariant{name: "direct, QUIC only", route: "direct", listen: []string{"--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"}},
 				cliVariant{name: "through kez-relay", route: "relayed", listen: []string{"--relay-only"}, fetch: []string{"--relay-only"}})
+			if only := os.Getenv("KEZ_BENCH_FILES_VARIANT"); only != "" {
+				variants = slices.DeleteFunc(variants, func(v cliVariant) bool {
+					return !strings.Contains(strings.ToLower(v.name), strings.ToLower(only))
+				})
+				if len(variants) == 0 {
+					t.Fatalf("KEZ_BENCH_FILES_VARIANT=%q matches no variant", only)
+				}
+			}
+			for i := range variants {
+				variants[i].profile = os.Getenv("KEZ_BENCH_FILES_PROFILE")
+			}
 		}
 		res := benchCLI(t, alice, bob, path, tiny, size, sum, tcpFile(size, path), func() float64 {
 			return fileCopy(t, path, filepath.Join(dir, "copy.bin"))
@@ -332,6 +346,7 @@ type cliVariant struct {
 	name          string
 	listen, fetch []string // extra arguments of alice's listen, bob's fetch
 	route         string   // the route fetch must report
+	profile       string   // a directory for CPU profiles of listen and fetch, if not empty
 }
 
 // benchCLI shares path (size bytes, SHA-256 sum) from alice to bob rounds
@@ -364,7 +379,14 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 	outDir := t.TempDir()
 	var fetchRSS rss
 	for vi, v := range variants {
+		profile := func(u *cliUser, name string) {
+			if v.profile != "" {
+				u.env = []string{"KEZ_CPU_PROFILE=" + filepath.Join(v.profile, fmt.Sprintf("%s-%d.prof", name, vi))}
+			}
+		}
+		profile(alice, "listen")
 		listen := alice.start(append([]string{"listen"}, v.listen...)...)
+		alice.env = nil
 		defer listen.interrupt() // on failure; a no-op once stopped
 		// The first fetch waits for alice's node to listen and her
 		// sigchain to list it; it and the others of the 1000-byte file
@@ -387,9 +409,11 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 				res.base.add(baseline())
 			}
 			got := filepath.Join(outDir, fmt.Sprintf("got-%d.bin", i))
+			profile(bob, fmt.Sprintf("fetch-%d", i))
 			start := time.Now()
 			out, ps := bob.run(fetchArgs("--json", "fetch", id, "-o", got, "--wait", "1m")...)
 			m.add(mibPerSec(size, time.Since(start)))
+			bob.env = nil
 			if ps.kib > fetchRSS.kib {
 				fetchRSS = ps
 			}
@@ -554,21 +578,31 @@ func listening(addr string) bool {
 
 // getToFile downloads blob h (bigFile bytes) from src with blob.Get into a
 // new file at path, synced: what kez-chat fetch does with the verified
-// bytes, without the decryption.
+// bytes, without the decryption. The write path is the CLI's
+// (client/incoming.go): 1 MiB writes on a blob.WriteBehind of their own
+// goroutine, overlapping verification; a blob.Syncer syncing every
+// 32 MiB in the background and dropping what it synced from the page
+// cache; the whole file synced before it returns.
 func getToFile(ctx context.Context, src blob.Source, h blob.Hash, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	w := bufio.NewWriterSize(f, 1<<20)
-	if err := blob.Get(ctx, src, h, bigFile, 0, w); err != nil {
-		return err
+	sy := blob.NewSyncer(f, 0, 32<<20, func(int64) error { return nil })
+	sy.DropCache()
+	w := blob.NewWriteBehind(f, 3, 1<<20, sy.Wrote)
+	err = blob.Get(ctx, src, h, bigFile, 0, w)
+	if werr := w.Close(); err == nil {
+		err = werr
 	}
-	if err := w.Flush(); err != nil {
-		return err
+	if serr := sy.Close(); err == nil {
+		err = serr
 	}
-	return f.Sync()
+	if err == nil && sy.Synced() != bigFile {
+		err = fmt.Errorf("synced %d bytes of %d", sy.Synced(), bigFile)
+	}
+	return err
 }
 
 // cliUser runs the kez-chat binary with one profile.
@@ -577,6 +611,7 @@ type cliUser struct {
 	bin, profile, server string
 	home                 string
 	fixedArgs            []string
+	env                  []string // more environment of the next commands
 }
 
 func newCLIUser(t *testing.T, bin string, st *clienttest.Stack, name string) *cliUser {
@@ -590,6 +625,7 @@ func (u *cliUser) command(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buff
 	// A home of its own: nothing of the machine's user is read or
 	// written (keyring, config).
 	cmd.Env = append(os.Environ(), "HOME="+u.home, "XDG_CONFIG_HOME="+filepath.Join(u.home, ".config"))
+	cmd.Env = append(cmd.Env, u.env...)
 	var out, errw bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errw
 	return cmd, &out, &errw
