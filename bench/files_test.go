@@ -579,8 +579,9 @@ func listening(addr string) bool {
 // getToFile downloads blob h (bigFile bytes) from src with blob.Get into a
 // new file at path, synced: what kez-chat fetch does with the verified
 // bytes, without the decryption. The write path is the CLI's
-// (client/incoming.go): 1 MiB writes on a blob.WriteBehind of their own
-// goroutine, overlapping verification; a blob.Syncer syncing every
+// (client/incoming.go): 1 MiB writes (direct where they can be, a
+// blob.Appender) on a blob.WriteBehind of their own goroutine,
+// overlapping verification; a blob.Syncer syncing every
 // 32 MiB in the background and dropping what it synced from the page
 // cache; the whole file synced before it returns.
 func getToFile(ctx context.Context, src blob.Source, h blob.Hash, path string) error {
@@ -591,7 +592,9 @@ func getToFile(ctx context.Context, src blob.Source, h blob.Hash, path string) e
 	defer f.Close()
 	sy := blob.NewSyncer(f, 0, 32<<20, func(int64) error { return nil })
 	sy.DropCache()
-	w := blob.NewWriteBehind(f, 3, 1<<20, sy.Wrote)
+	out := blob.NewAppender(f, 0)
+	defer out.Close()
+	w := blob.NewWriteBehind(out, 3, 1<<20, sy.Wrote)
 	err = blob.Get(ctx, src, h, bigFile, 0, w)
 	if werr := w.Close(); err == nil {
 		err = werr
