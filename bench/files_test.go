@@ -82,6 +82,7 @@ func TestBenchFiles(t *testing.T) {
 	base := measured{name: "plain TCP file→file (baseline)"}
 	wire := measured{name: "plain TCP memory→discard"}
 
+	udp := udpCounters()
 	var p2pRows []measured
 	if only != "cli" {
 		p2pRows = benchP2P(t, dir, src, want, tcpFile, base, wire)
@@ -89,6 +90,75 @@ func TestBenchFiles(t *testing.T) {
 	if only != "p2p" {
 		benchCLIAll(t, dir, src, want, tcpFile, only == "cli", p2pRows)
 	}
+	logUDP(t, udp)
+}
+
+// logUDP reports the UDP socket buffers QUIC had: the system's caps, and
+// the datagrams the kernel dropped for a full buffer during the run
+// (from before, udpCounters at its start). quic-go wants its sockets'
+// SO_RCVBUF and SO_SNDBUF at 7 MiB as the kernel reports them, which is
+// twice what it grants under net.core.rmem_max / wmem_max: a cap of
+// 3.5 MiB or more satisfies it. Under that it forces the size
+// (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN: root) or logs a warning and
+// runs with the cap. Drops cost QUIC retransmissions and a smaller
+// congestion window: docs/operations.md, "UDP buffers for QUIC".
+func logUDP(t *testing.T, before map[string]int64) {
+	t.Helper()
+	after := udpCounters()
+	if before == nil || after == nil {
+		t.Log("UDP buffers: /proc/net/snmp not readable; not reported")
+		return
+	}
+	const want = 7 << 20
+	enough := func(name string) string {
+		b, err := os.ReadFile("/proc/sys/net/core/" + name)
+		if err != nil {
+			return name + "=?"
+		}
+		var n int64
+		fmt.Sscan(strings.TrimSpace(string(b)), &n)
+		switch {
+		case 2*n >= want:
+			return fmt.Sprintf("%s=%d (enough)", name, n)
+		case os.Geteuid() == 0:
+			return fmt.Sprintf("%s=%d (too low; forced past it as root)", name, n)
+		}
+		return fmt.Sprintf("%s=%d (too low: quic-go runs with less)", name, n)
+	}
+	t.Logf("UDP buffers: %s, %s; datagrams dropped for a full buffer during the run (every process of this network namespace): receive %d, send %d, of %d received",
+		enough("rmem_max"), enough("wmem_max"),
+		after["RcvbufErrors"]-before["RcvbufErrors"], after["SndbufErrors"]-before["SndbufErrors"], after["InDatagrams"]-before["InDatagrams"])
+}
+
+// udpCounters returns the Udp counters of /proc/net/snmp (this network
+// namespace, every process), or nil.
+func udpCounters() map[string]int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Udp:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if names == nil {
+			names = fields
+			continue
+		}
+		out := map[string]int64{}
+		for i, f := range fields {
+			if i < len(names) {
+				var n int64
+				fmt.Sscan(f, &n)
+				out[names[i]] = n
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // benchP2P measures the import and the p2p rows of TestBenchFiles, and
@@ -404,6 +474,7 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 			res.fixed = fixed[len(fixed)/2]
 		}
 		m := measured{name: fmt.Sprintf("kez-chat fetch %s, %s", fmtSize(size), v.name)}
+		var cpu []time.Duration // of each fetch, user + system
 		for i := range rounds {
 			if vi == 0 {
 				res.base.add(baseline())
@@ -411,7 +482,8 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 			got := filepath.Join(outDir, fmt.Sprintf("got-%d.bin", i))
 			profile(bob, fmt.Sprintf("fetch-%d", i))
 			start := time.Now()
-			out, ps := bob.run(fetchArgs("--json", "fetch", id, "-o", got, "--wait", "1m")...)
+			out, ps, st := bob.runState(fetchArgs("--json", "fetch", id, "-o", got, "--wait", "1m")...)
+			cpu = append(cpu, st.UserTime()+st.SystemTime())
 			m.add(mibPerSec(size, time.Since(start)))
 			bob.env = nil
 			if ps.kib > fetchRSS.kib {
@@ -431,6 +503,12 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 		if err != nil {
 			t.Fatalf("alice's listen: %v\nstderr: %s", err, listen.errw)
 		}
+		// Where a transfer is CPU-bound (both ends on one machine), CPU
+		// per GiB is the figure that load on the machine changes least.
+		slices.Sort(cpu)
+		lst := listen.cmd.ProcessState
+		t.Logf("  CPU of %s: fetch %.2f s per GiB (median, user+system); listen %.2f s per GiB (its whole run over the %d fetches)",
+			m.name, cpu[len(cpu)/2].Seconds()*float64(1<<30)/float64(size), (lst.UserTime()+lst.SystemTime()).Seconds()*float64(1<<30)/float64(size)/rounds, rounds)
 		if ps.kib > res.mem.listen.kib {
 			res.mem.listen = ps
 		}
