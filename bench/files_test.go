@@ -3,7 +3,6 @@
 package bench_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -65,6 +64,10 @@ const (
 // It fails only when bytes differ or a step errs, never on a figure.
 // KEZ_BENCH_FILES=p2p runs only the import and p2p rows, =cli only the
 // CLI rows of the 1 GiB file (no croc, no 64 MiB file): for iterating.
+// KEZ_BENCH_FILES_VARIANT=QUIC keeps only the CLI variants whose name
+// holds that text; KEZ_BENCH_FILES_PROFILE=dir has every kez-chat listen
+// and fetch of the 1 GiB file write its CPU profile there
+// (KEZ_CPU_PROFILE).
 func TestBenchFiles(t *testing.T) {
 	only := os.Getenv("KEZ_BENCH_FILES")
 	dir := t.TempDir()
@@ -79,6 +82,7 @@ func TestBenchFiles(t *testing.T) {
 	base := measured{name: "plain TCP file→file (baseline)"}
 	wire := measured{name: "plain TCP memory→discard"}
 
+	udp := udpCounters()
 	var p2pRows []measured
 	if only != "cli" {
 		p2pRows = benchP2P(t, dir, src, want, tcpFile, base, wire)
@@ -86,6 +90,75 @@ func TestBenchFiles(t *testing.T) {
 	if only != "p2p" {
 		benchCLIAll(t, dir, src, want, tcpFile, only == "cli", p2pRows)
 	}
+	logUDP(t, udp)
+}
+
+// logUDP reports the UDP socket buffers QUIC had: the system's caps, and
+// the datagrams the kernel dropped for a full buffer during the run
+// (from before, udpCounters at its start). quic-go wants its sockets'
+// SO_RCVBUF and SO_SNDBUF at 7 MiB as the kernel reports them, which is
+// twice what it grants under net.core.rmem_max / wmem_max: a cap of
+// 3.5 MiB or more satisfies it. Under that it forces the size
+// (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN: root) or logs a warning and
+// runs with the cap. Drops cost QUIC retransmissions and a smaller
+// congestion window: docs/operations.md, "UDP buffers for QUIC".
+func logUDP(t *testing.T, before map[string]int64) {
+	t.Helper()
+	after := udpCounters()
+	if before == nil || after == nil {
+		t.Log("UDP buffers: /proc/net/snmp not readable; not reported")
+		return
+	}
+	const want = 7 << 20
+	enough := func(name string) string {
+		b, err := os.ReadFile("/proc/sys/net/core/" + name)
+		if err != nil {
+			return name + "=?"
+		}
+		var n int64
+		fmt.Sscan(strings.TrimSpace(string(b)), &n)
+		switch {
+		case 2*n >= want:
+			return fmt.Sprintf("%s=%d (enough)", name, n)
+		case os.Geteuid() == 0:
+			return fmt.Sprintf("%s=%d (too low; forced past it as root)", name, n)
+		}
+		return fmt.Sprintf("%s=%d (too low: quic-go runs with less)", name, n)
+	}
+	t.Logf("UDP buffers: %s, %s; datagrams dropped for a full buffer during the run (every process of this network namespace): receive %d, send %d, of %d received",
+		enough("rmem_max"), enough("wmem_max"),
+		after["RcvbufErrors"]-before["RcvbufErrors"], after["SndbufErrors"]-before["SndbufErrors"], after["InDatagrams"]-before["InDatagrams"])
+}
+
+// udpCounters returns the Udp counters of /proc/net/snmp (this network
+// namespace, every process), or nil.
+func udpCounters() map[string]int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Udp:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if names == nil {
+			names = fields
+			continue
+		}
+		out := map[string]int64{}
+		for i, f := range fields {
+			if i < len(names) {
+				var n int64
+				fmt.Sscan(f, &n)
+				out[names[i]] = n
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // benchP2P measures the import and the p2p rows of TestBenchFiles, and
@@ -228,6 +301,17 @@ func benchCLIAll(t *testing.T, dir, src string, want [32]byte, tcpFile func(int6
 				cliVariant{name: "direct, TCP only", route: "direct", listen: []string{"--p2p-listen", "/ip4/127.0.0.1/tcp/0"}},
 				cliVariant{name: "direct, QUIC only", route: "direct", listen: []string{"--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"}},
 				cliVariant{name: "through kez-relay", route: "relayed", listen: []string{"--relay-only"}, fetch: []string{"--relay-only"}})
+			if only := os.Getenv("KEZ_BENCH_FILES_VARIANT"); only != "" {
+				variants = slices.DeleteFunc(variants, func(v cliVariant) bool {
+					return !strings.Contains(strings.ToLower(v.name), strings.ToLower(only))
+				})
+				if len(variants) == 0 {
+					t.Fatalf("KEZ_BENCH_FILES_VARIANT=%q matches no variant", only)
+				}
+			}
+			for i := range variants {
+				variants[i].profile = os.Getenv("KEZ_BENCH_FILES_PROFILE")
+			}
 		}
 		res := benchCLI(t, alice, bob, path, tiny, size, sum, tcpFile(size, path), func() float64 {
 			return fileCopy(t, path, filepath.Join(dir, "copy.bin"))
@@ -332,6 +416,7 @@ type cliVariant struct {
 	name          string
 	listen, fetch []string // extra arguments of alice's listen, bob's fetch
 	route         string   // the route fetch must report
+	profile       string   // a directory for CPU profiles of listen and fetch, if not empty
 }
 
 // benchCLI shares path (size bytes, SHA-256 sum) from alice to bob rounds
@@ -364,7 +449,14 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 	outDir := t.TempDir()
 	var fetchRSS rss
 	for vi, v := range variants {
+		profile := func(u *cliUser, name string) {
+			if v.profile != "" {
+				u.env = []string{"KEZ_CPU_PROFILE=" + filepath.Join(v.profile, fmt.Sprintf("%s-%d.prof", name, vi))}
+			}
+		}
+		profile(alice, "listen")
 		listen := alice.start(append([]string{"listen"}, v.listen...)...)
+		alice.env = nil
 		defer listen.interrupt() // on failure; a no-op once stopped
 		// The first fetch waits for alice's node to listen and her
 		// sigchain to list it; it and the others of the 1000-byte file
@@ -382,14 +474,18 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 			res.fixed = fixed[len(fixed)/2]
 		}
 		m := measured{name: fmt.Sprintf("kez-chat fetch %s, %s", fmtSize(size), v.name)}
+		var cpu []time.Duration // of each fetch, user + system
 		for i := range rounds {
 			if vi == 0 {
 				res.base.add(baseline())
 			}
 			got := filepath.Join(outDir, fmt.Sprintf("got-%d.bin", i))
+			profile(bob, fmt.Sprintf("fetch-%d", i))
 			start := time.Now()
-			out, ps := bob.run(fetchArgs("--json", "fetch", id, "-o", got, "--wait", "1m")...)
+			out, ps, st := bob.runState(fetchArgs("--json", "fetch", id, "-o", got, "--wait", "1m")...)
+			cpu = append(cpu, st.UserTime()+st.SystemTime())
 			m.add(mibPerSec(size, time.Since(start)))
+			bob.env = nil
 			if ps.kib > fetchRSS.kib {
 				fetchRSS = ps
 			}
@@ -407,6 +503,12 @@ func benchCLI(t *testing.T, alice, bob *cliUser, path, tiny string, size int64, 
 		if err != nil {
 			t.Fatalf("alice's listen: %v\nstderr: %s", err, listen.errw)
 		}
+		// Where a transfer is CPU-bound (both ends on one machine), CPU
+		// per GiB is the figure that load on the machine changes least.
+		slices.Sort(cpu)
+		lst := listen.cmd.ProcessState
+		t.Logf("  CPU of %s: fetch %.2f s per GiB (median, user+system); listen %.2f s per GiB (its whole run over the %d fetches)",
+			m.name, cpu[len(cpu)/2].Seconds()*float64(1<<30)/float64(size), (lst.UserTime()+lst.SystemTime()).Seconds()*float64(1<<30)/float64(size)/rounds, rounds)
 		if ps.kib > res.mem.listen.kib {
 			res.mem.listen = ps
 		}
@@ -554,21 +656,34 @@ func listening(addr string) bool {
 
 // getToFile downloads blob h (bigFile bytes) from src with blob.Get into a
 // new file at path, synced: what kez-chat fetch does with the verified
-// bytes, without the decryption.
+// bytes, without the decryption. The write path is the CLI's
+// (client/incoming.go): 1 MiB writes (direct where they can be, a
+// blob.Appender) on a blob.WriteBehind of their own goroutine,
+// overlapping verification; a blob.Syncer syncing every
+// 32 MiB in the background and dropping what it synced from the page
+// cache; the whole file synced before it returns.
 func getToFile(ctx context.Context, src blob.Source, h blob.Hash, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	w := bufio.NewWriterSize(f, 1<<20)
-	if err := blob.Get(ctx, src, h, bigFile, 0, w); err != nil {
-		return err
+	sy := blob.NewSyncer(f, 0, 32<<20, func(int64) error { return nil })
+	sy.DropCache()
+	out := blob.NewAppender(f, 0)
+	defer out.Close()
+	w := blob.NewWriteBehind(out, 3, 1<<20, sy.Wrote)
+	err = blob.Get(ctx, src, h, bigFile, 0, w)
+	if werr := w.Close(); err == nil {
+		err = werr
 	}
-	if err := w.Flush(); err != nil {
-		return err
+	if serr := sy.Close(); err == nil {
+		err = serr
 	}
-	return f.Sync()
+	if err == nil && sy.Synced() != bigFile {
+		err = fmt.Errorf("synced %d bytes of %d", sy.Synced(), bigFile)
+	}
+	return err
 }
 
 // cliUser runs the kez-chat binary with one profile.
@@ -577,6 +692,7 @@ type cliUser struct {
 	bin, profile, server string
 	home                 string
 	fixedArgs            []string
+	env                  []string // more environment of the next commands
 }
 
 func newCLIUser(t *testing.T, bin string, st *clienttest.Stack, name string) *cliUser {
@@ -590,6 +706,7 @@ func (u *cliUser) command(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buff
 	// A home of its own: nothing of the machine's user is read or
 	// written (keyring, config).
 	cmd.Env = append(os.Environ(), "HOME="+u.home, "XDG_CONFIG_HOME="+filepath.Join(u.home, ".config"))
+	cmd.Env = append(cmd.Env, u.env...)
 	var out, errw bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errw
 	return cmd, &out, &errw

@@ -331,7 +331,11 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	if verified < size {
 		sy := NewSyncer(f, verified, syncEvery, func(n int64) error { return writeLen(lenPath, n) })
 		sy.DropCache()
-		w := newPartWriter(f, sy, verified, progress)
+		// Direct writes where they can be (Appender): a fetched blob is
+		// not read again soon. The Syncer's sync of f covers them.
+		out := NewAppender(f, verified)
+		defer out.Close()
+		w := newPartWriter(out, sy, verified, progress)
 		var teeW io.Writer
 		if tee != nil {
 			teeW = tee
@@ -387,7 +391,7 @@ type partWriter struct {
 	progress func(int64)
 }
 
-func newPartWriter(f *os.File, sy *Syncer, verified int64, progress func(int64)) *partWriter {
+func newPartWriter(f io.Writer, sy *Syncer, verified int64, progress func(int64)) *partWriter {
 	wrote := func(n int64) error { return sy.Wrote(verified + n) }
 	return &partWriter{wb: NewWriteBehind(f, writeBuffers, writeBuf, wrote), n: verified, progress: progress}
 }

@@ -273,14 +273,15 @@ func (r *incoming) get(ctx context.Context, src blob.Source, progress func(int64
 	if off == r.size {
 		return nil
 	}
-	// Each attempt writes from the end of what the file holds, whatever
-	// an earlier attempt's last write left the position at.
-	if _, err := r.part.Seek(r.written(), io.SeekStart); err != nil {
-		return err
-	}
 	sy := blob.NewSyncer(r.part, r.written(), receiveSyncEvery, r.save)
 	sy.DropCache() // a download need not fill the page cache
-	d := newDecrypter(r, sy)
+	// Each attempt writes from the end of what the file holds. Direct
+	// writes where they can be: the plaintext is not read again soon, and
+	// copying it into the page cache cost more system CPU than decrypting
+	// it. The Syncer's sync of r.part covers them.
+	out := blob.NewAppender(r.part, r.written())
+	defer out.Close()
+	d := newDecrypter(r, sy, out)
 	sink := &chunkSink{r: r, d: d, off: off, progress: progress}
 	err := blob.Get(ctx, src, r.h, r.size, off, sink)
 	if ferr := sink.finish(); err == nil {
@@ -408,10 +409,10 @@ type decrypter struct {
 	err    error
 }
 
-func newDecrypter(r *incoming, sy *blob.Syncer) *decrypter {
+func newDecrypter(r *incoming, sy *blob.Syncer, out io.Writer) *decrypter {
 	d := &decrypter{r: r, sy: sy, from: r.written(), full: make(chan *chunkBatch, batches), empty: make(chan *chunkBatch, batches),
 		failed: make(chan struct{}), done: make(chan struct{})}
-	d.wb = blob.NewWriteBehind(r.part, batches, batchChunks*filecrypt.ChunkSize, d.wrote)
+	d.wb = blob.NewWriteBehind(out, batches, batchChunks*filecrypt.ChunkSize, d.wrote)
 	for range batches {
 		d.empty <- &chunkBatch{buf: make([]byte, 0, batchChunks*filecrypt.EncChunkSize)}
 	}

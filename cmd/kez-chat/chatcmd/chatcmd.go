@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -36,9 +37,39 @@ func Main() int {
 	if completing() {
 		return completeLine(os.Stdout)
 	}
+	if stop := startProfile(os.Getenv("KEZ_CPU_PROFILE"), os.Stderr); stop != nil {
+		defer stop()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Exit(Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+}
+
+// startProfile writes a CPU profile of the process to path until the
+// returned function is called, if path is not empty: KEZ_CPU_PROFILE, for
+// finding where a command (a fetch, a listen) spends its time with go
+// tool pprof. Not a user interface; a profile that cannot start is
+// reported and the command runs anyway.
+func startProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kez-chat: KEZ_CPU_PROFILE: %v\n", err)
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "kez-chat: KEZ_CPU_PROFILE: %v\n", err)
+		}
+	}
 }
 
 // Exit prints err (if any) to stderr as "kez-chat: ..." followed by its
