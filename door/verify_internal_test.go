@@ -10,38 +10,57 @@ import (
 	"kez.lat/kez/message"
 )
 
-// TestVerifyEnvelopeBound: a check waits for a free verifier (and gives
-// up with its request's context, not as a bad signature), a good
-// signature passes and a bad one is DoorBadSignature.
-func TestVerifyEnvelopeBound(t *testing.T) {
+// TestCheckEnvelopeBound: a check waits for a free verifier (and gives
+// up with its request's context, not as a refusal); a good envelope
+// passes, and garbage, another sender's envelope and a bad signature are
+// refused with their codes; every check gives its token back.
+func TestCheckEnvelopeBound(t *testing.T) {
 	k, _ := kez.GenerateKey(nil)
-	to, _ := kez.GenerateKey(nil)
+	other, _ := kez.GenerateKey(nil)
 	id := message.NewIdentity(k)
 	defer id.Close()
-	env, _, err := message.Seal(id, to.Public(), message.Text("hi"), time.Now(), nil)
+	env, wire, err := message.Seal(id, other.Public(), message.Text("hi"), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	subject := kez.DoorSubject(k.Public(), kez.DoorSend)
 	s := &Service{verify: make(chan struct{}, 1)}
-	if err := s.verifyEnvelope(context.Background(), env); err != nil {
-		t.Fatalf("a good signature: %v", err)
+	ctx := context.Background()
+	if got, err := s.checkEnvelope(ctx, subject, wire); err != nil || got.ID != env.ID {
+		t.Fatalf("a good envelope: %v", err)
 	}
 	bad := env
 	bad.Sig[0] ^= 1
-	var rf *refusal
-	if err := s.verifyEnvelope(context.Background(), bad); !errors.As(err, &rf) || rf.code != kez.DoorBadSignature {
-		t.Fatalf("a bad signature: %v", err)
+	badWire, err := bad.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, subject string
+		wire          []byte
+		code          string
+	}{
+		{"garbage", subject, []byte("{}"), kez.DoorMalformed},
+		{"garbage on a bad subject", "kez.door.x.send", []byte("{}"), kez.DoorMalformed},
+		{"another sender", kez.DoorSubject(other.Public(), kez.DoorSend), wire, kez.DoorSenderMismatch},
+		{"bad signature", subject, badWire, kez.DoorBadSignature},
+	} {
+		var rf *refusal
+		if _, err := s.checkEnvelope(ctx, c.subject, c.wire); !errors.As(err, &rf) || rf.code != c.code {
+			t.Errorf("%s: %v, want %s", c.name, err, c.code)
+		}
+	}
+	if len(s.verify) != 0 {
+		t.Fatal("a check kept its token")
 	}
 
 	s.verify <- struct{}{} // the one verifier is busy
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	err = s.verifyEnvelope(ctx, env)
+	_, err = s.checkEnvelope(tctx, subject, wire)
+	var rf *refusal
 	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rf) {
 		t.Fatalf("with no verifier free: %v, want the context's error", err)
 	}
 	<-s.verify
-	if len(s.verify) != 0 {
-		t.Fatal("a check kept its token")
-	}
 }
