@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"time"
 
@@ -50,12 +49,6 @@ type Config struct {
 	SenderMaxMsgs int64
 	// Workers bounds the requests one replica serves at once (64 if 0).
 	Workers int
-	// Verifiers bounds the envelopes (parse and signature) one replica
-	// checks at once (GOMAXPROCS-1 if 0, at least 1), so that checks
-	// never hold every processor: the goroutines that move messages
-	// (the connection's reads and writes, and the broker's store when
-	// it runs in the same process) get one at once.
-	Verifiers int
 	// Missing, if set, is called when a request finds the inbox stream
 	// or the quota bucket missing (streams.Keeper.Kick).
 	Missing func()
@@ -88,7 +81,6 @@ type Service struct {
 	users   Users
 	logger  *slog.Logger
 	workers *streams.Workers
-	verify  chan struct{} // a token per envelope check in hand
 	svc     micro.Service
 
 	requests *prometheus.CounterVec
@@ -116,14 +108,10 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 	if err != nil {
 		return nil, fmt.Errorf("door: bucket %s: %w", streams.QuotaBucket, err)
 	}
-	if cfg.Verifiers <= 0 {
-		cfg.Verifiers = max(1, runtime.GOMAXPROCS(0)-1)
-	}
 	s := &Service{
 		cfg: cfg, nc: js.Conn(), js: js, users: users,
 		logger:  logger.With("component", "door"),
 		workers: streams.NewWorkers(cfg.Workers),
-		verify:  make(chan struct{}, cfg.Verifiers),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kez_door_requests_total", Help: "Inbox door requests by operation and result (ok or a refusal code).",
 		}, []string{"op", "result"}),
@@ -255,12 +243,31 @@ func (s *Service) serve(op string, r *streams.Request) {
 }
 
 // send stores one envelope from the caller of door subject subject.
+//
+// The caller's key on the subject is not checked as a curve point when it
+// is the envelope's sender, byte for byte in canonical hex: the envelope's
+// parse checked that key in full, and a text equal to a checked key's
+// canonical form is that key. Otherwise it is parsed in full, for the
+// right refusal (a malformed subject or a sender mismatch).
 func (s *Service) send(ctx context.Context, subject string, body []byte) (kez.SendReply, error) {
-	env, err := s.checkEnvelope(ctx, subject, body)
+	env, err := s.keys.Parse(body)
 	if err != nil {
-		return kez.SendReply{}, err
+		if _, cerr := kez.DoorCaller(subject); cerr != nil {
+			return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", cerr)
+		}
+		return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", err)
 	}
 	caller := env.From
+	if subject != kez.DoorSubject(caller, kez.DoorSend) {
+		c, cerr := kez.DoorCaller(subject)
+		if cerr != nil {
+			return kez.SendReply{}, refuse(kez.DoorMalformed, "%v", cerr)
+		}
+		return kez.SendReply{}, refuse(kez.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, c)
+	}
+	if err := env.Verify(); err != nil {
+		return kez.SendReply{}, refuse(kez.DoorBadSignature, "the envelope's signature does not verify")
+	}
 	if ok, err := s.registered(ctx, env.To); err != nil {
 		return kez.SendReply{}, err
 	} else if !ok {
@@ -282,48 +289,6 @@ func (s *Service) send(ctx context.Context, subject string, body []byte) (kez.Se
 		return kez.SendReply{}, storeError(err)
 	}
 	return kez.SendReply{ID: env.ID.String(), Duplicate: ack.Duplicate}, nil
-}
-
-// checkEnvelope parses body, an envelope sent to door subject subject,
-// and checks that its sender is the caller and its signature verifies;
-// refusals are DoorMalformed, DoorSenderMismatch and DoorBadSignature.
-//
-// At most cfg.Verifiers checks run at once (see Config.Verifiers): a
-// check is ~60 µs of one processor's time at 1 KiB (the signature ~50,
-// the parse the rest, more for larger envelopes) that nothing else of
-// the request overlaps, and with every processor checking, the store's
-// next write waits for one.
-//
-// The caller's key on the subject is not checked as a curve point when it
-// is the envelope's sender, byte for byte in canonical hex: the envelope's
-// parse checked that key in full, and a text equal to a checked key's
-// canonical form is that key. Otherwise it is parsed in full, for the
-// right refusal (a malformed subject or a sender mismatch).
-func (s *Service) checkEnvelope(ctx context.Context, subject string, body []byte) (message.Envelope, error) {
-	select {
-	case s.verify <- struct{}{}:
-	case <-ctx.Done():
-		return message.Envelope{}, fmt.Errorf("envelope check: %w", ctx.Err())
-	}
-	defer func() { <-s.verify }()
-	env, err := s.keys.Parse(body)
-	if err != nil {
-		if _, cerr := kez.DoorCaller(subject); cerr != nil {
-			return env, refuse(kez.DoorMalformed, "%v", cerr)
-		}
-		return env, refuse(kez.DoorMalformed, "%v", err)
-	}
-	if subject != kez.DoorSubject(env.From, kez.DoorSend) {
-		c, cerr := kez.DoorCaller(subject)
-		if cerr != nil {
-			return env, refuse(kez.DoorMalformed, "%v", cerr)
-		}
-		return env, refuse(kez.DoorSenderMismatch, "the envelope's sender %s is not the signed-in key %s", env.From, c)
-	}
-	if err := env.Verify(); err != nil {
-		return env, refuse(kez.DoorBadSignature, "the envelope's signature does not verify")
-	}
-	return env, nil
 }
 
 // storeError turns a refused publish into a refusal the sender can act
