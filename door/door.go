@@ -27,7 +27,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"kez.lat/kez"
 	"kez.lat/kez/message"
@@ -91,6 +90,9 @@ type Service struct {
 	// full once): the same senders and recipients come again and again.
 	keys message.Keys
 
+	// get runs the batch direct gets of reads.
+	get *getter
+
 	quota  *quota
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -126,6 +128,11 @@ func New(ctx context.Context, js jetstream.JetStream, users Users, cfg Config, r
 
 // Start serves the door on the service connection.
 func (s *Service) Start() error {
+	get, err := newGetter(s.js, kez.InboxStream)
+	if err != nil {
+		return fmt.Errorf("door: %w", err)
+	}
+	s.get = get
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        kez.DoorServiceName,
 		Version:     "1.0.0",
@@ -133,12 +140,14 @@ func (s *Service) Start() error {
 		QueueGroup:  kez.DoorServiceName,
 	})
 	if err != nil {
+		get.close()
 		return fmt.Errorf("door service: %w", err)
 	}
 	for _, op := range kez.DoorOps {
 		h := s.workers.Handler(s.nc, func(r *streams.Request) { s.serve(op, r) })
 		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(kez.DoorEndpoint(op))); err != nil {
 			svc.Stop()
+			get.close()
 			return fmt.Errorf("door endpoint %s: %w", op, err)
 		}
 	}
@@ -161,6 +170,9 @@ func (s *Service) Stop() {
 		s.svc.Stop()
 	}
 	s.workers.Stop()
+	if s.get != nil {
+		s.get.close()
+	}
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done
@@ -340,10 +352,7 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 	if err != nil {
 		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
-	msgs, err := jetstreamext.GetBatch(ctx, s.js, kez.InboxStream, readBatch,
-		jetstreamext.GetBatchSubject(kez.InboxFilter(caller)),
-		jetstreamext.GetBatchSeq(req.After+1),
-		jetstreamext.GetBatchMaxBytes(readBytes))
+	msgs, err := s.get.batch(ctx, kez.InboxFilter(caller), req.After+1, readBatch, readBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
@@ -356,13 +365,7 @@ func (s *Service) read(ctx context.Context, caller kez.PublicKey, body []byte) (
 		b = kez.AppendReadReplyHead(make([]byte, 0, 16<<10))
 	}
 	size, n := 0, 0
-	for m, err := range msgs {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read: %w", err)
-		}
+	for _, m := range msgs {
 		// The sender's key is not checked as a curve point here: only
 		// the door writes the inbox stream (users hold no JetStream
 		// API), and it writes kez.inbox.<to>.<from> with the hex of an

@@ -1,7 +1,6 @@
 package message
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -213,35 +212,42 @@ func (e Envelope) Marshal() ([]byte, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	b.Grow(350 + b64.EncodedLen(len(e.Ciphertext)))
+	// Everything but ct fits in marshalFixed; the base64 is appended in
+	// place (no string of it made and copied).
+	b := make([]byte, 0, marshalFixed+b64.EncodedLen(len(e.Ciphertext)))
 	// Every value is base64, lowercase hex or digits: nothing to escape.
-	b.WriteString(`{"v":`)
-	b.WriteString(strconv.Itoa(e.Version))
-	b.WriteString(`,"id":"`)
-	b.WriteString(e.ID.String())
-	b.WriteString(`","from":"`)
-	b.WriteString(e.From.String())
-	b.WriteString(`","to":"`)
-	b.WriteString(e.To.String())
-	b.WriteString(`","ts":`)
-	b.WriteString(strconv.FormatInt(e.Timestamp, 10))
-	b.WriteString(`,"salt":"`)
-	b.WriteString(b64.EncodeToString(e.Salt[:]))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(e.Version), 10)
+	b = append(b, `,"id":"`...)
+	b = b64.AppendEncode(b, e.ID[:])
+	b = append(b, `","from":"`...)
+	b = append(b, e.From.String()...)
+	b = append(b, `","to":"`...)
+	b = append(b, e.To.String()...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, e.Timestamp, 10)
+	b = append(b, `,"salt":"`...)
+	b = b64.AppendEncode(b, e.Salt[:])
 	if e.Version != Version1 {
-		b.WriteString(`","kc":"`)
-		b.WriteString(b64.EncodeToString(e.Commitment[:]))
+		b = append(b, `","kc":"`...)
+		b = b64.AppendEncode(b, e.Commitment[:])
 	}
-	b.WriteString(`","ct":"`)
-	b.WriteString(b64.EncodeToString(e.Ciphertext))
-	b.WriteString(`","sig":"`)
-	b.WriteString(b64.EncodeToString(e.Sig[:]))
-	b.WriteString(`"}`)
-	if b.Len() > MaxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, b.Len(), MaxSize)
+	b = append(b, `","ct":"`...)
+	b = b64.AppendEncode(b, e.Ciphertext)
+	b = append(b, `","sig":"`...)
+	b = b64.AppendEncode(b, e.Sig[:])
+	b = append(b, `"}`...)
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxSize)
 	}
-	return b.Bytes(), nil
+	return b, nil
 }
+
+// marshalFixed bounds the length of an envelope's wire form without its
+// ct's base64: the member names and punctuation, two keys of 72 bytes, a
+// timestamp of at most 19 digits and the base64 of id, salt, kc and sig
+// (~430 bytes).
+const marshalFixed = 512
 
 // MarshalJSON implements json.Marshaler with [Envelope.Marshal].
 func (e Envelope) MarshalJSON() ([]byte, error) { return e.Marshal() }

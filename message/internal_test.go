@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -358,6 +359,28 @@ func TestRelabel(t *testing.T) {
 		}
 		if _, err := p.Open(bob, alice.Public()); !errors.Is(err, kez.ErrBadSignature) {
 			t.Errorf("v%d relabelled v%d: Open = %v, want ErrBadSignature", v, r.Version, err)
+		}
+	}
+}
+
+// TestMarshalOneAllocation: the wire form is written into the buffer
+// Marshal sizes for it, with the longest timestamp too (no regrowth).
+func TestMarshalOneAllocation(t *testing.T) {
+	k, _ := kez.GenerateKey(nil)
+	id := NewIdentity(k)
+	defer id.Close()
+	for _, ts := range []int64{0, math.MaxInt64} {
+		e, _, err := Seal(id, k.Public(), Text("hi"), time.Unix(ts, 0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Timestamp = ts
+		w, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := marshalFixed + b64.EncodedLen(len(e.Ciphertext)); cap(w) != want {
+			t.Errorf("ts %d: capacity %d, want %d (len %d)", ts, cap(w), want, len(w))
 		}
 	}
 }

@@ -15,11 +15,28 @@ import (
 // the handler returns (micro reads its own request afterwards, so
 // answering it from another goroutine would race with micro), and
 // answered on the service's connection.
+//
+// The goroutines that run requests are started as requests need them, at
+// most n, and kept until Stop: a goroutine per request would start each
+// one on a small stack and grow it again for every request (a door send
+// runs deep in signature checks and nats.go).
 type Workers struct {
-	sem     chan struct{}
-	wg      sync.WaitGroup
+	n    int
+	jobs chan job // unbuffered: a send is a worker taking the job
+	quit chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup // requests in hand
+	gwg  sync.WaitGroup // goroutines
+
 	mu      sync.Mutex
 	stopped bool
+	running int // goroutines started
+}
+
+// job is a request and what to do with it.
+type job struct {
+	fn  func(*Request)
+	req *Request
 }
 
 // NewWorkers returns Workers that run at most n requests at once (64 if
@@ -28,7 +45,7 @@ func NewWorkers(n int) *Workers {
 	if n <= 0 {
 		n = 64
 	}
-	return &Workers{sem: make(chan struct{}, n)}
+	return &Workers{n: n, jobs: make(chan job), quit: make(chan struct{})}
 }
 
 // Request is one request, held by a worker.
@@ -81,10 +98,10 @@ func (r *Request) Error(code, description string) error {
 // Handler returns a micro handler that runs fn for each request on a
 // worker, answering on nc (the service's connection). A request that
 // arrives after Stop is left unanswered (its caller times out and retries
-// elsewhere).
+// elsewhere). With n requests in hand, the handler waits for one to end.
 func (w *Workers) Handler(nc *nats.Conn, fn func(*Request)) micro.Handler {
 	return micro.HandlerFunc(func(r micro.Request) {
-		req := &Request{nc: nc, subject: r.Subject(), reply: r.Reply(), data: r.Data(), headers: nats.Header(r.Headers())}
+		j := job{fn, &Request{nc: nc, subject: r.Subject(), reply: r.Reply(), data: r.Data(), headers: nats.Header(r.Headers())}}
 		w.mu.Lock()
 		if w.stopped {
 			w.mu.Unlock()
@@ -92,19 +109,52 @@ func (w *Workers) Handler(nc *nats.Conn, fn func(*Request)) micro.Handler {
 		}
 		w.wg.Add(1)
 		w.mu.Unlock()
-		w.sem <- struct{}{}
-		go func() {
-			defer w.wg.Done()
-			defer func() { <-w.sem }()
-			fn(req)
-		}()
+		select {
+		case w.jobs <- j: // an idle worker took it
+			return
+		default:
+		}
+		w.mu.Lock()
+		if w.running < w.n {
+			w.running++
+			w.gwg.Add(1)
+			w.mu.Unlock()
+			go w.work(j)
+			return
+		}
+		w.mu.Unlock()
+		// n workers run, and keep running until Stop, which waits for
+		// this request: one of them takes it.
+		w.jobs <- j
 	})
 }
 
-// Stop refuses new requests and waits for those in hand.
+// work runs first, then every job it takes until Stop.
+func (w *Workers) work(first job) {
+	defer w.gwg.Done()
+	w.run(first)
+	for {
+		select {
+		case j := <-w.jobs:
+			w.run(j)
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+func (w *Workers) run(j job) {
+	defer w.wg.Done()
+	j.fn(j.req)
+}
+
+// Stop refuses new requests, waits for those in hand and ends the
+// workers.
 func (w *Workers) Stop() {
 	w.mu.Lock()
 	w.stopped = true
 	w.mu.Unlock()
 	w.wg.Wait()
+	w.once.Do(func() { close(w.quit) })
+	w.gwg.Wait()
 }
