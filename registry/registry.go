@@ -423,8 +423,9 @@ const applyEvery = 25 * time.Millisecond
 // The events are hashed as they arrive and applied by another goroutine
 // (at most maxQueued behind), and the shared checkpoint is written by a
 // third, one write in flight, each of the latest checkpoint done when it
-// starts. A failed write or application stops the projector at once, and
-// no event is announced after it.
+// starts. A batch is announced only once the write of every checkpoint
+// done before it has passed. A failed write or application stops the
+// projector at once, and no event is announced after it.
 func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, start integrity.Checkpoint,
 	known []namedCheckpoint, hashed func(recs []kez.HandleRecord, seq uint64),
 	done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) (err error) {
@@ -437,7 +438,7 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 	// again has no effect) rather than wait out a leader that froze
 	// with them.
 	wctx, abandon := context.WithCancel(ctx)
-	cw := &checkpointWriter{kick: make(chan struct{}, 1), done: make(chan error, 1)}
+	cw := newCheckpointWriter()
 	ap := &applier{kick: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan error, 1)}
 	go cw.run(wctx, proj, stop)
 	go ap.run(wctx, proj, done, cw, stop)
@@ -464,8 +465,12 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		if e.Pending > 0 && len(batch) < maxBatch {
 			return nil
 		}
-		if err := fctx.Err(); err != nil {
-			return context.Cause(fctx) // a write failed: announce nothing more
+		// A registration is answered only past a checkpoint no other
+		// replica disputes: the write of the latest checkpoint applied
+		// must have passed (it is usually done: writes are paced with
+		// the rounds of bucket writes, and cover several batches).
+		if err := cw.settle(fctx); err != nil {
+			return err // a write failed: announce nothing more
 		}
 		recs := batchRecords(logger, batch)
 		if hashed != nil {
@@ -603,10 +608,16 @@ func (a *applier) run(ctx context.Context, proj Projection, done func([]kez.Hand
 // checkpointWriter writes the shared checkpoint, one write at a time,
 // each of the latest checkpoint set.
 type checkpointWriter struct {
-	mu   sync.Mutex
-	next integrity.Checkpoint
-	kick chan struct{}
-	done chan error // the writer's end: nil, or the write that failed
+	mu      sync.Mutex
+	next    integrity.Checkpoint
+	written uint64        // the sequence of the last checkpoint written
+	wrote   chan struct{} // closed and replaced at every write that passed
+	kick    chan struct{}
+	done    chan error // the writer's end: nil, or the write that failed
+}
+
+func newCheckpointWriter() *checkpointWriter {
+	return &checkpointWriter{wrote: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan error, 1)}
 }
 
 // set makes cp the checkpoint to write next.
@@ -620,10 +631,27 @@ func (w *checkpointWriter) set(cp integrity.Checkpoint) {
 	}
 }
 
+// settle waits until every checkpoint set so far is written (the write
+// of the latest passed: no other replica disputes it), or ctx ends.
+func (w *checkpointWriter) settle(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		settled, wrote := w.written >= w.next.Seq, w.wrote
+		w.mu.Unlock()
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-wrote:
+		}
+	}
+}
+
 // run writes checkpoints until ctx ends or a write fails, which it passes
 // to stop.
 func (w *checkpointWriter) run(ctx context.Context, proj Projection, stop context.CancelCauseFunc) {
-	var written uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -632,7 +660,7 @@ func (w *checkpointWriter) run(ctx context.Context, proj Projection, stop contex
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		cp := w.next
+		cp, written := w.next, w.written
 		w.mu.Unlock()
 		if cp.Seq <= written {
 			continue
@@ -642,7 +670,11 @@ func (w *checkpointWriter) run(ctx context.Context, proj Projection, stop contex
 			w.done <- err
 			return
 		}
-		written = cp.Seq
+		w.mu.Lock()
+		w.written = cp.Seq
+		close(w.wrote)
+		w.wrote = make(chan struct{})
+		w.mu.Unlock()
 	}
 }
 
