@@ -30,6 +30,30 @@ func (c *Cache) put(rec kez.HandleRecord) {
 	c.bySkel[rec.Handle.Skeleton()] = rec.Handle.Local()
 }
 
+// putFree puts rec unless the cache holds its handle, key or skeleton
+// for another registration, and reports whether it did. A record the log
+// holds but the cache disputes is left to the projection, whose write of
+// it is refused (ErrProjectionConflict) and reported as damage: it never
+// replaces the cached holder first.
+func (c *Cache) putFree(rec kez.HandleRecord) bool {
+	local := rec.Handle.Local()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held, ok := c.byName[local]; ok && (held.Handle != rec.Handle || !held.Primary.Equal(rec.Primary)) {
+		return false
+	}
+	if held, ok := c.byKey[rec.Primary]; ok && held != local {
+		return false
+	}
+	if held, ok := c.bySkel[rec.Handle.Skeleton()]; ok && held != local {
+		return false
+	}
+	c.byName[local] = rec
+	c.byKey[rec.Primary] = local
+	c.bySkel[rec.Handle.Skeleton()] = local
+	return true
+}
+
 func (c *Cache) setReady() {
 	c.mu.Lock()
 	c.ready = true

@@ -21,7 +21,7 @@ func Rebuild(ctx context.Context, log Log, proj Projection, logger *slog.Logger)
 		return 0, err
 	}
 	n := 0
-	err = projectFrom(ctx, log, proj, logger, integrity.Checkpoint{}, nil, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
+	err = projectFrom(ctx, log, proj, logger, integrity.Checkpoint{}, nil, nil, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
 		n += len(recs)
 		if cp.Seq >= last || caughtUp {
 			// Move the checkpoint before stopping: projectFrom moves it

@@ -125,8 +125,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	applied uint64               // last sequence this replica's projector applied
+	hashed  uint64               // last sequence it hashed, checked and cached (announced)
 	cp      integrity.Checkpoint // this replica's checkpoint at applied
-	advance chan struct{}        // closed and replaced when applied moves
+	advance chan struct{}        // closed and replaced when hashed moves
 	stalled bool                 // the projector stopped and has not yet started again
 	caught  bool                 // projector reached the end of the log once
 }
@@ -176,10 +177,12 @@ func (s *Service) Cache() *Cache { return s.cache }
 func (s *Service) Domain() string { return s.cfg.Domain }
 
 // Register verifies req, claims its handle, key and skeleton, and returns
-// the record once this replica has projected it, or after projectWait
-// with the record put in this replica's cache (read-your-writes either
-// way: a look-up here after the answer finds it). client is the caller's
-// address for the rate limit.
+// the record once this replica's projector has hashed its event into the
+// tree, checked the tree against every checkpoint it knows and put the
+// record in the cache (the projection's bucket writes follow: look-ups
+// here read the cache), or after projectWait with the record put in this
+// replica's cache (read-your-writes either way: a look-up here after the
+// answer finds it). client is the caller's address for the rate limit.
 //
 // Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
 // kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
@@ -229,7 +232,7 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 	rec := stored.Record(seq)
 	wctx, cancel := context.WithTimeout(ctx, projectWait)
 	defer cancel()
-	if err := s.waitApplied(wctx, seq); err != nil {
+	if err := s.waitHashed(wctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a
 		// success. The log decided the claim, so its record is what the
 		// projector will put in the cache: put it there now, and a
@@ -360,7 +363,16 @@ func (s *Service) project(ctx context.Context) error {
 		return err
 	}
 	s.setApplied(start, start.Seq, start.Seq >= last)
-	err = projectFrom(ctx, s.log, s.proj, s.logger, start, known, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
+	err = projectFrom(ctx, s.log, s.proj, s.logger, start, known, func(recs []kez.HandleRecord, seq uint64) {
+		// Hashed and checked: the registrations waiting are answered
+		// now, their records in the cache; a record the cache holds
+		// for another registration is left to the bucket write, which
+		// is refused and reported.
+		for _, rec := range recs {
+			s.cache.putFree(rec)
+		}
+		s.setHashed(seq)
+	}, func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error {
 		for _, rec := range recs {
 			s.cache.put(rec)
 		}
@@ -374,57 +386,72 @@ func (s *Service) project(ctx context.Context) error {
 	return err
 }
 
-// maxBatch bounds the events already waiting in the log that the
-// projector applies at once (their writes all in flight together).
-const maxBatch = 512
+// maxBatch bounds the events the projector applies at once (their
+// writes all in flight together), and maxQueued the events it has
+// hashed and announced but not yet applied.
+const (
+	maxBatch  = 512
+	maxQueued = 8 * maxBatch
+)
+
+// applyEvery is the least time between the starts of two rounds of
+// projection writes while fewer than maxBatch events wait for one. The
+// writes are not what a registration waits for (it is answered once its
+// event is hashed, checked and cached), and each round costs a
+// replicated write (a Raft round with an fsync on every node) in each of
+// the three buckets however few events it holds: spacing the rounds lets
+// a busy projector write many events a round. Idle, the wait is a few
+// milliseconds of lag of the buckets and their checkpoint.
+const applyEvery = 25 * time.Millisecond
 
 // projectFrom applies the log after the checkpoint start to proj, in
 // batches: the events waiting in the log (at most maxBatch) are hashed
-// into the tree and applied together (ApplyBatch), then done is called with their
-// records and the checkpoint after them, and only then is the shared
-// checkpoint moved past them (while the next batch is applied). Every event is a leaf, whether it decodes or
-// not: the tree is over what the log holds. Passing the sequence of a
-// checkpoint in known, the tree must be that checkpoint's, else it returns
-// an error wrapping kez.ErrLogDamaged. Every step
-// is idempotent (see streams.Projection.ApplyBatch), so events applied by a
-// replica that died before moving the pointer are applied again with no
-// second effect, and replicas projecting side by side agree. A
+// into the tree and checked, announced to hashed (if not nil) with their
+// records, then applied (ApplyBatch, several batches together if they
+// wait), then done is called with their records and the checkpoint after
+// them, and only then may the shared checkpoint move past them. Every
+// event is a leaf, whether it decodes or not: the tree is over what the
+// log holds. Passing the sequence of a checkpoint in known, the tree must
+// be that checkpoint's, else it returns an error wrapping
+// kez.ErrLogDamaged, before that event is announced. Every step is
+// idempotent (see streams.Projection.ApplyBatch), so events applied by a
+// replica that died before moving the checkpoint are applied again with
+// no second effect, and replicas projecting side by side agree. A
 // handle_registered event touches only its own handle and key, so events
-// of one batch commute; the pointer still moves in log order.
+// commute; done and the checkpoint still move in log order.
+//
+// The events are hashed as they arrive and applied by another goroutine
+// (at most maxQueued behind), and the shared checkpoint is written by a
+// third, one write in flight, each of the latest checkpoint done when it
+// starts. A batch is announced only once the write of every checkpoint
+// done before it has passed. A failed write or application stops the
+// projector at once, and no event is announced after it.
 func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Logger, start integrity.Checkpoint,
-	known []namedCheckpoint, done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) (err error) {
+	known []namedCheckpoint, hashed func(recs []kez.HandleRecord, seq uint64),
+	done func(recs []kez.HandleRecord, cp integrity.Checkpoint, caughtUp bool) error) (err error) {
 	var batch []kez.RegistryEntry
 	tree, prev := start.Tree.Clone(), start.Seq
-	// The shared checkpoint is written beside the next batch's writes, at
-	// most one write in flight: a batch waits for the write before its
-	// own, so the checkpoint still moves in log order and only past
-	// applied events, but registrations waiting on the projector no
-	// longer wait for the checkpoint's round trip as well.
-	var writing chan error
-	wrote := func() error {
-		if writing == nil {
-			return nil
-		}
-		err := <-writing
-		writing = nil
-		return err
-	}
-	// A failed write stops the projector at once, even with no event
-	// after it; a projector that stops for another reason abandons its
-	// write in flight (the checkpoint stays lower, applying again has no
-	// effect) rather than wait out a leader that froze with it.
 	fctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	// A projector that stops for another reason than a failed write
+	// abandons its writes in flight (the checkpoint stays lower, applying
+	// again has no effect) rather than wait out a leader that froze
+	// with them.
 	wctx, abandon := context.WithCancel(ctx)
+	cw := newCheckpointWriter()
+	ap := &applier{kick: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan error, 1)}
+	go cw.run(wctx, proj, stop)
+	go ap.run(wctx, proj, done, cw, stop)
 	defer func() {
 		abandon()
-		werr := wrote()
-		switch {
-		case werr == nil || errors.Is(werr, context.Canceled) && ctx.Err() == nil:
-		case context.Cause(fctx) == werr:
-			err = werr
-		default:
-			err = errors.Join(err, werr)
+		for _, werr := range []error{<-ap.done, <-cw.done} {
+			switch {
+			case werr == nil || errors.Is(werr, context.Canceled) && ctx.Err() == nil:
+			case context.Cause(fctx) == werr:
+				err = werr
+			default:
+				err = errors.Join(err, werr)
+			}
 		}
 	}()
 	return log.Follow(fctx, start.Seq, func(e kez.RegistryEntry) error {
@@ -438,39 +465,224 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		if e.Pending > 0 && len(batch) < maxBatch {
 			return nil
 		}
-		recs, err := applyBatch(ctx, proj, logger, batch)
-		if err != nil {
-			return err
+		// A registration is answered only past a checkpoint no other
+		// replica disputes: the write of the latest checkpoint applied
+		// must have passed (it is usually done: writes are paced with
+		// the rounds of bucket writes, and cover several batches).
+		if err := cw.settle(fctx); err != nil {
+			return err // a write failed: announce nothing more
 		}
+		recs := batchRecords(logger, batch)
+		if hashed != nil {
+			hashed(recs, e.Seq)
+		}
+		item := applyItem{recs: recs, events: len(batch), first: batch[0].Seq,
+			cp: integrity.Checkpoint{Seq: e.Seq, Tree: tree.Clone(), LastLeaf: leaf}, caughtUp: e.Pending == 0}
 		batch = batch[:0]
-		// The previous checkpoint's write must have passed before this
-		// batch is announced: a registration is answered only past a
-		// checkpoint no other replica disputes.
-		if err := wrote(); err != nil {
-			return err
-		}
-		cp := integrity.Checkpoint{Seq: e.Seq, Tree: tree.Clone(), LastLeaf: leaf}
-		if err := done(recs, cp, e.Pending == 0); err != nil {
-			return err
-		}
-		ch := make(chan error, 1)
-		go func() {
-			err := proj.SetCheckpoint(wctx, cp)
-			if err != nil {
-				stop(err)
-			}
-			ch <- err
-		}()
-		writing = ch
-		return nil
+		return ap.add(fctx, item)
 	})
 }
 
-// applyBatch projects entries together and returns the records it
-// projected. An entry that does not decode or validate is skipped: only our
-// own services can write the log, so it is a bug or tampering, reported
-// loudly, but it must not stall every later registration.
-func applyBatch(ctx context.Context, proj Projection, logger *slog.Logger, batch []kez.RegistryEntry) ([]kez.HandleRecord, error) {
+// applyItem is a batch of events hashed and announced, to be applied.
+type applyItem struct {
+	recs     []kez.HandleRecord
+	events   int    // the events of the batch, recs and those skipped
+	first    uint64 // the sequence of its first event
+	cp       integrity.Checkpoint
+	caughtUp bool
+}
+
+// applier applies the batches the projector hashed, in order, several
+// waiting batches in one round, a round at most every applyEvery unless
+// maxBatch events wait.
+type applier struct {
+	mu     sync.Mutex
+	queue  []applyItem
+	events int
+	kick   chan struct{} // a batch was added
+	room   chan struct{} // batches were taken
+	done   chan error    // the applier's end: nil, or what failed
+}
+
+// add queues it, waiting while maxQueued events are queued.
+func (a *applier) add(ctx context.Context, it applyItem) error {
+	for {
+		a.mu.Lock()
+		if a.events < maxQueued {
+			a.queue = append(a.queue, it)
+			a.events += it.events
+			a.mu.Unlock()
+			break
+		}
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-a.room:
+		}
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// take removes the batches of the next round: the oldest, and those
+// after it while the round holds at most maxBatch events.
+func (a *applier) take() []applyItem {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n, events := 0, 0
+	for n < len(a.queue) && (n == 0 || events+a.queue[n].events <= maxBatch) {
+		events += a.queue[n].events
+		n++
+	}
+	items := append([]applyItem(nil), a.queue[:n]...)
+	a.queue = append(a.queue[:0], a.queue[n:]...)
+	a.events -= events
+	select {
+	case a.room <- struct{}{}:
+	default:
+	}
+	return items
+}
+
+// waiting returns the events queued.
+func (a *applier) waiting() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.events
+}
+
+// run applies queued batches until ctx ends or a round fails, which it
+// passes to stop; after each round it calls done once, with the round's
+// records and the checkpoint after its last batch, and hands that
+// checkpoint to cw.
+func (a *applier) run(ctx context.Context, proj Projection, done func([]kez.HandleRecord, integrity.Checkpoint, bool) error,
+	cw *checkpointWriter, stop context.CancelCauseFunc) {
+	fail := func(err error) {
+		stop(err)
+		a.done <- err
+	}
+	var last time.Time
+	for {
+		if a.waiting() == 0 {
+			select {
+			case <-ctx.Done():
+				a.done <- nil
+				return
+			case <-a.kick:
+				continue
+			}
+		}
+		if wait := applyEvery - time.Since(last); wait > 0 && a.waiting() < maxBatch {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				a.done <- nil
+				return
+			case <-t.C:
+			}
+		}
+		items := a.take()
+		last = time.Now()
+		var recs []kez.HandleRecord
+		for _, it := range items {
+			recs = append(recs, it.recs...)
+		}
+		end := items[len(items)-1]
+		if err := proj.ApplyBatch(ctx, recs); err != nil {
+			fail(fmt.Errorf("apply events %d to %d: %w", items[0].first, end.cp.Seq, err))
+			return
+		}
+		if err := done(recs, end.cp, end.caughtUp); err != nil {
+			fail(err)
+			return
+		}
+		cw.set(end.cp)
+	}
+}
+
+// checkpointWriter writes the shared checkpoint, one write at a time,
+// each of the latest checkpoint set.
+type checkpointWriter struct {
+	mu      sync.Mutex
+	next    integrity.Checkpoint
+	written uint64        // the sequence of the last checkpoint written
+	wrote   chan struct{} // closed and replaced at every write that passed
+	kick    chan struct{}
+	done    chan error // the writer's end: nil, or the write that failed
+}
+
+func newCheckpointWriter() *checkpointWriter {
+	return &checkpointWriter{wrote: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan error, 1)}
+}
+
+// set makes cp the checkpoint to write next.
+func (w *checkpointWriter) set(cp integrity.Checkpoint) {
+	w.mu.Lock()
+	w.next = cp
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// settle waits until every checkpoint set so far is written (the write
+// of the latest passed: no other replica disputes it), or ctx ends.
+func (w *checkpointWriter) settle(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		settled, wrote := w.written >= w.next.Seq, w.wrote
+		w.mu.Unlock()
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-wrote:
+		}
+	}
+}
+
+// run writes checkpoints until ctx ends or a write fails, which it passes
+// to stop.
+func (w *checkpointWriter) run(ctx context.Context, proj Projection, stop context.CancelCauseFunc) {
+	for {
+		select {
+		case <-ctx.Done():
+			w.done <- nil
+			return
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		cp, written := w.next, w.written
+		w.mu.Unlock()
+		if cp.Seq <= written {
+			continue
+		}
+		if err := proj.SetCheckpoint(ctx, cp); err != nil {
+			stop(err)
+			w.done <- err
+			return
+		}
+		w.mu.Lock()
+		w.written = cp.Seq
+		close(w.wrote)
+		w.wrote = make(chan struct{})
+		w.mu.Unlock()
+	}
+}
+
+// batchRecords returns the records of the entries of batch. An entry that
+// does not decode or validate is skipped: only our own services can write
+// the log, so it is a bug or tampering, reported loudly, but it must not
+// stall every later registration.
+func batchRecords(logger *slog.Logger, batch []kez.RegistryEntry) []kez.HandleRecord {
 	recs := make([]kez.HandleRecord, 0, len(batch))
 	for _, e := range batch {
 		err := e.Err
@@ -483,10 +695,7 @@ func applyBatch(ctx context.Context, proj Projection, logger *slog.Logger, batch
 		}
 		recs = append(recs, e.Event.Record(e.Seq))
 	}
-	if err := proj.ApplyBatch(ctx, recs); err != nil {
-		return nil, fmt.Errorf("apply events %d to %d: %w", batch[0].Seq, batch[len(batch)-1].Seq, err)
-	}
-	return recs, nil
+	return recs
 }
 
 // setApplied records that this replica's projection reached seq; cp, if
@@ -502,6 +711,23 @@ func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool)
 	}
 	if seq > s.applied {
 		s.applied = seq
+	}
+	s.raiseHashed(seq)
+}
+
+// setHashed records that this replica's projector hashed, checked and
+// cached the events up to seq, and wakes the registrations waiting.
+func (s *Service) setHashed(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalled = false // following again
+	s.raiseHashed(seq)
+}
+
+// raiseHashed moves hashed up to seq; s.mu is held.
+func (s *Service) raiseHashed(seq uint64) {
+	if seq > s.hashed {
+		s.hashed = seq
 		close(s.advance)
 		s.advance = make(chan struct{})
 	}
@@ -520,14 +746,14 @@ func (s *Service) setStalled() {
 // errStalled: the projector stopped and is starting again.
 var errStalled = errors.New("the projector is restarting")
 
-// waitApplied blocks until this replica has projected seq, or returns
-// errStalled as soon as the projector is found stopped (a projector
-// that lost its stream's leader or consumer restarts only once the
-// cluster answers again, which can take seconds).
-func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
+// waitHashed blocks until this replica's projector has hashed, checked
+// and cached seq, or returns errStalled as soon as the projector is found
+// stopped (a projector that lost its stream's leader or consumer
+// restarts only once the cluster answers again, which can take seconds).
+func (s *Service) waitHashed(ctx context.Context, seq uint64) error {
 	for {
 		s.mu.Lock()
-		done, stalled, ch := s.applied >= seq, s.stalled, s.advance
+		done, stalled, ch := s.hashed >= seq, s.stalled, s.advance
 		s.mu.Unlock()
 		if done {
 			return nil

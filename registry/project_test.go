@@ -1,0 +1,271 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"kez.lat/kez"
+	"kez.lat/kez/integrity"
+	"kez.lat/kez/registry"
+)
+
+// liveLog is a registry log in memory that stores what is appended (each
+// event after its two claims, at sequences 3, 6, 9, ...) and delivers it
+// to its followers as it comes.
+type liveLog struct {
+	fakeLog
+	grew chan struct{} // closed and replaced at every append
+}
+
+func newLiveLog() *liveLog {
+	return &liveLog{fakeLog: fakeLog{handle: map[string]kez.RegistryEvent{}, keys: map[kez.PublicKey]kez.Handle{}, skels: map[string]kez.Handle{}},
+		grew: make(chan struct{})}
+}
+
+func (l *liveLog) Append(_ context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return ev, 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq := uint64(3 * (len(l.events) + 1))
+	l.events = append(l.events, kez.RegistryEntry{Seq: seq, Event: ev, Data: data})
+	l.handle[ev.Handle.Local()] = ev
+	l.keys[ev.Primary] = ev.Handle
+	l.skels[ev.Handle.Skeleton()] = ev.Handle
+	close(l.grew)
+	l.grew = make(chan struct{})
+	return ev, seq, nil
+}
+
+func (l *liveLog) Follow(ctx context.Context, after uint64, fn func(kez.RegistryEntry) error) error {
+	next := 0
+	for {
+		l.mu.Lock()
+		events, grew := append([]kez.RegistryEntry(nil), l.events[next:]...), l.grew
+		l.mu.Unlock()
+		for i, e := range events {
+			next++
+			if e.Seq <= after {
+				continue
+			}
+			e.Pending = uint64(len(events) - 1 - i)
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-grew:
+		}
+	}
+}
+
+// gatedProj is a projection in memory whose bucket writes wait for the
+// test (gate) and whose checkpoint writes are counted.
+type gatedProj struct {
+	fakeProj
+	gate     chan struct{} // closed: writes go
+	applied  chan []kez.HandleRecord
+	cpWrites int
+}
+
+func (p *gatedProj) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) error {
+	select {
+	case <-p.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := p.fakeProj.ApplyBatch(ctx, recs); err != nil {
+		return err
+	}
+	p.applied <- recs
+	return nil
+}
+
+func (p *gatedProj) SetCheckpoint(ctx context.Context, cp integrity.Checkpoint) error {
+	p.mu.Lock()
+	p.cpWrites++
+	p.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a replicated write's round
+	return p.fakeProj.SetCheckpoint(ctx, cp)
+}
+
+func (p *gatedProj) checkpoint() (integrity.Checkpoint, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cp, p.cpWrites
+}
+
+func runService(t *testing.T, log registry.Log, proj registry.Projection) *registry.Service {
+	t.Helper()
+	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000}, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return svc
+}
+
+// TestRegisterAnsweredOnceHashed: a registration is answered once this
+// replica's projector has hashed its event (the tree covers it) and
+// cached its record, not after the projection's bucket writes; the
+// shared checkpoint moves past the event only after those writes.
+func TestRegisterAnsweredOnceHashed(t *testing.T) {
+	log := newLiveLog()
+	proj := &gatedProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, gate: make(chan struct{}),
+		applied: make(chan []kez.HandleRecord, 100)}
+	svc := runService(t, log, proj)
+	k, _ := kez.GenerateKey(nil)
+	start := time.Now()
+	if err := register(t, svc, k, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Register took %v with the bucket writes held: it waited for them (or for projectWait)", took)
+	}
+	h, _ := kez.ParseHandle("alice", domain)
+	if rec, err := svc.Lookup(context.Background(), h); err != nil || !rec.Primary.Equal(k.Public()) || rec.Seq != 3 {
+		t.Errorf("Lookup after the answer = %+v, %v", rec, err)
+	}
+	health, err := svc.Health(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if health.Events != 0 || health.Applied != 0 {
+		t.Errorf("before the bucket writes, Health = %+v: the checkpoint covers an event not applied", health)
+	}
+	if cp, _ := proj.checkpoint(); cp.Seq != 0 {
+		t.Errorf("shared checkpoint at %d before the bucket writes", cp.Seq)
+	}
+	close(proj.gate)
+	<-proj.applied
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cp, _ := proj.checkpoint()
+		if cp.Seq == 3 && cp.Tree.Size == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shared checkpoint %+v after the bucket writes, want sequence 3, one event", cp)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestProjectorCheckpointsCoalesce: registrations arriving faster than
+// the shared checkpoint is written are applied in few rounds, and the
+// checkpoint is written fewer times than there are registrations, ending
+// at the last one.
+func TestProjectorCheckpointsCoalesce(t *testing.T) {
+	log := newLiveLog()
+	proj := &gatedProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, gate: make(chan struct{}),
+		applied: make(chan []kez.HandleRecord, 1000)}
+	close(proj.gate)
+	svc := runService(t, log, proj)
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			k, _ := kez.GenerateKey(nil)
+			h, _ := kez.ParseHandle(fmt.Sprintf("user%d", i), domain)
+			_, err := svc.Register(context.Background(), kez.NewRegistrationRequest(k, h, time.Now()), netip.MustParseAddr("127.0.0.1"))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cp, writes := proj.checkpoint()
+		if cp.Seq == 3*n {
+			if cp.Tree.Size != n {
+				t.Errorf("checkpoint over %d events, want %d", cp.Tree.Size, n)
+			}
+			if writes >= n {
+				t.Errorf("%d checkpoint writes for %d registrations: not coalesced", writes, n)
+			}
+			t.Logf("%d registrations, %d checkpoint writes", n, writes)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint %+v after %d registrations", cp, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(proj.recs) != n {
+		t.Errorf("%d records projected, want %d", len(proj.recs), n)
+	}
+}
+
+// conflictProj refuses to project a record for a handle it holds for
+// another key, as the KV projection does.
+type conflictProj struct {
+	fakeProj
+	refused chan struct{}
+	once    sync.Once
+}
+
+func (p *conflictProj) ApplyBatch(_ context.Context, recs []kez.HandleRecord) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rec := range recs {
+		if held, ok := p.recs[rec.Handle.Local()]; ok && !held.Primary.Equal(rec.Primary) {
+			p.once.Do(func() { close(p.refused) })
+			return fmt.Errorf("%w: %s", errors.New("projection conflict"), rec.Handle)
+		}
+		p.recs[rec.Handle.Local()] = rec
+	}
+	return nil
+}
+
+// TestHashedConflictNotCached: a log that lost a claim and holds a
+// second registration of a handle (a damaged leader) does not make the
+// projector put that registration in the cache when it hashes it: the
+// cache keeps the first holder, and the bucket write refuses the second.
+func TestHashedConflictNotCached(t *testing.T) {
+	log := newLiveLog()
+	proj := &conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}
+	svc := runService(t, log, proj)
+	first, _ := kez.GenerateKey(nil)
+	if err := register(t, svc, first, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// The damaged log takes another key's claim on the same handle.
+	second, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", domain)
+	req := kez.NewRegistrationRequest(second, h, time.Now())
+	if _, _, err := log.Append(context.Background(), kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h,
+		Primary: second.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-proj.refused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second registration of the handle was not refused by the projection")
+	}
+	if rec, err := svc.Lookup(context.Background(), h); err != nil || !rec.Primary.Equal(first.Public()) {
+		t.Errorf("Lookup = %+v, %v; want the first holder", rec, err)
+	}
+	if rec, err := svc.LookupKey(context.Background(), second.Public()); err == nil {
+		t.Errorf("LookupKey of the second key = %+v: cached at hash time", rec)
+	}
+}
