@@ -136,24 +136,8 @@ func (s *Sealer) ReadAt(p []byte, off int64) (int, error) {
 			}
 		}
 		for ; i <= last; i++ {
-			cs, ce := s.offset(i), s.offset(i+1)
-			if cs >= off && ce <= end {
-				// Whole in p: read the plaintext where the ciphertext goes
-				// and seal it in place.
-				if err := s.seal(p[cs-off:ce-off], i); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			// Straddles an edge of p: seal into scratch, copy the overlap.
-			buf := s.scratch.Get().(*[EncChunkSize]byte)
-			err := s.seal(buf[:ce-cs], i)
-			if err == nil {
-				lo, hi := max(cs, off), min(ce, end)
-				copy(p[lo-off:hi-off], buf[lo-cs:hi-cs])
-			}
-			s.scratch.Put(buf)
-			if err != nil {
+			// Read the plaintext where the ciphertext goes and seal it there.
+			if err := s.place(p, off, end, i, func(ct []byte) error { return s.seal(ct, i) }); err != nil {
 				return 0, err
 			}
 		}
@@ -179,23 +163,29 @@ func (s *Sealer) sealView(p []byte, off, end int64, first, last uint64, pt []byt
 	for i := first; i <= last; i++ {
 		cs, ce := s.offset(i), s.offset(i+1)
 		src := pt[int64(i)*ChunkSize-base : int64(i)*ChunkSize-base+(ce-cs-Overhead)]
-		if cs >= off && ce <= end {
-			if err := s.sealFrom(p[cs-off:ce-off], src, i); err != nil {
-				return err
-			}
-			continue
-		}
-		buf := s.scratch.Get().(*[EncChunkSize]byte)
-		err := s.sealFrom(buf[:ce-cs], src, i)
-		if err == nil {
-			lo, hi := max(cs, off), min(ce, end)
-			copy(p[lo-off:hi-off], buf[lo-cs:hi-cs])
-		}
-		s.scratch.Put(buf)
-		if err != nil {
+		if err := s.place(p, off, end, i, func(ct []byte) error { return s.sealFrom(ct, src, i) }); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// place has seal write chunk i's ciphertext (exactly its encrypted
+// length) where it goes in p, which holds the stream's bytes [off, end):
+// in place if the chunk is whole in p, else into scratch, of which the
+// overlap with p is copied.
+func (s *Sealer) place(p []byte, off, end int64, i uint64, seal func(ct []byte) error) error {
+	cs, ce := s.offset(i), s.offset(i+1)
+	if cs >= off && ce <= end {
+		return seal(p[cs-off : ce-off])
+	}
+	buf := s.scratch.Get().(*[EncChunkSize]byte)
+	defer s.scratch.Put(buf)
+	if err := seal(buf[:ce-cs]); err != nil {
+		return err
+	}
+	lo, hi := max(cs, off), min(ce, end)
+	copy(p[lo-off:hi-off], buf[lo-cs:hi-cs])
 	return nil
 }
 
@@ -222,15 +212,35 @@ func (s *Sealer) seal(ct []byte, i uint64) error {
 	return s.sealFrom(ct, ct[:n], i)
 }
 
+// checkEnd fails with ErrSourceChanged unless the source still ends at
+// exactly s.plain bytes: its last byte is there and nothing after it. A
+// chunk read in full is not proof enough: a mapped file cut inside its
+// last page reads as zeros up to the page's end, not as a fault.
+func (s *Sealer) checkEnd() error {
+	var b [2]byte
+	at, want := s.plain-1, 1
+	if s.plain == 0 {
+		at, want = 0, 0
+	}
+	m, err := s.src.ReadAt(b[:want+1], at)
+	switch {
+	case m > want:
+		return fmt.Errorf("%w: it is longer than %d bytes", ErrSourceChanged, s.plain)
+	case m < want && (err == nil || errors.Is(err, io.EOF)):
+		return fmt.Errorf("%w: it ends before %d bytes", ErrSourceChanged, s.plain)
+	case m < want:
+		return err
+	}
+	return nil
+}
+
 // sealFrom seals pt, the plaintext of chunk i, into ct, exactly the
 // chunk's encrypted length; pt is ct's start or does not overlap it.
 func (s *Sealer) sealFrom(ct, pt []byte, i uint64) error {
 	last := i == s.chunks-1
 	if last {
-		// Nor longer: the stream would not be the file.
-		var b [1]byte
-		if m, _ := s.src.ReadAt(b[:], s.plain); m > 0 {
-			return fmt.Errorf("%w: it is longer than %d bytes", ErrSourceChanged, s.plain)
+		if err := s.checkEnd(); err != nil {
+			return err
 		}
 	}
 	var nc nonce
