@@ -23,6 +23,7 @@ import (
 // length) allocated and cleared for a page of at most readBatch messages.
 type getter struct {
 	nc     *nats.Conn
+	stream string
 	api    string // the stream's direct get subject
 	prefix string // of every answer's subject; a token follows
 	sub    *nats.Subscription
@@ -47,7 +48,7 @@ var errGetAnswer = errors.New("unexpected direct get answer")
 // (js's connection and API prefix).
 func newGetter(js jetstream.JetStream, stream string) (*getter, error) {
 	nc := js.Conn()
-	g := &getter{nc: nc, api: apiPrefix(js.Options()) + "DIRECT.GET." + stream,
+	g := &getter{nc: nc, stream: stream, api: apiPrefix(js.Options()) + "DIRECT.GET." + stream,
 		prefix: nc.NewRespInbox() + ".", pending: map[string]*getReply{}}
 	sub, err := nc.Subscribe(g.prefix+"*", g.route)
 	if err != nil {
@@ -116,9 +117,13 @@ type gotMsg struct {
 // batch returns, in stream order, at most n of the messages on subject
 // filter from sequence seq on, together at most maxBytes (the first
 // always, whatever its size): a batch direct get. Every message up to
-// the last returned that the answering replica holds is returned.
+// the last returned that the answering replica holds is returned. The
+// answers are held to the request (getRequest.accept): a message that
+// is not the stream's, not on filter, before seq, out of order or past
+// the bounds fails the get.
 func (g *getter) batch(ctx context.Context, filter string, seq uint64, n, maxBytes int) ([]gotMsg, error) {
-	req, err := json.Marshal(getRequest{Seq: seq, NextFor: filter, Batch: n, MaxBytes: maxBytes})
+	q := getRequest{Seq: seq, NextFor: filter, Batch: n, MaxBytes: maxBytes}
+	req, err := json.Marshal(q)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +140,10 @@ func (g *getter) batch(ctx context.Context, filter string, seq uint64, n, maxByt
 	if err := g.nc.PublishRequest(g.api, g.prefix+token, req); err != nil {
 		return nil, fmt.Errorf("direct get: %w", err)
 	}
-	var out []gotMsg
+	var (
+		out  []gotMsg
+		size int
+	)
 	for {
 		var m *nats.Msg
 		select {
@@ -145,27 +153,65 @@ func (g *getter) batch(ctx context.Context, filter string, seq uint64, n, maxByt
 			return nil, fmt.Errorf("direct get: %w: more than %d answers", errGetAnswer, n+1)
 		case m = <-r.ch:
 		}
-		msg, end, err := parseGot(m)
+		msg, end, err := parseGot(m, g.stream)
 		if err != nil {
 			return nil, fmt.Errorf("direct get: %w", err)
 		}
 		if end {
 			return out, nil
 		}
-		if len(out) == n {
-			return nil, fmt.Errorf("direct get: %w: more than %d messages", errGetAnswer, n)
-		}
-		if len(out) > 0 && msg.Sequence <= out[len(out)-1].Sequence {
-			return nil, fmt.Errorf("direct get: %w: sequence %d after %d", errGetAnswer, msg.Sequence, out[len(out)-1].Sequence)
+		if err := q.accept(out, size, msg); err != nil {
+			return nil, fmt.Errorf("direct get: %w", err)
 		}
 		out = append(out, msg)
+		size += len(msg.Data)
 	}
 }
 
-// parseGot reads one answer of a batch direct get: a message, or the end
-// of the batch (end; also "no messages"). A status other than these, or a
-// message without the batch headers, is an error.
-func parseGot(m *nats.Msg) (gotMsg, bool, error) {
+// accept checks msg, the next message of the answer to q after out
+// (size bytes of data), against q: the broker, or a replica of the
+// stream, is not trusted to answer what was asked. The server stops a
+// batch once it sent max_bytes, counting subjects and headers too, so
+// data of size >= MaxBytes already ends it.
+func (q getRequest) accept(out []gotMsg, size int, msg gotMsg) error {
+	switch {
+	case len(out) == q.Batch:
+		return fmt.Errorf("%w: more than %d messages", errGetAnswer, q.Batch)
+	case len(out) > 0 && size >= q.MaxBytes:
+		return fmt.Errorf("%w: more than %d bytes", errGetAnswer, q.MaxBytes)
+	case msg.Sequence < q.Seq:
+		return fmt.Errorf("%w: sequence %d before %d", errGetAnswer, msg.Sequence, q.Seq)
+	case len(out) > 0 && msg.Sequence <= out[len(out)-1].Sequence:
+		return fmt.Errorf("%w: sequence %d after %d", errGetAnswer, msg.Sequence, out[len(out)-1].Sequence)
+	case !subjectMatches(q.NextFor, msg.Subject):
+		return fmt.Errorf("%w: subject %.200q is not on %s", errGetAnswer, msg.Subject, q.NextFor)
+	}
+	return nil
+}
+
+// subjectMatches reports whether subject is one of filter's, which may
+// hold "*" tokens and end in ">".
+func subjectMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case ft == ">" && !fmore:
+			return st != ""
+		case st == "" || ft != "*" && ft != st:
+			return false
+		case !fmore || !smore:
+			return fmore == smore
+		}
+		filter, subject = frest, srest
+	}
+}
+
+// parseGot reads one answer of a batch direct get of stream: a message,
+// or the end of the batch (end; also "no messages"). A status other than
+// these, or a message without the batch headers or of another stream, is
+// an error.
+func parseGot(m *nats.Msg, stream string) (gotMsg, bool, error) {
 	if len(m.Data) == 0 {
 		switch status := m.Header.Get("Status"); {
 		case status == "404":
@@ -178,6 +224,9 @@ func parseGot(m *nats.Msg) (gotMsg, bool, error) {
 	}
 	if m.Header.Get("Nats-Num-Pending") == "" {
 		return gotMsg{}, false, fmt.Errorf("%w: not a batch (a server before 2.11?)", errGetAnswer)
+	}
+	if got := m.Header.Get(jetstream.StreamHeader); got != stream {
+		return gotMsg{}, false, fmt.Errorf("%w: a message of stream %.80q", errGetAnswer, got)
 	}
 	subject := m.Header.Get(jetstream.SubjectHeader)
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)

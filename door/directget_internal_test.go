@@ -18,6 +18,9 @@ func gotAnswer(status, desc, pending, subject, seq string, data []byte) *nats.Ms
 	set("Status", status)
 	set("Description", desc)
 	set("Nats-Num-Pending", pending)
+	if subject != "" {
+		set("Nats-Stream", "S")
+	}
 	set("Nats-Subject", subject)
 	set("Nats-Sequence", seq)
 	m.Data = data
@@ -43,8 +46,18 @@ func TestParseGot(t *testing.T) {
 		{"no sequence", gotAnswer("", "", "1", "kez.inbox.a.b", "", []byte("x")), false, false},
 		{"sequence 0", gotAnswer("", "", "1", "kez.inbox.a.b", "0", []byte("x")), false, false},
 		{"bad sequence", gotAnswer("", "", "1", "kez.inbox.a.b", "-1", []byte("x")), false, false},
+		{"other stream", func() *nats.Msg {
+			m := gotAnswer("", "", "3", "kez.inbox.a.b", "42", []byte("x"))
+			m.Header.Set("Nats-Stream", "T")
+			return m
+		}(), false, false},
+		{"no stream", func() *nats.Msg {
+			m := gotAnswer("", "", "3", "kez.inbox.a.b", "42", []byte("x"))
+			m.Header.Del("Nats-Stream")
+			return m
+		}(), false, false},
 	} {
-		msg, end, err := parseGot(c.m)
+		msg, end, err := parseGot(c.m, "S")
 		if (err == nil) != c.ok || end != c.end {
 			t.Errorf("%s: end %v, err %v; want end %v, ok %v", c.name, end, err, c.end, c.ok)
 			continue
@@ -69,13 +82,14 @@ func FuzzParseGot(f *testing.F) {
 	f.Add("", "", "1", "s", "18446744073709551616", []byte("x"))
 	f.Fuzz(func(t *testing.T, status, desc, pending, subject, seq string, data []byte) {
 		m := nats.NewMsg("_INBOX.x.1")
+		m.Header["Nats-Stream"] = []string{"S"}
 		m.Header["Status"] = []string{status}
 		m.Header["Description"] = []string{desc}
 		m.Header["Nats-Num-Pending"] = []string{pending}
 		m.Header["Nats-Subject"] = []string{subject}
 		m.Header["Nats-Sequence"] = []string{seq}
 		m.Data = data
-		msg, end, err := parseGot(m)
+		msg, end, err := parseGot(m, "S")
 		switch {
 		case err != nil:
 			if !errors.Is(err, errGetAnswer) || end {
@@ -94,6 +108,50 @@ func FuzzParseGot(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGetAccept: an answer is held to its request: the stream's
+// messages on the filter, from the sequence asked, rising, within the
+// batch and byte bounds.
+func TestGetAccept(t *testing.T) {
+	q := getRequest{Seq: 10, NextFor: "kez.inbox.aa.*", Batch: 2, MaxBytes: 100}
+	msg := func(subject string, seq uint64, n int) gotMsg {
+		return gotMsg{Subject: subject, Sequence: seq, Data: make([]byte, n)}
+	}
+	first := []gotMsg{msg("kez.inbox.aa.bb", 10, 1)}
+	for _, c := range []struct {
+		name string
+		out  []gotMsg
+		size int
+		m    gotMsg
+		ok   bool
+	}{
+		{"first", nil, 0, msg("kez.inbox.aa.bb", 10, 500), true},
+		{"next", first, 1, msg("kez.inbox.aa.cc", 11, 1), true},
+		{"before the sequence asked", nil, 0, msg("kez.inbox.aa.bb", 9, 1), false},
+		{"not rising", first, 1, msg("kez.inbox.aa.bb", 10, 1), false},
+		{"another inbox", nil, 0, msg("kez.inbox.zz.bb", 10, 1), false},
+		{"a prefix of the filter", nil, 0, msg("kez.inbox.aa", 10, 1), false},
+		{"a token too many", nil, 0, msg("kez.inbox.aa.bb.cc", 10, 1), false},
+		{"past the batch", append(first, msg("kez.inbox.aa.bb", 11, 1)), 2, msg("kez.inbox.aa.bb", 12, 1), false},
+		{"past the bytes", first, 100, msg("kez.inbox.aa.bb", 11, 1), false},
+	} {
+		if err := q.accept(c.out, c.size, c.m); (err == nil) != c.ok || err != nil && !errors.Is(err, errGetAnswer) {
+			t.Errorf("%s: %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+	for _, c := range []struct {
+		filter, subject string
+		ok              bool
+	}{
+		{"a.b", "a.b", true}, {"a.*", "a.b", true}, {"a.>", "a.b.c", true}, {"*.*", "a.b", true},
+		{"a.b", "a.c", false}, {"a.*", "a", false}, {"a.*", "a.b.c", false}, {"a.>", "a", false},
+		{"a.*", "a.", false}, {"a.b", "a.b.", false}, {"a", "", false}, {"a.>", "a.", false},
+	} {
+		if got := subjectMatches(c.filter, c.subject); got != c.ok {
+			t.Errorf("subjectMatches(%q, %q) = %v", c.filter, c.subject, got)
+		}
+	}
 }
 
 // TestGetterOverflow: answers beyond what a get holds fail that get

@@ -423,7 +423,7 @@ func (s *Service) purge(ctx context.Context, subject string, upTo uint64) (uint6
 		Filter string `json:"filter"`
 		Seq    uint64 `json:"seq"`
 	}{subject, upTo})
-	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+kez.InboxStream, req)
+	m, err := s.nc.RequestWithContext(ctx, apiPrefix(s.js.Options())+"STREAM.PURGE."+kez.InboxStream, req)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
