@@ -18,22 +18,9 @@ type Appender struct {
 	off int64
 }
 
-// NewAppender returns an Appender writing to f from off on. The direct
-// descriptor is opened by f's name and used only if it is the same file
-// as f (not a link planted in its place): otherwise every write goes
-// through f.
+// NewAppender returns an Appender writing to f from off on.
 func NewAppender(f *os.File, off int64) *Appender {
-	w := &directWriter{buffered: f}
-	if d, err := openDirectNoFollow(f.Name()); err == nil {
-		fi, err1 := f.Stat()
-		di, err2 := d.Stat()
-		if err1 == nil && err2 == nil && os.SameFile(fi, di) {
-			w.direct = d
-		} else {
-			d.Close()
-		}
-	}
-	return &Appender{w: w, off: off}
+	return &Appender{w: newDirectWriter(f), off: off}
 }
 
 // Write writes p at the Appender's offset and moves it on.

@@ -30,9 +30,23 @@ type directWriter struct {
 
 // newDirectWriter opens f's file again for direct writes; without
 // direct I/O it writes to f only.
+//
+// The direct descriptor is opened by f's name, not following a link and
+// without blocking on a FIFO, and used only if it is the same file as f
+// (not one planted in its place, as in a user's folder): otherwise, or
+// where direct I/O is not supported, every write goes through f.
 func newDirectWriter(f *os.File) *directWriter {
-	d, _ := openDirect(f.Name()) // nil if not supported
-	return &directWriter{direct: d, buffered: f}
+	w := &directWriter{buffered: f}
+	if d, err := openDirect(f.Name()); err == nil {
+		fi, err1 := f.Stat()
+		di, err2 := d.Stat()
+		if err1 == nil && err2 == nil && os.SameFile(fi, di) {
+			w.direct = d
+		} else {
+			d.Close()
+		}
+	}
+	return w
 }
 
 func (w *directWriter) WriteAt(p []byte, off int64) (int, error) {
