@@ -103,6 +103,9 @@ type session struct {
 
 func open(ctx context.Context, sf stackFlags, lf loadFlags, stderr io.Writer) (*session, error) {
 	s := &session{hc: &http.Client{Timeout: 30 * time.Second}, stderr: stderr}
+	if sf.NatsProfile && !sf.Spawn {
+		return nil, errors.New("--nats-profile needs --spawn: it opens the profiling port of the nats-server processes kez-load starts")
+	}
 	if sf.Spawn {
 		if sf.Nodes < 1 || sf.Nodes > 9 {
 			return nil, errors.New("--nodes must be 1 to 9")

@@ -37,9 +37,13 @@ func fetchMemStats(ctx context.Context, hc *http.Client, base string) (MemStats,
 	if resp.StatusCode != http.StatusOK {
 		return MemStats{}, fmt.Errorf("%s: %s", req.URL, resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHeapProfile))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHeapProfile+1))
 	if err != nil {
 		return MemStats{}, fmt.Errorf("%s: %w", req.URL, err)
+	}
+	if len(b) > maxHeapProfile {
+		// The runtime statistics come last: they were cut off.
+		return MemStats{}, fmt.Errorf("%s: heap profile longer than %d MiB", req.URL, maxHeapProfile>>20)
 	}
 	m, err := parseMemStats(b)
 	if err != nil {
