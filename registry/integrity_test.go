@@ -217,6 +217,15 @@ func (r *reports) got() string {
 	return strings.Join(r.problems, "\n")
 }
 
+// run runs svc until the test ends, and returns the context it runs in.
+func run(t *testing.T, svc *registry.Service) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
+}
+
 // start runs a registry over log and proj until its projection has caught
 // up with the log.
 func start(t *testing.T, log *fakeLog, proj registry.Projection, rep *reports, file registry.CheckpointFile) *registry.Service {
@@ -226,10 +235,7 @@ func start(t *testing.T, log *fakeLog, proj registry.Projection, rep *reports, f
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { svc.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx := run(t, svc)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		h, err := svc.Health(ctx)

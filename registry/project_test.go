@@ -112,10 +112,7 @@ func runService(t *testing.T, log registry.Log, proj registry.Projection) *regis
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { svc.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, svc)
 	return svc
 }
 

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bufio"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -35,9 +34,7 @@ import (
 //
 // Run: KEZ_UPSTREAM_REPRO=1 go test -run TestIdleClientStacks -v ./deploy/upstream/
 func TestIdleClientStacks(t *testing.T) {
-	if os.Getenv("KEZ_UPSTREAM_REPRO") != "1" {
-		t.Skip("reproduction for upstream (fails on nats-server " + server.VERSION + "): set KEZ_UPSTREAM_REPRO=1 to run it")
-	}
+	needRepro(t)
 	const n = 500
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {

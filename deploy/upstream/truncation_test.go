@@ -20,6 +20,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// needRepro skips t unless KEZ_UPSTREAM_REPRO=1: the reproductions fail
+// on the nats-server releases they were written against.
+func needRepro(t *testing.T) {
+	t.Helper()
+	if os.Getenv("KEZ_UPSTREAM_REPRO") != "1" {
+		t.Skip("reproduction for upstream (fails on nats-server " + server.VERSION + "): set KEZ_UPSTREAM_REPRO=1 to run it")
+	}
+}
+
 // TestTruncatedFollowerBlocksBecomeLeader: on a 3-node cluster with
 // sync_interval: always, an R3 stream that denies deletes and purges
 // takes 300 acknowledged messages, each the first on its own subject
@@ -40,9 +49,7 @@ import (
 //
 // Run: KEZ_UPSTREAM_REPRO=1 go test -run TestTruncatedFollowerBlocksBecomeLeader -v ./deploy/upstream/
 func TestTruncatedFollowerBlocksBecomeLeader(t *testing.T) {
-	if os.Getenv("KEZ_UPSTREAM_REPRO") != "1" {
-		t.Skip("reproduction for upstream (fails on nats-server " + server.VERSION + "): set KEZ_UPSTREAM_REPRO=1 to run it")
-	}
+	needRepro(t)
 	const stream, n = "REPRO", 300
 	nodes, optsOf := startCluster(t, 3)
 	nc, err := nats.Connect(nodes[0].ClientURL())
