@@ -93,6 +93,20 @@ func TestReadiness(t *testing.T) {
 		if status, code, _ := postRegistration(t, chat.URL(), "first"); status != http.StatusCreated {
 			t.Fatalf("register: %d %s", status, code)
 		}
+		// A registration is answered before its bucket writes: the
+		// bucket's size is read once they are done.
+		handles, err := js.KeyValue(ctx, streams.HandlesBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			if _, err := handles.Get(ctx, "first"); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("first not projected: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		kv, err := js.Stream(ctx, "KV_"+streams.HandlesBucket)
 		if err != nil {
 			t.Fatal(err)
