@@ -237,17 +237,8 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		// success. The log decided the claim, so its record is what the
 		// projector will put in the cache: put it there now, and a
 		// look-up here after the answer finds it all the same.
-		s.cache.putFree(rec)
+		s.cache.put(rec)
 		s.logger.Warn("registration stored but not yet projected", "handle", h.String(), "seq", seq, "err", err)
-	}
-	// The cache refuses a record whose handle, key or skeleton it holds
-	// for another registration: the log holds two claims to one of them.
-	// The registration is not answered as a success this replica would
-	// not serve.
-	if held, ok := s.cache.Lookup(h.Local()); !ok || !held.Primary.Equal(rec.Primary) {
-		err := fmt.Errorf("%w: registration %d of %s is stored, but this replica holds another record of it", kez.ErrLogDamaged, seq, h)
-		s.report(err)
-		return kez.HandleRecord{}, err
 	}
 	return rec, nil
 }
@@ -643,17 +634,9 @@ func (w *checkpointWriter) set(cp integrity.Checkpoint) {
 // settle waits until every checkpoint set so far is written (the write
 // of the latest passed: no other replica disputes it), or ctx ends.
 func (w *checkpointWriter) settle(ctx context.Context) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx) // a write or application failed
-	}
-	// Those set so far, not those set while it waits: under load a newer
-	// one is set before each write passes.
-	w.mu.Lock()
-	target := w.next.Seq
-	w.mu.Unlock()
 	for {
 		w.mu.Lock()
-		settled, wrote := w.written >= target, w.wrote
+		settled, wrote := w.written >= w.next.Seq, w.wrote
 		w.mu.Unlock()
 		if settled {
 			return nil
