@@ -167,22 +167,18 @@ func encodeParallel(data, ob io.WriterAt, size int64, sequential bool, fill func
 			defer wg.Done()
 			for !failed.Load() {
 				b := <-free
-				var i int64
 				var ferr error
 				if sequential {
-					mu.Lock()
-					i = next.Add(1) - 1
-					if i < int64(len(segs)) && err == nil {
-						ferr = fill(b.data[:segs[i].n], segs[i].off)
-					}
-					mu.Unlock()
-				} else {
-					i = next.Add(1) - 1
-					if i < int64(len(segs)) {
-						ferr = fill(b.data[:segs[i].n], segs[i].off)
-					}
+					mu.Lock() // the segments are filled in order
 				}
-				if i >= int64(len(segs)) || ferr != nil {
+				i := next.Add(1) - 1
+				if i < int64(len(segs)) && !failed.Load() {
+					ferr = fill(b.data[:segs[i].n], segs[i].off)
+				}
+				if sequential {
+					mu.Unlock()
+				}
+				if i >= int64(len(segs)) || ferr != nil || failed.Load() {
 					free <- b
 					if ferr != nil {
 						fail(ferr)

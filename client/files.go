@@ -248,9 +248,6 @@ func encryptInto(ctx context.Context, store *blob.Store, f *os.File, size int64,
 	if err != nil {
 		return blob.Hash{}, err
 	}
-	if before.Size() != size {
-		return blob.Hash{}, fmt.Errorf("%w: %s changed size as it was opened; share it again", filecrypt.ErrSourceChanged, f.Name())
-	}
 	s, err := filecrypt.NewSealer(shareSource(f), size, k, random)
 	if err != nil {
 		return blob.Hash{}, err

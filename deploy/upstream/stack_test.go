@@ -36,15 +36,7 @@ import (
 func TestIdleClientStacks(t *testing.T) {
 	needRepro(t)
 	const n = 500
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	s := startServer(t, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	// stacks reads the stack memory in use after gcs collections (each
 	// halves a parked goroutine's stack at most once).
 	stacks := func(gcs int) uint64 {

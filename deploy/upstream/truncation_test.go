@@ -29,6 +29,22 @@ func needRepro(t *testing.T) {
 	}
 }
 
+// startServer starts a nats-server of opts, shut down when t ends, and
+// waits until it takes connections.
+func startServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("server %s not ready", opts.ServerName)
+	}
+	return s
+}
+
 // TestTruncatedFollowerBlocksBecomeLeader: on a 3-node cluster with
 // sync_interval: always, an R3 stream that denies deletes and purges
 // takes 300 acknowledged messages, each the first on its own subject
@@ -101,16 +117,7 @@ func TestTruncatedFollowerBlocksBecomeLeader(t *testing.T) {
 	if cut == 0 {
 		t.Fatalf("no message blocks of %s under %s", stream, storeDir)
 	}
-	restarted, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restarted.Start()
-	t.Cleanup(restarted.Shutdown)
-	if !restarted.ReadyForConnections(10 * time.Second) {
-		t.Fatal("restarted node not ready")
-	}
-	nodes[victim] = restarted
+	nodes[victim] = startServer(t, opts)
 
 	for deadline := time.Now().Add(time.Minute); streamInfo(t, ctx, js, stream).Cluster.Leader != name; time.Sleep(500 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -179,16 +186,7 @@ func startCluster(t *testing.T, n int) ([]*server.Server, []*server.Options) {
 			NoLog:   true, NoSigs: true,
 		}
 		all = append(all, opts.Clone())
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("server not ready")
-		}
-		nodes = append(nodes, s)
+		nodes = append(nodes, startServer(t, opts))
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		for _, s := range nodes {
