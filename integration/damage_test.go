@@ -338,3 +338,44 @@ func postKeyRegistration(t *testing.T, base string, k *kez.PrivateKey, name stri
 	b, _ := io.ReadAll(resp.Body)
 	return resp, b
 }
+
+// TestTamperedBucketFailsClosed: the key-index bucket holds an entry no
+// event of the log made (written by hand, or a damaged store), binding
+// a key to another handle. The registration of that key is stored, but
+// its projection is refused: readiness names the bucket damaged, and
+// registrations are refused (503 log_damaged) instead of being answered
+// while the projection stands still.
+func TestTamperedBucketFailsClosed(t *testing.T) {
+	st := clienttest.Start(t)
+	base := st.URL()
+	registerHTTP(t, base, "before")
+	js, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keys, err := js.KeyValue(ctx, streams.KeysBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kez.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Put(ctx, k.Public().Hex(), []byte("mallory")); err != nil {
+		t.Fatal(err)
+	}
+	// The log has no claim on k: the registration itself is stored.
+	if resp, body := postKeyRegistration(t, base, k, "victim"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register victim: %d %s", resp.StatusCode, body)
+	}
+	bucket := "KV_" + streams.KeysBucket
+	waitUnready(t, base, []string{bucket}, st.NATS.Name())
+	_, status, body := tryRegister(t, base, "after")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"log_damaged"`) {
+		t.Fatalf("registration with the projection refused: %d %s, want 503 log_damaged", status, body)
+	}
+	if e, err := keys.Get(ctx, k.Public().Hex()); err != nil || string(e.Value()) != "mallory" {
+		t.Errorf("the tampered entry: %v, %v; want it left as found", e, err)
+	}
+}

@@ -31,7 +31,8 @@ func (c *Cache) put(rec kez.HandleRecord) {
 }
 
 // putFree puts rec unless the cache holds its handle, key or skeleton
-// for another registration, and reports whether it did. A record the log
+// for another registration, and reports whether the cache holds rec now
+// (put, or held already). A record the log
 // holds but the cache disputes is left to the projection, whose write of
 // it is refused (ErrProjectionConflict) and reported as damage: it never
 // replaces the cached holder first.

@@ -266,3 +266,46 @@ func TestHashedConflictNotCached(t *testing.T) {
 		t.Errorf("LookupKey of the second key = %+v: cached at hash time", rec)
 	}
 }
+
+// racingLog is a liveLog whose first Append stores other first: another
+// key's registration of the same handle, which a damaged leader that lost
+// its claim took while this one was checked.
+type racingLog struct {
+	*liveLog
+	once  sync.Once
+	other kez.RegistryEvent
+}
+
+func (l *racingLog) Append(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
+	var err error
+	l.once.Do(func() { _, _, err = l.liveLog.Append(ctx, l.other) })
+	if err != nil {
+		return ev, 0, err
+	}
+	return l.liveLog.Append(ctx, ev)
+}
+
+// TestRegisterRefusedWhenCacheHoldsAnother: when another registration of
+// the same handle is stored just before this one (a damaged leader), the
+// projector caches the first and refuses this one at hash time; this
+// replica then does not answer it as a success it would not serve, and
+// reports the damage.
+func TestRegisterRefusedWhenCacheHoldsAnother(t *testing.T) {
+	h, _ := kez.ParseHandle("alice", domain)
+	first, _ := kez.GenerateKey(nil)
+	req := kez.NewRegistrationRequest(first, h, time.Now())
+	log := &racingLog{liveLog: newLiveLog(), other: kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h,
+		Primary: first.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}}
+	proj := &conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}
+	svc := runService(t, log, proj)
+	second, _ := kez.GenerateKey(nil)
+	if err := register(t, svc, second, "alice"); !errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("registration stored after another of the same handle: %v, want ErrLogDamaged", err)
+	}
+	if rec, ok := svc.Cache().LookupKey(second.Public()); ok {
+		t.Errorf("the refused registration was cached: %+v", rec)
+	}
+	if rec, err := svc.Lookup(context.Background(), h); err != nil || !rec.Primary.Equal(first.Public()) {
+		t.Errorf("Lookup = %+v, %v; want the first holder", rec, err)
+	}
+}

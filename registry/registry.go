@@ -235,10 +235,22 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 	if err := s.waitHashed(wctx, seq); err != nil {
 		// Stored and durable, but not yet projected here: still a
 		// success. The log decided the claim, so its record is what the
-		// projector will put in the cache: put it there now, and a
-		// look-up here after the answer finds it all the same.
-		s.cache.put(rec)
+		// projector will put in the cache: it goes there now (below),
+		// and a look-up here after the answer finds it all the same.
 		s.logger.Warn("registration stored but not yet projected", "handle", h.String(), "seq", seq, "err", err)
+	}
+	// The projector cached the record when it hashed the event, unless
+	// the cache holds its handle, key or skeleton for another
+	// registration: then the log holds two claims to one of them (a
+	// damaged leader stored this one after another), and this replica
+	// would never serve the answer. putFree finds the record cached, or
+	// puts it: hashed may have been raised past it by the shared
+	// checkpoint of a replica that projected it, before this replica's
+	// watch of the bucket brought it here.
+	if !s.cache.putFree(rec) {
+		err := damaged("registration %d of %s is stored, but this replica holds another registration of its handle, key or look-alike", seq, h)
+		s.report(err)
+		return kez.HandleRecord{}, err
 	}
 	return rec, nil
 }

@@ -155,6 +155,52 @@ func TestRegisterProjectorDown(t *testing.T) {
 	}
 }
 
+// TestRegisterPastSharedCheckpoint: a replica whose projector starts
+// from a shared checkpoint that another replica moved past a
+// registration's event (a restarted replica: the event is in the buckets,
+// not yet in this replica's cache, and this projector never hashes it)
+// answers that registration as a success and serves it at once.
+func TestRegisterPastSharedCheckpoint(t *testing.T) {
+	var appended []kez.RegistryEvent
+	log := noClaims(&appended)
+	log.LastSeqFn = func(context.Context) (uint64, error) { return 100, nil }
+	log.FollowFn = func(ctx context.Context, _ uint64, _ func(kez.RegistryEntry) error) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	proj := &mock.Projection{
+		CheckpointFn: func(context.Context) (integrity.Checkpoint, error) { return integrity.Checkpoint{Seq: 100}, nil },
+		// The bucket watch has not brought the other replica's records yet.
+		WatchFn: func(ctx context.Context, _ func(kez.HandleRecord), _ func()) error {
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
+	s := newService(t, log, proj, lim)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// The projector has started from the shared checkpoint.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if h, err := s.Health(ctx); err == nil && h.Applied == 100 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the projector did not start from the shared checkpoint")
+		}
+	}
+	req, k := request(t, "grace", now)
+	rec, err := s.Register(ctx, req, client)
+	if err != nil {
+		t.Fatalf("Register past the shared checkpoint: %v", err)
+	}
+	if got, ok := s.Cache().LookupKey(k.Public()); !ok || got.Handle != rec.Handle {
+		t.Errorf("cache after the answer: %+v %v", got, ok)
+	}
+}
+
 // TestRegisterRefuses: a registration that fails a check writes nothing
 // to the log, and one that fails verification does not reach the shared
 // limiter either.

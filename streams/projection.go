@@ -21,6 +21,15 @@ import (
 // written by something other than the projector.
 var ErrProjectionConflict = errors.New("projection conflict")
 
+// conflict is an error wrapping ErrProjectionConflict and kez.ErrLogDamaged,
+// as damage of bucket's stream: a bucket holding what no event of the log
+// made, or a log holding two claims to one handle or key, is damage, and a
+// replica refuses registrations until it is mended (docs/operations.md).
+func conflict(bucket, format string, args ...any) error {
+	return &integrity.StreamError{Stream: kvStream(bucket),
+		Err: fmt.Errorf("%w: %w: %s", kez.ErrLogDamaged, ErrProjectionConflict, fmt.Sprintf(format, args...))}
+}
+
 // Projection is the KV projection of the registry: handles, the key index
 // and the applied pointer. The live projection has no suffix; a rebuild can
 // target buckets with a suffix, to compare before replacing.
@@ -141,7 +150,7 @@ func (p *Projection) checkpoint(ctx context.Context) (integrity.Checkpoint, uint
 	}
 	cp, err := integrity.ParseCheckpoint(e.Value())
 	if err != nil {
-		return integrity.Checkpoint{}, 0, fmt.Errorf("%w: %s/%s: %v", ErrProjectionConflict, ProjectionBucket, projectionPointer, err)
+		return integrity.Checkpoint{}, 0, conflict(ProjectionBucket, "%s/%s: %v", ProjectionBucket, projectionPointer, err)
 	}
 	return cp, e.Revision(), nil
 }
@@ -227,7 +236,7 @@ func (p *Projection) Get(ctx context.Context, local string) (kez.HandleRecord, e
 		return rec, fmt.Errorf("get handle: %w", err)
 	}
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return rec, fmt.Errorf("%w: record of %s: %v", ErrProjectionConflict, local, err)
+		return rec, conflict(HandlesBucket, "record of %s: %v", local, err)
 	}
 	return rec, nil
 }

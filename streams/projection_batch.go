@@ -149,7 +149,7 @@ func createOrSame(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyV
 			return fmt.Errorf("project %s/%s: %w", kv.Bucket(), key, err)
 		}
 		if !bytes.Equal(got, val) {
-			return fmt.Errorf("%w: %s/%s", ErrProjectionConflict, kv.Bucket(), key)
+			return conflict(kv.Bucket(), "%s/%s holds another value than the log's event", kv.Bucket(), key)
 		}
 		return nil
 	}

@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"kez.lat/kez"
+	"kez.lat/kez/integrity"
 	"kez.lat/kez/streams"
 )
 
 // TestApplyBatch: a batch projects every record; applying it again (a
 // replica that died before moving the pointer, or two replicas side by
 // side) changes nothing; a batch holding a different record for a
-// projected handle is ErrProjectionConflict, and the rest of it is
-// still applied.
+// projected handle is ErrProjectionConflict, reported as damage of the
+// handles bucket, and the rest of it is still applied.
 func TestApplyBatch(t *testing.T) {
 	js, _ := setup(t, streams.DefaultConfig())
 	ctx := context.Background()
@@ -42,8 +43,9 @@ func TestApplyBatch(t *testing.T) {
 	other := eventBy(t, mustKey(t), "batch7", time.Now()).Record(99)
 	fresh := event(t, "fresh").Record(100)
 	err = proj.ApplyBatch(ctx, []kez.HandleRecord{other, fresh})
-	if !errors.Is(err, streams.ErrProjectionConflict) {
-		t.Fatalf("another record for batch7: %v, want ErrProjectionConflict", err)
+	var se *integrity.StreamError
+	if !errors.Is(err, streams.ErrProjectionConflict) || !errors.Is(err, kez.ErrLogDamaged) || !errors.As(err, &se) || se.Stream != "KV_"+streams.HandlesBucket {
+		t.Fatalf("another record for batch7: %v, want ErrProjectionConflict, damage of KV_%s", err, streams.HandlesBucket)
 	}
 	if got, err := proj.Get(ctx, "fresh"); err != nil || got.Seq != 100 {
 		t.Errorf("the rest of a conflicting batch: %+v, %v", got, err)
