@@ -212,9 +212,11 @@ func benchP2P(t *testing.T, dir, src string, want [32]byte, tcpFile func(int64, 
 	// The store's own work without the network: Bao decode, writes synced
 	// every 32 MiB, outboard kept from the verified tree.
 	transports = append(transports, &transport{m: measured{name: "Fetch from a local store (no network)"}, src: as})
+	quicCeiling := measured{name: "quic-go alone, memory→discard (QUIC's ceiling)"}
 	for i := range rounds {
 		base.add(tcpFile(bigFile, src)())
 		wire.add(tcpWire(t, bigFile))
+		quicCeiling.add(quicWire(t, bigFile))
 		for _, tr := range transports {
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -247,7 +249,7 @@ func benchP2P(t *testing.T, dir, src string, want [32]byte, tcpFile func(int64, 
 			}
 		}
 	}
-	rows := []fileRow{base.row(base), wire.row(base)}
+	rows := []fileRow{base.row(base), wire.row(base), quicCeiling.row(base)}
 	for _, tr := range transports {
 		rows = append(rows, tr.m.row(base))
 	}
