@@ -32,10 +32,11 @@ func (c *Cache) put(rec kez.HandleRecord) {
 
 // putFree puts rec unless the cache holds its handle, key or skeleton
 // for another registration, and reports whether the cache holds rec now
-// (put, or held already). A record the log
-// holds but the cache disputes is left to the projection, whose write of
-// it is refused (ErrProjectionConflict) and reported as damage: it never
-// replaces the cached holder first.
+// (put, or held already). A record the log holds but the cache disputes
+// never replaces the cached holder first: Register refuses it as damage,
+// and the projection refuses to write a disputed handle or key
+// (look-alikes are not indexed there; the scrub finds two claims to one
+// skeleton in the log).
 func (c *Cache) putFree(rec kez.HandleRecord) bool {
 	local := rec.Handle.Local()
 	c.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -297,10 +298,18 @@ func TestRegisterRefusedWhenCacheHoldsAnother(t *testing.T) {
 	log := &racingLog{liveLog: newLiveLog(), other: kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h,
 		Primary: first.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}}
 	proj := &conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}
-	svc := runService(t, log, proj)
+	rep := &reports{}
+	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000, Integrity: rep}, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc)
 	second, _ := kez.GenerateKey(nil)
 	if err := register(t, svc, second, "alice"); !errors.Is(err, kez.ErrLogDamaged) {
 		t.Fatalf("registration stored after another of the same handle: %v, want ErrLogDamaged", err)
+	}
+	if got := rep.got(); !strings.Contains(got, "holds another registration") {
+		t.Errorf("reported: %q, want the registration's conflict", got)
 	}
 	if rec, ok := svc.Cache().LookupKey(second.Public()); ok {
 		t.Errorf("the refused registration was cached: %+v", rec)

@@ -22,7 +22,8 @@ import (
 var ErrProjectionConflict = errors.New("projection conflict")
 
 // conflict is an error wrapping ErrProjectionConflict and kez.ErrLogDamaged,
-// as damage of bucket's stream: a bucket holding what no event of the log
+// as damage of bucket's stream, for a projection write that finds another
+// value than the log's event: a bucket holding what no event of the log
 // made, or a log holding two claims to one handle or key, is damage, and a
 // replica refuses registrations until it is mended (docs/operations.md).
 func conflict(bucket, format string, args ...any) error {
@@ -150,7 +151,7 @@ func (p *Projection) checkpoint(ctx context.Context) (integrity.Checkpoint, uint
 	}
 	cp, err := integrity.ParseCheckpoint(e.Value())
 	if err != nil {
-		return integrity.Checkpoint{}, 0, conflict(ProjectionBucket, "%s/%s: %v", ProjectionBucket, projectionPointer, err)
+		return integrity.Checkpoint{}, 0, fmt.Errorf("%w: %s/%s: %v", ErrProjectionConflict, ProjectionBucket, projectionPointer, err)
 	}
 	return cp, e.Revision(), nil
 }
@@ -236,7 +237,7 @@ func (p *Projection) Get(ctx context.Context, local string) (kez.HandleRecord, e
 		return rec, fmt.Errorf("get handle: %w", err)
 	}
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return rec, conflict(HandlesBucket, "record of %s: %v", local, err)
+		return rec, fmt.Errorf("%w: record of %s: %v", ErrProjectionConflict, local, err)
 	}
 	return rec, nil
 }

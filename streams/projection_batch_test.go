@@ -16,7 +16,8 @@ import (
 // replica that died before moving the pointer, or two replicas side by
 // side) changes nothing; a batch holding a different record for a
 // projected handle is ErrProjectionConflict, reported as damage of the
-// handles bucket, and the rest of it is still applied.
+// handles bucket, and the rest of it is still applied; an entry deleted
+// by hand is written again.
 func TestApplyBatch(t *testing.T) {
 	js, _ := setup(t, streams.DefaultConfig())
 	ctx := context.Background()
@@ -52,6 +53,24 @@ func TestApplyBatch(t *testing.T) {
 	}
 	if got, _ := proj.Get(ctx, "batch7"); !got.Primary.Equal(recs[7].Primary) {
 		t.Errorf("batch7 was overwritten by the conflicting record")
+	}
+
+	// An entry deleted by hand is gone, not another value: applying its
+	// event again writes it back.
+	for _, b := range []struct{ bucket, key string }{{streams.HandlesBucket, "batch3"}, {streams.KeysBucket, recs[3].Primary.Hex()}} {
+		kv, err := js.KeyValue(ctx, b.bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Delete(ctx, b.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := proj.ApplyBatch(ctx, recs[3:4]); err != nil {
+		t.Fatalf("apply over deleted entries: %v", err)
+	}
+	if got, err := proj.GetByKey(ctx, recs[3].Primary); err != nil || got.Handle != recs[3].Handle {
+		t.Errorf("batch3 after its entries were deleted and applied again: %+v, %v", got, err)
 	}
 }
 
