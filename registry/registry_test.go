@@ -136,10 +136,7 @@ func TestRegisterProjectorDown(t *testing.T) {
 	}
 	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
 	s := newService(t, log, proj, lim)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, s)
 	time.Sleep(100 * time.Millisecond) // the projector has failed once
 
 	req, k := request(t, "frank", now)
@@ -178,10 +175,7 @@ func TestRegisterPastSharedCheckpoint(t *testing.T) {
 	}
 	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error { return nil }}
 	s := newService(t, log, proj, lim)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx := run(t, s)
 	// The projector has started from the shared checkpoint.
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
 		if h, err := s.Health(ctx); err == nil && h.Applied == 100 {
