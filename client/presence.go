@@ -116,7 +116,22 @@ func GetPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, now time
 	} else if st != "" {
 		return Presence{Key: key}, fmt.Errorf("presence of %s: %s %s", key, st, m.Header.Get("Description"))
 	}
+	if !storedPresence(key, m) {
+		return Presence{Key: key}, fmt.Errorf("presence of %s: %w: the answer is not that key's stored presence entry", key, ErrBadRecord)
+	}
 	return presenceOf(key, m, now), nil
+}
+
+// storedPresence reports whether m is key's presence entry as the presence
+// stream stored it: a direct get's answer or the stream's republished
+// write both name the stream and the entry's subject. Anything else on
+// kez.presence.<key> is somebody's reply pointed there (any user may set
+// the reply subject of a direct get of their own entry, or of a door
+// request, to another user's live presence subject), and must not make
+// that user look online, offline or invisible.
+func storedPresence(key kez.PublicKey, m *nats.Msg) bool {
+	return m.Header.Get(jetstream.StreamHeader) == kez.PresenceStream &&
+		m.Header.Get(jetstream.SubjectHeader) == kez.PresenceKeySubject(key)
 }
 
 // presenceOf judges a stored presence message (a direct get answer or a
@@ -369,6 +384,9 @@ func (c *Client) WatchPresence(ctx context.Context, fn func(Presence)) error {
 				if ct.Handle == h {
 					pk = ct.Key
 				}
+			}
+			if !storedPresence(pk, m) {
+				continue
 			}
 			p := presenceOf(pk, m, c.cfg.Now())
 			p.Handle = h

@@ -293,3 +293,89 @@ func TestPresenceOthersRefused(t *testing.T) {
 		t.Fatalf("bob's presence after alice's attempts: %+v, %v", p, err)
 	}
 }
+
+// TestPresenceReflectionIgnored: any user may point the answer of a
+// direct get of their own presence entry, or of a door request, at
+// another user's live presence subject, where that user's contacts
+// listen. The broker delivers it there (checked below with a plain
+// subscription), but a watcher takes only the presence stream's own
+// entries for that key: mallory's online entry does not make alice look
+// online to bob, nor a door answer make her look invisible.
+func TestPresenceReflectionIgnored(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	mallory, _ := newUser(t, st, "mallory")
+	if _, _, err := bob.Add(ctx, handle(t, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	conn := func(c *client.Client) *nats.Conn {
+		k, err := c.Key()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := client.ConnectNATS(st.NATS.ClientURL(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	akey, _ := alice.Key()
+	mkey, _ := mallory.Key()
+	anc, mnc, bnc := conn(alice), conn(mallory), conn(bob)
+	if err := client.PublishPresence(ctx, anc, akey.Public(), client.PresenceOffline, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.PublishPresence(ctx, mnc, mkey.Public(), client.PresenceOnline, 5*time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var seen []string
+	wctx, wstop := context.WithCancel(ctx)
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
+			mu.Lock()
+			seen = append(seen, p.Handle.Local()+" "+p.State)
+			mu.Unlock()
+		})
+	}()
+	defer func() {
+		wstop()
+		if err := <-wdone; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+	waitWatch(t, &mu, &seen, []string{"alice offline"})
+
+	raw := make(chan *nats.Msg, 8)
+	sub, err := bnc.ChanSubscribe(kez.PresenceLiveSubject(akey.Public()), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := bnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	target := kez.PresenceLiveSubject(akey.Public())
+	for _, subject := range []string{kez.PresenceGetSubject(mkey.Public()), kez.DoorSubject(mkey.Public(), kez.DoorStat)} {
+		if err := mnc.PublishRequest(subject, target, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-raw:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the broker did not deliver a reflected answer to alice's live presence subject; the test no longer tries the attack")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the watcher has had them too
+	waitWatch(t, &mu, &seen, []string{"alice offline"})
+}
