@@ -385,7 +385,7 @@ func (c *Client) awaitSender(ctx context.Context, key kez.PublicKey, backoff, d 
 		case <-t.C:
 			return online, nil
 		case m := <-ch:
-			if !online && presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
+			if !online && storedPresence(key, m) && presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
 				return online, nil
 			}
 		}
