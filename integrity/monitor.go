@@ -245,7 +245,8 @@ func (m *Monitor) LeaderChanged(ctx context.Context, stream string) error {
 }
 
 // Report records damage to stream that a service found itself, against
-// the stream's current leader; it lasts until the leader changes.
+// the stream's current leader; it lasts until the leader changes, or
+// until the service withdraws it (Resolve).
 func (m *Monitor) Report(stream, problem string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -257,6 +258,20 @@ func (m *Monitor) Report(stream, problem string) {
 		w.reported = append(w.reported, problem)
 	}
 	w.reportedLeader = w.state.Leader
+	m.update(stream, w)
+}
+
+// Resolve withdraws a problem Report recorded against stream, once the
+// service that found it has seen it mended (a projection write that
+// conflicted has passed since); other problems stand.
+func (m *Monitor) Resolve(stream, problem string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.streams[stream]
+	if !ok || !slices.Contains(w.reported, problem) {
+		return
+	}
+	w.reported = slices.DeleteFunc(w.reported, func(p string) bool { return p == problem })
 	m.update(stream, w)
 }
 
@@ -447,6 +462,15 @@ func (s Scope) Report(stream, problem string) {
 		stream = s.stream
 	}
 	s.m.Report(stream, problem)
+}
+
+// Resolve is Monitor.Resolve against stream, or the scope's stream if
+// stream is empty.
+func (s Scope) Resolve(stream, problem string) {
+	if stream == "" {
+		stream = s.stream
+	}
+	s.m.Resolve(stream, problem)
 }
 
 // StreamError is damage found in a particular stream (a projection

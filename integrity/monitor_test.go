@@ -212,6 +212,18 @@ func TestMonitorReportsAndVerifiers(t *testing.T) {
 	if fmt.Sprint(moved) != "[LOG]" {
 		t.Fatalf("new-leader hook called for %v, want [LOG]", moved)
 	}
+	// A problem withdrawn by the service that reported it goes; another
+	// reported against the same stream stays.
+	m.Scope("LOG").Report("KV", "a record changed")
+	m.Scope("LOG").Resolve("KV", "a record gone")
+	m.Scope("LOG").Resolve("KV", "never reported")
+	if err := m.Err(); err == nil || strings.Contains(err.Error(), "a record gone") || !strings.Contains(err.Error(), "a record changed") {
+		t.Fatalf("Err after one of KV's problems was resolved = %v", err)
+	}
+	m.Scope("LOG").Resolve("KV", "a record changed")
+	if err := m.Err(); errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("Err after KV's problems were resolved = %v", err)
+	}
 	// An election that keeps the damaged leader keeps its damage.
 	m.Scope("LOG").Report("", "still forgetting")
 	if err := m.LeaderChanged(ctx, "LOG"); err != nil {

@@ -22,22 +22,23 @@ func damaged(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", kez.ErrLogDamaged, fmt.Sprintf(format, args...))
 }
 
-// report files err with Integrity if it is damage.
-func (s *Service) report(err error) {
+// report files err with Integrity if it is damage, and returns the
+// stream ("" for the registry's log) and problem it filed.
+func (s *Service) report(err error) (stream, problem string, ok bool) {
 	if err == nil || !errors.Is(err, kez.ErrLogDamaged) {
-		return
+		return "", "", false
 	}
-	var stream string
 	var se *integrity.StreamError
 	if errors.As(err, &se) {
 		stream, err = se.Stream, se.Err
 	}
-	problem := strings.TrimPrefix(err.Error(), kez.ErrLogDamaged.Error()+": ")
+	problem = strings.TrimPrefix(err.Error(), kez.ErrLogDamaged.Error()+": ")
 	if s.cfg.Integrity != nil {
 		s.cfg.Integrity.Report(stream, problem)
 	} else {
 		s.logger.Error("registry log damaged", "stream", stream, "problem", problem)
 	}
+	return stream, problem, true
 }
 
 // checkClaims refuses a registration whose handle, key or skeleton this

@@ -211,6 +211,12 @@ func (r *reports) Report(stream, problem string) {
 	r.problems = append(r.problems, stream+": "+problem)
 }
 
+func (r *reports) Resolve(stream, problem string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, "resolved "+stream+": "+problem)
+}
+
 func (r *reports) got() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ type Integrity interface {
 	// Report records damage the registry found itself, in the stream
 	// named (see integrity.StreamError), or in its log if stream is "".
 	Report(stream, problem string)
+	// Resolve withdraws a problem Report recorded, once the registry has
+	// seen it mended.
+	Resolve(stream, problem string)
 }
 
 // CheckpointFile keeps this replica's checkpoint on its own disk; see
@@ -130,6 +134,18 @@ type Service struct {
 	advance chan struct{}        // closed and replaced when hashed moves
 	stalled bool                 // the projector stopped and has not yet started again
 	caught  bool                 // projector reached the end of the log once
+	// conflicts are the projection writes the projector found
+	// conflicting and reported, until the projection passes them.
+	conflicts []conflict
+}
+
+// conflict is a reported projection write that conflicted: the bucket
+// held another value than the log's event, in the events up to upTo. It
+// is mended once the projection passes upTo (a replica's write of those
+// events passed: after a rebuild, or an entry put right).
+type conflict struct {
+	stream, problem string
+	upTo            uint64
 }
 
 // New returns a registry service; call Run to start its projector and
@@ -394,7 +410,16 @@ func (s *Service) project(ctx context.Context) error {
 		s.setApplied(cp, cp.Seq, caughtUp)
 		return nil
 	})
-	s.report(err)
+	if stream, problem, ok := s.report(err); ok && stream != "" {
+		// Damage of a bucket, found by a projection write: it stands
+		// until the projection passes the events of that write.
+		var ae *applyError
+		if errors.As(err, &ae) {
+			s.mu.Lock()
+			s.conflicts = append(s.conflicts, conflict{stream, problem, ae.last})
+			s.mu.Unlock()
+		}
+	}
 	return err
 }
 
@@ -494,6 +519,18 @@ func projectFrom(ctx context.Context, log Log, proj Projection, logger *slog.Log
 		return ap.add(fctx, item)
 	})
 }
+
+// applyError is a failed application of the events first to last.
+type applyError struct {
+	first, last uint64
+	err         error
+}
+
+func (e *applyError) Error() string {
+	return fmt.Sprintf("apply events %d to %d: %v", e.first, e.last, e.err)
+}
+
+func (e *applyError) Unwrap() error { return e.err }
 
 // applyItem is a batch of events hashed and announced, to be applied.
 type applyItem struct {
@@ -606,7 +643,7 @@ func (a *applier) run(ctx context.Context, proj Projection, done func([]kez.Hand
 		}
 		end := items[len(items)-1]
 		if err := proj.ApplyBatch(ctx, recs); err != nil {
-			fail(fmt.Errorf("apply events %d to %d: %w", items[0].first, end.cp.Seq, err))
+			fail(&applyError{first: items[0].first, last: end.cp.Seq, err: err})
 			return
 		}
 		if err := done(recs, end.cp, end.caughtUp); err != nil {
@@ -714,7 +751,6 @@ func batchRecords(logger *slog.Logger, batch []kez.RegistryEntry) []kez.HandleRe
 // not zero, is its checkpoint there.
 func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if caughtUp {
 		s.caught = true
 	}
@@ -725,6 +761,21 @@ func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool)
 		s.applied = seq
 	}
 	s.raiseHashed(seq)
+	var mended []conflict
+	s.conflicts = slices.DeleteFunc(s.conflicts, func(c conflict) bool {
+		if seq >= c.upTo {
+			mended = append(mended, c)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	for _, c := range mended {
+		if s.cfg.Integrity != nil {
+			s.cfg.Integrity.Resolve(c.stream, c.problem)
+		}
+		s.logger.Info("projection conflict mended", "stream", c.stream, "problem", c.problem, "seq", seq)
+	}
 }
 
 // setHashed records that this replica's projector hashed, checked and
