@@ -88,6 +88,8 @@ func reason(err error) string {
 		return "unregistered"
 	case errors.Is(err, ErrTooManyConnections):
 		return "too_many_connections"
+	case errors.Is(err, ErrLookup):
+		return "registry_unavailable"
 	}
 	return "other"
 }
@@ -145,7 +147,7 @@ func (a *admission) deny(host string, key kez.PublicKey, err error) {
 	if errors.Is(err, ErrUnregistered) {
 		a.unknown[key] = now.Add(unknownFor)
 	}
-	if host != "" && r != "throttled" && r != "too_many_connections" {
+	if host != "" && r != "throttled" && r != "too_many_connections" && r != "registry_unavailable" {
 		h := a.hosts[host]
 		if h == nil || now.Sub(h.since) > hostWindow {
 			h = &hostState{since: now}

@@ -3,7 +3,9 @@ package callout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/callout"
+	"kez.lat/kez/callout/mock"
 	"kez.lat/kez/streams"
 )
 
@@ -128,6 +131,74 @@ func TestSignInFlood(t *testing.T) {
 	}
 	if len(logs.lines) == 0 || !strings.Contains(strings.Join(logs.lines, "\n"), "reason=bad_signature") {
 		t.Errorf("denials not logged by reason: %q", logs.lines)
+	}
+}
+
+// TestSignInRegistryUnanswered: a registry that does not answer for a
+// key (a time-out, no leader) refuses the sign-in without calling the
+// key unregistered: the next attempt asks again and signs in once the
+// registry answers, and the failures are not held against the address.
+// A cache entry of another key under the key's lookup (a projection that
+// changed a handle's key) is not used: the key's own claim decides.
+func TestSignInRegistryUnanswered(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	bob, _ := kez.GenerateKey(nil)
+	ha, _ := kez.ParseHandle("alice", "kez.test")
+	hb, _ := kez.ParseHandle("bob", "kez.test")
+	var answering atomic.Bool
+	users := &mock.Users{
+		// Bob's lookup finds alice's record: damage.
+		LookupKeyFn: func(k kez.PublicKey) (kez.HandleRecord, bool) {
+			if k.Equal(bob.Public()) {
+				return kez.HandleRecord{Handle: ha, Primary: alice.Public()}, true
+			}
+			return kez.HandleRecord{}, false
+		},
+		KeyHandleFn: func(_ context.Context, k kez.PublicKey) (kez.Handle, error) {
+			switch {
+			case !answering.Load():
+				return kez.Handle{}, fmt.Errorf("%w: no leader", kez.ErrUnavailable)
+			case k.Equal(alice.Public()):
+				return ha, nil
+			case k.Equal(bob.Public()):
+				return hb, nil
+			}
+			return kez.Handle{}, kez.ErrNotFound
+		},
+	}
+	reg := prometheus.NewRegistry()
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, users, streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if _, _, err := svc.Answer(fromHost(t, server, alice.Public(), alice, "203.0.113.5"), ""); !errors.Is(err, callout.ErrLookup) {
+			t.Fatalf("sign-in with the registry not answering: %v, want ErrLookup", err)
+		}
+	}
+	answering.Store(true)
+	if _, _, err := svc.Answer(fromHost(t, server, alice.Public(), alice, "203.0.113.5"), ""); err != nil {
+		t.Fatalf("sign-in once the registry answers: %v", err)
+	}
+	if got := denials(t, reg, "registry_unavailable"); got != 30 {
+		t.Errorf("registry_unavailable denials counted %v, want 30", got)
+	}
+	tok, _, err := svc.Answer(fromHost(t, server, bob.Public(), bob, "198.51.100.5"), "")
+	if err != nil {
+		t.Fatalf("bob with alice's record under his key: %v", err)
+	}
+	claims, err := jwt.DecodeAuthorizationResponseClaims(string(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(claims.Jwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, _ := streams.UserPermissions(bob.Public()); uc.Name != hb.String() || !slices.Equal(uc.Pub.Allow, jwt.StringList(pub)) {
+		t.Errorf("bob signed in as %q with %v; want his own handle and permissions", uc.Name, uc.Pub.Allow)
 	}
 }
 

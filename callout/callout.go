@@ -36,6 +36,10 @@ var (
 	ErrMalformed    = errors.New("malformed authorization request")
 	ErrNoSignature  = errors.New("no nkey signature over the nonce")
 	ErrUnregistered = errors.New("key has no handle")
+	// ErrLookup: the registry did not say whether the key has a handle
+	// (it timed out, its stream had no leader). Not the key's fault, so
+	// not remembered as unregistered nor held against its address.
+	ErrLookup = errors.New("the registry did not answer for the key")
 )
 
 // Config is the callout's configuration.
@@ -341,7 +345,10 @@ func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, 
 	if !key.Verify(kez.PurposeNATSAuth, []byte(nonce), sig) {
 		return rec, fmt.Errorf("%w: nonce signature by %s", kez.ErrBadSignature, key)
 	}
-	if cached, ok := s.users.LookupKey(key); ok {
+	// The cache's record must be this key's: a record of another key
+	// filed under it (a projection that changed a handle's key: damage)
+	// must never sign this key in with that key's inbox.
+	if cached, ok := s.users.LookupKey(key); ok && cached.Primary.Equal(key) {
 		return cached, nil
 	}
 	if s.admit.unregistered(key) {
@@ -350,8 +357,11 @@ func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, 
 	ctx, cancel := context.WithTimeout(context.Background(), keyHandleTimeout)
 	defer cancel()
 	h, err := s.users.KeyHandle(ctx, key)
+	if errors.Is(err, kez.ErrNotFound) {
+		return rec, fmt.Errorf("%w: %s", ErrUnregistered, key)
+	}
 	if err != nil {
-		return rec, fmt.Errorf("%w: %s: %v", ErrUnregistered, key, err)
+		return rec, fmt.Errorf("%w: %s: %v", ErrLookup, key, err)
 	}
 	rec.Handle = h
 	return rec, nil
