@@ -84,3 +84,41 @@ func TestLimitsOnCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeStopFreesConnections: a broker node that stops sends no
+// disconnect events for its clients; its shutdown notice takes their
+// connections out of the count, so that a user at the cap whose node
+// went away signs in on another node at once (before, the key stayed
+// full of connections nobody held until the replica restarted).
+func TestNodeStopFreesConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 2-node cluster")
+	}
+	c := natstest.StartCluster(t, 2)
+	st := &stack{ns: c.Servers[0], records: map[kez.PublicKey]kez.HandleRecord{}}
+	st.startReplica(t, c.Servers[0], func(c *callout.Config) { c.MaxConnsPerKey = 1 })
+	alice := st.register(t, "alice")
+	nc, err := signIn(c.Servers[1].ClientURL(), alice, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// The replica has counted it: a second connection is refused.
+	waitFor(t, func() bool {
+		nc2, err := signIn(c.Servers[0].ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc2.Close()
+		}
+		return errors.Is(err, nats.ErrAuthorization)
+	})
+	c.Servers[1].Stop()
+	start := time.Now()
+	waitFor(t, func() bool {
+		nc2, err := signIn(c.Servers[0].ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc2.Close()
+		}
+		return err == nil
+	})
+	t.Logf("alice signed in on the other node %v after hers stopped", time.Since(start).Round(time.Millisecond))
+}

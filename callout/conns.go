@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,21 @@ func ConnEventSubjects(account string) (connect, disconnect string) {
 	return "$SYS.ACCOUNT." + account + ".CONNECT", "$SYS.ACCOUNT." + account + ".DISCONNECT"
 }
 
+// Every broker node's heartbeat (its statistics, every 10 s) and its
+// shutdown notice, which nats/nats.conf exports from SYS: a node sends
+// no disconnect events for its clients when it stops, crashes or is cut
+// off, so the connections counted on it are dropped when it says it
+// stops or goes silent.
+const (
+	ServerHeartbeatSubjects = "$SYS.SERVER.*.STATSZ"
+	ServerShutdownSubjects  = "$SYS.SERVER.*.SHUTDOWN"
+)
+
+// serverSilence is how long a broker node may go unheard (no heartbeat,
+// no connect or disconnect event) before the connections counted on it
+// are taken for gone: three and a half heartbeats.
+const serverSilence = 35 * time.Second
+
 // pendingFor is how long a sign-in this replica allowed counts as a
 // connection before its connect event arrives.
 const pendingFor = 5 * time.Second
@@ -55,11 +71,19 @@ const pendingFor = 5 * time.Second
 // replica takes all of them), plus the sign-ins this replica allowed whose
 // connect event has not arrived yet. A replica that starts knows only
 // the connections made after it: until users reconnect (at the latest
-// when their JWT expires), it may allow more than the cap.
+// when their JWT expires), it may allow more than the cap. A node that
+// stops (its shutdown notice) or goes silent (serverSilence) takes its
+// connections with it: its clients reconnect elsewhere and must not find
+// their keys full of connections nobody holds.
 type conns struct {
 	mu      sync.Mutex
 	open    map[string]map[connID]bool // handle -> its connections
 	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
+	heard   map[string]time.Time       // server id -> when it last gave a sign of life
+	// heartbeats says that the broker's heartbeats arrive at all (a
+	// nats.conf from before exports none): only then is silence taken
+	// for a node gone.
+	heartbeats bool
 }
 
 type connID struct {
@@ -68,7 +92,50 @@ type connID struct {
 }
 
 func newConns() *conns {
-	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}}
+	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}, heard: map[string]time.Time{}}
+}
+
+// alive records a sign of life of server at now: its heartbeat
+// (heartbeat true), or an event of one of its connections.
+func (c *conns) alive(server string, heartbeat bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.heard[server] = now
+	c.heartbeats = c.heartbeats || heartbeat
+}
+
+// gone drops every connection counted on server.
+func (c *conns) gone(server string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.goneLocked(server)
+}
+
+func (c *conns) goneLocked(server string) {
+	delete(c.heard, server)
+	for h, ids := range c.open {
+		for id := range ids {
+			if id.server == server {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(c.open, h)
+		}
+	}
+}
+
+// sweepLocked drops the connections of the servers silent for longer
+// than serverSilence at now, if heartbeats arrive at all; c.mu is held.
+func (c *conns) sweepLocked(now time.Time) {
+	if !c.heartbeats {
+		return
+	}
+	for server, t := range c.heard {
+		if now.Sub(t) > serverSilence {
+			c.goneLocked(server)
+		}
+	}
 }
 
 // take counts one more sign-in of handle at now if it has fewer than max
@@ -78,6 +145,7 @@ func newConns() *conns {
 func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sweepLocked(now)
 	p := c.pending[handle]
 	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
 		p = p[1:]
@@ -94,12 +162,13 @@ func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
 	return n, n < max
 }
 
-// event applies a connect (up) or disconnect event.
-func (c *conns) event(ev ConnEvent, up bool) {
+// event applies a connect (up) or disconnect event, received at now.
+func (c *conns) event(ev ConnEvent, up bool, now time.Time) {
 	id := connID{ev.Server.ID, ev.Client.ID}
 	h := ev.Client.User
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.heard[ev.Server.ID] = now
 	if up {
 		if c.open[h] == nil {
 			c.open[h] = map[connID]bool{}
@@ -118,17 +187,42 @@ func (c *conns) event(ev ConnEvent, up bool) {
 
 // Track follows the connect and disconnect events of the users' account
 // on nc (a connection of the account that imports them), so that the
-// callout can cap each key's connections (Config.MaxConnsPerKey).
+// callout can cap each key's connections (Config.MaxConnsPerKey), and
+// the broker nodes' heartbeats and shutdown notices, so that a node's
+// connections go with it.
 func (s *Service) Track(nc *nats.Conn, account string) error {
 	connect, disconnect := ConnEventSubjects(account)
 	for subj, up := range map[string]bool{connect: true, disconnect: false} {
 		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
 			if ev, err := ParseConnEvent(m.Data); err == nil {
-				s.conns.event(ev, up)
+				s.conns.event(ev, up, s.cfg.Now())
 			}
 		}); err != nil {
 			return fmt.Errorf("connection events: %w", err)
 		}
 	}
+	for subj, stop := range map[string]bool{ServerHeartbeatSubjects: false, ServerShutdownSubjects: true} {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			server, ok := serverOf(m.Subject)
+			switch {
+			case !ok:
+			case stop:
+				s.conns.gone(server)
+			default:
+				s.conns.alive(server, true, s.cfg.Now())
+			}
+		}); err != nil {
+			return fmt.Errorf("server events: %w", err)
+		}
+	}
 	return nil
+}
+
+// serverOf returns the server id of a $SYS.SERVER.<id>.<event> subject.
+func serverOf(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[2] == "" {
+		return "", false
+	}
+	return parts[2], true
 }

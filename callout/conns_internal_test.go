@@ -1,0 +1,63 @@
+package callout
+
+import (
+	"testing"
+	"time"
+)
+
+func connEvent(server string, id uint64, user string) ConnEvent {
+	var ev ConnEvent
+	ev.Server.ID, ev.Client.ID, ev.Client.User = server, id, user
+	return ev
+}
+
+// TestConnsNodeGone: connections counted on a broker node that falls
+// silent (crashed, cut off: no disconnect events, no heartbeats) stop
+// counting once it has been silent for serverSilence while others'
+// heartbeats arrive; a shutdown notice drops its connections at once;
+// with no heartbeats at all (a nats.conf that does not export them)
+// nothing is dropped for silence.
+func TestConnsNodeGone(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	c := newConns()
+	c.alive("A", true, t0)
+	c.event(connEvent("B", 1, "alice"), true, t0)
+	c.event(connEvent("A", 7, "bob"), true, t0)
+	if n, ok := c.take("alice", 1, t0.Add(10*time.Second)); ok || n != 1 {
+		t.Fatalf("alice at her cap of 1 on B: %d, %v", n, ok)
+	}
+	for s := 10; s <= 40; s += 10 {
+		c.alive("A", true, t0.Add(time.Duration(s)*time.Second))
+	}
+	if n, ok := c.take("alice", 1, t0.Add(40*time.Second)); !ok || n != 0 {
+		t.Fatalf("alice 40 s after B fell silent: %d, %v; want her connection there dropped", n, ok)
+	}
+	if n, _ := c.take("bob", 5, t0.Add(40*time.Second)); n != 1 {
+		t.Fatalf("bob's connection on A, which is heard: counted %d, want 1", n)
+	}
+	c.gone("A")
+	if n, _ := c.take("bob", 5, t0.Add(41*time.Second)); n != 1 { // the sign-in pending from the take above
+		t.Fatalf("bob after A's shutdown notice: counted %d, want only the pending sign-in", n)
+	}
+
+	quiet := newConns()
+	quiet.event(connEvent("B", 1, "alice"), true, t0)
+	if n, ok := quiet.take("alice", 1, t0.Add(10*time.Minute)); ok || n != 1 {
+		t.Fatalf("with no heartbeats at all, alice 10 min later: %d, %v; want her connection still counted", n, ok)
+	}
+}
+
+func TestServerOf(t *testing.T) {
+	for subject, want := range map[string]string{
+		"$SYS.SERVER.NABC.STATSZ":   "NABC",
+		"$SYS.SERVER.NABC.SHUTDOWN": "NABC",
+		"$SYS.SERVER..STATSZ":       "",
+		"$SYS.SERVER.STATSZ":        "",
+		"$SYS.SERVER.A.B.STATSZ":    "",
+	} {
+		got, ok := serverOf(subject)
+		if got != want || ok != (want != "") {
+			t.Errorf("serverOf(%q) = %q, %v; want %q", subject, got, ok, want)
+		}
+	}
+}
