@@ -95,6 +95,10 @@ type FetchOptions struct {
 	// Waiting, if not nil, is called once the sender's node could not be
 	// reached and Fetch starts waiting for them.
 	Waiting func(from kez.Handle, until time.Time)
+	// Notice, if not nil, is told what the user should know of a fetch
+	// that goes on, such as why an earlier partial download is not
+	// resumed.
+	Notice func(msg string)
 	// MaxSize is the largest file size, as announced by the sender, that
 	// Fetch downloads; 0 means [DefaultMaxFetchSize]. A larger file is
 	// refused before any byte of it is written: the size is the sender's
@@ -175,7 +179,7 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 	if store, err := c.blobs(); err == nil && !store.Has(o.File.Blob) {
 		_ = store.Remove(o.File.Blob)
 	}
-	res.Resumed, err = receiveFile(c.p.path(downloadsDir), o.File.Blob, o.File.Size, o.key, res.Path, func(get getFunc) error {
+	res.Resumed, err = receiveFile(c.p.path(downloadsDir), o.File.Blob, o.File.Size, o.key, res.Path, opts.Notice, func(get getFunc) error {
 		res.Route, err = c.download(ctx, ct, o.File.Size, o.addrs, opts, get)
 		return err
 	})

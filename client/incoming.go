@@ -68,13 +68,14 @@ type getFunc func(ctx context.Context, src blob.Source, progress func(int64)) er
 // it resumes a download recorded in dir, calls run with the function that
 // fetches the rest of the blob from a source (run may call it again after
 // an interruption; it resumes), and links the file into place once every
-// chunk is written. It returns the blob offset it resumed from.
+// chunk is written. It returns the blob offset it resumed from. notice,
+// if not nil, is told why a recorded download is not resumed.
 //
 // A blob that verifies but does not decrypt (the error wraps
 // [filecrypt.ErrDecrypt] or [filecrypt.ErrHeader]) can never succeed: its
 // partial file and record are removed.
-func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, run func(get getFunc) error) (int64, error) {
-	in, err := newIncoming(dir, h, size, key, path)
+func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string), run func(get getFunc) error) (int64, error) {
+	in, err := newIncoming(dir, h, size, key, path, notice)
 	if err != nil {
 		return 0, err
 	}
@@ -93,6 +94,12 @@ func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 
 // errFetchState: a download record that cannot be used.
 var errFetchState = errors.New("bad download record")
+
+// errForeignPart: the partial file a record names is not the user's
+// alone. Anyone who can write it chose its bytes, which resuming would
+// keep as the start of the file, and anyone who can read it would read
+// the rest as it is decrypted: it is neither resumed nor removed.
+var errForeignPart = errors.New("partial file is not yours alone")
 
 // parseFetchState reads a download record of a file of plain bytes. It
 // returns an error wrapping errFetchState for anything but a record this
@@ -140,8 +147,9 @@ type incoming struct {
 
 // newIncoming prepares the download of blob h of size bytes under key to
 // path: it resumes the partial file its record names, when that is in
-// path's directory and intact, else starts a new one (removing the old).
-func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path string) (*incoming, error) {
+// path's directory, intact and the user's alone, else starts a new one
+// (removing the old one if it is the user's) and tells notice why.
+func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string)) (*incoming, error) {
 	plain, err := filecrypt.PlaintextSize(size)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
@@ -156,6 +164,10 @@ func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 	r := &incoming{h: h, size: size, plain: plain, key: key, path: abs, record: filepath.Join(dir, h.String())}
 	if err := r.resume(); err != nil {
 		r.close()
+		// No record at all is the usual case, not news.
+		if notice != nil && (r.st.Part != "" || !errors.Is(err, os.ErrNotExist)) {
+			notice(fmt.Sprintf("not resuming the earlier download of %s (%v); starting over", filepath.Base(r.path), err))
+		}
 		if err := r.fresh(); err != nil {
 			r.close()
 			return nil, err
@@ -178,19 +190,30 @@ func (r *incoming) resume() error {
 	if filepath.Dir(st.Part) != filepath.Dir(r.path) {
 		return errors.New("partial file in another directory")
 	}
-	// The name is ours, but the directory may be shared: no symlink, a
-	// regular file with no other link, as large as the record says.
+	// The name is ours, but the directory may be shared (/tmp), and the
+	// file may be gone (a reboot) while the record stayed: someone who
+	// reads the name in the record's place, or in a listing, could have
+	// made one. So: no symlink, a regular file with no other link,
+	// owned by the user and by no one else writable or readable (else
+	// its first bytes would be theirs, and the rest readable by them), as
+	// large as the record says. The checks are made on the file opened.
 	f, err := openNoFollow(st.Part)
 	if err != nil {
-		return err
+		return fmt.Errorf("partial file: %w", err)
 	}
 	r.part = f
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() < st.Done || links(fi) != 1 {
-		return errors.New("partial file changed")
+	if !fi.Mode().IsRegular() || links(fi) != 1 {
+		return fmt.Errorf("%w: not a regular file of one link", errForeignPart)
+	}
+	if err := ownPrivate(fi); err != nil {
+		return err
+	}
+	if fi.Size() < st.Done {
+		return errors.New("partial file shorter than recorded")
 	}
 	if st.Salt != nil {
 		hdr := append([]byte(filecrypt.Magic), st.Salt...)
@@ -210,11 +233,15 @@ func (r *incoming) resume() error {
 	return err
 }
 
-// fresh removes what an unusable record names and starts a new partial
-// file, recorded at once so that a crash leaves no file unaccounted for.
+// fresh removes what an unusable record names, if it is the user's, and
+// starts a new partial file, recorded at once so that a crash leaves no
+// file unaccounted for. A file someone else made is left alone: it is
+// theirs to remove.
 func (r *incoming) fresh() error {
 	if r.st.Part != "" {
-		os.Remove(r.st.Part)
+		if fi, err := os.Lstat(r.st.Part); err == nil && owned(fi) {
+			os.Remove(r.st.Part)
+		}
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])

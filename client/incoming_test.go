@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"kez.lat/kez/blob"
@@ -386,4 +387,76 @@ func FuzzFetchState(f *testing.F) {
 			t.Fatalf("accepted %+v for a file of %d bytes", st, plain)
 		}
 	})
+}
+
+// TestReceiveForeignPartial: the partial file a record names was removed
+// (a reboot cleared /tmp, the record stayed) and someone made one of
+// that name with their own bytes: writable by others, or owned by
+// another user. The download does not resume into it (which would keep
+// their bytes as the file's start, in a file they can read), says why,
+// starts over, and leaves another user's file alone.
+func TestReceiveForeignPartial(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(10*cs, 4)
+	src, h, size, k := sharedBlob(t, plain)
+	for _, tt := range []struct {
+		name string
+		mode os.FileMode
+		uid  int // -1: the current user
+	}{
+		{"group and others may write", 0o666, -1},
+		{"others may read", 0o604, -1},
+		{"another user's", 0o600, 65534},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.uid >= 0 && os.Geteuid() != 0 {
+				t.Skip("making a file of another user needs root")
+			}
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, "file.bin")
+			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+				return func(g func(context.Context, blob.Source, func(int64)) error) error {
+					return g(context.Background(), cutSource{src, cut}, nil)
+				}
+			}
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+				t.Fatal(err)
+			}
+			part := partials(t, out)[0]
+			if err := os.Remove(part); err != nil {
+				t.Fatal(err)
+			}
+			evil := bytes.Repeat([]byte("attacker"), 5*cs/8)
+			if err := os.WriteFile(part, evil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(part, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if tt.uid >= 0 {
+				if err := os.Chown(part, tt.uid, tt.uid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var notices []string
+			resumed, err := client.ReceiveFileNotice(dir, h, size, k, path, func(s string) { notices = append(notices, s) }, run(1<<40))
+			if err != nil || resumed != 0 {
+				t.Fatalf("download after a foreign partial file: resumed at %d, %v; want a fresh start", resumed, err)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+				t.Fatalf("downloaded file differs from the file shared (starts %q)", got[:min(len(got), 16)])
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("output file: %v, %v; want mode 0600", fi, err)
+			}
+			if len(notices) != 1 || !strings.Contains(notices[0], "not yours alone") {
+				t.Errorf("notices %q, want one saying the partial file is not yours alone", notices)
+			}
+			if tt.uid >= 0 {
+				if b, err := os.ReadFile(part); err != nil || !bytes.Equal(b, evil) {
+					t.Errorf("another user's file was removed or changed: %v", err)
+				}
+			}
+		})
+	}
 }

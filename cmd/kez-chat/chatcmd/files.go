@@ -155,6 +155,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			return err
 		}
 		var bar *bar
+		opts.Notice = func(msg string) { fmt.Fprintf(a.errw, "kez-chat: %s\n", sanitize(msg)) }
 		opts.Progress = func(p client.FetchProgress) {
 			if bar == nil {
 				bar = newBar(a, p.Total, "fetching ("+p.Route+")")
