@@ -137,6 +137,9 @@ var (
 	ErrFileExists = errors.New("file exists")
 	// ErrFileTooLarge: the announced size is over FetchOptions.MaxSize.
 	ErrFileTooLarge = errors.New("file too large")
+	// ErrFetchRunning: another fetch of the same file, in this process or
+	// another, is under way: two would write the same partial file.
+	ErrFetchRunning = errors.New("another kez-chat fetch of this file is running")
 )
 
 // Fetch downloads the file whose ID starts with id (from an announcement

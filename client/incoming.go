@@ -79,7 +79,7 @@ func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 	if err != nil {
 		return 0, err
 	}
-	defer in.close()
+	defer in.release()
 	resumed := in.offset()
 	if resumed < size {
 		if err := run(in.get); err != nil {
@@ -138,6 +138,7 @@ type incoming struct {
 	key    filecrypt.Key
 	path   string
 	record string // the download record's path
+	unlock func() // releases the lock of the download
 
 	st    fetchState
 	part  *os.File
@@ -149,6 +150,12 @@ type incoming struct {
 // path: it resumes the partial file its record names, when that is in
 // path's directory, intact and the user's alone, else starts a new one
 // (removing the old one if it is the user's) and tells notice why.
+//
+// It holds the download's lock, beside its record, until release: two
+// fetches of a file at once would share the partial file, the second
+// cutting it back to the recorded length under the first, which would
+// go on writing at its own offsets and leave zeros no one sent. A second
+// one fails at once with [ErrFetchRunning].
 func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string)) (*incoming, error) {
 	plain, err := filecrypt.PlaintextSize(size)
 	if err != nil {
@@ -162,6 +169,13 @@ func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 		return nil, err
 	}
 	r := &incoming{h: h, size: size, plain: plain, key: key, path: abs, record: filepath.Join(dir, h.String())}
+	if r.unlock, err = lockDownload(r.record + ".lock"); err != nil {
+		if errors.Is(err, ErrFetchRunning) {
+			err = withHint(fmt.Errorf("%s: %w", filepath.Base(abs), err),
+				"wait for it to finish, or stop it: the download resumes where it stopped")
+		}
+		return nil, err
+	}
 	if err := r.resume(); err != nil {
 		r.close()
 		// No record at all is the usual case, not news.
@@ -169,7 +183,7 @@ func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 			notice(fmt.Sprintf("not resuming the earlier download of %s (%v); starting over", filepath.Base(r.path), err))
 		}
 		if err := r.fresh(); err != nil {
-			r.close()
+			r.release()
 			return nil, err
 		}
 	}
@@ -269,6 +283,15 @@ func (r *incoming) close() {
 	if r.part != nil {
 		r.part.Close()
 		r.part = nil
+	}
+}
+
+// release closes the partial file and releases the download's lock.
+func (r *incoming) release() {
+	r.close()
+	if r.unlock != nil {
+		r.unlock()
+		r.unlock = nil
 	}
 }
 

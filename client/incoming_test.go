@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
@@ -458,5 +459,115 @@ func TestReceiveForeignPartial(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pauseSource serves slices of a Source, each blocking once after
+// `after` bytes until release is closed (paused is closed then).
+type pauseSource struct {
+	src     blob.Source
+	after   int64
+	paused  chan struct{}
+	release chan struct{}
+}
+
+type pauseReader struct {
+	r    io.Reader
+	n    int64
+	s    *pauseSource
+	done bool
+}
+
+func (p *pauseReader) Read(b []byte) (int, error) {
+	if !p.done && p.n >= p.s.after {
+		p.done = true
+		close(p.s.paused)
+		<-p.s.release
+	}
+	if !p.done && int64(len(b)) > p.s.after-p.n {
+		b = b[:p.s.after-p.n]
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
+}
+
+func (s *pauseSource) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	rc, err := s.src.Slice(ctx, h, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&pauseReader{r: rc, s: s}, rc}, nil
+}
+
+// errUnreachable is the error of unreachableSource.
+var errUnreachable = errors.New("peer unreachable")
+
+type unreachableSource struct{}
+
+func (unreachableSource) Slice(context.Context, blob.Hash, int64, int64) (io.ReadCloser, error) {
+	return nil, errUnreachable
+}
+
+// TestReceiveConcurrent: while a resumed fetch of a file is under way, a
+// second fetch of the same file (another terminal, a --wait in the
+// background) fails at once with ErrFetchRunning and touches nothing: it
+// used to cut the shared partial file back to the recorded length under
+// the first, which then left zeros in the output. Once the first is done,
+// its lock is gone.
+func TestReceiveConcurrent(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(80*cs, 7)
+	src, h, size, k := sharedBlob(t, plain)
+	dir, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(out, "file.bin")
+	run := func(s blob.Source) (int64, error) {
+		return client.ReceiveFile(dir, h, size, k, path, func(get func(context.Context, blob.Source, func(int64)) error) error {
+			return get(context.Background(), s, nil)
+		})
+	}
+	if _, err := run(cutSource{src, int64(5 * filecrypt.EncChunkSize)}); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	ps := &pauseSource{src: src, after: 3 << 20, paused: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { _, err := run(ps); done <- err }()
+	<-ps.paused
+	// Until the first has written past the recorded length, which the
+	// second would cut back to.
+	var before os.FileInfo
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if before, err = os.Stat(partials(t, out)[0]); err != nil {
+			t.Fatal(err)
+		}
+		if before.Size() > 5*int64(cs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first fetch wrote %d bytes, not past the recorded %d", before.Size(), 5*cs)
+		}
+	}
+	_, errB := run(unreachableSource{})
+	if !errors.Is(errB, client.ErrFetchRunning) || !strings.Contains(errB.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second fetch of the same file: %v, want ErrFetchRunning naming pid %d", errB, os.Getpid())
+	}
+	if after, err := os.Stat(partials(t, out)[0]); err != nil {
+		t.Error(err)
+	} else if after.Size() < before.Size() {
+		t.Errorf("the second fetch cut the partial file from %d to %d bytes", before.Size(), after.Size())
+	}
+	close(ps.release)
+	if err := <-done; err != nil {
+		t.Fatalf("first fetch: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+		t.Fatal("the first fetch saved a file that differs from the file shared")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left in the downloads directory: %v", left)
 	}
 }
