@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
@@ -262,7 +263,7 @@ func (r *incoming) fresh() error {
 	// Mode 0600: the file was sent to this user alone, and a partial
 	// plaintext must not be readable by others. O_EXCL: never an existing
 	// file (or a link an attacker planted).
-	name := filepath.Join(filepath.Dir(r.path), fmt.Sprintf(".%s.kez-%x.part", filepath.Base(r.path), rnd))
+	name := filepath.Join(filepath.Dir(r.path), partName(filepath.Base(r.path), rnd))
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -270,6 +271,25 @@ func (r *incoming) fresh() error {
 	r.part, r.ch, r.start = f, nil, 0
 	r.st = fetchState{V: 1, Part: name}
 	return r.save(0)
+}
+
+// maxNameLen is the longest file name most file systems take (NAME_MAX
+// on Linux, macOS and Windows), which names received may reach.
+const maxNameLen = 255
+
+// partName returns the name of a partial file of the output file name,
+// with the random rnd: ".<name>.kez-<rnd>.part", with name cut short (at
+// a character boundary) so that the whole is at most maxNameLen bytes:
+// an output name of maxNameLen bytes must have a partial file too.
+func partName(name string, rnd [8]byte) string {
+	suffix := fmt.Sprintf(".kez-%x.part", rnd)
+	if n := maxNameLen - 1 - len(suffix); len(name) > n {
+		for n > 0 && !utf8.RuneStart(name[n]) {
+			n--
+		}
+		name = name[:n]
+	}
+	return "." + name + suffix
 }
 
 // save records that n plaintext bytes of the partial file are synced.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
@@ -569,5 +570,50 @@ func TestReceiveConcurrent(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Errorf("left in the downloads directory: %v", left)
+	}
+}
+
+// TestReceiveLongName: a name as long as a file name may be (255 bytes,
+// what share.CheckName allows) is saved under that name: the partial
+// file's name, which adds its own 27 bytes, is cut short to fit, at a
+// character boundary.
+func TestReceiveLongName(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(3*cs, 5)
+	src, h, size, k := sharedBlob(t, plain)
+	for _, tt := range []struct{ desc, name string }{
+		{"228 bytes, fits as it is", strings.Repeat("a", 228)},
+		{"229 bytes", strings.Repeat("a", 229)},
+		{"255 bytes", strings.Repeat("n", 251) + ".txt"},
+		{"255 bytes of two-byte characters", strings.Repeat("é", 127) + "x"},
+		{"255 bytes of three-byte characters", "x" + strings.Repeat("€", 84) + "yz"},
+	} {
+		name := tt.name
+		t.Run(tt.desc, func(t *testing.T) {
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, name)
+			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+				return func(g func(context.Context, blob.Source, func(int64)) error) error {
+					return g(context.Background(), cutSource{src, cut}, nil)
+				}
+			}
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(2*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+				t.Fatalf("interrupted download of a %d-byte name: %v, want the cut", len(name), err)
+			}
+			ps := partials(t, out)
+			if len(ps) != 1 {
+				t.Fatalf("partial files: %q", ps)
+			}
+			if b := filepath.Base(ps[0]); len(b) > 255 || !utf8.ValidString(b) {
+				t.Fatalf("partial file name of %d bytes, valid UTF-8: %v", len(b), utf8.ValidString(b))
+			}
+			resumed, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40))
+			if err != nil || resumed == 0 {
+				t.Fatalf("resumed download: resumed at %d, %v", resumed, err)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("saved file: %v, or differs", err)
+			}
+		})
 	}
 }
