@@ -50,3 +50,6 @@ func ParseFetchState(b []byte, plain int64) error {
 	_, err := parseFetchState(b, plain)
 	return err
 }
+
+// OutputPath is outputPath.
+var OutputPath = outputPath

@@ -167,6 +167,10 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if res.Renamed {
+			fmt.Fprintf(a.errw, "kez-chat: saved as %s, not %s: a received name starting with '.' would be a hidden file (-o chooses the name)\n",
+				sanitize(res.Path), sanitize(res.Offer.File.Name))
+		}
 		if a.g.JSON {
 			return writeJSON(a.out, res)
 		}
