@@ -99,7 +99,8 @@ var errFetchState = errors.New("bad download record")
 // errForeignPart: the partial file a record names is not the user's
 // alone. Anyone who can write it chose its bytes, which resuming would
 // keep as the start of the file, and anyone who can read it would read
-// the rest as it is decrypted: it is neither resumed nor removed.
+// the rest as it is decrypted. It is not resumed, and removed only if it
+// is the user's (see fresh).
 var errForeignPart = errors.New("partial file is not yours alone")
 
 // parseFetchState reads a download record of a file of plain bytes. It
