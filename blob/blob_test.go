@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"lukechampine.com/blake3"
 
@@ -435,5 +436,89 @@ func TestRemove(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(s.Dir()); len(ents) != 0 {
 		t.Fatalf("left %v", ents)
+	}
+}
+
+// hookReader runs hook once before a read past after bytes.
+type hookReader struct {
+	r     io.Reader
+	n     int64
+	after int64
+	hook  func()
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	if h.hook != nil && h.n >= h.after {
+		h.hook()
+		h.hook = nil
+	}
+	if h.hook != nil && int64(len(p)) > h.after-h.n {
+		p = p[:h.after-h.n]
+	}
+	n, err := h.r.Read(p)
+	h.n += int64(n)
+	return n, err
+}
+
+// TestFetchBusyOtherProcess: two Store values on one directory, as two
+// kez-chat processes on one profile. While one resumes a fetch, the
+// other's fetch of the same blob fails at once with ErrBusy and leaves
+// the partial file alone (it used to cut it back to the recorded length
+// under the first, whose blob then did not verify); once the first is
+// done, the other finds the blob.
+func TestFetchBusyOtherProcess(t *testing.T) {
+	a, b := newStore(t), newStore(t)
+	b2, err := blob.Open(b.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 6 << 20
+	data := pattern(size, 9)
+	h := importBytes(t, a, data)
+	if err := b.Fetch(context.Background(), h, size, &counting{src: a, failAfter: 1 << 20}, nil); !errors.Is(err, errCut) {
+		t.Fatalf("first Fetch = %v, want the cut", err)
+	}
+	recorded := b.Partial(h)
+	part := filepath.Join(b.Dir(), h.String()+".part")
+	var inner error
+	var innerSize, beforeSize int64
+	src := sourceFunc(func(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+		rc, err := a.Slice(ctx, h, off, n)
+		if err != nil {
+			return nil, err
+		}
+		return readCloser{&hookReader{r: rc, after: 3 << 20, hook: func() {
+			// Once this fetch has written past the recorded length.
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if fi, err := os.Stat(part); err == nil && fi.Size() > recorded {
+					beforeSize = fi.Size()
+					break
+				}
+			}
+			inner = b2.Fetch(ctx, h, size, sourceFunc(func(context.Context, blob.Hash, int64, int64) (io.ReadCloser, error) {
+				return nil, errors.New("unreachable")
+			}), nil)
+			if fi, err := os.Stat(part); err == nil {
+				innerSize = fi.Size()
+			}
+		}}, rc}, nil
+	})
+	if err := b.Fetch(context.Background(), h, size, src, nil); err != nil {
+		t.Fatalf("resumed Fetch: %v", err)
+	}
+	if !errors.Is(inner, blob.ErrBusy) {
+		t.Errorf("Fetch by another Store meanwhile = %v, want ErrBusy", inner)
+	}
+	if beforeSize <= recorded || innerSize < beforeSize {
+		t.Errorf("partial file of %d bytes (recorded %d) became %d bytes", beforeSize, recorded, innerSize)
+	}
+	if !bytes.Equal(readBlob(t, b, h), data) {
+		t.Fatal("fetched blob differs")
+	}
+	if err := b2.Fetch(context.Background(), h, size, a, nil); err != nil || !b2.Has(h) {
+		t.Fatalf("Fetch by another Store afterwards = %v, has it: %v", err, b2.Has(h))
+	}
+	if ents, _ := filepath.Glob(filepath.Join(b.Dir(), "*.part*")); len(ents) != 0 {
+		t.Errorf("left %v", ents)
 	}
 }

@@ -14,7 +14,8 @@ var (
 	ErrRange = errors.New("invalid blob range")
 	// ErrSize: the data to import is not of the size given.
 	ErrSize = errors.New("blob size mismatch")
-	// ErrBusy: the blob is being fetched already by this store.
+	// ErrBusy: the blob is being fetched already, by this store or by
+	// another process on its directory.
 	ErrBusy = errors.New("blob fetch in progress")
 	// ErrMalformedHash: not a 64-digit lowercase hex BLAKE3 hash.
 	ErrMalformedHash = errors.New("malformed blob hash")

@@ -38,9 +38,9 @@ type Source interface {
 var _ Source = (*Store)(nil)
 
 // Store is a directory of blobs, each with its outboard, plus the partial
-// files of downloads in progress. One Store value should own a directory:
-// it keeps a single fetch per blob in process, and the client holds a lock
-// on its profile.
+// files of downloads in progress. A single fetch per blob runs at a time:
+// in one process by the Store value's own record, across processes (on
+// unix) by a lock on the partial file.
 type Store struct {
 	dir string
 
@@ -299,6 +299,29 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 		return fmt.Errorf("fetch: %w", err)
 	}
 	defer f.Close()
+	// Another process on this directory (a second kez-chat) may fetch h
+	// too: the lock on the partial file, held until the blob is
+	// installed, keeps it from cutting the file back under this one.
+	if ok, err := tryLock(f); err != nil {
+		return fmt.Errorf("fetch: lock: %w", err)
+	} else if !ok {
+		return fmt.Errorf("fetch %s: %w", h, ErrBusy)
+	}
+	// The holder before us may have installed the blob, renaming the
+	// file we opened, or removed it; or installed it before we opened
+	// (created) this one.
+	if held, err := f.Stat(); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	} else if now, err := os.Stat(partPath); err != nil || !os.SameFile(held, now) {
+		if s.Has(h) {
+			return nil
+		}
+		return fmt.Errorf("fetch %s: %w", h, ErrBusy)
+	}
+	if s.Has(h) {
+		os.Remove(partPath)
+		return nil
+	}
 	// Resume from the recorded length: it was synced before it was
 	// recorded, so those bytes are on disk and verified. Anything past it
 	// (written before a crash, not synced) is dropped.
@@ -373,9 +396,8 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 			return fmt.Errorf("fetch %s: %w: partial file changed on disk", h, ErrCorrupt)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("fetch: %w", err)
-	}
+	// Installed while f, and so its lock, is open: another fetch that
+	// takes the lock then finds the blob in place. The Syncer synced f.
 	if err := s.install(h, partPath, obPath); err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}

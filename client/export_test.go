@@ -35,7 +35,14 @@ var CheckNATSURLs = checkNATSURLs
 // with its records in dir.
 func ReceiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string,
 	run func(get func(ctx context.Context, src blob.Source, progress func(int64)) error) error) (int64, error) {
-	return receiveFile(dir, h, size, key, path, func(get getFunc) error { return run(get) })
+	return receiveFile(dir, h, size, key, path, nil, func(get getFunc) error { return run(get) })
+}
+
+// ReceiveFileNotice is ReceiveFile, telling notice why a recorded
+// download is not resumed.
+func ReceiveFileNotice(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string),
+	run func(get func(ctx context.Context, src blob.Source, progress func(int64)) error) error) (int64, error) {
+	return receiveFile(dir, h, size, key, path, notice, func(get getFunc) error { return run(get) })
 }
 
 // ParseFetchState is parseFetchState, for the fuzz target.
@@ -43,3 +50,6 @@ func ParseFetchState(b []byte, plain int64) error {
 	_, err := parseFetchState(b, plain)
 	return err
 }
+
+// OutputPath is outputPath.
+var OutputPath = outputPath

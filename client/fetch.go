@@ -85,7 +85,9 @@ type FetchOptions struct {
 	From kez.Handle
 	// Output is where to save the file: a path, or an existing directory
 	// to save it in under its name. Default: its name in the current
-	// directory. An existing file is never overwritten.
+	// directory. An existing file is never overwritten. Saved under its
+	// name, a file whose name starts with '.' starts with '_' instead
+	// ([FetchResult.Renamed]).
 	Output string
 	// Wait is how long to wait for the sender to come online when their
 	// node cannot be reached (0: fail at once with ErrSenderOffline).
@@ -95,6 +97,10 @@ type FetchOptions struct {
 	// Waiting, if not nil, is called once the sender's node could not be
 	// reached and Fetch starts waiting for them.
 	Waiting func(from kez.Handle, until time.Time)
+	// Notice, if not nil, is told what the user should know of a fetch
+	// that goes on, such as why an earlier partial download is not
+	// resumed.
+	Notice func(msg string)
 	// MaxSize is the largest file size, as announced by the sender, that
 	// Fetch downloads; 0 means [DefaultMaxFetchSize]. A larger file is
 	// refused before any byte of it is written: the size is the sender's
@@ -122,6 +128,10 @@ type FetchResult struct {
 	// Resumed is the number of bytes a previous, interrupted fetch had
 	// verified.
 	Resumed int64 `json:"resumed,omitempty"`
+	// Renamed reports that the file was saved under another name than
+	// the sender's: a name starting with '.' starts with '_' instead
+	// unless [FetchOptions.Output] names the file.
+	Renamed bool `json:"renamed,omitempty"`
 }
 
 // Errors of fetching.
@@ -133,6 +143,9 @@ var (
 	ErrFileExists = errors.New("file exists")
 	// ErrFileTooLarge: the announced size is over FetchOptions.MaxSize.
 	ErrFileTooLarge = errors.New("file too large")
+	// ErrFetchRunning: another fetch of the same file, in this process or
+	// another, is under way: two would write the same partial file.
+	ErrFetchRunning = errors.New("another kez-chat fetch of this file is running")
 )
 
 // Fetch downloads the file whose ID starts with id (from an announcement
@@ -156,7 +169,7 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 		return res, withHint(fmt.Errorf("%w: @%s announced %s as %d bytes, more than the %d this fetch accepts; nothing was written",
 			ErrFileTooLarge, o.From, o.File.Name, o.File.Size, limit), "if you expect a file that large: kez-chat fetch --max-size "+strconv.FormatInt(o.File.Size, 10)+" "+id)
 	}
-	if res.Path, err = outputPath(opts.Output, o.File.Name); err != nil {
+	if res.Path, res.Renamed, err = outputPath(opts.Output, o.File.Name); err != nil {
 		return res, err
 	}
 	a, _, err := c.account()
@@ -175,7 +188,7 @@ func (c *Client) Fetch(ctx context.Context, id string, opts FetchOptions) (Fetch
 	if store, err := c.blobs(); err == nil && !store.Has(o.File.Blob) {
 		_ = store.Remove(o.File.Blob)
 	}
-	res.Resumed, err = receiveFile(c.p.path(downloadsDir), o.File.Blob, o.File.Size, o.key, res.Path, func(get getFunc) error {
+	res.Resumed, err = receiveFile(c.p.path(downloadsDir), o.File.Blob, o.File.Size, o.key, res.Path, opts.Notice, func(get getFunc) error {
 		res.Route, err = c.download(ctx, ct, o.File.Size, o.addrs, opts, get)
 		return err
 	})
@@ -229,20 +242,31 @@ func pickOffer(offers []Offer, id string) (Offer, error) {
 // outputPath returns where to save a file called name: out, or name in
 // out if out is a directory, or name in the current directory. It
 // returns ErrFileExists if that path exists.
-func outputPath(out, name string) (string, error) {
-	p := name
+//
+// When the sender's name is used (out is not a file's path), a leading
+// '.' becomes '_', as browsers do with downloads: the sender chose the
+// name, and a hidden file such as .bash_profile or .zshenv created in
+// the current directory (often the home directory) would be run by the
+// user's shell, unseen by a plain ls. A user who wants that name gives
+// it with -o. renamed reports whether the name was changed.
+func outputPath(out, name string) (p string, renamed bool, err error) {
+	if rest, ok := strings.CutPrefix(name, "."); ok {
+		name, renamed = "_"+rest, true
+	}
+	p = name
 	if out != "" {
-		p = out
 		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 			p = filepath.Join(out, name)
+		} else {
+			p, renamed = out, false
 		}
 	}
 	if _, err := os.Lstat(p); err == nil {
-		return p, withHint(fmt.Errorf("%s: %w", p, ErrFileExists), "choose another path with -o; nothing is overwritten")
+		return p, renamed, withHint(fmt.Errorf("%s: %w", p, ErrFileExists), "choose another path with -o; nothing is overwritten")
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return p, err
+		return p, renamed, err
 	}
-	return p, nil
+	return p, renamed, nil
 }
 
 // Retry timing of a download from a sender who is offline.

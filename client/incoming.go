@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
@@ -68,17 +69,18 @@ type getFunc func(ctx context.Context, src blob.Source, progress func(int64)) er
 // it resumes a download recorded in dir, calls run with the function that
 // fetches the rest of the blob from a source (run may call it again after
 // an interruption; it resumes), and links the file into place once every
-// chunk is written. It returns the blob offset it resumed from.
+// chunk is written. It returns the blob offset it resumed from. notice,
+// if not nil, is told why a recorded download is not resumed.
 //
 // A blob that verifies but does not decrypt (the error wraps
 // [filecrypt.ErrDecrypt] or [filecrypt.ErrHeader]) can never succeed: its
 // partial file and record are removed.
-func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, run func(get getFunc) error) (int64, error) {
-	in, err := newIncoming(dir, h, size, key, path)
+func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string), run func(get getFunc) error) (int64, error) {
+	in, err := newIncoming(dir, h, size, key, path, notice)
 	if err != nil {
 		return 0, err
 	}
-	defer in.close()
+	defer in.release()
 	resumed := in.offset()
 	if resumed < size {
 		if err := run(in.get); err != nil {
@@ -93,6 +95,13 @@ func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 
 // errFetchState: a download record that cannot be used.
 var errFetchState = errors.New("bad download record")
+
+// errForeignPart: the partial file a record names is not the user's
+// alone. Anyone who can write it chose its bytes, which resuming would
+// keep as the start of the file, and anyone who can read it would read
+// the rest as it is decrypted. It is not resumed, and removed only if it
+// is the user's (see fresh).
+var errForeignPart = errors.New("partial file is not yours alone")
 
 // parseFetchState reads a download record of a file of plain bytes. It
 // returns an error wrapping errFetchState for anything but a record this
@@ -131,6 +140,7 @@ type incoming struct {
 	key    filecrypt.Key
 	path   string
 	record string // the download record's path
+	unlock func() // releases the lock of the download
 
 	st    fetchState
 	part  *os.File
@@ -140,8 +150,15 @@ type incoming struct {
 
 // newIncoming prepares the download of blob h of size bytes under key to
 // path: it resumes the partial file its record names, when that is in
-// path's directory and intact, else starts a new one (removing the old).
-func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path string) (*incoming, error) {
+// path's directory, intact and the user's alone, else starts a new one
+// (removing the old one if it is the user's) and tells notice why.
+//
+// It holds the download's lock, beside its record, until release: two
+// fetches of a file at once would share the partial file, the second
+// cutting it back to the recorded length under the first, which would
+// go on writing at its own offsets and leave zeros no one sent. A second
+// one fails at once with [ErrFetchRunning].
+func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path string, notice func(string)) (*incoming, error) {
 	plain, err := filecrypt.PlaintextSize(size)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
@@ -154,10 +171,21 @@ func newIncoming(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 		return nil, err
 	}
 	r := &incoming{h: h, size: size, plain: plain, key: key, path: abs, record: filepath.Join(dir, h.String())}
+	if r.unlock, err = lockDownload(r.record + ".lock"); err != nil {
+		if errors.Is(err, ErrFetchRunning) {
+			err = withHint(fmt.Errorf("%s: %w", filepath.Base(abs), err),
+				"wait for it to finish, or stop it: the download resumes where it stopped")
+		}
+		return nil, err
+	}
 	if err := r.resume(); err != nil {
 		r.close()
+		// No record at all is the usual case, not news.
+		if notice != nil && (r.st.Part != "" || !errors.Is(err, os.ErrNotExist)) {
+			notice(fmt.Sprintf("not resuming the earlier download of %s (%v); starting over", filepath.Base(r.path), err))
+		}
 		if err := r.fresh(); err != nil {
-			r.close()
+			r.release()
 			return nil, err
 		}
 	}
@@ -178,19 +206,30 @@ func (r *incoming) resume() error {
 	if filepath.Dir(st.Part) != filepath.Dir(r.path) {
 		return errors.New("partial file in another directory")
 	}
-	// The name is ours, but the directory may be shared: no symlink, a
-	// regular file with no other link, as large as the record says.
+	// The name is ours, but the directory may be shared (/tmp), and the
+	// file may be gone (a reboot) while the record stayed: someone who
+	// reads the name in the record's place, or in a listing, could have
+	// made one. So: no symlink, a regular file with no other link,
+	// owned by the user and by no one else writable or readable (else
+	// its first bytes would be theirs, and the rest readable by them), as
+	// large as the record says. The checks are made on the file opened.
 	f, err := openNoFollow(st.Part)
 	if err != nil {
-		return err
+		return fmt.Errorf("partial file: %w", err)
 	}
 	r.part = f
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() < st.Done || links(fi) != 1 {
-		return errors.New("partial file changed")
+	if !fi.Mode().IsRegular() || links(fi) != 1 {
+		return fmt.Errorf("%w: not a regular file of one link", errForeignPart)
+	}
+	if err := ownPrivate(fi); err != nil {
+		return err
+	}
+	if fi.Size() < st.Done {
+		return errors.New("partial file shorter than recorded")
 	}
 	if st.Salt != nil {
 		hdr := append([]byte(filecrypt.Magic), st.Salt...)
@@ -210,18 +249,22 @@ func (r *incoming) resume() error {
 	return err
 }
 
-// fresh removes what an unusable record names and starts a new partial
-// file, recorded at once so that a crash leaves no file unaccounted for.
+// fresh removes what an unusable record names, if it is the user's, and
+// starts a new partial file, recorded at once so that a crash leaves no
+// file unaccounted for. A file someone else made is left alone: it is
+// theirs to remove.
 func (r *incoming) fresh() error {
 	if r.st.Part != "" {
-		os.Remove(r.st.Part)
+		if fi, err := os.Lstat(r.st.Part); err == nil && owned(fi) {
+			os.Remove(r.st.Part)
+		}
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	// Mode 0600: the file was sent to this user alone, and a partial
 	// plaintext must not be readable by others. O_EXCL: never an existing
 	// file (or a link an attacker planted).
-	name := filepath.Join(filepath.Dir(r.path), fmt.Sprintf(".%s.kez-%x.part", filepath.Base(r.path), rnd))
+	name := filepath.Join(filepath.Dir(r.path), partName(filepath.Base(r.path), rnd))
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -229,6 +272,25 @@ func (r *incoming) fresh() error {
 	r.part, r.ch, r.start = f, nil, 0
 	r.st = fetchState{V: 1, Part: name}
 	return r.save(0)
+}
+
+// maxNameLen is the longest file name most file systems take (NAME_MAX
+// on Linux, macOS and Windows), which names received may reach.
+const maxNameLen = 255
+
+// partName returns the name of a partial file of the output file name,
+// with the random rnd: ".<name>.kez-<rnd>.part", with name cut short (at
+// a character boundary) so that the whole is at most maxNameLen bytes:
+// an output name of maxNameLen bytes must have a partial file too.
+func partName(name string, rnd [8]byte) string {
+	suffix := fmt.Sprintf(".kez-%x.part", rnd)
+	if n := maxNameLen - 1 - len(suffix); len(name) > n {
+		for n > 0 && !utf8.RuneStart(name[n]) {
+			n--
+		}
+		name = name[:n]
+	}
+	return "." + name + suffix
 }
 
 // save records that n plaintext bytes of the partial file are synced.
@@ -242,6 +304,15 @@ func (r *incoming) close() {
 	if r.part != nil {
 		r.part.Close()
 		r.part = nil
+	}
+}
+
+// release closes the partial file and releases the download's lock.
+func (r *incoming) release() {
+	r.close()
+	if r.unlock != nil {
+		r.unlock()
+		r.unlock = nil
 	}
 }
 

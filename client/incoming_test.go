@@ -10,7 +10,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
@@ -386,4 +389,231 @@ func FuzzFetchState(f *testing.F) {
 			t.Fatalf("accepted %+v for a file of %d bytes", st, plain)
 		}
 	})
+}
+
+// TestReceiveForeignPartial: the partial file a record names was removed
+// (a reboot cleared /tmp, the record stayed) and someone made one of
+// that name with their own bytes: writable by others, or owned by
+// another user. The download does not resume into it (which would keep
+// their bytes as the file's start, in a file they can read), says why,
+// starts over, and leaves another user's file alone.
+func TestReceiveForeignPartial(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(10*cs, 4)
+	src, h, size, k := sharedBlob(t, plain)
+	for _, tt := range []struct {
+		name string
+		mode os.FileMode
+		uid  int // -1: the current user
+	}{
+		{"group and others may write", 0o666, -1},
+		{"others may read", 0o604, -1},
+		{"another user's", 0o600, 65534},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.uid >= 0 && os.Geteuid() != 0 {
+				t.Skip("making a file of another user needs root")
+			}
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, "file.bin")
+			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+				return func(g func(context.Context, blob.Source, func(int64)) error) error {
+					return g(context.Background(), cutSource{src, cut}, nil)
+				}
+			}
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+				t.Fatal(err)
+			}
+			part := partials(t, out)[0]
+			if err := os.Remove(part); err != nil {
+				t.Fatal(err)
+			}
+			evil := bytes.Repeat([]byte("attacker"), 5*cs/8)
+			if err := os.WriteFile(part, evil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(part, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if tt.uid >= 0 {
+				if err := os.Chown(part, tt.uid, tt.uid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var notices []string
+			resumed, err := client.ReceiveFileNotice(dir, h, size, k, path, func(s string) { notices = append(notices, s) }, run(1<<40))
+			if err != nil || resumed != 0 {
+				t.Fatalf("download after a foreign partial file: resumed at %d, %v; want a fresh start", resumed, err)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+				t.Fatalf("downloaded file differs from the file shared (starts %q)", got[:min(len(got), 16)])
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("output file: %v, %v; want mode 0600", fi, err)
+			}
+			if len(notices) != 1 || !strings.Contains(notices[0], "not yours alone") {
+				t.Errorf("notices %q, want one saying the partial file is not yours alone", notices)
+			}
+			if tt.uid >= 0 {
+				if b, err := os.ReadFile(part); err != nil || !bytes.Equal(b, evil) {
+					t.Errorf("another user's file was removed or changed: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// pauseSource serves slices of a Source, each blocking once after
+// `after` bytes until release is closed (paused is closed then).
+type pauseSource struct {
+	src     blob.Source
+	after   int64
+	paused  chan struct{}
+	release chan struct{}
+}
+
+type pauseReader struct {
+	r    io.Reader
+	n    int64
+	s    *pauseSource
+	done bool
+}
+
+func (p *pauseReader) Read(b []byte) (int, error) {
+	if !p.done && p.n >= p.s.after {
+		p.done = true
+		close(p.s.paused)
+		<-p.s.release
+	}
+	if !p.done && int64(len(b)) > p.s.after-p.n {
+		b = b[:p.s.after-p.n]
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
+}
+
+func (s *pauseSource) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	rc, err := s.src.Slice(ctx, h, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&pauseReader{r: rc, s: s}, rc}, nil
+}
+
+// errUnreachable is the error of unreachableSource.
+var errUnreachable = errors.New("peer unreachable")
+
+type unreachableSource struct{}
+
+func (unreachableSource) Slice(context.Context, blob.Hash, int64, int64) (io.ReadCloser, error) {
+	return nil, errUnreachable
+}
+
+// TestReceiveConcurrent: while a resumed fetch of a file is under way, a
+// second fetch of the same file (another terminal, a --wait in the
+// background) fails at once with ErrFetchRunning and touches nothing: it
+// used to cut the shared partial file back to the recorded length under
+// the first, which then left zeros in the output. Once the first is done,
+// its lock is gone.
+func TestReceiveConcurrent(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(80*cs, 7)
+	src, h, size, k := sharedBlob(t, plain)
+	dir, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(out, "file.bin")
+	run := func(s blob.Source) (int64, error) {
+		return client.ReceiveFile(dir, h, size, k, path, func(get func(context.Context, blob.Source, func(int64)) error) error {
+			return get(context.Background(), s, nil)
+		})
+	}
+	if _, err := run(cutSource{src, int64(5 * filecrypt.EncChunkSize)}); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	ps := &pauseSource{src: src, after: 3 << 20, paused: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { _, err := run(ps); done <- err }()
+	<-ps.paused
+	// Until the first has written past the recorded length, which the
+	// second would cut back to.
+	var before os.FileInfo
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if before, err = os.Stat(partials(t, out)[0]); err != nil {
+			t.Fatal(err)
+		}
+		if before.Size() > 5*int64(cs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first fetch wrote %d bytes, not past the recorded %d", before.Size(), 5*cs)
+		}
+	}
+	_, errB := run(unreachableSource{})
+	if !errors.Is(errB, client.ErrFetchRunning) || !strings.Contains(errB.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second fetch of the same file: %v, want ErrFetchRunning naming pid %d", errB, os.Getpid())
+	}
+	if after, err := os.Stat(partials(t, out)[0]); err != nil {
+		t.Error(err)
+	} else if after.Size() < before.Size() {
+		t.Errorf("the second fetch cut the partial file from %d to %d bytes", before.Size(), after.Size())
+	}
+	close(ps.release)
+	if err := <-done; err != nil {
+		t.Fatalf("first fetch: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, plain) {
+		t.Fatal("the first fetch saved a file that differs from the file shared")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left in the downloads directory: %v", left)
+	}
+}
+
+// TestReceiveLongName: a name as long as a file name may be (255 bytes,
+// what share.CheckName allows) is saved under that name: the partial
+// file's name, which adds its own 27 bytes, is cut short to fit, at a
+// character boundary.
+func TestReceiveLongName(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(3*cs, 5)
+	src, h, size, k := sharedBlob(t, plain)
+	for _, tt := range []struct{ desc, name string }{
+		{"228 bytes, fits as it is", strings.Repeat("a", 228)},
+		{"229 bytes", strings.Repeat("a", 229)},
+		{"255 bytes", strings.Repeat("n", 251) + ".txt"},
+		{"255 bytes of two-byte characters", strings.Repeat("é", 127) + "x"},
+		{"255 bytes of three-byte characters", "x" + strings.Repeat("€", 84) + "yz"},
+	} {
+		name := tt.name
+		t.Run(tt.desc, func(t *testing.T) {
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, name)
+			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+				return func(g func(context.Context, blob.Source, func(int64)) error) error {
+					return g(context.Background(), cutSource{src, cut}, nil)
+				}
+			}
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(2*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+				t.Fatalf("interrupted download of a %d-byte name: %v, want the cut", len(name), err)
+			}
+			ps := partials(t, out)
+			if len(ps) != 1 {
+				t.Fatalf("partial files: %q", ps)
+			}
+			if b := filepath.Base(ps[0]); len(b) > 255 || !utf8.ValidString(b) {
+				t.Fatalf("partial file name of %d bytes, valid UTF-8: %v", len(b), utf8.ValidString(b))
+			}
+			resumed, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40))
+			if err != nil || resumed == 0 {
+				t.Fatalf("resumed download: resumed at %d, %v", resumed, err)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("saved file: %v, or differs", err)
+			}
+		})
+	}
 }

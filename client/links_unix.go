@@ -3,6 +3,7 @@
 package client
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -14,6 +15,30 @@ func links(fi fs.FileInfo) uint64 {
 		return uint64(st.Nlink)
 	}
 	return 1
+}
+
+// owned reports whether the file fi describes belongs to the effective
+// user.
+func owned(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// ownPrivate returns an error wrapping errForeignPart unless the file fi
+// describes belongs to the effective user and no one else may read or
+// write it.
+func ownPrivate(fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%w: its owner cannot be read", errForeignPart)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: owned by uid %d, not by you (uid %d)", errForeignPart, st.Uid, os.Geteuid())
+	}
+	if p := fi.Mode().Perm(); p&0o077 != 0 {
+		return fmt.Errorf("%w: mode %04o lets others at it", errForeignPart, p)
+	}
+	return nil
 }
 
 // openNoFollow opens path for reading and writing, unless it is a

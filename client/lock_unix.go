@@ -5,6 +5,8 @@ package client
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -54,4 +56,56 @@ func flock(name string, shared, wait bool) (func(), error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// lockDownload takes the lock of a download in progress, the file name,
+// without waiting, and returns its release, which removes the file. It
+// returns an error wrapping [ErrFetchRunning], with the holder's process
+// ID if it wrote one, while another process (or another lock in this
+// one) holds it.
+func lockDownload(name string) (func(), error) {
+	for {
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("download lock: %w", err)
+		}
+		for {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if err == syscall.EWOULDBLOCK {
+			pid := "pid unknown"
+			b := make([]byte, 20)
+			n, _ := f.ReadAt(b, 0)
+			if v, err := strconv.Atoi(strings.TrimSpace(string(b[:n]))); err == nil && v > 0 {
+				pid = "pid " + strconv.Itoa(v)
+			}
+			f.Close()
+			return nil, fmt.Errorf("%w (%s)", ErrFetchRunning, pid)
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("download lock: %w", err)
+		}
+		// The holder before us removes the name as it releases the lock:
+		// a lock taken on a file no longer (or not yet again) at name
+		// excludes no one, so take it again.
+		held, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("download lock: %w", err)
+		}
+		if now, err := os.Stat(name); err != nil || !os.SameFile(held, now) {
+			f.Close()
+			continue
+		}
+		_ = f.Truncate(0)
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		return func() {
+			os.Remove(name)
+			f.Close()
+		}, nil
+	}
 }

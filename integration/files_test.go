@@ -257,6 +257,26 @@ func TestFiles(t *testing.T) {
 	}
 	bob.listenOnce()
 
+	// A name starting with '.' (a shell's .zshenv) is saved with '_'
+	// instead, and fetch says so, when the sender's name is used.
+	dot := filepath.Join(dir, "dot", ".zshenv")
+	os.MkdirAll(filepath.Dir(dot), 0o700)
+	wantDot := writeRandom(t, dot, 1000, 6)
+	did := shareID(t, alice, "@bob", dot)
+	bob.listenOnce()
+	dl := filepath.Join(dir, "bob-downloads")
+	os.MkdirAll(dl, 0o700)
+	out, errw = bob.ok("", "fetch", did, "-o", dl)
+	if saved := filepath.Join(dl, "_zshenv"); strings.TrimSpace(out) != saved || !strings.Contains(errw, "saved as "+saved+", not .zshenv") {
+		t.Fatalf("fetch of .zshenv into a directory: stdout %q, stderr %q; want it saved as %s, and told", out, errw, saved)
+	}
+	if keztest.SumFile(t, filepath.Join(dl, "_zshenv")) != wantDot {
+		t.Fatal("fetched _zshenv differs")
+	}
+	if _, err := os.Lstat(filepath.Join(dl, ".zshenv")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("fetch created .zshenv: %v", err)
+	}
+
 	// A sender whose blob is corrupted on disk is caught; nothing is saved.
 	corrupt := filepath.Join(dir, "corrupt.bin")
 	writeRandom(t, corrupt, 3<<20, 3)

@@ -66,6 +66,11 @@ type Config struct {
 	RelayOnly bool
 	// MaxTransfers bounds the blob requests served at once (default 16).
 	MaxTransfers int
+	// MaxPeerTransfers bounds the blob requests served to one peer at
+	// once (default 4), so that one peer reading slowly cannot hold
+	// every one of MaxTransfers: the others are then told the node is
+	// busy ([ErrBusy]).
+	MaxPeerTransfers int
 	// Log receives what the node does; discarded if nil.
 	Log *slog.Logger
 }
@@ -94,6 +99,9 @@ type Node struct {
 	h     host.Host
 	log   *slog.Logger
 	slots chan struct{}
+
+	servingMu sync.Mutex
+	serving   map[peer.ID]int // transfers being served, by peer
 
 	mu       sync.Mutex
 	circuits map[peer.ID][]ma.Multiaddr // relay -> our addresses through it
@@ -137,6 +145,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.MaxTransfers <= 0 {
 		cfg.MaxTransfers = 16
 	}
+	if cfg.MaxPeerTransfers <= 0 {
+		cfg.MaxPeerTransfers = 4
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -176,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, h: h, log: log, slots: make(chan struct{}, cfg.MaxTransfers),
+	n := &Node{cfg: cfg, h: h, log: log, slots: make(chan struct{}, cfg.MaxTransfers), serving: map[peer.ID]int{},
 		circuits: map[peer.ID][]ma.Multiaddr{}, changed: make(chan struct{}, 1), cancel: cancel}
 	h.SetStreamHandler(BlobProtocol, n.serve)
 	var first sync.WaitGroup

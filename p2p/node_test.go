@@ -410,3 +410,68 @@ func TestRelayOnly(t *testing.T) {
 		t.Fatal("blob differs")
 	}
 }
+
+// TestPeerTransferLimit: a peer that opens transfers and does not read
+// them holds at most 4 of the node's 16 serving slots: its fifth is
+// refused with ErrBusy, while another peer still fetches; once it closes
+// one, it may open another.
+func TestPeerTransferLimit(t *testing.T) {
+	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
+	as := newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow})
+	bn := newNode(t, p2p.Config{Key: bob})
+	cn := newNode(t, p2p.Config{Key: carol})
+	// Larger than what flow control lets a stream and the sockets
+	// buffer: serving a transfer nobody reads does not finish.
+	const size = 48 << 20
+	h, data := importRandom(t, as, size, 11)
+	sh.share(h, bob.Public())
+	sh.share(h, carol.Public())
+
+	src, err := bn.Peer(alice.Public(), an.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var held []io.ReadCloser
+	defer func() {
+		for _, rc := range held {
+			rc.Close()
+		}
+	}()
+	for i := range 4 {
+		rc, err := src.Slice(ctx, h, 0, size)
+		if err != nil {
+			t.Fatalf("transfer %d of one peer: %v", i+1, err)
+		}
+		held = append(held, rc)
+	}
+	if rc, err := src.Slice(ctx, h, 0, size); !errors.Is(err, p2p.ErrBusy) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Fatalf("fifth transfer of one peer: %v, want ErrBusy", err)
+	}
+	cs := newStore(t)
+	if err := fetch(t, cn, cs, alice.Public(), an.Addrs(), h, size); err != nil {
+		t.Fatalf("another peer's fetch meanwhile: %v", err)
+	}
+	if !bytes.Equal(readBlob(t, cs, h), data) {
+		t.Fatal("fetched blob differs")
+	}
+	// Closing one frees its slot once the node notices (its write fails).
+	held[0].Close()
+	held = held[1:]
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rc, err := src.Slice(ctx, h, 0, size)
+		if err == nil {
+			held = append(held, rc)
+			break
+		}
+		if !errors.Is(err, p2p.ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("transfer after one was closed: %v", err)
+		}
+	}
+}

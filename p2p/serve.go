@@ -54,6 +54,15 @@ func (n *Node) serve(s network.Stream) {
 		_ = reply(statusBadRange)
 		return
 	}
+	// One of the peer's own slots, then one of the node's: a peer
+	// reading slowly (or not at all, up to idleTimeout per write) holds
+	// its slots while it does, and alone it must not hold them all.
+	id := s.Conn().RemotePeer()
+	if !n.takePeerSlot(id) {
+		_ = reply(statusBusy)
+		return
+	}
+	defer n.releasePeerSlot(id)
 	select {
 	case n.slots <- struct{}{}:
 		defer func() { <-n.slots }()
@@ -76,6 +85,27 @@ func (n *Node) serve(s network.Stream) {
 	if err != nil {
 		n.log.Info("blob transfer stopped", "peer", who, "blob", req.Hash, "err", err)
 		_ = s.Reset()
+	}
+}
+
+// takePeerSlot reports whether peer id may be served one more transfer
+// (fewer than MaxPeerTransfers are being served to it), and counts it.
+func (n *Node) takePeerSlot(id peer.ID) bool {
+	n.servingMu.Lock()
+	defer n.servingMu.Unlock()
+	if n.serving[id] >= n.cfg.MaxPeerTransfers {
+		return false
+	}
+	n.serving[id]++
+	return true
+}
+
+// releasePeerSlot counts a transfer to peer id as done.
+func (n *Node) releasePeerSlot(id peer.ID) {
+	n.servingMu.Lock()
+	defer n.servingMu.Unlock()
+	if n.serving[id]--; n.serving[id] <= 0 {
+		delete(n.serving, id)
 	}
 }
 

@@ -155,6 +155,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			return err
 		}
 		var bar *bar
+		opts.Notice = func(msg string) { fmt.Fprintf(a.errw, "kez-chat: %s\n", sanitize(msg)) }
 		opts.Progress = func(p client.FetchProgress) {
 			if bar == nil {
 				bar = newBar(a, p.Total, "fetching ("+p.Route+")")
@@ -165,6 +166,10 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 		bar.finish()
 		if err != nil {
 			return err
+		}
+		if res.Renamed {
+			fmt.Fprintf(a.errw, "kez-chat: saved as %s, not %s: a received name starting with '.' would be a hidden file (-o chooses the name)\n",
+				sanitize(res.Path), sanitize(res.Offer.File.Name))
 		}
 		if a.g.JSON {
 			return writeJSON(a.out, res)
