@@ -106,10 +106,16 @@ func (c *Sigchains) Append(ctx context.Context, ev sigchain.Event) (sigchain.Eve
 // pinned state with them (sigchain.State.Extend), as Fetch and Update do.
 func (c *Sigchains) Events(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, error) {
 	var all []sigchain.Event
+	held := 0
 	for page := 0; ; page++ {
-		events, next, err := c.page(ctx, key, since)
+		events, next, size, err := c.page(ctx, key, since)
 		if err != nil {
 			return nil, err
+		}
+		// Everything is held until it verifies: a server must not make
+		// the client hold more than a chain can sensibly be.
+		if held += size; held > maxChainBytes {
+			return nil, fmt.Errorf("%w: chain answer over %d bytes", sigchain.ErrTooLarge, maxChainBytes)
 		}
 		all = append(all, events...)
 		// The next page must start right after this one: a server naming
@@ -128,40 +134,52 @@ func (c *Sigchains) Events(ctx context.Context, key kez.PublicKey, since uint64)
 // may hold by default) in pages of MaxPage, with room to spare.
 const maxPages = 1000
 
-// page gets one page of key's chain from since and the since of the next
-// page (0: none).
-func (c *Sigchains) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, error) {
+// maxChainBytes bounds the answers of one chain, all pages together:
+// 10,000 events (the most a chain may hold by default) of 3 KiB, where
+// key and endpoint events are a few hundred bytes.
+const maxChainBytes = 32 << 20
+
+// maxPageBytes bounds one page's answer: sigchain.MaxPage events of the
+// largest size, with their JSON separators.
+const maxPageBytes = sigchain.MaxPage*(sigchain.MaxEventSize+2) + 2
+
+// page gets one page of key's chain from since, the since of the next
+// page (0: none) and the size of the answer.
+func (c *Sigchains) page(ctx context.Context, key kez.PublicKey, since uint64) ([]sigchain.Event, uint64, int, error) {
 	url := kez.SigchainURL(c.BaseURL, key)
 	if since > 0 {
 		url += "?since=" + strconv.FormatUint(since, 10)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
-	body, header, err := c.doHeader(req, MaxAnswerSize)
+	body, header, err := c.doHeader(req, maxPageBytes)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	var next uint64
 	if h := header.Get(kez.NextPageHeader); h != "" {
 		if next, err = strconv.ParseUint(h, 10, 64); err != nil || next == 0 {
-			return nil, 0, fmt.Errorf("%w: chain answer: bad %s", sigchain.ErrMalformed, kez.NextPageHeader)
+			return nil, 0, 0, fmt.Errorf("%w: chain answer: bad %s", sigchain.ErrMalformed, kez.NextPageHeader)
 		}
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '[' {
-		return nil, 0, fmt.Errorf("%w: chain answer is not a JSON array", sigchain.ErrMalformed)
+		return nil, 0, 0, fmt.Errorf("%w: chain answer is not a JSON array", sigchain.ErrMalformed)
 	}
 	var events []sigchain.Event
 	if err := json.Unmarshal(body, &events); err != nil {
 		if errors.Is(err, sigchain.ErrMalformed) || errors.Is(err, sigchain.ErrTooLarge) {
-			return nil, 0, fmt.Errorf("chain answer: %w", err)
+			return nil, 0, 0, fmt.Errorf("chain answer: %w", err)
 		}
-		return nil, 0, fmt.Errorf("%w: chain answer: invalid JSON", sigchain.ErrMalformed)
+		return nil, 0, 0, fmt.Errorf("%w: chain answer: invalid JSON", sigchain.ErrMalformed)
 	}
-	return events, next, nil
+	if len(events) > sigchain.MaxPage {
+		return nil, 0, 0, fmt.Errorf("%w: chain answer page of %d events, over %d", sigchain.ErrMalformed, len(events), sigchain.MaxPage)
+	}
+	return events, next, len(body), nil
 }
 
 // do sends req and returns the body of a 2xx answer of at most limit

@@ -19,6 +19,11 @@ const Version = 1
 // before anything else is parsed.
 const MaxEventSize = 8 << 10
 
+// MaxPage is the most events one GET of a chain answers (the sig-server's
+// page); the rest follow with ?since= the kez.NextPageHeader names. A page
+// of the largest events is 2 MiB, whatever the chain's length.
+const MaxPage = 256
+
 // Event is one signed, parsed sigchain event. An Event comes from
 // [ParseEvent] (or [Event.UnmarshalJSON]) or from [Next], so its fields are
 // always exactly what its payload bytes say; parsing checks the form, not the

@@ -237,10 +237,8 @@ func writeEvents(w http.ResponseWriter, events []json.RawMessage) {
 	bw.Flush()
 }
 
-// MaxPage is the most events one GET of a chain answers; the rest follow
-// with ?since= the [kez.NextPageHeader] names. A page of the largest events
-// (sigchain.MaxEventSize) is 2 MiB, whatever the chain's length.
-const MaxPage = 256
+// MaxPage is sigchain.MaxPage, the most events one GET of a chain answers.
+const MaxPage = sigchain.MaxPage
 
 var errBadLimit = fmt.Errorf("%w: limit must be a positive integer (events per page, at most %d)", kez.ErrInvalidRequest, MaxPage)
 
