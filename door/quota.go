@@ -25,9 +25,19 @@ const quotaFlush = 100 * time.Millisecond
 // bucket, shared by every replica; each replica adds its own changes
 // (pending) to the count it last read, and writes them compare-and-set
 // every quotaFlush, so that a message costs no round trip to the bucket.
-// A count can only run high (messages that expired unread were never
+// A count can run high (messages that expired unread were never
 // subtracted): before refusing, the sender's messages in the stream
-// itself are counted (held) and the count corrected.
+// itself are counted (held) and the count corrected (a recount).
+//
+// A recount must not count a change twice. A message is published
+// before stored records it, and removed before release records it, so a
+// change recorded before the recount began is in the stream's count,
+// and is dropped from pending. Messages stored since it began stay
+// pending (one the count already holds is counted twice: high, which is
+// safe). Removals recorded during the recount, or by an ack that began
+// before it ended, are dropped: the count may hold them, and dropping
+// one it does not hold only leaves the count high until the next
+// recount.
 type quota struct {
 	kv     jetstream.KeyValue
 	max    int64
@@ -38,22 +48,34 @@ type quota struct {
 	counts   map[kez.PublicKey]count // the bucket's value, as last read or written
 	pending  map[kez.PublicKey]int64 // this replica's changes not yet written
 	inflight map[kez.PublicKey]int64 // reserved, not yet stored or given up
+	// adds counts, for each sender being recounted, the messages stored
+	// since its recount began.
+	adds map[kez.PublicKey]int64
+	// epoch numbers the recounts of this replica (count.epoch).
+	epoch uint64
 	// flushing serialises the writes of one sender's count (by its key's
 	// first byte) in this replica; other replicas' are caught by the
-	// compare-and-set.
-	flushing [256]sync.Mutex
+	// compare-and-set. recounting serialises its recounts likewise.
+	flushing   [256]sync.Mutex
+	recounting [256]sync.Mutex
 }
 
 // count is a sender's entry of kez_quota: its value and revision (0: no
-// entry).
+// entry), and the number of the sender's last recount in this replica
+// (0: none since the entry was loaded).
 type count struct {
-	n   int64
-	rev uint64
+	n     int64
+	rev   uint64
+	epoch uint64
 }
+
+// maxRemembered bounds the senders a replica keeps counts of.
+const maxRemembered = 100_000
 
 func newQuota(kv jetstream.KeyValue, max int64, held func(context.Context, kez.PublicKey) (int64, error), logger *slog.Logger) *quota {
 	return &quota{kv: kv, max: max, held: held, logger: logger,
-		counts: map[kez.PublicKey]count{}, pending: map[kez.PublicKey]int64{}, inflight: map[kez.PublicKey]int64{}}
+		counts: map[kez.PublicKey]count{}, pending: map[kez.PublicKey]int64{}, inflight: map[kez.PublicKey]int64{},
+		adds: map[kez.PublicKey]int64{}}
 }
 
 // reserve holds one more unread message for sender, or refuses it with
@@ -70,16 +92,17 @@ func (q *quota) reserve(ctx context.Context, sender kez.PublicKey) error {
 	if ok, err := q.take(ctx, sender); err != nil || ok {
 		return err
 	}
-	held, err := q.held(ctx, sender)
+	held, err := q.recount(ctx, sender)
 	if err != nil {
-		return err
-	}
-	if err := q.set(ctx, sender, held); err != nil {
 		return err
 	}
 	if ok, err := q.take(ctx, sender); err != nil || ok {
 		return err
 	}
+	return refuseQuota(held)
+}
+
+func refuseQuota(held int64) error {
 	return refuse(kez.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
 }
 
@@ -113,17 +136,33 @@ func (q *quota) stored(sender kez.PublicKey, ok bool) {
 	}
 	if ok {
 		q.pending[sender]++
+		if _, recounting := q.adds[sender]; recounting {
+			q.adds[sender]++
+		}
 	}
 }
 
-// release gives n messages back to sender: they were read.
-func (q *quota) release(sender kez.PublicKey, n int64) {
+// epochOf returns the number of sender's last recount, which an ack
+// takes before it removes messages and gives to release.
+func (q *quota) epochOf(sender kez.PublicKey) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.counts[sender].epoch
+}
+
+// release gives n messages back to sender: they were read, by an ack that
+// began at sender's recount epoch. Nothing is given back if sender was
+// recounted since: the recount may hold the removal already.
+func (q *quota) release(sender kez.PublicKey, n int64, epoch uint64) {
 	if n <= 0 {
 		return
 	}
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.counts[sender].epoch != epoch {
+		return
+	}
 	q.pending[sender] -= n
-	q.mu.Unlock()
 }
 
 // load reads sender's entry from the bucket.
@@ -139,14 +178,16 @@ func (q *quota) load(ctx context.Context, sender kez.PublicKey) (count, error) {
 		if perr != nil {
 			n = 0 // unreadable: recounted at the next refusal
 		}
-		c = count{n, e.Revision()}
+		c = count{n: n, rev: e.Revision()}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	const maxRemembered = 100_000
-	if len(q.counts) >= maxRemembered {
+	if old, ok := q.counts[sender]; ok {
+		c.epoch = old.epoch
+	} else if len(q.counts) >= maxRemembered {
 		for k := range q.counts {
-			if q.pending[k] == 0 && q.inflight[k] == 0 {
+			_, recounting := q.adds[k]
+			if q.pending[k] == 0 && q.inflight[k] == 0 && !recounting {
 				delete(q.counts, k)
 			}
 		}
@@ -155,24 +196,63 @@ func (q *quota) load(ctx context.Context, sender kez.PublicKey) (count, error) {
 	return c, nil
 }
 
-// set makes sender's count n, dropping this replica's pending changes (n
-// is the truth, counted in the stream; reservations stay).
-func (q *quota) set(ctx context.Context, sender kez.PublicKey, n int64) error {
-	return q.write(ctx, sender, func(int64, int64) (int64, int64) { return n, 0 })
+// recount makes sender's count the messages the stream holds from it
+// (the truth) and returns that number, dropping the pending changes the
+// number holds (see quota).
+func (q *quota) recount(ctx context.Context, sender kez.PublicKey) (int64, error) {
+	rlock := &q.recounting[sender.Bytes()[0]]
+	rlock.Lock()
+	defer rlock.Unlock()
+	q.mu.Lock()
+	q.adds[sender] = 0
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		delete(q.adds, sender)
+		q.mu.Unlock()
+	}()
+	held, err := q.held(ctx, sender)
+	if err != nil {
+		return 0, err
+	}
+	lock := &q.flushing[sender.Bytes()[0]]
+	lock.Lock()
+	defer lock.Unlock()
+	err = q.write(ctx, sender, func(int64, int64) int64 { return held }, func(int64) {
+		if q.adds[sender] == 0 {
+			delete(q.pending, sender)
+		} else {
+			q.pending[sender] = q.adds[sender]
+		}
+		q.epoch++
+		c := q.counts[sender]
+		c.epoch = q.epoch
+		q.counts[sender] = c
+	})
+	return held, err
 }
 
 // flushOne writes sender's pending changes.
 func (q *quota) flushOne(ctx context.Context, sender kez.PublicKey) error {
-	return q.write(ctx, sender, func(cur, pending int64) (int64, int64) { return max(0, cur+pending), pending })
-}
-
-// write sets sender's count to what f makes of the bucket's value and the
-// pending changes, and takes the changes it used (f's second result)
-// off pending, compare-and-set against the bucket.
-func (q *quota) write(ctx context.Context, sender kez.PublicKey, f func(cur, pending int64) (n, used int64)) error {
 	lock := &q.flushing[sender.Bytes()[0]]
 	lock.Lock()
 	defer lock.Unlock()
+	return q.writePending(ctx, sender)
+}
+
+// writePending writes sender's pending changes; the caller holds its
+// flushing lock.
+func (q *quota) writePending(ctx context.Context, sender kez.PublicKey) error {
+	return q.write(ctx, sender,
+		func(cur, pending int64) int64 { return max(0, cur+pending) },
+		func(used int64) { q.pending[sender] -= used })
+}
+
+// write sets sender's entry, compare-and-set, to what next makes of the
+// bucket's value and this replica's pending changes, then calls done,
+// holding q.mu, with the pending changes next was given. The caller
+// holds sender's flushing lock.
+func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur, pending int64) int64, done func(pending int64)) error {
 	key := sender.Hex()
 	for range 16 {
 		q.mu.Lock()
@@ -185,19 +265,20 @@ func (q *quota) write(ctx context.Context, sender kez.PublicKey, f func(cur, pen
 				return err
 			}
 		}
-		n, used := f(c.n, pending)
-		v := []byte(strconv.FormatInt(n, 10))
-		var rev uint64
+		n := next(c.n, pending)
+		rev := c.rev
 		var err error
-		if c.rev == 0 {
-			rev, err = q.kv.Create(ctx, key, v)
-		} else {
-			rev, err = q.kv.Update(ctx, key, v, c.rev)
+		switch {
+		case c.rev == 0:
+			rev, err = q.kv.Create(ctx, key, []byte(strconv.FormatInt(n, 10)))
+		default:
+			rev, err = q.kv.Update(ctx, key, []byte(strconv.FormatInt(n, 10)), c.rev)
 		}
 		if err == nil {
 			q.mu.Lock()
-			q.counts[sender] = count{n, rev}
-			if q.pending[sender] -= used; q.pending[sender] == 0 {
+			q.counts[sender] = count{n: n, rev: rev, epoch: q.counts[sender].epoch}
+			done(pending)
+			if q.pending[sender] == 0 {
 				delete(q.pending, sender)
 			}
 			q.mu.Unlock()
