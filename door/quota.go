@@ -20,6 +20,13 @@ import (
 // in that time through each; a sender using one replica never does.
 const quotaFlush = 100 * time.Millisecond
 
+// quotaFullFor is how long a sender that a recount found at its quota is
+// refused from memory: its next refusals cost neither a bucket read or
+// write nor a count of the stream. A recipient's read through this
+// replica lets the sender through at once; one through another replica,
+// once the window ends.
+const quotaFullFor = time.Second
+
 // quota counts, per sender, the unread messages it holds across all
 // inboxes, and refuses a sender at max. The count lives in the kez_quota
 // bucket, shared by every replica; each replica adds its own changes
@@ -43,6 +50,7 @@ type quota struct {
 	max    int64
 	held   func(context.Context, kez.PublicKey) (int64, error)
 	logger *slog.Logger
+	now    func() time.Time
 
 	mu       sync.Mutex
 	counts   map[kez.PublicKey]count // the bucket's value, as last read or written
@@ -51,6 +59,9 @@ type quota struct {
 	// adds counts, for each sender being recounted, the messages stored
 	// since its recount began.
 	adds map[kez.PublicKey]int64
+	// full holds the senders a recount found at max, until quotaFullFor
+	// after it.
+	full map[kez.PublicKey]fullness
 	// epoch numbers the recounts of this replica (count.epoch).
 	epoch uint64
 	// flushing serialises the writes of one sender's count (by its key's
@@ -69,13 +80,20 @@ type count struct {
 	epoch uint64
 }
 
+// fullness is a recount that found a sender at max: how many messages it
+// held, and until when that answers its refusals.
+type fullness struct {
+	held  int64
+	until time.Time
+}
+
 // maxRemembered bounds the senders a replica keeps counts of.
 const maxRemembered = 100_000
 
 func newQuota(kv jetstream.KeyValue, max int64, held func(context.Context, kez.PublicKey) (int64, error), logger *slog.Logger) *quota {
-	return &quota{kv: kv, max: max, held: held, logger: logger,
+	return &quota{kv: kv, max: max, held: held, logger: logger, now: time.Now,
 		counts: map[kez.PublicKey]count{}, pending: map[kez.PublicKey]int64{}, inflight: map[kez.PublicKey]int64{},
-		adds: map[kez.PublicKey]int64{}}
+		adds: map[kez.PublicKey]int64{}, full: map[kez.PublicKey]fullness{}}
 }
 
 // reserve holds one more unread message for sender, or refuses it with
@@ -84,9 +102,12 @@ func (q *quota) reserve(ctx context.Context, sender kez.PublicKey) error {
 	if ok, err := q.take(ctx, sender); err != nil || ok {
 		return err
 	}
-	// Full as this replica sees it: write its changes (reading the
-	// others'), and ask again.
-	if err := q.flushOne(ctx, sender); err != nil {
+	if f, ok := q.fullRecently(sender); ok {
+		return refuseQuota(f.held)
+	}
+	// Full as this replica sees it: bring the count up to date with the
+	// bucket (the other replicas' changes), and ask again.
+	if err := q.sync(ctx, sender); err != nil {
 		return err
 	}
 	if ok, err := q.take(ctx, sender); err != nil || ok {
@@ -104,6 +125,19 @@ func (q *quota) reserve(ctx context.Context, sender kez.PublicKey) error {
 
 func refuseQuota(held int64) error {
 	return refuse(kez.DoorSenderQuota, "you hold %d unread messages across all inboxes, the most one sender may; more are taken as recipients read them", held)
+}
+
+// fullRecently returns the recount that found sender at max, if it was
+// less than quotaFullFor ago.
+func (q *quota) fullRecently(sender kez.PublicKey) (fullness, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f, ok := q.full[sender]
+	if ok && !q.now().Before(f.until) {
+		delete(q.full, sender)
+		ok = false
+	}
+	return f, ok
 }
 
 // take reserves one message if sender's count, with this replica's
@@ -196,13 +230,34 @@ func (q *quota) load(ctx context.Context, sender kez.PublicKey) (count, error) {
 	return c, nil
 }
 
+// sync brings sender's count up to date with the bucket: it writes this
+// replica's pending changes or, with none, reads the entry (a read is
+// not replicated; a write is).
+func (q *quota) sync(ctx context.Context, sender kez.PublicKey) error {
+	lock := &q.flushing[sender.Bytes()[0]]
+	lock.Lock()
+	defer lock.Unlock()
+	q.mu.Lock()
+	p := q.pending[sender]
+	q.mu.Unlock()
+	if p == 0 {
+		_, err := q.load(ctx, sender)
+		return err
+	}
+	return q.writePending(ctx, sender)
+}
+
 // recount makes sender's count the messages the stream holds from it
 // (the truth) and returns that number, dropping the pending changes the
-// number holds (see quota).
+// number holds (see quota). Within quotaFullFor of a recount that found
+// sender at max it counts nothing and returns that recount's number.
 func (q *quota) recount(ctx context.Context, sender kez.PublicKey) (int64, error) {
 	rlock := &q.recounting[sender.Bytes()[0]]
 	rlock.Lock()
 	defer rlock.Unlock()
+	if f, ok := q.fullRecently(sender); ok {
+		return f.held, nil
+	}
 	q.mu.Lock()
 	q.adds[sender] = 0
 	q.mu.Unlock()
@@ -228,6 +283,17 @@ func (q *quota) recount(ctx context.Context, sender kez.PublicKey) (int64, error
 		c := q.counts[sender]
 		c.epoch = q.epoch
 		q.counts[sender] = c
+		if c.n+q.pending[sender]+q.inflight[sender] >= q.max {
+			if len(q.full) >= maxRemembered {
+				now := q.now()
+				for k, f := range q.full {
+					if !now.Before(f.until) {
+						delete(q.full, k)
+					}
+				}
+			}
+			q.full[sender] = fullness{held: held, until: q.now().Add(quotaFullFor)}
+		}
 	})
 	return held, err
 }
@@ -250,8 +316,9 @@ func (q *quota) writePending(ctx context.Context, sender kez.PublicKey) error {
 
 // write sets sender's entry, compare-and-set, to what next makes of the
 // bucket's value and this replica's pending changes, then calls done,
-// holding q.mu, with the pending changes next was given. The caller
-// holds sender's flushing lock.
+// holding q.mu, with the pending changes next was given. It writes
+// nothing if the value stays what it is. The caller holds sender's
+// flushing lock.
 func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur, pending int64) int64, done func(pending int64)) error {
 	key := sender.Hex()
 	for range 16 {
@@ -269,6 +336,7 @@ func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur, 
 		rev := c.rev
 		var err error
 		switch {
+		case n == c.n: // the value stays (no entry counts 0)
 		case c.rev == 0:
 			rev, err = q.kv.Create(ctx, key, []byte(strconv.FormatInt(n, 10)))
 		default:
@@ -303,8 +371,10 @@ func isWrongSequence(err error) bool {
 func (q *quota) flush(ctx context.Context) {
 	q.mu.Lock()
 	senders := make([]kez.PublicKey, 0, len(q.pending))
-	for k := range q.pending {
-		senders = append(senders, k)
+	for k, p := range q.pending {
+		if p != 0 {
+			senders = append(senders, k)
+		}
 	}
 	q.mu.Unlock()
 	for _, k := range senders {

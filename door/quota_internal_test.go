@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -100,6 +101,7 @@ type quotaStream struct {
 	sender  kez.PublicKey
 	real    int64 // the messages the stream holds from sender
 	counts  int   // the counts of the stream (stream infos)
+	now     time.Time
 	onCount func(counted int64)
 }
 
@@ -108,7 +110,7 @@ func newQuotaStream(t *testing.T, max int64) *quotaStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &quotaStream{t: t, kv: &fakeKV{m: map[string]fakeEntry{}}, sender: k.Public()}
+	s := &quotaStream{t: t, kv: &fakeKV{m: map[string]fakeEntry{}}, sender: k.Public(), now: time.Unix(1_800_000_000, 0)}
 	s.q = newQuota(s.kv, max, func(context.Context, kez.PublicKey) (int64, error) {
 		s.counts++
 		n := s.real
@@ -118,6 +120,7 @@ func newQuotaStream(t *testing.T, max int64) *quotaStream {
 		}
 		return n, nil
 	}, slog.New(slog.DiscardHandler))
+	s.q.now = func() time.Time { return s.now }
 	return s
 }
 
@@ -168,10 +171,12 @@ func TestQuotaAckDuringRecount(t *testing.T) {
 	if err := s.q.flushOne(context.Background(), s.sender); err != nil {
 		t.Fatal(err)
 	}
+	s.now = s.now.Add(2 * quotaFullFor)
 	// The ack's purge lands before the count, its release during it.
 	release := s.beginAck(k)
 	s.onCount = func(int64) { release() }
 	s.fill()
+	s.now = s.now.Add(2 * quotaFullFor)
 	s.fill()
 	if s.real > max {
 		t.Fatalf("the sender holds %d unread messages, over the quota %d (bucket %d)", s.real, max, s.kv.value(t, s.sender.Hex()))
@@ -188,11 +193,13 @@ func TestQuotaAckAcrossRecount(t *testing.T) {
 	const max, k = 10, 4
 	s := newQuotaStream(t, max)
 	s.fill()
+	s.now = s.now.Add(2 * quotaFullFor)
 	release := s.beginAck(k)
 	if got := s.fill(); got != k {
 		t.Fatalf("after an ack of %d, %d more were stored", k, got)
 	}
 	release()
+	s.now = s.now.Add(2 * quotaFullFor)
 	s.fill()
 	if s.real != max {
 		t.Fatalf("the sender holds %d unread messages, want the quota %d", s.real, max)
@@ -221,9 +228,68 @@ func TestQuotaStoreDuringRecount(t *testing.T) {
 	if s.send() {
 		t.Fatal("a send over the reserved last place was stored")
 	}
+	s.now = s.now.Add(2 * quotaFullFor)
 	s.fill()
 	if s.real != max {
 		t.Fatalf("the sender holds %d unread messages, want the quota %d", s.real, max)
+	}
+}
+
+// TestQuotaRefusalCost: sends refused for the quota write nothing to the
+// bucket and count the stream at most once a quotaFullFor; a sender
+// whose recipient read (through another replica) is let through after
+// that. Every refusal cost two bucket writes and a count of the stream.
+func TestQuotaRefusalCost(t *testing.T) {
+	const max, n = 10, 100
+	s := newQuotaStream(t, max)
+	s.fill()
+	gets0, writes0 := s.kv.calls()
+	counts0 := s.counts
+	if writes0 > 1 || counts0 != 1 {
+		t.Fatalf("filling the quota wrote the bucket %d times and counted the stream %d times, want 1 and 1", writes0, counts0)
+	}
+	for range n {
+		if s.send() {
+			t.Fatal("a send over the quota was stored")
+		}
+	}
+	gets, writes := s.kv.calls()
+	if gets != gets0 || writes != writes0 || s.counts != counts0 {
+		t.Fatalf("%d refused sends read the bucket %d times, wrote it %d times and counted the stream %d times, want none",
+			n, gets-gets0, writes-writes0, s.counts-counts0)
+	}
+	// The recipient reads all through another replica, which writes the
+	// bucket: still refused from memory within the window, let through
+	// after it.
+	s.real = 0
+	s.kv.mu.Lock()
+	e := s.kv.m[s.sender.Hex()]
+	s.kv.m[s.sender.Hex()] = fakeEntry{v: []byte("0"), rev: e.rev + 1}
+	s.kv.mu.Unlock()
+	s.now = s.now.Add(quotaFullFor / 2)
+	if s.send() {
+		t.Fatal("let through within the window, without a count")
+	}
+	s.now = s.now.Add(quotaFullFor)
+	if !s.send() {
+		t.Fatal("refused after the window though the recipient read")
+	}
+	if _, writes := s.kv.calls(); writes-writes0 > 1 {
+		t.Fatalf("letting the sender through wrote the bucket %d times", writes-writes0)
+	}
+	// Full again: one count per window however many sends.
+	s.fill()
+	counts1 := s.counts
+	for range 3 {
+		for range n {
+			if s.send() {
+				t.Fatal("a send over the quota was stored")
+			}
+		}
+		s.now = s.now.Add(quotaFullFor)
+	}
+	if c := s.counts - counts1; c > 3 {
+		t.Fatalf("%d refused sends over 3 windows counted the stream %d times, want at most 3", 3*n, c)
 	}
 }
 
