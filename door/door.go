@@ -410,12 +410,12 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	if err != nil {
 		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
-	epoch := s.quota.epochOf(sender) // before the purge: see quota.release
+	gen := s.quota.gen(ctx, sender) // before the purge: see quota.release
 	purged, err := s.purge(ctx, kez.InboxMsgSubject(caller, sender), req.Seq+1)
 	if err != nil {
 		return nil, err
 	}
-	s.quota.release(sender, int64(purged), epoch)
+	s.quota.release(sender, int64(purged), gen)
 	return struct {
 		Removed uint64 `json:"removed"`
 	}{purged}, nil

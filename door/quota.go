@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,10 +43,14 @@ const quotaFullFor = time.Second
 // change recorded before the recount began is in the stream's count,
 // and is dropped from pending. Messages stored since it began stay
 // pending (one the count already holds is counted twice: high, which is
-// safe). Removals recorded during the recount, or by an ack that began
-// before it ended, are dropped: the count may hold them, and dropping
-// one it does not hold only leaves the count high until the next
-// recount.
+// safe). Removals that began before the recount was written may be in
+// its count, in this replica or another, so none is given back: each
+// recount writes a new generation with the count, an ack takes the
+// generation its replica knows when it begins, and a replica drops the
+// removals of an older generation, pending or to come, when it learns
+// of a newer one (it must, to write: the write is compare-and-set).
+// Dropping a removal the count does not hold only leaves the count high
+// until the next recount.
 type quota struct {
 	kv     jetstream.KeyValue
 	max    int64
@@ -56,14 +62,15 @@ type quota struct {
 	counts   map[kez.PublicKey]count // the bucket's value, as last read or written
 	pending  map[kez.PublicKey]int64 // this replica's changes not yet written
 	inflight map[kez.PublicKey]int64 // reserved, not yet stored or given up
+	// subs is the part of pending that removals took off (a positive
+	// number), all of the generation of counts.
+	subs map[kez.PublicKey]int64
 	// adds counts, for each sender being recounted, the messages stored
 	// since its recount began.
 	adds map[kez.PublicKey]int64
 	// full holds the senders a recount found at max, until quotaFullFor
 	// after it.
 	full map[kez.PublicKey]fullness
-	// epoch numbers the recounts of this replica (count.epoch).
-	epoch uint64
 	// flushing serialises the writes of one sender's count (by its key's
 	// first byte) in this replica; other replicas' are caught by the
 	// compare-and-set. recounting serialises its recounts likewise.
@@ -71,13 +78,47 @@ type quota struct {
 	recounting [256]sync.Mutex
 }
 
-// count is a sender's entry of kez_quota: its value and revision (0: no
-// entry), and the number of the sender's last recount in this replica
-// (0: none since the entry was loaded).
+// count is a sender's entry of kez_quota: its value, the generation of
+// the recount that wrote it last (0: none), and its revision (0: no
+// entry). The entry's text is "<n> <gen>", or "<n>" for generation 0.
 type count struct {
-	n     int64
-	rev   uint64
-	epoch uint64
+	n   int64
+	gen uint64
+	rev uint64
+}
+
+// parseCount reads the text of an entry.
+func parseCount(v []byte) (n int64, gen uint64, err error) {
+	ns, gs, withGen := strings.Cut(string(v), " ")
+	if n, err = strconv.ParseInt(ns, 10, 64); err != nil {
+		return 0, 0, err
+	}
+	if withGen {
+		if gen, err = strconv.ParseUint(gs, 10, 64); err != nil {
+			return 0, 0, err
+		}
+	}
+	return n, gen, nil
+}
+
+// formatCount is the text of an entry.
+func formatCount(n int64, gen uint64) []byte {
+	b := strconv.AppendInt(nil, n, 10)
+	if gen != 0 {
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, gen, 10)
+	}
+	return b
+}
+
+// newGen returns a recount generation: random, so that two replicas
+// recounting at once do not pick the same, and not 0.
+func newGen() uint64 {
+	for {
+		if g := rand.Uint64(); g != 0 {
+			return g
+		}
+	}
 }
 
 // fullness is a recount that found a sender at max: how many messages it
@@ -93,7 +134,7 @@ const maxRemembered = 100_000
 func newQuota(kv jetstream.KeyValue, max int64, held func(context.Context, kez.PublicKey) (int64, error), logger *slog.Logger) *quota {
 	return &quota{kv: kv, max: max, held: held, logger: logger, now: time.Now,
 		counts: map[kez.PublicKey]count{}, pending: map[kez.PublicKey]int64{}, inflight: map[kez.PublicKey]int64{},
-		adds: map[kez.PublicKey]int64{}, full: map[kez.PublicKey]fullness{}}
+		subs: map[kez.PublicKey]int64{}, adds: map[kez.PublicKey]int64{}, full: map[kez.PublicKey]fullness{}}
 }
 
 // reserve holds one more unread message for sender, or refuses it with
@@ -176,27 +217,48 @@ func (q *quota) stored(sender kez.PublicKey, ok bool) {
 	}
 }
 
-// epochOf returns the number of sender's last recount, which an ack
-// takes before it removes messages and gives to release.
-func (q *quota) epochOf(sender kez.PublicKey) uint64 {
+// gen returns the generation of sender's count as this replica knows it
+// (reading the entry if it knows none), which an ack takes before it
+// removes messages and gives to release. On an error it returns 0, and
+// the release gives nothing back if the count has a generation.
+func (q *quota) gen(ctx context.Context, sender kez.PublicKey) uint64 {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.counts[sender].epoch
+	c, known := q.counts[sender]
+	q.mu.Unlock()
+	if !known {
+		c, _ = q.load(ctx, sender)
+	}
+	return c.gen
 }
 
 // release gives n messages back to sender: they were read, by an ack that
-// began at sender's recount epoch. Nothing is given back if sender was
-// recounted since: the recount may hold the removal already.
-func (q *quota) release(sender kez.PublicKey, n int64, epoch uint64) {
+// began at generation gen of sender's count. Nothing is given back if
+// this replica knows a newer generation: its recount may hold the
+// removal already.
+func (q *quota) release(sender kez.PublicKey, n int64, gen uint64) {
 	if n <= 0 {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.counts[sender].epoch != epoch {
+	if q.counts[sender].gen != gen {
 		return
 	}
 	q.pending[sender] -= n
+	q.subs[sender] += n
+}
+
+// setCount records sender's entry as c, dropping the removals of another
+// generation (0 if sender's entry was not known) from pending. The caller
+// holds q.mu.
+func (q *quota) setCount(sender kez.PublicKey, c count) {
+	if q.counts[sender].gen != c.gen {
+		if q.pending[sender] += q.subs[sender]; q.pending[sender] == 0 {
+			delete(q.pending, sender)
+		}
+		delete(q.subs, sender)
+	}
+	q.counts[sender] = c
 }
 
 // load reads sender's entry from the bucket.
@@ -208,25 +270,23 @@ func (q *quota) load(ctx context.Context, sender kez.PublicKey) (count, error) {
 	case err != nil:
 		return c, fmt.Errorf("quota: %w", err)
 	default:
-		n, perr := strconv.ParseInt(string(e.Value()), 10, 64)
+		n, gen, perr := parseCount(e.Value())
 		if perr != nil {
-			n = 0 // unreadable: recounted at the next refusal
+			n, gen = 0, 0 // unreadable: recounted at the next refusal
 		}
-		c = count{n: n, rev: e.Revision()}
+		c = count{n: n, gen: gen, rev: e.Revision()}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if old, ok := q.counts[sender]; ok {
-		c.epoch = old.epoch
-	} else if len(q.counts) >= maxRemembered {
+	if _, ok := q.counts[sender]; !ok && len(q.counts) >= maxRemembered {
 		for k := range q.counts {
 			_, recounting := q.adds[k]
-			if q.pending[k] == 0 && q.inflight[k] == 0 && !recounting {
+			if q.pending[k] == 0 && q.subs[k] == 0 && q.inflight[k] == 0 && !recounting {
 				delete(q.counts, k)
 			}
 		}
 	}
-	q.counts[sender] = c
+	q.setCount(sender, c)
 	return c, nil
 }
 
@@ -273,16 +333,15 @@ func (q *quota) recount(ctx context.Context, sender kez.PublicKey) (int64, error
 	lock := &q.flushing[sender.Bytes()[0]]
 	lock.Lock()
 	defer lock.Unlock()
-	err = q.write(ctx, sender, func(int64, int64) int64 { return held }, func(int64) {
+	gen := newGen()
+	err = q.write(ctx, sender, func(count, int64) count { return count{n: held, gen: gen} }, func(int64, int64) {
 		if q.adds[sender] == 0 {
 			delete(q.pending, sender)
 		} else {
 			q.pending[sender] = q.adds[sender]
 		}
-		q.epoch++
+		delete(q.subs, sender)
 		c := q.counts[sender]
-		c.epoch = q.epoch
-		q.counts[sender] = c
 		if c.n+q.pending[sender]+q.inflight[sender] >= q.max {
 			if len(q.full) >= maxRemembered {
 				now := q.now()
@@ -310,21 +369,27 @@ func (q *quota) flushOne(ctx context.Context, sender kez.PublicKey) error {
 // flushing lock.
 func (q *quota) writePending(ctx context.Context, sender kez.PublicKey) error {
 	return q.write(ctx, sender,
-		func(cur, pending int64) int64 { return max(0, cur+pending) },
-		func(used int64) { q.pending[sender] -= used })
+		func(cur count, pending int64) count { return count{n: max(0, cur.n+pending), gen: cur.gen} },
+		func(pending, subs int64) {
+			q.pending[sender] -= pending
+			// subs can be gone already: a newer generation dropped them
+			// from pending (the count runs high by them, which is safe).
+			if q.subs[sender] -= subs; q.subs[sender] <= 0 {
+				delete(q.subs, sender)
+			}
+		})
 }
 
-// write sets sender's entry, compare-and-set, to what next makes of the
-// bucket's value and this replica's pending changes, then calls done,
-// holding q.mu, with the pending changes next was given. It writes
-// nothing if the value stays what it is. The caller holds sender's
-// flushing lock.
-func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur, pending int64) int64, done func(pending int64)) error {
+// write sets sender's entry, compare-and-set, to what next makes of it
+// and this replica's pending changes, then calls done, holding q.mu, with
+// the pending changes (and their subs) next was given. It writes nothing
+// if the entry stays what it is. The caller holds sender's flushing
+// lock.
+func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur count, pending int64) count, done func(pending, subs int64)) error {
 	key := sender.Hex()
 	for range 16 {
 		q.mu.Lock()
 		c, known := q.counts[sender]
-		pending := q.pending[sender]
 		q.mu.Unlock()
 		if !known {
 			var err error
@@ -332,20 +397,23 @@ func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur, 
 				return err
 			}
 		}
-		n := next(c.n, pending)
-		rev := c.rev
+		q.mu.Lock()
+		pending, subs := q.pending[sender], q.subs[sender]
+		q.mu.Unlock()
+		w := next(c, pending)
+		w.rev = c.rev
 		var err error
 		switch {
-		case n == c.n: // the value stays (no entry counts 0)
+		case w.n == c.n && w.gen == c.gen: // the entry stays (no entry counts 0)
 		case c.rev == 0:
-			rev, err = q.kv.Create(ctx, key, []byte(strconv.FormatInt(n, 10)))
+			w.rev, err = q.kv.Create(ctx, key, formatCount(w.n, w.gen))
 		default:
-			rev, err = q.kv.Update(ctx, key, []byte(strconv.FormatInt(n, 10)), c.rev)
+			w.rev, err = q.kv.Update(ctx, key, formatCount(w.n, w.gen), c.rev)
 		}
 		if err == nil {
 			q.mu.Lock()
-			q.counts[sender] = count{n: n, rev: rev, epoch: q.counts[sender].epoch}
-			done(pending)
+			q.setCount(sender, w)
+			done(pending, subs)
 			if q.pending[sender] == 0 {
 				delete(q.pending, sender)
 			}

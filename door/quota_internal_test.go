@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -83,7 +82,7 @@ func (f *fakeKV) value(t *testing.T, key string) int64 {
 	if !ok {
 		return -1
 	}
-	n, err := strconv.ParseInt(string(e.v), 10, 64)
+	n, _, err := parseCount(e.v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +123,24 @@ func newQuotaStream(t *testing.T, max int64) *quotaStream {
 	return s
 }
 
+// replica returns the quota of another replica on the same bucket and
+// stream.
+func (s *quotaStream) replica() *quota {
+	q := newQuota(s.kv, s.q.max, s.q.held, slog.New(slog.DiscardHandler))
+	q.now = s.q.now
+	return q
+}
+
 // send stores one message if the quota lets it, and reports whether it did.
 func (s *quotaStream) send() bool {
 	s.t.Helper()
-	err := s.q.reserve(context.Background(), s.sender)
+	return s.sendVia(s.q)
+}
+
+// sendVia sends through replica q.
+func (s *quotaStream) sendVia(q *quota) bool {
+	s.t.Helper()
+	err := q.reserve(context.Background(), s.sender)
 	var rf *refusal
 	if errors.As(err, &rf) && rf.code == kez.DoorSenderQuota {
 		return false
@@ -136,7 +149,7 @@ func (s *quotaStream) send() bool {
 		s.t.Fatal(err)
 	}
 	s.real++
-	s.q.stored(s.sender, true)
+	q.stored(s.sender, true)
 	return true
 }
 
@@ -154,9 +167,14 @@ func (s *quotaStream) fill() int {
 // beginAck starts an ack of n messages: it removes them from the stream
 // and returns the release the door then makes.
 func (s *quotaStream) beginAck(n int64) (release func()) {
-	epoch := s.q.epochOf(s.sender)
+	return s.beginAckVia(s.q, n)
+}
+
+// beginAckVia starts an ack through replica q.
+func (s *quotaStream) beginAckVia(q *quota, n int64) (release func()) {
+	gen := q.gen(context.Background(), s.sender)
 	s.real -= n
-	return func() { s.q.release(s.sender, n, epoch) }
+	return func() { q.release(s.sender, n, gen) }
 }
 
 // TestQuotaAckDuringRecount: an ack of K of the sender's messages that
@@ -235,6 +253,35 @@ func TestQuotaStoreDuringRecount(t *testing.T) {
 	}
 }
 
+// TestQuotaAckOnAnotherReplica: an ack through one replica that a
+// recount through another already holds is not given back again when
+// the first replica writes its changes. It was: a sender at her quota
+// who acked K of her messages through one replica while a send of hers
+// was refused through another held K more than the quota.
+func TestQuotaAckOnAnotherReplica(t *testing.T) {
+	const max, k = 10, 4
+	s := newQuotaStream(t, max)
+	b := s.replica()
+	s.fill()
+	// The recipient reads through b; a refused send through a
+	// recounts before b writes its changes.
+	release := s.beginAckVia(b, k)
+	release()
+	s.now = s.now.Add(2 * quotaFullFor)
+	if got := s.fill(); got != k {
+		t.Fatalf("after an ack of %d, %d more were stored", k, got)
+	}
+	if err := b.flushOne(context.Background(), s.sender); err != nil {
+		t.Fatal(err)
+	}
+	s.now = s.now.Add(2 * quotaFullFor)
+	for _, q := range []*quota{s.q, b} {
+		if s.sendVia(q) {
+			t.Fatalf("a send was stored over the quota: the stream holds %d, the bucket %d", s.real, s.kv.value(t, s.sender.Hex()))
+		}
+	}
+}
+
 // TestQuotaRefusalCost: sends refused for the quota write nothing to the
 // bucket and count the stream at most once a quotaFullFor; a sender
 // whose recipient read (through another replica) is let through after
@@ -245,8 +292,8 @@ func TestQuotaRefusalCost(t *testing.T) {
 	s.fill()
 	gets0, writes0 := s.kv.calls()
 	counts0 := s.counts
-	if writes0 > 1 || counts0 != 1 {
-		t.Fatalf("filling the quota wrote the bucket %d times and counted the stream %d times, want 1 and 1", writes0, counts0)
+	if writes0 > 2 || counts0 != 1 {
+		t.Fatalf("filling the quota wrote the bucket %d times and counted the stream %d times, want 2 (the count, the recount) and 1", writes0, counts0)
 	}
 	for range n {
 		if s.send() {
@@ -264,7 +311,11 @@ func TestQuotaRefusalCost(t *testing.T) {
 	s.real = 0
 	s.kv.mu.Lock()
 	e := s.kv.m[s.sender.Hex()]
-	s.kv.m[s.sender.Hex()] = fakeEntry{v: []byte("0"), rev: e.rev + 1}
+	_, gen, err := parseCount(e.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.kv.m[s.sender.Hex()] = fakeEntry{v: formatCount(0, gen), rev: e.rev + 1}
 	s.kv.mu.Unlock()
 	s.now = s.now.Add(quotaFullFor / 2)
 	if s.send() {
@@ -280,6 +331,7 @@ func TestQuotaRefusalCost(t *testing.T) {
 	// Full again: one count per window however many sends.
 	s.fill()
 	counts1 := s.counts
+	_, writes1 := s.kv.calls()
 	for range 3 {
 		for range n {
 			if s.send() {
@@ -288,8 +340,9 @@ func TestQuotaRefusalCost(t *testing.T) {
 		}
 		s.now = s.now.Add(quotaFullFor)
 	}
-	if c := s.counts - counts1; c > 3 {
-		t.Fatalf("%d refused sends over 3 windows counted the stream %d times, want at most 3", 3*n, c)
+	_, writes = s.kv.calls()
+	if c, w := s.counts-counts1, writes-writes1; c > 3 || w > 3 {
+		t.Fatalf("%d refused sends over 3 windows counted the stream %d times and wrote the bucket %d times, want at most 3 each", 3*n, c, w)
 	}
 }
 
