@@ -296,12 +296,18 @@ func (s *Service) send(ctx context.Context, subject string, body []byte) (kez.Se
 func storeError(err error) error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "maximum messages per subject exceeded"):
+	case isShareFull(err):
 		return refuse(kez.DoorInboxShareFull, "you hold the most unread messages one sender may leave in this inbox; it takes more once the recipient reads some")
 	case streams.IsStoreFull(err), strings.Contains(msg, "maximum bytes exceeded"), strings.Contains(msg, "maximum messages exceeded"):
 		return refuse(kez.DoorStoreFull, "the home server's inbox store is full; nothing was stored")
 	}
 	return fmt.Errorf("publish: %w", err)
+}
+
+// isShareFull reports whether err is a publish refused by the inbox
+// stream's per-subject limit: the sender's share of the inbox is full.
+func isShareFull(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "maximum messages per subject exceeded")
 }
 
 // registered reports whether key has a handle: this replica's cache, then
@@ -404,11 +410,12 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	if err != nil {
 		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
+	gen := s.quota.gen(ctx, sender) // before the purge: see quota.release
 	purged, err := s.purge(ctx, kez.InboxMsgSubject(caller, sender), req.Seq+1)
 	if err != nil {
 		return nil, err
 	}
-	s.quota.release(sender, int64(purged))
+	s.quota.release(sender, int64(purged), gen)
 	return struct {
 		Removed uint64 `json:"removed"`
 	}{purged}, nil

@@ -460,14 +460,7 @@ func TestUpgradeInPlace(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
 	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: kez.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
-		Retention: jetstream.WorkQueuePolicy, MaxAge: 30 * 24 * time.Hour, MaxMsgsPerSubject: 10_000,
-		Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgSize: 64 << 10, MaxBytes: 10 << 30,
-		MaxConsumers: 100_000_000, Duplicates: 2 * time.Minute,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	legacyStream(t, js)
 	alice, _ := kez.GenerateKey(nil)
 	bob, _ := kez.GenerateKey(nil)
 	aid := message.NewIdentity(alice)
@@ -500,7 +493,7 @@ func TestUpgradeInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Moved != 3 || m.Dropped != 1 || m.Consumers != 2 {
+	if m != (door.Migration{Moved: 3, Dropped: 1, Consumers: 2}) {
 		t.Fatalf("migration %+v, want 3 moved, 1 dropped, 2 consumers removed", m)
 	}
 	if again, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler)); err != nil || again != (door.Migration{}) {
@@ -514,6 +507,97 @@ func TestUpgradeInPlace(t *testing.T) {
 	got := readAll(t, js, bob)
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("bob's old messages after the upgrade: %q, want %q", got, want)
+	}
+}
+
+// legacyStream makes the inbox stream of the release before the door.
+func legacyStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: kez.InboxStream, Subjects: []string{"kez.inbox.*"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.WorkQueuePolicy, MaxAge: 30 * 24 * time.Hour, MaxMsgsPerSubject: 10_000,
+		Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgSize: 64 << 10, MaxBytes: 10 << 30,
+		MaxConsumers: 100_000_000, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpgradeChecksLegacyMessages: before the door anyone could publish
+// to kez.inbox.<user>. The upgrade drops a forgery naming another sender
+// (it would take that sender's share of the inbox and her quota) and a
+// message addressed to someone else; a message whose sender's share of
+// the inbox is full stays on the old subject, without an error (the
+// server retried the migration forever), and moves at a later one once
+// the recipient read.
+func TestUpgradeChecksLegacyMessages(t *testing.T) {
+	const share = 3
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
+	legacyStream(t, js)
+	keys := make([]*kez.PrivateKey, 4)
+	for i := range keys {
+		keys[i], _ = kez.GenerateKey(nil)
+	}
+	alice, bob, carol, mallory := keys[0], keys[1], keys[2], keys[3]
+	aid, mid := message.NewIdentity(alice), message.NewIdentity(mallory)
+	defer aid.Close()
+	defer mid.Close()
+	seal := func(id *message.Identity, to kez.PublicKey, text string) []byte {
+		_, wire, err := message.Seal(id, to, message.Text(text), time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire
+	}
+	forged, _ := message.Parse(seal(mid, bob.Public(), "forged"))
+	forged.From = alice.Public()
+	forgedWire, err := forged.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := kez.InboxSubject(bob.Public())
+	for _, wire := range [][]byte{forgedWire, seal(aid, carol.Public(), "for carol"), seal(aid, bob.Public(), "old")} {
+		if _, err := js.Publish(ctx, legacy, wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := streams.DefaultConfig()
+	cfg.InboxMaxMsgs = share
+	if err := streams.Setup(ctx, js, cfg); err != nil {
+		t.Fatalf("setup over the old stream: %v", err)
+	}
+	// Alice's share of bob's inbox is full already.
+	for i := range share {
+		if _, err := js.Publish(ctx, kez.InboxMsgSubject(bob.Public(), alice.Public()), seal(aid, bob.Public(), fmt.Sprint("new ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("migration with a full share: %v", err)
+	}
+	if m != (door.Migration{Dropped: 1, Forged: 1, Kept: 1}) {
+		t.Fatalf("migration %+v, want 1 dropped, 1 forged, 1 kept", m)
+	}
+	s, _ := js.Stream(ctx, kez.InboxStream)
+	if info, _ := s.Info(ctx, jetstream.WithSubjectFilter(legacy)); info.State.Subjects[legacy] != 1 {
+		t.Fatalf("the old subject holds %d messages, want the one kept", info.State.Subjects[legacy])
+	}
+	// Bob reads; the next migration moves the kept message.
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(kez.InboxMsgSubject(bob.Public(), alice.Public()))); err != nil {
+		t.Fatal(err)
+	}
+	m, err = door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler))
+	if err != nil || m != (door.Migration{Moved: 1}) {
+		t.Fatalf("migration after bob read: %+v, %v; want 1 moved", m, err)
+	}
+	if got := readAll(t, js, bob); strings.Join(got, ",") != "old" {
+		t.Fatalf("bob's inbox after the upgrade: %q, want the old message alone", got)
+	}
+	if info, _ := s.Info(ctx, jetstream.WithSubjectFilter(streams.LegacyInboxSubjects)); len(info.State.Subjects) != 0 {
+		t.Fatalf("old subjects left: %v", info.State.Subjects)
 	}
 }
 
