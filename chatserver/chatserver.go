@@ -311,7 +311,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.cancel = func() { stopLeaders(); cancel() }
 	s.wg.Go(func() { s.Registry.Run(runCtx) })
 	s.wg.Go(func() { s.Keeper.Run(runCtx) })
-	s.wg.Go(func() { s.migrate(runCtx, js) })
+	s.wg.Go(func() { s.migrate(runCtx, js, cfg.Streams) })
 	s.wg.Go(func() { s.Integrity.Run(runCtx, leaders) })
 	s.wg.Go(func() { s.Ready.Run(runCtx) })
 	s.logger.Info("kez-chat-server started", "http", s.web.Addr().String(), "domain", cfg.Domain, "nats", s.nc.ConnectedUrlRedacted(), "build", buildinfo.Get())
@@ -378,13 +378,25 @@ func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
 
 // migrate upgrades an inbox stream of the release before the door (see
 // door.MigrateLegacy), retrying until it succeeds or ctx ends.
-func (s *Server) migrate(ctx context.Context, js jetstream.JetStream) {
+func (s *Server) migrate(ctx context.Context, js jetstream.JetStream, cfg streams.Config) {
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
-		if _, err := door.MigrateLegacy(ctx, js, s.logger); err == nil || ctx.Err() != nil {
-			return
-		} else {
-			s.logger.Warn("inbox upgrade, retrying", "err", err, "in", delay)
+		_, err := door.MigrateLegacy(ctx, js, s.logger)
+		if err == nil {
+			// Moved to one subject per sender: the per-sender share
+			// can take its configured limit, unless a sender still
+			// holds more unread messages in one inbox than it allows.
+			var kept bool
+			if kept, err = streams.ApplyInboxConfig(ctx, js, cfg); err == nil {
+				if kept {
+					s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
+				}
+				return
+			}
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger.Warn("inbox upgrade, retrying", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
 			return

@@ -510,6 +510,69 @@ func TestUpgradeInPlace(t *testing.T) {
 	}
 }
 
+// TestUpgradeKeepsLongInboxes: an old inbox holding more messages than
+// the door's per-sender share allows loses none at the upgrade: the
+// stream keeps its old per-subject limit through setup (lowering it
+// would have the broker delete the oldest, unread) and the migration,
+// while the sender's new subject holds more than the share, and takes
+// the configured share once the recipient has read down to it.
+func TestUpgradeKeepsLongInboxes(t *testing.T) {
+	const share = 3
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
+	legacyStream(t, js)
+	alice, _ := kez.GenerateKey(nil)
+	bob, _ := kez.GenerateKey(nil)
+	aid := message.NewIdentity(alice)
+	defer aid.Close()
+	var want []string
+	for i := range 5 {
+		text := fmt.Sprintf("old %d", i)
+		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
+		if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	cfg := streams.DefaultConfig()
+	cfg.InboxMaxMsgs = share
+	if err := streams.Setup(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	limit := func() int64 {
+		s, err := js.Stream(ctx, kez.InboxStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.MaxMsgsPerSubject
+	}
+	if m, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler)); err != nil || m != (door.Migration{Moved: 5}) {
+		t.Fatalf("migration %+v, %v; want 5 moved", m, err)
+	}
+	if got := readAll(t, js, bob); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("bob's old messages after the upgrade: %q, want %q", got, want)
+	}
+	if kept, err := streams.ApplyInboxConfig(ctx, js, cfg); err != nil || !kept || limit() != 10_000 {
+		t.Fatalf("config with 5 unread from one sender: kept %v, %v, limit %d; want the old 10,000 kept", kept, err, limit())
+	}
+	// Bob reads the first two.
+	s, _ := js.Stream(ctx, kez.InboxStream)
+	first, err := s.GetLastMsgForSubject(ctx, kez.InboxMsgSubject(bob.Public(), alice.Public()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(kez.InboxMsgSubject(bob.Public(), alice.Public())), jetstream.WithPurgeSequence(first.Sequence-2)); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := streams.ApplyInboxConfig(ctx, js, cfg); err != nil || kept || limit() != share {
+		t.Fatalf("config once read down to the share: kept %v, %v, limit %d; want %d", kept, err, limit(), share)
+	}
+	if got := readAll(t, js, bob); strings.Join(got, ",") != strings.Join(want[2:], ",") {
+		t.Fatalf("bob's messages after the limit was lowered: %q, want %q", got, want[2:])
+	}
+}
+
 // legacyStream makes the inbox stream of the release before the door.
 func legacyStream(t *testing.T, js jetstream.JetStream) {
 	t.Helper()

@@ -15,6 +15,8 @@ import (
 const (
 	inboxSubjects       = "kez.inbox.*.*"
 	LegacyInboxSubjects = "kez.inbox.*"
+	// inboxAllSubjects covers both.
+	inboxAllSubjects = "kez.inbox.>"
 )
 
 func inboxStreamConfig(cfg Config) jetstream.StreamConfig {

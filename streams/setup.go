@@ -107,13 +107,69 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	// Last: the only stream that reserves store (InboxMaxBytes), so a
 	// store too small for it is measured after every other stream took
 	// its share.
-	if _, err := js.CreateOrUpdateStream(ctx, inboxStreamConfig(cfg)); err != nil {
+	if _, err := applyInbox(ctx, js, cfg); err != nil {
 		if IsStoreFull(err) {
 			return storeTooSmall(ctx, js, cfg)
 		}
-		return fmt.Errorf("create stream %s: %w", kez.InboxStream, err)
+		return err
 	}
 	return nil
+}
+
+// ApplyInboxConfig brings the inbox stream to cfg's configuration, and
+// reports whether it kept a higher per-subject limit the stream has (see
+// inboxConfig). The home server calls it again once the upgrade from the
+// release before the door (door.MigrateLegacy) has moved the old inboxes.
+func ApplyInboxConfig(ctx context.Context, js jetstream.JetStream, cfg Config) (kept bool, err error) {
+	return applyInbox(ctx, js, cfg)
+}
+
+func applyInbox(ctx context.Context, js jetstream.JetStream, cfg Config) (bool, error) {
+	c, kept, err := inboxConfig(ctx, js, cfg)
+	if err != nil {
+		return false, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+		if IsStoreFull(err) {
+			return false, err
+		}
+		return false, fmt.Errorf("create stream %s: %w", kez.InboxStream, err)
+	}
+	return kept, nil
+}
+
+// inboxConfig is inboxStreamConfig(cfg), except that it keeps the
+// stream's own higher per-subject limit while a subject holds more
+// messages than cfg allows (kept): lowering the limit would have the
+// broker delete the oldest of them, unread. That is an upgrade from the
+// release before the door, whose one subject per recipient held up to
+// 10,000 messages from all senders; once door.MigrateLegacy has moved
+// them to one subject per sender, and those are read down to cfg's
+// limit, the limit is lowered.
+func inboxConfig(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.StreamConfig, bool, error) {
+	c := inboxStreamConfig(cfg)
+	st, err := js.Stream(ctx, kez.InboxStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("stream %s: %w", kez.InboxStream, err)
+	}
+	cur := st.CachedInfo().Config.MaxMsgsPerSubject
+	if cur > 0 && cur <= c.MaxMsgsPerSubject {
+		return c, false, nil // not lowered
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(inboxAllSubjects))
+	if err != nil {
+		return c, false, fmt.Errorf("stream %s: %w", kez.InboxStream, err)
+	}
+	for _, n := range info.State.Subjects {
+		if int64(n) > c.MaxMsgsPerSubject {
+			c.MaxMsgsPerSubject = cur
+			return c, true, nil
+		}
+	}
+	return c, false, nil
 }
 
 // ErrStoreTooSmall: the JetStream store cannot reserve the bytes the inbox
