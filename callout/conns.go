@@ -80,10 +80,12 @@ type conns struct {
 	open    map[string]map[connID]bool // handle -> its connections
 	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
 	heard   map[string]time.Time       // server id -> when it last gave a sign of life
-	// heartbeats says that the broker's heartbeats arrive at all (a
-	// nats.conf from before exports none): only then is silence taken
-	// for a node gone.
-	heartbeats bool
+	// lastBeat is when the latest heartbeat of any node arrived (zero:
+	// none yet; a nats.conf from before exports none). A node is gone
+	// when it has been silent for serverSilence by that clock, not by
+	// the wall's: a replica that hears nothing at all (its own
+	// connection cut, its process paused) drops nobody.
+	lastBeat time.Time
 }
 
 type connID struct {
@@ -101,7 +103,9 @@ func (c *conns) alive(server string, heartbeat bool, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.heard[server] = now
-	c.heartbeats = c.heartbeats || heartbeat
+	if heartbeat && now.After(c.lastBeat) {
+		c.lastBeat = now
+	}
 }
 
 // gone drops every connection counted on server.
@@ -126,13 +130,13 @@ func (c *conns) goneLocked(server string) {
 }
 
 // sweepLocked drops the connections of the servers silent for longer
-// than serverSilence at now, if heartbeats arrive at all; c.mu is held.
-func (c *conns) sweepLocked(now time.Time) {
-	if !c.heartbeats {
+// than serverSilence before the latest heartbeat of any; c.mu is held.
+func (c *conns) sweepLocked() {
+	if c.lastBeat.IsZero() {
 		return
 	}
 	for server, t := range c.heard {
-		if now.Sub(t) > serverSilence {
+		if c.lastBeat.Sub(t) > serverSilence {
 			c.goneLocked(server)
 		}
 	}
@@ -145,7 +149,7 @@ func (c *conns) sweepLocked(now time.Time) {
 func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sweepLocked(now)
+	c.sweepLocked()
 	p := c.pending[handle]
 	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
 		p = p[1:]

@@ -15,8 +15,9 @@ func connEvent(server string, id uint64, user string) ConnEvent {
 // silent (crashed, cut off: no disconnect events, no heartbeats) stop
 // counting once it has been silent for serverSilence while others'
 // heartbeats arrive; a shutdown notice drops its connections at once;
-// with no heartbeats at all (a nats.conf that does not export them)
-// nothing is dropped for silence.
+// with no heartbeats at all (a nats.conf that does not export them), or
+// none heard lately (the replica's own connection cut), nothing is
+// dropped for silence.
 func TestConnsNodeGone(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	c := newConns()
@@ -44,6 +45,16 @@ func TestConnsNodeGone(t *testing.T) {
 	quiet.event(connEvent("B", 1, "alice"), true, t0)
 	if n, ok := quiet.take("alice", 1, t0.Add(10*time.Minute)); ok || n != 1 {
 		t.Fatalf("with no heartbeats at all, alice 10 min later: %d, %v; want her connection still counted", n, ok)
+	}
+
+	// A replica that stops hearing anything (its own connection cut)
+	// drops nobody: silence counts against the latest heartbeat heard.
+	deaf := newConns()
+	deaf.alive("A", true, t0)
+	deaf.alive("B", true, t0)
+	deaf.event(connEvent("B", 1, "alice"), true, t0)
+	if n, ok := deaf.take("alice", 1, t0.Add(10*time.Minute)); ok || n != 1 {
+		t.Fatalf("a replica that heard nothing for 10 min: alice %d, %v; want her connection still counted", n, ok)
 	}
 }
 
