@@ -96,11 +96,11 @@ func receiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path st
 // errFetchState: a download record that cannot be used.
 var errFetchState = errors.New("bad download record")
 
-// errForeignPart: the partial file a record names is not the user's
-// alone. Anyone who can write it chose its bytes, which resuming would
-// keep as the start of the file, and anyone who can read it would read
-// the rest as it is decrypted. It is not resumed, and removed only if it
-// is the user's (see fresh).
+// errForeignPart: the partial file a record names is not the user's, or
+// others may write it. Whoever made it or can write it chose its bytes,
+// which resuming would keep as the start of the file, and its owner would
+// read the rest as it is decrypted. It is not resumed, and removed only
+// if it is the user's (see fresh).
 var errForeignPart = errors.New("partial file is not yours alone")
 
 // parseFetchState reads a download record of a file of plain bytes. It
@@ -210,9 +210,9 @@ func (r *incoming) resume() error {
 	// file may be gone (a reboot) while the record stayed: someone who
 	// reads the name in the record's place, or in a listing, could have
 	// made one. So: no symlink, a regular file with no other link,
-	// owned by the user and by no one else writable or readable (else
-	// its first bytes would be theirs, and the rest readable by them), as
-	// large as the record says. The checks are made on the file opened.
+	// owned by the user and writable by no one else (else its first
+	// bytes could be theirs, and the rest readable by them), as large as
+	// the record says. The checks are made on the file opened.
 	f, err := openNoFollow(st.Part)
 	if err != nil {
 		return fmt.Errorf("partial file: %w", err)

@@ -407,7 +407,7 @@ func TestReceiveForeignPartial(t *testing.T) {
 		uid  int // -1: the current user
 	}{
 		{"group and others may write", 0o666, -1},
-		{"others may read", 0o604, -1},
+		{"group may write", 0o620, -1},
 		{"another user's", 0o600, 65534},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
