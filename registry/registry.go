@@ -416,7 +416,12 @@ func (s *Service) project(ctx context.Context) error {
 		var ae *applyError
 		if errors.As(err, &ae) {
 			s.mu.Lock()
-			s.conflicts = append(s.conflicts, conflict{stream, problem, ae.last})
+			i := slices.IndexFunc(s.conflicts, func(c conflict) bool { return c.stream == stream && c.problem == problem })
+			if i < 0 {
+				s.conflicts = append(s.conflicts, conflict{stream, problem, ae.last})
+			} else {
+				s.conflicts[i].upTo = max(s.conflicts[i].upTo, ae.last)
+			}
 			s.mu.Unlock()
 		}
 	}
