@@ -316,11 +316,7 @@ func TestReceiveRecordChecks(t *testing.T) {
 	src, h, size, k := sharedBlob(t, plain)
 	dir, out := t.TempDir(), t.TempDir()
 	path := filepath.Join(out, "file.bin")
-	run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
-		return func(g func(context.Context, blob.Source, func(int64)) error) error {
-			return g(context.Background(), cutSource{src, cut}, nil)
-		}
-	}
+	run := cutRun(src)
 	if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
 		t.Fatal(err)
 	}
@@ -416,11 +412,7 @@ func TestReceiveForeignPartial(t *testing.T) {
 			}
 			dir, out := t.TempDir(), t.TempDir()
 			path := filepath.Join(out, "file.bin")
-			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
-				return func(g func(context.Context, blob.Source, func(int64)) error) error {
-					return g(context.Background(), cutSource{src, cut}, nil)
-				}
-			}
+			run := cutRun(src)
 			if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
 				t.Fatal(err)
 			}
@@ -592,11 +584,7 @@ func TestReceiveLongName(t *testing.T) {
 		t.Run(tt.desc, func(t *testing.T) {
 			dir, out := t.TempDir(), t.TempDir()
 			path := filepath.Join(out, name)
-			run := func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
-				return func(g func(context.Context, blob.Source, func(int64)) error) error {
-					return g(context.Background(), cutSource{src, cut}, nil)
-				}
-			}
+			run := cutRun(src)
 			if _, err := client.ReceiveFile(dir, h, size, k, path, run(2*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
 				t.Fatalf("interrupted download of a %d-byte name: %v, want the cut", len(name), err)
 			}
@@ -615,5 +603,15 @@ func TestReceiveLongName(t *testing.T) {
 				t.Fatalf("saved file: %v, or differs", err)
 			}
 		})
+	}
+}
+
+// cutRun returns the run function of a ReceiveFile whose source is src
+// cut after cut bytes.
+func cutRun(src blob.Source) func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+	return func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
+		return func(g func(context.Context, blob.Source, func(int64)) error) error {
+			return g(context.Background(), cutSource{src, cut}, nil)
+		}
 	}
 }

@@ -41,25 +41,9 @@ func TestPresenceOnlineThenLastSeen(t *testing.T) {
 	waitPresence(t, bob, "alice", client.PresenceUnknown)
 
 	// bob follows his contacts while alice comes and goes.
-	var mu sync.Mutex
-	var seen []string
-	wctx, wstop := context.WithCancel(context.Background())
-	wdone := make(chan error, 1)
-	go func() {
-		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
-			mu.Lock()
-			seen = append(seen, p.Handle.Local()+" "+p.State)
-			mu.Unlock()
-		})
-	}()
-	defer func() {
-		wstop()
-		if err := <-wdone; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	}()
+	mu, seen := watchPresence(t, bob)
 
-	waitWatch(t, &mu, &seen, []string{"alice unknown"})
+	waitWatch(t, mu, seen, []string{"alice unknown"})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	before := time.Now().Add(-time.Second).Unix()
@@ -86,7 +70,31 @@ func TestPresenceOnlineThenLastSeen(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].State != client.PresenceOffline || ps[0].LastSeen != off.LastSeen {
 		t.Fatalf("contacts presence = %+v, %v", ps, err)
 	}
-	waitWatch(t, &mu, &seen, []string{"alice unknown", "alice online", "alice offline"})
+	waitWatch(t, mu, seen, []string{"alice unknown", "alice online", "alice offline"})
+}
+
+// watchPresence runs c.WatchPresence until the test ends, collecting
+// "<local> <state>" of every change it reports.
+func watchPresence(t *testing.T, c *client.Client) (*sync.Mutex, *[]string) {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []string
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.WatchPresence(ctx, func(p client.Presence) {
+			mu.Lock()
+			seen = append(seen, p.Handle.Local()+" "+p.State)
+			mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	})
+	return &mu, &seen
 }
 
 func waitWatch(t *testing.T, mu *sync.Mutex, seen *[]string, want []string) {
@@ -113,25 +121,9 @@ func TestPresenceKilledClientLapses(t *testing.T) {
 	if _, _, err := bob.Add(context.Background(), handle(t, "alice")); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var seen []string
-	wctx, wstop := context.WithCancel(context.Background())
-	wdone := make(chan error, 1)
-	go func() {
-		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
-			mu.Lock()
-			seen = append(seen, p.Handle.Local()+" "+p.State)
-			mu.Unlock()
-		})
-	}()
-	defer func() {
-		wstop()
-		if err := <-wdone; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	}()
+	mu, seen := watchPresence(t, bob)
 
-	waitWatch(t, &mu, &seen, []string{"alice unknown"})
+	waitWatch(t, mu, seen, []string{"alice unknown"})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan error, 1)
@@ -147,7 +139,7 @@ func TestPresenceKilledClientLapses(t *testing.T) {
 	if off.LastSeen < on.LastSeen || off.LastSeen > killed.Unix() {
 		t.Errorf("last seen %d, want the last renewal before %d", off.LastSeen, killed.Unix())
 	}
-	waitWatch(t, &mu, &seen, []string{"alice unknown", "alice online", "alice offline"})
+	waitWatch(t, mu, seen, []string{"alice unknown", "alice online", "alice offline"})
 	stop()
 	<-done
 }
@@ -332,24 +324,8 @@ func TestPresenceReflectionIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	var seen []string
-	wctx, wstop := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() {
-		wdone <- bob.WatchPresence(wctx, func(p client.Presence) {
-			mu.Lock()
-			seen = append(seen, p.Handle.Local()+" "+p.State)
-			mu.Unlock()
-		})
-	}()
-	defer func() {
-		wstop()
-		if err := <-wdone; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	}()
-	waitWatch(t, &mu, &seen, []string{"alice offline"})
+	mu, seen := watchPresence(t, bob)
+	waitWatch(t, mu, seen, []string{"alice offline"})
 
 	raw := make(chan *nats.Msg, 8)
 	sub, err := bnc.ChanSubscribe(kez.PresenceLiveSubject(akey.Public()), raw)
@@ -377,5 +353,5 @@ func TestPresenceReflectionIgnored(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // the watcher has had them too
-	waitWatch(t, &mu, &seen, []string{"alice offline"})
+	waitWatch(t, mu, seen, []string{"alice offline"})
 }

@@ -457,23 +457,8 @@ func TestNoJetStreamObjectPerUser(t *testing.T) {
 // delivered through the door, the consumers are gone, and a second
 // migration changes nothing.
 func TestUpgradeInPlace(t *testing.T) {
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	legacyStream(t, js)
-	alice, _ := kez.GenerateKey(nil)
-	bob, _ := kez.GenerateKey(nil)
-	aid := message.NewIdentity(alice)
-	defer aid.Close()
-	var want []string
-	for i := range 3 {
-		text := fmt.Sprintf("old %d", i)
-		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
-		if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), wire); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, text)
-	}
+	js, alice, bob, want := oldInbox(t, 3)
 	if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), []byte("garbage of old")); err != nil {
 		t.Fatal(err)
 	}
@@ -518,23 +503,8 @@ func TestUpgradeInPlace(t *testing.T) {
 // the configured share once the recipient has read down to it.
 func TestUpgradeKeepsLongInboxes(t *testing.T) {
 	const share = 3
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	legacyStream(t, js)
-	alice, _ := kez.GenerateKey(nil)
-	bob, _ := kez.GenerateKey(nil)
-	aid := message.NewIdentity(alice)
-	defer aid.Close()
-	var want []string
-	for i := range 5 {
-		text := fmt.Sprintf("old %d", i)
-		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
-		if _, err := js.Publish(ctx, kez.InboxSubject(bob.Public()), wire); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, text)
-	}
+	js, alice, bob, want := oldInbox(t, 5)
 	cfg := streams.DefaultConfig()
 	cfg.InboxMaxMsgs = share
 	if err := streams.Setup(ctx, js, cfg); err != nil {
@@ -571,6 +541,31 @@ func TestUpgradeKeepsLongInboxes(t *testing.T) {
 	if got := readAll(t, js, bob); strings.Join(got, ",") != strings.Join(want[2:], ",") {
 		t.Fatalf("bob's messages after the limit was lowered: %q, want %q", got, want[2:])
 	}
+}
+
+// oldInbox starts a server with the inbox stream of the release before
+// the door, holding n messages from alice to bob ("old 0", "old 1", ...)
+// on bob's one subject; it returns the admin's JetStream, both keys and
+// the texts in order.
+func oldInbox(t *testing.T, n int) (jetstream.JetStream, *kez.PrivateKey, *kez.PrivateKey, []string) {
+	t.Helper()
+	ns := natstest.Start(t)
+	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
+	legacyStream(t, js)
+	alice, _ := kez.GenerateKey(nil)
+	bob, _ := kez.GenerateKey(nil)
+	aid := message.NewIdentity(alice)
+	defer aid.Close()
+	var want []string
+	for i := range n {
+		text := fmt.Sprintf("old %d", i)
+		_, wire, _ := message.Seal(aid, bob.Public(), message.Text(text), time.Now(), nil)
+		if _, err := js.Publish(context.Background(), kez.InboxSubject(bob.Public()), wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	return js, alice, bob, want
 }
 
 // legacyStream makes the inbox stream of the release before the door.
