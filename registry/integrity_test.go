@@ -383,6 +383,23 @@ func TestVerifyLog(t *testing.T) {
 		t.Fatalf("VerifyLog of a missing event = %v", err)
 	}
 
+	// A read that ends early while the log's last sequence passes the
+	// checkpoint (a new leader still applying) is not damage: it is read
+	// again later. One that ends where the log says it ends is damage.
+	log, svc, _ = setup(t)
+	log.mu.Lock()
+	log.events, log.last = log.events[:1], 9
+	log.mu.Unlock()
+	if _, err := svc.Scrub(ctx); errors.Is(err, kez.ErrLogDamaged) || !errors.Is(err, registry.ErrScrubBehind) {
+		t.Fatalf("Scrub of a read that ends early = %v, want ErrScrubBehind", err)
+	}
+	log.mu.Lock()
+	log.last = 3
+	log.mu.Unlock()
+	if _, err := svc.Scrub(ctx); !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "ends at sequence 3") {
+		t.Fatalf("Scrub of a log that ends early = %v", err)
+	}
+
 	// A changed event in the middle is what the scrub finds.
 	log, svc, _ = setup(t)
 	log.mu.Lock()

@@ -1,0 +1,4 @@
+package registry
+
+// ErrScrubBehind is errScrubBehind, for the tests.
+var ErrScrubBehind = errScrubBehind
