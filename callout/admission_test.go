@@ -134,6 +134,37 @@ func TestSignInFlood(t *testing.T) {
 	}
 }
 
+// TestSignInFloodIPv6Block: an IPv6 client that fails from a new address
+// of its /64 each time is still one client: after 20 failures the whole
+// /64 is refused, another /64 is not.
+func TestSignInFloodIPv6Block(t *testing.T) {
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	alice, _ := kez.GenerateKey(nil)
+	mallory, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", "kez.test")
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"},
+		cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), streams.UserPermissions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(host string, signer *kez.PrivateKey) error {
+		_, _, err := svc.Answer(fromHost(t, server, alice.Public(), signer, host), "")
+		return err
+	}
+	for i := range 20 {
+		if err := signIn(fmt.Sprintf("2001:db8:0:1::%x", i+1), mallory); err == nil {
+			t.Fatal("a forged signature signed in")
+		}
+	}
+	if err := signIn("2001:db8:0:1:ffff::7", alice); !errors.Is(err, callout.ErrThrottled) {
+		t.Fatalf("alice from a new address of the flooding /64: %v, want ErrThrottled", err)
+	}
+	if err := signIn("2001:db8:0:2::1", alice); err != nil {
+		t.Fatalf("alice from another /64: %v", err)
+	}
+}
+
 // TestSignInRegistryUnanswered: a registry that does not answer for a
 // key (a time-out, no leader) refuses the sign-in without calling the
 // key unregistered: the next attempt asks again and signs in once the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -236,7 +237,12 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	if rc.Expires > 0 && s.cfg.Now().Unix() > rc.Expires {
 		return nil, key, host, fmt.Errorf("%w: expired request", ErrMalformed)
 	}
+	// An IPv6 client counts by its /64, as registrations do: rotating
+	// through its own block does not escape the throttle.
 	host = rc.ClientInformation.Host
+	if addr, err := netip.ParseAddr(host); err == nil {
+		host = kez.ClientBlock(addr).String()
+	}
 	var rec kez.HandleRecord
 	if s.admit.throttled(host) {
 		err = ErrThrottled

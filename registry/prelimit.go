@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"golang.org/x/time/rate"
+
+	"kez.lat/kez"
 )
 
 // The defaults of Config.PreRate and PreBurst: registration attempts a
@@ -39,9 +41,7 @@ func newPrelimit(perSecond float64, burst int) *prelimit {
 // allow reports whether addr may make one more attempt now. IPv6
 // addresses count per /64, as the shared limit does.
 func (p *prelimit) allow(addr netip.Addr) bool {
-	if addr.Is6() && !addr.Is4In6() {
-		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
-	}
+	addr = kez.ClientBlock(addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := p.m[addr]

@@ -182,7 +182,7 @@ const errCodeStoreFailed jetstream.ErrorCode = 10077
 // clientToken is a subject-safe token for an address: hex of the IPv4
 // address or of the IPv6 /64 prefix.
 func clientToken(addr netip.Addr) string {
-	addr = addr.Unmap()
+	addr = kez.ClientBlock(addr)
 	if addr.Is4() {
 		b := addr.As4()
 		return hex.EncodeToString(b[:])
