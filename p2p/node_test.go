@@ -413,8 +413,9 @@ func TestRelayOnly(t *testing.T) {
 
 // TestPeerTransferLimit: a peer that opens transfers and does not read
 // them holds at most 4 of the node's 16 serving slots: its fifth is
-// refused with ErrBusy, while another peer still fetches; once it closes
-// one, it may open another.
+// refused busy (Slice asks again until its caller stops waiting, then
+// returns ErrBusy), while another peer still fetches; once it closes
+// one, a fifth that waits gets the slot.
 func TestPeerTransferLimit(t *testing.T) {
 	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
 	as := newStore(t)
@@ -448,7 +449,12 @@ func TestPeerTransferLimit(t *testing.T) {
 		}
 		held = append(held, rc)
 	}
-	if rc, err := src.Slice(ctx, h, 0, size); !errors.Is(err, p2p.ErrBusy) {
+	// A fifth waits for a slot, asking again, and gives up busy when
+	// its caller stops waiting.
+	short, stop := context.WithTimeout(ctx, time.Second)
+	rc, err := src.Slice(short, h, 0, size)
+	stop()
+	if !errors.Is(err, p2p.ErrBusy) {
 		if err == nil {
 			rc.Close()
 		}
@@ -461,17 +467,20 @@ func TestPeerTransferLimit(t *testing.T) {
 	if !bytes.Equal(readBlob(t, cs, h), data) {
 		t.Fatal("fetched blob differs")
 	}
-	// Closing one frees its slot once the node notices (its write fails).
-	held[0].Close()
-	held = held[1:]
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// A fifth that waits gets the slot one of the four frees, once the
+	// node notices (its write fails).
+	fifth := make(chan error, 1)
+	go func() {
 		rc, err := src.Slice(ctx, h, 0, size)
 		if err == nil {
-			held = append(held, rc)
-			break
+			rc.Close()
 		}
-		if !errors.Is(err, p2p.ErrBusy) || time.Now().After(deadline) {
-			t.Fatalf("transfer after one was closed: %v", err)
-		}
+		fifth <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // asked at least once, refused
+	held[0].Close()
+	held = held[1:]
+	if err := <-fifth; err != nil {
+		t.Fatalf("fifth transfer once one of the four ended: %v", err)
 	}
 }

@@ -157,8 +157,35 @@ var ErrUnreachable = errors.New("peer unreachable")
 
 // Slice implements blob.Source: it connects to the peer (directly or
 // through a relay), asks for [off, off+n) of blob h and returns the
-// stream once the peer agreed to send it.
+// stream once the peer agreed to send it. A peer busy with other
+// transfers (ErrBusy) is asked again, after a pause that grows, for up
+// to busyWait; then, or when ctx ends meanwhile, it returns ErrBusy.
 func (r *remote) Slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
+	deadline := time.Now().Add(busyWait)
+	for pause := busyPause; ; pause = min(2*pause, maxBusyPause) {
+		rc, err := r.slice(ctx, h, off, n)
+		if !errors.Is(err, ErrBusy) || time.Now().Add(pause).After(deadline) {
+			return rc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// How long and how often Slice asks a busy peer again: a transfer that
+// ends frees its slot at once, and the peer's other transfers may last
+// minutes.
+const (
+	busyWait     = 2 * time.Minute
+	busyPause    = 250 * time.Millisecond
+	maxBusyPause = 4 * time.Second
+)
+
+// slice is one request of Slice.
+func (r *remote) slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadCloser, error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	// A relayed connection is "limited"; our relays lift the limits for
