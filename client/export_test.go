@@ -35,7 +35,7 @@ var CheckNATSURLs = checkNATSURLs
 // with its records in dir.
 func ReceiveFile(dir string, h blob.Hash, size int64, key filecrypt.Key, path string,
 	run func(get func(ctx context.Context, src blob.Source, progress func(int64)) error) error) (int64, error) {
-	return receiveFile(dir, h, size, key, path, nil, func(get getFunc) error { return run(get) })
+	return ReceiveFileNotice(dir, h, size, key, path, nil, run)
 }
 
 // ReceiveFileNotice is ReceiveFile, telling notice why a recorded

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"unicode/utf8"
@@ -102,6 +103,22 @@ var errFetchState = errors.New("bad download record")
 // read the rest as it is decrypted. It is not resumed, and removed only
 // if it is the user's (see fresh).
 var errForeignPart = errors.New("partial file is not yours alone")
+
+// ownPrivate returns an error wrapping errForeignPart unless the file fi
+// describes belongs to the effective user and no one else may write it.
+// Others reading it is left alone: the finished file keeps the partial
+// file's mode, and file systems such as exFAT or vfat give every file
+// the same mode, readable by all (which would otherwise make every
+// interrupted download there start over).
+func ownPrivate(fi fs.FileInfo) error {
+	if !owned(fi) {
+		return fmt.Errorf("%w: not owned by you", errForeignPart)
+	}
+	if p := fi.Mode().Perm(); p&0o022 != 0 {
+		return fmt.Errorf("%w: mode %04o lets others write it", errForeignPart, p)
+	}
+	return nil
+}
 
 // parseFetchState reads a download record of a file of plain bytes. It
 // returns an error wrapping errFetchState for anything but a record this

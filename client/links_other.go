@@ -4,7 +4,6 @@ package client
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 )
@@ -14,16 +13,6 @@ func links(fs.FileInfo) uint64 { return 1 }
 
 // owned reports true: the owner of a file is not read on this system.
 func owned(fs.FileInfo) bool { return true }
-
-// ownPrivate returns an error wrapping errForeignPart if the file fi
-// describes may be written by others, as far as its mode tells: the
-// owner is not read on this system.
-func ownPrivate(fi fs.FileInfo) error {
-	if p := fi.Mode().Perm(); p&0o022 != 0 {
-		return fmt.Errorf("%w: mode %04o lets others write it", errForeignPart, p)
-	}
-	return nil
-}
 
 // openNoFollow opens path for reading and writing, unless it is a
 // symbolic link (checked before opening).

@@ -3,7 +3,6 @@
 package client
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -22,26 +21,6 @@ func links(fi fs.FileInfo) uint64 {
 func owned(fi fs.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid()
-}
-
-// ownPrivate returns an error wrapping errForeignPart unless the file fi
-// describes belongs to the effective user and no one else may write it.
-// Others reading it is left alone: the finished file keeps the partial
-// file's mode, and file systems such as exFAT or vfat give every file
-// the same mode, readable by all (which would otherwise make every
-// interrupted download there start over).
-func ownPrivate(fi fs.FileInfo) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%w: its owner cannot be read", errForeignPart)
-	}
-	if int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%w: owned by uid %d, not by you (uid %d)", errForeignPart, st.Uid, os.Geteuid())
-	}
-	if p := fi.Mode().Perm(); p&0o022 != 0 {
-		return fmt.Errorf("%w: mode %04o lets others write it", errForeignPart, p)
-	}
-	return nil
 }
 
 // openNoFollow opens path for reading and writing, unless it is a

@@ -39,13 +39,7 @@ func flock(name string, shared, wait bool) (func(), error) {
 	if !wait {
 		how |= syscall.LOCK_NB
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err = flockFile(f, how); err != nil {
 		f.Close()
 		if err == syscall.EWOULDBLOCK {
 			return nil, err
@@ -56,6 +50,16 @@ func flock(name string, shared, wait bool) (func(), error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// flockFile locks f (how: syscall.LOCK_*), again when a signal interrupts
+// the call.
+func flockFile(f *os.File, how int) error {
+	for {
+		if err := syscall.Flock(int(f.Fd()), how); err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // lockDownload takes the lock of a download in progress, the file name,
@@ -69,12 +73,7 @@ func lockDownload(name string) (func(), error) {
 		if err != nil {
 			return nil, fmt.Errorf("download lock: %w", err)
 		}
-		for {
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-			if err != syscall.EINTR {
-				break
-			}
-		}
+		err = flockFile(f, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == syscall.EWOULDBLOCK {
 			pid := "pid unknown"
 			b := make([]byte, 20)
