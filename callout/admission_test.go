@@ -57,6 +57,23 @@ func fromHost(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez
 	return []byte(tok)
 }
 
+// newAnswerer returns a callout over users (denials counted in reg) and
+// the function that answers a sign-in of key, its nonce signed by
+// signer, from host, through a server of its own.
+func newAnswerer(t *testing.T, users *mock.Users, reg *prometheus.Registry) func(key kez.PublicKey, signer *kez.PrivateKey, host string) ([]byte, error) {
+	t.Helper()
+	issuer, _ := nkeys.CreateAccount()
+	server, _ := nkeys.CreateServer()
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, users, streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(key kez.PublicKey, signer *kez.PrivateKey, host string) ([]byte, error) {
+		resp, _, err := svc.Answer(fromHost(t, server, key, signer, host), "")
+		return resp, err
+	}
+}
+
 // TestSignInFlood: an address that keeps failing is refused before any
 // signature is checked, others are not; an unregistered key costs one
 // registry round trip per moment, not one per attempt; denials are
@@ -138,18 +155,12 @@ func TestSignInFlood(t *testing.T) {
 // of its /64 each time is still one client: after 20 failures the whole
 // /64 is refused, another /64 is not.
 func TestSignInFloodIPv6Block(t *testing.T) {
-	issuer, _ := nkeys.CreateAccount()
-	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	mallory, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"},
-		cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), streams.UserPermissions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), prometheus.NewRegistry())
 	signIn := func(host string, signer *kez.PrivateKey) error {
-		_, _, err := svc.Answer(fromHost(t, server, alice.Public(), signer, host), "")
+		_, err := answer(alice.Public(), signer, host)
 		return err
 	}
 	for i := range 20 {
@@ -172,8 +183,6 @@ func TestSignInFloodIPv6Block(t *testing.T) {
 // A cache entry of another key under the key's lookup (a projection that
 // changed a handle's key) is not used: the key's own claim decides.
 func TestSignInRegistryUnanswered(t *testing.T) {
-	issuer, _ := nkeys.CreateAccount()
-	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	bob, _ := kez.GenerateKey(nil)
 	ha, _ := kez.ParseHandle("alice", "kez.test")
@@ -200,23 +209,20 @@ func TestSignInRegistryUnanswered(t *testing.T) {
 		},
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, users, streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := newAnswerer(t, users, reg)
 	for range 30 {
-		if _, _, err := svc.Answer(fromHost(t, server, alice.Public(), alice, "203.0.113.5"), ""); !errors.Is(err, callout.ErrLookup) {
+		if _, err := answer(alice.Public(), alice, "203.0.113.5"); !errors.Is(err, callout.ErrLookup) {
 			t.Fatalf("sign-in with the registry not answering: %v, want ErrLookup", err)
 		}
 	}
 	answering.Store(true)
-	if _, _, err := svc.Answer(fromHost(t, server, alice.Public(), alice, "203.0.113.5"), ""); err != nil {
+	if _, err := answer(alice.Public(), alice, "203.0.113.5"); err != nil {
 		t.Fatalf("sign-in once the registry answers: %v", err)
 	}
 	if got := denials(t, reg, "registry_unavailable"); got != 30 {
 		t.Errorf("registry_unavailable denials counted %v, want 30", got)
 	}
-	tok, _, err := svc.Answer(fromHost(t, server, bob.Public(), bob, "198.51.100.5"), "")
+	tok, err := answer(bob.Public(), bob, "198.51.100.5")
 	if err != nil {
 		t.Fatalf("bob with alice's record under his key: %v", err)
 	}

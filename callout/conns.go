@@ -97,13 +97,12 @@ func newConns() *conns {
 	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}, heard: map[string]time.Time{}}
 }
 
-// alive records a sign of life of server at now: its heartbeat
-// (heartbeat true), or an event of one of its connections.
-func (c *conns) alive(server string, heartbeat bool, now time.Time) {
+// heartbeat records server's heartbeat, received at now.
+func (c *conns) heartbeat(server string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.heard[server] = now
-	if heartbeat && now.After(c.lastBeat) {
+	if now.After(c.lastBeat) {
 		c.lastBeat = now
 	}
 }
@@ -213,7 +212,7 @@ func (s *Service) Track(nc *nats.Conn, account string) error {
 			case stop:
 				s.conns.gone(server)
 			default:
-				s.conns.alive(server, true, s.cfg.Now())
+				s.conns.heartbeat(server, s.cfg.Now())
 			}
 		}); err != nil {
 			return fmt.Errorf("server events: %w", err)

@@ -21,14 +21,14 @@ func connEvent(server string, id uint64, user string) ConnEvent {
 func TestConnsNodeGone(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	c := newConns()
-	c.alive("A", true, t0)
+	c.heartbeat("A", t0)
 	c.event(connEvent("B", 1, "alice"), true, t0)
 	c.event(connEvent("A", 7, "bob"), true, t0)
 	if n, ok := c.take("alice", 1, t0.Add(10*time.Second)); ok || n != 1 {
 		t.Fatalf("alice at her cap of 1 on B: %d, %v", n, ok)
 	}
 	for s := 10; s <= 40; s += 10 {
-		c.alive("A", true, t0.Add(time.Duration(s)*time.Second))
+		c.heartbeat("A", t0.Add(time.Duration(s)*time.Second))
 	}
 	if n, ok := c.take("alice", 1, t0.Add(40*time.Second)); !ok || n != 0 {
 		t.Fatalf("alice 40 s after B fell silent: %d, %v; want her connection there dropped", n, ok)
@@ -50,8 +50,8 @@ func TestConnsNodeGone(t *testing.T) {
 	// A replica that stops hearing anything (its own connection cut)
 	// drops nobody: silence counts against the latest heartbeat heard.
 	deaf := newConns()
-	deaf.alive("A", true, t0)
-	deaf.alive("B", true, t0)
+	deaf.heartbeat("A", t0)
+	deaf.heartbeat("B", t0)
 	deaf.event(connEvent("B", 1, "alice"), true, t0)
 	if n, ok := deaf.take("alice", 1, t0.Add(10*time.Minute)); ok || n != 1 {
 		t.Fatalf("a replica that heard nothing for 10 min: alice %d, %v; want her connection still counted", n, ok)
