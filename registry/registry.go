@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -135,18 +134,15 @@ type Service struct {
 	stalled bool                 // the projector stopped and has not yet started again
 	caught  bool                 // projector reached the end of the log once
 	// conflicts are the projection writes the projector found
-	// conflicting and reported, until the projection passes them.
-	conflicts []conflict
+	// conflicting and reported (the bucket held another value than the
+	// log's event), each with the last event of the write: it is mended
+	// once the projection passes that event (a replica's write of it
+	// passed: after a rebuild, or an entry put right).
+	conflicts map[conflict]uint64
 }
 
-// conflict is a reported projection write that conflicted: the bucket
-// held another value than the log's event, in the events up to upTo. It
-// is mended once the projection passes upTo (a replica's write of those
-// events passed: after a rebuild, or an entry put right).
-type conflict struct {
-	stream, problem string
-	upTo            uint64
-}
+// conflict is a problem reported against a stream.
+type conflict struct{ stream, problem string }
 
 // New returns a registry service; call Run to start its projector and
 // cache.
@@ -181,6 +177,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 		logger:    logger.With("component", "registry"),
 		cache:     newCache(),
 		advance:   make(chan struct{}),
+		conflicts: map[conflict]uint64{},
 		fileCP:    fileCP,
 		scrubKick: make(chan struct{}, 1),
 	}, nil
@@ -416,12 +413,8 @@ func (s *Service) project(ctx context.Context) error {
 		var ae *applyError
 		if errors.As(err, &ae) {
 			s.mu.Lock()
-			i := slices.IndexFunc(s.conflicts, func(c conflict) bool { return c.stream == stream && c.problem == problem })
-			if i < 0 {
-				s.conflicts = append(s.conflicts, conflict{stream, problem, ae.last})
-			} else {
-				s.conflicts[i].upTo = max(s.conflicts[i].upTo, ae.last)
-			}
+			c := conflict{stream, problem}
+			s.conflicts[c] = max(s.conflicts[c], ae.last)
 			s.mu.Unlock()
 		}
 	}
@@ -767,13 +760,12 @@ func (s *Service) setApplied(cp integrity.Checkpoint, seq uint64, caughtUp bool)
 	}
 	s.raiseHashed(seq)
 	var mended []conflict
-	s.conflicts = slices.DeleteFunc(s.conflicts, func(c conflict) bool {
-		if seq >= c.upTo {
+	for c, upTo := range s.conflicts {
+		if seq >= upTo {
 			mended = append(mended, c)
-			return true
+			delete(s.conflicts, c)
 		}
-		return false
-	})
+	}
 	s.mu.Unlock()
 	for _, c := range mended {
 		if s.cfg.Integrity != nil {
