@@ -379,19 +379,25 @@ func (s *Server) startCallout(cfg Config, reg prometheus.Registerer) error {
 // migrate upgrades an inbox stream of the release before the door (see
 // door.MigrateLegacy), retrying until it succeeds or ctx ends.
 func (s *Server) migrate(ctx context.Context, js jetstream.JetStream, cfg streams.Config) {
+	moved := 0
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
-		_, err := door.MigrateLegacy(ctx, js, s.logger)
+		m, err := door.MigrateLegacy(ctx, js, s.logger)
+		moved += m.Moved
+		if err == nil && moved == 0 {
+			return // nothing moved: the setup at start applied the configuration
+		}
+		var kept bool
 		if err == nil {
 			// Moved to one subject per sender: the per-sender share
 			// can take its configured limit, unless a sender still
 			// holds more unread messages in one inbox than it allows.
-			var kept bool
-			if kept, err = streams.ApplyInboxConfig(ctx, js, cfg); err == nil {
-				if kept {
-					s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
-				}
-				return
+			kept, err = streams.ApplyInboxConfig(ctx, js, cfg)
+		}
+		if err == nil {
+			if kept {
+				s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
 			}
+			return
 		}
 		if ctx.Err() != nil {
 			return

@@ -107,7 +107,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	// Last: the only stream that reserves store (InboxMaxBytes), so a
 	// store too small for it is measured after every other stream took
 	// its share.
-	if _, err := applyInbox(ctx, js, cfg); err != nil {
+	if _, err := ApplyInboxConfig(ctx, js, cfg); err != nil {
 		if IsStoreFull(err) {
 			return storeTooSmall(ctx, js, cfg)
 		}
@@ -119,20 +119,13 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 // ApplyInboxConfig brings the inbox stream to cfg's configuration, and
 // reports whether it kept a higher per-subject limit the stream has (see
 // inboxConfig). The home server calls it again once the upgrade from the
-// release before the door (door.MigrateLegacy) has moved the old inboxes.
+// release before the door (door.MigrateLegacy) has moved old inboxes.
 func ApplyInboxConfig(ctx context.Context, js jetstream.JetStream, cfg Config) (kept bool, err error) {
-	return applyInbox(ctx, js, cfg)
-}
-
-func applyInbox(ctx context.Context, js jetstream.JetStream, cfg Config) (bool, error) {
 	c, kept, err := inboxConfig(ctx, js, cfg)
 	if err != nil {
 		return false, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
-		if IsStoreFull(err) {
-			return false, err
-		}
 		return false, fmt.Errorf("create stream %s: %w", kez.InboxStream, err)
 	}
 	return kept, nil
