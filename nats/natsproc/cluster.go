@@ -157,7 +157,8 @@ func WaitHTTP(ctx context.Context, url string, d time.Duration) error {
 				return nil
 			}
 			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
-		} else {
+		} else if ctx.Err() == nil || last == "" {
+			// A request cut by the bound keeps the answer before it.
 			last = err.Error()
 		}
 		select {

@@ -97,7 +97,7 @@ func TestWaitHTTP(t *testing.T) {
 	if err := natsproc.WaitHTTP(context.Background(), srv.URL+"/", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	err := natsproc.WaitHTTP(context.Background(), srv.URL+"/never", 300*time.Millisecond)
+	err := natsproc.WaitHTTP(context.Background(), srv.URL+"/never", 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "503 not yet") {
 		t.Fatalf("WaitHTTP of a 503 = %v, want an error with the answer", err)
 	}
