@@ -112,7 +112,7 @@ func (k PublicKey) NKey() string {
 // Verify reports whether sig is k's signature of msg for purpose p, made
 // by [PrivateKey.Sign] with the same purpose.
 func (k PublicKey) Verify(p Purpose, msg, sig []byte) bool {
-	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.k[:], p.Message(msg), sig)
+	return k.verify(p.Message(msg), sig)
 }
 
 // VerifyMessage is Verify for a message that already starts with p's
@@ -120,7 +120,7 @@ func (k PublicKey) Verify(p Purpose, msg, sig []byte) bool {
 // reports false for a message that does not start with that context.
 func (k PublicKey) VerifyMessage(p Purpose, m, sig []byte) bool {
 	c := p.Context()
-	return len(m) >= len(c) && string(m[:len(c)]) == c && len(sig) == ed25519.SignatureSize && ed25519.Verify(k.k[:], m, sig)
+	return len(m) >= len(c) && string(m[:len(c)]) == c && k.verify(m, sig)
 }
 
 // X25519 returns the Montgomery form of k, the X25519 public key that
@@ -304,7 +304,9 @@ func (p Purpose) Message(msg []byte) []byte {
 
 // Sign signs msg for purpose p: the signature is over p's context followed
 // by msg (see [Purpose]).
-func (k *PrivateKey) Sign(p Purpose, msg []byte) []byte { return ed25519.Sign(k.priv, p.Message(msg)) }
+func (k *PrivateKey) Sign(p Purpose, msg []byte) []byte {
+	return sign(k.priv, p.Message(msg))
+}
 
 // X25519 returns the X25519 private scalar derived from the seed:
 // SHA-512(seed)[0:32], clamped. It is the scalar ed25519 itself uses, so
