@@ -537,10 +537,12 @@ func TestRespondersFailOver(t *testing.T) {
 	st.replicas[1].stop()
 	start := time.Now()
 	_, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0), nats.Timeout(10*time.Second))
-	if !errors.Is(err, nats.ErrAuthorization) {
+	// nats.conf: authorization { timeout: 2 }. nats-server's first PING
+	// to a client is due at about the same time (2 s and up to a fifth
+	// more): when it comes first, nats.go fails the handshake on it.
+	if !errors.Is(err, nats.ErrAuthorization) && (err == nil || !strings.Contains(err.Error(), "expected 'PONG', got 'PING'")) {
 		t.Fatalf("with no responder: %v, want authorization violation", err)
 	}
-	// nats.conf: authorization { timeout: 2 }.
 	if d := time.Since(start); d < 1500*time.Millisecond || d > 4*time.Second {
 		t.Fatalf("failed after %v, want about the 2s authorization timeout", d)
 	}
