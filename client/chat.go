@@ -32,7 +32,8 @@ func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
 		// The broker says no more than this; the home server knows why.
 		return nil, withHint(fmt.Errorf("the broker refused @%s's sign-in: %w", a.Handle, err),
 			"too many connections of this account may be open at once (the home server allows a few: listen, a chat window, some sends); close some and try again",
-			"or the key is not registered at the home server any more: kez-chat whoami, kez-chat status")
+			"or the key is not registered at the home server any more: kez-chat whoami, kez-chat status",
+			"or the home server's sign-in service did not answer in time (kez-chat-server down or overloaded): kez-chat doctor")
 	}
 	if err != nil {
 		return nil, withHint(fmt.Errorf("%w: %w", ErrUnreachable, err),

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,9 +52,22 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 	base = append(base, nats.SetCustomDialer(&closingDialer{d: net.Dialer{Timeout: o.Timeout}}))
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s as %s: %w", url, pub, err)
+		return nil, fmt.Errorf("connect to %s as %s: %w", url, pub, signInError(err))
 	}
 	return nc, nil
+}
+
+// signInError names a sign-in that the broker never answered as refused.
+// nats-server sends a client its first PING about 2 s after it connected,
+// as long as it waits for the auth callout (nats.conf: authorization
+// timeout 2): a sign-in the callout left unanswered then fails on that
+// PING, which nats.go reports as a protocol surprise, instead of the
+// authorization error that would have followed.
+func signInError(err error) error {
+	if !errors.Is(err, nats.ErrAuthorization) && strings.Contains(err.Error(), "expected 'PONG', got 'PING'") {
+		return fmt.Errorf("%w: the sign-in was not answered in time (%v)", nats.ErrAuthorization, err)
+	}
+	return err
 }
 
 // UserPingInterval is how often a user's connection pings its server.

@@ -23,6 +23,12 @@ import (
 // sig of the CONNECT that comes back (if any).
 func hostileBroker(t *testing.T, nonce string) (url string, sigs <-chan []byte) {
 	t.Helper()
+	return fakeBroker(t, nonce, "-ERR 'Authorization Violation'\r\n")
+}
+
+// fakeBroker is hostileBroker answering a CONNECT with answer.
+func fakeBroker(t *testing.T, nonce, answer string) (url string, sigs <-chan []byte) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +62,30 @@ func hostileBroker(t *testing.T, nonce string) (url string, sigs <-chan []byte) 
 						out <- sig
 					}
 				}
-				c.Write([]byte("-ERR 'Authorization Violation'\r\n"))
+				c.Write([]byte(answer))
 			}()
 		}
 	}()
 	return "nats://" + ln.Addr().String(), out
+}
+
+// TestSignInUnanswered: a broker that pings before it answers a sign-in
+// (nats-server does when the auth callout takes its whole timeout) has
+// refused it: the error is an authorization error, not a protocol one.
+func TestSignInUnanswered(t *testing.T) {
+	url, _ := fakeBroker(t, "abcdefghijklmno", "PING\r\n")
+	key, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := client.ConnectNATS(url, key)
+	if err == nil {
+		nc.Close()
+		t.Fatal("signed in to a broker that answered nothing")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("ConnectNATS = %v, want an authorization error", err)
+	}
 }
 
 // TestHostileBrokerNonce: a broker that sends, as its connect nonce, the
