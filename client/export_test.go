@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"testing"
 
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
@@ -53,3 +54,12 @@ func ParseFetchState(b []byte, plain int64) error {
 
 // OutputPath is outputPath.
 var OutputPath = outputPath
+
+// SetLink makes finished downloads call link instead of os.Link until t
+// ends. t must not be parallel: the link is the package's.
+func SetLink(t testing.TB, link func(oldname, newname string) error) {
+	t.Helper()
+	old := linkFile
+	linkFile = link
+	t.Cleanup(func() { linkFile = old })
+}

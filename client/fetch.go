@@ -86,8 +86,9 @@ type FetchOptions struct {
 	// Output is where to save the file: a path, or an existing directory
 	// to save it in under its name. Default: its name in the current
 	// directory. An existing file is never overwritten. Saved under its
-	// name, a file whose name starts with '.' starts with '_' instead
-	// ([FetchResult.Renamed]).
+	// name, a file whose name starts with '.' starts with '_' instead,
+	// and a name Windows cannot create, such as "CON" or "a?.txt", is
+	// changed ([FetchResult.Renamed]).
 	Output string
 	// Wait is how long to wait for the sender to come online when their
 	// node cannot be reached (0: fail at once with ErrSenderOffline).
@@ -129,8 +130,10 @@ type FetchResult struct {
 	// verified.
 	Resumed int64 `json:"resumed,omitempty"`
 	// Renamed reports that the file was saved under another name than
-	// the sender's: a name starting with '.' starts with '_' instead
-	// unless [FetchOptions.Output] names the file.
+	// the sender's, unless [FetchOptions.Output] names the file: a name
+	// starting with '.' starts with '_' instead, a Windows device name
+	// such as "CON" or "nul.txt" gets a '_' in front, and each of
+	// < > " | ? * becomes '_' (on every system).
 	Renamed bool `json:"renamed,omitempty"`
 }
 
@@ -243,23 +246,34 @@ func pickOffer(offers []Offer, id string) (Offer, error) {
 // out if out is a directory, or name in the current directory. It
 // returns ErrFileExists if that path exists.
 //
-// When the sender's name is used (out is not a file's path), a leading
-// '.' becomes '_', as browsers do with downloads: the sender chose the
-// name, and a hidden file such as .bash_profile or .zshenv created in
-// the current directory (often the home directory) would be run by the
-// user's shell, unseen by a plain ls. A user who wants that name gives
-// it with -o. renamed reports whether the name was changed.
+// When the sender's name is used (out is not a file's path), it is first
+// made safe (renamed reports whether it changed):
+//   - a leading '.' becomes '_', as browsers do with downloads: the
+//     sender chose the name, and a hidden file such as .bash_profile or
+//     .zshenv created in the current directory (often the home
+//     directory) would be run by the user's shell, unseen by a plain ls;
+//   - a name Windows cannot create is changed as [windowsName] does. This
+//     holds on every system: a file saved on one often ends up on a
+//     Windows machine or a drive formatted for one.
+//
+// The rest of what Windows refuses ('/', '\\', ':', control characters, a
+// trailing '.' or ' ') no sender's name has: the announcement and
+// manifest parsers refuse it ([share.CheckName]), and so does
+// outputPath, returning [share.ErrName], should one come another way.
+// A user who wants the sender's name as it is gives it with -o.
 func outputPath(out, name string) (p string, renamed bool, err error) {
-	if rest, ok := strings.CutPrefix(name, "."); ok {
-		name, renamed = "_"+rest, true
-	}
-	p = name
-	if out != "" {
-		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-			p = filepath.Join(out, name)
-		} else {
-			p, renamed = out, false
+	p = out
+	if fi, err := os.Stat(out); out == "" || (err == nil && fi.IsDir()) {
+		if err := share.CheckName(name); err != nil {
+			return "", false, fmt.Errorf("%q: %w", name, err)
 		}
+		if rest, ok := strings.CutPrefix(name, "."); ok {
+			name, renamed = "_"+rest, true
+		}
+		if w := windowsName(name); w != name {
+			name, renamed = w, true
+		}
+		p = filepath.Join(out, name)
 	}
 	if _, err := os.Lstat(p); err == nil {
 		return p, renamed, withHint(fmt.Errorf("%s: %w", p, ErrFileExists), "choose another path with -o; nothing is overwritten")
@@ -267,6 +281,52 @@ func outputPath(out, name string) (p string, renamed bool, err error) {
 		return p, renamed, err
 	}
 	return p, renamed, nil
+}
+
+// windowsName returns name, a name [share.CheckName] accepts, as Windows
+// can create it: each of < > " | ? * (which Windows refuses in names)
+// becomes '_', and a device name gets a '_' in front: CON, PRN, AUX, NUL,
+// COM0 to COM9, LPT0 to LPT9 (and COM or LPT with ¹, ² or ³), CONIN$ and
+// CONOUT$, in any case, alone or before an extension ("nul.txt",
+// "Com1.tar.gz"). Windows opens the device for such a name in any
+// directory: a write to it goes nowhere, or to a printer or serial port.
+func windowsName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if strings.ContainsRune(`<>"|?*`, r) {
+			return '_'
+		}
+		return r
+	}, name)
+	if windowsDevice(name) {
+		name = "_" + name
+	}
+	return name
+}
+
+// windowsDevice reports whether Windows takes name for a device: the part
+// before the first '.', less trailing spaces ("CON .txt" is CON too), is a
+// device name in any case of its ASCII letters.
+func windowsDevice(name string) bool {
+	base, _, _ := strings.Cut(name, ".")
+	b := []byte(strings.TrimRight(base, " "))
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	s := string(b)
+	switch s {
+	case "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$":
+		return true
+	}
+	if len(s) < 4 || (s[:3] != "COM" && s[:3] != "LPT") {
+		return false
+	}
+	switch s[3:] {
+	case "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "\u00b9", "\u00b2", "\u00b3":
+		return true
+	}
+	return false
 }
 
 // Retry timing of a download from a sender who is offline.

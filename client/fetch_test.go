@@ -7,13 +7,16 @@ import (
 	"testing"
 
 	"kez.lat/kez/client"
+	"kez.lat/kez/share"
 )
 
-// TestOutputPath: where a fetched file is saved. A name from the sender
-// that starts with '.' (a hidden file such as .zshenv, which a shell
-// runs) starts with '_' when the sender's name is used, in the current
-// directory or in a directory given with -o; a file path given with -o
-// is the user's choice and kept.
+// TestOutputPath: where a fetched file is saved. When the sender's name
+// is used, in the current directory or in a directory given with -o, a
+// name that starts with '.' (a hidden file such as .zshenv, which a shell
+// runs) starts with '_', a Windows device name (CON, nul.txt, any case,
+// any extension) gets a '_' in front, and the characters Windows refuses
+// become '_', on every system; a name the parsers would refuse is refused.
+// A file path given with -o is the user's choice and kept.
 func TestOutputPath(t *testing.T) {
 	cwd, dir := t.TempDir(), t.TempDir()
 	t.Chdir(cwd)
@@ -36,6 +39,51 @@ func TestOutputPath(t *testing.T) {
 		{filepath.Join(dir, ".zshenv"), ".zshenv", filepath.Join(dir, ".zshenv"), false, nil},
 		{filepath.Join(dir, ".mine"), "notes.txt", filepath.Join(dir, ".mine"), false, nil},
 		{"", ".exists", "_exists", true, client.ErrFileExists},
+
+		// Windows device names.
+		{"", "CON", "_CON", true, nil},
+		{"", "con", "_con", true, nil},
+		{"", "nul.txt", "_nul.txt", true, nil},
+		{"", "Com1.log", "_Com1.log", true, nil},
+		{"", "LPT9", "_LPT9", true, nil},
+		{"", "lpt0.tar.gz", "_lpt0.tar.gz", true, nil},
+		{"", "AUX", "_AUX", true, nil},
+		{"", "PRN.pdf", "_PRN.pdf", true, nil},
+		{"", "COM\u00b9", "_COM\u00b9", true, nil},
+		{"", "conin$", "_conin$", true, nil},
+		{"", "CONOUT$.txt", "_CONOUT$.txt", true, nil},
+		{"", "CON .txt", "_CON .txt", true, nil},
+		{dir, "aux.c", filepath.Join(dir, "_aux.c"), true, nil},
+		{"", ".con", "_con", true, nil},
+		{"", "CONSOLE", "CONSOLE", false, nil},
+		{"", "icon.png", "icon.png", false, nil},
+		{"", "COM10", "COM10", false, nil},
+		{"", "LPT", "LPT", false, nil},
+		{"", "CONIN", "CONIN", false, nil},
+		{"", "nul_.txt", "nul_.txt", false, nil},
+		{"", "my.nul", "my.nul", false, nil},
+		{"", " CON", " CON", false, nil},
+
+		// Characters Windows refuses.
+		{"", `what?.txt`, "what_.txt", true, nil},
+		{"", `a<b>c"d|e*f.txt`, "a_b_c_d_e_f.txt", true, nil},
+		{"", `.a?`, "_a_", true, nil},
+		{"", `nul?.txt`, "nul_.txt", true, nil},
+		{"", `?`, "_", true, nil},
+		{dir, `*.*`, filepath.Join(dir, "_._"), true, nil},
+
+		// What the parsers refuse is refused here too.
+		{"", "a.", "", false, share.ErrName},
+		{"", "a ", "", false, share.ErrName},
+		{"", "a:b", "", false, share.ErrName},
+		{"", "a\x01b", "", false, share.ErrName},
+		{"", "..", "", false, share.ErrName},
+		{dir, "../x", "", false, share.ErrName},
+
+		// A path given with -o is kept.
+		{filepath.Join(dir, "CON"), "notes.txt", filepath.Join(dir, "CON"), false, nil},
+		{filepath.Join(dir, "mine"), "nul?.txt", filepath.Join(dir, "mine"), false, nil},
+		{filepath.Join(dir, "mine"), "a.", filepath.Join(dir, "mine"), false, nil},
 	} {
 		p, renamed, err := client.OutputPath(tt.out, tt.name)
 		if p != tt.want || renamed != tt.wantRenamed || !errors.Is(err, tt.wantErr) {

@@ -18,7 +18,7 @@ import (
 )
 
 // A file is received by decrypting each verified chunk of its blob straight
-// into a partial plaintext file beside the output, which is linked into
+// into a partial plaintext file beside the output, which is moved into
 // place when complete: the file is written once, and the encrypted blob
 // never touches the disk. Every byte from the network is verified against
 // the blob's hash (Bao, 16 KiB groups) before it reaches the decryption,
@@ -69,7 +69,7 @@ type getFunc func(ctx context.Context, src blob.Source, progress func(int64)) er
 // under key) to path, which must not exist (it is never overwritten):
 // it resumes a download recorded in dir, calls run with the function that
 // fetches the rest of the blob from a source (run may call it again after
-// an interruption; it resumes), and links the file into place once every
+// an interruption; it resumes), and moves the file into place once every
 // chunk is written. It returns the blob offset it resumed from. notice,
 // if not nil, is told why a recorded download is not resumed.
 //
@@ -387,23 +387,66 @@ func (r *incoming) get(ctx context.Context, src blob.Source, progress func(int64
 	return err
 }
 
-// finish links the complete file into place (never over an existing one)
+// linkFile is os.Link, the first way finish tries; a variable so that
+// tests can make it fail as it does on a file system without hard links.
+var linkFile = os.Link
+
+// finish moves the complete file into place (never over an existing one)
 // and removes the record.
 func (r *incoming) finish() error {
 	if err := r.part.Sync(); err != nil {
 		return err
 	}
 	r.close()
-	// A hard link fails if path exists, where a rename would replace it.
-	if err := os.Link(r.st.Part, r.path); err != nil {
+	if err := r.place(); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s: %w", r.path, ErrFileExists)
 		}
 		return err
 	}
-	os.Remove(r.st.Part)
 	os.Remove(r.record)
 	return blob.SyncDir(filepath.Dir(r.path))
+}
+
+// place gives the partial file the output's name, or fails with an error
+// wrapping os.ErrExist if that name is taken: a file the user has is never
+// replaced. A hard link does it in one step, where a rename would replace
+// the file. FAT, exFAT and vfat (USB drives, SD cards) have no hard links:
+// there the name is first taken by an empty file created exclusively,
+// which the partial file is then renamed over. A crash between the two
+// leaves that empty file under the output's name, and the partial file
+// and its record: the next fetch says the file exists, and once it is
+// removed, finishes from the partial file.
+func (r *incoming) place() error {
+	err := linkFile(r.st.Part, r.path)
+	if err == nil {
+		os.Remove(r.st.Part)
+		return nil
+	}
+	// Any other error (a read-only file system, no right to write the
+	// directory) is the user's to see; the exclusive create below would
+	// fail with the same.
+	if errors.Is(err, os.ErrExist) || !noHardLinks(err) {
+		return err
+	}
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := os.Rename(r.st.Part, r.path); err != nil {
+		os.Remove(r.path) // the placeholder is ours: it was created above
+		return err
+	}
+	return nil
+}
+
+// noHardLinks reports whether err, from a hard link, means the file system
+// makes none: ENOSYS, ENOTSUP or EOPNOTSUPP (macOS's msdos and exfat, some
+// FUSE and network file systems), Windows' ERROR_NOT_SUPPORTED, or what
+// linkUnsupported knows of the system.
+func noHardLinks(err error) bool {
+	return errors.Is(err, errors.ErrUnsupported) || linkUnsupported(err)
 }
 
 // chunkSink takes the verified bytes of the blob from off on, reads the

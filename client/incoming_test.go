@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -614,4 +616,119 @@ func cutRun(src blob.Source) func(cut int64) func(func(context.Context, blob.Sou
 			return g(context.Background(), cutSource{src, cut}, nil)
 		}
 	}
+}
+
+// TestReceiveNoHardLinks: on a file system without hard links (FAT, exFAT
+// and vfat USB drives, where link fails with EPERM on Linux, ENOTSUP or
+// EOPNOTSUPP elsewhere), a finished download still takes the output's
+// name, whole, and leaves no partial file or record; an existing file
+// still stops it, untouched, and the download finishes once that file is
+// gone. Another link error is reported as it is.
+func TestReceiveNoHardLinks(t *testing.T) {
+	cs := filecrypt.ChunkSize
+	plain := randomBytes(3*cs+7, 6)
+	src, h, size, k := sharedBlob(t, plain)
+	run := cutRun(src)
+	for _, tt := range []struct {
+		desc string
+		err  error
+	}{
+		{"EPERM", syscall.EPERM},
+		{"EOPNOTSUPP", syscall.EOPNOTSUPP},
+		{"ENOSYS", syscall.ENOSYS},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			if tt.err == syscall.EPERM && runtime.GOOS == "windows" {
+				t.Skip("EPERM is not a Windows error")
+			}
+			links := 0
+			client.SetLink(t, func(oldname, newname string) error {
+				links++
+				return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: tt.err}
+			})
+			dir, out := t.TempDir(), t.TempDir()
+			path := filepath.Join(out, "file.bin")
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); err != nil {
+				t.Fatalf("download: %v", err)
+			}
+			if links != 1 {
+				t.Errorf("link called %d times, want 1", links)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("saved file: %v, or differs", err)
+			}
+			if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+				t.Errorf("saved file mode %04o, want 0600", fi.Mode().Perm())
+			}
+			if ps := partials(t, out); len(ps) != 0 {
+				t.Errorf("partial files left: %q", ps)
+			}
+			if rec := record(t, dir, h); rec != nil {
+				t.Errorf("record left: %v", rec)
+			}
+
+			// An existing file is never overwritten; the complete partial
+			// file and its record wait for it to go.
+			dir, out = t.TempDir(), t.TempDir()
+			path = filepath.Join(out, "file.bin")
+			if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); !errors.Is(err, client.ErrFileExists) {
+				t.Fatalf("download over an existing file: %v, want ErrFileExists", err)
+			}
+			if b, _ := os.ReadFile(path); string(b) != "precious" {
+				t.Fatalf("existing file overwritten: now %d bytes", len(b))
+			}
+			if ps := partials(t, out); len(ps) != 1 || record(t, dir, h) == nil {
+				t.Fatalf("after ErrFileExists: partial files %q, record %v; want one and one", ps, record(t, dir, h))
+			}
+			os.Remove(path)
+			if _, err := client.ReceiveFile(dir, h, size, k, path, run(0)); err != nil {
+				t.Fatalf("download once the file is gone: %v", err)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("saved file: %v, or differs", err)
+			}
+			if ps := partials(t, out); len(ps) != 0 || record(t, dir, h) != nil {
+				t.Errorf("partial files %q, record %v left", ps, record(t, dir, h))
+			}
+		})
+	}
+
+	// A link that fails otherwise (here, I/O) is the error: nothing is
+	// saved, the partial file and its record stay to resume.
+	t.Run("EIO", func(t *testing.T) {
+		client.SetLink(t, func(oldname, newname string) error {
+			return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EIO}
+		})
+		dir, out := t.TempDir(), t.TempDir()
+		path := filepath.Join(out, "file.bin")
+		if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("download: %v, want EIO", err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("output: %v, want none", err)
+		}
+		if ps := partials(t, out); len(ps) != 1 || record(t, dir, h) == nil {
+			t.Errorf("partial files %q, record %v; want one and one", ps, record(t, dir, h))
+		}
+	})
+
+	// A rename that fails (here the partial file vanished) leaves no
+	// empty file under the output's name.
+	t.Run("rename fails", func(t *testing.T) {
+		client.SetLink(t, func(oldname, newname string) error {
+			os.Remove(oldname)
+			return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EOPNOTSUPP}
+		})
+		dir, out := t.TempDir(), t.TempDir()
+		path := filepath.Join(out, "file.bin")
+		if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("download: %v, want the rename's ErrNotExist", err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("output: %v, want none", err)
+		}
+	})
 }

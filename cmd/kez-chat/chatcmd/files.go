@@ -168,8 +168,12 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			return err
 		}
 		if res.Renamed {
-			fmt.Fprintf(a.errw, "kez-chat: saved as %s, not %s: a received name starting with '.' would be a hidden file (-o chooses the name)\n",
-				sanitize(res.Path), sanitize(res.Offer.File.Name))
+			why := "a received name starting with '.' would be a hidden file"
+			if !strings.HasPrefix(res.Offer.File.Name, ".") {
+				why = "Windows cannot create a file by the received name"
+			}
+			fmt.Fprintf(a.errw, "kez-chat: saved as %s, not %s: %s (-o chooses the name)\n",
+				sanitize(res.Path), sanitize(res.Offer.File.Name), why)
 		}
 		if a.g.JSON {
 			return writeJSON(a.out, res)
