@@ -14,7 +14,13 @@ import (
 // (ed25519 is deterministic) and the checks crypto/ed25519's: cofactorless,
 // s below the group order, R compared as encoded (VerifyOptionsStdLib).
 // TestVerifyEdgeCases and FuzzVerifyAgrees hold the two to one answer.
-var verifyOptions = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+//
+// The rules are a copy: voi exports its presets as pointers that any
+// package could change.
+var (
+	stdLibRules   = *voi.VerifyOptionsStdLib
+	verifyOptions = &voi.Options{Verify: &stdLibRules}
+)
 
 // maxExpanded bounds the keys whose tables are kept, 1.5 KB each; a key
 // out of the cache costs 6 µs more, still less than crypto/ed25519.
@@ -27,7 +33,8 @@ var expanded struct {
 
 // expand returns k's verification tables, cached; a full cache drops an
 // entry at random. The tables are a function of the key alone, so nothing
-// a caller passes can put wrong ones in the cache.
+// a caller passes can put wrong ones in the cache, and only keys of
+// NewPublicKey reach it (the zero key does not).
 func (k PublicKey) expand() (*voi.ExpandedPublicKey, bool) {
 	expanded.RLock()
 	x := expanded.m[k.k]
@@ -54,9 +61,11 @@ func (k PublicKey) expand() (*voi.ExpandedPublicKey, bool) {
 	return x, true
 }
 
-// verify reports whether sig is k's ed25519 signature of m.
+// verify reports whether sig is k's ed25519 signature of m. The zero
+// key, a point of small order that no NewPublicKey returns, verifies
+// nothing and is not cached.
 func (k PublicKey) verify(m, sig []byte) bool {
-	if len(sig) != voi.SignatureSize {
+	if len(sig) != voi.SignatureSize || k.IsZero() {
 		return false
 	}
 	x, ok := k.expand()

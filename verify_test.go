@@ -103,6 +103,76 @@ func TestVerifyEdgeCases(t *testing.T) {
 	}
 }
 
+// TestVerifyMixedOrderKey: a key with a part of small order (A = aB + T)
+// passes NewPublicKey, anyone may register one, and it is where a
+// cofactored check or wrong tables would show: every signature made with
+// a, with R = rB - jT for each multiple jT of T, gets crypto/ed25519's
+// answer (some verify, some do not).
+func TestVerifyMixedOrderKey(t *testing.T) {
+	torsion, err := new(edwards25519.Point).SetBytes(mustHex(t, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scalar := func(label string, i int) *edwards25519.Scalar {
+		h := sha512.Sum512([]byte(label + string(rune('a'+i))))
+		s, _ := new(edwards25519.Scalar).SetUniformBytes(h[:])
+		return s
+	}
+	var accepted, refused int
+	for i := range 4 {
+		a := scalar("a", i)
+		A := new(edwards25519.Point).Add(new(edwards25519.Point).ScalarBaseMult(a), torsion)
+		key, err := kez.NewPublicKey(A.Bytes())
+		if err != nil {
+			t.Fatalf("a key of mixed order refused: %v", err)
+		}
+		p, msg := kez.PurposeSigchain, []byte{byte(i)}
+		m := p.Message(msg)
+		jT := edwards25519.NewIdentityPoint()
+		for j := range 8 {
+			r := scalar("r", i*8+j)
+			R := new(edwards25519.Point).Subtract(new(edwards25519.Point).ScalarBaseMult(r), jT)
+			d := sha512.New()
+			d.Write(R.Bytes())
+			d.Write(key.Bytes())
+			d.Write(m)
+			c, _ := new(edwards25519.Scalar).SetUniformBytes(d.Sum(nil))
+			sig := append(R.Bytes(), new(edwards25519.Scalar).MultiplyAdd(c, a, r).Bytes()...)
+			if agree(t, key, p, msg, sig) {
+				accepted++
+			} else {
+				refused++
+			}
+			jT.Add(jT, torsion)
+		}
+	}
+	if accepted == 0 || refused == 0 {
+		t.Errorf("%d accepted, %d refused: the cases do not tell the checks apart", accepted, refused)
+	}
+}
+
+// TestVerifyZeroKey: the zero key verifies nothing, though it is a point
+// of small order for which crypto/ed25519 takes many signatures: R the
+// identity and s = 0 verify for about one message in four.
+func TestVerifyZeroKey(t *testing.T) {
+	var zero kez.PublicKey
+	sig := make([]byte, 64)
+	sig[0] = 1
+	forged := 0
+	for i := range 64 {
+		msg := []byte{byte(i)}
+		if ed25519.Verify(zero.Bytes(), kez.PurposeSigchain.Message(msg), sig) {
+			forged++
+		}
+		if zero.Verify(kez.PurposeSigchain, msg, sig) {
+			t.Errorf("the zero key verified a signature of %x", msg)
+		}
+	}
+	if forged == 0 {
+		t.Error("crypto/ed25519 took none of the signatures: the case shows nothing")
+	}
+}
+
 // FuzzVerifyAgrees: for any key, message and signature, Verify answers as
 // crypto/ed25519 does, and Sign makes crypto/ed25519's signature.
 func FuzzVerifyAgrees(f *testing.F) {
