@@ -28,12 +28,16 @@ func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
 	}
 	opts := append([]nats.Option{nats.Timeout(5 * time.Second)}, c.cfg.NATSOptions...)
 	nc, err := ConnectNATS(a.NATSURL, key, opts...)
+	if errors.Is(err, ErrSignInUnanswered) {
+		return nil, withHint(fmt.Errorf("the broker did not answer @%s's sign-in: %w", a.Handle, err),
+			"the home server's sign-in service (kez-chat-server) may be down or overloaded, or this address throttled after many failed sign-ins: try again in a minute",
+			"kez-chat doctor says more; if it persists, tell the operator")
+	}
 	if errors.Is(err, nats.ErrAuthorization) {
 		// The broker says no more than this; the home server knows why.
 		return nil, withHint(fmt.Errorf("the broker refused @%s's sign-in: %w", a.Handle, err),
 			"too many connections of this account may be open at once (the home server allows a few: listen, a chat window, some sends); close some and try again",
-			"or the key is not registered at the home server any more: kez-chat whoami, kez-chat status",
-			"or the home server's sign-in service did not answer in time (kez-chat-server down or overloaded): kez-chat doctor")
+			"or the key is not registered at the home server any more: kez-chat whoami, kez-chat status")
 	}
 	if err != nil {
 		return nil, withHint(fmt.Errorf("%w: %w", ErrUnreachable, err),

@@ -448,6 +448,10 @@ func (d *doctor) broker() {
 	opts = append(opts, nats.NoReconnect(), nats.Name("kez-chat doctor "+a.Primary.String()))
 	nc, err := ConnectNATS(natsURL, d.key, opts...)
 	switch {
+	case errors.Is(err, ErrSignInUnanswered):
+		d.add(CheckBroker, CheckFail, fmt.Sprintf("the broker at %s did not answer @%s's sign-in in time", natsURL, a.Handle),
+			"the home server's sign-in service (kez-chat-server) is down or overloaded, or this address is throttled after many failed sign-ins: try again in a minute; if it persists, tell the operator (the auth callout's log and /readyz say which)")
+		return
 	case errors.Is(err, nats.ErrAuthorization):
 		d.add(CheckBroker, CheckFail, fmt.Sprintf("the broker at %s refused @%s's sign-in", natsURL, a.Handle),
 			"if the registration check above fails, fix that first; else too many connections of this account are open (listen, chat windows): close some; else tell the operator (the auth callout's log says why)")

@@ -196,6 +196,16 @@ func TestDoctorBrokenHops(t *testing.T) {
 		failed(t, runDoctor(t, c, client.DoctorOptions{}), client.CheckBroker, "cannot reach the broker at nats://127.0.0.1:1", "firewall")
 	})
 
+	t.Run("sign-in unanswered", func(t *testing.T) {
+		c := doctorUser(t, st, "docslow")
+		a, _ := c.Profile().Account()
+		a.NATSURL, _ = fakeBroker(t, "abcdefghijklmno", "PING\r\n")
+		if err := c.Profile().SaveAccount(a); err != nil {
+			t.Fatal(err)
+		}
+		failed(t, runDoctor(t, c, client.DoctorOptions{}), client.CheckBroker, "did not answer @docslow@kez.test's sign-in in time", "sign-in service")
+	})
+
 	t.Run("p2p", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

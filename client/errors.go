@@ -44,6 +44,11 @@ var (
 	// ErrBadNonce: the broker's connect nonce is not of the form
 	// nats-server sends, so the identity key does not sign it.
 	ErrBadNonce = errors.New("the broker's connect nonce is not a NATS nonce")
+	// ErrSignInUnanswered: the broker took the connection but did not
+	// answer its sign-in in time (the home server's sign-in service down
+	// or overloaded, or the client's address throttled). It wraps
+	// nats.ErrAuthorization as well.
+	ErrSignInUnanswered = errors.New("the sign-in was not answered in time")
 )
 
 // HintError is an error with advice for the user: the CLI prints the error,

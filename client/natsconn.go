@@ -1,10 +1,8 @@
 package client
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,8 +62,8 @@ func ConnectNATS(url string, key *kez.PrivateKey, opts ...nats.Option) (*nats.Co
 // PING, which nats.go reports as a protocol surprise, instead of the
 // authorization error that would have followed.
 func signInError(err error) error {
-	if !errors.Is(err, nats.ErrAuthorization) && strings.Contains(err.Error(), "expected 'PONG', got 'PING'") {
-		return fmt.Errorf("%w: the sign-in was not answered in time (%v)", nats.ErrAuthorization, err)
+	if err.Error() == "nats: expected 'PONG', got 'PING'" {
+		return fmt.Errorf("%w: %w (%v)", nats.ErrAuthorization, ErrSignInUnanswered, err)
 	}
 	return err
 }

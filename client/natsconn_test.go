@@ -83,8 +83,13 @@ func TestSignInUnanswered(t *testing.T) {
 		nc.Close()
 		t.Fatal("signed in to a broker that answered nothing")
 	}
-	if !errors.Is(err, nats.ErrAuthorization) {
-		t.Fatalf("ConnectNATS = %v, want an authorization error", err)
+	if !errors.Is(err, nats.ErrAuthorization) || !errors.Is(err, client.ErrSignInUnanswered) {
+		t.Fatalf("ConnectNATS = %v, want an unanswered sign-in", err)
+	}
+	// Another surprise is not taken for one, whatever it says.
+	url, _ = fakeBroker(t, "abcdefghijklmno", "+OK expected 'PONG', got 'PING'\r\n")
+	if _, err = client.ConnectNATS(url, key); errors.Is(err, client.ErrSignInUnanswered) {
+		t.Fatalf("ConnectNATS after another line = %v, taken for an unanswered sign-in", err)
 	}
 }
 

@@ -180,6 +180,8 @@ func ErrKind(err error) string {
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET) || strings.Contains(msg, "connection reset"):
 		return "connection reset"
+	case errors.Is(err, client.ErrSignInUnanswered):
+		return "sign-in unanswered"
 	case strings.Contains(msg, "authorization violation"):
 		return "authorization violation"
 	case strings.Contains(msg, "authentication expired"):
