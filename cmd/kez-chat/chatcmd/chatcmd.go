@@ -73,14 +73,16 @@ func startProfile(path string, stderr io.Writer) func() {
 }
 
 // Exit prints err (if any) to stderr as "kez-chat: ..." followed by its
-// hints, and returns the exit code for it.
+// hints, and returns the exit code for it. Both are made safe for a
+// terminal (display.Text): an error often quotes what a server or the
+// broker said, and that may hold escape sequences.
 func Exit(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "kez-chat: %v\n", err)
+	fmt.Fprintf(stderr, "kez-chat: %s\n", display.Text(err.Error()))
 	for _, h := range hints(err) {
-		fmt.Fprintf(stderr, "hint: %s\n", h)
+		fmt.Fprintf(stderr, "hint: %s\n", display.Text(h))
 	}
 	var pe *kong.ParseError
 	if errors.As(err, &pe) {

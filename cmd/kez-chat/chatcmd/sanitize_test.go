@@ -1,6 +1,11 @@
 package chatcmd
 
-import "testing"
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
 
 func TestSanitize(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
@@ -14,5 +19,17 @@ func TestSanitize(t *testing.T) {
 		if got := sanitize(tt.in); got != tt.want {
 			t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestExitSanitizes: an error quoting a hostile server's or broker's
+// words reaches the terminal without its escape sequences.
+func TestExitSanitizes(t *testing.T) {
+	var out bytes.Buffer
+	if code := Exit(errors.New("nats: expected 'PONG', got '\x1b]0;owned\a'"), &out); code != ExitError {
+		t.Errorf("exit code %d", code)
+	}
+	if s := out.String(); strings.ContainsAny(s, "\x1b\a") || !strings.Contains(s, `\u001b]0;owned\u0007`) {
+		t.Errorf("printed %q", s)
 	}
 }
