@@ -215,8 +215,9 @@ type ListenOptions struct {
 // Listen follows the own inbox until ctx ends (or, with Once, until the
 // inbox is empty): each message is parsed, checked (addressed to this
 // key, signed by the pinned key of its sender, decrypts), deduplicated by
-// sender and id, stored in the history (synced to disk), then acked, and
-// reported to fn in inbox order. A message from an unknown sender is
+// sender and id, stored in the history (synced to disk; a backlog a page
+// at a time, with one sync), then reported to fn in inbox order and
+// acked. A message from an unknown sender is
 // accepted if the home server names a handle for its key, whose key is
 // then pinned (WarnNewContact); one from a contact's new key is shown
 // with WarnKeyChanged and the change recorded, so sends stay refused
@@ -246,8 +247,8 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	if err != nil {
 		return err
 	}
-	in := Inbox{NC: nc, Me: a.Primary}
-	r := &receiver{c: c, a: a, key: key, seen: seen, fn: fn}
+	r := &receiver{c: c, a: a, key: key, seen: seen, taken: map[string]bool{}, fn: fn}
+	in := Inbox{NC: nc, Me: a.Primary, Commit: r.commit}
 	accepted := 0
 	handle := func(m InboxMsg) error {
 		ok, err := r.handle(ctx, m)
@@ -258,7 +259,11 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 			accepted++
 		}
 		if opts.Max > 0 && accepted >= opts.Max {
-			// Acked here: the inbox acks only what comes before a stop.
+			// Stored and acked here: the inbox acks only what comes
+			// before a stop.
+			if err := r.commit(); err != nil {
+				return err
+			}
 			return errors.Join(errListenDone, in.Ack(ctx, m))
 		}
 		return nil
@@ -327,23 +332,59 @@ func listenLockError(err error) error {
 // errListenDone ends Listen once it has its Max messages.
 var errListenDone = errors.New("listen: done")
 
-// receiver is the state of one Listen.
+// receiver is the state of one Listen. What handle takes is stored and
+// reported by commit, which the inbox calls once per page of the backlog
+// and per live message, before it acks them: a backlog costs one synced
+// write of the history per page, not one per message (on a slow disk,
+// seconds for a long backlog), and nothing is shown before it is stored.
 type receiver struct {
 	c    *Client
 	a    Account
 	key  *kez.PrivateKey
-	seen map[string]bool
+	seen map[string]bool // dedup keys of the stored messages
 	fn   func(Event)
+
+	// Taken since the last commit, in order.
+	entries []Entry         // to store
+	events  []Event         // to report once stored
+	taken   map[string]bool // the entries' dedup keys
 }
 
-// handle processes one message; it reports whether it was accepted. An
-// error means the message was left unacked.
+// commit stores the entries taken since the last commit in the history
+// (synced) and then reports what was taken. An error leaves everything
+// taken since then unstored and unreported, for the inbox not to ack.
+func (r *receiver) commit() error {
+	if len(r.entries) > 0 {
+		unlock, err := r.c.p.lock(false)
+		if err != nil {
+			return err
+		}
+		err = r.c.p.appendHistoryLocked(r.entries...)
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	for dk := range r.taken {
+		r.seen[dk] = true
+	}
+	events := r.events
+	r.entries, r.events = r.entries[:0], nil
+	clear(r.taken)
+	if r.fn != nil {
+		for _, ev := range events {
+			r.fn(ev)
+		}
+	}
+	return nil
+}
+
+// handle takes one message, for commit to store and report; it reports
+// whether it was accepted. An error means the message was left unacked.
 func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 	seq := m.Seq
 	drop := func(from, why string) (bool, error) {
-		if r.fn != nil {
-			r.fn(Event{Dropped: &Dropped{Seq: seq, From: from, Reason: why}})
-		}
+		r.events = append(r.events, Event{Dropped: &Dropped{Seq: seq, From: from, Reason: why}})
 		return false, nil
 	}
 	env, err := r.c.identity(r.key).Parse(m.Data)
@@ -383,19 +424,20 @@ func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 	}
 	// Only now is the sender authentic, and so its dedup key meaningful.
 	dk := env.DedupKey()
-	if r.seen[dk] {
+	if r.seen[dk] || r.taken[dk] {
 		return false, nil
 	}
 	e := entryOf(DirIn, ct.Handle, env.From, env, pt, r.c.cfg.Now())
 	e.Warning = warning
-	if err := r.store(ct, warning, e); err != nil {
+	// The contact change goes first, at once: the sender's next message
+	// in this page must find it.
+	if err := r.pin(ct, warning, e); err != nil {
 		return false, err
 	}
-	r.seen[dk] = true
-	if r.fn != nil {
-		e.quarantine(ct.Key)
-		r.fn(Event{Entry: &e})
-	}
+	r.entries = append(r.entries, e)
+	r.taken[dk] = true
+	e.quarantine(ct.Key)
+	r.events = append(r.events, Event{Entry: &e})
 	return true, nil
 }
 
@@ -451,9 +493,12 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 		AddedAt: r.c.cfg.Now().Unix(), Chain: st}, WarnNewContact, nil
 }
 
-// store records e, and the contact change its warning implies, under the
+// pin records the contact change the warning of e implies, under the
 // profile lock.
-func (r *receiver) store(ct Contact, warning string, e Entry) error {
+func (r *receiver) pin(ct Contact, warning string, e Entry) error {
+	if warning == "" {
+		return nil
+	}
 	unlock, err := r.c.p.lock(false)
 	if err != nil {
 		return err
@@ -480,10 +525,7 @@ func (r *receiver) store(ct Contact, warning string, e Entry) error {
 			return cs, nil
 		})
 	}
-	if err != nil {
-		return err
-	}
-	return r.c.p.appendHistoryLocked(e)
+	return err
 }
 
 // Status is an overview of the profile and its connections.

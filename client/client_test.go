@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,4 +152,52 @@ func TestRecoverErrors(t *testing.T) {
 		t.Errorf("unregistered: %v", err)
 	}
 	_ = time.Second
+}
+
+// TestListenBacklogOneSync: a backlog is stored a page at a time, one
+// synced write of the history per page, not one per message; and a page
+// whose write fails is neither shown nor acked: the next listen gets all
+// of it, each message once.
+func TestListenBacklogOneSync(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	for i := range n {
+		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("backlog %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail := errors.New("injected sync failure")
+	client.SetSyncHistory(t, func(*os.File) error { return fail })
+	shown := 0
+	err := bob.Listen(ctx, client.ListenOptions{Once: true}, func(client.Event) { shown++ })
+	if !errors.Is(err, fail) || shown != 0 {
+		t.Fatalf("listen with the history failing: %v, %d events; want the failure and nothing shown", err, shown)
+	}
+	if h, err := bob.History(kez.Handle{}); err != nil || len(h) != 0 {
+		t.Fatalf("history after the failure: %d entries, %v", len(h), err)
+	}
+
+	syncs := 0
+	client.SetSyncHistory(t, func(f *os.File) error { syncs++; return f.Sync() })
+	got, dropped := listenOnce(t, bob)
+	if len(got) != n || len(dropped) != 0 {
+		t.Fatalf("bob got %d of %d, dropped %v", len(got), n, dropped)
+	}
+	for i, e := range got {
+		if e.Body != fmt.Sprintf("backlog %d", i) {
+			t.Errorf("message %d = %q", i, e.Body)
+		}
+	}
+	if syncs != 1 {
+		t.Errorf("%d syncs of the history for a backlog of %d, want 1", syncs, n)
+	}
+	if got, _ := listenOnce(t, bob); len(got) != 0 {
+		t.Errorf("%d messages again after they were stored", len(got))
+	}
 }

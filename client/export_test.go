@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"kez.lat/kez"
@@ -62,4 +63,13 @@ func SetLink(t testing.TB, link func(oldname, newname string) error) {
 	old := linkFile
 	linkFile = link
 	t.Cleanup(func() { linkFile = old })
+}
+
+// SetSyncHistory makes the history's syncs call sync instead until t
+// ends. t must not be parallel: the sync is the package's.
+func SetSyncHistory(t testing.TB, sync func(*os.File) error) {
+	t.Helper()
+	old := syncHistory
+	syncHistory = sync
+	t.Cleanup(func() { syncHistory = old })
 }

@@ -90,6 +90,12 @@ type InboxMsg struct {
 type Inbox struct {
 	NC *nats.Conn
 	Me kez.PublicKey
+	// Commit, if set, is called once fn has taken a page of the backlog
+	// and once per live message, before any of it is acked: fn may keep
+	// what it takes and make it durable here, at once. An error stops
+	// Drain and Follow as fn's would, and nothing taken since the last
+	// commit is acked.
+	Commit func() error
 }
 
 // Send hands an envelope (its wire form) to the door, which stores it if
@@ -236,6 +242,12 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 			}
 			last[m.Sender] = m
 		}
+		if len(last) > 0 && in.Commit != nil {
+			if cerr := in.Commit(); cerr != nil {
+				err = errors.Join(err, cerr)
+				clear(last) // nothing of the page is stored: nothing is acked
+			}
+		}
 		if aerr := waitAcks(); aerr != nil {
 			err = errors.Join(err, aerr)
 		} else if len(last) > 0 {
@@ -360,6 +372,11 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			}
 			if err := handle(im); err != nil {
 				return err
+			}
+			if in.Commit != nil {
+				if err := in.Commit(); err != nil {
+					return err
+				}
 			}
 			acks.add(im)
 		case <-acks.failed:

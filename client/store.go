@@ -154,7 +154,8 @@ const (
 
 // appendHistoryLocked appends entries, one JSON line each, and syncs the
 // file before returning: once it returns, the messages survive a crash
-// and may be acked. The caller holds the exclusive lock.
+// and may be acked. If it fails, the file is cut back to what it held.
+// The caller holds the exclusive lock.
 func (p *Profile) appendHistoryLocked(entries ...Entry) error {
 	var buf bytes.Buffer
 	for _, e := range entries {
@@ -169,16 +170,28 @@ func (p *Profile) appendHistoryLocked(entries ...Entry) error {
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("history: %w", err)
+	fi, err := f.Stat()
+	if err == nil {
+		if _, err = f.Write(buf.Bytes()); err == nil {
+			err = syncHistory(f)
+		}
+		if err != nil {
+			// All or nothing: entries whose messages stay unacked
+			// must not be in the history, where the next listen
+			// would take them for messages it showed already.
+			f.Truncate(fi.Size())
+		}
 	}
-	if err := f.Sync(); err != nil {
+	if err != nil {
 		f.Close()
 		return fmt.Errorf("history: %w", err)
 	}
 	return f.Close()
 }
+
+// syncHistory is (*os.File).Sync, a variable so that tests can count the
+// history's syncs and make one fail.
+var syncHistory = (*os.File).Sync
 
 // History returns the stored messages in the order they were stored; with
 // a non-zero peer, only those exchanged with peer.
