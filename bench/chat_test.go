@@ -366,3 +366,50 @@ func TestBenchChat(t *testing.T) {
 			return m / time.Since(start).Seconds()
 		})
 }
+
+// TestBenchChatBacklog: the full client catching up on a backlog of
+// 1,000 messages from one contact (Client.Listen with Once: read through
+// the door, parse, verify, decrypt, stored in the history a page at a
+// time with one sync, acked), against raw JetStream fetch + ack of as
+// many messages of the plaintext's size. The messages are sent before
+// the clock starts.
+func TestBenchChatBacklog(t *testing.T) {
+	_, alice, bob, raw := startChatBench(t)
+	ctx := context.Background()
+	hb, _ := alice.c.ParseHandle("bob")
+	if _, _, err := alice.c.Add(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	const n, rounds = 1000, 5
+	body := strings.Repeat("x", 160) // a chat line
+	round := 0
+	compareRounds(t, fmt.Sprintf("chat backlog of %d, full client Listen --once (history synced per page)", n), rounds,
+		func() float64 {
+			rate(t, n, 8, func(int) error { return raw.publish(ctx, []byte(body)) })
+			start := time.Now()
+			raw.drain(t, n)
+			return n / time.Since(start).Seconds()
+		},
+		func() float64 {
+			round++
+			for i := range n {
+				text := message.Text(fmt.Sprintf("%d.%d %s", round, i, body))
+				if _, err := alice.c.Send(ctx, hb, text, client.SendOptions{NoRefresh: round > 1 || i > 0, NoHistory: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			got := 0
+			if err := bob.c.Listen(ctx, client.ListenOptions{Once: true}, func(ev client.Event) {
+				if ev.Entry != nil {
+					got++
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got != n {
+				t.Fatalf("round %d: %d of %d messages", round, got, n)
+			}
+			return n / time.Since(start).Seconds()
+		})
+}
