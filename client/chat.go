@@ -348,6 +348,9 @@ type receiver struct {
 	entries []Entry         // to store
 	events  []Event         // to report once stored
 	taken   map[string]bool // the entries' dedup keys
+	// The contacts as read since the last commit or pin (nil: to read
+	// again): a page of the backlog reads the file once, not per message.
+	contacts []Contact
 }
 
 // commit stores the entries taken since the last commit in the history
@@ -369,7 +372,7 @@ func (r *receiver) commit() error {
 		r.seen[dk] = true
 	}
 	events := r.events
-	r.entries, r.events = r.entries[:0], nil
+	r.entries, r.events, r.contacts = r.entries[:0], nil, nil
 	clear(r.taken)
 	if r.fn != nil {
 		for _, ev := range events {
@@ -448,10 +451,14 @@ func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 // opens the way [Client.Add] pins one: the handle resolves back to the
 // key and its sigchain verifies.
 func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, string, error) {
-	cs, err := r.c.p.Contacts()
-	if err != nil {
-		return Contact{}, "", err
+	if r.contacts == nil {
+		cs, err := r.c.p.Contacts()
+		if err != nil {
+			return Contact{}, "", err
+		}
+		r.contacts = cs
 	}
+	cs := r.contacts
 	for _, ct := range cs {
 		if ct.Key.Equal(key) {
 			return ct, "", nil
@@ -499,6 +506,7 @@ func (r *receiver) pin(ct Contact, warning string, e Entry) error {
 	if warning == "" {
 		return nil
 	}
+	r.contacts = nil // changed below: read again
 	unlock, err := r.c.p.lock(false)
 	if err != nil {
 		return err
