@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -348,31 +349,33 @@ type receiver struct {
 	entries []Entry         // to store
 	events  []Event         // to report once stored
 	taken   map[string]bool // the entries' dedup keys
-	// The contacts as read since the last commit or pin (nil: to read
-	// again): a page of the backlog reads the file once, not per message.
+	pins    []pinning       // the contact changes the entries imply
+	// The contacts as read since the last commit, with the new ones
+	// pinned since (nil: to read again): a page of the backlog reads the
+	// file once, not per message.
 	contacts []Contact
+	failed   error // a commit that failed: every later one fails so
 }
 
 // commit stores the entries taken since the last commit in the history
-// (synced) and then reports what was taken. An error leaves everything
-// taken since then unstored and unreported, for the inbox not to ack.
+// (synced), with the contact changes they imply, under one lock, and then
+// reports what was taken. If it fails, nothing taken since the last
+// commit is stored (the contacts are put back) or reported, and every
+// later commit fails the same way: Listen stops, and the inbox acks none
+// of it.
 func (r *receiver) commit() error {
-	if len(r.entries) > 0 {
-		unlock, err := r.c.p.lock(false)
-		if err != nil {
-			return err
-		}
-		err = r.c.p.appendHistoryLocked(r.entries...)
-		unlock()
-		if err != nil {
-			return err
-		}
+	if r.failed != nil {
+		return r.failed
+	}
+	if err := r.store(); err != nil {
+		r.failed = &commitError{err}
+		return r.failed
 	}
 	for dk := range r.taken {
 		r.seen[dk] = true
 	}
 	events := r.events
-	r.entries, r.events, r.contacts = r.entries[:0], nil, nil
+	r.entries, r.events, r.pins, r.contacts = r.entries[:0], nil, nil, nil
 	clear(r.taken)
 	if r.fn != nil {
 		for _, ev := range events {
@@ -381,6 +384,47 @@ func (r *receiver) commit() error {
 	}
 	return nil
 }
+
+// store writes the pins, then the entries, under the profile lock.
+func (r *receiver) store() error {
+	if len(r.entries) == 0 && len(r.pins) == 0 {
+		return nil
+	}
+	unlock, err := r.c.p.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var before []Contact
+	if len(r.pins) > 0 {
+		err := r.c.p.updateContactsLocked(func(cs []Contact) ([]Contact, error) {
+			before = slices.Clone(cs)
+			return r.applyPins(cs), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(r.entries) == 0 {
+		return nil
+	}
+	if err := r.c.p.appendHistoryLocked(r.entries...); err != nil {
+		if len(r.pins) > 0 {
+			// The contacts as they were: the messages that pinned them
+			// come again, and pin them again.
+			r.c.p.updateContactsLocked(func([]Contact) ([]Contact, error) { return before, nil })
+		}
+		return err
+	}
+	return nil
+}
+
+// commitError is a commit that failed: the profile's disk, never a reason
+// to wait and read the inbox again (see transient).
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
 
 // handle takes one message, for commit to store and report; it reports
 // whether it was accepted. An error means the message was left unacked.
@@ -432,11 +476,7 @@ func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 	}
 	e := entryOf(DirIn, ct.Handle, env.From, env, pt, r.c.cfg.Now())
 	e.Warning = warning
-	// The contact change goes first, at once: the sender's next message
-	// in this page must find it.
-	if err := r.pin(ct, warning, e); err != nil {
-		return false, err
-	}
+	r.pin(ct, warning, e)
 	r.entries = append(r.entries, e)
 	r.taken[dk] = true
 	e.quarantine(ct.Key)
@@ -500,40 +540,46 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 		AddedAt: r.c.cfg.Now().Unix(), Chain: st}, WarnNewContact, nil
 }
 
-// pin records the contact change the warning of e implies, under the
-// profile lock.
-func (r *receiver) pin(ct Contact, warning string, e Entry) error {
+// pinning is a contact change a taken message implies, written by commit
+// with the message.
+type pinning struct {
+	ct      Contact
+	warning string // WarnNewContact or WarnKeyChanged
+	key     kez.PublicKey
+}
+
+// pin keeps the contact change the warning of e implies for commit. A new
+// contact counts at once for the messages taken after it (the sender's
+// next message in the page carries no warning), as it will once stored.
+func (r *receiver) pin(ct Contact, warning string, e Entry) {
 	if warning == "" {
-		return nil
+		return
 	}
-	r.contacts = nil // changed below: read again
-	unlock, err := r.c.p.lock(false)
-	if err != nil {
-		return err
+	r.pins = append(r.pins, pinning{ct, warning, e.PeerKey})
+	if warning == WarnNewContact {
+		r.contacts = append(r.contacts, ct)
 	}
-	defer unlock()
-	switch warning {
-	case WarnNewContact:
-		err = r.c.p.updateContactsLocked(func(cs []Contact) ([]Contact, error) {
-			for _, o := range cs {
-				if o.Handle == ct.Handle {
-					return cs, nil // added meanwhile
-				}
+}
+
+// applyPins writes the kept contact changes into cs, the contacts as
+// stored now (another process may have added one meanwhile).
+func (r *receiver) applyPins(cs []Contact) []Contact {
+	for _, pn := range r.pins {
+		switch pn.warning {
+		case WarnNewContact:
+			if !slices.ContainsFunc(cs, func(o Contact) bool { return o.Handle == pn.ct.Handle }) {
+				cs = append(cs, pn.ct)
 			}
-			return append(cs, ct), nil
-		})
-	case WarnKeyChanged:
-		err = r.c.p.updateContactsLocked(func(cs []Contact) ([]Contact, error) {
+		case WarnKeyChanged:
 			for i := range cs {
-				if cs[i].Handle == ct.Handle && !cs[i].Key.Equal(e.PeerKey) {
-					k := e.PeerKey
+				if cs[i].Handle == pn.ct.Handle && !cs[i].Key.Equal(pn.key) {
+					k := pn.key
 					cs[i].ChangedKey, cs[i].ChangedAt = &k, r.c.cfg.Now().Unix()
 				}
 			}
-			return cs, nil
-		})
+		}
 	}
-	return err
+	return cs
 }
 
 // Status is an overview of the profile and its connections.

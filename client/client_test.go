@@ -201,3 +201,73 @@ func TestListenBacklogOneSync(t *testing.T) {
 		t.Errorf("%d messages again after they were stored", len(got))
 	}
 }
+
+// TestListenFailedCommitPinsNothing: a new contact is pinned with its
+// messages, not before: when their commit fails, the contact is not
+// pinned, and the next listen shows the first message with new_contact.
+// With Max, a commit that fails once is not retried: nothing is shown.
+func TestListenFailedCommitPinsNothing(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail := errors.New("injected sync failure")
+	failures := 0
+	client.SetSyncHistory(t, func(f *os.File) error {
+		if failures < 2 {
+			failures++
+			return fail
+		}
+		return f.Sync()
+	})
+	for _, opts := range []client.ListenOptions{{Once: true}, {Once: true, Max: 2}} {
+		shown := 0
+		err := bob.Listen(ctx, opts, func(client.Event) { shown++ })
+		if !errors.Is(err, fail) || shown != 0 {
+			t.Fatalf("listen %+v with the history failing: %v, %d events; want the failure and nothing shown", opts, err, shown)
+		}
+		if cs, err := bob.Profile().Contacts(); err != nil || len(cs) != 0 {
+			t.Fatalf("contacts after a failed commit: %v, %v", cs, err)
+		}
+	}
+	got, _ := listenOnce(t, bob)
+	if len(got) != 3 || got[0].Warning != client.WarnNewContact || got[1].Warning != "" {
+		t.Fatalf("after the failures: %d messages, warnings %v", len(got), got)
+	}
+}
+
+// TestHistoryAfterTornLine: a line torn by a crash mid-append does not
+// swallow the first entry stored after it.
+func TestHistoryAfterTornLine(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	torn := `{"dir":"in","peer":"alice@kez.test","id":"to`
+	if err := os.WriteFile(filepath.Join(bob.Profile().Dir, "history.jsonl"), []byte(torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := listenOnce(t, bob); len(got) != 2 {
+		t.Fatalf("listen: %d messages, want 2", len(got))
+	}
+	h, err := bob.History(kez.Handle{})
+	if err != nil || len(h) != 2 {
+		t.Fatalf("history: %d entries, %v; want both messages", len(h), err)
+	}
+}

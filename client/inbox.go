@@ -473,7 +473,13 @@ func (a *acker) wait() { <-a.done }
 // transient reports whether err is the door or its store being away for
 // now (unreachable, or "unavailable"), which a follower waits out.
 func transient(err error) bool {
-	var de *DoorError
+	var (
+		de *DoorError
+		ce *commitError
+	)
+	if errors.As(err, &ce) { // whatever else went wrong with it
+		return false
+	}
 	return errors.Is(err, ErrUnreachable) || (errors.As(err, &de) && (de.Code == kez.DoorUnavailable || de.Code == kez.DoorStoreUnavailable))
 }
 

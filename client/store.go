@@ -166,13 +166,23 @@ func (p *Profile) appendHistoryLocked(entries ...Entry) error {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	f, err := os.OpenFile(p.path(historyFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(p.path(historyFile), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
+	data := buf.Bytes()
 	fi, err := f.Stat()
+	if err == nil && fi.Size() > 0 {
+		// A line torn by a crash would swallow the first entry
+		// appended after it (scanHistory skips the joined line): end
+		// it first.
+		last := make([]byte, 1)
+		if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			data = append([]byte{'\n'}, data...)
+		}
+	}
 	if err == nil {
-		if _, err = f.Write(buf.Bytes()); err == nil {
+		if _, err = f.Write(data); err == nil {
 			err = syncHistory(f)
 		}
 		if err != nil {
