@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"kez.lat/kez/client"
@@ -55,6 +56,9 @@ func TestOutputPath(t *testing.T) {
 		{"", "CON .txt", "_CON .txt", true, nil},
 		{dir, "aux.c", filepath.Join(dir, "_aux.c"), true, nil},
 		{"", ".con", "_con", true, nil},
+		// At the length limit: shortened before the extension.
+		{"", "CON." + strings.Repeat("a", 251), "_CON." + strings.Repeat("a", 250), true, nil},
+		{"", "nul.a" + strings.Repeat("é", 123) + ".txt", "_nul.a" + strings.Repeat("é", 122) + ".txt", true, nil},
 		{"", "CONSOLE", "CONSOLE", false, nil},
 		{"", "icon.png", "icon.png", false, nil},
 		{"", "COM10", "COM10", false, nil},

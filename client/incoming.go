@@ -404,8 +404,15 @@ func (r *incoming) finish() error {
 		}
 		return err
 	}
+	// The file's new name is made durable before the record goes: on
+	// another disk (a USB drive) the record's removal could otherwise
+	// outlive a rename lost with the drive, leaving the whole file in a
+	// partial nothing records.
+	if err := blob.SyncDir(filepath.Dir(r.path)); err != nil {
+		return err
+	}
 	os.Remove(r.record)
-	return blob.SyncDir(filepath.Dir(r.path))
+	return nil
 }
 
 // place gives the partial file the output's name, or fails with an error
