@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +100,32 @@ func TestExitCodes(t *testing.T) {
 		if got := chatcmd.Exit(err, &errw); got != tt.want {
 			t.Errorf("kez-chat %v: exit %d, want %d (%s)", tt.args, got, tt.want, errw.String())
 		}
+	}
+}
+
+// TestStatusHostileServerText: what a hostile home server says in an
+// error reaches the terminal without its escape sequences (a title
+// change, a clipboard write).
+func TestStatusHostileServerText(t *testing.T) {
+	st := clienttest.Start(t)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(t.TempDir(), "config"))
+	t.Setenv("KEZ_DOMAIN", clienttest.Domain)
+	run := func(args ...string) (string, string, error) {
+		var out, errw bytes.Buffer
+		err := chatcmd.Run(context.Background(), args, strings.NewReader(""), &out, &errw)
+		return out.String(), errw.String(), err
+	}
+	if _, e, err := run("--server", st.URL(), "-p", "r", "register", "hostile_bob", "--i-have-written-it-down"); err != nil {
+		t.Fatalf("register: %v %s", err, e)
+	}
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(`{"error":"down \u001b]0;owned\u0007 \u001b]52;c;cHduZWQ=\u0007","code":"internal"}`))
+	}))
+	defer evil.Close()
+	out, e, _ := run("--server", evil.URL, "-p", "r", "status")
+	if strings.ContainsAny(out+e, "\x1b\a") || !strings.Contains(out+e, `\u001b]0;owned`) {
+		t.Errorf("status printed %q and %q: want the server's words without their escapes", out, e)
 	}
 }

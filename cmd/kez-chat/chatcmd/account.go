@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"kez.lat/kez/client"
+	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/mnemonic"
 )
 
@@ -50,7 +51,7 @@ func (r *registerCmd) Run(ctx context.Context) error {
 			return err
 		}
 		if chainErr != nil {
-			fmt.Fprintf(a.errw, "kez-chat: warning: registered, but the sigchain endpoints were not published: %v\nhint: kez-chat status retries\n", chainErr)
+			a.errf("kez-chat: warning: registered, but the sigchain endpoints were not published: %v\nhint: kez-chat status retries\n", chainErr)
 		}
 		if a.g.JSON {
 			return writeJSON(a.out, struct {
@@ -95,7 +96,7 @@ func confirm(a *app, words []string) error {
 	slices.Sort(pos)
 	in := bufio.NewReader(a.stdin)
 	for _, i := range pos {
-		fmt.Fprintf(a.errw, "re-type word #%d: ", i+1)
+		a.errf("re-type word #%d: ", i+1)
 		line, err := in.ReadString('\n')
 		typed := strings.ToLower(strings.TrimSpace(line))
 		if typed == "" && err != nil {
@@ -115,7 +116,7 @@ type recoverCmd struct{}
 func (r *recoverCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, c *client.Client) error {
 		if isTerminal(a.stdin) {
-			fmt.Fprintf(a.errw, "enter the %d words of your backup (then Enter): ", mnemonic.Words)
+			a.errf("enter the %d words of your backup (then Enter): ", mnemonic.Words)
 		}
 		words, err := readWords(a.stdin)
 		if err != nil {
@@ -126,7 +127,7 @@ func (r *recoverCmd) Run(ctx context.Context) error {
 			return err
 		}
 		if chainErr != nil {
-			fmt.Fprintf(a.errw, "kez-chat: warning: the sigchain endpoints were not republished: %v\n", chainErr)
+			a.errf("kez-chat: warning: the sigchain endpoints were not republished: %v\n", chainErr)
 		}
 		if a.g.JSON {
 			return writeJSON(a.out, whoamiOf(c, acct))
@@ -197,7 +198,7 @@ func (w *whoamiCmd) Run(ctx context.Context) error {
 			return writeJSON(a.out, v)
 		}
 		fmt.Fprintf(a.out, "%s\nkey:         %s\nfingerprint: %s\nserver:      %s\nprofile:     %s\nkey store:   %s\n",
-			v.Handle, v.Primary, v.Fingerprint, v.Server, v.Profile, keyStoreText(v.KeyStore))
+			v.Handle, v.Primary, v.Fingerprint, display.Line(v.Server), v.Profile, keyStoreText(v.KeyStore))
 		return nil
 	})
 }
@@ -254,12 +255,12 @@ func (s *statusCmd) Run(ctx context.Context) error {
 			if e == "" {
 				return "ok"
 			}
-			return "unreachable: " + e
+			return "unreachable: " + display.Line(e)
 		}
 		fmt.Fprintf(a.out, "account:  %s (%s)\n", show(c, st.Account.Handle), st.Account.Primary)
 		fmt.Fprintf(a.out, "profile:  %s\n", st.Profile)
 		fmt.Fprintf(a.out, "server:   %s %s\n", st.Server, ok(st.ServerError))
-		fmt.Fprintf(a.out, "broker:   %s %s\n", st.Account.NATSURL, ok(st.NATSError))
+		fmt.Fprintf(a.out, "broker:   %s %s\n", display.Line(st.Account.NATSURL), ok(st.NATSError))
 		fmt.Fprintf(a.out, "sigchain: %d events, nats endpoint %t, p2p endpoint %t\n", st.Account.Chain.Tail.Seqno,
 			len(st.Account.Chain.NATS) > 0, len(st.Account.Chain.P2P) > 0)
 		if st.NATSError == "" {

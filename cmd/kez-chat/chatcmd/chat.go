@@ -56,7 +56,7 @@ func (c *addCmd) Run(ctx context.Context) error {
 		}
 		if added {
 			fmt.Fprintf(a.out, "pinned %s: %s\n", show(cl, ct.Handle), ct.Key)
-			fmt.Fprintf(a.errw, "hint: compare the safety number with %s out of band: kez-chat verify %s\n", show(cl, ct.Handle), show(cl, ct.Handle))
+			a.errf("hint: compare the safety number with %s out of band: kez-chat verify %s\n", show(cl, ct.Handle), show(cl, ct.Handle))
 		} else {
 			fmt.Fprintf(a.out, "%s is already a contact: %s\n", show(cl, ct.Handle), ct.Key)
 		}
@@ -133,9 +133,9 @@ func (c *verifyCmd) Run(ctx context.Context) error {
 		if v.ChangedSafetyNumber != "" {
 			fmt.Fprintf(a.out, "\nthe server now names another key for %s (%s); with it the number would be:\n%s\n",
 				who, v.Contact.ChangedKey, blocks(v.ChangedSafetyNumber))
-			fmt.Fprintf(a.errw, "hint: if %s reads you this second number, accept it: kez-chat trust %s\n", who, who)
+			a.errf("hint: if %s reads you this second number, accept it: kez-chat trust %s\n", who, who)
 		} else {
-			fmt.Fprintf(a.errw, "hint: %s sees the same number; compare it in person or on a call\n", who)
+			a.errf("hint: %s sees the same number; compare it in person or on a call\n", who)
 		}
 		return nil
 	})
@@ -272,12 +272,12 @@ func serveFiles(ctx context.Context, a *app, cl *client.Client, listen []string)
 		defer close(done)
 		err := cl.Serve(ctx, client.ServeOptions{Listen: listen, Ready: func(addrs []string, err error) {
 			if err != nil {
-				fmt.Fprintf(a.errw, "kez-chat: note: your sigchain does not list this device's addresses yet: %v\n", err)
+				a.errf("kez-chat: note: your sigchain does not list this device's addresses yet: %v\n", err)
 			}
 			close(ready)
 		}})
 		if err != nil && ctx.Err() == nil {
-			fmt.Fprintf(a.errw, "kez-chat: note: not serving shared files: %v\n", err)
+			a.errf("kez-chat: note: not serving shared files: %v\n", err)
 		}
 	}()
 	select {
@@ -303,7 +303,7 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		if from == "" {
 			from = "an unparsable sender"
 		}
-		fmt.Fprintf(a.errw, "kez-chat: warning: dropped message %d from %s: %s\n", d.Seq, from, d.Reason)
+		a.errf("kez-chat: warning: dropped message %d from %s: %s\n", d.Seq, from, d.Reason)
 		return
 	}
 	e := ev.Entry
@@ -312,9 +312,9 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 	switch {
 	case e.Quarantined:
 		event = "quarantined"
-		fmt.Fprintf(a.errw, "kez-chat: warning: quarantined a message signed by %s, a key %s's server names but you have not trusted; it is not shown as %s's\nhint: kez-chat verify %s, then kez-chat trust %s shows it; sending is refused until then\n", e.PeerKey, who, who, who, who)
+		a.errf("kez-chat: warning: quarantined a message signed by %s, a key %s's server names but you have not trusted; it is not shown as %s's\nhint: kez-chat verify %s, then kez-chat trust %s shows it; sending is refused until then\n", e.PeerKey, who, who, who, who)
 	case e.Warning == client.WarnNewContact:
-		fmt.Fprintf(a.errw, "kez-chat: new contact %s pinned with key %s\nhint: compare the safety number: kez-chat verify %s\n", who, e.PeerKey, who)
+		a.errf("kez-chat: new contact %s pinned with key %s\nhint: compare the safety number: kez-chat verify %s\n", who, e.PeerKey, who)
 	}
 	if a.g.JSON {
 		writeLine(a.out, struct {

@@ -125,6 +125,13 @@ type app struct {
 	errw  io.Writer
 }
 
+// errf prints to stderr what format and args say, made safe for a
+// terminal (display.Text): what it prints often quotes a server, a peer
+// or the broker.
+func (a *app) errf(format string, args ...any) {
+	io.WriteString(a.errw, display.Text(fmt.Sprintf(format, args...)))
+}
+
 type appKey struct{}
 
 func appFrom(ctx context.Context) *app { return ctx.Value(appKey{}).(*app) }
@@ -209,7 +216,7 @@ func (a *app) client(adjust ...func(*client.Config)) (*client.Client, error) {
 		server = "https://" + kez.DefaultDomain
 	}
 	cfg := client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
-		Note: func(msg string) { fmt.Fprintf(a.errw, "kez-chat: note: %s\n", msg) }}
+		Note: func(msg string) { a.errf("kez-chat: note: %s\n", msg) }}
 	for _, f := range adjust {
 		f(&cfg)
 	}

@@ -43,7 +43,7 @@ func (c *shareCmd) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(a.out, "%s  %s  %s  shared with %s\n", res.ID, sanitize(res.File.Name), display.Size(res.File.FileSize), show(cl, h))
 		if isTerminalWriter(a.errw) {
-			fmt.Fprintf(a.errw, "hint: %s downloads it from this device while `kez-chat listen` runs here\n", show(cl, h))
+			a.errf("hint: %s downloads it from this device while `kez-chat listen` runs here\n", show(cl, h))
 		}
 		return nil
 	})
@@ -112,7 +112,7 @@ type waitFlag struct {
 
 func (w waitFlag) options(a *app, cl *client.Client) client.FetchOptions {
 	return client.FetchOptions{Wait: w.Wait, Waiting: func(h kez.Handle, until time.Time) {
-		fmt.Fprintf(a.errw, "kez-chat: waiting for %s to come online (until %s; Ctrl-C stops, and the download resumes next time)\n",
+		a.errf("kez-chat: waiting for %s to come online (until %s; Ctrl-C stops, and the download resumes next time)\n",
 			show(cl, h), until.Format("15:04:05"))
 	}}
 }
@@ -155,7 +155,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			return err
 		}
 		var bar *bar
-		opts.Notice = func(msg string) { fmt.Fprintf(a.errw, "kez-chat: %s\n", sanitize(msg)) }
+		opts.Notice = func(msg string) { a.errf("kez-chat: %s\n", sanitize(msg)) }
 		opts.Progress = func(p client.FetchProgress) {
 			if bar == nil {
 				bar = newBar(a, p.Total, "fetching ("+p.Route+")")
@@ -172,7 +172,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			if !strings.HasPrefix(res.Offer.File.Name, ".") {
 				why = "Windows cannot create a file by the received name"
 			}
-			fmt.Fprintf(a.errw, "kez-chat: saved as %s, not %s: %s (-o chooses the name)\n",
+			a.errf("kez-chat: saved as %s, not %s: %s (-o chooses the name)\n",
 				sanitize(res.Path), sanitize(res.Offer.File.Name), why)
 		}
 		if a.g.JSON {
@@ -187,7 +187,7 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 			if res.Resumed > 0 {
 				how += fmt.Sprintf(", resumed after %s", display.Size(res.Resumed))
 			}
-			fmt.Fprintf(a.errw, "kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.File.Name),
+			a.errf("kez-chat: %s from %s (%s%s), verified and decrypted\n", sanitize(res.Offer.File.Name),
 				show(cl, res.Offer.From), display.Size(res.Offer.File.FileSize), how)
 		}
 		return nil
@@ -213,16 +213,16 @@ func (c *browseCmd) Run(ctx context.Context) error {
 			return writeJSON(a.out, l)
 		}
 		if l.Problem != "" {
-			fmt.Fprintf(a.errw, "kez-chat: warning: some of %s's entries for you do not open: %s\n", show(cl, h), l.Problem)
+			a.errf("kez-chat: warning: some of %s's entries for you do not open: %s\n", show(cl, h), l.Problem)
 		}
 		if len(l.Files) == 0 {
-			fmt.Fprintf(a.errw, "kez-chat: %s shares nothing with you\n", show(cl, h))
+			a.errf("kez-chat: %s shares nothing with you\n", show(cl, h))
 		}
 		for _, o := range l.Files {
 			fmt.Fprintf(a.out, "%s  %s  %s  %s\n", o.ID, time.Unix(o.File.SharedAt, 0).Format("2006-01-02 15:04"), sanitize(o.File.Name), display.Size(o.File.FileSize))
 		}
 		if len(l.Files) > 0 && isTerminalWriter(a.errw) {
-			fmt.Fprintf(a.errw, "hint: kez-chat fetch --from %s ID downloads one\n", show(cl, h))
+			a.errf("hint: kez-chat fetch --from %s ID downloads one\n", show(cl, h))
 		}
 		return nil
 	})

@@ -30,7 +30,7 @@ func (f presenceFlags) start(ctx context.Context, a *app, cl *client.Client, onc
 	wg.Go(func() {
 		err := cl.Announce(ctx, client.AnnounceOptions{TTL: f.PresenceTTL, Invisible: f.Invisible})
 		if err != nil && ctx.Err() == nil {
-			fmt.Fprintf(a.errw, "kez-chat: note: presence not announced: %v\n", err)
+			a.errf("kez-chat: note: presence not announced: %v\n", err)
 		}
 	})
 	if f.Presence {
@@ -48,7 +48,7 @@ func (f presenceFlags) start(ctx context.Context, a *app, cl *client.Client, onc
 				printPresence(a, cl, p)
 			})
 			if err != nil && ctx.Err() == nil {
-				fmt.Fprintf(a.errw, "kez-chat: note: cannot follow presence: %v\n", err)
+				a.errf("kez-chat: note: cannot follow presence: %v\n", err)
 			}
 		})
 	}
@@ -97,7 +97,7 @@ func statusOf(ctx context.Context, a *app, cl *client.Client, arg string) error 
 func contactsPresence(ctx context.Context, a *app, cl *client.Client) map[kez.Handle]client.Presence {
 	ps, err := cl.ContactsPresence(ctx)
 	if err != nil {
-		fmt.Fprintf(a.errw, "kez-chat: note: presence unavailable: %v\n", err)
+		a.errf("kez-chat: note: presence unavailable: %v\n", err)
 		return nil
 	}
 	out := make(map[kez.Handle]client.Presence, len(ps))

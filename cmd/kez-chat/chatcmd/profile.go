@@ -41,7 +41,7 @@ func (c *profileCmd) Run(ctx context.Context) error {
 		}
 		if !c.NoRefresh {
 			if _, err := cl.Refresh(ctx, ct); err != nil {
-				fmt.Fprintf(a.errw, "kez-chat: note: showing the pinned state; the server was not asked: %v\n", err)
+				a.errf("kez-chat: note: showing the pinned state; the server was not asked: %v\n", err)
 			}
 		}
 		v, err := cl.Verify(h)

@@ -33,3 +33,14 @@ func TestExitSanitizes(t *testing.T) {
 		t.Errorf("printed %q", s)
 	}
 }
+
+// TestErrfSanitizes: notes and warnings, which quote servers, peers and
+// the broker, reach the terminal without escape sequences.
+func TestErrfSanitizes(t *testing.T) {
+	var out bytes.Buffer
+	a := &app{errw: &out}
+	a.errf("kez-chat: note: presence unavailable: %v\n", errors.New("\x1b[2J\x9b31m"))
+	if s := out.String(); strings.ContainsAny(s, "\x1b\u009b") || !strings.HasSuffix(s, "\n") {
+		t.Errorf("printed %q", s)
+	}
+}
