@@ -80,6 +80,13 @@ type conns struct {
 	open    map[string]map[connID]bool // handle -> its connections
 	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
 	heard   map[string]time.Time       // server id -> when it last gave a sign of life
+	// closed holds the connections closed lately (for closedFor), and
+	// when: nats.go runs the connect and the disconnect subscription's
+	// handlers on goroutines of their own, so a connection that closes
+	// at once can have its disconnect event applied before its connect
+	// event, and must not then count as open here for good.
+	closed map[connID]time.Time
+	pruned time.Time // when closed was last swept
 	// lastBeat is when the latest heartbeat of any node arrived (zero:
 	// none yet; a nats.conf from before exports none). A node is gone
 	// when it has been silent for serverSilence by that clock, not by
@@ -94,7 +101,30 @@ type connID struct {
 }
 
 func newConns() *conns {
-	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}, heard: map[string]time.Time{}}
+	return &conns{
+		open:    map[string]map[connID]bool{},
+		pending: map[string][]time.Time{},
+		closed:  map[connID]time.Time{},
+		heard:   map[string]time.Time{},
+	}
+}
+
+// closedFor is how long a closed connection is remembered: far longer
+// than its two events can be apart on their way through this replica.
+const closedFor = pendingFor
+
+// pruneLocked forgets the connections closed before closedFor, at most
+// once per closedFor; c.mu is held.
+func (c *conns) pruneLocked(now time.Time) {
+	if now.Sub(c.pruned) < closedFor {
+		return
+	}
+	c.pruned = now
+	for id, t := range c.closed {
+		if now.Sub(t) > closedFor {
+			delete(c.closed, id)
+		}
+	}
 }
 
 // heartbeat records server's heartbeat, received at now.
@@ -172,20 +202,25 @@ func (c *conns) event(ev ConnEvent, up bool, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.heard[ev.Server.ID] = now
+	c.pruneLocked(now)
 	if up {
 		if c.open[h] == nil {
 			c.open[h] = map[connID]bool{}
 		}
-		c.open[h][id] = true
 		if p := c.pending[h]; len(p) > 0 {
 			c.pending[h] = p[1:]
 		}
+		if _, ok := c.closed[id]; ok {
+			return // its disconnect event came first
+		}
+		c.open[h][id] = true
 		return
 	}
 	delete(c.open[h], id)
 	if len(c.open[h]) == 0 {
 		delete(c.open, h)
 	}
+	c.closed[id] = now
 }
 
 // Track follows the connect and disconnect events of the users' account

@@ -58,6 +58,28 @@ func TestConnsNodeGone(t *testing.T) {
 	}
 }
 
+// TestConnsDisconnectFirst: a connection that closes at once can have its
+// disconnect event applied before its connect event (each subscription's
+// handler runs on its own goroutine); it must not then count as open,
+// here for good.
+func TestConnsDisconnectFirst(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	c := newConns()
+	if _, ok := c.take("alice", 1, t0); !ok {
+		t.Fatal("first sign-in refused")
+	}
+	c.event(connEvent("N1", 1, "alice"), false, t0)
+	c.event(connEvent("N1", 1, "alice"), true, t0)
+	if n, ok := c.take("alice", 1, t0.Add(time.Second)); !ok {
+		t.Fatalf("alice's only connection closed (events out of order): %d counted, refused", n)
+	}
+	// The closed connections are forgotten in time.
+	c.event(connEvent("N1", 3, "bob"), true, t0.Add(3*closedFor))
+	if len(c.closed) != 0 {
+		t.Fatalf("closed after 3*closedFor: %v, want none", c.closed)
+	}
+}
+
 func TestServerOf(t *testing.T) {
 	for subject, want := range map[string]string{
 		"$SYS.SERVER.NABC.STATSZ":   "NABC",
