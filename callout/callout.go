@@ -252,7 +252,10 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	key = rec.Primary
 	if err == nil && s.cfg.MaxConnsPerKey > 0 {
 		h := rec.Handle.String()
-		if n, ok := s.conns.take(h, s.cfg.MaxConnsPerKey, s.cfg.Now()); !ok {
+		// The connect event of this connection will carry the same ids
+		// (nats-server fills both from its info.ID and the client's cid).
+		id := connID{rc.Server.ID, rc.ClientInformation.ID}
+		if n, ok := s.conns.take(h, id, s.cfg.MaxConnsPerKey, s.cfg.Now()); !ok {
 			err = fmt.Errorf("%w: @%s has %d open, at most %d", ErrTooManyConnections, h, n, s.cfg.MaxConnsPerKey)
 		}
 	}

@@ -686,3 +686,30 @@ func TestConnectionCapPerKey(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestPendingMeetsItsConnectEvent: the connection a sign-in was allowed
+// for is the one its connect and disconnect events name (nats-server's id
+// and the client's cid, in the authorization request and in the events
+// alike), so a connection that opens and closes frees its place at once,
+// not after pendingFor (5 s) as a sign-in that never connected would.
+func TestPendingMeetsItsConnectEvent(t *testing.T) {
+	st := newStack(t, 1, func(c *callout.Config) { c.MaxConnsPerKey = 1 })
+	alice := st.register(t, "alice")
+	start := time.Now()
+	nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	for deadline := start.Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice still refused %v after her only connection closed: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+	t.Logf("alice signed in again %v after her first sign-in", time.Since(start).Round(time.Millisecond))
+}

@@ -68,25 +68,34 @@ const pendingFor = 5 * time.Second
 
 // conns counts each user's open connections, across every replica and
 // broker node, from the broker's connect and disconnect events (every
-// replica takes all of them), plus the sign-ins this replica allowed whose
-// connect event has not arrived yet. A replica that starts knows only
-// the connections made after it: until users reconnect (at the latest
-// when their JWT expires), it may allow more than the cap. A node that
-// stops (its shutdown notice) or goes silent (serverSilence) takes its
-// connections with it: its clients reconnect elsewhere and must not find
-// their keys full of connections nobody holds.
+// replica takes all of them), plus the sign-ins this replica allowed
+// whose connect event has not arrived yet. Each pending sign-in is filed
+// under its connection, so that a connect event removes exactly its own
+// entry and not that of another sign-in still on its way (allowed here,
+// while the event is of one another replica allowed).
+//
+// A replica that starts knows only the connections made after it: until
+// users reconnect (at the latest when their JWT expires), it may allow
+// more than the cap.
+//
+// A node that stops (its shutdown notice) or goes silent (serverSilence)
+// takes its connections with it: its clients reconnect elsewhere and
+// must not find their keys full of connections nobody holds.
 type conns struct {
 	mu      sync.Mutex
-	open    map[string]map[connID]bool // handle -> its connections
-	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
-	heard   map[string]time.Time       // server id -> when it last gave a sign of life
+	open    map[string]map[connID]bool      // handle -> its connections
+	pending map[string]map[connID]time.Time // handle -> sign-ins allowed, not yet connected -> when
+	heard   map[string]time.Time            // server id -> when it last gave a sign of life
 	// closed holds the connections closed lately (for closedFor), and
 	// when: nats.go runs the connect and the disconnect subscription's
 	// handlers on goroutines of their own, so a connection that closes
 	// at once can have its disconnect event applied before its connect
 	// event, and must not then count as open here for good.
 	closed map[connID]time.Time
-	pruned time.Time // when closed was last swept
+	// pruned is when pending and closed were last swept whole: the
+	// entries of handles that never sign in here again (their clients
+	// gave up) must not stay forever.
+	pruned time.Time
 	// lastBeat is when the latest heartbeat of any node arrived (zero:
 	// none yet; a nats.conf from before exports none). A node is gone
 	// when it has been silent for serverSilence by that clock, not by
@@ -95,6 +104,10 @@ type conns struct {
 	lastBeat time.Time
 }
 
+// connID names one connection: nats-server's id and the client id (cid)
+// it gave the connection, the same in the authorization request
+// (Server.ID, ClientInformation.ID) and in the connect and disconnect
+// events (server.id, client.id).
 type connID struct {
 	server string
 	id     uint64
@@ -103,27 +116,9 @@ type connID struct {
 func newConns() *conns {
 	return &conns{
 		open:    map[string]map[connID]bool{},
-		pending: map[string][]time.Time{},
+		pending: map[string]map[connID]time.Time{},
 		closed:  map[connID]time.Time{},
 		heard:   map[string]time.Time{},
-	}
-}
-
-// closedFor is how long a closed connection is remembered: far longer
-// than its two events can be apart on their way through this replica.
-const closedFor = pendingFor
-
-// pruneLocked forgets the connections closed before closedFor, at most
-// once per closedFor; c.mu is held.
-func (c *conns) pruneLocked(now time.Time) {
-	if now.Sub(c.pruned) < closedFor {
-		return
-	}
-	c.pruned = now
-	for id, t := range c.closed {
-		if now.Sub(t) > closedFor {
-			delete(c.closed, id)
-		}
 	}
 }
 
@@ -171,26 +166,61 @@ func (c *conns) sweepLocked() {
 	}
 }
 
-// take counts one more sign-in of handle at now if it has fewer than max
-// connections (open, or allowed here and not yet connected); it returns
-// the count before and whether it took one. Checking and counting under
-// one lock, concurrent sign-ins of one key cannot pass the cap together.
-func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sweepLocked()
+// expireLocked drops handle's pending sign-ins older than pendingFor at
+// now and returns those left; c.mu is held.
+func (c *conns) expireLocked(handle string, now time.Time) map[connID]time.Time {
 	p := c.pending[handle]
-	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
-		p = p[1:]
-	}
-	n := len(c.open[handle]) + len(p)
-	if n < max {
-		p = append(p, now)
+	for id, t := range p {
+		if now.Sub(t) > pendingFor {
+			delete(p, id)
+		}
 	}
 	if len(p) == 0 {
 		delete(c.pending, handle)
-	} else {
-		c.pending[handle] = p
+		return nil
+	}
+	return p
+}
+
+// closedFor is how long a closed connection is remembered: far longer
+// than its two events can be apart on their way through this replica.
+const closedFor = pendingFor
+
+// pruneLocked expires every handle's pending sign-ins and forgets the
+// connections closed before closedFor, at most once per pendingFor;
+// c.mu is held.
+func (c *conns) pruneLocked(now time.Time) {
+	if now.Sub(c.pruned) < pendingFor {
+		return
+	}
+	c.pruned = now
+	for h := range c.pending {
+		c.expireLocked(h, now)
+	}
+	for id, t := range c.closed {
+		if now.Sub(t) > closedFor {
+			delete(c.closed, id)
+		}
+	}
+}
+
+// take counts sign-in id of handle at now if handle has fewer than max
+// connections (open, or allowed and not yet connected); it returns the
+// count before and whether it took one. Checking and counting under one
+// lock, concurrent sign-ins of one key cannot pass the cap together.
+func (c *conns) take(handle string, id connID, max int, now time.Time) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepLocked()
+	c.pruneLocked(now)
+	n := len(c.open[handle]) + len(c.expireLocked(handle, now))
+	if n < max {
+		p := c.pending[handle]
+		if p == nil {
+			p = map[connID]time.Time{}
+			c.pending[handle] = p
+		}
+		p[id] = now
 	}
 	return n, n < max
 }
@@ -203,15 +233,20 @@ func (c *conns) event(ev ConnEvent, up bool, now time.Time) {
 	defer c.mu.Unlock()
 	c.heard[ev.Server.ID] = now
 	c.pruneLocked(now)
+	// The connection's own pending entry, and no other: another sign-in
+	// of the key allowed a moment ago still counts until its own event.
+	if p := c.pending[h]; p != nil {
+		delete(p, id)
+		if len(p) == 0 {
+			delete(c.pending, h)
+		}
+	}
 	if up {
-		if c.open[h] == nil {
-			c.open[h] = map[connID]bool{}
-		}
-		if p := c.pending[h]; len(p) > 0 {
-			c.pending[h] = p[1:]
-		}
 		if _, ok := c.closed[id]; ok {
 			return // its disconnect event came first
+		}
+		if c.open[h] == nil {
+			c.open[h] = map[connID]bool{}
 		}
 		c.open[h][id] = true
 		return
