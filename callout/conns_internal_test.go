@@ -58,10 +58,12 @@ func TestConnsNodeGone(t *testing.T) {
 	}
 }
 
-// TestConnsPending: a sign-in allowed here counts until its own connect
-// event, and only its own: another connection's event, allowed here or
-// elsewhere, leaves it counted. Pending sign-ins expire after pendingFor,
-// and are swept even for keys that never sign in here again.
+// TestConnsPending: a sign-in allowed (here, or by another replica whose
+// note arrived) counts until its own connect event, and only its own:
+// another connection's event, here or allowed elsewhere, leaves it
+// counted. A note of a connection already open or closed, or of a
+// sign-in already counted, adds nothing; pending sign-ins expire after
+// pendingFor, and are swept even for keys that never sign in here again.
 func TestConnsPending(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	a, b, x := connID{"N1", 1}, connID{"N2", 1}, connID{"N1", 2}
@@ -76,7 +78,7 @@ func TestConnsPending(t *testing.T) {
 		if _, ok := c.take("alice", a, 2, t0); !ok {
 			t.Fatal("first sign-in refused")
 		}
-		// x was allowed by another replica.
+		// x was allowed by another replica, whose note has not arrived.
 		c.event(connEvent(x.server, x.id, "alice"), true, t0)
 		if n, ok := c.take("alice", b, 2, t0); ok || n != 2 {
 			t.Fatalf("after x connected, a still on its way: %d, %v; want 2 counted, refused", n, ok)
@@ -87,10 +89,51 @@ func TestConnsPending(t *testing.T) {
 		}
 	})
 
+	t.Run("a peer's note", func(t *testing.T) {
+		c := newConns()
+		c.note("alice", b, t0)
+		if n, ok := c.take("alice", a, 1, t0); ok || n != 1 {
+			t.Fatalf("at the cap of 1 by a peer's sign-in: %d, %v; want refused", n, ok)
+		}
+		c.event(connEvent(b.server, b.id, "alice"), true, t0)
+		if n := count(c, t0); n != 1 {
+			t.Fatalf("the noted sign-in connected: counted %d, want 1", n)
+		}
+	})
+
+	t.Run("note of an open connection", func(t *testing.T) {
+		c := newConns()
+		c.event(connEvent(x.server, x.id, "alice"), true, t0)
+		c.note("alice", x, t0) // the note came after the connect event
+		if n := count(c, t0); n != 1 {
+			t.Fatalf("x open, then its note: counted %d, want 1", n)
+		}
+		// b opened and closed before its note arrived (or this
+		// replica's own note of it came back late).
+		c.event(connEvent(b.server, b.id, "alice"), true, t0)
+		c.event(connEvent(b.server, b.id, "alice"), false, t0)
+		c.note("alice", b, t0.Add(time.Second))
+		if n := count(c, t0.Add(time.Second)); n != 1 {
+			t.Fatalf("b closed, then its note: counted %d, want 1", n)
+		}
+	})
+
+	t.Run("own note", func(t *testing.T) {
+		c := newConns()
+		c.take("alice", a, 5, t0)
+		c.note("alice", a, t0.Add(4*time.Second))
+		if n := count(c, t0.Add(4*time.Second)); n != 1 {
+			t.Fatalf("a taken, then its own note: counted %d, want 1", n)
+		}
+		if n := count(c, t0.Add(pendingFor+time.Second)); n != 0 {
+			t.Fatalf("a's note did not restart its time: counted %d after pendingFor, want 0", n)
+		}
+	})
+
 	t.Run("expiry", func(t *testing.T) {
 		c := newConns()
 		c.take("alice", a, 5, t0)
-		c.take("alice", b, 5, t0.Add(time.Second))
+		c.note("alice", b, t0.Add(time.Second))
 		if n := count(c, t0.Add(pendingFor)); n != 2 {
 			t.Fatalf("within pendingFor: counted %d, want 2", n)
 		}
@@ -100,10 +143,10 @@ func TestConnsPending(t *testing.T) {
 		if n := count(c, t0.Add(pendingFor+2*time.Second)); n != 0 {
 			t.Fatalf("both expired: counted %d, want 0", n)
 		}
-		// Sign-ins of keys that never sign in here again go too.
-		c.take("bob", a, 5, t0)
-		c.take("carol", b, 5, t0.Add(pendingFor+3*time.Second))
-		c.take("dave", b, 5, t0.Add(2*pendingFor+4*time.Second))
+		// Notes of keys that never sign in here go too.
+		c.note("bob", a, t0)
+		c.note("carol", b, t0.Add(pendingFor+3*time.Second))
+		c.note("dave", b, t0.Add(2*pendingFor+4*time.Second))
 		if len(c.pending) != 1 || c.pending["dave"] == nil {
 			t.Fatalf("pending after the sweep: %v, want only dave's", c.pending)
 		}
@@ -113,7 +156,7 @@ func TestConnsPending(t *testing.T) {
 		c := newConns()
 		c.take("alice", a, 5, t0)
 		c.event(connEvent(a.server, a.id, "alice"), true, t0)
-		c.take("alice", b, 5, t0)
+		c.note("alice", b, t0)
 		c.event(connEvent(a.server, a.id, "alice"), false, t0)
 		if n := count(c, t0); n != 1 {
 			t.Fatalf("a closed, b pending: counted %d, want 1", n)
@@ -145,6 +188,20 @@ func TestConnsDisconnectFirst(t *testing.T) {
 	c.event(connEvent("N1", 3, "bob"), true, t0.Add(3*closedFor))
 	if len(c.closed) != 0 {
 		t.Fatalf("closed after 3*closedFor: %v, want none", c.closed)
+	}
+}
+
+func TestParseAdmittedNote(t *testing.T) {
+	for data, ok := range map[string]bool{
+		`{"handle":"alice@kez.test","server":"NABC","client":7}`:  true,
+		`{"handle":"alice@kez.test","client":7}`:                  false,
+		`{"server":"NABC","client":7}`:                            false,
+		`{"handle":"alice@kez.test","server":"NABC","client":-1}`: false,
+		`nope`: false,
+	} {
+		if _, err := parseAdmittedNote([]byte(data)); (err == nil) != ok {
+			t.Errorf("parseAdmittedNote(%s) = %v, want ok %v", data, err, ok)
+		}
 	}
 }
 
