@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -92,6 +93,7 @@ type Service struct {
 	workers  *streams.Workers
 	admit    *admission
 	conns    *conns
+	peers    atomic.Pointer[nats.Conn] // where admitted notes go (Track's connection)
 	svc      micro.Service
 	nc       *nats.Conn // the connection Start serves on
 	issuerPK string
@@ -252,8 +254,16 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	key = rec.Primary
 	if err == nil && s.cfg.MaxConnsPerKey > 0 {
 		h := rec.Handle.String()
-		if n, ok := s.conns.take(h, s.cfg.MaxConnsPerKey, s.cfg.Now()); !ok {
+		// The connect event of this connection will carry the same ids
+		// (nats-server fills both from its info.ID and the client's cid).
+		id := connID{rc.Server.ID, rc.ClientInformation.ID}
+		if n, ok := s.conns.take(h, id, s.cfg.MaxConnsPerKey, s.cfg.Now()); !ok {
 			err = fmt.Errorf("%w: @%s has %d open, at most %d", ErrTooManyConnections, h, n, s.cfg.MaxConnsPerKey)
+		} else {
+			// Told at once, before the answer is even signed: the
+			// sooner the others count it, the narrower the window in
+			// which they allow the same key past the cap.
+			s.admitted(h, id)
 		}
 	}
 	if err == nil {

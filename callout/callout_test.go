@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
@@ -363,6 +365,7 @@ func TestIsolation(t *testing.T) {
 		"$SYS.REQ.USER.AUTH", // callout requests
 		"kez.ratelimit.>",    // rate-limit records
 		"$KV.kez_presence.>", // presence writes (live changes come from kez.presence.*)
+		"kez.callout.>",      // the callout replicas' notes to each other
 	}
 	api := kez.UserAPIPrefix
 	pubs := []string{
@@ -418,6 +421,8 @@ func TestIsolation(t *testing.T) {
 		"_INBOX.steal",
 		"_I." + B + ".fake",
 		"kez.ratelimit.register.00000000",
+		// A forged note of a sign-in would count against another's key.
+		callout.AdmittedSubject,
 		// Presence: only one's own entry is writable, only the presence
 		// bucket readable, and only JetStream republishes live changes.
 		kez.PresenceKeySubject(bob.Public()),
@@ -685,4 +690,97 @@ func TestConnectionCapPerKey(t *testing.T) {
 		}
 		return err == nil
 	})
+}
+
+// TestCapAcrossReplicas: a replica that allows a sign-in tells the others
+// at once, so a key's sign-ins landing on alternate replicas before their
+// connections open are held to the cap together, not to the cap on each.
+// The requests go to each replica's Answer directly, sealed as the
+// broker seals them, so that the test chooses which replica answers
+// each; no connection opens, so only the notes can tell the replicas
+// of each other's sign-ins.
+func TestCapAcrossReplicas(t *testing.T) {
+	st := newStack(t, 2, func(c *callout.Config) { c.MaxConnsPerKey = 2 })
+	alice, bob := st.register(t, "alice"), st.register(t, "bob")
+	xkey, err := natskeys.ReadSeedFile(st.ns.KeyFile(natskeys.KeyXKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, _ := xkey.PublicKey()
+	server, _ := nkeys.CreateServer()
+	serverX, _ := nkeys.CreateCurveKeys()
+	serverXPub, _ := serverX.PublicKey()
+	// answer asks r to sign key in as client cid of server.
+	answer := func(r *replica, key *kez.PrivateKey, cid uint64) error {
+		t.Helper()
+		rc, err := jwt.DecodeAuthorizationRequestClaims(request(t, server, key.Public(), key, "a1B2c3D4e5F6g7-"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.ClientInformation.ID = cid
+		tok, err := rc.Encode(server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := serverX.Seal([]byte(tok), ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, _, err := r.svc.Answer(sealed, serverXPub)
+		if resp == nil {
+			t.Fatalf("sign-in %d unanswered: %v", cid, err)
+		}
+		return err
+	}
+	a, b := st.replicas[0], st.replicas[1]
+	counts := func(r *replica, want int) func() bool {
+		return func() bool { return r.svc.Counted("alice@"+domain) == want }
+	}
+
+	if err := answer(a, alice, 1); err != nil {
+		t.Fatalf("alice's 1st sign-in, on replica 0: %v", err)
+	}
+	waitFor(t, counts(b, 1)) // replica 0's note
+	if err := answer(b, alice, 2); err != nil {
+		t.Fatalf("alice's 2nd sign-in, on replica 1: %v", err)
+	}
+	waitFor(t, counts(a, 2))
+	for i, r := range []*replica{a, b} {
+		if err := answer(r, alice, 3); !errors.Is(err, callout.ErrTooManyConnections) {
+			t.Fatalf("alice's 3rd sign-in, on replica %d, with one allowed on each: %v, want %v", i, err, callout.ErrTooManyConnections)
+		}
+	}
+	if err := answer(b, bob, 4); err != nil {
+		t.Fatalf("bob, while alice is at her cap: %v", err)
+	}
+	if n := a.svc.Counted("alice@" + domain); n != 2 {
+		t.Fatalf("replica 0 counts %d of alice's, want 2", n)
+	}
+}
+
+// TestPendingMeetsItsConnectEvent: the connection a sign-in was allowed
+// for is the one its connect and disconnect events name (nats-server's id
+// and the client's cid, in the authorization request and in the events
+// alike), so a connection that opens and closes frees its place at once,
+// not after pendingFor (5 s) as a sign-in that never connected would.
+func TestPendingMeetsItsConnectEvent(t *testing.T) {
+	st := newStack(t, 1, func(c *callout.Config) { c.MaxConnsPerKey = 1 })
+	alice := st.register(t, "alice")
+	start := time.Now()
+	nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	for deadline := start.Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice still refused %v after her only connection closed: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+	t.Logf("alice signed in again %v after her first sign-in", time.Since(start).Round(time.Millisecond))
 }

@@ -62,24 +62,82 @@ const (
 // are taken for gone: three and a half heartbeats.
 const serverSilence = 35 * time.Second
 
-// pendingFor is how long a sign-in this replica allowed counts as a
+// pendingFor is how long a sign-in a replica allowed counts as a
 // connection before its connect event arrives.
 const pendingFor = 5 * time.Second
 
+// AdmittedSubject is where each replica tells the others, in the KEZ
+// account, of every sign-in it allowed under the cap (an admittedNote),
+// so that they count it before its connect event arrives. Only the KEZ
+// account's users (the services) reach it: nats/nats.conf exports
+// nothing under kez.callout to USERS, so a user cannot fill another's
+// key with forged notes.
+const AdmittedSubject = "kez.callout.admitted"
+
+// admittedNote is a replica's note of a sign-in it allowed: the
+// connection (the authorization request's server and client ids, which
+// its connect event will carry) and the handle it was named.
+type admittedNote struct {
+	Handle string `json:"handle"`
+	Server string `json:"server"`
+	Client uint64 `json:"client"`
+}
+
+// parseAdmittedNote reads a note; one without a handle or a server is
+// no sign-in's.
+func parseAdmittedNote(data []byte) (admittedNote, error) {
+	var n admittedNote
+	if err := json.Unmarshal(data, &n); err != nil {
+		return n, fmt.Errorf("admitted note: %w", err)
+	}
+	if n.Handle == "" || n.Server == "" {
+		return n, errors.New("admitted note without a handle or a server")
+	}
+	return n, nil
+}
+
 // conns counts each user's open connections, across every replica and
 // broker node, from the broker's connect and disconnect events (every
-// replica takes all of them), plus the sign-ins this replica allowed whose
-// connect event has not arrived yet. A replica that starts knows only
-// the connections made after it: until users reconnect (at the latest
-// when their JWT expires), it may allow more than the cap. A node that
-// stops (its shutdown notice) or goes silent (serverSilence) takes its
-// connections with it: its clients reconnect elsewhere and must not find
-// their keys full of connections nobody holds.
+// replica takes all of them), plus the sign-ins allowed whose connect
+// event has not arrived yet: this replica's own, and the other replicas'
+// as their notes (AdmittedSubject) arrive. Each pending sign-in is filed
+// under its connection, so that a connect event removes exactly its own
+// entry and not that of another sign-in still on its way.
+//
+// What the notes leave open: two replicas that each allow a sign-in of
+// one key within the time a note takes to reach the other (one broker
+// hop, a millisecond or so; a route more across a cluster) do not see
+// each other's, so a burst split across R replicas can still pass the
+// cap, by at most what each allowed inside that window. Closing it would
+// take a replicated write on every sign-in, which a storm of 10,000
+// sign-ins cannot afford. A note that arrives more than closedFor after
+// its connection closed (closed forgets it) counts for pendingFor.
+//
+// A replica that starts knows only the connections made after it (and
+// the notes sent after it): until users reconnect (at the latest when
+// their JWT expires), it may allow more than the cap.
+//
+// A node that stops (its shutdown notice) or goes silent (serverSilence)
+// takes its connections with it: its clients reconnect elsewhere and
+// must not find their keys full of connections nobody holds.
 type conns struct {
 	mu      sync.Mutex
-	open    map[string]map[connID]bool // handle -> its connections
-	pending map[string][]time.Time     // handle -> sign-ins allowed here, not yet connected
-	heard   map[string]time.Time       // server id -> when it last gave a sign of life
+	open    map[string]map[connID]bool      // handle -> its connections
+	pending map[string]map[connID]time.Time // handle -> sign-ins allowed, not yet connected -> when
+	heard   map[string]time.Time            // server id -> when it last gave a sign of life
+	// closed holds the connections closed lately (for closedFor), and
+	// when: nats.go runs the connect and the disconnect subscription's
+	// handlers on goroutines of their own, so a connection that closes
+	// at once can have its disconnect event applied before its connect
+	// event, and must not then count as open here for good. A note too
+	// can arrive after its connection closed (it travels on another
+	// replica's connection than the answer), and must not count it.
+	closed map[connID]time.Time
+	// pruned is when pending and closed were last swept whole: the
+	// entries of handles that never sign in here again (their notes
+	// came from other replicas, their clients gave up) must not stay
+	// forever.
+	pruned time.Time
 	// lastBeat is when the latest heartbeat of any node arrived (zero:
 	// none yet; a nats.conf from before exports none). A node is gone
 	// when it has been silent for serverSilence by that clock, not by
@@ -88,13 +146,22 @@ type conns struct {
 	lastBeat time.Time
 }
 
+// connID names one connection: nats-server's id and the client id (cid)
+// it gave the connection, the same in the authorization request
+// (Server.ID, ClientInformation.ID) and in the connect and disconnect
+// events (server.id, client.id).
 type connID struct {
 	server string
 	id     uint64
 }
 
 func newConns() *conns {
-	return &conns{open: map[string]map[connID]bool{}, pending: map[string][]time.Time{}, heard: map[string]time.Time{}}
+	return &conns{
+		open:    map[string]map[connID]bool{},
+		pending: map[string]map[connID]time.Time{},
+		closed:  map[connID]time.Time{},
+		heard:   map[string]time.Time{},
+	}
 }
 
 // heartbeat records server's heartbeat, received at now.
@@ -141,28 +208,87 @@ func (c *conns) sweepLocked() {
 	}
 }
 
-// take counts one more sign-in of handle at now if it has fewer than max
-// connections (open, or allowed here and not yet connected); it returns
-// the count before and whether it took one. Checking and counting under
-// one lock, concurrent sign-ins of one key cannot pass the cap together.
-func (c *conns) take(handle string, max int, now time.Time) (int, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sweepLocked()
+// expireLocked drops handle's pending sign-ins older than pendingFor at
+// now and returns those left; c.mu is held.
+func (c *conns) expireLocked(handle string, now time.Time) map[connID]time.Time {
 	p := c.pending[handle]
-	for len(p) > 0 && now.Sub(p[0]) > pendingFor {
-		p = p[1:]
-	}
-	n := len(c.open[handle]) + len(p)
-	if n < max {
-		p = append(p, now)
+	for id, t := range p {
+		if now.Sub(t) > pendingFor {
+			delete(p, id)
+		}
 	}
 	if len(p) == 0 {
 		delete(c.pending, handle)
-	} else {
+		return nil
+	}
+	return p
+}
+
+// closedFor is how long a closed connection is remembered: far longer
+// than its two events, or its note and its events, can be apart on
+// their way to this replica.
+const closedFor = pendingFor
+
+// pruneLocked expires every handle's pending sign-ins and forgets the
+// connections closed before closedFor, at most once per pendingFor;
+// c.mu is held.
+func (c *conns) pruneLocked(now time.Time) {
+	if now.Sub(c.pruned) < pendingFor {
+		return
+	}
+	c.pruned = now
+	for h := range c.pending {
+		c.expireLocked(h, now)
+	}
+	for id, t := range c.closed {
+		if now.Sub(t) > closedFor {
+			delete(c.closed, id)
+		}
+	}
+}
+
+// addPendingLocked counts connection id of handle as pending from now,
+// unless it is counted already or has closed already; c.mu is held.
+func (c *conns) addPendingLocked(handle string, id connID, now time.Time) {
+	if _, ok := c.closed[id]; ok || c.open[handle][id] {
+		return
+	}
+	p := c.pending[handle]
+	if p == nil {
+		p = map[connID]time.Time{}
 		c.pending[handle] = p
 	}
+	if _, ok := p[id]; !ok {
+		p[id] = now
+	}
+}
+
+// take counts sign-in id of handle at now if handle has fewer than max
+// connections (open, or allowed and not yet connected); it returns the
+// count before and whether it took one. Checking and counting under one
+// lock, concurrent sign-ins of one key on this replica cannot pass the
+// cap together.
+func (c *conns) take(handle string, id connID, max int, now time.Time) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepLocked()
+	c.pruneLocked(now)
+	n := len(c.open[handle]) + len(c.expireLocked(handle, now))
+	if n < max {
+		c.addPendingLocked(handle, id, now)
+	}
 	return n, n < max
+}
+
+// note counts another replica's sign-in id of handle (its note, received
+// at now) as pending, unless its connection has opened (or opened and
+// closed) already. A replica also hears its own notes: their sign-ins
+// are pending already, and stay counted from when they were taken.
+func (c *conns) note(handle string, id connID, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(now)
+	c.addPendingLocked(handle, id, now)
 }
 
 // event applies a connect (up) or disconnect event, received at now.
@@ -172,28 +298,66 @@ func (c *conns) event(ev ConnEvent, up bool, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.heard[ev.Server.ID] = now
+	c.pruneLocked(now)
+	// The connection's own pending entry, and no other: another sign-in
+	// of the key allowed a moment ago still counts until its own event.
+	if p := c.pending[h]; p != nil {
+		delete(p, id)
+		if len(p) == 0 {
+			delete(c.pending, h)
+		}
+	}
 	if up {
+		if _, ok := c.closed[id]; ok {
+			return // its disconnect event came first
+		}
 		if c.open[h] == nil {
 			c.open[h] = map[connID]bool{}
 		}
 		c.open[h][id] = true
-		if p := c.pending[h]; len(p) > 0 {
-			c.pending[h] = p[1:]
-		}
 		return
 	}
 	delete(c.open[h], id)
 	if len(c.open[h]) == 0 {
 		delete(c.open, h)
 	}
+	c.closed[id] = now
+}
+
+// admitted tells the other replicas of sign-in id of handle, which this
+// one allowed, on the connection given to Track (none: nothing to tell).
+// The publish only queues the note on the connection: the sign-in does
+// not wait for it.
+func (s *Service) admitted(handle string, id connID) {
+	nc := s.peers.Load()
+	if nc == nil {
+		return
+	}
+	data, err := json.Marshal(admittedNote{Handle: handle, Server: id.server, Client: id.id})
+	if err == nil {
+		err = nc.Publish(AdmittedSubject, data)
+	}
+	if err != nil {
+		s.logger.Debug("admitted note", "err", err)
+	}
 }
 
 // Track follows the connect and disconnect events of the users' account
-// on nc (a connection of the account that imports them), so that the
-// callout can cap each key's connections (Config.MaxConnsPerKey), and
-// the broker nodes' heartbeats and shutdown notices, so that a node's
-// connections go with it.
+// on nc (a connection of the account that imports them, KEZ), so that
+// the callout can cap each key's connections (Config.MaxConnsPerKey),
+// and the broker nodes' heartbeats and shutdown notices, so that a
+// node's connections go with it. On nc too the replicas tell each other
+// of the sign-ins they allow (AdmittedSubject), so that a burst of one
+// key's sign-ins split across replicas is held to the cap.
 func (s *Service) Track(nc *nats.Conn, account string) error {
+	if _, err := nc.Subscribe(AdmittedSubject, func(m *nats.Msg) {
+		if n, err := parseAdmittedNote(m.Data); err == nil {
+			s.conns.note(n.Handle, connID{n.Server, n.Client}, s.cfg.Now())
+		}
+	}); err != nil {
+		return fmt.Errorf("admitted notes: %w", err)
+	}
+	s.peers.Store(nc)
 	connect, disconnect := ConnEventSubjects(account)
 	for subj, up := range map[string]bool{connect: true, disconnect: false} {
 		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
@@ -217,6 +381,11 @@ func (s *Service) Track(nc *nats.Conn, account string) error {
 		}); err != nil {
 			return fmt.Errorf("server events: %w", err)
 		}
+	}
+	// The subscriptions are in place before the replica serves: it
+	// hears the notes of sign-ins the others allow from its first.
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("connection events: %w", err)
 	}
 	return nil
 }
