@@ -672,8 +672,11 @@ func TestConnectionCapPerKey(t *testing.T) {
 		defer nc.Close()
 		open = append(open, nc)
 	}
-	time.Sleep(200 * time.Millisecond) // the connect events reach both replicas
-	for range 2 {                      // whichever replica answers
+	// The connect events reach both replicas.
+	for _, r := range st.replicas {
+		waitFor(t, func() bool { return r.svc.Counted("alice@"+domain) == 3 })
+	}
+	for range 2 { // whichever replica answers
 		if nc, err := signIn(st.ns.ClientURL(), alice, nats.MaxReconnects(0)); !errors.Is(err, nats.ErrAuthorization) {
 			if nc != nil {
 				nc.Close()
