@@ -154,11 +154,10 @@ func TestRecoverErrors(t *testing.T) {
 	_ = time.Second
 }
 
-// TestListenBacklogOneSync: a backlog is stored a page at a time, one
-// synced write of the history per page, not one per message; and a page
-// whose write fails is neither shown nor acked: the next listen gets all
-// of it, each message once.
-func TestListenBacklogOneSync(t *testing.T) {
+// backlog starts a stack where alice has sent bob n messages, "m0" on,
+// and returns bob, who has not listened yet.
+func backlog(t *testing.T, n int) *client.Client {
+	t.Helper()
 	st := clienttest.Start(t)
 	ctx := context.Background()
 	alice, _ := newUser(t, st, "alice")
@@ -166,12 +165,21 @@ func TestListenBacklogOneSync(t *testing.T) {
 	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
 		t.Fatal(err)
 	}
-	const n = 12
 	for i := range n {
-		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("backlog %d", i)); err != nil {
+		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("m%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return bob
+}
+
+// TestListenBacklogOneSync: a backlog is stored a page at a time, one
+// synced write of the history per page, not one per message; and a page
+// whose write fails is neither shown nor acked: the next listen gets all
+// of it, each message once.
+func TestListenBacklogOneSync(t *testing.T) {
+	const n = 12
+	bob, ctx := backlog(t, n), context.Background()
 	fail := errors.New("injected sync failure")
 	client.SetSyncHistory(t, func(*os.File) error { return fail })
 	shown := 0
@@ -190,7 +198,7 @@ func TestListenBacklogOneSync(t *testing.T) {
 		t.Fatalf("bob got %d of %d, dropped %v", len(got), n, dropped)
 	}
 	for i, e := range got {
-		if e.Body != fmt.Sprintf("backlog %d", i) {
+		if e.Body != fmt.Sprintf("m%d", i) {
 			t.Errorf("message %d = %q", i, e.Body)
 		}
 	}
@@ -207,18 +215,7 @@ func TestListenBacklogOneSync(t *testing.T) {
 // pinned, and the next listen shows the first message with new_contact.
 // With Max, a commit that fails once is not retried: nothing is shown.
 func TestListenFailedCommitPinsNothing(t *testing.T) {
-	st := clienttest.Start(t)
-	ctx := context.Background()
-	alice, _ := newUser(t, st, "alice")
-	bob, _ := newUser(t, st, "bob")
-	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("m%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bob, ctx := backlog(t, 3), context.Background()
 	fail := errors.New("injected sync failure")
 	failures := 0
 	client.SetSyncHistory(t, func(f *os.File) error {
@@ -247,18 +244,7 @@ func TestListenFailedCommitPinsNothing(t *testing.T) {
 // TestHistoryAfterTornLine: a line torn by a crash mid-append does not
 // swallow the first entry stored after it.
 func TestHistoryAfterTornLine(t *testing.T) {
-	st := clienttest.Start(t)
-	ctx := context.Background()
-	alice, _ := newUser(t, st, "alice")
-	bob, _ := newUser(t, st, "bob")
-	if _, _, err := alice.Add(ctx, handle(t, "bob")); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2 {
-		if _, err := alice.SendText(ctx, handle(t, "bob"), fmt.Sprintf("m%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bob := backlog(t, 2)
 	torn := `{"dir":"in","peer":"alice@kez.test","id":"to`
 	if err := os.WriteFile(filepath.Join(bob.Profile().Dir, "history.jsonl"), []byte(torn), 0o600); err != nil {
 		t.Fatal(err)
