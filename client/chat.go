@@ -385,36 +385,33 @@ func (r *receiver) commit() error {
 	return nil
 }
 
-// store writes the pins, then the entries, under the profile lock.
+// store writes the entries, then the contact changes they imply, under
+// the profile lock. The history goes first: a crash between the two
+// leaves the messages stored, unacked and not shown again, and their
+// sender pinned by its next message (new_contact once more), never a
+// contact pinned without its messages and their warning. If the contacts
+// cannot be written, the history is cut back.
 func (r *receiver) store() error {
-	if len(r.entries) == 0 && len(r.pins) == 0 {
-		return nil
+	if len(r.entries) == 0 {
+		return nil // pins come with entries
 	}
 	unlock, err := r.c.p.lock(false)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	var before []Contact
-	if len(r.pins) > 0 {
-		err := r.c.p.updateContactsLocked(func(cs []Contact) ([]Contact, error) {
-			before = slices.Clone(cs)
-			return r.applyPins(cs), nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if len(r.entries) == 0 {
-		return nil
+	size, err := r.c.p.historySizeLocked()
+	if err != nil {
+		return err
 	}
 	if err := r.c.p.appendHistoryLocked(r.entries...); err != nil {
-		if len(r.pins) > 0 {
-			// The contacts as they were: the messages that pinned them
-			// come again, and pin them again.
-			r.c.p.updateContactsLocked(func([]Contact) ([]Contact, error) { return before, nil })
-		}
 		return err
+	}
+	if len(r.pins) == 0 {
+		return nil
+	}
+	if err := r.c.p.updateContactsLocked(r.applyPins); err != nil {
+		return errors.Join(err, r.c.p.cutHistoryLocked(size))
 	}
 	return nil
 }
@@ -562,13 +559,19 @@ func (r *receiver) pin(ct Contact, warning string, e Entry) {
 }
 
 // applyPins writes the kept contact changes into cs, the contacts as
-// stored now (another process may have added one meanwhile).
-func (r *receiver) applyPins(cs []Contact) []Contact {
+// stored now. Another process may have pinned a new contact meanwhile:
+// with the same key it is the same pin; with another, the messages taken
+// as that contact's first were checked against no pinned key and must
+// be checked again (the commit fails; the next listen quarantines them).
+func (r *receiver) applyPins(cs []Contact) ([]Contact, error) {
 	for _, pn := range r.pins {
 		switch pn.warning {
 		case WarnNewContact:
-			if !slices.ContainsFunc(cs, func(o Contact) bool { return o.Handle == pn.ct.Handle }) {
+			i := slices.IndexFunc(cs, func(o Contact) bool { return o.Handle == pn.ct.Handle })
+			if i < 0 {
 				cs = append(cs, pn.ct)
+			} else if !cs[i].Key.Equal(pn.ct.Key) {
+				return nil, fmt.Errorf("@%s was pinned with another key meanwhile (by another kez-chat): listen again to check its messages against it", pn.ct.Handle)
 			}
 		case WarnKeyChanged:
 			for i := range cs {
@@ -579,7 +582,7 @@ func (r *receiver) applyPins(cs []Contact) []Contact {
 			}
 		}
 	}
-	return cs
+	return cs, nil
 }
 
 // Status is an overview of the profile and its connections.

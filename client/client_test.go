@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/mnemonic"
+	"kez.lat/kez/sigchain"
 )
 
 // newUser registers handle in a fresh profile.
@@ -255,5 +257,47 @@ func TestHistoryAfterTornLine(t *testing.T) {
 	h, err := bob.History(kez.Handle{})
 	if err != nil || len(h) != 2 {
 		t.Fatalf("history: %d entries, %v; want both messages", len(h), err)
+	}
+}
+
+// TestListenPinRace: another kez-chat pins the sender of a page with
+// another key while the page is being stored. The page's messages were
+// taken as a new contact's, checked against no pinned key: the commit
+// fails and stores nothing, and the next listen quarantines them as from
+// a changed key.
+func TestListenPinRace(t *testing.T) {
+	bob := backlog(t, 2)
+	ctx := context.Background()
+	other, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contacts := filepath.Join(bob.Profile().Dir, "contacts.json")
+	race, err := json.Marshal(map[string]any{"v": 1, "contacts": []client.Contact{
+		{Handle: handle(t, "alice"), Key: other.Public(), Chain: sigchain.State{Key: other.Public()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetSyncHistory(t, func(f *os.File) error {
+		// The other process, between the history's write and the
+		// contacts' (this one holds the profile lock: write the file).
+		if _, err := os.Stat(contacts); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(contacts, race, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+		return f.Sync()
+	})
+	shown := 0
+	err = bob.Listen(ctx, client.ListenOptions{Once: true}, func(client.Event) { shown++ })
+	if err == nil || !strings.Contains(err.Error(), "pinned with another key") || shown != 0 {
+		t.Fatalf("listen racing another pin: %v, %d shown", err, shown)
+	}
+	if h, err := bob.History(kez.Handle{}); err != nil || len(h) != 0 {
+		t.Fatalf("history after the race: %d entries, %v; want none", len(h), err)
+	}
+	got, _ := listenOnce(t, bob)
+	if len(got) != 2 || got[0].Warning != client.WarnKeyChanged || got[1].Warning != client.WarnKeyChanged {
+		t.Fatalf("the next listen: %+v, want both quarantined as key_changed", got)
 	}
 }

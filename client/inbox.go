@@ -244,7 +244,9 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 		}
 		if len(last) > 0 && in.Commit != nil {
 			if cerr := in.Commit(); cerr != nil {
-				err = errors.Join(err, cerr)
+				if !errors.Is(err, cerr) { // fn's own, from a commit of its own
+					err = errors.Join(err, cerr)
+				}
 				clear(last) // nothing of the page is stored: nothing is acked
 			}
 		}

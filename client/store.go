@@ -199,6 +199,36 @@ func (p *Profile) appendHistoryLocked(entries ...Entry) error {
 	return f.Close()
 }
 
+// historySizeLocked returns the history's size (0 before its first
+// entry). The caller holds the exclusive lock.
+func (p *Profile) historySizeLocked() (int64, error) {
+	fi, err := os.Stat(p.path(historyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("history: %w", err)
+	}
+	return fi.Size(), nil
+}
+
+// cutHistoryLocked cuts the history back to size bytes, synced: the
+// entries appended after it are gone. The caller holds the exclusive
+// lock.
+func (p *Profile) cutHistoryLocked(size int64) error {
+	f, err := os.OpenFile(p.path(historyFile), os.O_WRONLY, 0)
+	if err == nil {
+		if err = f.Truncate(size); err == nil {
+			err = syncHistory(f)
+		}
+		f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("history: cut back: %w", err)
+	}
+	return nil
+}
+
 // syncHistory is (*os.File).Sync, a variable so that tests can count the
 // history's syncs and make one fail.
 var syncHistory = (*os.File).Sync
