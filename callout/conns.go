@@ -383,9 +383,11 @@ func (s *Service) Track(nc *nats.Conn, account string) error {
 		}
 	}
 	// The subscriptions are in place before the replica serves: it
-	// hears the notes of sign-ins the others allow from its first.
+	// hears the notes of sign-ins the others allow from its first. A
+	// broker away at start is no reason not to start: nats.go sends the
+	// subscriptions again when it reconnects.
 	if err := nc.Flush(); err != nil {
-		return fmt.Errorf("connection events: %w", err)
+		s.logger.Warn("callout: the broker did not confirm the connection-event subscriptions; they take effect when it answers", "err", err)
 	}
 	return nil
 }
