@@ -2,6 +2,7 @@ package chatcmd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -275,11 +276,18 @@ func (s *statusCmd) Run(ctx context.Context) error {
 }
 
 // writeJSON prints v as indented JSON.
+// writeJSON writes v as indented JSON, with what a terminal would act on
+// escaped (display.JSON).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(display.JSON(b.Bytes()))
+	return err
 }
 
 // keyStoreText describes where the key is.

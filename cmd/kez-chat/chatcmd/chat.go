@@ -351,7 +351,7 @@ func sanitize(s string) string {
 
 func writeLine(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
-	fmt.Fprintf(w, "%s\n", b)
+	fmt.Fprintf(w, "%s\n", display.JSON(b))
 }
 
 func isTerminalWriter(w io.Writer) bool {

@@ -93,6 +93,28 @@ func Inert(r rune) bool {
 	return true
 }
 
+// JSON returns the JSON text b with every character that is not [Inert]
+// written as a \uXXXX escape: encoding/json escapes the C0 controls but
+// leaves DEL, the C1 controls (0x9b starts a control sequence on many
+// terminals) and the bidirectional controls raw, and --json output is
+// often read on a terminal. Those characters can only stand inside JSON
+// strings, where the escape means the same; b is returned if it has none.
+func JSON(b []byte) []byte {
+	s := string(b)
+	if safe(s, true) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for _, r := range s {
+		if Inert(r) || r == '\n' || r == '\t' {
+			out = utf8.AppendRune(out, r)
+		} else {
+			out = fmt.Appendf(out, "\\u%04x", r)
+		}
+	}
+	return out
+}
+
 // Size reads a byte count as "3.1 MiB".
 func Size(n int64) string {
 	const unit = 1024

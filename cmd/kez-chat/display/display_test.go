@@ -1,6 +1,7 @@
 package display_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,28 @@ func TestPresence(t *testing.T) {
 		if got := display.Presence(tt.p, now); got != tt.want {
 			t.Errorf("Presence(%+v) = %q, want %q", tt.p, got, tt.want)
 		}
+	}
+}
+
+// TestJSON: what encoding/json leaves raw that a terminal acts on is
+// escaped, and the result is the same JSON.
+func TestJSON(t *testing.T) {
+	in := map[string]string{"body": "a\u009b2J\u202eb\x1b\x7fc\u00e9\u4e16", "ok": "plain"}
+	b, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := display.JSON(b)
+	for _, r := range string(out) {
+		if !display.Inert(r) && r != '\n' {
+			t.Fatalf("JSON left %U raw in %s", r, out)
+		}
+	}
+	var back map[string]string
+	if err := json.Unmarshal(out, &back); err != nil || back["body"] != in["body"] || back["ok"] != in["ok"] {
+		t.Fatalf("JSON(%s) = %s: decodes to %q, %v", b, out, back, err)
+	}
+	if plain := []byte(`{"a": "b"}`); &display.JSON(plain)[0] != &plain[0] {
+		t.Error("a JSON text with nothing to escape was copied")
 	}
 }
