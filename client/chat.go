@@ -420,8 +420,8 @@ func (r *receiver) store() error {
 // to wait and read the inbox again (see transient).
 type commitError struct{ err error }
 
-func (e *commitError) Error() string { return e.err.Error() }
-func (e *commitError) Unwrap() error { return e.err }
+func (e *commitError) Error() string   { return e.err.Error() }
+func (e *commitError) Unwrap() []error { return []error{ErrStore, e.err} }
 
 // handle takes one message, for commit to store and report; it reports
 // whether it was accepted. An error means the message was left unacked.

@@ -186,8 +186,8 @@ func TestListenBacklogOneSync(t *testing.T) {
 	client.SetSyncHistory(t, func(*os.File) error { return fail })
 	shown := 0
 	err := bob.Listen(ctx, client.ListenOptions{Once: true}, func(client.Event) { shown++ })
-	if !errors.Is(err, fail) || shown != 0 {
-		t.Fatalf("listen with the history failing: %v, %d events; want the failure and nothing shown", err, shown)
+	if !errors.Is(err, fail) || !errors.Is(err, client.ErrStore) || shown != 0 {
+		t.Fatalf("listen with the history failing: %v, %d events; want the failure (ErrStore) and nothing shown", err, shown)
 	}
 	if h, err := bob.History(kez.Handle{}); err != nil || len(h) != 0 {
 		t.Fatalf("history after the failure: %d entries, %v", len(h), err)

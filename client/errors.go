@@ -49,6 +49,9 @@ var (
 	// or overloaded, or the client's address throttled). It wraps
 	// nats.ErrAuthorization as well.
 	ErrSignInUnanswered = errors.New("the sign-in was not answered in time")
+	// ErrStore: Listen could not store received messages in the profile
+	// (the disk); they stay unacked in the inbox, and Listen stops.
+	ErrStore = errors.New("cannot store received messages")
 )
 
 // HintError is an error with advice for the user: the CLI prints the error,

@@ -195,10 +195,20 @@ func listen(ctx context.Context, c *client.Client, send func(tea.Msg)) {
 	retry(ctx, func() error {
 		err := c.Listen(ctx, client.ListenOptions{}, func(ev client.Event) { send(EventMsg(ev)) })
 		if err != nil && ctx.Err() == nil {
-			send(ConnMsg{Err: err})
+			send(listenFailure(err))
 		}
 		return err
 	})
+}
+
+// listenFailure is how a failed Listen shows: the connection down, or,
+// when the messages could not be stored on this device, a note that
+// says so (the broker is fine; the disk is not).
+func listenFailure(err error) tea.Msg {
+	if errors.Is(err, client.ErrStore) {
+		return NoteMsg(err.Error() + ": messages cannot be stored on this device (disk full or failing?); they wait in your inbox, and the chat tries again")
+	}
+	return ConnMsg{Err: err}
 }
 
 // retry runs fn until ctx ends, pausing 1 s, 2 s, ... up to 10 s after
