@@ -358,11 +358,11 @@ type receiver struct {
 }
 
 // commit stores the entries taken since the last commit in the history
-// (synced), with the contact changes they imply, under one lock, and then
-// reports what was taken. If it fails, nothing taken since the last
-// commit is stored (the contacts are put back) or reported, and every
-// later commit fails the same way: Listen stops, and the inbox acks none
-// of it.
+// (synced), with the contact changes they imply, under one lock (store),
+// and then reports what was taken. If it fails, nothing taken since the
+// last commit is stored (the history is cut back) or reported, and every
+// later commit fails the same way: Listen stops with ErrStore, and the
+// inbox acks none of it.
 func (r *receiver) commit() error {
 	if r.failed != nil {
 		return r.failed
@@ -416,8 +416,9 @@ func (r *receiver) store() error {
 	return nil
 }
 
-// commitError is a commit that failed: the profile's disk, never a reason
-// to wait and read the inbox again (see transient).
+// commitError is a commit that failed (the profile's disk, or a contact
+// pinned meanwhile by another process): never a reason to wait and read
+// the inbox again (see transient).
 type commitError struct{ err error }
 
 func (e *commitError) Error() string   { return e.err.Error() }
