@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -299,28 +298,9 @@ func windowsName(name string) string {
 		return r
 	}, name)
 	if windowsDevice(name) {
-		name = fitName("_" + name)
+		name = share.SanitizeName("_" + name) // shortened if need be
 	}
 	return name
-}
-
-// fitName shortens name to maxNameLen bytes if it is longer, on a
-// character's boundary: before its extension if it has a short one (up
-// to 16 bytes, ".tar.gz"'s last part), which stays; else at its end.
-func fitName(name string) string {
-	over := len(name) - maxNameLen
-	if over <= 0 {
-		return name
-	}
-	stem, ext := name, ""
-	if i := strings.LastIndexByte(name, '.'); i > over && len(name)-i <= 16 {
-		stem, ext = name[:i], name[i:]
-	}
-	n := max(len(stem)-over, 0)
-	for n > 0 && !utf8.RuneStart(stem[n]) {
-		n--
-	}
-	return stem[:n] + ext
 }
 
 // windowsDevice reports whether Windows takes name for a device: the part
@@ -489,7 +469,7 @@ func (c *Client) awaitSender(ctx context.Context, key kez.PublicKey, backoff, d 
 		case <-t.C:
 			return online, nil
 		case m := <-ch:
-			if !online && storedPresence(key, m) && presenceOf(key, m, c.cfg.Now()).State == PresenceOnline {
+			if p, ok := presenceOf(key, m, c.cfg.Now()); !online && ok && p.State == PresenceOnline {
 				return online, nil
 			}
 		}

@@ -11,10 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"unicode/utf8"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/share"
 )
 
 // A file is received by decrypting each verified chunk of its blob straight
@@ -291,23 +291,13 @@ func (r *incoming) fresh() error {
 	return r.save(0)
 }
 
-// maxNameLen is the longest file name most file systems take (NAME_MAX
-// on Linux, macOS and Windows), which names received may reach.
-const maxNameLen = 255
-
 // partName returns the name of a partial file of the output file name,
 // with the random rnd: ".<name>.kez-<rnd>.part", with name cut short (at
-// a character boundary) so that the whole is at most maxNameLen bytes:
-// an output name of maxNameLen bytes must have a partial file too.
+// a character boundary) so that the whole is at most share.MaxNameLen bytes:
+// an output name of share.MaxNameLen bytes must have a partial file too.
 func partName(name string, rnd [8]byte) string {
 	suffix := fmt.Sprintf(".kez-%x.part", rnd)
-	if n := maxNameLen - 1 - len(suffix); len(name) > n {
-		for n > 0 && !utf8.RuneStart(name[n]) {
-			n--
-		}
-		name = name[:n]
-	}
-	return "." + name + suffix
+	return "." + share.CutName(name, share.MaxNameLen-1-len(suffix)) + suffix
 }
 
 // save records that n plaintext bytes of the partial file are synced.

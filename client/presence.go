@@ -116,10 +116,11 @@ func GetPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, now time
 	} else if st != "" {
 		return Presence{Key: key}, fmt.Errorf("presence of %s: %s %s", key, st, m.Header.Get("Description"))
 	}
-	if !storedPresence(key, m) {
+	p, ok := presenceOf(key, m, now)
+	if !ok {
 		return Presence{Key: key}, fmt.Errorf("presence of %s: %w: the answer is not that key's stored presence entry", key, ErrBadRecord)
 	}
-	return presenceOf(key, m, now), nil
+	return p, nil
 }
 
 // storedPresence reports whether m is key's presence entry as the presence
@@ -134,12 +135,16 @@ func storedPresence(key kez.PublicKey, m *nats.Msg) bool {
 		m.Header.Get(jetstream.SubjectHeader) == kez.PresenceKeySubject(key)
 }
 
-// presenceOf judges a stored presence message (a direct get answer or a
-// republished write) at now.
-func presenceOf(key kez.PublicKey, m *nats.Msg, now time.Time) Presence {
-	p := Presence{Key: key, State: PresenceUnknown}
+// presenceOf judges a presence message (a direct get answer or a
+// republished write) at now; ok is false, and the presence unknown, for
+// a message that is not key's stored entry (storedPresence).
+func presenceOf(key kez.PublicKey, m *nats.Msg, now time.Time) (p Presence, ok bool) {
+	p = Presence{Key: key, State: PresenceUnknown}
+	if !storedPresence(key, m) {
+		return p, false
+	}
 	if op := m.Header.Get("KV-Operation"); op != "" {
-		return p // a delete: the user went invisible
+		return p, true // a delete: the user went invisible
 	}
 	stored, err := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
 	if err != nil {
@@ -147,7 +152,7 @@ func presenceOf(key kez.PublicKey, m *nats.Msg, now time.Time) Presence {
 	}
 	var e PresenceEntry
 	if json.Unmarshal(m.Data, &e) != nil {
-		return p
+		return p, true
 	}
 	switch e.Status {
 	case PresenceOnline:
@@ -161,7 +166,7 @@ func presenceOf(key kez.PublicKey, m *nats.Msg, now time.Time) Presence {
 	case PresenceOffline:
 		p.State, p.LastSeen = PresenceOffline, stored.Unix()
 	}
-	return p
+	return p, true
 }
 
 // AnnounceOptions tune [Client.Announce].
@@ -385,10 +390,10 @@ func (c *Client) WatchPresence(ctx context.Context, fn func(Presence)) error {
 					pk = ct.Key
 				}
 			}
-			if !storedPresence(pk, m) {
+			p, ok := presenceOf(pk, m, c.cfg.Now())
+			if !ok {
 				continue
 			}
-			p := presenceOf(pk, m, c.cfg.Now())
 			p.Handle = h
 			report(p)
 		case <-tick.C:

@@ -166,35 +166,43 @@ func (p *Profile) appendHistoryLocked(entries ...Entry) error {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
+	size, err := p.historySizeLocked()
+	if err != nil {
+		return err
+	}
+	if err := p.writeHistoryLocked(size, buf.Bytes()); err != nil {
+		// All or nothing: entries whose messages stay unacked must
+		// not be in the history, where the next listen would take
+		// them for messages it showed already.
+		return errors.Join(fmt.Errorf("history: %w", err), p.cutHistoryLocked(size))
+	}
+	return nil
+}
+
+// writeHistoryLocked appends data to the history, of size bytes, and
+// syncs it. A line torn by a crash would swallow the first entry
+// appended after it (scanHistory skips the joined line): it is ended
+// first. The caller holds the exclusive lock.
+func (p *Profile) writeHistoryLocked(size int64, data []byte) error {
 	f, err := os.OpenFile(p.path(historyFile), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("history: %w", err)
+		return err
 	}
-	data := buf.Bytes()
-	fi, err := f.Stat()
-	if err == nil && fi.Size() > 0 {
-		// A line torn by a crash would swallow the first entry
-		// appended after it (scanHistory skips the joined line): end
-		// it first.
+	defer f.Close()
+	if size > 0 {
 		last := make([]byte, 1)
-		if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+		if _, err := f.ReadAt(last, size-1); err != nil {
+			return err
+		}
+		if last[0] != '\n' {
 			data = append([]byte{'\n'}, data...)
 		}
 	}
-	if err == nil {
-		if _, err = f.Write(data); err == nil {
-			err = syncHistory(f)
-		}
-		if err != nil {
-			// All or nothing: entries whose messages stay unacked
-			// must not be in the history, where the next listen
-			// would take them for messages it showed already.
-			f.Truncate(fi.Size())
-		}
+	if _, err := f.Write(data); err != nil {
+		return err
 	}
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("history: %w", err)
+	if err := syncHistory(f); err != nil {
+		return err
 	}
 	return f.Close()
 }
@@ -217,9 +225,12 @@ func (p *Profile) historySizeLocked() (int64, error) {
 // lock.
 func (p *Profile) cutHistoryLocked(size int64) error {
 	f, err := os.OpenFile(p.path(historyFile), os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // never written: nothing to cut
+	}
 	if err == nil {
 		if err = f.Truncate(size); err == nil {
-			err = syncHistory(f)
+			err = f.Sync()
 		}
 		f.Close()
 	}
@@ -229,8 +240,8 @@ func (p *Profile) cutHistoryLocked(size int64) error {
 	return nil
 }
 
-// syncHistory is (*os.File).Sync, a variable so that tests can count the
-// history's syncs and make one fail.
+// syncHistory is (*os.File).Sync of an append to the history, a variable
+// so that tests can count those syncs and make one fail.
 var syncHistory = (*os.File).Sync
 
 // History returns the stored messages in the order they were stored; with

@@ -154,7 +154,7 @@ func SanitizeName(name string) string {
 		if len(ext) > maxKeptExt || len(ext) == len(s) {
 			ext = ""
 		}
-		s = cut(s[:len(s)-len(ext)], MaxNameLen-len(ext)) + ext
+		s = CutName(s[:len(s)-len(ext)], MaxNameLen-len(ext)) + ext
 		s = strings.TrimRight(s, ". ")
 	}
 	if s == "" {
@@ -163,9 +163,9 @@ func SanitizeName(name string) string {
 	return s
 }
 
-// cut returns the longest prefix of the valid UTF-8 string s of at most n
-// bytes that ends at a character boundary.
-func cut(s string, n int) string {
+// CutName returns the longest prefix of the valid UTF-8 string s of at
+// most n bytes that ends at a character boundary.
+func CutName(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -80,9 +80,9 @@ func Exit(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "kez-chat: %s\n", display.Text(err.Error()))
+	printSafe(stderr, "kez-chat: %v\n", err)
 	for _, h := range hints(err) {
-		fmt.Fprintf(stderr, "hint: %s\n", display.Text(h))
+		printSafe(stderr, "hint: %s\n", h)
 	}
 	var pe *kong.ParseError
 	if errors.As(err, &pe) {
@@ -126,10 +126,14 @@ type app struct {
 }
 
 // errf prints to stderr what format and args say, made safe for a
-// terminal (display.Text): what it prints often quotes a server, a peer
-// or the broker.
-func (a *app) errf(format string, args ...any) {
-	io.WriteString(a.errw, display.Text(fmt.Sprintf(format, args...)))
+// terminal (printSafe).
+func (a *app) errf(format string, args ...any) { printSafe(a.errw, format, args...) }
+
+// printSafe prints what format and args say to w, made safe for a
+// terminal (display.Text): what kez-chat prints to stderr often quotes a
+// server, a peer or the broker.
+func printSafe(w io.Writer, format string, args ...any) {
+	io.WriteString(w, display.Text(fmt.Sprintf(format, args...)))
 }
 
 type appKey struct{}

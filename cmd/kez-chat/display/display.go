@@ -100,19 +100,10 @@ func Inert(r rune) bool {
 // often read on a terminal. Those characters can only stand inside JSON
 // strings, where the escape means the same; b is returned if it has none.
 func JSON(b []byte) []byte {
-	s := string(b)
-	if safe(s, true) {
-		return b
+	if s := string(b); !safe(s, true) {
+		return []byte(clean(s, true))
 	}
-	out := make([]byte, 0, len(b)+16)
-	for _, r := range s {
-		if Inert(r) || r == '\n' || r == '\t' {
-			out = utf8.AppendRune(out, r)
-		} else {
-			out = fmt.Appendf(out, "\\u%04x", r)
-		}
-	}
-	return out
+	return b
 }
 
 // Size reads a byte count as "3.1 MiB".
