@@ -382,24 +382,18 @@ func (s *Server) migrate(ctx context.Context, js jetstream.JetStream, cfg stream
 	moved := 0
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
 		m, err := door.MigrateLegacy(ctx, js, s.logger)
-		moved += m.Moved
-		if err == nil && moved == 0 {
-			return // nothing moved: the setup at start applied the configuration
-		}
-		var kept bool
-		if err == nil {
-			// Moved to one subject per sender: the per-sender share
-			// can take its configured limit, unless a sender still
-			// holds more unread messages in one inbox than it allows.
-			kept, err = streams.ApplyInboxConfig(ctx, js, cfg)
-		}
-		if err == nil {
-			if kept {
+		moved += m.Moved // across retries: a retry after a partial move moves 0
+		// Moved to one subject per sender: the per-sender share can take
+		// its configured limit (the setup at start applied it if nothing
+		// moved), unless a sender still holds more unread messages in
+		// one inbox than it allows.
+		if err == nil && moved > 0 {
+			var kept bool
+			if kept, err = streams.ApplyInboxConfig(ctx, js, cfg); err == nil && kept {
 				s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
 			}
-			return
 		}
-		if ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		s.logger.Warn("inbox upgrade, retrying", "err", err, "in", delay)

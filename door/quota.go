@@ -194,11 +194,25 @@ func (q *quota) take(ctx context.Context, sender kez.PublicKey) (bool, error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.counts[sender].n+q.pending[sender]+q.inflight[sender] >= q.max {
+	if q.atMax(sender) {
 		return false, nil
 	}
 	q.inflight[sender]++
 	return true, nil
+}
+
+// atMax reports whether sender's count, with its pending changes and
+// reservations, reaches max. The caller holds q.mu.
+func (q *quota) atMax(sender kez.PublicKey) bool {
+	return q.counts[sender].n+q.pending[sender]+q.inflight[sender] >= q.max
+}
+
+// addPending adds n to sender's pending change, which holds no zero (a
+// zero is nothing to write). The caller holds q.mu.
+func (q *quota) addPending(sender kez.PublicKey, n int64) {
+	if q.pending[sender] += n; q.pending[sender] == 0 {
+		delete(q.pending, sender)
+	}
 }
 
 // stored ends a reservation: the message is one more unread one (ok), or
@@ -210,7 +224,7 @@ func (q *quota) stored(sender kez.PublicKey, ok bool) {
 		delete(q.inflight, sender)
 	}
 	if ok {
-		q.pending[sender]++
+		q.addPending(sender, 1)
 		if _, recounting := q.adds[sender]; recounting {
 			q.adds[sender]++
 		}
@@ -244,7 +258,7 @@ func (q *quota) release(sender kez.PublicKey, n int64, gen uint64) {
 	if q.counts[sender].gen != gen {
 		return
 	}
-	q.pending[sender] -= n
+	q.addPending(sender, -n)
 	q.subs[sender] += n
 }
 
@@ -253,9 +267,7 @@ func (q *quota) release(sender kez.PublicKey, n int64, gen uint64) {
 // holds q.mu.
 func (q *quota) setCount(sender kez.PublicKey, c count) {
 	if q.counts[sender].gen != c.gen {
-		if q.pending[sender] += q.subs[sender]; q.pending[sender] == 0 {
-			delete(q.pending, sender)
-		}
+		q.addPending(sender, q.subs[sender])
 		delete(q.subs, sender)
 	}
 	q.counts[sender] = c
@@ -335,14 +347,10 @@ func (q *quota) recount(ctx context.Context, sender kez.PublicKey) (int64, error
 	defer lock.Unlock()
 	gen := newGen()
 	err = q.write(ctx, sender, func(count, int64) count { return count{n: held, gen: gen} }, func(int64, int64) {
-		if q.adds[sender] == 0 {
-			delete(q.pending, sender)
-		} else {
-			q.pending[sender] = q.adds[sender]
-		}
+		delete(q.pending, sender)
+		q.addPending(sender, q.adds[sender])
 		delete(q.subs, sender)
-		c := q.counts[sender]
-		if c.n+q.pending[sender]+q.inflight[sender] >= q.max {
+		if q.atMax(sender) {
 			if len(q.full) >= maxRemembered {
 				now := q.now()
 				for k, f := range q.full {
@@ -371,7 +379,7 @@ func (q *quota) writePending(ctx context.Context, sender kez.PublicKey) error {
 	return q.write(ctx, sender,
 		func(cur count, pending int64) count { return count{n: max(0, cur.n+pending), gen: cur.gen} },
 		func(pending, subs int64) {
-			q.pending[sender] -= pending
+			q.addPending(sender, -pending)
 			// subs can be gone already: a newer generation dropped them
 			// from pending (the count runs high by them, which is safe).
 			if q.subs[sender] -= subs; q.subs[sender] <= 0 {
@@ -414,9 +422,6 @@ func (q *quota) write(ctx context.Context, sender kez.PublicKey, next func(cur c
 			q.mu.Lock()
 			q.setCount(sender, w)
 			done(pending, subs)
-			if q.pending[sender] == 0 {
-				delete(q.pending, sender)
-			}
 			q.mu.Unlock()
 			return nil
 		}
@@ -439,10 +444,8 @@ func isWrongSequence(err error) bool {
 func (q *quota) flush(ctx context.Context) {
 	q.mu.Lock()
 	senders := make([]kez.PublicKey, 0, len(q.pending))
-	for k, p := range q.pending {
-		if p != 0 {
-			senders = append(senders, k)
-		}
+	for k := range q.pending {
+		senders = append(senders, k)
 	}
 	q.mu.Unlock()
 	for _, k := range senders {

@@ -268,10 +268,11 @@ func (m *Monitor) Resolve(stream, problem string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.streams[stream]
-	if !ok || !slices.Contains(w.reported, problem) {
+	i := slices.Index(w.reported, problem) // Report keeps each problem once
+	if !ok || i < 0 {
 		return
 	}
-	w.reported = slices.DeleteFunc(w.reported, func(p string) bool { return p == problem })
+	w.reported = slices.Delete(w.reported, i, i+1)
 	m.update(stream, w)
 }
 

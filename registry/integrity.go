@@ -24,9 +24,9 @@ func damaged(format string, args ...any) error {
 
 // report files err with Integrity if it is damage, and returns the
 // stream ("" for the registry's log) and problem it filed.
-func (s *Service) report(err error) (stream, problem string, ok bool) {
+func (s *Service) report(err error) (stream, problem string) {
 	if err == nil || !errors.Is(err, kez.ErrLogDamaged) {
-		return "", "", false
+		return "", ""
 	}
 	var se *integrity.StreamError
 	if errors.As(err, &se) {
@@ -38,7 +38,7 @@ func (s *Service) report(err error) (stream, problem string, ok bool) {
 	} else {
 		s.logger.Error("registry log damaged", "stream", stream, "problem", problem)
 	}
-	return stream, problem, true
+	return stream, problem
 }
 
 // checkClaims refuses a registration whose handle, key or skeleton this

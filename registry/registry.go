@@ -407,7 +407,7 @@ func (s *Service) project(ctx context.Context) error {
 		s.setApplied(cp, cp.Seq, caughtUp)
 		return nil
 	})
-	if stream, problem, ok := s.report(err); ok && stream != "" {
+	if stream, problem := s.report(err); stream != "" {
 		// Damage of a bucket, found by a projection write: it stands
 		// until the projection passes the events of that write.
 		var ae *applyError
