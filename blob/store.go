@@ -310,25 +310,27 @@ func (s *Store) Fetch(ctx context.Context, h Hash, size int64, src Source, progr
 	// The holder before us may have installed the blob, renaming the
 	// file we opened, or removed it; or installed it before we opened
 	// (created) this one.
-	if held, err := f.Stat(); err != nil {
+	held, err := f.Stat()
+	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
-	} else if now, err := os.Stat(partPath); err != nil || !os.SameFile(held, now) {
-		if s.Has(h) {
-			return nil
-		}
-		return fmt.Errorf("fetch %s: %w", h, ErrBusy)
 	}
+	now, err := os.Stat(partPath)
+	same := err == nil && os.SameFile(held, now)
 	if s.Has(h) {
-		os.Remove(partPath)
+		if same {
+			os.Remove(partPath) // ours, created after the install
+		}
 		return nil
+	}
+	if !same {
+		return fmt.Errorf("fetch %s: %w", h, ErrBusy)
 	}
 	// Resume from the recorded length: it was synced before it was
 	// recorded, so those bytes are on disk and verified. Anything past it
-	// (written before a crash, not synced) is dropped.
+	// (written before a crash, not synced) is dropped. Nothing else
+	// writes the file while the lock is held: held's size is its size.
 	verified, _ := readLen(lenPath)
-	if st, err := f.Stat(); err != nil {
-		return fmt.Errorf("fetch: %w", err)
-	} else if st.Size() < verified || verified > size {
+	if held.Size() < verified || verified > size {
 		verified = 0 // the partial file is not what was recorded
 	}
 	if err := f.Truncate(verified); err != nil {

@@ -629,9 +629,27 @@ func TestReceiveNoHardLinks(t *testing.T) {
 	plain := randomBytes(3*cs+7, 6)
 	src, h, size, k := sharedBlob(t, plain)
 	run := cutRun(src)
+	// failLink makes finish's hard link fail with errno, after before
+	// (if set), counting the calls in links.
+	failLink := func(t *testing.T, errno syscall.Errno, links *int, before func(oldname string)) {
+		client.SetLink(t, func(oldname, newname string) error {
+			*links++
+			if before != nil {
+				before(oldname)
+			}
+			return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errno}
+		})
+	}
+	// download runs a whole download to file.bin in new folders.
+	download := func() (dir, out, path string, err error) {
+		dir, out = t.TempDir(), t.TempDir()
+		path = filepath.Join(out, "file.bin")
+		_, err = client.ReceiveFile(dir, h, size, k, path, run(1<<40))
+		return dir, out, path, err
+	}
 	for _, tt := range []struct {
 		desc string
-		err  error
+		err  syscall.Errno
 	}{
 		{"EPERM", syscall.EPERM},
 		{"EOPNOTSUPP", syscall.EOPNOTSUPP},
@@ -642,13 +660,9 @@ func TestReceiveNoHardLinks(t *testing.T) {
 				t.Skip("EPERM is not a Windows error")
 			}
 			links := 0
-			client.SetLink(t, func(oldname, newname string) error {
-				links++
-				return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: tt.err}
-			})
-			dir, out := t.TempDir(), t.TempDir()
-			path := filepath.Join(out, "file.bin")
-			if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); err != nil {
+			failLink(t, tt.err, &links, nil)
+			dir, out, path, err := download()
+			if err != nil {
 				t.Fatalf("download: %v", err)
 			}
 			if links != 1 {
@@ -699,12 +713,9 @@ func TestReceiveNoHardLinks(t *testing.T) {
 	// A link that fails otherwise (here, I/O) is the error: nothing is
 	// saved, the partial file and its record stay to resume.
 	t.Run("EIO", func(t *testing.T) {
-		client.SetLink(t, func(oldname, newname string) error {
-			return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EIO}
-		})
-		dir, out := t.TempDir(), t.TempDir()
-		path := filepath.Join(out, "file.bin")
-		if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); !errors.Is(err, syscall.EIO) {
+		failLink(t, syscall.EIO, new(int), nil)
+		dir, out, path, err := download()
+		if !errors.Is(err, syscall.EIO) {
 			t.Fatalf("download: %v, want EIO", err)
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
@@ -718,13 +729,9 @@ func TestReceiveNoHardLinks(t *testing.T) {
 	// A rename that fails (here the partial file vanished) leaves no
 	// empty file under the output's name.
 	t.Run("rename fails", func(t *testing.T) {
-		client.SetLink(t, func(oldname, newname string) error {
-			os.Remove(oldname)
-			return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EOPNOTSUPP}
-		})
-		dir, out := t.TempDir(), t.TempDir()
-		path := filepath.Join(out, "file.bin")
-		if _, err := client.ReceiveFile(dir, h, size, k, path, run(1<<40)); !errors.Is(err, os.ErrNotExist) {
+		failLink(t, syscall.EOPNOTSUPP, new(int), func(oldname string) { os.Remove(oldname) })
+		_, _, path, err := download()
+		if !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("download: %v, want the rename's ErrNotExist", err)
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {

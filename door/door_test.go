@@ -590,15 +590,10 @@ func legacyStream(t *testing.T, js jetstream.JetStream) {
 // the recipient read.
 func TestUpgradeChecksLegacyMessages(t *testing.T) {
 	const share = 3
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	js, _ := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	legacyStream(t, js)
-	keys := make([]*kez.PrivateKey, 4)
-	for i := range keys {
-		keys[i], _ = kez.GenerateKey(nil)
-	}
-	alice, bob, carol, mallory := keys[0], keys[1], keys[2], keys[3]
+	js, alice, bob, _ := oldInbox(t, 0)
+	carol, _ := kez.GenerateKey(nil)
+	mallory, _ := kez.GenerateKey(nil)
 	aid, mid := message.NewIdentity(alice), message.NewIdentity(mallory)
 	defer aid.Close()
 	defer mid.Close()
