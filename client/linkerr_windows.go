@@ -4,13 +4,11 @@ package client
 
 import (
 	"errors"
-	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
-// errInvalidFunction is Windows' ERROR_INVALID_FUNCTION ("Incorrect
-// function"), which CreateHardLink returns on FAT and exFAT volumes.
-const errInvalidFunction = syscall.Errno(1)
-
 // linkUnsupported reports whether err, from CreateHardLink, means the
-// volume makes no hard links.
-func linkUnsupported(err error) bool { return errors.Is(err, errInvalidFunction) }
+// volume makes no hard links: ERROR_INVALID_FUNCTION ("Incorrect
+// function"), which FAT and exFAT volumes answer.
+func linkUnsupported(err error) bool { return errors.Is(err, windows.ERROR_INVALID_FUNCTION) }
