@@ -316,12 +316,7 @@ func TestReceiveRecordChecks(t *testing.T) {
 	cs := filecrypt.ChunkSize
 	plain := randomBytes(10*cs, 3)
 	src, h, size, k := sharedBlob(t, plain)
-	dir, out := t.TempDir(), t.TempDir()
-	path := filepath.Join(out, "file.bin")
-	run := cutRun(src)
-	if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
-		t.Fatal(err)
-	}
+	dir, out, path, run := interrupted(t, src, h, size, k)
 	part := partials(t, out)[0]
 	victim := filepath.Join(t.TempDir(), "victim")
 	os.WriteFile(victim, []byte("precious"), 0o600)
@@ -412,12 +407,7 @@ func TestReceiveForeignPartial(t *testing.T) {
 			if tt.uid >= 0 && os.Geteuid() != 0 {
 				t.Skip("making a file of another user needs root")
 			}
-			dir, out := t.TempDir(), t.TempDir()
-			path := filepath.Join(out, "file.bin")
-			run := cutRun(src)
-			if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
-				t.Fatal(err)
-			}
+			dir, out, path, run := interrupted(t, src, h, size, k)
 			part := partials(t, out)[0]
 			if err := os.Remove(part); err != nil {
 				t.Fatal(err)
@@ -610,6 +600,20 @@ func TestReceiveLongName(t *testing.T) {
 
 // cutRun returns the run function of a ReceiveFile whose source is src
 // cut after cut bytes.
+// interrupted downloads the blob to file.bin in new folders, cut after
+// five encrypted chunks, and returns the folders, the output's path and
+// the run that downloads it again (cutRun).
+func interrupted(t *testing.T, src blob.Source, h blob.Hash, size int64, k filecrypt.Key) (dir, out, path string, run func(int64) func(func(context.Context, blob.Source, func(int64)) error) error) {
+	t.Helper()
+	dir, out = t.TempDir(), t.TempDir()
+	path = filepath.Join(out, "file.bin")
+	run = cutRun(src)
+	if _, err := client.ReceiveFile(dir, h, size, k, path, run(5*int64(filecrypt.EncChunkSize))); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	return dir, out, path, run
+}
+
 func cutRun(src blob.Source) func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
 	return func(cut int64) func(func(context.Context, blob.Source, func(int64)) error) error {
 		return func(g func(context.Context, blob.Source, func(int64)) error) error {
