@@ -219,7 +219,7 @@ func TestBenchRebuild(t *testing.T) {
 	}
 	ctx := context.Background()
 	cfg := streams.DefaultConfig()
-	if err := streams.Setup(ctx, js, cfg); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	// Seed the log directly (the events, without the claims, which the

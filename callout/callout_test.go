@@ -336,7 +336,7 @@ func TestIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Setup(ctx, js, streams.DefaultConfig()); err != nil {
+	if _, err := streams.Setup(ctx, js, streams.DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
 	alice, bob := st.register(t, "alice"), st.register(t, "bob")

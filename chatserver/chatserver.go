@@ -192,7 +192,13 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	if err != nil {
 		return err
 	}
-	setup := func(ctx context.Context) error { return streams.Setup(ctx, js, cfg.Streams) }
+	setup := func(ctx context.Context) error {
+		kept, err := streams.Setup(ctx, js, cfg.Streams)
+		if kept {
+			s.warnKeptLimit(cfg.Streams)
+		}
+		return err
+	}
 	if err := streams.Retry(ctx, s.logger, "stream setup", setup); err != nil {
 		return err
 	}
@@ -389,8 +395,8 @@ func (s *Server) migrate(ctx context.Context, js jetstream.JetStream, cfg stream
 		// one inbox than it allows.
 		if err == nil && moved > 0 {
 			var kept bool
-			if kept, err = streams.ApplyInboxConfig(ctx, js, cfg); err == nil && kept {
-				s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
+			if kept, err = streams.ApplyInboxConfig(ctx, js, cfg); kept {
+				s.warnKeptLimit(cfg)
 			}
 		}
 		if err == nil || ctx.Err() != nil {
@@ -403,6 +409,12 @@ func (s *Server) migrate(ctx context.Context, js jetstream.JetStream, cfg stream
 		case <-time.After(delay):
 		}
 	}
+}
+
+// warnKeptLimit tells the operator that the inbox stream kept a higher
+// per-subject limit than cfg's (streams.ApplyInboxConfig).
+func (s *Server) warnKeptLimit(cfg streams.Config) {
+	s.logger.Warn("inbox: a sender holds more unread messages in one inbox than --inbox-max-msgs allows, from before the upgrade; the stream keeps its higher limit until they are read (the next start checks again)", "inbox_max_msgs", cfg.InboxMaxMsgs)
 }
 
 // Addr returns the HTTP listen address.

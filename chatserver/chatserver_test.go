@@ -498,7 +498,7 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Setup(ctx, js, cfg.Streams); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg.Streams); err != nil {
 		t.Fatal(err)
 	}
 	log, err := streams.OpenRegistry(ctx, js)

@@ -471,7 +471,7 @@ func TestUpgradeInPlace(t *testing.T) {
 	}
 
 	cfg := streams.DefaultConfig()
-	if err := streams.Setup(ctx, js, cfg); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg); err != nil {
 		t.Fatalf("setup over the old stream: %v", err)
 	}
 	m, err := door.MigrateLegacy(ctx, js, slog.New(slog.DiscardHandler))
@@ -507,7 +507,7 @@ func TestUpgradeKeepsLongInboxes(t *testing.T) {
 	js, alice, bob, want := oldInbox(t, 5)
 	cfg := streams.DefaultConfig()
 	cfg.InboxMaxMsgs = share
-	if err := streams.Setup(ctx, js, cfg); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	limit := func() int64 {
@@ -526,6 +526,11 @@ func TestUpgradeKeepsLongInboxes(t *testing.T) {
 	if kept, err := streams.ApplyInboxConfig(ctx, js, cfg); err != nil || !kept || limit() != 10_000 {
 		t.Fatalf("config with 5 unread from one sender: kept %v, %v, limit %d; want the old 10,000 kept", kept, err, limit())
 	}
+	// A start that moves nothing (setup alone) reports it too, for the
+	// operator's warning.
+	if kept, err := streams.Setup(ctx, js, cfg); err != nil || !kept || limit() != 10_000 {
+		t.Fatalf("setup with 5 unread from one sender: kept %v, %v, limit %d; want the old 10,000 kept", kept, err, limit())
+	}
 	// Bob reads the first two.
 	s, _ := js.Stream(ctx, kez.InboxStream)
 	first, err := s.GetLastMsgForSubject(ctx, kez.InboxMsgSubject(bob.Public(), alice.Public()))
@@ -537,6 +542,9 @@ func TestUpgradeKeepsLongInboxes(t *testing.T) {
 	}
 	if kept, err := streams.ApplyInboxConfig(ctx, js, cfg); err != nil || kept || limit() != share {
 		t.Fatalf("config once read down to the share: kept %v, %v, limit %d; want %d", kept, err, limit(), share)
+	}
+	if kept, err := streams.Setup(ctx, js, cfg); err != nil || kept {
+		t.Fatalf("setup once read down to the share: kept %v, %v", kept, err)
 	}
 	if got := readAll(t, js, bob); strings.Join(got, ",") != strings.Join(want[2:], ",") {
 		t.Fatalf("bob's messages after the limit was lowered: %q, want %q", got, want[2:])
@@ -618,7 +626,7 @@ func TestUpgradeChecksLegacyMessages(t *testing.T) {
 	}
 	cfg := streams.DefaultConfig()
 	cfg.InboxMaxMsgs = share
-	if err := streams.Setup(ctx, js, cfg); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg); err != nil {
 		t.Fatalf("setup over the old stream: %v", err)
 	}
 	// Alice's share of bob's inbox is full already.

@@ -318,3 +318,69 @@ func TestRegisterRefusedWhenCacheHoldsAnother(t *testing.T) {
 		t.Errorf("Lookup = %+v, %v; want the first holder", rec, err)
 	}
 }
+
+// damagedProj refuses, as damage of its bucket, to project a record for
+// a handle it holds for another key, until mend drops that entry (an
+// operator repairing the bucket).
+type damagedProj struct {
+	conflictProj
+}
+
+func (p *damagedProj) ApplyBatch(ctx context.Context, recs []kez.HandleRecord) error {
+	if err := p.conflictProj.ApplyBatch(ctx, recs); err != nil {
+		return &integrity.StreamError{Stream: "KV_handles", Err: fmt.Errorf("%w: %v", kez.ErrLogDamaged, err)}
+	}
+	return nil
+}
+
+func (p *damagedProj) mend(local string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.recs, local)
+}
+
+// TestProjectionConflictResolved: damage found by a projection write is
+// reported, stands while the write keeps failing, and is resolved once
+// the bucket is mended and the projector passes that write's events.
+func TestProjectionConflictResolved(t *testing.T) {
+	log := newLiveLog()
+	proj := &damagedProj{conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}}
+	// The bucket holds alice for a key the log never registered.
+	stray, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", domain)
+	proj.recs["alice"] = kez.HandleRecord{Handle: h, Primary: stray.Public()}
+	rep := &reports{}
+	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000, Integrity: rep}, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc)
+	owner, _ := kez.GenerateKey(nil)
+	req := kez.NewRegistrationRequest(owner, h, time.Now())
+	if _, _, err := log.Append(context.Background(), kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h,
+		Primary: owner.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-proj.refused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the projection never refused the write")
+	}
+	waitReport := func(want string) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); !strings.Contains(rep.got(), want); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("reports %q, want %q", rep.got(), want)
+			}
+		}
+	}
+	waitReport("KV_handles: projection conflict: alice@" + domain)
+	if strings.Contains(rep.got(), "resolved") {
+		t.Fatalf("resolved before the bucket was mended: %q", rep.got())
+	}
+	proj.mend("alice")
+	waitReport("resolved KV_handles: projection conflict: alice@" + domain)
+	if rec, err := proj.Get(context.Background(), "alice"); err != nil || !rec.Primary.Equal(owner.Public()) {
+		t.Fatalf("projected after the mend: %+v, %v; want the log's owner", rec, err)
+	}
+}

@@ -33,7 +33,7 @@ func TestRateLimiterRecreatesItsStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := streams.Setup(ctx, js, cfg); err != nil {
+	if _, err := streams.Setup(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	l := streams.NewRateLimiter(js, cfg, streams.RateLimitRegister)
@@ -79,7 +79,7 @@ func TestKeeperAfterReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setup := func(ctx context.Context) error { return streams.Setup(ctx, js, cfg) }
+	setup := func(ctx context.Context) error { _, err := streams.Setup(ctx, js, cfg); return err }
 	if err := setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestSetupStoreTooSmall(t *testing.T) {
 	}
 	cfg := streams.DefaultConfig()
 	cfg.InboxMaxBytes = 1 << 30
-	err = streams.Setup(context.Background(), js, cfg)
+	_, err = streams.Setup(context.Background(), js, cfg)
 	var tooSmall *streams.StoreTooSmallError
 	if !errors.As(err, &tooSmall) || !errors.Is(err, streams.ErrStoreTooSmall) {
 		t.Fatalf("Setup with a 1 GiB inbox on a 64 MiB store: %v", err)
@@ -171,7 +171,7 @@ func TestSetupStoreTooSmall(t *testing.T) {
 		t.Errorf("probe stream left behind: %v", err)
 	}
 	cfg.InboxMaxBytes = tooSmall.Free - 1<<20 // room for the sig-server's streams
-	if err := streams.Setup(context.Background(), js, cfg); err != nil {
+	if _, err := streams.Setup(context.Background(), js, cfg); err != nil {
 		t.Fatalf("Setup with the size the error named: %v", err)
 	}
 }

@@ -28,7 +28,7 @@ func TestPresenceBucket(t *testing.T) {
 		cfg := streams.DefaultConfig()
 		cfg.Replicas = replicas
 		for range 2 { // idempotent
-			if err := streams.Setup(ctx, js, cfg); err != nil {
+			if _, err := streams.Setup(ctx, js, cfg); err != nil {
 				t.Fatalf("R%d: %v", replicas, err)
 			}
 		}

@@ -37,7 +37,7 @@ func TestAppendGroupsConcurrentRegistrations(t *testing.T) {
 		}
 		cfg := streams.DefaultConfig()
 		cfg.Replicas = 3
-		if err := streams.Setup(context.Background(), js, cfg); err != nil {
+		if _, err := streams.Setup(context.Background(), js, cfg); err != nil {
 			t.Fatal(err)
 		}
 		reg, err := streams.OpenRegistry(context.Background(), js)

@@ -79,41 +79,41 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Setup creates or updates every stream and bucket the home server uses.
-// It is idempotent: every replica calls it at start-up.
-func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+// It is idempotent: every replica calls it at start-up. It reports
+// whether the inbox stream kept a higher per-subject limit than cfg's
+// (see ApplyInboxConfig), which the operator is told of.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (keptInboxLimit bool, err error) {
 	if err := cfg.Validate(); err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if _, err := js.CreateOrUpdateStream(ctx, registryStreamConfig(cfg)); err != nil {
-		return fmt.Errorf("create stream %s: %w", RegistryStream, err)
+		return false, fmt.Errorf("create stream %s: %w", RegistryStream, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, registerRateLimitConfig(cfg)); err != nil {
-		return fmt.Errorf("create stream %s: %w", RateLimitStream, err)
+		return false, fmt.Errorf("create stream %s: %w", RateLimitStream, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, quotaBucketConfig(cfg)); err != nil {
-		return fmt.Errorf("create bucket %s: %w", QuotaBucket, err)
+		return false, fmt.Errorf("create bucket %s: %w", QuotaBucket, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, presenceStreamConfig(cfg)); err != nil {
-		return fmt.Errorf("create stream %s: %w", kez.PresenceStream, err)
+		return false, fmt.Errorf("create stream %s: %w", kez.PresenceStream, err)
 	}
 	if _, err := createProjection(ctx, js, cfg.Replicas, ""); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, healthStreamConfig(cfg.Replicas)); err != nil {
-		return fmt.Errorf("create stream %s: %w", healthStream, err)
+		return false, fmt.Errorf("create stream %s: %w", healthStream, err)
 	}
 	// Last: the only stream that reserves store (InboxMaxBytes), so a
 	// store too small for it is measured after every other stream took
 	// its share.
-	if _, err := ApplyInboxConfig(ctx, js, cfg); err != nil {
-		if IsStoreFull(err) {
-			return storeTooSmall(ctx, js, cfg)
-		}
-		return err
+	kept, err := ApplyInboxConfig(ctx, js, cfg)
+	if IsStoreFull(err) {
+		return false, storeTooSmall(ctx, js, cfg)
 	}
-	return nil
+	return kept, err
 }
 
 // ApplyInboxConfig brings the inbox stream to cfg's configuration, and

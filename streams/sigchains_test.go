@@ -174,7 +174,7 @@ func TestSigchainLimiterHoldsAcrossReplicas(t *testing.T) {
 	js, _ := setupSigchains(t, cfg)
 	// The home server's streams live beside the sig-server's: no subject
 	// overlaps, and the two limits are independent.
-	if err := streams.Setup(context.Background(), js, streams.DefaultConfig()); err != nil {
+	if _, err := streams.Setup(context.Background(), js, streams.DefaultConfig()); err != nil {
 		t.Fatalf("Setup beside SetupSigchains: %v", err)
 	}
 	ctx := context.Background()

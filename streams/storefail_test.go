@@ -31,7 +31,7 @@ func TestStoreCannotStageBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := streams.Setup(ctx, js, streams.DefaultConfig()); err != nil {
+	if _, err := streams.Setup(ctx, js, streams.DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
 	reg, err := streams.OpenRegistry(ctx, js)

@@ -37,7 +37,8 @@ func serviceJS(t *testing.T, name string, setup func(context.Context, jetstream.
 func setup(t *testing.T, cfg streams.Config) (jetstream.JetStream, *streams.Registry) {
 	t.Helper()
 	js := serviceJS(t, natskeys.KeyChatServer, func(ctx context.Context, js jetstream.JetStream) error {
-		return streams.Setup(ctx, js, cfg)
+		_, err := streams.Setup(ctx, js, cfg)
+		return err
 	})
 	reg, err := streams.OpenRegistry(context.Background(), js)
 	if err != nil {
