@@ -279,10 +279,16 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 // sender would otherwise wait for the next reconnect.
 const resyncEvery = 2 * time.Minute
 
-// Follow passes every message of the inbox to fn, in order per sender and
-// once per sequence, and acks each one fn took (live ones in the
-// background, per sender up to the last one taken; see acker), until ctx
-// ends (nil) or fn fails (that message stays unread). It reads
+// Follow passes every message of the inbox to fn, in order per sender,
+// and acks each one fn took (live ones in the background, per sender up
+// to the last one taken; see acker), until ctx ends (nil) or fn fails
+// (that message stays unread). fn may be passed a message again, and
+// must take it once by its id (Listen does, by the envelope's dedup
+// key): a backlog read returns what fn took until its ack is through,
+// and a sequence is no proof of a message taken, since the inbox
+// stream's sequences start again when it is made again (lost, or
+// restored from a backup): skipping by sequence acked such new
+// messages unread. It reads
 // the backlog at start, after every reconnect and whenever the live feed
 // shows a gap, and otherwise takes messages as the stream republishes
 // them to the own kez.live.<hex>.* subjects.
@@ -309,9 +315,6 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 	done := map[kez.PublicKey]uint64{}   // last sequence handled, per sender
 	wanted := map[kez.PublicKey]uint64{} // announced live, not yet read
 	handle := func(m InboxMsg) error {
-		if m.Seq <= done[m.Sender] {
-			return nil
-		}
 		if err := fn(m); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -291,21 +292,12 @@ func TestDoorFlood(t *testing.T) {
 	}
 	// The victim reads: the flooder's share and quota come back.
 	got := victim.texts(t)
-	if len(got) != share+1 || !slices(got, "a contact's message") {
+	if len(got) != share+1 || !slices.Contains(got, "a contact's message") {
 		t.Fatalf("the victim read %d messages", len(got))
 	}
 	if _, err := flooder.in.Send(ctx, flooder.seal(t, victim.key.Public(), "after reading")); err != nil {
 		t.Fatalf("after the victim read: %v", err)
 	}
-}
-
-func slices(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // follower is a user's client following its inbox in the background.
@@ -913,4 +905,63 @@ func TestDoorReadFormats(t *testing.T) {
 	if u, err := bob.in.Unread(ctx); err != nil || u != 0 {
 		t.Fatalf("unread after Drain = %d, %v", u, err)
 	}
+}
+
+// TestFollowAfterStreamMadeAgain: the keeper makes a lost inbox stream
+// again, and its sequences start again at 1. A follower that took
+// messages up to sequence 5 before must take the new ones, not skip
+// them as repeats by their sequence and ack them unread.
+func TestFollowAfterStreamMadeAgain(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	f := follow(bob)
+	var want []string
+	send := func(text string) {
+		t.Helper()
+		wire := alice.seal(t, bob.key.Public(), text)
+		if _, err := alice.in.Send(ctx, wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(wire))
+	}
+	waitTaken := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got := f.taken()
+			slices.Sort(got)
+			got = slices.Compact(got)
+			unread, err := bob.in.Unread(ctx)
+			if err == nil && len(got) == len(want) && unread == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("took %d of %d messages, %d unread (%v)", len(got), len(want), unread, err)
+			}
+		}
+	}
+	for i := range 5 {
+		send(fmt.Sprint("before ", i))
+	}
+	waitTaken()
+
+	js, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "no stream"))
+	refused(t, "send with the inbox stream missing", err, kez.DoorUnavailable)
+	select {
+	case <-st.Chat.Keeper.Ran():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the keeper did not make the stream again")
+	}
+	for i := range 3 {
+		send(fmt.Sprint("after ", i))
+	}
+	waitTaken()
+	f.stop(t)
 }
