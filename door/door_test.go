@@ -965,3 +965,59 @@ func TestFollowAfterStreamMadeAgain(t *testing.T) {
 	waitTaken()
 	f.stop(t)
 }
+
+// TestAckOfNothingWritesNothing: an ack that would remove nothing (an
+// empty subject, or a sequence below the subject's first message) is
+// answered without a purge, which would be a write of the stream on
+// every replica; an ack that removes messages purges them.
+func TestAckOfNothingWritesNothing(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
+	purges, err := admin.SubscribeSync("$JS.API.STREAM.PURGE." + kez.InboxStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ack := func(seq uint64) {
+		t.Helper()
+		if err := bob.in.Ack(ctx, client.InboxMsg{Seq: seq, Sender: alice.key.Public()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noPurge := func(what string) {
+		t.Helper()
+		if m, err := purges.NextMsg(200 * time.Millisecond); err == nil {
+			t.Fatalf("%s: purged (%s)", what, m.Data)
+		}
+	}
+	ack(1 << 40)
+	noPurge("an ack of an empty inbox")
+
+	// Someone else's message first: bob's first has a sequence above 1.
+	carol := register(t, st, "carol")
+	if _, err := alice.in.Send(ctx, alice.seal(t, carol.key.Public(), "to carol")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []client.InboxMsg
+	if err := bob.in.Drain(ctx, func(m client.InboxMsg) error { msgs = append(msgs, m); return errors.New("keep") }); err == nil || len(msgs) != 1 {
+		t.Fatalf("read %d messages, %v", len(msgs), err)
+	}
+	ack(msgs[0].Seq - 1)
+	noPurge("an ack below the first message")
+	ack(msgs[0].Seq)
+	if _, err := purges.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("an ack of a message: no purge (%v)", err)
+	}
+	if n, err := bob.in.Unread(ctx); err != nil || n != 1 {
+		t.Fatalf("unread after acking the first of 2: %d, %v", n, err)
+	}
+}
