@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
@@ -29,6 +31,12 @@ func (c *Client) Allow() func(kez.PublicKey, blob.Hash) bool { return c.allowFun
 func (c *Client) PublishAddrs(ctx context.Context, addrs []string) error {
 	return c.publishAddrs(ctx, addrs)
 }
+
+// LiveMsg is Inbox.liveMsg.
+func (in Inbox) LiveMsg(m *nats.Msg) (InboxMsg, uint64, bool) { return in.liveMsg(m) }
+
+// StoredPresence is storedPresence.
+var StoredPresence = storedPresence
 
 // CheckNATSURLs is checkNATSURLs.
 var CheckNATSURLs = checkNATSURLs

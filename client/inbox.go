@@ -279,10 +279,16 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 // sender would otherwise wait for the next reconnect.
 const resyncEvery = 2 * time.Minute
 
-// Follow passes every message of the inbox to fn, in order per sender and
-// once per sequence, and acks each one fn took (live ones in the
-// background, per sender up to the last one taken; see acker), until ctx
-// ends (nil) or fn fails (that message stays unread). It reads
+// Follow passes every message of the inbox to fn, in order per sender,
+// and acks each one fn took (live ones in the background, per sender up
+// to the last one taken; see acker), until ctx ends (nil) or fn fails
+// (that message stays unread). fn may be passed a message again, and
+// must take it once by its id (Listen does, by the envelope's dedup
+// key): a backlog read returns what fn took until its ack is through,
+// and a sequence is no proof of a message taken, since the inbox
+// stream's sequences start again when it is made again (lost, or
+// restored from a backup): skipping by sequence acked such new
+// messages unread. It reads
 // the backlog at start, after every reconnect and whenever the live feed
 // shows a gap, and otherwise takes messages as the stream republishes
 // them to the own kez.live.<hex>.* subjects.
@@ -309,9 +315,6 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 	done := map[kez.PublicKey]uint64{}   // last sequence handled, per sender
 	wanted := map[kez.PublicKey]uint64{} // announced live, not yet read
 	handle := func(m InboxMsg) error {
-		if m.Seq <= done[m.Sender] {
-			return nil
-		}
 		if err := fn(m); err != nil {
 			return err
 		}
@@ -486,20 +489,46 @@ func transient(err error) bool {
 }
 
 // liveMsg checks a message on the own live subjects and returns it with
-// the sequence of its sender's previous message (0: none kept).
+// the sequence of its sender's previous message (0: none kept). Each
+// header the broker's republish sets must appear once (brokerHeader).
 func (in Inbox) liveMsg(m *nats.Msg) (InboxMsg, uint64, bool) {
 	sender, err := kez.InboxSender(m.Subject)
-	if err != nil || m.Header.Get(jetstream.StreamHeader) != kez.InboxStream ||
-		m.Header.Get(jetstream.SubjectHeader) != kez.InboxMsgSubject(in.Me, sender) {
+	if err != nil {
 		return InboxMsg{}, 0, false
 	}
-	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	stream, ok1 := brokerHeader(m.Header, jetstream.StreamHeader)
+	subject, ok2 := brokerHeader(m.Header, jetstream.SubjectHeader)
+	seqText, ok3 := brokerHeader(m.Header, jetstream.SequenceHeader)
+	lastText, ok4 := brokerHeader(m.Header, "Nats-Last-Sequence")
+	if !ok1 || !ok2 || !ok3 || !ok4 || stream != kez.InboxStream || subject != kez.InboxMsgSubject(in.Me, sender) {
+		return InboxMsg{}, 0, false
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if err != nil || seq == 0 {
 		return InboxMsg{}, 0, false
 	}
-	last, err := strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+	last, err := strconv.ParseUint(lastText, 10, 64)
 	if err != nil {
 		last = 0
 	}
 	return InboxMsg{seq, sender, m.Data}, last, true
+}
+
+// brokerHeader returns the value of a header that the broker sets on a
+// republished message or a direct get's answer (Nats-Stream,
+// Nats-Subject, Nats-Sequence, Nats-Time-Stamp, Nats-Last-Sequence), ""
+// if there is none, and false if there are several. The broker keeps
+// the headers a message was stored with and appends its own after them,
+// and a user may store any header in her own presence entry: pointing a
+// direct get of that entry at another user's live subject delivers her
+// forged Nats-Stream or Nats-Sequence there, first, followed by the
+// broker's. Such a header appears twice, and the message is nobody's.
+func brokerHeader(h nats.Header, key string) (string, bool) {
+	switch v := h.Values(key); len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
+	}
+	return "", false
 }

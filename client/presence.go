@@ -130,9 +130,14 @@ func GetPresence(ctx context.Context, nc *nats.Conn, key kez.PublicKey, now time
 // the reply subject of a direct get of their own entry, or of a door
 // request, to another user's live presence subject), and must not make
 // that user look online, offline or invisible.
+//
+// Every header the broker sets must appear once (brokerHeader): the
+// entry's own headers come first, and its writer chose them.
 func storedPresence(key kez.PublicKey, m *nats.Msg) bool {
-	return m.Header.Get(jetstream.StreamHeader) == kez.PresenceStream &&
-		m.Header.Get(jetstream.SubjectHeader) == kez.PresenceKeySubject(key)
+	stream, ok1 := brokerHeader(m.Header, jetstream.StreamHeader)
+	subject, ok2 := brokerHeader(m.Header, jetstream.SubjectHeader)
+	_, ok3 := brokerHeader(m.Header, "Nats-Time-Stamp")
+	return ok1 && ok2 && ok3 && stream == kez.PresenceStream && subject == kez.PresenceKeySubject(key)
 }
 
 // presenceOf judges a presence message (a direct get answer or a
@@ -146,7 +151,8 @@ func presenceOf(key kez.PublicKey, m *nats.Msg, now time.Time) (p Presence, ok b
 	if op := m.Header.Get("KV-Operation"); op != "" {
 		return p, true // a delete: the user went invisible
 	}
-	stored, err := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+	stamp, _ := brokerHeader(m.Header, "Nats-Time-Stamp")
+	stored, err := time.Parse(time.RFC3339Nano, stamp)
 	if err != nil {
 		stored = now // a republished write without its time: just now
 	}

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -324,8 +325,19 @@ func TestPresenceReflectionIgnored(t *testing.T) {
 	if err := client.PublishPresence(ctx, anc, akey.Public(), client.PresenceOffline, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := client.PublishPresence(ctx, mnc, mkey.Public(), client.PresenceOnline, 5*time.Minute, time.Now()); err != nil {
+	// Mallory's own entry carries the headers the broker sets on
+	// alice's, which it keeps, and then appends its own.
+	forged := nats.NewMsg(kez.PresenceKeySubject(mkey.Public()))
+	forged.Header.Set(jetstream.StreamHeader, kez.PresenceStream)
+	forged.Header.Set(jetstream.SubjectHeader, kez.PresenceKeySubject(akey.Public()))
+	forged.Header.Set("Nats-Time-Stamp", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+	forged.Data, _ = json.Marshal(kez.PresenceEntry{Status: client.PresenceOnline, TTL: 600})
+	js, err := jetstream.New(mnc)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(ctx, forged); err != nil {
+		t.Fatalf("mallory stores her own entry: %v", err)
 	}
 
 	mu, seen := watchPresence(t, bob)
@@ -351,11 +363,93 @@ func TestPresenceReflectionIgnored(t *testing.T) {
 	}
 	for range 2 {
 		select {
-		case <-raw:
+		case m := <-raw:
+			if client.StoredPresence(akey.Public(), m) {
+				t.Errorf("a reflected answer passes for alice's stored entry: headers %v", m.Header)
+			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("the broker did not deliver a reflected answer to alice's live presence subject; the test no longer tries the attack")
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // the watcher has had them too
 	waitWatch(t, mu, seen, []string{"alice offline"})
+}
+
+// TestLiveForgedHeadersIgnored: mallory stores her own presence entry
+// with the headers of a republished inbox message (Nats-Stream INBOX,
+// Nats-Subject kez.inbox.<alice>.<bob>, a far Nats-Sequence) and points a
+// direct get of it at alice's live subject for bob. Taken as bob's
+// message, its sequence would have alice's follower ack (purge) every
+// unread message of bob's and skip every later one. The broker appends
+// its own headers after hers, so each appears twice: not a message. A
+// real republished message still is one.
+func TestLiveForgedHeadersIgnored(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	mallory, _ := newUser(t, st, "mallory")
+	akey, _ := alice.Key()
+	bkey, _ := bob.Key()
+	mkey, _ := mallory.Key()
+	conn := func(k *kez.PrivateKey) *nats.Conn {
+		nc, err := client.ConnectNATS(st.NATS.ClientURL(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	anc, mnc := conn(akey), conn(mkey)
+	live := kez.LiveSubjects + "." + akey.Public().Hex() + "." + bkey.Public().Hex()
+	raw := make(chan *nats.Msg, 8)
+	sub, err := anc.ChanSubscribe(live, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := anc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) *nats.Msg {
+		t.Helper()
+		select {
+		case m := <-raw:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("nothing on alice's live subject: %s", what)
+			return nil
+		}
+	}
+	in := client.Inbox{NC: anc, Me: akey.Public()}
+
+	forged := nats.NewMsg(kez.PresenceKeySubject(mkey.Public()))
+	forged.Header.Set(jetstream.StreamHeader, kez.InboxStream)
+	forged.Header.Set(jetstream.SubjectHeader, kez.InboxMsgSubject(akey.Public(), bkey.Public()))
+	forged.Header.Set(jetstream.SequenceHeader, "4611686018427387904")
+	forged.Header.Set("Nats-Last-Sequence", "0")
+	forged.Data = []byte("x")
+	js, err := jetstream.New(mnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(ctx, forged); err != nil {
+		t.Fatalf("mallory stores her own entry: %v", err)
+	}
+	if err := mnc.PublishRequest(kez.PresenceGetSubject(mkey.Public()), live, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := mnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, seq, ok := in.LiveMsg(next("the reflected direct get")); ok {
+		t.Fatalf("the reflected answer passes for bob's message %d (previous %d)", m.Seq, seq)
+	}
+
+	if _, err := bob.SendText(ctx, handle(t, "alice"), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, ok := in.LiveMsg(next("bob's message")); !ok || !m.Sender.Equal(bkey.Public()) {
+		t.Fatalf("bob's republished message: %+v, %v", m, ok)
+	}
 }

@@ -410,15 +410,57 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	if err != nil {
 		return nil, refuse(kez.DoorMalformed, "%v", err)
 	}
+	type ackReply struct {
+		Removed uint64 `json:"removed"`
+	}
+	subject := kez.InboxMsgSubject(caller, sender)
+	// A purge is a write of the stream (a Raft round on every replica,
+	// each synced): an ack that removes nothing writes nothing, or any
+	// user could load the store everyone's sends wait on with acks of
+	// empty subjects. The first message is read from the leader (a
+	// lagging replica may not hold yet what its follower just took);
+	// if that read fails, the purge decides.
+	if first, err := s.firstSeq(ctx, subject); err == nil && (first == 0 || first > req.Seq) {
+		return ackReply{}, nil
+	}
 	gen := s.quota.gen(ctx, sender) // before the purge: see quota.release
-	purged, err := s.purge(ctx, kez.InboxMsgSubject(caller, sender), req.Seq+1)
+	purged, err := s.purge(ctx, subject, req.Seq+1)
 	if err != nil {
 		return nil, err
 	}
 	s.quota.release(sender, int64(purged), gen)
-	return struct {
-		Removed uint64 `json:"removed"`
-	}{purged}, nil
+	return ackReply{purged}, nil
+}
+
+// firstSeq returns the sequence of the first message on subject, read
+// from the inbox stream's leader, or 0 if there is none.
+func (s *Service) firstSeq(ctx context.Context, subject string) (uint64, error) {
+	req, _ := json.Marshal(struct {
+		Seq    uint64 `json:"seq"`
+		NextBy string `json:"next_by_subj"`
+	}{1, subject})
+	m, err := s.nc.RequestWithContext(ctx, apiPrefix(s.js.Options())+"STREAM.MSG.GET."+kez.InboxStream, req)
+	if err != nil {
+		return 0, fmt.Errorf("first message: %w", err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("first message: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("first message: %w", resp.Error)
+	case resp.Message == nil || resp.Message.Seq == 0:
+		return 0, fmt.Errorf("first message: empty answer")
+	}
+	return resp.Message.Seq, nil
 }
 
 // purge removes the messages of subject below sequence upTo (exclusive,

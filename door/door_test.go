@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -291,21 +292,12 @@ func TestDoorFlood(t *testing.T) {
 	}
 	// The victim reads: the flooder's share and quota come back.
 	got := victim.texts(t)
-	if len(got) != share+1 || !slices(got, "a contact's message") {
+	if len(got) != share+1 || !slices.Contains(got, "a contact's message") {
 		t.Fatalf("the victim read %d messages", len(got))
 	}
 	if _, err := flooder.in.Send(ctx, flooder.seal(t, victim.key.Public(), "after reading")); err != nil {
 		t.Fatalf("after the victim read: %v", err)
 	}
-}
-
-func slices(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // follower is a user's client following its inbox in the background.
@@ -920,5 +912,120 @@ func TestDoorReadFormats(t *testing.T) {
 	}
 	if u, err := bob.in.Unread(ctx); err != nil || u != 0 {
 		t.Fatalf("unread after Drain = %d, %v", u, err)
+	}
+}
+
+// TestFollowAfterStreamMadeAgain: the keeper makes a lost inbox stream
+// again, and its sequences start again at 1. A follower that took
+// messages up to sequence 5 before must take the new ones, not skip
+// them as repeats by their sequence and ack them unread.
+func TestFollowAfterStreamMadeAgain(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	f := follow(bob)
+	var want []string
+	send := func(text string) {
+		t.Helper()
+		wire := alice.seal(t, bob.key.Public(), text)
+		if _, err := alice.in.Send(ctx, wire); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(wire))
+	}
+	waitTaken := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got := f.taken()
+			slices.Sort(got)
+			got = slices.Compact(got)
+			unread, err := bob.in.Unread(ctx)
+			if err == nil && len(got) == len(want) && unread == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("took %d of %d messages, %d unread (%v)", len(got), len(want), unread, err)
+			}
+		}
+	}
+	for i := range 5 {
+		send(fmt.Sprint("before ", i))
+	}
+	waitTaken()
+
+	js, err := jetstream.New(st.NATS.Connect(natskeys.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, kez.InboxStream); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "no stream"))
+	refused(t, "send with the inbox stream missing", err, kez.DoorUnavailable)
+	select {
+	case <-st.Chat.Keeper.Ran():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the keeper did not make the stream again")
+	}
+	for i := range 3 {
+		send(fmt.Sprint("after ", i))
+	}
+	waitTaken()
+	f.stop(t)
+}
+
+// TestAckOfNothingWritesNothing: an ack that would remove nothing (an
+// empty subject, or a sequence below the subject's first message) is
+// answered without a purge, which would be a write of the stream on
+// every replica; an ack that removes messages purges them.
+func TestAckOfNothingWritesNothing(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	admin := st.NATS.Connect(natskeys.KeyAdmin)
+	purges, err := admin.SubscribeSync("$JS.API.STREAM.PURGE." + kez.InboxStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ack := func(seq uint64) {
+		t.Helper()
+		if err := bob.in.Ack(ctx, client.InboxMsg{Seq: seq, Sender: alice.key.Public()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noPurge := func(what string) {
+		t.Helper()
+		if m, err := purges.NextMsg(200 * time.Millisecond); err == nil {
+			t.Fatalf("%s: purged (%s)", what, m.Data)
+		}
+	}
+	ack(1 << 40)
+	noPurge("an ack of an empty inbox")
+
+	// Someone else's message first: bob's first has a sequence above 1.
+	carol := register(t, st, "carol")
+	if _, err := alice.in.Send(ctx, alice.seal(t, carol.key.Public(), "to carol")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []client.InboxMsg
+	if err := bob.in.Drain(ctx, func(m client.InboxMsg) error { msgs = append(msgs, m); return errors.New("keep") }); err == nil || len(msgs) != 1 {
+		t.Fatalf("read %d messages, %v", len(msgs), err)
+	}
+	ack(msgs[0].Seq - 1)
+	noPurge("an ack below the first message")
+	ack(msgs[0].Seq)
+	if _, err := purges.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("an ack of a message: no purge (%v)", err)
+	}
+	if n, err := bob.in.Unread(ctx); err != nil || n != 1 {
+		t.Fatalf("unread after acking the first of 2: %d, %v", n, err)
 	}
 }
