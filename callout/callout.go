@@ -55,7 +55,10 @@ type Config struct {
 	// Account is where users are placed (the users' account, KEZ).
 	Account string
 	// TTL is the lifetime of a user JWT; the server disconnects the client
-	// at expiry and the client reconnects and is authorised again.
+	// at expiry and the client reconnects and is authorised again. The
+	// per-key cap counts a connection for at most TTL and a minute: the
+	// replicas should share one TTL (one with a shorter TTL than
+	// another's under-counts the other's connections).
 	TTL time.Duration
 	// Workers is how many requests one replica handles at once.
 	Workers int
@@ -129,7 +132,7 @@ func New(cfg Config, users Users, permissions func(kez.PublicKey) (pub, sub []st
 		}),
 		workers:  streams.NewWorkers(cfg.Workers),
 		admit:    newAdmission(cfg.Now, logger.With("component", "callout")),
-		conns:    newConns(),
+		conns:    newConns(cfg.TTL + expiryMargin),
 		issuerPK: pk,
 	}
 	if cfg.XKey != nil {

@@ -79,6 +79,13 @@ func newStack(t *testing.T, n int, mut func(*callout.Config)) *stack {
 // are those of st.ns: the nodes of a cluster share them).
 func (st *stack) startReplica(t *testing.T, ns *natstest.Server, mut func(*callout.Config)) *replica {
 	t.Helper()
+	return st.startTracking(t, ns, ns.Connect(natskeys.KeyChatServer), mut)
+}
+
+// startTracking is startReplica following the connection events on track
+// (a connection of the chat server's user).
+func (st *stack) startTracking(t *testing.T, ns *natstest.Server, track *nats.Conn, mut func(*callout.Config)) *replica {
+	t.Helper()
 	issuer, err := natskeys.ReadSeedFile(ns.KeyFile(natskeys.KeyIssuer))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +103,7 @@ func (st *stack) startReplica(t *testing.T, ns *natstest.Server, mut func(*callo
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Track(ns.Connect(natskeys.KeyChatServer), cfg.Account); err != nil {
+	if err := svc.Track(track, cfg.Account); err != nil {
 		t.Fatal(err)
 	}
 	r := &replica{svc: svc, nc: ns.Connect(natskeys.KeyCallout)}

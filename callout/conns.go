@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,14 @@ const serverSilence = 35 * time.Second
 // connection before its connect event arrives.
 const pendingFor = 5 * time.Second
 
+// expiryMargin is how much longer than a user JWT's lifetime
+// (Config.TTL) a connection counts as open without its disconnect
+// event. nats-server closes a connection when its JWT expires, reckoned
+// by the broker's clock from the expiry the callout wrote by its own:
+// the margin covers the two clocks disagreeing, and the connect event's
+// trip, with room to spare.
+const expiryMargin = time.Minute
+
 // AdmittedSubject is where each replica tells the others, in the KEZ
 // account, of every sign-in it allowed under the cap (an admittedNote),
 // so that they count it before its connect event arrives. Only the KEZ
@@ -117,12 +126,26 @@ func parseAdmittedNote(data []byte) (admittedNote, error) {
 // the notes sent after it): until users reconnect (at the latest when
 // their JWT expires), it may allow more than the cap.
 //
+// Events are core NATS: those published while Track's connection is
+// away (a network blip, a move to another broker node) or dropped
+// behind a slow handler are lost, and a lost disconnect event would
+// leave its connection counted, refusing a user at the cap with nothing
+// open. So a connection counts as open for at most its JWT's lifetime
+// and expiryMargin (the broker closes it at expiry: no connection
+// outlives maxAge), and when Track's connection comes back or reports
+// a slow consumer, the replica forgets every open connection it counted
+// (forget) and counts afresh from the events that follow, as a replica
+// that starts does: it under-counts until users reconnect, rather than
+// lock anyone out.
+//
 // A node that stops (its shutdown notice) or goes silent (serverSilence)
 // takes its connections with it: its clients reconnect elsewhere and
 // must not find their keys full of connections nobody holds.
 type conns struct {
-	mu      sync.Mutex
-	open    map[string]map[connID]bool      // handle -> its connections
+	mu sync.Mutex
+	// open holds each handle's connections, and when their connect
+	// events arrived; one older than maxAge is taken for closed.
+	open    map[string]map[connID]time.Time
 	pending map[string]map[connID]time.Time // handle -> sign-ins allowed, not yet connected -> when
 	heard   map[string]time.Time            // server id -> when it last gave a sign of life
 	// closed holds the connections closed lately (for closedFor), and
@@ -133,11 +156,15 @@ type conns struct {
 	// can arrive after its connection closed (it travels on another
 	// replica's connection than the answer), and must not count it.
 	closed map[connID]time.Time
-	// pruned is when pending and closed were last swept whole: the
-	// entries of handles that never sign in here again (their notes
-	// came from other replicas, their clients gave up) must not stay
+	// pruned is when pending and closed were last swept whole, and
+	// aged when open was: the entries of handles that never sign in
+	// here again (their notes came from other replicas, their clients
+	// gave up, their disconnect events were lost) must not stay
 	// forever.
-	pruned time.Time
+	pruned, aged time.Time
+	// maxAge is how long a connection counts as open without its
+	// disconnect event: the user JWT's lifetime and expiryMargin.
+	maxAge time.Duration
 	// lastBeat is when the latest heartbeat of any node arrived (zero:
 	// none yet; a nats.conf from before exports none). A node is gone
 	// when it has been silent for serverSilence by that clock, not by
@@ -155,9 +182,12 @@ type connID struct {
 	id     uint64
 }
 
-func newConns() *conns {
+// newConns returns an empty count whose open connections last at most
+// maxAge.
+func newConns(maxAge time.Duration) *conns {
 	return &conns{
-		open:    map[string]map[connID]bool{},
+		maxAge:  maxAge,
+		open:    map[string]map[connID]time.Time{},
 		pending: map[string]map[connID]time.Time{},
 		closed:  map[connID]time.Time{},
 		heard:   map[string]time.Time{},
@@ -224,15 +254,49 @@ func (c *conns) expireLocked(handle string, now time.Time) map[connID]time.Time 
 	return p
 }
 
+// openLocked drops handle's open connections older than maxAge at now
+// and returns those left; c.mu is held.
+func (c *conns) openLocked(handle string, now time.Time) map[connID]time.Time {
+	o := c.open[handle]
+	for id, t := range o {
+		if now.Sub(t) > c.maxAge {
+			delete(o, id)
+		}
+	}
+	if len(o) == 0 {
+		delete(c.open, handle)
+		return nil
+	}
+	return o
+}
+
+// forget drops every open connection counted: events may have been
+// lost (Track's connection was away, or dropped some behind a slow
+// handler), and a disconnect event lost would keep its connection
+// counted. The sign-ins pending stay: they are this replica's own, or
+// notes that expire in pendingFor anyway.
+func (c *conns) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.open)
+}
+
 // closedFor is how long a closed connection is remembered: far longer
 // than its two events, or its note and its events, can be apart on
 // their way to this replica.
 const closedFor = pendingFor
 
 // pruneLocked expires every handle's pending sign-ins and forgets the
-// connections closed before closedFor, at most once per pendingFor;
-// c.mu is held.
+// connections closed before closedFor, at most once per pendingFor, and
+// drops the open connections older than maxAge, at most once per
+// expiryMargin; c.mu is held.
 func (c *conns) pruneLocked(now time.Time) {
+	if now.Sub(c.aged) >= expiryMargin {
+		c.aged = now
+		for h := range c.open {
+			c.openLocked(h, now)
+		}
+	}
 	if now.Sub(c.pruned) < pendingFor {
 		return
 	}
@@ -250,7 +314,10 @@ func (c *conns) pruneLocked(now time.Time) {
 // addPendingLocked counts connection id of handle as pending from now,
 // unless it is counted already or has closed already; c.mu is held.
 func (c *conns) addPendingLocked(handle string, id connID, now time.Time) {
-	if _, ok := c.closed[id]; ok || c.open[handle][id] {
+	if _, ok := c.closed[id]; ok {
+		return
+	}
+	if _, ok := c.open[handle][id]; ok {
 		return
 	}
 	p := c.pending[handle]
@@ -273,7 +340,7 @@ func (c *conns) take(handle string, id connID, max int, now time.Time) (int, boo
 	defer c.mu.Unlock()
 	c.sweepLocked()
 	c.pruneLocked(now)
-	n := len(c.open[handle]) + len(c.expireLocked(handle, now))
+	n := len(c.openLocked(handle, now)) + len(c.expireLocked(handle, now))
 	if n < max {
 		c.addPendingLocked(handle, id, now)
 	}
@@ -312,9 +379,9 @@ func (c *conns) event(ev ConnEvent, up bool, now time.Time) {
 			return // its disconnect event came first
 		}
 		if c.open[h] == nil {
-			c.open[h] = map[connID]bool{}
+			c.open[h] = map[connID]time.Time{}
 		}
-		c.open[h][id] = true
+		c.open[h][id] = now
 		return
 	}
 	delete(c.open[h], id)
@@ -348,28 +415,36 @@ func (s *Service) admitted(handle string, id connID) {
 // and the broker nodes' heartbeats and shutdown notices, so that a
 // node's connections go with it. On nc too the replicas tell each other
 // of the sign-ins they allow (AdmittedSubject), so that a burst of one
-// key's sign-ins split across replicas is held to the cap.
+// key's sign-ins split across replicas is held to the cap. When nc
+// reconnects, or reports a slow consumer on one of these subscriptions,
+// the connections counted so far are forgotten (events were lost); Track
+// sets nc's reconnect and error handlers, calling those set before.
 func (s *Service) Track(nc *nats.Conn, account string) error {
-	if _, err := nc.Subscribe(AdmittedSubject, func(m *nats.Msg) {
+	var subs []*nats.Subscription
+	sub, err := nc.Subscribe(AdmittedSubject, func(m *nats.Msg) {
 		if n, err := parseAdmittedNote(m.Data); err == nil {
 			s.conns.note(n.Handle, connID{n.Server, n.Client}, s.cfg.Now())
 		}
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("admitted notes: %w", err)
 	}
+	subs = append(subs, sub)
 	s.peers.Store(nc)
 	connect, disconnect := ConnEventSubjects(account)
 	for subj, up := range map[string]bool{connect: true, disconnect: false} {
-		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
 			if ev, err := ParseConnEvent(m.Data); err == nil {
 				s.conns.event(ev, up, s.cfg.Now())
 			}
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("connection events: %w", err)
 		}
+		subs = append(subs, sub)
 	}
 	for subj, stop := range map[string]bool{ServerHeartbeatSubjects: false, ServerShutdownSubjects: true} {
-		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
 			server, ok := serverOf(m.Subject)
 			switch {
 			case !ok:
@@ -378,10 +453,42 @@ func (s *Service) Track(nc *nats.Conn, account string) error {
 			default:
 				s.conns.heartbeat(server, s.cfg.Now())
 			}
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("server events: %w", err)
 		}
+		subs = append(subs, sub)
 	}
+	// The events published while nc was away (its broker node cut off
+	// or gone, or the node dropped it as a slow consumer), or dropped by
+	// nats.go behind a slow handler, are lost for good: a disconnect
+	// event among them would keep its connection counted until it is
+	// maxAge old, an hour and more in which a user at the cap is refused
+	// with nothing open. Counting afresh heals that at once; it
+	// under-counts the connections that stay open until they reconnect,
+	// as a replica that starts does. The reset runs after nats.go has
+	// subscribed again, so it also forgets the few events applied in
+	// between (under-counting those too), and an event read before the
+	// break but applied after the reset (a handler far behind) counts
+	// until maxAge at most.
+	reconnected := nc.ReconnectHandler()
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		s.conns.forget()
+		s.logger.Info("callout: connection events may have been lost while reconnecting; counting connections afresh")
+		if reconnected != nil {
+			reconnected(nc)
+		}
+	})
+	failed := nc.ErrorHandler()
+	nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) && slices.Contains(subs, sub) {
+			s.conns.forget()
+			s.logger.Warn("callout: connection events dropped (slow consumer); counting connections afresh", "subject", sub.Subject)
+		}
+		if failed != nil {
+			failed(nc, sub, err)
+		}
+	})
 	// The subscriptions are in place before the replica serves: it
 	// hears the notes of sign-ins the others allow from its first. A
 	// broker away at start is no reason not to start: nats.go sends the

@@ -20,7 +20,7 @@ func connEvent(server string, id uint64, user string) ConnEvent {
 // dropped for silence.
 func TestConnsNodeGone(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	c := newConns()
+	c := newConns(time.Hour)
 	c.heartbeat("A", t0)
 	c.event(connEvent("B", 1, "alice"), true, t0)
 	c.event(connEvent("A", 7, "bob"), true, t0)
@@ -41,7 +41,7 @@ func TestConnsNodeGone(t *testing.T) {
 		t.Fatalf("bob after A's shutdown notice: counted %d, want only the pending sign-in", n)
 	}
 
-	quiet := newConns()
+	quiet := newConns(time.Hour)
 	quiet.event(connEvent("B", 1, "alice"), true, t0)
 	if n, ok := quiet.take("alice", connID{"A", 100}, 1, t0.Add(10*time.Minute)); ok || n != 1 {
 		t.Fatalf("with no heartbeats at all, alice 10 min later: %d, %v; want her connection still counted", n, ok)
@@ -49,7 +49,7 @@ func TestConnsNodeGone(t *testing.T) {
 
 	// A replica that stops hearing anything (its own connection cut)
 	// drops nobody: silence counts against the latest heartbeat heard.
-	deaf := newConns()
+	deaf := newConns(time.Hour)
 	deaf.heartbeat("A", t0)
 	deaf.heartbeat("B", t0)
 	deaf.event(connEvent("B", 1, "alice"), true, t0)
@@ -74,7 +74,7 @@ func TestConnsPending(t *testing.T) {
 	}
 
 	t.Run("connect of another connection", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		if _, ok := c.take("alice", a, 2, t0); !ok {
 			t.Fatal("first sign-in refused")
 		}
@@ -90,7 +90,7 @@ func TestConnsPending(t *testing.T) {
 	})
 
 	t.Run("a peer's note", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		c.note("alice", b, t0)
 		if n, ok := c.take("alice", a, 1, t0); ok || n != 1 {
 			t.Fatalf("at the cap of 1 by a peer's sign-in: %d, %v; want refused", n, ok)
@@ -102,7 +102,7 @@ func TestConnsPending(t *testing.T) {
 	})
 
 	t.Run("note of an open connection", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		c.event(connEvent(x.server, x.id, "alice"), true, t0)
 		c.note("alice", x, t0) // the note came after the connect event
 		if n := count(c, t0); n != 1 {
@@ -119,7 +119,7 @@ func TestConnsPending(t *testing.T) {
 	})
 
 	t.Run("own note", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		c.take("alice", a, 5, t0)
 		c.note("alice", a, t0.Add(4*time.Second))
 		if n := count(c, t0.Add(4*time.Second)); n != 1 {
@@ -131,7 +131,7 @@ func TestConnsPending(t *testing.T) {
 	})
 
 	t.Run("expiry", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		c.take("alice", a, 5, t0)
 		c.note("alice", b, t0.Add(time.Second))
 		if n := count(c, t0.Add(pendingFor)); n != 2 {
@@ -153,7 +153,7 @@ func TestConnsPending(t *testing.T) {
 	})
 
 	t.Run("disconnect", func(t *testing.T) {
-		c := newConns()
+		c := newConns(time.Hour)
 		c.take("alice", a, 5, t0)
 		c.event(connEvent(a.server, a.id, "alice"), true, t0)
 		c.note("alice", b, t0)
@@ -175,7 +175,7 @@ func TestConnsPending(t *testing.T) {
 // here for good.
 func TestConnsDisconnectFirst(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	c := newConns()
+	c := newConns(time.Hour)
 	if _, ok := c.take("alice", connID{"N1", 1}, 1, t0); !ok {
 		t.Fatal("first sign-in refused")
 	}
@@ -188,6 +188,36 @@ func TestConnsDisconnectFirst(t *testing.T) {
 	c.event(connEvent("N1", 3, "bob"), true, t0.Add(3*closedFor))
 	if len(c.closed) != 0 {
 		t.Fatalf("closed after 3*closedFor: %v, want none", c.closed)
+	}
+}
+
+// TestConnsOpenExpire: a connection whose disconnect event never came
+// counts as open for maxAge (its JWT's lifetime and a margin) and no
+// longer, for a key that signs in again and for one that does not; forget
+// drops every open connection and keeps the sign-ins pending.
+func TestConnsOpenExpire(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	c := newConns(time.Hour)
+	c.event(connEvent("N1", 1, "alice"), true, t0)
+	c.event(connEvent("N1", 2, "bob"), true, t0)
+	if n, ok := c.take("alice", connID{"N1", 3}, 1, t0.Add(time.Hour)); ok || n != 1 {
+		t.Fatalf("alice at her cap of 1, maxAge after her connect event: %d, %v; want refused", n, ok)
+	}
+	if n, ok := c.take("alice", connID{"N1", 3}, 1, t0.Add(time.Hour+time.Second)); !ok || n != 0 {
+		t.Fatalf("alice past maxAge: %d, %v; want her connection dropped", n, ok)
+	}
+	c.heartbeat("N1", t0.Add(time.Hour+expiryMargin+time.Second))
+	c.note("carol", connID{"N1", 4}, t0.Add(time.Hour+expiryMargin+time.Second)) // sweeps
+	if _, ok := c.open["bob"]; ok {
+		t.Fatalf("bob's connection, past maxAge, still held: %v", c.open)
+	}
+
+	c = newConns(time.Hour)
+	c.event(connEvent("N1", 1, "alice"), true, t0)
+	c.take("alice", connID{"N1", 2}, 5, t0)
+	c.forget()
+	if n, _ := c.take("alice", connID{"N1", 3}, 0, t0); n != 1 {
+		t.Fatalf("after forget: counted %d, want only the sign-in pending", n)
 	}
 }
 

@@ -1,5 +1,7 @@
 package callout
 
+import "time"
+
 // Counted returns how many connections of handle s counts now (open, or
 // allowed and not yet connected), for the tests of package callout_test
 // that watch a replica's count without signing in.
@@ -13,5 +15,21 @@ func (s *Service) Counted(handle string) int {
 func (s *Service) Opened(handle string) int {
 	s.conns.mu.Lock()
 	defer s.conns.mu.Unlock()
-	return len(s.conns.open[handle])
+	return len(s.conns.openLocked(handle, s.cfg.Now()))
+}
+
+// SetExpiryMargin makes s count a connection as open for at most its
+// TTL and d without its disconnect event, in place of expiryMargin (a
+// minute, which a test does not wait for).
+func (s *Service) SetExpiryMargin(d time.Duration) {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	s.conns.maxAge = s.cfg.TTL + d
+}
+
+// HoldCounts stops s's event handlers (and its sign-ins under the cap)
+// until release is called, as a handler far behind does.
+func (s *Service) HoldCounts() (release func()) {
+	s.conns.mu.Lock()
+	return s.conns.mu.Unlock
 }
