@@ -577,8 +577,7 @@ func (r *receiver) applyPins(cs []Contact) ([]Contact, error) {
 		case WarnKeyChanged:
 			for i := range cs {
 				if cs[i].Handle == pn.ct.Handle && !cs[i].Key.Equal(pn.key) {
-					k := pn.key
-					cs[i].ChangedKey, cs[i].ChangedAt = &k, r.c.cfg.Now().Unix()
+					cs[i].setChanged(pn.key, r.c.cfg.Now().Unix())
 				}
 			}
 		}

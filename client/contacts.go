@@ -131,10 +131,7 @@ func (c *Client) markChanged(h kez.Handle, key kez.PublicKey) (Contact, error) {
 	err := c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
 		for i := range cs {
 			if cs[i].Handle == h {
-				if cs[i].ChangedKey == nil || !cs[i].ChangedKey.Equal(key) {
-					k := key
-					cs[i].ChangedKey, cs[i].ChangedAt = &k, c.cfg.Now().Unix()
-				}
+				cs[i].setChanged(key, c.cfg.Now().Unix())
 				ct = cs[i]
 				return cs, nil
 			}
@@ -152,15 +149,52 @@ func keyChangedError(ct Contact) error {
 		"then accept it: kez-chat trust "+h)
 }
 
+// notShownError is the refusal of a default trust whose changed key the
+// user was not shown.
+func notShownError(ct Contact) error {
+	h := "@" + ct.Handle.String()
+	return withHint(fmt.Errorf("%w: the server now names %s for %s, and you were not shown its safety number since; nothing was trusted", ErrNotShown, ct.ChangedKey, h),
+		"compare the safety number with "+h+" out of band: kez-chat verify "+h,
+		"then accept it: kez-chat trust "+h+" (or name the key you compared: --key KEY)")
+}
+
+// MarkShown records that the user was shown the safety number of key,
+// the changed key recorded for contact h (kez-chat verify calls it before
+// it prints the number), so that [Client.Trust] with the zero key pins
+// it. If another key is recorded by now (or none), nothing is marked and
+// the error wraps [ErrNotShown]: the number about to be shown is stale.
+// A later change of the recorded key clears the mark.
+func (c *Client) MarkShown(h kez.Handle, key kez.PublicKey) error {
+	if _, _, err := c.account(); err != nil {
+		return err
+	}
+	return c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		for i := range cs {
+			if cs[i].Handle != h {
+				continue
+			}
+			if cs[i].ChangedKey == nil || !cs[i].ChangedKey.Equal(key) {
+				return cs, withHint(fmt.Errorf("%w: %s is not the changed key recorded for @%s any more", ErrNotShown, key, h),
+					"look again: kez-chat verify @"+h.String())
+			}
+			k := key
+			cs[i].ShownKey = &k
+			return cs, nil
+		}
+		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+	})
+}
+
 // Trust pins the key the user was shown for contact h: key, or if key is
-// zero the changed key recorded for h (what [Client.Verify] showed), or,
-// when no change is recorded, the pinned key itself (a re-check). It pins
-// that key only if h's server names it now; if the server names another,
-// that key is recorded as the change to verify and nothing is trusted.
-// A key that stays the same keeps its sigchain pin (a rollback is still
-// caught); a new key's chain is verified afresh. Messages that key signed
-// are released from quarantine. It returns the contact and whether the
-// pinned key changed.
+// zero the changed key recorded for h, provided its safety number was
+// shown ([Client.MarkShown]) and no other key was recorded since (else
+// [ErrNotShown]), or, when no change is recorded, the pinned key itself
+// (a re-check). It pins that key only if h's server names it now; if the
+// server names another, that key is recorded as the change to verify and
+// nothing is trusted ([ErrKeyChanged]). A key that stays the same keeps
+// its sigchain pin (a rollback is still caught); a new key's chain is
+// verified afresh. Messages that key signed are released from
+// quarantine. It returns the contact and whether the pinned key changed.
 func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Contact, bool, error) {
 	if _, _, err := c.account(); err != nil {
 		return Contact{}, false, err
@@ -169,11 +203,17 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 	if err != nil {
 		return Contact{}, false, withHint(err, "kez-chat add @"+h.String()+" pins a new contact")
 	}
-	want := key
+	// The default is what the user was shown, never merely what was
+	// recorded last: a listen or a refused trust records whatever key a
+	// hostile server names next, and that key's number nobody compared.
+	want, recorded := key, false
 	if want.IsZero() {
 		want = old.Key
 		if old.ChangedKey != nil {
-			want = *old.ChangedKey
+			if !old.changeShown() {
+				return old, false, notShownError(old)
+			}
+			want, recorded = *old.ChangedKey, true
 		}
 	}
 	home, err := c.homeOf(h)
@@ -211,8 +251,11 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 				if !cs[i].Key.Equal(old.Key) {
 					return cs, fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
 				}
+				if recorded && (!cs[i].changeShown() || !cs[i].ChangedKey.Equal(want)) {
+					return cs, notShownError(cs[i]) // replaced meanwhile
+				}
 				cs[i].Key, cs[i].Chain, cs[i].NATSURL = want, st, rec.NATSURL
-				cs[i].ChangedKey, cs[i].ChangedAt = nil, 0
+				cs[i].ChangedKey, cs[i].ChangedAt, cs[i].ShownKey = nil, 0, nil
 				ct = cs[i]
 				return cs, nil
 			}

@@ -30,6 +30,10 @@ var (
 	// ErrKeyChanged: a contact's key is not the pinned one any more;
 	// sending is refused until the user trusts the new key.
 	ErrKeyChanged = errors.New("contact's key changed")
+	// ErrNotShown: [Client.Trust] was to pin a contact's changed key by
+	// default, but the user was not shown its safety number
+	// ([Client.MarkShown]) since it was recorded; nothing was trusted.
+	ErrNotShown = errors.New("changed key not shown by verify")
 	// ErrChainChanged: a contact's sigchain lost or rewrote an event we
 	// had pinned (sigchain.ErrRollback or ErrRewritten is wrapped too).
 	ErrChainChanged = errors.New("contact's sigchain lost or rewrote pinned events")

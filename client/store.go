@@ -44,6 +44,29 @@ type Contact struct {
 	// Sending is refused while it is set; [Client.Trust] pins it.
 	ChangedKey *kez.PublicKey `json:"changed_key,omitempty"`
 	ChangedAt  int64          `json:"changed_at,omitempty"`
+	// ShownKey is the changed key whose safety number the user was shown
+	// (by kez-chat verify, see [Client.MarkShown]) while it was the
+	// recorded change. Recording another ChangedKey clears it: only a
+	// ShownKey equal to ChangedKey lets [Client.Trust] pin the change
+	// without being named the key. Files from before it have none.
+	ShownKey *kez.PublicKey `json:"shown_key,omitempty"`
+}
+
+// setChanged records key as ct's changed key, seen at now. A key other
+// than the one recorded clears ShownKey: the user was not shown its
+// safety number, and the next default trust must not pin it.
+func (ct *Contact) setChanged(key kez.PublicKey, now int64) {
+	if ct.ChangedKey != nil && ct.ChangedKey.Equal(key) {
+		return
+	}
+	k := key
+	ct.ChangedKey, ct.ChangedAt, ct.ShownKey = &k, now, nil
+}
+
+// changeShown reports whether the user was shown the safety number of
+// ct's recorded changed key.
+func (ct Contact) changeShown() bool {
+	return ct.ChangedKey != nil && ct.ShownKey != nil && ct.ShownKey.Equal(*ct.ChangedKey)
 }
 
 // contactsDoc is the JSON form of contacts.json.

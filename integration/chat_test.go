@@ -268,6 +268,11 @@ func TestChat(t *testing.T) {
 	// once the server names it; the quarantined message is released.
 	alice.server = liar.URL
 	alice.fails("nothing was trusted", "trust", "@bob", "--key", eveKey.String())
+	// That refusal recorded mallory's key again, whose number verify
+	// showed before eve's: trust without --key wants it shown anew.
+	if stderr = alice.fails("changed key not shown", "trust", "@bob"); !strings.Contains(stderr, "kez-chat verify @bob") {
+		t.Errorf("trust after the change was replaced: %q", stderr)
+	}
 	out, _ = alice.ok("", "trust", "@bob", "--key", malloryKey.String())
 	if !strings.Contains(out, "now trusting @bob with key "+malloryKey.String()) {
 		t.Errorf("trust: %q", out)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"kez.lat/kez"
+	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/cmd/kez-chat/chatcmd"
 )
@@ -43,6 +46,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"jsonfield":      jsonField,
 			"jsonarrayfield": jsonArrayField,
+			"repin":          repin,
 		},
 	})
 }
@@ -82,6 +86,35 @@ func jsonArrayField(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s[0] has no string %q", args[0], args[1])
 	}
 	ts.Setenv(args[2], v)
+}
+
+// repin: repin PROFILE HANDLE pins contact HANDLE (name@domain) of
+// profile PROFILE with a fresh key, as if the contact's home server had
+// named another key for it since it was pinned.
+func repin(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: repin PROFILE HANDLE")
+	}
+	p, err := client.OpenProfile(filepath.Join(ts.Getenv("PROFILES"), args[0]))
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	err = p.UpdateContacts(func(cs []client.Contact) ([]client.Contact, error) {
+		for i := range cs {
+			if cs[i].Handle.String() == args[1] {
+				cs[i].Key = k.Public()
+				return cs, nil
+			}
+		}
+		return cs, fmt.Errorf("%s: %w", args[1], client.ErrNotContact)
+	})
+	if err != nil {
+		ts.Fatalf("repin: %v", err)
+	}
 }
 
 func TestExitCodes(t *testing.T) {

@@ -121,6 +121,13 @@ func (c *verifyCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if v.ChangedSafetyNumber != "" {
+			// What a later `trust` without --key may pin: this key, as
+			// long as no other is recorded in the meantime.
+			if err := cl.MarkShown(h, *v.Contact.ChangedKey); err != nil {
+				return err
+			}
+		}
 		if a.g.JSON {
 			return writeJSON(a.out, struct {
 				Contact             contactJSON `json:"contact"`
@@ -153,7 +160,7 @@ func blocks(num string) string {
 
 type trustCmd struct {
 	Handle string `arg:"" predictor:"contact" help:"Contact whose changed key to accept."`
-	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed. Refused if the server now names another." placeholder:"KEY"`
+	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed, refused if another was recorded since (run verify again). Refused if the server now names another." placeholder:"KEY"`
 }
 
 func (c *trustCmd) Run(ctx context.Context) error {
