@@ -8,6 +8,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/sigchain"
 )
 
 // SetKeyringCalls replaces p's OS keyring calls (nil keeps one).
@@ -28,6 +29,15 @@ func (c *Client) Allow() func(kez.PublicKey, blob.Hash) bool { return c.allowFun
 // PublishAddrs makes the sigchain's p2p endpoint list addrs.
 func (c *Client) PublishAddrs(ctx context.Context, addrs []string) error {
 	return c.publishAddrs(ctx, addrs)
+}
+
+// PublishSharedFiles makes c's sigchain name ptr as its manifest,
+// whatever blob ptr names: what a hostile user can publish.
+func (c *Client) PublishSharedFiles(ctx context.Context, ptr sigchain.SharedFiles) error {
+	_, err := c.extendChain(ctx, func(Account, sigchain.State) []chainEvent {
+		return []chainEvent{{sigchain.TypeSetSharedFiles, ptr}}
+	})
+	return err
 }
 
 // CheckNATSURLs is checkNATSURLs.
