@@ -10,6 +10,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/sigchain"
 )
 
 // SetKeyringCalls replaces p's OS keyring calls (nil keeps one).
@@ -37,6 +38,15 @@ func (in Inbox) LiveMsg(m *nats.Msg) (InboxMsg, uint64, bool) { return in.liveMs
 
 // StoredPresence is storedPresence.
 var StoredPresence = storedPresence
+
+// PublishSharedFiles makes c's sigchain name ptr as its manifest,
+// whatever blob ptr names: what a hostile user can publish.
+func (c *Client) PublishSharedFiles(ctx context.Context, ptr sigchain.SharedFiles) error {
+	_, err := c.extendChain(ctx, func(Account, sigchain.State) []chainEvent {
+		return []chainEvent{{sigchain.TypeSetSharedFiles, ptr}}
+	})
+	return err
+}
 
 // CheckNATSURLs is checkNATSURLs.
 var CheckNATSURLs = checkNATSURLs

@@ -1,11 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -490,7 +490,9 @@ type Listing struct {
 // Browse returns what contact h shares with the user: it reads h's
 // verified sigchain for the current manifest's hash, fetches the manifest
 // from h's node (waiting up to opts.Wait for h to come online), checks
-// h's signature, and opens the entries addressed to the user.
+// h's signature, and opens the entries addressed to the user. The
+// manifest is held in memory only: it never touches the user's blob
+// store.
 func (c *Client) Browse(ctx context.Context, h kez.Handle, opts FetchOptions) (Listing, error) {
 	a, key, err := c.account()
 	if err != nil {
@@ -512,26 +514,7 @@ func (c *Client) Browse(ctx context.Context, h kez.Handle, opts FetchOptions) (L
 	if ptr.Size <= 0 || ptr.Size > share.MaxManifestSize {
 		return l, fmt.Errorf("@%s's sigchain names a manifest of %d bytes (at most %d)", h, ptr.Size, share.MaxManifestSize)
 	}
-	store, err := c.blobs()
-	if err != nil {
-		return l, err
-	}
-	if !store.Has(mh) {
-		get := func(ctx context.Context, src blob.Source, progress func(int64)) error {
-			return store.Fetch(ctx, mh, ptr.Size, src, progress)
-		}
-		if _, err := c.download(ctx, ct, ptr.Size, nil, opts, get); err != nil {
-			return l, err
-		}
-	}
-	f, err := store.Open(mh)
-	if err != nil {
-		return l, err
-	}
-	raw, err := io.ReadAll(io.LimitReader(f, share.MaxManifestSize+1))
-	f.Close()
-	// A manifest is read fresh each time: the next one replaces it.
-	_ = store.Remove(mh)
+	raw, err := c.fetchManifest(ctx, ct, mh, ptr.Size, opts)
 	if err != nil {
 		return l, err
 	}
@@ -549,3 +532,40 @@ func (c *Client) Browse(ctx context.Context, h kez.Handle, opts FetchOptions) (L
 	}
 	return l, nil
 }
+
+// fetchManifest downloads the manifest blob mh of size bytes (at most
+// [share.MaxManifestSize]) from ct's node into memory, verified as it
+// arrives, resuming after an interruption from what it verified.
+//
+// It never reads or writes the user's blob store. ct chose mh and size:
+// a hostile contact can name a blob the user holds, such as her own
+// manifest or a file she shares, and a manifest fetched into the store,
+// then removed once read, deleted that blob (and her node then refused
+// to serve it); a failed fetch into the store also left its partial
+// files there for good.
+func (c *Client) fetchManifest(ctx context.Context, ct Contact, mh blob.Hash, size int64, opts FetchOptions) ([]byte, error) {
+	var buf bytes.Buffer
+	get := func(ctx context.Context, src blob.Source, progress func(int64)) error {
+		if int64(buf.Len()) == size {
+			return nil
+		}
+		// What blob.Get wrote before an error is a verified prefix.
+		w := writerFunc(func(p []byte) (int, error) {
+			n, err := buf.Write(p)
+			if progress != nil {
+				progress(int64(buf.Len()))
+			}
+			return n, err
+		})
+		return blob.Get(ctx, src, mh, size, int64(buf.Len()), w)
+	}
+	if _, err := c.download(ctx, ct, size, nil, opts, get); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writerFunc is an [io.Writer] that is a function.
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,9 +1,12 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/sigchain"
 )
 
 // TestShareUnshare: sharing records the file, publishes a manifest named
@@ -161,5 +165,144 @@ func TestShareBadContact(t *testing.T) {
 	}
 	if fs, _ := alice.Files(); len(fs) != 1 {
 		t.Fatalf("%d files after a share", len(fs))
+	}
+}
+
+// blobFiles returns the files in c's blob store, each name with the
+// SHA-256 of its content.
+func blobFiles(t *testing.T, c *client.Client) map[string][32]byte {
+	t.Helper()
+	dir := filepath.Join(c.Profile().Dir, "blobs")
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	out := map[string][32]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = sha256.Sum256(b)
+	}
+	return out
+}
+
+// serve runs c's node on loopback until t ends, once it advertises its
+// addresses in the sigchain.
+func serve(t *testing.T, c *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(ctx, client.ServeOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+			Ready: func(_ []string, err error) { ready <- err }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("serve: publish addresses: %v", err)
+		}
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+}
+
+// TestBrowseHostilePointer: a contact's sigchain may name any blob as
+// its manifest, such as the user's own manifest or a file she shares;
+// browsing that contact neither deletes nor changes it.
+func TestBrowseHostilePointer(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("the plan"), 0o600)
+	res, err := alice.Share(ctx, handle(t, "bob"), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, _ := alice.Account()
+	own := *ak.Chain.SharedFiles
+	for _, tt := range []struct {
+		name string
+		ptr  sigchain.SharedFiles
+	}{
+		{"her manifest", own},
+		{"her shared file", sigchain.SharedFiles{Manifest: res.File.Blob.String(), Size: res.File.Size}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := blobFiles(t, alice)
+			if err := bob.PublishSharedFiles(ctx, tt.ptr); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{}); err == nil {
+				t.Fatal("browse of a manifest that is not bob's succeeded")
+			}
+			if after := blobFiles(t, alice); !maps.Equal(after, before) {
+				t.Fatalf("alice's blob store changed by browsing @bob: %d files before, %d after", len(before), len(after))
+			}
+		})
+	}
+}
+
+// TestBrowseInMemory: a browse reads the contact's manifest from their
+// node without storing it; a fetch that fails part-way (the node sends
+// bytes that do not verify after the first groups) leaves nothing in the
+// user's blob store.
+func TestBrowseInMemory(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	path := filepath.Join(t.TempDir(), "data.bin")
+	os.WriteFile(path, bytes.Repeat([]byte("0123456789abcdef"), 8<<10), 0o600) // 128 KiB
+	res, err := bob.Share(ctx, handle(t, "alice"), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, bob)
+	before := blobFiles(t, alice)
+
+	l, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Files) != 1 || l.Files[0].File.Blob != res.File.Blob {
+		t.Fatalf("browse @bob: %+v, want the one file bob shares", l)
+	}
+	if after := blobFiles(t, alice); !maps.Equal(after, before) {
+		t.Fatalf("browse stored something: %d files before, %d after", len(before), len(after))
+	}
+
+	// Bob names his shared file, which his node serves to alice, as his
+	// manifest, and its bytes change on disk past the first groups.
+	f, err := os.OpenFile(filepath.Join(bob.Profile().Dir, "blobs", res.File.Blob.String()), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte{0xff}, 3*blob.GroupSize+5)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.PublishSharedFiles(ctx, sigchain.SharedFiles{Manifest: res.File.Blob.String(), Size: res.File.Size}); err != nil {
+		t.Fatal(err)
+	}
+	var verified int64
+	_, err = alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{Progress: func(p client.FetchProgress) { verified = p.Done }})
+	if !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("browse of a corrupt manifest: %v, want ErrCorrupt", err)
+	}
+	if verified == 0 {
+		t.Fatal("the fetch failed before any group verified, not part-way")
+	}
+	if after := blobFiles(t, alice); !maps.Equal(after, before) {
+		t.Fatalf("a failed manifest fetch left files: %d before, %d after", len(before), len(after))
 	}
 }

@@ -24,7 +24,8 @@ type nodeState struct {
 // ServeOptions tune [Client.Serve].
 type ServeOptions struct {
 	// Listen overrides the node's listening multiaddrs (default: TCP and
-	// QUIC on every interface, on the port of the last run).
+	// QUIC on every interface, on the port of the last run). A
+	// relay-only node ([Config.RelayOnly]) listens on none.
 	Listen []string
 	// Log receives the node's log; discarded if nil.
 	Log *slog.Logger
@@ -95,8 +96,9 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 		return nil, withHint(errors.New("relay-only: the home server advertises no relay"), "drop --relay-only, or ask the operator to run kez-relay")
 	}
 	// A serving node on default addresses listens on the port of the last
-	// run, so that the addresses its sigchain advertises stay the same.
-	samePort := serving && listen == nil
+	// run, so that the addresses its sigchain advertises stay the same. A
+	// relay-only node listens on no port (and keeps the one saved).
+	samePort := serving && listen == nil && !c.cfg.RelayOnly
 	var st nodeState
 	if samePort {
 		if err := readJSON(c.p.path(nodeFile), &st); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -43,6 +43,7 @@ type Config struct {
 	// from the user's public key.
 	Key *kez.PrivateKey
 	// Listen are the multiaddrs to listen on; DefaultListen if empty.
+	// Ignored with RelayOnly.
 	Listen []string
 	// Relays are kez relays (multiaddrs ending in /p2p/<relay id>) the
 	// node may use.
@@ -60,9 +61,11 @@ type Config struct {
 	// PortMap asks the home router for a port mapping (UPnP / NAT-PMP).
 	PortMap bool
 	// RelayOnly keeps the user's IP address from peers: the node
-	// advertises only its relay circuit addresses, accepts no direct
-	// connection, dials peers only through relays, and does no hole
-	// punching. Peers then see the relay's address, not ours.
+	// listens on no socket of its own (Listen is ignored), advertises
+	// only its relay circuit addresses (in Addrs and to every peer it
+	// meets, through identify), accepts no direct connection, dials
+	// peers only through relays, and does no hole punching. Peers then
+	// see the relay's address, not ours.
 	RelayOnly bool
 	// MaxTransfers bounds the blob requests served at once (default 16).
 	MaxTransfers int
@@ -139,7 +142,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Listen) == 0 {
+	switch {
+	case cfg.RelayOnly:
+		cfg.Listen = nil
+	case len(cfg.Listen) == 0:
 		cfg.Listen = DefaultListen
 	}
 	if cfg.MaxTransfers <= 0 {
@@ -170,7 +176,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		relays[i], relayIDs[ai.ID] = *ai, true
 	}
 	if cfg.RelayOnly {
-		opts = append(opts, libp2p.ConnectionGater(relayOnly{relays: relayIDs}))
+		opts = append(opts, libp2p.ConnectionGater(relayOnly{relays: relayIDs}),
+			// libp2p's identify tells every peer connected to us, over a
+			// relayed connection too, the host's addresses (those of
+			// every interface it listens on, and what others observed of
+			// it), plain and in a signed peer record: a relay-only node
+			// has none to tell. It listens on no socket, so that there
+			// are none (dials to the relays need none), and its host's
+			// addresses are its circuits at most, should libp2p add
+			// others (such as observed addresses).
+			libp2p.NoListenAddrs,
+			libp2p.AddrsFactory(circuitsOnly))
 	} else {
 		opts = append(opts, libp2p.EnableHolePunching())
 		if cfg.PortMap {
@@ -283,6 +299,18 @@ func (n *Node) Addrs() []string {
 	}
 	out = append(out, loop...)
 	return out[:min(len(out), MaxAddrs)]
+}
+
+// circuitsOnly returns the relay circuit addresses of as, in a new
+// slice (libp2p may pass its own).
+func circuitsOnly(as []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range as {
+		if isCircuit(a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func isCircuit(a ma.Multiaddr) bool {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 
@@ -372,35 +374,32 @@ func TestOffline(t *testing.T) {
 	}
 }
 
-// TestRelayOnly: a relay-only node advertises only its circuit, refuses
-// direct connections, and still serves and fetches through the relay.
+// TestRelayOnly: a relay-only node listens on no socket of its own, even
+// when told to, advertises only its circuit, and still serves and
+// fetches through the relay, never dialling a peer directly.
 func TestRelayOnly(t *testing.T) {
 	relayAddr := startRelay(t)
-	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
-	as, bs, cs := newStore(t), newStore(t), newStore(t)
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as, bs := newStore(t), newStore(t)
 	var sh sharer
-	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true, RelayOnly: true})
+	an := newNode(t, p2p.Config{Key: alice, Listen: []string{"/ip4/0.0.0.0/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		Store: as, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true, RelayOnly: true})
 	bn := newNode(t, p2p.Config{Key: bob, Store: bs, Relays: []string{relayAddr}, RelayOnly: true})
-	cn := newNode(t, p2p.Config{Key: carol, Store: cs})
 	addrs := an.Addrs()
 	if len(addrs) != 1 || !strings.HasSuffix(addrs[0], "/p2p-circuit") {
 		t.Fatalf("relay-only addresses %v, want the circuit only", addrs)
 	}
-	h, data := importRandom(t, as, 1<<20, 6)
-	sh.share(h, bob.Public())
-	sh.share(h, carol.Public())
-	var direct []string
 	for _, a := range an.Host().Network().ListenAddresses() {
 		if !strings.Contains(a.String(), "p2p-circuit") {
-			direct = append(direct, a.String())
+			t.Fatalf("relay-only node listens on %s", a)
 		}
 	}
-	if err := fetch(t, cn, cs, alice.Public(), direct, h, int64(len(data))); !errors.Is(err, p2p.ErrUnreachable) {
-		t.Fatalf("direct fetch from a relay-only node: %v, want ErrUnreachable", err)
-	}
-	// bob, relay-only too, does not dial alice's direct addresses even
-	// when given them.
-	if err := fetch(t, bn, bs, alice.Public(), append(direct, addrs...), h, int64(len(data))); err != nil {
+	h, data := importRandom(t, as, 1<<20, 6)
+	sh.share(h, bob.Public())
+	// bob, relay-only too, does not dial a direct address of alice's
+	// even when given one (this one would answer: it is the relay's).
+	direct, _, _ := strings.Cut(relayAddr, "/p2p/")
+	if err := fetch(t, bn, bs, alice.Public(), append([]string{direct}, addrs...), h, int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 	if r := bn.Route(alice.Public()); r != "relayed" {
@@ -408,6 +407,73 @@ func TestRelayOnly(t *testing.T) {
 	}
 	if !bytes.Equal(readBlob(t, bs, h), data) {
 		t.Fatal("blob differs")
+	}
+}
+
+// TestRelayOnlyIdentify: a peer connected to a relay-only node, whether
+// it fetches from the node or the node from it, learns no address of it
+// but its circuits: not from identify's listen addresses, not from its
+// signed peer record.
+func TestRelayOnlyIdentify(t *testing.T) {
+	relayAddr := startRelay(t)
+	alice, bob, carol := keztest.NewKey(t), keztest.NewKey(t), keztest.NewKey(t)
+	as, bs, cs := newStore(t), newStore(t), newStore(t)
+	var sh sharer
+	// Alice listens where kez-chat does by default, were she not
+	// relay-only.
+	an := newNode(t, p2p.Config{Key: alice, Listen: p2p.DefaultListen, Store: as, Allow: sh.allow,
+		Relays: []string{relayAddr}, Reserve: true, RelayOnly: true})
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs})
+	cn := newNode(t, p2p.Config{Key: carol, Store: cs, Allow: sh.allow, Relays: []string{relayAddr}, Reserve: true})
+	ah, _ := importRandom(t, as, 1<<16, 9)
+	sh.share(ah, bob.Public())
+	ch, _ := importRandom(t, cs, 1<<16, 10)
+	sh.share(ch, alice.Public())
+
+	if err := fetch(t, bn, bs, alice.Public(), an.Addrs(), ah, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	if err := fetch(t, an, as, carol.Public(), cn.Addrs(), ch, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.Decode(an.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		n    *p2p.Node
+	}{{"fetching from her", bn}, {"fetched from", cn}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.n.Host()
+			ids := h.(interface{ IDService() identify.IDService }).IDService()
+			conns := h.Network().ConnsToPeer(id)
+			if len(conns) == 0 {
+				t.Fatal("not connected to alice")
+			}
+			for _, c := range conns {
+				select {
+				case <-ids.IdentifyWait(c):
+				case <-time.After(30 * time.Second):
+					t.Fatal("identify of alice did not finish")
+				}
+			}
+			addrs := h.Peerstore().Addrs(id)
+			if cab, ok := peerstore.GetCertifiedAddrBook(h.Peerstore()); ok {
+				if env := cab.GetPeerRecord(id); env != nil {
+					rec, err := env.Record()
+					if err != nil {
+						t.Fatal(err)
+					}
+					addrs = append(addrs, rec.(*peer.PeerRecord).Addrs...)
+				}
+			}
+			for _, a := range addrs {
+				if !strings.Contains(a.String(), "/p2p-circuit") {
+					t.Errorf("a peer of relay-only alice learned her address %s", a)
+				}
+			}
+		})
 	}
 }
 
