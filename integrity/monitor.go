@@ -268,8 +268,11 @@ func (m *Monitor) Resolve(stream, problem string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.streams[stream]
+	if !ok {
+		return
+	}
 	i := slices.Index(w.reported, problem) // Report keeps each problem once
-	if !ok || i < 0 {
+	if i < 0 {
 		return
 	}
 	w.reported = slices.Delete(w.reported, i, i+1)

@@ -217,6 +217,7 @@ func TestMonitorReportsAndVerifiers(t *testing.T) {
 	m.Scope("LOG").Report("KV", "a record changed")
 	m.Scope("LOG").Resolve("KV", "a record gone")
 	m.Scope("LOG").Resolve("KV", "never reported")
+	m.Scope("LOG").Resolve("NOT_WATCHED", "a record gone") // nothing to withdraw, no panic
 	if err := m.Err(); err == nil || strings.Contains(err.Error(), "a record gone") || !strings.Contains(err.Error(), "a record changed") {
 		t.Fatalf("Err after one of KV's problems was resolved = %v", err)
 	}
