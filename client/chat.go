@@ -190,11 +190,12 @@ func (c *Client) History(h kez.Handle) ([]Entry, error) {
 }
 
 // Event is what [Client.Listen] reports for one inbox message: an
-// accepted message (Entry, stored before the ack) or a dropped one
-// (Dropped, acked and not stored).
+// accepted message (Entry, stored before the ack), a dropped one
+// (Dropped, acked and not stored) or a held one (Held, left unread).
 type Event struct {
 	Entry   *Entry
 	Dropped *Dropped
+	Held    *Held
 }
 
 // Dropped is an inbox message that failed a check. It was acked, so it
@@ -202,6 +203,21 @@ type Event struct {
 type Dropped struct {
 	Seq    uint64 `json:"seq"`            // stream sequence
 	From   string `json:"from,omitempty"` // the sender it claims, if it parsed
+	Reason string `json:"reason"`
+}
+
+// Held is an inbox message whose sender could not be identified: the
+// home server named no handle for its key, answered a record that does
+// not check out, or did not answer. The door took it from a registered
+// key, and handles are never deleted, so this is a server that lags
+// (a replica whose projection is behind) or fails, or an answer not to
+// be believed, never a verdict on the message: it is left unread and
+// unshown with every later message of its sender, and read again later
+// (while following, with backoff; with Once, at the next listen). Other
+// senders' messages go on. A sender is reported once per reason.
+type Held struct {
+	Seq    uint64 `json:"seq"`  // stream sequence
+	From   string `json:"from"` // the sender's key
 	Reason string `json:"reason"`
 }
 
@@ -223,9 +239,11 @@ type ListenOptions struct {
 // then pinned (WarnNewContact); one from a contact's new key is shown
 // with WarnKeyChanged and the change recorded, so sends stay refused
 // until [Client.Trust]. Anything failing a check is acked and reported as
-// Dropped. Only one Listen runs per profile ([ErrListening]). A failure
-// to store or to reach the home server stops Listen without acking the
-// message, which the broker delivers again later.
+// Dropped. A message whose sender cannot be identified is never acked:
+// it is reported as Held and read again later, and the other senders'
+// messages go on. Only one Listen runs per profile ([ErrListening]). A
+// failure to store or to reach the broker stops Listen without acking
+// the message, which is read again later.
 func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event)) error {
 	a, key, err := c.account()
 	if err != nil {
@@ -248,7 +266,7 @@ func (c *Client) Listen(ctx context.Context, opts ListenOptions, fn func(Event))
 	if err != nil {
 		return err
 	}
-	r := &receiver{c: c, a: a, key: key, seen: seen, taken: map[string]bool{}, fn: fn}
+	r := &receiver{c: c, a: a, key: key, seen: seen, taken: map[string]bool{}, told: map[kez.PublicKey]string{}, fn: fn}
 	in := Inbox{NC: nc, Me: a.Primary, Commit: r.commit}
 	accepted := 0
 	handle := func(m InboxMsg) error {
@@ -354,7 +372,8 @@ type receiver struct {
 	// pinned since (nil: to read again): a page of the backlog reads the
 	// file once, not per message.
 	contacts []Contact
-	failed   error // a commit that failed: every later one fails so
+	failed   error                    // a commit that failed: every later one fails so
+	told     map[kez.PublicKey]string // the held senders reported, with the reason
 }
 
 // commit stores the entries taken since the last commit in the history
@@ -444,15 +463,14 @@ func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 		return drop(from, "addressed to another key ("+env.To.String()+")")
 	}
 	ct, warning, err := r.sender(ctx, env.From)
+	var le *lookupError
+	if errors.As(err, &le) && ctx.Err() == nil {
+		return r.hold(m, from, le.err)
+	}
 	if err != nil {
-		if errors.Is(err, kez.ErrNotFound) {
-			return drop(from, "the sender's key has no handle on the home server")
-		}
-		if errors.Is(err, ErrBadRecord) {
-			return drop(from, err.Error())
-		}
 		return false, fmt.Errorf("identify the sender of message %d: %w", seq, err)
 	}
+	delete(r.told, m.Sender)
 	// A pinned contact's message opens with the pinned key (the same as
 	// From, which sender matched); any other key is the one the home
 	// server names for the handle, and what it signs is quarantined.
@@ -482,12 +500,37 @@ func (r *receiver) handle(ctx context.Context, m InboxMsg) (bool, error) {
 	return true, nil
 }
 
+// hold leaves m, and every later message of its sender, unread (see
+// [Held]): asking the home server for its sender failed with err. Whether
+// the server lags, fails or answers what cannot be believed, the message
+// is not to blame: dropping it would lose a message the door accepted
+// from a registered key.
+func (r *receiver) hold(m InboxMsg, from string, err error) (bool, error) {
+	why := "the home server did not identify the sender: " + err.Error()
+	if errors.Is(err, kez.ErrNotFound) {
+		why = "the home server names no handle for the sender's key yet (a replica that lags?)"
+	}
+	if r.told[m.Sender] != why {
+		r.told[m.Sender] = why
+		r.events = append(r.events, Event{Held: &Held{Seq: m.Seq, From: from, Reason: why}})
+	}
+	return false, fmt.Errorf("message %d: %w: %w", m.Seq, ErrHoldSender, err)
+}
+
+// lookupError is a failure of the home server (or the sender's sig-server)
+// to identify a sender: the sender's messages are held, not dropped.
+type lookupError struct{ err error }
+
+func (e *lookupError) Error() string { return e.err.Error() }
+func (e *lookupError) Unwrap() error { return e.err }
+
 // sender returns the contact that key belongs to, and the warning the
 // message must carry: a pinned contact's key has none; otherwise the home
 // server names the key's handle, which is a contact whose key changed
 // (the message is quarantined) or a new contact, pinned once the message
 // opens the way [Client.Add] pins one: the handle resolves back to the
-// key and its sigchain verifies.
+// key and its sigchain verifies. A failure of the servers to answer
+// that, or an answer that does not check out, is a *lookupError.
 func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, string, error) {
 	if r.contacts == nil {
 		cs, err := r.c.p.Contacts()
@@ -508,10 +551,10 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 	}
 	rec, err := home.Key(ctx, key)
 	if err != nil {
-		return Contact{}, "", err
+		return Contact{}, "", &lookupError{err}
 	}
 	if !rec.Primary.Equal(key) {
-		return Contact{}, "", fmt.Errorf("%w: asked for the handle of %s, the server named %s's", ErrBadRecord, key, rec.Primary)
+		return Contact{}, "", &lookupError{fmt.Errorf("%w: asked for the handle of %s, the server named %s's", ErrBadRecord, key, rec.Primary)}
 	}
 	for _, ct := range cs {
 		if ct.Handle == rec.Handle {
@@ -526,13 +569,13 @@ func (r *receiver) sender(ctx context.Context, key kez.PublicKey) (Contact, stri
 	case errors.Is(err, kez.ErrBadSignature), errors.Is(err, kez.ErrInvalidRequest),
 		errors.Is(err, sigchain.ErrWrongSeqno), errors.Is(err, sigchain.ErrWrongPrev):
 		// The chain the server shows for the handle does not verify.
-		return Contact{}, "", fmt.Errorf("%w: %w", ErrBadRecord, err)
+		return Contact{}, "", &lookupError{fmt.Errorf("%w: %w", ErrBadRecord, err)}
 	case err != nil:
-		return Contact{}, "", err
+		return Contact{}, "", &lookupError{err}
 	}
 	rec = back
 	if !rec.Primary.Equal(key) {
-		return Contact{}, "", fmt.Errorf("%w: %s is @%s's key by its key, %s by its handle", ErrBadRecord, key, rec.Handle, rec.Primary)
+		return Contact{}, "", &lookupError{fmt.Errorf("%w: %s is @%s's key by its key, %s by its handle", ErrBadRecord, key, rec.Handle, rec.Primary)}
 	}
 	return Contact{Handle: rec.Handle, Key: rec.Primary, Server: home.BaseURL, NATSURL: rec.NATSURL,
 		AddedAt: r.c.cfg.Now().Unix(), Chain: st}, WarnNewContact, nil

@@ -56,6 +56,12 @@ var (
 	// ErrStore: Listen could not store received messages in the profile
 	// (the disk); they stay unacked in the inbox, and Listen stops.
 	ErrStore = errors.New("cannot store received messages")
+	// ErrHoldSender, returned (wrapped or not) by the function that
+	// [Inbox.Drain] or [Inbox.Follow] passes messages to, leaves the
+	// message unread with every later message of its sender (an ack
+	// removes a sender's messages up to one) and goes on with the other
+	// senders'. Follow reads the held messages again later, with backoff.
+	ErrHoldSender = errors.New("sender's messages held")
 )
 
 // HintError is an error with advice for the user: the CLI prints the error,

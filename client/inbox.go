@@ -194,8 +194,10 @@ func (in Inbox) Unread(ctx context.Context) (uint64, error) {
 // Drain passes every unread message to fn in stream order, page by page,
 // until the inbox is read to its end (as the answering replica knows it),
 // and acks what fn took: after each page, one ack per sender up to its
-// last message. A message for which fn fails, and every later one, stays
-// unread.
+// last message taken. A message for which fn fails, and every later one,
+// stays unread; one for which fn returns [ErrHoldSender] stays unread with
+// every later message of its sender, which fn is not asked about again,
+// and Drain goes on with the other senders' messages.
 //
 // The round trips overlap: the next page is read while fn takes this one,
 // and a page's acks are on their way while fn takes the next page (an ack
@@ -224,6 +226,7 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 		acked = nil
 		return err
 	}
+	held := map[kez.PublicKey]bool{} // senders fn held
 	next := readAfter(0)
 	for {
 		p := <-next
@@ -236,13 +239,23 @@ func (in Inbox) Drain(ctx context.Context, fn func(InboxMsg) error) error {
 		}
 		last := map[kez.PublicKey]InboxMsg{}
 		var err error
+		heldHere := false
 		for _, m := range p.ms {
-			if err = fn(m); err != nil {
+			if held[m.Sender] {
+				continue // not a message of this sender is acked past the held one
+			}
+			if err = fn(m); errors.Is(err, ErrHoldSender) {
+				held[m.Sender], heldHere, err = true, true, nil
+				continue
+			}
+			if err != nil {
 				break
 			}
 			last[m.Sender] = m
 		}
-		if len(last) > 0 && in.Commit != nil {
+		// A page of held messages only is committed too: fn may have
+		// kept something to report.
+		if (len(last) > 0 || heldHere) && in.Commit != nil {
 			if cerr := in.Commit(); cerr != nil {
 				if !errors.Is(err, cerr) { // fn's own, from a commit of its own
 					err = errors.Join(err, cerr)
@@ -288,8 +301,11 @@ const resyncEvery = 2 * time.Minute
 // and a sequence is no proof of a message taken, since the inbox
 // stream's sequences start again when it is made again (lost, or
 // restored from a backup): skipping by sequence acked such new
-// messages unread. It reads
-// the backlog at start, after every reconnect and whenever the live feed
+// messages unread. A sender fn holds ([ErrHoldSender]) is tried again
+// at the next backlog read, which comes within holdFirst, a wait
+// doubled up to holdMax while a sender stays held; meanwhile its
+// messages stay unread and the other senders' go on. It reads the
+// backlog at start, after every reconnect and whenever the live feed
 // shows a gap, and otherwise takes messages as the stream republishes
 // them to the own kez.live.<hex>.* subjects.
 //
@@ -314,8 +330,15 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 
 	done := map[kez.PublicKey]uint64{}   // last sequence handled, per sender
 	wanted := map[kez.PublicKey]uint64{} // announced live, not yet read
+	held := map[kez.PublicKey]bool{}     // held by fn until the next backlog read
 	handle := func(m InboxMsg) error {
 		if err := fn(m); err != nil {
+			if errors.Is(err, ErrHoldSender) {
+				// Its messages, live ones too, wait for the backlog
+				// read that tries the sender again.
+				held[m.Sender] = true
+				delete(wanted, m.Sender)
+			}
 			return err
 		}
 		done[m.Sender] = m.Seq
@@ -330,8 +353,16 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 	defer stopAcks()
 	retry := time.NewTimer(0) // the first backlog read
 	defer retry.Stop()
-	backoff := 50 * time.Millisecond
+	due := time.Now()                // when retry fires; zero once it has
+	after := func(d time.Duration) { // read the backlog within d
+		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
+			retry.Reset(d)
+			due = at
+		}
+	}
+	backoff, holdWait := 50*time.Millisecond, holdFirst
 	resync := func() error {
+		clear(held) // every held sender is tried again
 		if err := in.Drain(ctx, handle); err != nil {
 			return err
 		}
@@ -341,7 +372,12 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 		} else {
 			backoff = 50 * time.Millisecond
 		}
-		retry.Reset(next)
+		if len(held) > 0 {
+			next, holdWait = min(next, holdWait), min(2*holdWait, holdMax)
+		} else {
+			holdWait = holdFirst
+		}
+		after(next)
 		return nil
 	}
 	for {
@@ -352,10 +388,11 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			if s == nats.CLOSED {
 				return fmt.Errorf("follow the inbox: %w", nats.ErrConnectionClosed)
 			}
-			retry.Reset(0)
+			after(0)
 		case <-slow:
-			retry.Reset(0)
+			after(0)
 		case <-retry.C:
+			due = time.Time{}
 			if err := resync(); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -363,33 +400,49 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 				if !transient(err) {
 					return err
 				}
-				retry.Reset(time.Second) // the door, the broker or its store is away
+				after(time.Second) // the door, the broker or its store is away
 			}
 		case m := <-live:
 			im, last, ok := in.liveMsg(m)
-			if !ok {
+			if !ok || held[im.Sender] {
 				continue
 			}
 			if last > done[im.Sender] {
 				wanted[im.Sender] = max(wanted[im.Sender], im.Seq)
-				retry.Reset(0)
+				after(0)
 				continue
 			}
-			if err := handle(im); err != nil {
+			err := handle(im)
+			hold := errors.Is(err, ErrHoldSender)
+			if err != nil && !hold {
 				return err
 			}
-			if in.Commit != nil {
+			if in.Commit != nil { // what fn took, or what it has to say of a hold
 				if err := in.Commit(); err != nil {
 					return err
 				}
 			}
+			if hold {
+				after(holdWait)
+				continue
+			}
 			acks.add(im)
 		case <-acks.failed:
 			// Still unread: read (and taken as a repeat) again later.
-			retry.Reset(time.Second)
+			after(time.Second)
 		}
 	}
 }
+
+// holdFirst and holdMax bound the wait of a follower before it tries a
+// held sender again (see ErrHoldSender): the wait doubles while the
+// sender stays held. A home server replica whose projection lags catches
+// up within seconds; a sender that stays unknown costs one look-up a
+// minute.
+const (
+	holdFirst = time.Second
+	holdMax   = time.Minute
+)
 
 // ackFlush bounds the acks a follower still sends when it stops.
 const ackFlush = 2 * time.Second

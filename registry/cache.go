@@ -41,19 +41,33 @@ func (c *Cache) putFree(rec kez.HandleRecord) bool {
 	local := rec.Handle.Local()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if held, ok := c.byName[local]; ok && (held.Handle != rec.Handle || !held.Primary.Equal(rec.Primary)) {
-		return false
-	}
-	if held, ok := c.byKey[rec.Primary]; ok && held != local {
-		return false
-	}
-	if held, ok := c.bySkel[rec.Handle.Skeleton()]; ok && held != local {
+	if c.holdsOtherLocked(rec) {
 		return false
 	}
 	c.byName[local] = rec
 	c.byKey[rec.Primary] = local
 	c.bySkel[rec.Handle.Skeleton()] = local
 	return true
+}
+
+// holdsOther reports whether the cache holds rec's handle, key or
+// skeleton for another registration.
+func (c *Cache) holdsOther(rec kez.HandleRecord) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.holdsOtherLocked(rec)
+}
+
+func (c *Cache) holdsOtherLocked(rec kez.HandleRecord) bool {
+	local := rec.Handle.Local()
+	if held, ok := c.byName[local]; ok && (held.Handle != rec.Handle || !held.Primary.Equal(rec.Primary)) {
+		return true
+	}
+	if held, ok := c.byKey[rec.Primary]; ok && held != local {
+		return true
+	}
+	held, ok := c.bySkel[rec.Handle.Skeleton()]
+	return ok && held != local
 }
 
 func (c *Cache) setReady() {

@@ -276,8 +276,11 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 const projectWait = 2 * time.Second
 
 // Lookup returns the record of h, served from the cache, or from the
-// projection when the cache has not seen it yet. It returns kez.ErrNotFound
-// for unknown handles and handles of other domains.
+// projection when the cache has not seen it yet, or else from the log's
+// claim (see logRecord). It returns kez.ErrNotFound for handles the log
+// holds no claim on and handles of other domains; kez.ErrUnavailable when
+// the log cannot be read, and kez.ErrLogDamaged when its claim
+// contradicts itself or this replica's cache.
 func (s *Service) Lookup(ctx context.Context, h kez.Handle) (kez.HandleRecord, error) {
 	if h.Domain() != s.cfg.Domain {
 		return kez.HandleRecord{}, kez.ErrNotFound
@@ -285,15 +288,79 @@ func (s *Service) Lookup(ctx context.Context, h kez.Handle) (kez.HandleRecord, e
 	if rec, ok := s.cache.Lookup(h.Local()); ok {
 		return rec, nil
 	}
-	return s.proj.Get(ctx, h.Local())
+	rec, err := s.proj.Get(ctx, h.Local())
+	if !errors.Is(err, kez.ErrNotFound) {
+		return rec, err
+	}
+	return s.logRecord(ctx, h)
 }
 
-// LookupKey returns the record of the handle bound to key, or kez.ErrNotFound.
+// LookupKey returns the record of the handle bound to key, from the
+// cache, the projection or else the log's claim (see logRecord); errors
+// are Lookup's.
 func (s *Service) LookupKey(ctx context.Context, key kez.PublicKey) (kez.HandleRecord, error) {
 	if rec, ok := s.cache.LookupKey(key); ok {
 		return rec, nil
 	}
-	return s.proj.GetByKey(ctx, key)
+	rec, err := s.proj.GetByKey(ctx, key)
+	if !errors.Is(err, kez.ErrNotFound) {
+		return rec, err
+	}
+	h, err := s.log.KeyHandle(ctx, key)
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	// The key, the skeleton and the handle are claimed in one atomic
+	// batch: the handle the key's claim names is registered, to key.
+	rec, err = s.Lookup(ctx, h)
+	switch {
+	case errors.Is(err, kez.ErrNotFound):
+		err = damaged("the log's claim on key %s names handle %s, which has no registration", key, h)
+	case err == nil && !rec.Primary.Equal(key):
+		err = damaged("the log's claim on key %s names handle %s, registered to %s (sequence %d)", key, h, rec.Primary, rec.Seq)
+	}
+	if err != nil {
+		s.report(err)
+		return kez.HandleRecord{}, err
+	}
+	return rec, nil
+}
+
+// logRecord returns the registration of h as the log's leader holds it,
+// for a look-up that this replica's cache and projection miss. They lag
+// the log (a projector restarting, a bucket read from a follower), while
+// the callout and the door admit whoever the log holds: "not found" here
+// would deny a registered user to those it writes to (a client drops a
+// message from a key with no handle). The log's event is the truth the
+// projection is made of, and it carries the registration signature
+// clients check, so it is answered as it is, not with a 503 that makes
+// every caller wait for this replica's projector. It is not cached: the
+// projector caches records in log order, with their sequence; this one
+// has Seq 0.
+//
+// It returns kez.ErrNotFound if the log holds no claim on h, and an error
+// wrapping kez.ErrLogDamaged (reported) for a claim that is not a valid
+// registration of h, or whose key or look-alike this replica's cache holds
+// for another handle: a replica never serves two holders of one claim.
+func (s *Service) logRecord(ctx context.Context, h kez.Handle) (kez.HandleRecord, error) {
+	ev, err := s.log.HandleEvent(ctx, h.Local())
+	if err != nil {
+		return kez.HandleRecord{}, err
+	}
+	rec := ev.Record(0)
+	switch verr := ev.Validate(); {
+	case verr != nil:
+		err = damaged("the log's claim on handle %s is not a valid registration: %v", h, verr)
+	case ev.Handle != h:
+		err = damaged("the log's claim on handle %s is a registration of %s", h, ev.Handle)
+	case s.cache.holdsOther(rec):
+		err = damaged("the log's claim on handle %s is by %s, whose key or look-alike this replica's projection holds for another handle", h, ev.Primary)
+	}
+	if err != nil {
+		s.report(err)
+		return kez.HandleRecord{}, err
+	}
+	return rec, nil
 }
 
 // Health describes how current this replica's projection is.

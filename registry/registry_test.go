@@ -258,7 +258,8 @@ func TestRegisterLogErrors(t *testing.T) {
 }
 
 // TestLookup: a handle of the domain not yet in the cache is read from
-// the projection; another domain's is not found without asking.
+// the projection, and one the projection misses from the log; another
+// domain's is not found without asking.
 func TestLookup(t *testing.T) {
 	k, _ := kez.GenerateKey(nil)
 	alice, _ := kez.ParseHandle("alice@"+domain, "")
@@ -278,7 +279,12 @@ func TestLookup(t *testing.T) {
 			return kez.HandleRecord{}, kez.ErrNotFound
 		},
 	}
-	s := newService(t, &mock.Log{}, proj, &mock.Limiter{})
+	var asked []string
+	log := &mock.Log{HandleEventFn: func(_ context.Context, local string) (kez.RegistryEvent, error) {
+		asked = append(asked, local)
+		return kez.RegistryEvent{}, kez.ErrNotFound
+	}}
+	s := newService(t, log, proj, &mock.Limiter{})
 	ctx := context.Background()
 	if rec, err := s.Lookup(ctx, alice); err != nil || rec.Seq != 3 {
 		t.Errorf("Lookup(alice) = %+v, %v", rec, err)
@@ -294,7 +300,99 @@ func TestLookup(t *testing.T) {
 	if len(gets) != 2 || gets[0] != "alice" || gets[1] != "bob" {
 		t.Errorf("projection asked for %q, want alice and bob only", gets)
 	}
+	if len(asked) != 1 || asked[0] != "bob" {
+		t.Errorf("log asked for %q, want bob only (the projection's miss)", asked)
+	}
 	if rec, err := s.LookupKey(ctx, k.Public()); err != nil || rec.Handle != alice {
 		t.Errorf("LookupKey = %+v, %v", rec, err)
+	}
+}
+
+// TestLookupAsksTheLog: a replica whose cache and projection lag the log
+// (its projector restarting, its bucket read from a follower) answers a
+// handle or key the log holds from the log's claim, read from the log's
+// leader as the callout reads it, not "not found": a client takes a
+// sender's key with no handle for a forgery. What the log does not hold
+// is not found; a log that cannot be read is unavailable, never "not
+// found"; a claim that contradicts itself or the cache is damage.
+func TestLookupAsksTheLog(t *testing.T) {
+	req, k := request(t, "carol", now)
+	carol, _ := kez.ParseHandle(req.Handle, domain)
+	ev := kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: carol, Primary: k.Public(), RegisteredAt: req.Timestamp, RegistrationSig: req.RegistrationSig}
+	other, _ := kez.GenerateKey(nil)
+	forged := ev
+	forged.Primary = other.Public() // carol's signature does not cover another key
+	tests := []struct {
+		name     string
+		key      kez.Handle // the handle the key's claim names
+		keyErr   error
+		event    kez.RegistryEvent
+		eventErr error
+		want     error // of both look-ups; nil: carol's record
+		wantKey  error // of LookupKey, if not want
+		reported bool
+	}{
+		{name: "held", key: carol, event: ev},
+		{name: "not held", keyErr: kez.ErrNotFound, eventErr: kez.ErrNotFound, want: kez.ErrNotFound},
+		{name: "log unreachable", keyErr: kez.ErrUnavailable, eventErr: kez.ErrUnavailable, want: kez.ErrUnavailable},
+		{name: "key's handle not registered", key: carol, eventErr: kez.ErrNotFound, want: kez.ErrNotFound, wantKey: kez.ErrLogDamaged, reported: true},
+		{name: "event does not verify", key: carol, event: forged, want: kez.ErrLogDamaged, reported: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &mock.Log{
+				KeyHandleFn: func(_ context.Context, key kez.PublicKey) (kez.Handle, error) {
+					if !key.Equal(k.Public()) {
+						t.Errorf("KeyHandle(%s), want carol's key", key)
+					}
+					return tt.key, tt.keyErr
+				},
+				HandleEventFn: func(_ context.Context, local string) (kez.RegistryEvent, error) {
+					if local != "carol" {
+						t.Errorf("HandleEvent(%q), want carol", local)
+					}
+					return tt.event, tt.eventErr
+				},
+			}
+			proj := &mock.Projection{
+				GetByKeyFn: func(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
+					return kez.HandleRecord{}, kez.ErrNotFound
+				},
+				GetFn: func(context.Context, string) (kez.HandleRecord, error) { return kez.HandleRecord{}, kez.ErrNotFound },
+			}
+			rep := &reports{}
+			s, err := registry.New(registry.Config{Domain: domain, Now: func() time.Time { return now }, Integrity: rep},
+				log, proj, &mock.Limiter{}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			wantKey := tt.wantKey
+			if wantKey == nil {
+				wantKey = tt.want
+			}
+			for _, c := range []struct {
+				what string
+				want error
+				look func() (kez.HandleRecord, error)
+			}{
+				{"Lookup", tt.want, func() (kez.HandleRecord, error) { return s.Lookup(ctx, carol) }},
+				{"LookupKey", wantKey, func() (kez.HandleRecord, error) { return s.LookupKey(ctx, k.Public()) }},
+			} {
+				rec, err := c.look()
+				switch {
+				case c.want != nil && !errors.Is(err, c.want):
+					t.Errorf("%s = %+v, %v; want %v", c.what, rec, err, c.want)
+				case c.want == nil && (err != nil || rec.Handle != carol || !rec.Primary.Equal(k.Public()) || rec.RegisteredAt != req.Timestamp):
+					t.Errorf("%s = %+v, %v; want carol's registration from the log", c.what, rec, err)
+				}
+			}
+			if got := rep.got(); (got != "") != tt.reported {
+				t.Errorf("reported %q; want a report: %v", got, tt.reported)
+			}
+			if _, ok := s.Cache().Lookup("carol"); ok {
+				t.Error("the log's record was cached: the projector caches in log order")
+			}
+		})
 	}
 }

@@ -299,6 +299,16 @@ func serveFiles(ctx context.Context, a *app, cl *client.Client, listen []string)
 }
 
 func printEvent(a *app, cl *client.Client, ev client.Event) {
+	if h := ev.Held; h != nil {
+		if a.g.JSON {
+			writeLine(a.out, struct {
+				Event string `json:"event"`
+				*client.Held
+			}{"held", h})
+		}
+		a.errf("kez-chat: warning: message %d from %s left unread: %s\nhint: it and the sender's later messages are read again later; the other senders' messages go on\n", h.Seq, h.From, h.Reason)
+		return
+	}
 	if d := ev.Dropped; d != nil {
 		if a.g.JSON {
 			writeLine(a.out, struct {

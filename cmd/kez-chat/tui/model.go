@@ -426,6 +426,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 // event shows one inbox event, and returns the receipt to send for it.
 func (m *Model) event(ev client.Event) tea.Cmd {
+	if h := ev.Held; h != nil {
+		m.setStatus(display.Line(fmt.Sprintf("message %d from %s left unread, read again later: %s", h.Seq, h.From, h.Reason)), true)
+		return nil
+	}
 	if d := ev.Dropped; d != nil {
 		from := d.From
 		if from == "" {

@@ -190,6 +190,20 @@ func TestInert(t *testing.T) {
 	}
 }
 
+// TestHeldShown: a message held unread (its sender not identified) is
+// told in the status line, with the reason as inert text (it quotes the
+// home server).
+func TestHeldShown(t *testing.T) {
+	m := newModel(t, world(), tui.Options{Open: handle("bob")})
+	tm := run(t, m)
+	tm.Send(tui.EventMsg{Held: &client.Held{Seq: 8, From: "ed25519:ab", Reason: "lags\x1b]0;title\x07"}})
+	waitScreen(t, tm, m, "message 8 from ed25519:ab left unread")
+	v := final(t, tm).View()
+	if strings.Contains(v, "\x1b]0") || !strings.Contains(v, `lags\u001b]0;`) {
+		t.Errorf("the screen shows the reason as %q", v)
+	}
+}
+
 // keyChanged runs the chat of a profile whose contact bob changed his
 // key to nk and sent a message with it, and tries to send to bob.
 func keyChanged(t *testing.T) (*fake, kez.PublicKey, *tui.Model, *teatest.TestModel) {
