@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -295,13 +296,13 @@ const resyncEvery = 2 * time.Minute
 // Follow passes every message of the inbox to fn, in order per sender,
 // and acks each one fn took (live ones in the background, per sender up
 // to the last one taken; see acker), until ctx ends (nil) or fn fails
-// (that message stays unread). fn may be passed a message again, and
-// must take it once by its id (Listen does, by the envelope's dedup
-// key): a backlog read returns what fn took until its ack is through,
-// and a sequence is no proof of a message taken, since the inbox
+// (that message stays unread). A backlog read returns what fn took
+// until its ack is through: Follow knows the last takenRemembered
+// messages fn took by their content and passes them once, but fn must
+// still take a message once by its id (Listen does, by the envelope's
+// dedup key). A sequence is no proof of a message taken: the inbox
 // stream's sequences start again when it is made again (lost, or
-// restored from a backup): skipping by sequence acked such new
-// messages unread. A sender fn holds ([ErrHoldSender]) is tried again
+// restored from a backup). A sender fn holds ([ErrHoldSender]) is tried again
 // at the next backlog read, which comes within holdFirst, a wait
 // doubled up to holdMax while a sender stays held; meanwhile its
 // messages stay unread and the other senders' go on. It reads the
@@ -328,18 +329,26 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 	status := in.NC.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	defer in.NC.RemoveStatusListener(status)
 
-	done := map[kez.PublicKey]uint64{}   // last sequence handled, per sender
+	done := map[kez.PublicKey]uint64{}   // the sequence of the message last handled, per sender
 	wanted := map[kez.PublicKey]uint64{} // announced live, not yet read
 	held := map[kez.PublicKey]bool{}     // held by fn until the next backlog read
+	taken := newTakenSet(takenRemembered)
 	handle := func(m InboxMsg) error {
+		sum := taken.sum(m.Data)
+		if m.Seq <= done[m.Sender] && taken.has(sum) {
+			return nil // taken already: a backlog read before its ack was through
+		}
 		if err := fn(m); err != nil {
 			if errors.Is(err, ErrHoldSender) {
 				// Its messages, live ones too, wait for the backlog
 				// read that tries the sender again.
 				held[m.Sender] = true
-				delete(wanted, m.Sender)
 			}
 			return err
+		}
+		taken.add(sum)
+		if m.Seq < done[m.Sender] { // sequences began again: the stream was made again
+			delete(wanted, m.Sender)
 		}
 		done[m.Sender] = m.Seq
 		if wanted[m.Sender] <= m.Seq {
@@ -367,7 +376,11 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			return err
 		}
 		next := resyncEvery + rand.N(resyncEvery/4)
-		if len(wanted) > 0 { // a lagging replica answered
+		lagging := false // a lagging replica answered
+		for sender := range wanted {
+			lagging = lagging || !held[sender] // a held sender waits for holdWait
+		}
+		if lagging {
 			next, backoff = backoff, min(2*backoff, 2*time.Second)
 		} else {
 			backoff = 50 * time.Millisecond
@@ -404,12 +417,21 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			}
 		case m := <-live:
 			im, last, ok := in.liveMsg(m)
-			if !ok || held[im.Sender] {
+			if !ok {
 				continue
 			}
-			if last > done[im.Sender] {
+			// Taken directly only if it follows the message handled
+			// last (last: its sender's previous message in the stream;
+			// 0 once the ones before were acked away); else the backlog
+			// read takes it, and what the live feed missed before it.
+			if d := done[im.Sender]; held[im.Sender] || (last != d && (last != 0 || im.Seq <= d)) {
+				if im.Seq <= d { // the stream was made again: what was wanted is gone
+					delete(wanted, im.Sender)
+				}
 				wanted[im.Sender] = max(wanted[im.Sender], im.Seq)
-				after(0)
+				if !held[im.Sender] {
+					after(0)
+				}
 				continue
 			}
 			err := handle(im)
@@ -432,6 +454,45 @@ func (in Inbox) Follow(ctx context.Context, fn func(InboxMsg) error) error {
 			after(time.Second)
 		}
 	}
+}
+
+// takenRemembered is how many of the messages it took lately a
+// follower knows by their content: a backlog read returns those whose
+// ack is not through yet, and they are not passed to fn again.
+const takenRemembered = 4096
+
+// takenSet remembers the last messages a follower took, by a hash of
+// their content (an envelope holds a random id, so content is identity).
+// A sequence alone is no proof: the stream's sequences begin again when
+// it is made again.
+type takenSet struct {
+	seed maphash.Seed
+	ring []uint64
+	next int
+	set  map[uint64]struct{}
+}
+
+func newTakenSet(n int) *takenSet {
+	return &takenSet{seed: maphash.MakeSeed(), ring: make([]uint64, 0, n), set: make(map[uint64]struct{}, n)}
+}
+
+func (t *takenSet) sum(data []byte) uint64 { return maphash.Bytes(t.seed, data) }
+
+func (t *takenSet) has(sum uint64) bool {
+	_, ok := t.set[sum]
+	return ok
+}
+
+// add remembers sum, forgetting the oldest once full.
+func (t *takenSet) add(sum uint64) {
+	if len(t.ring) < cap(t.ring) {
+		t.ring = append(t.ring, sum)
+	} else {
+		delete(t.set, t.ring[t.next])
+		t.ring[t.next] = sum
+		t.next = (t.next + 1) % len(t.ring)
+	}
+	t.set[sum] = struct{}{}
 }
 
 // holdFirst and holdMax bound the wait of a follower before it tries a

@@ -35,6 +35,23 @@ func pinStale(t *testing.T, bob *client.Client, changed *kez.PublicKey) kez.Publ
 	return old.Public()
 }
 
+// shownChange pins @alice for bob with a stale key (pinStale), records
+// a new key k1 as her change and marks k1 as shown (kez-chat verify). It
+// returns k1 and the pinned key.
+func shownChange(t *testing.T, bob *client.Client) (k1, old kez.PublicKey) {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 = k.Public()
+	old = pinStale(t, bob, &k1)
+	if err := bob.MarkShown(handle(t, "alice"), k1); err != nil {
+		t.Fatal(err)
+	}
+	return k1, old
+}
+
 // trustRefused checks that a trust without a key is refused as not shown,
 // with a hint to verify again, and that @alice is still pinned with old.
 func trustRefused(t *testing.T, bob *client.Client, old kez.PublicKey) client.Contact {
@@ -102,15 +119,7 @@ func TestTrustDefaultNeedsVerify(t *testing.T) {
 // it refuses until bob is shown Ka's number.
 func TestTrustDefaultAfterListenReplacesChange(t *testing.T) {
 	bob := backlog(t, 1)
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k1 := k.Public()
-	old := pinStale(t, bob, &k1)
-	if err := bob.MarkShown(handle(t, "alice"), k1); err != nil {
-		t.Fatal(err)
-	}
+	k1, old := shownChange(t, bob)
 	listenOnce(t, bob)
 	ct := trustRefused(t, bob, old)
 	if ct.ChangedKey.Equal(k1) || ct.ShownKey != nil {
@@ -131,16 +140,8 @@ func TestTrustDefaultAfterListenReplacesChange(t *testing.T) {
 func TestTrustDefaultAfterRefusedTrust(t *testing.T) {
 	bob := backlog(t, 0)
 	ctx := context.Background()
-	k, err := kez.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k1 := k.Public()
-	old := pinStale(t, bob, &k1)
-	if err := bob.MarkShown(handle(t, "alice"), k1); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = bob.Trust(ctx, handle(t, "alice"), kez.PublicKey{})
+	k1, old := shownChange(t, bob)
+	_, _, err := bob.Trust(ctx, handle(t, "alice"), kez.PublicKey{})
 	if !errors.Is(err, client.ErrKeyChanged) || !strings.Contains(err.Error(), "nothing was trusted") {
 		t.Fatalf("trust of k1 while the server names another: %v", err)
 	}

@@ -918,7 +918,8 @@ func TestDoorReadFormats(t *testing.T) {
 // TestFollowAfterStreamMadeAgain: the keeper makes a lost inbox stream
 // again, and its sequences start again at 1. A follower that took
 // messages up to sequence 5 before must take the new ones, not skip
-// them as repeats by their sequence and ack them unread.
+// them as repeats by their sequence and ack them unread, nor take a
+// live one whose predecessor it missed.
 func TestFollowAfterStreamMadeAgain(t *testing.T) {
 	st := clienttest.Start(t)
 	ctx := context.Background()
@@ -967,8 +968,26 @@ func TestFollowAfterStreamMadeAgain(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the keeper did not make the stream again")
 	}
+	// The live copy of the first new message is missed (as around a
+	// leader change): stored with the stream's republish off. The next
+	// one, live, must not be taken directly, and its ack purge the one
+	// before it unread.
+	s, err := js.Stream(ctx, kez.InboxStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	off := cfg
+	off.RePublish = nil
+	if _, err := js.UpdateStream(ctx, off); err != nil {
+		t.Fatal(err)
+	}
+	send("after 0, its live copy missed")
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 3 {
-		send(fmt.Sprint("after ", i))
+		send(fmt.Sprint("after ", i+1))
 	}
 	waitTaken()
 	f.stop(t)

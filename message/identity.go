@@ -59,6 +59,14 @@ func NewIdentity(k *kez.PrivateKey) *Identity {
 	return id
 }
 
+// String names the identity by its public key.
+func (id *Identity) String() string { return "message.Identity(" + id.pubText + ")" }
+
+// Format makes every fmt verb, %#v and %+v included, print
+// [Identity.String]: fmt's default struct printing would show the
+// scalar, which is the ed25519 signing secret as much as the seed is.
+func (id *Identity) Format(f fmt.State, _ rune) { io.WriteString(f, id.String()) }
+
 // Public returns the identity's public key.
 func (id *Identity) Public() kez.PublicKey { return id.pub }
 

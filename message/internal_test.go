@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -381,6 +383,23 @@ func TestMarshalOneAllocation(t *testing.T) {
 		}
 		if want := marshalFixed + b64.EncodedLen(len(e.Ciphertext)); cap(w) != want {
 			t.Errorf("ts %d: capacity %d, want %d (len %d)", ts, cap(w), want, len(w))
+		}
+	}
+}
+
+// TestIdentityPrintsNoSecret: no fmt verb shows the identity's scalar
+// (the ed25519 signing secret) or a byte of it, only its public key.
+func TestIdentityPrintsNoSecret(t *testing.T) {
+	k, _ := kez.GenerateKey(nil)
+	id := NewIdentity(k)
+	dec := fmt.Sprint(id.scalar[:])           // "[91 238 ...]"
+	inner := strings.Trim(dec, "[]")          // the bytes as %v prints them
+	hexed := fmt.Sprintf("%x", id.scalar[:8]) // as %x would
+	want := "message.Identity(" + k.Public().String() + ")"
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d", "%q"} {
+		got := fmt.Sprintf(verb, id)
+		if got != want || strings.Contains(got, inner) || strings.Contains(got, hexed) {
+			t.Errorf("%s of an Identity = %.80q, want %q", verb, got, want)
 		}
 	}
 }

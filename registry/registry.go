@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"kez.lat/kez"
 	"kez.lat/kez/integrity"
 )
@@ -120,8 +122,12 @@ type Service struct {
 	proj    Projection
 	limiter Limiter
 	pre     *prelimit
-	logger  *slog.Logger
-	cache   *Cache
+	// logReads bounds the look-ups that miss the cache and the
+	// projection and so read the log's claim from its leader (see
+	// logRead).
+	logReads *rate.Limiter
+	logger   *slog.Logger
+	cache    *Cache
 
 	fileCP    integrity.Checkpoint // read from CheckpointFile at start
 	scrubKick chan struct{}        // starts a scrub now
@@ -174,6 +180,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 	}
 	return &Service{
 		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg.PreRate, cfg.PreBurst),
+		logReads:  rate.NewLimiter(logReadRate, logReadBurst),
 		logger:    logger.With("component", "registry"),
 		cache:     newCache(),
 		advance:   make(chan struct{}),
@@ -292,7 +299,31 @@ func (s *Service) Lookup(ctx context.Context, h kez.Handle) (kez.HandleRecord, e
 	if !errors.Is(err, kez.ErrNotFound) {
 		return rec, err
 	}
+	if err := s.logRead(); err != nil {
+		return kez.HandleRecord{}, err
+	}
 	return s.logRecord(ctx, h)
+}
+
+// logReadRate and logReadBurst bound, per replica, the look-ups that
+// read the log's leader: anyone may look up handles and keys (HTTP, no
+// sign-in), and every unknown one misses the cache and the projection.
+// Registered ones miss them only while this replica's projection lags,
+// seconds at a time.
+const (
+	logReadRate  = 200
+	logReadBurst = 400
+)
+
+// logRead takes one of the look-ups that may read the log's leader, or
+// answers kez.ErrUnavailable (503: a client holds the message of a
+// sender it cannot identify, and asks again later) once a flood of
+// unknown handles or keys has taken them all.
+func (s *Service) logRead() error {
+	if !s.logReads.Allow() {
+		return fmt.Errorf("%w: too many look-ups of handles and keys this server does not know yet; try again shortly", kez.ErrUnavailable)
+	}
+	return nil
 }
 
 // LookupKey returns the record of the handle bound to key, from the
@@ -305,6 +336,9 @@ func (s *Service) LookupKey(ctx context.Context, key kez.PublicKey) (kez.HandleR
 	rec, err := s.proj.GetByKey(ctx, key)
 	if !errors.Is(err, kez.ErrNotFound) {
 		return rec, err
+	}
+	if err := s.logRead(); err != nil {
+		return kez.HandleRecord{}, err
 	}
 	h, err := s.log.KeyHandle(ctx, key)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +395,51 @@ func TestLookupAsksTheLog(t *testing.T) {
 				t.Error("the log's record was cached: the projector caches in log order")
 			}
 		})
+	}
+}
+
+// TestLookupLogReadsBounded: anyone may look up keys and handles, and
+// each unknown one reads the log's leader; a flood of them is answered
+// unavailable (a client holds and asks again) once the replica's
+// allowance of log reads is spent, not with a read each.
+func TestLookupLogReadsBounded(t *testing.T) {
+	var reads atomic.Int64
+	log := &mock.Log{
+		KeyHandleFn: func(context.Context, kez.PublicKey) (kez.Handle, error) {
+			reads.Add(1)
+			return kez.Handle{}, kez.ErrNotFound
+		},
+	}
+	proj := &mock.Projection{
+		GetByKeyFn: func(context.Context, kez.PublicKey) (kez.HandleRecord, error) {
+			return kez.HandleRecord{}, kez.ErrNotFound
+		},
+	}
+	s, err := registry.New(registry.Config{Domain: domain}, log, proj, &mock.Limiter{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	start := time.Now()
+	notFound, unavailable := 0, 0
+	for range n {
+		k, err := kez.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.LookupKey(context.Background(), k.Public())
+		switch {
+		case errors.Is(err, kez.ErrNotFound):
+			notFound++
+		case errors.Is(err, kez.ErrUnavailable):
+			unavailable++
+		default:
+			t.Fatalf("LookupKey of an unknown key: %v", err)
+		}
+	}
+	// The allowance: a burst, then a rate (with a second to spare).
+	bound := int64(registry.LogReadBurst + registry.LogReadRate*(time.Since(start).Seconds()+1))
+	if got := reads.Load(); got > bound || unavailable == 0 || int64(notFound) != got {
+		t.Fatalf("%d look-ups: %d log reads (bound %d), %d not found, %d unavailable", n, got, bound, notFound, unavailable)
 	}
 }

@@ -18,6 +18,7 @@ type Backend interface {
 	SendText(ctx context.Context, h kez.Handle, text string) (client.Entry, error)
 	Add(ctx context.Context, h kez.Handle) (client.Contact, bool, error)
 	Verify(h kez.Handle) (client.Verification, error)
+	MarkShown(h kez.Handle, key kez.PublicKey) error
 	Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (client.Contact, bool, error)
 	Share(ctx context.Context, h kez.Handle, path string, progress func(done int64)) (client.ShareResult, error)
 	Fetch(ctx context.Context, id string, opts client.FetchOptions) (client.FetchResult, error)

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -189,6 +190,12 @@ func (m *Model) command(line string) tea.Cmd {
 		}
 		text := fmt.Sprintf("safety number with %s (pinned key %s):\n  %s", m.show(h), m.fingerprint(v.Contact.Key), v.SafetyNumber)
 		if v.ChangedSafetyNumber != "" {
+			// /trust pins this key, and only while it is still the
+			// change recorded (client.Client.Trust).
+			if err := b.MarkShown(h, *v.Contact.ChangedKey); err != nil {
+				m.setStatus("/verify: "+errText(err), true)
+				return nil
+			}
 			text += fmt.Sprintf("\nthe server now names another key (%s); with it the number would be:\n  %s\nif %s reads you this second number, accept it: /trust",
 				m.fingerprint(*v.Contact.ChangedKey), v.ChangedSafetyNumber, m.show(h))
 		}
@@ -203,10 +210,14 @@ func (m *Model) command(line string) tea.Cmd {
 			m.setStatus(m.show(h)+"'s key has not changed: nothing to trust", false)
 			return nil
 		}
-		// The key the banner shows, never whatever the server names by now.
-		shown := *c.contact.ChangedKey
+		// The key /verify showed, and only while it is still the change
+		// recorded: never whatever the server names by now.
 		return func() tea.Msg {
-			ct, _, err := b.Trust(ctx, h, shown)
+			ct, _, err := b.Trust(ctx, h, kez.PublicKey{})
+			if errors.Is(err, client.ErrNotShown) {
+				return resultMsg{h: h, warn: true, reload: true,
+					text: "/trust: compare the safety number of " + m.show(h) + "'s new key first (/verify), then /trust"}
+			}
 			if err != nil {
 				return resultMsg{h: h, text: "/trust: " + errText(err), warn: true, reload: true}
 			}

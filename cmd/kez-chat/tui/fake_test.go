@@ -103,15 +103,39 @@ func (f *fake) Verify(h kez.Handle) (client.Verification, error) {
 	}
 	return client.Verification{}, client.ErrNotContact
 }
+func (f *fake) MarkShown(h kez.Handle, k kez.PublicKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, ct := range f.contacts {
+		if ct.Handle == h {
+			if ct.ChangedKey == nil || !ct.ChangedKey.Equal(k) {
+				return client.ErrNotShown
+			}
+			f.contacts[i].ShownKey = &k
+			return nil
+		}
+	}
+	return client.ErrNotContact
+}
+
+// Trust is client.Client.Trust's rule: with no key, the changed key
+// verify showed, while it is still the change recorded.
 func (f *fake) Trust(ctx context.Context, h kez.Handle, k kez.PublicKey) (client.Contact, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.trusted = append(f.trusted, k)
-	for i := range f.contacts {
-		if f.contacts[i].Handle == h {
-			f.contacts[i].Key, f.contacts[i].ChangedKey = k, nil
-			return f.contacts[i], true, nil
+	for i, ct := range f.contacts {
+		if ct.Handle != h {
+			continue
 		}
+		if k.IsZero() {
+			if ct.ChangedKey == nil || ct.ShownKey == nil || !ct.ShownKey.Equal(*ct.ChangedKey) {
+				return ct, false, client.ErrNotShown
+			}
+			k = *ct.ChangedKey
+		}
+		f.trusted = append(f.trusted, k)
+		f.contacts[i].Key, f.contacts[i].ChangedKey, f.contacts[i].ShownKey = k, nil, nil
+		return f.contacts[i], true, nil
 	}
 	return client.Contact{}, false, client.ErrNotContact
 }

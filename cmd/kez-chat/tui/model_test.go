@@ -240,6 +240,32 @@ func TestKeyChange(t *testing.T) {
 	}
 }
 
+// TestTrustNeedsVerify: /trust pins nothing before /verify showed the
+// changed key's safety number, nor after another key was recorded
+// since (a hostile server naming yet another key): the user is asked to
+// compare the number first.
+func TestTrustNeedsVerify(t *testing.T) {
+	f, _, m, tm := keyChanged(t)
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlU})
+	typeLine(tm, "/trust")
+	waitScreen(t, tm, m, "compare the safety number of @bob")
+	typeLine(tm, "/verify")
+	waitScreen(t, tm, m, "the server now names another key")
+	// A listen records yet another key, which clears what was shown.
+	f.mu.Lock()
+	other := key('o')
+	f.contacts[0].ChangedKey, f.contacts[0].ShownKey = &other, nil
+	f.mu.Unlock()
+	typeLine(tm, "/trust")
+	waitScreen(t, tm, m, "compare the safety number of @bob")
+	final(t, tm)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.trusted) != 0 {
+		t.Fatalf("trusted %v without its number shown", f.trusted)
+	}
+}
+
 // TestKeyChangeScreen is the golden screen of a changed key.
 func TestKeyChangeScreen(t *testing.T) {
 	f, _, m, tm := keyChanged(t)
