@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/alecthomas/kong"
+
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/display"
@@ -26,6 +28,25 @@ const confirmWords = 3
 type registerCmd struct {
 	Handle  string `arg:"" help:"The handle to register: alice, @alice or alice@domain."`
 	Written bool   `name:"i-have-written-it-down" help:"Skip re-typing words of the backup (for scripts; you will not see the words again unless you run kez-chat mnemonic)."`
+}
+
+// Validate refuses --json without --i-have-written-it-down: the words
+// are then never shown before the re-typing asks for three of them, so
+// the command could not succeed. Printing them to stderr instead would
+// put the key of the account into the logs scripts keep of stderr; a
+// script that passes the flag gets them in the JSON ("mnemonic").
+func (r *registerCmd) Validate(kctx *kong.Context) error {
+	if r.Written {
+		return nil
+	}
+	for _, f := range kctx.Flags() {
+		if f.Name == "json" && kctx.FlagValue(f) == true {
+			return &client.HintError{Err: errors.New("--json needs --i-have-written-it-down: the words cannot be shown and re-typed with --json"),
+				Hints: []string{"run kez-chat register without --json to see the words and re-type three of them",
+					"or, in a script, pass --i-have-written-it-down: the words are in the JSON output (\"mnemonic\")"}}
+		}
+	}
+	return nil
 }
 
 func (r *registerCmd) Run(ctx context.Context) error {
