@@ -283,10 +283,27 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	if err != nil {
 		return a, nil, err
 	}
+	// The key is saved before the server is asked: an answer lost after
+	// the server registered it (a timeout, a dropped connection, the
+	// process stopped) must not lose the only key of a handle that is
+	// never given back; the same register again then finishes it. A
+	// refusal (4xx: nothing registered) takes it out again.
+	fresh := !saved
+	if fresh {
+		if err := c.saveKey(key); err != nil {
+			return a, nil, err
+		}
+	}
 	rec, err := home.Register(ctx, kez.NewRegistrationRequest(key, h, c.cfg.Now()))
 	if err != nil {
+		var ae *APIError
+		if fresh && errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 {
+			if rerr := c.p.RemoveKey(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		err = registerHint(err, h, home.BaseURL, c.cfg.Now())
-		if saved && errors.Is(err, kez.ErrKeyTaken) {
+		if !fresh && errors.Is(err, kez.ErrKeyTaken) {
 			err = c.keyTakenHint(ctx, home, key, err)
 		}
 		return a, nil, err
@@ -294,7 +311,7 @@ func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey
 	if !rec.Primary.Equal(key.Public()) || rec.Handle != h {
 		return a, nil, fmt.Errorf("%w: registered %s for %s", ErrBadRecord, rec.Handle, rec.Primary)
 	}
-	return c.saveAccount(ctx, home.BaseURL, rec, key, saved, sigchain.State{Key: rec.Primary})
+	return c.saveAccount(ctx, home.BaseURL, rec, key, true, sigchain.State{Key: rec.Primary})
 }
 
 // claimProfile checks that the profile can take the account of key: it
@@ -382,7 +399,7 @@ func registerHint(err error, h kez.Handle, server string, now time.Time) error {
 	case errors.Is(err, ErrUnreachable):
 		return withHint(fmt.Errorf("register %s: %w", h, err),
 			"is the home server running? (--server, now "+server+")",
-			"if the registration went through, `kez-chat recover` with the words restores the account")
+			"the key is saved in this profile: the same kez-chat register "+h.String()+" again finishes the registration, whether or not it went through")
 	}
 	return fmt.Errorf("register %s: %w", h, err)
 }

@@ -1,8 +1,12 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,5 +138,66 @@ func TestInterruptedProfileRefusesOtherKey(t *testing.T) {
 	words, _ := mnemonic.FromSeed(other.Seed())
 	if _, _, err := newClient(t, st).Recover(ctx, strings.Join(words, " ")); err == nil || !strings.Contains(err.Error(), "no handle") {
 		t.Errorf("recover the refused key: %v", err)
+	}
+}
+
+// TestRegisterLostAnswer: the home server registers the handle but its
+// answer is lost (a dropped connection). The key is already in the
+// profile, so the same register again finishes the registration; a
+// refused registration (the handle taken) leaves no key behind.
+func TestRegisterLostAnswer(t *testing.T) {
+	st := clienttest.Start(t)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, st.URL()+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("upstream: %v", err)
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if r.URL.Path == "/v1/register" && resp.StatusCode < 300 {
+			panic(http.ErrAbortHandler) // registered, the answer lost
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	}))
+	t.Cleanup(proxy.Close)
+	p, err := client.OpenProfile(filepath.Join(t.TempDir(), "profile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := client.New(p, client.Config{Server: proxy.URL, Domain: clienttest.Domain})
+	t.Cleanup(lossy.Close)
+	key, _, err := lossy.NewBackup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handle(t, "lost_answer")
+	if _, _, err := lossy.Register(context.Background(), h, key); !errors.Is(err, client.ErrUnreachable) {
+		t.Fatalf("register with its answer lost: %v, want ErrUnreachable", err)
+	}
+	if k, err := lossy.UnfinishedKey(); err != nil || !k.Public().Equal(key.Public()) {
+		t.Fatalf("the profile's key after the lost answer: %v, %v; want the key registered", k, err)
+	}
+	again := client.New(p, client.Config{Server: st.URL(), Domain: clienttest.Domain})
+	t.Cleanup(again.Close)
+	if a, _, err := again.Register(context.Background(), h, key); err != nil || !a.Primary.Equal(key.Public()) {
+		t.Fatalf("register again: %+v, %v; want the registration finished", a, err)
+	}
+
+	// A refusal: the handle is taken by now.
+	other := newClient(t, st)
+	k2, _, err := other.NewBackup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Register(context.Background(), h, k2); !errors.Is(err, kez.ErrHandleTaken) {
+		t.Fatalf("register of a taken handle: %v", err)
+	}
+	if other.Profile().HasKey() {
+		t.Error("a refused registration left its key in the profile")
 	}
 }
