@@ -194,6 +194,10 @@ func (c *Client) sig(base string) *Sigchains {
 func (c *Client) account() (Account, *kez.PrivateKey, error) {
 	a, err := c.p.Account()
 	if err != nil {
+		if errors.Is(err, ErrNoAccount) && c.p.HasKey() {
+			return a, nil, withHint(err, "the profile holds a key: a registration or recovery stopped before the account was saved",
+				"the same kez-chat register <handle> again, or kez-chat recover with the key's 24 words, finishes it")
+		}
 		if errors.Is(err, ErrNoAccount) {
 			return a, nil, withHint(err, "kez-chat register <handle> creates one; kez-chat recover restores one from its 24 words")
 		}
@@ -226,6 +230,23 @@ func (c *Client) Key() (*kez.PrivateKey, error) {
 	return k, err
 }
 
+// UnfinishedKey returns the profile's key when the profile holds a key
+// but no account: a Register or Recover stopped after saving the key
+// and before saving the account. Registering it again under the same
+// handle, or recovering it, finishes that. It returns [ErrNoAccount] if
+// the profile holds no key, [ErrAccountExists] if it holds an account.
+func (c *Client) UnfinishedKey() (*kez.PrivateKey, error) {
+	if !c.p.HasKey() {
+		return nil, ErrNoAccount
+	}
+	if _, err := c.p.Account(); err == nil {
+		return nil, ErrAccountExists
+	} else if !errors.Is(err, ErrNoAccount) {
+		return nil, err
+	}
+	return c.p.Key()
+}
+
 // NewBackup makes a new key and the 24 words of its paper backup. Nothing
 // is saved: show the words, have the user confirm them, then [Client.Register].
 func (c *Client) NewBackup() (*kez.PrivateKey, []string, error) {
@@ -247,32 +268,95 @@ func (c *Client) NewBackup() (*kez.PrivateKey, []string, error) {
 // (the nats inbox and the p2p node). A failure to publish them does not
 // undo the registration: it is returned as chainErr, and
 // [Client.PublishEndpoints] retries.
+//
+// A profile that holds key but no account (a Register or Recover that
+// stopped after saving the key) is finished: registering the same handle
+// again is answered by the home server with the registration it holds.
+// A profile holding an account refuses ([ErrAccountExists]), one holding
+// another key without an account too ([ErrOtherKey]).
 func (c *Client) Register(ctx context.Context, h kez.Handle, key *kez.PrivateKey) (a Account, chainErr error, err error) {
-	if c.p.HasKey() {
-		return a, nil, withHint(ErrAccountExists, "use another profile: --profile NAME")
+	saved, err := c.claimProfile(key, "register into another profile: --profile NAME")
+	if err != nil {
+		return a, nil, err
 	}
 	home, err := c.home()
 	if err != nil {
 		return a, nil, err
 	}
+	// The key is saved before the server is asked: an answer lost after
+	// the server registered it (a timeout, a dropped connection, the
+	// process stopped) must not lose the only key of a handle that is
+	// never given back; the same register again then finishes it. A
+	// refusal (4xx: nothing registered) takes it out again.
+	fresh := !saved
+	if fresh {
+		if err := c.saveKey(key); err != nil {
+			return a, nil, err
+		}
+	}
 	rec, err := home.Register(ctx, kez.NewRegistrationRequest(key, h, c.cfg.Now()))
 	if err != nil {
-		return a, nil, registerHint(err, h, home.BaseURL, c.cfg.Now())
+		var ae *APIError
+		if fresh && errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 {
+			if rerr := c.p.RemoveKey(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		err = registerHint(err, h, home.BaseURL, c.cfg.Now())
+		if !fresh && errors.Is(err, kez.ErrKeyTaken) {
+			err = c.keyTakenHint(ctx, home, key, err)
+		}
+		return a, nil, err
 	}
 	if !rec.Primary.Equal(key.Public()) || rec.Handle != h {
 		return a, nil, fmt.Errorf("%w: registered %s for %s", ErrBadRecord, rec.Handle, rec.Primary)
 	}
-	return c.saveAccount(ctx, home.BaseURL, rec, key, sigchain.State{Key: rec.Primary})
+	return c.saveAccount(ctx, home.BaseURL, rec, key, true, sigchain.State{Key: rec.Primary})
 }
 
-// saveAccount saves key and the account of rec (whose sigchain is st) in
-// the profile, then publishes the endpoints the chain lacks; the common
-// end of Register and Recover.
-func (c *Client) saveAccount(ctx context.Context, server string, rec Record, key *kez.PrivateKey, st sigchain.State) (a Account, chainErr error, err error) {
+// claimProfile checks that the profile can take the account of key: it
+// holds no account, and no key or key itself, saved by a Register or
+// Recover that stopped before saving the account (saved is then true).
+// hint is the advice when the profile is taken.
+func (c *Client) claimProfile(key *kez.PrivateKey, hint string) (saved bool, err error) {
+	k, err := c.UnfinishedKey()
+	switch {
+	case errors.Is(err, ErrNoAccount):
+		return false, nil
+	case errors.Is(err, ErrAccountExists):
+		return false, withHint(err, hint)
+	case err != nil:
+		return false, err
+	case !k.Public().Equal(key.Public()):
+		return false, withHint(ErrOtherKey,
+			"a registration or recovery into this profile stopped before it was saved: the same kez-chat register <handle> again, or kez-chat recover with that key's 24 words, finishes it",
+			hint)
+	}
+	return true, nil
+}
+
+// keyTakenHint explains the refusal to register key, the profile's key
+// without an account, under another handle than the one it has.
+func (c *Client) keyTakenHint(ctx context.Context, home Home, key *kez.PrivateKey, err error) error {
+	rec, lerr := home.Key(ctx, key.Public())
+	if lerr != nil || !rec.Primary.Equal(key.Public()) {
+		return err
+	}
+	return withHint(err, fmt.Sprintf("this profile's key was registered as %s by a registration that stopped before it was saved: kez-chat register %s finishes it",
+		rec.Handle, rec.Handle))
+}
+
+// saveAccount saves key (unless the profile holds it already: saved) and
+// the account of rec (whose sigchain is st) in the profile, then
+// publishes the endpoints the chain lacks; the common end of Register
+// and Recover.
+func (c *Client) saveAccount(ctx context.Context, server string, rec Record, key *kez.PrivateKey, saved bool, st sigchain.State) (a Account, chainErr error, err error) {
 	a = Account{Handle: rec.Handle, Primary: rec.Primary, Server: server, NATSURL: rec.NATSURL,
 		Inbox: rec.Inbox, SigchainURL: rec.SigchainBase, RegisteredAt: rec.RegisteredAt, Chain: st}
-	if err := c.saveKey(key); err != nil {
-		return a, nil, err
+	if !saved {
+		if err := c.saveKey(key); err != nil {
+			return a, nil, err
+		}
 	}
 	if err := c.p.SaveAccount(a); err != nil {
 		return a, nil, err
@@ -315,7 +399,7 @@ func registerHint(err error, h kez.Handle, server string, now time.Time) error {
 	case errors.Is(err, ErrUnreachable):
 		return withHint(fmt.Errorf("register %s: %w", h, err),
 			"is the home server running? (--server, now "+server+")",
-			"if the registration went through, `kez-chat recover` with the words restores the account")
+			"the key is saved in this profile: the same kez-chat register "+h.String()+" again finishes the registration, whether or not it went through")
 	}
 	return fmt.Errorf("register %s: %w", h, err)
 }

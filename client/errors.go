@@ -9,6 +9,10 @@ var (
 	ErrNoAccount = errors.New("no account in this profile")
 	// ErrAccountExists: the profile already holds an account.
 	ErrAccountExists = errors.New("this profile already holds an account")
+	// ErrOtherKey: the profile holds no account but a key (saved by a
+	// register or recover that stopped before the account was), and it
+	// is not the key to register or recover.
+	ErrOtherKey = errors.New("this profile holds another key, of an unfinished registration or recovery")
 	// ErrKeyFileMode: the key file can be read or written by others.
 	ErrKeyFileMode = errors.New("key file is accessible by other users")
 	// ErrUnreachable: the home server (or a contact's server) could not be

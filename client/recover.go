@@ -17,16 +17,22 @@ import (
 // suggestions to show the user, never to log). As after Register, the
 // endpoints are republished if the chain lacks them; a failure to do so
 // is returned as chainErr.
+//
+// A profile holding the key of the words but no account (a Register or
+// Recover that stopped after saving the key) is finished. A profile
+// holding an account refuses ([ErrAccountExists]), one holding another
+// key without an account too ([ErrOtherKey]).
 func (c *Client) Recover(ctx context.Context, words string) (a Account, chainErr error, err error) {
-	if c.p.HasKey() {
-		return a, nil, withHint(ErrAccountExists, "recover into a new profile: --profile NAME")
-	}
 	seed, err := mnemonic.ToSeed(words)
 	if err != nil {
 		return a, nil, err
 	}
 	key, err := kez.NewPrivateKey(seed)
 	clear(seed)
+	if err != nil {
+		return a, nil, err
+	}
+	saved, err := c.claimProfile(key, "recover into a new profile: --profile NAME")
 	if err != nil {
 		return a, nil, err
 	}
@@ -46,5 +52,5 @@ func (c *Client) Recover(ctx context.Context, words string) (a Account, chainErr
 	if err != nil {
 		return a, nil, fmt.Errorf("own sigchain: %w", err)
 	}
-	return c.saveAccount(ctx, home.BaseURL, rec, key, st)
+	return c.saveAccount(ctx, home.BaseURL, rec, key, saved, st)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -13,6 +14,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/alecthomas/kong"
+
+	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/mnemonic"
@@ -26,26 +30,34 @@ type registerCmd struct {
 	Written bool   `name:"i-have-written-it-down" help:"Skip re-typing words of the backup (for scripts; you will not see the words again unless you run kez-chat mnemonic)."`
 }
 
+// Validate refuses --json without --i-have-written-it-down: the words
+// are then never shown before the re-typing asks for three of them, so
+// the command could not succeed. Printing them to stderr instead would
+// put the key of the account into the logs scripts keep of stderr; a
+// script that passes the flag gets them in the JSON ("mnemonic").
+func (r *registerCmd) Validate(kctx *kong.Context) error {
+	if r.Written {
+		return nil
+	}
+	for _, f := range kctx.Flags() {
+		if f.Name == "json" && kctx.FlagValue(f) == true {
+			return &client.HintError{Err: errors.New("--json needs --i-have-written-it-down: the words cannot be shown and re-typed with --json"),
+				Hints: []string{"run kez-chat register without --json to see the words and re-type three of them",
+					"or, in a script, pass --i-have-written-it-down: the words are in the JSON output (\"mnemonic\")"}}
+		}
+	}
+	return nil
+}
+
 func (r *registerCmd) Run(ctx context.Context) error {
 	return withClient(ctx, func(a *app, c *client.Client) error {
 		h, err := handleArg(c, r.Handle)
 		if err != nil {
 			return err
 		}
-		if c.Profile().HasKey() {
-			return &client.HintError{Err: client.ErrAccountExists, Hints: []string{"register into another profile: --profile NAME"}}
-		}
-		key, words, err := c.NewBackup()
+		key, words, err := r.backup(a, c, h)
 		if err != nil {
 			return err
-		}
-		if !a.g.JSON {
-			printBackup(a.out, words)
-		}
-		if !r.Written {
-			if err := confirm(a, words); err != nil {
-				return err
-			}
 		}
 		acct, chainErr, err := c.Register(ctx, h, key)
 		if err != nil {
@@ -63,6 +75,45 @@ func (r *registerCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(a.out, "registered %s (%s)\n", show(c, acct.Handle), acct.Primary)
 		return nil
 	})
+}
+
+// backup returns the key to register and its words: a new key, once the
+// user has seen its words and re-typed some (unless --i-have-written-it-down),
+// or the key a register or recover that stopped before saving the account
+// left in the profile, whose words were shown (or typed) then. Registering
+// that key again under the same handle finishes the registration: the
+// home server answers with the one it holds.
+func (r *registerCmd) backup(a *app, c *client.Client, h kez.Handle) (*kez.PrivateKey, []string, error) {
+	if c.Profile().HasKey() {
+		key, err := c.UnfinishedKey()
+		if errors.Is(err, client.ErrAccountExists) {
+			return nil, nil, &client.HintError{Err: err, Hints: []string{"register into another profile: --profile NAME"}}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		seed := key.Seed()
+		words, err := mnemonic.FromSeed(seed)
+		clear(seed)
+		if err != nil {
+			return nil, nil, err
+		}
+		a.errf("kez-chat: note: this profile holds the key of a registration or recovery that did not finish: registering %s with that key (its words are the ones written down then)\n", show(c, h))
+		return key, words, nil
+	}
+	key, words, err := c.NewBackup()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !a.g.JSON {
+		printBackup(a.out, words)
+	}
+	if !r.Written {
+		if err := confirm(a, words); err != nil {
+			return nil, nil, err
+		}
+	}
+	return key, words, nil
 }
 
 // printBackup shows the words in four numbered columns.

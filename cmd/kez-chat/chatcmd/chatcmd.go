@@ -215,16 +215,27 @@ func (a *app) client(adjust ...func(*client.Config)) (*client.Client, error) {
 	if p.KeyStore, err = client.ParseKeyStore(a.g.KeyStore); err != nil {
 		return nil, err
 	}
-	server := a.g.Server
-	if server == "" && !p.HasKey() {
-		server = "https://" + kez.DefaultDomain
-	}
-	cfg := client.Config{Server: strings.TrimRight(server, "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
+	cfg := client.Config{Server: strings.TrimRight(serverOf(p, a.g.Server), "/"), Domain: a.g.Domain, RelayOnly: a.g.RelayOnly, Insecure: a.g.Insecure,
 		Note: func(msg string) { a.errf("kez-chat: note: %s\n", msg) }}
 	for _, f := range adjust {
 		f(&cfg)
 	}
 	return client.New(p, cfg), nil
+}
+
+// serverOf returns the home server URL for profile p: flag, the
+// --server flag, if set; else none for a profile with an account (the
+// account names its server), and https://kez.lat before one exists,
+// also when a register or recover stopped after saving the key, so that
+// running it again finishes it.
+func serverOf(p *client.Profile, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if _, err := p.Account(); errors.Is(err, client.ErrNoAccount) {
+		return "https://" + kez.DefaultDomain
+	}
+	return ""
 }
 
 // withClient runs fn with the profile's client and closes it.
