@@ -144,6 +144,7 @@ type Server struct {
 	Integrity *integrity.Monitor
 	Ready     *health.Checker // readiness: /v1/readyz and kez_ready{check}
 	probe     *streams.StoreProbe
+	writes    *streams.WriteErrors // the streams the broker refuses writes to
 	stopTurns func()
 	users     calloutUsers
 	nc        *nats.Conn
@@ -237,6 +238,8 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	s.stopTurns = stopTurns
 	s.probe = streams.NewStoreProbe(js, cfg.Streams.Replicas, "chat."+rand.Text())
 	log.Guard(turns, s.probe)
+	s.writes = streams.NewWriteErrors(js, s.probe)
+	log.TrackWrites(s.writes)
 	proj.Guard(turns)
 	limiter := streams.NewRateLimiter(js, cfg.Streams, streams.RateLimitRegister)
 	limiter.Guard(turns)
@@ -264,7 +267,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 		stopLeaders()
 		return err
 	}
-	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick, Store: s.probe}, reg, s.logger)
+	s.Door, err = door.New(ctx, js, s.users, door.Config{SenderMaxMsgs: cfg.Streams.SenderMaxMsgs, Missing: s.Keeper.Kick, Store: s.probe, Writes: s.writes}, reg, s.logger)
 	if err != nil {
 		stopLeaders()
 		return err
@@ -325,7 +328,8 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 }
 
 // readyChecks are the replica's readiness checks: the broker connection,
-// JetStream, a probe write to the store, every stream the server writes,
+// JetStream, a probe write to the store, every stream the server writes
+// (there, and not refusing its writes: streams.WriteErrors),
 // the projection, the integrity of the append-only streams, the door and
 // (when on) the auth callout.
 func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
@@ -339,6 +343,9 @@ func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check 
 	}
 	for _, name := range streams.HomeStreams {
 		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			if err := s.writes.Err(name); err != nil {
+				return err
+			}
 			return streams.StreamReady(ctx, js, name, s.Keeper.Kick)
 		}})
 	}

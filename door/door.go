@@ -59,6 +59,11 @@ type Config struct {
 	// otherwise. The door asks nothing of the probe: readiness and
 	// registrations run it.
 	Store *streams.StoreProbe
+	// Writes, if set, tracks the streams the broker refuses writes to
+	// (streams.WriteErrors): a send is reported to it, and one not
+	// stored in time while it marks the inbox stream is refused as
+	// store_unavailable, naming the stream and what to do.
+	Writes *streams.WriteErrors
 }
 
 // Read limits: a read answers at most readBatch messages and readBytes of
@@ -276,12 +281,20 @@ func (s *Service) send(ctx context.Context, subject string, body []byte) (kez.Se
 	if err := s.quota.reserve(ctx, caller); err != nil {
 		return kez.SendReply{}, err
 	}
+	sent := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, streams.StoreWait)
 	ack, err := s.js.Publish(pctx, kez.InboxMsgSubject(env.To, env.From), body, jetstream.WithMsgID(env.DedupKey()))
 	cancel()
 	s.quota.stored(caller, err == nil && !ack.Duplicate)
+	if err == nil && !ack.Duplicate {
+		s.cfg.Writes.Stored(kez.InboxStream)
+	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// Its dedup key makes a resend safe should it be stored late.
+		if werr := s.cfg.Writes.Failed(ctx, kez.InboxStream, sent, err); werr != nil {
+			s.logger.Warn("door: the inbox stream refuses writes", "err", werr)
+			return kez.SendReply{}, refuse(kez.DoorStoreUnavailable, "the home server's inbox store refuses writes; nothing was stored (%v)", werr)
+		}
 		s.logger.Warn("door: the inbox stream stored nothing in time", "wait", streams.StoreWait)
 		return kez.SendReply{}, refuse(kez.DoorUnavailable, "the home server's inbox store did not store the message within %v; it cannot store right now", streams.StoreWait)
 	}

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -23,6 +25,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/door"
+	"kez.lat/kez/health"
 	"kez.lat/kez/message"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
@@ -1046,5 +1049,94 @@ func TestAckOfNothingWritesNothing(t *testing.T) {
 	}
 	if n, err := bob.in.Unread(ctx); err != nil || n != 1 {
 		t.Fatalf("unread after acking the first of 2: %d, %v", n, err)
+	}
+}
+
+// TestDoorInboxKeepsWriteError: a full disk (a tmpfs below
+// max_file_store) makes the inbox stream fail a write, and nats-server
+// then drops every write to it until it restarts, even once the disk has
+// room again and the store probe passes. Meanwhile a send is refused as
+// store_unavailable naming the stream and the restart, and readiness is
+// red on stream:KEZ_INBOX saying so (not green, as the store probe and
+// the stream's leader alone would have it); after a restart of
+// nats-server, readiness is green again and sends are stored.
+func TestDoorInboxKeepsWriteError(t *testing.T) {
+	mnt, ok := natstest.Tmpfs(t, 48<<20)
+	if !ok {
+		return // ran in a user namespace of its own (natstest.Tmpfs)
+	}
+	st := clienttest.StartWithNATS(t, func(o *server.Options) {
+		o.StoreDir = filepath.Join(mnt, "jetstream")
+		o.JetStreamMaxStore = 1 << 30 // the disk is smaller than max_file_store
+	}, func(c *chatserver.Config) { c.Streams.InboxMaxBytes = 16 << 20 })
+	alice, bob := register(t, st, "alice"), register(t, st, "bob")
+	ctx := context.Background()
+	ready := func() health.Report {
+		t.Helper()
+		resp, err := http.Get(st.URL() + "/v1/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r health.Report
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// waitReady waits until readiness's failing checks satisfy ok.
+	waitReady := func(what string, ok func(failing []string) bool) health.Report {
+		t.Helper()
+		for i := 0; ; i++ {
+			r := ready()
+			if ok(r.Failing) {
+				return r
+			}
+			if i == 60 {
+				t.Fatalf("readiness %s: still %v %v", what, r.Failing, r.Checks)
+			}
+			time.Sleep(500 * time.Millisecond) // a report stands a second
+		}
+	}
+	waitReady("of a new stack", func(f []string) bool { return len(f) == 0 })
+	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "before")); err != nil {
+		t.Fatalf("send to a healthy store: %v", err)
+	}
+
+	free := natstest.Fill(t, mnt)
+	var err error
+	for i := 0; i < 50 && err == nil; i++ {
+		_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), fmt.Sprintf("full %d", i)))
+	}
+	if err == nil {
+		t.Fatal("50 sends stored on a full disk")
+	}
+	free()
+	waitReady("with room on the disk again", func(f []string) bool { return !slices.Contains(f, "store") })
+
+	start := time.Now()
+	_, err = alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "refused"))
+	took := time.Since(start)
+	refused(t, "send to an inbox stream that keeps its write error", err, kez.DoorStoreUnavailable)
+	if !strings.Contains(err.Error(), "refuses writes to "+kez.InboxStream) || !strings.Contains(err.Error(), "restart nats-server") {
+		t.Errorf("refusal %q; want it naming %s and the restart", err, kez.InboxStream)
+	}
+	if limit := streams.StoreWait + 3*time.Second; took > limit {
+		t.Errorf("refused after %v, want within %v", took, limit)
+	}
+	check := "stream:" + kez.InboxStream
+	r := waitReady("with the inbox stream refusing writes", func(f []string) bool { return slices.Contains(f, check) })
+	if msg := r.Checks[check]; !strings.Contains(msg, "the broker refuses writes to "+kez.InboxStream+" since ") ||
+		!strings.Contains(msg, "restart nats-server on ") {
+		t.Errorf("readiness %s = %q; want it saying since when and to restart nats-server", check, msg)
+	}
+
+	st.NATS.Restart()
+	waitReady("after nats-server restarted", func(f []string) bool { return len(f) == 0 })
+	if _, err := alice.in.Send(ctx, alice.seal(t, bob.key.Public(), "after")); err != nil {
+		t.Fatalf("send after nats-server restarted: %v", err)
+	}
+	if got := bob.texts(t); !slices.Contains(got, "before") || !slices.Contains(got, "after") || slices.Contains(got, "refused") {
+		t.Errorf("bob reads %q; want before and after, not the refused one", got)
 	}
 }

@@ -87,7 +87,8 @@ type Server struct {
 	logger *slog.Logger
 
 	// Ready answers /v1/readyz: broker, JetStream, a probe write, every
-	// stream the sig-server writes, integrity.
+	// stream the sig-server writes (there, and not refusing its writes:
+	// streams.WriteErrors), integrity.
 	Ready  *health.Checker
 	keeper *streams.Keeper
 	// stopKeeper ends the keeper of the streams.
@@ -127,6 +128,9 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	probe := streams.NewStoreProbe(js, cfg.Streams.Replicas, writer)
+	writes := streams.NewWriteErrors(js, probe)
+	store.TrackWrites(writes)
 	s.Integrity = integrity.New(integrity.Config{
 		Streams: streams.SigchainAppendOnly, Inspect: streams.Inspector(js),
 		Interval: cfg.IntegrityInterval, Logger: s.logger.With("component", "integrity"),
@@ -172,11 +176,14 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	checks := []health.Check{
 		{Name: "nats", Fn: streams.Connected(s.nc)},
 		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
-		{Name: "store", Fn: func(ctx context.Context) error { return streams.ProbeStore(ctx, js, cfg.Streams.Replicas, writer) }},
+		{Name: "store", Fn: probe.Check},
 		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
 	}
 	for _, name := range streams.SigchainStreams {
 		checks = append(checks, health.Check{Name: "stream:" + name, Fn: func(ctx context.Context) error {
+			if err := writes.Err(name); err != nil {
+				return err
+			}
 			return streams.StreamReady(ctx, js, name, s.keeper.Kick)
 		}})
 	}

@@ -22,8 +22,16 @@ type Registry struct {
 	stream jetstream.Stream
 	turns  *Turns
 	probe  *StoreProbe
+	writes *WriteErrors
 	group  grouper
 }
+
+// TrackWrites reports Append's batches to w, and has Append answer
+// kez.ErrStoreUnavailable, naming the stream and what to do, when w
+// finds the registry stream refusing writes (see WriteErrors). An attempt
+// then gives up after StoreWait without an answer if nothing else was
+// stored meanwhile.
+func (r *Registry) TrackWrites(w *WriteErrors) { r.writes = w }
 
 // Guard makes Append give up an attempt that will not be answered: at a
 // turn (a leader elected for the stream, the connection back: the batch
@@ -101,7 +109,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			// is sent again alone at once.
 			g := r.grouped(ctx, claims())
 			seq, err, storeErr = g.seq, g.err, g.storeErr
-			if err != nil && g.shared {
+			if err != nil && g.shared && !errors.Is(err, ErrStreamRefusesWrites) {
 				seq, err, storeErr = r.publishAlone(ctx, claims())
 			}
 		} else {
@@ -109,6 +117,9 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 		}
 		if err == nil {
 			return ev, seq, nil
+		}
+		if storeErr == nil && errors.Is(err, ErrStreamRefusesWrites) {
+			storeErr = err
 		}
 		var apiErr *jetstream.APIError
 		switch {
@@ -121,7 +132,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 			if herr == nil || !errors.Is(herr, errNoHolder) && !errors.Is(herr, kez.ErrUnavailable) {
 				return held, seq, herr
 			}
-			return ev, 0, fmt.Errorf("%w: %v", kez.ErrStoreUnavailable, storeErr)
+			return ev, 0, fmt.Errorf("%w: %w", kez.ErrStoreUnavailable, storeErr)
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// A claim is held. Find which; an in-flight competitor on a
@@ -183,9 +194,11 @@ func (r *Registry) publishAlone(ctx context.Context, msgs []*nats.Msg) (seq uint
 
 // publishBatch publishes msgs as one atomic batch, guarded (see guarded).
 func (r *Registry) publishBatch(ctx context.Context, msgs []*nats.Msg) (ack *jetstreamext.BatchAck, err, storeErr error) {
-	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) (err error) {
-		ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		return err
+	err, storeErr = guarded(ctx, r.turns, r.probe, func(ctx context.Context) error {
+		return r.writes.Write(ctx, RegistryStream, func(ctx context.Context) (err error) {
+			ack, err = jetstreamext.PublishMsgBatch(ctx, r.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+			return err
+		})
 	})
 	return ack, err, storeErr
 }

@@ -118,7 +118,14 @@ func sigchainStreamConfig(cfg SigchainConfig) jetstream.StreamConfig {
 type Sigchains struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	writes *WriteErrors
 }
+
+// TrackWrites reports Append's publishes to w, and has Append answer
+// kez.ErrStoreUnavailable, naming the stream and what to do, when w
+// finds the sigchain stream refusing writes (see WriteErrors), after
+// StoreWait rather than at its deadline.
+func (s *Sigchains) TrackWrites(w *WriteErrors) { s.writes = w }
 
 // OpenSigchains binds the sigchain stream that SetupSigchains created.
 func OpenSigchains(ctx context.Context, js jetstream.JetStream) (*Sigchains, error) {
@@ -187,12 +194,26 @@ func (s *Sigchains) Append(ctx context.Context, ev sigchain.Event, expect uint64
 		// The stream sequence of the previous event, so a read of a
 		// chain's last few events walks back from the tail.
 		msg.Header.Set(prevSeqHeader, strconv.FormatUint(expect, 10))
-		ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(expect))
+		var ack *jetstream.PubAck
+		err := s.writes.Write(ctx, SigchainStream, func(ctx context.Context) (err error) {
+			ack, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(expect))
+			return err
+		})
 		if err == nil {
 			return ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
 		switch {
+		case errors.Is(err, ErrStreamRefusesWrites):
+			// Nothing is stored while it refuses, but a mark may be
+			// wrong (a store that stalled): look before saying so.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeWrite)
+			seq, serr := s.settle(sctx, ev, expect)
+			cancel()
+			if serr == nil || errors.Is(serr, ErrSigchainConflict) {
+				return seq, serr
+			}
+			return 0, fmt.Errorf("append sigchain event: %w", err)
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// The tail moved: another append won, unless it was our own

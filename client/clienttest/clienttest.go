@@ -53,7 +53,24 @@ func StartWith(tb testing.TB, adjust func(*chatserver.Config)) *Stack {
 // URLs the home server advertises name host too.
 func StartOn(tb testing.TB, host string, adjust func(*chatserver.Config)) *Stack {
 	tb.Helper()
-	st := &Stack{NATS: natstest.StartWith(tb, func(o *server.Options) { o.Host = host })}
+	return start(tb, host, nil, adjust)
+}
+
+// StartWithNATS is StartWith with a hook that adjusts the broker's
+// options too (its store folder and limits, ...) before it starts.
+func StartWithNATS(tb testing.TB, adjustNATS func(*server.Options), adjust func(*chatserver.Config)) *Stack {
+	tb.Helper()
+	return start(tb, "127.0.0.1", adjustNATS, adjust)
+}
+
+func start(tb testing.TB, host string, adjustNATS func(*server.Options), adjust func(*chatserver.Config)) *Stack {
+	tb.Helper()
+	st := &Stack{NATS: natstest.StartWith(tb, func(o *server.Options) {
+		o.Host = host
+		if adjustNATS != nil {
+			adjustNATS(o)
+		}
+	})}
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
 
