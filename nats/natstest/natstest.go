@@ -53,8 +53,26 @@ func StartWith(tb testing.TB, adjust func(*server.Options)) *Server {
 	tb.Helper()
 	s := &Server{Dir: configDir(tb), tb: tb, adjust: adjust}
 	s.start()
-	tb.Cleanup(s.Stop)
+	tb.Cleanup(func() {
+		s.Stop()
+		s.removeStore()
+	})
 	return s
+}
+
+// removeStore removes the store once the server stopped, trying again
+// for a few seconds: a JetStream request the server took just before
+// its shutdown (a stream created or deleted) can still be writing the
+// store's folders, and the test's own removal of its temporary folder
+// would fail with "directory not empty".
+func (s *Server) removeStore() {
+	var err error
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if err = os.RemoveAll(s.storeDir); err == nil {
+			return
+		}
+	}
+	s.tb.Errorf("remove the store: %v", err)
 }
 
 func (s *Server) start() {
