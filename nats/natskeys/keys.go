@@ -141,7 +141,7 @@ var errEmptySeed = errors.New("empty seed file")
 func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 	// keyfile.Read: the mode checked on the open file, and a FIFO refused
 	// rather than waited on.
-	b, err := keyfile.Read(path, 4<<10)
+	b, err := keyfile.Read(path, 64<<10) // a creds file holds a JWT too
 	defer clear(b)
 	var me *keyfile.ModeError
 	switch {
@@ -149,7 +149,7 @@ func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 		return nil, fmt.Errorf("%s: seed file is readable by others (mode %v); chmod 600 it", path, me.Mode)
 	case err != nil:
 		return nil, err
-	case len(bytes.TrimSpace(b)) == 0:
+	case len(b) == 0:
 		return nil, fmt.Errorf("%s: %w", path, errEmptySeed)
 	}
 	// The seed alone on a line, or a decorated creds-style file. FromSeed
