@@ -18,8 +18,11 @@ DOMAIN=${DOMAIN:-kez.lat}
 mkdir -p "$DEV"
 bin/kez-chat-server keys --dir "$DEV/keys" >/dev/null
 # The reference config, with its store moved into .dev/ (nats-server refuses
-# a store_dir flag that duplicates the file's).
+# a store_dir flag that duplicates the file's) and monitoring on loopback
+# said explicitly: /connz lists every user's key, address and subscriptions,
+# and nats-server has no flag for the monitoring host (-a does not set it).
 sed "s#\"/data/jetstream\"#\"$PWD/$DEV/jetstream\"#" nats/nats.conf > "$DEV/nats.conf"
+printf '\n# make dev\nhttp: "127.0.0.1:%s"\n' "$NATS_MONITOR_PORT" >> "$DEV/nats.conf"
 
 pids=()
 cleanup() {
@@ -29,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-bin/nats-server -c "$DEV/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" &
+bin/nats-server -c "$DEV/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" &
 pids+=($!)
 for i in $(seq 1 100); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then break; fi

@@ -25,10 +25,11 @@ func (e *ModeError) Error() string { return fmt.Sprintf("%s has mode %04o", e.Na
 // regular file with no permission for group or others ([ErrNotRegular],
 // [*ModeError]); other errors are those of opening (such as
 // [fs.ErrNotExist]), stat and reading. The mode is checked on the open
-// file, so it is the file read. Errors never show the content; the caller
-// clears the result once used.
+// file, so it is the file read; on Unix the file is opened non-blocking,
+// so a FIFO put in place of a key file is refused rather than waited on.
+// Errors never show the content; the caller clears the result once used.
 func Read(name string, max int64) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := os.OpenFile(name, os.O_RDONLY|openFlags, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -13,12 +13,13 @@ import (
 
 // LoadKey reads the relay's key from path, a key file as in a kez-chat
 // profile (see [kez.ParseSeed]), or generates one and writes it there
-// (mode 0600, never overwriting) if the file does not exist. Like ssh it
-// refuses a key file that group or others can access. Errors never show
-// the file's content.
+// (mode 0600, atomically, never overwriting a key: [keyfile.Create]) if
+// the file does not exist or is empty (a crash of an earlier release
+// while it wrote the key). Like ssh it refuses a key file that group or
+// others can access. Errors never show the file's content.
 func LoadKey(path string) (*kez.PrivateKey, error) {
 	k, err := readKey(path)
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errEmptyKey) {
 		return k, err
 	}
 	if k, err = kez.GenerateKey(nil); err != nil {
@@ -33,6 +34,9 @@ func LoadKey(path string) (*kez.PrivateKey, error) {
 	return k, nil
 }
 
+// errEmptyKey: the key file has no content, which holds no key to keep.
+var errEmptyKey = errors.New("empty")
+
 func readKey(path string) (*kez.PrivateKey, error) {
 	b, err := keyfile.Read(path, 1<<10)
 	defer clear(b)
@@ -46,6 +50,8 @@ func readKey(path string) (*kez.PrivateKey, error) {
 		return nil, fmt.Errorf("relay key %v: others may read it; chmod 600 it", me)
 	case err != nil:
 		return nil, fmt.Errorf("relay key: %w", err)
+	case len(b) == 0:
+		return nil, fmt.Errorf("relay key %s: %w", path, errEmptyKey)
 	}
 	k, err := kez.ParseSeed(b)
 	if err != nil {
@@ -62,19 +68,5 @@ func writeKey(path string, k *kez.PrivateKey) error {
 	defer clear(text)
 	data := append(text, '\n')
 	defer clear(data)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	return f.Close()
+	return keyfile.Create(path, data)
 }

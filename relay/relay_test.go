@@ -258,3 +258,29 @@ func TestLoadKeyRefusesBadFiles(t *testing.T) {
 		t.Errorf("junk key: %v (must fail without echoing the content)", err)
 	}
 }
+
+// TestLoadKeyAfterCrash: neither the empty relay.key an earlier release
+// left when it crashed between create and write, nor a temporary file
+// left by a crash of this one, blocks the next start; the key then
+// written stays.
+func TestLoadKeyAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "relay.key")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".relay.key.tmp-1"), []byte("kez-seed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := relay.LoadKey(empty)
+	if err != nil {
+		t.Fatalf("LoadKey of an empty key file: %v", err)
+	}
+	again, err := relay.LoadKey(empty)
+	if err != nil || !again.Public().Equal(k.Public()) {
+		t.Fatalf("second LoadKey = %v, %v: want the key the first wrote", again, err)
+	}
+	if fi, err := os.Stat(empty); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v, %v, want mode 0600", fi, err)
+	}
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/nats/natskeys"
 )
 
 // ConnectWait is how long Connect keeps retrying a broker that is not
@@ -22,8 +24,9 @@ const (
 	ServiceMaxPingsOut  = 3
 )
 
-// Connect connects to NATS as a service user (seed file, if set), with
-// unlimited reconnects logged to logger. A broker that does not answer the
+// Connect connects to NATS as a service user (seed file, if set, read
+// with natskeys.ReadSeedFile: one that group or others can read is
+// refused), with unlimited reconnects logged to logger. A broker that does not answer the
 // first attempt is retried for up to ConnectWait.
 func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error) {
 	connected := make(chan struct{})
@@ -56,11 +59,18 @@ func Connect(url, nkeyFile, name string, logger *slog.Logger) (*nats.Conn, error
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats error", "err", err) }),
 	}
 	if nkeyFile != "" {
-		opt, err := nats.NkeyOptionFromSeed(nkeyFile)
+		// natskeys.ReadSeedFile, not nats.NkeyOptionFromSeed: it refuses
+		// a seed file that group or others can read, like every other
+		// seed our programs load (docs/operations.md).
+		kp, err := natskeys.ReadSeedFile(nkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey seed: %w", err)
+		}
+		pub, err := kp.PublicKey()
 		if err != nil {
 			return nil, fmt.Errorf("nkey seed %s: %w", nkeyFile, err)
 		}
-		opts = append(opts, opt)
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -226,4 +228,18 @@ func healthcheck(ctx context.Context, url string) error {
 		return fmt.Errorf("unhealthy: %s %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// LiveURL returns the liveness endpoint beside the health endpoint
+// endpoint: its last path element replaced by livez (/v1/readyz becomes
+// /v1/livez, a relay's /readyz becomes /livez). Every server of ours
+// serves livez next to readyz and healthz.
+func LiveURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	u.Path = path.Join(path.Dir(u.Path), "livez")
+	u.RawPath = ""
+	return u.String(), nil
 }

@@ -89,3 +89,15 @@ func TestReadBodyLimit(t *testing.T) {
 		t.Fatalf("10 bytes: %q %v", b, err)
 	}
 }
+
+func TestLiveURL(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"http://127.0.0.1:8080/v1/readyz", "http://127.0.0.1:8080/v1/livez"},
+		{"http://127.0.0.1:7879/readyz", "http://127.0.0.1:7879/livez"},
+		{"http://[::1]:7878/v1/healthz?x=1", "http://[::1]:7878/v1/livez?x=1"},
+	} {
+		if got, err := web.LiveURL(tt.in); err != nil || got != tt.want {
+			t.Errorf("LiveURL(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}

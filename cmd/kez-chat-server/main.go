@@ -238,11 +238,19 @@ func (c *keysCmd) Run(e *cli.Env) error {
 
 type healthcheckCmd struct {
 	URL  string        `default:"http://127.0.0.1:8080/v1/readyz" env:"HEALTHCHECK_URL" help:"Readiness endpoint to query."`
-	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until ready or this long has passed (systemd ExecStartPost)."`
+	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until it answers 200 or this long has passed."`
+	Live bool          `help:"Ask the liveness endpoint beside --url instead (livez: the process serves HTTP; systemd ExecStartPost)."`
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return web.Healthcheck(ctx, c.URL, c.Wait)
+	url := c.URL
+	if c.Live {
+		var err error
+		if url, err = web.LiveURL(url); err != nil {
+			return err
+		}
+	}
+	return web.Healthcheck(ctx, url, c.Wait)
 }
 
 type command struct {
@@ -250,7 +258,7 @@ type command struct {
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
 	Scrub       scrubCmd       `cmd:"" help:"Check every append-only stream end to end (gaps, the registry's hash tree, the projection, the sigchains) and name each stream's leader; exits 1 on damage."`
 	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/readyz answers 200: it is ready (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/readyz answers 200: it is ready (for container health checks); with --live, its livez."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -215,3 +215,9 @@ func TestFlagDefaults(t *testing.T) {
 		t.Errorf("SCRUB_RATE=7 gives scrub rate %d", got.ScrubRate)
 	}
 }
+
+// TestSystemdUnitStartsOnLiveness: deploy/systemd's unit counts the server
+// started once it serves (livez), not once it is ready.
+func TestSystemdUnitStartsOnLiveness(t *testing.T) {
+	clitest.UnitStartsOnLiveness(t, run, filepath.Join("..", "..", "deploy", "systemd", "kez-chat-server.service"), "/v1/readyz")
+}

@@ -100,17 +100,25 @@ func (c *idCmd) Run(e *cli.Env) error {
 
 type healthcheckCmd struct {
 	URL  string        `default:"http://127.0.0.1:7879/readyz" env:"HEALTHCHECK_URL" help:"Readiness endpoint to query."`
-	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until ready or this long has passed (systemd ExecStartPost)."`
+	Wait time.Duration `default:"0s" help:"Keep asking, once a second, until it answers 200 or this long has passed."`
+	Live bool          `help:"Ask the liveness endpoint beside --url instead (livez: the process serves HTTP; systemd ExecStartPost)."`
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	return web.Healthcheck(ctx, c.URL, c.Wait)
+	url := c.URL
+	if c.Live {
+		var err error
+		if url, err = web.LiveURL(url); err != nil {
+			return err
+		}
+	}
+	return web.Healthcheck(ctx, url, c.Wait)
 }
 
 type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the relay (the default command); prints its multiaddrs on stdout."`
 	ID          idCmd          `cmd:"" name:"id" help:"Print the relay's peer ID and its listen addresses with /p2p/<id> (creates the key file if missing)."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the relay's /readyz answers 200: it is ready (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the relay's /readyz answers 200: it is ready (for container health checks); with --live, its livez."`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

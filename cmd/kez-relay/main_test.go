@@ -156,3 +156,9 @@ func TestServe(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 }
+
+// TestSystemdUnitStartsOnLiveness: deploy/systemd's unit counts the server
+// started once it serves (livez), not once it is ready.
+func TestSystemdUnitStartsOnLiveness(t *testing.T) {
+	clitest.UnitStartsOnLiveness(t, run, filepath.Join("..", "..", "deploy", "systemd", "kez-relay.service"), "/readyz")
+}

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"kez.lat/kez/cmd/cli"
+	"kez.lat/kez/cmd/cli/clitest"
 	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/sigserver"
@@ -124,4 +126,10 @@ func TestBadConfig(t *testing.T) {
 	if !errors.Is(err, sigserver.ErrConfig) {
 		t.Fatalf("--max-events 0: %v, want ErrConfig", err)
 	}
+}
+
+// TestSystemdUnitStartsOnLiveness: deploy/systemd's unit counts the server
+// started once it serves (livez), not once it is ready.
+func TestSystemdUnitStartsOnLiveness(t *testing.T) {
+	clitest.UnitStartsOnLiveness(t, run, filepath.Join("..", "..", "deploy", "systemd", "kez-sig-server.service"), "/v1/readyz")
 }

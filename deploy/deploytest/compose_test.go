@@ -74,6 +74,16 @@ func TestCompose(t *testing.T) {
 			t.Fatalf("%s/v1/healthz: %d %s %v", u, code, body, err)
 		}
 	}
+	// nats-server's monitoring, published on the host's 127.0.0.1: inside
+	// the container it listens on the container's interface
+	// (nats/container.conf), since nats.conf keeps it on loopback.
+	mon := s.url("nats", 1, 8222)
+	if !strings.HasPrefix(mon, "http://127.0.0.1:") {
+		t.Errorf("nats monitoring published on %s, want 127.0.0.1 only", mon)
+	}
+	if code, body, err := get(mon + "/healthz"); code != http.StatusOK {
+		t.Fatalf("%s/healthz: %d %s %v", mon, code, body, err)
+	}
 	keysBefore := s.must("run", "--rm", "--no-deps", "init")
 
 	alice, bob := newUser(t, "alice"), newUser(t, "bob")

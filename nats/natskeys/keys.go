@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nkeys"
+
+	"kez.lat/kez/keyfile"
 )
 
 // KeysConfFile is the file of NATS config variables that nats/nats.conf
@@ -46,7 +48,11 @@ var keySpecs = []keySpec{
 // EnsureKeys makes dir hold every deployment key: it keeps each <name>.nk
 // already there, generates the missing ones, and (re)writes kez-keys.conf
 // from them. It never overwrites a seed, so running it on every start (as
-// the compose init service does) is safe. It returns the config text.
+// the compose init service does) is safe. Seeds are written atomically
+// ([keyfile.Create]) and kez-keys.conf is replaced atomically, so a power
+// cut during the first run leaves no empty or partial file that blocks the
+// next; an empty seed file (what earlier releases could leave) counts as
+// missing. It returns the config text.
 func EnsureKeys(dir string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create keys dir: %w", err)
@@ -56,10 +62,13 @@ func EnsureKeys(dir string) ([]byte, error) {
 	for _, s := range keySpecs {
 		path := filepath.Join(dir, s.name+".nk")
 		kp, err := ReadSeedFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errEmptySeed) {
 			kp, err = s.create()
 			if err == nil {
 				err = writeSeed(path, kp)
+			}
+			if errors.Is(err, fs.ErrExist) { // another run made it first
+				kp, err = ReadSeedFile(path)
 			}
 		}
 		if err != nil {
@@ -71,41 +80,77 @@ func EnsureKeys(dir string) ([]byte, error) {
 		}
 		fmt.Fprintf(&conf, "%s: %q\n", s.confVar, pub)
 	}
-	if err := os.WriteFile(filepath.Join(dir, KeysConfFile), conf.Bytes(), 0o644); err != nil {
+	if err := replaceFile(filepath.Join(dir, KeysConfFile), conf.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", KeysConfFile, err)
 	}
 	return conf.Bytes(), nil
 }
 
+// replaceFile replaces name with data, atomically: a temporary file beside
+// it, synced, renamed over it, the directory synced. nats-server never
+// reads a truncated kez-keys.conf, even after a power cut.
+func replaceFile(name string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(name)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeSeed writes kp's seed to the new file path: see [keyfile.Create].
 func writeSeed(path string, kp nkeys.KeyPair) error {
 	seed, err := kp.Seed()
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(seed, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	// A copy: Seed returns the key pair's own slice, which must stay.
+	data := append(append(make([]byte, 0, len(seed)+1), seed...), '\n')
+	defer clear(data)
+	return keyfile.Create(path, data)
 }
 
+// errEmptySeed: a seed file without content, which holds no key to keep.
+var errEmptySeed = errors.New("empty seed file")
+
 // ReadSeedFile reads an nkey seed file (the seed on its own line, as nsc and
-// the nats CLI write it). It refuses a file that group or others can read.
+// the nats CLI write it). It refuses a file that group or others can read,
+// and one that is not a regular file (see [keyfile.Read]).
 func ReadSeedFile(path string) (nkeys.KeyPair, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
+	// keyfile.Read: the mode checked on the open file, and a FIFO refused
+	// rather than waited on.
+	b, err := keyfile.Read(path, 64<<10) // a creds file holds a JWT too
+	defer clear(b)
+	var me *keyfile.ModeError
+	switch {
+	case errors.As(err, &me):
+		return nil, fmt.Errorf("%s: seed file is readable by others (mode %v); chmod 600 it", path, me.Mode)
+	case err != nil:
 		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s: seed file is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	case len(b) == 0:
+		return nil, fmt.Errorf("%s: %w", path, errEmptySeed)
 	}
 	// The seed alone on a line, or a decorated creds-style file. FromSeed
 	// also takes curve (xkey) seeds.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
+
 	"kez.lat/kez/nats/natskeys"
 )
 
@@ -61,5 +63,50 @@ func TestReadSeedFileRefusesReadableFile(t *testing.T) {
 	}
 	if _, err := natskeys.EnsureKeys(dir); err == nil {
 		t.Fatal("EnsureKeys accepted a world-readable seed")
+	}
+}
+
+// TestEnsureKeysAfterCrash: what a power cut during a first `keys` run can
+// leave (an empty seed file from earlier releases, which wrote in place;
+// empty or partial temporary files and a truncated kez-keys.conf) does not
+// block the next run, and a seed already there is never replaced.
+func TestEnsureKeysAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	kept, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keptSeed, _ := kept.Seed()
+	for name, data := range map[string]string{
+		natskeys.KeySigServer + ".nk":          string(keptSeed) + "\n",
+		natskeys.KeyChatServer + ".nk":         "",
+		"." + natskeys.KeyIssuer + ".nk.tmp-1": "",
+		"." + natskeys.KeyXKey + ".nk.tmp-2":   "SX",
+		natskeys.KeysConfFile:                  "# Written by",
+		"." + natskeys.KeysConfFile + ".tmp-3": "",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf, err := natskeys.EnsureKeys(dir)
+	if err != nil {
+		t.Fatalf("EnsureKeys after a crash: %v", err)
+	}
+	onDisk, _ := os.ReadFile(filepath.Join(dir, natskeys.KeysConfFile))
+	if !bytes.Equal(onDisk, conf) || !strings.Contains(string(conf), "KEZ_SYS_NKEY") {
+		t.Errorf("kez-keys.conf = %q, want the whole config", onDisk)
+	}
+	for _, name := range []string{natskeys.KeyIssuer, natskeys.KeyXKey, natskeys.KeyChatServer, natskeys.KeySigServer} {
+		if _, err := natskeys.ReadSeedFile(filepath.Join(dir, name+".nk")); err != nil {
+			t.Errorf("ReadSeedFile(%s): %v", name, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, natskeys.KeySigServer+".nk")); string(b) != string(keptSeed)+"\n" {
+		t.Error("EnsureKeys replaced an existing seed")
+	}
+	pub, _ := kept.PublicKey()
+	if !strings.Contains(string(conf), pub) {
+		t.Errorf("kez-keys.conf lacks the kept key %s", pub)
 	}
 }

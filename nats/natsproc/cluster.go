@@ -91,12 +91,17 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if o.Adjust != nil {
 			conf = o.Adjust(conf)
 		}
+		// Monitoring on loopback, whatever the configuration says:
+		// /connz lists every user's key, address and subscriptions, and
+		// nats-server has no flag for the monitoring host (-a does not
+		// set it). A key repeated at the end replaces the earlier one.
+		conf += fmt.Sprintf("\n# natsproc\nhttp: \"127.0.0.1:%d\"\n", ports[per*i+1])
 		path := filepath.Join(o.Dir, "nats-"+name+".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
 		args := []string{"--config", path, "--name", name, "-a", "127.0.0.1",
-			"-p", strconv.Itoa(ports[per*i]), "-m", strconv.Itoa(ports[per*i+1])}
+			"-p", strconv.Itoa(ports[per*i])}
 		if o.Nodes > 1 {
 			args = append(args, "--cluster_name", "kez", "--cluster", routes[i], "--routes", strings.Join(routes, ","))
 		}

@@ -2,6 +2,7 @@ package natsproc_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natsproc"
 )
 
@@ -144,5 +146,58 @@ func TestStartProfile(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), "\n# Stack = ") {
 			t.Errorf("%s: %v %v, %d bytes without the runtime statistics", n.ProfileURL, resp.Status, err, body.Len())
 		}
+	}
+}
+
+// TestStartMonitoringOnLoopback: a node started from the shipped nats.conf
+// (or from one that opens monitoring on every interface) serves monitoring
+// on 127.0.0.1 only: /connz lists every user's key, address and
+// subscriptions, with no credentials.
+func TestStartMonitoringOnLoopback(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "nats-server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%v: run `make tools`", err)
+	}
+	shipped, err := os.ReadFile(filepath.Join("..", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tt := range []struct {
+		name string
+		conf []byte
+	}{
+		{"nats.conf", shipped},
+		{"all interfaces", []byte("max_payload: 1MB\nhttp: \"0.0.0.0:8222\"\n")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := natskeys.EnsureKeys(filepath.Join(dir, "keys")); err != nil {
+				t.Fatal(err)
+			}
+			c, err := natsproc.Start(ctx, natsproc.Options{Bin: bin, Conf: tt.conf, Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Kill()
+			resp, err := http.Get(c.Nodes[0].MonitorURL + "/varz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var varz struct {
+				HTTPHost string `json:"http_host"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&varz); err != nil {
+				t.Fatal(err)
+			}
+			if varz.HTTPHost != "127.0.0.1" {
+				t.Errorf("monitoring listens on %q, want 127.0.0.1", varz.HTTPHost)
+			}
+		})
 	}
 }
