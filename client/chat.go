@@ -15,12 +15,21 @@ import (
 	"kez.lat/kez/sigchain"
 )
 
-// conn returns the broker connection, connecting on first use.
+// conn returns the broker connection, connecting on first use. The dial
+// (up to nats.Timeout per URL, seconds while the broker is unreachable)
+// runs outside c.mu, so that local calls (contacts, history, the chat's
+// screen) never wait for it; dialMu keeps it to one dial at a time, and
+// its result is published under c.mu. A connection dialed while
+// [Client.Close] ran is closed, not kept: Close ends what was under way,
+// as it did when the dial held c.mu.
 func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.nc != nil {
-		return c.nc, nil
+	nc, gen := c.nc, c.closes
+	c.mu.Unlock()
+	if nc != nil {
+		return nc, nil
 	}
 	if !c.cfg.Insecure {
 		if err := checkNATSURLs(a.NATSURL); err != nil {
@@ -43,6 +52,12 @@ func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
 	if err != nil {
 		return nil, withHint(fmt.Errorf("%w: %w", ErrUnreachable, err),
 			"is the broker running? the account's NATS URL is "+a.NATSURL)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closes != gen {
+		nc.Close()
+		return nil, nats.ErrConnectionClosed
 	}
 	c.nc = nc
 	return nc, nil
