@@ -29,6 +29,7 @@ type fake struct {
 	now      time.Time
 	shared   []client.Offer // what Browse lists
 	fetched  []string       // the IDs Fetch was asked for
+	announce int            // Announcement calls
 }
 
 func key(b byte) kez.PublicKey {
@@ -136,6 +137,9 @@ func (f *fake) Unshare(ctx context.Context, id string, h kez.Handle) (client.Sha
 	return client.Shared{}, errors.New("fake: nothing shared")
 }
 func (f *fake) Announcement(e client.Entry) (client.Offer, error) {
+	f.mu.Lock()
+	f.announce++
+	f.mu.Unlock()
 	return client.Offer{}, errors.New("fake: no announcements")
 }
 
@@ -150,4 +154,10 @@ func (f *fake) sentReceipts() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.receipts...)
+}
+
+func (f *fake) announcements() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.announce
 }

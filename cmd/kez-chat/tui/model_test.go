@@ -460,3 +460,27 @@ func TestProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestViewAsksNoBackend: drawing the screen never calls the backend,
+// whose calls may wait on its lock (a broker dial): a received file's
+// offer, shown in the pane and as the conversation's preview, is read
+// once, when its item is made.
+func TestViewAsksNoBackend(t *testing.T) {
+	f := world()
+	f.history = append(f.history, client.Entry{Dir: client.DirIn, Peer: handle("bob"), PeerKey: key('b'),
+		SentAt: now.Unix(), StoredAt: now.Unix(), Type: message.TypeFileShare, Body: "{}"})
+	m := newModel(t, f, tui.Options{Open: handle("bob"), NoReceipts: true})
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	before := f.announcements()
+	if before == 0 {
+		t.Fatal("the file announcement was never read")
+	}
+	for range 3 {
+		if v := m.View(); !strings.Contains(v, "[a file announcement that cannot be read") {
+			t.Fatalf("the announcement is not shown:\n%s", v)
+		}
+	}
+	if n := f.announcements() - before; n != 0 {
+		t.Errorf("View called Announcement %d times", n)
+	}
+}
