@@ -75,7 +75,9 @@ type SendOptions struct {
 
 // Send encrypts pt to contact h and hands it to the home server's inbox
 // door, which checks it and stores it in h's inbox; it returns once it is
-// stored, and records it in the history. A handle that is not a contact yet is resolved and pinned
+// stored, and records it in the history: if that fails, the message was
+// delivered all the same, and the error wraps [ErrSentNotRecorded] (the
+// Entry comes with it). A handle that is not a contact yet is resolved and pinned
 // first (trust on first use). Sending is refused with [ErrKeyChanged]
 // while the contact's key differs from the pinned one, with
 // [ErrChainChanged] if its sigchain lost pinned events, and with
@@ -111,12 +113,23 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if opts.NoHistory {
 		return e, nil
 	}
+	if err := c.record(e); err != nil {
+		// Stored at the door: an error that reads as a failed send
+		// would have the user send it again, and h receive it twice.
+		return e, withHint(fmt.Errorf("to @%s: %w: %w", h, ErrSentNotRecorded, err),
+			"the message was delivered; it is not in your history on this device: do not send it again")
+	}
+	return e, nil
+}
+
+// record appends e to the history.
+func (c *Client) record(e Entry) error {
 	unlock, err := c.p.lock(false)
 	if err != nil {
-		return e, err
+		return err
 	}
 	defer unlock()
-	return e, c.p.appendHistoryLocked(e)
+	return c.p.appendHistoryLocked(e)
 }
 
 // sendContact returns contact h, ready to be sent to: pinned first if

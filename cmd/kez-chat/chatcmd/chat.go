@@ -224,6 +224,15 @@ func (c *sendCmd) Run(ctx context.Context) error {
 			return &client.HintError{Err: errors.New("empty message"), Hints: []string{`kez-chat send @bob "text", or pipe the text to kez-chat send @bob`}}
 		}
 		e, err := cl.SendText(ctx, h, text)
+		if errors.Is(err, client.ErrSentNotRecorded) {
+			// Delivered: a failure (exit 1) would have a script or the
+			// user send it again, and the recipient get it twice.
+			a.errf("kez-chat: warning: %v\n", err)
+			for _, hint := range client.Hints(err) {
+				a.errf("hint: %s\n", hint)
+			}
+			err = nil
+		}
 		if err != nil {
 			return err
 		}

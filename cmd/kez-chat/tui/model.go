@@ -734,6 +734,13 @@ func (m *Model) sent_(s sentMsg) {
 			continue
 		}
 		it.lines = nil
+		if errors.Is(s.err, client.ErrSentNotRecorded) {
+			// Delivered: not "failed", which would have it sent again.
+			m.setEntry(it, s.e)
+			it.state, it.local = "delivered, not recorded on this device: do not resend", 0
+			m.setStatus(errText(s.err), true)
+			return
+		}
 		if s.err != nil {
 			it.state = "failed: " + errText(s.err)
 			if errors.Is(s.err, client.ErrKeyChanged) {

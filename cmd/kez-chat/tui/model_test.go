@@ -141,6 +141,22 @@ func TestSendFails(t *testing.T) {
 	}
 }
 
+// TestSendNotRecorded: a message delivered but not recorded in the
+// history shows as delivered, with a warning not to send it again,
+// never as failed.
+func TestSendNotRecorded(t *testing.T) {
+	f := world()
+	f.sendErr = &client.HintError{Err: fmt.Errorf("to @bob: %w: disk full", client.ErrSentNotRecorded), Hints: []string{"do not send it again"}}
+	m := newModel(t, f, tui.Options{})
+	tm := run(t, m)
+	typeLine(tm, "pay 100")
+	waitScreen(t, tm, m, "you: pay 100  · delivered")
+	s := screen(final(t, tm))
+	if strings.Contains(s, "failed") || !strings.Contains(s, "do not resend") {
+		t.Errorf("a delivered message not recorded:\n%s", s)
+	}
+}
+
 // TestLive: messages arriving for another conversation count as unread
 // and bring it to the top; opening it clears the count.
 func TestLive(t *testing.T) {
