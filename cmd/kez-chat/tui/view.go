@@ -95,7 +95,11 @@ func (m *Model) helpLine() string {
 	case m.pick != nil:
 		return m.pickLine()
 	case len(m.complete) > 0:
-		return " " + strings.Join(m.complete, "  ")
+		var b strings.Builder
+		for _, c := range m.complete { // file names, handles, IDs: inert each
+			b.WriteString(" " + display.Line(c) + " ")
+		}
+		return strings.TrimSuffix(b.String(), " ")
 	case m.filtering:
 		return " type to filter · Enter opens · Esc clears"
 	case m.listFocus:
