@@ -132,10 +132,16 @@ func (c *Client) record(e Entry) error {
 	return c.p.appendHistoryLocked(e)
 }
 
-// sendContact returns contact h, ready to be sent to: pinned first if
-// it is not a contact yet, refreshed (unless opts.NoRefresh), refused
-// while its key changed or for another domain.
+// sendContact returns contact h, ready to be sent to: refused for
+// another domain, pinned first if it is not a contact yet, refreshed
+// (unless opts.NoRefresh), refused while its key changed.
 func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts SendOptions) (Contact, error) {
+	// Before anything is pinned: a contact that cannot be sent to is
+	// not made one.
+	if h.Domain() != a.Handle.Domain() {
+		return Contact{}, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
+			"users of "+h.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
+	}
 	ct, err := c.p.Contact(h)
 	switch {
 	case errors.Is(err, ErrNotContact):
@@ -150,10 +156,6 @@ func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts 
 		if ct, err = c.Refresh(ctx, ct); err != nil {
 			return ct, err
 		}
-	}
-	if ct.Handle.Domain() != a.Handle.Domain() {
-		return ct, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
-			"users of "+ct.Handle.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
 	}
 	return ct, nil
 }
