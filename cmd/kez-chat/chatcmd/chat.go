@@ -253,6 +253,9 @@ type listenCmd struct {
 }
 
 func (c *listenCmd) Run(ctx context.Context) error {
+	if err := errors.Join(notNegative("--timeout", c.Timeout), notNegative("--count", c.Count)); err != nil {
+		return err
+	}
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		if c.Timeout > 0 {
 			var cancel context.CancelFunc
@@ -391,6 +394,9 @@ type historyCmd struct {
 }
 
 func (c *historyCmd) Run(ctx context.Context) error {
+	if err := notNegative("--last", c.Last); err != nil {
+		return err
+	}
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		h, err := optionalHandle(cl, c.Handle)
 		if err != nil {
@@ -432,4 +438,13 @@ func (c *historyCmd) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// notNegative refuses a negative value of a limit flag, which would
+// otherwise read as its 0, "no limit".
+func notNegative[T int | time.Duration](flag string, v T) error {
+	if v < 0 {
+		return fmt.Errorf("%s %v: must be 0 (no limit) or more", flag, v)
+	}
+	return nil
 }
