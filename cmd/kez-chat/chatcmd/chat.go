@@ -353,7 +353,7 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		return
 	}
 	if !e.Quarantined && e.Type != client.TypeReceipt {
-		fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
+		fmt.Fprintf(a.out, "%s\n", a.fit(fmt.Sprintf("%s %s: %s", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))))
 	}
 }
 
@@ -375,7 +375,7 @@ func text(cl *client.Client, e *client.Entry) string {
 // terminal (see display.Text), and indents lines after the first, so
 // that no line of a message can pass for a message of its own.
 func sanitize(s string) string {
-	return strings.ReplaceAll(display.Text(s), "\n", "\n    ")
+	return strings.ReplaceAll(display.Text(s), "\n", "\n"+contIndent)
 }
 
 func writeLine(w io.Writer, v any) {
@@ -434,7 +434,7 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			if e.Warning == client.WarnKeyChanged && !e.Quarantined {
 				warn = " (signed by a key trusted later)"
 			}
-			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))
+			fmt.Fprintf(a.out, "%s\n", a.fit(fmt.Sprintf("%s %s %s%s: %s", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))))
 		}
 		return nil
 	})

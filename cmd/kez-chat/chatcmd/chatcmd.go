@@ -123,6 +123,9 @@ type app struct {
 	stdin io.Reader
 	out   io.Writer
 	errw  io.Writer
+	// cols reports the width of the terminal stdout is (nil if it is
+	// not one), for fit.
+	cols func() int
 }
 
 // errf prints to stderr what format and args say, made safe for a
@@ -155,7 +158,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	g := &grammar{}
-	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr})
+	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr, cols: termCols(stdout)})
 	return cli.Run(ctx, g, "kez-chat", about, args, stdout, stderr)
 }
 
