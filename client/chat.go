@@ -15,12 +15,21 @@ import (
 	"kez.lat/kez/sigchain"
 )
 
-// conn returns the broker connection, connecting on first use.
+// conn returns the broker connection, connecting on first use. The dial
+// (up to nats.Timeout per URL, seconds while the broker is unreachable)
+// runs outside c.mu, so that local calls (contacts, history, the chat's
+// screen) never wait for it; dialMu keeps it to one dial at a time, and
+// its result is published under c.mu. A connection dialed while
+// [Client.Close] ran is closed, not kept: Close ends what was under way,
+// as it did when the dial held c.mu.
 func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.nc != nil {
-		return c.nc, nil
+	nc, gen := c.nc, c.closes
+	c.mu.Unlock()
+	if nc != nil {
+		return nc, nil
 	}
 	if !c.cfg.Insecure {
 		if err := checkNATSURLs(a.NATSURL); err != nil {
@@ -44,6 +53,12 @@ func (c *Client) conn(a Account, key *kez.PrivateKey) (*nats.Conn, error) {
 		return nil, withHint(fmt.Errorf("%w: %w", ErrUnreachable, err),
 			"is the broker running? the account's NATS URL is "+a.NATSURL)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closes != gen {
+		nc.Close()
+		return nil, nats.ErrConnectionClosed
+	}
 	c.nc = nc
 	return nc, nil
 }
@@ -60,7 +75,9 @@ type SendOptions struct {
 
 // Send encrypts pt to contact h and hands it to the home server's inbox
 // door, which checks it and stores it in h's inbox; it returns once it is
-// stored, and records it in the history. A handle that is not a contact yet is resolved and pinned
+// stored, and records it in the history: if that fails, the message was
+// delivered all the same, and the error wraps [ErrSentNotRecorded] (the
+// Entry comes with it). A handle that is not a contact yet is resolved and pinned
 // first (trust on first use). Sending is refused with [ErrKeyChanged]
 // while the contact's key differs from the pinned one, with
 // [ErrChainChanged] if its sigchain lost pinned events, and with
@@ -96,18 +113,35 @@ func (c *Client) Send(ctx context.Context, h kez.Handle, pt message.Plaintext, o
 	if opts.NoHistory {
 		return e, nil
 	}
-	unlock, err := c.p.lock(false)
-	if err != nil {
-		return e, err
+	if err := c.record(e); err != nil {
+		// Stored at the door: an error that reads as a failed send
+		// would have the user send it again, and h receive it twice.
+		return e, withHint(fmt.Errorf("to @%s: %w: %w", h, ErrSentNotRecorded, err),
+			"the message was delivered; it is not in your history on this device: do not send it again")
 	}
-	defer unlock()
-	return e, c.p.appendHistoryLocked(e)
+	return e, nil
 }
 
-// sendContact returns contact h, ready to be sent to: pinned first if
-// it is not a contact yet, refreshed (unless opts.NoRefresh), refused
-// while its key changed or for another domain.
+// record appends e to the history.
+func (c *Client) record(e Entry) error {
+	unlock, err := c.p.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.p.appendHistoryLocked(e)
+}
+
+// sendContact returns contact h, ready to be sent to: refused for
+// another domain, pinned first if it is not a contact yet, refreshed
+// (unless opts.NoRefresh), refused while its key changed.
 func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts SendOptions) (Contact, error) {
+	// Before anything is pinned: a contact that cannot be sent to is
+	// not made one.
+	if h.Domain() != a.Handle.Domain() {
+		return Contact{}, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
+			"users of "+h.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
+	}
 	ct, err := c.p.Contact(h)
 	switch {
 	case errors.Is(err, ErrNotContact):
@@ -122,10 +156,6 @@ func (c *Client) sendContact(ctx context.Context, a Account, h kez.Handle, opts 
 		if ct, err = c.Refresh(ctx, ct); err != nil {
 			return ct, err
 		}
-	}
-	if ct.Handle.Domain() != a.Handle.Domain() {
-		return ct, withHint(fmt.Errorf("@%s: %w", h, ErrFederation),
-			"users of "+ct.Handle.Domain()+" are reached through their own broker; cross-domain delivery is not built yet")
 	}
 	return ct, nil
 }

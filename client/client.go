@@ -70,11 +70,15 @@ type Client struct {
 	cfg Config
 	p   *Profile
 
-	mu    sync.Mutex
-	nc    *nats.Conn
-	key   *kez.PrivateKey
-	id    *message.Identity // key's, made by identity, cleared by Close
-	store *blob.Store
+	// dialMu is held for a broker dial (see conn), c.mu only around
+	// reads and writes of the fields below it.
+	dialMu sync.Mutex
+	mu     sync.Mutex
+	nc     *nats.Conn
+	closes int // Close calls, so that a dial under way learns of one
+	key    *kez.PrivateKey
+	id     *message.Identity // key's, made by identity, cleared by Close
+	store  *blob.Store
 	// holding is set while [Client.HoldListener] holds the listen lock.
 	holding bool
 }
@@ -109,6 +113,7 @@ func (c *Client) Profile() *Profile { return c.p }
 func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closes++
 	if c.nc != nil {
 		c.nc.Close()
 		c.nc = nil

@@ -57,6 +57,11 @@ var (
 	// or overloaded, or the client's address throttled). It wraps
 	// nats.ErrAuthorization as well.
 	ErrSignInUnanswered = errors.New("the sign-in was not answered in time")
+	// ErrSentNotRecorded: [Client.Send] delivered the message (the home
+	// server stored it in the recipient's inbox) but could not record it
+	// in the own history (a full disk): the message is not lost, and
+	// sending it again delivers it twice. Send returns its Entry with it.
+	ErrSentNotRecorded = errors.New("delivered, but not recorded in the local history")
 	// ErrStore: Listen could not store received messages in the profile
 	// (the disk); they stay unacked in the inbox, and Listen stops.
 	ErrStore = errors.New("cannot store received messages")

@@ -200,6 +200,9 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 		return ShareResult{}, err
 	}
 	e, err := c.Send(ctx, ct.Handle, pt, SendOptions{NoRefresh: true})
+	if errors.Is(err, ErrSentNotRecorded) {
+		return ShareResult{Shared: sf.Info(), Message: e}, fmt.Errorf("%s is shared with @%s: %w", name, ct.Handle, err)
+	}
 	if err != nil {
 		return ShareResult{Shared: sf.Info()}, withHint(fmt.Errorf("%s is shared with @%s, but the announcement was not sent: %w", name, ct.Handle, err),
 			"@"+ct.Handle.String()+" can still see it with `kez-chat browse`; or unshare it and share again")

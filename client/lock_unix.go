@@ -13,7 +13,17 @@ import (
 // lock takes the profile lock, shared for readers, exclusive for writers,
 // and returns its release. flock locks belong to the open file, so they
 // also exclude other goroutines of this process that lock separately.
+// A writer creates the profile directory; a reader of one that does not
+// exist has nothing to read, and nothing to lock.
 func (p *Profile) lock(shared bool) (func(), error) {
+	if shared && !p.exists() {
+		return func() {}, nil
+	}
+	if !shared {
+		if err := p.mkdir(); err != nil {
+			return nil, err
+		}
+	}
 	return flock(p.path(lockFile), shared, true)
 }
 

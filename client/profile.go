@@ -73,13 +73,29 @@ func ProfileDir(name string) (string, error) {
 	return filepath.Join(base, "kez-chat", "profiles", name), nil
 }
 
-// OpenProfile opens the profile directory dir, creating it (mode 0700) if
-// it does not exist.
+// OpenProfile opens the profile directory dir. A directory that does not
+// exist is an empty profile ([ErrNoAccount]); it is created (mode 0700)
+// when something is first written to it (register, recover), so that a
+// command that fails, on a mistyped profile name say, leaves no profile
+// behind.
 func OpenProfile(dir string) (*Profile, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("profile: %w", err)
-	}
 	return &Profile{Dir: dir}, nil
+}
+
+// mkdir creates the profile directory, mode 0700, if it does not exist:
+// before the first write.
+func (p *Profile) mkdir() error {
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	return nil
+}
+
+// exists reports whether the profile directory exists (an error other
+// than its absence counts as existing: the caller meets it there).
+func (p *Profile) exists() bool {
+	_, err := os.Stat(p.Dir)
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 func (p *Profile) path(name string) string { return filepath.Join(p.Dir, name) }
@@ -357,6 +373,9 @@ func writeJSON(name string, v any) error {
 // leaves one of the two.
 func writeAtomic(name string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(name)
+	if err := os.MkdirAll(dir, 0o700); err != nil { // a profile's first write
+		return err
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
 	if err != nil {
 		return err

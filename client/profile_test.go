@@ -220,6 +220,13 @@ func TestRemoteDomain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A send to another domain fails before anything is pinned.
+	if _, err := alice.SendText(ctx, h, "hi"); !errors.Is(err, client.ErrFederation) {
+		t.Errorf("send to another domain: %v", err)
+	}
+	if _, err := p.Contact(h); !errors.Is(err, client.ErrNotContact) {
+		t.Errorf("a send to another domain pinned %s: %v", h, err)
+	}
 	ct, added, err := alice.Add(ctx, h)
 	if err != nil || !added || !ct.Key.Equal(bobKey.Public()) {
 		t.Fatalf("add: %+v %v %v", ct, added, err)
@@ -243,4 +250,37 @@ func (rt routeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rec := httptest.NewRecorder()
 	rt.remote.ServeHTTP(rec, r)
 	return rec.Result(), nil
+}
+
+// TestOpenProfileCreatesNothing: opening a profile that does not exist
+// (a mistyped name) and reading it leaves no directory behind; the first
+// write creates it, mode 0700.
+func TestOpenProfileCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo", "profile")
+	p, err := client.OpenProfile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(p, client.Config{})
+	defer c.Close()
+	if _, err := c.Account(); !errors.Is(err, client.ErrNoAccount) {
+		t.Errorf("Account of a missing profile: %v", err)
+	}
+	if cs, err := p.Contacts(); err != nil || len(cs) != 0 {
+		t.Errorf("Contacts of a missing profile: %v, %v", cs, err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dir))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("reading a missing profile created it: %v", err)
+	}
+	key, _, err := c.NewBackup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.KeyStore = client.KeyStoreFile
+	if _, err := p.SaveKey(key); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("profile directory after the first write: %v, %v", fi, err)
+	}
 }

@@ -224,6 +224,15 @@ func (c *sendCmd) Run(ctx context.Context) error {
 			return &client.HintError{Err: errors.New("empty message"), Hints: []string{`kez-chat send @bob "text", or pipe the text to kez-chat send @bob`}}
 		}
 		e, err := cl.SendText(ctx, h, text)
+		if errors.Is(err, client.ErrSentNotRecorded) {
+			// Delivered: a failure (exit 1) would have a script or the
+			// user send it again, and the recipient get it twice.
+			a.errf("kez-chat: warning: %v\n", err)
+			for _, hint := range client.Hints(err) {
+				a.errf("hint: %s\n", hint)
+			}
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
@@ -244,6 +253,9 @@ type listenCmd struct {
 }
 
 func (c *listenCmd) Run(ctx context.Context) error {
+	if err := errors.Join(notNegative("--timeout", c.Timeout), notNegative("--count", c.Count)); err != nil {
+		return err
+	}
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		if c.Timeout > 0 {
 			var cancel context.CancelFunc
@@ -341,7 +353,7 @@ func printEvent(a *app, cl *client.Client, ev client.Event) {
 		return
 	}
 	if !e.Quarantined && e.Type != client.TypeReceipt {
-		fmt.Fprintf(a.out, "%s %s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))
+		fmt.Fprintf(a.out, "%s\n", a.fit(fmt.Sprintf("%s %s: %s", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), who, text(cl, e))))
 	}
 }
 
@@ -363,7 +375,7 @@ func text(cl *client.Client, e *client.Entry) string {
 // terminal (see display.Text), and indents lines after the first, so
 // that no line of a message can pass for a message of its own.
 func sanitize(s string) string {
-	return strings.ReplaceAll(display.Text(s), "\n", "\n    ")
+	return strings.ReplaceAll(display.Text(s), "\n", "\n"+contIndent)
 }
 
 func writeLine(w io.Writer, v any) {
@@ -382,6 +394,9 @@ type historyCmd struct {
 }
 
 func (c *historyCmd) Run(ctx context.Context) error {
+	if err := notNegative("--last", c.Last); err != nil {
+		return err
+	}
 	return withClient(ctx, func(a *app, cl *client.Client) error {
 		h, err := optionalHandle(cl, c.Handle)
 		if err != nil {
@@ -419,8 +434,17 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			if e.Warning == client.WarnKeyChanged && !e.Quarantined {
 				warn = " (signed by a key trusted later)"
 			}
-			fmt.Fprintf(a.out, "%s %s %s%s: %s\n", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))
+			fmt.Fprintf(a.out, "%s\n", a.fit(fmt.Sprintf("%s %s %s%s: %s", time.Unix(e.SentAt, 0).Format("2006-01-02 15:04:05"), arrow, show(cl, e.Peer), warn, text(cl, e))))
 		}
 		return nil
 	})
+}
+
+// notNegative refuses a negative value of a limit flag, which would
+// otherwise read as its 0, "no limit".
+func notNegative[T int | time.Duration](flag string, v T) error {
+	if v < 0 {
+		return fmt.Errorf("%s %v: must be 0 (no limit) or more", flag, v)
+	}
+	return nil
 }

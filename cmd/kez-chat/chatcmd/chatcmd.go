@@ -123,6 +123,9 @@ type app struct {
 	stdin io.Reader
 	out   io.Writer
 	errw  io.Writer
+	// cols reports the width of the terminal stdout is (nil if it is
+	// not one), for fit.
+	cols func() int
 }
 
 // errf prints to stderr what format and args say, made safe for a
@@ -143,15 +146,20 @@ func appFrom(ctx context.Context) *app { return ctx.Value(appKey{}).(*app) }
 // Run parses args and runs the command. stdin feeds prompts, recover and
 // send.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if interactive(stdin, stdout) && noCommand(args) {
-		// kez-chat alone, on a terminal, is the full-screen chat; piped,
-		// it prints the usage as it always did.
-		args = append(args, "chat")
+	const about = "kez-chat: end-to-end encrypted chat on verified handles."
+	if noCommand(args) {
+		if interactive(stdin, stdout) {
+			// kez-chat alone, on a terminal, is the full-screen chat.
+			args = append(args, "chat")
+		} else {
+			// Piped, it prints the usage to stderr (stdout is for
+			// results), then fails as a bad command line (exit 2).
+			_ = cli.Run(ctx, &grammar{}, "kez-chat", about, append(slices.Clone(args), "--help"), stderr, stderr)
+		}
 	}
 	g := &grammar{}
-	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr})
-	return cli.Run(ctx, g, "kez-chat",
-		"kez-chat: end-to-end encrypted chat on verified handles.", args, stdout, stderr)
+	ctx = context.WithValue(ctx, appKey{}, &app{g: g, stdin: stdin, out: stdout, errw: stderr, cols: termCols(stdout)})
+	return cli.Run(ctx, g, "kez-chat", about, args, stdout, stderr)
 }
 
 // globals are the flags every command takes.
@@ -181,7 +189,7 @@ type grammar struct {
 	Verify      verifyCmd     `cmd:"" help:"Show the safety number to compare with a contact out of band."`
 	Trust       trustCmd      `cmd:"" help:"Accept a contact's changed key."`
 	Send        sendCmd       `cmd:"" help:"Send an encrypted message (the text from the arguments, or stdin)."`
-	Listen      listenCmd     `cmd:"" help:"Receive messages: print, store, then acknowledge them."`
+	Listen      listenCmd     `cmd:"" help:"Receive messages: store, print, then acknowledge them."`
 	History     historyCmd    `cmd:"" help:"Show the messages exchanged with a contact."`
 	Share       shareCmd      `cmd:"" help:"Share a file with a contact: encrypt it here and announce it; they fetch it from this device while listen runs."`
 	Files       filesCmd      `cmd:"" help:"List the files you share, and with whom."`

@@ -569,7 +569,10 @@ func (m *Model) completeInput() {
 }
 
 // completePath lists the paths that start with prefix (directories with a
-// trailing slash).
+// trailing slash). A name that does not print as itself (an escape
+// sequence, a bidi override: a file from an archive or a download) is
+// left out: completed into the input or listed in the help line, it
+// would reach the terminal raw; the user can still type its path.
 func completePath(prefix string) []string {
 	dir, base := filepath.Split(expandHome(prefix))
 	shownDir, _ := filepath.Split(prefix)
@@ -584,7 +587,7 @@ func completePath(prefix string) []string {
 	var out []string
 	for _, e := range ents {
 		n := e.Name()
-		if !strings.HasPrefix(n, base) || (strings.HasPrefix(n, ".") && !strings.HasPrefix(base, ".")) {
+		if !strings.HasPrefix(n, base) || (strings.HasPrefix(n, ".") && !strings.HasPrefix(base, ".")) || display.Line(n) != n {
 			continue
 		}
 		if e.IsDir() {

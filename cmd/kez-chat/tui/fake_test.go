@@ -29,6 +29,7 @@ type fake struct {
 	now      time.Time
 	shared   []client.Offer // what Browse lists
 	fetched  []string       // the IDs Fetch was asked for
+	announce int            // Announcement calls
 }
 
 func key(b byte) kez.PublicKey {
@@ -74,11 +75,15 @@ func (f *fake) SendText(ctx context.Context, h kez.Handle, text string) (client.
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	e := client.Entry{Dir: client.DirOut, Peer: h, ID: "id", SentAt: f.now.Unix(), StoredAt: f.now.Unix(), Type: message.TypeText, Body: text}
+	if errors.Is(f.sendErr, client.ErrSentNotRecorded) {
+		f.sent = append(f.sent, text)
+		return e, f.sendErr
+	}
 	if f.sendErr != nil {
 		return client.Entry{}, f.sendErr
 	}
 	f.sent = append(f.sent, text)
-	e := client.Entry{Dir: client.DirOut, Peer: h, ID: "id", SentAt: f.now.Unix(), StoredAt: f.now.Unix(), Type: message.TypeText, Body: text}
 	f.history = append(f.history, e)
 	return e, nil
 }
@@ -160,6 +165,9 @@ func (f *fake) Unshare(ctx context.Context, id string, h kez.Handle) (client.Sha
 	return client.Shared{}, errors.New("fake: nothing shared")
 }
 func (f *fake) Announcement(e client.Entry) (client.Offer, error) {
+	f.mu.Lock()
+	f.announce++
+	f.mu.Unlock()
 	return client.Offer{}, errors.New("fake: no announcements")
 }
 
@@ -174,4 +182,10 @@ func (f *fake) sentReceipts() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.receipts...)
+}
+
+func (f *fake) announcements() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.announce
 }

@@ -109,6 +109,7 @@ const (
 type item struct {
 	kind  itemKind
 	e     client.Entry
+	text  string // what e says, inert: made with the item (see setEntry), never in View
 	state string // of an own message: sending, stored, failed: ...
 	local int    // of an own message being sent
 	note  string // of a note: text the chat wrote (others' parts sanitized)
@@ -268,15 +269,36 @@ func (m *Model) msgItem(e client.Entry, state string) *item {
 	if e.Dir == client.DirOut && state == "" {
 		state = "stored"
 	}
-	if id := m.fileID(e); id != "" {
-		m.offers[id] = e.Peer
-	}
 	at := time.Unix(e.SentAt, 0)
 	if e.Dir == client.DirIn && e.StoredAt > 0 {
 		// Others choose SentAt; order (and days) go by when it arrived.
 		at = time.Unix(e.StoredAt, 0)
 	}
-	return &item{kind: kindMsg, e: e, state: state, at: at}
+	it := &item{kind: kindMsg, state: state, at: at}
+	if id := m.setEntry(it, e); id != "" {
+		m.offers[id] = e.Peer
+	}
+	return it
+}
+
+// setEntry makes e the message of it, with what it says, and returns the
+// ID of the file it offers ("" if none). A received file's offer is read
+// here, once per item, never while drawing: the backend may wait on its
+// lock (a broker dial), and View must not.
+func (m *Model) setEntry(it *item, e client.Entry) string {
+	var o *client.Offer
+	var oerr error
+	if e.Dir == client.DirIn && e.Type == message.TypeFileShare && !e.Quarantined {
+		var offer client.Offer
+		if offer, oerr = m.b.Announcement(e); oerr == nil {
+			o = &offer
+		}
+	}
+	it.e, it.text, it.lines = e, m.entryText(e, o, oerr), nil
+	if o == nil {
+		return ""
+	}
+	return o.ID
 }
 
 // convOf returns the conversation with h, creating it.
@@ -684,7 +706,9 @@ func (m *Model) submit() tea.Cmd {
 	m.nextLocal++
 	local := m.nextLocal
 	e := client.Entry{Dir: client.DirOut, Peer: c.h, SentAt: m.opt.Now().Unix(), Type: message.TypeText, Body: text}
-	c.add(&item{kind: kindMsg, e: e, state: "sending", local: local, at: m.opt.Now()}, m.opt.Location)
+	it := &item{kind: kindMsg, state: "sending", local: local, at: m.opt.Now()}
+	m.setEntry(it, e)
+	c.add(it, m.opt.Location)
 	c.scroll = 0
 	c.last = m.opt.Now().Unix()
 	m.sortConvs()
@@ -710,6 +734,13 @@ func (m *Model) sent_(s sentMsg) {
 			continue
 		}
 		it.lines = nil
+		if errors.Is(s.err, client.ErrSentNotRecorded) {
+			// Delivered: not "failed", which would have it sent again.
+			m.setEntry(it, s.e)
+			it.state, it.local = "delivered, not recorded on this device: do not resend", 0
+			m.setStatus(errText(s.err), true)
+			return
+		}
 		if s.err != nil {
 			it.state = "failed: " + errText(s.err)
 			if errors.Is(s.err, client.ErrKeyChanged) {
@@ -717,7 +748,8 @@ func (m *Model) sent_(s sentMsg) {
 			}
 			return
 		}
-		it.e, it.state, it.local = s.e, "stored", 0
+		m.setEntry(it, s.e)
+		it.state, it.local = "stored", 0
 		return
 	}
 }

@@ -141,6 +141,22 @@ func TestSendFails(t *testing.T) {
 	}
 }
 
+// TestSendNotRecorded: a message delivered but not recorded in the
+// history shows as delivered, with a warning not to send it again,
+// never as failed.
+func TestSendNotRecorded(t *testing.T) {
+	f := world()
+	f.sendErr = &client.HintError{Err: fmt.Errorf("to @bob: %w: disk full", client.ErrSentNotRecorded), Hints: []string{"do not send it again"}}
+	m := newModel(t, f, tui.Options{})
+	tm := run(t, m)
+	typeLine(tm, "pay 100")
+	waitScreen(t, tm, m, "you: pay 100  · delivered")
+	s := screen(final(t, tm))
+	if strings.Contains(s, "failed") || !strings.Contains(s, "do not resend") {
+		t.Errorf("a delivered message not recorded:\n%s", s)
+	}
+}
+
 // TestLive: messages arriving for another conversation count as unread
 // and bring it to the top; opening it clears the count.
 func TestLive(t *testing.T) {
@@ -484,5 +500,29 @@ func TestProfile(t *testing.T) {
 		if !strings.Contains(v, want) {
 			t.Errorf("profile lacks %q:\n%s", want, v)
 		}
+	}
+}
+
+// TestViewAsksNoBackend: drawing the screen never calls the backend,
+// whose calls may wait on its lock (a broker dial): a received file's
+// offer, shown in the pane and as the conversation's preview, is read
+// once, when its item is made.
+func TestViewAsksNoBackend(t *testing.T) {
+	f := world()
+	f.history = append(f.history, client.Entry{Dir: client.DirIn, Peer: handle("bob"), PeerKey: key('b'),
+		SentAt: now.Unix(), StoredAt: now.Unix(), Type: message.TypeFileShare, Body: "{}"})
+	m := newModel(t, f, tui.Options{Open: handle("bob"), NoReceipts: true})
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	before := f.announcements()
+	if before == 0 {
+		t.Fatal("the file announcement was never read")
+	}
+	for range 3 {
+		if v := m.View(); !strings.Contains(v, "[a file announcement that cannot be read") {
+			t.Fatalf("the announcement is not shown:\n%s", v)
+		}
+	}
+	if n := f.announcements() - before; n != 0 {
+		t.Errorf("View called Announcement %d times", n)
 	}
 }

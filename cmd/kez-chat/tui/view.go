@@ -95,7 +95,11 @@ func (m *Model) helpLine() string {
 	case m.pick != nil:
 		return m.pickLine()
 	case len(m.complete) > 0:
-		return " " + strings.Join(m.complete, "  ")
+		var b strings.Builder
+		for _, c := range m.complete { // file names, handles, IDs: inert each
+			b.WriteString(" " + display.Line(c) + " ")
+		}
+		return strings.TrimSuffix(b.String(), " ")
 	case m.filtering:
 		return " type to filter · Enter opens · Esc clears"
 	case m.listFocus:
@@ -169,7 +173,7 @@ func (m *Model) preview(c *conv) string {
 		if it.kind != kindMsg || it.e.Type == client.TypeReceipt {
 			continue
 		}
-		s := m.entryText(it.e)
+		s := it.text
 		if it.e.Dir == client.DirOut {
 			s = "you: " + s
 		}
@@ -286,7 +290,7 @@ func (m *Model) itemLines(it *item, rw int) []string {
 		default:
 			who = m.st.peer.Render(m.show(it.e.Peer))
 		}
-		body := m.entryText(it.e)
+		body := it.text
 		if it.e.Dir == client.DirOut && it.state != "" {
 			st := m.st.state
 			if strings.HasPrefix(it.state, "failed") {
@@ -306,8 +310,9 @@ func (m *Model) itemLines(it *item, rw int) []string {
 	return lines
 }
 
-// entryText is what a message says, inert.
-func (m *Model) entryText(e client.Entry) string {
+// entryText is what a message says, inert; o is the offer of a received
+// file (nil if it could not be read: oerr says why).
+func (m *Model) entryText(e client.Entry, o *client.Offer, oerr error) string {
 	if e.Quarantined {
 		return fmt.Sprintf("[held back: signed by key %s, which you have not trusted for %s; /verify, then /trust shows it]",
 			m.fingerprint(e.PeerKey), m.show(e.Peer))
@@ -323,26 +328,12 @@ func (m *Model) entryText(e client.Entry) string {
 			}
 			return fmt.Sprintf("[file] shared %s (%s)", display.Line(ann.Name), display.Size(ann.FileSize))
 		}
-		o, err := m.b.Announcement(e)
-		if err != nil {
-			return "[a file announcement that cannot be read: " + errText(err) + "]"
+		if o == nil {
+			return "[a file announcement that cannot be read: " + errText(oerr) + "]"
 		}
 		return fmt.Sprintf("[file] %s (%s) · /fetch %s", display.Line(o.File.Name), display.Size(o.File.FileSize), o.ID)
 	}
 	return fmt.Sprintf("[a message of type %q this version cannot show]", display.Line(e.Type))
-}
-
-// fileID is the ID of the file a received announcement offers ("" for
-// anything else).
-func (m *Model) fileID(e client.Entry) string {
-	if e.Dir != client.DirIn || e.Type != message.TypeFileShare || e.Quarantined {
-		return ""
-	}
-	o, err := m.b.Announcement(e)
-	if err != nil {
-		return ""
-	}
-	return o.ID
 }
 
 // paneHeight is roughly the height of the message area, for paging.
