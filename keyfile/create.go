@@ -24,25 +24,11 @@ var link = os.Link
 // falls back to creating name exclusively and writing it in place.
 func Create(name string, data []byte) error {
 	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
+	tmp, err := writeTemp(name, data, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp)
-	err = f.Chmod(0o600) // CreateTemp's mode already, whatever the umask
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
 	err = link(tmp, name)
 	switch {
 	case errors.Is(err, fs.ErrExist):
@@ -84,4 +70,44 @@ func createInPlace(name string, data []byte) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
+}
+
+// Replace writes data to name, mode perm, atomically, replacing any file
+// there: a temporary file beside name, synced, renamed over it, and the
+// directory synced.
+func Replace(name string, data []byte, perm fs.FileMode) error {
+	tmp, err := writeTemp(name, data, perm)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
+// writeTemp writes data, synced and with mode perm (whatever the umask),
+// to a new temporary file beside name (".<name>.tmp-*"), and returns its
+// name; a file it could not finish is removed.
+func writeTemp(name string, data []byte, perm fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }

@@ -194,9 +194,16 @@ func (m *Metrics) Wrap(mux *http.ServeMux) http.Handler {
 // Healthcheck asks the health endpoint url (a server's /v1/readyz) and
 // returns nil once it answers 200: the `healthcheck` subcommand of the
 // servers, run by container health checks (our images have no shell or
-// curl) and by systemd after start. Each attempt has 3 seconds; with
-// wait > 0 it asks again every second until wait has passed.
-func Healthcheck(ctx context.Context, url string, wait time.Duration) error {
+// curl) and by systemd after start; with live, the liveness endpoint
+// beside url (LiveURL). Each attempt has 3 seconds; with wait > 0 it
+// asks again every second until wait has passed.
+func Healthcheck(ctx context.Context, url string, live bool, wait time.Duration) error {
+	if live {
+		var err error
+		if url, err = LiveURL(url); err != nil {
+			return err
+		}
+	}
 	end := time.Now().Add(wait)
 	for {
 		err := healthcheck(ctx, url)

@@ -243,14 +243,7 @@ type healthcheckCmd struct {
 }
 
 func (c *healthcheckCmd) Run(ctx context.Context) error {
-	url := c.URL
-	if c.Live {
-		var err error
-		if url, err = web.LiveURL(url); err != nil {
-			return err
-		}
-	}
-	return web.Healthcheck(ctx, url, c.Wait)
+	return web.Healthcheck(ctx, c.URL, c.Live, c.Wait)
 }
 
 type command struct {

@@ -80,44 +80,10 @@ func EnsureKeys(dir string) ([]byte, error) {
 		}
 		fmt.Fprintf(&conf, "%s: %q\n", s.confVar, pub)
 	}
-	if err := replaceFile(filepath.Join(dir, KeysConfFile), conf.Bytes(), 0o644); err != nil {
+	if err := keyfile.Replace(filepath.Join(dir, KeysConfFile), conf.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", KeysConfFile, err)
 	}
 	return conf.Bytes(), nil
-}
-
-// replaceFile replaces name with data, atomically: a temporary file beside
-// it, synced, renamed over it, the directory synced. nats-server never
-// reads a truncated kez-keys.conf, even after a power cut.
-func replaceFile(name string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // writeSeed writes kp's seed to the new file path: see [keyfile.Create].
