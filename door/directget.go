@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kez.lat/kez/streams"
 )
 
 // getter runs the door's batch direct gets of the inbox stream. The
@@ -48,7 +50,7 @@ var errGetAnswer = errors.New("unexpected direct get answer")
 // (js's connection and API prefix).
 func newGetter(js jetstream.JetStream, stream string) (*getter, error) {
 	nc := js.Conn()
-	g := &getter{nc: nc, stream: stream, api: apiPrefix(js.Options()) + "DIRECT.GET." + stream,
+	g := &getter{nc: nc, stream: stream, api: streams.APIPrefix(js) + "DIRECT.GET." + stream,
 		prefix: nc.NewRespInbox() + ".", pending: map[string]*getReply{}}
 	sub, err := nc.Subscribe(g.prefix+"*", g.route)
 	if err != nil {
@@ -64,17 +66,6 @@ func newGetter(js jetstream.JetStream, stream string) (*getter, error) {
 	}
 	g.sub = sub
 	return g, nil
-}
-
-// apiPrefix is the JetStream API prefix of opts, ending in a dot.
-func apiPrefix(opts jetstream.JetStreamOptions) string {
-	switch {
-	case opts.APIPrefix != "":
-		return strings.TrimSuffix(opts.APIPrefix, ".") + "."
-	case opts.Domain != "":
-		return "$JS." + opts.Domain + ".API."
-	}
-	return jetstream.DefaultAPIPrefix
 }
 
 // close ends the subscription.

@@ -433,7 +433,7 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	// empty subjects. The first message is read from the leader (a
 	// lagging replica may not hold yet what its follower just took);
 	// if that read fails, the purge decides.
-	if first, err := s.firstSeq(ctx, subject); err == nil && (first == 0 || first > req.Seq) {
+	if first, err := streams.LeaderFirstSeq(ctx, s.js, kez.InboxStream, subject); err == nil && (first == 0 || first > req.Seq) {
 		return ackReply{}, nil
 	}
 	gen := s.quota.gen(ctx, sender) // before the purge: see quota.release
@@ -445,37 +445,6 @@ func (s *Service) ack(ctx context.Context, caller kez.PublicKey, body []byte) (a
 	return ackReply{purged}, nil
 }
 
-// firstSeq returns the sequence of the first message on subject, read
-// from the inbox stream's leader, or 0 if there is none.
-func (s *Service) firstSeq(ctx context.Context, subject string) (uint64, error) {
-	req, _ := json.Marshal(struct {
-		Seq    uint64 `json:"seq"`
-		NextBy string `json:"next_by_subj"`
-	}{1, subject})
-	m, err := s.nc.RequestWithContext(ctx, apiPrefix(s.js.Options())+"STREAM.MSG.GET."+kez.InboxStream, req)
-	if err != nil {
-		return 0, fmt.Errorf("first message: %w", err)
-	}
-	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return 0, fmt.Errorf("first message: %w", err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil
-	case resp.Error != nil:
-		return 0, fmt.Errorf("first message: %w", resp.Error)
-	case resp.Message == nil || resp.Message.Seq == 0:
-		return 0, fmt.Errorf("first message: empty answer")
-	}
-	return resp.Message.Seq, nil
-}
-
 // purge removes the messages of subject below sequence upTo (exclusive,
 // as JetStream's purge takes it) and returns how many it removed.
 // jetstream.Stream.Purge does not return the count, so the API is called
@@ -485,7 +454,7 @@ func (s *Service) purge(ctx context.Context, subject string, upTo uint64) (uint6
 		Filter string `json:"filter"`
 		Seq    uint64 `json:"seq"`
 	}{subject, upTo})
-	m, err := s.nc.RequestWithContext(ctx, apiPrefix(s.js.Options())+"STREAM.PURGE."+kez.InboxStream, req)
+	m, err := s.nc.RequestWithContext(ctx, streams.APIPrefix(s.js)+"STREAM.PURGE."+kez.InboxStream, req)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}

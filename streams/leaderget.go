@@ -3,7 +3,9 @@ package streams
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,41 +19,68 @@ const (
 	kvPurge     = "PURGE"
 )
 
-// leaderLastMsg reads the last message on subject from stream's leader
-// with $JS.API.STREAM.MSG.GET. jetstream's GetLastMsgForSubject uses a
-// direct get when the stream allows them (KV buckets do), which any
-// replica may answer, a damaged follower included; a check of what the
-// leader serves must ask the leader. It returns the message data, or
-// jetstream.ErrMsgNotFound, also for a KV bucket's delete or purge
-// marker (the entry is gone, not empty).
-func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) ([]byte, error) {
-	req, _ := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{subject})
-	m, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+// APIPrefix is the JetStream API prefix of js, ending in a dot.
+func APIPrefix(js jetstream.JetStream) string {
+	opts := js.Options()
+	switch {
+	case opts.APIPrefix != "":
+		return strings.TrimSuffix(opts.APIPrefix, ".") + "."
+	case opts.Domain != "":
+		return "$JS." + opts.Domain + ".API."
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
+// leaderMsg is a message as a stream's leader answers a get.
+type leaderMsg struct {
+	Seq    uint64 `json:"seq"`
+	Header []byte `json:"hdrs"`
+	Data   []byte `json:"data"`
+}
+
+// leaderGet asks stream's leader for the message req names
+// ($JS.API.STREAM.MSG.GET). jetstream's gets use a direct get when the
+// stream allows them (KV buckets and the inbox stream do), which any
+// replica may answer, a damaged or lagging follower included; a check of
+// what the leader serves must ask the leader. what names the message in
+// errors; no message is jetstream.ErrMsgNotFound.
+func leaderGet(ctx context.Context, js jetstream.JetStream, stream string, req any, what string) (leaderMsg, error) {
+	body, _ := json.Marshal(req)
+	m, err := js.Conn().RequestWithContext(ctx, APIPrefix(js)+"STREAM.MSG.GET."+stream, body)
 	if err != nil {
-		return nil, fmt.Errorf("get %s from %s: %w", subject, stream, err)
+		return leaderMsg{}, fmt.Errorf("get %s from %s: %w", what, stream, err)
 	}
 	var resp struct {
-		Message *struct {
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
+		Message *leaderMsg          `json:"message"`
+		Error   *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, fmt.Errorf("get %s from %s: %w", subject, stream, err)
+		return leaderMsg{}, fmt.Errorf("get %s from %s: %w", what, stream, err)
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return nil, jetstream.ErrMsgNotFound
+		return leaderMsg{}, jetstream.ErrMsgNotFound
 	case resp.Error != nil:
-		return nil, fmt.Errorf("get %s from %s: %w", subject, stream, resp.Error)
-	case resp.Message == nil:
-		return nil, fmt.Errorf("get %s from %s: empty answer", subject, stream)
+		return leaderMsg{}, fmt.Errorf("get %s from %s: %w", what, stream, resp.Error)
+	case resp.Message == nil || resp.Message.Seq == 0:
+		return leaderMsg{}, fmt.Errorf("get %s from %s: empty answer", what, stream)
 	}
-	if len(resp.Message.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+	return *resp.Message, nil
+}
+
+// leaderLastMsg returns the data of the last message on subject, as
+// stream's leader holds it (leaderGet), or jetstream.ErrMsgNotFound, also
+// for a KV bucket's delete or purge marker (the entry is gone, not
+// empty).
+func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) ([]byte, error) {
+	m, err := leaderGet(ctx, js, stream, struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject}, subject)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Header)
 		if err != nil {
 			return nil, fmt.Errorf("get %s from %s: headers: %w", subject, stream, err)
 		}
@@ -59,5 +88,18 @@ func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subject 
 			return nil, jetstream.ErrMsgNotFound
 		}
 	}
-	return resp.Message.Data, nil
+	return m.Data, nil
+}
+
+// LeaderFirstSeq returns the sequence of the first message on subject,
+// as stream's leader holds it (leaderGet), or 0 if there is none.
+func LeaderFirstSeq(ctx context.Context, js jetstream.JetStream, stream, subject string) (uint64, error) {
+	m, err := leaderGet(ctx, js, stream, struct {
+		Seq    uint64 `json:"seq"`
+		NextBy string `json:"next_by_subj"`
+	}{1, subject}, "the first message on "+subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	return m.Seq, err
 }
