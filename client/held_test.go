@@ -205,6 +205,20 @@ func unread(t *testing.T, c *client.Client, want uint64) {
 	}
 }
 
+// carolUnknown starts a stack with alice, carol and bob, whose home
+// server is reached through a proxy that answers 404 for carol's key
+// until told otherwise.
+func carolUnknown(t *testing.T) (proxy *lookupProxy, bob, alice, carol *client.Client) {
+	t.Helper()
+	st := clienttest.Start(t)
+	proxy = newLookupProxy(t, st)
+	bob = newUserVia(t, st, proxy.URL, "bob")
+	alice, _ = newUser(t, st, "alice")
+	carol, _ = newUser(t, st, "carol")
+	proxy.set(primary(t, carol), answerNotFound, -1)
+	return proxy, bob, alice, carol
+}
+
 // TestFollowHeldSenderRetried: a sender the home server does not
 // identify holds only its own messages. While Listen follows the inbox,
 // another sender's message arrives and is acked; the held sender is told
@@ -212,13 +226,8 @@ func unread(t *testing.T, c *client.Client, want uint64) {
 // arrive, in order, without a new listen (the follower tries again with
 // backoff).
 func TestFollowHeldSenderRetried(t *testing.T) {
-	st := clienttest.Start(t)
 	ctx := context.Background()
-	proxy := newLookupProxy(t, st)
-	bob := newUserVia(t, st, proxy.URL, "bob")
-	alice, _ := newUser(t, st, "alice")
-	carol, _ := newUser(t, st, "carol")
-	proxy.set(primary(t, carol), answerNotFound, -1)
+	proxy, bob, alice, carol := carolUnknown(t)
 	send := func(c *client.Client, text string) {
 		t.Helper()
 		if _, err := c.SendText(ctx, handle(t, "bob"), text); err != nil {
@@ -286,13 +295,8 @@ func TestFollowHeldSenderRetried(t *testing.T) {
 // taken and acked, and the held sender's stay unread, none acked by a
 // later message of its own.
 func TestListenHeldSenderKeepsItsMessages(t *testing.T) {
-	st := clienttest.Start(t)
 	ctx := context.Background()
-	proxy := newLookupProxy(t, st)
-	bob := newUserVia(t, st, proxy.URL, "bob")
-	alice, _ := newUser(t, st, "alice")
-	carol, _ := newUser(t, st, "carol")
-	proxy.set(primary(t, carol), answerNotFound, -1)
+	_, bob, alice, carol := carolUnknown(t)
 	for _, m := range []struct {
 		from *client.Client
 		text string

@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -1065,10 +1063,7 @@ func TestDoorInboxKeepsWriteError(t *testing.T) {
 	if !ok {
 		return // ran in a user namespace of its own (natstest.Tmpfs)
 	}
-	st := clienttest.StartWithNATS(t, func(o *server.Options) {
-		o.StoreDir = filepath.Join(mnt, "jetstream")
-		o.JetStreamMaxStore = 1 << 30 // the disk is smaller than max_file_store
-	}, func(c *chatserver.Config) { c.Streams.InboxMaxBytes = 16 << 20 })
+	st := clienttest.StartWithNATS(t, natstest.OnSmallDisk(mnt), func(c *chatserver.Config) { c.Streams.InboxMaxBytes = 16 << 20 })
 	alice, bob := register(t, st, "alice"), register(t, st, "bob")
 	ctx := context.Background()
 	ready := func() health.Report {

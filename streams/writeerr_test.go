@@ -3,12 +3,10 @@ package streams_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -31,10 +29,7 @@ func TestStreamRefusesWritesUntilRestart(t *testing.T) {
 	if !ok {
 		return // ran in a user namespace of its own (natstest.Tmpfs)
 	}
-	ns := natstest.StartWith(t, func(o *server.Options) {
-		o.StoreDir = filepath.Join(mnt, "jetstream")
-		o.JetStreamMaxStore = 1 << 30 // the disk is smaller than max_file_store
-	})
+	ns := natstest.StartWith(t, natstest.OnSmallDisk(mnt))
 	ctx := context.Background()
 	connect := func(key string) (*nats.Conn, jetstream.JetStream) {
 		nc := ns.Connect(key)

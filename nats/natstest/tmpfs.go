@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // tmpfsChild marks a test binary run again by Tmpfs in a user and mount
@@ -66,6 +68,16 @@ func testArgs(tb testing.TB) []string {
 		}
 	}
 	return args
+}
+
+// OnSmallDisk returns a StartWith hook that puts the server's store on
+// dir (a small volume: Tmpfs) under a max_file_store larger than it, so
+// that the disk fills before JetStream's own limit refuses anything.
+func OnSmallDisk(dir string) func(*server.Options) {
+	return func(o *server.Options) {
+		o.StoreDir = filepath.Join(dir, "jetstream")
+		o.JetStreamMaxStore = 1 << 30
+	}
 }
 
 // Fill writes a file into dir until its volume is full and returns a
