@@ -160,7 +160,7 @@ func blocks(num string) string {
 
 type trustCmd struct {
 	Handle string `arg:"" predictor:"contact" help:"Contact whose changed key to accept."`
-	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed, refused if another was recorded since (run verify again). Refused if the server now names another." placeholder:"KEY"`
+	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed, refused if another was recorded since (run verify again). Refused if the server now names another, and while another changed key is recorded that verify has not shown: trusting KEY sets that key aside, and the messages it signed stay quarantined." placeholder:"KEY"`
 }
 
 func (c *trustCmd) Run(ctx context.Context) error {
