@@ -224,7 +224,7 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 	if want.IsZero() {
 		want = old.Key
 		if old.ChangedKey != nil {
-			if !old.changeShown() {
+			if !old.ChangeShown() {
 				return old, false, notShownError(old)
 			}
 			want, recorded = *old.ChangedKey, true
@@ -268,7 +268,7 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 				if !cs[i].Key.Equal(old.Key) {
 					return cs, fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
 				}
-				if recorded && (!cs[i].changeShown() || !cs[i].ChangedKey.Equal(want)) {
+				if recorded && (!cs[i].ChangeShown() || !cs[i].ChangedKey.Equal(want)) {
 					return cs, notShownError(cs[i]) // replaced meanwhile
 				}
 				if cs[i].setsAside(want) {
