@@ -158,6 +158,15 @@ func notShownError(ct Contact) error {
 		"then accept it: kez-chat trust "+h+" (or name the key you compared: --key KEY)")
 }
 
+// setAsideError is the refusal of a trust of want that would drop ct's
+// recorded changed key, another one, which the user was not shown.
+func setAsideError(ct Contact, want kez.PublicKey) error {
+	h := "@" + ct.Handle.String()
+	return withHint(fmt.Errorf("%w: %s has another changed key recorded, %s, and you were not shown its safety number; trusting %s would set it aside, and the messages it signed would stay quarantined out of sight; nothing was trusted", ErrNotShown, h, ct.ChangedKey, want),
+		"see it first: kez-chat verify "+h,
+		"then accept it: kez-chat trust "+h+", or keep the key you named and set it aside: kez-chat trust "+h+" --key "+want.String())
+}
+
 // MarkShown records that the user was shown the safety number of key,
 // the changed key recorded for contact h (kez-chat verify calls it before
 // it prints the number), so that [Client.Trust] with the zero key pins
@@ -194,7 +203,12 @@ func (c *Client) MarkShown(h kez.Handle, key kez.PublicKey) error {
 // nothing is trusted ([ErrKeyChanged]). A key that stays the same keeps
 // its sigchain pin (a rollback is still caught); a new key's chain is
 // verified afresh. Messages that key signed are released from
-// quarantine. It returns the contact and whether the pinned key changed.
+// quarantine. A trust of another key than the changed key recorded for h
+// (a named key, or the pinned one) sets that change aside, and the
+// messages it signed stay quarantined: it is refused ([ErrNotShown])
+// unless the user was shown that change, so that no change is dropped
+// unseen, not one recorded while Trust runs either. It returns the
+// contact and whether the pinned key changed.
 func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Contact, bool, error) {
 	if _, _, err := c.account(); err != nil {
 		return Contact{}, false, err
@@ -210,11 +224,14 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 	if want.IsZero() {
 		want = old.Key
 		if old.ChangedKey != nil {
-			if !old.changeShown() {
+			if !old.ChangeShown() {
 				return old, false, notShownError(old)
 			}
 			want, recorded = *old.ChangedKey, true
 		}
+	}
+	if old.setsAside(want) {
+		return old, false, setAsideError(old, want)
 	}
 	home, err := c.homeOf(h)
 	if err != nil {
@@ -251,8 +268,11 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 				if !cs[i].Key.Equal(old.Key) {
 					return cs, fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
 				}
-				if recorded && (!cs[i].changeShown() || !cs[i].ChangedKey.Equal(want)) {
+				if recorded && (!cs[i].ChangeShown() || !cs[i].ChangedKey.Equal(want)) {
 					return cs, notShownError(cs[i]) // replaced meanwhile
+				}
+				if cs[i].setsAside(want) {
+					return cs, setAsideError(cs[i], want) // recorded meanwhile
 				}
 				cs[i].Key, cs[i].Chain, cs[i].NATSURL = want, st, rec.NATSURL
 				cs[i].ChangedKey, cs[i].ChangedAt, cs[i].ShownKey = nil, 0, nil

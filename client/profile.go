@@ -316,7 +316,10 @@ func (p *Profile) keyringKey(ref keyRef) (*kez.PrivateKey, error) {
 		return nil, withHint(fmt.Errorf("%w: the profile's key is in the keyring (service %q, item %q): %w",
 			ErrKeyring, ref.Service, ref.User, keyringErr(err, "")), hints...)
 	}
-	k, err := kez.ParseSeed([]byte(secret))
+	// The string from the keyring cannot be cleared; this copy can.
+	b := []byte(secret)
+	defer clear(b)
+	k, err := kez.ParseSeed(b)
 	if err != nil {
 		return nil, withHint(fmt.Errorf("%w: keyring item %q does not hold a kez key", ErrKeyring, ref.User), hints[1:]...)
 	}

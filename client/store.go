@@ -63,9 +63,17 @@ func (ct *Contact) setChanged(key kez.PublicKey, now int64) {
 	ct.ChangedKey, ct.ChangedAt, ct.ShownKey = &k, now, nil
 }
 
-// changeShown reports whether the user was shown the safety number of
-// ct's recorded changed key.
-func (ct Contact) changeShown() bool {
+// setsAside reports whether pinning want would drop a changed key
+// recorded for ct that the user was not shown: another key than want,
+// whose quarantined messages would be left with no change to verify.
+func (ct Contact) setsAside(want kez.PublicKey) bool {
+	return ct.ChangedKey != nil && !ct.ChangedKey.Equal(want) && !ct.ChangeShown()
+}
+
+// ChangeShown reports whether the user was shown the safety number of
+// ct's recorded changed key (see [Client.MarkShown]): what [Client.Trust]
+// with the zero key requires.
+func (ct Contact) ChangeShown() bool {
 	return ct.ChangedKey != nil && ct.ShownKey != nil && ct.ShownKey.Equal(*ct.ChangedKey)
 }
 

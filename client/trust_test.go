@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 
 	"kez.lat/kez"
 	"kez.lat/kez/client"
+	"kez.lat/kez/client/clienttest"
 	"kez.lat/kez/sigchain"
 )
 
@@ -150,4 +155,135 @@ func TestTrustDefaultAfterRefusedTrust(t *testing.T) {
 		t.Fatalf("after the refused trust the change is %s, shown %v; want the server's key, not shown", ct.ChangedKey, ct.ShownKey)
 	}
 	trustShown(t, bob)
+}
+
+// recordChange records k as @alice's changed key in bob's contacts, as a
+// listen does for a message signed by k, or a send when the server names
+// k (nothing shown).
+func recordChange(t *testing.T, bob *client.Client, k kez.PublicKey) {
+	t.Helper()
+	err := bob.Profile().UpdateContacts(func(cs []client.Contact) ([]client.Contact, error) {
+		for i := range cs {
+			if cs[i].Handle == handle(t, "alice") {
+				cs[i].ChangedKey, cs[i].ChangedAt, cs[i].ShownKey = &k, 1, nil
+				return cs, nil
+			}
+		}
+		return cs, client.ErrNotContact
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newKey returns a fresh public key.
+func newKey(t *testing.T) kez.PublicKey {
+	t.Helper()
+	k, err := kez.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+// setAsideRefused checks that a trust of key (the zero key: a re-check
+// of pinned) is refused as setting aside @alice's unshown change, with
+// hints to verify it or to name the key again, and that @alice is still
+// pinned with pinned, change still recorded.
+func setAsideRefused(t *testing.T, bob *client.Client, key, pinned, change kez.PublicKey) {
+	t.Helper()
+	want := key
+	if want.IsZero() {
+		want = pinned
+	}
+	ct, changed, err := bob.Trust(context.Background(), handle(t, "alice"), key)
+	if !errors.Is(err, client.ErrNotShown) || changed || !strings.Contains(err.Error(), change.String()) {
+		t.Fatalf("trust of %s over the change %s: pinned %s (changed %v), %v; want ErrNotShown naming the change", want, change, ct.Key, changed, err)
+	}
+	hints := strings.Join(client.Hints(err), "\n")
+	if !strings.Contains(hints, "kez-chat verify @alice@kez.test") || !strings.Contains(hints, "--key "+want.String()) {
+		t.Errorf("hints %q: want kez-chat verify and --key %s", hints, want)
+	}
+	ct, err = bob.Profile().Contact(handle(t, "alice"))
+	if err != nil || !ct.Key.Equal(pinned) || ct.ChangedKey == nil || !ct.ChangedKey.Equal(change) {
+		t.Fatalf("after the refusal @alice is %+v, %v; want pinned with %s, the change %s still recorded", ct, err, pinned, change)
+	}
+}
+
+// TestTrustKeyKeepsUnshownChange: a trust naming a key (the one the
+// server names now) must not drop a changed key recorded since, which
+// bob was not shown: the messages it signed would stay quarantined with
+// no change left to verify. Once verify showed it, naming the key sets
+// it aside. It holds for the pinned key (a re-check) and another one.
+func TestTrustKeyKeepsUnshownChange(t *testing.T) {
+	for _, repinned := range []bool{false, true} {
+		name := "pinned"
+		if repinned {
+			name = "other"
+		}
+		t.Run(name, func(t *testing.T) {
+			bob := backlog(t, 0)
+			ctx := context.Background()
+			ct, _, err := bob.Add(ctx, handle(t, "alice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ka, pinned, c := ct.Key, ct.Key, newKey(t)
+			if repinned {
+				pinned = pinStale(t, bob, &c)
+			} else {
+				recordChange(t, bob, c)
+			}
+			setAsideRefused(t, bob, ka, pinned, c)
+			// Shown, the change may be set aside by naming the key.
+			v, err := bob.Verify(handle(t, "alice"))
+			if err != nil || v.ChangedSafetyNumber == "" {
+				t.Fatalf("verify: %+v, %v", v, err)
+			}
+			if err := bob.MarkShown(handle(t, "alice"), c); err != nil {
+				t.Fatal(err)
+			}
+			ct, changed, err := bob.Trust(ctx, handle(t, "alice"), ka)
+			if err != nil || changed != repinned || !ct.Key.Equal(ka) || ct.ChangedKey != nil {
+				t.Fatalf("trust --key after verify: %+v, %v, %v; want %s pinned, no change", ct, changed, err, ka)
+			}
+		})
+	}
+}
+
+// TestTrustKeepsChangeRecordedMeanwhile: a change recorded while a trust
+// asks the server (a listen taking a message signed by yet another key)
+// must not be dropped by that trust's write.
+func TestTrustKeepsChangeRecordedMeanwhile(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	newUser(t, st, "alice")
+	bob0, _ := newUser(t, st, "bob")
+	ct, _, err := bob0.Add(ctx, handle(t, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newKey(t)
+	target, _ := url.Parse(st.URL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	home := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/u/alice") {
+			recordChange(t, bob0, c)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer home.Close()
+	bob := client.New(bob0.Profile(), client.Config{Server: home.URL, Domain: clienttest.Domain})
+	defer bob.Close()
+	for _, key := range []kez.PublicKey{{}, ct.Key} { // a re-check, and naming the pinned key
+		setAsideRefused(t, bob, key, ct.Key, c)
+		if err := bob.Profile().UpdateContacts(func(cs []client.Contact) ([]client.Contact, error) {
+			for i := range cs {
+				cs[i].ChangedKey, cs[i].ChangedAt = nil, 0
+			}
+			return cs, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -139,9 +139,13 @@ func encode(entropy []byte) ([]string, error) {
 	if n < 16 || n > 32 || n%4 != 0 {
 		return nil, fmt.Errorf("mnemonic: entropy of %d bytes, want 16 to 32 in steps of 4", n)
 	}
+	// The hash and the copy of the entropy are the seed's: cleared once
+	// the words are read out of them.
 	sum := sha256.Sum256(entropy)
+	defer clear(sum[:])
 	// At most 8 checksum bits, all in the first byte of the hash.
 	bits := append(append(make([]byte, 0, n+1), entropy...), sum[0])
+	defer clear(bits)
 	count := (n*8 + n/4) / 11
 	words := make([]string, count)
 	for i := range words {
@@ -170,8 +174,12 @@ func decode(fields []string) ([]byte, error) {
 	}
 	entropy := bits[:n]
 	sum := sha256.Sum256(entropy)
+	defer clear(sum[:])
 	mask := byte(0xff << (8 - csBits))
-	if subtle.ConstantTimeByteEq(bits[n]&mask, sum[0]&mask) != 1 {
+	ok := subtle.ConstantTimeByteEq(bits[n]&mask, sum[0]&mask) == 1
+	bits[n] = 0 // the checksum, past the entropy returned
+	if !ok {
+		clear(entropy)
 		return nil, ErrChecksum
 	}
 	return entropy, nil

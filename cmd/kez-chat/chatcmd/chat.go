@@ -17,22 +17,23 @@ import (
 
 // contactJSON is the JSON form of a contact.
 type contactJSON struct {
-	Handle       string `json:"handle"`
-	Key          string `json:"key"`
-	Fingerprint  string `json:"fingerprint"`
-	KeyChanged   bool   `json:"key_changed"`
-	ChangedKey   string `json:"changed_key,omitempty"`
-	AddedAt      int64  `json:"added_at"`
-	ChainSeqno   uint64 `json:"chain_seqno"`
-	NATSEndpoint bool   `json:"nats_endpoint"`
-	P2PEndpoint  bool   `json:"p2p_endpoint"`
+	Handle          string `json:"handle"`
+	Key             string `json:"key"`
+	Fingerprint     string `json:"fingerprint"`
+	KeyChanged      bool   `json:"key_changed"`
+	ChangedKey      string `json:"changed_key,omitempty"`
+	ChangedKeyShown bool   `json:"changed_key_shown"` // verify showed its number: trust without --key pins it
+	AddedAt         int64  `json:"added_at"`
+	ChainSeqno      uint64 `json:"chain_seqno"`
+	NATSEndpoint    bool   `json:"nats_endpoint"`
+	P2PEndpoint     bool   `json:"p2p_endpoint"`
 }
 
 func contactOf(ct client.Contact) contactJSON {
 	j := contactJSON{Handle: ct.Handle.String(), Key: ct.Key.String(), Fingerprint: client.Fingerprint(ct.Key),
 		AddedAt: ct.AddedAt, ChainSeqno: ct.Chain.Tail.Seqno, NATSEndpoint: len(ct.Chain.NATS) > 0, P2PEndpoint: len(ct.Chain.P2P) > 0}
 	if ct.ChangedKey != nil {
-		j.KeyChanged, j.ChangedKey = true, ct.ChangedKey.String()
+		j.KeyChanged, j.ChangedKey, j.ChangedKeyShown = true, ct.ChangedKey.String(), ct.ChangeShown()
 	}
 	return j
 }
@@ -127,6 +128,7 @@ func (c *verifyCmd) Run(ctx context.Context) error {
 			if err := cl.MarkShown(h, *v.Contact.ChangedKey); err != nil {
 				return err
 			}
+			v.Contact.ShownKey = v.Contact.ChangedKey // as marked, for --json
 		}
 		if a.g.JSON {
 			return writeJSON(a.out, struct {
@@ -160,7 +162,7 @@ func blocks(num string) string {
 
 type trustCmd struct {
 	Handle string `arg:"" predictor:"contact" help:"Contact whose changed key to accept."`
-	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed, refused if another was recorded since (run verify again). Refused if the server now names another." placeholder:"KEY"`
+	Key    string `help:"The key to trust (ed25519:<hex>), as compared out of band; default: the changed key kez-chat verify showed, refused if another was recorded since (run verify again). Refused if the server now names another, and while another changed key is recorded that verify has not shown: trusting KEY sets that key aside, and the messages it signed stay quarantined." placeholder:"KEY"`
 }
 
 func (c *trustCmd) Run(ctx context.Context) error {
