@@ -77,7 +77,7 @@ images:
 	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(IMAGE_CMDS))
 	CGO_ENABLED=0 $(GO) build -trimpath -modfile=$(TOOLS_MOD) -o $(BIN)/ github.com/nats-io/nats-server/v2
 	rm -rf $(BIN)/image $(BIN)/nats-image
-	mkdir -p $(BIN)/image/keys $(BIN)/image/data $(BIN)/nats-image
+	mkdir -p $(BIN)/image/keys $(BIN)/image/data $(BIN)/image/out/nats $(BIN)/image/out/chat-server $(BIN)/image/out/sig-server $(BIN)/nats-image
 	ln -f $(addprefix $(BIN)/,$(IMAGE_CMDS)) $(BIN)/image/
 	ln -f $(BIN)/nats-server $(BIN)/nats-image/
 	@set -e; for c in $(IMAGE_CMDS); do \

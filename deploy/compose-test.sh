@@ -35,17 +35,17 @@ step() { printf 'compose-test: %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# Five consecutive ports nothing listens on (chat, sig, nats, monitoring,
-# relay), below the kernel's ephemeral range: a port in that range may be
-# the local end of some connection (even one in TIME_WAIT, after a test
-# run), which no connect attempt shows and docker's bind then refuses.
+# Four consecutive ports nothing listens on (chat, sig, nats, relay),
+# below the kernel's ephemeral range: a port in that range may be the
+# local end of some connection (even one in TIME_WAIT, after a test run),
+# which no connect attempt shows and docker's bind then refuses.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 [ "$ephemeral" -gt 15100 ] || ephemeral=32768
 base=
 for _ in $(seq 50); do
 	b=$((15000 + RANDOM % (ephemeral - 15010)))
-	for p in $b $((b + 1)) $((b + 2)) $((b + 3)) $((b + 4)); do
+	for p in $b $((b + 1)) $((b + 2)) $((b + 3)); do
 		port_busy $p && continue 2
 	done
 	base=$b
@@ -60,8 +60,8 @@ if [ "${COMPOSE_TEST_RELAY:-}" = 1 ]; then
 	profiles=(--profile relay)
 fi
 export KEZ_TAG DOMAIN BIND=127.0.0.1 LOG_FORMAT=text \
-	CHAT_PORTS=$base SIG_PORT=$((base + 1)) NATS_PORT=$((base + 2)) NATS_MONITOR_PORT=$((base + 3)) \
-	RELAY_BIND=127.0.0.1 RELAY_PORT=$((base + 4)) \
+	CHAT_PORTS=$base SIG_PORT=$((base + 1)) NATS_PORT=$((base + 2)) \
+	RELAY_BIND=127.0.0.1 RELAY_PORT=$((base + 3)) \
 	PUBLIC_URL=http://127.0.0.1:$base SIGCHAIN_URL=http://127.0.0.1:$((base + 1)) \
 	PUBLIC_NATS_URL=nats://127.0.0.1:$((base + 2))
 compose() { docker compose -p "$project" "${files[@]}" "${profiles[@]}" "$@"; }
@@ -97,7 +97,7 @@ if [ ${#profiles[@]} -gt 0 ]; then
 	step "relay $relay_addr"
 fi
 
-step "up: project $project, ports $base-$((base + 4)) on 127.0.0.1"
+step "up: project $project, ports $base-$((base + 3)) on 127.0.0.1"
 t=$(now)
 compose up -d --wait --wait-timeout 120 >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; exit 1; }
 cold=$(since "$t")

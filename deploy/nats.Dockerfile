@@ -4,7 +4,7 @@
 # image's entrypoint and ports. `make images` tags it exactly as
 # deploy/docker-compose.yml names the official image (nats:2.15.2), so the
 # compose files run unchanged against either. Like the official image it runs
-# as root; the compose files pass `--config /etc/nats/container.conf` explicitly.
+# as root; the compose files pass `--config /etc/nats/nats.conf` explicitly.
 #
 #   docker build -f deploy/nats.Dockerfile -t nats:2.15.2 bin/nats-image
 FROM scratch

@@ -222,7 +222,10 @@ func printScrub(w io.Writer, res chatserver.ScrubResult) {
 }
 
 type keysCmd struct {
-	Dir string `default:"keys" type:"path" help:"Folder for the seeds (<name>.nk, mode 0600) and kez-keys.conf."`
+	Dir           string `default:"keys" type:"path" help:"Folder for every seed (<name>.nk, mode 0600; the operator's admin and sys too) and kez-keys.conf."`
+	ChatServerDir string `name:"chat-server-dir" type:"path" help:"Also copy kez-chat-server's seeds (issuer, xkey, chat-server, callout) into this folder of its own."`
+	SigServerDir  string `name:"sig-server-dir" type:"path" help:"Also copy kez-sig-server's seed (sig-server) into this folder of its own."`
+	NATSDir       string `name:"nats-dir" type:"path" help:"Also write kez-keys.conf (public keys only: all nats-server needs) into this folder."`
 }
 
 func (c *keysCmd) Run(e *cli.Env) error {
@@ -230,6 +233,23 @@ func (c *keysCmd) Run(e *cli.Env) error {
 	conf, err := natskeys.EnsureKeys(c.Dir)
 	if err != nil {
 		return err
+	}
+	// Each service's own folder gets only the seeds it uses (copies that
+	// are never overwritten), so that none can read another's.
+	for _, d := range []struct {
+		dir  string
+		keys []string
+	}{{c.ChatServerDir, natskeys.ChatServerKeys}, {c.SigServerDir, natskeys.SigServerKeys}} {
+		if d.dir != "" {
+			if err := natskeys.Install(c.Dir, d.dir, d.keys...); err != nil {
+				return err
+			}
+		}
+	}
+	if c.NATSDir != "" {
+		if err := natskeys.WriteConf(c.NATSDir, conf); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "# %s/%s (included by nats/nats.conf); existing seeds were kept.\n", c.Dir, natskeys.KeysConfFile)
 	_, err = stdout.Write(conf)
@@ -250,7 +270,7 @@ type command struct {
 	Serve       serveCmd       `cmd:"" default:"withargs" help:"Run the home server (the default command)."`
 	Rebuild     rebuildCmd     `cmd:"" help:"Replay the registry stream into an empty projection (stop the servers first), or --check it."`
 	Scrub       scrubCmd       `cmd:"" help:"Check every append-only stream end to end (gaps, the registry's hash tree, the projection, the sigchains) and name each stream's leader; exits 1 on damage."`
-	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites) and print the config values."`
+	Keys        keysCmd        `cmd:"" help:"Generate the NATS callout issuer, xkey and service nkeys (never overwrites), copy each server's into its own folder, and print the config values."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 if the server's /v1/readyz answers 200: it is ready (for container health checks); with --live, its livez."`
 }
 

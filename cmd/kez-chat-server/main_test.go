@@ -90,6 +90,37 @@ func TestKeysCommand(t *testing.T) {
 	}
 }
 
+// TestKeysCommandSplitsSeeds: with a folder per service, each gets only the
+// seeds it uses and nats-server's only the public kez-keys.conf.
+func TestKeysCommandSplitsSeeds(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "keys")
+	for i := 0; i < 2; i++ { // the second keeps what the first wrote
+		if _, _, err := clitest.Run(t, run, "keys", "--dir", dir, "--chat-server-dir", filepath.Join(tmp, "chat"),
+			"--sig-server-dir", filepath.Join(tmp, "sig"), "--nats-dir", filepath.Join(tmp, "nats")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sub, want := range map[string]string{
+		"keys": "admin.nk callout.nk chat-server.nk issuer.nk kez-keys.conf sig-server.nk sys.nk xkey.nk",
+		"chat": "callout.nk chat-server.nk issuer.nk xkey.nk",
+		"sig":  "sig-server.nk",
+		"nats": "kez-keys.conf",
+	} {
+		ents, err := os.ReadDir(filepath.Join(tmp, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s holds %s, want %s", sub, got, want)
+		}
+	}
+}
+
 func TestHealthcheck(t *testing.T) {
 	status := http.StatusOK
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,32 +3,64 @@
 package deploytest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"kez.lat/kez"
 	"kez.lat/kez/streams"
 )
 
-// streamLeader waits until a node's monitoring endpoint names the server
-// leading stream.
-func streamLeader(t testing.TB, monitor, stream string) string {
+// streamLeader waits until the stream's info names the server leading it.
+func streamLeader(t testing.TB, js jetstream.JetStream, stream string) string {
 	t.Helper()
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(200 * time.Millisecond) {
-		if l := tryStreamLeader(monitor, stream); l != "" {
-			return l
+		if ci := tryStreamCluster(js, stream); ci != nil && ci.Leader != "" {
+			return ci.Leader
 		}
 	}
-	t.Fatalf("no leader of %s at %s", stream, monitor)
+	t.Fatalf("no leader of %s", stream)
 	return ""
+}
+
+// tryStreamCluster is the stream's cluster info (its leader and replicas),
+// or nil when no leader answers within 2 s. (Asked over NATS as the admin:
+// the nodes' monitoring is private to their containers.)
+func tryStreamCluster(js jetstream.JetStream, stream string) *jetstream.ClusterInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil
+	}
+	info := st.CachedInfo()
+	return info.Cluster
+}
+
+// currentReplica reports whether node leads the stream or is a current
+// replica of it.
+func currentReplica(ci *jetstream.ClusterInfo, node string) bool {
+	if ci == nil {
+		return false
+	}
+	if ci.Leader == node {
+		return true
+	}
+	for _, p := range ci.Replicas {
+		if p.Name == node && p.Current && !p.Offline {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt is one registration the load client got an answer for.
@@ -137,7 +169,7 @@ func maxGap(acked []attempt) (time.Duration, time.Time) {
 // back. No acknowledged registration or message may be lost, no handle
 // bound twice; the registration gap is the leader-election window.
 func TestCluster(t *testing.T) {
-	base := freePorts(t, 17)
+	base := freePorts(t, 14)
 	env := map[string]string{
 		"CHAT_PORTS":     fmt.Sprintf("%d-%d", base, base+9),
 		"SIG_PORT":       fmt.Sprint(base + 10),
@@ -145,10 +177,6 @@ func TestCluster(t *testing.T) {
 	}
 	for n := 1; n <= 3; n++ {
 		env[fmt.Sprintf("NATS_%d_PORT", n)] = fmt.Sprint(base + 10 + n)
-		env[fmt.Sprintf("NATS_%d_MONITOR_PORT", n)] = fmt.Sprint(base + 13 + n)
-	}
-	monitor := func(node string) string {
-		return "http://127.0.0.1:" + env[fmt.Sprintf("NATS_%s_MONITOR_PORT", strings.TrimPrefix(node, "nats-"))]
 	}
 	natsURLs := fmt.Sprintf("nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d", base+11, base+12, base+13)
 	s := newStack(t, "kezt-cluster", env, filepath.Join(deployDir, "cluster", "docker-compose.yml"))
@@ -160,6 +188,23 @@ func TestCluster(t *testing.T) {
 	urls := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(chats) }
 	s.waitService("sig-server", 1, 7878, 30*time.Second)
 
+	// Each container reads only its own seeds, and each node's monitoring
+	// is private to its container.
+	pubs := publicKeys(t, s.must("run", "--rm", "--no-deps", "init"))
+	checkSeeds(t, pubs, map[string][]string{
+		s.container("chat-server", 1): chatServerSeeds,
+		s.container("chat-server", 2): chatServerSeeds,
+		s.container("sig-server", 1):  sigServerSeeds,
+		s.container("nats-1", 1):      nil,
+		s.container("nats-2", 1):      nil,
+		s.container("nats-3", 1):      nil,
+	})
+	checkMonitoringPrivate(t, s.container("nats-1", 1), s.project+"_default", "nats-1")
+	js, err := jetstream.New(s.adminConn(natsURLs))
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	alice, bob := newUser(t, "alice"), newUser(t, "bob")
 	register(t, chats[0], alice)
 	register(t, chats[1], bob)
@@ -170,8 +215,8 @@ func TestCluster(t *testing.T) {
 	t.Logf("FIGURE cluster R3: %.0f registrations/s (one sequential client)", clusterRate)
 	logRateRatio(t)
 
-	leader := streamLeader(t, monitor("nats-1"), streams.RegistryStream)
-	inboxLeader := streamLeader(t, monitor("nats-1"), kez.InboxStream)
+	leader := streamLeader(t, js, streams.RegistryStream)
+	inboxLeader := streamLeader(t, js, kez.InboxStream)
 	t.Logf("leader of %s: %s, of %s: %s", streams.RegistryStream, leader, kez.InboxStream, inboxLeader)
 
 	// Bob sends messages all along; every acknowledged one must reach alice.
@@ -213,17 +258,11 @@ func TestCluster(t *testing.T) {
 	t.Logf("killed %s (leader of %s) and %s with SIGKILL", leader, streams.RegistryStream, chat2)
 	newLeader := ""
 	for start := time.Now(); time.Since(start) < 30*time.Second && newLeader == ""; time.Sleep(100 * time.Millisecond) {
-		for _, n := range []string{"nats-1", "nats-2", "nats-3"} {
-			if n == leader {
-				continue
-			}
-			if l := tryStreamLeader(monitor(n), streams.RegistryStream); l != "" && l != leader {
-				newLeader = l
-				break
-			}
+		if ci := tryStreamCluster(js, streams.RegistryStream); ci != nil && ci.Leader != "" && ci.Leader != leader {
+			newLeader = ci.Leader
 		}
 	}
-	t.Logf("FIGURE new leader of %s: %s, seen on the monitoring endpoint %v after the kill", streams.RegistryStream, newLeader, time.Since(killed).Round(10*time.Millisecond))
+	t.Logf("FIGURE new leader of %s: %s, named in its stream info %v after the kill", streams.RegistryStream, newLeader, time.Since(killed).Round(10*time.Millisecond))
 
 	time.Sleep(7 * time.Second)
 	s.must("start", leader)
@@ -301,40 +340,12 @@ func TestCluster(t *testing.T) {
 	}
 	// The killed node is back in the cluster and current.
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
-		if code, _, _ := get(monitor(leader) + "/healthz"); code == http.StatusOK {
+		if currentReplica(tryStreamCluster(js, streams.RegistryStream), leader) &&
+			currentReplica(tryStreamCluster(js, kez.InboxStream), leader) {
 			break
 		}
 		if time.Since(start) > 60*time.Second {
-			t.Fatalf("%s not healthy after it came back", leader)
+			t.Fatalf("%s not a current replica after it came back", leader)
 		}
 	}
-}
-
-// tryStreamLeader is the leader of stream as /jsz of a node reports it, or "".
-func tryStreamLeader(monitor, stream string) string {
-	code, body, err := get(monitor + "/jsz?accounts=true&streams=true")
-	if err != nil || code != http.StatusOK {
-		return ""
-	}
-	var jsz struct {
-		AccountDetails []struct {
-			Streams []struct {
-				Name    string `json:"name"`
-				Cluster struct {
-					Leader string `json:"leader"`
-				} `json:"cluster"`
-			} `json:"stream_detail"`
-		} `json:"account_details"`
-	}
-	if json.Unmarshal(body, &jsz) != nil {
-		return ""
-	}
-	for _, a := range jsz.AccountDetails {
-		for _, st := range a.Streams {
-			if st.Name == stream {
-				return st.Cluster.Leader
-			}
-		}
-	}
-	return ""
 }

@@ -57,13 +57,12 @@ func logRateRatio(t testing.TB) {
 // started before its broker, the whole stack taken down and up again, and
 // chat-server scaled to 3.
 func TestCompose(t *testing.T) {
-	base := freePorts(t, 13)
+	base := freePorts(t, 12)
 	s := newStack(t, "kezt", map[string]string{
-		"CHAT_PORTS":        fmt.Sprintf("%d-%d", base, base+9),
-		"SIG_PORT":          fmt.Sprint(base + 10),
-		"NATS_PORT":         fmt.Sprint(base + 11),
-		"NATS_MONITOR_PORT": fmt.Sprint(base + 12),
-		"REGISTER_LIMIT":    "1000000",
+		"CHAT_PORTS":     fmt.Sprintf("%d-%d", base, base+9),
+		"SIG_PORT":       fmt.Sprint(base + 10),
+		"NATS_PORT":      fmt.Sprint(base + 11),
+		"REGISTER_LIMIT": "1000000",
 	}, filepath.Join(deployDir, "docker-compose.yml"))
 
 	took := s.up()
@@ -74,17 +73,20 @@ func TestCompose(t *testing.T) {
 			t.Fatalf("%s/v1/healthz: %d %s %v", u, code, body, err)
 		}
 	}
-	// nats-server's monitoring, published on the host's 127.0.0.1: inside
-	// the container it listens on the container's interface
-	// (nats/container.conf), since nats.conf keeps it on loopback.
-	mon := s.url("nats", 1, 8222)
-	if !strings.HasPrefix(mon, "http://127.0.0.1:") {
-		t.Errorf("nats monitoring published on %s, want 127.0.0.1 only", mon)
-	}
-	if code, body, err := get(mon + "/healthz"); code != http.StatusOK {
-		t.Fatalf("%s/healthz: %d %s %v", mon, code, body, err)
-	}
+	// nats-server's monitoring answers inside its container only
+	// (nats.conf keeps it on loopback): no other container, a compromised
+	// sig-server say, reads /connz (every user's key and address). So it
+	// cannot be published on the host either.
+	checkMonitoringPrivate(t, s.container("nats", 1), s.project+"_default", "nats")
 	keysBefore := s.must("run", "--rm", "--no-deps", "init")
+	// Each container reads only its own seeds: a compromised sig-server
+	// cannot act as the admin, the system account or the callout issuer.
+	pubs := publicKeys(t, keysBefore)
+	checkSeeds(t, pubs, map[string][]string{
+		s.container("chat-server", 1): chatServerSeeds,
+		s.container("sig-server", 1):  sigServerSeeds,
+		s.container("nats", 1):        nil,
+	})
 
 	alice, bob := newUser(t, "alice"), newUser(t, "bob")
 	register(t, chat, alice)
@@ -173,6 +175,31 @@ func TestCompose(t *testing.T) {
 		mallory := user{name: "carol", key: newUser(t, "x").key}
 		if code, body, _ := post(urls[2]+"/v1/register", registrationBody(t, mallory, "kez.lat")); code != http.StatusConflict {
 			t.Fatalf("second registration of carol: %d %s", code, body)
+		}
+	})
+
+	t.Run("upgrade from one keys volume", func(t *testing.T) {
+		// Before each service had its own seeds, init wrote them all into
+		// `keys` and every container mounted it: that volume, populated,
+		// and none of the per-service ones. The upgrade keeps its keys.
+		s.must("down", "-t", "25")
+		s.removeVolumes("nats-keys", "chat-server-keys", "sig-server-keys")
+		s.up()
+		if keysAfter := s.must("run", "--rm", "--no-deps", "init"); keysAfter != keysBefore {
+			t.Fatalf("the upgrade changed the keys:\n%s\nthen\n%s", keysBefore, keysAfter)
+		}
+		checkSeeds(t, pubs, map[string][]string{
+			s.container("chat-server", 1): chatServerSeeds,
+			s.container("sig-server", 1):  sigServerSeeds,
+			s.container("nats", 1):        nil,
+		})
+		chat = s.url("chat-server", 1, 8080)
+		waitLookup(t, chat, alice, 10*time.Second)
+		anc := connectUser(t, natsURL, alice)
+		send(t, anc, alice, bob, "after the upgrade")
+		bnc := connectUser(t, natsURL, bob)
+		if got := receive(t, bnc, bob); !slices.Equal(got, []string{"after the upgrade"}) {
+			t.Fatalf("bob's inbox: %q", got)
 		}
 	})
 

@@ -29,6 +29,15 @@ import (
 // nats-server version pinned in tools.mod (checked by TestImageTagsPinned).
 const natsTag = "nats:2.15.2"
 
+// kezTag is the tag of our images under test: KEZ_TAG, as `make images`
+// takes it (dev by default).
+var kezTag = func() string {
+	if t := os.Getenv("KEZ_TAG"); t != "" {
+		return t
+	}
+	return "dev"
+}()
+
 var deployDir = func() string {
 	d, err := filepath.Abs("..")
 	if err != nil {
@@ -50,7 +59,7 @@ func newStack(t testing.TB, project string, env map[string]string, files ...stri
 	t.Helper()
 	requireDocker(t)
 	s := &stack{t: t, project: fmt.Sprintf("%s-%d", project, os.Getpid()), files: files}
-	s.env = append(os.Environ(), "KEZ_TAG=dev", "BIND=127.0.0.1", "LOG_FORMAT=text")
+	s.env = append(os.Environ(), "KEZ_TAG="+kezTag, "BIND=127.0.0.1", "LOG_FORMAT=text")
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)
 	}
@@ -157,7 +166,7 @@ func requireDocker(t testing.TB) {
 	if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
 		t.Fatalf("docker compose v2 is needed (make compose-install): %v\n%s", err, out)
 	}
-	for _, img := range []string{"kez-chat-server:dev", "kez-sig-server:dev", natsTag} {
+	for _, img := range []string{"kez-chat-server:" + kezTag, "kez-sig-server:" + kezTag, natsTag} {
 		if out, err := exec.Command("docker", "image", "inspect", img).CombinedOutput(); err != nil {
 			t.Fatalf("image %s missing (make images): %v\n%.200s", img, err, out)
 		}

@@ -29,6 +29,14 @@ const (
 	KeySys        = "sys"         // operator's system-account user (account SYS)
 )
 
+// The seeds each server reads, and no other: [Install] gives a server's
+// own folder these. The operator's (admin, sys) stay in the keys folder,
+// and nats-server needs none (only kez-keys.conf, public keys).
+var (
+	ChatServerKeys = []string{KeyIssuer, KeyXKey, KeyChatServer, KeyCallout}
+	SigServerKeys  = []string{KeySigServer}
+)
+
 type keySpec struct {
 	name    string
 	confVar string
@@ -80,10 +88,68 @@ func EnsureKeys(dir string) ([]byte, error) {
 		}
 		fmt.Fprintf(&conf, "%s: %q\n", s.confVar, pub)
 	}
-	if err := keyfile.Replace(filepath.Join(dir, KeysConfFile), conf.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("write %s: %w", KeysConfFile, err)
+	if err := WriteConf(dir, conf.Bytes()); err != nil {
+		return nil, err
 	}
 	return conf.Bytes(), nil
+}
+
+// WriteConf writes conf (what [EnsureKeys] returns: public keys only) as
+// kez-keys.conf into dir, replacing it atomically, mode 0644. A folder
+// that holds only this file is all nats-server needs.
+func WriteConf(dir string, conf []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := keyfile.Replace(filepath.Join(dir, KeysConfFile), conf, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", KeysConfFile, err)
+	}
+	return nil
+}
+
+// Install copies the seeds names from the keys folder dir (which
+// [EnsureKeys] filled) into dst, a folder that one service alone reads,
+// so that no service holds a seed it does not use (a compromised
+// kez-sig-server would otherwise hold the admin seed, or the callout
+// issuer's). A seed already in dst is kept when it holds the same key and
+// is an error when it holds another: Install never overwrites a seed, and
+// a service is never left with a key the broker's kez-keys.conf does not
+// name without a word.
+func Install(dir, dst string, names ...string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	for _, name := range names {
+		kp, err := ReadSeedFile(filepath.Join(dir, name+".nk"))
+		if err != nil {
+			return fmt.Errorf("key %s: %w", name, err)
+		}
+		path := filepath.Join(dst, name+".nk")
+		err = writeSeed(path, kp)
+		if errors.Is(err, fs.ErrExist) {
+			err = sameKey(path, kp)
+		}
+		if err != nil {
+			return fmt.Errorf("key %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// sameKey checks that the seed file path holds kp's key.
+func sameKey(path string, kp nkeys.KeyPair) error {
+	have, err := ReadSeedFile(path)
+	if err != nil {
+		return err
+	}
+	want, err := kp.PublicKey()
+	if err != nil {
+		return err
+	}
+	if got, err := have.PublicKey(); err != nil || got != want {
+		return fmt.Errorf("%s holds another key than the keys folder (%s); it is not overwritten: remove it to install the folder's", path, want)
+	}
+	return nil
 }
 
 // writeSeed writes kp's seed to the new file path: see [keyfile.Create].

@@ -110,3 +110,82 @@ func TestEnsureKeysAfterCrash(t *testing.T) {
 		t.Errorf("kez-keys.conf lacks the kept key %s", pub)
 	}
 }
+
+// TestInstallGivesOnlyTheNamedSeeds: a service's folder gets copies of its
+// own seeds and nothing else, a second run keeps them, and a seed there
+// that holds another key is refused, not overwritten.
+func TestInstallGivesOnlyTheNamedSeeds(t *testing.T) {
+	tmp := t.TempDir()
+	dir, dst := filepath.Join(tmp, "keys"), filepath.Join(tmp, "sig-server")
+	if _, err := natskeys.EnsureKeys(dir); err != nil {
+		t.Fatal(err)
+	}
+	for run := 0; run < 2; run++ {
+		if err := natskeys.Install(dir, dst, natskeys.SigServerKeys...); err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 1 || ents[0].Name() != natskeys.KeySigServer+".nk" {
+			t.Fatalf("run %d: %s holds %v, want only sig-server.nk", run, dst, ents)
+		}
+		want, _ := natskeys.ReadSeedFile(filepath.Join(dir, "sig-server.nk"))
+		got, err := natskeys.ReadSeedFile(filepath.Join(dst, "sig-server.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wp, _ := want.PublicKey()
+		gp, _ := got.PublicKey()
+		if wp != gp {
+			t.Fatalf("copy holds %s, want %s", gp, wp)
+		}
+		if fi, _ := os.Stat(filepath.Join(dst, "sig-server.nk")); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("copy mode %v, want 0600", fi.Mode().Perm())
+		}
+	}
+
+	other, _ := nkeys.CreateUser()
+	seed, _ := other.Seed()
+	path := filepath.Join(dst, "sig-server.nk")
+	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := natskeys.Install(dir, dst, natskeys.SigServerKeys...); err == nil || !strings.Contains(err.Error(), "another key") {
+		t.Fatalf("Install over another key: %v", err)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(bytes.TrimSpace(b), seed) {
+		t.Fatal("Install overwrote a seed")
+	}
+}
+
+func TestInstallChatServerKeys(t *testing.T) {
+	tmp := t.TempDir()
+	dir, dst, nats := filepath.Join(tmp, "keys"), filepath.Join(tmp, "chat-server"), filepath.Join(tmp, "nats")
+	conf, err := natskeys.EnsureKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natskeys.Install(dir, dst, natskeys.ChatServerKeys...); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dst)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "callout.nk chat-server.nk issuer.nk xkey.nk" {
+		t.Fatalf("chat-server's folder holds %v", names)
+	}
+	if err := natskeys.WriteConf(nats, conf); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ = os.ReadDir(nats)
+	if len(ents) != 1 || ents[0].Name() != natskeys.KeysConfFile {
+		t.Fatalf("nats folder holds %v, want only %s", ents, natskeys.KeysConfFile)
+	}
+	if b, _ := os.ReadFile(filepath.Join(nats, natskeys.KeysConfFile)); !bytes.Equal(b, conf) {
+		t.Fatal("kez-keys.conf differs")
+	}
+}
