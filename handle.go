@@ -136,27 +136,56 @@ func (h *Handle) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// skeletonPairs fold characters and digraphs that read alike, applied in
-// order after '_' is dropped. Digits fold to the letter they imitate, so
-// "tud1sco" and "tudisco" share a skeleton.
+// skeletonFold folds characters and digraphs that read alike, in one
+// left-to-right pass after '_' is dropped. Digits fold to the letter they
+// imitate, so "tud1sco" and "tudisco" share a skeleton.
+//
+// Every string of v's and w's that reads alike must fold alike: "avw",
+// "avvv" and "awv" all read a-v-v-v. So w is expanded to vv rather than
+// vv contracted to w: a contraction is one left-to-right choice of pairs
+// and leaves odd runs ambiguous ("avvv" gave "awv" while "avw" stayed).
+// "rn" contracts to "m" safely: an "rn" cannot overlap another ("nr" is
+// no match), so the contraction of an r/n/m string is the same whichever
+// way it is read ("rnn" and "mn" give "mn", "rrn" and "rm" give "rm").
+//
+// One pass is a fixed point: the replacements (o, l, m, vv) hold none of
+// 0, 1, i, w, r and n, so no rule matches in the result and Skeleton
+// needs no loop (a loop with an expanding rule could also never end). The
+// result is at most twice the local part: 60 characters of a-z and 0-9.
 var skeletonFold = strings.NewReplacer(
+	"0", "o",
+	"1", "l", "i", "l",
+	"rn", "m",
+	"w", "vv",
+)
+
+// Skeleton returns the look-alike skeleton of a valid local part: '_'
+// dropped, 0/o and 1/l/i folded together, rn read as m and w as vv. Two
+// handles with the same skeleton cannot both be registered. The result
+// contains only a-z and 0-9, so it is safe as a NATS subject token.
+func Skeleton(local string) string {
+	return skeletonFold.Replace(strings.ReplaceAll(local, "_", ""))
+}
+
+// legacyFold is the fold of releases before w was expanded to vv.
+var legacyFold = strings.NewReplacer(
 	"0", "o",
 	"1", "l", "i", "l",
 	"rn", "m",
 	"vv", "w",
 )
 
-// Skeleton returns the look-alike skeleton of a valid local part: '_'
-// dropped, then 0/o, 1/l/i, rn/m and vv/w folded together. Two handles with
-// the same skeleton cannot both be registered. The result contains only a-z
-// and 0-9, so it is safe as a NATS subject token.
-func Skeleton(local string) string {
+// LegacySkeleton returns the skeleton that releases before the fix of the
+// v/w fold computed: vv contracted to w, repeated to a fixed point. Their
+// registrations claimed this skeleton; the registry reads it only to
+// recognise those claims (see registry.Service.MigrateSkeletons). It
+// differs from Skeleton exactly for local parts with a w or a vv (once
+// '_' is dropped), and then Skeleton has a vv and LegacySkeleton none,
+// so the claims of the two folds never share a subject.
+func LegacySkeleton(local string) string {
 	s := strings.ReplaceAll(local, "_", "")
-	// Replacer is one left-to-right pass; a second pass catches digraphs that
-	// the first created ("r_n" is "rn" only once '_' is gone, and "vvv"
-	// leaves "wv").
 	for {
-		n := skeletonFold.Replace(s)
+		n := legacyFold.Replace(s)
 		if n == s {
 			return s
 		}

@@ -330,7 +330,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 // readyChecks are the replica's readiness checks: the broker connection,
 // JetStream, a probe write to the store, every stream the server writes
 // (there, and not refusing its writes: streams.WriteErrors),
-// the projection, the integrity of the append-only streams, the door and
+// the projection, the look-alike skeleton migration, the integrity of the append-only streams, the door and
 // (when on) the auth callout.
 func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check {
 	checks := []health.Check{
@@ -338,6 +338,7 @@ func (s *Server) readyChecks(js jetstream.JetStream, cfg Config) []health.Check 
 		{Name: "jetstream", Fn: func(ctx context.Context) error { return streams.JetStreamReady(ctx, js) }},
 		{Name: "store", Fn: s.probe.Check},
 		{Name: "projection", Fn: s.Registry.ProjectionReady(cfg.ProjectionMaxLag, cfg.ProjectionStall, nil)},
+		{Name: "skeletons", Fn: s.Registry.SkeletonsReady},
 		{Name: "integrity", Fn: func(context.Context) error { return s.Integrity.Err() }},
 		{Name: "door", Fn: s.Door.Serving},
 	}

@@ -42,12 +42,25 @@ type StreamReport struct {
 	Problems []string `json:"problems,omitempty"`
 	// More counts the problems left out of Problems.
 	More int `json:"more_problems,omitempty"`
+	// Notes are findings that are not damage (handles registered before
+	// the look-alike fold fix, see kez.LegacySkeleton); MoreNotes counts
+	// those left out.
+	Notes     []string `json:"notes,omitempty"`
+	MoreNotes int      `json:"more_notes,omitempty"`
 	// The registry log: events read, and the C2SP checkpoint body of the
 	// Merkle tree over them (the tree head).
 	Events   uint64 `json:"events,omitempty"`
 	TreeHead string `json:"tree_head,omitempty"`
 	// The sigchain stream: chains read.
 	Chains int `json:"chains,omitempty"`
+}
+
+func (r *StreamReport) note(max int, format string, args ...any) {
+	if len(r.Notes) >= max {
+		r.MoreNotes++
+		return
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
 func (r *StreamReport) problem(max int, format string, args ...any) {
@@ -61,7 +74,10 @@ func (r *StreamReport) problem(max int, format string, args ...any) {
 // Scrub checks every append-only stream end to end, as the stream leaders
 // serve them: no gaps (the state the leader reports); the registry log
 // read whole (one event and one key and one skeleton claim per handle,
-// each claim naming its event's handle, every event a valid registration)
+// each claim naming its event's handle, every event a valid registration;
+// a handle registered before the look-alike fold fix also has its old
+// skeleton's claim, and may share its new one with a look-alike of the
+// same age: noted, not damage)
 // and hashed, the tree compared with the projection's checkpoint, the
 // projection buckets compared with the events; every sigchain verified
 // from its first event to its head. It only reads. Damage is reported in
@@ -207,9 +223,21 @@ func scrubRegistry(ctx context.Context, js jetstream.JetStream, r *StreamReport,
 		} else if h != local {
 			r.problem(opts.MaxProblems, "the key of handle %s is claimed for %s", rec.Handle, h)
 		}
-		if h, ok := skels[rec.Handle.Skeleton()]; !ok {
+		skel, legacy := rec.Handle.Skeleton(), kez.LegacySkeleton(local)
+		// A handle registered before the fold fix claimed its old
+		// skeleton; the migration at start claims its new one, unless
+		// another such handle that reads alike holds it.
+		old := skel != legacy && skels[legacy] == local
+		h, ok := skels[skel]
+		switch {
+		case ok && h == local:
+		case !ok && old:
+			r.note(opts.MaxProblems, "handle %s (sequence %d), registered before the look-alike fold fix, has no claim on its skeleton %s yet: kez-chat-server claims it at start", rec.Handle, rec.Seq, skel)
+		case ok && old && out.records[h].Handle.Skeleton() == skel:
+			r.note(opts.MaxProblems, "handles %s and %s, registered before the look-alike fold fix, read alike; both stay registered, the claim on %s names %s", rec.Handle, out.records[h].Handle, skel, h)
+		case !ok:
 			r.problem(opts.MaxProblems, "handle %s (sequence %d) has no skeleton claim", rec.Handle, rec.Seq)
-		} else if h != local {
+		default:
 			r.problem(opts.MaxProblems, "the skeleton of handle %s is claimed for %s", rec.Handle, h)
 		}
 	}

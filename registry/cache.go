@@ -31,7 +31,8 @@ func (c *Cache) put(rec kez.HandleRecord) {
 }
 
 // putFree puts rec unless the cache holds its handle, key or skeleton
-// for another registration, and reports whether the cache holds rec now
+// for another registration (a skeleton that two handles of the old fold
+// share is not held for another: see sharedBeforeFold), and reports whether the cache holds rec now
 // (put, or held already). A record the log holds but the cache disputes
 // never replaces the cached holder first: Register refuses it as damage,
 // and the projection refuses to write a disputed handle or key
@@ -67,7 +68,7 @@ func (c *Cache) holdsOtherLocked(rec kez.HandleRecord) bool {
 		return true
 	}
 	held, ok := c.bySkel[rec.Handle.Skeleton()]
-	return ok && held != local
+	return ok && held != local && !sharedBeforeFold(held, local)
 }
 
 func (c *Cache) setReady() {

@@ -51,7 +51,9 @@ func (s *Service) report(err error) (stream, problem string) {
 // the registration is refused with kez.ErrLogDamaged.
 func (s *Service) checkClaims(ctx context.Context, ev kez.RegistryEvent) error {
 	local := ev.Handle.Local()
-	if rec, ok := s.cache.Lookup(local); ok && !rec.Primary.Equal(ev.Primary) {
+	if rec, ok := s.cache.Lookup(local); ok && rec.Primary.Equal(ev.Primary) {
+		return nil // a retry: Append answers the event stored
+	} else if ok {
 		held, err := s.log.HandleEvent(ctx, local)
 		switch {
 		case errors.Is(err, kez.ErrNotFound):
@@ -73,9 +75,32 @@ func (s *Service) checkClaims(ctx context.Context, ev kez.RegistryEvent) error {
 	skel := ev.Handle.Skeleton()
 	if rec, ok := s.cache.lookupSkeleton(skel); ok && rec.Handle != ev.Handle {
 		return s.checkClaim(ctx, "skeleton "+skel, rec, kez.ErrHandleTooSimilar,
-			func(ctx context.Context) (kez.Handle, error) { return s.log.SkeletonHandle(ctx, skel) })
+			func(ctx context.Context) (kez.Handle, error) { return s.skeletonHolder(ctx, rec) })
 	}
 	return nil
+}
+
+// skeletonHolder reads the log's claim on the skeleton of rec, which this
+// replica's projection holds. A handle registered by an older release
+// (see MigrateSkeletons) may have no claim on its new skeleton yet: a
+// replica of that release registered it after this one's migration,
+// during an upgrade. It is claimed now, so the look-alike asking is
+// refused here and everywhere. A claim naming another handle of the same
+// changed skeleton is a pair the old fold let through (sharedBeforeFold):
+// it answers for rec.
+func (s *Service) skeletonHolder(ctx context.Context, rec kez.HandleRecord) (kez.Handle, error) {
+	skel := rec.Handle.Skeleton()
+	h, err := s.log.SkeletonHandle(ctx, skel)
+	if errors.Is(err, kez.ErrNotFound) && skel != kez.LegacySkeleton(rec.Handle.Local()) {
+		var stored bool
+		if h, stored, err = s.log.ClaimSkeleton(ctx, rec.Handle); stored {
+			s.logger.Info("claimed the look-alike skeleton of a handle registered before the fold fix", "handle", rec.Handle.String(), "seq", rec.Seq, "skeleton", skel)
+		}
+	}
+	if err == nil && sharedBeforeFold(h.Local(), rec.Handle.Local()) {
+		return rec.Handle, nil
+	}
+	return h, err
 }
 
 // checkClaim compares the log's claim on what (read by holder) with rec,

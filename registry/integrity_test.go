@@ -130,6 +130,16 @@ func (l *fakeLog) SkeletonHandle(_ context.Context, skel string) (kez.Handle, er
 	return kez.Handle{}, kez.ErrNotFound
 }
 
+func (l *fakeLog) ClaimSkeleton(_ context.Context, h kez.Handle) (kez.Handle, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if held, ok := l.skels[h.Skeleton()]; ok {
+		return held, false, nil
+	}
+	l.skels[h.Skeleton()] = h
+	return h, true, nil
+}
+
 // fakeProj is a projection in memory.
 type fakeProj struct {
 	mu   sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -35,6 +36,10 @@ type Log interface {
 	HandleEvent(ctx context.Context, local string) (kez.RegistryEvent, error)
 	KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, error)
 	SkeletonHandle(ctx context.Context, skel string) (kez.Handle, error)
+	// ClaimSkeleton claims h's skeleton for h unless it is claimed, and
+	// returns the handle holding it and whether this call stored the
+	// claim; see streams.Registry.ClaimSkeleton and MigrateSkeletons.
+	ClaimSkeleton(ctx context.Context, h kez.Handle) (holder kez.Handle, stored bool, err error)
 }
 
 // Projection is the shared, persistent projection of the log.
@@ -131,6 +136,8 @@ type Service struct {
 
 	fileCP    integrity.Checkpoint // read from CheckpointFile at start
 	scrubKick chan struct{}        // starts a scrub now
+	running   atomic.Bool          // Run was called
+	skelDone  chan struct{}        // closed when MigrateSkeletons has passed
 
 	mu      sync.Mutex
 	applied uint64               // last sequence this replica's projector applied
@@ -187,6 +194,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 		conflicts: map[conflict]uint64{},
 		fileCP:    fileCP,
 		scrubKick: make(chan struct{}, 1),
+		skelDone:  make(chan struct{}),
 	}, nil
 }
 
@@ -241,6 +249,9 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 		if err := s.cfg.Integrity.Err(); err != nil {
 			return kez.HandleRecord{}, err
 		}
+	}
+	if err := s.awaitSkeletons(ctx); err != nil {
+		return kez.HandleRecord{}, err
 	}
 	if err := s.checkClaims(ctx, ev); err != nil {
 		return kez.HandleRecord{}, err
@@ -400,7 +411,7 @@ func (s *Service) logRecord(ctx context.Context, h kez.Handle) (kez.HandleRecord
 // Health describes how current this replica's projection is.
 type Health struct {
 	Applied    uint64 `json:"applied"`     // last sequence projected by this replica
-	LastSeq    uint64 `json:"last_seq"`    // last sequence of the log
+	LastSeq    uint64 `json:"last_seq"`    // sequence of the log's last event
 	Lag        uint64 `json:"lag"`         // events not yet projected here
 	CacheReady bool   `json:"cache_ready"` // the look-up cache holds the whole projection
 	CaughtUp   bool   `json:"caught_up"`   // Lag is 0 and the cache is ready
@@ -428,9 +439,13 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 }
 
 // Run keeps the projector and the cache watch running until ctx ends,
-// restarting either after a failure (a broker outage, a leader change).
+// restarting either after a failure (a broker outage, a leader change),
+// and runs the skeleton migration (MigrateSkeletons) once they have
+// caught up; registrations wait for it.
 func (s *Service) Run(ctx context.Context) error {
+	s.running.Store(true)
 	var wg sync.WaitGroup
+	wg.Go(func() { s.migrateSkeletons(ctx) })
 	wg.Go(func() { s.forever(ctx, "projector", s.project) })
 	wg.Go(func() {
 		s.forever(ctx, "cache watch", func(ctx context.Context) error {

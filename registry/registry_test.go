@@ -168,8 +168,11 @@ func TestRegisterPastSharedCheckpoint(t *testing.T) {
 	}
 	proj := &mock.Projection{
 		CheckpointFn: func(context.Context) (integrity.Checkpoint, error) { return integrity.Checkpoint{Seq: 100}, nil },
-		// The bucket watch has not brought the other replica's records yet.
-		WatchFn: func(ctx context.Context, _ func(kez.HandleRecord), _ func()) error {
+		// The bucket watch has loaded the bucket, but not brought the
+		// other replica's records yet. (Registrations wait for the
+		// skeleton migration, which waits for the loaded cache.)
+		WatchFn: func(ctx context.Context, _ func(kez.HandleRecord), ready func()) error {
+			ready()
 			<-ctx.Done()
 			return ctx.Err()
 		},

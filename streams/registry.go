@@ -86,9 +86,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 	if err != nil {
 		return ev, 0, fmt.Errorf("encode event: %w", err)
 	}
-	claim, _ := json.Marshal(struct {
-		Handle kez.Handle `json:"handle"`
-	}{ev.Handle})
+	claim := claimData(ev.Handle)
 	// Each attempt publishes messages of its own: a publish adds the
 	// batch's headers to the messages it sends.
 	claims := func() []*nats.Msg {
@@ -230,6 +228,14 @@ func IsStoreFull(err error) bool {
 func backoff(attempt int) time.Duration {
 	d := time.Duration(1<<min(attempt, 7)) * time.Millisecond
 	return d + time.Duration(time.Now().UnixNano()%int64(d))
+}
+
+// claimData is the body of a key or skeleton claim: the handle it is for.
+func claimData(h kez.Handle) []byte {
+	b, _ := json.Marshal(struct {
+		Handle kez.Handle `json:"handle"`
+	}{h})
+	return b
 }
 
 func claimMsg(subject string, data []byte) *nats.Msg {
@@ -377,21 +383,44 @@ func isClusterUnavailable(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNotAvailable
 }
 
-// LastSeq returns the registry stream's last sequence. Only the stream's
-// leader answers, so the request is sent again at a turn: one sent while
-// the leader is frozen or dead, before the others notice, is answered by
-// nobody (the projector asks at every restart, and every registration
-// waits on the projector).
+// LastSeq returns the sequence of the registry stream's last event. Only
+// the stream's leader answers, so the request is sent again at a turn:
+// one sent while the leader is frozen or dead, before the others notice,
+// is answered by nobody (the projector asks at every restart, and every
+// registration waits on the projector).
+//
+// The last message is the last event but after the skeleton migration
+// (ClaimSkeleton), whose claims follow the events they are for: then the
+// last event is read by subject, so that the projection, which follows
+// events only, is not seen as behind for ever.
 func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	var last uint64
 	err := retried(ctx, r.turns, func(ctx context.Context) error {
 		info, err := r.stream.Info(ctx)
-		if err == nil {
-			last = info.State.LastSeq
+		if err != nil || info.State.LastSeq == 0 {
+			last = 0
+			return err
 		}
-		return err
+		last = info.State.LastSeq
+		m, err := r.stream.GetMsg(ctx, last)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil // gone since: damage, for the integrity checks to find
+		}
+		if err != nil || strings.HasPrefix(m.Subject, handleClaimSubject("")) {
+			return err
+		}
+		m, err = r.stream.GetLastMsgForSubject(ctx, registryEvents)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			last = 0
+			return nil
+		case err != nil:
+			return err
+		}
+		last = m.Sequence
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
@@ -499,6 +528,32 @@ const followAhead = 1024
 // kez.ErrNotFound if key has no handle.
 func (r *Registry) KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, error) {
 	return r.claimHandle(ctx, keyClaimSubject(key.Hex()))
+}
+
+// ClaimSkeleton claims h's look-alike skeleton (kez.Skeleton) for h, a
+// handle registered before the fold changed (see kez.LegacySkeleton), and
+// returns the handle holding it (h, or another handle whose claim came
+// first) and whether this call stored the claim. The claim is one
+// message published with Nats-Expected-Last-Subject-Sequence: 0, the
+// rule of the registration batches, so any number of replicas may claim
+// at once: one claim is stored, the others are refused and read it. An
+// unknown outcome is an error wrapping kez.ErrUnavailable; claiming
+// again is safe.
+func (r *Registry) ClaimSkeleton(ctx context.Context, h kez.Handle) (holder kez.Handle, stored bool, err error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	subject := skeletonClaimSubject(h.Skeleton())
+	_, err = r.js.PublishMsg(ctx, claimMsg(subject, claimData(h)))
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return h, true, nil
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		holder, err = r.claimHandle(ctx, subject)
+		return holder, false, err
+	}
+	return kez.Handle{}, false, fmt.Errorf("%w: claim skeleton of %s: %v", kez.ErrUnavailable, h, err)
 }
 
 // SkeletonHandle returns the handle that claimed the skeleton skel, read

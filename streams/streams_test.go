@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,5 +285,56 @@ func TestSetCheckpointAcrossReplicas(t *testing.T) {
 	}
 	if err := a.SetCheckpoint(ctx, integrity.Checkpoint{Seq: 12, Tree: other, LastLeaf: integrity.LeafHash([]byte{111})}); !errors.Is(err, kez.ErrLogDamaged) {
 		t.Errorf("another tree at the same sequence: %v, want ErrLogDamaged", err)
+	}
+}
+
+// TestClaimSkeleton: replicas claiming one skeleton at once store one
+// claim and all learn its holder; a skeleton a registration claimed is
+// not claimed again; LastSeq stays the last event's sequence with claims
+// after it.
+func TestClaimSkeleton(t *testing.T) {
+	_, reg := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	_, seq, err := reg.Append(ctx, event(t, "avw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	avvv := event(t, "avvv").Handle
+	if h, stored, err := reg.ClaimSkeleton(ctx, avvv); err != nil || stored || h.Local() != "avw" {
+		t.Errorf("ClaimSkeleton(avvv) after avw's registration = %v, %v, %v; want avw, false", h, stored, err)
+	}
+
+	handles := []kez.Handle{event(t, "bvvv").Handle, event(t, "bwv").Handle, event(t, "bvw").Handle}
+	type result struct {
+		h      kez.Handle
+		stored bool
+		err    error
+	}
+	results := make([]result, 12)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			h, stored, err := reg.ClaimSkeleton(ctx, handles[i%len(handles)])
+			results[i] = result{h, stored, err}
+		})
+	}
+	wg.Wait()
+	stored := 0
+	for i, r := range results {
+		if r.err != nil || r.h != results[0].h {
+			t.Errorf("claim %d = %v, %v; want %v", i, r.h, r.err, results[0].h)
+		}
+		if r.stored {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Errorf("%d claims stored, want 1", stored)
+	}
+	if got, err := reg.SkeletonHandle(ctx, "bvvv"); err != nil || got != results[0].h {
+		t.Errorf("SkeletonHandle(bvvv) = %v, %v; want %v", got, err, results[0].h)
+	}
+	if last, err := reg.LastSeq(ctx); err != nil || last != seq {
+		t.Errorf("LastSeq with claims after the last event = %d, %v; want %d", last, err, seq)
 	}
 }

@@ -212,6 +212,12 @@ func printScrub(w io.Writer, res chatserver.ScrubResult) {
 		if s.More > 0 {
 			fmt.Fprintf(w, "  - and %d more\n", s.More)
 		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
+		if s.MoreNotes > 0 {
+			fmt.Fprintf(w, "  note: and %d more\n", s.MoreNotes)
+		}
 		if s.TreeHead != "" {
 			head = s.TreeHead
 		}

@@ -28,6 +28,7 @@ type Log struct {
 	HandleEventFn    func(ctx context.Context, local string) (kez.RegistryEvent, error)
 	KeyHandleFn      func(ctx context.Context, key kez.PublicKey) (kez.Handle, error)
 	SkeletonHandleFn func(ctx context.Context, skel string) (kez.Handle, error)
+	ClaimSkeletonFn  func(ctx context.Context, h kez.Handle) (kez.Handle, bool, error)
 }
 
 func (l *Log) Append(ctx context.Context, ev kez.RegistryEvent) (kez.RegistryEvent, uint64, error) {
@@ -52,6 +53,10 @@ func (l *Log) KeyHandle(ctx context.Context, key kez.PublicKey) (kez.Handle, err
 
 func (l *Log) SkeletonHandle(ctx context.Context, skel string) (kez.Handle, error) {
 	return l.SkeletonHandleFn(ctx, skel)
+}
+
+func (l *Log) ClaimSkeleton(ctx context.Context, h kez.Handle) (kez.Handle, bool, error) {
+	return l.ClaimSkeletonFn(ctx, h)
 }
 
 // Projection is a fake [registry.Projection].
