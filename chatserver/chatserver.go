@@ -249,7 +249,8 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	}
 	s.Integrity.AddVerifier(streams.RegistryStream, s.Registry.VerifyLog)
 	// A new leader may serve another copy: scrub the log and the
-	// projection against what this replica knows.
+	// projection against what this replica knows. Damage reported while
+	// no leader was known is held until such a scrub passes.
 	s.Integrity.OnNewLeader(func(string) { s.Registry.Kick() })
 	// Checked before anything is served; should it fail, registrations
 	// are refused until Run's next check passes.

@@ -89,7 +89,8 @@ type Monitor struct {
 	streams   map[string]*watched
 	verifiers map[string][]Verifier
 	newLeader []func(stream string)
-	checked   bool // every stream was inspected at least once
+	checked   bool   // every stream was inspected at least once
+	reports   uint64 // damage reports so far: the mark of the last one
 }
 
 type watched struct {
@@ -103,11 +104,53 @@ type watched struct {
 	// leader changes: the same leader keeps serving the same damaged copy.
 	reported       []string
 	reportedLeader string
-	since          time.Time // damaged since
-	logged         time.Time // last logged
+	// held is damage reported while no leader of the stream was known
+	// (its last check saw it between leaders, or failed): the copy that
+	// served it is unknown, so no election drops it. It stays until a
+	// check of the whole stream begun after it passes (Cleared), or the
+	// service withdraws it (Resolve).
+	held []Held
+	// heldNew: damage was held since the last check that knew the
+	// leader; the next one calls the new-leader hooks, so that the
+	// service checks the stream again.
+	heldNew    bool
+	lastLeader string    // the last leader a check saw
+	since      time.Time // damaged since
+	logged     time.Time // last logged
 }
 
-func (w *watched) damage() []string { return append(slices.Clone(w.problems), w.reported...) }
+// Held is damage reported while no leader of its stream was known.
+type Held struct {
+	Problem string `json:"problem"`
+	// LastLeader is the stream's leader at the last check that saw one
+	// before the report: the damaged copy is that one or one elected
+	// since.
+	LastLeader string `json:"last_leader,omitempty"`
+	Reported   int64  `json:"reported"` // unix seconds
+	mark       uint64
+}
+
+// text is the held problem as Err and Status say it.
+func (h Held) text() string {
+	last := ""
+	if h.LastLeader != "" {
+		last = ", the last being " + h.LastLeader
+	}
+	return fmt.Sprintf("%s (reported while the stream had no known leader%s: held until a scrub begun since finds it whole)", h.Problem, last)
+}
+
+func (w *watched) damage() []string {
+	out := append(slices.Clone(w.problems), w.reported...)
+	for _, h := range w.held {
+		if !slices.Contains(w.reported, h.Problem) {
+			out = append(out, h.text())
+		}
+	}
+	return out
+}
+
+// leaderKnown reports whether the last check of w named its leader.
+func (w *watched) leaderKnown() bool { return w.inspected && w.err == nil && w.state.Leader != "" }
 
 // New returns a monitor of cfg.Streams; nothing is checked until Check or
 // Run.
@@ -158,7 +201,9 @@ func (m *Monitor) AddVerifier(stream string, v Verifier) {
 }
 
 // OnNewLeader adds fn, called (outside any lock) when a check finds a
-// stream led by another node than at the previous check.
+// stream led by another node than at the previous check, or finds its
+// leader after damage was held against it (see Report): a service checks
+// the stream again, as the new leader serves it.
 func (m *Monitor) OnNewLeader(fn func(stream string)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -210,8 +255,13 @@ func (m *Monitor) check(ctx context.Context, stream string) error {
 	}
 	m.mu.Lock()
 	w := m.streams[stream]
-	moved := w.inspected && st.Leader != w.state.Leader
+	// Damage held since the last check is checked again by the service
+	// that found it once a leader is known: as for a leader change.
+	moved := w.inspected && st.Leader != w.state.Leader || w.heldNew && st.Leader != ""
 	w.state, w.inspected, w.err, w.problems = st, true, nil, problems
+	if st.Leader != "" {
+		w.lastLeader, w.heldNew = st.Leader, false
+	}
 	if len(w.reported) > 0 && st.Leader != w.reportedLeader {
 		w.reported = nil
 	}
@@ -233,7 +283,7 @@ func (m *Monitor) check(ctx context.Context, stream string) error {
 // JetStream leader-elected advisory): the stream is checked again at
 // once, and damage reported against another node than the one leading
 // now is dropped. (An election may keep the same leader, damaged copy
-// and all.)
+// and all.) Damage reported while no leader was known stays (see Report).
 func (m *Monitor) LeaderChanged(ctx context.Context, stream string) error {
 	m.mu.Lock()
 	_, ok := m.streams[stream]
@@ -247,11 +297,32 @@ func (m *Monitor) LeaderChanged(ctx context.Context, stream string) error {
 // Report records damage to stream that a service found itself, against
 // the stream's current leader; it lasts until the leader changes, or
 // until the service withdraws it (Resolve).
+//
+// While no leader of stream is known (the last check saw it between
+// leaders, mid-election, or failed), the copy that served the damage
+// cannot be named: dropping the report when the election ends would
+// accept writes on a copy known damaged until the service checks again.
+// Such damage is held instead, through any election, until a check of
+// the whole stream begun after it passes (Cleared) or the service
+// withdraws it (Resolve); the next check that finds a leader calls the
+// new-leader hooks, for the service to check again.
 func (m *Monitor) Report(stream, problem string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.streams[stream]
 	if !ok {
+		return
+	}
+	m.reports++
+	if !w.leaderKnown() {
+		h := Held{Problem: problem, LastLeader: w.lastLeader, Reported: m.cfg.Now().Unix(), mark: m.reports}
+		if i := slices.IndexFunc(w.held, func(h Held) bool { return h.Problem == problem }); i >= 0 {
+			w.held[i] = h // found again: a check begun before now does not clear it
+		} else {
+			w.held = append(w.held, h)
+		}
+		w.heldNew = true
+		m.update(stream, w)
 		return
 	}
 	if !slices.Contains(w.reported, problem) {
@@ -271,11 +342,38 @@ func (m *Monitor) Resolve(stream, problem string) {
 	if !ok {
 		return
 	}
-	i := slices.Index(w.reported, problem) // Report keeps each problem once
-	if i < 0 {
+	// Report keeps each problem once in each list.
+	w.reported = slices.DeleteFunc(w.reported, func(p string) bool { return p == problem })
+	w.held = slices.DeleteFunc(w.held, func(h Held) bool { return h.Problem == problem })
+	m.update(stream, w)
+}
+
+// Mark returns a mark of the damage reported so far, for Cleared: take
+// it before a check of a whole stream begins.
+func (m *Monitor) Mark() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reports
+}
+
+// Cleared tells the monitor that a check of the whole of stream, begun
+// at mark (see Mark), found it intact as its leader serves it (a scrub
+// of the log passed): the damage held against stream since before mark
+// (reported while no leader was known, see Report) is withdrawn. Damage
+// reported against a known leader is not: it stays until that leader
+// goes or the service withdraws it (Resolve).
+func (m *Monitor) Cleared(stream string, mark uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.streams[stream]
+	if !ok {
 		return
 	}
-	w.reported = slices.Delete(w.reported, i, i+1)
+	n := len(w.held)
+	w.held = slices.DeleteFunc(w.held, func(h Held) bool { return h.mark <= mark })
+	if len(w.held) < n {
+		m.cfg.Logger.Info("damage held since an election withdrawn: a scrub found the stream whole", "stream", stream, "leader", w.state.Leader)
+	}
 	m.update(stream, w)
 }
 
@@ -417,6 +515,9 @@ type StreamStatus struct {
 	Status   string   `json:"status"` // ok, damaged or unknown
 	Problems []string `json:"problems,omitempty"`
 	Since    int64    `json:"damaged_since,omitempty"` // unix seconds
+	// Held is the damage reported while the stream had no known leader
+	// (also in Problems), kept until a scrub begun since passes.
+	Held []Held `json:"held,omitempty"`
 }
 
 // Status is the readiness view of the monitor.
@@ -432,7 +533,7 @@ func (m *Monitor) Status() Status {
 	out := Status{OK: m.checked}
 	for _, s := range m.cfg.Streams {
 		w := m.streams[s]
-		ss := StreamStatus{State: w.state, Status: "ok", Problems: w.damage()}
+		ss := StreamStatus{State: w.state, Status: "ok", Problems: w.damage(), Held: slices.Clone(w.held)}
 		ss.Stream = s
 		switch {
 		case len(ss.Problems) > 0:
@@ -475,6 +576,18 @@ func (s Scope) Resolve(stream, problem string) {
 		stream = s.stream
 	}
 	s.m.Resolve(stream, problem)
+}
+
+// Mark is Monitor.Mark.
+func (s Scope) Mark() uint64 { return s.m.Mark() }
+
+// Cleared is Monitor.Cleared of stream, or of the scope's stream if
+// stream is empty.
+func (s Scope) Cleared(stream string, mark uint64) {
+	if stream == "" {
+		stream = s.stream
+	}
+	s.m.Cleared(stream, mark)
 }
 
 // StreamError is damage found in a particular stream (a projection

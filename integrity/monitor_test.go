@@ -253,3 +253,108 @@ func TestMonitorReportsAndVerifiers(t *testing.T) {
 		t.Fatalf("a verifier that could not tell counted as damage: %v", err)
 	}
 }
+
+// Damage reported while the monitor knows no leader of the stream (its
+// last check saw it mid-election, or failed) cannot be pinned on a copy:
+// no election drops it, only a scrub begun after it (Cleared) or the
+// service (Resolve); the status says it is held, and why.
+func TestMonitorHoldsDamageReportedWithNoLeader(t *testing.T) {
+	f := &fakeStreams{states: map[string]integrity.State{}}
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
+	var log bytes.Buffer
+	m := newMonitor(f, &log)
+	ctx := context.Background()
+	var moved []string
+	m.OnNewLeader(func(s string) { moved = append(moved, s) })
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Mid-election: the check finds no leader, then a scrub reports.
+	f.set(integrity.State{Stream: "LOG", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Mark()
+	m.Scope("LOG").Report("", "the event at 5 is not the one hashed")
+	// The election ends, on another node or on the same one: the damage
+	// stands, and the service is called to check again.
+	for _, leader := range []string{"n2", "n1"} {
+		moved = nil
+		f.set(integrity.State{Stream: "LOG", Leader: leader, FirstSeq: 1, LastSeq: 9, Msgs: 9})
+		if err := m.LeaderChanged(ctx, "LOG"); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Err()
+		if !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(err.Error(), "LOG (leader "+leader+"): the event at 5 is not the one hashed (reported while the stream had no known leader, the last being n1") {
+			t.Fatalf("Err once %s leads = %v, want the damage held", leader, err)
+		}
+		if fmt.Sprint(moved) != "[LOG]" {
+			t.Fatalf("new-leader hooks after the election = %v, want [LOG]", moved)
+		}
+	}
+	st := m.Status().Streams[0]
+	if st.Status != "damaged" || len(st.Held) != 1 || st.Held[0].Problem != "the event at 5 is not the one hashed" || st.Held[0].LastLeader != "n1" || st.Held[0].Reported != 1_800_000_000 {
+		t.Fatalf("Status of LOG = %+v, want the damage held since n1 led", st)
+	}
+	// A scrub begun before the report does not clear it; another stream's
+	// scrub does not either; one begun after it does.
+	m.Scope("LOG").Cleared("", before)
+	m.Cleared("KV", m.Mark())
+	if err := m.Err(); !errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("Err after a scrub begun before the report = %v", err)
+	}
+	m.Scope("LOG").Cleared("", m.Mark())
+	if err := m.Err(); err != nil {
+		t.Fatalf("Err after a scrub begun after the report passed = %v", err)
+	}
+	if len(m.Status().Streams[0].Held) != 0 {
+		t.Fatalf("Status after the scrub = %+v", m.Status())
+	}
+
+	// Found again after a scrub began: that scrub does not clear it.
+	f.set(integrity.State{Stream: "LOG", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Report("LOG", "a claim the log forgot")
+	mark := m.Mark()
+	m.Report("LOG", "a claim the log forgot")
+	m.Cleared("LOG", mark)
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "a claim the log forgot") {
+		t.Fatalf("Err after a scrub begun before the damage was found again = %v", err)
+	}
+	m.Resolve("LOG", "a claim the log forgot")
+	if err := m.Err(); err != nil {
+		t.Fatalf("Err after Resolve of held damage = %v", err)
+	}
+
+	// A check that failed knows no leader either.
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.err = errors.New("no answer")
+	if err := m.Check(ctx); err == nil {
+		t.Fatal("Check with the streams not answering succeeded")
+	}
+	m.Report("LOG", "a record gone")
+	f.err = nil
+	moved = nil
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "a record gone") {
+		t.Fatalf("Err after a failed check and the same leader again = %v, want the damage held", err)
+	}
+	if fmt.Sprint(moved) != "[LOG]" {
+		t.Fatalf("new-leader hooks once the leader is known again = %v, want [LOG]", moved)
+	}
+	// Damage reported against a known leader is not a scrub's to clear.
+	m.Report("KV", "a record changed")
+	m.Cleared("KV", m.Mark())
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "KV (leader n2): a record changed") {
+		t.Fatalf("Err after Cleared of damage reported against a known leader = %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -33,6 +34,11 @@ func (s *Service) report(err error) (stream, problem string) {
 		stream, err = se.Stream, se.Err
 	}
 	problem = strings.TrimPrefix(err.Error(), kez.ErrLogDamaged.Error()+": ")
+	if stream != "" {
+		s.mu.Lock()
+		s.buckets[stream] = true
+		s.mu.Unlock()
+	}
 	if s.cfg.Integrity != nil {
 		s.cfg.Integrity.Report(stream, problem)
 	} else {
@@ -229,6 +235,10 @@ func (s *Service) scrubLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.scrubKick:
 		}
+		var mark uint64
+		if s.cfg.Integrity != nil {
+			mark = s.cfg.Integrity.Mark()
+		}
 		res, err := s.Scrub(ctx)
 		if errors.Is(err, errScrubBehind) {
 			// A new leader still applying the log: again shortly, and
@@ -250,9 +260,10 @@ func (s *Service) scrubLoop(ctx context.Context) {
 			s.logger.Warn("registry scrub", "err", err)
 		default:
 			s.logger.Info("registry scrub: the log matches every checkpoint", "events", res.Tree.Size, "seq", res.Seq, "root", res.Tree.Root().String())
+			s.cleared(mark, res.Seq, nil)
 		}
 		if err == nil {
-			n, err := s.scrubProjection(ctx, res.Seq)
+			n, bad, err := s.scrubProjection(ctx, res.Seq)
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -260,9 +271,40 @@ func (s *Service) scrubLoop(ctx context.Context) {
 				s.logger.Warn("projection scrub", "err", err)
 			default:
 				s.logger.Info("projection scrub: every record checked", "records", n)
+				s.cleared(mark, res.Seq, bad)
 			}
 		}
 		t.Reset(s.cfg.ScrubInterval)
+	}
+}
+
+// cleared tells Integrity that a scrub begun at mark, which checked the
+// log up to sequence upTo, found it whole (bad nil), or found the
+// projection's records whole but in the buckets' streams of bad. The
+// damage held since before mark (reported while no leader was known) is
+// withdrawn from the log, or from each bucket the registry reported
+// against that is not in bad and has no projection conflict pending (a
+// conflict is an entry without an event, which the scrub does not see;
+// it is withdrawn when mended). A scrub that checked nothing (no
+// checkpoint yet) clears nothing.
+func (s *Service) cleared(mark, upTo uint64, bad map[string]bool) {
+	if s.cfg.Integrity == nil || upTo == 0 {
+		return
+	}
+	if bad == nil {
+		s.cfg.Integrity.Cleared("", mark)
+		return
+	}
+	s.mu.Lock()
+	whole := maps.Clone(s.buckets)
+	for c := range s.conflicts {
+		delete(whole, c.stream)
+	}
+	s.mu.Unlock()
+	for stream := range whole {
+		if !bad[stream] {
+			s.cfg.Integrity.Cleared(stream, mark)
+		}
 	}
 }
 
@@ -350,31 +392,34 @@ func (s *Service) Scrub(ctx context.Context) (integrity.Checkpoint, error) {
 // scrubProjection checks, at most ScrubRate records a second, that every
 // record this replica holds, up to sequence upTo, is in the projection
 // buckets as it is here. Damage is reported, against the bucket's stream,
-// and the check goes on; other errors stop it.
-func (s *Service) scrubProjection(ctx context.Context, upTo uint64) (int, error) {
+// and the check goes on; other errors stop it. It returns the records
+// checked and the streams found damaged (never nil).
+func (s *Service) scrubProjection(ctx context.Context, upTo uint64) (int, map[string]bool, error) {
 	recs := s.cache.records()
 	start := time.Now()
 	n := 0
+	bad := map[string]bool{}
 	for _, rec := range recs {
 		if rec.Seq > upTo {
 			continue
 		}
 		err := s.proj.Verify(ctx, rec)
 		if errors.Is(err, kez.ErrLogDamaged) {
-			s.report(err)
+			stream, _ := s.report(err)
+			bad[stream] = true
 		} else if err != nil {
-			return n, err
+			return n, bad, err
 		}
 		n++
 		if d := time.Until(start.Add(time.Duration(n) * time.Second / time.Duration(s.cfg.ScrubRate))); d > 0 {
 			select {
 			case <-ctx.Done():
-				return n, ctx.Err()
+				return n, bad, ctx.Err()
 			case <-time.After(d):
 			}
 		}
 	}
-	return n, nil
+	return n, bad, nil
 }
 
 // saveLoop saves this replica's checkpoint to its file at most once a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -225,6 +226,18 @@ func (r *reports) Resolve(stream, problem string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.problems = append(r.problems, "resolved "+stream+": "+problem)
+}
+
+func (r *reports) Mark() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return uint64(len(r.problems))
+}
+
+func (r *reports) Cleared(stream string, mark uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, fmt.Sprintf("cleared %s: %d", stream, mark))
 }
 
 func (r *reports) got() string {
@@ -478,4 +491,49 @@ func TestCheckpointDamageReported(t *testing.T) {
 			t.Fatalf("no damage reported; reports: %q", rep.got())
 		}
 	}
+}
+
+// TestScrubClearsWhatItFindsWhole: a scrub that finds the log whole says
+// so (Cleared, with the mark taken as it began), and so for each bucket
+// the registry reported damage against, once a scrub finds that bucket
+// whole too: damage held since an election is withdrawn by it.
+func TestScrubClearsWhatItFindsWhole(t *testing.T) {
+	log, rep := newLog(), &reports{}
+	log.add(t, keztest.NewKey(t), "alice")
+	proj := &fakeProj{recs: map[string]kez.HandleRecord{}}
+	svc := start(t, log, proj, rep, nil)
+	waitReports := func(want ...string) string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := rep.got()
+			if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(got, w) }) {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reports = %q, want %q", got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// alice's record gone from the bucket: the log is whole, the bucket
+	// is not.
+	proj.mu.Lock()
+	rec := proj.recs["alice"]
+	delete(proj.recs, "alice")
+	proj.mu.Unlock()
+	svc.Kick()
+	waitReports("cleared : 0", "KV_test: ")
+	time.Sleep(50 * time.Millisecond) // the scrub's end
+	if got := rep.got(); strings.Contains(got, "cleared KV_test") {
+		t.Fatalf("reports = %q: a bucket found damaged was cleared", got)
+	}
+
+	// Put back: the next scrub finds it whole.
+	proj.mu.Lock()
+	proj.recs["alice"] = rec
+	proj.mu.Unlock()
+	svc.Kick()
+	waitReports("cleared : 2", "cleared KV_test: 2")
 }

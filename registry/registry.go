@@ -76,6 +76,13 @@ type Integrity interface {
 	// Resolve withdraws a problem Report recorded, once the registry has
 	// seen it mended.
 	Resolve(stream, problem string)
+	// Mark returns a mark of the damage reported so far, taken as a
+	// scrub begins; Cleared tells that the scrub found stream ("" for
+	// the log) whole, which withdraws the damage held against it since
+	// before mark (reported while no leader of it was known, so that no
+	// election could drop it).
+	Mark() uint64
+	Cleared(stream string, mark uint64)
 }
 
 // CheckpointFile keeps this replica's checkpoint on its own disk; see
@@ -152,6 +159,9 @@ type Service struct {
 	// once the projection passes that event (a replica's write of it
 	// passed: after a rebuild, or an entry put right).
 	conflicts map[conflict]uint64
+	// buckets are the streams other than the log the registry reported
+	// damage against: a scrub that finds them whole says so (cleared).
+	buckets map[string]bool
 }
 
 // conflict is a problem reported against a stream.
@@ -192,6 +202,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 		cache:     newCache(),
 		advance:   make(chan struct{}),
 		conflicts: map[conflict]uint64{},
+		buckets:   map[string]bool{},
 		fileCP:    fileCP,
 		scrubKick: make(chan struct{}, 1),
 		skelDone:  make(chan struct{}),
