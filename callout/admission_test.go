@@ -45,16 +45,7 @@ func (l *logLines) WithGroup(string) slog.Handler      { return l }
 // fromHost is request with the client's address set.
 func fromHost(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, host string) []byte {
 	t.Helper()
-	rc, err := jwt.DecodeAuthorizationRequestClaims(request(t, server, key, signer, "a1B2c3D4e5F6g7-"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.ClientInformation.Host = host
-	tok, err := rc.Encode(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []byte(tok)
+	return []byte(requestFrom(t, server, key, signer, "a1B2c3D4e5F6g7-", host))
 }
 
 // newAnswerer returns a callout over users (denials counted in reg) and
