@@ -231,7 +231,8 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // signatures, no credentials, in turn), as p50/p99 ratios; the flood
 // comes once from 2,000 loopback addresses (each under the per-address
 // failure limit: nothing is throttled, the worst case) and once from one
-// address per process (throttled after 20 failures). Two home-server
+// address per process (throttled after 100 failures: its keys change;
+// its sign-ins with no credentials, all of one "key", after 20). Two home-server
 // replicas answer the callout, logging JSON as in production. Also the
 // log bytes per 1,000 denials, ours and nats-server's (its log file,
 // default options).

@@ -2,7 +2,9 @@ package callout
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -11,17 +13,51 @@ import (
 	"kez.lat/kez"
 )
 
-// ErrThrottled: the client's address failed too often lately; its
-// sign-ins are refused before any signature is checked.
-var ErrThrottled = errors.New("address refused for a while after repeated failures")
+// ErrThrottled: the client failed too often lately; its sign-ins are
+// refused before any signature is checked. Which tier refused it (the
+// address and key, the address, the IPv6 /48) is in the error's text and
+// in the reason it is counted under.
+var ErrThrottled = errors.New("sign-ins refused for a while after repeated failures")
 
-// Admission limits. A client address that fails hostFailures sign-ins
-// within hostWindow is refused for hostBlock without further checks; a key
-// found unregistered is refused for unknownFor without asking the
-// registry again. Denials are logged once per reason per logEvery, with
-// their count.
+// The tiers of ErrThrottled.
+var (
+	errKeyThrottled  = fmt.Errorf("%w (this key from this address)", ErrThrottled)
+	errHostThrottled = fmt.Errorf("%w (this address)", ErrThrottled)
+	errNetThrottled  = fmt.Errorf("%w (this IPv6 /48)", ErrThrottled)
+)
+
+// Admission limits. Failed sign-ins are counted in three tiers, each in
+// windows of hostWindow; a tier's bucket that reaches its budget is
+// refused for hostBlock without further checks:
+//
+//   - keyFailures per client address and claimed key: a client that
+//     keeps failing (a wrong key, a forger) is refused with that key, and
+//     only with it. Its neighbours behind the same NAT, or in the same
+//     /64, who sign in with their own keys are not punished for it.
+//   - hostFailures per client address (an IPv4 address, an IPv6 /64;
+//     kez.ClientBlock), whatever the key: rotating keys does not escape
+//     the throttle. Five times the key budget, so that a few broken
+//     clients behind one NAT do not lock the others out; a neighbour
+//     failing on purpose with many keys still can, for a minute.
+//   - netFailures per IPv6 /48, the prefix a site or a hosting customer
+//     is routed: a /48 holds 65,536 /64s, and without this tier it made
+//     ~18,000 failed sign-ins a second, one /64 at a time. Now ~3 a
+//     second at most (200 per 70 s), the same as two of its /64s.
+//     There is no wider tier for IPv4: a /24 is no one network (carrier
+//     NATs and shared hosting put unrelated clients side by side in one),
+//     IPv4 addresses are scarce, and one IPv4 address is already bounded
+//     by the address tier.
+//
+// Only failures count (bad or missing signatures, unregistered keys,
+// malformed requests), not sign-ins refused by a throttle, by the
+// connection cap or for a registry that did not answer. A key found
+// unregistered is refused for unknownFor without asking the registry
+// again. Denials are logged once per reason per logEvery, with their
+// count.
 const (
-	hostFailures = 20
+	keyFailures  = 20
+	hostFailures = 100
+	netFailures  = 200
 	hostWindow   = 10 * time.Second
 	hostBlock    = time.Minute
 	unknownFor   = 2 * time.Second
@@ -32,7 +68,39 @@ const (
 	floodDenials = 20
 )
 
-// admission keeps a sign-in flood cheap: it refuses addresses that keep
+// client is what a sign-in's failures are counted against: its address
+// (kez.ClientBlock's, as text; "" when the broker gave none), its IPv6
+// /48 (invalid for IPv4) and the key it claims (zero when it claimed
+// none that parses).
+type client struct {
+	host string
+	net  netip.Prefix
+	key  kez.PublicKey
+}
+
+// newClient returns the client of a sign-in from host (as the broker
+// reports it) claiming key.
+func newClient(host string, key kez.PublicKey) client {
+	c := client{host: host, key: key}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		// An IPv6 client counts by its /64, as registrations do:
+		// rotating through its own block does not escape the throttle.
+		addr = kez.ClientBlock(addr)
+		c.host = addr.String()
+		if addr.Is6() {
+			c.net = netip.PrefixFrom(addr, 48).Masked()
+		}
+	}
+	return c
+}
+
+// hostKey is a bucket of the key tier.
+type hostKey struct {
+	host string
+	key  kez.PublicKey
+}
+
+// admission keeps a sign-in flood cheap: it refuses clients that keep
 // failing before any cryptography, remembers unregistered keys for a
 // moment so that they cost no registry round trip, counts denials by
 // reason, and logs them sampled rather than one line each.
@@ -45,15 +113,50 @@ type admission struct {
 	second  time.Time // start of the current second of denials
 	inSec   int       // denials in it
 	lastSec int       // denials in the second before, if it was the one just before
-	hosts   map[string]*hostState
+	keys    *strikes[hostKey]
+	hosts   *strikes[string]
+	nets    *strikes[netip.Prefix]
 	unknown map[kez.PublicKey]time.Time
 	samples map[string]*sample
 }
 
-type hostState struct {
+// strikes is one tier of the throttle: the failures of each of its
+// buckets, counted in windows of hostWindow; a bucket that fails budget
+// times in a window is refused for hostBlock.
+type strikes[K comparable] struct {
+	budget int
+	m      map[K]*strikeState
+}
+
+type strikeState struct {
 	since   time.Time // start of the current window
 	fails   int
 	blocked time.Time // refused until
+}
+
+func newStrikes[K comparable](budget int) *strikes[K] {
+	return &strikes[K]{budget: budget, m: map[K]*strikeState{}}
+}
+
+// refused reports whether bucket k is refused at now.
+func (s *strikes[K]) refused(k K, now time.Time) bool {
+	b := s.m[k]
+	return b != nil && now.Before(b.blocked)
+}
+
+// fail counts a failure of bucket k at now.
+func (s *strikes[K]) fail(k K, now time.Time) {
+	if len(s.m) >= maxTracked {
+		clear(s.m)
+	}
+	b := s.m[k]
+	if b == nil || now.Sub(b.since) > hostWindow {
+		b = &strikeState{since: now}
+		s.m[k] = b
+	}
+	if b.fails++; b.fails >= s.budget {
+		b.blocked, b.fails, b.since = now.Add(hostBlock), 0, now
+	}
 }
 
 // sample is one reason's denials since it was last logged (at since).
@@ -69,13 +172,19 @@ func newAdmission(now func() time.Time, logger *slog.Logger) *admission {
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kez_callout_denied_total", Help: "Refused sign-ins by reason.",
 		}, []string{"reason"}),
-		hosts: map[string]*hostState{}, unknown: map[kez.PublicKey]time.Time{}, samples: map[string]*sample{},
+		keys: newStrikes[hostKey](keyFailures), hosts: newStrikes[string](hostFailures),
+		nets:    newStrikes[netip.Prefix](netFailures),
+		unknown: map[kez.PublicKey]time.Time{}, samples: map[string]*sample{},
 	}
 }
 
 // reason names err for metrics and logs.
 func reason(err error) string {
 	switch {
+	case errors.Is(err, errKeyThrottled):
+		return "throttled_key"
+	case errors.Is(err, errNetThrottled):
+		return "throttled_48"
 	case errors.Is(err, ErrThrottled):
 		return "throttled"
 	case errors.Is(err, ErrMalformed):
@@ -94,15 +203,24 @@ func reason(err error) string {
 	return "other"
 }
 
-// throttled reports whether host is being refused.
-func (a *admission) throttled(host string) bool {
-	if host == "" {
-		return false
+// throttled returns an error wrapping ErrThrottled if c is being
+// refused, naming the widest tier that refuses it; nil if not.
+func (a *admission) throttled(c client) error {
+	if c.host == "" {
+		return nil
 	}
+	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	h := a.hosts[host]
-	return h != nil && a.now().Before(h.blocked)
+	switch {
+	case c.net.IsValid() && a.nets.refused(c.net, now):
+		return errNetThrottled
+	case a.hosts.refused(c.host, now):
+		return errHostThrottled
+	case a.keys.refused(hostKey{c.host, c.key}, now):
+		return errKeyThrottled
+	}
+	return nil
 }
 
 // flooding reports whether more than floodDenials sign-ins were denied
@@ -124,8 +242,8 @@ func (a *admission) unregistered(key kez.PublicKey) bool {
 	return ok && a.now().Before(until)
 }
 
-// deny records a refused sign-in from host for err.
-func (a *admission) deny(host string, key kez.PublicKey, err error) {
+// deny records a refused sign-in of c for err.
+func (a *admission) deny(c client, err error) {
 	r := reason(err)
 	a.denied.WithLabelValues(r).Inc()
 	now := a.now()
@@ -138,23 +256,17 @@ func (a *admission) deny(host string, key kez.PublicKey, err error) {
 		a.second, a.inSec = now, 0
 	}
 	a.inSec++
-	if len(a.hosts) >= maxTracked {
-		clear(a.hosts)
-	}
 	if len(a.unknown) >= maxTracked {
 		clear(a.unknown)
 	}
 	if errors.Is(err, ErrUnregistered) {
-		a.unknown[key] = now.Add(unknownFor)
+		a.unknown[c.key] = now.Add(unknownFor)
 	}
-	if host != "" && r != "throttled" && r != "too_many_connections" && r != "registry_unavailable" {
-		h := a.hosts[host]
-		if h == nil || now.Sub(h.since) > hostWindow {
-			h = &hostState{since: now}
-			a.hosts[host] = h
-		}
-		if h.fails++; h.fails >= hostFailures {
-			h.blocked, h.fails, h.since = now.Add(hostBlock), 0, now
+	if c.host != "" && !errors.Is(err, ErrThrottled) && r != "too_many_connections" && r != "registry_unavailable" {
+		a.keys.fail(hostKey{c.host, c.key}, now)
+		a.hosts.fail(c.host, now)
+		if c.net.IsValid() {
+			a.nets.fail(c.net, now)
 		}
 	}
 	s := a.samples[r]

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -202,30 +201,31 @@ func (s *Service) handle(r *streams.Request) {
 
 // Answer decides one request: data is the request as received (sealed to
 // our xkey when serverXKey is set). It returns the answer to send (a user
-// JWT, or a denial) and the user's key; err says why a request was
-// denied. A nil answer means the request could not be answered at all
+// JWT, or a denial) and the user's key (on a denial, the key the client
+// claimed, if it parsed); err says why a request was denied. A nil answer means the request could not be answered at all
 // (the server then times out the client).
 func (s *Service) Answer(data []byte, serverXKey string) ([]byte, kez.PublicKey, error) {
-	resp, key, host, err := s.answer(data, serverXKey)
+	resp, c, err := s.answer(data, serverXKey)
 	if err != nil {
-		s.admit.deny(host, key, err)
+		s.admit.deny(c, err)
 	}
-	return resp, key, err
+	return resp, c.key, err
 }
 
-// answer is Answer, also returning the client's address (once known).
-func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.PublicKey, host string, err error) {
+// answer is Answer, returning the client (its address and key, once
+// known) in place of the key.
+func (s *Service) answer(data []byte, serverXKey string) (resp []byte, c client, err error) {
 	if serverXKey != "" {
 		if s.sealer == nil {
-			return nil, key, host, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
+			return nil, c, fmt.Errorf("%w: sealed request but no xkey configured", ErrMalformed)
 		}
 		opened, err := s.sealer.open(data, serverXKey)
 		if err != nil {
-			return nil, key, host, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
+			return nil, c, fmt.Errorf("%w: cannot open sealed request", ErrMalformed)
 		}
 		data = opened
 	} else if s.sealer != nil {
-		return nil, key, host, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
+		return nil, c, fmt.Errorf("%w: request not sealed to our xkey", ErrMalformed)
 	}
 	// Cheap checks first: the request's own signature (by the server key
 	// it names, which nothing pins: only nats-server can publish here) is
@@ -233,28 +233,27 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	// signature check but the nonce's.
 	rc, err := peekRequest(data)
 	if err != nil {
-		return nil, key, host, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, c, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if !nkeys.IsValidPublicServerKey(rc.Issuer) || rc.Audience != requestAudience ||
 		!nkeys.IsValidPublicServerKey(rc.Server.ID) || !nkeys.IsValidPublicUserKey(rc.UserNkey) {
-		return nil, key, host, fmt.Errorf("%w: not a server's authorization request", ErrMalformed)
+		return nil, c, fmt.Errorf("%w: not a server's authorization request", ErrMalformed)
 	}
 	if rc.Expires > 0 && s.cfg.Now().Unix() > rc.Expires {
-		return nil, key, host, fmt.Errorf("%w: expired request", ErrMalformed)
+		return nil, c, fmt.Errorf("%w: expired request", ErrMalformed)
 	}
-	// An IPv6 client counts by its /64, as registrations do: rotating
-	// through its own block does not escape the throttle.
-	host = rc.ClientInformation.Host
-	if addr, err := netip.ParseAddr(host); err == nil {
-		host = kez.ClientBlock(addr).String()
-	}
+	// The key claimed, not yet proven: its failures from this address
+	// are counted apart from its neighbours' (admission).
+	key, keyErr := kez.ParseNKey(rc.ConnectOptions.Nkey)
+	c = newClient(rc.ClientInformation.Host, key)
 	var rec kez.HandleRecord
-	if s.admit.throttled(host) {
-		err = ErrThrottled
-	} else {
-		rec, err = s.verify(rc)
+	if err = s.admit.throttled(c); err == nil {
+		if keyErr != nil {
+			err = fmt.Errorf("%w: %v", ErrMalformed, keyErr)
+		} else {
+			rec, err = s.verify(rc, key)
+		}
 	}
-	key = rec.Primary
 	if err == nil && s.cfg.MaxConnsPerKey > 0 {
 		h := rec.Handle.String()
 		// The connect event of this connection will carry the same ids
@@ -275,7 +274,7 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 		}
 	}
 	if err != nil && s.silent(err) {
-		return nil, key, host, err
+		return nil, c, err
 	}
 	var userJWT string
 	if err == nil {
@@ -290,15 +289,15 @@ func (s *Service) answer(data []byte, serverXKey string) (resp []byte, key kez.P
 	}
 	tok, encErr := claims.Encode(s.cfg.Issuer)
 	if encErr != nil {
-		return nil, key, host, fmt.Errorf("encode answer: %w", encErr)
+		return nil, c, fmt.Errorf("encode answer: %w", encErr)
 	}
 	out := []byte(tok)
 	if serverXKey != "" {
 		if out, encErr = s.sealer.seal(out, serverXKey); encErr != nil {
-			return nil, key, host, fmt.Errorf("seal answer: %w", encErr)
+			return nil, c, fmt.Errorf("seal answer: %w", encErr)
 		}
 	}
-	return out, key, host, err
+	return out, c, err
 }
 
 // peekRequest reads an authorization request's claims without checking
@@ -329,7 +328,7 @@ func peekRequest(data []byte) (*jwt.AuthorizationRequestClaims, error) {
 // then refuses the client after its authorization timeout (2 s in
 // nats/nats.conf), without the answer's signature, its sealing, the
 // broker's opening and checking of it and the broker's warning line.
-// Addresses being refused get no answer, nor does anyone while this
+// Clients the throttle refuses get no answer, nor does anyone while this
 // replica denies more than floodDenials sign-ins a second, except a
 // registered key over its connection cap (a real user, who is told at
 // once).
@@ -340,15 +339,11 @@ func (s *Service) silent(err error) bool {
 	return errors.Is(err, ErrThrottled) || s.admit.flooding()
 }
 
-// verify checks the client's nkey signature over the server's nonce:
-// nats-server does not check it for an nkey it does not know, so this is
-// the only check there is. Then the key must have a handle, whose record
-// it returns (Primary is set whenever the key parsed).
-func (s *Service) verify(rc *jwt.AuthorizationRequestClaims) (kez.HandleRecord, error) {
-	key, err := kez.ParseNKey(rc.ConnectOptions.Nkey)
-	if err != nil {
-		return kez.HandleRecord{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
+// verify checks the signature of key (the client's nkey) over the
+// server's nonce: nats-server does not check it for an nkey it does not
+// know, so this is the only check there is. Then the key must have a
+// handle, whose record it returns.
+func (s *Service) verify(rc *jwt.AuthorizationRequestClaims, key kez.PublicKey) (kez.HandleRecord, error) {
 	rec := kez.HandleRecord{Primary: key}
 	nonce, sigText := rc.ClientInformation.Nonce, rc.ConnectOptions.SignedNonce
 	if nonce == "" || sigText == "" {

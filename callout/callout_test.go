@@ -56,6 +56,7 @@ type stack struct {
 type replica struct {
 	svc *callout.Service
 	nc  *nats.Conn
+	reg *prometheus.Registry // its metrics
 }
 
 // stop stops the replica taking requests, as its server's Close does.
@@ -68,7 +69,13 @@ func (r *replica) stop() {
 // if set, adjusts their configuration.
 func newStack(t *testing.T, n int, mut func(*callout.Config)) *stack {
 	t.Helper()
-	st := &stack{ns: natstest.Start(t), records: map[kez.PublicKey]kez.HandleRecord{}}
+	return newStackOn(t, natstest.Start(t), n, mut)
+}
+
+// newStackOn is newStack on nats-server ns.
+func newStackOn(t *testing.T, ns *natstest.Server, n int, mut func(*callout.Config)) *stack {
+	t.Helper()
+	st := &stack{ns: ns, records: map[kez.PublicKey]kez.HandleRecord{}}
 	for range n {
 		st.startReplica(t, st.ns, mut)
 	}
@@ -99,14 +106,15 @@ func (st *stack) startTracking(t *testing.T, ns *natstest.Server, track *nats.Co
 	if mut != nil {
 		mut(&cfg)
 	}
-	svc, err := callout.New(cfg, st.users(), streams.UserPermissions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	svc, err := callout.New(cfg, st.users(), streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.Track(track, cfg.Account); err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{svc: svc, nc: ns.Connect(natskeys.KeyCallout)}
+	r := &replica{svc: svc, nc: ns.Connect(natskeys.KeyCallout), reg: reg}
 	if err := svc.Start(r.nc); err != nil {
 		t.Fatal(err)
 	}

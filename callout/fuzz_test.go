@@ -42,6 +42,12 @@ func cached(recs ...kez.HandleRecord) *mock.Users {
 // client that signs nonce with signer and presents key.
 func request(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, nonce string) string {
 	t.Helper()
+	return requestFrom(t, server, key, signer, nonce, "")
+}
+
+// requestFrom is request from a client at host ("" for none).
+func requestFrom(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.PrivateKey, nonce, host string) string {
+	t.Helper()
 	userNkey, _ := nkeys.CreateUser()
 	upub, _ := userNkey.PublicKey()
 	spub, _ := server.PublicKey()
@@ -51,6 +57,7 @@ func request(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez.
 	rc.Server.ID = spub
 	rc.ConnectOptions.Nkey = key.NKey()
 	rc.ClientInformation.Nonce = nonce
+	rc.ClientInformation.Host = host
 	rc.ConnectOptions.SignedNonce = base64.RawURLEncoding.EncodeToString(signer.Sign(kez.PurposeNATSAuth, []byte(nonce)))
 	tok, err := rc.Encode(server)
 	if err != nil {
