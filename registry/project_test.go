@@ -343,18 +343,7 @@ func (p *damagedProj) mend(local string) {
 // reported, stands while the write keeps failing, and is resolved once
 // the bucket is mended and the projector passes that write's events.
 func TestProjectionConflictResolved(t *testing.T) {
-	log := newLiveLog()
-	proj := &damagedProj{conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}}
-	// The bucket holds alice for a key the log never registered.
-	stray, _ := kez.GenerateKey(nil)
-	h, _ := kez.ParseHandle("alice", domain)
-	proj.recs["alice"] = kez.HandleRecord{Handle: h, Primary: stray.Public()}
-	rep := &reports{}
-	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000, Integrity: rep}, log, proj, allow{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, svc)
+	log, proj, _, rep, h := runWithStrayAlice(t)
 	owner, _ := kez.GenerateKey(nil)
 	req := kez.NewRegistrationRequest(owner, h, time.Now())
 	if _, _, err := log.Append(context.Background(), kez.RegistryEvent{Type: kez.EventHandleRegistered, Handle: h,
@@ -389,20 +378,20 @@ func TestProjectionConflictResolved(t *testing.T) {
 // does not clear a bucket whose projection conflict is pending: the
 // entry with no event behind it is not what the scrub reads.
 func TestScrubLeavesAPendingConflict(t *testing.T) {
-	log := newLiveLog()
-	proj := &damagedProj{conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}}
-	stray, _ := kez.GenerateKey(nil)
-	h, _ := kez.ParseHandle("alice", domain)
-	proj.recs["alice"] = kez.HandleRecord{Handle: h, Primary: stray.Public()}
-	rep := &reports{}
-	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000, Integrity: rep}, log, proj, allow{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, svc)
+	log, proj, svc, rep, h := runWithStrayAlice(t)
 	bob, _ := kez.GenerateKey(nil)
 	if err := register(t, svc, bob, "bob"); err != nil {
 		t.Fatal(err)
+	}
+	// bob's checkpoint saved before alice's event stops the projector: a
+	// scrub with no checkpoint checks nothing and clears nothing.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if cp, err := proj.Checkpoint(context.Background()); err == nil && cp.Seq > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("no checkpoint saved after bob's registration")
+		}
 	}
 	owner, _ := kez.GenerateKey(nil)
 	req := kez.NewRegistrationRequest(owner, h, time.Now())
@@ -425,4 +414,24 @@ func TestScrubLeavesAPendingConflict(t *testing.T) {
 	if got := rep.got(); strings.Contains(got, "cleared KV_handles") {
 		t.Fatalf("reports %q: a bucket with a conflict pending was cleared", got)
 	}
+}
+
+// runWithStrayAlice runs a registry whose bucket holds alice for a key
+// the log never registered (a projection write of alice's event is
+// refused), and returns its log, bucket, service, reports and alice's
+// handle.
+func runWithStrayAlice(t *testing.T) (*liveLog, *damagedProj, *registry.Service, *reports, kez.Handle) {
+	t.Helper()
+	log := newLiveLog()
+	proj := &damagedProj{conflictProj{fakeProj: fakeProj{recs: map[string]kez.HandleRecord{}}, refused: make(chan struct{})}}
+	stray, _ := kez.GenerateKey(nil)
+	h, _ := kez.ParseHandle("alice", domain)
+	proj.recs["alice"] = kez.HandleRecord{Handle: h, Primary: stray.Public()}
+	rep := &reports{}
+	svc, err := registry.New(registry.Config{Domain: domain, PreRate: 1000, PreBurst: 1000, Integrity: rep}, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc)
+	return log, proj, svc, rep, h
 }
