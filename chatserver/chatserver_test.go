@@ -491,16 +491,8 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 // projected but not the key, and the pointer behind: the next projector
 // finishes the event, with no second effect.
 func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
-	ns := natstest.Start(t)
-	cfg := testConfig(ns)
+	cfg, js := setUpStreams(t)
 	ctx := context.Background()
-	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := streams.Setup(ctx, js, cfg.Streams); err != nil {
-		t.Fatal(err)
-	}
 	log, err := streams.OpenRegistry(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -536,4 +528,21 @@ func TestProjectorFinishesHalfAppliedEvent(t *testing.T) {
 	if !bytes.Equal(e.Value(), rec) {
 		t.Fatalf("handle entry = %s, want %s", e.Value(), rec)
 	}
+}
+
+// setUpStreams starts a broker and makes the streams a home server on it
+// would, with no home server running: a test writes the log itself first.
+// It returns the home server's configuration and the admin's JetStream.
+func setUpStreams(t *testing.T) (chatserver.Config, jetstream.JetStream) {
+	t.Helper()
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Setup(context.Background(), js, cfg.Streams); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, js
 }

@@ -15,7 +15,6 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/chatserver"
 	"kez.lat/kez/keztest"
-	"kez.lat/kez/nats/natskeys"
 	"kez.lat/kez/nats/natstest"
 	"kez.lat/kez/streams"
 	"kez.lat/kez/web/webtest"
@@ -118,16 +117,8 @@ func skeletonClaims(t *testing.T, js jetstream.JetStream, skel string) (uint64, 
 // old replica registers after the migration has its skeleton claimed
 // when a look-alike asks for it.
 func TestSkeletonMigration(t *testing.T) {
-	ns := natstest.Start(t)
-	cfg := testConfig(ns)
+	cfg, js := setUpStreams(t)
 	ctx := context.Background()
-	js, err := jetstream.New(ns.Connect(natskeys.KeyAdmin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := streams.Setup(ctx, js, cfg.Streams); err != nil {
-		t.Fatal(err)
-	}
 	for _, local := range []string{"carol", "avw", "bvw", "bvvv"} {
 		appendLegacy(t, js, local)
 	}
