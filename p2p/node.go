@@ -74,6 +74,10 @@ type Config struct {
 	// every one of MaxTransfers: the others are then told the node is
 	// busy ([ErrBusy]).
 	MaxPeerTransfers int
+	// MinRate is the slowest a transfer, fetched or served, may go before
+	// it is stopped with [ErrStalled]; zero fields take the defaults of
+	// [DefaultMinRate].
+	MinRate MinRate
 	// Log receives what the node does; discarded if nil.
 	Log *slog.Logger
 }
@@ -93,7 +97,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("p2p: relay %q (want a multiaddr ending in /p2p/<id>): %w", r, err)
 		}
 	}
-	return nil
+	return c.MinRate.Validate()
 }
 
 // Node is a running libp2p host of one user.
