@@ -9,12 +9,15 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/sigchain"
 )
 
@@ -304,5 +307,34 @@ func TestBrowseInMemory(t *testing.T) {
 	}
 	if after := blobFiles(t, alice); !maps.Equal(after, before) {
 		t.Fatalf("a failed manifest fetch left files: %d before, %d after", len(before), len(after))
+	}
+}
+
+// TestBrowseStalled: a fetch's MinRate reaches the node, and a stall is
+// explained: which contact, and that fetching again resumes.
+func TestBrowseStalled(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("the plan"), 0o600)
+	if _, err := bob.Share(ctx, handle(t, "alice"), path, nil); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, bob)
+	// No peer sends its first byte within a nanosecond of the request.
+	_, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{MinRate: p2p.MinRate{FirstByte: time.Nanosecond}})
+	if !errors.Is(err, p2p.ErrStalled) {
+		t.Fatalf("browse with a first-byte bound of 1ns: %v, want ErrStalled", err)
+	}
+	if !strings.Contains(err.Error(), "@"+handle(t, "bob").String()) {
+		t.Errorf("error %q does not name @bob", err)
+	}
+	if hs := client.Hints(err); len(hs) == 0 || !strings.Contains(hs[0], "resumes") {
+		t.Errorf("hints %q do not say the download resumes", hs)
+	}
+	if _, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{}); err != nil {
+		t.Fatalf("browse with the default bounds: %v", err)
 	}
 }

@@ -45,7 +45,7 @@ const addrsCheck = time.Minute
 // advertises, and keeps the sigchain's p2p endpoint listing the node's
 // addresses.
 func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
-	n, err := c.startNode(ctx, opts.Listen, true, opts.Log)
+	n, err := c.startNode(ctx, opts.Listen, true, p2p.MinRate{}, opts.Log)
 	if err != nil {
 		return err
 	}
@@ -73,8 +73,9 @@ func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
 }
 
 // startNode starts the user's node: serving (on the profile's port, saved
-// for next time) or only fetching (any port).
-func (c *Client) startNode(ctx context.Context, listen []string, serving bool, log *slog.Logger) (*p2p.Node, error) {
+// for next time) or only fetching (any port), its transfers bounded by
+// rate.
+func (c *Client) startNode(ctx context.Context, listen []string, serving bool, rate p2p.MinRate, log *slog.Logger) (*p2p.Node, error) {
 	a, key, err := c.account()
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 	if err != nil {
 		return nil, err
 	}
-	cfg := p2p.Config{Key: key, Listen: listen, Store: store, PortMap: true, RelayOnly: c.cfg.RelayOnly, Log: log}
+	cfg := p2p.Config{Key: key, Listen: listen, Store: store, PortMap: true, RelayOnly: c.cfg.RelayOnly, MinRate: rate, Log: log}
 	if serving {
 		cfg.Allow, cfg.Reserve = c.allowFunc(), true
 	}

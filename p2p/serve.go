@@ -211,21 +211,24 @@ func (r *remote) slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadC
 	// the request, the answer and the first data share that deadline.
 	p := newPacer(r.n.cfg.MinRate, time.Now())
 	_ = s.SetDeadline(p.deadline())
-	if _, err := s.Write(request{Hash: h, Offset: off, Length: n}.marshal()); err != nil {
+	// fail resets the stream and returns err, or ErrStalled if the
+	// deadline passed (which made the stream fail).
+	fail := func(err error) error {
 		_ = s.Reset()
-		return nil, fmt.Errorf("send request: %w", err)
+		if now := time.Now(); !now.Before(p.deadline()) {
+			return p.stalled(r.ai.ID, "sent", now)
+		}
+		return err
+	}
+	if _, err := s.Write(request{Hash: h, Offset: off, Length: n}.marshal()); err != nil {
+		return nil, fail(fmt.Errorf("send request: %w", err))
 	}
 	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
-		return nil, fmt.Errorf("send request: %w", err)
+		return nil, fail(fmt.Errorf("send request: %w", err))
 	}
 	var st [1]byte
 	if _, err := io.ReadFull(s, st[:]); err != nil {
-		_ = s.Reset()
-		if now := time.Now(); !now.Before(p.deadline()) {
-			return nil, p.stalled(r.ai.ID, "sent", now)
-		}
-		return nil, fmt.Errorf("%w: no answer: %w", ErrProtocol, err)
+		return nil, fail(fmt.Errorf("%w: no answer: %w", ErrProtocol, err))
 	}
 	if err := statusError(st[0]); err != nil {
 		_ = s.Reset()

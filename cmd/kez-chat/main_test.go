@@ -127,6 +127,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, chatcmd.ExitUsage},
 		{[]string{"send"}, chatcmd.ExitUsage},
 		{[]string{"whoami"}, chatcmd.ExitError},
+		{[]string{"fetch", "0123456789ab", "--min-rate", "64KiB"}, chatcmd.ExitUsage},
+		{[]string{"fetch", "0123456789ab", "--min-rate", "64KiB/0s"}, chatcmd.ExitUsage},
+		{[]string{"browse", "@bob", "--first-byte", "0s"}, chatcmd.ExitUsage},
 	} {
 		var out, errw bytes.Buffer
 		err := chatcmd.Run(context.Background(), tt.args, strings.NewReader(""), &out, &errw)
