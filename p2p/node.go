@@ -317,6 +317,19 @@ func circuitsOnly(as []ma.Multiaddr) []ma.Multiaddr {
 	return out
 }
 
+// CircuitAddrs returns the addresses of addrs that are relay circuit
+// addresses (through /p2p-circuit), in order: those a relay-only node
+// may advertise. Others, and any that do not parse, are left out.
+func CircuitAddrs(addrs []string) []string {
+	var out []string
+	for _, s := range addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil && isCircuit(a) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func isCircuit(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
