@@ -46,7 +46,10 @@ type Config struct {
 	NATSOptions []nats.Option
 	// RelayOnly keeps the user's IP address from other users: file
 	// transfers go only through the relays the home server advertises
-	// (see p2p.Config.RelayOnly).
+	// (see p2p.Config.RelayOnly), and the sigchain's p2p endpoint and
+	// file announcements list relay circuit addresses only (direct ones
+	// an earlier run published are replaced when the node starts or a
+	// file is shared).
 	RelayOnly bool
 	// Insecure allows plaintext (http://, nats://) connections to hosts
 	// other than this machine. Without it they fail with [ErrInsecure]:

@@ -91,3 +91,6 @@ func SetSyncHistory(t testing.TB, sync func(*os.File) error) {
 	syncHistory = sync
 	t.Cleanup(func() { syncHistory = old })
 }
+
+// Addrs returns the addresses the offer's announcement gave.
+func (o Offer) Addrs() []string { return o.addrs }

@@ -107,6 +107,12 @@ type FetchOptions struct {
 	// refused before any byte of it is written: the size is the sender's
 	// claim, and a hostile sender could otherwise fill the disk.
 	MaxSize int64
+	// MinRate is the slowest the sender's node may send before the
+	// download stops with [p2p.ErrStalled] (resumable); zero fields take
+	// the defaults of [p2p.DefaultMinRate]: the first byte within 15 s,
+	// then 64 KiB every 30 s. A hostile or frozen node would otherwise
+	// hold the download for as long as it sent a byte now and then.
+	MinRate p2p.MinRate
 }
 
 // DefaultMaxFetchSize is the default of [FetchOptions.MaxSize], 64 GiB.
@@ -215,7 +221,7 @@ func (c *Client) findOffer(ctx context.Context, id string, opts FetchOptions) (O
 		}
 		return o, err
 	}
-	l, err := c.Browse(ctx, opts.From, FetchOptions{Wait: opts.Wait, Waiting: opts.Waiting})
+	l, err := c.Browse(ctx, opts.From, FetchOptions{Wait: opts.Wait, Waiting: opts.Waiting, MinRate: opts.MinRate})
 	if err != nil {
 		return Offer{}, err
 	}
@@ -345,7 +351,7 @@ const (
 // node cannot be reached it waits, up to opts.Wait, for ct to come
 // online. It returns the route the bytes took.
 func (c *Client) download(ctx context.Context, ct Contact, size int64, hint []string, opts FetchOptions, get getFunc) (string, error) {
-	n, err := c.startNode(ctx, nil, false, nil)
+	n, err := c.startNode(ctx, nil, false, opts.MinRate, nil)
 	if err != nil {
 		return "", err
 	}
@@ -413,6 +419,10 @@ func fetchError(h kez.Handle, err error) error {
 	case errors.Is(err, blob.ErrCorrupt):
 		return withHint(fmt.Errorf("@%s's node sent data that does not match the file's hash: %w", h, err),
 			"nothing unverified was kept; run the command again to resume from the verified part")
+	case errors.Is(err, p2p.ErrStalled):
+		return withHint(fmt.Errorf("download from @%s stopped, too slow: %w", h, err),
+			"run the same command again: the download resumes where it stopped",
+			"on a very slow link, --min-rate lowers the bar (such as --min-rate 16KiB/60s)")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return withHint(err, "run the same command again: the download resumes where it stopped")
 	}

@@ -16,6 +16,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/blob"
 	"kez.lat/kez/filecrypt"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
 	"kez.lat/kez/sigchain"
 )
@@ -180,11 +181,19 @@ func (c *Client) Share(ctx context.Context, h kez.Handle, path string, progress 
 		return ShareResult{}, err
 	}
 	// Where the own node was last seen listening, from the own chain; the
-	// recipient also reads the chain when fetching.
+	// recipient also reads the chain when fetching. Relay-only, those are
+	// the relay circuits, in the announcement and in the chain.
+	if c.cfg.RelayOnly {
+		c.hideAddrs(ctx)
+	}
 	var addrs []string
 	if a, err = c.p.Account(); err == nil {
 		if ep := p2pEndpoint(a.Chain, PeerID(a.Primary)); ep != nil {
-			for _, ad := range ep.Addrs {
+			listed := ep.Addrs
+			if c.cfg.RelayOnly {
+				listed = p2p.CircuitAddrs(listed) // should hideAddrs have failed
+			}
+			for _, ad := range listed {
 				if share.CheckAddr(ad) == nil && len(addrs) < share.MaxAddrs {
 					addrs = append(addrs, ad) // a hint: one it refuses is left out
 				}

@@ -9,12 +9,17 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"kez.lat/kez/blob"
 	"kez.lat/kez/client"
 	"kez.lat/kez/client/clienttest"
+	"kez.lat/kez/keztest"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/sigchain"
 )
 
@@ -305,4 +310,104 @@ func TestBrowseInMemory(t *testing.T) {
 	if after := blobFiles(t, alice); !maps.Equal(after, before) {
 		t.Fatalf("a failed manifest fetch left files: %d before, %d after", len(before), len(after))
 	}
+}
+
+// TestBrowseStalled: a fetch's MinRate reaches the node, and a stall is
+// explained: which contact, and that fetching again resumes.
+func TestBrowseStalled(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("the plan"), 0o600)
+	if _, err := bob.Share(ctx, handle(t, "alice"), path, nil); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, bob)
+	// No peer sends its first byte within a nanosecond of the request.
+	_, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{MinRate: p2p.MinRate{FirstByte: time.Nanosecond}})
+	if !errors.Is(err, p2p.ErrStalled) {
+		t.Fatalf("browse with a first-byte bound of 1ns: %v, want ErrStalled", err)
+	}
+	if !strings.Contains(err.Error(), "@"+handle(t, "bob").String()) {
+		t.Errorf("error %q does not name @bob", err)
+	}
+	if hs := client.Hints(err); len(hs) == 0 || !strings.Contains(hs[0], "resumes") {
+		t.Errorf("hints %q do not say the download resumes", hs)
+	}
+	if _, err := alice.Browse(ctx, handle(t, "bob"), client.FetchOptions{}); err != nil {
+		t.Fatalf("browse with the default bounds: %v", err)
+	}
+}
+
+// TestRelayOnlyHidesDirectAddrs: a normal run published the device's
+// direct addresses in the sigchain; a relay-only fetch, and a
+// relay-only share, leave the endpoint listing its relay circuits only,
+// and the share's announcement names no direct address either.
+func TestRelayOnlyHidesDirectAddrs(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx := context.Background()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	relayID, err := p2p.PeerID(keztest.NewKey(t).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	circuit := "/ip4/192.0.2.9/tcp/443/p2p/" + relayID.String() + "/p2p-circuit"
+	direct := []string{"/ip4/192.0.2.1/tcp/4001", circuit, "/ip6/2001:db8::1/udp/4001/quic-v1"}
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("the plan"), 0o600)
+	// Bob shares a file with alice, so that browsing him starts her node.
+	if _, err := bob.Share(ctx, handle(t, "alice"), path, nil); err != nil {
+		t.Fatal(err)
+	}
+	relayOnly := client.New(alice.Profile(), client.Config{Server: st.URL(), Domain: clienttest.Domain, RelayOnly: true})
+	defer relayOnly.Close()
+	// What bob reads of alice's endpoint.
+	listed := func() []string {
+		t.Helper()
+		ct, _, err := bob.Add(ctx, handle(t, "alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ep := range ct.Chain.P2P {
+			return ep.Addrs
+		}
+		t.Fatal("alice's sigchain has no p2p endpoint")
+		return nil
+	}
+
+	t.Run("fetch", func(t *testing.T) {
+		if err := alice.PublishAddrs(ctx, direct); err != nil {
+			t.Fatal(err)
+		}
+		// The test's home server advertises no relay: the browse fails,
+		// after its node started.
+		relayOnly.Browse(ctx, handle(t, "bob"), client.FetchOptions{})
+		if got := listed(); !slices.Equal(got, []string{circuit}) {
+			t.Fatalf("alice's endpoint after a relay-only browse: %q, want her circuit only", got)
+		}
+	})
+	t.Run("share", func(t *testing.T) {
+		if err := alice.PublishAddrs(ctx, direct); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := relayOnly.Share(ctx, handle(t, "bob"), path, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := listed(); !slices.Equal(got, []string{circuit}) {
+			t.Fatalf("alice's endpoint after a relay-only share: %q, want her circuit only", got)
+		}
+		got, _ := listenOnce(t, bob)
+		var offers []client.Offer
+		for _, e := range got {
+			if o, err := bob.Announcement(e); err == nil {
+				offers = append(offers, o)
+			}
+		}
+		if len(offers) != 1 || !slices.Equal(offers[0].Addrs(), []string{circuit}) {
+			t.Fatalf("announcements %+v, want one naming alice's circuit only", offers)
+		}
+	})
 }

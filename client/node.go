@@ -45,7 +45,7 @@ const addrsCheck = time.Minute
 // advertises, and keeps the sigchain's p2p endpoint listing the node's
 // addresses.
 func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
-	n, err := c.startNode(ctx, opts.Listen, true, opts.Log)
+	n, err := c.startNode(ctx, opts.Listen, true, p2p.MinRate{}, opts.Log)
 	if err != nil {
 		return err
 	}
@@ -73,17 +73,24 @@ func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
 }
 
 // startNode starts the user's node: serving (on the profile's port, saved
-// for next time) or only fetching (any port).
-func (c *Client) startNode(ctx context.Context, listen []string, serving bool, log *slog.Logger) (*p2p.Node, error) {
+// for next time) or only fetching (any port), its transfers bounded by
+// rate.
+func (c *Client) startNode(ctx context.Context, listen []string, serving bool, rate p2p.MinRate, log *slog.Logger) (*p2p.Node, error) {
 	a, key, err := c.account()
 	if err != nil {
 		return nil, err
+	}
+	// A serving node publishes its own addresses, its circuits only when
+	// relay-only; a fetching one publishes none, but the chain may still
+	// list the direct addresses of an earlier run.
+	if c.cfg.RelayOnly && !serving {
+		c.hideAddrs(ctx)
 	}
 	store, err := c.blobs()
 	if err != nil {
 		return nil, err
 	}
-	cfg := p2p.Config{Key: key, Listen: listen, Store: store, PortMap: true, RelayOnly: c.cfg.RelayOnly, Log: log}
+	cfg := p2p.Config{Key: key, Listen: listen, Store: store, PortMap: true, RelayOnly: c.cfg.RelayOnly, MinRate: rate, Log: log}
 	if serving {
 		cfg.Allow, cfg.Reserve = c.allowFunc(), true
 	}
@@ -122,6 +129,15 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, l
 	return n, nil
 }
 
+// hideAddrs is hideDirectAddrs for a relay-only run that goes on if it
+// fails: the run itself shows peers no address of ours; it notes the
+// failure.
+func (c *Client) hideAddrs(ctx context.Context) {
+	if err := c.hideDirectAddrs(ctx); err != nil && c.cfg.Note != nil {
+		c.cfg.Note(fmt.Sprintf("relay-only: your sigchain still lists this device's direct addresses: %v", err))
+	}
+}
+
 // homeRecord returns the home server's record of the own handle (for the
 // relays it advertises).
 func (c *Client) homeRecord(ctx context.Context, a Account) (Record, error) {
@@ -136,12 +152,43 @@ func (c *Client) homeRecord(ctx context.Context, a Account) (Record, error) {
 
 // publishAddrs makes the sigchain's p2p endpoint list addrs.
 func (c *Client) publishAddrs(ctx context.Context, addrs []string) error {
+	return c.updateAddrs(ctx, func([]string) []string { return addrs })
+}
+
+// updateAddrs makes the sigchain's p2p endpoint list what f returns for
+// the addresses it lists now (none if it has no endpoint), unless that
+// is what it lists.
+func (c *Client) updateAddrs(ctx context.Context, f func(old []string) []string) error {
 	_, err := c.extendChain(ctx, func(a Account, st sigchain.State) []chainEvent {
 		id := PeerID(a.Primary)
-		if ep := p2pEndpoint(st, id); ep != nil && slices.Equal(ep.Addrs, addrs) {
+		ep := p2pEndpoint(st, id)
+		var old []string
+		if ep != nil {
+			old = ep.Addrs
+		}
+		addrs := f(old)
+		if ep != nil && slices.Equal(old, addrs) {
 			return nil
 		}
 		return []chainEvent{{sigchain.TypeAddEndpoint, sigchain.P2PEndpoint{PeerID: id, Addrs: addrs}}}
 	})
 	return err
+}
+
+// hideDirectAddrs makes the sigchain's p2p endpoint list only the relay
+// circuit addresses it lists, for a relay-only run: a normal run before
+// published the device's direct addresses (its IP address), and they
+// stayed there for contacts to read while every transfer went through
+// the relay. The chain's earlier events still hold them: a sigchain is
+// append-only. It does nothing, without asking the server, when the
+// account's copy of the chain lists no direct address.
+func (c *Client) hideDirectAddrs(ctx context.Context) error {
+	a, _, err := c.account()
+	if err != nil {
+		return err
+	}
+	if ep := p2pEndpoint(a.Chain, PeerID(a.Primary)); ep == nil || len(p2p.CircuitAddrs(ep.Addrs)) == len(ep.Addrs) {
+		return nil
+	}
+	return c.updateAddrs(ctx, p2p.CircuitAddrs)
 }

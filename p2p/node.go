@@ -74,6 +74,10 @@ type Config struct {
 	// every one of MaxTransfers: the others are then told the node is
 	// busy ([ErrBusy]).
 	MaxPeerTransfers int
+	// MinRate is the slowest a transfer, fetched or served, may go before
+	// it is stopped with [ErrStalled]; zero fields take the defaults of
+	// [DefaultMinRate].
+	MinRate MinRate
 	// Log receives what the node does; discarded if nil.
 	Log *slog.Logger
 }
@@ -93,7 +97,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("p2p: relay %q (want a multiaddr ending in /p2p/<id>): %w", r, err)
 		}
 	}
-	return nil
+	return c.MinRate.Validate()
 }
 
 // Node is a running libp2p host of one user.
@@ -308,6 +312,19 @@ func circuitsOnly(as []ma.Multiaddr) []ma.Multiaddr {
 	for _, a := range as {
 		if isCircuit(a) {
 			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// CircuitAddrs returns the addresses of addrs that are relay circuit
+// addresses (through /p2p-circuit), in order: those a relay-only node
+// may advertise. Others, and any that do not parse, are left out.
+func CircuitAddrs(addrs []string) []string {
+	var out []string
+	for _, s := range addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil && isCircuit(a) {
+			out = append(out, s)
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -548,5 +549,17 @@ func TestPeerTransferLimit(t *testing.T) {
 	held = held[1:]
 	if err := <-fifth; err != nil {
 		t.Fatalf("fifth transfer once one of the four ended: %v", err)
+	}
+}
+
+func TestCircuitAddrs(t *testing.T) {
+	relay := "/ip4/192.0.2.9/tcp/443/p2p/12D3KooWCSQ5X9ouFNutjdxg7mqrtqDTWiZGjCFKgpRveioeR4Qy/p2p-circuit"
+	in := []string{"/ip4/192.0.2.1/tcp/4001", relay, "not an address", "/ip6/::1/udp/1/quic-v1", relay + "/p2p/12D3KooWCSQ5X9ouFNutjdxg7mqrtqDTWiZGjCFKgpRveioeR4Qy"}
+	got := p2p.CircuitAddrs(in)
+	if want := []string{relay, in[4]}; !slices.Equal(got, want) {
+		t.Fatalf("CircuitAddrs(%q) = %q, want %q", in, got, want)
+	}
+	if got := p2p.CircuitAddrs([]string{"/ip4/192.0.2.1/tcp/4001"}); got != nil {
+		t.Fatalf("CircuitAddrs of a direct address = %q, want none", got)
 	}
 }

@@ -16,14 +16,9 @@ import (
 	"kez.lat/kez/blob"
 )
 
-// Timeouts of the blob protocol.
-const (
-	// requestTimeout bounds reading a request and the answer's status.
-	requestTimeout = 15 * time.Second
-	// idleTimeout bounds one write (serving) or read (fetching) of a
-	// transfer: a peer that stops reading or sending is dropped.
-	idleTimeout = 60 * time.Second
-)
+// requestTimeout bounds reading a request and writing the answer's
+// status; then the node's MinRate bounds the transfer.
+const requestTimeout = 15 * time.Second
 
 // serve answers one blob request.
 func (n *Node) serve(s network.Stream) {
@@ -55,8 +50,8 @@ func (n *Node) serve(s network.Stream) {
 		return
 	}
 	// One of the peer's own slots, then one of the node's: a peer
-	// reading slowly (or not at all, up to idleTimeout per write) holds
-	// its slots while it does, and alone it must not hold them all.
+	// reading slowly (down to the node's MinRate) holds its slots while
+	// it does, and alone it must not hold them all.
 	id := s.Conn().RemotePeer()
 	if !n.takePeerSlot(id) {
 		_ = reply(statusBusy)
@@ -77,7 +72,7 @@ func (n *Node) serve(s network.Stream) {
 	// Bao writes a 64-byte tree node or a 16 KiB group at a time; each
 	// write to a stream is a muxer frame, a TLS record and a system
 	// call, so they go out sendBuf at a time.
-	w := bufio.NewWriterSize(deadlineWriter{s}, sendBuf)
+	w := bufio.NewWriterSize(&pacedWriter{s: s, p: newPacer(n.cfg.MinRate, time.Now())}, sendBuf)
 	err = n.cfg.Store.WriteSlice(w, req.Hash, req.Offset, req.Length)
 	if err == nil {
 		err = w.Flush()
@@ -112,12 +107,26 @@ func (n *Node) releasePeerSlot(id peer.ID) {
 // sendBuf is the size of the writes of a blob transfer to its stream.
 const sendBuf = 256 << 10
 
-// deadlineWriter gives every write to a stream idleTimeout.
-type deadlineWriter struct{ s network.Stream }
+// pacedWriter writes a transfer to its stream, stopping it with
+// ErrStalled once the peer reads slower than the pacer allows.
+type pacedWriter struct {
+	s network.Stream
+	p *pacer
+}
 
-func (w deadlineWriter) Write(b []byte) (int, error) {
-	_ = w.s.SetWriteDeadline(time.Now().Add(idleTimeout))
-	return w.s.Write(b)
+func (w *pacedWriter) Write(b []byte) (int, error) {
+	dl := w.p.deadline()
+	if !time.Now().Before(dl) {
+		return 0, w.p.stalled(w.s.Conn().RemotePeer(), "read", time.Now())
+	}
+	_ = w.s.SetWriteDeadline(dl)
+	n, err := w.s.Write(b)
+	now := time.Now()
+	w.p.add(now, n)
+	if err != nil && !now.Before(dl) {
+		err = w.p.stalled(w.s.Conn().RemotePeer(), "read", now)
+	}
+	return n, err
 }
 
 // Peer returns the node of the user with key, reachable at addrs (from
@@ -198,26 +207,34 @@ func (r *remote) slice(ctx context.Context, h blob.Hash, off, n int64) (io.ReadC
 	if err != nil {
 		return nil, fmt.Errorf("%w: open stream: %w", ErrUnreachable, err)
 	}
-	_ = s.SetDeadline(time.Now().Add(requestTimeout))
-	if _, err := s.Write(request{Hash: h, Offset: off, Length: n}.marshal()); err != nil {
+	// The first byte of the slice is due FirstByte after the request:
+	// the request, the answer and the first data share that deadline.
+	p := newPacer(r.n.cfg.MinRate, time.Now())
+	_ = s.SetDeadline(p.deadline())
+	// fail resets the stream and returns err, or ErrStalled if the
+	// deadline passed (which made the stream fail).
+	fail := func(err error) error {
 		_ = s.Reset()
-		return nil, fmt.Errorf("send request: %w", err)
+		if now := time.Now(); !now.Before(p.deadline()) {
+			return p.stalled(r.ai.ID, "sent", now)
+		}
+		return err
+	}
+	if _, err := s.Write(request{Hash: h, Offset: off, Length: n}.marshal()); err != nil {
+		return nil, fail(fmt.Errorf("send request: %w", err))
 	}
 	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
-		return nil, fmt.Errorf("send request: %w", err)
+		return nil, fail(fmt.Errorf("send request: %w", err))
 	}
 	var st [1]byte
 	if _, err := io.ReadFull(s, st[:]); err != nil {
-		_ = s.Reset()
-		return nil, fmt.Errorf("%w: no answer: %w", ErrProtocol, err)
+		return nil, fail(fmt.Errorf("%w: no answer: %w", ErrProtocol, err))
 	}
 	if err := statusError(st[0]); err != nil {
 		_ = s.Reset()
 		return nil, err
 	}
-	_ = s.SetDeadline(time.Time{})
-	return &streamReader{s: s, n: r.n, relayed: isRelayed(s.Conn())}, nil
+	return &streamReader{s: s, n: r.n, p: p, relayed: isRelayed(s.Conn())}, nil
 }
 
 // ErrUpgraded: a direct connection to the peer came up (hole punching)
@@ -230,12 +247,14 @@ var ErrUpgraded = errors.New("a direct connection to the peer replaced the relay
 // connection to its peer.
 const upgradeCheck = 100 * time.Millisecond
 
-// streamReader reads a transfer, giving every read idleTimeout; Close
-// resets the stream so that a blocked Read returns. A transfer over a
-// relayed connection stops with ErrUpgraded once a direct one exists.
+// streamReader reads a transfer, stopping it with ErrStalled once the
+// peer sends slower than the pacer allows; Close resets the stream so
+// that a blocked Read returns. A transfer over a relayed connection
+// stops with ErrUpgraded once a direct one exists.
 type streamReader struct {
 	s       network.Stream
 	n       *Node
+	p       *pacer
 	relayed bool
 	checked time.Time
 }
@@ -247,8 +266,18 @@ func (r *streamReader) Read(b []byte) (int, error) {
 			return 0, ErrUpgraded
 		}
 	}
-	_ = r.s.SetReadDeadline(time.Now().Add(idleTimeout))
-	return r.s.Read(b)
+	dl := r.p.deadline()
+	if !time.Now().Before(dl) {
+		return 0, r.p.stalled(r.s.Conn().RemotePeer(), "sent", time.Now())
+	}
+	_ = r.s.SetReadDeadline(dl)
+	n, err := r.s.Read(b)
+	now := time.Now()
+	r.p.add(now, n)
+	if err != nil && !now.Before(dl) {
+		err = r.p.stalled(r.s.Conn().RemotePeer(), "sent", now)
+	}
+	return n, err
 }
 
 func (r *streamReader) Close() error { return r.s.Reset() }

@@ -127,11 +127,43 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, chatcmd.ExitUsage},
 		{[]string{"send"}, chatcmd.ExitUsage},
 		{[]string{"whoami"}, chatcmd.ExitError},
+		// --relay-only listens on nothing: --p2p-listen with it is a
+		// contradiction, refused rather than ignored.
+		{[]string{"--relay-only", "listen", "--p2p-listen", "/ip4/127.0.0.1/tcp/4001"}, chatcmd.ExitUsage},
+		{[]string{"listen", "--relay-only", "--once", "--p2p-listen", "/ip4/127.0.0.1/tcp/4001"}, chatcmd.ExitUsage},
+		{[]string{"fetch", "0123456789ab", "--min-rate", "64KiB"}, chatcmd.ExitUsage},
+		{[]string{"fetch", "0123456789ab", "--min-rate", "64KiB/0s"}, chatcmd.ExitUsage},
+		{[]string{"browse", "@bob", "--first-byte", "0s"}, chatcmd.ExitUsage},
 	} {
 		var out, errw bytes.Buffer
 		err := chatcmd.Run(context.Background(), tt.args, strings.NewReader(""), &out, &errw)
 		if got := chatcmd.Exit(err, &errw); got != tt.want {
 			t.Errorf("kez-chat %v: exit %d, want %d (%s)", tt.args, got, tt.want, errw.String())
+		}
+	}
+}
+
+// TestRelayOnlyListenEnv: --p2p-listen and --relay-only set by their
+// environment variables are refused together as the flags are, by listen
+// only.
+func TestRelayOnlyListenEnv(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("KEZ_CHAT_RELAY_ONLY", "1")
+	t.Setenv("KEZ_CHAT_P2P_LISTEN", "/ip4/127.0.0.1/tcp/4001")
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"listen", "--once"}, chatcmd.ExitUsage},
+		{[]string{"whoami"}, chatcmd.ExitError}, // no account; not a usage error
+	} {
+		var out, errw bytes.Buffer
+		err := chatcmd.Run(context.Background(), tt.args, strings.NewReader(""), &out, &errw)
+		if got := chatcmd.Exit(err, &errw); got != tt.want {
+			t.Errorf("kez-chat %v: exit %d, want %d (%s)", tt.args, got, tt.want, errw.String())
+		}
+		if tt.want == chatcmd.ExitUsage && !strings.Contains(errw.String(), "--p2p-listen and --relay-only") {
+			t.Errorf("kez-chat %v: %q does not name the two flags", tt.args, errw.String())
 		}
 	}
 }

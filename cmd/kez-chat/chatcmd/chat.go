@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/display"
@@ -250,8 +252,22 @@ type listenCmd struct {
 	Timeout       time.Duration `help:"Exit after this long (0: follow until interrupted)."`
 	Count         int           `help:"Exit after this many messages (0: no limit)."`
 	NoFiles       bool          `name:"no-files" env:"KEZ_CHAT_NO_FILES" help:"Do not serve your shared files while listening (contacts cannot fetch them)."`
-	P2PListen     []string      `name:"p2p-listen" env:"KEZ_CHAT_P2P_LISTEN" placeholder:"MULTIADDR" help:"Where this device's node listens for contacts fetching files (repeatable; default: TCP and QUIC on every interface, the port of the last run)."`
+	P2PListen     []string      `name:"p2p-listen" env:"KEZ_CHAT_P2P_LISTEN" placeholder:"MULTIADDR" help:"Where this device's node listens for contacts fetching files (repeatable; default: TCP and QUIC on every interface, the port of the last run). Refused with --relay-only, which listens on none."`
 	presenceFlags `embed:""`
+}
+
+// errListenRelayOnly: --p2p-listen asks for the very sockets --relay-only
+// keeps the node from opening. Taking one over the other silently left a
+// user believing their node listened where they said, or that it hid
+// their address.
+var errListenRelayOnly = errors.New("--p2p-listen and --relay-only exclude each other: a relay-only node listens on no address of its own (KEZ_CHAT_P2P_LISTEN and KEZ_CHAT_RELAY_ONLY set them too)")
+
+// Validate refuses --p2p-listen with --relay-only (a bad command line).
+func (c *listenCmd) Validate(kctx *kong.Context) error {
+	if g, ok := kctx.Model.Target.Addr().Interface().(*grammar); ok && g.RelayOnly && len(c.P2PListen) > 0 {
+		return errListenRelayOnly
+	}
+	return nil
 }
 
 func (c *listenCmd) Run(ctx context.Context) error {

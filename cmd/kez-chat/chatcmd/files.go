@@ -14,6 +14,7 @@ import (
 	"kez.lat/kez"
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/display"
+	"kez.lat/kez/p2p"
 	"kez.lat/kez/share"
 )
 
@@ -105,24 +106,57 @@ func (c *unshareCmd) Run(ctx context.Context) error {
 	})
 }
 
-// waitFlag is the --wait of fetch and browse.
-type waitFlag struct {
-	Wait time.Duration `default:"10m" help:"How long to wait for the sender to come online when their device cannot be reached (0: fail at once)."`
+// fetchFlags are the flags of fetch, browse and chat that tune a
+// download.
+type fetchFlags struct {
+	Wait      time.Duration `default:"10m" help:"How long to wait for the sender to come online when their device cannot be reached (0: fail at once)."`
+	MinRate   minRate       `name:"min-rate" default:"64KiB/30s" help:"Stop a download (it resumes next time) once the sender's device sends less than SIZE in any DURATION, given as SIZE/DURATION: a frozen or hostile device would otherwise hold it for ever."`
+	FirstByte time.Duration `name:"first-byte" default:"15s" help:"Stop a download once the sender's device, reached, has sent nothing this long after being asked."`
 }
 
-func (w waitFlag) options(a *app, cl *client.Client) client.FetchOptions {
-	return client.FetchOptions{Wait: w.Wait, Waiting: func(h kez.Handle, until time.Time) {
+func (f fetchFlags) options(a *app, cl *client.Client) client.FetchOptions {
+	return client.FetchOptions{Wait: f.Wait, MinRate: f.minRate(), Waiting: func(h kez.Handle, until time.Time) {
 		a.errf("kez-chat: waiting for %s to come online (until %s; Ctrl-C stops, and the download resumes next time)\n",
 			show(cl, h), until.Format("15:04:05"))
 	}}
 }
 
+// minRate returns the rule the flags set.
+func (f fetchFlags) minRate() p2p.MinRate {
+	return p2p.MinRate{FirstByte: f.FirstByte, Bytes: f.MinRate.Bytes, Window: f.MinRate.Window}
+}
+
+// Validate refuses a --first-byte that is not positive.
+func (f fetchFlags) Validate() error {
+	if f.FirstByte <= 0 {
+		return fmt.Errorf("--first-byte %s: must be more than 0", f.FirstByte)
+	}
+	return nil
+}
+
+// minRate is the --min-rate flag: a size and a duration, 64KiB/30s.
+type minRate struct {
+	Bytes  int64
+	Window time.Duration
+}
+
+func (r *minRate) UnmarshalText(b []byte) error {
+	size, window, ok := strings.Cut(string(b), "/")
+	var n byteSize
+	d, err := time.ParseDuration(strings.TrimSpace(window))
+	if !ok || n.UnmarshalText([]byte(size)) != nil || err != nil || d <= 0 {
+		return fmt.Errorf("%q: want a size and a positive duration, such as 64KiB/30s", b)
+	}
+	r.Bytes, r.Window = int64(n), d
+	return nil
+}
+
 type fetchCmd struct {
-	ID       string   `arg:"" help:"The file's ID, from the announcement (kez-chat history) or kez-chat browse."`
-	From     string   `help:"Whose file: needed for a file listed by kez-chat browse @user but never announced to you."`
-	Output   string   `short:"o" type:"path" help:"Where to save it: a path, or a directory (default: its name in the current directory). Nothing is ever overwritten."`
-	MaxSize  byteSize `name:"max-size" default:"64GiB" help:"Refuse a file the sender announces as larger than this (bytes, or with a KiB, MiB, GiB or TiB suffix), before anything is written."`
-	waitFlag `embed:""`
+	ID         string   `arg:"" help:"The file's ID, from the announcement (kez-chat history) or kez-chat browse."`
+	From       string   `help:"Whose file: needed for a file listed by kez-chat browse @user but never announced to you."`
+	Output     string   `short:"o" type:"path" help:"Where to save it: a path, or a directory (default: its name in the current directory). Nothing is ever overwritten."`
+	MaxSize    byteSize `name:"max-size" default:"64GiB" help:"Refuse a file the sender announces as larger than this (bytes, or with a KiB, MiB, GiB or TiB suffix), before anything is written."`
+	fetchFlags `embed:""`
 }
 
 // byteSize is a size flag: a number of bytes, with an optional binary
@@ -195,8 +229,8 @@ func (c *fetchCmd) Run(ctx context.Context) error {
 }
 
 type browseCmd struct {
-	Handle   string `arg:"" predictor:"contact" help:"Whose shared files to list (@alice)."`
-	waitFlag `embed:""`
+	Handle     string `arg:"" predictor:"contact" help:"Whose shared files to list (@alice)."`
+	fetchFlags `embed:""`
 }
 
 func (c *browseCmd) Run(ctx context.Context) error {

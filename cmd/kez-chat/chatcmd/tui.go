@@ -18,7 +18,7 @@ type chatCmd struct {
 	// NoReceipts works both ways, as in Signal: who does not say what
 	// they read does not learn what others read.
 	NoReceipts bool `name:"no-receipts" env:"KEZ_CHAT_NO_RECEIPTS" help:"Turn delivery and read receipts off both ways: send none, and ignore those received."`
-	waitFlag   `embed:""`
+	fetchFlags `embed:""`
 }
 
 // errNoTerminal: the chat needs a terminal on stdin and stdout.
@@ -46,7 +46,7 @@ func (c *chatCmd) Run(ctx context.Context) error {
 		return err
 	}
 	return tui.Run(ctx, cl, feed, tui.RunOptions{
-		Options:   tui.Options{Open: h, DownloadDir: c.Output, FetchWait: c.Wait, NoReceipts: c.NoReceipts},
+		Options:   tui.Options{Open: h, DownloadDir: c.Output, FetchWait: c.Wait, FetchMinRate: c.minRate(), NoReceipts: c.NoReceipts},
 		NoFiles:   c.NoFiles,
 		Invisible: c.Invisible,
 	}, a.stdin, a.out)

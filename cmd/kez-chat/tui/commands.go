@@ -262,7 +262,7 @@ func (m *Model) command(line string) tea.Cmd {
 			where = from
 		}
 		tr := m.startTransfer("fetch:"+id, where, "fetching "+display.Line(id), 0)
-		opts := client.FetchOptions{From: from, Output: m.opt.DownloadDir, Wait: m.opt.FetchWait,
+		opts := client.FetchOptions{From: from, Output: m.opt.DownloadDir, Wait: m.opt.FetchWait, MinRate: m.opt.FetchMinRate,
 			Progress: func(p client.FetchProgress) { tr.set(p.Done, p.Total, p.Route) },
 			Waiting: func(h kez.Handle, until time.Time) {
 				tr.wait(fmt.Sprintf("waiting for %s to come online (until %s)", m.show(h), until.In(m.opt.Location).Format("15:04")))
@@ -281,7 +281,7 @@ func (m *Model) command(line string) tea.Cmd {
 			return nil
 		}
 		m.setStatus("asking "+m.show(h)+"'s device for the files shared with you...", false)
-		opts := client.FetchOptions{Wait: m.opt.FetchWait}
+		opts := client.FetchOptions{Wait: m.opt.FetchWait, MinRate: m.opt.FetchMinRate}
 		return func() tea.Msg {
 			l, err := b.Browse(ctx, h, opts)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"kez.lat/kez/client"
 	"kez.lat/kez/cmd/kez-chat/display"
 	"kez.lat/kez/message"
+	"kez.lat/kez/p2p"
 )
 
 // Options tune the chat.
@@ -35,6 +36,9 @@ type Options struct {
 	// FetchWait is how long /fetch and /browse wait for the sender to come
 	// online (0: fail at once).
 	FetchWait time.Duration
+	// FetchMinRate is the slowest a sender's device may send to /fetch
+	// and /browse ([client.FetchOptions.MinRate]).
+	FetchMinRate p2p.MinRate
 	// NoReceipts turns receipts off both ways: none is sent, and those
 	// received do not change how own messages show.
 	NoReceipts bool
