@@ -21,3 +21,18 @@ func TestClientBlock(t *testing.T) {
 		}
 	}
 }
+
+func TestClientNet(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.9":             "invalid Prefix",
+		"::ffff:203.0.113.9":      "invalid Prefix",
+		"2001:db8:1:2:3:4:5:6":    "2001:db8:1::/48",
+		"2001:db8:1:ffff:ffff::1": "2001:db8:1::/48",
+		"2001:db8:2::1":           "2001:db8:2::/48",
+		"::1":                     "::/48",
+	} {
+		if got := kez.ClientNet(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("ClientNet(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

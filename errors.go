@@ -1,6 +1,9 @@
 package kez
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Packages wrap them with context; callers match them with
 // errors.Is. The HTTP layers map each to one status and code.
@@ -29,6 +32,11 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrRateLimited: too many requests from this client.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrNetRateLimited: too many requests from the client's IPv6 /48
+	// (ClientNet), the wider tier of a limit per client. It wraps
+	// ErrRateLimited and is answered as it is (429 rate_limited); its text
+	// names the /48, and metrics count it apart.
+	ErrNetRateLimited = fmt.Errorf("%w: too many requests from this IPv6 /48", ErrRateLimited)
 	// ErrTooLarge: a request body over the size limit.
 	ErrTooLarge = errors.New("request too large")
 	// ErrUnavailable: a dependency (the broker) is unreachable or timed out.

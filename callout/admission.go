@@ -83,13 +83,11 @@ type client struct {
 func newClient(host string, key kez.PublicKey) client {
 	c := client{host: host, key: key}
 	if addr, err := netip.ParseAddr(host); err == nil {
-		// An IPv6 client counts by its /64, as registrations do:
-		// rotating through its own block does not escape the throttle.
-		addr = kez.ClientBlock(addr)
-		c.host = addr.String()
-		if addr.Is6() {
-			c.net = netip.PrefixFrom(addr, 48).Masked()
-		}
+		// An IPv6 client counts by its /64 and its /48, as
+		// registrations do: rotating through its own block does not
+		// escape the throttle.
+		c.host = kez.ClientBlock(addr).String()
+		c.net = kez.ClientNet(addr)
 	}
 	return c
 }

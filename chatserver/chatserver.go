@@ -219,10 +219,12 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	rcfg := registry.Config{
 		Domain: cfg.Domain, Freshness: cfg.Freshness, Reserved: reserved,
 		// Far above the shared limit, which is per hour by default.
-		PreRate:   max(5, 4*float64(cfg.Streams.RegisterLimit)/cfg.Streams.RegisterWindow.Seconds()),
-		PreBurst:  max(20, min(cfg.Streams.RegisterLimit, 1<<20)),
-		Integrity: s.Integrity.Scope(streams.RegistryStream),
-		ScrubRate: cfg.ScrubRate, ScrubInterval: cfg.ScrubInterval,
+		PreRate:     max(5, 4*float64(cfg.Streams.RegisterLimit)/cfg.Streams.RegisterWindow.Seconds()),
+		PreBurst:    max(20, min(cfg.Streams.RegisterLimit, 1<<20)),
+		PreNetRate:  max(50, 4*float64(cfg.Streams.NetLimit())/cfg.Streams.RegisterWindow.Seconds()),
+		PreNetBurst: max(200, min(cfg.Streams.NetLimit(), 1<<20)),
+		Integrity:   s.Integrity.Scope(streams.RegistryStream),
+		ScrubRate:   cfg.ScrubRate, ScrubInterval: cfg.ScrubInterval,
 	}
 	if cfg.CheckpointFile != "" {
 		rcfg.CheckpointFile = integrity.File{Path: cfg.CheckpointFile}
@@ -231,7 +233,7 @@ func (s *Server) start(ctx context.Context, cfg Config, reserved kez.Reserved) e
 	// and a registration answers 503 store_unavailable at once when a
 	// probe finds the store refusing or not answering writes.
 	turns, stopTurns, err := streams.WatchTurns(s.nc,
-		append([]string{streams.RegistryStream, streams.RateLimitStream}, streams.ProjectionStreams...))
+		append([]string{streams.RegistryStream, streams.RateLimitStream, streams.NetRateLimitStream}, streams.ProjectionStreams...))
 	if err != nil {
 		return err
 	}

@@ -323,6 +323,44 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestRateLimitPerIPv6Net: registrations from a new /64 each, of one
+// IPv6 /48, are refused across replicas once the /48 made its budget,
+// each /64 far below its own: 429 rate_limited (what clients know), a
+// message naming the /48, and counted apart in kez_registrations_total;
+// another /48 registers.
+func TestRateLimitPerIPv6Net(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := testConfig(ns)
+	cfg.TrustProxy = true
+	cfg.Streams.RegisterLimit, cfg.Streams.RegisterNetLimit = 2, 4
+	a, b := startServer(t, cfg), startServer(t, cfg)
+	from := func(srv *chatserver.Server, addr, handle string) webtest.Answer {
+		req, err := http.NewRequest(http.MethodPost, srv.URL()+"/v1/register", bytes.NewReader(regBody(t, keztest.NewKey(t), handle)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", addr)
+		return webtest.Send(t, req)
+	}
+	for i, srv := range []*chatserver.Server{a, b, a, b} {
+		if r := from(srv, fmt.Sprintf("2001:db8:1:%x::1", i), fmt.Sprintf("net%d", i)); r.Status != http.StatusCreated {
+			t.Fatalf("registration from /64 #%d of the /48: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r := from(a, "2001:db8:1:ffff::1", "net9")
+	if r.Status != http.StatusTooManyRequests || r.Code(t) != "rate_limited" || r.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(r.Body), "IPv6 /48") {
+		t.Fatalf("5th registration from a /48 = %d %s, want 429 rate_limited naming the /48, with Retry-After", r.Status, r.Body)
+	}
+	if r := from(b, "2001:db8:2::1", "othernet"); r.Status != http.StatusCreated {
+		t.Fatalf("registration from another /48: %d %s", r.Status, r.Body)
+	}
+	m := webtest.Do(t, http.MethodGet, a.URL()+"/metrics", nil)
+	if !strings.Contains(string(m.Body), `kez_registrations_total{result="rate_limited_48"} 1`) {
+		t.Errorf("metrics do not count the /48 refusal as rate_limited_48:\n%s", m.Body)
+	}
+}
+
 // TestBogusRegistrationsWriteNothing: registrations that fail
 // verification leave no rate-limit record (nothing is written for them),
 // and an address flooding them is refused in memory before its

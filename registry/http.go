@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -159,7 +160,7 @@ func (srv *server) handleKey(w http.ResponseWriter, r *http.Request) {
 func (srv *server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	rec, err := srv.register(w, r)
 	if err != nil {
-		srv.regs.WithLabelValues(srv.errs.Code(err)).Inc()
+		srv.regs.WithLabelValues(registerResult(srv.errs.Code(err), err)).Inc()
 		srv.errs.Write(w, r, err)
 		return
 	}
@@ -167,6 +168,18 @@ func (srv *server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	srv.logger.Info("registered", "handle", rec.Handle.String(), "primary", rec.Primary.String(), "seq", rec.Seq)
 	w.Header().Set("Location", "/v1/u/"+rec.Handle.Local())
 	web.WriteJSON(w, http.StatusCreated, srv.record(rec))
+}
+
+// registerResult is the kez_registrations_total label of a refused
+// registration: its answer's code, except that a refusal of the client's
+// IPv6 /48 (answered rate_limited, as any rate limit, for clients) is
+// counted apart, as rate_limited_48, to tell a /48 at its budget from
+// addresses at theirs.
+func registerResult(code string, err error) string {
+	if errors.Is(err, kez.ErrNetRateLimited) {
+		return "rate_limited_48"
+	}
+	return code
 }
 
 func (srv *server) register(w http.ResponseWriter, r *http.Request) (kez.HandleRecord, error) {

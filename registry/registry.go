@@ -112,6 +112,11 @@ type Config struct {
 	// a burst of 20 if zero); set them above the shared limit's rate.
 	PreRate  float64
 	PreBurst int
+	// PreNetRate and PreNetBurst are the same per IPv6 /48 (ten times
+	// PreRate and PreBurst if zero); set them above the shared limit's
+	// rate per /48.
+	PreNetRate  float64
+	PreNetBurst int
 	// Integrity, if set, refuses registrations while a log is damaged and
 	// receives the damage the registry finds (a claim its projection holds
 	// and the log forgot, a checkpoint the log no longer matches).
@@ -196,7 +201,7 @@ func New(cfg Config, log Log, proj Projection, limiter Limiter, logger *slog.Log
 		}
 	}
 	return &Service{
-		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg.PreRate, cfg.PreBurst),
+		cfg: cfg, log: log, proj: proj, limiter: limiter, pre: newPrelimit(cfg),
 		logReads:  rate.NewLimiter(logReadRate, logReadBurst),
 		logger:    logger.With("component", "registry"),
 		cache:     newCache(),
@@ -223,7 +228,8 @@ func (s *Service) Domain() string { return s.cfg.Domain }
 // replica's cache (read-your-writes either way: a look-up here after the
 // answer finds it). client is the caller's address for the rate limit.
 //
-// Errors wrap kez.ErrRateLimited, kez.ErrInvalidHandle, kez.ErrWrongDomain,
+// Errors wrap kez.ErrRateLimited (kez.ErrNetRateLimited when the
+// client's IPv6 /48 is over its limit), kez.ErrInvalidHandle, kez.ErrWrongDomain,
 // kez.ErrStaleTimestamp, kez.ErrBadSignature, kez.ErrReservedHandle,
 // kez.ErrHandleTaken, kez.ErrKeyTaken, kez.ErrHandleTooSimilar,
 // kez.ErrLogDamaged or kez.ErrUnavailable.
@@ -236,8 +242,8 @@ func (s *Service) Register(ctx context.Context, req kez.RegistrationRequest, cli
 	// (a JetStream record per request) counts only verified ones, and an
 	// address sending faster than any person registers is refused in
 	// memory before its signature costs anything.
-	if !s.pre.allow(client) {
-		return kez.HandleRecord{}, fmt.Errorf("%w: too many registration attempts from this address", kez.ErrRateLimited)
+	if err := s.pre.allow(client); err != nil {
+		return kez.HandleRecord{}, err
 	}
 	h, err := req.Verify(s.cfg.Domain, s.cfg.Now(), s.cfg.Freshness)
 	if err != nil {

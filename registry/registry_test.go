@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -444,5 +445,48 @@ func TestLookupLogReadsBounded(t *testing.T) {
 	bound := int64(registry.LogReadBurst + registry.LogReadRate*(time.Since(start).Seconds()+1))
 	if got := reads.Load(); got > bound || unavailable == 0 || int64(notFound) != got {
 		t.Fatalf("%d look-ups: %d log reads (bound %d), %d not found, %d unavailable", n, got, bound, notFound, unavailable)
+	}
+}
+
+// TestPrelimitPerIPv6Net: bogus registrations from one IPv6 /48, each
+// from a /64 of its own (each /64 far below its budget), are refused in
+// memory, before their signatures are checked, once the /48 is over its
+// budget; another /48 is not, nor is a /24 of IPv4 addresses (no wider
+// IPv4 tier).
+func TestPrelimitPerIPv6Net(t *testing.T) {
+	lim := &mock.Limiter{AllowFn: func(context.Context, netip.Addr) error {
+		t.Error("a bogus registration reached the shared limit")
+		return nil
+	}}
+	s, err := registry.New(registry.Config{Domain: domain, Now: func() time.Time { return now },
+		PreRate: 1000, PreBurst: 1000, PreNetRate: 1e-6, PreNetBurst: 5},
+		&mock.Log{}, &mock.Projection{}, lim, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus := func() kez.RegistrationRequest {
+		req, _ := request(t, "mallory", now)
+		req.RegistrationSig[0] ^= 1
+		return req
+	}
+	ctx := context.Background()
+	for i := range 5 {
+		addr := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:%x::1", i))
+		if _, err := s.Register(ctx, bogus(), addr); !errors.Is(err, kez.ErrBadSignature) {
+			t.Fatalf("bogus registration from /64 #%d of the /48: %v, want its signature checked (ErrBadSignature)", i, err)
+		}
+	}
+	_, err = s.Register(ctx, bogus(), netip.MustParseAddr("2001:db8:1:ffff::1"))
+	if !errors.Is(err, kez.ErrNetRateLimited) {
+		t.Fatalf("bogus registration from a new /64 of a /48 that made 5: %v, want ErrNetRateLimited before the signature check", err)
+	}
+	if _, err := s.Register(ctx, bogus(), netip.MustParseAddr("2001:db8:2::1")); !errors.Is(err, kez.ErrBadSignature) {
+		t.Fatalf("another /48: %v, want ErrBadSignature", err)
+	}
+	for i := range 10 {
+		addr := netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1))
+		if _, err := s.Register(ctx, bogus(), addr); !errors.Is(err, kez.ErrBadSignature) {
+			t.Fatalf("%s: %v, want ErrBadSignature", addr, err)
+		}
 	}
 }

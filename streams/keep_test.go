@@ -66,6 +66,20 @@ func TestRateLimiterRecreatesItsStream(t *testing.T) {
 	if got := info.CachedInfo().Config.MaxMsgsPerSubject; got != 2 {
 		t.Errorf("recreated stream limit %d, want the configured 2", got)
 	}
+	// The /48 tier's stream went with the restart too: the first IPv6
+	// request creates it again.
+	if err := l.Allow(ctx, netip.MustParseAddr("2001:db8::1")); err != nil {
+		t.Fatalf("first IPv6 request after the broker restart: %v", err)
+	}
+	if l.Recreated() != 2 {
+		t.Errorf("recreated the streams %d times, want 2 (the /48 tier's too)", l.Recreated())
+	}
+	if info, err = js.Stream(ctx, streams.NetRateLimitStream); err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().Config.MaxMsgsPerSubject; got != 20 {
+		t.Errorf("recreated /48 stream limit %d, want 20 (10 x 2)", got)
+	}
 }
 
 // TestKeeperAfterReconnect: after the broker restarts, the keeper runs the

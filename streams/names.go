@@ -25,12 +25,19 @@ const (
 	RateLimitStream = "KEZ_RATELIMIT"
 	// RateLimitSubjects are the subjects of RateLimitStream.
 	RateLimitSubjects = "kez.ratelimit.>"
+	// NetRateLimitStream is RateLimitStream's wider tier: one message per
+	// rate-limited request from an IPv6 client, on its /48's subject,
+	// with a larger per-subject limit.
+	NetRateLimitStream = "KEZ_NET_RATELIMIT"
+	// NetRateLimitSubjects are the subjects of NetRateLimitStream.
+	NetRateLimitSubjects = "kez.net_ratelimit.>"
 )
 
 // The subjects of one registration, each claimed with
 // Nats-Expected-Last-Subject-Sequence: 0 in one atomic batch. The handle
 // subject carries the event itself.
-func handleClaimSubject(local string) string     { return "kez.registry.handle." + local }
-func keyClaimSubject(hex string) string          { return "kez.registry.key." + hex }
-func skeletonClaimSubject(skel string) string    { return "kez.registry.skeleton." + skel }
-func rateLimitSubject(kind, token string) string { return "kez.ratelimit." + kind + "." + token }
+func handleClaimSubject(local string) string        { return "kez.registry.handle." + local }
+func keyClaimSubject(hex string) string             { return "kez.registry.key." + hex }
+func skeletonClaimSubject(skel string) string       { return "kez.registry.skeleton." + skel }
+func rateLimitSubject(kind, token string) string    { return "kez.ratelimit." + kind + "." + token }
+func netRateLimitSubject(kind, token string) string { return "kez.net_ratelimit." + kind + "." + token }

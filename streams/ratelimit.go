@@ -22,6 +22,12 @@ import (
 // than the limit per subject (discard new per subject). The count lives
 // in JetStream, so the limit holds across every replica.
 //
+// A limiter of requests per client address has a wider tier, net: an
+// IPv6 client's requests are counted per /48 (kez.ClientNet) as well, in
+// the KEZ_NET_RATELIMIT stream, with a larger limit, so that the holder
+// of a /48 does not get the limit once per /64. IPv4 clients have no
+// wider tier (carrier NATs: see kez.ClientNet).
+//
 // The stream is memory storage, so a broker restart (one server, or a
 // whole cluster) loses it: a limiter that finds its stream gone creates
 // it again, from the configuration it holds, and retries.
@@ -30,6 +36,7 @@ type RateLimiter struct {
 	subject func(token string) string // the subject counting one token's requests
 	stream  jetstream.StreamConfig    // the stream, to create it again
 	turns   *Turns
+	net     *RateLimiter // the /48 tier; nil for limits not per address
 
 	mu       sync.Mutex
 	ensured  time.Time // when the stream was last created again
@@ -37,10 +44,14 @@ type RateLimiter struct {
 }
 
 // NewRateLimiter returns a limiter of one kind of request (such as
-// RateLimitRegister) on the stream Setup created from cfg.
+// RateLimitRegister) on the streams Setup created from cfg: at most
+// cfg.RegisterLimit per client address and cfg.NetLimit() per IPv6 /48.
 func NewRateLimiter(js jetstream.JetStream, cfg Config, kind string) *RateLimiter {
 	return &RateLimiter{js: js, subject: func(token string) string { return rateLimitSubject(kind, token) },
-		stream: registerRateLimitConfig(cfg)}
+		stream: registerRateLimitConfig(cfg),
+		net: &RateLimiter{js: js, subject: func(token string) string { return netRateLimitSubject(kind, token) },
+			stream: registerNetRateLimitConfig(cfg)},
+	}
 }
 
 func registerRateLimitConfig(cfg Config) jetstream.StreamConfig {
@@ -49,12 +60,22 @@ func registerRateLimitConfig(cfg Config) jetstream.StreamConfig {
 		RateLimitSubjects, cfg.Replicas, cfg.RegisterLimit, cfg.RegisterWindow)
 }
 
-// Recreated reports how many times the limiter found its stream gone and
-// created it again.
+func registerNetRateLimitConfig(cfg Config) jetstream.StreamConfig {
+	return rateLimitStreamConfig(NetRateLimitStream,
+		"kez-chat: one message per rate-limited request from an IPv6 client, on its /48, kept for the window",
+		NetRateLimitSubjects, cfg.Replicas, cfg.NetLimit(), cfg.RegisterWindow)
+}
+
+// Recreated reports how many times the limiter found its streams gone
+// and created them again.
 func (l *RateLimiter) Recreated() int {
+	n := 0
+	if l.net != nil {
+		n = l.net.Recreated()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.recreate
+	return n + l.recreate
 }
 
 // RateLimitRegister is the kind of limit on registration attempts.
@@ -62,9 +83,23 @@ const RateLimitRegister = "register"
 
 // Allow records one request from addr and returns
 // kez.ErrRateLimited if addr is over its limit. IPv6 clients are limited
-// per /64, the block one subscriber usually holds.
+// per /64, the block one subscriber usually holds, and per /48
+// (kez.ErrNetRateLimited). A request the /64 refuses is not counted
+// against the /48: one /64 flooding does not use up its neighbours'
+// budget faster than it may itself.
 func (l *RateLimiter) Allow(ctx context.Context, addr netip.Addr) error {
-	return l.allow(ctx, clientToken(addr))
+	if err := l.allow(ctx, clientToken(addr)); err != nil {
+		return err
+	}
+	n := kez.ClientNet(addr)
+	if !n.IsValid() || l.net == nil {
+		return nil
+	}
+	err := l.net.allow(ctx, netToken(n))
+	if errors.Is(err, kez.ErrRateLimited) {
+		return kez.ErrNetRateLimited
+	}
+	return err
 }
 
 // allow records one request counted under token (a subject token) and
@@ -174,7 +209,12 @@ const limiterAttempt = 5 * time.Second
 // Guard makes the limiter send a record again at a turn (a leader
 // elected, the connection back) instead of waiting for an answer that
 // will not come.
-func (l *RateLimiter) Guard(turns *Turns) { l.turns = turns }
+func (l *RateLimiter) Guard(turns *Turns) {
+	l.turns = turns
+	if l.net != nil {
+		l.net.Guard(turns)
+	}
+}
 
 // errCodeStoreFailed is JetStream's JSStreamStoreFailedF.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
@@ -189,4 +229,10 @@ func clientToken(addr netip.Addr) string {
 	}
 	b := addr.As16()
 	return hex.EncodeToString(b[:8])
+}
+
+// netToken is a subject-safe token for an IPv6 /48: hex of its 6 bytes.
+func netToken(p netip.Prefix) string {
+	b := p.Addr().As16()
+	return hex.EncodeToString(b[:6])
 }

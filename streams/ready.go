@@ -16,7 +16,7 @@ import (
 // HomeStreams are the streams (KV buckets by their stream) kez-chat-server
 // writes: readiness checks each of them.
 var HomeStreams = []string{
-	RegistryStream, RateLimitStream, kez.InboxStream, kez.PresenceStream,
+	RegistryStream, RateLimitStream, NetRateLimitStream, kez.InboxStream, kez.PresenceStream,
 	kvStream(HandlesBucket), kvStream(KeysBucket), kvStream(ProjectionBucket), kvStream(QuotaBucket),
 }
 

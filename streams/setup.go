@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,9 +21,14 @@ type Config struct {
 	// three-node cluster.
 	Replicas int
 	// RegisterLimit is how many registration attempts one client address
-	// may make per RegisterWindow, across all replicas.
+	// (kez.ClientBlock: an IPv4 address, an IPv6 /64) may make per
+	// RegisterWindow, across all replicas.
 	RegisterLimit  int
 	RegisterWindow time.Duration
+	// RegisterNetLimit is how many one IPv6 /48 (kez.ClientNet) may make
+	// per RegisterWindow, across all replicas; zero means NetLimitFactor
+	// times RegisterLimit. IPv4 has no such tier.
+	RegisterNetLimit int
 	// Inbox limits: how long an unread message is kept, how many unread
 	// messages one sender may hold in one inbox (its share), and the
 	// largest message (also each user's NATS payload limit).
@@ -34,6 +40,21 @@ type Config struct {
 	SenderMaxMsgs int64
 	// InboxMaxBytes bounds the whole inbox stream (all users together).
 	InboxMaxBytes int64
+}
+
+// NetLimitFactor is Config.RegisterNetLimit's default, in times the limit
+// per address: a /48 registers as ten of its /64s may, enough for a site
+// whose people sign up together, and 6,553 times less than its 65,536
+// /64s could one at a time.
+const NetLimitFactor = 10
+
+// NetLimit returns the registration limit per IPv6 /48: RegisterNetLimit,
+// or NetLimitFactor times RegisterLimit if that is zero.
+func (c Config) NetLimit() int {
+	if c.RegisterNetLimit > 0 {
+		return c.RegisterNetLimit
+	}
+	return min(c.RegisterLimit, math.MaxInt/NetLimitFactor) * NetLimitFactor
 }
 
 // DefaultConfig returns the single-server defaults.
@@ -52,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: replicas must be 1 to 5, got %d", ErrConfig, c.Replicas)
 	case c.RegisterLimit < 1:
 		return fmt.Errorf("%w: register limit must be at least 1", ErrConfig)
+	case c.RegisterNetLimit != 0 && c.RegisterNetLimit < c.RegisterLimit:
+		return fmt.Errorf("%w: register limit per IPv6 /48 (%d) must be at least the limit per address (%d), or 0", ErrConfig, c.RegisterNetLimit, c.RegisterLimit)
 	case c.RegisterWindow < time.Second:
 		return fmt.Errorf("%w: register window must be at least 1s", ErrConfig)
 	case c.InboxMaxAge < time.Minute:
@@ -93,6 +116,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (keptInboxLi
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, registerRateLimitConfig(cfg)); err != nil {
 		return false, fmt.Errorf("create stream %s: %w", RateLimitStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, registerNetRateLimitConfig(cfg)); err != nil {
+		return false, fmt.Errorf("create stream %s: %w", NetRateLimitStream, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, quotaBucketConfig(cfg)); err != nil {
 		return false, fmt.Errorf("create bucket %s: %w", QuotaBucket, err)

@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -157,6 +158,94 @@ func TestRateLimiterHoldsAcrossClients(t *testing.T) {
 	}
 	if err := a.Allow(ctx, netip.MustParseAddr("2001:db8::ffff")); !errors.Is(err, kez.ErrRateLimited) {
 		t.Fatalf("same /64: %v, want ErrRateLimited", err)
+	}
+}
+
+// TestRateLimiterPerIPv6Net: the holder of an IPv6 /48 (65,536 /64s)
+// gets the registration limit once for the /48, not once per /64: each
+// /64 far below its own limit, the /48 is refused as a whole past its
+// budget (ErrNetRateLimited), across replicas; another /48 is not, nor
+// is a /24 of IPv4 addresses (no wider IPv4 tier); and requests a /64's
+// own limit refused do not count against its /48.
+func TestRateLimiterPerIPv6Net(t *testing.T) {
+	cfg := streams.DefaultConfig()
+	cfg.RegisterLimit, cfg.RegisterNetLimit = 2, 5
+	js, _ := setup(t, cfg)
+	ctx := context.Background()
+	// Two limiters stand for two replicas.
+	a, b := streams.NewRateLimiter(js, cfg, streams.RateLimitRegister), streams.NewRateLimiter(js, cfg, streams.RateLimitRegister)
+	limiters := []*streams.RateLimiter{a, b}
+	addr := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+	// One request from each of 5 /64s of 2001:db8:1::/48, then a 6th /64.
+	for i := range 5 {
+		if err := limiters[i%2].Allow(ctx, addr(fmt.Sprintf("2001:db8:1:%x::1", i))); err != nil {
+			t.Fatalf("request from /64 #%d of the /48: %v", i, err)
+		}
+	}
+	err := b.Allow(ctx, addr("2001:db8:1:ffff::1"))
+	if !errors.Is(err, kez.ErrNetRateLimited) {
+		t.Fatalf("first request of a new /64 of a /48 that made 5: %v, want ErrNetRateLimited", err)
+	}
+	if !errors.Is(err, kez.ErrRateLimited) || !strings.Contains(err.Error(), "/48") {
+		t.Errorf("the /48 refusal %q is not a rate_limited naming the /48", err)
+	}
+	if err := a.Allow(ctx, addr("2001:db8:2::1")); err != nil {
+		t.Fatalf("another /48: %v", err)
+	}
+
+	// A /64 over its own limit: refused per address, and those refusals
+	// leave its /48 room for 3 more /64s.
+	for range 2 {
+		if err := a.Allow(ctx, addr("2001:db8:3::1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if err := b.Allow(ctx, addr("2001:db8:3::2")); !errors.Is(err, kez.ErrRateLimited) || errors.Is(err, kez.ErrNetRateLimited) {
+			t.Fatalf("3rd request of a /64: %v, want ErrRateLimited for the address", err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if err := limiters[i%2].Allow(ctx, addr(fmt.Sprintf("2001:db8:3:%x::1", i))); err != nil {
+			t.Fatalf("request from /64 #%d of a /48 that made 2: %v", i, err)
+		}
+	}
+	if err := a.Allow(ctx, addr("2001:db8:3:ffff::1")); !errors.Is(err, kez.ErrNetRateLimited) {
+		t.Fatalf("6th request counted from a /48: %v, want ErrNetRateLimited", err)
+	}
+
+	// IPv4 is limited per address only: 10 addresses of one /24, each to
+	// its limit, are all allowed.
+	for i := range 10 {
+		ip := addr(fmt.Sprintf("192.0.2.%d", i+1))
+		for range 2 {
+			if err := limiters[i%2].Allow(ctx, ip); err != nil {
+				t.Fatalf("%s: %v", ip, err)
+			}
+		}
+	}
+}
+
+// TestRateLimiterNetLimitDefault: the /48 limit is ten times the limit
+// per address unless set, and never below it.
+func TestRateLimiterNetLimitDefault(t *testing.T) {
+	cfg := streams.DefaultConfig()
+	if got := cfg.NetLimit(); got != 10*cfg.RegisterLimit {
+		t.Errorf("default limit per /48 = %d, want %d", got, 10*cfg.RegisterLimit)
+	}
+	cfg.RegisterNetLimit = cfg.RegisterLimit - 1
+	if err := cfg.Validate(); !errors.Is(err, streams.ErrConfig) {
+		t.Errorf("a /48 limit below the address limit: Validate = %v, want ErrConfig", err)
+	}
+	cfg.RegisterLimit, cfg.RegisterNetLimit = 2, 0
+	js, _ := setup(t, cfg)
+	s, err := js.Stream(context.Background(), streams.NetRateLimitStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxMsgsPerSubject; got != 20 {
+		t.Errorf("stream %s limit %d, want 20 (10 x 2)", streams.NetRateLimitStream, got)
 	}
 }
 

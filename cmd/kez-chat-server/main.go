@@ -28,17 +28,18 @@ func main() { cli.Main("kez-chat-server", run) }
 type serveCmd struct {
 	cli.NATSFlags
 	cli.LogFlags
-	HTTPAddr       string        `name:"http-addr" env:"HTTP_ADDR" default:":8080" help:"Listen address of the HTTP API."`
-	Domain         string        `env:"DOMAIN" default:"kez.lat" help:"Home domain: handles are <name>@<domain>."`
-	PublicURL      string        `name:"public-url" env:"PUBLIC_URL" help:"Public base URL of this server (default https://<domain>)."`
-	SigchainURL    string        `name:"sigchain-url" env:"SIGCHAIN_URL" default:"http://127.0.0.1:7878" help:"Public base URL of kez-sig-server, linked from every handle record."`
-	PublicNATSURL  string        `name:"public-nats-url" env:"PUBLIC_NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS URL handed to clients in handle records."`
-	Replicas       int           `env:"REPLICAS" default:"1" help:"Replicas of every stream and bucket (1 on one server, 3 on a 3-node cluster)."`
-	ReservedFile   string        `name:"reserved-file" env:"RESERVED_FILE" type:"path" help:"File of extra reserved handles, one per line (# comments)."`
-	RegisterLimit  int           `name:"register-limit" env:"REGISTER_LIMIT" default:"10" help:"Registration attempts allowed per client address per window, across all replicas."`
-	RegisterWindow time.Duration `name:"register-window" env:"REGISTER_WINDOW" default:"1h" help:"Window of the registration rate limit."`
-	TrustProxy     bool          `name:"trust-proxy" env:"TRUST_PROXY" help:"Take the client address from X-Forwarded-For (only behind a reverse proxy that sets it)."`
-	Freshness      time.Duration `env:"REGISTER_FRESHNESS" default:"5m" help:"How far a registration's signed timestamp may be from the server clock."`
+	HTTPAddr        string        `name:"http-addr" env:"HTTP_ADDR" default:":8080" help:"Listen address of the HTTP API."`
+	Domain          string        `env:"DOMAIN" default:"kez.lat" help:"Home domain: handles are <name>@<domain>."`
+	PublicURL       string        `name:"public-url" env:"PUBLIC_URL" help:"Public base URL of this server (default https://<domain>)."`
+	SigchainURL     string        `name:"sigchain-url" env:"SIGCHAIN_URL" default:"http://127.0.0.1:7878" help:"Public base URL of kez-sig-server, linked from every handle record."`
+	PublicNATSURL   string        `name:"public-nats-url" env:"PUBLIC_NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS URL handed to clients in handle records."`
+	Replicas        int           `env:"REPLICAS" default:"1" help:"Replicas of every stream and bucket (1 on one server, 3 on a 3-node cluster)."`
+	ReservedFile    string        `name:"reserved-file" env:"RESERVED_FILE" type:"path" help:"File of extra reserved handles, one per line (# comments)."`
+	RegisterLimit   int           `name:"register-limit" env:"REGISTER_LIMIT" default:"10" help:"Registration attempts allowed per client address per window, across all replicas."`
+	RegisterLimit48 int           `name:"register-limit-48" env:"REGISTER_LIMIT_48" default:"0" help:"Registration attempts allowed per IPv6 /48 per window, across all replicas (0: ten times --register-limit). IPv4 has no wider limit than the address."`
+	RegisterWindow  time.Duration `name:"register-window" env:"REGISTER_WINDOW" default:"1h" help:"Window of the registration rate limit."`
+	TrustProxy      bool          `name:"trust-proxy" env:"TRUST_PROXY" help:"Take the client address from X-Forwarded-For (only behind a reverse proxy that sets it)."`
+	Freshness       time.Duration `env:"REGISTER_FRESHNESS" default:"5m" help:"How far a registration's signed timestamp may be from the server clock."`
 
 	KeysDir           string        `name:"keys-dir" env:"KEYS_DIR" type:"path" help:"Folder written by 'kez-chat-server keys': fills in any of the four seed files below that is not set."`
 	CalloutNKeyFile   string        `name:"callout-nkey-file" env:"CALLOUT_NKEY_FILE" type:"path" help:"Seed file of the callout responder's NATS user (account AUTH), e.g. keys/callout.nk."`
@@ -102,7 +103,7 @@ func (c *serveCmd) config() chatserver.Config {
 	cfg.SigchainURL, cfg.PublicNATS = c.SigchainURL, c.PublicNATSURL
 	cfg.ReservedFile, cfg.TrustProxy, cfg.Freshness = c.ReservedFile, c.TrustProxy, c.Freshness
 	cfg.Streams = streams.Config{
-		Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterWindow: c.RegisterWindow,
+		Replicas: c.Replicas, RegisterLimit: c.RegisterLimit, RegisterNetLimit: c.RegisterLimit48, RegisterWindow: c.RegisterWindow,
 		InboxMaxAge: c.InboxMaxAge, InboxMaxMsgs: c.InboxMaxMsgs, InboxMaxMsgSize: c.InboxMaxMsgSize,
 		InboxMaxBytes: c.InboxMaxBytes, SenderMaxMsgs: c.SenderMaxMsgs,
 	}

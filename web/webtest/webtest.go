@@ -40,9 +40,16 @@ func Do(t testing.TB, method, url string, body []byte) Answer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Send(t, req)
+}
+
+// Send sends req (one with headers of its own) and reads the answer,
+// failing the test on a transport error.
+func Send(t testing.TB, req *http.Request) Answer {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
