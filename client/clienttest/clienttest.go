@@ -97,6 +97,18 @@ func start(tb testing.TB, host string, adjustNATS func(*server.Options), adjust 
 	}
 	st.Chat = chat
 	tb.Cleanup(func() { closeWith(chat.Close) })
+	// The tests expect a ready home server, as an operator's health check
+	// does before sending users to it: its projection caught up, its
+	// skeleton migration done. On a loaded machine that takes a moment.
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r := chat.Ready.Ready(ctx)
+		if r.OK() {
+			break
+		}
+		if time.Now().After(end) {
+			tb.Fatalf("chat-server not ready after 30 s: %v", r.Failing)
+		}
+	}
 	return st
 }
 
