@@ -83,6 +83,9 @@ type Integrity interface {
 	// election could drop it).
 	Mark() uint64
 	Cleared(stream string, mark uint64)
+	// Holds reports whether such damage is held against any stream: a
+	// scrub that fails for another reason is then tried again shortly.
+	Holds() bool
 }
 
 // CheckpointFile keeps this replica's checkpoint on its own disk; see
