@@ -146,7 +146,7 @@ type Service struct {
 
 	fileCP    integrity.Checkpoint // read from CheckpointFile at start
 	scrubKick chan struct{}        // starts a scrub now
-	running   atomic.Bool          // Run was called
+	gated     atomic.Bool          // Run or Handler was called: registrations wait for skelDone
 	skelDone  chan struct{}        // closed when MigrateSkeletons has passed
 
 	mu      sync.Mutex
@@ -457,7 +457,7 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 // and runs the skeleton migration (MigrateSkeletons) once they have
 // caught up; registrations wait for it.
 func (s *Service) Run(ctx context.Context) error {
-	s.running.Store(true)
+	s.gated.Store(true)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.migrateSkeletons(ctx) })
 	wg.Go(func() { s.forever(ctx, "projector", s.project) })
