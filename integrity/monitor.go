@@ -377,6 +377,21 @@ func (m *Monitor) Cleared(stream string, mark uint64) {
 	m.update(stream, w)
 }
 
+// Holds reports whether damage is held against any stream (reported
+// while no leader of it was known, see Report): only Cleared or Resolve
+// withdraws it, so a service whose check failed for another reason
+// tries again soon rather than at its usual interval.
+func (m *Monitor) Holds() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.streams {
+		if len(w.held) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // update logs and counts a change of stream's condition; m.mu is held.
 func (m *Monitor) update(stream string, w *watched) {
 	now := m.cfg.Now()
@@ -580,6 +595,9 @@ func (s Scope) Resolve(stream, problem string) {
 
 // Mark is Monitor.Mark.
 func (s Scope) Mark() uint64 { return s.m.Mark() }
+
+// Holds is Monitor.Holds.
+func (s Scope) Holds() bool { return s.m.Holds() }
 
 // Cleared is Monitor.Cleared of stream, or of the scope's stream if
 // stream is empty.

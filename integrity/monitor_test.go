@@ -277,7 +277,13 @@ func TestMonitorHoldsDamageReportedWithNoLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := m.Mark()
+	if m.Holds() {
+		t.Fatal("Holds before any report = true")
+	}
 	m.Scope("LOG").Report("", "the event at 5 is not the one hashed")
+	if !m.Scope("LOG").Holds() {
+		t.Fatal("Holds after a report with no leader known = false")
+	}
 	// The election ends, on another node or on the same one: the damage
 	// stands, and the service is called to check again.
 	for _, leader := range []string{"n2", "n1"} {
@@ -309,8 +315,8 @@ func TestMonitorHoldsDamageReportedWithNoLeader(t *testing.T) {
 	if err := m.Err(); err != nil {
 		t.Fatalf("Err after a scrub begun after the report passed = %v", err)
 	}
-	if len(m.Status().Streams[0].Held) != 0 {
-		t.Fatalf("Status after the scrub = %+v", m.Status())
+	if len(m.Status().Streams[0].Held) != 0 || m.Holds() {
+		t.Fatalf("Status after the scrub = %+v, Holds %v", m.Status(), m.Holds())
 	}
 
 	// Found again after a scrub began: that scrub does not clear it.
@@ -356,5 +362,13 @@ func TestMonitorHoldsDamageReportedWithNoLeader(t *testing.T) {
 	m.Cleared("KV", m.Mark())
 	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "KV (leader n2): a record changed") {
 		t.Fatalf("Err after Cleared of damage reported against a known leader = %v", err)
+	}
+	// Holds is about held damage only.
+	if !m.Holds() {
+		t.Fatal("Holds with a record gone held = false")
+	}
+	m.Resolve("LOG", "a record gone")
+	if m.Holds() || m.Err() == nil {
+		t.Fatalf("Holds = %v, Err = %v with damage reported against a known leader only, want false and the damage", m.Holds(), m.Err())
 	}
 }

@@ -52,8 +52,11 @@ type server struct {
 }
 
 // Handler returns the home server's HTTP API, with its metrics on reg and
-// served at /metrics.
+// served at /metrics. From now on registrations wait for the skeleton
+// migration that Run starts (see awaitSkeletons): a server listens before
+// it Runs the registry, and one arriving in between must not get past.
 func (s *Service) Handler(cfg HTTPConfig, reg *prometheus.Registry) http.Handler {
+	s.gated.Store(true)
 	srv := &server{
 		svc: s, cfg: cfg, logger: s.logger,
 		errs: web.Errors{Table: kez.ErrorCodes(), Logger: s.logger},

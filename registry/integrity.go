@@ -224,10 +224,17 @@ func (s *Service) Kick() {
 }
 
 // scrubLoop scrubs every ScrubInterval, and when kicked, until ctx ends.
+// A scrub that fails for a reason that is not damage (a read with no
+// responders right after an election) is tried again after
+// scrubRetryMin, doubling up to scrubRetryMax, while Integrity holds
+// damage: only a scrub that passes withdraws it, and the new leader that
+// started this one kicks no other, so waiting ScrubInterval would refuse
+// registrations that long.
 func (s *Service) scrubLoop(ctx context.Context) {
 	t := time.NewTimer(s.cfg.ScrubInterval)
 	defer t.Stop()
 	behind := 0 // reads in a row that ended before the log's last sequence
+	retry := scrubRetryMin
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,6 +258,7 @@ func (s *Service) scrubLoop(ctx context.Context) {
 			err = damaged("%v (%d reads, %v apart)", err, behind, scrubBehindWait)
 		}
 		behind = 0
+		failed := false // for a reason that is not damage
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -258,6 +266,7 @@ func (s *Service) scrubLoop(ctx context.Context) {
 			s.report(err)
 		case err != nil:
 			s.logger.Warn("registry scrub", "err", err)
+			failed = true
 		default:
 			s.logger.Info("registry scrub: the log matches every checkpoint", "events", res.Tree.Size, "seq", res.Seq, "root", res.Tree.Root().String())
 			s.cleared(mark, res.Seq, nil)
@@ -269,14 +278,29 @@ func (s *Service) scrubLoop(ctx context.Context) {
 				return
 			case err != nil:
 				s.logger.Warn("projection scrub", "err", err)
+				failed = true
 			default:
 				s.logger.Info("projection scrub: every record checked", "records", n)
 				s.cleared(mark, res.Seq, bad)
 			}
 		}
+		if failed && s.cfg.Integrity != nil && s.cfg.Integrity.Holds() {
+			s.logger.Info("registry scrub: damage is held until a scrub passes; trying again", "in", retry)
+			t.Reset(retry)
+			retry = min(2*retry, scrubRetryMax)
+			continue
+		}
+		retry = scrubRetryMin
 		t.Reset(s.cfg.ScrubInterval)
 	}
 }
+
+// A scrub that failed while damage is held is tried again after
+// scrubRetryMin, doubling up to scrubRetryMax (see scrubLoop).
+const (
+	scrubRetryMin = time.Second
+	scrubRetryMax = 30 * time.Second
+)
 
 // cleared tells Integrity that a scrub begun at mark, which checked the
 // log up to sequence upTo, found it whole (bad nil), or found the
@@ -286,7 +310,10 @@ func (s *Service) scrubLoop(ctx context.Context) {
 // against that is not in bad and has no projection conflict pending (a
 // conflict is an entry without an event, which the scrub does not see;
 // it is withdrawn when mended). A scrub that checked nothing (no
-// checkpoint yet) clears nothing.
+// checkpoint yet) clears nothing. The log's scrub re-hashes its events
+// and reads no claim, yet withdraws the claim damage held against the
+// log too: a claim still wrong is found again (checkClaims) by any
+// registration that meets it, which is refused.
 func (s *Service) cleared(mark, upTo uint64, bad map[string]bool) {
 	if s.cfg.Integrity == nil || upTo == 0 {
 		return

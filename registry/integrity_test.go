@@ -240,6 +240,8 @@ func (r *reports) Cleared(stream string, mark uint64) {
 	r.problems = append(r.problems, fmt.Sprintf("cleared %s: %d", stream, mark))
 }
 
+func (r *reports) Holds() bool { return false }
+
 func (r *reports) got() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -536,4 +538,99 @@ func TestScrubClearsWhatItFindsWhole(t *testing.T) {
 	proj.mu.Unlock()
 	svc.Kick()
 	waitReports("cleared : 2", "cleared KV_test: 2")
+}
+
+// flakyCheckpoint is a projection whose checkpoint read fails once, as
+// one can right after an election.
+type flakyCheckpoint struct {
+	*fakeProj
+	mu   sync.Mutex
+	fail bool
+}
+
+func (p *flakyCheckpoint) Checkpoint(ctx context.Context) (integrity.Checkpoint, error) {
+	p.mu.Lock()
+	fail := p.fail
+	p.fail = false // fails once
+	p.mu.Unlock()
+	if fail {
+		return integrity.Checkpoint{}, errors.New("read checkpoint: nats: no responders available for request")
+	}
+	return p.fakeProj.Checkpoint(ctx)
+}
+
+// TestHeldDamageRetriesAFailedScrub: damage held from an election goes
+// only with a scrub begun since that passes, and the new leader starts
+// one scrub. Should it fail for a reason that is not damage (a checkpoint
+// read with no responders), the scrub is tried again shortly while
+// anything is held, not at the next ScrubInterval (an hour of refused
+// registrations).
+func TestHeldDamageRetriesAFailedScrub(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		leader = "n1"
+	)
+	mon := integrity.New(integrity.Config{
+		Streams: []string{"KEZ_REGISTRY"},
+		Inspect: func(context.Context, string) (integrity.State, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return integrity.State{Stream: "KEZ_REGISTRY", Leader: leader, FirstSeq: 1, LastSeq: 3, Msgs: 3}, nil
+		},
+	})
+	log := newLog()
+	alice := keztest.NewKey(t)
+	ev := log.add(t, alice, "alice")
+	proj := &flakyCheckpoint{fakeProj: &fakeProj{recs: map[string]kez.HandleRecord{}}}
+	svc, err := registry.New(registry.Config{Domain: domain, Integrity: mon.Scope("KEZ_REGISTRY")}, log, proj, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon.OnNewLeader(func(string) { svc.Kick() })
+	ctx := run(t, svc)
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		if h, err := svc.Health(ctx); err == nil && h.CaughtUp && svc.SkeletonsReady(ctx) == nil {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("not caught up")
+		}
+	}
+	if err := mon.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	leader = "" // n1 dies: mid-election
+	mu.Unlock()
+	if err := mon.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	delete(log.handle, "alice")
+	log.mu.Unlock()
+	if err := register(t, svc, keztest.NewKey(t), "alice"); !errors.Is(err, kez.ErrLogDamaged) {
+		t.Fatalf("Register = %v, want ErrLogDamaged", err)
+	}
+	log.mu.Lock()
+	log.handle["alice"] = ev
+	log.mu.Unlock()
+	proj.mu.Lock()
+	proj.fail = true
+	proj.mu.Unlock()
+	mu.Lock()
+	leader = "n2"
+	mu.Unlock()
+	if err := mon.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for mon.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the leader is back and the stream whole, registrations are still refused (no scrub until ScrubInterval): %v", mon.Err())
+		}
+		if err := mon.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -83,6 +83,9 @@ type Integrity interface {
 	// election could drop it).
 	Mark() uint64
 	Cleared(stream string, mark uint64)
+	// Holds reports whether such damage is held against any stream: a
+	// scrub that fails for another reason is then tried again shortly.
+	Holds() bool
 }
 
 // CheckpointFile keeps this replica's checkpoint on its own disk; see
@@ -148,7 +151,7 @@ type Service struct {
 
 	fileCP    integrity.Checkpoint // read from CheckpointFile at start
 	scrubKick chan struct{}        // starts a scrub now
-	running   atomic.Bool          // Run was called
+	gated     atomic.Bool          // Run or Handler was called: registrations wait for skelDone
 	skelDone  chan struct{}        // closed when MigrateSkeletons has passed
 
 	mu      sync.Mutex
@@ -460,7 +463,7 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 // and runs the skeleton migration (MigrateSkeletons) once they have
 // caught up; registrations wait for it.
 func (s *Service) Run(ctx context.Context) error {
-	s.running.Store(true)
+	s.gated.Store(true)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.migrateSkeletons(ctx) })
 	wg.Go(func() { s.forever(ctx, "projector", s.project) })

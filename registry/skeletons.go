@@ -147,9 +147,10 @@ var errSkeletonsPending = fmt.Errorf("%w: the look-alike claims of handles regis
 // awaitSkeletons holds a registration until this replica's skeleton
 // migration is done, at most migrateWait: before it, a new look-alike of
 // a handle whose new skeleton is not claimed yet would get through. A
-// Service that is not Run (tests of Register alone) does not wait.
+// Service neither Run nor serving HTTP (tests of Register alone) does not
+// wait.
 func (s *Service) awaitSkeletons(ctx context.Context) error {
-	if !s.running.Load() {
+	if !s.gated.Load() {
 		return nil
 	}
 	t := time.NewTimer(migrateWait)

@@ -1,10 +1,18 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"kez.lat/kez"
 	"kez.lat/kez/keztest"
@@ -60,5 +68,33 @@ func TestMigrateSkeletons(t *testing.T) {
 	}
 	if m, err := svc.MigrateSkeletons(context.Background()); err != nil || m != (registry.SkeletonMigration{Changed: 3, Held: 2, Shared: 1}) {
 		t.Errorf("second pass = %+v, %v; want 3 changed, 2 held, 1 shared", m, err)
+	}
+}
+
+// TestServedRegistrationsWaitForSkeletons: the home server serves HTTP
+// before it Runs the registry. A registration arriving in between waits
+// for the skeleton migration (here, until it gives up: nothing Runs the
+// migration) instead of reaching the log with the look-alike claims of
+// older handles unwritten and the cache empty.
+func TestServedRegistrationsWaitForSkeletons(t *testing.T) {
+	log := newLog()
+	svc, err := registry.New(registry.Config{Domain: domain}, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, allow{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := svc.Handler(registry.HTTPConfig{Inbox: func(kez.PublicKey) string { return "inbox" }}, prometheus.NewRegistry())
+	h, _ := kez.ParseHandle("avvv", domain)
+	body, _ := json.Marshal(kez.NewRegistrationRequest(keztest.NewKey(t), h, time.Now()))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/register", bytes.NewReader(body)))
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"code":"unavailable"`) {
+		t.Errorf("POST /v1/register before Run = %d %s, want 503: the skeleton migration is pending", w.Code, w.Body)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.appended != 0 {
+		t.Error("a registration served before Run reached the log")
 	}
 }

@@ -58,7 +58,7 @@ type serveCmd struct {
 	CheckpointFile    string        `name:"checkpoint-file" env:"CHECKPOINT_FILE" type:"path" help:"File on this replica's own disk keeping its checkpoint of the registry log (one per replica; recommended: the broker's disk can lose the copy in the KV)."`
 	IntegrityInterval time.Duration `name:"integrity-interval" env:"INTEGRITY_INTERVAL" default:"1m" help:"How often the append-only streams are checked for damage (also at start and on every leader change)."`
 	ScrubRate         int           `name:"scrub-rate" env:"SCRUB_RATE" default:"2000" help:"Events per second the background scrub of the registry log reads at most."`
-	ScrubInterval     time.Duration `name:"scrub-interval" env:"SCRUB_INTERVAL" default:"1h" help:"Time between background scrubs of the registry log (one also starts when a stream's leader changes)."`
+	ScrubInterval     time.Duration `name:"scrub-interval" env:"SCRUB_INTERVAL" default:"1h" help:"Time between background scrubs of the registry log (one also starts when a stream's leader changes; while damage is held, a failed one is tried again within 30 s)."`
 }
 
 // seedFiles fills in unset seed files from the keys folder.
