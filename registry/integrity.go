@@ -87,26 +87,20 @@ func (s *Service) checkClaims(ctx context.Context, ev kez.RegistryEvent) error {
 }
 
 // skeletonHolder reads the log's claim on the skeleton of rec, which this
-// replica's projection holds. A handle registered by an older release
-// (see MigrateSkeletons) may have no claim on its new skeleton yet: a
-// replica of that release registered it after this one's migration,
-// during an upgrade. It is claimed now, so the look-alike asking is
-// refused here and everywhere. A claim naming another handle of the same
-// changed skeleton is a pair the old fold let through (sharedBeforeFold):
-// it answers for rec.
+// replica's projection holds, through skeletonClaim: a handle registered
+// by an older release (it holds its old-fold claim) that has no claim on
+// its new skeleton yet is claimed now (a replica of that release
+// registered it after this one's migration, during an upgrade), so the
+// look-alike asking is refused here and everywhere; and a claim naming
+// another handle of the same changed skeleton, a pair the old fold let
+// through, answers for rec. Any other handle with no claim, or whose
+// claim names another, is damage (checkClaim).
 func (s *Service) skeletonHolder(ctx context.Context, rec kez.HandleRecord) (kez.Handle, error) {
-	skel := rec.Handle.Skeleton()
-	h, err := s.log.SkeletonHandle(ctx, skel)
-	if errors.Is(err, kez.ErrNotFound) && skel != kez.LegacySkeleton(rec.Handle.Local()) {
-		var stored bool
-		if h, stored, err = s.log.ClaimSkeleton(ctx, rec.Handle); stored {
-			s.logger.Info("claimed the look-alike skeleton of a handle registered before the fold fix", "handle", rec.Handle.String(), "seq", rec.Seq, "skeleton", skel)
-		}
+	c, err := s.skeletonClaim(ctx, rec)
+	if c.shared {
+		return rec.Handle, err
 	}
-	if err == nil && sharedBeforeFold(h.Local(), rec.Handle.Local()) {
-		return rec.Handle, nil
-	}
-	return h, err
+	return c.holder, err
 }
 
 // checkClaim compares the log's claim on what (read by holder) with rec,
@@ -114,15 +108,25 @@ func (s *Service) skeletonHolder(ctx context.Context, rec kez.HandleRecord) (kez
 func (s *Service) checkClaim(ctx context.Context, what string, rec kez.HandleRecord, taken error,
 	holder func(context.Context) (kez.Handle, error)) error {
 	h, err := holder(ctx)
-	switch {
-	case errors.Is(err, kez.ErrNotFound):
-		err = damaged("the log has no claim on %s, which this replica's projection holds for %s (sequence %d)", what, rec.Handle, rec.Seq)
-	case err == nil && h != rec.Handle:
-		err = damaged("the log's claim on %s is by %s, this replica's projection holds it for %s (sequence %d)", what, h, rec.Handle, rec.Seq)
-	case err == nil:
+	if err == nil && h == rec.Handle {
 		return fmt.Errorf("%w: %s", taken, rec.Handle)
 	}
+	err = claimDamage(what, rec, h, err)
 	s.report(err)
+	return err
+}
+
+// claimDamage returns the damage of the log's claim on what, which this
+// replica's projection holds for rec, when the log answered h, err for it
+// (h another handle than rec's, or err kez.ErrNotFound); other errors are
+// returned as they are.
+func claimDamage(what string, rec kez.HandleRecord, h kez.Handle, err error) error {
+	switch {
+	case errors.Is(err, kez.ErrNotFound):
+		return damaged("the log has no claim on %s, which this replica's projection holds for %s (sequence %d)", what, rec.Handle, rec.Seq)
+	case err == nil:
+		return damaged("the log's claim on %s is by %s, this replica's projection holds it for %s (sequence %d)", what, h, rec.Handle, rec.Seq)
+	}
 	return err
 }
 

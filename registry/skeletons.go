@@ -43,13 +43,18 @@ const (
 // claim of the new fold never shares a subject with one of the old.
 //
 // It waits for this replica's projection to catch up with the log and
-// its cache to load, then claims, in log order, each changed skeleton
-// through Log.ClaimSkeleton: first come, first served, so replicas
-// migrating at once, or a pass after an interrupted one, store one claim
-// per skeleton. Two handles the old fold let through as different but
-// that now share a skeleton both stay registered (the claim names the
-// earlier): it is logged, and counted in Shared. It returns what it did,
-// also logged.
+// its cache to load, then reads, in log order, the claim on each changed
+// skeleton (see skeletonClaim). A handle without one is claimed through
+// Log.ClaimSkeleton if the log's claim on its old skeleton is its own:
+// first come, first served, so replicas migrating at once, or a pass
+// after an interrupted one, store one claim per skeleton. Two handles the
+// old fold let through as different but that now share a skeleton both
+// stay registered (the claim names the earlier): it is logged, and
+// counted in Shared. A handle registered after the fix has its claim
+// since its registration: one the log lacks, or that names another
+// handle, is damage, reported and returned (an error wrapping
+// kez.ErrLogDamaged; the claim is not written again). It returns what it
+// did, also logged.
 //
 // Handles an older release registers after this pass (replicas of both
 // releases serving at once during an upgrade) are claimed when a
@@ -69,26 +74,72 @@ func (s *Service) MigrateSkeletons(ctx context.Context) (SkeletonMigration, erro
 	slices.SortFunc(changed, func(a, b kez.HandleRecord) int { return cmp.Compare(a.Seq, b.Seq) })
 	m.Changed = len(changed)
 	for _, rec := range changed {
-		h, stored, err := s.log.ClaimSkeleton(ctx, rec.Handle)
+		c, err := s.skeletonClaim(ctx, rec)
 		switch {
-		case err != nil:
-			return m, fmt.Errorf("claim the skeleton of %s: %w", rec.Handle, err)
-		case stored:
-			m.Claimed++
-			s.logger.Info("claimed the look-alike skeleton of a handle registered before the fold fix", "handle", rec.Handle.String(), "seq", rec.Seq, "skeleton", rec.Handle.Skeleton())
-		case h == rec.Handle:
-			m.Held++
-		case sharedBeforeFold(h.Local(), rec.Handle.Local()):
-			m.Shared++
-			s.logger.Warn("two handles registered before the look-alike fold fix read alike; both stay registered, new look-alikes are refused",
-				"handle", rec.Handle.String(), "seq", rec.Seq, "reads_like", h.String(), "skeleton", rec.Handle.Skeleton())
-		default:
-			err := damaged("the log's claim on skeleton %s is for %s, which does not read like %s (sequence %d)", rec.Handle.Skeleton(), h, rec.Handle, rec.Seq)
+		case errors.Is(err, kez.ErrNotFound) || err == nil && c.holder != rec.Handle && !c.shared:
+			err = claimDamage("skeleton "+rec.Handle.Skeleton(), rec, c.holder, err)
 			s.report(err)
 			return m, err
+		case err != nil:
+			return m, fmt.Errorf("claim the skeleton of %s: %w", rec.Handle, err)
+		case c.stored:
+			m.Claimed++
+		case c.shared:
+			m.Shared++
+			s.logger.Warn("two handles registered before the look-alike fold fix read alike; both stay registered, new look-alikes are refused",
+				"handle", rec.Handle.String(), "seq", rec.Seq, "reads_like", c.holder.String(), "skeleton", rec.Handle.Skeleton())
+		default:
+			m.Held++
 		}
 	}
 	return m, nil
+}
+
+// skeletonLookup is what skeletonClaim found of the log's claim on a
+// handle's skeleton.
+type skeletonLookup struct {
+	holder kez.Handle // the handle the claim names
+	stored bool       // skeletonClaim stored the claim, for the handle
+	// shared: the claim names a look-alike, and the handle is one of a
+	// pair the old fold let through (sharedBeforeFold): not damage.
+	shared bool
+}
+
+// skeletonClaim reads the log's claim on the skeleton of rec, which this
+// replica's projection holds. A claim naming rec's handle is answered as
+// it is. Else, if the fold fix changed the skeleton and the log's claim
+// on the old one (kez.LegacySkeleton) is rec's, the handle was registered
+// by an older release: a missing claim is written now (ClaimSkeleton,
+// logged), and a look-alike's makes a shared pair. A handle registered
+// after the fix never claimed its old skeleton, so a missing claim is
+// kez.ErrNotFound, and a look-alike's is returned as it is (shared
+// false): damage for the caller to report, never claimed again, since
+// the log's leader that lost it would take the claim of anyone.
+func (s *Service) skeletonClaim(ctx context.Context, rec kez.HandleRecord) (skeletonLookup, error) {
+	h, skel, legacy := rec.Handle, rec.Handle.Skeleton(), kez.LegacySkeleton(rec.Handle.Local())
+	holder, err := s.log.SkeletonHandle(ctx, skel)
+	switch {
+	case errors.Is(err, kez.ErrNotFound) && skel != legacy:
+		// Not claimed: an old handle yet to be, or damage.
+	case err != nil, holder == h, !sharedBeforeFold(holder.Local(), h.Local()):
+		return skeletonLookup{holder: holder}, err
+	}
+	switch old, oerr := s.log.SkeletonHandle(ctx, legacy); {
+	case oerr != nil && !errors.Is(oerr, kez.ErrNotFound):
+		return skeletonLookup{}, fmt.Errorf("read the old-fold claim of %s: %w", h, oerr)
+	case oerr != nil || old != h:
+		return skeletonLookup{holder: holder}, err // registered after the fix
+	case err == nil:
+		return skeletonLookup{holder: holder, shared: true}, nil
+	}
+	holder, stored, err := s.log.ClaimSkeleton(ctx, h)
+	if err != nil {
+		return skeletonLookup{}, err
+	}
+	if stored {
+		s.logger.Info("claimed the look-alike skeleton of a handle registered before the fold fix", "handle", h.String(), "seq", rec.Seq, "skeleton", skel)
+	}
+	return skeletonLookup{holder: holder, stored: stored, shared: holder != h && sharedBeforeFold(holder.Local(), h.Local())}, nil
 }
 
 // awaitCaughtUp waits until this replica's projector has reached the end
@@ -180,8 +231,11 @@ func (s *Service) SkeletonsReady(context.Context) error {
 // fix changed (it has a vv), which the old fold let through as two
 // ("avw" and "avvv"), before the upgrade or from a replica of the old
 // release during it. Such a pair is not damage: both stay registered,
-// the claim on the skeleton names one, new look-alikes are refused. (The
-// scrub tells a pair of the old fold from damage by the old claims.)
+// the claim on the skeleton names one, new look-alikes are refused. It
+// reads no claim: skeletonClaim and the scrub also check that the handle
+// the claim does not name holds its old-fold claim, which tells a pair
+// of the old fold from one a damaged log let through after the fix; the
+// cache, which cannot read the log, lets both through.
 func sharedBeforeFold(a, b string) bool {
 	sa := kez.Skeleton(a)
 	return a != b && sa == kez.Skeleton(b) && sa != kez.LegacySkeleton(a)

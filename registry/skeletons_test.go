@@ -98,3 +98,94 @@ func TestServedRegistrationsWaitForSkeletons(t *testing.T) {
 		t.Error("a registration served before Run reached the log")
 	}
 }
+
+// TestLostSkeletonClaimOfAPostFixHandle: a handle registered after the
+// fold fix whose claim a damaged leader lost is damage, reported and
+// refused, not claimed again as if the old release had registered it.
+func TestLostSkeletonClaimOfAPostFixHandle(t *testing.T) {
+	log, rep := newLog(), &reports{}
+	ev := log.add(t, keztest.NewKey(t), "wendy") // claims kez.Skeleton: vvendy
+	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+	for svc.SkeletonsReady(context.Background()) != nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	log.mu.Lock()
+	delete(log.skels, ev.Handle.Skeleton()) // the damaged leader lost it
+	log.mu.Unlock()
+	err := register(t, svc, keztest.NewKey(t), "vvendy")
+	log.mu.Lock()
+	_, reclaimed := log.skels["vvendy"]
+	log.mu.Unlock()
+	if !errors.Is(err, kez.ErrLogDamaged) || !strings.Contains(rep.got(), "no claim on skeleton") {
+		t.Fatalf("Register(vvendy) = %v, reported %q, claim written again on the damaged leader: %v; want ErrLogDamaged, reported",
+			err, rep.got(), reclaimed)
+	}
+}
+
+// TestMigrateSkeletonsReportsALostClaim: a handle registered after the
+// fold fix (it holds no claim of the old fold) whose claim on its
+// skeleton the log lost is damage at the migration too: reported, the
+// pass fails, and the claim is not written again.
+func TestMigrateSkeletonsReportsALostClaim(t *testing.T) {
+	log, rep := newLog(), &reports{}
+	ev := log.add(t, keztest.NewKey(t), "wendy")
+	log.mu.Lock()
+	delete(log.skels, ev.Handle.Skeleton())
+	log.mu.Unlock()
+	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+	m, err := svc.MigrateSkeletons(context.Background())
+	log.mu.Lock()
+	_, reclaimed := log.skels["vvendy"]
+	log.mu.Unlock()
+	if !errors.Is(err, kez.ErrLogDamaged) || reclaimed {
+		t.Errorf("MigrateSkeletons = %+v, %v, claim written again: %v; want ErrLogDamaged, none written", m, err, reclaimed)
+	}
+	if got := rep.got(); !strings.Contains(got, "the log has no claim on skeleton vvendy, which this replica's projection holds for wendy@"+domain) {
+		t.Errorf("reported %q", got)
+	}
+	if svc.SkeletonsReady(context.Background()) == nil {
+		t.Error("ready after a failed migration")
+	}
+}
+
+// TestLookAlikePairAfterTheFix: two look-alike handles of which the one
+// the skeleton claim does not name holds no claim of the old fold are no
+// pair the old fold let through (the second registered after the fix,
+// through a leader that lost the first's claim): damage, at the
+// migration and at a registration of a third look-alike.
+func TestLookAlikePairAfterTheFix(t *testing.T) {
+	want := "the log's claim on skeleton avvv is by avw@" + domain + ", this replica's projection holds it for avvv@" + domain
+	t.Run("migration", func(t *testing.T) {
+		log, rep := newLog(), &reports{}
+		avw := log.add(t, keztest.NewKey(t), "avw").Handle
+		log.add(t, keztest.NewKey(t), "avvv")
+		log.mu.Lock()
+		log.skels["avvv"] = avw
+		log.mu.Unlock()
+		svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+		if m, err := svc.MigrateSkeletons(context.Background()); !errors.Is(err, kez.ErrLogDamaged) {
+			t.Errorf("MigrateSkeletons = %+v, %v; want ErrLogDamaged", m, err)
+		}
+		if got := rep.got(); !strings.Contains(got, want) {
+			t.Errorf("reported %q", got)
+		}
+	})
+	t.Run("registration", func(t *testing.T) {
+		log, rep := newLog(), &reports{}
+		log.addLegacy(t, "avw")
+		avvv := log.addLegacy(t, "avvv")
+		svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
+		for svc.SkeletonsReady(context.Background()) != nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		log.mu.Lock()
+		delete(log.skels, kez.LegacySkeleton(avvv.Local())) // as if avvv came after the fix
+		log.mu.Unlock()
+		if err := register(t, svc, keztest.NewKey(t), "awv"); !errors.Is(err, kez.ErrLogDamaged) {
+			t.Errorf("Register(awv) = %v, want ErrLogDamaged", err)
+		}
+		if got := rep.got(); !strings.Contains(got, want) {
+			t.Errorf("reported %q", got)
+		}
+	})
+}

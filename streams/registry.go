@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +26,19 @@ type Registry struct {
 	probe  *StoreProbe
 	writes *WriteErrors
 	group  grouper
+
+	// tail is what LastSeq last read by subject: the last event behind
+	// the claims that end the stream. lookups counts those reads.
+	tailMu  sync.Mutex
+	tail    registryTail
+	lookups atomic.Uint64
+}
+
+// registryTail is the last event of the registry stream (event) while
+// its last message is the claim at last, in the stream created then.
+type registryTail struct {
+	created     time.Time
+	last, event uint64
 }
 
 // TrackWrites reports Append's batches to w, and has Append answer
@@ -392,7 +407,10 @@ func isClusterUnavailable(err error) bool {
 // The last message is the last event but after the skeleton migration
 // (ClaimSkeleton), whose claims follow the events they are for: then the
 // last event is read by subject, so that the projection, which follows
-// events only, is not seen as behind for ever.
+// events only, is not seen as behind for ever. That read matches every
+// handle's subject on the server, under the stream's lock (15 ms at
+// 200,000 handles), so it is made once per last message: while the
+// stream ends with the same claim, its answer is reused.
 func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -404,6 +422,14 @@ func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 			return err
 		}
 		last = info.State.LastSeq
+		tail := registryTail{created: info.Created, last: last}
+		r.tailMu.Lock()
+		cached := r.tail
+		r.tailMu.Unlock()
+		if cached.created.Equal(tail.created) && cached.last == tail.last {
+			last = cached.event
+			return nil
+		}
 		m, err := r.stream.GetMsg(ctx, last)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil // gone since: damage, for the integrity checks to find
@@ -411,15 +437,22 @@ func (r *Registry) LastSeq(ctx context.Context) (uint64, error) {
 		if err != nil || strings.HasPrefix(m.Subject, handleClaimSubject("")) {
 			return err
 		}
+		r.lookups.Add(1)
 		m, err = r.stream.GetLastMsgForSubject(ctx, registryEvents)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			last = 0
-			return nil
 		case err != nil:
 			return err
+		default:
+			last = m.Sequence
 		}
-		last = m.Sequence
+		if last < tail.last { // else an event came since: not this tail's
+			tail.event = last
+			r.tailMu.Lock()
+			r.tail = tail
+			r.tailMu.Unlock()
+		}
 		return nil
 	})
 	if err != nil {

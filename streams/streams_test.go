@@ -427,3 +427,45 @@ func TestClaimSkeleton(t *testing.T) {
 		t.Errorf("LastSeq with claims after the last event = %d, %v; want %d", last, err, seq)
 	}
 }
+
+// TestLastSeqReadsTheEventBehindAClaimOnce: while the stream ends with a
+// claim, LastSeq reads the last event by subject (a match of every
+// handle's subject on the server) once, not at every call; a new claim
+// is read once more, and an event last is read by nobody.
+func TestLastSeqReadsTheEventBehindAClaimOnce(t *testing.T) {
+	_, reg := setup(t, streams.DefaultConfig())
+	ctx := context.Background()
+	var seq uint64
+	for i := range 5 {
+		var err error
+		if _, seq, err = reg.Append(ctx, event(t, "user"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastSeq := func(want, lookups uint64) {
+		t.Helper()
+		if last, err := reg.LastSeq(ctx); err != nil || last != want {
+			t.Fatalf("LastSeq = %d, %v; want %d", last, err, want)
+		}
+		if n := streams.LastEventLookups(reg); n != lookups {
+			t.Fatalf("%d reads of the last event, want %d", n, lookups)
+		}
+	}
+	lastSeq(seq, 0)
+	if _, stored, err := reg.ClaimSkeleton(ctx, event(t, "avw").Handle); err != nil || !stored {
+		t.Fatalf("ClaimSkeleton(avw) = %v, %v", stored, err)
+	}
+	for range 20 {
+		lastSeq(seq, 1)
+	}
+	if _, stored, err := reg.ClaimSkeleton(ctx, event(t, "bvw").Handle); err != nil || !stored {
+		t.Fatalf("ClaimSkeleton(bvw) = %v, %v", stored, err)
+	}
+	lastSeq(seq, 2)
+	lastSeq(seq, 2)
+	_, seq, err := reg.Append(ctx, event(t, "carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeq(seq, 2)
+}
