@@ -54,11 +54,12 @@ func hostileServer(t testing.TB, key *kez.PrivateKey, serve func(s network.Strea
 }
 
 // trickle writes the first fast bytes written to it at once, then one
-// byte every 100 ms, the way a peer that wants to hold a transfer open
+// byte every so often, the way a peer that wants to hold a transfer open
 // would, until the stream fails.
 type trickle struct {
-	w    io.Writer
-	fast int
+	w     io.Writer
+	fast  int
+	every time.Duration
 }
 
 func (t *trickle) Write(b []byte) (int, error) {
@@ -73,7 +74,7 @@ func (t *trickle) Write(b []byte) (int, error) {
 			}
 			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(t.every)
 		n, err := t.w.Write(b[done : done+1])
 		done += n
 		if err != nil {
@@ -99,7 +100,7 @@ func TestStalledPeer(t *testing.T) {
 		s.Write([]byte{0}) // statusOK
 		var w io.Writer = s
 		if slow.Load() {
-			w = &trickle{w: s, fast: 512 << 10}
+			w = &trickle{w: s, fast: 512 << 10, every: 100 * time.Millisecond}
 		}
 		as.WriteSlice(w, h, off, n)
 		s.Close()
@@ -140,6 +141,39 @@ func TestStalledPeer(t *testing.T) {
 	}
 	if !bytes.Equal(readBlob(t, bs, h), data) {
 		t.Fatal("resumed blob differs")
+	}
+}
+
+// TestTricklingPeer: a peer that sends a byte more often than the
+// pacer's marks are apart (Window/16), after a first burst, is stopped
+// about a window after the burst, as one sending a byte now and then
+// (TestStalledPeer).
+func TestTricklingPeer(t *testing.T) {
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as, bs := newStore(t), newStore(t)
+	const size = 2 << 20
+	h, _ := importRandom(t, as, size, 12)
+	addrs := hostileServer(t, alice, func(s network.Stream, off, n int64) {
+		s.Write([]byte{0}) // statusOK
+		as.WriteSlice(&trickle{w: s, fast: 512 << 10, every: 10 * time.Millisecond}, h, off, n)
+		s.Close()
+	})
+	// 64 KiB every 1.6 s: marks 100 ms apart, a byte every 10 ms.
+	rate := p2p.MinRate{FirstByte: time.Second, Bytes: 64 << 10, Window: 1600 * time.Millisecond}
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs, MinRate: rate})
+	src, err := bn.Peer(alice.Public(), addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = bs.Fetch(ctx, h, size, src, nil)
+	took := time.Since(start)
+	// The burst, a window and its leeway, the scheduler of a loaded
+	// machine.
+	if !errors.Is(err, p2p.ErrStalled) || took > 5*time.Second {
+		t.Fatalf("fetch from a peer sending 100 B/s (minimum 40 KiB/s): %v after %s, want ErrStalled within about 2s", err, took)
 	}
 }
 
