@@ -246,7 +246,52 @@ func TestStalledReader(t *testing.T) {
 	}
 	rc.Close()
 	t.Logf("slot free after %s", took)
-	if took > 8*time.Second {
+	// Four windows of testRate (servingWindows) after bob's receive
+	// window filled, then Slice's next try: at 3.75 s, or 7.75 s on a
+	// loaded machine.
+	if took > 12*time.Second {
 		t.Errorf("the slot came free after %s", took)
 	}
+}
+
+// TestSlowReader: a serving node goes on serving a peer that reads
+// slowly but above its MinRate (here twice it): it stops only those
+// that read less.
+func TestSlowReader(t *testing.T) {
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as := newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, MinRate: testRate})
+	bn := newNode(t, p2p.Config{Key: bob})
+	const size = 48 << 20
+	h, err := as.Import(bytes.NewReader(make([]byte, size)), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.share(h, bob.Public())
+	src, err := bn.Peer(alice.Public(), an.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := src.Slice(ctx, h, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	// 256 KiB/s, twice testRate's 128 KiB/s, for 8 s.
+	const rate = 256 << 10
+	buf := make([]byte, 8<<10)
+	var got int
+	start := time.Now()
+	for time.Since(start) < 8*time.Second {
+		n, err := rc.Read(buf)
+		got += n
+		if err != nil {
+			t.Fatalf("reading at 256 KiB/s (serving minimum 128 KiB/s): %v after %d bytes, %s", err, got, time.Since(start))
+		}
+		time.Sleep(time.Duration(float64(n) / rate * float64(time.Second)))
+	}
+	t.Logf("read %d bytes in %s", got, time.Since(start))
 }
