@@ -422,7 +422,8 @@ func fetchError(h kez.Handle, err error) error {
 	case errors.Is(err, p2p.ErrStalled):
 		return withHint(fmt.Errorf("download from @%s stopped, too slow: %w", h, err),
 			"run the same command again: the download resumes where it stopped",
-			"on a very slow link, --min-rate lowers the bar (such as --min-rate 16KiB/60s)")
+			"on a very slow link, --min-rate lowers your device's bar (such as --min-rate 16KiB/60s); "+
+				"the sender's device holds your reads to its own, 64 KiB per 30 s, whatever you set")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return withHint(err, "run the same command again: the download resumes where it stopped")
 	}

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,4 +412,73 @@ func TestRelayOnlyHidesDirectAddrs(t *testing.T) {
 			t.Fatalf("announcements %+v, want one naming alice's circuit only", offers)
 		}
 	})
+}
+
+// downTransport fails every request while down is set: the home and
+// sig-servers unreachable for a while.
+type downTransport struct{ down atomic.Bool }
+
+func (d *downTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if d.down.Load() {
+		return nil, errors.New("test: servers unreachable")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestServeRetriesPublish: a listen whose first publish of its
+// addresses failed (the sig-server unreachable) publishes them once it
+// can, although they did not change meanwhile.
+func TestServeRetriesPublish(t *testing.T) {
+	st := clienttest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	alice, _ := newUser(t, st, "alice")
+	bob, _ := newUser(t, st, "bob")
+	if err := alice.PublishAddrs(ctx, []string{"/ip4/192.0.2.1/tcp/4001"}); err != nil {
+		t.Fatal(err)
+	}
+	var tr downTransport
+	tr.down.Store(true)
+	c := client.New(alice.Profile(), client.Config{Server: st.URL(), Domain: clienttest.Domain, HTTP: &http.Client{Transport: &tr}})
+	defer c.Close()
+	ready := make(chan []string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(ctx, client.ServeOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+			Ready: func(addrs []string, err error) {
+				if err == nil {
+					t.Error("publishing with the servers unreachable succeeded")
+				}
+				ready <- addrs
+			}})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var want []string
+	select {
+	case want = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	tr.down.Store(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ct, _, err := bob.Add(ctx, handle(t, "alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ep := range ct.Chain.P2P {
+			got = ep.Addrs
+		}
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's endpoint %q 20s after her servers came back, want her node's %q", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

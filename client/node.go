@@ -50,27 +50,44 @@ func (c *Client) Serve(ctx context.Context, opts ServeOptions) error {
 		return err
 	}
 	defer n.Close()
+	// published is what the sigchain was last made to list, once a
+	// publish succeeded (ok): one that failed (the sig-server
+	// unreachable) is tried again publishRetry later.
 	addrs := n.Addrs()
 	err = c.publishAddrs(ctx, addrs)
+	published, ok := addrs, err == nil
 	if opts.Ready != nil {
 		opts.Ready(addrs, err)
 	}
 	tick := time.NewTicker(addrsCheck)
 	defer tick.Stop()
+	retry := time.NewTimer(publishRetry)
+	defer retry.Stop()
+	if err == nil {
+		retry.Stop()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-retry.C:
 		case <-n.AddrsChanged():
 		}
-		if now := n.Addrs(); !slices.Equal(now, addrs) {
+		if now := n.Addrs(); !ok || !slices.Equal(now, published) {
 			if err := c.publishAddrs(ctx, now); err == nil {
-				addrs = now
+				published, ok = now, true
+			} else {
+				ok = false
+				retry.Reset(publishRetry)
 			}
 		}
 	}
 }
+
+// publishRetry is how soon Serve publishes its addresses again after
+// publishing them failed.
+const publishRetry = 5 * time.Second
 
 // startNode starts the user's node: serving (on the profile's port, saved
 // for next time) or only fetching (any port), its transfers bounded by
@@ -80,10 +97,11 @@ func (c *Client) startNode(ctx context.Context, listen []string, serving bool, r
 	if err != nil {
 		return nil, err
 	}
-	// A serving node publishes its own addresses, its circuits only when
-	// relay-only; a fetching one publishes none, but the chain may still
-	// list the direct addresses of an earlier run.
-	if c.cfg.RelayOnly && !serving {
+	// The chain may still list the direct addresses of an earlier run: a
+	// relay-only node replaces them at once, whether it publishes its own
+	// (its circuits, serving: which may fail, or wait for a reservation)
+	// or none (fetching).
+	if c.cfg.RelayOnly {
 		c.hideAddrs(ctx)
 	}
 	store, err := c.blobs()

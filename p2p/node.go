@@ -76,7 +76,9 @@ type Config struct {
 	MaxPeerTransfers int
 	// MinRate is the slowest a transfer, fetched or served, may go before
 	// it is stopped with [ErrStalled]; zero fields take the defaults of
-	// [DefaultMinRate].
+	// [DefaultMinRate]. Serving, the node judges a peer's reads over
+	// four windows at that rate: it sees them in steps of the stream's
+	// flow control.
 	MinRate MinRate
 	// Log receives what the node does; discarded if nil.
 	Log *slog.Logger

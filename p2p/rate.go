@@ -73,11 +73,14 @@ type pacer struct {
 	start time.Time // when the first byte moved; zero before
 	total int64
 	// marks are the byte count moved by each time, oldest first: the last
-	// one at or before now-Window, and the later ones at least
-	// markEvery apart. A count that lands within markEvery of the last
-	// mark moves that mark to now (rather than keep a mark per read),
-	// which takes those bytes as moved later than they were: the rule is
-	// at most Window/markParts more lenient than its letter.
+	// one at or before now-Window, then the later ones. A count that lands
+	// within Window/markParts of the mark before the last one moves the
+	// last one to now (rather than keep a mark per read), which takes
+	// those bytes as moved later than they were, by less than
+	// Window/markParts: the rule is at most that more lenient than its
+	// letter. (Measured from the last mark, which such counts themselves
+	// move, a byte every so often would push it on for ever.) Each mark
+	// is at least Window/markParts after the one two before it.
 	marks []mark
 }
 
@@ -86,7 +89,8 @@ type mark struct {
 	total int64
 }
 
-// markParts is how many marks a window holds at most (plus one).
+// markParts is how finely marks split a window: a window holds at most
+// 2*markParts of them (plus the one before it).
 const markParts = 16
 
 func newPacer(rate MinRate, asked time.Time) *pacer {
@@ -103,8 +107,8 @@ func (p *pacer) add(now time.Time, n int) {
 		p.marks = append(p.marks, mark{now, 0})
 	}
 	p.total += int64(n)
-	if last := &p.marks[len(p.marks)-1]; len(p.marks) > 1 && now.Sub(last.at) < p.rate.Window/markParts {
-		*last = mark{now, p.total}
+	if l := len(p.marks); l > 1 && now.Sub(p.marks[l-2].at) < p.rate.Window/markParts {
+		p.marks[l-1] = mark{now, p.total}
 	} else {
 		p.marks = append(p.marks, mark{now, p.total})
 	}

@@ -34,17 +34,19 @@ func TestPacer(t *testing.T) {
 		{10, 500, 19},      // > 1510: still 3
 		{12, 1000, 28},     // > 2510: 12 (at 11, 1000 moved in (11, 27])
 		{27, 1, 28},        // one byte does not make a window
-		{27.5, 1000, 43.5}, // within a second of the mark at 27: moves it to 27.5
+		{27.5, 1000, 43.5}, // over a second after the mark before the last (12): a new mark
+		{27.8, 1, 43.8},    // within a second of the mark at 27: moves the last to 27.8
+		{28.6, 600, 43.8},  // over a second after 27 (if not after 27.8): a new mark
 	} {
 		p.add(at(tt.at), tt.n)
 		if got := p.deadline(); !got.Equal(at(tt.want)) {
 			t.Fatalf("after %d bytes at +%gs: deadline +%s, want +%gs", tt.n, tt.at, got.Sub(t0), tt.want)
 		}
 	}
-	if len(p.marks) > markParts+2 {
+	if len(p.marks) > 2*markParts+1 {
 		t.Errorf("%d marks kept", len(p.marks))
 	}
-	err := p.stalled(name("peer1"), "sent", at(43.5))
+	err := p.stalled(name("peer1"), "sent", at(44.6))
 	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "peer1 sent 0 bytes in the last 16s") {
 		t.Fatalf("stalled: %v", err)
 	}
@@ -65,7 +67,7 @@ func TestPacerSteady(t *testing.T) {
 			t.Fatalf("steady transfer stalled at +%s", now.Sub(t0))
 		}
 	}
-	if len(p.marks) > markParts+2 {
+	if len(p.marks) > 2*markParts+1 {
 		t.Errorf("%d marks kept", len(p.marks))
 	}
 	p = newPacer(rate, t0)
@@ -91,5 +93,34 @@ func TestMinRateDefaults(t *testing.T) {
 	}
 	if err := (Config{Key: nil}).Validate(); err == nil {
 		t.Fatal("no key validates")
+	}
+}
+
+// TestPacerTrickle: a peer that moves Bytes at once, then a byte at
+// intervals shorter than Window/markParts, stalls about a window after
+// its burst: reads close together do not push one mark forward for
+// ever, and the marks kept stay few.
+func TestPacerTrickle(t *testing.T) {
+	rate := MinRate{FirstByte: time.Second, Bytes: 64 << 10, Window: 32 * time.Second}
+	t0 := time.Unix(1_000_000, 0)
+	p := newPacer(rate, t0)
+	now := t0
+	p.add(now, 64<<10)
+	for range 10000 { // 10000 s, a byte a second
+		now = now.Add(time.Second)
+		if !now.Before(p.deadline()) {
+			break
+		}
+		p.add(now, 1)
+		if len(p.marks) > 2*markParts+1 {
+			t.Fatalf("%d marks kept at +%s", len(p.marks), now.Sub(t0))
+		}
+	}
+	if now.Before(p.deadline()) {
+		t.Fatalf("a byte a second after a burst of 64 KiB never stalled in %s; marks %v", now.Sub(t0), p.marks)
+	}
+	// The burst counts as moved at most Window/markParts late.
+	if took, most := now.Sub(t0), rate.Window+rate.Window/markParts; took < rate.Window || took > most {
+		t.Fatalf("a byte a second after a burst of 64 KiB stalled at +%s, want within [%s, %s]", took, rate.Window, most)
 	}
 }

@@ -72,7 +72,7 @@ func (n *Node) serve(s network.Stream) {
 	// Bao writes a 64-byte tree node or a 16 KiB group at a time; each
 	// write to a stream is a muxer frame, a TLS record and a system
 	// call, so they go out sendBuf at a time.
-	w := bufio.NewWriterSize(&pacedWriter{s: s, p: newPacer(n.cfg.MinRate, time.Now())}, sendBuf)
+	w := bufio.NewWriterSize(&pacedWriter{s: s, p: newPacer(servingRate(n.cfg.MinRate), time.Now())}, sendBuf)
 	err = n.cfg.Store.WriteSlice(w, req.Hash, req.Offset, req.Length)
 	if err == nil {
 		err = w.Flush()
@@ -105,7 +105,31 @@ func (n *Node) releasePeerSlot(id peer.ID) {
 }
 
 // sendBuf is the size of the writes of a blob transfer to its stream.
-const sendBuf = 256 << 10
+// The pacer counts a write once it returns, up to sendBuf late: small
+// against a window's bytes, large enough that a transfer does not cost
+// a frame and a system call per few KiB (64 KiB moves as fast as 256 KiB
+// did over loopback; 16 KiB at half the speed).
+const sendBuf = 64 << 10
+
+// servingWindows is how many windows of its MinRate a serving node
+// judges a peer's reads over (at the same rate): it sees them only as
+// the stream's flow control lets more bytes go, in steps of half the
+// peer's receive window (128 KiB at first with yamux, a quarter of it
+// with QUIC), so that a peer reading 64 KiB every 30 s steadily would
+// seem to read nothing in some 30 s. Over four windows, a reader at 1.75
+// times the default minimum or more is never stopped (the steps and
+// sendBuf are 192 KiB of the 256 KiB it must read), and one that reads
+// nothing is stopped four windows after its receive window filled.
+const servingWindows = 4
+
+// servingRate is the rule a serving node holds its peers' reads to, for
+// a node whose MinRate is rate.
+func servingRate(rate MinRate) MinRate {
+	rate = rate.orDefault()
+	rate.Bytes *= servingWindows
+	rate.Window *= servingWindows
+	return rate
+}
 
 // pacedWriter writes a transfer to its stream, stopping it with
 // ErrStalled once the peer reads slower than the pacer allows.

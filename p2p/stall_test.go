@@ -54,11 +54,12 @@ func hostileServer(t testing.TB, key *kez.PrivateKey, serve func(s network.Strea
 }
 
 // trickle writes the first fast bytes written to it at once, then one
-// byte every 100 ms, the way a peer that wants to hold a transfer open
+// byte every so often, the way a peer that wants to hold a transfer open
 // would, until the stream fails.
 type trickle struct {
-	w    io.Writer
-	fast int
+	w     io.Writer
+	fast  int
+	every time.Duration
 }
 
 func (t *trickle) Write(b []byte) (int, error) {
@@ -73,7 +74,7 @@ func (t *trickle) Write(b []byte) (int, error) {
 			}
 			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(t.every)
 		n, err := t.w.Write(b[done : done+1])
 		done += n
 		if err != nil {
@@ -99,7 +100,7 @@ func TestStalledPeer(t *testing.T) {
 		s.Write([]byte{0}) // statusOK
 		var w io.Writer = s
 		if slow.Load() {
-			w = &trickle{w: s, fast: 512 << 10}
+			w = &trickle{w: s, fast: 512 << 10, every: 100 * time.Millisecond}
 		}
 		as.WriteSlice(w, h, off, n)
 		s.Close()
@@ -140,6 +141,39 @@ func TestStalledPeer(t *testing.T) {
 	}
 	if !bytes.Equal(readBlob(t, bs, h), data) {
 		t.Fatal("resumed blob differs")
+	}
+}
+
+// TestTricklingPeer: a peer that sends a byte more often than the
+// pacer's marks are apart (Window/16), after a first burst, is stopped
+// about a window after the burst, as one sending a byte now and then
+// (TestStalledPeer).
+func TestTricklingPeer(t *testing.T) {
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as, bs := newStore(t), newStore(t)
+	const size = 2 << 20
+	h, _ := importRandom(t, as, size, 12)
+	addrs := hostileServer(t, alice, func(s network.Stream, off, n int64) {
+		s.Write([]byte{0}) // statusOK
+		as.WriteSlice(&trickle{w: s, fast: 512 << 10, every: 10 * time.Millisecond}, h, off, n)
+		s.Close()
+	})
+	// 64 KiB every 1.6 s: marks 100 ms apart, a byte every 10 ms.
+	rate := p2p.MinRate{FirstByte: time.Second, Bytes: 64 << 10, Window: 1600 * time.Millisecond}
+	bn := newNode(t, p2p.Config{Key: bob, Store: bs, MinRate: rate})
+	src, err := bn.Peer(alice.Public(), addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = bs.Fetch(ctx, h, size, src, nil)
+	took := time.Since(start)
+	// The burst, a window and its leeway, the scheduler of a loaded
+	// machine.
+	if !errors.Is(err, p2p.ErrStalled) || took > 5*time.Second {
+		t.Fatalf("fetch from a peer sending 100 B/s (minimum 40 KiB/s): %v after %s, want ErrStalled within about 2s", err, took)
 	}
 }
 
@@ -212,7 +246,52 @@ func TestStalledReader(t *testing.T) {
 	}
 	rc.Close()
 	t.Logf("slot free after %s", took)
-	if took > 8*time.Second {
+	// Four windows of testRate (servingWindows) after bob's receive
+	// window filled, then Slice's next try: at 3.75 s, or 7.75 s on a
+	// loaded machine.
+	if took > 12*time.Second {
 		t.Errorf("the slot came free after %s", took)
 	}
+}
+
+// TestSlowReader: a serving node goes on serving a peer that reads
+// slowly but above its MinRate (here twice it): it stops only those
+// that read less.
+func TestSlowReader(t *testing.T) {
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as := newStore(t)
+	var sh sharer
+	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, MinRate: testRate})
+	bn := newNode(t, p2p.Config{Key: bob})
+	const size = 48 << 20
+	h, err := as.Import(bytes.NewReader(make([]byte, size)), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.share(h, bob.Public())
+	src, err := bn.Peer(alice.Public(), an.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := src.Slice(ctx, h, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	// 256 KiB/s, twice testRate's 128 KiB/s, for 8 s.
+	const rate = 256 << 10
+	buf := make([]byte, 8<<10)
+	var got int
+	start := time.Now()
+	for time.Since(start) < 8*time.Second {
+		n, err := rc.Read(buf)
+		got += n
+		if err != nil {
+			t.Fatalf("reading at 256 KiB/s (serving minimum 128 KiB/s): %v after %d bytes, %s", err, got, time.Since(start))
+		}
+		time.Sleep(time.Duration(float64(n) / rate * float64(time.Second)))
+	}
+	t.Logf("read %d bytes in %s", got, time.Since(start))
 }
