@@ -212,26 +212,10 @@ func TestSilentPeer(t *testing.T) {
 // reading, freeing its slot: a peer that opens transfers and reads none
 // of them holds the node's slots for MinRate's bounds, not forever.
 func TestStalledReader(t *testing.T) {
-	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
-	as := newStore(t)
-	var sh sharer
-	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, MaxPeerTransfers: 1, MinRate: testRate})
-	bn := newNode(t, p2p.Config{Key: bob})
-	// Larger than what flow control lets a stream and the sockets
-	// buffer: serving a transfer nobody reads does not finish.
-	const size = 48 << 20
-	h, err := as.Import(bytes.NewReader(make([]byte, size)), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh.share(h, bob.Public())
-	src, err := bn.Peer(alice.Public(), an.Addrs())
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, h := bigShare(t, p2p.Config{MaxPeerTransfers: 1, MinRate: testRate})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	held, err := src.Slice(ctx, h, 0, size)
+	held, err := src.Slice(ctx, h, 0, bigShareSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +223,7 @@ func TestStalledReader(t *testing.T) {
 	// Bob's one slot is taken until alice drops the transfer he does
 	// not read; Slice asks again meanwhile.
 	start := time.Now()
-	rc, err := src.Slice(ctx, h, 0, size)
+	rc, err := src.Slice(ctx, h, 0, bigShareSize)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("a second transfer after the first stalled: %v after %s", err, took)
@@ -258,24 +242,10 @@ func TestStalledReader(t *testing.T) {
 // slowly but above its MinRate (here twice it): it stops only those
 // that read less.
 func TestSlowReader(t *testing.T) {
-	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
-	as := newStore(t)
-	var sh sharer
-	an := newNode(t, p2p.Config{Key: alice, Store: as, Allow: sh.allow, MinRate: testRate})
-	bn := newNode(t, p2p.Config{Key: bob})
-	const size = 48 << 20
-	h, err := as.Import(bytes.NewReader(make([]byte, size)), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh.share(h, bob.Public())
-	src, err := bn.Peer(alice.Public(), an.Addrs())
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, h := bigShare(t, p2p.Config{MinRate: testRate})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rc, err := src.Slice(ctx, h, 0, size)
+	rc, err := src.Slice(ctx, h, 0, bigShareSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,4 +264,31 @@ func TestSlowReader(t *testing.T) {
 		time.Sleep(time.Duration(float64(n) / rate * float64(time.Second)))
 	}
 	t.Logf("read %d bytes in %s", got, time.Since(start))
+}
+
+// bigShareSize is larger than what flow control lets a stream and the
+// sockets buffer: serving a transfer nobody reads does not finish.
+const bigShareSize = 48 << 20
+
+// bigShare starts alice's node (cfg, with her key and store) sharing a
+// blob of bigShareSize zeros with bob, and returns bob's source for
+// alice and the blob's hash.
+func bigShare(t *testing.T, cfg p2p.Config) (blob.Source, blob.Hash) {
+	t.Helper()
+	alice, bob := keztest.NewKey(t), keztest.NewKey(t)
+	as := newStore(t)
+	var sh sharer
+	cfg.Key, cfg.Store, cfg.Allow = alice, as, sh.allow
+	an := newNode(t, cfg)
+	bn := newNode(t, p2p.Config{Key: bob})
+	h, err := as.Import(bytes.NewReader(make([]byte, bigShareSize)), bigShareSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.share(h, bob.Public())
+	src, err := bn.Peer(alice.Public(), an.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, h
 }
