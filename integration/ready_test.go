@@ -51,6 +51,7 @@ func TestReadiness(t *testing.T) {
 	t.Run("stream missing", func(t *testing.T) {
 		for _, c := range []struct{ url, stream string }{
 			{chatURL, streams.RateLimitStream},
+			{chatURL, streams.NetRateLimitStream},
 			{sigURL, streams.SigchainRateLimitStream},
 		} {
 			if err := js.DeleteStream(ctx, c.stream); err != nil {
