@@ -55,14 +55,15 @@ func fromHost(t testing.TB, server nkeys.KeyPair, key kez.PublicKey, signer *kez
 	return []byte(requestFrom(t, server, key, signer, "a1B2c3D4e5F6g7-", host))
 }
 
-// newAnswerer returns a callout over users (denials counted in reg) and
-// the function that answers a sign-in of key, its nonce signed by
-// signer, from host, through a server of its own.
-func newAnswerer(t *testing.T, users *mock.Users, reg *prometheus.Registry) func(key kez.PublicKey, signer *kez.PrivateKey, host string) ([]byte, error) {
+// newAnswerer returns a callout over users (denials counted in reg, its
+// clock now; nil for the real one) and the function that answers a
+// sign-in of key, its nonce signed by signer, from host, through a
+// server of its own.
+func newAnswerer(t *testing.T, users *mock.Users, reg *prometheus.Registry, now func() time.Time) func(key kez.PublicKey, signer *kez.PrivateKey, host string) ([]byte, error) {
 	t.Helper()
 	issuer, _ := nkeys.CreateAccount()
 	server, _ := nkeys.CreateServer()
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS"}, users, streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
+	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS", Now: now}, users, streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestSignInFloodIPv6Block(t *testing.T) {
 	mallory, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	reg := prometheus.NewRegistry()
-	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), reg)
+	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), reg, nil)
 	for i := range 100 {
 		k, _ := kez.GenerateKey(nil)
 		if _, err := answer(k.Public(), mallory, fmt.Sprintf("2001:db8:0:1::%x", i+1)); err == nil {
@@ -181,20 +182,14 @@ func TestSignInFloodIPv6Block(t *testing.T) {
 // failed 200 times, for a minute; another /48 is not. IPv4 has no such
 // wider tier: as many failures spread over one /24 refuse none of it.
 func TestSignInFloodIPv6Net(t *testing.T) {
-	issuer, _ := nkeys.CreateAccount()
-	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	mallory, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
 	now := time.Unix(1_800_000_000, 0)
 	reg := prometheus.NewRegistry()
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS", Now: func() time.Time { return now }},
-		cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), streams.UserPermissions, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), reg, func() time.Time { return now })
 	signIn := func(host string, key kez.PublicKey, signer *kez.PrivateKey) error {
-		_, _, err := svc.Answer(fromHost(t, server, key, signer, host), "")
+		_, err := answer(key, signer, host)
 		return err
 	}
 	for i := range 200 {
@@ -237,7 +232,7 @@ func TestSignInBesideFailingNeighbour(t *testing.T) {
 	hb, _ := kez.ParseHandle("bob", "kez.test")
 	reg := prometheus.NewRegistry()
 	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: ha, Primary: alice.Public()},
-		kez.HandleRecord{Handle: hb, Primary: bob.Public()}), reg)
+		kez.HandleRecord{Handle: hb, Primary: bob.Public()}), reg, nil)
 	const nat = "203.0.113.9"
 	for range 50 { // bob's client signs with the wrong key
 		if _, err := answer(bob.Public(), mallory, nat); err == nil {
@@ -304,7 +299,7 @@ func TestSignInRegistryUnanswered(t *testing.T) {
 		},
 	}
 	reg := prometheus.NewRegistry()
-	answer := newAnswerer(t, users, reg)
+	answer := newAnswerer(t, users, reg, nil)
 	for range 30 {
 		if _, err := answer(alice.Public(), alice, "203.0.113.5"); !errors.Is(err, callout.ErrLookup) {
 			t.Fatalf("sign-in with the registry not answering: %v, want ErrLookup", err)
@@ -364,20 +359,13 @@ func denials(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 // being refused are never answered. A quiet second later, denials are
 // answered again.
 func TestFloodDenialsUnanswered(t *testing.T) {
-	issuer, _ := nkeys.CreateAccount()
-	server, _ := nkeys.CreateServer()
 	alice, _ := kez.GenerateKey(nil)
 	h, _ := kez.ParseHandle("alice", "kez.test")
-	users := cached(kez.HandleRecord{Handle: h, Primary: alice.Public()})
 	now := time.Unix(1_800_000_000, 0)
-	svc, err := callout.New(callout.Config{Issuer: issuer, Account: "USERS", Now: func() time.Time { return now }},
-		users, streams.UserPermissions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := newAnswerer(t, cached(kez.HandleRecord{Handle: h, Primary: alice.Public()}), prometheus.NewRegistry(),
+		func() time.Time { return now })
 	signIn := func(host string, key kez.PublicKey, signer *kez.PrivateKey) ([]byte, error) {
-		resp, _, err := svc.Answer(fromHost(t, server, key, signer, host), "")
-		return resp, err
+		return answer(key, signer, host)
 	}
 	bogus := func(i int) ([]byte, error) {
 		k, _ := kez.GenerateKey(nil)

@@ -238,36 +238,21 @@ func (c *conns) sweepLocked() {
 	}
 }
 
-// expireLocked drops handle's pending sign-ins older than pendingFor at
-// now and returns those left; c.mu is held.
-func (c *conns) expireLocked(handle string, now time.Time) map[connID]time.Time {
-	p := c.pending[handle]
-	for id, t := range p {
-		if now.Sub(t) > pendingFor {
-			delete(p, id)
+// live drops the entries of m[handle] (its open connections, or its
+// pending sign-ins) older than maxAge at now and returns those left;
+// the conns' mu is held.
+func live(m map[string]map[connID]time.Time, handle string, maxAge time.Duration, now time.Time) map[connID]time.Time {
+	ids := m[handle]
+	for id, t := range ids {
+		if now.Sub(t) > maxAge {
+			delete(ids, id)
 		}
 	}
-	if len(p) == 0 {
-		delete(c.pending, handle)
+	if len(ids) == 0 {
+		delete(m, handle)
 		return nil
 	}
-	return p
-}
-
-// openLocked drops handle's open connections older than maxAge at now
-// and returns those left; c.mu is held.
-func (c *conns) openLocked(handle string, now time.Time) map[connID]time.Time {
-	o := c.open[handle]
-	for id, t := range o {
-		if now.Sub(t) > c.maxAge {
-			delete(o, id)
-		}
-	}
-	if len(o) == 0 {
-		delete(c.open, handle)
-		return nil
-	}
-	return o
+	return ids
 }
 
 // forget drops every open connection counted: events may have been
@@ -294,7 +279,7 @@ func (c *conns) pruneLocked(now time.Time) {
 	if now.Sub(c.aged) >= expiryMargin {
 		c.aged = now
 		for h := range c.open {
-			c.openLocked(h, now)
+			live(c.open, h, c.maxAge, now)
 		}
 	}
 	if now.Sub(c.pruned) < pendingFor {
@@ -302,7 +287,7 @@ func (c *conns) pruneLocked(now time.Time) {
 	}
 	c.pruned = now
 	for h := range c.pending {
-		c.expireLocked(h, now)
+		live(c.pending, h, pendingFor, now)
 	}
 	for id, t := range c.closed {
 		if now.Sub(t) > closedFor {
@@ -340,7 +325,7 @@ func (c *conns) take(handle string, id connID, max int, now time.Time) (int, boo
 	defer c.mu.Unlock()
 	c.sweepLocked()
 	c.pruneLocked(now)
-	n := len(c.openLocked(handle, now)) + len(c.expireLocked(handle, now))
+	n := len(live(c.open, handle, c.maxAge, now)) + len(live(c.pending, handle, pendingFor, now))
 	if n < max {
 		c.addPendingLocked(handle, id, now)
 	}

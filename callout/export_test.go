@@ -15,7 +15,7 @@ func (s *Service) Counted(handle string) int {
 func (s *Service) Opened(handle string) int {
 	s.conns.mu.Lock()
 	defer s.conns.mu.Unlock()
-	return len(s.conns.openLocked(handle, s.cfg.Now()))
+	return len(live(s.conns.open, handle, s.conns.maxAge, s.cfg.Now()))
 }
 
 // SetExpiryMargin makes s count a connection as open for at most its
