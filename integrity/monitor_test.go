@@ -72,6 +72,22 @@ func newMonitor(f *fakeStreams, log *bytes.Buffer) *integrity.Monitor {
 	})
 }
 
+// checkedMonitor returns the streams LOG (led by n1) and KV (led by n2)
+// and a monitor of them, checked once, whose new-leader hook appends the
+// stream to moved.
+func checkedMonitor(t *testing.T, moved *[]string) (*fakeStreams, *integrity.Monitor) {
+	t.Helper()
+	f := &fakeStreams{states: map[string]integrity.State{}}
+	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
+	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
+	m := newMonitor(f, &bytes.Buffer{})
+	m.OnNewLeader(func(s string) { *moved = append(*moved, s) })
+	if err := m.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f, m
+}
+
 func TestMonitorFailsClosed(t *testing.T) {
 	f := &fakeStreams{states: map[string]integrity.State{}, err: errors.New("no answer")}
 	var log bytes.Buffer
@@ -179,19 +195,11 @@ func metric(t *testing.T, reg *prometheus.Registry, name, stream string) float64
 // verifiers' damage is part of every check, their other errors are not
 // damage.
 func TestMonitorReportsAndVerifiers(t *testing.T) {
-	f := &fakeStreams{states: map[string]integrity.State{}}
-	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
-	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
-	var log bytes.Buffer
-	m := newMonitor(f, &log)
+	var moved []string
+	f, m := checkedMonitor(t, &moved)
 	ctx := context.Background()
 	var verr error
 	m.AddVerifier("LOG", func(context.Context, integrity.State) error { return verr })
-	var moved []string
-	m.OnNewLeader(func(s string) { moved = append(moved, s) })
-	if err := m.Check(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	m.Scope("LOG").Report("", "a claim the log forgot")
 	m.Scope("LOG").Report("KV", "a record gone")
@@ -259,17 +267,9 @@ func TestMonitorReportsAndVerifiers(t *testing.T) {
 // no election drops it, only a scrub begun after it (Cleared) or the
 // service (Resolve); the status says it is held, and why.
 func TestMonitorHoldsDamageReportedWithNoLeader(t *testing.T) {
-	f := &fakeStreams{states: map[string]integrity.State{}}
-	f.set(integrity.State{Stream: "LOG", Leader: "n1", FirstSeq: 1, LastSeq: 9, Msgs: 9})
-	f.set(integrity.State{Stream: "KV", Leader: "n2", FirstSeq: 1, LastSeq: 3, Msgs: 3})
-	var log bytes.Buffer
-	m := newMonitor(f, &log)
-	ctx := context.Background()
 	var moved []string
-	m.OnNewLeader(func(s string) { moved = append(moved, s) })
-	if err := m.Check(ctx); err != nil {
-		t.Fatal(err)
-	}
+	f, m := checkedMonitor(t, &moved)
+	ctx := context.Background()
 
 	// Mid-election: the check finds no leader, then a scrub reports.
 	f.set(integrity.State{Stream: "LOG", FirstSeq: 1, LastSeq: 9, Msgs: 9})

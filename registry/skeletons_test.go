@@ -31,6 +31,16 @@ func (l *fakeLog) addLegacy(t *testing.T, name string) kez.Handle {
 	return h
 }
 
+// awaitSkeletons waits for svc's skeleton migration.
+func awaitSkeletons(t *testing.T, svc *registry.Service) {
+	t.Helper()
+	for start := time.Now(); svc.SkeletonsReady(context.Background()) != nil; time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("skeleton migration not done")
+		}
+	}
+}
+
 // TestMigrateSkeletons: the migration at start claims the new skeleton of
 // each old handle with a w or a vv, the earlier of a look-alike pair the
 // old fold let through; look-alikes are then refused, the pair is served,
@@ -42,11 +52,7 @@ func TestMigrateSkeletons(t *testing.T) {
 	log.addLegacy(t, "bvvv")
 	log.addLegacy(t, "carol")
 	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
-	for start := time.Now(); svc.SkeletonsReady(context.Background()) != nil; time.Sleep(5 * time.Millisecond) {
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("skeleton migration not done")
-		}
-	}
+	awaitSkeletons(t, svc)
 	for skel, want := range map[string]kez.Handle{"avvv": avw, "bvvv": bvw} {
 		if got, err := log.SkeletonHandle(context.Background(), skel); err != nil || got != want {
 			t.Errorf("claim on %s = %v, %v; want %v", skel, got, err, want)
@@ -106,9 +112,7 @@ func TestLostSkeletonClaimOfAPostFixHandle(t *testing.T) {
 	log, rep := newLog(), &reports{}
 	ev := log.add(t, keztest.NewKey(t), "wendy") // claims kez.Skeleton: vvendy
 	svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
-	for svc.SkeletonsReady(context.Background()) != nil {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitSkeletons(t, svc)
 	log.mu.Lock()
 	delete(log.skels, ev.Handle.Skeleton()) // the damaged leader lost it
 	log.mu.Unlock()
@@ -175,9 +179,7 @@ func TestLookAlikePairAfterTheFix(t *testing.T) {
 		log.addLegacy(t, "avw")
 		avvv := log.addLegacy(t, "avvv")
 		svc := start(t, log, &fakeProj{recs: map[string]kez.HandleRecord{}}, rep, nil)
-		for svc.SkeletonsReady(context.Background()) != nil {
-			time.Sleep(5 * time.Millisecond)
-		}
+		awaitSkeletons(t, svc)
 		log.mu.Lock()
 		delete(log.skels, kez.LegacySkeleton(avvv.Local())) // as if avvv came after the fix
 		log.mu.Unlock()

@@ -146,8 +146,7 @@ func (r *Registry) Append(ctx context.Context, ev kez.RegistryEvent) (kez.Regist
 				return held, seq, herr
 			}
 			return ev, 0, fmt.Errorf("%w: %w", kez.ErrStoreUnavailable, storeErr)
-		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		case isWrongLastSeq(err):
 			// A claim is held. Find which; an in-flight competitor on a
 			// cluster (10164) may not have stored yet, so look again.
 			held, seq, err := r.whoHolds(ctx, ev)
@@ -577,12 +576,10 @@ func (r *Registry) ClaimSkeleton(ctx context.Context, h kez.Handle) (holder kez.
 	defer cancel()
 	subject := skeletonClaimSubject(h.Skeleton())
 	_, err = r.js.PublishMsg(ctx, claimMsg(subject, claimData(h)))
-	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		return h, true, nil
-	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+	case isWrongLastSeq(err):
 		holder, err = r.claimHandle(ctx, subject)
 		return holder, false, err
 	}
