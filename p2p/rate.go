@@ -70,10 +70,10 @@ func (m MinRate) String() string {
 type pacer struct {
 	rate  MinRate
 	asked time.Time // when the slice was asked for (or the status sent)
-	start time.Time // when the first byte moved; zero before
 	total int64
-	// marks are the byte count moved by each time, oldest first: the last
-	// one at or before now-Window, then the later ones. A count that lands
+	// marks are the byte count moved by each time, oldest first: none
+	// before the first byte moved, which adds {then, 0}; then the last
+	// one at or before now-Window, and the later ones. A count that lands
 	// within Window/markParts of the mark before the last one moves the
 	// last one to now (rather than keep a mark per read), which takes
 	// those bytes as moved later than they were, by less than
@@ -102,8 +102,7 @@ func (p *pacer) add(now time.Time, n int) {
 	if n <= 0 {
 		return
 	}
-	if p.start.IsZero() {
-		p.start = now
+	if len(p.marks) == 0 {
 		p.marks = append(p.marks, mark{now, 0})
 	}
 	p.total += int64(n)
@@ -126,12 +125,13 @@ func (p *pacer) add(now time.Time, n int) {
 // the first time t, Window or more after the first byte, at which the
 // bytes moved in (t-Window, t] are fewer than Bytes.
 func (p *pacer) deadline() time.Time {
-	if p.start.IsZero() {
+	if len(p.marks) == 0 {
 		return p.asked.Add(p.rate.FirstByte)
 	}
 	// The window ending at t holds total - count(t-Window): too few once
 	// count(t-Window) > total-Bytes, i.e. once t-Window reaches the first
-	// mark past that.
+	// mark past that. The first mark is the first byte's, so t is never
+	// less than Window after it.
 	s := p.marks[len(p.marks)-1].at
 	for _, m := range p.marks {
 		if m.total > p.total-p.rate.Bytes {
@@ -139,13 +139,13 @@ func (p *pacer) deadline() time.Time {
 			break
 		}
 	}
-	return later(s, p.start).Add(p.rate.Window)
+	return s.Add(p.rate.Window)
 }
 
 // stalled returns the error of a transfer with peer that passed its
 // deadline; what is "sent" or "read", as the peer did.
 func (p *pacer) stalled(peer fmt.Stringer, what string, now time.Time) error {
-	if p.start.IsZero() {
+	if len(p.marks) == 0 {
 		return fmt.Errorf("%w: peer %s %s no byte within %s", ErrStalled, peer, what, p.rate.FirstByte)
 	}
 	moved := p.total
@@ -155,11 +155,4 @@ func (p *pacer) stalled(peer fmt.Stringer, what string, now time.Time) error {
 		}
 	}
 	return fmt.Errorf("%w: peer %s %s %d bytes in the last %s, less than the minimum of %s", ErrStalled, peer, what, moved, p.rate.Window, p.rate)
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

@@ -139,16 +139,24 @@ type pacedWriter struct {
 }
 
 func (w *pacedWriter) Write(b []byte) (int, error) {
-	dl := w.p.deadline()
+	return paced(w.p, w.s, "read", w.s.SetWriteDeadline, w.s.Write, b)
+}
+
+// paced does one read or write of a transfer on stream s (do, on b),
+// with the pacer's deadline set by setDeadline, and counts the bytes it
+// moved. Once the deadline passed, before or during it, it returns
+// ErrStalled, which says what the peer did too slowly ("sent", "read").
+func paced(p *pacer, s network.Stream, what string, setDeadline func(time.Time) error, do func([]byte) (int, error), b []byte) (int, error) {
+	dl := p.deadline()
 	if !time.Now().Before(dl) {
-		return 0, w.p.stalled(w.s.Conn().RemotePeer(), "read", time.Now())
+		return 0, p.stalled(s.Conn().RemotePeer(), what, time.Now())
 	}
-	_ = w.s.SetWriteDeadline(dl)
-	n, err := w.s.Write(b)
+	_ = setDeadline(dl)
+	n, err := do(b)
 	now := time.Now()
-	w.p.add(now, n)
+	p.add(now, n)
 	if err != nil && !now.Before(dl) {
-		err = w.p.stalled(w.s.Conn().RemotePeer(), "read", now)
+		err = p.stalled(s.Conn().RemotePeer(), what, now)
 	}
 	return n, err
 }
@@ -290,18 +298,7 @@ func (r *streamReader) Read(b []byte) (int, error) {
 			return 0, ErrUpgraded
 		}
 	}
-	dl := r.p.deadline()
-	if !time.Now().Before(dl) {
-		return 0, r.p.stalled(r.s.Conn().RemotePeer(), "sent", time.Now())
-	}
-	_ = r.s.SetReadDeadline(dl)
-	n, err := r.s.Read(b)
-	now := time.Now()
-	r.p.add(now, n)
-	if err != nil && !now.Before(dl) {
-		err = r.p.stalled(r.s.Conn().RemotePeer(), "sent", now)
-	}
-	return n, err
+	return paced(r.p, r.s, "sent", r.s.SetReadDeadline, r.s.Read, b)
 }
 
 func (r *streamReader) Close() error { return r.s.Reset() }
