@@ -22,6 +22,13 @@ import (
 func newUser(t *testing.T, st *clienttest.Stack, handle string) (*client.Client, []string) {
 	t.Helper()
 	c := newClient(t, st)
+	return c, register(t, c, handle)
+}
+
+// register registers handle for a new key in c's profile, and returns
+// the key's words.
+func register(t *testing.T, c *client.Client, handle string) []string {
+	t.Helper()
 	key, words, err := c.NewBackup()
 	if err != nil {
 		t.Fatal(err)
@@ -33,16 +40,23 @@ func newUser(t *testing.T, st *clienttest.Stack, handle string) (*client.Client,
 	if _, chainErr, err := c.Register(context.Background(), h, key); err != nil || chainErr != nil {
 		t.Fatalf("register %s: %v, %v", handle, err, chainErr)
 	}
-	return c, words
+	return words
 }
 
 func newClient(t *testing.T, st *clienttest.Stack) *client.Client {
+	t.Helper()
+	return newClientVia(t, st.URL())
+}
+
+// newClientVia is a client of a fresh profile that asks the home server
+// at server (a proxy of the stack's, say).
+func newClientVia(t *testing.T, server string) *client.Client {
 	t.Helper()
 	p, err := client.OpenProfile(filepath.Join(t.TempDir(), "profile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := client.New(p, client.Config{Server: st.URL(), Domain: clienttest.Domain})
+	c := client.New(p, client.Config{Server: server, Domain: clienttest.Domain})
 	t.Cleanup(c.Close)
 	return c
 }
@@ -58,17 +72,7 @@ func handle(t *testing.T, s string) kez.Handle {
 
 func listenOnce(t *testing.T, c *client.Client) (got []client.Entry, dropped []client.Dropped) {
 	t.Helper()
-	err := c.Listen(context.Background(), client.ListenOptions{Once: true}, func(ev client.Event) {
-		if ev.Entry != nil {
-			got = append(got, *ev.Entry)
-		}
-		if ev.Dropped != nil {
-			dropped = append(dropped, *ev.Dropped)
-		}
-	})
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
+	got, dropped, _ = listenEvents(t, c)
 	return got, dropped
 }
 

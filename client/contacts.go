@@ -127,18 +127,10 @@ func (c *Client) Refresh(ctx context.Context, ct Contact) (Contact, error) {
 
 // markChanged records key as the changed key of contact h.
 func (c *Client) markChanged(h kez.Handle, key kez.PublicKey) (Contact, error) {
-	var ct Contact
-	err := c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
-		for i := range cs {
-			if cs[i].Handle == h {
-				cs[i].setChanged(key, c.cfg.Now().Unix())
-				ct = cs[i]
-				return cs, nil
-			}
-		}
-		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+	return c.p.updateContact(h, func(ct *Contact) error {
+		ct.setChanged(key, c.cfg.Now().Unix())
+		return nil
 	})
-	return ct, err
 }
 
 func keyChangedError(ct Contact) error {
@@ -177,21 +169,16 @@ func (c *Client) MarkShown(h kez.Handle, key kez.PublicKey) error {
 	if _, _, err := c.account(); err != nil {
 		return err
 	}
-	return c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
-		for i := range cs {
-			if cs[i].Handle != h {
-				continue
-			}
-			if cs[i].ChangedKey == nil || !cs[i].ChangedKey.Equal(key) {
-				return cs, withHint(fmt.Errorf("%w: %s is not the changed key recorded for @%s any more", ErrNotShown, key, h),
-					"look again: kez-chat verify @"+h.String())
-			}
-			k := key
-			cs[i].ShownKey = &k
-			return cs, nil
+	_, err := c.p.updateContact(h, func(ct *Contact) error {
+		if ct.ChangedKey == nil || !ct.ChangedKey.Equal(key) {
+			return withHint(fmt.Errorf("%w: %s is not the changed key recorded for @%s any more", ErrNotShown, key, h),
+				"look again: kez-chat verify @"+h.String())
 		}
-		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+		k := key
+		ct.ShownKey = &k
+		return nil
 	})
+	return err
 }
 
 // Trust pins the key the user was shown for contact h: key, or if key is
@@ -224,14 +211,11 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 	if want.IsZero() {
 		want = old.Key
 		if old.ChangedKey != nil {
-			if !old.ChangeShown() {
-				return old, false, notShownError(old)
-			}
 			want, recorded = *old.ChangedKey, true
 		}
 	}
-	if old.setsAside(want) {
-		return old, false, setAsideError(old, want)
+	if err := old.trustRefused(want, recorded); err != nil {
+		return old, false, err
 	}
 	home, err := c.homeOf(h)
 	if err != nil {
@@ -261,28 +245,33 @@ func (c *Client) Trust(ctx context.Context, h kez.Handle, key kez.PublicKey) (Co
 	if err != nil {
 		return old, false, fmt.Errorf("sigchain of @%s: %w", h, err)
 	}
-	var ct Contact
-	err = c.p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
-		for i := range cs {
-			if cs[i].Handle == h {
-				if !cs[i].Key.Equal(old.Key) {
-					return cs, fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
-				}
-				if recorded && (!cs[i].ChangeShown() || !cs[i].ChangedKey.Equal(want)) {
-					return cs, notShownError(cs[i]) // replaced meanwhile
-				}
-				if cs[i].setsAside(want) {
-					return cs, setAsideError(cs[i], want) // recorded meanwhile
-				}
-				cs[i].Key, cs[i].Chain, cs[i].NATSURL = want, st, rec.NATSURL
-				cs[i].ChangedKey, cs[i].ChangedAt, cs[i].ShownKey = nil, 0, nil
-				ct = cs[i]
-				return cs, nil
-			}
+	ct, err := c.p.updateContact(h, func(ct *Contact) error {
+		if !ct.Key.Equal(old.Key) {
+			return fmt.Errorf("@%s was pinned again meanwhile; nothing was trusted, try again", h)
 		}
-		return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+		if err := ct.trustRefused(want, recorded); err != nil {
+			return err // the change replaced, or another recorded, meanwhile
+		}
+		ct.Key, ct.Chain, ct.NATSURL = want, st, rec.NATSURL
+		ct.ChangedKey, ct.ChangedAt, ct.ShownKey = nil, 0, nil
+		return nil
 	})
 	return ct, changed, err
+}
+
+// trustRefused refuses a trust of want that ct's recorded change does not
+// allow: recorded (want is the changed key, the zero key's default) while
+// its safety number was not shown or another key is recorded
+// ([notShownError]), or a change the user was not shown that pinning want
+// would set aside ([setAsideError]).
+func (ct Contact) trustRefused(want kez.PublicKey, recorded bool) error {
+	if recorded && (!ct.ChangeShown() || !ct.ChangedKey.Equal(want)) {
+		return notShownError(ct)
+	}
+	if ct.setsAside(want) {
+		return setAsideError(ct, want)
+	}
+	return nil
 }
 
 // Verification is what the user compares out of band with a contact.

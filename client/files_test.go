@@ -199,25 +199,51 @@ func blobFiles(t *testing.T, c *client.Client) map[string][32]byte {
 // addresses in the sigchain.
 func serve(t *testing.T, c *client.Client) {
 	t.Helper()
+	if _, err := startServe(t, c); err != nil {
+		t.Fatalf("serve: publish addresses: %v", err)
+	}
+}
+
+// startServe runs c's node on loopback until t ends, and returns what
+// Serve reports once it first published its addresses (or failed to).
+func startServe(t *testing.T, c *client.Client) ([]string, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan error, 1)
+	type report struct {
+		addrs []string
+		err   error
+	}
+	ready := make(chan report, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- c.Serve(ctx, client.ServeOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Ready: func(_ []string, err error) { ready <- err }})
+			Ready: func(addrs []string, err error) { ready <- report{addrs, err} }})
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 	})
 	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("serve: publish addresses: %v", err)
-		}
+	case r := <-ready:
+		return r.addrs, r.err
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
+	return nil, nil
+}
+
+// endpointAddrs returns the addresses of the p2p endpoint that reader
+// reads in h's sigchain (ok false: it has none).
+func endpointAddrs(t *testing.T, reader *client.Client, h string) (addrs []string, ok bool) {
+	t.Helper()
+	ct, _, err := reader.Add(context.Background(), handle(t, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range ct.Chain.P2P {
+		return ep.Addrs, true
+	}
+	return nil, false
 }
 
 // TestBrowseHostilePointer: a contact's sigchain may name any blob as
@@ -369,15 +395,11 @@ func TestRelayOnlyHidesDirectAddrs(t *testing.T) {
 	// What bob reads of alice's endpoint.
 	listed := func() []string {
 		t.Helper()
-		ct, _, err := bob.Add(ctx, handle(t, "alice"))
-		if err != nil {
-			t.Fatal(err)
+		addrs, ok := endpointAddrs(t, bob, "alice")
+		if !ok {
+			t.Fatal("alice's sigchain has no p2p endpoint")
 		}
-		for _, ep := range ct.Chain.P2P {
-			return ep.Addrs
-		}
-		t.Fatal("alice's sigchain has no p2p endpoint")
-		return nil
+		return addrs
 	}
 
 	t.Run("fetch", func(t *testing.T) {
@@ -440,39 +462,15 @@ func TestServeRetriesPublish(t *testing.T) {
 	var tr downTransport
 	tr.down.Store(true)
 	c := client.New(alice.Profile(), client.Config{Server: st.URL(), Domain: clienttest.Domain, HTTP: &http.Client{Transport: &tr}})
-	defer c.Close()
-	ready := make(chan []string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Serve(ctx, client.ServeOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Ready: func(addrs []string, err error) {
-				if err == nil {
-					t.Error("publishing with the servers unreachable succeeded")
-				}
-				ready <- addrs
-			}})
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	var want []string
-	select {
-	case want = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
+	t.Cleanup(c.Close) // after startServe's: the node stops first
+	want, err := startServe(t, c)
+	if err == nil {
+		t.Error("publishing with the servers unreachable succeeded")
 	}
 	tr.down.Store(false)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ct, _, err := bob.Add(ctx, handle(t, "alice"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, ep := range ct.Chain.P2P {
-			got = ep.Addrs
-		}
+		got, _ := endpointAddrs(t, bob, "alice")
 		if slices.Equal(got, want) {
 			return
 		}

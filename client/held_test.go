@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -91,21 +90,10 @@ func (p *lookupProxy) take(path string) (badAnswer, bool) {
 
 // newUserVia registers a user whose client asks the home server through
 // server (a proxy of st's).
-func newUserVia(t *testing.T, st *clienttest.Stack, server, name string) *client.Client {
+func newUserVia(t *testing.T, server, name string) *client.Client {
 	t.Helper()
-	p, err := client.OpenProfile(filepath.Join(t.TempDir(), name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(p, client.Config{Server: server, Domain: clienttest.Domain})
-	t.Cleanup(c.Close)
-	key, _, err := c.NewBackup()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, chainErr, err := c.Register(context.Background(), handle(t, name), key); err != nil || chainErr != nil {
-		t.Fatalf("register %s: %v, %v", name, err, chainErr)
-	}
+	c := newClientVia(t, server)
+	register(t, c, name)
 	return c
 }
 
@@ -147,7 +135,7 @@ func TestListenHoldsUnidentifiedSender(t *testing.T) {
 	st := clienttest.Start(t)
 	ctx := context.Background()
 	proxy := newLookupProxy(t, st)
-	bob := newUserVia(t, st, proxy.URL, "bob")
+	bob := newUserVia(t, proxy.URL, "bob")
 	for _, tt := range []struct {
 		sender string
 		answer badAnswer
@@ -212,7 +200,7 @@ func carolUnknown(t *testing.T) (proxy *lookupProxy, bob, alice, carol *client.C
 	t.Helper()
 	st := clienttest.Start(t)
 	proxy = newLookupProxy(t, st)
-	bob = newUserVia(t, st, proxy.URL, "bob")
+	bob = newUserVia(t, proxy.URL, "bob")
 	alice, _ = newUser(t, st, "alice")
 	carol, _ = newUser(t, st, "carol")
 	proxy.set(primary(t, carol), answerNotFound, -1)

@@ -165,12 +165,7 @@ func TestRegisterLostAnswer(t *testing.T) {
 		w.Write(b)
 	}))
 	t.Cleanup(proxy.Close)
-	p, err := client.OpenProfile(filepath.Join(t.TempDir(), "profile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lossy := client.New(p, client.Config{Server: proxy.URL, Domain: clienttest.Domain})
-	t.Cleanup(lossy.Close)
+	lossy := newClientVia(t, proxy.URL)
 	key, _, err := lossy.NewBackup()
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +177,7 @@ func TestRegisterLostAnswer(t *testing.T) {
 	if k, err := lossy.UnfinishedKey(); err != nil || !k.Public().Equal(key.Public()) {
 		t.Fatalf("the profile's key after the lost answer: %v, %v; want the key registered", k, err)
 	}
-	again := client.New(p, client.Config{Server: st.URL(), Domain: clienttest.Domain})
+	again := client.New(lossy.Profile(), client.Config{Server: st.URL(), Domain: clienttest.Domain})
 	t.Cleanup(again.Close)
 	if a, _, err := again.Register(context.Background(), h, key); err != nil || !a.Primary.Equal(key.Public()) {
 		t.Fatalf("register again: %+v, %v; want the registration finished", a, err)

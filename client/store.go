@@ -121,6 +121,25 @@ func (p *Profile) UpdateContacts(fn func([]Contact) ([]Contact, error)) error {
 	return p.updateContactsLocked(fn)
 }
 
+// updateContact runs fn on contact h under the profile's exclusive lock
+// (see [Profile.UpdateContacts]) and saves it unless fn fails; it returns
+// the contact as saved, and [ErrNotContact] if there is none.
+func (p *Profile) updateContact(h kez.Handle, fn func(*Contact) error) (Contact, error) {
+	var ct Contact
+	err := p.UpdateContacts(func(cs []Contact) ([]Contact, error) {
+		i := slices.IndexFunc(cs, func(c Contact) bool { return c.Handle == h })
+		if i < 0 {
+			return cs, fmt.Errorf("@%s: %w", h, ErrNotContact)
+		}
+		if err := fn(&cs[i]); err != nil {
+			return cs, err
+		}
+		ct = cs[i]
+		return cs, nil
+	})
+	return ct, err
+}
+
 func (p *Profile) updateContactsLocked(fn func([]Contact) ([]Contact, error)) error {
 	cs, err := p.Contacts()
 	if err != nil {

@@ -133,7 +133,7 @@ func (f *fake) Trust(ctx context.Context, h kez.Handle, k kez.PublicKey) (client
 			continue
 		}
 		if k.IsZero() {
-			if ct.ChangedKey == nil || ct.ShownKey == nil || !ct.ShownKey.Equal(*ct.ChangedKey) {
+			if !ct.ChangeShown() {
 				return ct, false, client.ErrNotShown
 			}
 			k = *ct.ChangedKey
