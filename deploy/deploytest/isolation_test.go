@@ -5,7 +5,6 @@ package deploytest
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -166,10 +165,7 @@ func (s *stack) adminConn(url string) *nats.Conn {
 func (s *stack) removeVolumes(names ...string) {
 	s.t.Helper()
 	for _, n := range names {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := exec.CommandContext(ctx, "docker", "volume", "rm", s.project+"_"+n).CombinedOutput()
-		cancel()
-		if err != nil {
+		if out, err := runDocker("volume", "rm", s.project+"_"+n); err != nil {
 			s.t.Fatalf("docker volume rm %s_%s: %v %s", s.project, n, err, out)
 		}
 	}
