@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -150,15 +149,7 @@ func (s *stack) adminConn(url string) *nats.Conn {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	var nc *nats.Conn
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
-		if nc, err = nats.Connect(url, opt, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond)); err == nil {
-			s.t.Cleanup(nc.Close)
-			return nc
-		}
-	}
-	s.t.Fatalf("admin connects to %s: %v", url, err)
-	return nil
+	return connect(s.t, url, "admin", opt)
 }
 
 // removeVolumes removes a stopped project's volumes by their compose names.
