@@ -82,11 +82,12 @@ func TestCompose(t *testing.T) {
 	// Each container reads only its own seeds: a compromised sig-server
 	// cannot act as the admin, the system account or the callout issuer.
 	pubs := publicKeys(t, keysBefore)
-	checkSeeds(t, pubs, map[string][]string{
+	seeds := map[string][]string{
 		s.container("chat-server", 1): chatServerSeeds,
 		s.container("sig-server", 1):  sigServerSeeds,
 		s.container("nats", 1):        nil,
-	})
+	}
+	checkSeeds(t, pubs, seeds)
 
 	alice, bob := newUser(t, "alice"), newUser(t, "bob")
 	register(t, chat, alice)
@@ -188,11 +189,7 @@ func TestCompose(t *testing.T) {
 		if keysAfter := s.must("run", "--rm", "--no-deps", "init"); keysAfter != keysBefore {
 			t.Fatalf("the upgrade changed the keys:\n%s\nthen\n%s", keysBefore, keysAfter)
 		}
-		checkSeeds(t, pubs, map[string][]string{
-			s.container("chat-server", 1): chatServerSeeds,
-			s.container("sig-server", 1):  sigServerSeeds,
-			s.container("nats", 1):        nil,
-		})
+		checkSeeds(t, pubs, seeds)
 		chat = s.url("chat-server", 1, 8080)
 		waitLookup(t, chat, alice, 10*time.Second)
 		anc := connectUser(t, natsURL, alice)

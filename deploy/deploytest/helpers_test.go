@@ -315,21 +315,26 @@ func waitLookup(t testing.TB, base string, u user, d time.Duration) {
 // nkey, the nonce signed with it, the auth callout of kez-chat-server.
 func connectUser(t testing.TB, url string, u user) *nats.Conn {
 	t.Helper()
-	pub := u.key.Public()
+	return connect(t, url, u.name, client.NATSAuth(u.key), nats.CustomInboxPrefix(kez.UserInboxPrefix(u.key.Public())))
+}
+
+// connect connects to url as who with opts, trying again for 20 s (the
+// broker may still be starting), reconnecting for ever, and closes the
+// connection at the end of the test.
+func connect(t testing.TB, url, who string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	var (
 		nc  *nats.Conn
 		err error
 	)
 	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
-		nc, err = nats.Connect(url, client.NATSAuth(u.key),
-			nats.CustomInboxPrefix(kez.UserInboxPrefix(pub)),
-			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
-		if err == nil {
+		if nc, err = nats.Connect(url, opts...); err == nil {
 			t.Cleanup(nc.Close)
 			return nc
 		}
 	}
-	t.Fatalf("%s signs in to NATS at %s: %v", u.name, url, err)
+	t.Fatalf("%s signs in to NATS at %s: %v", who, url, err)
 	return nil
 }
 

@@ -5,7 +5,6 @@ package deploytest
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -151,25 +149,14 @@ func (s *stack) adminConn(url string) *nats.Conn {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	var nc *nats.Conn
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
-		if nc, err = nats.Connect(url, opt, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond)); err == nil {
-			s.t.Cleanup(nc.Close)
-			return nc
-		}
-	}
-	s.t.Fatalf("admin connects to %s: %v", url, err)
-	return nil
+	return connect(s.t, url, "admin", opt)
 }
 
 // removeVolumes removes a stopped project's volumes by their compose names.
 func (s *stack) removeVolumes(names ...string) {
 	s.t.Helper()
 	for _, n := range names {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := exec.CommandContext(ctx, "docker", "volume", "rm", s.project+"_"+n).CombinedOutput()
-		cancel()
-		if err != nil {
+		if out, err := runDocker("volume", "rm", s.project+"_"+n); err != nil {
 			s.t.Fatalf("docker volume rm %s_%s: %v %s", s.project, n, err, out)
 		}
 	}
